@@ -1,0 +1,206 @@
+"""Calibration marker detection and photo -> marker-plane geometry.
+
+Frames: see :mod:`ulcerseg.records`. The marker's outer black square has side ``side_mm``;
+its corner 0 is the marker-plane origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ulcerseg.errors import CalibrationError, ConfigError
+from ulcerseg.records import Calibration
+
+log = logging.getLogger(__name__)
+
+
+def aruco_dictionary(name: str, source: str = "<config>") -> cv2.aruco.Dictionary:
+    """OpenCV predefined ArUco/AprilTag dictionary by name, e.g. ``DICT_4X4_50``."""
+    code = getattr(cv2.aruco, name, None)
+    if not name.startswith("DICT_") or not isinstance(code, int):
+        raise ConfigError(f"{source}: marker.dictionary {name!r} is not an OpenCV ArUco dictionary")
+    return cv2.aruco.getPredefinedDictionary(code)
+
+
+@dataclass(frozen=True)
+class MarkerDetection:
+    """Accepted markers found in a photo, largest first; corners in photo px (TL, TR, BR, BL)."""
+
+    ids: tuple[int, ...]
+    corners_px: tuple[np.ndarray, ...]  # each 4 x 2 float64
+
+
+def detect_markers(
+    gray: np.ndarray, dictionary: str, accepted_ids: tuple[int, ...], max_side_px: int = 1600
+) -> MarkerDetection:
+    """Find accepted markers in a grayscale photo (H x W uint8).
+
+    Detection runs on a copy downscaled to ``max_side_px`` (fast on 12-MP photos) and falls
+    back to full resolution; corners are returned in full-resolution photo px.
+    """
+    detector_params = cv2.aruco.DetectorParameters()
+    detector_params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+    detector = cv2.aruco.ArucoDetector(aruco_dictionary(dictionary), detector_params)
+    scale = min(1.0, max_side_px / max(gray.shape))
+    attempts = [scale, 1.0] if scale < 1.0 else [1.0]
+    for s in attempts:
+        small = (
+            gray if s == 1.0 else cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        )
+        corners, ids, _rejected = detector.detectMarkers(small)
+        if ids is None:
+            continue
+        found = [
+            (int(i), c.reshape(4, 2).astype(np.float64) / s)
+            for i, c in zip(ids.ravel(), corners, strict=True)
+            if int(i) in accepted_ids
+        ]
+        if found:
+            found.sort(key=lambda item: -cv2.contourArea(item[1].astype(np.float32)))
+            return MarkerDetection(tuple(i for i, _ in found), tuple(c for _, c in found))
+    return MarkerDetection((), ())
+
+
+def _edge_points(
+    gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, outward: np.ndarray
+) -> np.ndarray:
+    """Sub-pixel points of the black->white edge along the side p0->p1 (photo px)."""
+    side = float(np.linalg.norm(p1 - p0))
+    n_samples = int(np.clip(side / 4, 8, 40))
+    half = max(3.0, 0.12 * side)  # search half-width across the edge, px
+    t = np.linspace(0.15, 0.85, n_samples)
+    offsets = np.linspace(-half, half, int(2 * half) * 2 + 1)
+    base = p0[None, :] + t[:, None] * (p1 - p0)[None, :]
+    pts = base[:, None, :] + offsets[None, :, None] * outward[None, None, :]
+    prof = cv2.remap(
+        gray.astype(np.float32),
+        pts[..., 0].astype(np.float32),
+        pts[..., 1].astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    grad = np.gradient(prof, axis=1)  # dark inside -> bright outside: positive peak
+    grad = np.clip(grad, 0, None)
+    k = np.argmax(grad, axis=1)
+    ok = (k > 0) & (k < len(offsets) - 1) & (grad[np.arange(len(k)), k] > 2.0)
+    rows = np.arange(len(k))[ok]
+    k = k[ok]
+    g0, g1, g2 = grad[rows, k - 1], grad[rows, k], grad[rows, k + 1]
+    denom = g0 - 2 * g1 + g2
+    sub = np.where(np.abs(denom) > 1e-9, 0.5 * (g0 - g2) / np.where(denom == 0, 1, denom), 0.0)
+    step = offsets[1] - offsets[0]
+    off = offsets[k] + np.clip(sub, -1, 1) * step
+    return base[rows] + off[:, None] * outward[None, :]
+
+
+def refine_corners(gray: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, float]:
+    """Refine marker corners by fitting a line to each side's edge points.
+
+    Returns the corners (4 x 2, photo px) at the intersections of the fitted lines, and the
+    RMS distance (px) of the edge points from their lines: it grows when the sticker is bent
+    over a curved finger, blurred, or distorted by the lens. Falls back to the input corners
+    when an edge cannot be fitted.
+    """
+    centre = corners.mean(axis=0)
+    lines = []
+    residuals = []
+    for i in range(4):
+        p0, p1 = corners[i], corners[(i + 1) % 4]
+        direction = (p1 - p0) / max(np.linalg.norm(p1 - p0), 1e-9)
+        normal = np.array([direction[1], -direction[0]])
+        if np.dot(normal, (p0 + p1) / 2 - centre) < 0:
+            normal = -normal
+        pts = _edge_points(gray, p0, p1, normal)
+        if len(pts) < 5:
+            return corners, float("nan")
+        vx, vy, x0, y0 = cv2.fitLine(pts.astype(np.float32), cv2.DIST_L2, 0, 0.01, 0.01).ravel()
+        d = (pts[:, 0] - x0) * vy - (pts[:, 1] - y0) * vx
+        residuals.append(d)
+        lines.append((np.array([x0, y0], float), np.array([vx, vy], float)))
+    refined = np.empty_like(corners)
+    for i in range(4):
+        (a, u), (b, v) = lines[(i - 1) % 4], lines[i]
+        mat = np.array([u, -v]).T
+        if abs(np.linalg.det(mat)) < 1e-6:
+            return corners, float("nan")
+        s, _ = np.linalg.solve(mat, b - a)
+        refined[i] = a + s * u
+    if (
+        np.max(np.linalg.norm(refined - corners, axis=1))
+        > 0.1 * np.linalg.norm(corners[1] - corners[0]) + 2
+    ):
+        log.debug("edge refinement moved a corner too far; keeping detector corners")
+        return corners, float("nan")
+    rms = float(np.sqrt(np.mean(np.concatenate(residuals) ** 2)))
+    return refined, rms
+
+
+def marker_homography(corners_px: np.ndarray, side_mm: float) -> np.ndarray:
+    """3x3 homography from photo px to marker-plane mm for corners TL, TR, BR, BL."""
+    dst = np.array([[0, 0], [side_mm, 0], [side_mm, side_mm], [0, side_mm]], np.float64)
+    return cv2.getPerspectiveTransform(
+        corners_px.astype(np.float32), dst.astype(np.float32)
+    ).astype(np.float64)
+
+
+def apply_homography(h: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map N x 2 points through a 3x3 homography."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    hom = np.c_[pts, np.ones(len(pts))] @ h.T
+    return hom[:, :2] / hom[:, 2:3]
+
+
+def local_scale_and_tilt(h_mm_to_px: np.ndarray, point_mm: np.ndarray) -> tuple[float, float]:
+    """Local px per mm (geometric mean) and plane tilt (degrees) at a marker-plane point.
+
+    Under weak perspective a square of the tilted plane images as a rectangle whose sides'
+    ratio is cos(tilt), so tilt = arccos(sigma_min / sigma_max) of the local Jacobian.
+    """
+    x, y = point_mm
+    hx = h_mm_to_px @ np.array([x, y, 1.0])
+    w = hx[2]
+    jac = (h_mm_to_px[:2, :2] * w - np.outer(hx[:2], h_mm_to_px[2, :2])) / w**2
+    sv = np.linalg.svd(jac, compute_uv=False)
+    px_per_mm = float(np.sqrt(sv[0] * sv[1]))
+    tilt = float(np.degrees(np.arccos(np.clip(sv[1] / sv[0], 0.0, 1.0))))
+    return px_per_mm, tilt
+
+
+def calibrate(
+    rgb: np.ndarray,
+    dictionary: str,
+    accepted_ids: tuple[int, ...],
+    side_mm: float,
+    max_side_px: int = 1600,
+) -> Calibration:
+    """Find the marker in an RGB photo and return its calibration.
+
+    Raises :class:`CalibrationError` when no accepted marker is visible.
+    """
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    found = detect_markers(gray, dictionary, accepted_ids, max_side_px)
+    if not found.ids:
+        raise CalibrationError(f"no marker of {dictionary} with ID in {list(accepted_ids)} found")
+    corners, residual = refine_corners(gray, found.corners_px[0])
+    h = marker_homography(corners, side_mm)
+    centre_mm = np.array([side_mm / 2, side_mm / 2])
+    px_per_mm, tilt = local_scale_and_tilt(np.linalg.inv(h), centre_mm)
+    return Calibration(
+        marker_id=found.ids[0],
+        corners_px=tuple((float(x), float(y)) for x, y in corners),
+        homography=tuple(float(v) for v in (h / h[2, 2]).ravel()),
+        mm_per_px=1.0 / px_per_mm,
+        tilt_deg=tilt,
+        residual_px=residual,
+        side_mm=side_mm,
+        n_markers_found=len(found.ids),
+    )
+
+
+def homography_matrix(calibration: Calibration) -> np.ndarray:
+    """The calibration's photo px -> marker mm homography as a 3x3 array."""
+    return np.asarray(calibration.homography, np.float64).reshape(3, 3)

@@ -1,0 +1,134 @@
+"""Resampling photos onto the marker plane at a fixed physical resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ulcerseg.calibration.marker import apply_homography
+
+
+@dataclass(frozen=True)
+class RectifiedGrid:
+    """A pixel grid on the marker plane: pixel (u, v) is mm (x0 + u / px_per_mm, y0 + v / px_per_mm)."""
+
+    origin_mm: tuple[float, float]
+    px_per_mm: float
+    width: int
+    height: int
+
+    def mm_to_px(self) -> np.ndarray:
+        """3x3 affine matrix from marker mm to grid px."""
+        p = self.px_per_mm
+        return np.array(
+            [[p, 0, -p * self.origin_mm[0]], [0, p, -p * self.origin_mm[1]], [0, 0, 1.0]]
+        )
+
+    def scaled(self, factor: float) -> RectifiedGrid:
+        """The same region at ``factor`` times the resolution."""
+        return RectifiedGrid(
+            self.origin_mm,
+            self.px_per_mm * factor,
+            max(1, round(self.width * factor)),
+            max(1, round(self.height * factor)),
+        )
+
+    def crop(self, x0: int, y0: int, x1: int, y1: int) -> RectifiedGrid:
+        """Sub-grid of pixel columns x0:x1 and rows y0:y1."""
+        p = self.px_per_mm
+        return RectifiedGrid(
+            (self.origin_mm[0] + x0 / p, self.origin_mm[1] + y0 / p), p, x1 - x0, y1 - y0
+        )
+
+
+def photo_footprint_mm(h_px_to_mm: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The photo's outline mapped to the marker plane (4 x 2, mm)."""
+    corners = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], float)
+    return apply_homography(h_px_to_mm, corners)
+
+
+def search_grid(
+    h_px_to_mm: np.ndarray,
+    image_size: tuple[int, int],
+    centre_mm: tuple[float, float],
+    radius_mm: float,
+    px_per_mm: float,
+) -> RectifiedGrid:
+    """Grid covering the square of ``radius_mm`` around ``centre_mm``, clipped to the photo."""
+    width, height = image_size
+    foot = photo_footprint_mm(h_px_to_mm, width, height)
+    lo = np.maximum(foot.min(axis=0), np.asarray(centre_mm) - radius_mm)
+    hi = np.minimum(foot.max(axis=0), np.asarray(centre_mm) + radius_mm)
+    hi = np.maximum(hi, lo + 1.0 / px_per_mm)
+    size = np.ceil((hi - lo) * px_per_mm).astype(int)
+    return RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(size[0]), int(size[1]))
+
+
+def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> np.ndarray:
+    """Resample ``image`` (photo frame) onto ``grid``; pixels outside the photo are 0.
+
+    When the photo is much finer than the grid, the photo region is first shrunk with area
+    averaging so the warp does not alias (and so cost follows the region, not the megapixels).
+    """
+    h_px_to_grid = grid.mm_to_px() @ h_px_to_mm
+    # photo region that maps into the grid
+    grid_corners = np.array(
+        [[0, 0], [grid.width, 0], [grid.width, grid.height], [0, grid.height]], float
+    )
+    photo_pts = apply_homography(np.linalg.inv(h_px_to_grid), grid_corners)
+    x0, y0 = np.floor(np.clip(photo_pts.min(axis=0), 0, None)).astype(int)
+    x1 = int(min(image.shape[1], np.ceil(photo_pts[:, 0].max()) + 1))
+    y1 = int(min(image.shape[0], np.ceil(photo_pts[:, 1].max()) + 1))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((grid.height, grid.width, *image.shape[2:]), image.dtype)
+    region = image[y0:y1, x0:x1]
+    # photo px per grid px (area ratio, so it works under perspective)
+    area_ratio = abs(np.linalg.det(np.linalg.inv(h_px_to_grid)[:2, :2]))
+    shrink = 1.0 / np.sqrt(max(area_ratio, 1e-12))
+    shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
+    if shrink < 0.5:
+        f = min(1.0, 2.0 * shrink)  # keep ~2 photo px per grid px before the warp
+        region = cv2.resize(region, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        sy, sx = region.shape[0] / (y1 - y0), region.shape[1] / (x1 - x0)
+        shift = shift @ np.array([[1 / sx, 0, 0], [0, 1 / sy, 0], [0, 0, 1.0]])
+    return cv2.warpPerspective(
+        region,
+        h_px_to_grid @ shift,
+        (grid.width, grid.height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+def valid_region(
+    h_px_to_mm: np.ndarray, image_size: tuple[int, int], grid: RectifiedGrid
+) -> np.ndarray:
+    """Boolean mask of grid pixels that lie inside the photo."""
+    foot = photo_footprint_mm(h_px_to_mm, *image_size)
+    poly = apply_homography(grid.mm_to_px(), foot)
+    mask = np.zeros((grid.height, grid.width), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 1, shift=4)
+    return mask.astype(bool)
+
+
+def mask_area_mm2(mask_photo: np.ndarray, h_px_to_mm: np.ndarray, px_per_mm: float = 20.0) -> float:
+    """Area (mm²) in the marker plane of a binary mask drawn in the photo frame."""
+    ys, xs = np.nonzero(mask_photo)
+    if len(xs) == 0:
+        return 0.0
+    pts = apply_homography(h_px_to_mm, np.c_[xs, ys].astype(float))
+    lo = pts.min(axis=0) - 2.0
+    hi = pts.max(axis=0) + 2.0
+    size = np.ceil((hi - lo) * px_per_mm).astype(int)
+    grid = RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(size[0]), int(size[1]))
+    warped = cv2.warpPerspective(
+        (mask_photo > 0).astype(np.uint8) * 255,
+        grid.mm_to_px() @ h_px_to_mm,
+        (grid.width, grid.height),
+        flags=cv2.INTER_LINEAR,
+    )
+    # linear interpolation of the 0/255 mask then 50% threshold: sub-pixel-fair edges
+    return float(np.count_nonzero(warped >= 128)) / px_per_mm**2

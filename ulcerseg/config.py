@@ -1,0 +1,232 @@
+"""Typed, validated pipeline configuration (YAML files in ``configs/``).
+
+Every section is a frozen dataclass; loading rejects unknown keys and wrong types with a
+one-line :class:`ConfigError` naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ulcerseg.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MarkerConfig:
+    """Printed calibration marker (OpenCV ArUco/AprilTag)."""
+
+    dictionary: str = "DICT_4X4_50"
+    ids: tuple[int, ...] = (0,)
+    side_mm: float = 10.0  # outer edge of the black square
+    detect_max_side_px: int = 1600  # detection runs on a copy downscaled to this size
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """How photos are found: ``<root>/<subject>/<visit>/<photo>`` or a manifest CSV."""
+
+    ulcer_pattern: str = r"^(?P<ulcer_id>.+)$"  # applied to the file stem
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Model and inference settings; ``None`` means: take it from the model card."""
+
+    model: str = "models/default"
+    backend: str = "auto"  # auto | torch | onnx
+    threshold: float | None = None
+    px_per_mm: float | None = None  # rectified resolution; None -> model card
+    search_radius_mm: float = 45.0  # region around the marker centre that is searched
+    coarse_factor: float = 0.5  # coarse pass at this fraction of px_per_mm
+    coarse_threshold: float = 0.25  # candidate regions: coarse probability above this
+    crop_margin_mm: float = 4.0  # margin around candidates for the fine pass
+    min_area_mm2: float = 0.3  # smaller components are dropped
+    merge_distance_mm: float = 3.0  # components this close to the main one belong to it
+    uncertainty_delta: float = 0.1  # area band = areas at threshold -/+ delta
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Thresholds of the per-photo quality flags."""
+
+    max_tilt_deg: float = 50.0
+    min_photo_px_per_mm: float = 8.0  # native photo resolution at the marker
+    max_marker_residual_px: float = 2.0
+    max_marker_distance_mm: float = 40.0
+    min_sharpness: float = 15.0  # variance of Laplacian in the rectified frame
+    max_clipped_fraction: float = 0.05  # fraction of saturated pixels
+    min_mean_luma: float = 40.0
+    max_mean_luma: float = 225.0
+    min_mean_probability: float = 0.6
+    max_uncertainty_ratio: float = 0.5  # (area_high - area_low) / area
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    write_overlays: bool = True
+    write_rectified: bool = True
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole measurement configuration; its hash is recorded with every output row."""
+
+    marker: MarkerConfig = field(default_factory=MarkerConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def sha256(self) -> str:
+        """Hash of the canonical JSON form: identical settings give identical hashes."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return build_dataclass(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        last: ConfigError | None = None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                last = err
+        raise last or ConfigError(f"{where}: invalid value {value!r}")
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str | int | float):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - programming error
+
+
+def build_dataclass(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """Build a (nested) frozen dataclass from a mapping, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _validate(cfg: PipelineConfig, source: str) -> None:
+    checks = [
+        (cfg.marker.side_mm > 0, "marker.side_mm must be > 0"),
+        (len(cfg.marker.ids) > 0, "marker.ids must list at least one marker ID"),
+        (
+            cfg.segmentation.backend in {"auto", "torch", "onnx"},
+            "segmentation.backend must be auto, torch or onnx",
+        ),
+        (
+            cfg.segmentation.threshold is None or 0 < cfg.segmentation.threshold < 1,
+            "segmentation.threshold must be between 0 and 1",
+        ),
+        (
+            cfg.segmentation.px_per_mm is None or cfg.segmentation.px_per_mm > 0,
+            "segmentation.px_per_mm must be > 0",
+        ),
+        (0 < cfg.segmentation.coarse_factor <= 1, "segmentation.coarse_factor must be in (0, 1]"),
+        (cfg.segmentation.search_radius_mm > 0, "segmentation.search_radius_mm must be > 0"),
+        (cfg.segmentation.threads >= 1, "segmentation.threads must be >= 1"),
+        (
+            0 <= cfg.segmentation.uncertainty_delta < 0.5,
+            "segmentation.uncertainty_delta must be in [0, 0.5)",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {message}")
+    try:
+        import re
+
+        pattern = re.compile(cfg.discovery.ulcer_pattern)
+    except re.error as err:
+        raise ConfigError(
+            f"{source}: discovery.ulcer_pattern is not a valid regex ({err})"
+        ) from err
+    if "ulcer_id" not in pattern.groupindex:
+        raise ConfigError(
+            f"{source}: discovery.ulcer_pattern needs a named group (?P<ulcer_id>...)"
+        )
+    from ulcerseg.calibration.marker import aruco_dictionary
+
+    aruco_dictionary(cfg.marker.dictionary, source)
+
+
+def config_from_dict(data: dict[str, Any] | None, source: str = "<config>") -> PipelineConfig:
+    """Validate a mapping (e.g. parsed YAML) into a :class:`PipelineConfig`."""
+    cfg = build_dataclass(PipelineConfig, data or {}, source)
+    _validate(cfg, source)
+    return cfg
+
+
+def load_config(path: Path | None) -> PipelineConfig:
+    """Load and validate a YAML config; ``None`` gives the defaults."""
+    if path is None:
+        return config_from_dict({}, "<defaults>")
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from err
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return config_from_dict(data, str(path))
+
+
+def with_overrides(cfg: PipelineConfig, **section_values: dict[str, Any]) -> PipelineConfig:
+    """Return ``cfg`` with some values replaced, e.g. ``segmentation={"model": "m"}``."""
+    data = cfg.to_dict()
+    for section, values in section_values.items():
+        data[section].update({k: v for k, v in values.items() if v is not None})
+    return config_from_dict(data, "<overrides>")

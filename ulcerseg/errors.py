@@ -1,0 +1,31 @@
+"""Exceptions with one-line, user-facing messages that name the file or key at fault."""
+
+from __future__ import annotations
+
+
+class UlcersegError(Exception):
+    """Base class: ``str(err)`` is a complete one-line message for the user."""
+
+
+class ConfigError(UlcersegError):
+    """A configuration file or value is invalid."""
+
+
+class InputError(UlcersegError):
+    """An input file or folder cannot be used."""
+
+
+class ImageReadError(InputError):
+    """A photo cannot be read or decoded."""
+
+
+class CalibrationError(UlcersegError):
+    """No usable calibration marker in a photo."""
+
+
+class ModelError(UlcersegError):
+    """A model folder, model card or weights file is invalid."""
+
+
+class DatasetError(InputError):
+    """A training/evaluation dataset folder is invalid."""

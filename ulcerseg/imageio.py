@@ -1,0 +1,136 @@
+"""Photo decoding at the pipeline's edge: bytes, hash, EXIF orientation and date.
+
+Original photos are only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ulcerseg.errors import ImageReadError
+
+log = logging.getLogger(__name__)
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+_EXIF_IFD = 0x8769
+_TAG_DATETIME_ORIGINAL = 36867
+_TAG_DATETIME = 306
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """What is known about a photo file before full decoding."""
+
+    sha256: str
+    width: int  # px, after EXIF orientation
+    height: int  # px, after EXIF orientation
+    mode: str  # Pillow mode of the stored image ("RGB", "L", ...)
+    photo_date: str | None  # ISO 8601 date from EXIF, or None
+    is_grayscale: bool
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of a byte string (the identity of a photo)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a file fully; raise ImageReadError naming the file on OS errors."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ImageReadError(f"{path}: cannot read file ({err.strerror or err})") from err
+
+
+def _exif_date(img: Image.Image) -> str | None:
+    try:
+        exif = img.getexif()
+    except Exception:  # corrupt EXIF must not make a good photo unreadable
+        return None
+    raw = exif.get_ifd(_EXIF_IFD).get(_TAG_DATETIME_ORIGINAL) or exif.get(_TAG_DATETIME)
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S").date().isoformat()
+    except ValueError:
+        log.debug("ignoring malformed EXIF date %r", raw)
+        return None
+
+
+def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
+    """Validate a photo's bytes and read its header (size, mode, EXIF date).
+
+    Truncated JPEGs are caught here with a cheap reduced-size decode, because OpenCV silently
+    fills a truncated image with grey.
+    """
+    if not data:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt, size, mode = img.format, img.size, img.mode
+            orientation = img.getexif().get(0x0112, 1)
+            photo_date = _exif_date(img)
+            if fmt == "JPEG":
+                img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            img.load()
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{path}: not a readable image (unknown format)") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+    if fmt not in {"JPEG", "PNG", "TIFF", "MPO"}:
+        raise ImageReadError(f"{path}: unsupported image format {fmt}")
+    width, height = size
+    if orientation in (5, 6, 7, 8):  # 90° rotations swap the axes
+        width, height = height, width
+    grayscale = mode in {"1", "L", "LA", "I", "I;16", "I;16B", "F", "P"} and not _palette_color(img)
+    return PhotoInfo(sha256_bytes(data), width, height, mode, photo_date, grayscale)
+
+
+def _palette_color(img: Image.Image) -> bool:
+    if img.mode != "P":
+        return False
+    palette = img.getpalette() or []
+    rgb = np.asarray(palette, dtype=np.int16).reshape(-1, 3)
+    return bool(np.any(rgb[:, 0] != rgb[:, 1]) or np.any(rgb[:, 1] != rgb[:, 2]))
+
+
+def decode_rgb(path: Path, data: bytes) -> np.ndarray:
+    """Decode photo bytes to an RGB uint8 array (H x W x 3), EXIF orientation applied."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # applies EXIF orientation
+    if bgr is None:
+        raise ImageReadError(f"{path}: image could not be decoded")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write an RGB (H x W x 3) or single-channel uint8 array as PNG (no metadata)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, enc = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(enc.tobytes())
+    tmp.replace(path)  # atomic: a killed run never leaves a half-written file
+
+
+def read_png(path: Path, color: bool = True) -> np.ndarray:
+    """Read a PNG written by :func:`write_png` (RGB or single channel uint8)."""
+    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
+    arr = cv2.imread(str(path), flag)
+    if arr is None:
+        raise ImageReadError(f"{path}: image could not be decoded")
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if color else arr

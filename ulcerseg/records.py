@@ -1,0 +1,107 @@
+"""Typed records passed between pipeline stages.
+
+Coordinate frames used throughout ulcerseg:
+
+- *photo frame*: pixel coordinates (x right, y down) of the decoded photo after EXIF
+  orientation has been applied; pixel centres at integer coordinates.
+- *marker plane*: millimetres in the plane of the printed calibration marker; origin at the
+  marker's top-left corner (ArUco corner 0), x towards corner 1, y towards corner 3.
+- *rectified frame*: pixels of an image resampled onto the marker plane at a fixed
+  ``px_per_mm``; pixel (u, v) is the marker-plane point
+  ``(origin_mm[0] + u / px_per_mm, origin_mm[1] + v / px_per_mm)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Flag(StrEnum):
+    """Stable quality reason codes. Any flag puts a photo in ``needs_review``."""
+
+    UNREADABLE_FILE = "unreadable_file"
+    NO_MARKER = "no_marker"
+    AMBIGUOUS_MARKER = "ambiguous_marker"
+    MARKER_TOO_OBLIQUE = "marker_too_oblique"
+    LOW_RESOLUTION = "low_resolution"
+    MARKER_FAR_FROM_ULCER = "marker_far_from_ulcer"
+    BLURRED = "blurred"
+    OVEREXPOSED = "overexposed"
+    UNDEREXPOSED = "underexposed"
+    LOW_CONFIDENCE = "low_confidence"
+    MASK_AT_BORDER = "mask_at_border"
+    NO_ULCER_FOUND = "no_ulcer_found"
+    PROCESSING_ERROR = "processing_error"
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    """One photo of one ulcer at one visit, as found by discovery."""
+
+    path: Path
+    subject_id: str
+    ulcer_id: str
+    visit: str
+    study_day: int | None
+    sha256: str
+    photo_date: str | None = None  # ISO 8601 date from EXIF DateTimeOriginal or manifest
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Marker-based calibration of one photo.
+
+    ``homography`` maps photo-frame px to marker-plane mm (row-major 3x3).
+    ``mm_per_px`` is the local scale at the marker centre (geometric mean of both axes).
+    ``tilt_deg`` is the angle between the marker plane and the image plane.
+    ``residual_px`` is the RMS reprojection error of the 4 marker corners in px.
+    """
+
+    marker_id: int
+    corners_px: tuple[tuple[float, float], ...]
+    homography: tuple[float, ...]
+    mm_per_px: float
+    tilt_deg: float
+    residual_px: float
+    side_mm: float
+    n_markers_found: int = 1
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Geometry of the ulcer mask in the marker plane (mm, mm²)."""
+
+    area_mm2: float
+    perimeter_mm: float
+    length_mm: float
+    width_mm: float
+    n_components: int
+    mean_probability: float
+    area_low_mm2: float  # area at threshold + delta (tighter mask)
+    area_high_mm2: float  # area at threshold - delta (looser mask)
+    marker_distance_mm: float | None  # marker centre to ulcer centroid
+
+
+@dataclass
+class PhotoResult:
+    """Everything the pipeline learned about one photo; the unit written to the store."""
+
+    photo: PhotoRecord
+    status: str  # "measured" | "failed"
+    calibration: Calibration | None = None
+    measurement: Measurement | None = None
+    flags: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    image_size: tuple[int, int] | None = None  # (width, height) px, photo frame
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    overlay_path: Path | None = None
+    rectified_path: Path | None = None  # photo resampled onto the rectified frame (PNG)
+    mask_path: Path | None = None  # ulcer mask in the rectified frame (PNG)
+    rectified_origin_mm: tuple[float, float] | None = None
+    rectified_px_per_mm: float | None = None
+
+    @property
+    def needs_review(self) -> bool:
+        return bool(self.flags) or self.status != "measured"
