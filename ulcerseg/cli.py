@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -23,7 +24,10 @@ def main(verbose: int) -> None:
 def run() -> None:
     """Entry point that turns library errors into one-line messages and exit status 2."""
     try:
-        main(standalone_mode=False)
+        code = main(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -35,4 +39,78 @@ def run() -> None:
         sys.exit(2)
 
 
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Output folder (study.sqlite, measurements.csv, overlays/, masks/, rectified/).")
+@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Pipeline config YAML (default: built-in defaults, see configs/default.yaml).")
+@click.option("-m", "--model", default=None,
+              help="Model folder with model.json + model.pt (default: models/default).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default=None,
+              help="Inference backend (default from config: auto = ONNX Runtime when exported).")
+@click.option("--threads", type=int, default=None, help="CPU threads for inference.")
+@click.option("--no-overlays", is_flag=True, help="Do not write overlay PNGs.")
+@click.option("--no-heal", is_flag=True, help="Do not compute healing status after measuring.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def measure(
+    source: Path,
+    out_dir: Path,
+    config_path: Path | None,
+    model: str | None,
+    backend: str | None,
+    threads: int | None,
+    no_overlays: bool,
+    no_heal: bool,
+    progress: bool,
+) -> int:
+    """Measure ulcers in SOURCE: a folder <subject>/<visit>/<photo> or a manifest CSV.
+
+    Exit status: 0 all photos measured, 1 some photos failed (see measurements.csv), 2 error.
+    """
+    from tqdm import tqdm
+
+    from ulcerseg.config import load_config, with_overrides
+    from ulcerseg.pipeline import measure_study
+
+    cfg = load_config(config_path)
+    cfg = with_overrides(
+        cfg,
+        segmentation={"model": model, "backend": backend, "threads": threads},
+        output={"write_overlays": False if no_overlays else None},
+    )
+
+    def bar(items, total):  # type: ignore[no-untyped-def]
+        return tqdm(items, total=total, unit="photo", disable=not progress, file=sys.stderr)
+
+    summary = measure_study(source, out_dir, cfg, progress=bar)
+    if not no_heal:
+        _heal_after_measure(out_dir)
+    for path, reason in summary.problems:
+        click.echo(f"skipped: {path}: {reason}", err=True)
+    for file, reason in summary.failures:
+        click.echo(f"failed: {file}: {reason}", err=True)
+    click.echo(
+        f"{summary.n_photos} photos: {summary.n_measured} measured, {summary.n_failed} failed, "
+        f"{summary.n_skipped} unchanged (skipped), {summary.n_needs_review} need review -> {out_dir}"
+    )
+    return 1 if summary.n_failed else 0
+
+
+def _heal_after_measure(out_dir: Path) -> None:
+    from ulcerseg.healing import heal_study
+
+    heal_study(out_dir)
+
+
 # --- command registration (one line per command) ---
+from ulcerseg.qa.commands import qa_command  # noqa: E402
+from ulcerseg.review.commands import heal, review  # noqa: E402
+from ulcerseg.training.commands import evaluate_command, export_command, train_command  # noqa: E402
+
+main.add_command(heal)
+main.add_command(review)
+main.add_command(qa_command)
+main.add_command(train_command)
+main.add_command(evaluate_command)
+main.add_command(export_command)

@@ -25,7 +25,9 @@ class Flag(StrEnum):
     NO_MARKER = "no_marker"
     AMBIGUOUS_MARKER = "ambiguous_marker"
     MARKER_TOO_OBLIQUE = "marker_too_oblique"
+    MARKER_DISTORTED = "marker_distorted"  # marker edges not straight: bent sticker or blur
     LOW_RESOLUTION = "low_resolution"
+    GRAYSCALE = "grayscale"
     MARKER_FAR_FROM_ULCER = "marker_far_from_ulcer"
     BLURRED = "blurred"
     OVEREXPOSED = "overexposed"

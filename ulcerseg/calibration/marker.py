@@ -48,9 +48,7 @@ def detect_markers(
     scale = min(1.0, max_side_px / max(gray.shape))
     attempts = [scale, 1.0] if scale < 1.0 else [1.0]
     for s in attempts:
-        small = (
-            gray if s == 1.0 else cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        )
+        small = gray if s == 1.0 else cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
         corners, ids, _rejected = detector.detectMarkers(small)
         if ids is None:
             continue
@@ -65,9 +63,7 @@ def detect_markers(
     return MarkerDetection((), ())
 
 
-def _edge_points(
-    gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, outward: np.ndarray
-) -> np.ndarray:
+def _edge_points(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, outward: np.ndarray) -> np.ndarray:
     """Sub-pixel points of the black->white edge along the side p0->p1 (photo px)."""
     side = float(np.linalg.norm(p1 - p0))
     n_samples = int(np.clip(side / 4, 8, 40))
@@ -129,10 +125,7 @@ def refine_corners(gray: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, f
             return corners, float("nan")
         s, _ = np.linalg.solve(mat, b - a)
         refined[i] = a + s * u
-    if (
-        np.max(np.linalg.norm(refined - corners, axis=1))
-        > 0.1 * np.linalg.norm(corners[1] - corners[0]) + 2
-    ):
+    if np.max(np.linalg.norm(refined - corners, axis=1)) > 0.1 * np.linalg.norm(corners[1] - corners[0]) + 2:
         log.debug("edge refinement moved a corner too far; keeping detector corners")
         return corners, float("nan")
     rms = float(np.sqrt(np.mean(np.concatenate(residuals) ** 2)))
@@ -142,9 +135,9 @@ def refine_corners(gray: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, f
 def marker_homography(corners_px: np.ndarray, side_mm: float) -> np.ndarray:
     """3x3 homography from photo px to marker-plane mm for corners TL, TR, BR, BL."""
     dst = np.array([[0, 0], [side_mm, 0], [side_mm, side_mm], [0, side_mm]], np.float64)
-    return cv2.getPerspectiveTransform(
-        corners_px.astype(np.float32), dst.astype(np.float32)
-    ).astype(np.float64)
+    return cv2.getPerspectiveTransform(corners_px.astype(np.float32), dst.astype(np.float32)).astype(
+        np.float64
+    )
 
 
 def apply_homography(h: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -154,17 +147,21 @@ def apply_homography(h: np.ndarray, points: np.ndarray) -> np.ndarray:
     return hom[:, :2] / hom[:, 2:3]
 
 
+def homography_jacobian(h: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """2x2 Jacobian of the map ``h`` at ``point`` (independent of the homography's scale)."""
+    x, y = point
+    hx = h @ np.array([x, y, 1.0])
+    w = hx[2]
+    return (h[:2, :2] * w - np.outer(hx[:2], h[2, :2])) / w**2
+
+
 def local_scale_and_tilt(h_mm_to_px: np.ndarray, point_mm: np.ndarray) -> tuple[float, float]:
     """Local px per mm (geometric mean) and plane tilt (degrees) at a marker-plane point.
 
     Under weak perspective a square of the tilted plane images as a rectangle whose sides'
     ratio is cos(tilt), so tilt = arccos(sigma_min / sigma_max) of the local Jacobian.
     """
-    x, y = point_mm
-    hx = h_mm_to_px @ np.array([x, y, 1.0])
-    w = hx[2]
-    jac = (h_mm_to_px[:2, :2] * w - np.outer(hx[:2], h_mm_to_px[2, :2])) / w**2
-    sv = np.linalg.svd(jac, compute_uv=False)
+    sv = np.linalg.svd(homography_jacobian(h_mm_to_px, point_mm), compute_uv=False)
     px_per_mm = float(np.sqrt(sv[0] * sv[1]))
     tilt = float(np.degrees(np.arccos(np.clip(sv[1] / sv[0], 0.0, 1.0))))
     return px_per_mm, tilt

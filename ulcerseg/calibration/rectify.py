@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.calibration.marker import apply_homography, homography_jacobian
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,7 @@ class RectifiedGrid:
     def mm_to_px(self) -> np.ndarray:
         """3x3 affine matrix from marker mm to grid px."""
         p = self.px_per_mm
-        return np.array(
-            [[p, 0, -p * self.origin_mm[0]], [0, p, -p * self.origin_mm[1]], [0, 0, 1.0]]
-        )
+        return np.array([[p, 0, -p * self.origin_mm[0]], [0, p, -p * self.origin_mm[1]], [0, 0, 1.0]])
 
     def scaled(self, factor: float) -> RectifiedGrid:
         """The same region at ``factor`` times the resolution."""
@@ -38,9 +36,7 @@ class RectifiedGrid:
     def crop(self, x0: int, y0: int, x1: int, y1: int) -> RectifiedGrid:
         """Sub-grid of pixel columns x0:x1 and rows y0:y1."""
         p = self.px_per_mm
-        return RectifiedGrid(
-            (self.origin_mm[0] + x0 / p, self.origin_mm[1] + y0 / p), p, x1 - x0, y1 - y0
-        )
+        return RectifiedGrid((self.origin_mm[0] + x0 / p, self.origin_mm[1] + y0 / p), p, x1 - x0, y1 - y0)
 
 
 def photo_footprint_mm(h_px_to_mm: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -74,9 +70,7 @@ def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> n
     """
     h_px_to_grid = grid.mm_to_px() @ h_px_to_mm
     # photo region that maps into the grid
-    grid_corners = np.array(
-        [[0, 0], [grid.width, 0], [grid.width, grid.height], [0, grid.height]], float
-    )
+    grid_corners = np.array([[0, 0], [grid.width, 0], [grid.width, grid.height], [0, grid.height]], float)
     photo_pts = apply_homography(np.linalg.inv(h_px_to_grid), grid_corners)
     x0, y0 = np.floor(np.clip(photo_pts.min(axis=0), 0, None)).astype(int)
     x1 = int(min(image.shape[1], np.ceil(photo_pts[:, 0].max()) + 1))
@@ -84,9 +78,9 @@ def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> n
     if x1 <= x0 or y1 <= y0:
         return np.zeros((grid.height, grid.width, *image.shape[2:]), image.dtype)
     region = image[y0:y1, x0:x1]
-    # photo px per grid px (area ratio, so it works under perspective)
-    area_ratio = abs(np.linalg.det(np.linalg.inv(h_px_to_grid)[:2, :2]))
-    shrink = 1.0 / np.sqrt(max(area_ratio, 1e-12))
+    # grid px per photo px at the grid centre (area ratio, so it works under perspective)
+    jac = homography_jacobian(np.linalg.inv(h_px_to_grid), np.array([grid.width / 2, grid.height / 2]))
+    shrink = 1.0 / np.sqrt(max(abs(np.linalg.det(jac)), 1e-12))
     shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
     if shrink < 0.5:
         f = min(1.0, 2.0 * shrink)  # keep ~2 photo px per grid px before the warp
@@ -103,9 +97,7 @@ def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> n
     )
 
 
-def valid_region(
-    h_px_to_mm: np.ndarray, image_size: tuple[int, int], grid: RectifiedGrid
-) -> np.ndarray:
+def valid_region(h_px_to_mm: np.ndarray, image_size: tuple[int, int], grid: RectifiedGrid) -> np.ndarray:
     """Boolean mask of grid pixels that lie inside the photo."""
     foot = photo_footprint_mm(h_px_to_mm, *image_size)
     poly = apply_homography(grid.mm_to_px(), foot)

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from ulcerseg.config import DiscoveryConfig
+from ulcerseg.discover import discover
+from ulcerseg.errors import InputError
+from ulcerseg.imageio import sha256_bytes
+from ulcerseg.visits import visit_to_day
+
+
+def _touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_folder_layout_gives_subject_visit_ulcer_and_day(tmp_path: Path) -> None:
+    _touch(tmp_path / "S001" / "D0" / "R2_ulcer1.jpg", b"a")
+    _touch(tmp_path / "S001" / "W4" / "R2_ulcer1.JPG", b"b")
+    _touch(tmp_path / "S002" / "w12" / "L3_ulcer2.png", b"c")
+    _touch(tmp_path / "S002" / "W12" / "notes.txt")
+    _touch(tmp_path / "ground_truth.csv")
+    cfg = DiscoveryConfig(ulcer_pattern=r"^(?P<finger>[LR]\d)_(?P<ulcer_id>ulcer\d+)$")
+    found = discover(tmp_path, cfg)
+    got = [(p.subject_id, p.visit, p.ulcer_id, p.study_day) for p in found.photos]
+    assert got == [("S001", "D0", "ulcer1", 0), ("S001", "W4", "ulcer1", 28), ("S002", "W12", "ulcer2", 84)]
+    assert found.photos[0].sha256 == sha256_bytes(b"a")
+    assert found.problems == []
+
+
+def test_misplaced_files_are_reported_not_guessed(tmp_path: Path) -> None:
+    _touch(tmp_path / "S001" / "baseline" / "u1.jpg")
+    _touch(tmp_path / "S001" / "u1.jpg")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert found.photos == []
+    reasons = " ".join(r for _, r in found.problems)
+    assert "not a visit label" in reasons and "not in a <subject>/<visit>/ folder" in reasons
+
+
+def test_manifest(tmp_path: Path) -> None:
+    _touch(tmp_path / "photos" / "a.jpg", b"a")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "subject,ulcer,visit,path,date\nS9,U1,W2,photos/a.jpg,2026-01-15\nS9,U1,X1,photos/a.jpg,\n"
+    )
+    found = discover(manifest, DiscoveryConfig())
+    assert [(p.subject_id, p.ulcer_id, p.study_day, p.photo_date) for p in found.photos] == [
+        ("S9", "U1", 14, "2026-01-15")
+    ]
+    assert found.relative(found.photos[0].path) == "photos/a.jpg"
+    assert "bad visit label" in found.problems[0][1]
+
+
+def test_manifest_missing_columns(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject,path\n")
+    with pytest.raises(InputError, match=r"m\.csv: manifest lacks column\(s\) ulcer, visit"):
+        discover(manifest, DiscoveryConfig())
+
+
+def test_missing_folder_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        discover(tmp_path / "nope", DiscoveryConfig())
+
+
+@pytest.mark.parametrize(("label", "day"), [("D0", 0), ("D3", 3), ("W2", 14), ("w16", 112)])
+def test_visit_to_day(label: str, day: int) -> None:
+    assert visit_to_day(label) == day
+
+
+def test_bad_visit_label() -> None:
+    with pytest.raises(InputError, match="'Week4'"):
+        visit_to_day("Week4")

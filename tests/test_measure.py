@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from ulcerseg.measure import feret_length_width, mask_geometry
+from ulcerseg.segmentation.postprocess import ulcer_mask
+
+
+def test_rectangle_geometry_is_exact() -> None:
+    mask = np.zeros((100, 100), bool)
+    mask[20:30, 10:50] = True  # 40 x 10 px
+    g = mask_geometry(mask, px_per_mm=10.0)
+    assert g.area_mm2 == pytest.approx(4.0)
+    assert g.length_mm == pytest.approx(np.hypot(40, 10) / 10)  # the diagonal is the longest chord
+    assert g.n_components == 1
+    assert g.perimeter_mm == pytest.approx(10.0, rel=0.05)
+
+
+def test_length_and_perpendicular_width_of_a_rotated_ellipse() -> None:
+    import cv2
+
+    mask = np.zeros((300, 300), np.uint8)
+    cv2.ellipse(mask, (150, 150), (100, 15), 30, 0, 360, 1, -1)  # 200 x 30 px, rotated 30°
+    length, width = feret_length_width(mask)
+    assert length == pytest.approx(201, abs=2)  # +1: pixel extent, not centre to centre
+    assert width == pytest.approx(31, abs=2)
+
+
+def test_empty_mask() -> None:
+    g = mask_geometry(np.zeros((10, 10), bool), 10.0)
+    assert g.area_mm2 == 0 and g.n_components == 0 and g.centroid_px is None
+
+
+def test_postprocess_drops_small_and_far_components_and_fills_holes() -> None:
+    prob = np.zeros((200, 200), np.float32)
+    prob[50:90, 50:90] = 0.9  # main ulcer, 16 mm² at 10 px/mm
+    prob[65:75, 65:75] = 0.1  # a hole inside it
+    prob[50:60, 95:100] = 0.8  # fragment 0.5 mm from the main one: kept
+    prob[150:154, 150:154] = 0.95  # speck of 0.16 mm²: dropped (min area)
+    prob[150:180, 10:40] = 0.7  # separate blob far away: not the ulcer
+    mask = ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=3.0)
+    assert mask[70, 70]  # hole filled
+    assert mask[55, 97]  # nearby fragment kept
+    assert not mask[152, 152] and not mask[160, 20]
+    assert mask.sum() == 40 * 40 + 10 * 5
+
+
+def test_postprocess_respects_exclusion() -> None:
+    prob = np.full((50, 50), 0.9, np.float32)
+    exclude = np.zeros_like(prob, bool)
+    exclude[:, :25] = True
+    mask = ulcer_mask(prob, 0.5, 10.0, 0.3, 3.0, exclude=exclude)
+    assert not mask[:, :25].any() and mask[:, 25:].all()

@@ -1,0 +1,133 @@
+import csv
+import io
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import RednessBackend, make_photo, write_jpeg
+from PIL import Image
+
+from ulcerseg.config import PipelineConfig
+from ulcerseg.imageio import sha256_bytes
+from ulcerseg.pipeline import measure_study
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> tuple[Path, dict[str, float]]:
+    """A trial folder with good photos and every kind of bad file."""
+    root = tmp_path / "trial"
+    truth = {}
+    for i, (tilt, radius) in enumerate([(0, (2.5, 1.8)), (30, (1.5, 1.2)), (45, (3.0, 2.0))]):
+        photo = make_photo(tilt_deg=tilt, ulcer_radius_mm=radius, px_per_mm=14, size=(800, 600))
+        rel = f"S001/W{4 * i}/U1.jpg" if i else "S001/D0/U1.jpg"
+        write_jpeg(root / rel, photo.rgb)
+        truth[rel] = photo.true_area_mm2
+    (root / "S002" / "D0").mkdir(parents=True)
+    (root / "S002" / "D0" / "U1_empty.jpg").write_bytes(b"")
+    (root / "S002" / "D0" / "U2_text.jpg").write_text("not a photo at all\n")
+    good = (root / "S001" / "D0" / "U1.jpg").read_bytes()
+    (root / "S002" / "D0" / "U3_truncated.jpg").write_bytes(good[: len(good) // 2])
+    write_jpeg(root / "S002" / "D0" / "U4_nomarker.jpg", make_photo(with_marker=False).rgb)
+    gray = make_photo(px_per_mm=14, size=(800, 600)).rgb.mean(axis=2).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(gray).save(buf, "PNG")
+    (root / "S002" / "D0" / "U5_gray.png").write_bytes(buf.getvalue())
+    return root, truth
+
+
+def _rows(out: Path) -> dict[str, dict[str, str]]:
+    with (out / "measurements.csv").open() as fh:
+        return {r["file"]: r for r in csv.DictReader(fh)}
+
+
+def test_batch_with_bad_files(mixed_folder, tmp_path: Path) -> None:
+    root, truth = mixed_folder
+    before = {p: sha256_bytes(p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    backend = RednessBackend()
+    summary = measure_study(root, out, PipelineConfig(), backend=backend)
+    rows = _rows(out)
+    assert summary.n_photos == 8 and len(rows) == 8
+    for rel, true_area in truth.items():
+        row = rows[rel]
+        assert row["status"] == "measured"
+        # geometry end to end: marker scale, perspective, rectification and measurement
+        assert float(row["area_mm2"]) == pytest.approx(true_area, rel=0.08)
+        assert row["model_sha256"] == backend.sha256
+        assert row["config_sha256"] == PipelineConfig().sha256()
+        assert row["package_version"]
+        assert (out / row["overlay_file"]).is_file() and (out / row["mask_file"]).is_file()
+    expected = {
+        "S002/D0/U1_empty.jpg": "unreadable_file",
+        "S002/D0/U2_text.jpg": "unreadable_file",
+        "S002/D0/U3_truncated.jpg": "unreadable_file",
+        "S002/D0/U4_nomarker.jpg": "no_marker",
+    }
+    for rel, code in expected.items():
+        assert rows[rel]["status"] == "failed"
+        assert code in rows[rel]["flags"].split(";")
+        assert rel.split("/")[-1] in rows[rel]["error"]
+        assert rows[rel]["needs_review"] == "1"
+    assert "grayscale" in rows["S002/D0/U5_gray.png"]["flags"]
+    assert summary.n_failed == 4
+    after = {p: sha256_bytes(p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+    assert after == before  # originals never modified
+
+
+def test_rerun_measures_nothing_new_and_resume_does_not_duplicate(mixed_folder, tmp_path: Path) -> None:
+    root, _ = mixed_folder
+    out = tmp_path / "out"
+    first = measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    assert first.n_skipped == 0
+    backend = RednessBackend()
+    second = measure_study(root, out, PipelineConfig(), backend=backend)
+    assert second.n_skipped == 8 and second.n_measured == 0 and backend.calls == 0
+    # simulate a run killed after the first rows: drop later rows, then resume
+    con = sqlite3.connect(out / "study.sqlite")
+    with con:
+        con.execute("DELETE FROM flags WHERE measurement_id > 3")
+        con.execute("DELETE FROM measurements WHERE measurement_id > 3")
+    con.close()
+    third = measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    assert third.n_skipped == 3 and third.n_measured + third.n_failed == 5
+    con = sqlite3.connect(out / "study.sqlite")
+    n_rows, n_photos = con.execute("SELECT COUNT(*), COUNT(DISTINCT file) FROM measurements").fetchone()
+    assert n_rows == n_photos == 8
+
+
+def test_same_inputs_give_identical_numbers(mixed_folder, tmp_path: Path) -> None:
+    root, _ = mixed_folder
+    cols = ["area_mm2", "length_mm", "width_mm", "perimeter_mm", "mm_per_px", "flags"]
+    results = []
+    for name in ("a", "b"):
+        measure_study(root, tmp_path / name, PipelineConfig(), backend=RednessBackend())
+        results.append({f: [r[c] for c in cols] for f, r in _rows(tmp_path / name).items()})
+    assert results[0] == results[1]
+
+
+def test_changed_config_measures_again(mixed_folder, tmp_path: Path) -> None:
+    from ulcerseg.config import with_overrides
+
+    root, _ = mixed_folder
+    out = tmp_path / "out"
+    measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    cfg = with_overrides(PipelineConfig(), segmentation={"min_area_mm2": 0.5})
+    again = measure_study(root, out, cfg, backend=RednessBackend())
+    assert again.n_skipped == 0
+    assert {r["config_sha256"] for r in _rows(out).values()} == {cfg.sha256()}
+
+
+def test_coarse_to_fine_segments_only_the_candidate_crop(tmp_path: Path) -> None:
+    """Fine-pass cost follows the ulcer, not the photo: the measured grid is a small crop."""
+    from ulcerseg.calibration.marker import calibrate, homography_matrix
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.segmentation.inference import segment_photo
+
+    photo = make_photo(px_per_mm=14, size=(1600, 1200))
+    cal = calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
+    seg = segment_photo(RednessBackend(), photo.rgb, homography_matrix(cal), 10.0, SegmentationConfig())
+    assert seg.found_candidates
+    assert seg.grid.px_per_mm == 10.0
+    area_searched_mm2 = (1600 / 14) * (1200 / 14)
+    assert seg.grid.width * seg.grid.height / 100 < 0.25 * area_searched_mm2

@@ -1,0 +1,99 @@
+"""Geometry of ulcer masks in the rectified marker-plane frame (mm, mm²)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from skimage.measure import perimeter as skimage_perimeter
+
+from ulcerseg.records import Measurement
+
+
+@dataclass(frozen=True)
+class MaskGeometry:
+    """Size of a binary mask: area (mm²), perimeter, length and perpendicular width (mm)."""
+
+    area_mm2: float
+    perimeter_mm: float
+    length_mm: float
+    width_mm: float
+    n_components: int
+    centroid_px: tuple[float, float] | None  # (x, y) in the mask's frame
+
+
+def feret_length_width(mask: np.ndarray) -> tuple[float, float]:
+    """Longest extent of a mask and the extent perpendicular to it (px).
+
+    Computed on the convex hull of pixel corners, so a single pixel measures 1 x 1.
+    """
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return 0.0, 0.0
+    # pixel corners: each pixel covers [x-0.5, x+0.5] x [y-0.5, y+0.5]
+    pts = np.c_[xs, ys].astype(np.float32)
+    offsets = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]], np.float32)
+    hull = cv2.convexHull((pts[:, None, :] + offsets[None]).reshape(-1, 2)).reshape(-1, 2)
+    hull = hull.astype(np.float64)
+    diff = hull[:, None, :] - hull[None, :, :]
+    dist2 = (diff**2).sum(axis=2)
+    i, j = np.unravel_index(np.argmax(dist2), dist2.shape)
+    length = float(np.sqrt(dist2[i, j]))
+    axis = (hull[j] - hull[i]) / max(length, 1e-12)
+    normal = np.array([-axis[1], axis[0]])
+    proj = hull @ normal
+    return length, float(proj.max() - proj.min())
+
+
+def mask_geometry(mask: np.ndarray, px_per_mm: float) -> MaskGeometry:
+    """Area, perimeter, length and width of a binary mask sampled at ``px_per_mm``."""
+    mask = np.asarray(mask).astype(bool)
+    count = int(np.count_nonzero(mask))
+    if count == 0:
+        return MaskGeometry(0.0, 0.0, 0.0, 0.0, 0, None)
+    n_labels, _labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    length_px, width_px = feret_length_width(mask)
+    ys, xs = np.nonzero(mask)
+    return MaskGeometry(
+        area_mm2=count / px_per_mm**2,
+        perimeter_mm=float(skimage_perimeter(mask, neighborhood=4)) / px_per_mm,
+        length_mm=length_px / px_per_mm,
+        width_mm=width_px / px_per_mm,
+        n_components=n_labels - 1,
+        centroid_px=(float(xs.mean()), float(ys.mean())),
+    )
+
+
+def measure_ulcer(
+    probability: np.ndarray,
+    mask: np.ndarray,
+    band_masks: tuple[np.ndarray, np.ndarray],
+    px_per_mm: float,
+    origin_mm: tuple[float, float],
+    marker_centre_mm: tuple[float, float] | None,
+) -> Measurement:
+    """Full measurement of the ulcer mask in a rectified grid.
+
+    ``band_masks`` are the (tighter, looser) masks at threshold +/- delta, giving the area
+    uncertainty band; ``probability`` is the network's foreground probability on the grid.
+    """
+    geom = mask_geometry(mask, px_per_mm)
+    mean_prob = float(probability[mask > 0].mean()) if geom.area_mm2 > 0 else 0.0
+    distance = None
+    if geom.centroid_px is not None and marker_centre_mm is not None:
+        cx = origin_mm[0] + geom.centroid_px[0] / px_per_mm
+        cy = origin_mm[1] + geom.centroid_px[1] / px_per_mm
+        distance = float(np.hypot(cx - marker_centre_mm[0], cy - marker_centre_mm[1]))
+    low, high = (float(np.count_nonzero(m)) / px_per_mm**2 for m in band_masks)
+    return Measurement(
+        area_mm2=geom.area_mm2,
+        perimeter_mm=geom.perimeter_mm,
+        length_mm=geom.length_mm,
+        width_mm=geom.width_mm,
+        n_components=geom.n_components,
+        mean_probability=mean_prob,
+        area_low_mm2=min(low, geom.area_mm2),
+        area_high_mm2=max(high, geom.area_mm2),
+        marker_distance_mm=distance,
+    )

@@ -1,0 +1,215 @@
+"""The measurement pipeline: photo folder -> calibrated ulcer measurements in the study store.
+
+One bad photo never stops a batch: every failure becomes a ``failed`` row with a reason code,
+and each photo's row is committed before the next photo starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ulcerseg import __version__
+from ulcerseg.calibration.marker import calibrate, homography_matrix
+from ulcerseg.config import PipelineConfig
+from ulcerseg.discover import Discovery, discover
+from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
+from ulcerseg.imageio import decode_rgb, inspect_photo, read_bytes, write_png
+from ulcerseg.measure import measure_ulcer
+from ulcerseg.overlay import mask_contours_photo, render_overlay
+from ulcerseg.quality import calibration_flags, image_flags, mask_flags
+from ulcerseg.records import Flag, PhotoRecord, PhotoResult
+from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
+from ulcerseg.segmentation.inference import segment_photo
+from ulcerseg.segmentation.postprocess import ulcer_mask
+from ulcerseg.store import RunInfo, Study
+
+log = logging.getLogger(__name__)
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A model folder given as configured: as is, or relative to the source checkout."""
+    path = Path(model)
+    for candidate in (path, _REPO_ROOT / path):
+        if (candidate / "model.json").is_file():
+            return candidate
+    raise ModelError(f"{model}: no model folder with model.json found (give --model DIR)")
+
+
+@dataclass
+class MeasureSummary:
+    """What a ``measure`` run did."""
+
+    out_dir: Path
+    run_id: str
+    n_photos: int = 0
+    n_measured: int = 0
+    n_failed: int = 0
+    n_skipped: int = 0
+    n_needs_review: int = 0
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, one-line reason)
+
+
+class PhotoMeasurer:
+    """Measures single photos with one model and configuration (no global state)."""
+
+    def __init__(self, config: PipelineConfig, backend: SegmentationBackend) -> None:
+        self.config = config
+        self.backend = backend
+        self.threshold = config.segmentation.threshold or backend.card.threshold
+
+    def measure(self, photo: PhotoRecord, out_dir: Path | None = None) -> PhotoResult:
+        """Measure one photo; never raises for a bad photo (the reason goes into the result)."""
+        result = PhotoResult(photo=photo, status="failed")
+        try:
+            self._measure(photo, result, out_dir)
+            result.status = "measured"
+        except ImageReadError as err:
+            result.flags.append(Flag.UNREADABLE_FILE)
+            result.messages.append(str(err))
+        except CalibrationError as err:
+            result.flags.append(Flag.NO_MARKER)
+            result.messages.append(f"{photo.path}: {err}")
+        except Exception as err:  # one bad photo must never stop a batch
+            log.exception("unexpected error on %s", photo.path)
+            result.flags.append(Flag.PROCESSING_ERROR)
+            result.messages.append(f"{photo.path}: {type(err).__name__}: {err}")
+        result.flags = sorted(set(map(str, result.flags)))
+        return result
+
+    def _measure(self, photo: PhotoRecord, result: PhotoResult, out_dir: Path | None) -> None:
+        cfg = self.config
+        clock = time.perf_counter()
+        data = read_bytes(photo.path)
+        info = inspect_photo(photo.path, data)
+        rgb = decode_rgb(photo.path, data)
+        result.image_size = (rgb.shape[1], rgb.shape[0])
+        if info.is_grayscale:
+            result.flags.append(Flag.GRAYSCALE)
+        if photo.photo_date is None and info.photo_date is not None:
+            result.photo = photo = _with_date(photo, info.photo_date)
+        t_decode = time.perf_counter()
+        cal = calibrate(rgb, cfg.marker.dictionary, cfg.marker.ids, cfg.marker.side_mm,
+                        cfg.marker.detect_max_side_px)  # fmt: skip
+        result.calibration = cal
+        result.flags += calibration_flags(cal, cfg.quality)
+        t_marker = time.perf_counter()
+        h = homography_matrix(cal)
+        seg = segment_photo(self.backend, rgb, h, cal.side_mm, cfg.segmentation)
+        t_seg = time.perf_counter()
+        sc = cfg.segmentation
+        grid = seg.grid
+
+        def mask_at(threshold: float) -> np.ndarray:
+            return ulcer_mask(seg.probability, threshold, grid.px_per_mm, sc.min_area_mm2,
+                              sc.merge_distance_mm, seg.exclude)  # fmt: skip
+
+        mask = mask_at(self.threshold)
+        tight = mask_at(min(0.99, self.threshold + sc.uncertainty_delta)) & mask
+        loose = mask_at(max(0.01, self.threshold - sc.uncertainty_delta)) | mask
+        centre = (cal.side_mm / 2, cal.side_mm / 2)
+        measurement = measure_ulcer(seg.probability, mask, (tight, loose), grid.px_per_mm,
+                                    grid.origin_mm, centre)  # fmt: skip
+        result.measurement = measurement
+        result.flags += image_flags(seg.image, seg.valid, cfg.quality)
+        result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
+        result.rectified_origin_mm = grid.origin_mm
+        result.rectified_px_per_mm = grid.px_per_mm
+        t_measure = time.perf_counter()
+        if out_dir is not None:
+            key = photo.sha256[:16]
+            result.mask_path = out_dir / "masks" / f"{key}.png"
+            write_png(result.mask_path, mask.astype(np.uint8) * 255)
+            if cfg.output.write_rectified:
+                result.rectified_path = out_dir / "rectified" / f"{key}.png"
+                write_png(result.rectified_path, seg.image)
+            if cfg.output.write_overlays:
+                contours = mask_contours_photo(mask, grid, h)
+                label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
+                overlay = render_overlay(rgb, cal, contours, measurement.area_mm2, label)
+                result.overlay_path = out_dir / "overlays" / f"{key}.png"
+                write_png(result.overlay_path, overlay)
+        t_write = time.perf_counter()
+        result.stage_seconds = {
+            "decode": t_decode - clock,
+            "marker": t_marker - t_decode,
+            "rectify": seg.seconds.get("rectify", 0.0),
+            "segment": seg.seconds.get("segment", 0.0),
+            "measure": t_measure - t_seg,
+            "write": t_write - t_measure,
+        }
+
+
+def _with_date(photo: PhotoRecord, date: str) -> PhotoRecord:
+    from dataclasses import replace
+
+    return replace(photo, photo_date=date)
+
+
+def open_model(config: PipelineConfig) -> SegmentationBackend:
+    """The segmentation backend named by the configuration."""
+    model_dir = resolve_model_dir(config.segmentation.model)
+    cv2.setNumThreads(config.segmentation.threads)
+    return open_backend(model_dir, config.segmentation.backend, num_threads=config.segmentation.threads)
+
+
+def measure_study(
+    source: Path,
+    out_dir: Path,
+    config: PipelineConfig,
+    backend: SegmentationBackend | None = None,
+    progress: Callable[[Iterator[PhotoRecord], int], Iterator[PhotoRecord]] | None = None,
+) -> MeasureSummary:
+    """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
+
+    Photos already measured with the same bytes, model and config are skipped, so a killed
+    run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm).
+    """
+    out_dir = Path(out_dir)
+    found: Discovery = discover(source, config.discovery)
+    for path, reason in found.problems:
+        log.warning("%s: %s", path, reason)
+    backend = backend or open_model(config)
+    with Study.open(out_dir) as study:
+        run: RunInfo = study.start_run(__version__, backend.sha256, config.sha256(), config.to_dict(),
+                                       Path(source).resolve())  # fmt: skip
+        (out_dir / "run.json").write_text(
+            json.dumps(
+                {"run_id": run.run_id, "package_version": __version__, "model_sha256": backend.sha256,
+                 "model_name": backend.card.name, "config_sha256": run.config_sha256,
+                 "config": config.to_dict()},
+                indent=2,
+            )
+        )  # fmt: skip
+        summary = MeasureSummary(out_dir=out_dir, run_id=run.run_id, problems=found.problems)
+        summary.n_photos = len(found.photos)
+        measurer = PhotoMeasurer(config, backend)
+        photos: Iterator[PhotoRecord] = iter(found.photos)
+        if progress is not None:
+            photos = progress(photos, len(found.photos))
+        for photo in photos:
+            file = found.relative(photo.path)
+            if study.already_measured(photo.sha256, file, run.model_sha256, run.config_sha256):
+                summary.n_skipped += 1
+                continue
+            result = measurer.measure(photo, out_dir)
+            study.add_result(run, result, file)
+            if result.status == "measured":
+                summary.n_measured += 1
+            else:
+                summary.n_failed += 1
+                summary.failures.append((file, "; ".join(result.messages) or ",".join(result.flags)))
+        study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
+        study.export_csv()
+        summary.n_needs_review = sum(int(r["needs_review"]) for r in study.latest_measurements())
+    return summary

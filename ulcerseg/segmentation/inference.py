@@ -1,0 +1,149 @@
+"""Segmentation of a calibrated photo on the marker plane, coarse to fine.
+
+A coarse pass over the whole search region (at ``coarse_factor`` x the model's px per mm)
+finds candidate regions; only crops around those are rectified and segmented at the model's
+full physical resolution, so the cost follows the region that matters, not the megapixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid, valid_region
+from ulcerseg.config import SegmentationConfig
+from ulcerseg.segmentation.backends import SegmentationBackend
+
+log = logging.getLogger(__name__)
+
+_STRIDE = 32  # encoder output stride: inputs must be multiples of it
+
+
+def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    pad = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
+    return np.pad(image, pad, mode="reflect" if min(image.shape[:2]) > 1 else "edge")
+
+
+def predict_image(backend: SegmentationBackend, rgb: np.ndarray, tile_px: int) -> np.ndarray:
+    """Foreground probability (float32 H x W) of an RGB image of any size.
+
+    Images up to 2 x ``tile_px`` a side go through the network in one pass (it is fully
+    convolutional); larger ones by sliding windows of ``2 x tile_px`` with 50% overlap,
+    blended with a smooth weight so that tile borders leave no seams.
+    """
+    h, w = rgb.shape[:2]
+    window = 2 * tile_px
+    if h <= window and w <= window:
+        ph, pw = -(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE
+        return backend.predict_proba(_pad_to(rgb, ph, pw)[None])[0, :h, :w]
+    ph, pw = max(h, window), max(w, window)
+    padded = _pad_to(rgb, ph, pw)
+    step = window // 2
+    ys = sorted({*range(0, ph - window + 1, step), ph - window})
+    xs = sorted({*range(0, pw - window + 1, step), pw - window})
+    ramp = np.minimum(np.arange(window) + 1, window - np.arange(window)).astype(np.float32)
+    weight = np.outer(ramp, ramp)
+    acc = np.zeros((ph, pw), np.float32)
+    norm = np.zeros((ph, pw), np.float32)
+    for y in ys:
+        tiles = np.stack([padded[y : y + window, x : x + window] for x in xs])
+        probs = backend.predict_proba(tiles)
+        for x, prob in zip(xs, probs, strict=True):
+            acc[y : y + window, x : x + window] += prob * weight
+            norm[y : y + window, x : x + window] += weight
+    return (acc / np.maximum(norm, 1e-6))[:h, :w]
+
+
+@dataclass(frozen=True)
+class SegmentationOutput:
+    """The rectified image, validity and probability on one grid (the grid that is measured)."""
+
+    grid: RectifiedGrid
+    image: np.ndarray  # RGB uint8, rectified frame
+    valid: np.ndarray  # bool, inside the photo
+    exclude: np.ndarray  # bool, marker + quiet zone or outside the photo
+    probability: np.ndarray  # float32 in [0, 1]
+    found_candidates: bool
+    seconds: dict[str, float] = field(default_factory=dict)  # time in "rectify" and "segment"
+
+
+def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float = 2.5) -> np.ndarray:
+    """Grid pixels covered by the marker and its white quiet zone (bool)."""
+    q = quiet_zone_mm
+    square = np.array([[-q, -q], [side_mm + q, -q], [side_mm + q, side_mm + q], [-q, side_mm + q]])
+    poly = apply_homography(grid.mm_to_px(), square)
+    mask = np.zeros((grid.height, grid.width), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def _run_on_grid(
+    backend: SegmentationBackend,
+    photo_rgb: np.ndarray,
+    h_px_to_mm: np.ndarray,
+    grid: RectifiedGrid,
+    side_mm: float,
+) -> SegmentationOutput:
+    size = (photo_rgb.shape[1], photo_rgb.shape[0])
+    t0 = time.perf_counter()
+    image = rectify(photo_rgb, h_px_to_mm, grid)
+    valid = valid_region(h_px_to_mm, size, grid)
+    exclude = marker_exclusion(grid, side_mm) | ~valid
+    t1 = time.perf_counter()
+    prob = predict_image(backend, image, backend.card.tile_px)
+    prob[exclude] = 0.0
+    seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
+    return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)
+
+
+def segment_photo(
+    backend: SegmentationBackend,
+    photo_rgb: np.ndarray,
+    h_px_to_mm: np.ndarray,
+    side_mm: float,
+    config: SegmentationConfig,
+) -> SegmentationOutput:
+    """Coarse-to-fine segmentation of a calibrated photo around its marker."""
+    card = backend.card
+    px_per_mm = config.px_per_mm or card.px_per_mm
+    size = (photo_rgb.shape[1], photo_rgb.shape[0])
+    centre = (side_mm / 2, side_mm / 2)
+    coarse_grid = search_grid(
+        h_px_to_mm, size, centre, config.search_radius_mm, px_per_mm * config.coarse_factor
+    )
+    coarse = _run_on_grid(backend, photo_rgb, h_px_to_mm, coarse_grid, side_mm)
+    candidates = coarse.probability >= config.coarse_threshold
+    if config.coarse_factor >= 1.0 or not candidates.any():
+        return SegmentationOutput(
+            coarse.grid,
+            coarse.image,
+            coarse.valid,
+            coarse.exclude,
+            coarse.probability,
+            bool(candidates.any()),
+            coarse.seconds,
+        )
+    ys, xs = np.nonzero(candidates)
+    # candidate box in mm, plus margin; at least 20 mm square so the saved crop has context
+    pc = coarse_grid.px_per_mm
+    lo = np.array([xs.min(), ys.min()]) / pc + np.asarray(coarse_grid.origin_mm) - config.crop_margin_mm
+    hi = (
+        np.array([xs.max() + 1, ys.max() + 1]) / pc
+        + np.asarray(coarse_grid.origin_mm)
+        + config.crop_margin_mm
+    )
+    mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 10.0)
+    lo = np.maximum(mid - half, coarse_grid.origin_mm)
+    far = np.asarray(coarse_grid.origin_mm) + np.array([coarse_grid.width, coarse_grid.height]) / pc
+    hi = np.minimum(mid + half, far)
+    fine_size = np.maximum(np.ceil((hi - lo) * px_per_mm).astype(int), 1)
+    fine_grid = RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(fine_size[0]), int(fine_size[1]))
+    fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm)
+    for stage, sec in coarse.seconds.items():
+        fine.seconds[stage] += sec
+    return fine
