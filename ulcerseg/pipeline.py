@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig
 from ulcerseg.discover import Discovery, discover
 from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
-from ulcerseg.imageio import decode_rgb, inspect_photo, read_bytes, write_png
+from ulcerseg.imageio import PhotoInfo, decode_rgb, inspect_photo, read_bytes, write_png
 from ulcerseg.measure import measure_ulcer
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import calibration_flags, image_flags, mask_flags
@@ -60,6 +61,29 @@ class MeasureSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, one-line reason)
 
 
+@dataclass(frozen=True)
+class LoadedPhoto:
+    """A photo's decoded pixels (RGB, photo frame), or the reason it could not be read."""
+
+    photo: PhotoRecord
+    rgb: np.ndarray | None
+    info: PhotoInfo | None
+    error: ImageReadError | None
+    seconds: float
+
+
+def load_photo(photo: PhotoRecord) -> LoadedPhoto:
+    """Read, validate and decode one photo; read errors are returned, not raised."""
+    t0 = time.perf_counter()
+    try:
+        data = read_bytes(photo.path)
+        info = inspect_photo(photo.path, data)
+        rgb = decode_rgb(photo.path, data)
+    except ImageReadError as err:
+        return LoadedPhoto(photo, None, None, err, time.perf_counter() - t0)
+    return LoadedPhoto(photo, rgb, info, None, time.perf_counter() - t0)
+
+
 class PhotoMeasurer:
     """Measures single photos with one model and configuration (no global state)."""
 
@@ -68,11 +92,16 @@ class PhotoMeasurer:
         self.backend = backend
         self.threshold = config.segmentation.threshold or backend.card.threshold
 
-    def measure(self, photo: PhotoRecord, out_dir: Path | None = None) -> PhotoResult:
-        """Measure one photo; never raises for a bad photo (the reason goes into the result)."""
+    def measure(
+        self, photo: PhotoRecord, out_dir: Path | None = None, loaded: LoadedPhoto | None = None
+    ) -> PhotoResult:
+        """Measure one photo; never raises for a bad photo (the reason goes into the result).
+
+        ``loaded`` may carry the photo already decoded (by a read-ahead thread).
+        """
         result = PhotoResult(photo=photo, status="failed")
         try:
-            self._measure(photo, result, out_dir)
+            self._measure(loaded or load_photo(photo), result, out_dir)
             result.status = "measured"
         except ImageReadError as err:
             result.flags.append(Flag.UNREADABLE_FILE)
@@ -87,12 +116,13 @@ class PhotoMeasurer:
         result.flags = sorted(set(map(str, result.flags)))
         return result
 
-    def _measure(self, photo: PhotoRecord, result: PhotoResult, out_dir: Path | None) -> None:
+    def _measure(self, loaded: LoadedPhoto, result: PhotoResult, out_dir: Path | None) -> None:
         cfg = self.config
-        clock = time.perf_counter()
-        data = read_bytes(photo.path)
-        info = inspect_photo(photo.path, data)
-        rgb = decode_rgb(photo.path, data)
+        photo = loaded.photo
+        if loaded.error is not None:
+            raise loaded.error
+        assert loaded.rgb is not None and loaded.info is not None
+        rgb, info = loaded.rgb, loaded.info
         result.image_size = (rgb.shape[1], rgb.shape[0])
         if info.is_grayscale:
             result.flags.append(Flag.GRAYSCALE)
@@ -141,13 +171,24 @@ class PhotoMeasurer:
                 write_png(result.overlay_path, overlay)
         t_write = time.perf_counter()
         result.stage_seconds = {
-            "decode": t_decode - clock,
+            "decode": loaded.seconds,
             "marker": t_marker - t_decode,
             "rectify": seg.seconds.get("rectify", 0.0),
             "segment": seg.seconds.get("segment", 0.0),
             "measure": t_measure - t_seg,
             "write": t_write - t_measure,
         }
+
+
+def _read_ahead(photos: list[PhotoRecord]) -> Iterator[tuple[PhotoRecord, LoadedPhoto]]:
+    """Yield photos with their pixels, decoding the next photo while the current is measured."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-read") as pool:
+        pending = pool.submit(load_photo, photos[0]) if photos else None
+        for i, photo in enumerate(photos):
+            assert pending is not None
+            loaded = pending.result()
+            pending = pool.submit(load_photo, photos[i + 1]) if i + 1 < len(photos) else None
+            yield photo, loaded
 
 
 def _with_date(photo: PhotoRecord, date: str) -> PhotoRecord:
@@ -168,7 +209,7 @@ def measure_study(
     out_dir: Path,
     config: PipelineConfig,
     backend: SegmentationBackend | None = None,
-    progress: Callable[[Iterator[PhotoRecord], int], Iterator[PhotoRecord]] | None = None,
+    progress: Callable[[Iterator, int], Iterator] | None = None,
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
@@ -194,15 +235,19 @@ def measure_study(
         summary = MeasureSummary(out_dir=out_dir, run_id=run.run_id, problems=found.problems)
         summary.n_photos = len(found.photos)
         measurer = PhotoMeasurer(config, backend)
-        photos: Iterator[PhotoRecord] = iter(found.photos)
+        model_sha, config_sha = run.model_sha256, run.config_sha256
+        todo = [
+            p
+            for p in found.photos
+            if not study.already_measured(p.sha256, found.relative(p.path), model_sha, config_sha)
+        ]
+        summary.n_skipped = len(found.photos) - len(todo)
+        photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(todo)
         if progress is not None:
-            photos = progress(photos, len(found.photos))
-        for photo in photos:
+            photos = progress(photos, len(todo))
+        for photo, loaded in photos:
             file = found.relative(photo.path)
-            if study.already_measured(photo.sha256, file, run.model_sha256, run.config_sha256):
-                summary.n_skipped += 1
-                continue
-            result = measurer.measure(photo, out_dir)
+            result = measurer.measure(photo, out_dir, loaded)
             study.add_result(run, result, file)
             if result.status == "measured":
                 summary.n_measured += 1

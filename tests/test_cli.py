@@ -1,0 +1,47 @@
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import make_photo, write_jpeg
+
+from ulcerseg.cli import main
+
+
+def test_measure_help_documents_every_option() -> None:
+    result = CliRunner().invoke(main, ["measure", "--help"])
+    assert result.exit_code == 0
+    for option in ("--out", "--config", "--model", "--backend", "--threads", "--no-overlays", "--no-heal"):
+        assert option in result.output
+
+
+def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_dir: Path) -> None:
+    root = tmp_path / "trial"
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    (root / "S001" / "W4").mkdir(parents=True)
+    (root / "S001" / "W4" / "U1.jpg").write_text("not a photo")
+    out = tmp_path / "out"
+    args = ["measure", str(root), "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"]
+    result = CliRunner().invoke(main, args, standalone_mode=False)
+    assert result.exception is None, result.output
+    assert result.return_value == 1  # one photo failed
+    assert "2 photos: 1 measured, 1 failed" in result.output
+    assert "failed: S001/W4/U1.jpg" in result.output
+    assert (out / "study.sqlite").is_file() and (out / "measurements.csv").is_file()
+    assert len(list((out / "overlays").glob("*.png"))) == 1
+    again = CliRunner().invoke(main, args, standalone_mode=False)
+    assert "0 measured, 0 failed, 2 unchanged" in again.output
+
+
+def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("marker:\n  sidemm: 10\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from ulcerseg.cli import run; run()", "measure", str(tmp_path),
+         "-o", str(tmp_path / "o"), "-c", str(cfg)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "c.yaml" in proc.stderr and "'sidemm'" in proc.stderr
