@@ -1,0 +1,271 @@
+"""Healing status rules and longitudinal flags on hand-made series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.healing import (
+    HealingConfig,
+    compute_healing,
+    healing_config_from_dict,
+    load_healing_config,
+    visit_to_day,
+)
+
+SCHEDULE = ("D0", "W2", "W4", "W8")
+
+
+def series(
+    areas: dict[str, float | None],
+    subject: str = "S001",
+    ulcer: str = "U1",
+    flags: dict[str, str] | None = None,
+    dates: dict[str, str] | None = None,
+) -> list[dict]:
+    flags = flags or {}
+    dates = dates or {}
+    return [
+        {
+            "photo_sha256": f"{subject}{ulcer}{visit}",
+            "subject_id": subject,
+            "ulcer_id": ulcer,
+            "visit": visit,
+            "study_day": visit_to_day(visit),
+            "photo_date": dates.get(visit),
+            "status": "measured" if area is not None else "failed",
+            "area_mm2": area,
+            "area_low_mm2": None if area is None else area * 0.95,
+            "area_high_mm2": None if area is None else area * 1.05,
+            "flags": flags.get(visit, ""),
+        }
+        for visit, area in areas.items()
+    ]
+
+
+def cfg(**kw) -> HealingConfig:
+    base = {"schedule": SCHEDULE, "near_threshold_area_mm2": 0.1, "near_threshold_pct": 2.0}
+    base.update(kw)
+    return HealingConfig(**base)
+
+
+def by_visit(rows, config=None):
+    (ulcer,) = compute_healing(rows, config or cfg())
+    return ulcer, {v.visit: v for v in ulcer.visits}
+
+
+def test_visit_to_day():
+    assert visit_to_day("D0") == 0
+    assert visit_to_day("D3") == 3
+    assert visit_to_day("W4") == 28
+    assert visit_to_day("W16") == 112
+    with pytest.raises(InputError, match="'week4'"):
+        visit_to_day("week4")
+
+
+def test_status_rules_and_changes():
+    ulcer, v = by_visit(series({"D0": 20.0, "W2": 19.0, "W4": 10.0, "W8": 0.2}))
+    assert v["D0"].status == "stable"
+    assert v["W2"].status == "stable"  # -5% is within +-20%
+    assert v["W4"].status == "improving"
+    assert v["W8"].status == "healed"
+    assert v["W4"].change_from_baseline_mm2 == pytest.approx(-10.0)
+    assert v["W4"].change_from_baseline_pct == pytest.approx(-50.0)
+    assert v["W4"].change_from_previous_mm2 == pytest.approx(-9.0)
+    assert v["W4"].change_from_previous_pct == pytest.approx(-9.0 / 19.0 * 100)
+    assert ulcer.time_to_healing_days == 56
+    assert ulcer.time_to_confirmed_healing_days is None  # no visit after W8
+    # slope by least squares over days (0, 14, 28, 56) in mm²/week, positive = shrinking
+    days = [0, 14, 28, 56]
+    areas = [20.0, 19.0, 10.0, 0.2]
+    md, ma = sum(days) / 4, sum(areas) / 4
+    slope = sum((d - md) * (a - ma) for d, a in zip(days, areas, strict=True)) / sum(
+        (d - md) ** 2 for d in days
+    )
+    assert ulcer.healing_rate_mm2_per_week == pytest.approx(-7 * slope)
+    assert ulcer.flags == []
+
+
+def test_worsening_and_stable_thresholds():
+    _, v = by_visit(series({"D0": 10.0, "W2": 12.5, "W4": 11.0, "W8": 8.1}))
+    assert v["W2"].status == "worsening"  # +25%
+    assert v["W4"].status == "stable"  # +10%
+    assert v["W8"].status == "stable"  # -19%
+
+
+def test_healed_requires_confidence():
+    rows = series({"D0": 10.0, "W2": 0.3}, flags={"W2": "low_confidence"})
+    _, v = by_visit(rows, cfg(schedule=("D0", "W2")))
+    assert v["W2"].status == "improving"
+    rows = series({"D0": 10.0, "W2": 0.3})
+    _, v = by_visit(rows, cfg(schedule=("D0", "W2")))
+    assert v["W2"].status == "healed"
+
+
+def test_recurred_and_healed_then_reappeared():
+    ulcer, v = by_visit(series({"D0": 10.0, "W2": 0.0, "W4": 0.1, "W8": 3.0}))
+    assert v["W2"].status == "healed"
+    assert v["W4"].status == "healed"
+    assert v["W8"].status == "recurred"
+    assert "healed_then_reappeared" in v["W8"].healing_flags
+    assert "healed_then_reappeared" not in v["W4"].healing_flags
+    assert ulcer.time_to_healing_days == 14
+    assert ulcer.time_to_confirmed_healing_days == 14
+
+
+def test_confirmed_healing_needs_consecutive_healed_visits():
+    ulcer, _ = by_visit(series({"D0": 10.0, "W2": 0.0, "W4": 2.0, "W8": 0.0}))
+    assert ulcer.time_to_healing_days == 14
+    assert ulcer.time_to_confirmed_healing_days is None
+
+
+def test_not_assessable_when_unmeasured_or_flagged():
+    rows = series({"D0": 10.0, "W2": None, "W4": 9.0, "W8": 8.0}, flags={"W4": "no_marker"})
+    rows[3]["flags"] = "unreadable_file"
+    _, v = by_visit(rows)
+    assert v["W2"].status == "not_assessable"
+    assert v["W4"].status == "not_assessable"
+    assert v["W4"].area_mm2 is None
+    assert v["W8"].status == "not_assessable"
+    # a blurred photo is still assessable (flagged for review, not discarded)
+    _, v = by_visit(series({"D0": 10.0, "W2": 5.0}, flags={"W2": "blurred"}), cfg(schedule=()))
+    assert v["W2"].status == "improving"
+
+
+def test_change_from_previous_skips_unmeasured_visit():
+    _, v = by_visit(series({"D0": 10.0, "W2": None, "W4": 6.0, "W8": 4.0}))
+    assert v["W4"].change_from_previous_mm2 == pytest.approx(-4.0)
+    assert v["W8"].change_from_previous_mm2 == pytest.approx(-2.0)
+
+
+def test_flag_implausible_jump():
+    _, v = by_visit(series({"D0": 5.0, "W2": 30.0, "W4": 28.0, "W8": 25.0}))
+    assert "implausible_jump" in v["W2"].healing_flags
+    assert "implausible_jump" not in v["W4"].healing_flags
+    # shrinking is judged by its own, looser factor
+    _, v = by_visit(series({"D0": 30.0, "W2": 6.0, "W4": 2.0, "W8": 1.0}))
+    assert all("implausible_jump" not in r.healing_flags for r in v.values())
+    _, v = by_visit(series({"D0": 30.0, "W2": 2.0, "W4": 2.0, "W8": 2.0}))
+    assert "implausible_jump" in v["W2"].healing_flags
+    # shrinking to the healed range is healing, not a jump
+    _, v = by_visit(series({"D0": 30.0, "W2": 0.0, "W4": 0.0, "W8": 0.0}))
+    assert all("implausible_jump" not in r.healing_flags for r in v.values())
+
+
+def test_flag_missing_visit():
+    ulcer, v = by_visit(series({"D0": 10.0, "W4": 9.0}))
+    assert set(v) == {"D0", "W2", "W4"}  # W8 is after the subject's last visit
+    assert v["W2"].status == "not_assessable"
+    assert v["W2"].healing_flags == ["missing_visit"]
+    assert v["W2"].photo_sha256 is None
+    assert "missing_visit" in ulcer.flags
+    _, v = by_visit(series({"D0": 10.0, "W4": 9.0}), cfg(missing_visits_after_last=True))
+    assert "missing_visit" in v["W8"].healing_flags
+
+
+def test_flag_baseline_not_measurable_uses_first_measured_as_reference():
+    ulcer, v = by_visit(series({"D0": None, "W2": 10.0, "W4": 5.0, "W8": 5.0}))
+    assert all("baseline_not_measurable" in r.healing_flags for r in v.values())
+    assert ulcer.baseline_visit == "D0"
+    assert ulcer.reference_visit == "W2"
+    assert v["W4"].change_from_baseline_pct == pytest.approx(-50.0)
+    assert v["W4"].status == "improving"
+    _, v = by_visit(series({"D0": 10.0, "W2": 10.0, "W4": 5.0, "W8": 5.0}))
+    assert all("baseline_not_measurable" not in r.healing_flags for r in v.values())
+
+
+def test_flag_near_threshold():
+    c = cfg(near_threshold_area_mm2=0.1, near_threshold_pct=2.0)
+    # area near the healed limit (0.55 vs 0.5), % change near -20 (-21%), band straddling 0.5
+    rows = series({"D0": 10.0, "W2": 0.55, "W4": 7.9, "W8": 3.0})
+    rows[1]["area_mm2"] = 0.55
+    rows[2]["area_mm2"] = 7.9
+    rows[3].update(area_mm2=3.0, area_low_mm2=0.3, area_high_mm2=4.0)
+    _, v = by_visit(rows, c)
+    assert "near_threshold" in v["W2"].healing_flags
+    assert "near_threshold" in v["W4"].healing_flags
+    assert "near_threshold" in v["W8"].healing_flags
+    assert "near_threshold" not in v["D0"].healing_flags
+    rows = series({"D0": 10.0, "W2": 5.0, "W4": 3.0, "W8": 1.0})
+    _, v = by_visit(rows, c)
+    assert all("near_threshold" not in r.healing_flags for r in v.values())
+
+
+def test_flag_date_inconsistent():
+    dates = {"D0": "2024-01-01", "W2": "2024-01-16", "W4": "2024-02-20", "W8": "2024-02-26"}
+    _, v = by_visit(series({"D0": 10.0, "W2": 9.0, "W4": 8.0, "W8": 7.0}, dates=dates))
+    assert "date_inconsistent" not in v["W2"].healing_flags  # 15 vs 14 days
+    assert "date_inconsistent" in v["W4"].healing_flags  # 50 vs 28 days
+    assert "date_inconsistent" not in v["W8"].healing_flags  # 56 vs 56
+    assert "date_inconsistent" not in v["D0"].healing_flags
+
+
+def test_cardinal_ulcer_designation():
+    rows = series({"D0": 5.0, "W2": 4.0}, ulcer="U1") + series({"D0": 12.0, "W2": 9.0}, ulcer="U2")
+    c = cfg(schedule=("D0", "W2"))
+    res = {u.ulcer_id: u for u in compute_healing(rows, c)}
+    assert res["U2"].is_cardinal and res["U2"].cardinal_source == "largest_baseline"
+    assert not res["U1"].is_cardinal
+    assert all(v.is_cardinal for v in res["U2"].visits)
+    res = {u.ulcer_id: u for u in compute_healing(rows, cfg(schedule=(), cardinal_ulcers={"S001": "U1"}))}
+    assert res["U1"].is_cardinal and res["U1"].cardinal_source == "config"
+    for r in rows:
+        r["cardinal"] = "yes" if r["ulcer_id"] == "U1" else ""
+    res = {u.ulcer_id: u for u in compute_healing(rows, c)}
+    assert res["U1"].is_cardinal and res["U1"].cardinal_source == "manifest"
+
+
+def test_several_photos_per_visit_use_median():
+    rows = series({"D0": 10.0, "W2": 4.0})
+    extra = dict(rows[1], photo_sha256="x2", area_mm2=6.0)
+    extra3 = dict(rows[1], photo_sha256="x3", area_mm2=5.0)
+    _, v = by_visit([*rows, extra, extra3], cfg(schedule=()))
+    assert v["W2"].n_photos == 3
+    assert v["W2"].area_mm2 == 5.0
+    assert v["W2"].photo_sha256 == "x3"
+
+
+def test_config_validation(tmp_path: Path):
+    with pytest.raises(ConfigError, match="unknown key 'healed_limit'"):
+        healing_config_from_dict({"healed_limit": 1.0}, "x.yaml")
+    with pytest.raises(ConfigError, match="'improving_min_reduction_pct'"):
+        healing_config_from_dict({"improving_min_reduction_pct": "lots"}, "x.yaml")
+    with pytest.raises(ConfigError, match="'schedule'"):
+        healing_config_from_dict({"schedule": ["D0", "month3"]}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"review\.colour"):
+        healing_config_from_dict({"review": {"colour": "red"}}, "x.yaml")
+    path = tmp_path / "h.yaml"
+    path.write_text("healed_max_area_mm2: -1\n")
+    with pytest.raises(ConfigError, match=r"h\.yaml.*healed_max_area_mm2"):
+        load_healing_config(path)
+    # the shipped config loads and matches its documented defaults
+    shipped = load_healing_config(Path(__file__).parent.parent / "configs" / "healing.yaml")
+    assert shipped.healed_max_area_mm2 == 0.5
+    assert shipped.schedule == ("D0", "W2", "W4", "W8", "W12", "W16")
+    assert shipped.review.show_visit_label is False
+    with pytest.raises(AttributeError):
+        shipped.healed_max_area_mm2 = 1.0  # type: ignore[misc]
+
+
+def test_review_overrides():
+    # an assessor-vouched area ignores the low-confidence flag that would forbid "healed"
+    rows = series({"D0": 10.0, "W2": 0.3}, flags={"W2": "low_confidence"})
+    rows[1]["reviewed"] = True
+    _, v = by_visit(rows, cfg(schedule=()))
+    assert v["W2"].status == "healed"
+    # confirm healed wins over the area rule; reject healed forbids it
+    rows = series({"D0": 10.0, "W2": 2.0, "W4": 0.1})
+    rows[1]["healed_override"] = True
+    rows[2]["healed_override"] = False
+    ulcer, v = by_visit(rows, cfg(schedule=()))
+    assert v["W2"].status == "healed"
+    assert v["W2"].change_from_baseline_pct == pytest.approx(-80.0)
+    assert v["W4"].status == "improving"
+    assert ulcer.time_to_healing_days == 14
+    # a reviewed not-assessable photo (area removed) is not assessable
+    rows = series({"D0": 10.0, "W2": 5.0})
+    rows[1]["area_mm2"] = None
+    _, v = by_visit(rows, cfg(schedule=()))
+    assert v["W2"].status == "not_assessable"

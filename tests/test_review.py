@@ -1,0 +1,566 @@
+"""Review server API (token, path safety, blinding, append-only decisions) and exports."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, PngImagePlugin
+
+from ulcerseg.healing import HealingConfig, ReviewSettings, heal_study
+from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
+from ulcerseg.review.blinding import contains_date, png_metadata_chunks
+from ulcerseg.review.decisions import disagreements, list_decisions
+from ulcerseg.review.export import export_blinded, export_final, export_training, write_report
+from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.store import Study
+from ulcerseg.visits import visit_to_day
+
+PPM = 10.0  # rectified px per mm
+W, H = 96, 72
+SUBJECTS = ("SUBJ-1001", "SUBJ-1002")
+VISITS = ("D0", "W2", "W4")
+RADII = {"D0": 14, "W2": 10, "W4": 6}
+
+
+def _disc(radius: int, cx: int = W // 2, cy: int = H // 2) -> np.ndarray:
+    yy, xx = np.mgrid[:H, :W]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
+
+
+def make_study(root: Path) -> dict:
+    """A measured study folder per the outputs contract, written through the store API.
+
+    Rectified PNGs deliberately carry EXIF and a text date chunk that must never reach an
+    assessor. Every photo of SUBJ-1001 and the W4 photo of SUBJ-1002 need review.
+    """
+    out = root / "out"
+    (out / "rectified").mkdir(parents=True)
+    (out / "masks").mkdir()
+    info: dict = {"out": out, "photos": {}}
+    rng = np.random.default_rng(0)
+    with Study.open(out) as study:
+        run = study.start_run("0.1.0", "m" * 64, "c" * 64, {}, root / "in")
+        for si, subject in enumerate(SUBJECTS):
+            for vi, visit in enumerate(VISITS):
+                sha = hashlib.sha256(f"{subject}/{visit}".encode()).hexdigest()
+                key = sha[:16]
+                mask = _disc(RADII[visit] + si)
+                img = (rng.integers(150, 200, (H, W, 3))).astype(np.uint8)
+                img[mask] = (150, 40, 40)
+                exif = Image.Exif()
+                exif[0x0132] = "2024:03:05 10:00:00"  # DateTime
+                exif[0x010F] = "SecretCam"  # Make
+                meta = PngImagePlugin.PngInfo()
+                meta.add_text("Date", "2024-03-05")
+                meta.add_text("Subject", subject)
+                rect = out / "rectified" / f"{key}.png"
+                Image.fromarray(img).save(rect, exif=exif, pnginfo=meta)
+                mpath = out / "masks" / f"{key}.png"
+                Image.fromarray(mask.astype(np.uint8) * 255).save(mpath)
+                area = float(mask.sum()) / PPM**2
+                flags = ["low_confidence"] if subject == SUBJECTS[0] or visit == "W4" else []
+                date = f"2024-03-{5 + 14 * vi:02d}" if vi < 2 else "2024-04-02"
+                record = PhotoRecord(
+                    path=root / "in" / subject / visit / "p.jpg",
+                    subject_id=subject,
+                    ulcer_id="U1",
+                    visit=visit,
+                    study_day=visit_to_day(visit),
+                    sha256=sha,
+                    photo_date=date,
+                )
+                result = PhotoResult(
+                    photo=record,
+                    status="measured",
+                    calibration=Calibration(
+                        marker_id=0,
+                        corners_px=((0, 0), (1, 0), (1, 1), (0, 1)),
+                        homography=(1, 0, 0, 0, 1, 0, 0, 0, 1),
+                        mm_per_px=0.1,
+                        tilt_deg=5.0,
+                        residual_px=0.2,
+                        side_mm=10.0,
+                    ),
+                    measurement=Measurement(
+                        area_mm2=area,
+                        perimeter_mm=1.0,
+                        length_mm=1.0,
+                        width_mm=1.0,
+                        n_components=1,
+                        mean_probability=0.9,
+                        area_low_mm2=area * 0.9,
+                        area_high_mm2=area * 1.1,
+                        marker_distance_mm=20.0,
+                    ),
+                    flags=flags,
+                    image_size=(400, 300),
+                    mask_path=mpath,
+                    rectified_path=rect,
+                    rectified_origin_mm=(-2.0, -2.0),
+                    rectified_px_per_mm=PPM,
+                )
+                study.add_result(run, result, f"{subject}/{visit}/p.jpg")
+                info["photos"][key] = {
+                    "sha": sha,
+                    "subject": subject,
+                    "visit": visit,
+                    "area": area,
+                    "needs_review": bool(flags),
+                    "date": date,
+                }
+    return info
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def cfg(**review) -> HealingConfig:
+    return HealingConfig(schedule=VISITS, review=ReviewSettings(**review))
+
+
+class Client:
+    def __init__(self, base: str, token: str | None) -> None:
+        self.base, self.token = base, token
+
+    def request(self, path: str, body: dict | None = None, token: bool = True, method=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token and self.token:
+            req.add_header("X-Review-Token", self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as res:
+                return res.status, res.read(), dict(res.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, err.read(), dict(err.headers)
+
+    def json(self, path: str, body: dict | None = None):
+        status, raw, _ = self.request(path, body)
+        return status, json.loads(raw)
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> dict:
+    return make_study(tmp_path)
+
+
+@pytest.fixture
+def server(study: dict) -> Iterator[tuple[Client, ReviewApp, dict]]:
+    app = ReviewApp.load(study["out"], cfg())
+    srv = make_server(app, 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        yield Client(base, app.token), app, study
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _session(client: Client, name: str) -> str:
+    status, body = client.json("/api/session", {"assessor": name})
+    assert status == 200
+    return body["session_id"]
+
+
+# --------------------------------------------------------------------------------------------
+# tests
+# --------------------------------------------------------------------------------------------
+
+
+def test_items_need_review_in_reproducible_order(study: dict):
+    app1 = ReviewApp.load(study["out"], cfg())
+    app2 = ReviewApp.load(study["out"], cfg())
+    expected = {k for k, p in study["photos"].items() if p["needs_review"]}
+    assert {it.key for it in app1.items} == expected
+    assert [it.key for it in app1.items] == [it.key for it in app2.items]
+    app3 = ReviewApp.load(study["out"], cfg(review_all=True))
+    assert {it.key for it in app3.items} == set(study["photos"])
+    orders = {tuple(it.key for it in ReviewApp.load(study["out"], cfg(seed=s)).items) for s in range(6)}
+    assert len(orders) > 1  # the seed really shuffles
+
+
+def test_every_route_requires_token(server):
+    client, app, study = server
+    key = app.items[0].key
+    anon = Client(client.base, None)
+    wrong = Client(client.base, "not-the-token")
+    routes = [
+        ("/", None),
+        ("/index.html", None),
+        ("/static/app.js", None),
+        ("/static/app.css", None),
+        ("/api/items", None),
+        (f"/api/item/{key}", None),
+        (f"/image/{key}/rectified.png", None),
+        (f"/image/{key}/mask.png", None),
+        ("/api/session", {"assessor": "x"}),
+        ("/api/decision", {"key": key, "action": "accept", "assessor": "x"}),
+        ("/nope", None),
+    ]
+    for path, body in routes:
+        for c in (anon, wrong):
+            status, raw, _ = c.request(path, body)
+            assert status == 401, path
+            assert b"PNG" not in raw and b"<html" not in raw
+        status, _, _ = client.request(path, body)
+        assert status in (200, 404), path  # with the token the route answers
+    # only the one authorised decision was stored
+    rows = list_decisions(sqlite3.connect(study["out"] / "study.sqlite"))
+    assert [(d["assessor"], d["action"]) for d in rows] == [("x", "accept")]
+
+
+def test_foreign_host_header_is_refused(server):
+    client, app, _ = server
+    req = urllib.request.Request(client.base + "/api/items")
+    req.add_header("X-Review-Token", app.token)
+    req.add_header("Host", "evil.example:80")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 403
+
+
+def test_first_page_sets_cookie_then_cookie_authenticates(server):
+    client, app, _ = server
+    status, raw, headers = Client(client.base, None).request(f"/?token={app.token}")
+    assert status == 200 and b"<html" in raw
+    cookie = headers["Set-Cookie"]
+    assert app.token in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    req = urllib.request.Request(client.base + "/api/items")
+    req.add_header("Cookie", cookie.split(";")[0])
+    with urllib.request.urlopen(req, timeout=10) as res:
+        assert res.status == 200
+
+
+def test_path_traversal_is_refused(server, study):
+    client, app, _ = server
+    key = app.items[0].key
+    secret_outside = study["out"].parent / "secret.txt"
+    secret_outside.write_text("TOP-SECRET")
+    attempts = [
+        "/static/../server.py",
+        "/static/%2e%2e/server.py",
+        "/static/..%2fdecisions.py",
+        "/static/index.html/../../healing.py",
+        "/image/../study.sqlite",
+        f"/image/{key}/../../study.sqlite",
+        f"/image/{key}/..%2f..%2fstudy.sqlite",
+        "/image/%2e%2e%2f%2e%2e%2fsecret.txt/rectified.png",
+        "/image/../../secret.txt/rectified.png",
+        "/api/item/../../secret.txt",
+        "/api/item/" + "0" * 16,
+        "/image/" + "0" * 16 + "/rectified.png",
+        f"/image/{key}/rectified.png/../../../secret.txt",
+        f"/image/{key.upper()}/rectified.png",
+        "//etc/passwd",
+        "/../../../../etc/passwd",
+    ]
+    for path in attempts:
+        status, raw, _ = client.request(path)
+        assert status == 404, path
+        assert b"TOP-SECRET" not in raw and b"SQLite format" not in raw and b"root:" not in raw
+    # a tampered database row pointing outside the study is never served either
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    with conn:
+        conn.execute("UPDATE measurements SET rectified_file = '../secret.txt'")
+    assert ReviewApp.load(study["out"], cfg()).items == []
+
+
+def test_blinded_pages_and_images(server, study):
+    client, app, _ = server
+    texts = []
+    for path in ("/", "/static/app.js", "/static/app.css", "/api/items"):
+        status, raw, _ = client.request(path)
+        assert status == 200
+        texts.append(raw.decode())
+    for it in app.items:
+        status, raw, _ = client.request(f"/api/item/{it.key}")
+        assert status == 200
+        texts.append(raw.decode())
+        item = json.loads(raw)
+        assert item["subject"].startswith("P-") and "visit" not in item
+        for kind in ("rectified.png", "mask.png"):
+            status, png, headers = client.request(f"/image/{it.key}/{kind}")
+            assert status == 200 and headers["Content-Type"] == "image/png"
+            assert png_metadata_chunks(png) == []
+            assert b"SecretCam" not in png and b"2024" not in png
+            with Image.open(io.BytesIO(png)) as im:
+                assert not im.getexif() and im.size == (W, H)
+    blob = "\n".join(texts)
+    for subject in SUBJECTS:
+        assert subject not in blob
+    assert not contains_date(blob)
+    # the pseudonym is stable and distinct per subject
+    subs = {it.subject_id: it.subject_pseudonym for it in app.items}
+    assert len(set(subs.values())) == len(subs)
+    again = ReviewApp.load(study["out"], cfg())
+    assert {it.subject_id: it.subject_pseudonym for it in again.items} == subs
+
+
+def test_visit_label_and_proposed_status(study):
+    app = ReviewApp.load(study["out"], cfg(show_visit_label=True))
+    item = app.items[0].public(app.config.review, None)
+    assert item["visit"] in VISITS and item["proposed_status"] is None
+    heal_study(study["out"], cfg())
+    app = ReviewApp.load(study["out"], cfg())
+    shown = {
+        it.public(app.config.review, app.proposed_status.get(it.photo_sha256))["proposed_status"]
+        for it in app.items
+    }
+    # only healed / not healed is shown: the trend could bias the assessor
+    assert shown == {"not healed"}
+
+
+def test_decisions_append_only_and_masks_never_overwritten(server, study):
+    client, app, _ = server
+    session = _session(client, "Dr A")
+    it = app.items[0]
+    assert client.json("/api/session", {"assessor": "  "})[0] == 400
+    # not assessable needs a reason
+    status, body = client.json(
+        "/api/decision", {"key": it.key, "action": "not_assessable", "session_id": session}
+    )
+    assert status == 400 and "reason" in body["error"]
+    assert client.json("/api/decision", {"key": it.key, "action": "delete", "session_id": session})[0] == 400
+    assert client.json("/api/decision", {"key": it.key, "action": "accept", "session_id": "forged"})[0] == 400
+    status, body = client.json("/api/decision", {"key": it.key, "action": "accept", "session_id": session})
+    assert status == 200 and body["area_after_mm2"] == pytest.approx(it.area_mm2)
+    # polygon correction in rectified px: a 20 x 10 px rectangle = 2 mm²
+    poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
+    status, body = client.json(
+        "/api/decision", {"key": it.key, "action": "correct", "polygon": poly, "session_id": session}
+    )
+    assert status == 200
+    first_area = body["area_after_mm2"]
+    assert first_area == pytest.approx(21 * 11 / PPM**2)  # fillPoly includes both edges
+    # PNG mask correction (RGBA, opaque white = ulcer) of a different shape
+    m = np.zeros((H, W, 4), np.uint8)
+    m[5:15, 5:25] = 255
+    buf = io.BytesIO()
+    Image.fromarray(m).save(buf, format="PNG")
+    data_url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    status, body = client.json(
+        "/api/decision", {"key": it.key, "action": "correct", "mask_png": data_url, "session_id": session}
+    )
+    assert status == 200 and body["area_after_mm2"] == pytest.approx(200 / PPM**2)
+    # wrong-size mask is refused
+    small = io.BytesIO()
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(small, format="PNG")
+    bad = base64.b64encode(small.getvalue()).decode()
+    status, body = client.json(
+        "/api/decision", {"key": it.key, "action": "correct", "mask_png": bad, "session_id": session}
+    )
+    assert status == 400 and "rectified frame" in body["error"]
+    status, _ = client.json(
+        "/api/decision",
+        {"key": it.key, "action": "not_assessable", "reason": "blurred", "session_id": session},
+    )
+    assert status == 200
+
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    rows = list_decisions(conn)
+    assert [r["action"] for r in rows] == ["accept", "correct", "correct", "not_assessable"]
+    assert {r["assessor"] for r in rows} == {"Dr A"}
+    assert all(r["photo_sha256"] == it.photo_sha256 for r in rows)
+    assert rows[3]["area_after_mm2"] is None and rows[3]["reason"] == "blurred"
+    files = [r["corrected_mask_file"] for r in rows if r["corrected_mask_file"]]
+    assert len(set(files)) == 2
+    for f, r in zip(files, rows[1:3], strict=True):
+        saved = np.asarray(Image.open(study["out"] / f)) > 0
+        assert saved.sum() / PPM**2 == pytest.approx(r["area_after_mm2"])
+        assert f.startswith(f"review/masks/{it.key}_")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"), conn:
+        conn.execute("UPDATE review_decisions SET action = 'accept'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"), conn:
+        conn.execute("DELETE FROM review_decisions")
+    assert len(list_decisions(conn)) == 4
+
+
+def test_double_reading_disagreements(server, study):
+    client, app, _ = server
+    a, b = _session(client, "Dr A"), _session(client, "Dr B")
+    it1, it2, it3 = app.items[:3]
+    client.json("/api/decision", {"key": it1.key, "action": "accept", "session_id": a})
+    client.json("/api/decision", {"key": it1.key, "action": "accept", "session_id": b})
+    client.json("/api/decision", {"key": it2.key, "action": "accept", "session_id": a})
+    client.json("/api/decision", {"key": it2.key, "action": "not_assessable", "reason": "x", "session_id": b})
+    client.json("/api/decision", {"key": it3.key, "action": "accept", "session_id": a})
+    poly = [[0, 0], [60, 0], [60, 60], [0, 60]]  # 36 mm², far from the proposal
+    client.json("/api/decision", {"key": it3.key, "action": "correct", "polygon": poly, "session_id": b})
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    found = {d["photo_sha256"]: d["reason"] for d in disagreements(conn, ReviewSettings())}
+    assert found == {it2.photo_sha256: "action+area", it3.photo_sha256: "area"}
+    # B later agrees on item 2: only the latest decisions count
+    client.json("/api/decision", {"key": it2.key, "action": "accept", "session_id": b})
+    found = {d["photo_sha256"] for d in disagreements(conn, ReviewSettings())}
+    assert found == {it3.photo_sha256}
+    # the CLI lists the same
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+
+    res = CliRunner().invoke(main, ["review", "disagreements", str(study["out"])])
+    assert res.exit_code == 0, res.output
+    assert it3.photo_sha256 in res.output and it2.photo_sha256 not in res.output
+    res = CliRunner().invoke(main, ["review", "decisions", str(study["out"])])
+    assert res.exit_code == 0, res.output
+    audit = list(csv.DictReader(io.StringIO(res.output)))
+    assert [(r["assessor"], r["action"]) for r in audit][-2:] == [("Dr B", "correct"), ("Dr B", "accept")]
+    assert len(audit) == 7
+
+
+def test_killed_server_loses_no_decision(study):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cfg_path = study["out"].parent / "h.yaml"
+    cfg_path.write_text(yaml.safe_dump({"schedule": list(VISITS)}))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from ulcerseg.cli import run; run()", "review", "serve",
+         str(study["out"]), "--port", "0", "--config", str(cfg_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert "token=" in line, proc.stderr.read() if proc.poll() is not None else line
+        url = line.split(" at ", 1)[1].strip()
+        base, token = url.split("/?token=")
+        client = Client(base, token)
+        session = _session(client, "Dr K")
+        _, items = client.json("/api/items")
+        keys = [i["key"] for i in items["items"]]
+        for k in keys[:2]:
+            status, _ = client.json("/api/decision", {"key": k, "action": "accept", "session_id": session})
+            assert status == 200
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    rows = list_decisions(conn)
+    assert [r["photo_sha256"][:16] for r in rows] == keys[:2]
+    assert {r["assessor"] for r in rows} == {"Dr K"}
+
+
+def test_heal_study_writes_own_table_and_csv(study):
+    out = study["out"]
+    conn = sqlite3.connect(out / "study.sqlite")
+    n_meas = conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    results = heal_study(out, cfg())
+    assert len(results) == 2 and all(len(u.visits) == 3 for u in results)
+    rows = conn.execute("SELECT subject_id, visit, status, heal_run FROM healing").fetchall()
+    assert len(rows) == 6
+    assert {r[2] for r in rows} <= {
+        "healed",
+        "improving",
+        "stable",
+        "worsening",
+        "recurred",
+        "not_assessable",
+    }
+    first_run = rows[0][3]
+    with (out / "healing.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 6
+    heal_study(out, cfg())  # rerun replaces, never appends
+    assert conn.execute("SELECT COUNT(*) FROM healing").fetchone()[0] == 6
+    assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == n_meas
+    assert first_run  # a heal_run timestamp is recorded
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+
+    res = CliRunner().invoke(main, ["heal", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "2 ulcers, 6 visits" in res.output
+
+
+def test_exports_reflect_decisions(server, study, tmp_path: Path):
+    client, app, _ = server
+    s = _session(client, "Dr A")
+    by_visit = {(it.subject_id, it.visit): it for it in app.items}
+    acc = by_visit[("SUBJ-1001", "D0")]
+    cor = by_visit[("SUBJ-1001", "W2")]
+    na = by_visit[("SUBJ-1001", "W4")]
+    client.json("/api/decision", {"key": acc.key, "action": "accept", "session_id": s})
+    poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
+    _, body = client.json(
+        "/api/decision", {"key": cor.key, "action": "correct", "polygon": poly, "session_id": s}
+    )
+    client.json(
+        "/api/decision", {"key": na.key, "action": "not_assessable", "reason": "blurred", "session_id": s}
+    )
+
+    path = export_final(study["out"], cfg())
+    rows = {(r["subject_id"], r["visit"]): r for r in csv.DictReader(path.open())}
+    assert len(rows) == 6
+    r = rows[("SUBJ-1001", "D0")]
+    assert r["final_source"] == "review" and r["review_action"] == "accept" and r["reviewer"] == "Dr A"
+    assert float(r["final_area_mm2"]) == pytest.approx(acc.area_mm2)
+    r = rows[("SUBJ-1001", "W2")]
+    assert float(r["automated_area_mm2"]) == pytest.approx(cor.area_mm2)
+    assert float(r["reviewed_area_mm2"]) == pytest.approx(body["area_after_mm2"])
+    assert float(r["final_area_mm2"]) == pytest.approx(body["area_after_mm2"])
+    r = rows[("SUBJ-1001", "W4")]
+    assert r["status"] == "not_assessable" and r["final_area_mm2"] == "" and r["review_reason"] == "blurred"
+    r = rows[("SUBJ-1002", "D0")]
+    assert r["final_source"] == "automated" and r["reviewer"] == ""
+
+    report = write_report(study["out"], cfg())
+    text = report.read_text()
+    assert "SUBJ-1002" in text and text.count("<figure>") == 6
+
+    pkg, key = export_blinded(study["out"], tmp_path / "pkg", cfg())
+    assert not key.resolve().is_relative_to(pkg.resolve())
+    blob = []
+    for f in sorted(pkg.rglob("*")):
+        if f.is_file():
+            data = f.read_bytes()
+            if f.suffix == ".png":
+                assert png_metadata_chunks(data) == [], f
+                assert b"SecretCam" not in data
+            else:
+                blob.append(data.decode())
+            assert not any(s.encode() in data for s in SUBJECTS), f
+            assert f.name[:16] not in study["photos"]  # no photo keys as names either
+    assert not contains_date("\n".join(blob))
+    items = list(csv.DictReader((pkg / "items.csv").open()))
+    assert len(items) == 6 and all((pkg / i["image"]).is_file() for i in items)
+    keymap = {k["item"]: k for k in csv.DictReader(key.open())}
+    assert {k["subject_id"] for k in keymap.values()} == set(SUBJECTS)
+    assert {i["item"] for i in items} == set(keymap)
+
+    ds = export_training(study["out"], tmp_path / "train")
+    from ulcerseg.training.dataset import load_dataset
+
+    loaded = load_dataset(ds)  # the training code reads it as it is
+    assert len(loaded) == 2 and loaded.px_per_mm == PPM and loaded.has_groups
+    assert {s.group for s in loaded.samples} == {acc.subject_pseudonym}
+    meta = yaml.safe_load((ds / "dataset.yaml").read_text())
+    assert meta["n_images"] == 2 and meta["px_per_mm"] == PPM
+    sources = {e["source"] for e in meta["images"]}
+    assert sources == {"accept", "correct"}
+    corrected = next(e for e in meta["images"] if e["source"] == "correct")
+    m = np.asarray(Image.open(ds / corrected["mask"])) > 0
+    assert m.sum() / PPM**2 == pytest.approx(body["area_after_mm2"])

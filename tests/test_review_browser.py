@@ -1,0 +1,197 @@
+"""End to end in a real headless Chromium (Playwright, system browser): authenticate, accept one
+item, correct one contour, mark one not assessable; the database and the export reflect exactly
+that, and nothing on the page unblinds the assessor."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+from test_review import PPM, SUBJECTS, cfg, make_study
+
+from ulcerseg.review.blinding import contains_date
+from ulcerseg.review.decisions import list_decisions
+from ulcerseg.review.export import export_final
+from ulcerseg.review.server import ReviewApp, make_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
+    study = make_study(tmp_path)
+    app = ReviewApp.load(study["out"], cfg())
+    srv = make_server(app, 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", app, study
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _current_key(page: Page) -> str:
+    return page.get_attribute("#view", "data-key") or ""
+
+
+def _wait_next(page: Page, old_key: str) -> None:
+    page.wait_for_function(
+        "k => document.getElementById('view').dataset.key !== k || !document.getElementById('done').hidden",
+        arg=old_key,
+        timeout=10_000,
+    )
+
+
+def test_review_in_browser(served, tmp_path: Path):
+    base, app, study = served
+    assert Path(CHROMIUM).exists(), "system chromium is required (apt-get install chromium)"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            # without the token nothing is served
+            res = page.goto(base + "/")
+            assert res is not None and res.status == 401
+            res = page.goto(f"{base}/?token={app.token}")
+            assert res is not None and res.status == 200
+            # the assessor name is required before anything is shown
+            page.click("#start")
+            assert page.is_hidden("#review")
+            page.fill("#assessor", "Dr Browser")
+            page.click("#start")
+            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+            seen_html = [page.content()]
+
+            # 1) accept with the keyboard shortcut
+            key_accept = _current_key(page)
+            page.keyboard.press("a")
+            _wait_next(page, key_accept)
+            seen_html.append(page.content())
+
+            # 2) correct the contour: clear, draw a polygon, save
+            key_correct = _current_key(page)
+            page.keyboard.press("e")
+            page.keyboard.press("c")
+            box = page.locator("#view").bounding_box()
+            assert box is not None
+            item = app.by_key[key_correct]
+            w = np.asarray(Image.open(item.rectified_path)).shape[1]
+            scale = box["width"] / w
+            u0, v0, u1, v1 = 20, 20, 60, 50  # rectified px
+            for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1)):
+                page.mouse.click(box["x"] + u * scale, box["y"] + v * scale)
+            page.keyboard.press("Enter")
+            shown = float(page.text_content("#m-edit-area") or "nan")
+            expected_mm2 = (u1 - u0) * (v1 - v0) / PPM**2
+            assert shown == pytest.approx(expected_mm2, rel=0.08)
+            page.keyboard.press("s")
+            _wait_next(page, key_correct)
+            seen_html.append(page.content())
+
+            # 3) not assessable with a reason
+            key_na = _current_key(page)
+            page.keyboard.press("n")
+            page.select_option("#na-reason", "image blurred")
+            page.keyboard.press("Enter")
+            _wait_next(page, key_na)
+            seen_html.append(page.content())
+            assert page.is_hidden("#na-panel") and page.is_hidden("#edit-panel")
+            page.screenshot(path=str(tmp_path / "review.png"))
+        finally:
+            browser.close()
+
+    assert len({key_accept, key_correct, key_na}) == 3
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    rows = list_decisions(conn)
+    assert [(r["photo_sha256"][:16], r["action"]) for r in rows] == [
+        (key_accept, "accept"),
+        (key_correct, "correct"),
+        (key_na, "not_assessable"),
+    ]
+    assert {r["assessor"] for r in rows} == {"Dr Browser"}
+    assert len({r["session_id"] for r in rows}) == 1 and rows[0]["session_id"]
+    assert rows[0]["area_after_mm2"] == pytest.approx(app.by_key[key_accept].area_mm2)
+    assert rows[1]["area_after_mm2"] == pytest.approx(expected_mm2, rel=0.08)
+    saved = np.asarray(Image.open(study["out"] / rows[1]["corrected_mask_file"])) > 0
+    assert saved.sum() / PPM**2 == pytest.approx(rows[1]["area_after_mm2"])
+    ys, xs = np.nonzero(saved)  # the polygon landed where it was drawn, in rectified px
+    assert abs(xs.min() - u0) <= 1 and abs(xs.max() - u1) <= 1
+    assert abs(ys.min() - v0) <= 1 and abs(ys.max() - v1) <= 1
+    assert rows[2]["reason"] == "image blurred" and rows[2]["area_after_mm2"] is None
+
+    final = list(csv.DictReader(export_final(study["out"], cfg()).open()))
+    reviewed = {r["photo_sha256"][:16]: r for r in final if r["final_source"] == "review"}
+    assert set(reviewed) == {key_accept, key_correct, key_na}
+    assert reviewed[key_accept]["review_action"] == "accept"
+    assert float(reviewed[key_correct]["final_area_mm2"]) == pytest.approx(rows[1]["area_after_mm2"])
+    assert reviewed[key_na]["status"] == "not_assessable"
+    assert all(r["reviewer"] == "Dr Browser" for r in reviewed.values())
+    assert all(r["reviewer"] == "" for r in final if r["photo_sha256"][:16] not in reviewed)
+
+    # blinded: nothing shown carried a real subject ID or a date
+    blob = "\n".join(seen_html)
+    assert not any(s in blob for s in SUBJECTS)
+    assert not contains_date(blob)
+
+
+def test_brush_add_and_erase(served):
+    base, app, study = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(f"{base}/?token={app.token}")
+            page.fill("#assessor", "Dr Brush")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+            key = _current_key(page)
+            page.keyboard.press("e")
+            page.keyboard.press("c")
+            page.keyboard.press("b")
+            page.eval_on_selector("#t-size", "e => { e.value = '4'; }")
+            box = page.locator("#view").bounding_box()
+            assert box is not None
+            w = np.asarray(Image.open(app.by_key[key].rectified_path)).shape[1]
+            scale = box["width"] / w
+
+            def at(u: float, v: float) -> tuple[float, float]:
+                return box["x"] + u * scale, box["y"] + v * scale
+
+            # a horizontal stroke from u=10 to u=50 at v=30, then erase its middle
+            page.mouse.move(*at(10, 30))
+            page.mouse.down()
+            for u in range(10, 51, 5):
+                page.mouse.move(*at(u, 30))
+            page.mouse.up()
+            page.keyboard.press("x")
+            page.mouse.click(*at(30, 30))
+            page.keyboard.press("s")
+            _wait_next(page, key)
+        finally:
+            browser.close()
+    (row,) = list_decisions(sqlite3.connect(study["out"] / "study.sqlite"))
+    assert row["action"] == "correct" and row["assessor"] == "Dr Brush"
+    m = np.asarray(Image.open(study["out"] / row["corrected_mask_file"])) > 0
+    assert m[30, 12] and m[30, 48]  # painted by the stroke
+    assert not m[30, 30]  # erased
+    assert not m[10, 30] and not m[50, 30]  # brush radius 4 px: nothing far from the stroke
+    assert row["area_after_mm2"] == pytest.approx(m.sum() / PPM**2)

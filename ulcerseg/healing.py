@@ -1,0 +1,690 @@
+"""Longitudinal healing status per subject, ulcer and visit.
+
+Input: per-photo rows (dicts) like ``Study.latest_measurements()``; output: one
+:class:`VisitHealing` per (subject, ulcer, visit), ordered by study day, with area change from
+baseline and from the previous measured visit, a proposed status, per-ulcer summaries (time to
+healing, healing rate, cardinal ulcer) and longitudinal flag codes (:class:`HealingFlag`).
+Areas are mm² in the marker plane; days are study days (``D<n>`` = n, ``W<n>`` = 7n).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.visits import visit_to_day
+
+__all__ = [
+    "HealingConfig",
+    "HealingFlag",
+    "HealingStatus",
+    "ReviewSettings",
+    "UlcerHealing",
+    "VisitHealing",
+    "compute_healing",
+    "heal_study",
+    "load_healing_config",
+    "visit_to_day",
+    "write_healing_csv",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "healing.yaml"
+
+
+class HealingStatus(StrEnum):
+    """Proposed status of one ulcer at one visit."""
+
+    HEALED = "healed"
+    IMPROVING = "improving"
+    STABLE = "stable"
+    WORSENING = "worsening"
+    RECURRED = "recurred"
+    NOT_ASSESSABLE = "not_assessable"
+
+
+class HealingFlag(StrEnum):
+    """Stable longitudinal reason codes (added to the per-photo :class:`ulcerseg.records.Flag`)."""
+
+    IMPLAUSIBLE_JUMP = "implausible_jump"
+    HEALED_THEN_REAPPEARED = "healed_then_reappeared"
+    MISSING_VISIT = "missing_visit"
+    BASELINE_NOT_MEASURABLE = "baseline_not_measurable"
+    NEAR_THRESHOLD = "near_threshold"
+    DATE_INCONSISTENT = "date_inconsistent"
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """Settings of the blinded review (section ``review:`` of the healing config)."""
+
+    seed: int = 20240101
+    review_all: bool = False
+    show_visit_label: bool = False
+    disagreement_area_tolerance_pct: float = 10.0
+    disagreement_area_tolerance_mm2: float = 0.5
+
+
+@dataclass(frozen=True)
+class HealingConfig:
+    """Rules and thresholds of the healing status (units: mm², %, days)."""
+
+    healed_max_area_mm2: float = 0.5
+    improving_min_reduction_pct: float = 20.0
+    worsening_min_increase_pct: float = 20.0
+    baseline_visit: str = "D0"
+    unassessable_flags: tuple[str, ...] = (
+        "unreadable_file",
+        "no_marker",
+        "ambiguous_marker",
+        "processing_error",
+    )
+    low_confidence_flags: tuple[str, ...] = ("low_confidence",)
+    schedule: tuple[str, ...] = ("D0", "W2", "W4", "W8", "W12", "W16")
+    missing_visits_after_last: bool = False
+    implausible_jump_factor: float = 4.0  # growth between consecutive measured visits
+    implausible_shrink_factor: float = 10.0  # shrinkage (healing shrinks fast, so looser)
+    near_threshold_area_mm2: float = 0.25
+    near_threshold_pct: float = 5.0
+    date_window_days: int = 7
+    cardinal_ulcers: Mapping[str, str] = field(default_factory=dict)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
+
+
+def _check_number(key: str, value: Any, source: str, *, minimum: float, integer: bool) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{source}: key {key!r} must be a number, got {value!r}")
+    if integer and not float(value).is_integer():
+        raise ConfigError(f"{source}: key {key!r} must be an integer, got {value!r}")
+    if not math.isfinite(float(value)) or value < minimum:
+        raise ConfigError(f"{source}: key {key!r} must be >= {minimum}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Validate one value against the type of its default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: key {key!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        return _check_number(key, value, source, minimum=0, integer=True)
+    if isinstance(default, float):
+        minimum = 1.0 if key.startswith("implausible_") else 0.0
+        return _check_number(key, value, source, minimum=minimum, integer=False)
+    if isinstance(default, str):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{source}: key {key!r} must be a non-empty string, got {value!r}")
+        if key == "baseline_visit":
+            _check_visit(key, value, source)
+        return value.strip()
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: key {key!r} must be a list of strings, got {value!r}")
+        if key == "schedule":
+            for v in value:
+                _check_visit(key, v, source)
+            if len(set(value)) != len(value):
+                raise ConfigError(f"{source}: key {key!r} lists a visit twice: {value!r}")
+        return tuple(v.strip() for v in value)
+    raise ConfigError(f"{source}: key {key!r} has an unsupported value {value!r}")
+
+
+def _check_visit(key: str, label: str, source: str) -> None:
+    try:
+        visit_to_day(label)
+    except InputError as err:
+        raise ConfigError(f"{source}: key {key!r}: {err}") from None
+
+
+def _review_from_dict(raw: Any, source: str) -> ReviewSettings:
+    if raw is None:
+        return ReviewSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: key 'review' must be a mapping, got {raw!r}")
+    defaults = ReviewSettings()
+    known = {f.name for f in fields(ReviewSettings)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key 'review.{key}' (known: {sorted(known)})")
+        values[key] = _coerce(f"review.{key}", value, getattr(defaults, key), source)
+    return ReviewSettings(**values)
+
+
+def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> HealingConfig:
+    """Validated :class:`HealingConfig` from a mapping; raises :class:`ConfigError`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    defaults = HealingConfig()
+    known = {f.name for f in fields(HealingConfig)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {sorted(known)})")
+        if key == "review":
+            values[key] = _review_from_dict(value, source)
+        elif key == "cardinal_ulcers":
+            value = {} if value is None else value
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str | int) and isinstance(v, str | int) for k, v in value.items()
+            ):
+                raise ConfigError(
+                    f"{source}: key 'cardinal_ulcers' must map subject_id to ulcer_id, got {value!r}"
+                )
+            values[key] = {str(k): str(v) for k, v in value.items()}
+        else:
+            values[key] = _coerce(key, value, getattr(defaults, key), source)
+    return HealingConfig(**values)
+
+
+def load_healing_config(path: str | Path | None = None) -> HealingConfig:
+    """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.is_file():
+            return HealingConfig()
+        path = DEFAULT_CONFIG_PATH
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read healing config ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+    return healing_config_from_dict(raw or {}, str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VisitHealing:
+    """Healing figures of one ulcer at one visit (areas mm², changes mm² and %, days)."""
+
+    subject_id: str
+    ulcer_id: str
+    visit: str
+    study_day: int
+    status: str
+    photo_sha256: str | None = None  # representative photo (median area) of the visit
+    n_photos: int = 0
+    photo_date: str | None = None
+    area_mm2: float | None = None
+    area_low_mm2: float | None = None
+    area_high_mm2: float | None = None
+    change_from_baseline_mm2: float | None = None
+    change_from_baseline_pct: float | None = None
+    change_from_previous_mm2: float | None = None
+    change_from_previous_pct: float | None = None
+    photo_flags: list[str] = field(default_factory=list)
+    healing_flags: list[str] = field(default_factory=list)
+    # per-ulcer summary, repeated on every visit row for flat tables
+    is_cardinal: bool = False
+    cardinal_source: str = ""
+    baseline_visit: str | None = None
+    reference_visit: str | None = None  # visit the % changes refer to (baseline if measurable)
+    time_to_healing_days: int | None = None
+    time_to_confirmed_healing_days: int | None = None
+    healing_rate_mm2_per_week: float | None = None  # positive = shrinking
+
+
+@dataclass
+class UlcerHealing:
+    """Per-ulcer summary over all visits."""
+
+    subject_id: str
+    ulcer_id: str
+    visits: list[VisitHealing]
+    is_cardinal: bool = False
+    cardinal_source: str = ""
+    baseline_visit: str | None = None
+    reference_visit: str | None = None
+    time_to_healing_days: int | None = None
+    time_to_confirmed_healing_days: int | None = None
+    healing_rate_mm2_per_week: float | None = None
+    flags: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# pure computation
+# --------------------------------------------------------------------------------------------
+
+
+def _split_flags(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [f for f in (p.strip() for p in value.split(";")) if f]
+    return [str(f) for f in value if str(f)]
+
+
+def _to_float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    out = float(value)
+    return out if math.isfinite(out) else None
+
+
+def _parse_date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")).date()
+    except ValueError:
+        log.warning("ignoring unparseable photo_date %r", value)
+        return None
+
+
+@dataclass
+class _Photo:
+    sha: str | None
+    area: float | None
+    low: float | None
+    high: float | None
+    flags: list[str]
+    photo_date: str | None
+    assessable: bool
+    healed_override: bool | None = None  # assessor confirmed (True) or rejected (False) healed
+    reviewed: bool = False  # an assessor vouched for the area: quality flags no longer count
+
+
+def _photo_from_row(row: Mapping[str, Any], cfg: HealingConfig) -> _Photo:
+    flags = _split_flags(row.get("flags"))
+    area = _to_float(row.get("area_mm2"))
+    failed = str(row.get("status") or "measured") != "measured"
+    reviewed = bool(row.get("reviewed"))
+    blocked = bool(set(flags) & set(cfg.unassessable_flags)) and not reviewed
+    assessable = area is not None and (reviewed or not failed) and not blocked
+    override = row.get("healed_override")
+    return _Photo(
+        sha=row.get("photo_sha256"),
+        area=area if assessable else None,
+        low=_to_float(row.get("area_low_mm2")),
+        high=_to_float(row.get("area_high_mm2")),
+        flags=flags,
+        photo_date=str(row["photo_date"]) if row.get("photo_date") else None,
+        assessable=assessable,
+        healed_override=None if override is None else bool(override),
+        reviewed=reviewed,
+    )
+
+
+def _representative(photos: list[_Photo]) -> _Photo:
+    """The photo of a visit whose area is the (lower) median; an unassessable one if none."""
+    measured = sorted((p for p in photos if p.assessable), key=lambda p: p.area or 0.0)
+    if measured:
+        return measured[(len(measured) - 1) // 2]
+    return photos[0]
+
+
+def _low_confidence(row: VisitHealing, rep: _Photo | None, cfg: HealingConfig) -> bool:
+    """A low-confidence per-photo flag forbids "healed" unless an assessor reviewed the area."""
+    if rep is not None and rep.reviewed:
+        return False
+    return bool(set(row.photo_flags) & set(cfg.low_confidence_flags))
+
+
+def _pct(delta: float, ref: float) -> float | None:
+    return None if ref <= 0 else 100.0 * delta / ref
+
+
+def _slope_per_week(days: Sequence[float], areas: Sequence[float]) -> float | None:
+    """Least-squares slope of area (mm²) over time in mm² per week; None for < 2 distinct days."""
+    if len(days) < 2 or len(set(days)) < 2:
+        return None
+    n = len(days)
+    md = sum(days) / n
+    ma = sum(areas) / n
+    sxx = sum((d - md) ** 2 for d in days)
+    sxy = sum((d - md) * (a - ma) for d, a in zip(days, areas, strict=True))
+    return 7.0 * sxy / sxx
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "y", "x", "cardinal"}
+    return bool(value)
+
+
+def _ulcer_visits(
+    subject: str,
+    ulcer: str,
+    by_visit: dict[str, list[_Photo]],
+    day_of: dict[str, int],
+    subject_last_day: int,
+    cfg: HealingConfig,
+) -> UlcerHealing:
+    # missing scheduled visits become not-assessable placeholder rows
+    missing: set[str] = set()
+    for label in cfg.schedule:
+        day = visit_to_day(label)
+        if label not in by_visit and (cfg.missing_visits_after_last or day <= subject_last_day):
+            missing.add(label)
+            day_of.setdefault(label, day)
+    labels = sorted({*by_visit, *missing}, key=lambda v: (day_of[v], v))
+
+    rows: list[VisitHealing] = []
+    reps: dict[str, _Photo | None] = {}
+    for label in labels:
+        photos = by_visit.get(label, [])
+        rep = _representative(photos) if photos else None
+        reps[label] = rep
+        row = VisitHealing(
+            subject_id=subject,
+            ulcer_id=ulcer,
+            visit=label,
+            study_day=day_of[label],
+            status=HealingStatus.NOT_ASSESSABLE.value,
+            photo_sha256=rep.sha if rep else None,
+            n_photos=len(photos),
+            photo_date=rep.photo_date if rep else None,
+            area_mm2=rep.area if rep else None,
+            area_low_mm2=rep.low if rep and rep.assessable else None,
+            area_high_mm2=rep.high if rep and rep.assessable else None,
+            photo_flags=list(rep.flags) if rep else [],
+        )
+        if label in missing:
+            row.healing_flags.append(HealingFlag.MISSING_VISIT.value)
+        rows.append(row)
+
+    # baseline: the configured visit if present, else the first visit by study day
+    baseline = next((r for r in rows if r.visit == cfg.baseline_visit), rows[0])
+    reference = baseline if baseline.area_mm2 is not None else None
+    baseline_ok = reference is not None
+    if reference is None:
+        reference = next((r for r in rows if r.area_mm2 is not None), None)
+
+    limit = cfg.healed_max_area_mm2
+    healed_before = False
+    prev: VisitHealing | None = None
+    for row in rows:
+        rep = reps[row.visit]
+        if not baseline_ok:
+            row.healing_flags.append(HealingFlag.BASELINE_NOT_MEASURABLE.value)
+        override = rep.healed_override if rep is not None else None
+        area = row.area_mm2
+        if area is not None:
+            if reference is not None and reference.area_mm2 is not None:
+                row.change_from_baseline_mm2 = area - reference.area_mm2
+                row.change_from_baseline_pct = _pct(row.change_from_baseline_mm2, reference.area_mm2)
+            if prev is not None and prev.area_mm2 is not None:
+                row.change_from_previous_mm2 = area - prev.area_mm2
+                row.change_from_previous_pct = _pct(row.change_from_previous_mm2, prev.area_mm2)
+                lo, hi = sorted((prev.area_mm2, area))
+                factor = (
+                    cfg.implausible_jump_factor if area > prev.area_mm2 else cfg.implausible_shrink_factor
+                )
+                if lo > limit and hi / lo > factor:
+                    row.healing_flags.append(HealingFlag.IMPLAUSIBLE_JUMP.value)
+        pct = row.change_from_baseline_pct
+        if override is True:
+            # the assessor's confirmation wins, even where no area could be measured
+            row.status = HealingStatus.HEALED.value
+        elif area is None:
+            row.status = HealingStatus.NOT_ASSESSABLE.value
+            continue
+        elif area <= limit and override is not False and not _low_confidence(row, rep, cfg):
+            row.status = HealingStatus.HEALED.value
+        elif healed_before and area > limit:
+            row.status = HealingStatus.RECURRED.value
+            row.healing_flags.append(HealingFlag.HEALED_THEN_REAPPEARED.value)
+        elif pct is not None and pct <= -cfg.improving_min_reduction_pct:
+            row.status = HealingStatus.IMPROVING.value
+        elif pct is not None and pct >= cfg.worsening_min_increase_pct:
+            row.status = HealingStatus.WORSENING.value
+        elif pct is None and reference is not None and area < (reference.area_mm2 or 0.0):
+            # reference area 0 cannot give a percentage; any shrinkage there is healing anyway
+            row.status = HealingStatus.IMPROVING.value
+        else:
+            row.status = HealingStatus.STABLE.value
+        if row.status == HealingStatus.HEALED.value:
+            healed_before = True
+        if area is None:
+            continue
+
+        near = abs(area - limit) <= cfg.near_threshold_area_mm2
+        if rep is not None and rep.low is not None and rep.high is not None:
+            near = near or (min(rep.low, rep.high) <= limit < max(rep.low, rep.high))
+        if pct is not None:
+            m = cfg.near_threshold_pct
+            near = near or abs(pct + cfg.improving_min_reduction_pct) <= m
+            near = near or abs(pct - cfg.worsening_min_increase_pct) <= m
+        if near:
+            row.healing_flags.append(HealingFlag.NEAR_THRESHOLD.value)
+        prev = row
+
+    # photo dates vs study days, both relative to the baseline
+    base_date = _parse_date(baseline.photo_date)
+    if base_date is None:
+        base_date_row = next((r for r in rows if _parse_date(r.photo_date)), None)
+    else:
+        base_date_row = baseline
+    if base_date_row is not None:
+        d0 = _parse_date(base_date_row.photo_date)
+        assert d0 is not None
+        for row in rows:
+            d = _parse_date(row.photo_date)
+            if d is None or row is base_date_row:
+                continue
+            offset = (d - d0).days - (row.study_day - base_date_row.study_day)
+            if abs(offset) > cfg.date_window_days:
+                row.healing_flags.append(HealingFlag.DATE_INCONSISTENT.value)
+
+    healed_days = [r for r in rows if r.status == HealingStatus.HEALED.value]
+    tth = healed_days[0].study_day if healed_days else None
+    confirmed = None
+    for a, b in pairwise(rows):
+        if a.status == b.status == HealingStatus.HEALED.value:
+            confirmed = a.study_day
+            break
+    measured = [r for r in rows if r.area_mm2 is not None]
+    slope = _slope_per_week([r.study_day for r in measured], [r.area_mm2 or 0.0 for r in measured])
+    ulcer_flags = sorted({f for r in rows for f in r.healing_flags})
+    summary = UlcerHealing(
+        subject_id=subject,
+        ulcer_id=ulcer,
+        visits=rows,
+        baseline_visit=baseline.visit,
+        reference_visit=reference.visit if reference else None,
+        time_to_healing_days=tth,
+        time_to_confirmed_healing_days=confirmed,
+        healing_rate_mm2_per_week=None if slope is None else -slope,
+        flags=ulcer_flags,
+    )
+    for row in rows:
+        row.baseline_visit = summary.baseline_visit
+        row.reference_visit = summary.reference_visit
+        row.time_to_healing_days = tth
+        row.time_to_confirmed_healing_days = confirmed
+        row.healing_rate_mm2_per_week = summary.healing_rate_mm2_per_week
+        row.healing_flags = sorted(set(row.healing_flags), key=row.healing_flags.index)
+    return summary
+
+
+def compute_healing(
+    rows: Iterable[Mapping[str, Any]], config: HealingConfig | None = None
+) -> list[UlcerHealing]:
+    """Healing per subject and ulcer from per-photo rows (pure; rows are not modified).
+
+    Each row needs ``subject_id``, ``ulcer_id``, ``visit`` and may carry ``study_day`` (else
+    derived from the visit label), ``photo_date`` (ISO), ``area_mm2`` (None when not measured),
+    ``area_low_mm2``/``area_high_mm2``, ``status``, ``flags`` (";"-joined or list),
+    ``photo_sha256``, ``cardinal`` (manifest designation, truthy), and from review
+    ``reviewed`` (area vouched for by an assessor: quality flags are ignored) and
+    ``healed_override`` (True/False: assessor confirmed/rejected healed). Several photos of one
+    ulcer at one visit are summarised by the photo with the median area.
+    """
+    cfg = config or HealingConfig()
+    groups: dict[tuple[str, str], dict[str, list[_Photo]]] = {}
+    day_of: dict[tuple[str, str], dict[str, int]] = {}
+    last_day: dict[str, int] = {}
+    manifest_cardinal: dict[str, set[str]] = {}
+    for row in rows:
+        subject = str(row.get("subject_id") or "")
+        ulcer = str(row.get("ulcer_id") or "")
+        visit = str(row.get("visit") or "")
+        if not subject or not ulcer or not visit:
+            raise InputError(
+                f"photo {row.get('photo_sha256') or row.get('file')!r}: subject_id, ulcer_id "
+                "and visit are required for healing"
+            )
+        day_raw = row.get("study_day")
+        day = int(day_raw) if day_raw not in (None, "") else visit_to_day(visit)
+        key = (subject, ulcer)
+        groups.setdefault(key, {}).setdefault(visit, []).append(_photo_from_row(row, cfg))
+        day_of.setdefault(key, {})[visit] = day
+        last_day[subject] = max(last_day.get(subject, day), day)
+        if "cardinal" in row and _truthy(row.get("cardinal")):
+            manifest_cardinal.setdefault(subject, set()).add(ulcer)
+
+    results = [
+        _ulcer_visits(s, u, groups[(s, u)], dict(day_of[(s, u)]), last_day[s], cfg) for s, u in sorted(groups)
+    ]
+    _designate_cardinal(results, cfg, manifest_cardinal)
+    return results
+
+
+def _designate_cardinal(
+    results: list[UlcerHealing], cfg: HealingConfig, manifest: dict[str, set[str]]
+) -> None:
+    by_subject: dict[str, list[UlcerHealing]] = {}
+    for u in results:
+        by_subject.setdefault(u.subject_id, []).append(u)
+    for subject, ulcers in by_subject.items():
+        chosen: UlcerHealing | None = None
+        source = ""
+        if subject in cfg.cardinal_ulcers:
+            wanted = cfg.cardinal_ulcers[subject]
+            chosen = next((u for u in ulcers if u.ulcer_id == wanted), None)
+            source = "config"
+            if chosen is None:
+                log.warning("cardinal ulcer %s of subject %s has no photos", wanted, subject)
+        elif subject in manifest:
+            if len(manifest[subject]) > 1:
+                raise InputError(
+                    f"subject {subject}: manifest marks several cardinal ulcers {sorted(manifest[subject])}"
+                )
+            wanted = next(iter(manifest[subject]))
+            chosen = next(u for u in ulcers if u.ulcer_id == wanted)
+            source = "manifest"
+        else:
+
+            def baseline_area(u: UlcerHealing) -> float:
+                base = next((v for v in u.visits if v.visit == u.baseline_visit), None)
+                return base.area_mm2 if base and base.area_mm2 is not None else -1.0
+
+            # largest baseline area; ties and unmeasured baselines fall back to ulcer id order
+            chosen = max(sorted(ulcers, key=lambda u: u.ulcer_id, reverse=True), key=baseline_area)
+            source = "largest_baseline"
+        for u in ulcers:
+            u.is_cardinal = u is chosen
+            u.cardinal_source = source if u is chosen else ""
+            for v in u.visits:
+                v.is_cardinal = u.is_cardinal
+                v.cardinal_source = u.cardinal_source
+
+
+# --------------------------------------------------------------------------------------------
+# persistence (I/O at the edges)
+# --------------------------------------------------------------------------------------------
+
+HEALING_COLUMNS: tuple[str, ...] = ("heal_run", *(f.name for f in fields(VisitHealing)))
+
+
+def flat_rows(results: Sequence[UlcerHealing], heal_run: str) -> list[dict[str, Any]]:
+    """One flat dict per visit row (flag lists ';'-joined, booleans 0/1) for CSV/SQL."""
+    out: list[dict[str, Any]] = []
+    for u in results:
+        for v in u.visits:
+            d = asdict(v)
+            d["photo_flags"] = ";".join(v.photo_flags)
+            d["healing_flags"] = ";".join(v.healing_flags)
+            d["is_cardinal"] = int(v.is_cardinal)
+            out.append({"heal_run": heal_run, **d})
+    return out
+
+
+def write_healing_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write flat healing rows to CSV (columns :data:`HEALING_COLUMNS`)."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(HEALING_COLUMNS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in HEALING_COLUMNS})
+    return path
+
+
+_SQL_TYPES = {
+    "study_day": "INTEGER",
+    "n_photos": "INTEGER",
+    "is_cardinal": "INTEGER",
+    "time_to_healing_days": "INTEGER",
+    "time_to_confirmed_healing_days": "INTEGER",
+}
+
+
+def write_healing_table(conn: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace the module's own ``healing`` table (one transaction; other tables untouched)."""
+    cols = ", ".join(
+        f"{c} {_SQL_TYPES.get(c, 'REAL' if ('area' in c or 'change' in c or 'rate' in c) else 'TEXT')}"
+        for c in HEALING_COLUMNS
+    )
+    placeholders = ", ".join("?" for _ in HEALING_COLUMNS)
+    if conn.in_transaction:
+        conn.commit()
+    # explicit BEGIN: sqlite3 would run the DDL below outside any transaction otherwise
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # the table is this module's own and fully derived: recreate it so that its columns
+        # always match this version
+        conn.execute("DROP TABLE IF EXISTS healing")
+        conn.execute(f"CREATE TABLE healing ({cols})")
+        conn.executemany(
+            f"INSERT INTO healing ({', '.join(HEALING_COLUMNS)}) VALUES ({placeholders})",
+            [tuple(r.get(c) for c in HEALING_COLUMNS) for r in rows],
+        )
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = None) -> list[UlcerHealing]:
+    """Compute healing for a measurement output folder; write table ``healing`` and healing.csv.
+
+    ``config`` is a :class:`HealingConfig`, a YAML path, or None (packaged defaults).
+    """
+    from ulcerseg.store import Study  # late import: the store is the lead's module
+
+    cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
+    out_dir = Path(out_dir)
+    if not (out_dir / "study.sqlite").is_file():
+        raise InputError(f"{out_dir}: no study.sqlite (run `ulcerseg measure` first)")
+    heal_run = datetime.now(UTC).isoformat(timespec="seconds")
+    with Study.open(out_dir) as study:
+        photo_rows = study.latest_measurements()
+        results = compute_healing(photo_rows, cfg)
+        flat = flat_rows(results, heal_run)
+        write_healing_table(study.conn, flat)
+    write_healing_csv(flat, out_dir / "healing.csv")
+    log.info("healing: %d ulcers, %d visit rows -> %s", len(results), len(flat), out_dir)
+    return results

@@ -1,0 +1,109 @@
+"""Blinding helpers: stable pseudonyms from a secret salt, metadata-free image encoding.
+
+The salt lives in the study database (table ``review_secrets``), so pseudonyms are stable for a
+study but cannot be recomputed from public IDs without the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import re
+import secrets
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ulcerseg.errors import InputError
+
+__all__ = [
+    "encode_png_clean",
+    "get_or_create_salt",
+    "item_pseudonym",
+    "load_rgb",
+    "subject_pseudonym",
+    "ulcer_pseudonym",
+]
+
+_SECRETS_SQL = "CREATE TABLE IF NOT EXISTS review_secrets (name TEXT PRIMARY KEY, value TEXT)"
+
+
+def get_or_create_salt(conn: sqlite3.Connection) -> str:
+    """The study's pseudonymisation salt (created once, stored in ``review_secrets``)."""
+    with conn:
+        conn.execute(_SECRETS_SQL)
+        conn.execute(
+            "INSERT OR IGNORE INTO review_secrets (name, value) VALUES ('pseudonym_salt', ?)",
+            (secrets.token_hex(32),),
+        )
+    row = conn.execute("SELECT value FROM review_secrets WHERE name = 'pseudonym_salt'").fetchone()
+    return str(row[0])
+
+
+def _digest(salt: str, *parts: str) -> str:
+    msg = "\x1f".join(parts).encode("utf-8")
+    return hmac.new(salt.encode("ascii"), msg, hashlib.sha256).hexdigest()
+
+
+def subject_pseudonym(salt: str, subject_id: str) -> str:
+    """Stable pseudonym of a subject, e.g. ``P-3F9A1C2B``."""
+    return "P-" + _digest(salt, "subject", subject_id)[:8].upper()
+
+
+def ulcer_pseudonym(salt: str, subject_id: str, ulcer_id: str) -> str:
+    """Stable pseudonym of one ulcer of one subject, e.g. ``L-7C21D0``.
+
+    Ulcer IDs may embed the subject ID or the finger, so they are pseudonymised too.
+    """
+    return "L-" + _digest(salt, "ulcer", subject_id, ulcer_id)[:6].upper()
+
+
+def item_pseudonym(salt: str, photo_sha256: str) -> str:
+    """Stable pseudonym of one photo, used as file name in blinded packages."""
+    return "I-" + _digest(salt, "photo", photo_sha256)[:12].upper()
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to an RGB uint8 array (H, W, 3)."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read image ({err})") from None
+
+
+def encode_png_clean(pixels: np.ndarray) -> bytes:
+    """PNG bytes built from raw pixels only: no EXIF, text chunks, ICC profile or dates."""
+    arr = np.ascontiguousarray(pixels)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    im = Image.fromarray(arr.astype(np.uint8))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+_DATE_RE = re.compile(r"\b(19|20)\d\d[-:/.](0[1-9]|1[0-2])[-:/.](0[1-9]|[12]\d|3[01])")
+
+
+def contains_date(text: str) -> bool:
+    """True when ``text`` contains something that looks like a calendar date (YYYY-MM-DD)."""
+    return _DATE_RE.search(text) is not None
+
+
+def png_metadata_chunks(data: bytes) -> list[str]:
+    """Names of PNG chunks other than the pixel/structure ones (eXIf, tEXt, iTXt, tIME, ...)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise InputError("not a PNG stream")
+    pos, out = 8, []
+    allowed = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS"}
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        name = data[pos + 4 : pos + 8]
+        if name not in allowed:
+            out.append(name.decode("latin-1"))
+        pos += 12 + length
+    return out
