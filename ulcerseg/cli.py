@@ -106,7 +106,12 @@ def _heal_after_measure(out_dir: Path) -> None:
 # --- command registration (one line per command) ---
 from ulcerseg.qa.commands import qa_command  # noqa: E402
 from ulcerseg.review.commands import heal, review  # noqa: E402
-from ulcerseg.training.commands import evaluate_command, export_command, train_command  # noqa: E402
+from ulcerseg.training.commands import (  # noqa: E402
+    dataset_group,
+    evaluate_command,
+    export_command,
+    train_command,
+)
 
 main.add_command(heal)
 main.add_command(review)
@@ -114,3 +119,9 @@ main.add_command(qa_command)
 main.add_command(train_command)
 main.add_command(evaluate_command)
 main.add_command(export_command)
+from ulcerseg.calibration.sheet import marker_command  # noqa: E402
+from ulcerseg.synth.commands import synth  # noqa: E402
+
+main.add_command(synth)
+main.add_command(marker_command)
+main.add_command(dataset_group)

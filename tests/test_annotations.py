@@ -1,0 +1,211 @@
+"""Manual annotation formats: round trips, pixel conventions, areas and bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import roifile
+from PIL import Image
+
+from ulcerseg.annotations import (
+    AnnotationError,
+    apply_homography,
+    load_annotation,
+    mask_area_mm2,
+    mask_to_polygons,
+    polygon_area_mm2,
+    rasterize_polygons,
+    read_annotation,
+    warp_mask_to_rectified,
+    write_annotation,
+    write_imagej_roi,
+    write_labelme,
+)
+from ulcerseg.errors import UlcersegError
+
+SHAPE = (240, 320)  # photo (h, w) px
+# Photo px -> marker-plane mm with perspective (about 0.05 mm/px, i.e. 20 px/mm).
+H_PERSPECTIVE = np.array([[0.05, 0.008, -4.0], [-0.004, 0.055, -3.0], [2e-4, 3e-4, 1.0]])
+A_MM, B_MM = 3.0, 2.0  # semi-axes of the drawn ellipse on the marker plane
+TRUE_AREA_MM2 = np.pi * A_MM * B_MM  # 18.85 mm²
+
+
+def ellipse_photo_polygon(h: np.ndarray = H_PERSPECTIVE, n: int = 2000) -> np.ndarray:
+    """An ellipse of known area drawn on the marker plane, seen in the photo (px)."""
+    centre = apply_homography(np.array([[160.0, 120.0]]), h)[0]
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    mm = np.c_[centre[0] + A_MM * np.cos(t), centre[1] + B_MM * np.sin(t)]
+    return apply_homography(mm, np.linalg.inv(h))
+
+
+def test_polygon_area_is_exact_under_perspective() -> None:
+    poly = ellipse_photo_polygon()
+    assert polygon_area_mm2(poly, H_PERSPECTIVE) == pytest.approx(TRUE_AREA_MM2, rel=1e-4)
+    # The same photo polygon read with a pure scale of 0.1 mm/px: px² area / 100.
+    xs, ys = poly[:, 0], poly[:, 1]
+    shoelace_px = 0.5 * abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
+    scale = np.diag([0.1, 0.1, 1.0])
+    assert polygon_area_mm2(poly, scale.ravel().tolist()) == pytest.approx(shoelace_px / 100)
+
+
+def test_mask_area_matches_pixel_count_for_pure_scale() -> None:
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[50:90, 100:160] = 255  # 40 x 60 px = 2400 px
+    area = mask_area_mm2(mask, np.diag([0.1, 0.1, 1.0]), px_per_mm=20)
+    assert area == pytest.approx(2400 * 0.01, rel=0.01)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".roi", ".zip", ".json"])
+def test_drawn_ellipse_round_trips_each_format_within_1_percent(tmp_path: Path, suffix: str) -> None:
+    mask = rasterize_polygons([ellipse_photo_polygon()], SHAPE)
+    path = write_annotation(tmp_path / f"photo{suffix}", mask)
+    ann = read_annotation(path, SHAPE)
+    assert ann.kind == {".png": "mask", ".json": "labelme"}.get(suffix, "roi")
+    assert ann.area_mm2(H_PERSPECTIVE) == pytest.approx(TRUE_AREA_MM2, rel=0.01)
+    # The mask read back is (almost) the mask written: outlines run half-way between pixels.
+    differing = np.count_nonzero(ann.mask != mask)
+    assert differing <= 0.005 * np.count_nonzero(mask)
+    loaded = load_annotation(path, SHAPE)
+    assert loaded.dtype == np.uint8 and loaded.shape == SHAPE
+    assert set(np.unique(loaded).tolist()) == {0, 255}
+
+
+@pytest.mark.parametrize("suffix", [".roi", ".zip", ".json"])
+def test_vector_polygon_round_trip_is_exact(tmp_path: Path, suffix: str) -> None:
+    poly = ellipse_photo_polygon()
+    if suffix == ".json":
+        path = write_labelme(tmp_path / "p.json", [poly], SHAPE)
+    else:
+        path = write_imagej_roi(tmp_path / f"p{suffix}", [poly])
+    ann = read_annotation(path, SHAPE)
+    assert ann.polygons is not None and len(ann.polygons) == 1
+    np.testing.assert_allclose(ann.polygons[0], poly, atol=2e-3)
+    assert ann.area_mm2(H_PERSPECTIVE) == pytest.approx(TRUE_AREA_MM2, rel=1e-3)
+
+
+def test_mask_with_hole_round_trips_through_roi_and_roiset(tmp_path: Path) -> None:
+    mask = rasterize_polygons([ellipse_photo_polygon()], SHAPE)
+    mask[110:125, 150:170] = 0  # a hole inside the ellipse
+    assert len(mask_to_polygons(mask)) == 2
+    for suffix in (".roi", ".zip"):
+        ann = read_annotation(write_annotation(tmp_path / f"hole{suffix}", mask), SHAPE)
+        assert np.count_nonzero(ann.mask != mask) <= 0.005 * np.count_nonzero(mask), suffix
+        scale = np.diag([0.1, 0.1, 1.0])
+        assert ann.area_mm2(scale) == pytest.approx(np.count_nonzero(mask) / 100, rel=0.01)
+
+
+def test_imagej_shapes_follow_pixel_corner_convention(tmp_path: Path) -> None:
+    # Rectangle bounds are pixel edges: left=10..right=50 covers pixels 10..49.
+    rect = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=10, top=20, right=50, bottom=40)
+    rect.tofile(tmp_path / "rect.roi")
+    ann = read_annotation(tmp_path / "rect.roi", SHAPE)
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[20:40, 10:50] = 255
+    assert np.array_equal(ann.mask, expected)
+    assert ann.area_mm2(np.diag([0.1, 0.1, 1.0])) == pytest.approx(40 * 20 / 100)
+
+    # Integer traced (wand) and polygon outlines run along pixel edges: pixels 10..14 x 20..24.
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[20:25, 10:15] = 255
+    for roitype in (roifile.ROI_TYPE.TRACED, roifile.ROI_TYPE.POLYGON):
+        roi = roifile.ImagejRoi.frompoints(np.array([[10, 20], [15, 20], [15, 25], [10, 25]]))
+        roi.roitype = roitype
+        roi.tofile(tmp_path / f"{roitype.name}.roi")
+        ann = read_annotation(tmp_path / f"{roitype.name}.roi", SHAPE)
+        assert np.array_equal(ann.mask, expected), roitype
+        assert ann.area_mm2(np.eye(3)) == pytest.approx(25.0)
+
+    # Oval inscribed in the 40 x 20 px box: area pi * 20 * 10 px².
+    oval = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.OVAL, left=100, top=50, right=140, bottom=70)
+    oval.tofile(tmp_path / "oval.roi")
+    area = read_annotation(tmp_path / "oval.roi", SHAPE).area_mm2(np.diag([0.1, 0.1, 1.0]))
+    assert area == pytest.approx(np.pi * 20 * 10 / 100, rel=1e-3)
+
+
+def test_roiset_of_two_ulcer_parts_is_their_union(tmp_path: Path) -> None:
+    a = np.array([[10.0, 10.0], [30.0, 10.0], [30.0, 30.0], [10.0, 30.0]])
+    b = a + 100.0
+    path = write_imagej_roi(tmp_path / "set.zip", [a, b])
+    ann = read_annotation(path, SHAPE)
+    assert len(ann.groups) == 2
+    assert ann.area_mm2(np.eye(3)) == pytest.approx(2 * 400.0)
+
+
+def test_png_mask_variants_are_accepted(tmp_path: Path) -> None:
+    m01 = np.zeros(SHAPE, np.uint8)
+    m01[5:10, 5:10] = 1
+    Image.fromarray(m01).save(tmp_path / "m01.png")
+    rgb = np.repeat((m01 * 255)[..., None], 3, axis=2)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    for name in ("m01.png", "rgb.png"):
+        mask = load_annotation(tmp_path / name, SHAPE)
+        assert np.count_nonzero(mask) == 25 and mask.max() == 255
+
+
+def test_warp_mask_to_rectified_frame(tmp_path: Path) -> None:
+    # 0.1 mm/px photo; rectified frame at 20 px/mm starting at (2 mm, 3 mm).
+    h = np.diag([0.1, 0.1, 1.0])
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[40:60, 30:50] = 255  # photo x 30..49 -> 3.0..4.9 mm; y 40..59 -> 4.0..5.9 mm
+    rect = warp_mask_to_rectified(mask, h, (2.0, 3.0), 20.0, (100, 100))
+    ys, xs = np.nonzero(rect)
+    assert np.count_nonzero(rect) / 20.0**2 == pytest.approx(4.0, rel=0.05)
+    assert xs.min() == pytest.approx((3.0 - 0.05 - 2.0) * 20, abs=1.5)
+    assert ys.min() == pytest.approx((4.0 - 0.05 - 3.0) * 20, abs=1.5)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_non_binary_mask_is_rejected_naming_the_file(tmp_path: Path) -> None:
+    arr = np.zeros(SHAPE, np.uint8)
+    arr[0, 0], arr[1, 1] = 128, 255
+    Image.fromarray(arr).save(tmp_path / "grey.png")
+    with pytest.raises(AnnotationError, match=r"grey\.png.*not binary"):
+        load_annotation(tmp_path / "grey.png", SHAPE)
+
+
+def test_mask_of_another_size_is_rejected(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((10, 20), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(AnnotationError, match=r"small\.png.*20x10"):
+        load_annotation(tmp_path / "small.png", SHAPE)
+
+
+def test_roi_outside_the_image_is_rejected(tmp_path: Path) -> None:
+    poly = np.array([[10.0, 10.0], [400.0, 10.0], [400.0, 30.0]])  # x beyond width 320
+    write_imagej_roi(tmp_path / "big.roi", [poly])
+    with pytest.raises(AnnotationError, match=r"big\.roi.*outside the 320x240"):
+        load_annotation(tmp_path / "big.roi", SHAPE)
+
+
+def test_labelme_for_another_image_size_is_rejected(tmp_path: Path) -> None:
+    poly = np.array([[10.0, 10.0], [40.0, 10.0], [40.0, 30.0]])
+    write_labelme(tmp_path / "other.json", [poly], (480, 640))
+    with pytest.raises(AnnotationError, match=r"other\.json.*640x480.*320x240"):
+        load_annotation(tmp_path / "other.json", SHAPE)
+
+
+@pytest.mark.parametrize("name", ["bad.png", "bad.roi", "bad.zip", "bad.json", "bad.txt"])
+def test_unreadable_files_give_one_line_errors(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b"\x00garbage" * 3)
+    with pytest.raises(UlcersegError) as info:
+        load_annotation(tmp_path / name, SHAPE)
+    message = str(info.value)
+    assert name in message and "\n" not in message
+
+
+def test_labelme_rectangle_and_circle_shapes(tmp_path: Path) -> None:
+    doc = {
+        "shapes": [
+            {"shape_type": "rectangle", "points": [[10, 10], [30, 20]], "label": "u"},
+            {"shape_type": "circle", "points": [[200, 100], [210, 100]], "label": "u"},
+        ],
+        "imageHeight": SHAPE[0],
+        "imageWidth": SHAPE[1],
+    }
+    (tmp_path / "shapes.json").write_text(json.dumps(doc))
+    ann = read_annotation(tmp_path / "shapes.json", SHAPE)
+    assert ann.area_mm2(np.eye(3)) == pytest.approx(20 * 10 + np.pi * 100, rel=1e-3)

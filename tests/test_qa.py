@@ -1,0 +1,492 @@
+"""QA statistics against published/independent values, and the `ulcerseg qa` comparison."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ulcerseg.annotations import (
+    apply_homography,
+    rasterize_polygons,
+    write_annotation,
+    write_imagej_roi,
+    write_labelme,
+)
+from ulcerseg.qa import stats
+from ulcerseg.qa.commands import qa_command
+from ulcerseg.qa.compare import run_qa
+
+# --------------------------------------------------------------------------- statistics
+
+# Bland & Altman (1986) Lancet 1:307, Table 1: PEFR (l/min) of 17 subjects, first reading
+# with the large Wright peak flow meter and with the mini Wright meter.
+WRIGHT = [494, 395, 516, 434, 476, 557, 413, 442, 650, 433, 417, 656, 267, 478, 178, 423, 427]
+MINI = [512, 430, 520, 428, 500, 600, 364, 380, 658, 445, 432, 626, 260, 477, 259, 350, 451]
+
+
+def test_bland_altman_reproduces_the_1986_pefr_example() -> None:
+    # Published: mean difference -2.1 l/min, SD 38.8, limits (d ± 2s) -79.7 and 75.5
+    # (the paper rounds d and s before adding, hence 0.1 tolerance on the limits).
+    ba = stats.bland_altman(WRIGHT, MINI, k=2.0)
+    assert ba.n == 17
+    assert round(ba.bias, 1) == -2.1
+    assert round(ba.sd, 1) == 38.8
+    assert ba.loa_low == pytest.approx(-79.7, abs=0.1)
+    assert ba.loa_high == pytest.approx(75.5, abs=0.1)
+    assert ba.bias_ci_low < ba.bias < ba.bias_ci_high
+    assert ba.loa_low_ci[0] < ba.loa_low < ba.loa_low_ci[1]
+
+
+# Shrout & Fleiss (1979) Psychol Bull 86:420, Table 2: 6 targets rated by 4 judges.
+SHROUT_FLEISS = np.array(
+    [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]],
+    dtype=float,
+)
+
+
+def test_icc_reproduces_shrout_fleiss_table_4() -> None:
+    # Published (Table 4): ICC(1,1) = .17, ICC(2,1) = .29, ICC(3,1) = .71.
+    icc = stats.intraclass_correlations(SHROUT_FLEISS)
+    assert icc["ICC1"].icc == pytest.approx(0.17, abs=0.005)
+    assert icc["ICC2"].icc == pytest.approx(0.29, abs=0.005)
+    assert icc["ICC3"].icc == pytest.approx(0.71, abs=0.005)
+    for value in icc.values():
+        assert value.ci_low < value.icc < value.ci_high
+    # The CI is not rounded to 2 digits (pingouin's display default).
+    assert icc["ICC2"].ci_low != round(icc["ICC2"].ci_low, 2)
+
+
+def test_cohens_kappa_textbook_example() -> None:
+    # Worked example (Wikipedia "Cohen's kappa", 50 proposals read by two readers):
+    # both yes 20, A yes/B no 5, A no/B yes 10, both no 15 -> po 0.70, pe 0.50, kappa 0.40.
+    a = ["yes"] * 25 + ["no"] * 25
+    b = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
+    table = stats.confusion_table(a, b, ["yes", "no"])
+    assert table.to_numpy().tolist() == [[20, 5], [10, 15]]
+    row = stats.kappa_row(a, b)
+    assert row["observed_agreement"] == pytest.approx(0.70)
+    assert row["kappa"] == pytest.approx(0.40)
+
+
+def test_weighted_kappa_against_independent_computations() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, 60)
+    y = np.clip(x + rng.integers(-1, 2, 60), 0, 3)
+    table = stats.confusion_table(list(x), list(y), [0, 1, 2, 3]).to_numpy()
+    # Quadratic-weighted kappa equals the concordance formula with 1/n moments on the scores
+    # (Fleiss & Cohen 1973): 2 s_xy / (s_x² + s_y² + (mean_x - mean_y)²).
+    sxy = np.mean((x - x.mean()) * (y - y.mean()))
+    expected_q = 2 * sxy / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+    assert stats.cohens_kappa(table, "quadratic") == pytest.approx(expected_q, abs=1e-12)
+    # Linear weights against the reference implementation in statsmodels.
+    from statsmodels.stats import inter_rater  # installed with pingouin: an independent reference
+    ref = inter_rater.cohens_kappa(table, wt="linear").kappa
+    assert stats.cohens_kappa(table, "linear") == pytest.approx(ref, abs=1e-12)
+    assert stats.cohens_kappa(table) == pytest.approx(inter_rater.cohens_kappa(table).kappa)
+
+
+def test_lins_ccc_against_hand_computation() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.uniform(2, 50, 40)
+    y = 1.1 * x + rng.normal(0, 3, 40)
+    # Lin (1989): rho_c = 2 s_xy / (s_x² + s_y² + (mean_x - mean_y)²), moments with 1/n.
+    sxy = ((x - x.mean()) * (y - y.mean())).sum() / len(x)
+    sx2 = ((x - x.mean()) ** 2).sum() / len(x)
+    sy2 = ((y - y.mean()) ** 2).sum() / len(x)
+    expected = 2 * sxy / (sx2 + sy2 + (x.mean() - y.mean()) ** 2)
+    ccc = stats.lins_ccc(x, y)
+    assert ccc.ccc == pytest.approx(expected, rel=1e-12)
+    assert ccc.ci_low < ccc.ccc < ccc.ci_high < 1
+    assert ccc.ccc < np.corrcoef(x, y)[0, 1]  # bias always lowers CCC below Pearson r
+    assert stats.lins_ccc(x, x).ccc == pytest.approx(1.0)
+
+
+def test_ratio_limits_and_zero_areas() -> None:
+    manual = np.array([2.0, 5.0, 10.0, 20.0, 40.0, 0.0])
+    auto = np.array([2.4, 5.5, 13.0, 23.0, 44.0, 1.0])
+    r = stats.bland_altman_ratio(auto, manual)
+    logs = np.log(auto[:5] / manual[:5])
+    assert r.n == 5 and r.n_dropped_zero == 1
+    assert r.bias_pct == pytest.approx(100 * (np.exp(logs.mean()) - 1))
+    sd = logs.std(ddof=1)
+    assert r.loa_low_pct == pytest.approx(100 * (np.exp(logs.mean() - 1.959964 * sd) - 1))
+    assert r.loa_high_pct == pytest.approx(100 * (np.exp(logs.mean() + 1.959964 * sd) - 1))
+    # Exactly proportional areas: +20% with zero spread.
+    r = stats.bland_altman_ratio(1.2 * manual[:5], manual[:5])
+    assert r.bias_pct == pytest.approx(20.0)
+    assert r.loa_low_pct == pytest.approx(20.0) and r.loa_high_pct == pytest.approx(20.0)
+
+
+def test_errors_correlations_and_dice() -> None:
+    auto = [3.0, 6.0, 9.0, 12.0]
+    manual = [2.0, 6.0, 10.0, 10.0]
+    err = stats.error_summary(auto, manual)
+    assert err["mae"] == pytest.approx((1 + 0 + 1 + 2) / 4)
+    assert err["mean_rel_error"] == pytest.approx((0.5 + 0 - 0.1 + 0.2) / 4)
+    assert err["mean_abs_rel_error"] == pytest.approx((0.5 + 0 + 0.1 + 0.2) / 4)
+    corr = stats.correlations(auto, manual)
+    assert corr["pearson_r"] == pytest.approx(np.corrcoef(auto, manual)[0, 1])
+    # Spearman = Pearson of mid-ranks (manual has a tie at 10).
+    ranks = np.corrcoef([1, 2, 3, 4], [1, 2, 3.5, 3.5])[0, 1]
+    assert corr["spearman_rho"] == pytest.approx(ranks)
+    a = np.zeros((10, 10), bool)
+    b = np.zeros((10, 10), bool)
+    a[0:4, 0:5] = True  # 20 px
+    b[2:6, 0:5] = True  # 20 px, overlap 10 px
+    dice, iou = stats.dice_iou(a, b)
+    assert dice == pytest.approx(2 * 10 / 40) and iou == pytest.approx(10 / 30)
+
+
+def test_area_range_labels() -> None:
+    test, reference = [4.0, 12.0, 60.0, 1.0], [6.0, 10.0, 80.0, 4.0]
+    assert stats.area_range_labels(test, reference) == ["5-10", "10-25", ">=50", "0-5"]
+    mean = stats.area_range_labels(test, reference, basis="mean")
+    assert mean == ["5-10", "10-25", ">=50", "0-5"]
+    assert stats.area_range_labels([30.0], [4.0], basis="mean") == ["10-25"]
+    assert stats.area_range_labels([30.0], [4.0]) == ["0-5"]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+SHAPE = (200, 260)  # photo (h, w) px
+PPM = 20.0  # rectified px per mm
+AUTO_SCALE = 1.05  # automated outline = manual outline with semi-axes x 1.05
+
+
+def _homography(i: int) -> np.ndarray:
+    return np.array([[0.05, 0.002 * i, -1.0], [0.001, 0.05, -0.5], [2e-5 * i, 3e-5, 1.0]])
+
+
+def _ellipse_mm(i: int, scale: float = 1.0, n: int = 720) -> np.ndarray:
+    a, b = (0.9 + 0.35 * i) * scale, (0.7 + 0.25 * i) * scale
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.c_[4.5 + a * np.cos(t), 3.5 + b * np.sin(t)]
+
+
+def _true_area(i: int) -> float:
+    return float(np.pi * (0.9 + 0.35 * i) * (0.7 + 0.25 * i))
+
+
+def make_measure_output(root: Path, n: int = 8, failed: tuple[int, ...] = (7,)) -> Path:
+    """A measure output folder written by hand following docs/outputs.md."""
+    out = root / "OUT"
+    (out / "masks").mkdir(parents=True)
+    (out / "rectified").mkdir()
+    rows = []
+    for i in range(n):
+        sha = hashlib.sha256(f"photo{i}".encode()).hexdigest()
+        key = sha[:16]
+        h = _homography(i)
+        origin = (4.5 - 5.0, 3.5 - 5.0)
+        rect_shape = (200, 200)  # 10 x 10 mm at 20 px/mm
+        ok = i not in failed
+        row = {
+            "photo_sha256": sha,
+            "file": f"S{i % 3:02d}/D0/photo{i}.jpg",
+            "subject_id": f"S{i % 3:02d}",
+            "ulcer_id": f"U{i}",
+            "visit": "D0",
+            "study_day": 0,
+            "photo_date": "",
+            "status": "measured" if ok else "failed",
+            "needs_review": 0 if ok else 1,
+            "flags": "" if ok else "no_marker",
+            "image_width_px": SHAPE[1],
+            "image_height_px": SHAPE[0],
+            "homography": json.dumps(h.ravel().tolist()) if ok else "",
+            "rectified_px_per_mm": PPM if ok else "",
+            "rectified_origin_x_mm": origin[0] if ok else "",
+            "rectified_origin_y_mm": origin[1] if ok else "",
+            "site": "A" if i < 4 else "B",
+        }
+        if ok:
+            pts = (_ellipse_mm(i, AUTO_SCALE) - origin) * PPM
+            mask = rasterize_polygons([pts], rect_shape)
+            Image.fromarray(mask).save(out / "masks" / f"{key}.png")
+            Image.fromarray(np.zeros((*rect_shape, 3), np.uint8)).save(out / "rectified" / f"{key}.png")
+            row |= {
+                "area_mm2": np.count_nonzero(mask) / PPM**2,
+                "mask_file": f"masks/{key}.png",
+                "rectified_file": f"rectified/{key}.png",
+                "error": "",
+            }
+        else:
+            row |= {"area_mm2": "", "mask_file": "", "rectified_file": "", "error": "no marker"}
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(out / "measurements.csv", index=False)
+    return out
+
+
+def photo_polygon(i: int, scale: float = 1.0) -> np.ndarray:
+    """The manual outline of photo i in the photo frame (px)."""
+    return apply_homography(_ellipse_mm(i, scale), np.linalg.inv(_homography(i)))
+
+
+def make_annotation_folder(root: Path, n: int = 8) -> Path:
+    """One reader's annotations, cycling through the four formats, named by photo stem."""
+    folder = root / "reader_a"
+    for i in range(n):
+        poly = photo_polygon(i)
+        kind = i % 4
+        if kind == 0:
+            write_annotation(folder / f"photo{i}.png", rasterize_polygons([poly], SHAPE))
+        elif kind == 1:
+            write_imagej_roi(folder / f"photo{i}.roi", [poly])
+        elif kind == 2:
+            write_imagej_roi(folder / f"photo{i}.zip", [poly])
+        else:
+            write_labelme(folder / f"photo{i}.json", [poly], SHAPE)
+    return folder
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def test_run_qa_with_annotation_folder_measures_known_bias_and_dice(tmp_path: Path) -> None:
+    out = make_measure_output(tmp_path)
+    folder = make_annotation_folder(tmp_path)
+    report = run_qa(out, [folder], tmp_path / "qa", by=["site", "area_range"])
+
+    pairs = report.pairs.set_index("photo_sha256")
+    assert len(pairs) == 8 and set(pairs["manual_kind"]) == {"mask", "roi", "labelme"}
+    # Manual areas in mm² come from each photo's own homography: the known ellipse areas.
+    shas = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(8)]
+    for i in range(7):
+        assert pairs.loc[shas[i], "manual_area_mm2"] == pytest.approx(_true_area(i), rel=0.02)
+    # Photo 7 failed in the automated run: no homography, so its outline has no mm² area.
+    assert np.isnan(pairs.loc[shas[7], "manual_area_mm2"])
+    assert any("photo7" in i.item and "no calibration" in i.message for i in report.issues)
+
+    row = report.agreement.set_index("comparison").loc["auto vs reader_a"]
+    assert row["n"] == 7 and row["n_test_missing"] == 1  # photo 7: automated run failed
+    # Semi-axes x 1.05 -> area ratio 1.1025 and Dice 2 / (1 + 1.1025) = 0.951.
+    assert row["bias_pct"] == pytest.approx(10.25, abs=1.5)
+    assert row["loa_low_pct"] > 5 and row["loa_high_pct"] < 16
+    assert row["dice_mean"] == pytest.approx(2 / (1 + AUTO_SCALE**2), abs=0.015)
+    assert row["n_dice"] == 7
+    manual = pairs["manual_area_mm2"].to_numpy()
+    auto = pairs["auto_area_mm2"].to_numpy()
+    keep = np.isfinite(auto)
+    assert row["bias_mm2"] == pytest.approx(np.mean(auto[keep] - manual[keep]))
+    assert row["icc2"] > 0.9 and row["icc3"] > row["icc2"]  # a bias lowers absolute agreement
+
+    site = report.subgroups["site"]
+    assert sorted(site["site"]) == ["A", "B"] and site["n"].sum() == 7
+    assert report.subgroups["area_range"]["n"].sum() == 7
+
+    files = {p.name for p in report.files}
+    for name in (
+        "pairs.csv",
+        "agreement.csv",
+        "agreement_by_site.csv",
+        "agreement_by_area_range.csv",
+        "unmatched.csv",
+        "issues.csv",
+        "summary.md",
+        "summary.html",
+        "bland_altman_auto_vs_reader_a.png",
+        "scatter_auto_vs_reader_a.png",
+    ):
+        assert name in files and (tmp_path / "qa" / name).is_file(), name
+    unmatched = pd.read_csv(tmp_path / "qa" / "unmatched.csv")
+    assert unmatched.empty  # every photo was annotated
+    summary = (tmp_path / "qa" / "summary.md").read_text()
+    assert "auto vs reader_a" in summary and "ICC(2,1)" in summary and "with no auto area" in summary
+
+
+def test_bad_inputs_are_reported_and_the_rest_still_runs(tmp_path: Path) -> None:
+    out = make_measure_output(tmp_path)
+    folder = make_annotation_folder(tmp_path, n=6)
+    # An ROI drawn on a bigger image (coordinates beyond 260 x 200 px) for photo 6.
+    write_imagej_roi(folder / "photo6.roi", [photo_polygon(6) * 3.0])
+    # A non-binary mask and an annotation for a photo that does not exist.
+    grey = np.zeros(SHAPE, np.uint8)
+    grey[10:20, 10:20] = 128
+    grey[30:40, 30:40] = 255
+    Image.fromarray(grey).save(folder / "photo5.png")  # photo5.roi is read after it
+    write_labelme(folder / "photo0.json", [photo_polygon(0)], SHAPE)  # second file, photo0
+    write_imagej_roi(folder / "stranger.roi", [photo_polygon(1)])
+    (folder / "notes.json").write_text('{"reader": "A"}')  # not LabelMe: ignored, no issue
+    shas = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(8)]
+    csv = tmp_path / "reader_b.csv"
+    pd.DataFrame(
+        {
+            "photo_sha256": [shas[0], shas[1], shas[2], "f" * 64, shas[4]],
+            "area_mm2": [_true_area(0), "-3", "abc", "5", _true_area(4)],
+        }
+    ).to_csv(csv, index=False)
+    report = run_qa(out, [folder, csv], tmp_path / "qa", plots=False)
+
+    messages = [i.line() for i in report.issues]
+    text = "\n".join(messages)
+    assert "photo6.roi" in text and "outside the 260x200 px image" in text
+    assert "stranger.roi" in text and "no photo 'stranger'" in text
+    assert "not >= 0" in text and "'abc' is not a number" in text
+    assert "f" * 64 in text
+    assert "notes" not in text
+    assert all("\n" not in m for m in messages)
+    issues_csv = pd.read_csv(tmp_path / "qa" / "issues.csv")
+    assert len(issues_csv) == len(report.issues)
+    assert "photo5.png" in text and "not binary" in text
+    # Two files for photo0: the first in name order (photo0.json) is kept, the other reported.
+    assert "[photo0.png]: photo already annotated by photo0.json" in text
+    # The remaining pairs still produce statistics for both readers.
+    ag = report.agreement.set_index("comparison")
+    assert ag.loc["auto vs reader_a", "n"] == 6  # photos 0-5
+    assert ag.loc["auto vs reader_b", "n"] == 2  # photos 0 and 4
+    assert "reader_a vs reader_b" in ag.index
+    unmatched = pd.read_csv(tmp_path / "qa" / "unmatched.csv")
+    reasons = set(unmatched["reason"])
+    assert any("no manual measurement by reader_b" in r for r in reasons)
+    assert (unmatched["item"] == "stranger.roi").any()
+    summary = (tmp_path / "qa" / "summary.md").read_text()
+    assert "photo6.roi" in summary and "Photos not compared" in summary
+
+
+def test_csv_readers_statuses_and_kappa(tmp_path: Path) -> None:
+    out = make_measure_output(tmp_path, failed=())
+    files = [f"S{i % 3:02d}/D0/photo{i}.jpg" for i in range(8)]
+    a_status = ["healed", "open", "open", "healed", "open", "open", "healed", "open"]
+    b_status = ["healed", "open", "healed", "healed", "open", "open", "open", "open"]
+    rows = []
+    for i, f in enumerate(files):
+        rows.append({"file": f, "area_mm2": _true_area(i), "reader": "r1", "status": a_status[i]})
+        rows.append(
+            {"file": f"photo{i}", "area_mm2": 1.1 * _true_area(i), "reader": "r2",
+             "status": b_status[i]}
+        )  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "manual.csv", index=False)
+    report = run_qa(
+        out, tmp_path / "manual.csv", tmp_path / "qa", status_order=["healed", "open"], plots=False
+    )
+    ag = report.agreement.set_index("comparison")
+    assert {"auto vs r1", "auto vs r2", "auto vs readers_mean", "r1 vs r2"} <= set(ag.index)
+    # r1/r2 = 1/1.1 exactly for every photo.
+    assert ag.loc["r1 vs r2", "bias_pct"] == pytest.approx(100 * (1 / 1.1 - 1))
+    assert ag.loc["r1 vs r2", "sd_diff_mm2"] > 0
+    k = report.kappa.set_index("comparison").loc["r1 vs r2"]
+    # Hand count: agree 6/8; r1 healed 3/8, r2 healed 3/8 -> pe = (3*3 + 5*5)/64.
+    pe = (9 + 25) / 64
+    assert k["observed_agreement"] == pytest.approx(6 / 8)
+    assert k["kappa"] == pytest.approx((6 / 8 - pe) / (1 - pe))
+    conf = pd.read_csv(tmp_path / "qa" / "confusion_r1_vs_r2.csv", index_col=0)
+    assert conf.to_numpy().sum() == 8
+
+
+def test_qa_is_registered_in_cli() -> None:
+    from ulcerseg.cli import main
+
+    assert main.get_command(None, "qa") is qa_command  # type: ignore[arg-type]
+
+
+def test_cli_qa_writes_folder(tmp_path: Path) -> None:
+    out = make_measure_output(tmp_path, n=6, failed=())
+    folder = make_annotation_folder(tmp_path, n=6)
+    result = CliRunner().invoke(
+        qa_command,
+        ["--auto", str(out / "measurements.csv"), "--manual", f"gt={folder}",
+         "--by", "subject_id", "-o", str(tmp_path / "qa")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "auto vs gt: n=6" in result.output
+    assert (tmp_path / "qa" / "agreement_by_subject_id.csv").is_file()
+    html = (tmp_path / "qa" / "summary.html").read_text()
+    assert "<table>" in html and "auto vs gt" in html
+
+
+def test_sample_trial_script_against_ground_truth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    out = make_measure_output(tmp_path, n=6, failed=())
+    trial = tmp_path / "trial"
+    (trial / "ground_truth_masks").mkdir(parents=True)
+    rows = []
+    for i in range(6):
+        subject = f"S{i % 3:02d}"
+        mask_name = f"{subject}_D0_U{i}.png"  # <subject>_<visit>_<ulcer>, as the synth trial
+        write_annotation(
+            trial / "ground_truth_masks" / mask_name, rasterize_polygons([photo_polygon(i)], SHAPE)
+        )
+        rows.append(
+            {
+                "subject_id": subject,
+                "file": f"{subject}/D0/photo{i}.jpg",
+                "mask_file": f"ground_truth_masks/{mask_name}",
+                "true_area_mm2": _true_area(i),
+            }
+        )
+    pd.DataFrame(rows).to_csv(trial / "ground_truth.csv", index=False)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "qa_sample_trial.py"
+    spec = importlib.util.spec_from_file_location("qa_sample_trial", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--auto", str(out), "--trial", str(trial), "-o", str(tmp_path / "q")]) == 0
+    printed = capsys.readouterr().out
+    assert "auto vs ground_truth_area: n=6" in printed and "ICC(2,1)" in printed
+    assert "auto vs ground_truth_masks: n=6" in printed and "Dice mean 0.95" in printed
+    ag = pd.read_csv(tmp_path / "q" / "agreement.csv").set_index("comparison")
+    assert ag.loc["auto vs ground_truth_area", "bias_pct"] == pytest.approx(10.25, abs=1.5)
+    # Masks converted with the (here exact) homography agree with the true areas.
+    assert abs(ag.loc["ground_truth_area vs ground_truth_masks", "bias_pct"]) < 1.5
+    assert pd.read_csv(tmp_path / "q" / "unmatched.csv").empty
+
+
+def test_wide_manual_csv_and_auto_healing_status(tmp_path: Path) -> None:
+    from ulcerseg.qa import run_qa as lazy_run_qa
+
+    out = make_measure_output(tmp_path, n=6, failed=())
+    auto_status = ["healed", "open", "open", "open", "healed", "open"]
+    pd.DataFrame(
+        {
+            "subject_id": [f"S{i % 3:02d}" for i in range(6)],
+            "ulcer_id": [f"U{i}" for i in range(6)],
+            "visit": "D0",
+            "status": auto_status,
+        }
+    ).to_csv(out / "healing.csv", index=False)
+    # One column per reader; r2 did not measure photo 5.
+    pd.DataFrame(
+        {
+            "file": [f"photo{i}" for i in range(6)],
+            "r1_area_mm2": [_true_area(i) for i in range(6)],
+            "r2_area_mm2": [f"{_true_area(i):.3f}" for i in range(5)] + [""],
+            "r1_status": ["healed", "open", "open", "healed", "healed", "open"],
+        }
+    ).to_csv(tmp_path / "wide.csv", index=False)
+    report = lazy_run_qa(
+        out, tmp_path / "wide.csv", tmp_path / "qa", status_order=["healed", "open"], plots=False
+    )
+    ag = report.agreement.set_index("comparison")
+    assert ag.loc["auto vs r1", "n"] == 6 and ag.loc["auto vs r2", "n"] == 5
+    assert abs(ag.loc["r1 vs r2", "bias_mm2"]) < 1e-3
+    k = report.kappa.set_index("comparison").loc["auto vs r1"]
+    # Hand count: agree 5/6; auto healed 2/6, r1 healed 3/6 -> pe = (2*3 + 4*3)/36.
+    assert k["observed_agreement"] == pytest.approx(5 / 6)
+    pe = (2 * 3 + 4 * 3) / 36
+    assert k["kappa"] == pytest.approx((5 / 6 - pe) / (1 - pe))
+    assert any("no manual measurement by r2" in r for r in report.unmatched["reason"])
+
+
+def test_photo_matcher_by_sha_path_name_stem_and_ulcer_key(tmp_path: Path) -> None:
+    from ulcerseg.qa.inputs import PhotoMatcher, read_auto
+
+    out = make_measure_output(tmp_path, n=4, failed=())
+    matcher = PhotoMatcher(read_auto(out))
+    sha = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(4)]
+    assert matcher.match(sha[2].upper())[0] == sha[2]
+    assert matcher.match(sha[2][:16])[0] == sha[2]  # the <key> of masks/<key>.png
+    assert matcher.match("S00/D0/photo0.jpg")[0] == sha[0]
+    assert matcher.match("other_root/S00/D0/photo3.jpg")[0] == sha[3]
+    assert matcher.match(".\\S01\\D0\\photo1.jpg")[0] == sha[1]
+    assert matcher.match("photo1.png")[0] == sha[1]  # stem of an annotation file
+    assert matcher.match("S00_D0_U3")[0] == sha[3]  # <subject>_<visit>_<ulcer>
+    missing, why = matcher.match("photo9.jpg")
+    assert missing is None and "no photo 'photo9.jpg'" in why

@@ -1,0 +1,547 @@
+"""Manual ulcer annotations: read/write PNG masks, ImageJ ROIs / RoiSets and LabelMe JSON.
+
+Everything here is in the *photo frame* (see :mod:`ulcerseg.records`): pixel centres at
+integer coordinates, x right, y down. Polygons are ``(n, 2)`` float arrays of ``(x, y)`` px.
+Masks are ``uint8`` arrays of the photo's shape with values 0/255.
+
+Pixel conventions of the external formats (converted on read, restored on write):
+
+- ImageJ area ROIs use pixel *corners* (pixel ``i`` spans ``[i, i+1)``; documented in
+  ``ij/gui/Roi.java`` since ImageJ 1.52t, integer and sub-pixel coordinates alike), so all
+  area-ROI coordinates are shifted by -0.5 px.
+- LabelMe rasterises with PIL (vertices at pixel centres): no shift.
+
+Areas: :func:`polygon_area_mm2` maps polygon vertices through the photo -> marker-plane
+homography (a perspective map sends a polygon to a polygon) and takes the shoelace area,
+which is exact; :func:`mask_area_mm2` resamples a mask onto the marker plane and counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+from skimage.draw import polygon as draw_polygon
+from skimage.measure import find_contours
+
+from ulcerseg.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
+ROI_SUFFIXES = (".roi", ".zip")
+LABELME_SUFFIXES = (".json",)
+ANNOTATION_SUFFIXES = MASK_SUFFIXES + ROI_SUFFIXES + LABELME_SUFFIXES
+
+# Vertices may lie on the outer pixel edge (-0.5 .. size-0.5); allow rounding noise beyond it.
+_EDGE_TOLERANCE_PX = 0.51
+# Vertices used to approximate an ImageJ oval ROI (relative area error ~ (2 pi / n)^2 / 6).
+_OVAL_VERTICES = 720
+
+
+class AnnotationError(InputError):
+    """A manual annotation file cannot be read or does not fit its photo."""
+
+
+@dataclass
+class Annotation:
+    """One manual annotation of one photo (photo frame).
+
+    ``polygons`` is set for vector formats (ROI, LabelMe) and ``None`` for masks; each
+    polygon is an ``(n, 2)`` array of ``(x, y)`` px. ``groups`` lists, per drawn object, the
+    indices of its polygons, combined even-odd (holes); objects are combined by union.
+    """
+
+    path: Path
+    kind: str  # "mask" | "roi" | "labelme"
+    mask: np.ndarray  # uint8 0/255, photo frame, shape (height, width)
+    polygons: list[np.ndarray] | None = None
+    groups: list[list[int]] = field(default_factory=list)
+
+    def area_mm2(self, homography: Sequence[float] | np.ndarray, px_per_mm: float = 20.0) -> float:
+        """Area in mm² on the marker plane: exact for polygons, resampled for masks."""
+        if self.polygons is None:
+            return mask_area_mm2(self.mask, homography, px_per_mm)
+        if not self.polygons:
+            return 0.0
+        areas = [_even_odd_area_mm2([self.polygons[i] for i in group], homography) for group in self.groups]
+        total = float(sum(areas))
+        if len(self.groups) > 1:
+            # Objects are united; if they overlap, the sum double counts, so fall back to
+            # counting the union raster (rare: readers normally draw disjoint outlines).
+            polys, shape = self.polygons, self.mask.shape
+            counted = sum(
+                int(np.count_nonzero(rasterize_polygons([polys[i] for i in g], shape))) for g in self.groups
+            )
+            if counted > np.count_nonzero(self.mask) + 0.001 * counted:
+                log.info("%s: overlapping objects, area from the union mask", self.path)
+                return mask_area_mm2(self.mask, homography, px_per_mm)
+        return total
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def as_homography(homography: Sequence[float] | np.ndarray | str) -> np.ndarray:
+    """3x3 float64 matrix from 9 row-major numbers, a 3x3 array or a JSON list string."""
+    if isinstance(homography, str):
+        homography = json.loads(homography)
+    h = np.asarray(homography, dtype=np.float64)
+    if h.size != 9 or not np.all(np.isfinite(h)):
+        raise ValueError(f"homography must be 9 finite numbers, got {h.size}")
+    return h.reshape(3, 3)
+
+
+def apply_homography(points: np.ndarray, homography: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Map ``(n, 2)`` points through a 3x3 homography (photo px -> marker-plane mm)."""
+    h = as_homography(homography)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    hom = np.c_[pts, np.ones(len(pts))] @ h.T
+    if np.any(hom[:, 2] <= 0):
+        raise ValueError("polygon crosses the horizon of the homography")
+    return hom[:, :2] / hom[:, 2:3]
+
+
+def shoelace_area(polygon: np.ndarray) -> float:
+    """Signed area of a polygon (units of its coordinates squared; + for one orientation)."""
+    p = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if len(p) < 3:
+        return 0.0
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def polygon_area_mm2(polygon_px: np.ndarray, homography: Sequence[float] | np.ndarray) -> float:
+    """Exact marker-plane area (mm²) of a photo-frame polygon (px) under a homography."""
+    return abs(shoelace_area(apply_homography(polygon_px, homography)))
+
+
+def _even_odd_area_mm2(polygons: list[np.ndarray], homography: Sequence[float] | np.ndarray) -> float:
+    """Area of non-crossing polygons combined even-odd: nesting depth decides add/subtract."""
+    if len(polygons) == 1:
+        return polygon_area_mm2(polygons[0], homography)
+    total = 0.0
+    for i, poly in enumerate(polygons):
+        depth = sum(_point_in_polygon(poly[0], other) for j, other in enumerate(polygons) if j != i)
+        sign = 1.0 if depth % 2 == 0 else -1.0
+        total += sign * polygon_area_mm2(poly, homography)
+    return max(total, 0.0)
+
+
+def _point_in_polygon(point: np.ndarray, polygon: np.ndarray) -> bool:
+    contour = np.asarray(polygon, dtype=np.float32).reshape(-1, 1, 2)
+    return cv2.pointPolygonTest(contour, (float(point[0]), float(point[1])), False) > 0
+
+
+def rectifying_matrix(
+    homography: Sequence[float] | np.ndarray, origin_mm: tuple[float, float], px_per_mm: float
+) -> np.ndarray:
+    """Photo px -> rectified px: marker-plane mm (homography) then ``(mm - origin) * px_per_mm``."""
+    s = np.array(
+        [
+            [px_per_mm, 0.0, -origin_mm[0] * px_per_mm],
+            [0.0, px_per_mm, -origin_mm[1] * px_per_mm],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    return s @ as_homography(homography)
+
+
+def warp_mask_to_rectified(
+    mask: np.ndarray,
+    homography: Sequence[float] | np.ndarray,
+    origin_mm: tuple[float, float],
+    px_per_mm: float,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Resample a photo-frame mask (nearest) into a rectified frame of ``shape`` (h, w)."""
+    m = rectifying_matrix(homography, origin_mm, px_per_mm)
+    out = cv2.warpPerspective(
+        (np.asarray(mask) > 0).astype(np.uint8) * 255,
+        m,
+        (int(shape[1]), int(shape[0])),
+        flags=cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return out
+
+
+def mask_area_mm2(
+    mask: np.ndarray, homography: Sequence[float] | np.ndarray, px_per_mm: float = 20.0
+) -> float:
+    """Marker-plane area (mm²) of a photo-frame mask: warp to the plane at ``px_per_mm``, count.
+
+    Only the mask's bounding box is resampled (nearest neighbour), so photo size is no cost.
+    """
+    mask = np.asarray(mask)
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return 0.0
+    x0, x1, y0, y1 = xs.min() - 1, xs.max() + 2, ys.min() - 1, ys.max() + 2
+    x0, y0 = max(int(x0), 0), max(int(y0), 0)
+    crop = (mask[y0:y1, x0:x1] > 0).astype(np.uint8) * 255
+    h = as_homography(homography) @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
+    ch, cw = crop.shape
+    corners = np.array([[-0.5, -0.5], [cw - 0.5, -0.5], [cw - 0.5, ch - 0.5], [-0.5, ch - 0.5]])
+    mm = apply_homography(corners, h)
+    lo = np.floor(mm.min(axis=0) * px_per_mm) / px_per_mm - 1.0 / px_per_mm
+    hi = np.ceil(mm.max(axis=0) * px_per_mm) / px_per_mm + 1.0 / px_per_mm
+    size = np.ceil((hi - lo) * px_per_mm).astype(int) + 1
+    if size.prod() > 200_000_000:
+        raise ValueError(f"mask spans {size[0]}x{size[1]} px on the marker plane; check homography")
+    m = rectifying_matrix(h, (float(lo[0]), float(lo[1])), px_per_mm)
+    warped = cv2.warpPerspective(
+        crop, m, (int(size[0]), int(size[1])), flags=cv2.INTER_NEAREST, borderValue=0
+    )
+    return float(np.count_nonzero(warped)) / px_per_mm**2
+
+
+def rasterize_polygons(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Mask (uint8 0/255) of pixels whose centres lie inside the polygons, combined even-odd."""
+    out = np.zeros(shape[:2], dtype=bool)
+    for poly in polygons:
+        p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        if len(p) < 3:
+            continue
+        rr, cc = draw_polygon(p[:, 1], p[:, 0], shape=shape[:2])
+        part = np.zeros(shape[:2], dtype=bool)
+        part[rr, cc] = True
+        out ^= part
+    return out.astype(np.uint8) * 255
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """Outlines (photo px) of a mask at the 0.5 iso-line, closed; holes wind the other way.
+
+    The iso-line runs half-way between inside and outside pixel centres, so the polygon area
+    matches the pixel count (unlike pixel-centre contours, which lose half a pixel per edge).
+    """
+    padded = np.pad((np.asarray(mask) > 0).astype(np.float64), 1)
+    contours = find_contours(padded, 0.5, positive_orientation="high")
+    return [np.ascontiguousarray(c[:-1, ::-1] - 1.0) for c in contours if len(c) > 3]
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _check_inside(polygons: list[np.ndarray], image_shape: tuple[int, int], path: Path) -> None:
+    h, w = image_shape[:2]
+    for poly in polygons:
+        if len(poly) == 0:
+            continue
+        lo, hi = poly.min(axis=0), poly.max(axis=0)
+        if (
+            lo[0] < -_EDGE_TOLERANCE_PX
+            or lo[1] < -_EDGE_TOLERANCE_PX
+            or hi[0] > w - 1 + _EDGE_TOLERANCE_PX
+            or hi[1] > h - 1 + _EDGE_TOLERANCE_PX
+        ):
+            raise AnnotationError(
+                f"{path}: coordinates x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f} px "
+                f"lie outside the {w}x{h} px image (annotation drawn on an image of another size?)"
+            )
+
+
+def read_mask(path: str | Path, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a binary mask image (0/255, 0/1 or bool; gray or identical RGB channels) -> 0/255."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except Exception as err:
+        raise AnnotationError(f"{path}: cannot read mask image ({err})") from None
+    if arr.ndim == 3:
+        channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
+        if not np.all(channels == channels[..., :1]):
+            raise AnnotationError(f"{path}: mask must be single-channel (got colour image)")
+        arr = channels[..., 0]
+    if arr.ndim != 2:
+        raise AnnotationError(f"{path}: mask must be a 2-D image, got shape {arr.shape}")
+    values = np.unique(arr)
+    if arr.dtype == bool:
+        binary = arr
+    else:
+        top = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else None
+        allowed = ({0, 1}, {0, 255}, {0, top} if top is not None else {0, 1})
+        vals = {int(v) if float(v).is_integer() else float(v) for v in values.tolist()}
+        if not any(vals <= a for a in allowed):
+            shown = ", ".join(str(v) for v in sorted(vals)[:6])
+            raise AnnotationError(
+                f"{path}: mask is not binary (values {shown}{', ...' if len(vals) > 6 else ''}); "
+                "expected 0/255 or 0/1"
+            )
+        binary = arr > 0
+    if image_shape is not None and binary.shape != tuple(image_shape[:2]):
+        raise AnnotationError(
+            f"{path}: mask is {binary.shape[1]}x{binary.shape[0]} px but the photo is "
+            f"{image_shape[1]}x{image_shape[0]} px"
+        )
+    return binary.astype(np.uint8) * 255
+
+
+def _roi_polygons(roi: Any, path: Path) -> list[np.ndarray]:
+    """Photo-frame polygons of one ImageJ ROI (several for composite shapes)."""
+    import roifile
+
+    rt = roifile.ROI_TYPE
+    roitype = roi.roitype
+    if getattr(roi, "composite", False) and roi.multi_coordinates is not None:
+        # Shape ROI paths are in ImageJ (corner) coordinates.
+        return [_open_ring(c) - 0.5 for c in roi.coordinates(multi=True)]
+    if roitype == rt.RECT:
+        left, top, right, bottom = (float(v) for v in (roi.left, roi.top, roi.right, roi.bottom))
+        if roi.subpixel_coordinates is None and roi.widthd > 0:
+            left, top = float(roi.xd), float(roi.yd)
+            right, bottom = left + float(roi.widthd), top + float(roi.heightd)
+        rect = np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
+        return [rect - 0.5]
+    if roitype == rt.OVAL:
+        left, top, right, bottom = (float(v) for v in (roi.left, roi.top, roi.right, roi.bottom))
+        if roi.widthd > 0:
+            left, top = float(roi.xd), float(roi.yd)
+            right, bottom = left + float(roi.widthd), top + float(roi.heightd)
+        t = np.linspace(0.0, 2.0 * np.pi, _OVAL_VERTICES, endpoint=False)
+        cx, cy = (left + right) / 2, (top + bottom) / 2
+        rx, ry = (right - left) / 2, (bottom - top) / 2
+        return [np.c_[cx + rx * np.cos(t), cy + ry * np.sin(t)] - 0.5]
+    if roitype in (rt.POLYGON, rt.FREEHAND, rt.TRACED):
+        if roi.subpixel_coordinates is not None:
+            return [np.asarray(roi.subpixel_coordinates, dtype=np.float64) - 0.5]
+        return [np.asarray(roi.coordinates(), dtype=np.float64) - 0.5]
+    name = getattr(roitype, "name", str(roitype))
+    raise AnnotationError(f"{path}: ImageJ ROI type {name} is not an area (use polygon, freehand or oval)")
+
+
+def _open_ring(coords: np.ndarray) -> np.ndarray:
+    """Drop the repeated closing vertex of a path, if present."""
+    c = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    return c[:-1] if len(c) > 1 and np.allclose(c[0], c[-1]) else c
+
+
+def read_imagej_rois(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
+    """Read an ImageJ ``.roi`` file or RoiSet ``.zip``; the ulcer is the union of all ROIs."""
+    import roifile
+
+    path = Path(path)
+    try:
+        rois = roifile.ImagejRoi.fromfile(path)
+    except Exception as err:
+        raise AnnotationError(f"{path}: cannot read ImageJ ROI ({err})") from None
+    if not isinstance(rois, list):
+        rois = [rois]
+    if not rois:
+        raise AnnotationError(f"{path}: RoiSet contains no ROI")
+    polygons: list[np.ndarray] = []
+    groups: list[list[int]] = []
+    for roi in rois:
+        polys = [p for p in _roi_polygons(roi, path) if len(p) >= 3]
+        groups.append(list(range(len(polygons), len(polygons) + len(polys))))
+        polygons.extend(polys)
+    return _vector_annotation(path, "roi", polygons, groups, image_shape)
+
+
+def _vector_annotation(
+    path: Path,
+    kind: str,
+    polygons: list[np.ndarray],
+    groups: list[list[int]],
+    image_shape: tuple[int, int],
+) -> Annotation:
+    _check_inside(polygons, image_shape, path)
+    mask = np.zeros(image_shape[:2], dtype=np.uint8)
+    for group in groups:
+        mask |= rasterize_polygons([polygons[i] for i in group], image_shape[:2])
+    return Annotation(path=path, kind=kind, mask=mask, polygons=polygons, groups=groups)
+
+
+def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
+    """Read a LabelMe JSON file (polygon, rectangle and circle shapes; union of all shapes)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        shapes = doc["shapes"]
+    except Exception as err:
+        raise AnnotationError(f"{path}: not a LabelMe JSON file ({err})") from None
+    h, w = image_shape[:2]
+    ih, iw = doc.get("imageHeight"), doc.get("imageWidth")
+    if ih is not None and iw is not None and (int(ih), int(iw)) != (h, w):
+        raise AnnotationError(f"{path}: LabelMe image size {iw}x{ih} px differs from the photo ({w}x{h} px)")
+    polygons: list[np.ndarray] = []
+    for shape in shapes:
+        stype = shape.get("shape_type") or "polygon"
+        pts = np.asarray(shape.get("points", []), dtype=np.float64).reshape(-1, 2)
+        if stype == "polygon":
+            poly = pts
+        elif stype == "rectangle" and len(pts) == 2:
+            (x0, y0), (x1, y1) = pts
+            poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        elif stype == "circle" and len(pts) == 2:
+            r = float(np.hypot(*(pts[1] - pts[0])))
+            t = np.linspace(0.0, 2.0 * np.pi, _OVAL_VERTICES, endpoint=False)
+            poly = np.c_[pts[0, 0] + r * np.cos(t), pts[0, 1] + r * np.sin(t)]
+        else:
+            log.warning("%s: skipping LabelMe shape of type %r (not an area)", path, stype)
+            continue
+        if len(poly) >= 3:
+            polygons.append(poly)
+    groups = [[i] for i in range(len(polygons))]
+    return _vector_annotation(path, "labelme", polygons, groups, image_shape)
+
+
+def read_annotation(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
+    """Read any supported annotation file (by suffix) for a photo of ``image_shape`` (h, w)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise AnnotationError(f"{path}: annotation file not found")
+    if suffix in MASK_SUFFIXES:
+        return Annotation(path=path, kind="mask", mask=read_mask(path, image_shape))
+    if suffix in ROI_SUFFIXES:
+        return read_imagej_rois(path, image_shape)
+    if suffix in LABELME_SUFFIXES:
+        return read_labelme(path, image_shape)
+    raise AnnotationError(
+        f"{path}: unknown annotation type {suffix!r} (use {', '.join(ANNOTATION_SUFFIXES)})"
+    )
+
+
+def load_annotation(path: str | Path, image_shape: tuple[int, int]) -> np.ndarray:
+    """Binary mask (uint8 0/255, photo frame, ``image_shape``) of any annotation file."""
+    return read_annotation(path, image_shape).mask
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def write_mask(path: str | Path, mask: np.ndarray) -> Path:
+    """Write a mask as an 8-bit 0/255 PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.asarray(mask) > 0).astype(np.uint8) * 255).save(path)
+    return path
+
+
+def write_imagej_roi(path: str | Path, polygons: Sequence[np.ndarray], name: str = "ulcer") -> Path:
+    """Write photo-frame polygons as sub-pixel ImageJ ROIs.
+
+    ``.roi``: one ROI (a composite shape, even-odd, when there are several polygons);
+    ``.zip``: a RoiSet with one freehand ROI per polygon, or a single composite ROI when a
+    polygon lies inside another (a hole), since RoiSet members are united on reading.
+    """
+    import roifile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    polys = [np.asarray(p, dtype=np.float64) + 0.5 for p in polygons if len(p) >= 3]
+    if not polys:
+        raise ValueError(f"{path}: no polygon to write")
+    if path.suffix.lower() == ".zip":
+        if path.exists():
+            path.unlink()
+        nested = any(
+            _point_in_polygon(p[0], q) for i, p in enumerate(polys) for j, q in enumerate(polys) if i != j
+        )
+        if nested:
+            _composite_roi(polys, name).tofile(path, name=name)
+            return path
+        for i, p in enumerate(polys):
+            roifile.ImagejRoi.frompoints(p, name=f"{name}-{i + 1}").tofile(path)
+        return path
+    if len(polys) == 1:
+        roi = roifile.ImagejRoi.frompoints(polys[0], name=name)
+    else:
+        roi = _composite_roi(polys, name)
+    roi.tofile(path, mode="w")
+    return path
+
+
+def _composite_roi(polys: list[np.ndarray], name: str) -> Any:
+    import roifile
+
+    path_ops: list[float] = []
+    for p in polys:
+        path_ops += [0.0, float(p[0, 0]), float(p[0, 1])]
+        for x, y in p[1:]:
+            path_ops += [1.0, float(x), float(y)]
+        path_ops.append(4.0)
+    allpts = np.concatenate(polys)
+    lo = np.floor(allpts.min(axis=0)).astype(int)
+    hi = np.ceil(allpts.max(axis=0)).astype(int)
+    roi = roifile.ImagejRoi(
+        roitype=roifile.ROI_TYPE.RECT,
+        name=name,
+        left=int(lo[0]),
+        top=int(lo[1]),
+        right=int(hi[0]),
+        bottom=int(hi[1]),
+        multi_coordinates=np.asarray(path_ops, dtype=np.float32),
+        shape_roi_size=len(path_ops),
+    )
+    return roi
+
+
+def write_labelme(
+    path: str | Path,
+    polygons: Sequence[np.ndarray],
+    image_shape: tuple[int, int],
+    image_path: str = "",
+    label: str = "ulcer",
+) -> Path:
+    """Write photo-frame polygons as a LabelMe JSON file (one polygon shape each)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "version": "5.4.1",
+        "flags": {},
+        "shapes": [
+            {
+                "label": label,
+                "points": np.asarray(p, dtype=np.float64).round(3).tolist(),
+                "group_id": None,
+                "description": "",
+                "shape_type": "polygon",
+                "flags": {},
+                "mask": None,
+            }
+            for p in polygons
+            if len(p) >= 3
+        ],
+        "imagePath": image_path,
+        "imageData": None,
+        "imageHeight": int(image_shape[0]),
+        "imageWidth": int(image_shape[1]),
+    }
+    path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return path
+
+
+def write_annotation(path: str | Path, mask: np.ndarray, image_path: str = "", name: str = "ulcer") -> Path:
+    """Write a photo-frame mask in the format given by the suffix (.png/.roi/.zip/.json)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in MASK_SUFFIXES:
+        return write_mask(path, mask)
+    polygons = mask_to_polygons(mask)
+    if suffix in ROI_SUFFIXES:
+        return write_imagej_roi(path, polygons, name=name)
+    if suffix in LABELME_SUFFIXES:
+        return write_labelme(path, polygons, np.asarray(mask).shape, image_path=image_path)
+    raise ValueError(f"{path}: unknown annotation type {suffix!r}")
+
+
+def is_zip_roiset(path: Path) -> bool:
+    """True if ``path`` is a zip of ``.roi`` entries (ImageJ RoiSet)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.lower().endswith(".roi") for n in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False

@@ -1,0 +1,344 @@
+"""Manual vs automated comparison: pair tables, agreement tables, and :func:`run_qa`."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ulcerseg.qa.inputs import (
+    AutoResults,
+    Issue,
+    ManualReader,
+    Progress,
+    read_auto,
+    read_manual,
+)
+from ulcerseg.qa.stats import agreement_row, area_range_labels, dice_iou, kappa_row
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+READER_MEAN = "readers_mean"
+AREA_RANGE = "area_range"
+# Columns of the automated table copied into pairs.csv (and usable with --by).
+CONTEXT_COLUMNS = ("file", "subject_id", "ulcer_id", "visit", "study_day", "needs_review", "flags")
+AUTO_STATUS_COLUMNS = ("healing_status", "status_proposed")
+
+
+@dataclass
+class QAReport:
+    """Everything a QA run produced (tables as DataFrames, plus the files written)."""
+
+    out_dir: Path
+    pairs: pd.DataFrame  # one row per (photo, reader)
+    agreement: pd.DataFrame  # one row per comparison
+    subgroups: dict[str, pd.DataFrame]  # --by column -> per-group agreement
+    kappa: pd.DataFrame  # one row per status comparison (may be empty)
+    confusion: dict[str, pd.DataFrame]  # comparison -> confusion table
+    issues: list[Issue]
+    unmatched: pd.DataFrame
+    readers: list[str]
+    n_auto_photos: int
+    files: list[Path] = field(default_factory=list)
+    summary_md: str = ""
+
+
+def _unique_names(readers: list[ManualReader]) -> None:
+    seen: dict[str, int] = {}
+    for r in readers:
+        base = r.name if r.name not in (AUTO, READER_MEAN) else f"{r.name}_manual"
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        r.name = base if count == 0 else f"{base}_{count + 1}"
+
+
+def build_pairs(auto: AutoResults, readers: list[ManualReader]) -> pd.DataFrame:
+    """Long table: one row per (photo, reader) with both areas, statuses and Dice/IoU."""
+    rows = []
+    table = auto.table
+    auto_status_col = next((c for c in AUTO_STATUS_COLUMNS if c in table.columns), None)
+    for reader in readers:
+        for sha, entry in reader.entries.items():
+            arow = table.loc[sha]
+            measured = str(arow.get("status", "")) == "measured"
+            auto_area = float(arow.get("area_mm2", np.nan)) if measured else np.nan
+            dice = iou = np.nan
+            manual_mask = entry.rect_mask if measured else None
+            if manual_mask is not None:
+                auto_mask = auto.auto_mask(sha)
+                # Both empty (healed, nothing found): agreement, but no overlap to score;
+                # left out of Dice/IoU so the mean describes outlines (the areas count it).
+                if (
+                    auto_mask is not None
+                    and auto_mask.shape == manual_mask.shape
+                    and (auto_mask.any() or manual_mask.any())
+                ):
+                    dice, iou = dice_iou(auto_mask, manual_mask)
+            row = {
+                "photo_sha256": sha,
+                "reader": reader.name,
+                "manual_area_mm2": entry.area_mm2,
+                "manual_status": entry.status,
+                "manual_kind": entry.kind,
+                "manual_source": entry.source,
+                "auto_status": arow.get("status"),
+                "auto_area_mm2": auto_area,
+                "diff_mm2": auto_area - entry.area_mm2,
+                "ratio": auto_area / entry.area_mm2 if entry.area_mm2 > 0 else np.nan,
+                "dice": dice,
+                "iou": iou,
+            }
+            if auto_status_col:
+                row["auto_healing_status"] = arow.get(auto_status_col)
+            for col in CONTEXT_COLUMNS:
+                if col in table.columns:
+                    row[col] = arow.get(col)
+            rows.append(row)
+    pairs = pd.DataFrame(rows)
+    if pairs.empty:
+        return pd.DataFrame(columns=["photo_sha256", "reader", "manual_area_mm2", "auto_area_mm2"])
+    return pairs.sort_values(["reader", "file" if "file" in pairs else "photo_sha256"])
+
+
+def _reader_pair_dice(readers: list[ManualReader], a: str, b: str) -> dict[str, tuple[float, float]]:
+    ra = next(r for r in readers if r.name == a)
+    rb = next(r for r in readers if r.name == b)
+    out = {}
+    for sha in ra.entries.keys() & rb.entries.keys():
+        ma, mb = ra.entries[sha].rect_mask, rb.entries[sha].rect_mask
+        if ma is not None and mb is not None and ma.shape == mb.shape and (ma.any() or mb.any()):
+            out[sha] = dice_iou(ma, mb)
+    return out
+
+
+def comparison_frames(pairs: pd.DataFrame, readers: list[ManualReader]) -> dict[str, pd.DataFrame]:
+    """Per comparison ``"<test> vs <reference>"``: photo-level test/reference/dice/iou columns.
+
+    Comparisons: auto vs each reader; auto vs the mean of readers (photos every reader
+    measured); each pair of readers (inter-reader agreement).
+    """
+    names = [r.name for r in readers]
+    out: dict[str, pd.DataFrame] = {}
+    if pairs.empty:
+        return out
+    wide_area = pairs.pivot_table(
+        index="photo_sha256", columns="reader", values="manual_area_mm2", dropna=False
+    )
+    context = pairs.drop_duplicates("photo_sha256").set_index("photo_sha256")
+    for name in names:
+        p = pairs[pairs["reader"] == name].set_index("photo_sha256")
+        out[f"{AUTO} vs {name}"] = pd.DataFrame(
+            {
+                "test": p["auto_area_mm2"],
+                "reference": p["manual_area_mm2"],
+                "dice": p["dice"],
+                "iou": p["iou"],
+            }
+        ).join(context[[c for c in CONTEXT_COLUMNS if c in context]])
+    if len(names) >= 2:
+        cols = [n for n in names if n in wide_area.columns]
+        complete = wide_area[cols].dropna()
+        auto_area = context["auto_area_mm2"].reindex(complete.index)
+        out[f"{AUTO} vs {READER_MEAN}"] = pd.DataFrame(
+            {"test": auto_area, "reference": complete.mean(axis=1)}
+        ).join(context[[c for c in CONTEXT_COLUMNS if c in context]])
+        for a, b in itertools.combinations(names, 2):
+            if a not in wide_area or b not in wide_area:
+                continue
+            both = wide_area[[a, b]].dropna()
+            di = _reader_pair_dice(readers, a, b)
+            frame = pd.DataFrame({"test": both[a], "reference": both[b]})
+            frame["dice"] = [di.get(s, (np.nan, np.nan))[0] for s in frame.index]
+            frame["iou"] = [di.get(s, (np.nan, np.nan))[1] for s in frame.index]
+            out[f"{a} vs {b}"] = frame.join(context[[c for c in CONTEXT_COLUMNS if c in context]])
+    return out
+
+
+def agreement_table(frames: dict[str, pd.DataFrame], group: str | None = None) -> pd.DataFrame:
+    """One row of :func:`agreement_row` statistics per comparison (and per group if given)."""
+    rows = []
+    for name, frame in frames.items():
+        test, ref = name.split(" vs ", 1)
+        valid = frame.dropna(subset=["test", "reference"])
+        groups: list[tuple[object, pd.DataFrame]]
+        if group is None:
+            groups = [(None, valid)]
+        elif group == AREA_RANGE:
+            labels = area_range_labels(valid["test"], valid["reference"])
+            groups = list(valid.groupby(pd.Series(labels, index=valid.index), sort=False))
+            groups.sort(key=lambda g: _range_key(str(g[0])))
+        elif group in valid.columns:
+            groups = list(valid.groupby(valid[group].astype(str), sort=True))
+        else:
+            continue
+        for key, sub in groups:
+            row: dict[str, object] = {"comparison": name, "test": test, "reference": ref}
+            if group is not None:
+                row[group] = key
+            if group is None:
+                row["n_photos"] = len(frame)
+                row["n_test_missing"] = int(frame["test"].isna().sum())
+                row["n_reference_missing"] = int(frame["reference"].isna().sum())
+            else:
+                row["n_photos"] = len(sub)
+            row.update(
+                agreement_row(
+                    sub["test"],
+                    sub["reference"],
+                    sub.get("dice"),
+                    sub.get("iou"),
+                )
+            )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _range_key(label: str) -> float:
+    try:
+        return float(label.lstrip(">=<").split("-")[0])
+    except ValueError:
+        return float("inf")
+
+
+def status_tables(
+    pairs: pd.DataFrame,
+    readers: list[str],
+    order: Sequence[str] | None = None,
+    issues: list[Issue] | None = None,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Cohen's kappa rows and confusion tables for statuses (readers pairwise, auto if known).
+
+    ``order`` ranks the categories (enables weighted kappa); numeric statuses are ranked by
+    value. A comparison with statuses outside ``order`` is skipped with an issue.
+    """
+    from ulcerseg.qa.stats import confusion_table
+
+    if pairs.empty or "manual_status" not in pairs or pairs["manual_status"].isna().all():
+        return pd.DataFrame(), {}
+    wide = pairs.pivot_table(index="photo_sha256", columns="reader", values="manual_status", aggfunc="first")
+    series: dict[str, pd.Series] = {r: wide[r] for r in readers if r in wide}
+    if "auto_healing_status" in pairs:
+        series[AUTO] = pairs.drop_duplicates("photo_sha256").set_index("photo_sha256")["auto_healing_status"]
+    names = list(series)
+    if AUTO in names:
+        names = [AUTO] + [n for n in names if n != AUTO]
+    all_values = sorted({str(v) for s in series.values() for v in s.dropna()}, key=str)
+    categories: list[str] | None = list(order) if order else None
+    if categories is None and all_values and all(_is_number(v) for v in all_values):
+        categories = sorted(all_values, key=float)  # numeric scores are ordered
+    rows, confusion = [], {}
+    for a, b in itertools.combinations(names, 2):
+        joined = pd.concat([series[a], series[b]], axis=1, join="inner").dropna()
+        if joined.empty:
+            continue
+        va, vb = joined.iloc[:, 0].astype(str), joined.iloc[:, 1].astype(str)
+        cats = categories or sorted(set(va) | set(vb))
+        unknown = (set(va) | set(vb)) - set(cats)
+        name = f"{a} vs {b}"
+        if unknown:
+            if issues is not None:
+                msg = f"statuses {sorted(unknown)} not in the status order {cats}; no kappa"
+                issues.append(Issue("--status-order", name, msg))
+            continue
+        row = {"comparison": name}
+        row.update(kappa_row(list(va), list(vb), cats if categories else None))
+        rows.append(row)
+        confusion[name] = confusion_table(list(va), list(vb), cats)
+    return pd.DataFrame(rows), confusion
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def run_qa(
+    auto: str | Path,
+    manuals: Sequence[str | Path] | str | Path,
+    out_dir: str | Path,
+    by: Sequence[str] | str | None = None,
+    names: Sequence[str | None] | None = None,
+    status_order: Sequence[str] | None = None,
+    px_per_mm: float = 20.0,
+    progress: Progress | None = None,
+    plots: bool = True,
+) -> QAReport:
+    """Compare automated areas with one or more manual references and write the QA folder.
+
+    ``auto``: a measure output folder or measurements CSV. ``manuals``: CSVs of areas or
+    folders of annotations (one reader each, or one per ``reader`` value in a CSV).
+    ``by``: column(s) for sub-group tables (e.g. ``subject_id``, a site column in the
+    automated CSV, ``needs_review``) or ``"area_range"``. ``px_per_mm``: marker-plane
+    resolution used to measure mask annotations (mm²). ``progress(items, total)`` may wrap
+    the per-annotation loop (e.g. a tqdm bar). ``plots=False`` skips the PNG figures.
+    """
+    from ulcerseg.qa.report import write_report
+
+    if isinstance(manuals, str | Path):
+        manuals = [manuals]
+    by_list = [by] if isinstance(by, str) else list(by or [])
+    auto_res = read_auto(auto)
+    readers: list[ManualReader] = []
+    issues: list[Issue] = []
+    unmatched_rows: list[dict[str, str]] = []
+    for i, manual in enumerate(manuals):
+        name = names[i] if names and i < len(names) else None
+        found, iss, unm = read_manual(manual, auto_res, name, px_per_mm, progress)
+        readers.extend(found)
+        issues.extend(iss)
+        unmatched_rows.extend(unm)
+    _unique_names(readers)
+    for issue in issues:
+        log.warning("%s", issue.line())
+    # Automated photos without a manual measurement, per reader: listed, never dropped.
+    for reader in readers:
+        for sha in auto_res.table.index.difference(list(reader.entries)):
+            file = auto_res.table.at[sha, "file"] if "file" in auto_res.table else ""
+            unmatched_rows.append(
+                {
+                    "reader": reader.name,
+                    "source": "auto",
+                    "item": str(file),
+                    "photo_sha256": str(sha),
+                    "reason": f"no manual measurement by {reader.name}",
+                }
+            )
+    pairs = build_pairs(auto_res, readers)
+    frames = comparison_frames(pairs, readers)
+    agreement = agreement_table(frames)
+    subgroups = {}
+    for col in by_list:
+        if col != AREA_RANGE and not any(col in f.columns for f in frames.values()):
+            if col in auto_res.table.columns:
+                for f in frames.values():
+                    f[col] = auto_res.table[col].reindex(f.index).to_numpy()
+            else:
+                issues.append(Issue("--by", col, "no such column in the automated results"))
+                continue
+        subgroups[col] = agreement_table(frames, group=col)
+    kappa, confusion = status_tables(pairs, [r.name for r in readers], status_order, issues)
+    report = QAReport(
+        out_dir=Path(out_dir),
+        pairs=pairs,
+        agreement=agreement,
+        subgroups=subgroups,
+        kappa=kappa,
+        confusion=confusion,
+        issues=issues,
+        unmatched=pd.DataFrame(
+            unmatched_rows, columns=["reader", "source", "item", "photo_sha256", "reason"]
+        ),
+        readers=[r.name for r in readers],
+        n_auto_photos=len(auto_res.table),
+    )
+    write_report(report, frames, auto_res, plots=plots)
+    return report

@@ -1,0 +1,459 @@
+"""QA inputs: automated results (measure output folder or CSV) and manual references.
+
+A manual reference is either a CSV of areas per photo (columns ``photo_sha256`` or ``file``,
+``area_mm2``, optional ``reader`` and ``status``) or a folder of annotation files (PNG masks,
+ImageJ ROI / RoiSet zip, LabelMe JSON) named after the photo file stem or
+``<subject>_<visit>_<ulcer>``. Annotation files are converted to mm² with the photo's own
+homography from the automated run, and resampled into the automated run's rectified frame
+(marker plane) for Dice/IoU. Problems are collected as :class:`Issue` rows, never raised, so
+the rest of a comparison still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ulcerseg.annotations import (
+    ANNOTATION_SUFFIXES,
+    Annotation,
+    apply_homography,
+    as_homography,
+    rasterize_polygons,
+    read_annotation,
+    rectifying_matrix,
+    warp_mask_to_rectified,
+)
+from ulcerseg.errors import InputError, UlcersegError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[Iterable[Path], int], Iterable[Path]]
+ID_COLUMNS = ("photo_sha256", "sha256", "file", "photo", "image", "key")
+AREA_COLUMNS = ("area_mm2", "area")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem with one input item (one line in issues.csv)."""
+
+    source: str  # file the problem is in
+    item: str  # row / photo / annotation it concerns
+    message: str
+
+    def line(self) -> str:
+        return f"{self.source} [{self.item}]: {self.message}"
+
+
+@dataclass
+class AutoResults:
+    """The automated run: one row per photo indexed by ``photo_sha256``."""
+
+    table: pd.DataFrame
+    root: Path  # paths in mask_file / rectified_file are relative to this
+    source: Path
+
+    def row(self, sha: str) -> pd.Series:
+        return self.table.loc[sha]
+
+    def image_shape(self, sha: str) -> tuple[int, int] | None:
+        """Photo (height, width) px, or None when the run could not decode it."""
+        row = self.row(sha)
+        try:
+            h, w = int(row["image_height_px"]), int(row["image_width_px"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return (h, w) if h > 0 and w > 0 else None
+
+    def homography(self, sha: str) -> np.ndarray | None:
+        """Photo px -> marker-plane mm (3x3), or None without a calibration."""
+        value = self.row(sha).get("homography")
+        if not isinstance(value, str) or not value.strip():
+            return None
+        try:
+            return as_homography(value)
+        except (ValueError, json.JSONDecodeError):
+            return None
+
+    def rectified_frame(self, sha: str) -> tuple[tuple[float, float], float] | None:
+        """``(origin_mm, px_per_mm)`` of the rectified frame, or None."""
+        row = self.row(sha)
+        try:
+            origin = (float(row["rectified_origin_x_mm"]), float(row["rectified_origin_y_mm"]))
+            ppm = float(row["rectified_px_per_mm"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (all(math.isfinite(v) for v in origin) and math.isfinite(ppm) and ppm > 0):
+            return None
+        return origin, ppm
+
+    def auto_mask(self, sha: str) -> np.ndarray | None:
+        """The automated ulcer mask (rectified frame, bool), or None if absent."""
+        rel = self.row(sha).get("mask_file")
+        if not isinstance(rel, str) or not rel:
+            return None
+        path = self.root / rel
+        if not path.is_file():
+            return None
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+        return (arr[..., 0] if arr.ndim == 3 else arr) > 0
+
+
+def read_auto(path: str | Path) -> AutoResults:
+    """Read a ``measure`` output folder (its measurements.csv) or a measurements CSV."""
+    path = Path(path)
+    csv = path / "measurements.csv" if path.is_dir() else path
+    if not csv.is_file():
+        raise InputError(f"{path}: no measurements.csv (expected a measure output folder or CSV)")
+    try:
+        table = pd.read_csv(csv, dtype={"photo_sha256": str, "file": str}, keep_default_na=True)
+    except Exception as err:
+        raise InputError(f"{csv}: cannot read CSV ({err})") from None
+    if "photo_sha256" not in table.columns:
+        raise InputError(f"{csv}: no photo_sha256 column (not a measurements.csv)")
+    table = table.drop_duplicates("photo_sha256", keep="last").set_index("photo_sha256", drop=False)
+    if "area_mm2" in table.columns:
+        table["area_mm2"] = pd.to_numeric(table["area_mm2"], errors="coerce")
+    _join_healing(table, csv.parent / "healing.csv")
+    return AutoResults(table=table, root=csv.parent, source=csv)
+
+
+def _join_healing(table: pd.DataFrame, path: Path) -> None:
+    """Add ``healing_status`` from the run's healing.csv (by photo, else by subject/ulcer/visit)."""
+    if "healing_status" in table.columns or not path.is_file():
+        return
+    try:
+        heal = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as err:
+        log.warning("%s: cannot read healing table (%s)", path, err)
+        return
+    if "status" not in heal.columns:
+        return
+    keys = ["subject_id", "ulcer_id", "visit"]
+    if "photo_sha256" in heal.columns:
+        heal = heal[heal["photo_sha256"] != ""]
+        status = heal.drop_duplicates("photo_sha256", keep="last").set_index("photo_sha256")
+        values = status["status"].reindex(table.index)
+    elif all(k in heal.columns for k in keys) and all(k in table.columns for k in keys):
+        status = heal.drop_duplicates(keys, keep="last").set_index(keys)["status"]
+        values = status.reindex(pd.MultiIndex.from_frame(table[keys].astype(str)))
+    else:
+        return
+    table["healing_status"] = values.replace("", np.nan).to_numpy()
+
+
+class PhotoMatcher:
+    """Finds the automated photo for a manual item by sha256, path, file name or stem."""
+
+    def __init__(self, auto: AutoResults) -> None:
+        self.shas = set(auto.table.index)
+        self.names: dict[str, set[str]] = defaultdict(set)
+        for sha, row in auto.table.iterrows():
+            file = row.get("file")
+            if isinstance(file, str) and file:
+                parts = PurePosixPath(_norm_path(file)).parts
+                # Every trailing sub-path ("root/S01/W2/U1.jpg", "S01/W2/U1.jpg", ... "U1.jpg"),
+                # so references relative to another root still match when unambiguous.
+                for k in range(len(parts)):
+                    self.names["/".join(parts[k:])].add(str(sha))
+                self.names[PurePosixPath(parts[-1]).stem].add(str(sha))
+            parts = [row.get(c) for c in ("subject_id", "visit", "ulcer_id")]
+            if all(isinstance(p, str | int) and str(p) != "" for p in parts):
+                self.names["_".join(str(p) for p in parts).lower()].add(str(sha))
+            self.names[str(sha)[:16].lower()].add(str(sha))
+
+    def match(self, ident: str) -> tuple[str | None, str]:
+        """``(sha, "")`` on a unique match, else ``(None, reason)``."""
+        ident = str(ident).strip()
+        if ident.lower() in self.shas or ident in self.shas:
+            return (ident.lower() if ident.lower() in self.shas else ident), ""
+        parts = PurePosixPath(_norm_path(ident)).parts
+        for k in range(len(parts)):  # longest trailing sub-path first
+            found = self.names.get("/".join(parts[k:]))
+            if found:
+                if len(found) == 1:
+                    return next(iter(found)), ""
+                return None, f"{ident!r} matches {len(found)} photos; use photo_sha256"
+        stem = PurePosixPath(_norm_path(ident)).stem.lower()
+        found = self.names.get(stem)
+        if found and len(found) == 1:
+            return next(iter(found)), ""
+        if found:
+            return None, f"{ident!r} matches {len(found)} photos; use photo_sha256"
+        return None, f"no photo {ident!r} in the automated results"
+
+
+def _norm_path(p: str) -> str:
+    norm = (PureWindowsPath(p).as_posix() if "\\" in p else p).lower()
+    while norm.startswith("./"):
+        norm = norm[2:]
+    return norm
+
+
+@dataclass
+class ManualEntry:
+    """One manual measurement of one photo by one reader."""
+
+    photo_sha256: str
+    area_mm2: float  # NaN when no area (e.g. only a status, or it could not be converted)
+    status: str | None = None
+    source: str = ""  # annotation file or "CSV:row"
+    kind: str = "csv"  # "csv" | "mask" | "roi" | "labelme"
+    # Mask in the automated run's rectified frame, bit-packed (a trial holds thousands).
+    rect_bits: np.ndarray | None = None
+    rect_shape: tuple[int, int] | None = None
+
+    @property
+    def rect_mask(self) -> np.ndarray | None:
+        """Bool mask in the automated run's rectified frame (for Dice/IoU), or None."""
+        if self.rect_bits is None or self.rect_shape is None:
+            return None
+        n = self.rect_shape[0] * self.rect_shape[1]
+        return np.unpackbits(self.rect_bits, count=n).astype(bool).reshape(self.rect_shape)
+
+    @rect_mask.setter
+    def rect_mask(self, mask: np.ndarray | None) -> None:
+        if mask is None:
+            self.rect_bits, self.rect_shape = None, None
+            return
+        m = np.asarray(mask, dtype=bool)
+        self.rect_bits = np.packbits(m.ravel())
+        self.rect_shape = (int(m.shape[0]), int(m.shape[1]))
+
+
+@dataclass
+class ManualReader:
+    """All manual measurements of one reader (one --manual input or one CSV reader value)."""
+
+    name: str
+    source: Path
+    entries: dict[str, ManualEntry] = field(default_factory=dict)
+
+
+def read_manual(
+    path: str | Path,
+    auto: AutoResults,
+    name: str | None = None,
+    px_per_mm: float = 20.0,
+    progress: Progress | None = None,
+) -> tuple[list[ManualReader], list[Issue], list[dict[str, str]]]:
+    """Read one manual reference (CSV or annotation folder).
+
+    Returns the readers found (several if a CSV has a ``reader`` column or one
+    ``<reader>_area_mm2`` column per reader), the issues, and the manual items that match no
+    automated photo (rows of unmatched.csv). ``progress(items, total)`` may wrap the
+    per-file loop (the CLI passes a tqdm bar).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_manual_folder(path, auto, name or path.name, px_per_mm, progress)
+    if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return _read_manual_csv(path, auto, name or path.stem)
+    if path.is_file() and path.suffix.lower() in ANNOTATION_SUFFIXES:
+        raise InputError(f"{path}: give the folder that holds the annotation files, not one file")
+    raise InputError(f"{path}: manual reference must be a CSV file or a folder of annotations")
+
+
+def _read_manual_csv(
+    path: Path, auto: AutoResults, default_name: str
+) -> tuple[list[ManualReader], list[Issue], list[dict[str, str]]]:
+    try:
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+    except Exception as err:
+        raise InputError(f"{path}: cannot read CSV ({err})") from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    id_col = next((c for c in ID_COLUMNS if c in df.columns), None)
+    if id_col is not None and not any(c in df.columns for c in (*AREA_COLUMNS, "status")):
+        df = _wide_to_long(df, id_col)
+    area_col = next((c for c in AREA_COLUMNS if c in df.columns), None)
+    if id_col is None:
+        raise InputError(f"{path}: needs a photo_sha256 or file column, has {list(df.columns)}")
+    if area_col is None and "status" not in df.columns:
+        raise InputError(f"{path}: needs an area_mm2 (or status) column, has {list(df.columns)}")
+    matcher = PhotoMatcher(auto)
+    readers: dict[str, ManualReader] = {}
+    issues: list[Issue] = []
+    unmatched: list[dict[str, str]] = []
+    for i, row in df.iterrows():
+        line = int(str(i)) + 2  # 1-based, after the header
+        ident = row[id_col].strip()
+        item = f"row {line} {ident}"
+        reader_name = row.get("reader", "").strip() or default_name
+        reader = readers.setdefault(reader_name, ManualReader(reader_name, path))
+        if not ident:
+            issues.append(Issue(str(path), item, f"empty {id_col}"))
+            continue
+        sha, why = matcher.match(ident)
+        if sha is None:
+            issues.append(Issue(str(path), item, why))
+            unmatched.append(_unmatched(reader_name, str(path), ident, "", why))
+            continue
+        status = row.get("status", "").strip() or None
+        area = float("nan")
+        raw = row[area_col].strip() if area_col else ""
+        if raw:
+            try:
+                area = float(raw)
+            except ValueError:
+                issues.append(Issue(str(path), item, f"area {raw!r} is not a number; row skipped"))
+                continue
+            if not math.isfinite(area) or area < 0:
+                issues.append(Issue(str(path), item, f"area {raw} mm² is not >= 0; row skipped"))
+                continue
+        elif status is None:
+            issues.append(Issue(str(path), item, "no area and no status; row skipped"))
+            continue
+        if sha in reader.entries:
+            issues.append(Issue(str(path), item, f"second entry for this photo by {reader_name}; kept first"))
+            continue
+        reader.entries[sha] = ManualEntry(sha, area, status, f"{path.name}:{line}", "csv")
+    return list(readers.values()), issues, unmatched
+
+
+def _wide_to_long(df: pd.DataFrame, id_col: str) -> pd.DataFrame:
+    """One column per reader (``<reader>_area_mm2`` [+ ``<reader>_status``]) -> long rows."""
+    readers = [c.removesuffix("_area_mm2") for c in df.columns if c.endswith("_area_mm2")]
+    readers += [
+        c.removesuffix("_status")
+        for c in df.columns
+        if c.endswith("_status") and c.removesuffix("_status") not in readers
+    ]
+    if not readers:
+        return df
+    parts = []
+    for r in readers:
+        part = pd.DataFrame({id_col: df[id_col], "reader": r})
+        part["area_mm2"] = df.get(f"{r}_area_mm2", "")
+        part["status"] = df.get(f"{r}_status", "")
+        # Keep the original row numbers so issues point at the right line.
+        parts.append(part.set_index(df.index))
+    return pd.concat(parts)
+
+
+def _unmatched(reader: str, source: str, item: str, sha: str, reason: str) -> dict[str, str]:
+    return {"reader": reader, "source": source, "item": item, "photo_sha256": sha, "reason": reason}
+
+
+def _read_manual_folder(
+    folder: Path,
+    auto: AutoResults,
+    name: str,
+    px_per_mm: float,
+    progress: Progress | None = None,
+) -> tuple[list[ManualReader], list[Issue], list[dict[str, str]]]:
+    matcher = PhotoMatcher(auto)
+    reader = ManualReader(name, folder)
+    issues: list[Issue] = []
+    unmatched: list[dict[str, str]] = []
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ANNOTATION_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no annotation files ({', '.join(ANNOTATION_SUFFIXES)})")
+    for path in progress(files, len(files)) if progress else files:
+        rel = path.relative_to(folder).as_posix()
+        if path.suffix.lower() == ".json" and not _looks_like_labelme(path):
+            log.info("%s: not a LabelMe file; ignored", path)
+            continue
+        sha, why = matcher.match(path.stem)
+        if sha is None:
+            issues.append(Issue(str(folder), rel, why))
+            unmatched.append(_unmatched(name, str(folder), rel, "", why))
+            continue
+        if sha in reader.entries:
+            issues.append(Issue(str(folder), rel, f"photo already annotated by {reader.entries[sha].source}"))
+            continue
+        entry = _annotation_entry(path, rel, sha, auto, px_per_mm, issues, str(folder))
+        if entry is not None:
+            reader.entries[sha] = entry
+    return [reader], issues, unmatched
+
+
+def _looks_like_labelme(path: Path) -> bool:
+    """A JSON object with a ``shapes`` list (other JSON files in the folder are not ours)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # let the reader report the broken file
+    return isinstance(doc, dict) and isinstance(doc.get("shapes"), list)
+
+
+def _annotation_entry(
+    path: Path,
+    rel: str,
+    sha: str,
+    auto: AutoResults,
+    px_per_mm: float,
+    issues: list[Issue],
+    source: str,
+) -> ManualEntry | None:
+    shape = auto.image_shape(sha)
+    if shape is None:
+        issues.append(Issue(source, rel, "automated run has no image size for this photo"))
+        return None
+    try:
+        ann = read_annotation(path, shape)
+    except UlcersegError as err:
+        # The message names the file; the issue row names it already.
+        issues.append(Issue(source, rel, str(err).removeprefix(f"{path}: ")))
+        return None
+    h = auto.homography(sha)
+    if h is None:
+        issues.append(Issue(source, rel, "photo has no calibration in the automated run; no mm² area"))
+        return ManualEntry(sha, float("nan"), None, rel, ann.kind)
+    try:
+        area = ann.area_mm2(h, px_per_mm)
+    except ValueError as err:
+        issues.append(Issue(source, rel, f"cannot map to the marker plane: {err}"))
+        return ManualEntry(sha, float("nan"), None, rel, ann.kind)
+    entry = ManualEntry(sha, area, None, rel, ann.kind)
+    entry.rect_mask = _to_rectified(ann, sha, auto, h, area, issues, source, rel)
+    return entry
+
+
+def _to_rectified(
+    ann: Annotation,
+    sha: str,
+    auto: AutoResults,
+    h: np.ndarray,
+    area_mm2: float,
+    issues: list[Issue],
+    source: str,
+    rel: str,
+) -> np.ndarray | None:
+    """The annotation in the automated run's rectified frame (bool), for Dice/IoU."""
+    frame = auto.rectified_frame(sha)
+    auto_mask = auto.auto_mask(sha)
+    if frame is None or auto_mask is None:
+        return None
+    origin, ppm = frame
+    shape = auto_mask.shape
+    if ann.polygons is not None:
+        # Map vertices, not pixels: exact outline in the rectified frame.
+        m = rectifying_matrix(h, origin, ppm)
+        out = np.zeros(shape, dtype=bool)
+        for group in ann.groups:
+            polys = [apply_homography(ann.polygons[i], m) for i in group]
+            out |= rasterize_polygons(polys, shape) > 0
+    else:
+        out = warp_mask_to_rectified(ann.mask, h, origin, ppm, shape) > 0
+    inside = np.count_nonzero(out) / ppm**2
+    if area_mm2 > 0 and inside < 0.98 * area_mm2:
+        issues.append(
+            Issue(
+                source,
+                rel,
+                f"only {100 * inside / area_mm2:.0f}% of the outline lies in the automated "
+                "run's rectified crop; Dice/IoU use that part",
+            )
+        )
+    return out
