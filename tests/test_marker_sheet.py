@@ -1,0 +1,79 @@
+"""Printable marker sheet: true scale in PNG and PDF, A4 page, detectable markers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ulcerseg.calibration.sheet import A4_MM, layout_sheet, sheet_figure, write_marker_sheet
+from ulcerseg.cli import main
+from ulcerseg.errors import UlcersegError
+
+
+def _detect(gray: np.ndarray) -> tuple[list[int], list[float]]:
+    params = cv2.aruco.DetectorParameters()
+    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+    det = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50), params)
+    corners, ids, _ = det.detectMarkers(gray)
+    assert ids is not None
+    sides = [float(s) for c in corners for s in np.linalg.norm(c[0] - np.roll(c[0], -1, axis=0), axis=1)]
+    return [int(i) for i in ids.ravel()], sides
+
+
+@pytest.mark.parametrize(("side_mm", "dpi"), [(10.0, 300.0), (7.5, 200.0)])
+def test_png_sheet_is_true_scale(tmp_path: Path, side_mm: float, dpi: float) -> None:
+    path = write_marker_sheet(tmp_path / "sheet.png", side_mm=side_mm, ids=(0, 3), dpi=dpi)
+    with Image.open(path) as im:
+        assert im.info["dpi"][0] == pytest.approx(dpi, abs=0.01)
+        assert im.size == (round(A4_MM[0] * dpi / 25.4), round(A4_MM[1] * dpi / 25.4))
+        gray = np.asarray(im.convert("L"))
+    ids, sides = _detect(gray)
+    assert set(ids) == {0, 3}
+    assert len(ids) == len(layout_sheet(side_mm, (0, 3)).stickers)
+    assert np.all(np.abs(np.array(sides) - side_mm * dpi / 25.4) < 1.0)
+
+
+def test_pdf_sheet_is_a4_and_true_scale(tmp_path: Path) -> None:
+    path = write_marker_sheet(tmp_path / "sheet.pdf", side_mm=10.0, ids=(1,))
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF")
+    box = re.search(rb"MediaBox\s*\[\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*\]", data)
+    assert box is not None
+    w_pt, h_pt = float(box.group(3)), float(box.group(4))
+    assert w_pt == pytest.approx(210 / 25.4 * 72, abs=0.5) and h_pt == pytest.approx(297 / 25.4 * 72, abs=0.5)
+    # The same vector figure rasterised at 300 dpi keeps the printed scale.
+    fig = sheet_figure(layout_sheet(10.0, (1,)))
+    fig.savefig(tmp_path / "check.png", dpi=300)
+    gray = cv2.imread(str(tmp_path / "check.png"), cv2.IMREAD_GRAYSCALE)
+    ids, sides = _detect(gray)
+    assert set(ids) == {1}
+    assert np.all(np.abs(np.array(sides) - 10.0 * 300 / 25.4) < 1.0)
+
+
+def test_bad_requests_raise_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(UlcersegError, match="DICT_NOPE"):
+        write_marker_sheet(tmp_path / "a.png", dictionary="DICT_NOPE")
+    with pytest.raises(UlcersegError, match="ID 99"):
+        write_marker_sheet(tmp_path / "a.png", ids=(99,))
+    with pytest.raises(UlcersegError, match=r"\.pdf or \.png"):
+        write_marker_sheet(tmp_path / "a.svg")
+    with pytest.raises(UlcersegError, match=r"does not fit|outside"):
+        write_marker_sheet(tmp_path / "a.png", side_mm=500)
+
+
+def test_marker_cli(tmp_path: Path) -> None:
+    out = tmp_path / "m.png"
+    res = CliRunner().invoke(
+        main, ["marker", "--side-mm", "12", "--ids", "0,2", "--dpi", "150", "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    with Image.open(out) as im:
+        ids, sides = _detect(np.asarray(im.convert("L")))
+    assert set(ids) == {0, 2}
+    assert np.median(sides) == pytest.approx(12 * 150 / 25.4, abs=1.0)

@@ -1,0 +1,240 @@
+"""Synthetic calibrated photos: determinism, exact ground truth, detectability, trial layout."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from ulcerseg.cli import main
+from ulcerseg.synth import (
+    PhotoConfig,
+    encode_jpeg,
+    generate_photos,
+    generate_training_set,
+    generate_trial,
+    render_photo,
+    render_tile,
+    resize_photo,
+)
+from ulcerseg.synth.camera import make_camera, mm_per_px_at
+from ulcerseg.synth.grid import fill_polygon, polygon_area
+from ulcerseg.synth.trial import CSV_COLUMNS
+
+SMALL = PhotoConfig(size=(640, 480))
+
+
+def _mask_area_mm2(mask: np.ndarray, h_mm_to_px: np.ndarray) -> float:
+    """Area (mm²) of a photo-frame mask mapped to the marker plane (sum of pixel Jacobians)."""
+    hi = np.linalg.inv(h_mm_to_px)
+    ys, xs = np.nonzero(mask)
+    w = np.c_[xs, ys, np.ones(len(xs))] @ hi[2]
+    return float(np.sum(abs(np.linalg.det(hi)) / np.abs(w) ** 3))
+
+
+def _detector() -> cv2.aruco.ArucoDetector:
+    params = cv2.aruco.DetectorParameters()
+    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50), params)
+
+
+def test_render_is_deterministic_by_seed() -> None:
+    a, b, c = render_photo(11, SMALL), render_photo(11, SMALL), render_photo(12, SMALL)
+    assert a.image.shape == (480, 640, 3) and a.image.dtype == np.uint8
+    assert np.array_equal(a.image, b.image)
+    assert np.array_equal(a.truth.mask, b.truth.mask)
+    assert np.array_equal(a.truth.homography, b.truth.homography)
+    assert a.truth.true_area_mm2 == b.truth.true_area_mm2
+    assert not np.array_equal(a.image, c.image)
+    assert a.truth.true_area_mm2 != c.truth.true_area_mm2
+
+
+def test_true_area_is_the_polygon_area_within_range() -> None:
+    areas = []
+    for seed in range(6):
+        t = render_photo(seed, SMALL).truth
+        assert t.polygon_mm.shape == (256, 2)
+        assert t.true_area_mm2 == pytest.approx(polygon_area(t.polygon_mm), rel=1e-12)
+        assert 2.0 * 0.999 <= t.true_area_mm2 <= 50.0 * 1.001
+        areas.append(t.true_area_mm2)
+    assert len(set(areas)) == len(areas)
+
+
+def test_photo_mask_maps_back_to_true_area() -> None:
+    config = PhotoConfig(size=(640, 480), area_range_mm2=(10.0, 50.0))
+    for seed in range(4):
+        t = render_photo(seed, config).truth
+        assert set(np.unique(t.mask)) <= {0, 255}
+        assert _mask_area_mm2(t.mask, t.homography) == pytest.approx(t.true_area_mm2, rel=0.02)
+
+
+def test_ground_truth_geometry_is_consistent() -> None:
+    config = PhotoConfig(size=(640, 480), max_tilt_deg=30.0)
+    for seed in range(4):
+        t = render_photo(seed, config).truth
+        s = t.side_mm
+        corners = np.c_[np.array([[0, 0], [s, 0], [s, s], [0, s]]), np.ones(4)] @ t.homography.T
+        assert np.allclose(corners[:, :2] / corners[:, 2:], t.marker_corners_px)
+        lo, hi = config.mm_per_px_bounds()
+        assert lo * 0.999 <= t.mm_per_px <= hi * 1.001
+        # Local scale checked independently by finite differences around the marker centre.
+        d = 0.01
+        pts = np.array([[s / 2, s / 2], [s / 2 + d, s / 2], [s / 2, s / 2 + d], [s / 2, s / 2]])
+        q = np.c_[pts, np.ones(4)] @ t.homography.T
+        q = q[:, :2] / q[:, 2:]
+        jac = np.c_[q[1] - q[0], q[2] - q[0]] / d
+        assert 1 / np.sqrt(abs(np.linalg.det(jac))) == pytest.approx(t.mm_per_px, rel=1e-3)
+        assert 0 <= t.tilt_deg <= 30.0 + 1e-6
+        assert 5.0 <= t.marker_distance_mm <= 35.0
+    flat = render_photo(3, PhotoConfig(size=(640, 480), max_tilt_deg=0.0)).truth
+    assert flat.tilt_deg == pytest.approx(0.0, abs=1e-6)
+
+
+def test_camera_tilt_and_scale_are_exact() -> None:
+    cam = make_camera((800, 600), (20, 5), (5, 5), 0.1, 40.0, 0.7, 1.1, 700.0, (400, 300))
+    assert cam.tilt_deg == pytest.approx(40.0, abs=1e-9)
+    assert mm_per_px_at(cam.homography, (5, 5)) == pytest.approx(0.1, rel=1e-6)
+    # Under tilt the square marker images with unequal sides.
+    q = np.c_[np.array([[0, 0], [10, 0], [10, 10], [0, 10]]), np.ones(4)] @ cam.homography.T
+    q = q[:, :2] / q[:, 2:]
+    sides = np.linalg.norm(q - np.roll(q, -1, axis=0), axis=1)
+    assert sides.max() / sides.min() > 1.1
+
+
+def test_marker_is_detected_at_ground_truth_corners() -> None:
+    detector = _detector()
+    errors = []
+    for seed in range(5):
+        photo = render_photo(seed, SMALL)
+        jpeg = encode_jpeg(photo.image, photo.truth.jpeg_quality)
+        gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+        corners, ids, _ = detector.detectMarkers(gray)
+        assert ids is not None and list(ids.ravel()) == [0], f"seed {seed}: marker not found"
+        err = np.linalg.norm(corners[0].reshape(4, 2) - photo.truth.marker_corners_px, axis=1)
+        errors.extend(err)
+    assert np.median(errors) < 0.7
+    assert np.max(errors) < 1.5
+
+
+def test_healed_photo_has_empty_mask() -> None:
+    t = render_photo(4, SMALL, area_mm2=0.0).truth
+    assert t.true_area_mm2 == 0.0 and len(t.polygon_mm) == 0
+    assert not t.mask.any()
+
+
+def test_fill_polygon_counts_pixel_centres() -> None:
+    th = np.linspace(0, 2 * np.pi, 256, endpoint=False)
+    poly = np.c_[100.3 + 60 * np.cos(th), 80.7 + 35 * np.sin(th)]
+    mask = fill_polygon((200, 220), poly)
+    assert mask.sum() / 255 == pytest.approx(polygon_area(poly), rel=2e-3)
+    square = np.array([[1.5, 1.5], [4.5, 1.5], [4.5, 3.5], [1.5, 3.5]])  # centres x 2..4, y 2..3
+    assert (fill_polygon((6, 6), square) > 0).sum() == 6
+
+
+def test_resize_photo_keeps_geometry() -> None:
+    photo = render_photo(2, PhotoConfig(size=(800, 600), area_range_mm2=(20.0, 50.0)))
+    small = resize_photo(photo, (400, 300))
+    assert small.image.shape == (300, 400, 3)
+    assert small.truth.mm_per_px == pytest.approx(2 * photo.truth.mm_per_px)
+    expected = (photo.truth.marker_corners_px + 0.5) / 2 - 0.5
+    assert np.allclose(small.truth.marker_corners_px, expected)
+    assert _mask_area_mm2(small.truth.mask, small.truth.homography) == pytest.approx(
+        photo.truth.true_area_mm2, rel=0.03
+    )
+
+
+def test_training_tiles(tmp_path: Path) -> None:
+    root = generate_training_set(tmp_path / "tiles", 8, px_per_mm=10.0, tile_px=64, seed=3)
+    images = sorted((root / "images").glob("*.png"))
+    masks = sorted((root / "masks").glob("*.png"))
+    assert [p.name for p in images] == [p.name for p in masks] == [f"{i:04d}.png" for i in range(8)]
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    assert meta["px_per_mm"] == 10.0 and meta["source"] == "synthetic"
+    m = cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED)
+    assert m.shape == (64, 64) and set(np.unique(m)) <= {0, 255}
+    tile = render_tile(17, px_per_mm=10.0, tile_px=128)
+    assert tile.image.shape == (128, 128, 3)
+    if tile.true_area_mm2 > 0 and tile.mask.any():
+        # The tile mask is the polygon at 10 px/mm: pixel count ~ area * 100 when fully inside.
+        assert tile.mask.sum() / 255 <= tile.true_area_mm2 * 100 * 1.05
+
+
+def test_trial_layout_csv_and_exif(tmp_path: Path) -> None:
+    root = generate_trial(
+        tmp_path / "trial",
+        n_subjects=2,
+        visits=("D0", "W4"),
+        ulcers_per_subject=(1, 1),
+        photo_size=(320, 240),
+        seed=5,
+    )
+    with (root / "ground_truth.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0].keys()) == CSV_COLUMNS
+    assert len(rows) == 4
+    assert {(r["subject_id"], r["visit"], r["ulcer_id"]) for r in rows} == {
+        (s, v, "U1") for s in ("S001", "S002") for v in ("D0", "W4")
+    }
+    for r in rows:
+        photo = root / r["file"]
+        assert photo.parent.parent.parent == root and photo.name == "U1.jpg"
+        with Image.open(photo) as im:
+            assert im.size == (320, 240)
+            stamp = im.getexif().get_ifd(0x8769)[0x9003]
+        day = int(r["study_day"])
+        assert stamp.startswith((date(2025, 3, 3) + timedelta(days=day)).strftime("%Y:%m:%d"))
+        mask = cv2.imread(str(root / r["mask_file"]), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (240, 320)
+        assert (float(r["true_area_mm2"]) == 0) == (not mask.any())
+    # Ground truth stays out of the visit folders.
+    assert not any("ground_truth" in p.name for p in (root / "S001").rglob("*"))
+    # Same ulcer across visits: baseline then follow-up (areas may shrink, stay or heal).
+    assert float(rows[0]["true_area_mm2"]) > 0
+
+
+def test_photo_set(tmp_path: Path) -> None:
+    root = generate_photos(tmp_path / "set", 2, PhotoConfig(size=(320, 240)), seed=1)
+    with (root / "ground_truth.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["file"] for r in rows] == ["photo_0000.jpg", "photo_0001.jpg"]
+    assert all((root / r["mask_file"]).is_file() for r in rows)
+    again = render_photo(1 * 1_000_003 + 1, PhotoConfig(size=(320, 240))).truth
+    assert float(rows[1]["true_area_mm2"]) == pytest.approx(again.true_area_mm2, abs=1e-4)
+
+
+def test_cli_synth_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["synth", "dataset", "-o", str(tmp_path / "ds"), "--n", "2", "--tile", "48"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "ds" / "images").glob("*.png"))) == 2
+    res = runner.invoke(
+        main,
+        [
+            "synth",
+            "trial",
+            "-o",
+            str(tmp_path / "tr"),
+            "--subjects",
+            "1",
+            "--visits",
+            "D0",
+            "--size",
+            "200x150",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "tr" / "S001" / "D0" / "U1.jpg").is_file()
+    res = runner.invoke(
+        main, ["synth", "photos", "-o", str(tmp_path / "ph"), "--n", "1", "--size", "200x150"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ph" / "photo_0000.jpg").is_file()
+    res = runner.invoke(main, ["synth", "photos", "-o", str(tmp_path / "x"), "--n", "1", "--size", "big"])
+    assert res.exit_code != 0 and "WIDTHxHEIGHT" in res.output

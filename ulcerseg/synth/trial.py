@@ -1,0 +1,279 @@
+"""Synthetic trial folders and flat photo sets with ground truth, written to disk.
+
+Trial layout (what ``ulcerseg measure`` reads)::
+
+    <root>/<subject>/<visit>/<ulcer_id>.jpg          photos, EXIF DateTimeOriginal = visit date
+    <root>/ground_truth.csv                          one row per photo
+    <root>/ground_truth_masks/<subject>_<visit>_<ulcer_id>.png   photo-frame masks (0/255)
+
+Flat photo set (calibration benchmark)::
+
+    <root>/photo_NNNN.jpg, <root>/ground_truth.csv, <root>/masks/photo_NNNN.png
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ulcerseg.synth.finger import skin_tone
+from ulcerseg.synth.grid import apply_homography, fill_polygon
+from ulcerseg.synth.render import PhotoConfig, PhotoTruth, SynthPhoto, render_photo, render_scene_photo
+from ulcerseg.synth.scene import Subject, sample_scene
+from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
+from ulcerseg.visits import visit_to_day
+
+log = logging.getLogger(__name__)
+
+GROUND_TRUTH_CSV = "ground_truth.csv"
+TRIAL_MASK_DIR = "ground_truth_masks"
+CSV_COLUMNS = (
+    "subject_id",
+    "ulcer_id",
+    "visit",
+    "study_day",
+    "photo_date",
+    "file",
+    "mask_file",
+    "true_area_mm2",
+    "tilt_deg",
+    "mm_per_px",
+    "marker_distance_mm",
+    "marker_corners_px",
+    "jpeg_quality",
+    "width_px",
+    "height_px",
+    "seed",
+)
+_EXIF_IFD = 0x8769
+_TAG_DATETIME = 0x0132
+_TAG_DATETIME_ORIGINAL = 0x9003
+_TAG_DATETIME_DIGITIZED = 0x9004
+
+
+def encode_jpeg(image: np.ndarray, quality: int, taken: datetime | None = None) -> bytes:
+    """JPEG bytes of an RGB uint8 image, with EXIF DateTimeOriginal when ``taken`` is given."""
+    pil = Image.fromarray(image, "RGB")
+    kwargs: dict = {"quality": int(quality)}
+    if taken is not None:
+        stamp = taken.strftime("%Y:%m:%d %H:%M:%S")
+        exif = Image.Exif()
+        exif[_TAG_DATETIME] = stamp
+        ifd = exif.get_ifd(_EXIF_IFD)
+        ifd[_TAG_DATETIME_ORIGINAL] = stamp
+        ifd[_TAG_DATETIME_DIGITIZED] = stamp
+        kwargs["exif"] = exif.tobytes()
+    buf = io.BytesIO()
+    pil.save(buf, "JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def resize_photo(photo: SynthPhoto, size: tuple[int, int]) -> SynthPhoto:
+    """Downscale a photo (INTER_AREA) and transform its ground truth to the new pixel grid."""
+    w0, h0 = photo.image.shape[1], photo.image.shape[0]
+    w, h = size
+    sx, sy = w / w0, h / h0
+    # Pixel centres at integers: x_new = (x_old + 0.5) * s - 0.5.
+    s = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    hom = s @ photo.truth.homography
+    img = cv2.resize(photo.image, (w, h), interpolation=cv2.INTER_AREA)
+    t = photo.truth
+    poly_px = apply_homography(hom, t.polygon_mm) if len(t.polygon_mm) else np.zeros((0, 2))
+    truth = replace(
+        t,
+        mask=fill_polygon((h, w), poly_px),
+        homography=hom / hom[2, 2],
+        marker_corners_px=apply_homography(hom, np.array([[0, 0], [1, 0], [1, 1], [0, 1]]) * t.side_mm),
+        mm_per_px=t.mm_per_px / float(np.sqrt(sx * sy)),
+    )
+    return SynthPhoto(img, truth)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Relative ulcer area at a study day (1.0 = baseline); 0 means healed."""
+
+    kind: str  # "healing" | "slow" | "stable" | "worsening"
+    tau_days: float
+    healed_below_mm2: float
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> Trajectory:
+        kind = str(rng.choice(["healing", "slow", "stable", "worsening"], p=[0.45, 0.25, 0.2, 0.1]))
+        tau = {"healing": rng.uniform(14, 35), "slow": rng.uniform(45, 150)}.get(kind, 1e9)
+        return cls(kind, float(tau), float(rng.uniform(1.0, 2.5)))
+
+    def area(self, baseline_mm2: float, day: int, rng: np.random.Generator) -> float:
+        if self.kind in ("healing", "slow"):
+            a = baseline_mm2 * np.exp(-day / self.tau_days)
+        elif self.kind == "worsening":
+            a = baseline_mm2 * (1 + 0.012 * day)
+        else:
+            a = baseline_mm2
+        if day > 0:
+            a *= float(np.exp(rng.normal(0, 0.08)))
+        return 0.0 if day > 0 and a < self.healed_below_mm2 else float(a)
+
+
+def _row(truth: PhotoTruth, **extra: object) -> dict[str, object]:
+    corners = " ".join(f"{v:.3f}" for v in truth.marker_corners_px.ravel())
+    h, w = truth.mask.shape
+    row = {
+        "true_area_mm2": f"{truth.true_area_mm2:.4f}",
+        "tilt_deg": f"{truth.tilt_deg:.3f}",
+        "mm_per_px": f"{truth.mm_per_px:.6f}",
+        "marker_distance_mm": f"{truth.marker_distance_mm:.3f}",
+        "marker_corners_px": corners,
+        "jpeg_quality": truth.jpeg_quality,
+        "width_px": w,
+        "height_px": h,
+        "seed": truth.seed,
+    }
+    row.update(extra)
+    return row
+
+
+def _write_csv(path: Path, rows: list[dict[str, object]], columns: Sequence[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _photo_seed(*keys: int) -> int:
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+def generate_trial(
+    out_dir: str | Path,
+    n_subjects: int = 2,
+    visits: Sequence[str] = ("D0", "W4", "W8"),
+    ulcers_per_subject: tuple[int, int] = (1, 2),
+    photo_size: tuple[int, int] = (4000, 3000),
+    seed: int = 0,
+    render_size: tuple[int, int] | None = None,
+    baseline_date: date = date(2025, 3, 3),
+    config: PhotoConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write a synthetic trial folder (layout in the module docstring) and return its root.
+
+    Each subject keeps its skin tone and finger width; each ulcer keeps its shape family and look
+    across visits and follows a random trajectory (healing, slow, stable, worsening; healed ulcers
+    leave a faint scar and an empty mask). ``render_size`` renders larger and downscales to
+    ``photo_size`` (like a phone photo resized for sharing). The CSV ``seed`` is the photo's
+    numpy seed (the trial ``seed`` and the photo's position fix it).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TRIAL_MASK_DIR).mkdir(exist_ok=True)
+    base_cfg = config or PhotoConfig()
+    cfg = replace(base_cfg, size=tuple(render_size or photo_size))
+    days = [visit_to_day(v) for v in visits]
+    trial_rng = np.random.default_rng([seed, 7])
+    rows: list[dict[str, object]] = []
+    polygons: dict[str, list[list[float]]] = {}
+    for si in range(n_subjects):
+        subject_id = f"S{si + 1:03d}"
+        subject = Subject.random(trial_rng)
+        n_ulcers = int(trial_rng.integers(ulcers_per_subject[0], ulcers_per_subject[1] + 1))
+        for ui in range(n_ulcers):
+            ulcer_id = f"U{ui + 1}"
+            shape = UlcerShape.random(trial_rng)
+            traj = Trajectory.random(trial_rng)
+            baseline = float(np.exp(trial_rng.uniform(np.log(4.0), np.log(40.0))))
+            base_look = UlcerLook.random(trial_rng, skin_tone(subject.skin_t))
+            for vi, (visit, day) in enumerate(zip(visits, days, strict=True)):
+                pseed = _photo_seed(seed, si, ui, vi)
+                rng = np.random.default_rng(pseed)
+                area = traj.area(baseline, day, rng)
+                look = replace(base_look, texture_seed=base_look.texture_seed + vi)
+                scene = sample_scene(
+                    rng,
+                    side_mm=cfg.side_mm,
+                    marker_id=cfg.marker_id,
+                    dictionary=cfg.dictionary,
+                    area_mm2=area,
+                    distance_range_mm=cfg.distance_range_mm,
+                    shape=shape.evolve(rng, 0.15) if vi else shape,
+                    look=look,
+                    subject=subject,
+                    healed_scar_area_mm2=0.4 * baseline,
+                )
+                photo = render_scene_photo(scene, rng, cfg, pseed)
+                if render_size is not None and tuple(render_size) != tuple(photo_size):
+                    photo = resize_photo(photo, photo_size)
+                taken = datetime.combine(
+                    baseline_date + timedelta(days=day), datetime.min.time()
+                ) + timedelta(hours=int(rng.integers(8, 17)), minutes=int(rng.integers(0, 60)))
+                rel = Path(subject_id) / visit / f"{ulcer_id}.jpg"
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out / rel).write_bytes(encode_jpeg(photo.image, photo.truth.jpeg_quality, taken))
+                mask_rel = Path(TRIAL_MASK_DIR) / f"{subject_id}_{visit}_{ulcer_id}.png"
+                cv2.imwrite(str(out / mask_rel), photo.truth.mask)
+                rows.append(
+                    _row(
+                        photo.truth,
+                        subject_id=subject_id,
+                        ulcer_id=ulcer_id,
+                        visit=visit,
+                        study_day=day,
+                        photo_date=taken.date().isoformat(),
+                        file=rel.as_posix(),
+                        mask_file=mask_rel.as_posix(),
+                    )
+                )
+                polygons[rel.as_posix()] = np.round(photo.truth.polygon_mm, 5).tolist()
+                if progress:
+                    progress(1)
+    _write_csv(out / GROUND_TRUTH_CSV, rows, CSV_COLUMNS)
+    (out / TRIAL_MASK_DIR / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
+    log.info("wrote synthetic trial with %d photos to %s", len(rows), out)
+    return out
+
+
+def generate_photos(
+    out_dir: str | Path,
+    n: int,
+    config: PhotoConfig | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write ``n`` independent photos ``photo_NNNN.jpg`` + ``masks/`` + ground_truth.csv.
+
+    Photo ``i`` is ``render_photo(seed * 1_000_003 + i, config)``: reproducible one by one.
+    The CSV ``file`` column is relative to ``out_dir``; ``polygons_mm.json`` holds the outlines.
+    """
+    out = Path(out_dir)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    config = config or PhotoConfig()
+    width = max(4, len(str(n - 1)))
+    rows: list[dict[str, object]] = []
+    polygons: dict[str, list[list[float]]] = {}
+    for i in range(n):
+        pseed = seed * 1_000_003 + i
+        photo = render_photo(pseed, config)
+        name = f"photo_{i:0{width}d}"
+        (out / f"{name}.jpg").write_bytes(encode_jpeg(photo.image, photo.truth.jpeg_quality))
+        cv2.imwrite(str(out / "masks" / f"{name}.png"), photo.truth.mask)
+        rows.append(_row(photo.truth, file=f"{name}.jpg", mask_file=f"masks/{name}.png"))
+        polygons[f"{name}.jpg"] = np.round(photo.truth.polygon_mm, 5).tolist()
+        if progress:
+            progress(1)
+    columns = [
+        c for c in CSV_COLUMNS if c not in ("subject_id", "ulcer_id", "visit", "study_day", "photo_date")
+    ]
+    _write_csv(out / GROUND_TRUTH_CSV, rows, columns)
+    (out / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
+    log.info("wrote %d synthetic photos to %s", n, out)
+    return out
