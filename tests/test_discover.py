@@ -21,6 +21,8 @@ def test_folder_layout_gives_subject_visit_ulcer_and_day(tmp_path: Path) -> None
     _touch(tmp_path / "S002" / "w12" / "L3_ulcer2.png", b"c")
     _touch(tmp_path / "S002" / "W12" / "notes.txt")
     _touch(tmp_path / "ground_truth.csv")
+    _touch(tmp_path / "ground_truth_masks" / "S001_D0_R2_ulcer1.png")
+    _touch(tmp_path / ".thumbnails" / "S001" / "D0" / "R2_ulcer1.jpg")
     cfg = DiscoveryConfig(ulcer_pattern=r"^(?P<finger>[LR]\d)_(?P<ulcer_id>ulcer\d+)$")
     found = discover(tmp_path, cfg)
     got = [(p.subject_id, p.visit, p.ulcer_id, p.study_day) for p in found.photos]

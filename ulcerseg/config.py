@@ -38,6 +38,7 @@ class DiscoveryConfig:
 
     ulcer_pattern: str = r"^(?P<ulcer_id>.+)$"  # applied to the file stem
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+    ignore: tuple[str, ...] = (".*", "_*", "ground_truth*")  # folder/file name globs never read
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ path[, date]``; paths relative to the manifest) can be given instead.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import logging
 import os
 import re
@@ -62,6 +63,8 @@ def discover_folder(root: Path, config: DiscoveryConfig) -> Discovery:
         if path.suffix.lower() not in extensions:
             continue
         parts = path.relative_to(root).parts
+        if any(fnmatch.fnmatch(part, pat) for part in parts for pat in config.ignore):
+            continue
         if len(parts) != 3:
             if len(parts) > 1:  # photos directly in the root are usually not trial photos
                 found.problems.append((path, "not in a <subject>/<visit>/ folder; ignored"))

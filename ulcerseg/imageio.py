@@ -115,11 +115,14 @@ def decode_rgb(path: Path, data: bytes) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write an RGB (H x W x 3) or single-channel uint8 array as PNG (no metadata)."""
+def write_png(path: Path, image: np.ndarray, compression: int = 3) -> None:
+    """Write an RGB (H x W x 3) or single-channel uint8 array as PNG (no metadata).
+
+    ``compression`` 0-9: 1 is ~1.5x faster than 3 for ~10% larger files (used for overlays).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, enc = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, enc = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     tmp = path.with_suffix(".tmp")

@@ -27,7 +27,7 @@ def render_overlay(
     contours_px: list[np.ndarray],
     area_mm2: float | None,
     label: str,
-    max_side_px: int = 1024,
+    max_side_px: int = 800,
     scale_bar_mm: float = 5.0,
 ) -> np.ndarray:
     """RGB overlay of the region spanned by marker and ulcer, at most ``max_side_px`` a side."""

@@ -168,7 +168,7 @@ class PhotoMeasurer:
                 label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
                 overlay = render_overlay(rgb, cal, contours, measurement.area_mm2, label)
                 result.overlay_path = out_dir / "overlays" / f"{key}.png"
-                write_png(result.overlay_path, overlay)
+                write_png(result.overlay_path, overlay, compression=1)
         t_write = time.perf_counter()
         result.stage_seconds = {
             "decode": loaded.seconds,
