@@ -6,6 +6,7 @@ one-line :class:`ConfigError` naming the file and the dotted key.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import hashlib
 import json
@@ -100,12 +101,17 @@ class PipelineConfig:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
+    """Check/convert one value against its annotated type; errors name source and dotted key."""
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"{source}: key {key!r}: {problem}")
+
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return build_dataclass(tp, value, where)
+            raise fail(f"expected a mapping, got {type(value).__name__}")
+        return build_dataclass(tp, value, source, prefix=f"{key}.")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -115,46 +121,60 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, source, key)
             except ConfigError as err:
                 last = err
-        raise last or ConfigError(f"{where}: invalid value {value!r}")
+        raise last or fail(f"invalid value {value!r}")
+    if origin in (dict, collections.abc.Mapping):
+        key_tp, value_tp = typing.get_args(tp)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise fail(f"expected a mapping, got {value!r}")
+        return {
+            _coerce(k, key_tp, source, key): _coerce(v, value_tp, source, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str | int | float):
             value = [value]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+            raise fail(f"expected a list, got {type(value).__name__}")
+        return tuple(_coerce(v, item_tp, source, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            raise fail(f"expected true/false, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise fail(f"expected a number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise fail(f"expected an integer, got {value!r}")
         return value
     if tp is str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # IDs such as 101 are read from YAML as integers
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise fail(f"expected a string, got {value!r}")
         return value
-    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover - programming error
+    raise fail(f"unsupported type {tp}")  # pragma: no cover - programming error
 
 
-def build_dataclass(cls: type[T], data: dict[str, Any], where: str) -> T:
-    """Build a (nested) frozen dataclass from a mapping, rejecting unknown keys."""
+def build_dataclass(cls: type[T], data: dict[str, Any], source: str, prefix: str = "") -> T:
+    """Build a (nested) frozen dataclass from a mapping, rejecting unknown keys.
+
+    Errors read ``SOURCE: key 'section.name': problem`` (one line).
+    """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(map(str, data)) - names)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(names))})"
-        )
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        allowed = ", ".join(sorted(names))
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (allowed: {allowed})")
+    kwargs = {k: _coerce(v, hints[k], source, f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
 
 
@@ -190,13 +210,9 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
 
         pattern = re.compile(cfg.discovery.ulcer_pattern)
     except re.error as err:
-        raise ConfigError(
-            f"{source}: discovery.ulcer_pattern is not a valid regex ({err})"
-        ) from err
+        raise ConfigError(f"{source}: discovery.ulcer_pattern is not a valid regex ({err})") from err
     if "ulcer_id" not in pattern.groupindex:
-        raise ConfigError(
-            f"{source}: discovery.ulcer_pattern needs a named group (?P<ulcer_id>...)"
-        )
+        raise ConfigError(f"{source}: discovery.ulcer_pattern needs a named group (?P<ulcer_id>...)")
     from ulcerseg.calibration.marker import aruco_dictionary
 
     aruco_dictionary(cfg.marker.dictionary, source)
@@ -209,20 +225,25 @@ def config_from_dict(data: dict[str, Any] | None, source: str = "<config>") -> P
     return cfg
 
 
-def load_config(path: Path | None) -> PipelineConfig:
-    """Load and validate a YAML config; ``None`` gives the defaults."""
-    if path is None:
-        return config_from_dict({}, "<defaults>")
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Parse a YAML file whose top level is a mapping (empty file -> {})."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from err
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return config_from_dict(data, str(path))
+    return data or {}
+
+
+def load_config(path: Path | None) -> PipelineConfig:
+    """Load and validate a YAML config; ``None`` gives the defaults."""
+    if path is None:
+        return config_from_dict({}, "<defaults>")
+    return config_from_dict(read_yaml_mapping(path), str(path))
 
 
 def with_overrides(cfg: PipelineConfig, **section_values: dict[str, Any]) -> PipelineConfig:

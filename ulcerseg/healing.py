@@ -20,8 +20,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
 from ulcerseg.visits import visit_to_day
 
@@ -99,95 +98,38 @@ class HealingConfig:
     near_threshold_area_mm2: float = 0.25
     near_threshold_pct: float = 5.0
     date_window_days: int = 7
-    cardinal_ulcers: Mapping[str, str] = field(default_factory=dict)
+    cardinal_ulcers: dict[str, str] = field(default_factory=dict)
     review: ReviewSettings = field(default_factory=ReviewSettings)
 
 
-def _check_number(key: str, value: Any, source: str, *, minimum: float, integer: bool) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{source}: key {key!r} must be a number, got {value!r}")
-    if integer and not float(value).is_integer():
-        raise ConfigError(f"{source}: key {key!r} must be an integer, got {value!r}")
-    if not math.isfinite(float(value)) or value < minimum:
-        raise ConfigError(f"{source}: key {key!r} must be >= {minimum}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
-    """Validate one value against the type of its default."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: key {key!r} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        return _check_number(key, value, source, minimum=0, integer=True)
-    if isinstance(default, float):
-        minimum = 1.0 if key.startswith("implausible_") else 0.0
-        return _check_number(key, value, source, minimum=minimum, integer=False)
-    if isinstance(default, str):
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{source}: key {key!r} must be a non-empty string, got {value!r}")
-        if key == "baseline_visit":
-            _check_visit(key, value, source)
-        return value.strip()
-    if isinstance(default, tuple):
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{source}: key {key!r} must be a list of strings, got {value!r}")
-        if key == "schedule":
-            for v in value:
-                _check_visit(key, v, source)
-            if len(set(value)) != len(value):
-                raise ConfigError(f"{source}: key {key!r} lists a visit twice: {value!r}")
-        return tuple(v.strip() for v in value)
-    raise ConfigError(f"{source}: key {key!r} has an unsupported value {value!r}")
-
-
-def _check_visit(key: str, label: str, source: str) -> None:
-    try:
-        visit_to_day(label)
-    except InputError as err:
-        raise ConfigError(f"{source}: key {key!r}: {err}") from None
-
-
-def _review_from_dict(raw: Any, source: str) -> ReviewSettings:
-    if raw is None:
-        return ReviewSettings()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: key 'review' must be a mapping, got {raw!r}")
-    defaults = ReviewSettings()
-    known = {f.name for f in fields(ReviewSettings)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{source}: unknown key 'review.{key}' (known: {sorted(known)})")
-        values[key] = _coerce(f"review.{key}", value, getattr(defaults, key), source)
-    return ReviewSettings(**values)
+def _validate_healing(cfg: HealingConfig, source: str) -> None:
+    """Checks beyond types: visit labels, non-negative thresholds, factors >= 1."""
+    for key in ("baseline_visit", "schedule"):
+        labels = (cfg.baseline_visit,) if key == "baseline_visit" else cfg.schedule
+        for label in labels:
+            try:
+                visit_to_day(label)
+            except InputError as err:
+                raise ConfigError(f"{source}: key {key!r}: {err}") from None
+    if len(set(cfg.schedule)) != len(cfg.schedule):
+        raise ConfigError(f"{source}: key 'schedule' lists a visit twice: {list(cfg.schedule)!r}")
+    for section, obj in (("", cfg), ("review.", cfg.review)):
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            minimum = 1.0 if f.name.startswith("implausible_") else 0.0
+            if not math.isfinite(value) or value < minimum:
+                raise ConfigError(f"{source}: key '{section}{f.name}' must be >= {minimum:g}, got {value!r}")
 
 
 def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> HealingConfig:
     """Validated :class:`HealingConfig` from a mapping; raises :class:`ConfigError`."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    defaults = HealingConfig()
-    known = {f.name for f in fields(HealingConfig)}
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{source}: unknown key {key!r} (known: {sorted(known)})")
-        if key == "review":
-            values[key] = _review_from_dict(value, source)
-        elif key == "cardinal_ulcers":
-            value = {} if value is None else value
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str | int) and isinstance(v, str | int) for k, v in value.items()
-            ):
-                raise ConfigError(
-                    f"{source}: key 'cardinal_ulcers' must map subject_id to ulcer_id, got {value!r}"
-                )
-            values[key] = {str(k): str(v) for k, v in value.items()}
-        else:
-            values[key] = _coerce(key, value, getattr(defaults, key), source)
-    return HealingConfig(**values)
+    cfg = build_dataclass(HealingConfig, dict(raw), source)
+    _validate_healing(cfg, source)
+    return cfg
 
 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:
@@ -196,14 +138,7 @@ def load_healing_config(path: str | Path | None = None) -> HealingConfig:
         if not DEFAULT_CONFIG_PATH.is_file():
             return HealingConfig()
         path = DEFAULT_CONFIG_PATH
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read healing config ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
-    return healing_config_from_dict(raw or {}, str(path))
+    return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
 
 
 # --------------------------------------------------------------------------------------------
