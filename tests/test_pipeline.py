@@ -131,3 +131,25 @@ def test_coarse_to_fine_segments_only_the_candidate_crop(tmp_path: Path) -> None
     assert seg.grid.px_per_mm == 10.0
     area_searched_mm2 = (1600 / 14) * (1200 / 14)
     assert seg.grid.width * seg.grid.height / 100 < 0.25 * area_searched_mm2
+
+
+def test_far_apart_candidates_get_separate_small_crops_and_the_ulcer_wins() -> None:
+    import cv2
+
+    from ulcerseg.calibration.marker import apply_homography, calibrate, homography_matrix
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.segmentation.inference import segment_photo
+    from ulcerseg.segmentation.postprocess import ulcer_mask
+
+    photo = make_photo(px_per_mm=14, size=(1600, 1200), ulcer_radius_mm=(3.0, 2.2), ulcer_offset_mm=(20, 6))
+    rgb = photo.rgb.copy()
+    # a small red speck 35 mm away on the other side of the marker: a distractor
+    speck = apply_homography(photo.h_mm_to_px, np.array([[-15.0, 30.0]]))[0]
+    cv2.circle(rgb, (int(speck[0]), int(speck[1])), 9, (170, 30, 35), -1)
+    cal = calibrate(rgb, "DICT_4X4_50", (0,), 10.0)
+    backend = RednessBackend(tile_px=256)  # each pass fits one window: calls count passes
+    seg = segment_photo(backend, rgb, homography_matrix(cal), 10.0, SegmentationConfig())
+    assert backend.calls == 3  # coarse pass + one fine pass per candidate region
+    assert max(seg.grid.width, seg.grid.height) < 300  # a crop, not the span of both regions
+    mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
+    assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)

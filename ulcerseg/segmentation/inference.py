@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from ulcerseg.calibration.marker import apply_homography
 from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid, valid_region
@@ -128,22 +129,58 @@ def segment_photo(
             bool(candidates.any()),
             coarse.seconds,
         )
-    ys, xs = np.nonzero(candidates)
-    # candidate box in mm, plus margin; at least 20 mm square so the saved crop has context
-    pc = coarse_grid.px_per_mm
-    lo = np.array([xs.min(), ys.min()]) / pc + np.asarray(coarse_grid.origin_mm) - config.crop_margin_mm
-    hi = (
-        np.array([xs.max() + 1, ys.max() + 1]) / pc
-        + np.asarray(coarse_grid.origin_mm)
-        + config.crop_margin_mm
+    threshold = config.threshold or card.threshold
+    best: SegmentationOutput | None = None
+    best_score = -1.0
+    seconds = dict(coarse.seconds)
+    for box in candidate_boxes(coarse.probability, candidates, coarse_grid, config):
+        fine_grid = _fine_grid(box, coarse_grid, px_per_mm)
+        fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm)
+        for stage, sec in fine.seconds.items():
+            seconds[stage] += sec
+        # the ulcer is where the fine pass is most confident: probability mass above threshold
+        score = float(fine.probability[fine.probability >= threshold].sum())
+        if score > best_score:
+            best, best_score = fine, score
+    assert best is not None
+    return SegmentationOutput(
+        best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds
     )
+
+
+def candidate_boxes(
+    probability: np.ndarray, candidates: np.ndarray, grid: RectifiedGrid, config: SegmentationConfig
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Marker-plane boxes (lo, hi in mm, with margin) of the strongest coarse candidates.
+
+    Candidate pixels closer than ``merge_distance_mm`` are grouped (fragments of one ulcer);
+    groups are ranked by summed probability and the best ``max_candidates`` are returned.
+    """
+    reach = max(1, round(config.merge_distance_mm * grid.px_per_mm / 2))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    grouped = cv2.dilate(candidates.astype(np.uint8), kernel)
+    n, labels = cv2.connectedComponents(grouped, connectivity=8)
+    labels = np.where(candidates, labels, 0)
+    scores = ndimage.sum_labels(probability, labels, np.arange(1, n))
+    origin = np.asarray(grid.origin_mm)
+    boxes = []
+    for index in np.argsort(-scores)[: config.max_candidates]:
+        ys, xs = np.nonzero(labels == index + 1)
+        if len(xs) == 0:
+            continue
+        lo = np.array([xs.min(), ys.min()]) / grid.px_per_mm + origin - config.crop_margin_mm
+        hi = np.array([xs.max() + 1, ys.max() + 1]) / grid.px_per_mm + origin + config.crop_margin_mm
+        boxes.append((lo, hi))
+    return boxes
+
+
+def _fine_grid(box: tuple[np.ndarray, np.ndarray], coarse: RectifiedGrid, px_per_mm: float) -> RectifiedGrid:
+    """Full-resolution grid over a candidate box: at least 20 mm square (context for review),
+    clipped to the searched region."""
+    lo, hi = box
     mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 10.0)
-    lo = np.maximum(mid - half, coarse_grid.origin_mm)
-    far = np.asarray(coarse_grid.origin_mm) + np.array([coarse_grid.width, coarse_grid.height]) / pc
-    hi = np.minimum(mid + half, far)
-    fine_size = np.maximum(np.ceil((hi - lo) * px_per_mm).astype(int), 1)
-    fine_grid = RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(fine_size[0]), int(fine_size[1]))
-    fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm)
-    for stage, sec in coarse.seconds.items():
-        fine.seconds[stage] += sec
-    return fine
+    origin = np.asarray(coarse.origin_mm)
+    far = origin + np.array([coarse.width, coarse.height]) / coarse.px_per_mm
+    lo, hi = np.maximum(mid - half, origin), np.minimum(mid + half, far)
+    size = np.maximum(np.ceil((hi - lo) * px_per_mm).astype(int), 1)
+    return RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(size[0]), int(size[1]))
