@@ -1,0 +1,90 @@
+import cv2
+import numpy as np
+import pytest
+from conftest import make_photo
+
+from ulcerseg.calibration.marker import calibrate
+from ulcerseg.config import QualityConfig
+from ulcerseg.quality import calibration_flags, image_flags, mask_flags, sharpness
+from ulcerseg.records import Calibration, Flag, Measurement
+
+CFG = QualityConfig()
+
+
+def _textured(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, (200, 200, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(base, (3, 3), 0)
+
+
+def _cal(**changes: float) -> Calibration:
+    values = dict(
+        marker_id=0, corners_px=((0, 0), (1, 0), (1, 1), (0, 1)), homography=tuple(np.eye(3).ravel()),
+        mm_per_px=0.05, tilt_deg=10.0, residual_px=0.2, side_mm=10.0, n_markers_found=1,
+    )  # fmt: skip
+    values.update(changes)
+    return Calibration(**values)  # type: ignore[arg-type]
+
+
+def _meas(area: float = 10.0, prob: float = 0.9, low: float = 9.5, high: float = 10.5) -> Measurement:
+    return Measurement(area, 12.0, 4.0, 3.0, 1, prob, low, high, 15.0)
+
+
+def test_good_photo_has_no_flags() -> None:
+    valid = np.ones((200, 200), bool)
+    assert image_flags(_textured(), valid, CFG) == []
+    assert calibration_flags(_cal(), CFG) == []
+
+
+def test_blur_is_flagged() -> None:
+    valid = np.ones((200, 200), bool)
+    blurred = cv2.GaussianBlur(_textured(), (0, 0), 6)
+    assert sharpness(cv2.cvtColor(blurred, cv2.COLOR_RGB2GRAY), valid) < CFG.min_sharpness
+    assert Flag.BLURRED in image_flags(blurred, valid, CFG)
+
+
+@pytest.mark.parametrize(("shift", "flag"), [(120, Flag.OVEREXPOSED), (-140, Flag.UNDEREXPOSED)])
+def test_exposure_is_flagged(shift: int, flag: Flag) -> None:
+    img = np.clip(_textured().astype(int) + shift, 0, 255).astype(np.uint8)
+    assert flag in image_flags(img, np.ones((200, 200), bool), CFG)
+
+
+@pytest.mark.parametrize(
+    ("changes", "flag"),
+    [
+        ({"tilt_deg": 60.0}, Flag.MARKER_TOO_OBLIQUE),
+        ({"mm_per_px": 0.2}, Flag.LOW_RESOLUTION),  # 5 px per mm
+        ({"residual_px": 3.0}, Flag.MARKER_DISTORTED),
+        ({"residual_px": float("nan")}, Flag.MARKER_DISTORTED),
+        ({"n_markers_found": 2}, Flag.AMBIGUOUS_MARKER),
+    ],
+)
+def test_calibration_flags(changes: dict, flag: Flag) -> None:
+    assert calibration_flags(_cal(**changes), CFG) == [flag]
+
+
+def test_tilt_of_a_real_oblique_photo_is_flagged() -> None:
+    photo = make_photo(tilt_deg=58, px_per_mm=20, size=(1280, 960))
+    cal = calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
+    assert Flag.MARKER_TOO_OBLIQUE in calibration_flags(cal, CFG)
+
+
+def test_mask_flags() -> None:
+    valid = np.ones((100, 100), bool)
+    inside = np.zeros((100, 100), bool)
+    inside[40:60, 40:60] = True
+    assert mask_flags(_meas(), inside, valid, CFG) == []
+    assert mask_flags(_meas(area=0.0), inside, valid, CFG) == [Flag.NO_ULCER_FOUND]
+    assert Flag.LOW_CONFIDENCE in mask_flags(_meas(prob=0.4), inside, valid, CFG)
+    assert Flag.LOW_CONFIDENCE in mask_flags(_meas(low=4.0, high=12.0), inside, valid, CFG)
+    edge = inside.copy()
+    edge[40:60, 0:5] = True
+    assert Flag.MASK_AT_BORDER in mask_flags(_meas(), edge, valid, CFG)
+    # the edge of the photo inside the grid counts as a border too
+    partly_valid = valid.copy()
+    partly_valid[:, 70:] = False
+    touching = np.zeros_like(inside)
+    touching[40:60, 55:70] = True
+    assert Flag.MASK_AT_BORDER in mask_flags(_meas(), touching, partly_valid, CFG)
+    far = Measurement(10.0, 12.0, 4.0, 3.0, 1, 0.9, 9.5, 10.5, 55.0)
+    assert Flag.MARKER_FAR_FROM_ULCER in mask_flags(far, inside, valid, CFG)
