@@ -153,3 +153,24 @@ def test_far_apart_candidates_get_separate_small_crops_and_the_ulcer_wins() -> N
     assert max(seg.grid.width, seg.grid.height) < 300  # a crop, not the span of both regions
     mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
     assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
+
+
+def test_when_the_fine_pass_finds_nothing_the_whole_search_region_is_kept() -> None:
+    from ulcerseg.calibration.marker import calibrate, homography_matrix
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.segmentation.inference import segment_photo
+
+    class CoarseOnlyBackend(RednessBackend):
+        """Sees 'ulcer' at coarse scale only (like a weak model's false candidate)."""
+
+        def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+            prob = super().predict_proba(tiles)
+            return prob if self.calls == 1 else np.zeros_like(prob)
+
+    photo = make_photo(px_per_mm=14, size=(1600, 1200))
+    cal = calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
+    seg = segment_photo(
+        CoarseOnlyBackend(tile_px=256), photo.rgb, homography_matrix(cal), 10.0, SegmentationConfig()
+    )
+    assert seg.grid.px_per_mm == 5.0  # the coarse search grid
+    assert seg.grid.width * seg.grid.height / 25 > 0.5 * (1600 / 14) * (1200 / 14)

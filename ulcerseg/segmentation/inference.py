@@ -142,7 +142,10 @@ def segment_photo(
         score = float(fine.probability[fine.probability >= threshold].sum())
         if score > best_score:
             best, best_score = fine, score
-    assert best is not None
+    if best is None or best_score <= 0:
+        # nothing confirmed at full resolution: keep the whole searched region, so the
+        # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
+        best = coarse
     return SegmentationOutput(
         best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds
     )
