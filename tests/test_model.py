@@ -1,0 +1,142 @@
+"""Model cards, network building, inference backends and ONNX export (tiny networks, CPU)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ulcerseg.errors import ModelError
+from ulcerseg.segmentation.backends import (
+    OnnxBackend,
+    SegmentationBackend,
+    TorchBackend,
+    open_backend,
+)
+from ulcerseg.segmentation.model import (
+    ModelCard,
+    build_network,
+    file_sha256,
+    load_card,
+    save_card,
+)
+from ulcerseg.training.export import export_onnx
+
+TINY = {
+    "architecture": "Unet",
+    "encoder": "resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": (16, 8, 8),
+    "tile_px": 64,
+}
+
+
+def make_model(folder: Path, seed: int = 0) -> ModelCard:
+    """A randomly initialised tiny model folder with a valid card."""
+    torch.manual_seed(seed)
+    card = ModelCard(name="tiny", **TINY)
+    net = build_network(card)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), folder / "model.pt")
+    card = card.replace(weights_sha256=file_sha256(folder / "model.pt"))
+    save_card(card, folder)
+    return card
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_card_roundtrip_and_sha(tmp_path: Path) -> None:
+    card = make_model(tmp_path / "m")
+    loaded = load_card(tmp_path / "m")
+    assert loaded == card
+    assert loaded.decoder_channels == (16, 8, 8)
+    data = (tmp_path / "m" / "model.pt").read_bytes()
+    assert file_sha256(tmp_path / "m" / "model.pt") == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"encoder": "no_such_encoder"}, "encoder"),
+        ({"architecture": "NoSuchNet"}, "architecture"),
+        ({"tile_px": 100}, "tile_px"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"decoder_channels": [16, 8]}, "decoder_channels"),
+    ],
+)
+def test_bad_card_names_file_and_key(tmp_path: Path, change: dict, needle: str) -> None:
+    make_model(tmp_path / "m")
+    path = tmp_path / "m" / "model.json"
+    data = json.loads(path.read_text())
+    data.update(change)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError) as err:
+        load_card(tmp_path / "m")
+    msg = str(err.value)
+    assert str(path) in msg and needle in msg and "\n" not in msg
+
+
+def test_missing_and_broken_card(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="model card not found"):
+        load_card(tmp_path / "empty")
+    (tmp_path / "empty" / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read model card"):
+        load_card(tmp_path / "empty")
+
+
+def test_torch_backend_predicts_probabilities(tmp_path: Path) -> None:
+    make_model(tmp_path / "m")
+    backend = open_backend(tmp_path / "m")
+    assert isinstance(backend, TorchBackend)
+    assert isinstance(backend, SegmentationBackend)
+    assert backend.sha256 == file_sha256(tmp_path / "m" / "model.pt")
+    tiles = np.random.default_rng(0).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    prob = backend.predict_proba(tiles)
+    assert prob.shape == (2, 64, 96) and prob.dtype == np.float32
+    assert prob.min() >= 0.0 and prob.max() <= 1.0
+    np.testing.assert_array_equal(prob, backend.predict_proba(tiles))  # deterministic
+    with pytest.raises(ValueError, match="multiples of 32"):
+        backend.predict_proba(tiles[:, :50])
+
+
+def test_weights_not_matching_card_are_refused(tmp_path: Path) -> None:
+    make_model(tmp_path / "m")
+    torch.manual_seed(1)
+    torch.save(build_network(load_card(tmp_path / "m")).state_dict(), tmp_path / "m" / "model.pt")
+    with pytest.raises(ModelError, match="does not match weights_sha256"):
+        open_backend(tmp_path / "m", "torch")
+
+
+def test_onnx_export_matches_torch_and_auto_picks_it(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    make_model(folder)
+    result = export_onnx(folder)
+    assert result.max_abs_diff < 1e-4
+    card = load_card(folder)
+    assert card.onnx_sha256 == file_sha256(folder / "model.onnx") == result.onnx_sha256
+    auto = open_backend(folder)
+    assert isinstance(auto, OnnxBackend)
+    tiles = np.random.default_rng(1).integers(0, 256, (1, 64, 128, 3), dtype=np.uint8)
+    torch_prob = open_backend(folder, "torch").predict_proba(tiles)
+    np.testing.assert_allclose(auto.predict_proba(tiles), torch_prob, atol=1e-4)
+    assert auto.sha256 == card.weights_sha256
+
+    # new weights make the ONNX file stale: auto falls back to torch
+    torch.manual_seed(5)
+    torch.save(build_network(card).state_dict(), folder / "model.pt")
+    save_card(card.replace(weights_sha256=file_sha256(folder / "model.pt")), folder)
+    assert isinstance(open_backend(folder), TorchBackend)
+
+
+def test_unknown_backend_name(tmp_path: Path) -> None:
+    make_model(tmp_path / "m")
+    with pytest.raises(ModelError, match="backend"):
+        open_backend(tmp_path / "m", "tensorrt")

@@ -1,0 +1,367 @@
+"""Dataset convention, training, evaluation and the train/evaluate/export CLI on tiny data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from ulcerseg.cli import main
+from ulcerseg.errors import ConfigError, DatasetError
+from ulcerseg.segmentation.backends import open_backend
+from ulcerseg.segmentation.model import file_sha256, load_card
+from ulcerseg.training.augment import AugmentConfig, TrainAugment
+from ulcerseg.training.config import config_from_dict, load_config
+from ulcerseg.training.dataset import load_dataset, split_dataset
+from ulcerseg.training.evaluate import evaluate
+from ulcerseg.training.loop import train
+
+TINY_CONFIG = {
+    "name": "tiny",
+    "model": {
+        "architecture": "Unet",
+        "encoder": "resnet18",
+        "encoder_depth": 3,
+        "decoder_channels": [16, 8, 8],
+        "tile_px": 64,
+    },
+    "train": {
+        "seed": 0,
+        "val_fraction": 0.25,
+        "batch_size": 4,
+        "epochs": 2,
+        "lr": 0.003,
+        "warmup_steps": 1,
+        "num_threads": 1,
+    },
+    "augment": {"scale_range": [0.8, 1.25]},
+}
+
+
+def make_dataset(root: Path, n: int = 8, size: int = 64, seed: int = 0) -> Path:
+    """n skin-coloured images with one dark-red disc each, and their 0/255 masks."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = np.full((size, size, 3), (200, 160, 140), np.uint8)
+        img = (img + rng.integers(0, 20, img.shape)).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        centre = (int(rng.integers(16, size - 16)), int(rng.integers(16, size - 16)))
+        cv2.circle(mask, centre, int(rng.integers(5, 12)), 255, -1)
+        img[mask > 0] = (120, 30, 30)
+        cv2.imwrite(str(root / "images" / f"{i:02d}.png"), img[..., ::-1])
+        cv2.imwrite(str(root / "masks" / f"{i:02d}.png"), mask)
+    return root
+
+
+def write_config(path: Path, **train_changes: object) -> Path:
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["train"].update(train_changes)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset, run folder) of one tiny training run shared by several tests."""
+    base = tmp_path_factory.mktemp("trained")
+    data = make_dataset(base / "data")
+    run = base / "run"
+    result = train(write_config(base / "tiny.yaml"), [data], run, command="test")
+    assert result.epochs == 2
+    return data, run
+
+
+def test_train_writes_model_card_and_logs(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    for name in ("model.pt", "model.json", "metrics.csv", "learning_curve.png", "last.pt"):
+        assert (run / name).is_file(), name
+    card = load_card(run)
+    assert card.weights_sha256 == file_sha256(run / "model.pt")
+    assert card.encoder == "resnet18" and card.tile_px == 64
+    assert card.training["command"] == "test" and card.training["seed"] == 0
+    assert card.hardware and card.package_version and card.training_seconds > 0
+    assert 0.0 <= card.metrics["val_dice"] <= 1.0
+    with open(run / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    val_stems = json.loads((run / "val_stems.json").read_text())["data"]
+    assert len(val_stems) == 2  # 25% of 8
+    assert card.training["data"][0]["val_stems"] == val_stems
+
+    backend = open_backend(run)
+    prob = backend.predict_proba(np.zeros((1, 64, 64, 3), np.uint8))
+    assert prob.shape == (1, 64, 64)
+
+
+def test_training_is_reproducible(tmp_path: Path, trained: tuple[Path, Path]) -> None:
+    data, run = trained
+    again = tmp_path / "again"
+    train(write_config(tmp_path / "tiny.yaml"), [data], again, command="test")
+    assert file_sha256(again / "model.pt") == file_sha256(run / "model.pt")
+
+
+def test_resume_continues_from_checkpoint(tmp_path: Path, trained: tuple[Path, Path]) -> None:
+    data, run = trained
+    out = tmp_path / "resumed"
+    cfg = write_config(tmp_path / "tiny.yaml")
+    first = train(cfg, [data], out, stop_after=1)
+    assert first.epochs == 1 and first.stopped.startswith("interrupted")
+    result = train(cfg, [data], out, resume=True)
+    assert result.epochs == 2
+    with open(out / "metrics.csv") as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [1, 2]
+    # the interrupted-and-resumed run ends with the same weights as the uninterrupted one
+    assert file_sha256(out / "model.pt") == file_sha256(run / "model.pt")
+    with pytest.raises(ConfigError, match="already holds a model"):
+        train(cfg, [data], out)
+
+
+def test_evaluate_cli_prints_metrics_on_recorded_split(tmp_path: Path, trained: tuple[Path, Path]) -> None:
+    data, run = trained
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(
+        main, ["evaluate", "--model", str(run), "--data", str(data), "--split-from", str(run), "-o", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "dataset-level  Dice" in res.output and "per-image mean Dice" in res.output
+    with open(out / "per_image.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["stem"] for r in rows) == load_card(run).training["data"][0]["val_stems"]
+    assert (out / "worst_cases.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_images"] == 2
+
+
+def test_evaluate_scores_perfect_model() -> None:
+    """A backend returning the ground truth scores Dice 1 and zero area error."""
+    from ulcerseg.segmentation.model import ModelCard
+
+    class Oracle:
+        card = ModelCard(name="oracle", tile_px=64)
+        sha256 = "0" * 64
+
+        def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+            red = (tiles[..., 0] < 150) & (tiles[..., 1] < 60)
+            return red.astype(np.float32)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_dataset(Path(tmp) / "d", n=3)
+        result = evaluate(Oracle(), [data])
+    assert result.summary["dataset_dice"] == pytest.approx(1.0)
+    assert all(r["area_error_px"] == 0 for r in result.rows)
+
+
+def test_train_and_export_cli(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "tiny.yaml", epochs=1)
+    res = CliRunner().invoke(main, ["train", "--config", str(cfg), "--data", str(data), "-o", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "best val Dice" in res.output
+    res = CliRunner().invoke(main, ["export", "--model", str(run), "--onnx"])
+    assert res.exit_code == 0, res.output
+    assert "max |torch - onnx|" in res.output
+    assert load_card(run).onnx_sha256 == file_sha256(run / "model.onnx")
+
+
+# --- bad inputs: one-line errors naming the file or key ---
+
+
+def _one_line(err: pytest.ExceptionInfo[BaseException]) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_wrong_size_mask(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d", n=2)
+    cv2.imwrite(str(data / "masks" / "01.png"), np.zeros((32, 64), np.uint8))
+    with pytest.raises(DatasetError) as err:
+        load_dataset(data)
+    assert "01.png" in _one_line(err) and "does not match" in str(err.value)
+
+
+def test_missing_mask(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d", n=2)
+    (data / "masks" / "00.png").unlink()
+    with pytest.raises(DatasetError) as err:
+        load_dataset(data)
+    assert "00.png" in _one_line(err) and "missing mask" in str(err.value)
+
+
+def test_non_binary_mask(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d", n=2)
+    cv2.imwrite(str(data / "masks" / "01.png"), np.full((64, 64), 128, np.uint8))
+    with pytest.raises(DatasetError) as err:
+        load_dataset(data)
+    assert "01.png" in _one_line(err) and "not binary" in str(err.value)
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path / "d")
+    assert str(tmp_path / "d" / "images") in _one_line(err) and "no images" in str(err.value)
+
+
+def test_unknown_encoder_in_config(tmp_path: Path) -> None:
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["model"]["encoder"] = "resnet9000"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = _one_line(err)
+    assert str(path) in msg and "model.encoder" in msg and "resnet9000" in msg
+
+
+def test_unknown_config_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train\.lr_max: unknown key"):
+        config_from_dict({"train": {"lr_max": 1}}, "x.yaml")
+
+
+def test_cli_reports_one_line_error(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--config",
+            str(tmp_path / "nope.yaml"),
+            "--data",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code != 0
+    assert isinstance(res.exception, ConfigError)
+    assert "nope.yaml" in str(res.exception)
+
+
+def test_shipped_configs_are_valid() -> None:
+    configs = sorted((Path(__file__).parents[1] / "configs" / "train").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.model.tile_px % 32 == 0
+
+
+# --- splits and augmentation ---
+
+
+def test_grouped_split_keeps_groups_apart(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d", n=8)
+    with open(data / "groups.csv", "w") as fh:
+        fh.write("stem,subject\n" + "".join(f"{i:02d},S{i // 2}\n" for i in range(8)))
+    (data / "dataset.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "g",
+                "px_per_mm": 10,
+                "groups": {"csv": "groups.csv", "stem_column": "stem", "group_column": "subject"},
+            }
+        )
+    )
+    ds = load_dataset(data)
+    assert ds.name == "g" and ds.px_per_mm == 10.0 and ds.has_groups
+    tr, va = split_dataset(ds, 0.25, seed=0)
+    assert len(va) == 2 and len(tr) == 6
+    assert {s.group for s in tr}.isdisjoint({s.group for s in va})
+    assert split_dataset(ds, 0.25, seed=0) == (tr, va)  # seeded
+
+
+def test_augment_returns_tiles_that_keep_ulcers() -> None:
+    aug = TrainAugment(AugmentConfig(fg_crop_prob=1.0), tile_px=64)
+    image = np.full((300, 300, 3), 180, np.uint8)
+    mask = np.zeros((300, 300), np.uint8)
+    mask[240:250, 30:40] = 1  # small ulcer near a corner
+    hits = 0
+    for i in range(20):
+        img, msk = aug(image, mask, 1.0, False, np.random.default_rng(i))
+        assert img.shape == (64, 64, 3) and img.dtype == np.uint8 and msk.shape == (64, 64)
+        assert set(np.unique(msk).tolist()) <= {0, 1}
+        hits += bool(msk.any())
+    assert hits >= 18
+
+
+# --- importing annotated photos ---
+
+
+def test_dataset_import_cli_reads_roi_labelme_and_png(tmp_path: Path) -> None:
+    from ulcerseg.annotations import write_annotation
+
+    photos, anns = tmp_path / "photos", tmp_path / "anns"
+    photos.mkdir()
+    anns.mkdir()
+    masks = {}
+    for i, suffix in enumerate((".roi", ".json", ".png")):
+        img = np.full((64, 96, 3), 190, np.uint8)
+        cv2.imwrite(str(photos / f"p{i}.jpg"), img)
+        mask = np.zeros((64, 96), np.uint8)
+        cv2.rectangle(mask, (10 + 20 * i, 12), (30 + 20 * i, 40), 255, -1)
+        masks[f"p{i}"] = mask
+        write_annotation(anns / f"p{i}{suffix}", mask, image_path=f"p{i}.jpg")
+    cv2.imwrite(str(photos / "p3.jpg"), np.zeros((64, 96, 3), np.uint8))  # no annotation
+
+    out = tmp_path / "ds"
+    args = ["dataset", "import", str(photos), "-a", str(anns), "-o", str(out), "--px-per-mm", "12"]
+    res = CliRunner().invoke(main, args)
+    assert isinstance(res.exception, DatasetError) and "p3.jpg" in str(res.exception)
+
+    res = CliRunner().invoke(main, [*args[:-2], "--missing", "skip", "--px-per-mm", "12"])
+    assert res.exit_code == 0, res.output
+    assert "3 images" in res.output and "skipped 1" in res.output
+    ds = load_dataset(out)
+    assert ds.px_per_mm == 12.0 and [s.stem for s in ds.samples] == ["p0", "p1", "p2"]
+    for s in ds.samples:
+        got = cv2.imread(str(s.mask_path), cv2.IMREAD_GRAYSCALE) > 0
+        want = masks[s.stem] > 0
+        # vector outlines may differ from the drawn raster by about one pixel along the edge
+        assert np.count_nonzero(got ^ want) <= 2 * (20 + 28) + 8, s.stem
+
+
+def test_training_feeds_the_network_card_normalised_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The network must see (rgb/255 - mean)/std in training, exactly as in inference."""
+    import ulcerseg.training.loop as loop
+
+    seen: list[torch.Tensor] = []
+    build = loop.build_network
+
+    def recording_build(card):  # type: ignore[no-untyped-def]
+        net = build(card)
+        net.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+        return net
+
+    monkeypatch.setattr(loop, "build_network", recording_build)
+    data = make_dataset(tmp_path / "data", n=4)
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["train"].update(epochs=1, val_fraction=0.0)
+    off = {"color_prob": 0, "blur_prob": 0, "jpeg_prob": 0, "noise_prob": 0, "rotate_limit": 0}
+    cfg["augment"] = {"scale_range": [1.0, 1.0], **off}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    train(tmp_path / "c.yaml", [data], tmp_path / "run")
+    assert seen
+    pixels = np.stack([cv2.imread(str(p))[..., ::-1] for p in sorted((data / "images").iterdir())])
+    card = load_card(tmp_path / "run")
+    expected = (pixels.reshape(-1, 3).mean(0) / 255.0 - np.array(card.mean)) / np.array(card.std)
+    got = seen[0].mean(dim=(0, 2, 3)).numpy()  # whole 64 px images, flips only
+    np.testing.assert_allclose(got, expected, atol=1e-3)

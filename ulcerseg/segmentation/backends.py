@@ -1,0 +1,155 @@
+"""Inference backends: run a model folder on batches of RGB tiles (torch or ONNX Runtime).
+
+Every backend takes uint8 RGB tiles (N×H×W×3, H and W multiples of 32) and returns float32
+foreground probabilities (N×H×W, 0-1). ``sha256`` is the SHA-256 of ``model.pt``, the model
+identity recorded with every measurement, whichever backend ran.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ulcerseg.errors import ModelError
+from ulcerseg.segmentation.model import (
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    file_sha256,
+    load_card,
+    load_network,
+    wrap_probability,
+)
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+@runtime_checkable
+class SegmentationBackend(Protocol):
+    """A loaded model that maps RGB tiles to ulcer probabilities."""
+
+    card: ModelCard
+    sha256: str
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        """uint8 N×H×W×3 RGB (H, W multiples of 32) -> float32 N×H×W probabilities in [0, 1]."""
+        ...
+
+
+def _check_tiles(tiles: np.ndarray) -> np.ndarray:
+    """Validate the tile batch and convert it to float32 N×3×H×W on the 0-1 scale."""
+    if tiles.ndim == 3:
+        tiles = tiles[None]
+    if tiles.ndim != 4 or tiles.shape[-1] != 3:
+        raise ValueError(f"tiles must be N×H×W×3 RGB, got shape {tiles.shape}")
+    if tiles.dtype != np.uint8:
+        raise ValueError(f"tiles must be uint8, got {tiles.dtype}")
+    h, w = tiles.shape[1:3]
+    if h % 32 or w % 32:
+        raise ValueError(f"tile height/width must be multiples of 32, got {h}×{w}")
+    x = np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), dtype=np.float32)
+    x *= 1.0 / 255.0
+    return x
+
+
+class TorchBackend:
+    """Eager PyTorch on CPU (eval mode, ``torch.inference_mode``), deterministic.
+
+    ``num_threads`` sets torch's intra-op threads (``None`` leaves torch's default).
+    """
+
+    def __init__(self, model_dir: str | Path, num_threads: int | None = None, device: str = "cpu") -> None:
+        import torch
+
+        self.model_dir = Path(model_dir)
+        self.card = load_card(self.model_dir)
+        self.sha256 = (
+            file_sha256(self.model_dir / WEIGHTS_FILE) if (self.model_dir / WEIGHTS_FILE).is_file() else ""
+        )
+        if self.card.weights_sha256 and self.sha256 and self.card.weights_sha256 != self.sha256:
+            raise ModelError(
+                f"{self.model_dir / WEIGHTS_FILE}: SHA-256 {self.sha256[:12]}… does not match "
+                f"weights_sha256 {self.card.weights_sha256[:12]}… in the model card"
+            )
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.device = torch.device(device)
+        self.net = wrap_probability(load_network(self.model_dir, self.card), self.card)
+        self.net.to(self.device).eval()
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(_check_tiles(tiles)).to(self.device)
+        with torch.inference_mode():
+            prob = self.net(x)[:, 0]
+        return prob.float().cpu().numpy().astype(np.float32, copy=False)
+
+
+class OnnxBackend:
+    """ONNX Runtime on CPU, running ``model.onnx`` made by ``ulcerseg export --onnx``."""
+
+    def __init__(self, model_dir: str | Path, num_threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.model_dir = Path(model_dir)
+        self.card = load_card(self.model_dir)
+        path = self.model_dir / ONNX_FILE
+        if not path.is_file():
+            raise ModelError(f"{path}: ONNX file not found (run `ulcerseg export --onnx`)")
+        weights = self.model_dir / WEIGHTS_FILE
+        self.sha256 = file_sha256(weights) if weights.is_file() else self.card.weights_sha256
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ModelError(f"{path}: cannot load ONNX model ({str(err).splitlines()[0]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        (prob,) = self.session.run(None, {self.input_name: _check_tiles(tiles)})
+        return np.asarray(prob[:, 0], dtype=np.float32)
+
+
+def onnx_is_current(model_dir: str | Path, card: ModelCard | None = None) -> bool:
+    """True if ``model.onnx`` exists, matches the card's onnx_sha256 and was made from model.pt."""
+    model_dir = Path(model_dir)
+    card = card or load_card(model_dir)
+    onnx_path = model_dir / ONNX_FILE
+    if not onnx_path.is_file() or not card.onnx_sha256:
+        return False
+    if file_sha256(onnx_path) != card.onnx_sha256:
+        log.warning("%s: SHA-256 differs from the model card; using torch", onnx_path)
+        return False
+    weights = model_dir / WEIGHTS_FILE
+    if card.onnx_source_sha256 and weights.is_file():
+        return file_sha256(weights) == card.onnx_source_sha256
+    return True
+
+
+def open_backend(
+    model_dir: str | Path, backend: str = "auto", num_threads: int | None = None
+) -> SegmentationBackend:
+    """Open a model folder with ``backend`` = ``auto`` | ``torch`` | ``onnx``.
+
+    ``auto`` uses ONNX Runtime when ``model.onnx`` exists and its recorded SHA-256 matches
+    (and it was exported from the current ``model.pt``), else PyTorch.
+    """
+    if backend not in BACKENDS:
+        raise ModelError(f"backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "auto":
+        backend = "onnx" if onnx_is_current(model_dir) else "torch"
+    log.info("opening %s with the %s backend", model_dir, backend)
+    if backend == "onnx":
+        return OnnxBackend(model_dir, num_threads=num_threads)
+    return TorchBackend(model_dir, num_threads=num_threads)

@@ -1,0 +1,286 @@
+"""Model cards and network construction for the ulcer segmentation model.
+
+A *model* is a folder holding ``model.json`` (the :class:`ModelCard`), ``model.pt`` (a torch
+``state_dict`` of the smp network) and optionally ``model.onnx``. The card says everything the
+measurement pipeline needs: how to build the network, how to normalise its input, the physical
+scale (px per mm) of the rectified images it expects, the tile size and the threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ulcerseg.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+CARD_FILE = "model.json"
+WEIGHTS_FILE = "model.pt"
+ONNX_FILE = "model.onnx"
+
+#: smp architectures whose constructor takes ``decoder_channels`` as a list (one per stage).
+_LIST_DECODER_ARCHS = frozenset({"Unet", "UnetPlusPlus", "MAnet"})
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to build, run and trace a trained segmentation model.
+
+    ``mean``/``std`` are per RGB channel on the 0-1 scale. ``px_per_mm`` is the physical
+    resolution of the rectified marker-plane images the model expects; ``tile_px`` the tile side
+    (px) used for sliding-window inference; ``threshold`` the probability above which a pixel is
+    ulcer. ``weights_sha256`` is the SHA-256 of ``model.pt`` (the model's identity).
+    """
+
+    name: str
+    architecture: str = "Unet"
+    encoder: str = "resnet18"
+    encoder_depth: int = 5
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    in_channels: int = 3
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    px_per_mm: float = 10.0
+    tile_px: int = 256
+    threshold: float = 0.5
+    weights_sha256: str = ""
+    onnx_sha256: str | None = None
+    #: SHA-256 of the model.pt the ONNX file was exported from (stale-export detection).
+    onnx_source_sha256: str | None = None
+    #: Range of scale factors (relative to ``px_per_mm``) seen in training, per data kind.
+    scale_range: dict[str, list[float]] = field(default_factory=dict)
+    #: Training provenance: data paths, config, command line, seed, split (validation stems).
+    training: dict[str, Any] = field(default_factory=dict)
+    #: Validation metrics of the saved weights (dataset-level Dice etc.).
+    metrics: dict[str, Any] = field(default_factory=dict)
+    package_version: str = ""
+    hardware: str = ""
+    training_seconds: float = 0.0
+    created_utc: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        for key in ("decoder_channels", "mean", "std"):
+            out[key] = list(out[key])
+        return out
+
+    def replace(self, **changes: Any) -> ModelCard:
+        """Copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def known_architectures() -> list[str]:
+    """Names of smp architectures usable in a card (e.g. ``Unet``, ``FPN``)."""
+    import segmentation_models_pytorch as smp
+
+    return sorted(getattr(smp, "_MODEL_ARCHITECTURES_REGISTRY", {}).keys()) or [
+        "Unet",
+        "UnetPlusPlus",
+        "MAnet",
+        "Linknet",
+        "FPN",
+        "PSPNet",
+        "PAN",
+        "DeepLabV3",
+        "DeepLabV3Plus",
+        "UPerNet",
+        "Segformer",
+    ]
+
+
+def known_encoders() -> list[str]:
+    """Names of smp encoders (e.g. ``resnet18``, ``mobilenet_v2``)."""
+    import segmentation_models_pytorch as smp
+
+    return list(smp.encoders.get_encoder_names())
+
+
+def check_architecture(architecture: str, encoder: str, where: str) -> None:
+    """Raise ModelError naming ``where`` (file and key) if arch/encoder are not smp names."""
+    if architecture not in known_architectures():
+        raise ModelError(
+            f"{where}: architecture: unknown architecture {architecture!r} "
+            f"(known: {', '.join(known_architectures())})"
+        )
+    if encoder not in known_encoders():
+        raise ModelError(
+            f"{where}: encoder: unknown encoder {encoder!r} "
+            "(see segmentation_models_pytorch.encoders.get_encoder_names())"
+        )
+
+
+def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
+    """Validate a card dictionary and build the :class:`ModelCard`; errors name ``source``."""
+    if not isinstance(data, dict):
+        raise ModelError(f"{source}: model card must be a JSON object")
+    names = {f.name for f in dataclasses.fields(ModelCard)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        # Newer cards may carry extra fields; keep loading but say so.
+        log.warning("%s: ignoring unknown model card keys %s", source, unknown)
+    if "name" not in data:
+        raise ModelError(f"{source}: missing key 'name'")
+    kwargs = {k: v for k, v in data.items() if k in names}
+    try:
+        for key in ("decoder_channels",):
+            if key in kwargs:
+                kwargs[key] = tuple(int(v) for v in kwargs[key])
+        for key in ("mean", "std"):
+            if key in kwargs:
+                vals = tuple(float(v) for v in kwargs[key])
+                if len(vals) != 3:
+                    raise ModelError(f"{source}: {key}: expected 3 values (RGB), got {len(vals)}")
+                kwargs[key] = vals
+        for key in ("encoder_depth", "in_channels", "tile_px"):
+            if key in kwargs:
+                kwargs[key] = int(kwargs[key])
+        for key in ("px_per_mm", "threshold", "training_seconds"):
+            if key in kwargs:
+                kwargs[key] = float(kwargs[key])
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{source}: invalid value in model card ({err})") from None
+    card = ModelCard(**kwargs)
+    check_architecture(card.architecture, card.encoder, source)
+    if card.px_per_mm <= 0:
+        raise ModelError(f"{source}: px_per_mm: must be > 0, got {card.px_per_mm}")
+    if card.tile_px <= 0 or card.tile_px % 32:
+        raise ModelError(f"{source}: tile_px: must be a positive multiple of 32, got {card.tile_px}")
+    if not 0.0 < card.threshold < 1.0:
+        raise ModelError(f"{source}: threshold: must be in (0, 1), got {card.threshold}")
+    if any(s <= 0 for s in card.std):
+        raise ModelError(f"{source}: std: values must be > 0")
+    if card.architecture in _LIST_DECODER_ARCHS and len(card.decoder_channels) != card.encoder_depth:
+        raise ModelError(
+            f"{source}: decoder_channels: needs {card.encoder_depth} values "
+            f"(encoder_depth), got {len(card.decoder_channels)}"
+        )
+    return card
+
+
+def load_card(model_dir: str | Path) -> ModelCard:
+    """Read and validate ``model_dir/model.json``; raise ModelError naming the file/key."""
+    path = Path(model_dir) / CARD_FILE
+    if not Path(model_dir).is_dir():
+        raise ModelError(f"{model_dir}: model folder does not exist")
+    if not path.is_file():
+        raise ModelError(f"{path}: model card not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path}: cannot read model card ({err})") from None
+    return card_from_dict(data, str(path))
+
+
+def save_card(card: ModelCard, model_dir: str | Path) -> Path:
+    """Write ``model_dir/model.json`` (pretty JSON); return its path."""
+    path = Path(model_dir) / CARD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def build_network(card: ModelCard) -> Any:
+    """Build the (untrained) smp network the card describes: 1 output channel of logits.
+
+    Weights are never downloaded (``encoder_weights=None``).
+    """
+    import segmentation_models_pytorch as smp
+
+    check_architecture(card.architecture, card.encoder, f"model card {card.name!r}")
+    kwargs: dict[str, Any] = {
+        "encoder_name": card.encoder,
+        "encoder_weights": None,
+        "in_channels": card.in_channels,
+        "classes": 1,
+        "encoder_depth": card.encoder_depth,
+    }
+    if card.architecture in _LIST_DECODER_ARCHS:
+        kwargs["decoder_channels"] = list(card.decoder_channels)
+    try:
+        return smp.create_model(card.architecture, **kwargs)
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise ModelError(
+            f"model card {card.name!r}: cannot build {card.architecture}/{card.encoder} ({err})"
+        ) from None
+
+
+def load_network(model_dir: str | Path, card: ModelCard | None = None) -> Any:
+    """Build the network of ``model_dir`` and load ``model.pt`` into it (CPU, eval mode)."""
+    import torch
+
+    card = card or load_card(model_dir)
+    path = Path(model_dir) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ModelError(f"{path}: weights file not found")
+    net = build_network(card)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    except Exception as err:  # torch raises many types; report one line
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(f"{path}: cannot load weights ({msg})") from None
+    net.eval()
+    return net
+
+
+def wrap_logits(net: Any, card: ModelCard) -> Any:
+    """Wrap ``net`` so it maps float RGB in 0-1 (N×3×H×W) to logits (N×1×H×W).
+
+    The card's mean/std normalisation lives inside the wrapper; training and every inference
+    path go through it, so they always see identically scaled inputs.
+    """
+    import torch
+
+    class _Normalized(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            mean = torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1)
+            std = torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1)
+            self.register_buffer("mean", mean, persistent=False)
+            self.register_buffer("std", std, persistent=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net((x - self.mean) / self.std)
+
+    return _Normalized()
+
+
+def wrap_probability(net: Any, card: ModelCard) -> Any:
+    """Wrap ``net`` so it maps float RGB in 0-1 (N×3×H×W) to probabilities (N×1×H×W).
+
+    Normalisation (:func:`wrap_logits`) and the sigmoid are inside, so torch and ONNX agree.
+    """
+    import torch
+
+    class _Prob(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.logits = wrap_logits(net, card)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.logits(x))
+
+    return _Prob().eval()

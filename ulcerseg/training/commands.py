@@ -1,0 +1,221 @@
+"""Click commands: ``ulcerseg train``, ``ulcerseg evaluate``, ``ulcerseg export``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+
+import click
+
+log = logging.getLogger(__name__)
+
+
+@click.command("train")
+@click.option(
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Training config YAML (configs/train/<name>.yaml).",
+)
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Dataset folder (images/ + masks/ [+ dataset.yaml]); repeatable.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder for checkpoints, metrics and the trained model.",
+)
+@click.option(
+    "--init",
+    "init",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Fine-tune from this model folder (its card defines the network).",
+)
+@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
+def train_command(config: str, data: tuple[str, ...], out: str, init: str | None, resume: bool) -> None:
+    """Train a segmentation model; writes model.pt + model.json (card) into OUT.
+
+    \b
+    Multi-GPU (DistributedDataParallel, batch_size is per process):
+      torchrun --nproc_per_node=N -m ulcerseg.training train --config ... --data ... -o ...
+    """
+    from ulcerseg.training.loop import train
+
+    command = shlex.join(["ulcerseg", *sys.argv[1:]])
+    result = train(config, data, out, init=init, resume=resume, progress=True, command=command)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 validates and reports
+    best = result.best
+    click.echo(
+        f"{result.out_dir}: {result.epochs} epochs, stopped: {result.stopped}; best val Dice "
+        f"{best.get('val_dice', float('nan')):.4f} (dataset), "
+        f"{best.get('val_dice_mean', float('nan')):.4f} (mean per image)"
+    )
+
+
+@click.command("evaluate")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model folder (model.json + model.pt).",
+)
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Dataset folder (images/ + masks/); repeatable.",
+)
+@click.option(
+    "--split-from",
+    "split_from",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Evaluate only the validation stems recorded in this model's card.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for per_image.csv, summary.json and worst_cases.png.",
+)
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True)
+@click.option(
+    "--scale",
+    type=float,
+    default=None,
+    help="Resize factor for every image (default: card px/mm ÷ dataset px/mm, else 1).",
+)
+@click.option("--threads", type=int, default=None, help="CPU threads for inference.")
+def evaluate_command(
+    model: str,
+    data: tuple[str, ...],
+    split_from: str | None,
+    out: str | None,
+    backend: str,
+    scale: float | None,
+    threads: int | None,
+) -> None:
+    """Score a model against ground-truth masks (Dice, IoU, precision, recall, area error)."""
+    from ulcerseg.segmentation.backends import open_backend
+    from ulcerseg.training.evaluate import evaluate, format_summary
+
+    be = open_backend(model, backend, num_threads=threads)
+    result = evaluate(be, data, out, split_from=split_from, scale=scale, progress=True)
+    click.echo(format_summary(result.summary))
+    if result.out_dir is not None:
+        click.echo(f"wrote {', '.join(result.files.values())}")
+
+
+@click.command("export")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model folder (model.json + model.pt).",
+)
+@click.option("--onnx", "onnx", is_flag=True, help="Export model.onnx (the only format so far).")
+@click.option("--opset", type=int, default=17, show_default=True)
+def export_command(model: str, onnx: bool, opset: int) -> None:
+    """Export a model to ONNX (checked against torch) and record its SHA-256 in the card."""
+    from ulcerseg.training.export import export_onnx
+
+    if not onnx:
+        raise click.UsageError("nothing to export: pass --onnx")
+    result = export_onnx(model, opset=opset)
+    click.echo(
+        f"wrote {result.onnx_path} (sha256 {result.onnx_sha256[:16]}…); "
+        f"max |torch - onnx| = {result.max_abs_diff:.2e}"
+    )
+
+
+@click.group("dataset")
+def dataset_group() -> None:
+    """Training datasets: import annotated photos into the dataset convention."""
+
+
+@dataset_group.command("import")
+@click.argument("images", type=click.Path(file_okay=False))
+@click.option(
+    "-a",
+    "--annotations",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of <stem>.png/.roi/.zip/.json annotations (default: IMAGES).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="New dataset folder (images/, masks/, dataset.yaml).",
+)
+@click.option("--name", default=None, help="Dataset name (default: the output folder name).")
+@click.option("--px-per-mm", type=float, default=None, help="Physical scale, if known.")
+@click.option(
+    "--missing",
+    type=click.Choice(["error", "skip", "empty"]),
+    default="error",
+    show_default=True,
+    help="What to do with a photo without annotation.",
+)
+@click.option(
+    "--groups",
+    "groups",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV mapping image stem -> group (e.g. subject) for grouped splits.",
+)
+@click.option("--stem-column", default="stem", show_default=True)
+@click.option("--group-column", default="group", show_default=True)
+def dataset_import_command(
+    images: str,
+    annotations: str | None,
+    out: str,
+    name: str | None,
+    px_per_mm: float | None,
+    missing: str,
+    groups: str | None,
+    stem_column: str,
+    group_column: str,
+) -> None:
+    """Convert photos + PNG / ImageJ ROI / LabelMe annotations to a training dataset."""
+    from tqdm import tqdm
+
+    from ulcerseg.training.importer import import_dataset
+
+    with tqdm(desc="import", unit="img") as bar:
+        result = import_dataset(
+            images,
+            out,
+            annotations,
+            name=name,
+            px_per_mm=px_per_mm,
+            missing=missing,
+            groups_csv=groups,
+            stem_column=stem_column,
+            group_column=group_column,
+            progress=bar.update,
+        )
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(result.kinds.items()))
+    skipped = f"; skipped {len(result.skipped)} without annotation" if result.skipped else ""
+    click.echo(f"{result.out_dir}: {result.n_images} images ({kinds}){skipped}")

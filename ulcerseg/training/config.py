@@ -1,0 +1,148 @@
+"""Training configuration (YAML in configs/train/), validated with errors naming file and key."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.segmentation.model import IMAGENET_MEAN, IMAGENET_STD, ModelCard, check_architecture
+from ulcerseg.training.augment import AugmentConfig
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Network and input conventions; becomes the model card."""
+
+    architecture: str = "Unet"
+    encoder: str = "mobilenet_v2"
+    encoder_depth: int = 5
+    decoder_channels: tuple[int, ...] = (128, 64, 48, 32, 16)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    px_per_mm: float = 10.0
+    tile_px: int = 256
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Optimisation settings. ``max_minutes`` bounds total wall time (including resumes)."""
+
+    seed: int = 0
+    val_fraction: float = 0.2
+    batch_size: int = 8
+    epochs: int = 100
+    samples_per_epoch: int = 0  # 0 = number of training images
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    patience: int = 15
+    max_minutes: float = 0.0  # 0 = no time budget
+    num_workers: int = 0
+    num_threads: int = 0  # torch intra-op threads on CPU, 0 = torch default
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    val_max_side: int = 1024  # validation images larger than this are tiled
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    model: ModelSection = field(default_factory=ModelSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    source: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return out
+
+    def card(self, name: str | None = None) -> ModelCard:
+        m = self.model
+        return ModelCard(
+            name=name or self.name,
+            architecture=m.architecture,
+            encoder=m.encoder,
+            encoder_depth=m.encoder_depth,
+            decoder_channels=tuple(m.decoder_channels),
+            mean=tuple(m.mean),  # type: ignore[arg-type]
+            std=tuple(m.std),  # type: ignore[arg-type]
+            px_per_mm=m.px_per_mm,
+            tile_px=m.tile_px,
+            threshold=m.threshold,
+        )
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(fields)})")
+        default = fields[key].default
+        try:
+            if isinstance(default, tuple):
+                value = tuple(type(default[0])(v) for v in value) if default else tuple(value)
+            elif isinstance(default, bool):
+                value = bool(value)
+            elif isinstance(default, (int, float, str)):
+                value = type(default)(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}.{key}: invalid value {value!r}") from None
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
+    """Validate a config mapping; errors name ``source`` and the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: must be a YAML mapping")
+    known = {"name", "model", "train", "augment"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
+    model = _section(ModelSection, data.get("model"), f"{source}: model")
+    train = _section(TrainSection, data.get("train"), f"{source}: train")
+    augment = _section(AugmentConfig, data.get("augment"), f"{source}: augment")
+    try:
+        check_architecture(model.architecture, model.encoder, f"{source}: model")
+    except ModelError as err:
+        raise ConfigError(
+            str(err)
+            .replace("model: architecture:", "model.architecture:")
+            .replace("model: encoder:", "model.encoder:")
+        ) from None
+    if model.tile_px % 32 or model.tile_px <= 0:
+        raise ConfigError(f"{source}: model.tile_px: must be a positive multiple of 32")
+    if train.batch_size < 1:
+        raise ConfigError(f"{source}: train.batch_size: must be >= 1")
+    if not 0.0 <= train.val_fraction < 1.0:
+        raise ConfigError(f"{source}: train.val_fraction: must be in [0, 1)")
+    for key in ("scale_range", "scale_range_known"):
+        lo_hi = getattr(augment, key)
+        if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+            raise ConfigError(f"{source}: augment.{key}: expected [low, high] with 0 < low <= high")
+    return TrainConfig(str(data.get("name") or Path(source).stem), model, train, augment, source)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: training config not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        msg = str(err).replace("\n", " ")
+        raise ConfigError(f"{path}: cannot read training config ({msg})") from None
+    return config_from_dict(data, str(path))

@@ -1,0 +1,215 @@
+"""Segmentation dataset convention: ``images/`` + ``masks/`` (same stem) + optional dataset.yaml.
+
+``dataset.yaml`` (all keys optional)::
+
+    name: fuseg            # defaults to the folder name
+    px_per_mm: 10.0        # physical scale of the images, if known
+    groups:                # grouped splits (e.g. one group per subject)
+      csv: groups.csv      # relative to the dataset folder
+      stem_column: stem
+      group_column: subject_id
+
+Masks are single-channel PNGs, 0 = background and 255 (or 1) = ulcer.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ulcerseg.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
+DATASET_FILE = "dataset.yaml"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image/mask pair of a dataset."""
+
+    stem: str
+    image_path: Path
+    mask_path: Path
+    group: str
+
+
+@dataclass(frozen=True)
+class SegDataset:
+    """A validated dataset folder. ``px_per_mm`` is None when the physical scale is unknown."""
+
+    root: Path
+    name: str
+    px_per_mm: float | None
+    samples: tuple[Sample, ...]
+    has_groups: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def by_stem(self) -> dict[str, Sample]:
+        return {s.stem: s for s in self.samples}
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an RGB uint8 H×W×3 image; raise DatasetError naming the file."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DatasetError(f"{path}: cannot decode image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Read a binary mask as uint8 H×W in {0, 1}; raise DatasetError if unreadable/non-binary."""
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if mask is None:
+        raise DatasetError(f"{path}: cannot decode mask")
+    if mask.ndim == 3:
+        if mask.shape[2] == 4:
+            mask = mask[..., :3]
+        if not (np.all(mask == mask[..., :1])):
+            raise DatasetError(f"{path}: mask must be single-channel (got colour channels)")
+        mask = mask[..., 0]
+    values = np.unique(mask)
+    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
+        shown = ", ".join(str(v) for v in values[:6])
+        raise DatasetError(f"{path}: mask is not binary (values {shown}); use 0/255 or 0/1")
+    return (mask > 0).astype(np.uint8)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, from the file header (pixels not decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            # EXIF orientations 5-8 swap the axes; OpenCV applies them when decoding
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                w, h = h, w
+            return w, h
+    except Exception as err:  # PIL raises many types
+        raise DatasetError(f"{path}: cannot read image header ({err})") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise DatasetError(f"{path}: cannot read dataset description ({err})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: must be a YAML mapping")
+    return data
+
+
+def _read_groups(root: Path, spec: Any, yaml_path: Path) -> dict[str, str]:
+    if isinstance(spec, dict) and "csv" in spec:
+        csv_path = root / str(spec["csv"])
+        stem_col = str(spec.get("stem_column", "stem"))
+        group_col = str(spec.get("group_column", "group"))
+        if not csv_path.is_file():
+            raise DatasetError(f"{yaml_path}: groups.csv: file {csv_path} not found")
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            for col in (stem_col, group_col):
+                if col not in fields:
+                    raise DatasetError(f"{csv_path}: missing column {col!r}")
+            return {row[stem_col]: row[group_col] for row in reader}
+    if isinstance(spec, dict):
+        return {str(k): str(v) for k, v in spec.items()}
+    raise DatasetError(f"{yaml_path}: groups: expected a mapping (csv/stem_column/group_column)")
+
+
+def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
+    """Scan and validate a dataset folder.
+
+    Raises DatasetError (naming the file) for: missing folder, no images, a missing mask, an
+    image/mask size mismatch and (with ``check_masks``) a non-binary mask.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder does not exist")
+    img_dir, mask_dir = root / "images", root / "masks"
+    if not img_dir.is_dir():
+        raise DatasetError(f"{img_dir}: missing images/ folder (expected images/ and masks/)")
+    if not mask_dir.is_dir():
+        raise DatasetError(f"{mask_dir}: missing masks/ folder (expected images/ and masks/)")
+    images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise DatasetError(f"{img_dir}: no images found (empty dataset)")
+    masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in MASK_SUFFIXES}
+
+    meta: dict[str, Any] = {}
+    yaml_path = root / DATASET_FILE
+    if yaml_path.is_file():
+        meta = _read_yaml(yaml_path)
+    name = str(meta.get("name") or root.resolve().name)
+    px_per_mm = meta.get("px_per_mm")
+    if px_per_mm is not None:
+        try:
+            px_per_mm = float(px_per_mm)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{yaml_path}: px_per_mm: not a number ({px_per_mm!r})") from None
+        if px_per_mm <= 0:
+            raise DatasetError(f"{yaml_path}: px_per_mm: must be > 0")
+    groups = _read_groups(root, meta["groups"], yaml_path) if meta.get("groups") else {}
+
+    samples = []
+    seen: set[str] = set()
+    for img in images:
+        if img.stem in seen:
+            raise DatasetError(f"{img}: duplicate image stem {img.stem!r}")
+        seen.add(img.stem)
+        mask = masks.get(img.stem)
+        if mask is None:
+            raise DatasetError(f"{img}: missing mask {mask_dir / (img.stem + '.png')}")
+        isize, msize = _image_size(img), _image_size(mask)
+        if isize != msize:
+            raise DatasetError(
+                f"{mask}: mask size {msize[0]}×{msize[1]} does not match image "
+                f"{img.name} size {isize[0]}×{isize[1]}"
+            )
+        if check_masks:
+            read_mask(mask)
+        if groups and img.stem not in groups:
+            raise DatasetError(f"{yaml_path}: groups: no group for image stem {img.stem!r}")
+        samples.append(Sample(img.stem, img, mask, groups.get(img.stem, img.stem)))
+    log.info("dataset %s: %d samples (px_per_mm=%s)", name, len(samples), px_per_mm)
+    return SegDataset(root, name, px_per_mm, tuple(samples), bool(groups), meta)
+
+
+def split_dataset(
+    ds: SegDataset, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
+    """Seeded train/validation split; by group when the dataset has groups.
+
+    Samples sharing a group (e.g. a subject) never land on both sides.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DatasetError(f"val_fraction: must be in [0, 1), got {val_fraction}")
+    keys = sorted({s.group for s in ds.samples})
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(keys))
+    n_val = round(len(keys) * val_fraction)
+    if val_fraction > 0 and n_val == 0 and len(keys) > 1:
+        n_val = 1
+    val_groups = {keys[i] for i in order[:n_val]}
+    train = [s for s in ds.samples if s.group not in val_groups]
+    val = [s for s in ds.samples if s.group in val_groups]
+    return train, val

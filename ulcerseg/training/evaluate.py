@@ -1,0 +1,217 @@
+"""Evaluate a model folder on a dataset: per-image and dataset-level overlap and area error.
+
+Outputs (in ``out_dir``): ``per_image.csv``, ``summary.json`` and ``worst_cases.png`` (contact
+sheet of the lowest-Dice images: ground truth outline green, prediction outline red).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ulcerseg.errors import DatasetError
+from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
+from ulcerseg.segmentation.model import ModelCard, load_card
+from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
+from ulcerseg.training.metrics import Counts, counts, predict_image, scores
+
+log = logging.getLogger(__name__)
+
+PER_IMAGE_FILE = "per_image.csv"
+SUMMARY_FILE = "summary.json"
+SHEET_FILE = "worst_cases.png"
+
+
+@dataclass
+class EvalResult:
+    """Per-image rows (dicts) and dataset-level summary of one evaluation."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    out_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def split_stems(card: ModelCard, dataset_name: str) -> list[str] | None:
+    """Validation stems the card recorded for ``dataset_name`` (None if not recorded)."""
+    for rec in card.training.get("data", []):
+        if rec.get("name") == dataset_name:
+            return list(rec.get("val_stems", []))
+    return None
+
+
+def summarize(rows: Sequence[dict[str, Any]], pooled: Counts) -> dict[str, Any]:
+    """Dataset-level (pooled pixel) scores plus means/medians of the per-image scores."""
+    s = scores(pooled)
+    out: dict[str, Any] = {
+        "n_images": len(rows),
+        "dataset_dice": s["dice"],
+        "dataset_iou": s["iou"],
+        "dataset_precision": s["precision"],
+        "dataset_recall": s["recall"],
+        "dataset_area_error_pct": s["area_error_pct"],
+    }
+    for key in ("dice", "iou", "precision", "recall"):
+        vals = np.array([r[key] for r in rows], dtype=float)
+        out[f"mean_{key}"] = float(np.mean(vals)) if len(vals) else float("nan")
+    errs = np.array([r["area_error_pct"] for r in rows], dtype=float)
+    errs = errs[np.isfinite(errs)]
+    out["median_abs_area_error_pct"] = float(np.median(np.abs(errs))) if len(errs) else float("nan")
+    out["median_area_error_pct"] = float(np.median(errs)) if len(errs) else float("nan")
+    return out
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    m = mask.astype(np.uint8)
+    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0
+
+
+def contact_sheet(
+    items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, thumb: int = 256
+) -> None:
+    """Grid of thumbnails (image, GT outline green, prediction outline red, caption)."""
+    import cv2
+
+    if not items:
+        return
+    cols = min(4, len(items))
+    rows = (len(items) + cols - 1) // cols
+    sheet = np.full((rows * (thumb + 24), cols * thumb, 3), 255, np.uint8)
+    for k, (image, gt, pred, caption) in enumerate(items):
+        h, w = gt.shape
+        f = thumb / max(h, w)
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        img = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        g = cv2.resize(gt.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        p = cv2.resize(pred.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        img[_outline(g)] = (0, 220, 0)
+        img[_outline(p)] = (255, 0, 0)
+        r, c = divmod(k, cols)
+        y0, x0 = r * (thumb + 24), c * thumb
+        sheet[y0 : y0 + size[1], x0 : x0 + size[0]] = img
+        cv2.putText(
+            sheet,
+            caption,
+            (x0 + 4, y0 + thumb + 17),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+def evaluate(
+    model: str | Path | SegmentationBackend,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    split_from: str | Path | None = None,
+    backend: str = "auto",
+    scale: float | None = None,
+    window: int = 1024,
+    worst: int = 12,
+    progress: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` (folder or open backend) on ``data_dirs``.
+
+    ``split_from`` (a model folder) restricts each dataset to the validation stems recorded in
+    that model's card. ``scale`` resizes every image before inference; by default a dataset
+    with known ``px_per_mm`` is resampled to the card's px per mm, others run at native size.
+    """
+    be = model if not isinstance(model, (str, Path)) else open_backend(model, backend)
+    card = be.card
+    split_card = load_card(split_from) if split_from is not None else None
+    samples: list[tuple[str, Sample, float]] = []
+    for d in data_dirs:
+        ds = load_dataset(d)
+        chosen = list(ds.samples)
+        if split_card is not None:
+            stems = split_stems(split_card, ds.name)
+            if stems is None:
+                raise DatasetError(
+                    f"{d}: the model card of {split_from} records no split for dataset {ds.name!r}"
+                )
+            by_stem = ds.by_stem()
+            missing = [s for s in stems if s not in by_stem]
+            if missing:
+                raise DatasetError(f"{d}: split stem {missing[0]!r} from {split_from} not found")
+            chosen = [by_stem[s] for s in stems]
+        f = scale if scale is not None else (card.px_per_mm / ds.px_per_mm if ds.px_per_mm else 1.0)
+        samples += [(ds.name, s, f) for s in chosen]
+    if not samples:
+        raise DatasetError("no images to evaluate")
+
+    from tqdm import tqdm
+
+    rows: list[dict[str, Any]] = []
+    tp = fp = fn = 0
+    kept: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = []
+    for i, (name, s, f) in enumerate(tqdm(samples, desc="evaluate", disable=not progress)):
+        image = read_image(s.image_path)
+        gt = read_mask(s.mask_path)
+        if gt.shape != image.shape[:2]:
+            raise DatasetError(f"{s.mask_path}: mask size differs from its image")
+        pred = predict_image(be.predict_proba, image, f, window) >= card.threshold
+        c = counts(pred, gt)
+        tp, fp, fn = tp + c.tp, fp + c.fp, fn + c.fn
+        row = {"dataset": name, "stem": s.stem, "gt_px": c.gt_px, "pred_px": c.pred_px, **scores(c)}
+        rows.append(row)
+        if worst > 0:
+            # keep only the current worst few images in memory
+            kept.append((row["dice"], i, image, gt, pred))
+            kept.sort(key=lambda k: (k[0], k[1]))
+            del kept[worst:]
+    summary = summarize(rows, Counts(tp, fp, fn))
+    summary.update(
+        {
+            "model": card.name,
+            "weights_sha256": be.sha256,
+            "backend": type(be).__name__,
+            "split_from": str(split_from) if split_from else None,
+            "data": [str(Path(d).resolve()) for d in data_dirs],
+        }
+    )
+    result = EvalResult(rows, summary)
+    if out_dir is not None:
+        import pandas as pd
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(out / PER_IMAGE_FILE, index=False, float_format="%.5f")
+        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        contact_sheet(
+            [(im, g, p, f"{rows[i]['stem']}  Dice {d:.2f}") for d, i, im, g, p in kept],
+            out / SHEET_FILE,
+        )
+        result.out_dir = out
+        result.files = {
+            k: str(out / v)
+            for k, v in (("per_image", PER_IMAGE_FILE), ("summary", SUMMARY_FILE), ("sheet", SHEET_FILE))
+        }
+    return result
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable multi-line summary."""
+    return "\n".join(
+        [
+            f"images: {summary['n_images']}  model: {summary['model']} "
+            f"({summary['weights_sha256'][:12]}, {summary['backend']})",
+            f"dataset-level  Dice {summary['dataset_dice']:.4f}  IoU {summary['dataset_iou']:.4f}  "
+            f"precision {summary['dataset_precision']:.4f}  recall {summary['dataset_recall']:.4f}  "
+            f"area error {summary['dataset_area_error_pct']:+.1f}%",
+            f"per-image mean Dice {summary['mean_dice']:.4f}  IoU {summary['mean_iou']:.4f}  "
+            f"precision {summary['mean_precision']:.4f}  recall {summary['mean_recall']:.4f}",
+            f"per-image area error: median {summary['median_area_error_pct']:+.1f}%, "
+            f"median |error| {summary['median_abs_area_error_pct']:.1f}%",
+        ]
+    )

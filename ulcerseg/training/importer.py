@@ -1,0 +1,141 @@
+"""Convert a folder of photos + annotations (PNG masks, ImageJ ROI / RoiSet zip, LabelMe JSON)
+to the dataset convention (``images/`` + ``masks/`` + ``dataset.yaml``)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ulcerseg.errors import DatasetError
+from ulcerseg.training.dataset import DATASET_FILE, IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+#: Annotation suffixes tried for each photo stem, in this order.
+ANNOTATION_ORDER = (".png", ".tif", ".tiff", ".bmp", ".roi", ".zip", ".json")
+MISSING_POLICIES = ("error", "skip", "empty")
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_dataset` wrote."""
+
+    out_dir: Path
+    n_images: int
+    kinds: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def find_annotation(stem: str, folder: Path, exclude: Path | None = None) -> Path | None:
+    """First annotation file ``folder/<stem><suffix>`` (also ``<stem>_mask.png``), or None."""
+    candidates = [folder / f"{stem}{suffix}" for suffix in ANNOTATION_ORDER]
+    candidates.insert(1, folder / f"{stem}_mask.png")
+    for path in candidates:
+        if path.is_file() and (exclude is None or path.resolve() != exclude.resolve()):
+            return path
+    return None
+
+
+def import_dataset(
+    images_dir: str | Path,
+    out_dir: str | Path,
+    annotations_dir: str | Path | None = None,
+    name: str | None = None,
+    px_per_mm: float | None = None,
+    missing: str = "error",
+    groups_csv: str | Path | None = None,
+    stem_column: str = "stem",
+    group_column: str = "group",
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Write ``out_dir/images``, ``out_dir/masks`` (0/255 PNG) and ``dataset.yaml``.
+
+    Each photo ``<stem>.<ext>`` in ``images_dir`` is matched with ``<stem>.png|.tif|.roi|.zip|
+    .json`` (or ``<stem>_mask.png``) in ``annotations_dir`` (default: ``images_dir``).
+    Annotations are read in the photo frame (EXIF orientation applied) by
+    :mod:`ulcerseg.annotations`. ``missing`` = ``error`` | ``skip`` | ``empty`` (empty mask:
+    a photo with no ulcer). Photos whose EXIF orientation is not upright are written as PNG in
+    the photo frame; others are copied byte for byte.
+    """
+    from ulcerseg.annotations import load_annotation
+    from ulcerseg.imageio import decode_rgb, write_png
+
+    images_dir = Path(images_dir)
+    ann_dir = Path(annotations_dir) if annotations_dir is not None else images_dir
+    out = Path(out_dir)
+    if missing not in MISSING_POLICIES:
+        raise DatasetError(f"missing: unknown policy {missing!r} (use {', '.join(MISSING_POLICIES)})")
+    if not images_dir.is_dir():
+        raise DatasetError(f"{images_dir}: image folder does not exist")
+    if not ann_dir.is_dir():
+        raise DatasetError(f"{ann_dir}: annotation folder does not exist")
+    photos = sorted(
+        p
+        for p in images_dir.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask")
+    )
+    if ann_dir.resolve() == images_dir.resolve():
+        # PNG masks next to PNG photos would be mistaken for photos: they must be <stem>_mask.png
+        photos = [p for p in photos if find_annotation(p.stem, ann_dir, exclude=p) != p]
+    if not photos:
+        raise DatasetError(f"{images_dir}: no images found (empty folder)")
+    # match every photo first, so a missing annotation fails before anything is written
+    pairs: list[tuple[Path, Path | None]] = []
+    skipped: list[str] = []
+    for photo in photos:
+        ann = find_annotation(photo.stem, ann_dir, exclude=photo)
+        if ann is None and missing == "error":
+            raise DatasetError(
+                f"{photo}: no annotation {ann_dir / photo.stem}"
+                "{.png,_mask.png,.roi,.zip,.json} (use --missing skip|empty)"
+            )
+        if ann is None and missing == "skip":
+            skipped.append(photo.stem)
+        else:
+            pairs.append((photo, ann))
+    if (out / "images").exists() and any((out / "images").iterdir()):
+        raise DatasetError(f"{out / 'images'}: output folder is not empty")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+
+    result = ImportResult(out, 0, skipped=skipped)
+    for photo, ann in pairs:
+        data = photo.read_bytes()
+        rgb = decode_rgb(photo, data)
+        shape = rgb.shape[:2]
+        mask = load_annotation(ann, shape) if ann is not None else np.zeros(shape, np.uint8)
+        kind = ann.suffix.lower().lstrip(".") if ann is not None else "empty"
+        result.kinds[kind] = result.kinds.get(kind, 0) + 1
+        if _upright(photo):
+            shutil.copyfile(photo, out / "images" / photo.name)
+        else:
+            write_png(out / "images" / f"{photo.stem}.png", rgb)
+        write_png(out / "masks" / f"{photo.stem}.png", ((mask > 0) * 255).astype(np.uint8))
+        result.n_images += 1
+        if progress:
+            progress(1)
+    meta: dict[str, object] = {"name": name or out.resolve().name, "source": str(images_dir)}
+    if px_per_mm is not None:
+        meta["px_per_mm"] = float(px_per_mm)
+    if groups_csv is not None:
+        shutil.copyfile(groups_csv, out / "groups.csv")
+        meta["groups"] = {"csv": "groups.csv", "stem_column": stem_column, "group_column": group_column}
+    (out / DATASET_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    log.info("imported %d images into %s (%s)", result.n_images, out, result.kinds)
+    return result
+
+
+def _upright(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.getexif().get(0x0112, 1) == 1
+    except Exception:  # unreadable header: decode_rgb already succeeded, re-encode to be safe
+        return False

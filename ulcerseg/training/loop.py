@@ -1,0 +1,561 @@
+"""Training loop: seeded, resumable, time-budgeted, validated every epoch, DDP-aware.
+
+Run folder layout (``-o runs/X``): ``last.pt`` (resume checkpoint), ``model.pt`` + ``model.json``
+(best weights and their card, rewritten on every improvement), ``metrics.csv``,
+``learning_curve.png``, ``val_stems.json``, ``config.yaml`` (the resolved config).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import random
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ulcerseg import __version__
+from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.segmentation.model import (
+    WEIGHTS_FILE,
+    ModelCard,
+    build_network,
+    file_sha256,
+    load_card,
+    save_card,
+    wrap_logits,
+    wrap_probability,
+)
+from ulcerseg.training.augment import TrainAugment
+from ulcerseg.training.config import TrainConfig, load_config
+from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask, split_dataset
+from ulcerseg.training.metrics import counts, predict_image, scores
+
+log = logging.getLogger(__name__)
+
+CKPT_FILE = "last.pt"
+METRICS_FILE = "metrics.csv"
+CURVE_FILE = "learning_curve.png"
+SPLIT_FILE = "val_stems.json"
+
+
+@dataclass(frozen=True)
+class Item:
+    """A training/validation sample with the scale that brings it to the model's px per mm."""
+
+    sample: Sample
+    dataset: str
+    base_scale: float
+    known_scale: bool
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`: the run folder and its best validation metrics."""
+
+    out_dir: Path
+    card: ModelCard | None
+    epochs: int
+    stopped: str
+    best: dict[str, float] = field(default_factory=dict)
+
+
+def hardware_description() -> str:
+    """CPU model and thread count, plus the CUDA device when used."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    desc = f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({threads} threads)"
+    if torch.cuda.is_available():
+        desc += f"; GPU {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return desc
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TileDataset:
+    """Map-style torch dataset: index -> augmented (image 3×T×T float 0-1, mask 1×T×T) tile.
+
+    Randomness comes from (seed, epoch, index) only, so results do not depend on worker count.
+    """
+
+    def __init__(self, items: Sequence[Item], augment: TrainAugment, length: int, seed: int):
+        self.items, self.augment, self.length, self.seed = list(items), augment, length, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        import torch
+
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.items))
+        item = self.items[int(order[index % len(self.items)])]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image = read_image(item.sample.image_path)
+        mask = read_mask(item.sample.mask_path)
+        img, msk = self.augment(image, mask, item.base_scale, item.known_scale, rng)
+        x = torch.from_numpy(img.transpose(2, 0, 1).copy()).float().div_(255.0)
+        y = torch.from_numpy(msk[None].astype(np.float32))
+        return x, y
+
+
+def collect_items(
+    data_dirs: Sequence[str | Path], cfg: TrainConfig
+) -> tuple[list[Item], list[Item], list[dict[str, Any]]]:
+    """Load and split every dataset; return train items, validation items and data records."""
+    train_items: list[Item] = []
+    val_items: list[Item] = []
+    records: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for d in data_dirs:
+        ds = load_dataset(d)
+        if ds.name in names:
+            raise ConfigError(f"{d}: dataset name {ds.name!r} given twice (set name in dataset.yaml)")
+        names.add(ds.name)
+        known = ds.px_per_mm is not None
+        base = cfg.model.px_per_mm / ds.px_per_mm if ds.px_per_mm else 1.0
+        tr, va = split_dataset(ds, cfg.train.val_fraction, cfg.train.seed)
+        train_items += [Item(s, ds.name, base, known) for s in tr]
+        val_items += [Item(s, ds.name, base, known) for s in va]
+        records.append(
+            {
+                "name": ds.name,
+                "path": str(Path(d).resolve()),
+                "px_per_mm": ds.px_per_mm,
+                "n_images": len(ds),
+                "n_train": len(tr),
+                "n_val": len(va),
+                "split": "group" if ds.has_groups else "random",
+                "val_stems": sorted(s.stem for s in va),
+            }
+        )
+    if not train_items:
+        raise ConfigError("no training images after the split (check --data and val_fraction)")
+    return train_items, val_items, records
+
+
+def validate(net: Any, card: ModelCard, items: Sequence[Item], window: int) -> dict[str, float]:
+    """Dataset-level Dice/IoU (pixels pooled over images) and mean per-image Dice."""
+    import torch
+
+    device = next(net.parameters()).device
+    prob_net = wrap_probability(net, card).to(device)
+    prob_net.eval()
+    tp = fp = fn = 0
+    per_image = []
+
+    def predict(tiles: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(tiles.transpose(0, 3, 1, 2).astype(np.float32) / 255.0).to(device)
+        with torch.inference_mode():
+            return prob_net(x)[:, 0].float().cpu().numpy()
+
+    for it in items:
+        image = read_image(it.sample.image_path)
+        gt = read_mask(it.sample.mask_path)
+        prob = predict_image(predict, image, it.base_scale, window)
+        c = counts(prob >= card.threshold, gt)
+        tp, fp, fn = tp + c.tp, fp + c.fp, fn + c.fn
+        per_image.append(scores(c)["dice"])
+    net.train()
+    denom = 2 * tp + fp + fn
+    return {
+        "val_dice": 2 * tp / denom if denom else 1.0,
+        "val_iou": tp / (tp + fp + fn) if denom else 1.0,
+        "val_dice_mean": float(np.mean(per_image)) if per_image else float("nan"),
+    }
+
+
+def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
+    """Learning curve: training loss and validation Dice per epoch (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    ep = [r["epoch"] for r in rows]
+    fig, ax1 = plt.subplots(figsize=(6, 4), dpi=100)
+    ax1.plot(ep, [r["train_loss"] for r in rows], "C0-", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss (BCE + Dice)", color="C0")
+    ax2 = ax1.twinx()
+    ax2.plot(ep, [r["val_dice"] for r in rows], "C1-o", ms=3, label="val Dice (dataset)")
+    ax2.plot(ep, [r["val_dice_mean"] for r in rows], "C2--", label="val Dice (mean per image)")
+    ax2.set_ylabel("validation Dice")
+    ax2.set_ylim(0, 1)
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _lr_at(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> float:
+    """Linear warm-up, then cosine decay over progress = max(step fraction, time fraction)."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = step / max(total_steps, 1)
+    if t.max_minutes > 0:
+        progress = max(progress, elapsed / (t.max_minutes * 60.0))
+    progress = min(progress, 1.0)
+    return t.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
+    """Config without the budget keys that may be raised when resuming (epochs, time, patience)."""
+    key = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+    for name in ("epochs", "max_minutes", "patience"):
+        key.get("train", {}).pop(name, None)
+    return key
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def train(
+    config: str | Path | TrainConfig,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    init: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    command: str | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a model from ``config`` on ``data_dirs`` into ``out_dir``.
+
+    ``init`` starts from an existing model folder (its card defines the network); ``resume``
+    continues from ``out_dir/last.pt``. ``stop_after`` ends this call after that many epochs
+    (an interruption that ``resume`` can continue). Under ``torchrun`` (WORLD_SIZE > 1) training runs with
+    DistributedDataParallel; rank 0 validates and writes files.
+    """
+    import torch
+    import torch.distributed as tdist
+
+    cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    t = cfg.train
+    out = Path(out_dir)
+    world, rank, local_rank = _dist_info()
+    distributed = world > 1
+    if distributed and not tdist.is_initialized():
+        tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    is_main = rank == 0
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        if t.num_threads > 0:
+            torch.set_num_threads(t.num_threads)
+    seed_everything(t.seed + rank)
+
+    ckpt_path = out / CKPT_FILE
+    if resume and not ckpt_path.is_file():
+        raise ConfigError(f"{ckpt_path}: nothing to resume (no checkpoint)")
+    if not resume and is_main and (out / WEIGHTS_FILE).exists():
+        raise ConfigError(f"{out}: output folder already holds a model (use --resume or a new -o)")
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    train_items, val_items, data_records = collect_items(data_dirs, cfg)
+
+    # network: from the init model's card, else from the config
+    if init is not None:
+        init_card = load_card(init)
+        card = init_card.replace(
+            name=cfg.name,
+            weights_sha256="",
+            onnx_sha256=None,
+            onnx_source_sha256=None,
+            metrics={},
+            training={},
+        )
+        if (init_card.architecture, init_card.encoder) != (cfg.model.architecture, cfg.model.encoder):
+            log.warning(
+                "--init %s: using its network %s/%s instead of the config's %s/%s",
+                init,
+                init_card.architecture,
+                init_card.encoder,
+                cfg.model.architecture,
+                cfg.model.encoder,
+            )
+    else:
+        card = cfg.card()
+    net = build_network(card)
+    if init is not None:
+        state = torch.load(Path(init) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    # the card's input normalisation is part of the trained module (as in inference)
+    model = wrap_logits(net, card).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, step, elapsed_before = 0, 0, 0.0
+    best: dict[str, float] = {"val_dice": -1.0}
+    best_epoch, since_best = -1, 0
+    if resume:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if _resume_key(ck.get("config", {})) != _resume_key(cfg.to_dict()):
+            raise ConfigError(f"{ckpt_path}: config differs from the checkpoint's; cannot resume")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, step = ck["epoch"] + 1, ck["step"]
+        elapsed_before, history = ck["elapsed"], ck["history"]
+        best, best_epoch, since_best = ck["best"], ck["best_epoch"], ck["since_best"]
+        log.info("resuming %s at epoch %d (%.1f min done)", out, start_epoch, elapsed_before / 60)
+
+    if distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[local_rank] if device.type == "cuda" else None,
+            # smp encoders cut to encoder_depth < 5 keep their deeper (unused) stages
+            find_unused_parameters=card.encoder_depth < 5,
+        )
+
+    length = t.samples_per_epoch or len(train_items)
+    dataset = TileDataset(train_items, TrainAugment(cfg.augment, card.tile_px), length, t.seed)
+    sampler = (
+        torch.utils.data.distributed.DistributedSampler(
+            dataset,
+            num_replicas=world,
+            rank=rank,
+            shuffle=False,  # type: ignore[arg-type]
+        )
+        if distributed
+        else None
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=t.batch_size,
+        shuffle=False,  # the dataset permutes per epoch itself (seeded)
+        sampler=sampler,
+        num_workers=t.num_workers,
+        drop_last=len(dataset) >= t.batch_size * world,
+        persistent_workers=False,
+    )
+    from ulcerseg.training.losses import DiceBCELoss
+
+    loss_fn = DiceBCELoss(t.bce_weight, t.dice_weight)
+    total_steps = t.epochs * max(len(loader), 1)
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    budget = t.max_minutes * 60.0 if t.max_minutes > 0 else math.inf
+    t0 = time.monotonic()
+    command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    if is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (out / SPLIT_FILE).write_text(
+            json.dumps({r["name"]: r["val_stems"] for r in data_records}, indent=1) + "\n"
+        )
+    stopped = "epochs"
+    last_epoch_seconds = 0.0
+    val_seconds = 0.0
+    epoch = start_epoch - 1
+    card_out: ModelCard | None = None
+    from tqdm import tqdm
+
+    for epoch in range(start_epoch, t.epochs):
+        ep_start = time.monotonic()
+        dataset.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        losses = []
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{t.epochs}",
+            disable=not (progress and is_main),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        out_of_time = False
+        for x, y in bar:
+            elapsed = elapsed_before + time.monotonic() - t0
+            if elapsed + val_seconds >= budget:
+                out_of_time = True
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(cfg, step, total_steps, elapsed)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        bar.close()
+        if not losses:
+            stopped = "time budget"
+            break
+
+        # validation and bookkeeping on rank 0 only
+        stop_flag = torch.zeros(1, device=device)
+        if is_main:
+            v0 = time.monotonic()
+            metrics = (
+                validate(net, card, val_items, t.val_max_side)
+                if val_items
+                else {"val_dice": float("nan"), "val_iou": float("nan"), "val_dice_mean": float("nan")}
+            )
+            val_seconds = time.monotonic() - v0
+            last_epoch_seconds = time.monotonic() - ep_start
+            elapsed = elapsed_before + time.monotonic() - t0
+            row = {
+                "epoch": epoch + 1,
+                "step": step,
+                "lr": opt.param_groups[0]["lr"],
+                "train_loss": float(np.mean(losses)),
+                **metrics,
+                "epoch_seconds": round(last_epoch_seconds, 1),
+                "elapsed_minutes": round(elapsed / 60, 2),
+            }
+            history.append(row)
+            log.info("epoch %d: %s", epoch + 1, row)
+            improved = not val_items or metrics["val_dice"] > best["val_dice"]
+            if improved:
+                best = {k: float(v) for k, v in metrics.items()}
+                best_epoch, since_best = epoch + 1, 0
+                torch.save(net.state_dict(), out / WEIGHTS_FILE)
+            else:
+                since_best += 1
+            with open(out / METRICS_FILE, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+                writer.writeheader()
+                writer.writerows(history)
+            plot_curve(history, out / CURVE_FILE)
+            if val_items and since_best >= t.patience:
+                stopped = f"early stopping (no improvement for {t.patience} epochs)"
+                stop_flag += 1
+            elif out_of_time or elapsed + last_epoch_seconds * 0.25 >= budget:
+                stopped = "time budget"
+                stop_flag += 1
+            elif stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+                stopped = "interrupted (stop_after)"
+                stop_flag += 1
+            card_out = _write_card(
+                out,
+                card,
+                cfg,
+                data_records,
+                command,
+                best,
+                best_epoch,
+                epoch + 1,
+                elapsed,
+                stopped if stop_flag.item() or epoch == t.epochs - 1 else "running",
+                init,
+            )
+            tmp = out / (CKPT_FILE + ".tmp")
+            torch.save(
+                {
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "elapsed": elapsed,
+                    "history": history,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "since_best": since_best,
+                    "config": cfg.to_dict(),
+                },
+                tmp,
+            )
+            tmp.replace(ckpt_path)
+        if distributed:
+            tdist.broadcast(stop_flag, src=0)
+        if stop_flag.item():
+            break
+    if distributed:
+        tdist.barrier()
+        tdist.destroy_process_group()
+    if is_main and card_out is None and (out / WEIGHTS_FILE).is_file():
+        card_out = load_card(out)
+    return TrainResult(out, card_out, epoch + 1, stopped, best if best_epoch > 0 else {})
+
+
+def _write_card(
+    out: Path,
+    card: ModelCard,
+    cfg: TrainConfig,
+    data_records: list[dict[str, Any]],
+    command: str,
+    best: dict[str, float],
+    best_epoch: int,
+    epochs_done: int,
+    elapsed: float,
+    stopped: str,
+    init: str | Path | None,
+) -> ModelCard:
+    """Write model.json for the best weights so far (called after every epoch)."""
+    weights = out / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{weights}: best weights missing")
+    a = cfg.augment
+    full = card.replace(
+        weights_sha256=file_sha256(weights),
+        scale_range={
+            "unknown_scale_datasets": [float(a.scale_range[0]), float(a.scale_range[1])],
+            "known_scale_datasets": [float(a.scale_range_known[0]), float(a.scale_range_known[1])],
+        },
+        training={
+            "data": data_records,
+            "config": cfg.to_dict(),
+            "config_path": cfg.source,
+            "command": command,
+            "seed": cfg.train.seed,
+            "val_fraction": cfg.train.val_fraction,
+            "init": str(init) if init else None,
+            "best_epoch": best_epoch,
+            "epochs_done": epochs_done,
+            "stopped": stopped,
+        },
+        metrics={**best, "split_seed": cfg.train.seed, "n_val_images": sum(r["n_val"] for r in data_records)},
+        package_version=__version__,
+        hardware=hardware_description(),
+        training_seconds=round(elapsed, 1),
+        created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        description=(
+            f"{card.architecture}/{card.encoder} ulcer segmentation trained from scratch by "
+            f"`ulcerseg train` on {', '.join(r['name'] for r in data_records)}"
+        ),
+    )
+    save_card(full, out)
+    return full
