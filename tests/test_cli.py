@@ -29,6 +29,10 @@ def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_d
     assert len(list((out / "overlays").glob("*.png"))) == 1
     again = CliRunner().invoke(main, args, standalone_mode=False)
     assert "0 measured, 0 failed, 2 unchanged" in again.output
+    exported = CliRunner().invoke(main, ["export", str(out), "--final"])
+    assert exported.exit_code == 0, exported.output
+    final = (out / "final_visits.csv").read_text().splitlines()
+    assert len(final) >= 3 and "S001" in final[1]  # header + one row per subject/ulcer/visit
 
 
 def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:

@@ -103,9 +103,11 @@ def _heal_after_measure(out_dir: Path) -> None:
     heal_study(out_dir)
 
 
-# --- command registration (one line per command) ---
+# --- command registration: each stage contributes its own commands ---
+from ulcerseg.calibration.sheet import marker_command  # noqa: E402
 from ulcerseg.qa.commands import qa_command  # noqa: E402
 from ulcerseg.review.commands import heal, review  # noqa: E402
+from ulcerseg.synth.commands import synth  # noqa: E402
 from ulcerseg.training.commands import (  # noqa: E402
     dataset_group,
     evaluate_command,
@@ -113,15 +115,8 @@ from ulcerseg.training.commands import (  # noqa: E402
     train_command,
 )
 
-main.add_command(heal)
-main.add_command(review)
-main.add_command(qa_command)
-main.add_command(train_command)
-main.add_command(evaluate_command)
-main.add_command(export_command)
-from ulcerseg.calibration.sheet import marker_command  # noqa: E402
-from ulcerseg.synth.commands import synth  # noqa: E402
-
-main.add_command(synth)
-main.add_command(marker_command)
-main.add_command(dataset_group)
+for _command in (
+    heal, review, qa_command, train_command, evaluate_command, export_command, dataset_group, synth,
+    marker_command,
+):  # fmt: skip
+    main.add_command(_command)

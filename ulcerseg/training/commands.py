@@ -125,17 +125,34 @@ def evaluate_command(
 
 
 @click.command("export")
+@click.argument("study", required=False, type=click.Path(file_okay=False, exists=True))
+@click.option("--final", is_flag=True, help="With STUDY: write the final per-visit CSV (final_visits.csv).")
+@click.option("--report", is_flag=True, help="With STUDY: write the HTML report per subject and ulcer.")
 @click.option(
     "--model",
     "model",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Model folder (model.json + model.pt).",
+    help="Model folder (model.json + model.pt) to export.",
 )
-@click.option("--onnx", "onnx", is_flag=True, help="Export model.onnx (the only format so far).")
+@click.option("--onnx", "onnx", is_flag=True, help="With --model: export model.onnx, checked against torch.")
 @click.option("--opset", type=int, default=17, show_default=True)
-def export_command(model: str, onnx: bool, opset: int) -> None:
-    """Export a model to ONNX (checked against torch) and record its SHA-256 in the card."""
+def export_command(
+    study: str | None, final: bool, report: bool, model: str | None, onnx: bool, opset: int
+) -> None:
+    """Export study results (`export OUT --final [--report]`) or a model (`export --model M --onnx`)."""
+    if study is not None:
+        from ulcerseg.review.export import export_final, write_report
+
+        if not (final or report):
+            raise click.UsageError("nothing to export for STUDY: pass --final and/or --report")
+        if final:
+            click.echo(f"wrote {export_final(study)}")
+        if report:
+            click.echo(f"wrote {write_report(study)}")
+        return
+    if model is None:
+        raise click.UsageError("give a study folder (export OUT --final) or a model (--model M --onnx)")
     from ulcerseg.training.export import export_onnx
 
     if not onnx:
