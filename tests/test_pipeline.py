@@ -174,3 +174,20 @@ def test_when_the_fine_pass_finds_nothing_the_whole_search_region_is_kept() -> N
     )
     assert seg.grid.px_per_mm == 5.0  # the coarse search grid
     assert seg.grid.width * seg.grid.height / 25 > 0.5 * (1600 / 14) * (1200 / 14)
+
+
+def test_large_photo_uses_a_downscaled_preview_without_losing_accuracy(tmp_path: Path) -> None:
+    from ulcerseg.pipeline import PhotoMeasurer, load_photo
+    from ulcerseg.records import PhotoRecord
+
+    photo = make_photo(px_per_mm=30, size=(3200, 2400), ulcer_radius_mm=(2.0, 1.5))
+    path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    loaded = load_photo(record, preview_max_side_px=1600)
+    assert loaded.preview is not None and loaded.preview.scale == pytest.approx(0.5)
+    result = PhotoMeasurer(PipelineConfig(), RednessBackend()).measure(record, tmp_path / "out", loaded)
+    assert result.status == "measured", result.messages
+    assert result.measurement is not None
+    assert result.measurement.area_mm2 == pytest.approx(photo.true_area_mm2, rel=0.05)
+    assert result.calibration is not None and result.calibration.mm_per_px == pytest.approx(1 / 30, rel=0.01)
+    assert result.overlay_path is not None and result.overlay_path.is_file()

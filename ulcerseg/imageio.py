@@ -82,9 +82,13 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
             fmt, size, mode = img.format, img.size, img.mode
             orientation = img.getexif().get(0x0112, 1)
             photo_date = _exif_date(img)
-            if fmt == "JPEG":
+            if fmt == "JPEG" and not _ends_with_eoi(data):
+                # no end-of-image marker: decode (cheaply, at 1/8 size) to tell truncation
+                # from harmless trailing data
                 img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-            img.load()
+                img.load()
+            elif fmt != "JPEG":
+                img.load()
     except UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not a readable image (unknown format)") from err
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as err:
@@ -96,6 +100,29 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
         width, height = height, width
     grayscale = mode in {"1", "L", "LA", "I", "I;16", "I;16B", "F", "P"} and not _palette_color(img)
     return PhotoInfo(sha256_bytes(data), width, height, mode, photo_date, grayscale)
+
+
+def _ends_with_eoi(data: bytes) -> bool:
+    """True when JPEG bytes end with the EOI marker (FF D9), ignoring zero padding."""
+    return data.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A downscaled copy of a photo: preview px = ``scale`` x photo px (scale <= 1)."""
+
+    image: np.ndarray
+    scale: float
+
+
+def make_preview(rgb: np.ndarray, max_side_px: int) -> Preview:
+    """Area-averaged copy of ``rgb`` whose longer side is at most ``max_side_px``."""
+    scale = min(1.0, max_side_px / max(rgb.shape[:2]))
+    if scale == 1.0:
+        return Preview(rgb, 1.0)
+    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    # the exact ratio of the rounded size, so preview px map back to photo px precisely
+    return Preview(small, small.shape[1] / rgb.shape[1])
 
 
 def _palette_color(img: Image.Image) -> bool:

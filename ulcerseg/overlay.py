@@ -29,9 +29,14 @@ def render_overlay(
     label: str,
     max_side_px: int = 800,
     scale_bar_mm: float = 5.0,
+    image_scale: float = 1.0,
 ) -> np.ndarray:
-    """RGB overlay of the region spanned by marker and ulcer, at most ``max_side_px`` a side."""
-    corners = np.asarray(calibration.corners_px)
+    """RGB overlay of the region spanned by marker and ulcer, at most ``max_side_px`` a side.
+
+    ``photo_rgb`` may be a downscaled copy of the photo: ``image_scale`` = its px per photo px.
+    """
+    corners = np.asarray(calibration.corners_px) * image_scale
+    contours_px = [c * image_scale for c in contours_px]
     pts = np.vstack([corners, *contours_px]) if contours_px else corners
     side_px = float(np.linalg.norm(corners[1] - corners[0]))
     margin = 1.5 * side_px
@@ -51,7 +56,9 @@ def render_overlay(
     for c in contours_px:
         cv2.polylines(out, [to_out(c)], True, _GREEN, thick, cv2.LINE_AA, shift=4)
     # scale bar along the marker's x axis, starting below its bottom-left corner
-    h_mm_to_px = np.linalg.inv(np.asarray(calibration.homography).reshape(3, 3))
+    h_mm_to_px = np.diag([image_scale, image_scale, 1.0]) @ np.linalg.inv(
+        np.asarray(calibration.homography).reshape(3, 3)
+    )
     side = calibration.side_mm
     bar = apply_homography(h_mm_to_px, np.array([[0, side + 3], [scale_bar_mm, side + 3]]))
     cv2.line(out, *[tuple(v) for v in to_out(bar)], _WHITE, thick + 1, cv2.LINE_AA, shift=4)

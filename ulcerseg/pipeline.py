@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,15 @@ from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig
 from ulcerseg.discover import Discovery, discover
 from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
-from ulcerseg.imageio import PhotoInfo, decode_rgb, inspect_photo, read_bytes, write_png
+from ulcerseg.imageio import (
+    PhotoInfo,
+    Preview,
+    decode_rgb,
+    inspect_photo,
+    make_preview,
+    read_bytes,
+    write_png,
+)
 from ulcerseg.measure import measure_ulcer
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import calibration_flags, image_flags, mask_flags
@@ -67,12 +75,13 @@ class LoadedPhoto:
 
     photo: PhotoRecord
     rgb: np.ndarray | None
+    preview: Preview | None  # downscaled copy for marker search, coarse pass and overlay
     info: PhotoInfo | None
     error: ImageReadError | None
     seconds: float
 
 
-def load_photo(photo: PhotoRecord) -> LoadedPhoto:
+def load_photo(photo: PhotoRecord, preview_max_side_px: int = 1600) -> LoadedPhoto:
     """Read, validate and decode one photo; read errors are returned, not raised."""
     t0 = time.perf_counter()
     try:
@@ -80,8 +89,12 @@ def load_photo(photo: PhotoRecord) -> LoadedPhoto:
         info = inspect_photo(photo.path, data)
         rgb = decode_rgb(photo.path, data)
     except ImageReadError as err:
-        return LoadedPhoto(photo, None, None, err, time.perf_counter() - t0)
-    return LoadedPhoto(photo, rgb, info, None, time.perf_counter() - t0)
+        return LoadedPhoto(photo, None, None, None, err, time.perf_counter() - t0)
+    preview = make_preview(rgb, preview_max_side_px)
+    return LoadedPhoto(photo, rgb, preview, info, None, time.perf_counter() - t0)
+
+
+OutputWriter = Callable[[Path], None]  # writes a measured photo's files into an output folder
 
 
 class PhotoMeasurer:
@@ -95,13 +108,27 @@ class PhotoMeasurer:
     def measure(
         self, photo: PhotoRecord, out_dir: Path | None = None, loaded: LoadedPhoto | None = None
     ) -> PhotoResult:
-        """Measure one photo; never raises for a bad photo (the reason goes into the result).
+        """Measure one photo and write its files; never raises for a bad photo.
 
         ``loaded`` may carry the photo already decoded (by a read-ahead thread).
         """
+        result, writer = self.compute(photo, loaded)
+        if out_dir is not None:
+            write_outputs(result, writer, out_dir)
+        return result
+
+    def compute(
+        self, photo: PhotoRecord, loaded: LoadedPhoto | None = None
+    ) -> tuple[PhotoResult, OutputWriter | None]:
+        """Measure one photo without writing; returns the result and a writer of its files.
+
+        A bad photo gives a ``failed`` result with reason codes and messages, and no writer.
+        """
         result = PhotoResult(photo=photo, status="failed")
+        writer: OutputWriter | None = None
         try:
-            self._measure(loaded or load_photo(photo), result, out_dir)
+            loaded = loaded or load_photo(photo, self.config.marker.detect_max_side_px)
+            writer = self._measure(loaded, result)
             result.status = "measured"
         except ImageReadError as err:
             result.flags.append(Flag.UNREADABLE_FILE)
@@ -114,15 +141,15 @@ class PhotoMeasurer:
             result.flags.append(Flag.PROCESSING_ERROR)
             result.messages.append(f"{photo.path}: {type(err).__name__}: {err}")
         result.flags = sorted(set(map(str, result.flags)))
-        return result
+        return result, writer
 
-    def _measure(self, loaded: LoadedPhoto, result: PhotoResult, out_dir: Path | None) -> None:
+    def _measure(self, loaded: LoadedPhoto, result: PhotoResult) -> OutputWriter:
         cfg = self.config
         photo = loaded.photo
         if loaded.error is not None:
             raise loaded.error
-        assert loaded.rgb is not None and loaded.info is not None
-        rgb, info = loaded.rgb, loaded.info
+        assert loaded.rgb is not None and loaded.info is not None and loaded.preview is not None
+        rgb, info, preview = loaded.rgb, loaded.info, loaded.preview
         result.image_size = (rgb.shape[1], rgb.shape[0])
         if info.is_grayscale:
             result.flags.append(Flag.GRAYSCALE)
@@ -130,12 +157,12 @@ class PhotoMeasurer:
             result.photo = photo = _with_date(photo, info.photo_date)
         t_decode = time.perf_counter()
         cal = calibrate(rgb, cfg.marker.dictionary, cfg.marker.ids, cfg.marker.side_mm,
-                        cfg.marker.detect_max_side_px)  # fmt: skip
+                        cfg.marker.detect_max_side_px, preview)  # fmt: skip
         result.calibration = cal
         result.flags += calibration_flags(cal, cfg.quality)
         t_marker = time.perf_counter()
         h = homography_matrix(cal)
-        seg = segment_photo(self.backend, rgb, h, cal.side_mm, cfg.segmentation)
+        seg = segment_photo(self.backend, rgb, h, cal.side_mm, cfg.segmentation, preview)
         t_seg = time.perf_counter()
         sc = cfg.segmentation
         grid = seg.grid
@@ -156,38 +183,60 @@ class PhotoMeasurer:
         result.rectified_origin_mm = grid.origin_mm
         result.rectified_px_per_mm = grid.px_per_mm
         t_measure = time.perf_counter()
-        if out_dir is not None:
-            key = photo.sha256[:16]
-            result.mask_path = out_dir / "masks" / f"{key}.png"
-            write_png(result.mask_path, mask.astype(np.uint8) * 255)
-            if cfg.output.write_rectified:
-                result.rectified_path = out_dir / "rectified" / f"{key}.png"
-                write_png(result.rectified_path, seg.image)
-            if cfg.output.write_overlays:
-                contours = mask_contours_photo(mask, grid, h)
-                label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
-                overlay = render_overlay(rgb, cal, contours, measurement.area_mm2, label)
-                result.overlay_path = out_dir / "overlays" / f"{key}.png"
-                write_png(result.overlay_path, overlay, compression=1)
-        t_write = time.perf_counter()
         result.stage_seconds = {
             "decode": loaded.seconds,
             "marker": t_marker - t_decode,
             "rectify": seg.seconds.get("rectify", 0.0),
             "segment": seg.seconds.get("segment", 0.0),
             "measure": t_measure - t_seg,
-            "write": t_write - t_measure,
         }
+        output = cfg.output
+        label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
+
+        def write(out_dir: Path) -> None:
+            key = photo.sha256[:16]
+            result.mask_path = out_dir / "masks" / f"{key}.png"
+            write_png(result.mask_path, mask.astype(np.uint8) * 255)
+            if output.write_rectified:
+                result.rectified_path = out_dir / "rectified" / f"{key}.png"
+                write_png(result.rectified_path, seg.image)
+            if output.write_overlays:
+                contours = mask_contours_photo(mask, grid, h)
+                overlay = render_overlay(
+                    preview.image, cal, contours, measurement.area_mm2, label, image_scale=preview.scale
+                )
+                result.overlay_path = out_dir / "overlays" / f"{key}.png"
+                write_png(result.overlay_path, overlay, compression=1)
+
+        return write
 
 
-def _read_ahead(photos: list[PhotoRecord]) -> Iterator[tuple[PhotoRecord, LoadedPhoto]]:
+def write_outputs(result: PhotoResult, writer: OutputWriter | None, out_dir: Path) -> PhotoResult:
+    """Write a measured photo's mask, rectified image and overlay; failures go into the result."""
+    if writer is None:
+        return result
+    t0 = time.perf_counter()
+    try:
+        writer(out_dir)
+    except OSError as err:
+        result.status = "failed"
+        result.flags = sorted({*result.flags, Flag.PROCESSING_ERROR})
+        result.messages.append(f"{result.photo.path}: cannot write outputs ({err})")
+    result.stage_seconds["write"] = time.perf_counter() - t0
+    return result
+
+
+def _read_ahead(
+    photos: list[PhotoRecord], preview_max_side_px: int
+) -> Iterator[tuple[PhotoRecord, LoadedPhoto]]:
     """Yield photos with their pixels, decoding the next photo while the current is measured."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-read") as pool:
-        pending = pool.submit(load_photo, photos[0]) if photos else None
+        pending = pool.submit(load_photo, photos[0], preview_max_side_px) if photos else None
         for i, photo in enumerate(photos):
             assert pending is not None
             loaded = pending.result()
-            pending = pool.submit(load_photo, photos[i + 1]) if i + 1 < len(photos) else None
+            more = i + 1 < len(photos)
+            pending = pool.submit(load_photo, photos[i + 1], preview_max_side_px) if more else None
             yield photo, loaded
 
 
@@ -242,18 +291,32 @@ def measure_study(
             if not study.already_measured(p.sha256, found.relative(p.path), model_sha, config_sha)
         ]
         summary.n_skipped = len(found.photos) - len(todo)
-        photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(todo)
+        photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(
+            todo, config.marker.detect_max_side_px
+        )
         if progress is not None:
             photos = progress(photos, len(todo))
-        for photo, loaded in photos:
-            file = found.relative(photo.path)
-            result = measurer.measure(photo, out_dir, loaded)
+
+        def store(result: PhotoResult) -> None:
+            file = found.relative(result.photo.path)
             study.add_result(run, result, file)
             if result.status == "measured":
                 summary.n_measured += 1
             else:
                 summary.n_failed += 1
                 summary.failures.append((file, "; ".join(result.messages) or ",".join(result.flags)))
+
+        # files of photo i are written while photo i+1 is measured; a row is committed only
+        # once its files exist, so an interrupted run never records a row without its files
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-write") as pool:
+            pending: Future[PhotoResult] | None = None
+            for photo, loaded in photos:
+                result, writer = measurer.compute(photo, loaded)
+                if pending is not None:
+                    store(pending.result())
+                pending = pool.submit(write_outputs, result, writer, out_dir)
+            if pending is not None:
+                store(pending.result())
         study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
         study.export_csv()
         summary.n_needs_review = sum(int(r["needs_review"]) for r in study.latest_measurements())

@@ -18,6 +18,7 @@ from scipy import ndimage
 from ulcerseg.calibration.marker import apply_homography
 from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid, valid_region
 from ulcerseg.config import SegmentationConfig
+from ulcerseg.imageio import Preview
 from ulcerseg.segmentation.backends import SegmentationBackend
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,12 @@ def segment_photo(
     h_px_to_mm: np.ndarray,
     side_mm: float,
     config: SegmentationConfig,
+    preview: Preview | None = None,
 ) -> SegmentationOutput:
-    """Coarse-to-fine segmentation of a calibrated photo around its marker."""
+    """Coarse-to-fine segmentation of a calibrated photo around its marker.
+
+    The coarse pass is resampled from ``preview`` (a downscaled copy of the photo) when given.
+    """
     card = backend.card
     px_per_mm = config.px_per_mm or card.px_per_mm
     size = (photo_rgb.shape[1], photo_rgb.shape[0])
@@ -117,7 +122,11 @@ def segment_photo(
     coarse_grid = search_grid(
         h_px_to_mm, size, centre, config.search_radius_mm, px_per_mm * config.coarse_factor
     )
-    coarse = _run_on_grid(backend, photo_rgb, h_px_to_mm, coarse_grid, side_mm)
+    if preview is not None:
+        to_photo = np.diag([1 / preview.scale, 1 / preview.scale, 1.0])
+        coarse = _run_on_grid(backend, preview.image, h_px_to_mm @ to_photo, coarse_grid, side_mm)
+    else:
+        coarse = _run_on_grid(backend, photo_rgb, h_px_to_mm, coarse_grid, side_mm)
     candidates = coarse.probability >= config.coarse_threshold
     if config.coarse_factor >= 1.0 or not candidates.any():
         return SegmentationOutput(
