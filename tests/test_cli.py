@@ -49,3 +49,26 @@ def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "c.yaml: unknown key 'marker.sidemm'" in proc.stderr
+
+
+def test_healing_and_final_tables_record_provenance(tmp_path: Path) -> None:
+    import csv
+
+    from conftest import RednessBackend
+
+    from ulcerseg.config import PipelineConfig
+    from ulcerseg.healing import heal_study
+    from ulcerseg.pipeline import measure_study
+    from ulcerseg.review.export import export_final
+
+    root = tmp_path / "trial"
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    out = tmp_path / "out"
+    measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    heal_study(out)
+    for name in ("healing.csv", export_final(out).name):
+        with (out / name).open() as fh:
+            row = next(r for r in csv.DictReader(fh) if r["visit"] == "D0")
+        assert row["model_sha256"] == RednessBackend().sha256
+        assert row["config_sha256"] == PipelineConfig().sha256()
+        assert row["package_version"]

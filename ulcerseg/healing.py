@@ -10,6 +10,8 @@ Areas are mm² in the marker plane; days are study days (``D<n>`` = n, ``W<n>`` 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -541,7 +543,19 @@ def _designate_cardinal(
 # persistence (I/O at the edges)
 # --------------------------------------------------------------------------------------------
 
-HEALING_COLUMNS: tuple[str, ...] = ("heal_run", *(f.name for f in fields(VisitHealing)))
+PROVENANCE_COLUMNS: tuple[str, ...] = ("package_version", "model_sha256", "config_sha256")
+HEALING_COLUMNS: tuple[str, ...] = (
+    "heal_run",
+    *(f.name for f in fields(VisitHealing)),
+    *PROVENANCE_COLUMNS,
+    "healing_config_sha256",
+)
+
+
+def healing_config_sha256(cfg: HealingConfig) -> str:
+    """Hash of the healing rules' canonical JSON, recorded with every healing row."""
+    text = json.dumps(asdict(cfg), sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def flat_rows(results: Sequence[UlcerHealing], heal_run: str) -> list[dict[str, Any]]:
@@ -619,6 +633,12 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
         photo_rows = study.latest_measurements()
         results = compute_healing(photo_rows, cfg)
         flat = flat_rows(results, heal_run)
+        # provenance: which package, model and configs produced the measured area of each row
+        by_sha = {r["photo_sha256"]: r for r in photo_rows}
+        rules = healing_config_sha256(cfg)
+        for row in flat:
+            source = by_sha.get(row.get("photo_sha256") or "", {})
+            row.update({k: source.get(k) for k in PROVENANCE_COLUMNS}, healing_config_sha256=rules)
         write_healing_table(study.conn, flat)
     write_healing_csv(flat, out_dir / "healing.csv")
     log.info("healing: %d ulcers, %d visit rows -> %s", len(results), len(flat), out_dir)

@@ -23,7 +23,13 @@ import yaml
 from PIL import Image
 
 from ulcerseg.errors import InputError
-from ulcerseg.healing import HealingConfig, UlcerHealing, compute_healing, load_healing_config
+from ulcerseg.healing import (
+    PROVENANCE_COLUMNS,
+    HealingConfig,
+    UlcerHealing,
+    compute_healing,
+    load_healing_config,
+)
 from ulcerseg.review.blinding import (
     encode_png_clean,
     item_pseudonym,
@@ -80,6 +86,9 @@ FINAL_COLUMNS: tuple[str, ...] = (
     "time_to_healing_days",
     "time_to_confirmed_healing_days",
     "healing_rate_mm2_per_week",
+    "package_version",
+    "model_sha256",
+    "config_sha256",
 )
 
 
@@ -141,6 +150,7 @@ def final_visit_rows(
                     **{k: flat[k] for k in FINAL_COLUMNS if k in flat},
                     "is_cardinal": int(v.is_cardinal),
                     "automated_area_mm2": auto.get("area_mm2") if auto else None,
+                    **{k: auto.get(k) if auto else None for k in PROVENANCE_COLUMNS},
                     "reviewed_area_mm2": reviewed_area,
                     "final_area_mm2": v.area_mm2,
                     "final_source": source,
