@@ -61,7 +61,10 @@ def render_overlay(
     )
     side = calibration.side_mm
     bar = apply_homography(h_mm_to_px, np.array([[0, side + 3], [scale_bar_mm, side + 3]]))
-    cv2.line(out, *[tuple(v) for v in to_out(bar)], _WHITE, thick + 1, cv2.LINE_AA, shift=4)
+    ends = [tuple(int(c) for c in v) for v in to_out(bar)]
+    # white bar with a dark outline: readable on the white sticker and on dark backgrounds
+    cv2.line(out, ends[0], ends[1], (0, 0, 0), thick + 4, cv2.LINE_AA, shift=4)
+    cv2.line(out, ends[0], ends[1], _WHITE, thick + 1, cv2.LINE_AA, shift=4)
     text = f"{label}  area {area_mm2:.1f} mm2" if area_mm2 is not None else f"{label}  no area"
     text += f"  bar {scale_bar_mm:g} mm"
     font_scale = max(0.4, out.shape[1] / 1400)
