@@ -104,6 +104,7 @@ def train_command(config: str, data: tuple[str, ...], out: str, init: str | None
     help="Resize factor for every image (default: card px/mm ÷ dataset px/mm, else 1).",
 )
 @click.option("--threads", type=int, default=None, help="CPU threads for inference.")
+@click.option("--threshold", type=float, default=None, help="Probability threshold (default: the card's).")
 def evaluate_command(
     model: str,
     data: tuple[str, ...],
@@ -112,13 +113,14 @@ def evaluate_command(
     backend: str,
     scale: float | None,
     threads: int | None,
+    threshold: float | None,
 ) -> None:
     """Score a model against ground-truth masks (Dice, IoU, precision, recall, area error)."""
     from ulcerseg.segmentation.backends import open_backend
     from ulcerseg.training.evaluate import evaluate, format_summary
 
     be = open_backend(model, backend, num_threads=threads)
-    result = evaluate(be, data, out, split_from=split_from, scale=scale, progress=True)
+    result = evaluate(be, data, out, split_from=split_from, scale=scale, progress=True, threshold=threshold)
     click.echo(format_summary(result.summary))
     if result.out_dir is not None:
         click.echo(f"wrote {', '.join(result.files.values())}")

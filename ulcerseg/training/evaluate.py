@@ -120,12 +120,14 @@ def evaluate(
     window: int = 1024,
     worst: int = 12,
     progress: bool = False,
+    threshold: float | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` (folder or open backend) on ``data_dirs``.
 
     ``split_from`` (a model folder) restricts each dataset to the validation stems recorded in
     that model's card. ``scale`` resizes every image before inference; by default a dataset
     with known ``px_per_mm`` is resampled to the card's px per mm, others run at native size.
+    ``threshold`` overrides the card's probability threshold.
     """
     be = model if not isinstance(model, (str, Path)) else open_backend(model, backend)
     card = be.card
@@ -160,7 +162,7 @@ def evaluate(
         gt = read_mask(s.mask_path)
         if gt.shape != image.shape[:2]:
             raise DatasetError(f"{s.mask_path}: mask size differs from its image")
-        pred = predict_image(be.predict_proba, image, f, window) >= card.threshold
+        pred = predict_image(be.predict_proba, image, f, window) >= (threshold or card.threshold)
         c = counts(pred, gt)
         tp, fp, fn = tp + c.tp, fp + c.fp, fn + c.fn
         row = {"dataset": name, "stem": s.stem, "gt_px": c.gt_px, "pred_px": c.pred_px, **scores(c)}
@@ -177,6 +179,7 @@ def evaluate(
             "weights_sha256": be.sha256,
             "backend": type(be).__name__,
             "split_from": str(split_from) if split_from else None,
+            "threshold": threshold or card.threshold,
             "data": [str(Path(d).resolve()) for d in data_dirs],
         }
     )
