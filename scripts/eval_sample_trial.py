@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ulcerseg.config import PipelineConfig, with_overrides
+from ulcerseg.config import load_config, with_overrides
 from ulcerseg.pipeline import measure_study
 
 
@@ -25,9 +25,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="measure output folder (reused if present)")
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--config", type=Path, default=None, help="pipeline config YAML")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="ulcerseg-eval-"))
-    cfg = with_overrides(PipelineConfig(), segmentation={"model": args.model, "backend": args.backend})
+    overrides = {"model": args.model, "backend": args.backend}
+    cfg = with_overrides(load_config(args.config), segmentation=overrides)
     summary = measure_study(args.trial, out, cfg)
     print(f"measure: {summary.n_measured} measured, {summary.n_failed} failed, {summary.n_skipped} reused")
     auto = pd.read_csv(out / "measurements.csv")

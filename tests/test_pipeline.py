@@ -191,3 +191,20 @@ def test_large_photo_uses_a_downscaled_preview_without_losing_accuracy(tmp_path:
     assert result.measurement.area_mm2 == pytest.approx(photo.true_area_mm2, rel=0.05)
     assert result.calibration is not None and result.calibration.mm_per_px == pytest.approx(1 / 30, rel=0.01)
     assert result.overlay_path is not None and result.overlay_path.is_file()
+
+
+def test_marker_white_border_neutralises_a_colour_cast() -> None:
+    from ulcerseg.calibration.rectify import RectifiedGrid, rectify
+    from ulcerseg.segmentation.inference import apply_gains, marker_white_gains
+
+    photo = make_photo(px_per_mm=14, size=(800, 600))
+    # a warm cast that clips nothing (clipped channels carry no colour information)
+    cast = (photo.rgb.astype(np.float32) * [0.92, 0.8, 0.62]).astype(np.uint8)
+    grid = RectifiedGrid((-5.0, -5.0), 5.0, 150, 100)
+    image = rectify(cast, np.linalg.inv(photo.h_mm_to_px), grid)
+    gains = marker_white_gains(image, grid, 10.0)
+    assert gains is not None
+    assert gains[0] < 1.0 < gains[2]
+    corrected = apply_gains(image, gains).astype(float)
+    white = corrected[20, 30:70]  # y = -1 mm (row 20 at 5 px/mm from -5 mm): the white border
+    assert np.ptp(white.mean(axis=0)) < 0.03 * white.mean()

@@ -55,6 +55,7 @@ class SegmentationConfig:
     coarse_threshold: float = 0.25  # candidate regions: coarse probability above this
     crop_margin_mm: float = 4.0  # margin around candidates for the fine pass
     max_candidates: int = 3  # fine passes on at most this many candidate regions
+    white_balance: str = "none"  # "marker": neutralise the colour cast using the marker's white border
     min_area_mm2: float = 0.3  # smaller components are dropped
     merge_distance_mm: float = 3.0  # components this close to the main one belong to it
     uncertainty_delta: float = 0.1  # area band = areas at threshold -/+ delta
@@ -199,6 +200,10 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         (cfg.segmentation.search_radius_mm > 0, "segmentation.search_radius_mm must be > 0"),
         (cfg.segmentation.threads >= 1, "segmentation.threads must be >= 1"),
         (cfg.segmentation.max_candidates >= 1, "segmentation.max_candidates must be >= 1"),
+        (
+            cfg.segmentation.white_balance in {"none", "marker"},
+            "segmentation.white_balance must be none or marker",
+        ),
         (
             0 <= cfg.segmentation.uncertainty_delta < 0.5,
             "segmentation.uncertainty_delta must be in [0, 0.5)",

@@ -84,12 +84,45 @@ def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float =
     return mask.astype(bool)
 
 
+def marker_white_gains(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -> np.ndarray | None:
+    """Per-channel gains (RGB) that make the marker's white border neutral grey.
+
+    The printed quiet zone is white paper in the marker plane: its median colour in a ring
+    0.4-1.4 mm outside the black square measures the colour cast of the photo. Gains keep the
+    mean brightness. None when too little of the ring is visible.
+    """
+    lo = -1.4
+    ring_outer = np.array([[lo, lo], [side_mm - lo, lo], [side_mm - lo, side_mm - lo], [lo, side_mm - lo]])
+    hi = -0.4
+    ring_inner = np.array([[hi, hi], [side_mm - hi, hi], [side_mm - hi, side_mm - hi], [hi, side_mm - hi]])
+    to_px = grid.mm_to_px()
+    ring = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(ring, [np.round(apply_homography(to_px, ring_outer)).astype(np.int32)], 1)
+    cv2.fillPoly(ring, [np.round(apply_homography(to_px, ring_inner)).astype(np.int32)], 0)
+    pixels = image[ring.astype(bool)]
+    pixels = pixels[pixels.max(axis=1) < 250]  # clipped pixels carry no colour information
+    if len(pixels) < 20:
+        return None
+    white = np.median(pixels.astype(np.float32), axis=0)
+    if white.min() < 20:
+        return None
+    return (white.mean() / white).astype(np.float32)
+
+
+def apply_gains(image: np.ndarray, gains: np.ndarray | None) -> np.ndarray:
+    """Multiply RGB channels by ``gains`` (uint8 in, uint8 out, clipped)."""
+    if gains is None:
+        return image
+    return np.clip(image.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+
+
 def _run_on_grid(
     backend: SegmentationBackend,
     photo_rgb: np.ndarray,
     h_px_to_mm: np.ndarray,
     grid: RectifiedGrid,
     side_mm: float,
+    gains: np.ndarray | None = None,
 ) -> SegmentationOutput:
     size = (photo_rgb.shape[1], photo_rgb.shape[0])
     t0 = time.perf_counter()
@@ -97,7 +130,7 @@ def _run_on_grid(
     valid = valid_region(h_px_to_mm, size, grid)
     exclude = marker_exclusion(grid, side_mm) | ~valid
     t1 = time.perf_counter()
-    prob = predict_image(backend, image, backend.card.tile_px)
+    prob = predict_image(backend, apply_gains(image, gains), backend.card.tile_px)
     prob[exclude] = 0.0
     seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
     return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)
@@ -122,11 +155,14 @@ def segment_photo(
     coarse_grid = search_grid(
         h_px_to_mm, size, centre, config.search_radius_mm, px_per_mm * config.coarse_factor
     )
+    source, h_source = photo_rgb, h_px_to_mm
     if preview is not None:
-        to_photo = np.diag([1 / preview.scale, 1 / preview.scale, 1.0])
-        coarse = _run_on_grid(backend, preview.image, h_px_to_mm @ to_photo, coarse_grid, side_mm)
-    else:
-        coarse = _run_on_grid(backend, photo_rgb, h_px_to_mm, coarse_grid, side_mm)
+        source = preview.image
+        h_source = h_px_to_mm @ np.diag([1 / preview.scale, 1 / preview.scale, 1.0])
+    gains = None
+    if config.white_balance == "marker":
+        gains = marker_white_gains(rectify(source, h_source, coarse_grid), coarse_grid, side_mm)
+    coarse = _run_on_grid(backend, source, h_source, coarse_grid, side_mm, gains)
     candidates = coarse.probability >= config.coarse_threshold
     if config.coarse_factor >= 1.0 or not candidates.any():
         return SegmentationOutput(
@@ -144,7 +180,7 @@ def segment_photo(
     seconds = dict(coarse.seconds)
     for box in candidate_boxes(coarse.probability, candidates, coarse_grid, config):
         fine_grid = _fine_grid(box, coarse_grid, px_per_mm)
-        fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm)
+        fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains)
         for stage, sec in fine.seconds.items():
             seconds[stage] += sec
         # the ulcer is where the fine pass is most confident: probability mass above threshold
