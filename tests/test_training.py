@@ -233,7 +233,7 @@ def test_unknown_encoder_in_config(tmp_path: Path) -> None:
 
 
 def test_unknown_config_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"train\.lr_max: unknown key"):
+    with pytest.raises(ConfigError, match=r"x\.yaml: unknown key 'train\.lr_max'"):
         config_from_dict({"train": {"lr_max": 1}}, "x.yaml")
 
 

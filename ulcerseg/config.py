@@ -138,12 +138,19 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
             for k, v in value.items()
         }
     if origin is tuple:
-        (item_tp, _ellipsis) = typing.get_args(tp)
+        args = typing.get_args(tp)
         if isinstance(value, str | int | float):
             value = [value]
         if not isinstance(value, list | tuple):
             raise fail(f"expected a list, got {type(value).__name__}")
-        return tuple(_coerce(v, item_tp, source, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length
+            item_types = [args[0]] * len(value)
+        elif len(value) != len(args):
+            raise fail(f"expected a list of {len(args)} values, got {len(value)}")
+        else:
+            item_types = list(args)
+        pairs = enumerate(zip(value, item_types, strict=True))
+        return tuple(_coerce(v, t, source, f"{key}[{i}]") for i, (v, t) in pairs)
     if tp is bool:
         if not isinstance(value, bool):
             raise fail(f"expected true/false, got {value!r}")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import yaml
-
+from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, ModelError
 from ulcerseg.segmentation.model import IMAGENET_MEAN, IMAGENET_STD, ModelCard, check_architecture
 from ulcerseg.training.augment import AugmentConfig
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,28 +80,13 @@ class TrainConfig:
         )
 
 
-def _section(cls: type, data: Any, where: str) -> Any:
-    if data is None:
+def _section(cls: type[T], data: dict[str, Any], key: str, source: str) -> T:
+    section = data.get(key)
+    if section is None:
         return cls()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(fields)})")
-        default = fields[key].default
-        try:
-            if isinstance(default, tuple):
-                value = tuple(type(default[0])(v) for v in value) if default else tuple(value)
-            elif isinstance(default, bool):
-                value = bool(value)
-            elif isinstance(default, (int, float, str)):
-                value = type(default)(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}.{key}: invalid value {value!r}") from None
-        kwargs[key] = value
-    return cls(**kwargs)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: key {key!r}: expected a mapping")
+    return build_dataclass(cls, section, source, prefix=f"{key}.")
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
@@ -108,12 +94,12 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: must be a YAML mapping")
     known = {"name", "model", "train", "augment"}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
-    model = _section(ModelSection, data.get("model"), f"{source}: model")
-    train = _section(TrainSection, data.get("train"), f"{source}: train")
-    augment = _section(AugmentConfig, data.get("augment"), f"{source}: augment")
+    unknown = sorted(set(map(str, data)) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(known))})")
+    model = _section(ModelSection, data, "model", source)
+    train = _section(TrainSection, data, "train", source)
+    augment = _section(AugmentConfig, data, "augment", source)
     try:
         check_architecture(model.architecture, model.encoder, f"{source}: model")
     except ModelError as err:
@@ -140,9 +126,4 @@ def load_config(path: str | Path) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: training config not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        msg = str(err).replace("\n", " ")
-        raise ConfigError(f"{path}: cannot read training config ({msg})") from None
-    return config_from_dict(data, str(path))
+    return config_from_dict(read_yaml_mapping(path), str(path))
