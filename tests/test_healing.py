@@ -176,6 +176,18 @@ def test_flag_baseline_not_measurable_uses_first_measured_as_reference():
     assert all("baseline_not_measurable" not in r.healing_flags for r in v.values())
 
 
+def test_zero_area_at_baseline_is_a_failed_measurement_not_healing():
+    # an enrolled ulcer is open at baseline: 0 mm² there means it was not found
+    ulcer, v = by_visit(series({"D0": 0.0, "W2": 6.0, "W4": 3.0, "W8": 0.0}))
+    assert v["D0"].status == "not_assessable"
+    assert "baseline_not_measurable" in v["D0"].healing_flags
+    assert ulcer.reference_visit == "W2"
+    assert v["W2"].status == "stable"  # not "recurred": nothing healed before
+    assert v["W4"].status == "improving" and v["W4"].change_from_baseline_pct == pytest.approx(-50.0)
+    assert v["W8"].status == "healed"
+    assert ulcer.time_to_healing_days == 56
+
+
 def test_flag_near_threshold():
     c = cfg(near_threshold_area_mm2=0.1, near_threshold_pct=2.0)
     # area near the healed limit (0.55 vs 0.5), % change near -20 (-21%), band straddling 0.5

@@ -342,14 +342,18 @@ def _ulcer_visits(
             row.healing_flags.append(HealingFlag.MISSING_VISIT.value)
         rows.append(row)
 
-    # baseline: the configured visit if present, else the first visit by study day
-    baseline = next((r for r in rows if r.visit == cfg.baseline_visit), rows[0])
-    reference = baseline if baseline.area_mm2 is not None else None
-    baseline_ok = reference is not None
-    if reference is None:
-        reference = next((r for r in rows if r.area_mm2 is not None), None)
-
+    # baseline: the configured visit if present, else the first visit by study day. An ulcer
+    # enrolled at baseline is open by definition, so a baseline area at or below the healed
+    # limit means the measurement failed (e.g. the ulcer was not found), not that it healed.
     limit = cfg.healed_max_area_mm2
+    baseline = next((r for r in rows if r.visit == cfg.baseline_visit), rows[0])
+    baseline_ok = baseline.area_mm2 is not None and baseline.area_mm2 > limit
+    reference = (
+        baseline
+        if baseline_ok
+        else next((r for r in rows if r.area_mm2 is not None and r.area_mm2 > limit), None)
+    )
+
     healed_before = False
     prev: VisitHealing | None = None
     for row in rows:
@@ -372,6 +376,9 @@ def _ulcer_visits(
                 if lo > limit and hi / lo > factor:
                     row.healing_flags.append(HealingFlag.IMPLAUSIBLE_JUMP.value)
         pct = row.change_from_baseline_pct
+        if row is baseline and not baseline_ok and override is not True:
+            row.status = HealingStatus.NOT_ASSESSABLE.value
+            continue
         if override is True:
             # the assessor's confirmation wins, even where no area could be measured
             row.status = HealingStatus.HEALED.value
