@@ -181,6 +181,7 @@ def test_zero_area_at_baseline_is_a_failed_measurement_not_healing():
     ulcer, v = by_visit(series({"D0": 0.0, "W2": 6.0, "W4": 3.0, "W8": 0.0}))
     assert v["D0"].status == "not_assessable"
     assert "baseline_not_measurable" in v["D0"].healing_flags
+    assert v["D0"].change_from_baseline_pct is None
     assert ulcer.reference_visit == "W2"
     assert v["W2"].status == "stable"  # not "recurred": nothing healed before
     assert v["W4"].status == "improving" and v["W4"].change_from_baseline_pct == pytest.approx(-50.0)

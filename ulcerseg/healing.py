@@ -362,6 +362,9 @@ def _ulcer_visits(
             row.healing_flags.append(HealingFlag.BASELINE_NOT_MEASURABLE.value)
         override = rep.healed_override if rep is not None else None
         area = row.area_mm2
+        if row is baseline and not baseline_ok and override is not True:
+            row.status = HealingStatus.NOT_ASSESSABLE.value  # failed baseline: no change figures
+            continue
         if area is not None:
             if reference is not None and reference.area_mm2 is not None:
                 row.change_from_baseline_mm2 = area - reference.area_mm2
@@ -376,9 +379,6 @@ def _ulcer_visits(
                 if lo > limit and hi / lo > factor:
                     row.healing_flags.append(HealingFlag.IMPLAUSIBLE_JUMP.value)
         pct = row.change_from_baseline_pct
-        if row is baseline and not baseline_ok and override is not True:
-            row.status = HealingStatus.NOT_ASSESSABLE.value
-            continue
         if override is True:
             # the assessor's confirmation wins, even where no area could be measured
             row.status = HealingStatus.HEALED.value
