@@ -41,14 +41,31 @@ def run() -> None:
 
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Output folder (study.sqlite, measurements.csv, overlays/, masks/, rectified/).")
-@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Pipeline config YAML (default: built-in defaults, see configs/default.yaml).")
-@click.option("-m", "--model", default=None,
-              help="Model folder with model.json + model.pt (default: models/default).")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default=None,
-              help="Inference backend (default from config: auto = ONNX Runtime when exported).")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output folder (study.sqlite, measurements.csv, overlays/, masks/, rectified/).",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Pipeline config YAML (default: built-in defaults, see configs/default.yaml).",
+)
+@click.option(
+    "-m", "--model", default=None, help="Model folder with model.json + model.pt (default: models/default)."
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnx"]),
+    default=None,
+    help="Inference backend (default from config: auto = ONNX Runtime when exported).",
+)
 @click.option("--threads", type=int, default=None, help="CPU threads for inference.")
 @click.option("--no-overlays", is_flag=True, help="Do not write overlay PNGs.")
 @click.option("--no-heal", is_flag=True, help="Do not compute healing status after measuring.")
@@ -83,9 +100,7 @@ def measure(
     def bar(items, total):  # type: ignore[no-untyped-def]
         return tqdm(items, total=total, unit="photo", disable=not progress, file=sys.stderr)
 
-    summary = measure_study(source, out_dir, cfg, progress=bar)
-    if not no_heal:
-        _heal_after_measure(out_dir)
+    summary = measure_study(source, out_dir, cfg, progress=bar, heal=not no_heal)
     for path, reason in summary.problems:
         click.echo(f"skipped: {path}: {reason}", err=True)
     for file, reason in summary.failures:
@@ -95,12 +110,6 @@ def measure(
         f"{summary.n_skipped} unchanged (skipped), {summary.n_needs_review} need review -> {out_dir}"
     )
     return 1 if summary.n_failed else 0
-
-
-def _heal_after_measure(out_dir: Path) -> None:
-    from ulcerseg.healing import heal_study
-
-    heal_study(out_dir)
 
 
 # --- command registration: each stage contributes its own commands ---

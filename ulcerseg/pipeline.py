@@ -22,6 +22,7 @@ from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig
 from ulcerseg.discover import Discovery, discover
 from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
+from ulcerseg.healing import heal_study
 from ulcerseg.imageio import (
     PhotoInfo,
     Preview,
@@ -259,11 +260,13 @@ def measure_study(
     config: PipelineConfig,
     backend: SegmentationBackend | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
+    heal: bool = True,
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
     Photos already measured with the same bytes, model and config are skipped, so a killed
-    run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm).
+    run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm). With
+    ``heal`` the healing status per ulcer and visit is computed at the end (healing.csv).
     """
     out_dir = Path(out_dir)
     found: Discovery = discover(source, config.discovery)
@@ -320,4 +323,6 @@ def measure_study(
         study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
         study.export_csv()
         summary.n_needs_review = sum(int(r["needs_review"]) for r in study.latest_measurements())
+    if heal:
+        heal_study(out_dir)
     return summary
