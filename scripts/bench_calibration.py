@@ -19,15 +19,10 @@ import time
 import cv2
 import numpy as np
 
+from ulcerseg.annotations import mask_area_mm2, polygon_area_mm2
 from ulcerseg.calibration.marker import apply_homography, calibrate, homography_matrix
-from ulcerseg.calibration.rectify import mask_area_mm2
 from ulcerseg.errors import CalibrationError
 from ulcerseg.synth.render import PhotoConfig, render_photo
-
-
-def shoelace(poly: np.ndarray) -> float:
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def main() -> None:
@@ -57,7 +52,7 @@ def main() -> None:
             continue
         h_est = homography_matrix(cal)
         poly_px = apply_homography(truth.homography, truth.polygon_mm)
-        area_poly = shoelace(apply_homography(h_est, poly_px))
+        area_poly = polygon_area_mm2(poly_px, h_est)
         area_mask = mask_area_mm2(truth.mask > 0, h_est)
         poly_err.append(100 * (area_poly / truth.true_area_mm2 - 1))
         mask_err.append(100 * (area_mask / truth.true_area_mm2 - 1))

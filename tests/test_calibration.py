@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from conftest import make_photo
 
+from ulcerseg.annotations import mask_area_mm2
 from ulcerseg.calibration.marker import apply_homography, calibrate
-from ulcerseg.calibration.rectify import RectifiedGrid, mask_area_mm2, rectify, search_grid
+from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid
 from ulcerseg.errors import CalibrationError
 
 MARKER_MM = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)

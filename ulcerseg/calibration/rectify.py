@@ -104,23 +104,3 @@ def valid_region(h_px_to_mm: np.ndarray, image_size: tuple[int, int], grid: Rect
     mask = np.zeros((grid.height, grid.width), np.uint8)
     cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 1, shift=4)
     return mask.astype(bool)
-
-
-def mask_area_mm2(mask_photo: np.ndarray, h_px_to_mm: np.ndarray, px_per_mm: float = 20.0) -> float:
-    """Area (mm²) in the marker plane of a binary mask drawn in the photo frame."""
-    ys, xs = np.nonzero(mask_photo)
-    if len(xs) == 0:
-        return 0.0
-    pts = apply_homography(h_px_to_mm, np.c_[xs, ys].astype(float))
-    lo = pts.min(axis=0) - 2.0
-    hi = pts.max(axis=0) + 2.0
-    size = np.ceil((hi - lo) * px_per_mm).astype(int)
-    grid = RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(size[0]), int(size[1]))
-    warped = cv2.warpPerspective(
-        (mask_photo > 0).astype(np.uint8) * 255,
-        grid.mm_to_px() @ h_px_to_mm,
-        (grid.width, grid.height),
-        flags=cv2.INTER_LINEAR,
-    )
-    # linear interpolation of the 0/255 mask then 50% threshold: sub-pixel-fair edges
-    return float(np.count_nonzero(warped >= 128)) / px_per_mm**2

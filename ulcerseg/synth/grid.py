@@ -166,10 +166,3 @@ def fill_polygon(shape: tuple[int, int], poly_px: np.ndarray, antialias: bool = 
     inside = np.cumsum(diff[:, : u1 - u0], axis=1) > 0
     mask[v0 : v1 + 1, u0:u1] = inside.astype(np.uint8) * 255
     return mask
-
-
-def apply_homography(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Map N x 2 points through a 3x3 homography."""
-    p = np.asarray(pts, np.float64).reshape(-1, 2)
-    q = np.c_[p, np.ones(len(p))] @ np.asarray(h, np.float64).T
-    return q[:, :2] / q[:, 2:3]

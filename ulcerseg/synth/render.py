@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ulcerseg.calibration.marker import apply_homography
 from ulcerseg.synth.camera import Camera, mm_per_px_at, sample_camera
-from ulcerseg.synth.grid import Grid, apply_homography, fill_polygon
+from ulcerseg.synth.grid import Grid, fill_polygon
 from ulcerseg.synth.scene import Scene, lighting, render_plane, sample_scene, ulcer_layer
 
 PLANE_BUDGET_PX = 2_000_000  # max pixels of the coarse plane raster (keeps 12 MP under ~1.5 s)

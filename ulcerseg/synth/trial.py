@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ulcerseg.calibration.marker import apply_homography
 from ulcerseg.synth.finger import skin_tone
-from ulcerseg.synth.grid import apply_homography, fill_polygon
+from ulcerseg.synth.grid import fill_polygon
 from ulcerseg.synth.render import PhotoConfig, PhotoTruth, SynthPhoto, render_photo, render_scene_photo
 from ulcerseg.synth.scene import Subject, sample_scene
 from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
