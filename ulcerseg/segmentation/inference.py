@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -31,18 +32,19 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, pad, mode="reflect" if min(image.shape[:2]) > 1 else "edge")
 
 
-def predict_image(backend: SegmentationBackend, rgb: np.ndarray, tile_px: int) -> np.ndarray:
+def predict_image(predict: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, window: int) -> np.ndarray:
     """Foreground probability (float32 H x W) of an RGB image of any size.
 
-    Images up to 2 x ``tile_px`` a side go through the network in one pass (it is fully
-    convolutional); larger ones by sliding windows of ``2 x tile_px`` with 50% overlap,
+    ``predict`` maps uint8 tiles (N x H x W x 3, sides multiples of 32) to probabilities, e.g.
+    a backend's ``predict_proba``. Images up to ``window`` px a side go through the network in
+    one pass (it is fully convolutional); larger ones by sliding windows with 50% overlap,
     blended with a smooth weight so that tile borders leave no seams.
     """
     h, w = rgb.shape[:2]
-    window = 2 * tile_px
+    window -= window % _STRIDE
     if h <= window and w <= window:
         ph, pw = -(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE
-        return backend.predict_proba(_pad_to(rgb, ph, pw)[None])[0, :h, :w]
+        return predict(_pad_to(rgb, ph, pw)[None])[0, :h, :w]
     ph, pw = max(h, window), max(w, window)
     padded = _pad_to(rgb, ph, pw)
     step = window // 2
@@ -54,7 +56,7 @@ def predict_image(backend: SegmentationBackend, rgb: np.ndarray, tile_px: int) -
     norm = np.zeros((ph, pw), np.float32)
     for y in ys:
         tiles = np.stack([padded[y : y + window, x : x + window] for x in xs])
-        probs = backend.predict_proba(tiles)
+        probs = predict(tiles)
         for x, prob in zip(xs, probs, strict=True):
             acc[y : y + window, x : x + window] += prob * weight
             norm[y : y + window, x : x + window] += weight
@@ -130,7 +132,8 @@ def _run_on_grid(
     valid = valid_region(h_px_to_mm, size, grid)
     exclude = marker_exclusion(grid, side_mm) | ~valid
     t1 = time.perf_counter()
-    prob = predict_image(backend, apply_gains(image, gains), backend.card.tile_px)
+    # windows of 2 tiles a side: few passes, and enough context around small ulcers
+    prob = predict_image(backend.predict_proba, apply_gains(image, gains), 2 * backend.card.tile_px)
     prob[exclude] = 0.0
     seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
     return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)

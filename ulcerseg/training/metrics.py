@@ -54,46 +54,23 @@ def scores(c: Counts) -> dict[str, float]:
     }
 
 
-def _pad_to(x: np.ndarray, multiple: int) -> tuple[np.ndarray, int, int]:
-    h, w = x.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return np.pad(x, ((0, ph), (0, pw), (0, 0))), h, w
-
-
 def predict_image(
     predict: TilePredictor, image: np.ndarray, scale: float = 1.0, window: int = 1024
 ) -> np.ndarray:
     """Probability map (float32, same H×W as ``image``) of a whole RGB uint8 image.
 
-    The image is resized by ``scale`` (to the model's px per mm) first. Images up to ``window``
-    px per side run in one pass; larger ones in overlapping ``window`` tiles (averaged).
+    The image is resized by ``scale`` (to the model's px per mm) first, then tiled by
+    :func:`ulcerseg.segmentation.inference.predict_image` (the same code as measuring).
     """
     import cv2
+
+    from ulcerseg.segmentation.inference import predict_image as predict_tiled
 
     h0, w0 = image.shape[:2]
     if scale != 1.0:
         size = (max(32, round(w0 * scale)), max(32, round(h0 * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    padded, h, w = _pad_to(image, 32)
-    H, W = padded.shape[:2]
-    if max(H, W) <= window:
-        prob = predict(padded[None])[0]
-    else:
-        win = window - window % 32
-        step = win - win // 4
-        acc = np.zeros((H, W), np.float32)
-        cnt = np.zeros((H, W), np.float32)
-        ys = sorted({*range(0, max(H - win, 0) + 1, step), max(H - win, 0)})
-        xs = sorted({*range(0, max(W - win, 0) + 1, step), max(W - win, 0)})
-        for y in ys:
-            for x in xs:
-                tile = padded[y : y + win, x : x + win]
-                tile, th, tw = _pad_to(tile, 32)
-                p = predict(tile[None])[0][:th, :tw]
-                acc[y : y + th, x : x + tw] += p
-                cnt[y : y + th, x : x + tw] += 1
-        prob = acc / np.maximum(cnt, 1)
-    prob = prob[:h, :w]
+    prob = predict_tiled(predict, image, window)
     if prob.shape != (h0, w0):
         prob = cv2.resize(prob, (w0, h0), interpolation=cv2.INTER_LINEAR)
     return prob.astype(np.float32, copy=False)
