@@ -21,7 +21,7 @@ from ulcerseg.training.augment import AugmentConfig, TrainAugment
 from ulcerseg.training.config import config_from_dict, load_config
 from ulcerseg.training.dataset import load_dataset, split_dataset
 from ulcerseg.training.evaluate import evaluate
-from ulcerseg.training.loop import train
+from ulcerseg.training.loop import train, use_bf16
 
 TINY_CONFIG = {
     "name": "tiny",
@@ -253,6 +253,36 @@ def test_cli_reports_one_line_error(tmp_path: Path) -> None:
     assert res.exit_code != 0
     assert isinstance(res.exception, ConfigError)
     assert "nope.yaml" in str(res.exception)
+
+
+def test_unknown_precision_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"x\.yaml: train\.precision: expected one of auto, fp32, bf16"):
+        config_from_dict({"train": {"precision": "fp16"}}, "x.yaml")
+
+
+def test_precision_choice() -> None:
+    cpu = torch.device("cpu")
+    assert use_bf16("fp32", cpu) is False
+    assert use_bf16("bf16", cpu) is True
+    # auto follows the CPU's native bf16 support (oneDNN), whatever this machine has
+    assert use_bf16("auto", cpu) is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_two_datasets_report_their_own_validation_dice(tmp_path: Path) -> None:
+    a = make_dataset(tmp_path / "a", n=8, seed=1)
+    b = make_dataset(tmp_path / "b", n=8, seed=2)
+    (b / "dataset.yaml").write_text("name: other\npx_per_mm: 10\n")
+    cfg = write_config(tmp_path / "tiny.yaml", epochs=1, precision="fp32", channels_last=False)
+    result = train(cfg, [a, b], tmp_path / "run")
+    card = load_card(tmp_path / "run")
+    assert card.training["precision"] == "fp32"
+    assert set(result.best) >= {"val_dice", "val_dice_a", "val_dice_other"}
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        row = next(csv.DictReader(fh))
+    assert 0.0 <= float(row["val_dice_a"]) <= 1.0 and 0.0 <= float(row["val_dice_other"]) <= 1.0
+    # the pooled figure lies between the two sources' figures
+    lo, hi = sorted([float(row["val_dice_a"]), float(row["val_dice_other"])])
+    assert lo - 1e-9 <= float(row["val_dice"]) <= hi + 1e-9
 
 
 def test_shipped_configs_are_valid() -> None:

@@ -14,6 +14,8 @@ from ulcerseg.training.augment import AugmentConfig
 
 T = TypeVar("T")
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
 
 @dataclass(frozen=True)
 class ModelSection:
@@ -49,6 +51,10 @@ class TrainSection:
     bce_weight: float = 1.0
     dice_weight: float = 1.0
     val_max_side: int = 1024  # validation images larger than this are tiled
+    # auto: bf16 autocast where the device computes bf16 natively (CUDA, or a CPU with
+    # AVX512-BF16/AMX through oneDNN, where it is about 2x faster), else fp32
+    precision: str = "auto"
+    channels_last: bool = True  # NHWC activations: about 1.5x faster convolutions on CPU
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,8 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
         raise ConfigError(f"{source}: model.tile_px: must be a positive multiple of 32")
     if train.batch_size < 1:
         raise ConfigError(f"{source}: train.batch_size: must be >= 1")
+    if train.precision not in PRECISIONS:
+        raise ConfigError(f"{source}: train.precision: expected one of {', '.join(PRECISIONS)}")
     if not 0.0 <= train.val_fraction < 1.0:
         raise ConfigError(f"{source}: train.val_fraction: must be in [0, 1)")
     for key in ("scale_range", "scale_range_known"):

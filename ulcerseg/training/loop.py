@@ -91,6 +91,26 @@ def hardware_description() -> str:
     return desc
 
 
+def use_bf16(precision: str, device: Any) -> bool:
+    """Whether to train under bf16 autocast: ``precision`` from the config, on ``device``.
+
+    ``auto`` picks bf16 only where the hardware computes it natively; ``bf16`` forces it
+    (emulated and slow on other CPUs, but numerically the same).
+    """
+    import torch
+
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def seed_everything(seed: int) -> None:
     import torch
 
@@ -164,8 +184,15 @@ def collect_items(
     return train_items, val_items, records
 
 
-def validate(net: Any, card: ModelCard, items: Sequence[Item], window: int) -> dict[str, float]:
-    """Dataset-level Dice/IoU (pixels pooled over images) and mean per-image Dice."""
+def validate(
+    net: Any, card: ModelCard, items: Sequence[Item], window: int, bf16: bool = False
+) -> dict[str, float]:
+    """Dataset-level Dice/IoU (pixels pooled over images) and mean per-image Dice.
+
+    With more than one dataset, ``val_dice_<name>`` gives each dataset's pooled Dice too (the
+    combined figure mixes sources of very different difficulty). ``bf16`` runs the forward pass
+    under bf16 autocast (as in training); ``ulcerseg evaluate`` stays the fp32 reference.
+    """
     import torch
 
     device = next(net.parameters()).device
@@ -173,10 +200,11 @@ def validate(net: Any, card: ModelCard, items: Sequence[Item], window: int) -> d
     prob_net.eval()
     tp = fp = fn = 0
     per_image = []
+    per_dataset: dict[str, list[int]] = {}
 
     def predict(tiles: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(tiles.transpose(0, 3, 1, 2).astype(np.float32) / 255.0).to(device)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return prob_net(x)[:, 0].float().cpu().numpy()
 
     for it in items:
@@ -186,13 +214,20 @@ def validate(net: Any, card: ModelCard, items: Sequence[Item], window: int) -> d
         c = counts(prob >= card.threshold, gt)
         tp, fp, fn = tp + c.tp, fp + c.fp, fn + c.fn
         per_image.append(scores(c)["dice"])
+        acc = per_dataset.setdefault(it.dataset, [0, 0, 0])
+        acc[0], acc[1], acc[2] = acc[0] + c.tp, acc[1] + c.fp, acc[2] + c.fn
     net.train()
     denom = 2 * tp + fp + fn
-    return {
+    out = {
         "val_dice": 2 * tp / denom if denom else 1.0,
         "val_iou": tp / (tp + fp + fn) if denom else 1.0,
         "val_dice_mean": float(np.mean(per_image)) if per_image else float("nan"),
     }
+    if len(per_dataset) > 1:
+        for name, (dtp, dfp, dfn) in sorted(per_dataset.items()):
+            d = 2 * dtp + dfp + dfn
+            out[f"val_dice_{name}"] = 2 * dtp / d if d else 1.0
+    return out
 
 
 def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
@@ -212,6 +247,9 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     ax2 = ax1.twinx()
     ax2.plot(ep, [r["val_dice"] for r in rows], "C1-o", ms=3, label="val Dice (dataset)")
     ax2.plot(ep, [r["val_dice_mean"] for r in rows], "C2--", label="val Dice (mean per image)")
+    per_dataset = [k for k in rows[0] if k.startswith("val_dice_") and k != "val_dice_mean"]
+    for i, key in enumerate(per_dataset):
+        ax2.plot(ep, [r[key] for r in rows], f"C{3 + i}:", label=f"val Dice {key[len('val_dice_') :]}")
     ax2.set_ylabel("validation Dice")
     ax2.set_ylim(0, 1)
     ax2.legend(loc="lower right", fontsize=8)
@@ -322,6 +360,8 @@ def train(
         net.load_state_dict(state)
     # the card's input normalisation is part of the trained module (as in inference)
     model = wrap_logits(net, card).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
     history: list[dict[str, Any]] = []
@@ -372,7 +412,13 @@ def train(
 
     loss_fn = DiceBCELoss(t.bce_weight, t.dice_weight)
     total_steps = t.epochs * max(len(loader), 1)
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    bf16 = use_bf16(t.precision, device)
+    log.info(
+        "training on %s, %s%s",
+        device,
+        "bf16 autocast" if bf16 else "fp32",
+        ", channels-last" if t.channels_last else "",
+    )
     budget = t.max_minutes * 60.0 if t.max_minutes > 0 else math.inf
     t0 = time.monotonic()
     command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -411,9 +457,11 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, step, total_steps, elapsed)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            if t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
-            loss = loss_fn(logits, y)
+            loss = loss_fn(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -430,7 +478,7 @@ def train(
         if is_main:
             v0 = time.monotonic()
             metrics = (
-                validate(net, card, val_items, t.val_max_side)
+                validate(net, card, val_items, t.val_max_side, bf16)
                 if val_items
                 else {"val_dice": float("nan"), "val_iou": float("nan"), "val_dice_mean": float("nan")}
             )
@@ -481,6 +529,7 @@ def train(
                 elapsed,
                 stopped if stop_flag.item() or epoch == t.epochs - 1 else "running",
                 init,
+                "bf16 autocast" if bf16 else "fp32",
             )
             tmp = out / (CKPT_FILE + ".tmp")
             torch.save(
@@ -523,6 +572,7 @@ def _write_card(
     elapsed: float,
     stopped: str,
     init: str | Path | None,
+    precision: str,
 ) -> ModelCard:
     """Write model.json for the best weights so far (called after every epoch)."""
     weights = out / WEIGHTS_FILE
@@ -543,6 +593,7 @@ def _write_card(
             "seed": cfg.train.seed,
             "val_fraction": cfg.train.val_fraction,
             "init": str(init) if init else None,
+            "precision": precision,
             "best_epoch": best_epoch,
             "epochs_done": epochs_done,
             "stopped": stopped,
