@@ -154,6 +154,7 @@ def evaluate(
 
     from tqdm import tqdm
 
+    cut = threshold if threshold is not None else card.threshold
     rows: list[dict[str, Any]] = []
     tp = fp = fn = 0
     kept: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -162,7 +163,7 @@ def evaluate(
         gt = read_mask(s.mask_path)
         if gt.shape != image.shape[:2]:
             raise DatasetError(f"{s.mask_path}: mask size differs from its image")
-        pred = predict_image(be.predict_proba, image, f, window) >= (threshold or card.threshold)
+        pred = predict_image(be.predict_proba, image, f, window) >= cut
         c = counts(pred, gt)
         tp, fp, fn = tp + c.tp, fp + c.fp, fn + c.fn
         row = {"dataset": name, "stem": s.stem, "gt_px": c.gt_px, "pred_px": c.pred_px, **scores(c)}
@@ -179,7 +180,7 @@ def evaluate(
             "weights_sha256": be.sha256,
             "backend": type(be).__name__,
             "split_from": str(split_from) if split_from else None,
-            "threshold": threshold or card.threshold,
+            "threshold": cut,
             "data": [str(Path(d).resolve()) for d in data_dirs],
         }
     )
