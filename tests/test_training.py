@@ -385,7 +385,8 @@ def test_training_feeds_the_network_card_normalised_input(
     data = make_dataset(tmp_path / "data", n=4)
     cfg = json.loads(json.dumps(TINY_CONFIG))
     cfg["train"].update(epochs=1, val_fraction=0.0)
-    off = {"color_prob": 0, "blur_prob": 0, "jpeg_prob": 0, "noise_prob": 0, "rotate_limit": 0}
+    off = {"color_prob": 0, "white_balance_prob": 0, "blur_prob": 0, "jpeg_prob": 0, "noise_prob": 0}
+    off["rotate_limit"] = 0
     cfg["augment"] = {"scale_range": [1.0, 1.0], **off}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     train(tmp_path / "c.yaml", [data], tmp_path / "run")

@@ -19,6 +19,9 @@ class AugmentConfig:
     fg_crop_prob: float = 0.7  # probability that a crop is centred near an ulcer pixel
     rotate_limit: float = 30.0  # degrees (plus random 90° turns and flips)
     color_prob: float = 0.8
+    # colour temperature / per-channel gain, independent of the colour jitter: other cameras
+    # and clinic lighting shift white balance more than anything else
+    white_balance_prob: float = 0.5
     blur_prob: float = 0.2
     jpeg_prob: float = 0.3
     noise_prob: float = 0.2
@@ -74,10 +77,15 @@ class TrainAugment:
             [
                 A.OneOf(
                     [
+                        A.PlanckianJitter(p=1.0),  # colour temperature of the light
+                        A.MultiplicativeNoise((0.8, 1.2), per_channel=True, p=1.0),  # camera gains
+                    ],
+                    p=cfg.white_balance_prob,
+                ),
+                A.OneOf(
+                    [
                         A.ColorJitter(0.25, 0.25, 0.25, 0.04, p=1.0),
                         A.HueSaturationValue(8, 25, 20, p=1.0),
-                        A.PlanckianJitter(p=1.0),  # white balance / colour temperature
-                        A.MultiplicativeNoise((0.85, 1.15), per_channel=True, p=1.0),
                     ],
                     p=cfg.color_prob,
                 ),
