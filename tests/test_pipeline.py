@@ -209,3 +209,42 @@ def test_marker_white_border_neutralises_a_colour_cast() -> None:
     corrected = apply_gains(image, gains).astype(float)
     white = corrected[20, 30:70]  # y = -1 mm (row 20 at 5 px/mm from -5 mm): the white border
     assert np.ptp(white.mean(axis=0)) < 0.03 * white.mean()
+
+
+def test_flip_tta_mirrors_predictions_back() -> None:
+    from ulcerseg.segmentation.inference import with_flip_tta
+
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+
+    def pixelwise(t: np.ndarray) -> np.ndarray:  # equivariant to flips: TTA changes nothing
+        return t[..., 0].astype(np.float32) / 255.0
+
+    for mode in ("none", "hflip", "flips"):
+        np.testing.assert_allclose(with_flip_tta(pixelwise, mode)(tiles), pixelwise(tiles), atol=1e-6)
+
+    def x_ramp(t: np.ndarray) -> np.ndarray:  # sees only position: mirrored passes average it out
+        return np.broadcast_to(np.linspace(0.0, 1.0, t.shape[2], dtype=np.float32), t.shape[:3]).copy()
+
+    np.testing.assert_allclose(with_flip_tta(x_ramp, "hflip")(tiles), 0.5, atol=1e-6)
+    np.testing.assert_allclose(with_flip_tta(x_ramp, "none")(tiles), x_ramp(tiles))
+    with pytest.raises(ValueError, match="unknown test-time augmentation 'rot'"):
+        with_flip_tta(x_ramp, "rot")
+
+
+def test_tta_in_the_config_multiplies_network_passes() -> None:
+    from ulcerseg.calibration.marker import calibrate, homography_matrix
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.segmentation.inference import segment_photo
+    from ulcerseg.segmentation.postprocess import ulcer_mask
+
+    photo = make_photo(px_per_mm=14, size=(1600, 1200))
+    cal = calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
+    counts = {}
+    for mode in ("none", "flips"):
+        backend = RednessBackend(tile_px=256)
+        seg = segment_photo(backend, photo.rgb, homography_matrix(cal), 10.0, SegmentationConfig(tta=mode))
+        counts[mode] = backend.calls
+        mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
+        assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
+    assert counts["flips"] == 4 * counts["none"]

@@ -143,7 +143,12 @@ def test_evaluate_cli_prints_metrics_on_recorded_split(tmp_path: Path, trained: 
     assert sorted(r["stem"] for r in rows) == load_card(run).training["data"][0]["val_stems"]
     assert (out / "worst_cases.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_images"] == 2
+    assert summary["n_images"] == 2 and summary["tta"] == "none"
+    flipped = tmp_path / "eval_tta"
+    args = ["evaluate", "--model", str(run), "--data", str(data), "--split-from", str(run), "--tta", "flips"]
+    res = CliRunner().invoke(main, [*args, "-o", str(flipped)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((flipped / "summary.json").read_text())["tta"] == "flips"
 
 
 def test_evaluate_scores_perfect_model() -> None:

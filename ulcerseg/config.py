@@ -56,6 +56,7 @@ class SegmentationConfig:
     crop_margin_mm: float = 4.0  # margin around candidates for the fine pass
     max_candidates: int = 3  # fine passes on at most this many candidate regions
     white_balance: str = "none"  # "marker": neutralise the colour cast using the marker's white border
+    tta: str = "none"  # test-time augmentation: none | hflip (2 passes) | flips (4 passes)
     min_area_mm2: float = 0.3  # smaller components are dropped
     merge_distance_mm: float = 3.0  # components this close to the main one belong to it
     uncertainty_delta: float = 0.1  # area band = areas at threshold -/+ delta
@@ -210,6 +211,10 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         (
             cfg.segmentation.white_balance in {"none", "marker"},
             "segmentation.white_balance must be none or marker",
+        ),
+        (
+            cfg.segmentation.tta in {"none", "hflip", "flips"},
+            "segmentation.tta must be none, hflip or flips",
         ),
         (
             0 <= cfg.segmentation.uncertainty_delta < 0.5,

@@ -63,6 +63,35 @@ def predict_image(predict: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, 
     return (acc / np.maximum(norm, 1e-6))[:h, :w]
 
 
+TTA_MODES = ("none", "hflip", "flips")
+
+
+def with_flip_tta(
+    predict: Callable[[np.ndarray], np.ndarray], mode: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict`` averaged over mirrored copies of the tiles (test-time augmentation).
+
+    ``mode``: ``none`` (one pass), ``hflip`` (identity + left-right mirror, 2 passes) or
+    ``flips`` (identity, left-right, up-down and both, 4 passes). Each prediction is mirrored
+    back before averaging, so the result stays in the tiles' pixel frame (N x H x W).
+    """
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {mode!r} (expected {', '.join(TTA_MODES)})")
+    if mode == "none":
+        return predict
+    # axes of N x H x W x 3 tiles to mirror; the same axes of the N x H x W output
+    flips: list[tuple[int, ...]] = [(2,)] if mode == "hflip" else [(2,), (1,), (1, 2)]
+
+    def averaged(tiles: np.ndarray) -> np.ndarray:
+        acc = predict(tiles).astype(np.float32)
+        for axes in flips:
+            mirrored = np.ascontiguousarray(np.flip(tiles, axis=axes))
+            acc += np.flip(predict(mirrored), axis=axes)
+        return acc / (1 + len(flips))
+
+    return averaged
+
+
 @dataclass(frozen=True)
 class SegmentationOutput:
     """The rectified image, validity and probability on one grid (the grid that is measured)."""
@@ -125,6 +154,7 @@ def _run_on_grid(
     grid: RectifiedGrid,
     side_mm: float,
     gains: np.ndarray | None = None,
+    tta: str = "none",
 ) -> SegmentationOutput:
     size = (photo_rgb.shape[1], photo_rgb.shape[0])
     t0 = time.perf_counter()
@@ -133,7 +163,8 @@ def _run_on_grid(
     exclude = marker_exclusion(grid, side_mm) | ~valid
     t1 = time.perf_counter()
     # windows of 2 tiles a side: few passes, and enough context around small ulcers
-    prob = predict_image(backend.predict_proba, apply_gains(image, gains), 2 * backend.card.tile_px)
+    predict = with_flip_tta(backend.predict_proba, tta)
+    prob = predict_image(predict, apply_gains(image, gains), 2 * backend.card.tile_px)
     prob[exclude] = 0.0
     seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
     return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)
@@ -165,7 +196,7 @@ def segment_photo(
     gains = None
     if config.white_balance == "marker":
         gains = marker_white_gains(rectify(source, h_source, coarse_grid), coarse_grid, side_mm)
-    coarse = _run_on_grid(backend, source, h_source, coarse_grid, side_mm, gains)
+    coarse = _run_on_grid(backend, source, h_source, coarse_grid, side_mm, gains, config.tta)
     candidates = coarse.probability >= config.coarse_threshold
     if config.coarse_factor >= 1.0 or not candidates.any():
         return SegmentationOutput(
@@ -183,7 +214,7 @@ def segment_photo(
     seconds = dict(coarse.seconds)
     for box in candidate_boxes(coarse.probability, candidates, coarse_grid, config):
         fine_grid = _fine_grid(box, coarse_grid, px_per_mm)
-        fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains)
+        fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains, config.tta)
         for stage, sec in fine.seconds.items():
             seconds[stage] += sec
         # the ulcer is where the fine pass is most confident: probability mass above threshold

@@ -105,6 +105,13 @@ def train_command(config: str, data: tuple[str, ...], out: str, init: str | None
 )
 @click.option("--threads", type=int, default=None, help="CPU threads for inference.")
 @click.option("--threshold", type=float, default=None, help="Probability threshold (default: the card's).")
+@click.option(
+    "--tta",
+    type=click.Choice(["none", "hflip", "flips"]),
+    default="none",
+    show_default=True,
+    help="Test-time mirroring: average 2 (hflip) or 4 (flips) passes.",
+)
 def evaluate_command(
     model: str,
     data: tuple[str, ...],
@@ -114,13 +121,16 @@ def evaluate_command(
     scale: float | None,
     threads: int | None,
     threshold: float | None,
+    tta: str,
 ) -> None:
     """Score a model against ground-truth masks (Dice, IoU, precision, recall, area error)."""
     from ulcerseg.segmentation.backends import open_backend
     from ulcerseg.training.evaluate import evaluate, format_summary
 
     be = open_backend(model, backend, num_threads=threads)
-    result = evaluate(be, data, out, split_from=split_from, scale=scale, progress=True, threshold=threshold)
+    result = evaluate(
+        be, data, out, split_from=split_from, scale=scale, progress=True, threshold=threshold, tta=tta
+    )
     click.echo(format_summary(result.summary))
     if result.out_dir is not None:
         click.echo(f"wrote {', '.join(result.files.values())}")

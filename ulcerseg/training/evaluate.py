@@ -17,6 +17,7 @@ import numpy as np
 
 from ulcerseg.errors import DatasetError
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
+from ulcerseg.segmentation.inference import with_flip_tta
 from ulcerseg.segmentation.model import ModelCard, load_card
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
 from ulcerseg.training.metrics import Counts, counts, predict_image, scores
@@ -121,13 +122,15 @@ def evaluate(
     worst: int = 12,
     progress: bool = False,
     threshold: float | None = None,
+    tta: str = "none",
 ) -> EvalResult:
     """Evaluate ``model`` (folder or open backend) on ``data_dirs``.
 
     ``split_from`` (a model folder) restricts each dataset to the validation stems recorded in
     that model's card. ``scale`` resizes every image before inference; by default a dataset
     with known ``px_per_mm`` is resampled to the card's px per mm, others run at native size.
-    ``threshold`` overrides the card's probability threshold.
+    ``threshold`` overrides the card's probability threshold; ``tta`` averages mirrored
+    predictions (see :func:`ulcerseg.segmentation.inference.with_flip_tta`).
     """
     be = model if not isinstance(model, (str, Path)) else open_backend(model, backend)
     card = be.card
@@ -155,6 +158,7 @@ def evaluate(
     from tqdm import tqdm
 
     cut = threshold if threshold is not None else card.threshold
+    predict = with_flip_tta(be.predict_proba, tta)
     rows: list[dict[str, Any]] = []
     tp = fp = fn = 0
     kept: list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -163,7 +167,7 @@ def evaluate(
         gt = read_mask(s.mask_path)
         if gt.shape != image.shape[:2]:
             raise DatasetError(f"{s.mask_path}: mask size differs from its image")
-        pred = predict_image(be.predict_proba, image, f, window) >= cut
+        pred = predict_image(predict, image, f, window) >= cut
         c = counts(pred, gt)
         tp, fp, fn = tp + c.tp, fp + c.fp, fn + c.fn
         row = {"dataset": name, "stem": s.stem, "gt_px": c.gt_px, "pred_px": c.pred_px, **scores(c)}
@@ -181,6 +185,7 @@ def evaluate(
             "backend": type(be).__name__,
             "split_from": str(split_from) if split_from else None,
             "threshold": cut,
+            "tta": tta,
             "data": [str(Path(d).resolve()) for d in data_dirs],
         }
     )
@@ -209,7 +214,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"images: {summary['n_images']}  model: {summary['model']} "
-            f"({summary['weights_sha256'][:12]}, {summary['backend']})",
+            f"({summary['weights_sha256'][:12]}, {summary['backend']})  "
+            f"threshold {summary['threshold']:g}  tta {summary.get('tta', 'none')}",
             f"dataset-level  Dice {summary['dataset_dice']:.4f}  IoU {summary['dataset_iou']:.4f}  "
             f"precision {summary['dataset_precision']:.4f}  recall {summary['dataset_recall']:.4f}  "
             f"area error {summary['dataset_area_error_pct']:+.1f}%",
