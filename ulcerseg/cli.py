@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ulcerseg import __version__
+from ulcerseg.cli_options import backend_option, model_dir_option, out_dir_option, threads_option
 from ulcerseg.errors import UlcersegError
 
 
@@ -41,14 +42,7 @@ def run() -> None:
 
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output folder (study.sqlite, measurements.csv, overlays/, masks/, rectified/).",
-)
+@out_dir_option("Output folder (study.sqlite, measurements.csv, overlays/, masks/, rectified/).")
 @click.option(
     "-c",
     "--config",
@@ -57,16 +51,9 @@ def run() -> None:
     default=None,
     help="Pipeline config YAML (default: built-in defaults, see configs/default.yaml).",
 )
-@click.option(
-    "-m", "--model", default=None, help="Model folder with model.json + model.pt (default: models/default)."
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "torch", "onnx"]),
-    default=None,
-    help="Inference backend (default from config: auto = ONNX Runtime when exported).",
-)
-@click.option("--threads", type=int, default=None, help="CPU threads for inference.")
+@model_dir_option("Model folder with model.json + model.pt (default: models/default).")
+@backend_option(None, "Inference backend (default from config: auto = ONNX Runtime when exported).")
+@threads_option()
 @click.option("--no-overlays", is_flag=True, help="Do not write overlay PNGs.")
 @click.option("--no-heal", is_flag=True, help="Do not compute healing status after measuring.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
@@ -74,7 +61,7 @@ def measure(
     source: Path,
     out_dir: Path,
     config_path: Path | None,
-    model: str | None,
+    model: Path | None,
     backend: str | None,
     threads: int | None,
     no_overlays: bool,
@@ -93,7 +80,7 @@ def measure(
     cfg = load_config(config_path)
     cfg = with_overrides(
         cfg,
-        segmentation={"model": model, "backend": backend, "threads": threads},
+        segmentation={"model": str(model) if model else None, "backend": backend, "threads": threads},
         output={"write_overlays": False if no_overlays else None},
     )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from ulcerseg.cli_options import out_dir_option
 from ulcerseg.synth.dataset import generate_training_set
 from ulcerseg.synth.render import PhotoConfig
 from ulcerseg.synth.trial import generate_photos, generate_trial
@@ -42,14 +43,7 @@ def synth() -> None:
 
 
 @synth.command("trial")
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output trial folder (<subject>/<visit>/<ulcer>.jpg + ground_truth.csv).",
-)
+@out_dir_option("Output trial folder (<subject>/<visit>/<ulcer>.jpg + ground_truth.csv).")
 @click.option("--subjects", default=2, show_default=True, type=click.IntRange(1), help="Number of subjects.")
 @click.option("--visits", default="D0,W4,W8", show_default=True, help="Comma-separated visit labels.")
 @click.option("--ulcers", default="1,2", show_default=True, help="MIN,MAX ulcers per subject.")
@@ -86,14 +80,7 @@ def trial_cmd(
 
 
 @synth.command("photos")
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder (photo_NNNN.jpg + masks/ + ground_truth.csv).",
-)
+@out_dir_option("Output folder (photo_NNNN.jpg + masks/ + ground_truth.csv).")
 @click.option("--n", "n", required=True, type=click.IntRange(1), help="Number of photos.")
 @click.option(
     "--max-tilt",
@@ -129,14 +116,7 @@ def photos_cmd(
 
 
 @synth.command("dataset")
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output dataset folder (images/ + masks/ + dataset.yaml).",
-)
+@out_dir_option("Output dataset folder (images/ + masks/ + dataset.yaml).")
 @click.option("--n", "n", required=True, type=click.IntRange(1), help="Number of tiles.")
 @click.option(
     "--px-per-mm",

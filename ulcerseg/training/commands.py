@@ -6,8 +6,17 @@ import logging
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import click
+
+from ulcerseg.cli_options import (
+    backend_option,
+    dataset_dirs_option,
+    model_dir_option,
+    out_dir_option,
+    threads_option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -20,22 +29,8 @@ log = logging.getLogger(__name__)
     type=click.Path(dir_okay=False),
     help="Training config YAML (configs/train/<name>.yaml).",
 )
-@click.option(
-    "--data",
-    "data",
-    required=True,
-    multiple=True,
-    type=click.Path(),
-    help="Dataset folder (images/ + masks/ [+ dataset.yaml]); repeatable.",
-)
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Run folder for checkpoints, metrics and the trained model.",
-)
+@dataset_dirs_option()
+@out_dir_option("Run folder for checkpoints, metrics and the trained model.", dest="out")
 @click.option(
     "--init",
     "init",
@@ -44,7 +39,7 @@ log = logging.getLogger(__name__)
     help="Fine-tune from this model folder (its card defines the network).",
 )
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
-def train_command(config: str, data: tuple[str, ...], out: str, init: str | None, resume: bool) -> None:
+def train_command(config: str, data: tuple[Path, ...], out: Path, init: str | None, resume: bool) -> None:
     """Train a segmentation model; writes model.pt + model.json (card) into OUT.
 
     \b
@@ -66,21 +61,8 @@ def train_command(config: str, data: tuple[str, ...], out: str, init: str | None
 
 
 @click.command("evaluate")
-@click.option(
-    "--model",
-    "model",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Model folder (model.json + model.pt).",
-)
-@click.option(
-    "--data",
-    "data",
-    required=True,
-    multiple=True,
-    type=click.Path(),
-    help="Dataset folder (images/ + masks/); repeatable.",
-)
+@model_dir_option("Model folder (model.json + model.pt).", required=True)
+@dataset_dirs_option("Dataset folder (images/ + masks/); repeatable.")
 @click.option(
     "--split-from",
     "split_from",
@@ -88,22 +70,15 @@ def train_command(config: str, data: tuple[str, ...], out: str, init: str | None
     default=None,
     help="Evaluate only the validation stems recorded in this model's card.",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder for per_image.csv, summary.json and worst_cases.png.",
-)
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnx"]), default="auto", show_default=True)
+@out_dir_option("Folder for per_image.csv, summary.json and worst_cases.png.", required=False, dest="out")
+@backend_option("auto")
 @click.option(
     "--scale",
     type=float,
     default=None,
     help="Resize factor for every image (default: card px/mm ÷ dataset px/mm, else 1).",
 )
-@click.option("--threads", type=int, default=None, help="CPU threads for inference.")
+@threads_option()
 @click.option("--threshold", type=float, default=None, help="Probability threshold (default: the card's).")
 @click.option(
     "--tta",
@@ -113,10 +88,10 @@ def train_command(config: str, data: tuple[str, ...], out: str, init: str | None
     help="Test-time mirroring: average 2 (hflip) or 4 (flips) passes.",
 )
 def evaluate_command(
-    model: str,
-    data: tuple[str, ...],
+    model: Path,
+    data: tuple[Path, ...],
     split_from: str | None,
-    out: str | None,
+    out: Path | None,
     backend: str,
     scale: float | None,
     threads: int | None,
@@ -140,17 +115,11 @@ def evaluate_command(
 @click.argument("study", required=False, type=click.Path(file_okay=False, exists=True))
 @click.option("--final", is_flag=True, help="With STUDY: write the final per-visit CSV (final_visits.csv).")
 @click.option("--report", is_flag=True, help="With STUDY: write the HTML report per subject and ulcer.")
-@click.option(
-    "--model",
-    "model",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Model folder (model.json + model.pt) to export.",
-)
+@model_dir_option("Model folder (model.json + model.pt) to export.")
 @click.option("--onnx", "onnx", is_flag=True, help="With --model: export model.onnx, checked against torch.")
 @click.option("--opset", type=int, default=17, show_default=True)
 def export_command(
-    study: str | None, final: bool, report: bool, model: str | None, onnx: bool, opset: int
+    study: str | None, final: bool, report: bool, model: Path | None, onnx: bool, opset: int
 ) -> None:
     """Export study results (`export OUT --final [--report]`) or a model (`export --model M --onnx`)."""
     if study is not None:
@@ -190,14 +159,7 @@ def dataset_group() -> None:
     default=None,
     help="Folder of <stem>.png/.roi/.zip/.json annotations (default: IMAGES).",
 )
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="New dataset folder (images/, masks/, dataset.yaml).",
-)
+@out_dir_option("New dataset folder (images/, masks/, dataset.yaml).", dest="out")
 @click.option("--name", default=None, help="Dataset name (default: the output folder name).")
 @click.option("--px-per-mm", type=float, default=None, help="Physical scale, if known.")
 @click.option(
@@ -219,7 +181,7 @@ def dataset_group() -> None:
 def dataset_import_command(
     images: str,
     annotations: str | None,
-    out: str,
+    out: Path,
     name: str | None,
     px_per_mm: float | None,
     missing: str,
