@@ -8,7 +8,7 @@ import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,21 @@ def _fmt(v: object, digits: int = 2) -> str:
     return str(v)
 
 
+def _labelled_hline(ax: Any, y: float, style: str, label: str) -> None:
+    """Horizontal bias / limit line with its label at the right edge (skipped when not finite)."""
+    if math.isfinite(y):
+        ax.axhline(y, color="C3", linestyle=style, linewidth=1)
+        ax.annotate(
+            label,
+            (1.0, y),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="C3",
+        )
+
+
 def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Two panels: differences in mm² vs mean, and ratio (log scale, %) vs mean."""
     import matplotlib
@@ -59,17 +74,7 @@ def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
         (ba.loa_low, "--", f"LoA {_fmt(ba.loa_low)}"),
         (ba.loa_high, "--", f"LoA {_fmt(ba.loa_high)}"),
     ):
-        if math.isfinite(y):
-            ax.axhline(y, color="C3", linestyle=style, linewidth=1)
-            ax.annotate(
-                label,
-                (1.0, y),
-                xycoords=("axes fraction", "data"),
-                ha="right",
-                va="bottom",
-                fontsize=8,
-                color="C3",
-            )
+        _labelled_hline(ax, y, style, label)
     ax.axhline(0, color="0.6", linewidth=0.8)
     ax.set_xlabel("mean of both (mm²)")
     ax.set_ylabel(f"{test} − {ref} (mm²)")
@@ -83,17 +88,7 @@ def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
     lines = (ratio.mean_log, ratio.mean_log - ba.k * ratio.sd_log, ratio.mean_log + ba.k * ratio.sd_log)
     pcts = (ratio.bias_pct, ratio.loa_low_pct, ratio.loa_high_pct)
     for y, pct, style in zip(lines, pcts, ("-", "--", "--"), strict=True):
-        if math.isfinite(y):
-            ax.axhline(y, color="C3", linestyle=style, linewidth=1)
-            ax.annotate(
-                f"{pct:+.1f}%",
-                (1.0, y),
-                xycoords=("axes fraction", "data"),
-                ha="right",
-                va="bottom",
-                fontsize=8,
-                color="C3",
-            )
+        _labelled_hline(ax, y, style, f"{pct:+.1f}%")
     ax.axhline(0, color="0.6", linewidth=0.8)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{100 * math.expm1(y):+.0f}%"))
     ax.set_xscale("log")

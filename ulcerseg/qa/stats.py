@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -165,7 +166,10 @@ def intraclass_correlations(ratings: np.ndarray | pd.DataFrame) -> dict[str, ICC
     saved = dict(pingouin.options)
     try:
         pingouin.options["round.column.CI95"] = None  # pingouin rounds the CI to 2 digits
-        table = pingouin.intraclass_corr(long, targets="target", raters="rater", ratings="rating")
+        with warnings.catch_warnings():
+            # pingouin's own use of a pandas API deprecated in pandas 3.1; not the caller's concern
+            warnings.filterwarnings("ignore", message="The inplace keyword", module="pingouin")
+            table = pingouin.intraclass_corr(long, targets="target", raters="rater", ratings="rating")
     finally:
         pingouin.options.clear()
         pingouin.options.update(saved)
