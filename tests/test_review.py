@@ -564,3 +564,118 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     corrected = next(e for e in meta["images"] if e["source"] == "correct")
     m = np.asarray(Image.open(ds / corrected["mask"])) > 0
     assert m.sum() / PPM**2 == pytest.approx(body["area_after_mm2"])
+
+
+# --------------------------------------------------------------------------------------------
+# double reading and adjudication
+# --------------------------------------------------------------------------------------------
+
+
+def _d(sha: str, who: str, action: str, area: float | None, role: str = "reader") -> dict:
+    details = json.dumps({"role": "adjudicator"}) if role == "adjudicator" else None
+    return {
+        "photo_sha256": sha,
+        "assessor": who,
+        "action": action,
+        "area_after_mm2": area,
+        "details": details,
+    }
+
+
+def test_final_decision_rule_for_double_reading():
+    from ulcerseg.review.decisions import final_decisions
+
+    s = ReviewSettings()
+    decisions = [
+        _d("single", "A", "accept", 10.0),
+        _d("agree", "A", "accept", 10.0),
+        _d("agree", "B", "accept", 10.0),
+        _d("dispute", "A", "accept", 10.0),
+        _d("dispute", "B", "correct", 30.0),
+        _d("settled", "A", "accept", 10.0),
+        _d("settled", "B", "not_assessable", None),
+        _d("settled", "C", "correct", 12.0, role="adjudicator"),
+        _d("settled", "B", "accept", 40.0),  # a later reading does not reopen an adjudication
+        _d("changed_mind", "A", "accept", 10.0),
+        _d("changed_mind", "B", "correct", 30.0),
+        _d("changed_mind", "B", "accept", 10.0),  # only each reader's latest reading counts
+    ]
+    final = final_decisions(decisions, s)
+    assert {k: (f.source, f.n_readers) for k, f in final.items()} == {
+        "single": ("review", 1),
+        "agree": ("review", 2),
+        "dispute": ("unresolved_disagreement", 2),
+        "settled": ("adjudication", 2),
+        "changed_mind": ("review", 2),
+    }
+    assert final["dispute"].decision is None
+    assert final["settled"].decision is not None and final["settled"].decision["assessor"] == "C"
+    assert final["changed_mind"].decision is not None
+    assert final["changed_mind"].decision["area_after_mm2"] == 10.0
+
+
+def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+    from ulcerseg.review.decisions import decision_role
+
+    client, app, _ = server
+    a, b = _session(client, "Dr A"), _session(client, "Dr B")
+    agreed, disputed = app.items[:2]
+    for s in (a, b):
+        client.json("/api/decision", {"key": agreed.key, "action": "accept", "session_id": s})
+    client.json("/api/decision", {"key": disputed.key, "action": "accept", "session_id": a})
+    poly = [[0, 0], [60, 0], [60, 60], [0, 60]]  # 36 mm², far from the proposal
+    client.json("/api/decision", {"key": disputed.key, "action": "correct", "polygon": poly, "session_id": b})
+
+    # before adjudication the disputed visit has no final value
+    rows = {r["photo_sha256"]: r for r in csv.DictReader(export_final(study["out"], cfg()).open())}
+    assert rows[agreed.photo_sha256]["final_source"] == "review"
+    assert rows[agreed.photo_sha256]["n_assessors"] == "2"
+    assert rows[disputed.photo_sha256]["final_source"] == "unresolved_disagreement"
+    assert rows[disputed.photo_sha256]["final_area_mm2"] == ""
+
+    # the adjudication app offers only the disputed photo, with both readings, still blinded
+    adj = ReviewApp.load(study["out"], cfg(), adjudicate=True)
+    assert [it.key for it in adj.items] == [disputed.key]
+    srv = make_server(adj, 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        judge = Client(f"http://127.0.0.1:{srv.server_address[1]}", adj.token)
+        status, listing = judge.json("/api/items")
+        assert status == 200 and listing["adjudicate"] is True
+        status, raw, _ = judge.request(f"/api/item/{disputed.key}")
+        item = json.loads(raw)
+        assert {(r["assessor"], r["action"]) for r in item["readings"]} == {
+            ("Dr A", "accept"),
+            ("Dr B", "correct"),
+        }
+        assert not any(subject.encode() in raw for subject in SUBJECTS)
+        status, _ = judge.json("/api/decision", {"key": agreed.key, "action": "accept", "assessor": "Dr C"})
+        assert status == 400  # not a disputed photo: not an adjudication item
+        c = _session(judge, "Dr C")
+        status, body = judge.json("/api/decision", {"key": disputed.key, "action": "accept", "session_id": c})
+        assert status == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    last = list_decisions(conn)[-1]
+    assert last["assessor"] == "Dr C" and decision_role(last) == "adjudicator"
+    [dispute] = disagreements(conn, ReviewSettings())
+    assert dispute["photo_sha256"] == disputed.photo_sha256 and dispute["adjudicated"] is True
+    res = CliRunner().invoke(main, ["review", "disagreements", str(study["out"])])
+    assert res.exit_code == 0
+    [listed] = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert listed["adjudicated"] == "True"
+
+    rows = {r["photo_sha256"]: r for r in csv.DictReader(export_final(study["out"], cfg()).open())}
+    r = rows[disputed.photo_sha256]
+    assert r["final_source"] == "adjudication" and r["reviewer"] == "Dr C"
+    assert float(r["final_area_mm2"]) == pytest.approx(disputed.area_mm2)
+    ds = export_training(study["out"], tmp_path / "train", config=cfg())
+    meta = yaml.safe_load((ds / "dataset.yaml").read_text())
+    assert {e["decision_id"] for e in meta["images"]} >= {body["decision_id"]}
+    assert meta["n_images"] == 2  # the agreed photo and the adjudicated one

@@ -80,6 +80,7 @@ def test_review_in_browser(served, tmp_path: Path):
             page.click("#start")
             page.wait_for_selector("body[data-ready='1']", timeout=10_000)
             seen_html = [page.content()]
+            assert page.is_hidden("#m-readings-wrap")  # a reader never sees other readings
 
             # 1) accept with the keyboard shortcut
             key_accept = _current_key(page)
@@ -195,3 +196,46 @@ def test_brush_add_and_erase(served):
     assert not m[30, 30]  # erased
     assert not m[10, 30] and not m[50, 30]  # brush radius 4 px: nothing far from the stroke
     assert row["area_after_mm2"] == pytest.approx(m.sum() / PPM**2)
+
+
+def test_adjudicator_sees_the_readings_and_settles_the_photo(tmp_path: Path):
+    from ulcerseg.review.decisions import decision_role, record_decision
+    from ulcerseg.review.export import export_final
+
+    study = make_study(tmp_path)
+    reader_app = ReviewApp.load(study["out"], cfg())
+    item = reader_app.items[0]
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    record_decision(conn, study["out"], item, "Dr A", "accept")
+    record_decision(conn, study["out"], item, "Dr B", "not_assessable", reason="blurred")
+    app = ReviewApp.load(study["out"], cfg(), adjudicate=True)
+    srv = make_server(app, 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page.goto(f"{base}/?token={app.token}")
+                page.fill("#assessor", "Dr Judge")
+                page.click("#start")
+                page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+                assert _current_key(page) == item.key
+                assert (page.text_content("#who") or "").startswith("adjudicator")
+                assert page.is_visible("#m-readings")
+                readings = page.text_content("#m-readings") or ""
+                assert "Dr A: accept" in readings and "Dr B: not_assessable (blurred)" in readings
+                assert not any(s in page.content() for s in SUBJECTS)
+                page.keyboard.press("a")
+                page.wait_for_selector("#done:not([hidden])", timeout=10_000)
+            finally:
+                browser.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    last = list_decisions(conn)[-1]
+    assert last["assessor"] == "Dr Judge" and decision_role(last) == "adjudicator"
+    rows = {r["photo_sha256"]: r for r in csv.DictReader(export_final(study["out"], cfg()).open())}
+    assert rows[item.photo_sha256]["final_source"] == "adjudication"
+    assert float(rows[item.photo_sha256]["final_area_mm2"]) == pytest.approx(item.area_mm2)

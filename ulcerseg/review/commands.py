@@ -51,7 +51,13 @@ def review() -> None:
 @_config_opt
 @click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
 @click.option("--all", "review_all", is_flag=True, help="Review every photo, not only flagged.")
-def serve_cmd(out_dir: Path, config_path: Path | None, port: int, review_all: bool) -> None:
+@click.option(
+    "--adjudicate",
+    is_flag=True,
+    help="Adjudication: only photos where readers disagree, with their readings shown; "
+    "decisions are recorded as the adjudicator's and override the readers'.",
+)
+def serve_cmd(out_dir: Path, config_path: Path | None, port: int, review_all: bool, adjudicate: bool) -> None:
     """Serve the review web app on 127.0.0.1 (prints the URL with its access token)."""
     from dataclasses import replace
 
@@ -60,7 +66,7 @@ def serve_cmd(out_dir: Path, config_path: Path | None, port: int, review_all: bo
     cfg = _config(config_path)
     if review_all:
         cfg = replace(cfg, review=replace(cfg.review, review_all=True))
-    serve(out_dir, cfg, port=port)
+    serve(out_dir, cfg, port=port, adjudicate=adjudicate)
 
 
 @review.command("disagreements")
@@ -68,7 +74,11 @@ def serve_cmd(out_dir: Path, config_path: Path | None, port: int, review_all: bo
 @_config_opt
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> None:
-    """List photos where two assessors' latest decisions differ (CSV to stdout or -o)."""
+    """List photos where two readers' latest decisions differ (CSV to stdout or -o).
+
+    The ``adjudicated`` column says whether an adjudicator has settled it (`review serve
+    --adjudicate`); until then the photo has no final value in `export --final`.
+    """
     from ulcerseg.review.decisions import disagreements, open_study
 
     cfg = _config(config_path)
@@ -83,6 +93,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
         "action_b",
         "area_b_mm2",
         "reason",
+        "adjudicated",
     ]
     fh = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
@@ -132,13 +143,15 @@ def export_blinded_cmd(out_dir: Path, config_path: Path | None, output: Path, ke
 
 @review.command("export-training")
 @_out_arg
+@_config_opt
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("--corrected-only", is_flag=True, help="Leave out accepted automated masks.")
-def export_training_cmd(out_dir: Path, output: Path, corrected_only: bool) -> None:
+def export_training_cmd(out_dir: Path, config_path: Path | None, output: Path, corrected_only: bool) -> None:
     """Reviewed photos and final masks as a training dataset (images/, masks/, dataset.yaml)."""
     from ulcerseg.review.export import export_training
 
-    click.echo(str(export_training(out_dir, output, include_accepted=not corrected_only)))
+    cfg = _config(config_path)
+    click.echo(str(export_training(out_dir, output, include_accepted=not corrected_only, config=cfg)))
 
 
 @review.command("decisions")

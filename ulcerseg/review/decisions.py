@@ -34,10 +34,14 @@ from ulcerseg.review.blinding import get_or_create_salt, subject_pseudonym, ulce
 __all__ = [
     "Action",
     "DecisionError",
+    "FinalDecision",
     "ReviewItem",
     "build_items",
+    "decision_role",
     "disagreements",
     "ensure_schema",
+    "final_decisions",
+    "find_disagreements",
     "latest_decisions",
     "list_decisions",
     "mask_from_png",
@@ -54,6 +58,10 @@ KEY_RE = re.compile(r"^[0-9a-f]{16}$")
 
 class DecisionError(UlcersegError):
     """A submitted decision is invalid (unknown item/action, missing reason, bad mask)."""
+
+
+READER, ADJUDICATOR = "reader", "adjudicator"
+ROLES = (READER, ADJUDICATOR)
 
 
 class Action(StrEnum):
@@ -291,8 +299,12 @@ def record_decision(
     reason: str | None = None,
     corrected_mask: np.ndarray | None = None,
     session_id: str | None = None,
+    role: str = "reader",
 ) -> dict[str, Any]:
     """Validate and append one decision in its own transaction; returns the stored row.
+
+    ``role`` is ``reader`` (independent reading) or ``adjudicator`` (settles a disagreement
+    between readers; recorded in ``details``).
 
     A correction saves OUT/review/masks/<key>_<decision_id>.png (a new file, never overwritten)
     and re-measures it in mm² with the item's rectified px_per_mm.
@@ -306,6 +318,8 @@ def record_decision(
         raise DecisionError(
             f"unknown action {action!r} (known: {', '.join(a.value for a in Action)})"
         ) from None
+    if role not in ROLES:
+        raise DecisionError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
     reason = (reason or "").strip() or None
     if act is Action.NOT_ASSESSABLE and not reason:
         raise DecisionError("a reason is required to mark a photo not assessable")
@@ -328,6 +342,8 @@ def record_decision(
         mask_rel = rel.as_posix()
     elif act is Action.NOT_ASSESSABLE:
         area_after = None
+    if role == ADJUDICATOR:
+        details = {**details, "role": ADJUDICATOR}
     row = {
         "decision_id": decision_id,
         "photo_sha256": item.photo_sha256,
@@ -358,19 +374,28 @@ def list_decisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def decision_role(decision: Mapping[str, Any]) -> str:
+    """``reader`` or ``adjudicator`` (from the decision's ``details`` JSON)."""
+    raw = decision.get("details")
+    if not raw:
+        return READER
+    try:
+        details = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (ValueError, TypeError):
+        return READER
+    return ADJUDICATOR if details.get("role") == ADJUDICATOR else READER
+
+
 def latest_decisions(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
-    """Latest decision per (photo_sha256, assessor)."""
+    """Latest reader decision per (photo_sha256, assessor)."""
+    return _latest_reads(list_decisions(conn))
+
+
+def _latest_reads(decisions: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for d in list_decisions(conn):
-        out[(d["photo_sha256"], d["assessor"])] = d
-    return out
-
-
-def latest_per_photo(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    """Latest decision per photo over all assessors (the one that counts as reviewed value)."""
-    out: dict[str, dict[str, Any]] = {}
-    for d in list_decisions(conn):
-        out[d["photo_sha256"]] = d
+    for d in decisions:
+        if decision_role(d) == READER:
+            out[(d["photo_sha256"], d["assessor"])] = dict(d)
     return out
 
 
@@ -388,13 +413,17 @@ def _areas_differ(a: float | None, b: float | None, settings: ReviewSettings) ->
 _MEASURE_ACTIONS = {Action.ACCEPT.value, Action.CORRECT.value}
 
 
-def disagreements(conn: sqlite3.Connection, settings: ReviewSettings) -> list[dict[str, Any]]:
-    """Photos whose assessors' latest decisions differ in kind or in area beyond tolerance.
+def find_disagreements(
+    decisions: Sequence[Mapping[str, Any]], settings: ReviewSettings
+) -> list[dict[str, Any]]:
+    """Pairs of readers whose latest decisions on a photo differ in kind or in area (pure).
 
     An area differs when both the absolute (mm²) and the relative (%) tolerance are exceeded.
+    ``adjudicated`` says whether an adjudicator has decided the photo since.
     """
+    adjudicated = {d["photo_sha256"] for d in decisions if decision_role(d) == ADJUDICATOR}
     by_photo: dict[str, list[dict[str, Any]]] = {}
-    for (sha, _), d in sorted(latest_decisions(conn).items()):
+    for (sha, _), d in sorted(_latest_reads(decisions).items()):
         by_photo.setdefault(sha, []).append(d)
     out: list[dict[str, Any]] = []
     for sha, ds in by_photo.items():
@@ -418,8 +447,55 @@ def disagreements(conn: sqlite3.Connection, settings: ReviewSettings) -> list[di
                             "action_b": b["action"],
                             "area_b_mm2": b["area_after_mm2"],
                             "reason": "+".join(why),
+                            "adjudicated": sha in adjudicated,
                         }
                     )
+    return out
+
+
+def disagreements(conn: sqlite3.Connection, settings: ReviewSettings) -> list[dict[str, Any]]:
+    """:func:`find_disagreements` over the study's decisions."""
+    return find_disagreements(list_decisions(conn), settings)
+
+
+@dataclass(frozen=True)
+class FinalDecision:
+    """The decision that counts for one photo, and where it comes from.
+
+    ``source``: ``review`` (one reader, or readers who agree: the latest reading counts),
+    ``adjudication`` (the latest adjudicator decision overrides the readers) or
+    ``unresolved_disagreement`` (readers disagree and nobody has adjudicated: no value).
+    """
+
+    decision: dict[str, Any] | None
+    source: str
+    n_readers: int
+
+
+def final_decisions(
+    decisions: Sequence[Mapping[str, Any]], settings: ReviewSettings
+) -> dict[str, FinalDecision]:
+    """Per photo sha256, the decision that gives its reviewed value (pure; decisions in order)."""
+    readers: dict[str, set[str]] = {}
+    latest_read: dict[str, dict[str, Any]] = {}
+    latest_adjudication: dict[str, dict[str, Any]] = {}
+    for d in decisions:
+        sha = d["photo_sha256"]
+        if decision_role(d) == ADJUDICATOR:
+            latest_adjudication[sha] = dict(d)
+        else:
+            latest_read[sha] = dict(d)
+            readers.setdefault(sha, set()).add(d["assessor"])
+    open_disputes = {r["photo_sha256"] for r in find_disagreements(decisions, settings)}
+    out: dict[str, FinalDecision] = {}
+    for sha in latest_read.keys() | latest_adjudication.keys():
+        n = len(readers.get(sha, ()))
+        if sha in latest_adjudication:
+            out[sha] = FinalDecision(latest_adjudication[sha], "adjudication", n)
+        elif sha in open_disputes:
+            out[sha] = FinalDecision(None, "unresolved_disagreement", n)
+        else:
+            out[sha] = FinalDecision(latest_read[sha], "review", n)
     return out
 
 

@@ -1,8 +1,11 @@
 """Exports after review: final per-visit table, HTML report, blinded package, training data.
 
-Final values: the latest assessor decision per photo wins over the automated value (accept keeps
-it, correct replaces it, not assessable removes it, confirm/reject healed overrides the status);
-healing status and flags are then recomputed on the final values.
+Final values: the counting assessor decision per photo wins over the automated value (accept
+keeps it, correct replaces it, not assessable removes it, confirm/reject healed overrides the
+status); healing status and flags are then recomputed on the final values. With double reading
+the counting decision is the latest reading when the readers agree, the latest adjudication when
+they disagreed, and none (no value, ``final_source = unresolved_disagreement``) while a
+disagreement waits for adjudication (:func:`ulcerseg.review.decisions.final_decisions`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from ulcerseg.review.blinding import (
 )
 from ulcerseg.review.decisions import (
     Action,
+    final_decisions,
     inside_out_dir,
-    latest_per_photo,
     list_decisions,
     open_study,
     salt_for,
@@ -93,14 +96,24 @@ FINAL_COLUMNS: tuple[str, ...] = (
 
 
 def apply_decisions(
-    rows: Sequence[Mapping[str, Any]], latest: Mapping[str, Mapping[str, Any]]
+    rows: Sequence[Mapping[str, Any]],
+    latest: Mapping[str, Mapping[str, Any]],
+    unresolved: frozenset[str] | set[str] = frozenset(),
 ) -> list[dict[str, Any]]:
-    """Per-photo rows with the latest decision applied (pure; see module docstring)."""
+    """Per-photo rows with the counting decision applied (pure; see module docstring).
+
+    Photos in ``unresolved`` (readers disagree, not adjudicated) have no area: a disputed value
+    must not enter the analysis silently.
+    """
     out = []
     for row in rows:
         r = dict(row)
-        d = latest.get(str(row.get("photo_sha256")))
-        if d is not None:
+        sha = str(row.get("photo_sha256"))
+        d = latest.get(sha)
+        if sha in unresolved:
+            r["area_mm2"] = None
+            r["area_low_mm2"] = r["area_high_mm2"] = None
+        elif d is not None:
             action = d["action"]
             if action == Action.NOT_ASSESSABLE:
                 r["area_mm2"] = None
@@ -123,24 +136,23 @@ def final_visit_rows(
     config: HealingConfig,
 ) -> tuple[list[dict[str, Any]], list[UlcerHealing]]:
     """Final per-visit rows (columns :data:`FINAL_COLUMNS`) and the recomputed healing."""
-    latest: dict[str, Mapping[str, Any]] = {}
-    assessors: dict[str, set[str]] = {}
-    for d in decisions:  # in decision order: the last one per photo wins
-        latest[d["photo_sha256"]] = d
-        assessors.setdefault(d["photo_sha256"], set()).add(d["assessor"])
+    final = final_decisions(decisions, config.review)
+    latest = {sha: f.decision for sha, f in final.items() if f.decision is not None}
+    unresolved = {sha for sha, f in final.items() if f.decision is None}
     by_sha = {str(r.get("photo_sha256")): r for r in rows}
-    results = compute_healing(apply_decisions(rows, latest), config)
+    results = compute_healing(apply_decisions(rows, latest, unresolved), config)
     out: list[dict[str, Any]] = []
     for ulcer in results:
         for v in ulcer.visits:
             auto = by_sha.get(v.photo_sha256 or "")
-            d = latest.get(v.photo_sha256 or "")
+            f = final.get(v.photo_sha256 or "")
+            d = f.decision if f is not None else None
             flat = asdict(v)
             reviewed_area = None
             if d is not None and d["action"] in (Action.ACCEPT, Action.CORRECT):
                 reviewed_area = d["area_after_mm2"]
-            if d is not None:
-                source = "review"
+            if f is not None:
+                source = f.source  # review | adjudication | unresolved_disagreement
             elif v.area_mm2 is not None:
                 source = "automated"
             else:
@@ -158,7 +170,7 @@ def final_visit_rows(
                     "review_reason": d["reason"] if d else None,
                     "reviewer": d["assessor"] if d else None,
                     "reviewed_at": d["decided_at"] if d else None,
-                    "n_assessors": len(assessors.get(v.photo_sha256 or "", ())),
+                    "n_assessors": f.n_readers if f is not None else 0,
                     "photo_flags": ";".join(v.photo_flags),
                     "healing_flags": ";".join(v.healing_flags),
                 }
@@ -407,25 +419,33 @@ def export_blinded(
     return dest, key_path
 
 
-def export_training(out_dir: str | Path, dest: str | Path, include_accepted: bool = True) -> Path:
+def export_training(
+    out_dir: str | Path,
+    dest: str | Path,
+    include_accepted: bool = True,
+    config: HealingConfig | str | Path | None = None,
+) -> Path:
     """Reviewed photos and their final masks as a training dataset.
 
     DIR/images/<key>.png (rectified RGB), DIR/masks/<key>.png (0/255, same size),
     DIR/dataset.yaml (the ``ulcerseg.training.dataset`` convention: name, px_per_mm, groups by
     subject pseudonym in DIR/groups.csv; plus per-image provenance). Corrected photos use the
-    latest corrected mask; accepted ones (if ``include_accepted``) the automated mask; not
-    assessable and healed-only decisions are left out.
+    counting corrected mask (the adjudicator's when readers disagreed); accepted ones (if
+    ``include_accepted``) the automated mask; not assessable, healed-only and unresolved
+    (disputed, not adjudicated) photos are left out.
     """
     out_dir, dest = Path(out_dir), Path(dest)
     _check_dest(dest, out_dir)
+    cfg = _cfg(config)
     with open_study(out_dir) as (conn, rows):
-        latest = latest_per_photo(conn)
+        final = final_decisions(list_decisions(conn), cfg.review)
         salt = salt_for(conn)
     by_sha = {str(r["photo_sha256"]): r for r in rows}
     entries = []
-    for sha, d in sorted(latest.items()):
+    for sha, f in sorted(final.items()):
         row = by_sha.get(sha)
-        if row is None:
+        d = f.decision
+        if row is None or d is None:
             continue
         if d["action"] == Action.CORRECT:
             mask_path = inside_out_dir(out_dir, d["corrected_mask_file"])

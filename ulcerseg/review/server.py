@@ -16,7 +16,7 @@ import logging
 import secrets
 import sqlite3
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,11 +31,15 @@ from ulcerseg.errors import UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
 from ulcerseg.review.blinding import encode_png_clean, load_rgb
 from ulcerseg.review.decisions import (
+    ADJUDICATOR,
     KEY_RE,
+    READER,
     DecisionError,
     ReviewItem,
     build_items,
+    disagreements,
     ensure_schema,
+    latest_decisions,
     mask_from_png,
     mask_from_polygon,
     open_study,
@@ -63,20 +67,42 @@ class ReviewApp:
     token: str
     proposed_status: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # adjudication mode: only disputed photos; the readers' latest readings per photo sha256
+    adjudicate: bool = False
+    readings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_key = {it.key: it for it in self.items}
 
     @classmethod
     def load(
-        cls, out_dir: str | Path, config: HealingConfig | None = None, token: str | None = None
+        cls,
+        out_dir: str | Path,
+        config: HealingConfig | None = None,
+        token: str | None = None,
+        adjudicate: bool = False,
     ) -> ReviewApp:
-        """Read the items to review from OUT/study.sqlite."""
+        """Read the items to review from OUT/study.sqlite.
+
+        ``adjudicate``: the items are the photos whose readers disagree (see
+        :func:`ulcerseg.review.decisions.disagreements`), each shown with the readings.
+        """
         cfg = config or load_healing_config(None)
         out_dir = Path(out_dir).resolve()
+        readings: dict[str, list[dict[str, Any]]] = {}
         with open_study(out_dir) as (conn, rows):
             salt = salt_for(conn)
-            items = build_items(rows, out_dir, salt, cfg.review)
+            if adjudicate:
+                disputed = {d["photo_sha256"] for d in disagreements(conn, cfg.review)}
+                every = replace(cfg.review, review_all=True)  # a disputed photo may carry no flag
+                items = [it for it in build_items(rows, out_dir, salt, every) if it.photo_sha256 in disputed]
+                for (sha, _), d in sorted(latest_decisions(conn).items()):
+                    if sha in disputed:
+                        readings.setdefault(sha, []).append(
+                            {k: d[k] for k in ("assessor", "action", "area_after_mm2", "reason")}
+                        )
+            else:
+                items = build_items(rows, out_dir, salt, cfg.review)
             status = _proposed_status(conn)
         return cls(
             out_dir=out_dir,
@@ -84,6 +110,8 @@ class ReviewApp:
             config=cfg,
             token=token or secrets.token_urlsafe(24),
             proposed_status=status,
+            adjudicate=adjudicate,
+            readings=readings,
         )
 
     def connect(self) -> sqlite3.Connection:
@@ -269,6 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "items": [{"key": it.key, "done": it.key in done} for it in self.app.items],
                 "show_visit_label": self.app.config.review.show_visit_label,
+                "adjudicate": self.app.adjudicate,
             },
         )
 
@@ -278,7 +307,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "no such item")
             return
         status = self.app.proposed_status.get(item.photo_sha256)
-        self._json(200, item.public(self.app.config.review, status))
+        public = item.public(self.app.config.review, status)
+        if self.app.adjudicate:
+            public["readings"] = self.app.readings.get(item.photo_sha256, [])
+        self._json(200, public)
 
     def _get_image(self, rest: str) -> None:
         key, _, kind = rest.partition("/")
@@ -335,6 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
                     reason=body.get("reason"),
                     corrected_mask=mask,
                     session_id=str(session_id) if session_id else None,
+                    role=ADJUDICATOR if self.app.adjudicate else READER,
                 )
             finally:
                 conn.close()
@@ -363,14 +396,16 @@ def serve(
     config: HealingConfig | None = None,
     port: int = 0,
     token: str | None = None,
+    adjudicate: bool = False,
 ) -> None:
     """Serve the review app until interrupted; prints (via click in the CLI) the access URL."""
-    app = ReviewApp.load(out_dir, config, token)
+    app = ReviewApp.load(out_dir, config, token, adjudicate=adjudicate)
     server = make_server(app, port)
     url = f"http://127.0.0.1:{server.server_address[1]}/?token={app.token}"
     import click  # CLI edge only: the URL must reach the user even without logging
 
-    click.echo(f"review {len(app.items)} photos at {url}", err=False)
+    what = "adjudicate" if adjudicate else "review"
+    click.echo(f"{what} {len(app.items)} photos at {url}", err=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

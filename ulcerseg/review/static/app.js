@@ -137,6 +137,12 @@ async function showItem() {
   $("m-area").textContent = item.area_mm2 == null ? "n/a" : item.area_mm2.toFixed(2);
   $("m-status").textContent = item.proposed_status || "n/a";
   $("m-flags").textContent = item.flags.length ? item.flags.join(", ") : "none";
+  // adjudication: the readers' latest decisions on this photo
+  const readings = item.readings || [];
+  $("m-readings-wrap").hidden = readings.length === 0;
+  $("m-readings").textContent = readings.map((r) => `${r.assessor}: ${r.action}` +
+    (r.area_after_mm2 == null ? "" : ` ${r.area_after_mm2.toFixed(2)} mm²`) +
+    (r.reason ? ` (${r.reason})` : "")).join("; ");
   const done = state.items.filter((it) => it.done).length;
   $("progress").textContent = `${done + 1} / ${state.items.length}`;
   view.dataset.key = key;
@@ -325,7 +331,7 @@ async function start() {
     state.assessor = s.assessor; state.session = s.session_id;
     const list = await api(`/api/items?assessor=${encodeURIComponent(name)}`);
     state.items = list.items;
-    $("who").textContent = `assessor: ${name}`;
+    $("who").textContent = `${list.adjudicate ? "adjudicator" : "assessor"}: ${name}`;
     $("login").hidden = true;
     $("review").hidden = false;
     await showItem();
