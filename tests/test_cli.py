@@ -58,7 +58,7 @@ def test_healing_and_final_tables_record_provenance(tmp_path: Path) -> None:
 
     from ulcerseg.config import PipelineConfig
     from ulcerseg.healing import heal_study
-    from ulcerseg.pipeline import measure_study
+    from ulcerseg.pipeline import effective_config, measure_study
     from ulcerseg.review.export import export_final
 
     root = tmp_path / "trial"
@@ -70,5 +70,5 @@ def test_healing_and_final_tables_record_provenance(tmp_path: Path) -> None:
         with (out / name).open() as fh:
             row = next(r for r in csv.DictReader(fh) if r["visit"] == "D0")
         assert row["model_sha256"] == RednessBackend().sha256
-        assert row["config_sha256"] == PipelineConfig().sha256()
+        assert row["config_sha256"] == effective_config(PipelineConfig(), RednessBackend().card).sha256()
         assert row["package_version"]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ulcerseg.config import PipelineConfig
 from ulcerseg.imageio import sha256_bytes
-from ulcerseg.pipeline import measure_study
+from ulcerseg.pipeline import effective_config, measure_study
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_batch_with_bad_files(mixed_folder, tmp_path: Path) -> None:
         # geometry end to end: marker scale, perspective, rectification and measurement
         assert float(row["area_mm2"]) == pytest.approx(true_area, rel=0.08)
         assert row["model_sha256"] == backend.sha256
-        assert row["config_sha256"] == PipelineConfig().sha256()
+        assert row["config_sha256"] == effective_config(PipelineConfig(), backend.card).sha256()
         assert row["package_version"]
         assert (out / row["overlay_file"]).is_file() and (out / row["mask_file"]).is_file()
     expected = {
@@ -116,7 +116,31 @@ def test_changed_config_measures_again(mixed_folder, tmp_path: Path) -> None:
     cfg = with_overrides(PipelineConfig(), segmentation={"min_area_mm2": 0.5})
     again = measure_study(root, out, cfg, backend=RednessBackend())
     assert again.n_skipped == 0
-    assert {r["config_sha256"] for r in _rows(out).values()} == {cfg.sha256()}
+    effective = effective_config(cfg, RednessBackend().card)
+    assert {r["config_sha256"] for r in _rows(out).values()} == {effective.sha256()}
+    assert effective.segmentation.min_area_mm2 == 0.5
+
+
+def test_recorded_config_is_what_ran_so_a_card_threshold_edit_measures_again(
+    mixed_folder, tmp_path: Path
+) -> None:
+    """Same weights (same model checksum) but another card threshold: not 'already measured'."""
+    import json
+    from dataclasses import replace
+
+    root, _ = mixed_folder
+    out = tmp_path / "out"
+    first = RednessBackend()
+    measure_study(root, out, PipelineConfig(), backend=first)
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["segmentation"]["threshold"] == first.card.threshold  # resolved, not null
+    assert run["config"]["segmentation"]["px_per_mm"] == first.card.px_per_mm
+    assert measure_study(root, out, PipelineConfig(), backend=first).n_skipped == 8
+    edited = RednessBackend()
+    edited.card = replace(edited.card, threshold=0.7)
+    again = measure_study(root, out, PipelineConfig(), backend=edited)
+    assert again.n_skipped == 0
+    assert json.loads((out / "run.json").read_text())["config"]["segmentation"]["threshold"] == 0.7
 
 
 def test_coarse_to_fine_segments_only_the_candidate_crop(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix
-from ulcerseg.config import PipelineConfig
+from ulcerseg.config import PipelineConfig, with_overrides
 from ulcerseg.discover import Discovery, discover
 from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
 from ulcerseg.healing import heal_study
@@ -38,6 +38,7 @@ from ulcerseg.quality import calibration_flags, image_flags, mask_flags
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import segment_photo
+from ulcerseg.segmentation.model import ModelCard
 from ulcerseg.segmentation.postprocess import ulcer_mask
 from ulcerseg.store import RunInfo, Study
 
@@ -254,6 +255,22 @@ def open_model(config: PipelineConfig) -> SegmentationBackend:
     return open_backend(model_dir, config.segmentation.backend, num_threads=config.segmentation.threads)
 
 
+def effective_config(config: PipelineConfig, card: ModelCard) -> PipelineConfig:
+    """``config`` with the settings it leaves to the model card (threshold, px per mm) filled in.
+
+    The recorded config and its hash are then what actually ran: editing a card's threshold
+    (same weights, same model checksum) changes the config hash, so photos are measured again.
+    """
+    seg = config.segmentation
+    return with_overrides(
+        config,
+        segmentation={
+            "threshold": seg.threshold or card.threshold,
+            "px_per_mm": seg.px_per_mm or card.px_per_mm,
+        },
+    )
+
+
 def measure_study(
     source: Path,
     out_dir: Path,
@@ -267,12 +284,14 @@ def measure_study(
     Photos already measured with the same bytes, model and config are skipped, so a killed
     run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm). With
     ``heal`` the healing status per ulcer and visit is computed at the end (healing.csv).
+    The recorded config is :func:`effective_config` (card defaults resolved).
     """
     out_dir = Path(out_dir)
     found: Discovery = discover(source, config.discovery)
     for path, reason in found.problems:
         log.warning("%s: %s", path, reason)
     backend = backend or open_model(config)
+    config = effective_config(config, backend.card)
     with Study.open(out_dir) as study:
         run: RunInfo = study.start_run(__version__, backend.sha256, config.sha256(), config.to_dict(),
                                        Path(source).resolve())  # fmt: skip
