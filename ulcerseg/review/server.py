@@ -65,7 +65,6 @@ class ReviewApp:
     items: list[ReviewItem]
     config: HealingConfig
     token: str
-    proposed_status: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # adjudication mode: only disputed photos; the readers' latest readings per photo sha256
     adjudicate: bool = False
@@ -103,13 +102,11 @@ class ReviewApp:
                         )
             else:
                 items = build_items(rows, out_dir, salt, cfg.review)
-            status = _proposed_status(conn)
         return cls(
             out_dir=out_dir,
             items=items,
             config=cfg,
             token=token or secrets.token_urlsafe(24),
-            proposed_status=status,
             adjudicate=adjudicate,
             readings=readings,
         )
@@ -121,6 +118,23 @@ class ReviewApp:
         ensure_schema(conn)
         return conn
 
+    def proposed_status(self, photo_sha256: str) -> str | None:
+        """Proposed healing status of a photo, read per request from the ``healing`` table.
+
+        Read live (not cached at start) so that healing recomputed while the server runs is
+        what the assessor sees.
+        """
+        conn = self.connect()
+        try:
+            row = conn.execute(
+                "SELECT status FROM healing WHERE photo_sha256 = ? LIMIT 1", (photo_sha256,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no healing computed yet
+            return None
+        finally:
+            conn.close()
+        return None if row is None else str(row[0])
+
     def done_keys(self, assessor: str) -> set[str]:
         conn = self.connect()
         try:
@@ -131,17 +145,6 @@ class ReviewApp:
         finally:
             conn.close()
         return {r[0][:16] for r in rows}
-
-
-def _proposed_status(conn: sqlite3.Connection) -> dict[str, str]:
-    """Proposed healing status per photo sha256 from the ``healing`` table, if it exists."""
-    try:
-        rows = conn.execute(
-            "SELECT photo_sha256, status FROM healing WHERE photo_sha256 IS NOT NULL"
-        ).fetchall()
-    except sqlite3.OperationalError:
-        return {}
-    return {str(r[0]): str(r[1]) for r in rows}
 
 
 def _static_bytes(name: str) -> bytes:
@@ -306,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         if item is None:
             self._error(404, "no such item")
             return
-        status = self.app.proposed_status.get(item.photo_sha256)
+        status = self.app.proposed_status(item.photo_sha256)
         public = item.public(self.app.config.review, status)
         if self.app.adjudicate:
             public["readings"] = self.app.readings.get(item.photo_sha256, [])
