@@ -42,6 +42,10 @@ class DiscoveryConfig:
     ignore: tuple[str, ...] = (".*", "_*", "ground_truth*")  # folder/file name globs never read
 
 
+# test-time augmentation modes (segmentation.inference.with_flip_tta): passes 1, 2 and 4
+TTA_MODES = ("none", "hflip", "flips")
+
+
 @dataclass(frozen=True)
 class SegmentationConfig:
     """Model and inference settings; ``None`` means: take it from the model card."""
@@ -213,8 +217,8 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
             "segmentation.white_balance must be none or marker",
         ),
         (
-            cfg.segmentation.tta in {"none", "hflip", "flips"},
-            "segmentation.tta must be none, hflip or flips",
+            cfg.segmentation.tta in TTA_MODES,
+            f"segmentation.tta must be {', '.join(TTA_MODES[:-1])} or {TTA_MODES[-1]}",
         ),
         (
             0 <= cfg.segmentation.uncertainty_delta < 0.5,

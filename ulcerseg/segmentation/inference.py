@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from ulcerseg.calibration.marker import apply_homography
 from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid, valid_region
-from ulcerseg.config import SegmentationConfig
+from ulcerseg.config import TTA_MODES, SegmentationConfig
 from ulcerseg.imageio import Preview
 from ulcerseg.segmentation.backends import SegmentationBackend
 
@@ -61,9 +61,6 @@ def predict_image(predict: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, 
             acc[y : y + window, x : x + window] += prob * weight
             norm[y : y + window, x : x + window] += weight
     return (acc / np.maximum(norm, 1e-6))[:h, :w]
-
-
-TTA_MODES = ("none", "hflip", "flips")
 
 
 def with_flip_tta(

@@ -17,6 +17,7 @@ from ulcerseg.cli_options import (
     out_dir_option,
     threads_option,
 )
+from ulcerseg.config import TTA_MODES
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def train_command(config: str, data: tuple[Path, ...], out: Path, init: str | No
 @click.option("--threshold", type=float, default=None, help="Probability threshold (default: the card's).")
 @click.option(
     "--tta",
-    type=click.Choice(["none", "hflip", "flips"]),
+    type=click.Choice(TTA_MODES),
     default="none",
     show_default=True,
     help="Test-time mirroring: average 2 (hflip) or 4 (flips) passes.",
