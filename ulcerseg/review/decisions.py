@@ -43,6 +43,7 @@ __all__ = [
     "final_decisions",
     "find_disagreements",
     "latest_decisions",
+    "latest_reads",
     "list_decisions",
     "mask_from_png",
     "mask_from_polygon",
@@ -388,10 +389,11 @@ def decision_role(decision: Mapping[str, Any]) -> str:
 
 def latest_decisions(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
     """Latest reader decision per (photo_sha256, assessor)."""
-    return _latest_reads(list_decisions(conn))
+    return latest_reads(list_decisions(conn))
 
 
-def _latest_reads(decisions: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def latest_reads(decisions: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Latest reader decision per (photo_sha256, assessor) among ``decisions`` (pure)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for d in decisions:
         if decision_role(d) == READER:
@@ -423,7 +425,7 @@ def find_disagreements(
     """
     adjudicated = {d["photo_sha256"] for d in decisions if decision_role(d) == ADJUDICATOR}
     by_photo: dict[str, list[dict[str, Any]]] = {}
-    for (sha, _), d in sorted(_latest_reads(decisions).items()):
+    for (sha, _), d in sorted(latest_reads(decisions).items()):
         by_photo.setdefault(sha, []).append(d)
     out: list[dict[str, Any]] = []
     for sha, ds in by_photo.items():

@@ -37,9 +37,10 @@ from ulcerseg.review.decisions import (
     DecisionError,
     ReviewItem,
     build_items,
-    disagreements,
     ensure_schema,
-    latest_decisions,
+    find_disagreements,
+    latest_reads,
+    list_decisions,
     mask_from_png,
     mask_from_polygon,
     open_study,
@@ -92,10 +93,11 @@ class ReviewApp:
         with open_study(out_dir) as (conn, rows):
             salt = salt_for(conn)
             if adjudicate:
-                disputed = {d["photo_sha256"] for d in disagreements(conn, cfg.review)}
+                decisions = list_decisions(conn)  # one read for both the disputes and readings
+                disputed = {d["photo_sha256"] for d in find_disagreements(decisions, cfg.review)}
                 every = replace(cfg.review, review_all=True)  # a disputed photo may carry no flag
                 items = [it for it in build_items(rows, out_dir, salt, every) if it.photo_sha256 in disputed]
-                for (sha, _), d in sorted(latest_decisions(conn).items()):
+                for (sha, _), d in sorted(latest_reads(decisions).items()):
                     if sha in disputed:
                         readings.setdefault(sha, []).append(
                             {k: d[k] for k in ("assessor", "action", "area_after_mm2", "reason")}
