@@ -401,3 +401,40 @@ def test_training_feeds_the_network_card_normalised_input(
     expected = (pixels.reshape(-1, 3).mean(0) / 255.0 - np.array(card.mean)) / np.array(card.std)
     got = seen[0].mean(dim=(0, 2, 3)).numpy()  # whole 64 px images, flips only
     np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_weight_average_is_what_is_validated_saved_and_resumed(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data")
+    # no validation split: every epoch's weights are kept, so model.pt is the last average
+    cfg = write_config(tmp_path / "ema.yaml", ema_decay=0.5, val_fraction=0.0)
+    full = tmp_path / "full"
+    train(cfg, [data], full)
+    ck = torch.load(full / "last.pt", map_location="cpu", weights_only=False)
+    saved = torch.load(full / "model.pt", map_location="cpu", weights_only=True)
+    averaged = {k.removeprefix("module."): v for k, v in ck["ema"].items() if k.startswith("module.")}
+    assert saved.keys() == averaged.keys() == ck["model"].keys()
+    assert all(torch.equal(saved[k], averaged[k]) for k in saved)
+    assert not all(torch.equal(saved[k], ck["model"][k]) for k in saved)  # not the raw weights
+    # interrupted and resumed: the average is restored too, ending bit-identical
+    part = tmp_path / "part"
+    train(cfg, [data], part, stop_after=1)
+    train(cfg, [data], part, resume=True)
+    assert file_sha256(part / "model.pt") == file_sha256(full / "model.pt")
+
+
+def test_ema_decay_out_of_range_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"x\.yaml: train\.ema_decay: must be in \[0, 1\)"):
+        config_from_dict({"train": {"ema_decay": 1.0}}, "x.yaml")
+
+
+def test_fine_tuning_records_the_initial_model(tmp_path: Path, trained: tuple[Path, Path]) -> None:
+    data, run = trained
+    cfg = write_config(tmp_path / "tune.yaml", epochs=1, ema_decay=0.9)
+    train(cfg, [data], tmp_path / "tuned", init=run)
+    card = load_card(tmp_path / "tuned")
+    assert card.training["init"] == str(run)
+    assert card.training["init_weights_sha256"] == load_card(run).weights_sha256
+    assert "fine-tuned from tiny" in card.description
+    before = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    after = torch.load(tmp_path / "tuned" / "model.pt", map_location="cpu", weights_only=True)
+    assert before.keys() == after.keys() and not all(torch.equal(before[k], after[k]) for k in before)

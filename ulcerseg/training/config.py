@@ -55,6 +55,10 @@ class TrainSection:
     # AVX512-BF16/AMX through oneDNN, where it is about 2x faster), else fp32
     precision: str = "auto"
     channels_last: bool = True  # NHWC activations: about 1.5x faster convolutions on CPU
+    # exponential moving average of the weights (and BatchNorm statistics), per optimiser step;
+    # 0 = off. Validation, the best checkpoint and the shipped weights are the averaged ones:
+    # with small batches the raw weights' validation Dice swings by several points per epoch.
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
         raise ConfigError(f"{source}: train.batch_size: must be >= 1")
     if train.precision not in PRECISIONS:
         raise ConfigError(f"{source}: train.precision: expected one of {', '.join(PRECISIONS)}")
+    if not 0.0 <= train.ema_decay < 1.0:
+        raise ConfigError(f"{source}: train.ema_decay: must be in [0, 1) (0 = off)")
     if not 0.0 <= train.val_fraction < 1.0:
         raise ConfigError(f"{source}: train.val_fraction: must be in [0, 1)")
     for key in ("scale_range", "scale_range_known"):

@@ -270,6 +270,20 @@ def _lr_at(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> flo
     return t.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def averaged_network(net: Any, decay: float) -> Any:
+    """Exponential moving average of ``net``'s weights and buffers (None when ``decay`` is 0).
+
+    ``torch.optim.swa_utils.AveragedModel``: call ``update_parameters(net)`` after each
+    optimiser step; its ``.module`` is a plain copy of the network with the averaged state.
+    """
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    # use_buffers: BatchNorm running statistics are averaged too, so the module is usable as is
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _resume_key(config: dict[str, Any]) -> dict[str, Any]:
     """Config without the budget keys that may be raised when resuming (epochs, time, patience)."""
     key = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
@@ -363,6 +377,9 @@ def train(
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    ema = averaged_network(net, t.ema_decay)
+    # the network that is validated and saved: the weight average when there is one
+    scored = ema.module if ema is not None else net
 
     history: list[dict[str, Any]] = []
     start_epoch, step, elapsed_before = 0, 0, 0.0
@@ -374,6 +391,10 @@ def train(
             raise ConfigError(f"{ckpt_path}: config differs from the checkpoint's; cannot resume")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ema is not None:
+            if ck.get("ema") is None:
+                raise ConfigError(f"{ckpt_path}: checkpoint has no weight average to resume")
+            ema.load_state_dict(ck["ema"])
         start_epoch, step = ck["epoch"] + 1, ck["step"]
         elapsed_before, history = ck["elapsed"], ck["history"]
         best, best_epoch, since_best = ck["best"], ck["best_epoch"], ck["since_best"]
@@ -465,6 +486,8 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
             step += 1
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
@@ -478,7 +501,7 @@ def train(
         if is_main:
             v0 = time.monotonic()
             metrics = (
-                validate(net, card, val_items, t.val_max_side, bf16)
+                validate(scored, card, val_items, t.val_max_side, bf16)
                 if val_items
                 else {"val_dice": float("nan"), "val_iou": float("nan"), "val_dice_mean": float("nan")}
             )
@@ -500,7 +523,7 @@ def train(
             if improved:
                 best = {k: float(v) for k, v in metrics.items()}
                 best_epoch, since_best = epoch + 1, 0
-                torch.save(net.state_dict(), out / WEIGHTS_FILE)
+                torch.save(scored.state_dict(), out / WEIGHTS_FILE)
             else:
                 since_best += 1
             with open(out / METRICS_FILE, "w", newline="") as fh:
@@ -536,6 +559,7 @@ def train(
                 {
                     "model": net.state_dict(),
                     "optimizer": opt.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
                     "epoch": epoch,
                     "step": step,
                     "elapsed": elapsed,
@@ -593,6 +617,7 @@ def _write_card(
             "seed": cfg.train.seed,
             "val_fraction": cfg.train.val_fraction,
             "init": str(init) if init else None,
+            "init_weights_sha256": load_card(init).weights_sha256 if init else None,
             "precision": precision,
             "best_epoch": best_epoch,
             "epochs_done": epochs_done,
@@ -604,8 +629,9 @@ def _write_card(
         training_seconds=round(elapsed, 1),
         created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         description=(
-            f"{card.architecture}/{card.encoder} ulcer segmentation trained from scratch by "
-            f"`ulcerseg train` on {', '.join(r['name'] for r in data_records)}"
+            f"{card.architecture}/{card.encoder} ulcer segmentation "
+            + (f"fine-tuned from {load_card(init).name} " if init else "trained from scratch ")
+            + f"by `ulcerseg train` on {', '.join(r['name'] for r in data_records)}"
         ),
     )
     save_card(full, out)
