@@ -433,7 +433,10 @@ def test_fine_tuning_records_the_initial_model(tmp_path: Path, trained: tuple[Pa
     train(cfg, [data], tmp_path / "tuned", init=run)
     card = load_card(tmp_path / "tuned")
     assert card.training["init"] == str(run)
-    assert card.training["init_weights_sha256"] == load_card(run).weights_sha256
+    first = load_card(run)
+    assert card.training["init_model"]["weights_sha256"] == first.weights_sha256
+    assert card.training["init_model"]["command"] == "test" == first.training["command"]
+    assert card.training["init_model"]["training_seconds"] == first.training_seconds
     assert "fine-tuned from tiny" in card.description
     before = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
     after = torch.load(tmp_path / "tuned" / "model.pt", map_location="cpu", weights_only=True)

@@ -584,6 +584,23 @@ def train(
     return TrainResult(out, card_out, epoch + 1, stopped, best if best_epoch > 0 else {})
 
 
+def init_record(card: ModelCard) -> dict[str, Any]:
+    """How the model a fine-tuning run started from was made (its own chain included)."""
+    t = card.training or {}
+    return {
+        "name": card.name,
+        "weights_sha256": card.weights_sha256,
+        "command": t.get("command"),
+        "config_path": t.get("config_path"),
+        "precision": t.get("precision"),
+        "best_epoch": t.get("best_epoch"),
+        "hardware": card.hardware,
+        "training_seconds": card.training_seconds,
+        "package_version": card.package_version,
+        "init_model": t.get("init_model"),
+    }
+
+
 def _write_card(
     out: Path,
     card: ModelCard,
@@ -617,7 +634,7 @@ def _write_card(
             "seed": cfg.train.seed,
             "val_fraction": cfg.train.val_fraction,
             "init": str(init) if init else None,
-            "init_weights_sha256": load_card(init).weights_sha256 if init else None,
+            "init_model": init_record(load_card(init)) if init else None,
             "precision": precision,
             "best_epoch": best_epoch,
             "epochs_done": epochs_done,
