@@ -4,7 +4,7 @@ Writes N synthetic photos (default 4000x3000 JPEG) into a temporary trial folder
 whole pipeline (discovery, decode, marker, rectify, segment, measure, write to the study) with
 the given model, and prints end-to-end images/s plus the mean time of each stage per photo.
 
-Usage: python scripts/bench_measure.py [--n 12] [--model models/default] [--backend auto]
+Usage: python scripts/bench_measure.py [--n 12] [--model models/default] [--backend auto] [--config my.yaml]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cv2
 
-from ulcerseg.config import PipelineConfig, with_overrides
+from ulcerseg.config import load_config, with_overrides
 from ulcerseg.pipeline import measure_study, open_model
 from ulcerseg.synth.render import PhotoConfig, render_photo
 
@@ -32,10 +32,11 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--no-overlays", action="store_true")
+    parser.add_argument("--config", type=Path, default=None, help="pipeline config YAML (default: built-in)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     cfg = with_overrides(
-        PipelineConfig(),
+        load_config(args.config),
         segmentation={"model": args.model, "backend": args.backend, "threads": args.threads},
         output={"write_overlays": not args.no_overlays},
     )
@@ -55,7 +56,9 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         con = sqlite3.connect(Path(tmp) / "out" / "study.sqlite")
         stages = [json.loads(s) for (s,) in con.execute("SELECT stage_seconds FROM measurements")]
-    print(f"model: {backend.card.name} ({type(backend).__name__}), threads {args.threads}")
+    seg = cfg.segmentation
+    print(f"model: {backend.card.name} ({type(backend).__name__}), threads {args.threads}, "
+          f"coarse_factor {seg.coarse_factor}, tta {seg.tta}")  # fmt: skip
     print(f"photos: {args.n} x {width}x{height} JPEG ({mb / args.n:.1f} MB each), "
           f"measured {summary.n_measured}, failed {summary.n_failed}")  # fmt: skip
     print(f"end-to-end: {args.n / elapsed:.2f} images/s ({1000 * elapsed / args.n:.0f} ms per photo)")
