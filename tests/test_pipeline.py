@@ -173,7 +173,8 @@ def test_far_apart_candidates_get_separate_small_crops_and_the_ulcer_wins() -> N
     cv2.circle(rgb, (int(speck[0]), int(speck[1])), 9, (170, 30, 35), -1)
     cal = calibrate(rgb, "DICT_4X4_50", (0,), 10.0)
     backend = RednessBackend(tile_px=256)  # each pass fits one window: calls count passes
-    seg = segment_photo(backend, rgb, homography_matrix(cal), 10.0, SegmentationConfig())
+    # coarse pass at 5 px/mm: the 90 mm search disc fits one window
+    seg = segment_photo(backend, rgb, homography_matrix(cal), 10.0, SegmentationConfig(coarse_factor=0.5))
     assert backend.calls == 3  # coarse pass + one fine pass per candidate region
     assert max(seg.grid.width, seg.grid.height) < 300  # a crop, not the span of both regions
     mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
@@ -194,8 +195,10 @@ def test_when_the_fine_pass_finds_nothing_the_whole_search_region_is_kept() -> N
 
     photo = make_photo(px_per_mm=14, size=(1600, 1200))
     cal = calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
+    # coarse pass at 5 px/mm: the search disc fits one window, so call 1 is the coarse pass
+    coarse_in_one_call = SegmentationConfig(coarse_factor=0.5)
     seg = segment_photo(
-        CoarseOnlyBackend(tile_px=256), photo.rgb, homography_matrix(cal), 10.0, SegmentationConfig()
+        CoarseOnlyBackend(tile_px=256), photo.rgb, homography_matrix(cal), 10.0, coarse_in_one_call
     )
     assert seg.grid.px_per_mm == 5.0  # the coarse search grid
     assert seg.grid.width * seg.grid.height / 25 > 0.5 * (1600 / 14) * (1200 / 14)

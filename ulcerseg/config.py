@@ -55,7 +55,9 @@ class SegmentationConfig:
     threshold: float | None = None
     px_per_mm: float | None = None  # rectified resolution; None -> model card
     search_radius_mm: float = 45.0  # region around the marker centre that is searched
-    coarse_factor: float = 0.5  # coarse pass at this fraction of px_per_mm
+    # coarse pass at this fraction of px_per_mm; at 0.5 ulcers under ~7 mm² were missed on
+    # synthetic finger photos (7-9 of 11 found), 0.75 finds all at 2.3x the segmentation time
+    coarse_factor: float = 0.75
     coarse_threshold: float = 0.25  # candidate regions: coarse probability above this
     crop_margin_mm: float = 4.0  # margin around candidates for the fine pass
     max_candidates: int = 3  # fine passes on at most this many candidate regions
