@@ -87,6 +87,7 @@ def test_weighted_kappa_against_independent_computations() -> None:
     assert stats.cohens_kappa(table, "quadratic") == pytest.approx(expected_q, abs=1e-12)
     # Linear weights against the reference implementation in statsmodels.
     from statsmodels.stats import inter_rater  # installed with pingouin: an independent reference
+
     ref = inter_rater.cohens_kappa(table, wt="linear").kappa
     assert stats.cohens_kappa(table, "linear") == pytest.approx(ref, abs=1e-12)
     assert stats.cohens_kappa(table) == pytest.approx(inter_rater.cohens_kappa(table).kappa)

@@ -143,9 +143,7 @@ class Study:
                 (_now(), n_measured, n_failed, n_skipped, run.run_id),
             )
 
-    def already_measured(
-        self, photo_sha256: str, file: str, model_sha256: str, config_sha256: str
-    ) -> bool:
+    def already_measured(self, photo_sha256: str, file: str, model_sha256: str, config_sha256: str) -> bool:
         """True when this exact photo was measured with this model and config."""
         row = self.conn.execute(
             "SELECT 1 FROM measurements WHERE photo_sha256=? AND file=? AND model_sha256=?"
