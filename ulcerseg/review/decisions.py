@@ -42,7 +42,6 @@ __all__ = [
     "ensure_schema",
     "final_decisions",
     "find_disagreements",
-    "latest_decisions",
     "latest_reads",
     "list_decisions",
     "mask_from_png",
@@ -385,11 +384,6 @@ def decision_role(decision: Mapping[str, Any]) -> str:
     except (ValueError, TypeError):
         return READER
     return ADJUDICATOR if details.get("role") == ADJUDICATOR else READER
-
-
-def latest_decisions(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
-    """Latest reader decision per (photo_sha256, assessor)."""
-    return latest_reads(list_decisions(conn))
 
 
 def latest_reads(decisions: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -347,8 +347,8 @@ def train(
     train_items, val_items, data_records = collect_items(data_dirs, cfg)
 
     # network: from the init model's card, else from the config
-    if init is not None:
-        init_card = load_card(init)
+    init_card = load_card(init) if init is not None else None
+    if init_card is not None:
         card = init_card.replace(
             name=cfg.name,
             weights_sha256="",
@@ -552,6 +552,7 @@ def train(
                 elapsed,
                 stopped if stop_flag.item() or epoch == t.epochs - 1 else "running",
                 init,
+                init_card,
                 "bf16 autocast" if bf16 else "fp32",
             )
             tmp = out / (CKPT_FILE + ".tmp")
@@ -613,6 +614,7 @@ def _write_card(
     elapsed: float,
     stopped: str,
     init: str | Path | None,
+    init_card: ModelCard | None,
     precision: str,
 ) -> ModelCard:
     """Write model.json for the best weights so far (called after every epoch)."""
@@ -634,7 +636,7 @@ def _write_card(
             "seed": cfg.train.seed,
             "val_fraction": cfg.train.val_fraction,
             "init": str(init) if init else None,
-            "init_model": init_record(load_card(init)) if init else None,
+            "init_model": init_record(init_card) if init_card else None,
             "precision": precision,
             "best_epoch": best_epoch,
             "epochs_done": epochs_done,
@@ -647,7 +649,7 @@ def _write_card(
         created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         description=(
             f"{card.architecture}/{card.encoder} ulcer segmentation "
-            + (f"fine-tuned from {load_card(init).name} " if init else "trained from scratch ")
+            + (f"fine-tuned from {init_card.name} " if init_card else "trained from scratch ")
             + f"by `ulcerseg train` on {', '.join(r['name'] for r in data_records)}"
         ),
     )
