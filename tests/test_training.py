@@ -441,3 +441,22 @@ def test_fine_tuning_records_the_initial_model(tmp_path: Path, trained: tuple[Pa
     before = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
     after = torch.load(tmp_path / "tuned" / "model.pt", map_location="cpu", weights_only=True)
     assert before.keys() == after.keys() and not all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_config_base_merges_sections_key_by_key(tmp_path: Path) -> None:
+    write_config(tmp_path / "first.yaml")
+    (tmp_path / "second.yaml").write_text("base: first.yaml\ntrain:\n  lr: 0.0001\n  ema_decay: 0.9\n")
+    first, second = load_config(tmp_path / "first.yaml"), load_config(tmp_path / "second.yaml")
+    assert (second.train.lr, second.train.ema_decay) == (0.0001, 0.9)
+    assert second.train.batch_size == first.train.batch_size == 4  # kept from the base
+    assert second.model == first.model and second.augment == first.augment
+    # the shipped second stage is the first stage with its own schedule keys only
+    configs = Path(__file__).parents[1] / "configs" / "train"
+    stage1, stage2 = load_config(configs / "default.yaml"), load_config(configs / "default_finetune.yaml")
+    assert stage2.model == stage1.model and stage2.augment == stage1.augment
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match=r"loop\.yaml: key 'base': loop\.yaml includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing\.yaml: training config not found"):
+        load_config(tmp_path / "orphan.yaml")

@@ -138,6 +138,30 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training config YAML file."""
     path = Path(path)
+    return config_from_dict(_read_with_base(path, ()), str(path))
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The YAML mapping of ``path``, laid over the file its ``base`` key names (relative path).
+
+    A recipe that differs from another in a few keys says only those: sections merge key by
+    key, so a second training stage cannot silently drift from the first.
+    """
     if not path.is_file():
         raise ConfigError(f"{path}: training config not found")
-    return config_from_dict(read_yaml_mapping(path), str(path))
+    data = read_yaml_mapping(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: key 'base': expected a file name")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: key 'base': {base} includes itself")
+    merged = _read_with_base(base_path, (*seen, path.resolve()))
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
