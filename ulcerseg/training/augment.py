@@ -25,6 +25,12 @@ class AugmentConfig:
     blur_prob: float = 0.2
     jpeg_prob: float = 0.3
     noise_prob: float = 0.2
+    # appearance the training photos lack (training/appearance.py); 0 = off, as in the first
+    # recipes, so their recorded configs keep their meaning
+    padding_fill_prob: float = 0.0  # black photo padding -> cloth, card or skin
+    hard_negative_prob: float = 0.0  # red cloth, cards, gauze, dressings pasted, label 0
+    wound_appearance_prob: float = 0.0  # eschar, crust, slough, pale tissue in the wound bed
+    skin_tone_prob: float = 0.0  # darker / lighter skin around the wound
 
 
 def _fg_biased_crop(
@@ -98,6 +104,28 @@ class TrainAugment:
             ]
         )
 
+    def _appearance(
+        self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from ulcerseg.training import appearance as ap
+
+        c = self.cfg
+        probs = (c.padding_fill_prob, c.hard_negative_prob, c.wound_appearance_prob, c.skin_tone_prob)
+        if not any(probs):
+            return image, mask  # recipes without these steps keep their random stream
+        # draw every decision even when a step is off, so enabling one step does not
+        # reshuffle the random stream of the others
+        draws = rng.random(4)
+        if draws[0] < probs[0]:
+            image = ap.fill_padding(image, rng)
+        if draws[1] < probs[1]:
+            image, mask = ap.paste_hard_negatives(image, mask, rng)
+        if draws[2] < probs[2]:
+            image = ap.recolour_wound(image, mask, rng)
+        if draws[3] < probs[3]:
+            image = ap.shift_skin_tone(image, mask, rng)
+        return image, mask
+
     def __call__(
         self,
         image: np.ndarray,
@@ -129,5 +157,6 @@ class TrainAugment:
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
         out: dict[str, Any] = self.geometric(image=image, mask=mask)
         image, mask = _fg_biased_crop(out["image"], out["mask"], self.tile, self.cfg.fg_crop_prob, rng)
+        image, mask = self._appearance(image, mask, rng)
         image = self.photometric(image=np.ascontiguousarray(image))["image"]
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
