@@ -1,44 +1,29 @@
-"""CLI: ``ulcerseg heal`` and the ``ulcerseg review`` group (serve, disagreements, exports)."""
+"""``ulcerseg review``: blinded assessor review (serve, disagreements, decisions, exports)."""
 
 from __future__ import annotations
 
 import csv
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ulcerseg.healing import HealingConfig, heal_study, load_healing_config
+from ulcerseg.cli.options import healing_config_option, study_dir_argument
 
-__all__ = ["heal", "review"]
+if TYPE_CHECKING:
+    from ulcerseg.healing import HealingConfig
 
-_out_arg = click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-_config_opt = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Healing/review YAML (default: configs/healing.yaml).",
-)
+__all__ = ["review"]
+
+_out_arg = study_dir_argument()
+_config_opt = healing_config_option()
 
 
 def _config(path: Path | None) -> HealingConfig:
+    from ulcerseg.healing import load_healing_config
+
     return load_healing_config(path)
-
-
-@click.command("heal")
-@_out_arg
-@_config_opt
-def heal(out_dir: Path, config_path: Path | None) -> None:
-    """Healing status per subject, ulcer and visit -> table `healing` and OUT/healing.csv."""
-    results = heal_study(out_dir, _config(config_path))
-    n_visits = sum(len(u.visits) for u in results)
-    counts: dict[str, int] = {}
-    for u in results:
-        for v in u.visits:
-            counts[v.status] = counts.get(v.status, 0) + 1
-    summary = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
-    click.echo(f"{len(results)} ulcers, {n_visits} visits ({summary}) -> {out_dir / 'healing.csv'}")
 
 
 @click.group("review")
@@ -77,7 +62,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     """List photos where two readers' latest decisions differ (CSV to stdout or -o).
 
     The ``adjudicated`` column says whether an adjudicator has settled it (`review serve
-    --adjudicate`); until then the photo has no final value in `export --final`.
+    --adjudicate`); until then the photo has no final value in `review export-final`.
     """
     from ulcerseg.review.decisions import disagreements, open_study
 
