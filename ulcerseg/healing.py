@@ -24,6 +24,8 @@ from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.store import Study
+from ulcerseg.store.healing import replace_healing_rows
 from ulcerseg.visits import visit_to_day
 
 __all__ = [
@@ -589,48 +591,11 @@ def write_healing_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
     return path
 
 
-_SQL_TYPES = {
-    "study_day": "INTEGER",
-    "n_photos": "INTEGER",
-    "is_cardinal": "INTEGER",
-    "time_to_healing_days": "INTEGER",
-    "time_to_confirmed_healing_days": "INTEGER",
-}
-
-
-def write_healing_table(conn: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Replace the module's own ``healing`` table (one transaction; other tables untouched)."""
-    cols = ", ".join(
-        f"{c} {_SQL_TYPES.get(c, 'REAL' if ('area' in c or 'change' in c or 'rate' in c) else 'TEXT')}"
-        for c in HEALING_COLUMNS
-    )
-    placeholders = ", ".join("?" for _ in HEALING_COLUMNS)
-    if conn.in_transaction:
-        conn.commit()
-    # explicit BEGIN: sqlite3 would run the DDL below outside any transaction otherwise
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # the table is this module's own and fully derived: recreate it so that its columns
-        # always match this version
-        conn.execute("DROP TABLE IF EXISTS healing")
-        conn.execute(f"CREATE TABLE healing ({cols})")
-        conn.executemany(
-            f"INSERT INTO healing ({', '.join(HEALING_COLUMNS)}) VALUES ({placeholders})",
-            [tuple(r.get(c) for c in HEALING_COLUMNS) for r in rows],
-        )
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-
-
 def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = None) -> list[UlcerHealing]:
     """Compute healing for a measurement output folder; write table ``healing`` and healing.csv.
 
     ``config`` is a :class:`HealingConfig`, a YAML path, or None (packaged defaults).
     """
-    from ulcerseg.store import Study  # late import: the store is the lead's module
-
     cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
     out_dir = Path(out_dir)
     if not (out_dir / "study.sqlite").is_file():
@@ -646,7 +611,7 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
         for row in flat:
             source = by_sha.get(row.get("photo_sha256") or "", {})
             row.update({k: source.get(k) for k in PROVENANCE_COLUMNS}, healing_config_sha256=rules)
-        write_healing_table(study.conn, flat)
+        replace_healing_rows(study.conn, flat)
     write_healing_csv(flat, out_dir / "healing.csv")
     log.info("healing: %d ulcers, %d visit rows -> %s", len(results), len(flat), out_dir)
     return results

@@ -1,8 +1,8 @@
 """Assessor decisions: append-only audit table, review items, re-measurement, disagreements.
 
-Table ``review_decisions`` (own table in study.sqlite) is append-only: SQLite triggers abort
-any UPDATE or DELETE, and every decision is committed in its own transaction before the
-server answers, so a killed server loses no submitted decision.
+Table ``review_decisions`` (defined in :mod:`ulcerseg.store.schema`) is append-only: SQLite
+triggers abort any UPDATE, DELETE or INSERT OR REPLACE, and every decision is committed in its
+own transaction before the server answers, so a killed server loses no submitted decision.
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ from PIL import Image
 from ulcerseg.errors import InputError, UlcersegError
 from ulcerseg.healing import ReviewSettings
 from ulcerseg.measure import mask_geometry
-from ulcerseg.review.blinding import get_or_create_salt, subject_pseudonym, ulcer_pseudonym
+from ulcerseg.review.blinding import subject_pseudonym, ulcer_pseudonym
+from ulcerseg.store import Study, ensure_schema
+from ulcerseg.store.review import (
+    add_session,
+    get_or_create_salt,
+    insert_decision,
+    read_decisions,
+)
 
 __all__ = [
     "Action",
@@ -74,49 +81,13 @@ class Action(StrEnum):
     CORRECT = "correct"
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS review_decisions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    decision_id TEXT NOT NULL UNIQUE,
-    photo_sha256 TEXT NOT NULL,
-    assessor TEXT NOT NULL,
-    decided_at TEXT NOT NULL,
-    action TEXT NOT NULL,
-    reason TEXT,
-    area_before_mm2 REAL,
-    area_after_mm2 REAL,
-    corrected_mask_file TEXT,
-    session_id TEXT,
-    details TEXT
-);
-CREATE INDEX IF NOT EXISTS review_decisions_photo ON review_decisions (photo_sha256);
-CREATE TRIGGER IF NOT EXISTS review_decisions_no_update BEFORE UPDATE ON review_decisions
-BEGIN SELECT RAISE(ABORT, 'review_decisions is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS review_decisions_no_delete BEFORE DELETE ON review_decisions
-BEGIN SELECT RAISE(ABORT, 'review_decisions is append-only'); END;
-CREATE TABLE IF NOT EXISTS review_sessions (
-    session_id TEXT PRIMARY KEY,
-    assessor TEXT NOT NULL,
-    started_at TEXT NOT NULL
-);
-"""
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the review tables and triggers if missing (never touches other tables)."""
-    conn.executescript(_SCHEMA)
-
-
 @contextmanager
 def open_study(out_dir: str | Path) -> Iterator[tuple[sqlite3.Connection, list[dict[str, Any]]]]:
     """Open OUT/study.sqlite through the store; yield (connection, latest measurement rows)."""
-    from ulcerseg.store import Study  # the lead's module
-
     out_dir = Path(out_dir)
     if not (out_dir / "study.sqlite").is_file():
         raise InputError(f"{out_dir}: no study.sqlite (run `ulcerseg measure` first)")
     with Study.open(out_dir) as study:
-        ensure_schema(study.conn)
         yield study.conn, [dict(r) for r in study.latest_measurements()]
 
 
@@ -281,11 +252,8 @@ def start_session(conn: sqlite3.Connection, assessor: str) -> str:
     if not assessor:
         raise DecisionError("assessor name is required")
     session_id = uuid.uuid4().hex
-    with conn:
-        conn.execute(
-            "INSERT INTO review_sessions (session_id, assessor, started_at) VALUES (?, ?, ?)",
-            (session_id, assessor, _now()),
-        )
+    ensure_schema(conn)
+    add_session(conn, session_id, assessor, _now())
     return session_id
 
 
@@ -357,11 +325,8 @@ def record_decision(
         "session_id": session_id,
         "details": json.dumps(details) if details else None,
     }
-    with conn:
-        conn.execute(
-            f"INSERT INTO review_decisions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-            tuple(row.values()),
-        )
+    ensure_schema(conn)
+    insert_decision(conn, row)
     log.info("decision %s: %s %s by %s", decision_id, act.value, item.key, assessor)
     return row
 
@@ -369,9 +334,7 @@ def record_decision(
 def list_decisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """All decisions in the order they were made."""
     ensure_schema(conn)
-    cur = conn.execute("SELECT * FROM review_decisions ORDER BY seq")
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return read_decisions(conn)
 
 
 def decision_role(decision: Mapping[str, Any]) -> str:
@@ -497,4 +460,5 @@ def final_decisions(
 
 def salt_for(conn: sqlite3.Connection) -> str:
     """The study's pseudonym salt (created on first use)."""
+    ensure_schema(conn)
     return get_or_create_salt(conn)
