@@ -132,7 +132,8 @@ def export_command(
     `review report OUT` (same files).
     """
     if study is not None:
-        from ulcerseg.review.export import export_final, write_report
+        from ulcerseg.review.final import export_final
+        from ulcerseg.review.report import write_report
 
         if not (final or report):
             raise click.UsageError("nothing to export for STUDY: pass --final and/or --report")

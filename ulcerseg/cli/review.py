@@ -97,7 +97,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_final_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> None:
     """Final per-visit CSV (automated, reviewed, final value, status, flags, reviewer)."""
-    from ulcerseg.review.export import export_final
+    from ulcerseg.review.final import export_final
 
     click.echo(str(export_final(out_dir, _config(config_path), output)))
 
@@ -108,7 +108,7 @@ def export_final_cmd(out_dir: Path, config_path: Path | None, output: Path | Non
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def report_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> None:
     """HTML report per subject/ulcer with photo series, contours and area plot (not blinded)."""
-    from ulcerseg.review.export import write_report
+    from ulcerseg.review.report import write_report
 
     click.echo(str(write_report(out_dir, _config(config_path), output)))
 
@@ -120,7 +120,7 @@ def report_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> 
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_blinded_cmd(out_dir: Path, config_path: Path | None, output: Path, key_file: Path | None) -> None:
     """Blinded package (pseudonyms, no metadata) plus a separate key file."""
-    from ulcerseg.review.export import export_blinded
+    from ulcerseg.review.blinded import export_blinded
 
     pkg, key = export_blinded(out_dir, output, _config(config_path), key_file)
     click.echo(f"package {pkg}\nkey file {key} (keep it away from assessors)")
@@ -133,7 +133,7 @@ def export_blinded_cmd(out_dir: Path, config_path: Path | None, output: Path, ke
 @click.option("--corrected-only", is_flag=True, help="Leave out accepted automated masks.")
 def export_training_cmd(out_dir: Path, config_path: Path | None, output: Path, corrected_only: bool) -> None:
     """Reviewed photos and final masks as a training dataset (images/, masks/, dataset.yaml)."""
-    from ulcerseg.review.export import export_training
+    from ulcerseg.review.training_export import export_training
 
     cfg = _config(config_path)
     click.echo(str(export_training(out_dir, output, include_accepted=not corrected_only, config=cfg)))

@@ -6,7 +6,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from ulcerseg.errors import UlcersegError
+from ulcerseg.errors import StudyVersionError
 from ulcerseg.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_NAME", "StudyVersionError", "connect", "ensure_schema", "schema_version"]
@@ -14,10 +14,6 @@ __all__ = ["DB_NAME", "StudyVersionError", "connect", "ensure_schema", "schema_v
 log = logging.getLogger(__name__)
 
 DB_NAME = "study.sqlite"
-
-
-class StudyVersionError(UlcersegError):
-    """The study database was written by a newer ulcerseg (schema version above ours)."""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

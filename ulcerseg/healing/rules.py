@@ -1,206 +1,26 @@
-"""Longitudinal healing status per subject, ulcer and visit.
+"""The healing rules (pure): per-photo rows -> :class:`UlcerHealing` per subject and ulcer.
 
-Input: per-photo rows (dicts) like ``Study.latest_measurements()``; output: one
-:class:`VisitHealing` per (subject, ulcer, visit), ordered by study day, with area change from
-baseline and from the previous measured visit, a proposed status, per-ulcer summaries (time to
-healing, healing rate, cardinal ulcer) and longitudinal flag codes (:class:`HealingFlag`).
 Areas are mm² in the marker plane; days are study days (``D<n>`` = n, ``W<n>`` = 7n).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, date, datetime
-from enum import StrEnum
+from dataclasses import dataclass
+from datetime import date, datetime
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
-from ulcerseg.config import build_dataclass, read_yaml_mapping
-from ulcerseg.errors import ConfigError, InputError
-from ulcerseg.store import Study
-from ulcerseg.store.healing import replace_healing_rows
+from ulcerseg.errors import InputError
+from ulcerseg.healing.config import HealingConfig
+from ulcerseg.healing.records import HealingFlag, HealingStatus, UlcerHealing, VisitHealing
 from ulcerseg.visits import visit_to_day
 
-__all__ = [
-    "HealingConfig",
-    "HealingFlag",
-    "HealingStatus",
-    "ReviewSettings",
-    "UlcerHealing",
-    "VisitHealing",
-    "compute_healing",
-    "heal_study",
-    "load_healing_config",
-    "visit_to_day",
-    "write_healing_csv",
-]
+__all__ = ["compute_healing"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "healing.yaml"
-
-
-class HealingStatus(StrEnum):
-    """Proposed status of one ulcer at one visit."""
-
-    HEALED = "healed"
-    IMPROVING = "improving"
-    STABLE = "stable"
-    WORSENING = "worsening"
-    RECURRED = "recurred"
-    NOT_ASSESSABLE = "not_assessable"
-
-
-class HealingFlag(StrEnum):
-    """Stable longitudinal reason codes (added to the per-photo :class:`ulcerseg.records.Flag`)."""
-
-    IMPLAUSIBLE_JUMP = "implausible_jump"
-    HEALED_THEN_REAPPEARED = "healed_then_reappeared"
-    MISSING_VISIT = "missing_visit"
-    BASELINE_NOT_MEASURABLE = "baseline_not_measurable"
-    NEAR_THRESHOLD = "near_threshold"
-    DATE_INCONSISTENT = "date_inconsistent"
-
-
-@dataclass(frozen=True)
-class ReviewSettings:
-    """Settings of the blinded review (section ``review:`` of the healing config)."""
-
-    seed: int = 20240101
-    review_all: bool = False
-    show_visit_label: bool = False
-    disagreement_area_tolerance_pct: float = 10.0
-    disagreement_area_tolerance_mm2: float = 0.5
-
-
-@dataclass(frozen=True)
-class HealingConfig:
-    """Rules and thresholds of the healing status (units: mm², %, days)."""
-
-    healed_max_area_mm2: float = 0.5
-    improving_min_reduction_pct: float = 20.0
-    worsening_min_increase_pct: float = 20.0
-    baseline_visit: str = "D0"
-    unassessable_flags: tuple[str, ...] = (
-        "unreadable_file",
-        "no_marker",
-        "ambiguous_marker",
-        "processing_error",
-    )
-    low_confidence_flags: tuple[str, ...] = ("low_confidence",)
-    schedule: tuple[str, ...] = ("D0", "W2", "W4", "W8", "W12", "W16")
-    missing_visits_after_last: bool = False
-    implausible_jump_factor: float = 4.0  # growth between consecutive measured visits
-    implausible_shrink_factor: float = 10.0  # shrinkage (healing shrinks fast, so looser)
-    near_threshold_area_mm2: float = 0.25
-    near_threshold_pct: float = 5.0
-    date_window_days: int = 7
-    cardinal_ulcers: dict[str, str] = field(default_factory=dict)
-    review: ReviewSettings = field(default_factory=ReviewSettings)
-
-
-def _validate_healing(cfg: HealingConfig, source: str) -> None:
-    """Checks beyond types: visit labels, non-negative thresholds, factors >= 1."""
-    for key in ("baseline_visit", "schedule"):
-        labels = (cfg.baseline_visit,) if key == "baseline_visit" else cfg.schedule
-        for label in labels:
-            try:
-                visit_to_day(label)
-            except InputError as err:
-                raise ConfigError(f"{source}: key {key!r}: {err}") from None
-    if len(set(cfg.schedule)) != len(cfg.schedule):
-        raise ConfigError(f"{source}: key 'schedule' lists a visit twice: {list(cfg.schedule)!r}")
-    for section, obj in (("", cfg), ("review.", cfg.review)):
-        for f in fields(obj):
-            value = getattr(obj, f.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            minimum = 1.0 if f.name.startswith("implausible_") else 0.0
-            if not math.isfinite(value) or value < minimum:
-                raise ConfigError(f"{source}: key '{section}{f.name}' must be >= {minimum:g}, got {value!r}")
-
-
-def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> HealingConfig:
-    """Validated :class:`HealingConfig` from a mapping; raises :class:`ConfigError`."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    cfg = build_dataclass(HealingConfig, dict(raw), source)
-    _validate_healing(cfg, source)
-    return cfg
-
-
-def load_healing_config(path: str | Path | None = None) -> HealingConfig:
-    """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
-    if path is None:
-        if not DEFAULT_CONFIG_PATH.is_file():
-            return HealingConfig()
-        path = DEFAULT_CONFIG_PATH
-    return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
-
-
-# --------------------------------------------------------------------------------------------
-# records
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class VisitHealing:
-    """Healing figures of one ulcer at one visit (areas mm², changes mm² and %, days)."""
-
-    subject_id: str
-    ulcer_id: str
-    visit: str
-    study_day: int
-    status: str
-    photo_sha256: str | None = None  # representative photo (median area) of the visit
-    n_photos: int = 0
-    photo_date: str | None = None
-    area_mm2: float | None = None
-    area_low_mm2: float | None = None
-    area_high_mm2: float | None = None
-    change_from_baseline_mm2: float | None = None
-    change_from_baseline_pct: float | None = None
-    change_from_previous_mm2: float | None = None
-    change_from_previous_pct: float | None = None
-    photo_flags: list[str] = field(default_factory=list)
-    healing_flags: list[str] = field(default_factory=list)
-    # per-ulcer summary, repeated on every visit row for flat tables
-    is_cardinal: bool = False
-    cardinal_source: str = ""
-    baseline_visit: str | None = None
-    reference_visit: str | None = None  # visit the % changes refer to (baseline if measurable)
-    time_to_healing_days: int | None = None
-    time_to_confirmed_healing_days: int | None = None
-    healing_rate_mm2_per_week: float | None = None  # positive = shrinking
-
-
-@dataclass
-class UlcerHealing:
-    """Per-ulcer summary over all visits."""
-
-    subject_id: str
-    ulcer_id: str
-    visits: list[VisitHealing]
-    is_cardinal: bool = False
-    cardinal_source: str = ""
-    baseline_visit: str | None = None
-    reference_visit: str | None = None
-    time_to_healing_days: int | None = None
-    time_to_confirmed_healing_days: int | None = None
-    healing_rate_mm2_per_week: float | None = None
-    flags: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------------
-# pure computation
-# --------------------------------------------------------------------------------------------
 
 
 def _split_flags(value: Any) -> list[str]:
@@ -546,72 +366,3 @@ def _designate_cardinal(
             for v in u.visits:
                 v.is_cardinal = u.is_cardinal
                 v.cardinal_source = u.cardinal_source
-
-
-# --------------------------------------------------------------------------------------------
-# persistence (I/O at the edges)
-# --------------------------------------------------------------------------------------------
-
-PROVENANCE_COLUMNS: tuple[str, ...] = ("package_version", "model_sha256", "config_sha256")
-HEALING_COLUMNS: tuple[str, ...] = (
-    "heal_run",
-    *(f.name for f in fields(VisitHealing)),
-    *PROVENANCE_COLUMNS,
-    "healing_config_sha256",
-)
-
-
-def healing_config_sha256(cfg: HealingConfig) -> str:
-    """Hash of the healing rules' canonical JSON, recorded with every healing row."""
-    text = json.dumps(asdict(cfg), sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def flat_rows(results: Sequence[UlcerHealing], heal_run: str) -> list[dict[str, Any]]:
-    """One flat dict per visit row (flag lists ';'-joined, booleans 0/1) for CSV/SQL."""
-    out: list[dict[str, Any]] = []
-    for u in results:
-        for v in u.visits:
-            d = asdict(v)
-            d["photo_flags"] = ";".join(v.photo_flags)
-            d["healing_flags"] = ";".join(v.healing_flags)
-            d["is_cardinal"] = int(v.is_cardinal)
-            out.append({"heal_run": heal_run, **d})
-    return out
-
-
-def write_healing_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write flat healing rows to CSV (columns :data:`HEALING_COLUMNS`)."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(HEALING_COLUMNS))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in HEALING_COLUMNS})
-    return path
-
-
-def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = None) -> list[UlcerHealing]:
-    """Compute healing for a measurement output folder; write table ``healing`` and healing.csv.
-
-    ``config`` is a :class:`HealingConfig`, a YAML path, or None (packaged defaults).
-    """
-    cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
-    out_dir = Path(out_dir)
-    if not (out_dir / "study.sqlite").is_file():
-        raise InputError(f"{out_dir}: no study.sqlite (run `ulcerseg measure` first)")
-    heal_run = datetime.now(UTC).isoformat(timespec="seconds")
-    with Study.open(out_dir) as study:
-        photo_rows = study.latest_measurements()
-        results = compute_healing(photo_rows, cfg)
-        flat = flat_rows(results, heal_run)
-        # provenance: which package, model and configs produced the measured area of each row
-        by_sha = {r["photo_sha256"]: r for r in photo_rows}
-        rules = healing_config_sha256(cfg)
-        for row in flat:
-            source = by_sha.get(row.get("photo_sha256") or "", {})
-            row.update({k: source.get(k) for k in PROVENANCE_COLUMNS}, healing_config_sha256=rules)
-        replace_healing_rows(study.conn, flat)
-    write_healing_csv(flat, out_dir / "healing.csv")
-    log.info("healing: %d ulcers, %d visit rows -> %s", len(results), len(flat), out_dir)
-    return results
