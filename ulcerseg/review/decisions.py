@@ -39,7 +39,13 @@ from ulcerseg.review.rules import (
     latest_reads,
 )
 from ulcerseg.store import Study, ensure_schema
-from ulcerseg.store.review import add_session, get_or_create_salt, insert_decision, read_decisions
+from ulcerseg.store.review import (
+    DecisionRecord,
+    add_session,
+    get_or_create_salt,
+    insert_decision,
+    read_decisions,
+)
 
 __all__ = [
     "ADJUDICATOR",
@@ -169,7 +175,7 @@ def record_decision(
     return row
 
 
-def list_decisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:
     """All decisions in the order they were made."""
     ensure_schema(conn)
     return read_decisions(conn)

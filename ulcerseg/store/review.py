@@ -9,10 +9,11 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = [
     "DECISION_COLUMNS",
+    "DecisionRecord",
     "add_session",
     "decided_photos",
     "get_or_create_salt",
@@ -36,6 +37,23 @@ DECISION_COLUMNS: tuple[str, ...] = (
 )
 
 
+class DecisionRecord(TypedDict):
+    """One row of ``review_decisions`` as read back (areas mm², times ISO 8601 UTC)."""
+
+    seq: int
+    decision_id: str
+    photo_sha256: str
+    assessor: str
+    decided_at: str
+    action: str
+    reason: str | None
+    area_before_mm2: float | None
+    area_after_mm2: float | None
+    corrected_mask_file: str | None  # relative to the study folder
+    session_id: str | None
+    details: str | None  # JSON: re-measurement of a correction, role of an adjudicator
+
+
 def insert_decision(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
     """Append one decision (columns :data:`DECISION_COLUMNS`) in its own transaction."""
     cols = [c for c in DECISION_COLUMNS if c in row]
@@ -46,11 +64,11 @@ def insert_decision(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
         )
 
 
-def read_decisions(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """All decisions in the order they were made (``seq`` plus :data:`DECISION_COLUMNS`)."""
-    cur = conn.execute("SELECT * FROM review_decisions ORDER BY seq")
+def read_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:
+    """All decisions in the order they were made."""
+    cur = conn.execute(f"SELECT seq, {', '.join(DECISION_COLUMNS)} FROM review_decisions ORDER BY seq")
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return [DecisionRecord(**dict(zip(names, r, strict=True))) for r in cur.fetchall()]
 
 
 def decided_photos(conn: sqlite3.Connection, assessor: str) -> set[str]:
