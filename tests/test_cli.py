@@ -31,8 +31,48 @@ def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_d
     assert "0 measured, 0 failed, 2 unchanged" in again.output
     exported = CliRunner().invoke(main, ["export", str(out), "--final"])
     assert exported.exit_code == 0, exported.output
+    assert "deprecated; use `ulcerseg review export-final OUT`" in exported.output
     final = (out / "final_visits.csv").read_text().splitlines()
     assert len(final) >= 3 and "S001" in final[1]  # header + one row per subject/ulcer/visit
+    # the one export command writes the same table
+    (out / "final_visits.csv").unlink()
+    exported = CliRunner().invoke(main, ["review", "export-final", str(out)])
+    assert exported.exit_code == 0, exported.output
+    assert "deprecated" not in exported.output
+    assert (out / "final_visits.csv").read_text().splitlines() == final
+    assert (out / "healing.csv").is_file()  # the measure command composes measuring and healing
+
+
+def test_measure_no_heal_leaves_healing_out(tmp_path: Path, tiny_model_dir: Path) -> None:
+    root = tmp_path / "trial"
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    out = tmp_path / "out"
+    args = [
+        "measure",
+        str(root),
+        "-o",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        "--no-progress",
+        "--no-heal",
+    ]
+    result = CliRunner().invoke(main, args, standalone_mode=False)
+    assert result.exception is None, result.output
+    assert (out / "measurements.csv").is_file() and not (out / "healing.csv").exists()
+
+
+def test_cli_import_loads_no_heavy_library() -> None:
+    """`ulcerseg --help` stays fast: commands import the library lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ulcerseg.cli; "
+        "print(','.join(m for m in ('torch', 'cv2', 'skimage', 'numpy', 'pandas') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ""
 
 
 def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from ulcerseg.annotations import (
     write_imagej_roi,
     write_labelme,
 )
+from ulcerseg.cli.qa import qa_command
 from ulcerseg.qa import stats
-from ulcerseg.qa.commands import qa_command
 from ulcerseg.qa.compare import run_qa
 
 # --------------------------------------------------------------------------- statistics

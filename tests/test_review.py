@@ -679,3 +679,24 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
     meta = yaml.safe_load((ds / "dataset.yaml").read_text())
     assert {e["decision_id"] for e in meta["images"]} >= {body["decision_id"]}
     assert meta["n_images"] == 2  # the agreed photo and the adjudicated one
+
+
+def test_report_template_escapes_every_value() -> None:
+    from ulcerseg.review.report import REPORT_COLUMNS, render_report
+
+    evil = "<script>alert(1)</script>"
+    html = render_report(
+        [
+            {
+                "subject_id": evil,
+                "ulcer_id": "U1' onload='x",
+                "is_cardinal": True,
+                "plot_uri": "data:image/png;base64,AAAA",
+                "rows": [[evil] * len(REPORT_COLUMNS)],
+                "figures": [{"uri": "data:image/png;base64,AAAA", "visit": "D0", "status": evil}],
+            }
+        ]
+    )
+    assert "<script>" not in html and html.count("&lt;script&gt;") == 2 + len(REPORT_COLUMNS)
+    assert "U1&#39; onload=&#39;x" in html
+    assert html.count("<figure>") == 1 and "(cardinal)" in html

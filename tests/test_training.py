@@ -22,6 +22,7 @@ from ulcerseg.training.config import config_from_dict, load_config
 from ulcerseg.training.dataset import load_dataset, split_dataset
 from ulcerseg.training.evaluate import evaluate
 from ulcerseg.training.loop import train, use_bf16
+from ulcerseg.training.provenance import dataset_sha256
 
 TINY_CONFIG = {
     "name": "tiny",
@@ -101,6 +102,10 @@ def test_train_writes_model_card_and_logs(trained: tuple[Path, Path]) -> None:
     val_stems = json.loads((run / "val_stems.json").read_text())["data"]
     assert len(val_stems) == 2  # 25% of 8
     assert card.training["data"][0]["val_stems"] == val_stems
+    # datasets are recorded by name and content hash, never by a path of the training machine
+    (record,) = card.training["data"]
+    assert "path" not in record and str(run.parent) not in json.dumps(card.training["data"])
+    assert record["sha256"] == dataset_sha256(load_dataset(trained[0]))
 
     backend = open_backend(run)
     prob = backend.predict_proba(np.zeros((1, 64, 64, 3), np.uint8))
@@ -432,7 +437,7 @@ def test_fine_tuning_records_the_initial_model(tmp_path: Path, trained: tuple[Pa
     cfg = write_config(tmp_path / "tune.yaml", epochs=1, ema_decay=0.9)
     train(cfg, [data], tmp_path / "tuned", init=run)
     card = load_card(tmp_path / "tuned")
-    assert card.training["init"] == str(run)
+    assert card.training["init"] == run.name  # the folder's name, not a path of this machine
     first = load_card(run)
     assert card.training["init_model"]["weights_sha256"] == first.weights_sha256
     assert card.training["init_model"]["command"] == "test" == first.training["command"]
@@ -460,3 +465,20 @@ def test_config_base_merges_sections_key_by_key(tmp_path: Path) -> None:
     (tmp_path / "orphan.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(ConfigError, match=r"missing\.yaml: training config not found"):
         load_config(tmp_path / "orphan.yaml")
+
+
+def test_dataset_hash_follows_content_not_location(tmp_path: Path) -> None:
+    import shutil
+
+    data = make_dataset(tmp_path / "a")
+    first = dataset_sha256(load_dataset(data))
+    moved = tmp_path / "elsewhere" / "b"
+    shutil.copytree(data, moved)
+    assert dataset_sha256(load_dataset(moved)) == first  # same files, another folder
+    mask = cv2.imread(str(moved / "masks" / "00.png"), cv2.IMREAD_GRAYSCALE)
+    mask[0, 0] = 255 - mask[0, 0]
+    cv2.imwrite(str(moved / "masks" / "00.png"), mask)
+    assert dataset_sha256(load_dataset(moved)) != first  # one edited mask pixel
+    (moved / "images" / "00.png").rename(moved / "images" / "zz.png")
+    (moved / "masks" / "00.png").rename(moved / "masks" / "zz.png")
+    assert dataset_sha256(load_dataset(moved)) != first

@@ -29,3 +29,11 @@ class ModelError(UlcersegError):
 
 class DatasetError(InputError):
     """A training/evaluation dataset folder is invalid."""
+
+
+class DecisionError(UlcersegError):
+    """A submitted review decision is invalid (unknown item/action, missing reason, bad mask)."""
+
+
+class StudyVersionError(UlcersegError):
+    """A study database was written by a newer ulcerseg (schema version above this one's)."""

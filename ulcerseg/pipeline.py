@@ -22,7 +22,6 @@ from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig, with_overrides
 from ulcerseg.discover import Discovery, discover
 from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
-from ulcerseg.healing import heal_study
 from ulcerseg.imageio import (
     PhotoInfo,
     Preview,
@@ -277,13 +276,13 @@ def measure_study(
     config: PipelineConfig,
     backend: SegmentationBackend | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
-    heal: bool = True,
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
     Photos already measured with the same bytes, model and config are skipped, so a killed
-    run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm). With
-    ``heal`` the healing status per ulcer and visit is computed at the end (healing.csv).
+    run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm).
+    Healing is not computed here: call :func:`ulcerseg.healing.heal_study` next (the
+    ``ulcerseg measure`` command does).
     The recorded config is :func:`effective_config` (card defaults resolved).
     """
     out_dir = Path(out_dir)
@@ -342,6 +341,4 @@ def measure_study(
         study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
         study.export_csv()
         summary.n_needs_review = sum(int(r["needs_review"]) for r in study.latest_measurements())
-    if heal:
-        heal_study(out_dir)
     return summary

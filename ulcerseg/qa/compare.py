@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ from ulcerseg.qa.inputs import (
     read_auto,
     read_manual,
 )
+from ulcerseg.qa.records import QAReport
+from ulcerseg.qa.report import write_report
 from ulcerseg.qa.stats import agreement_row, area_range_labels, dice_iou, kappa_row
 
 log = logging.getLogger(__name__)
@@ -29,24 +30,6 @@ AREA_RANGE = "area_range"
 # Columns of the automated table copied into pairs.csv (and usable with --by).
 CONTEXT_COLUMNS = ("file", "subject_id", "ulcer_id", "visit", "study_day", "needs_review", "flags")
 AUTO_STATUS_COLUMNS = ("healing_status", "status_proposed")
-
-
-@dataclass
-class QAReport:
-    """Everything a QA run produced (tables as DataFrames, plus the files written)."""
-
-    out_dir: Path
-    pairs: pd.DataFrame  # one row per (photo, reader)
-    agreement: pd.DataFrame  # one row per comparison
-    subgroups: dict[str, pd.DataFrame]  # --by column -> per-group agreement
-    kappa: pd.DataFrame  # one row per status comparison (may be empty)
-    confusion: dict[str, pd.DataFrame]  # comparison -> confusion table
-    issues: list[Issue]
-    unmatched: pd.DataFrame
-    readers: list[str]
-    n_auto_photos: int
-    files: list[Path] = field(default_factory=list)
-    summary_md: str = ""
 
 
 def _unique_names(readers: list[ManualReader]) -> None:
@@ -281,8 +264,6 @@ def run_qa(
     resolution used to measure mask annotations (mm²). ``progress(items, total)`` may wrap
     the per-annotation loop (e.g. a tqdm bar). ``plots=False`` skips the PNG figures.
     """
-    from ulcerseg.qa.report import write_report
-
     if isinstance(manuals, str | Path):
         manuals = [manuals]
     by_list = [by] if isinstance(by, str) else list(by or [])

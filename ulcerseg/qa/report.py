@@ -16,8 +16,8 @@ import pandas as pd
 from ulcerseg import __version__
 
 if TYPE_CHECKING:
-    from ulcerseg.qa.compare import QAReport
     from ulcerseg.qa.inputs import AutoResults
+    from ulcerseg.qa.records import QAReport
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """Blinding helpers: stable pseudonyms from a secret salt, metadata-free image encoding.
 
-The salt lives in the study database (table ``review_secrets``), so pseudonyms are stable for a
+The salt lives in the study database (table ``review_secrets``, see
+:func:`ulcerseg.store.review.get_or_create_salt`), so pseudonyms are stable for a
 study but cannot be recomputed from public IDs without the database.
 """
 
@@ -10,8 +11,6 @@ import hashlib
 import hmac
 import io
 import re
-import secrets
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +20,11 @@ from ulcerseg.errors import InputError
 
 __all__ = [
     "encode_png_clean",
-    "get_or_create_salt",
     "item_pseudonym",
     "load_rgb",
     "subject_pseudonym",
     "ulcer_pseudonym",
 ]
-
-_SECRETS_SQL = "CREATE TABLE IF NOT EXISTS review_secrets (name TEXT PRIMARY KEY, value TEXT)"
-
-
-def get_or_create_salt(conn: sqlite3.Connection) -> str:
-    """The study's pseudonymisation salt (created once, stored in ``review_secrets``)."""
-    with conn:
-        conn.execute(_SECRETS_SQL)
-        conn.execute(
-            "INSERT OR IGNORE INTO review_secrets (name, value) VALUES ('pseudonym_salt', ?)",
-            (secrets.token_hex(32),),
-        )
-    row = conn.execute("SELECT value FROM review_secrets WHERE name = 'pseudonym_salt'").fetchone()
-    return str(row[0])
 
 
 def _digest(salt: str, *parts: str) -> str:

@@ -37,7 +37,6 @@ from ulcerseg.review.decisions import (
     DecisionError,
     ReviewItem,
     build_items,
-    ensure_schema,
     find_disagreements,
     latest_reads,
     list_decisions,
@@ -48,6 +47,9 @@ from ulcerseg.review.decisions import (
     salt_for,
     start_session,
 )
+from ulcerseg.store import DB_NAME, connect
+from ulcerseg.store.healing import proposed_status
+from ulcerseg.store.review import decided_photos, session_assessor
 
 __all__ = ["ReviewApp", "make_server", "serve"]
 
@@ -114,11 +116,8 @@ class ReviewApp:
         )
 
     def connect(self) -> sqlite3.Connection:
-        """A fresh connection for one request (sqlite connections are per thread)."""
-        conn = sqlite3.connect(self.out_dir / "study.sqlite", timeout=30)
-        conn.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss
-        ensure_schema(conn)
-        return conn
+        """A fresh store connection for one request (sqlite connections are per thread)."""
+        return connect(self.out_dir / DB_NAME)
 
     def proposed_status(self, photo_sha256: str) -> str | None:
         """Proposed healing status of a photo, read per request from the ``healing`` table.
@@ -128,25 +127,16 @@ class ReviewApp:
         """
         conn = self.connect()
         try:
-            row = conn.execute(
-                "SELECT status FROM healing WHERE photo_sha256 = ? LIMIT 1", (photo_sha256,)
-            ).fetchone()
-        except sqlite3.OperationalError:  # no healing computed yet
-            return None
+            return proposed_status(conn, photo_sha256)
         finally:
             conn.close()
-        return None if row is None else str(row[0])
 
     def done_keys(self, assessor: str) -> set[str]:
         conn = self.connect()
         try:
-            rows = conn.execute(
-                "SELECT DISTINCT photo_sha256 FROM review_decisions WHERE assessor = ?",
-                (assessor,),
-            ).fetchall()
+            return {sha[:16] for sha in decided_photos(conn, assessor)}
         finally:
             conn.close()
-        return {r[0][:16] for r in rows}
 
 
 def _static_bytes(name: str) -> bytes:
@@ -356,13 +346,10 @@ class _Handler(BaseHTTPRequestHandler):
                 assessor = str(body.get("assessor") or "")
                 session_id = body.get("session_id")
                 if session_id:
-                    found = conn.execute(
-                        "SELECT assessor FROM review_sessions WHERE session_id = ?",
-                        (str(session_id),),
-                    ).fetchone()
+                    found = session_assessor(conn, str(session_id))
                     if found is None:
                         raise DecisionError("unknown session")
-                    assessor = found[0]
+                    assessor = found
                 row = record_decision(
                     conn,
                     self.app.out_dir,

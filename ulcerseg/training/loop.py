@@ -18,7 +18,7 @@ import random
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from ulcerseg.training.augment import TrainAugment
 from ulcerseg.training.config import TrainConfig, load_config
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask, split_dataset
 from ulcerseg.training.metrics import counts, predict_image, scores
+from ulcerseg.training.provenance import dataset_sha256
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def collect_items(
         records.append(
             {
                 "name": ds.name,
-                "path": str(Path(d).resolve()),
+                "sha256": dataset_sha256(ds),  # content hash, not a machine path
                 "px_per_mm": ds.px_per_mm,
                 "n_images": len(ds),
                 "n_train": len(tr),
@@ -299,34 +300,76 @@ def _dist_info() -> tuple[int, int, int]:
     return world, rank, local
 
 
-def train(
-    config: str | Path | TrainConfig,
-    data_dirs: Sequence[str | Path],
-    out_dir: str | Path,
-    init: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = False,
-    command: str | None = None,
-    stop_after: int | None = None,
-) -> TrainResult:
-    """Train a model from ``config`` on ``data_dirs`` into ``out_dir``.
+@dataclass
+class _Run:
+    """Everything one training call set up (device, data, network, optimiser, loader)."""
 
-    ``init`` starts from an existing model folder (its card defines the network); ``resume``
-    continues from ``out_dir/last.pt``. ``stop_after`` ends this call after that many epochs
-    (an interruption that ``resume`` can continue). Under ``torchrun`` (WORLD_SIZE > 1) training runs with
-    DistributedDataParallel; rank 0 validates and writes files.
-    """
+    cfg: TrainConfig
+    out: Path
+    world: int
+    rank: int
+    local_rank: int
+    device: Any
+    train_items: list[Item]
+    val_items: list[Item]
+    data_records: list[dict[str, Any]]
+    card: ModelCard
+    init: str | Path | None
+    init_card: ModelCard | None
+    net: Any  # the bare network (its state is checkpointed)
+    model: Any  # normalising wrapper, DDP-wrapped under torchrun
+    opt: Any
+    ema: Any  # weight average or None
+    dataset: TileDataset | None = None
+    sampler: Any = None
+    loader: Any = None
+    loss_fn: Any = None
+    total_steps: int = 0
+    bf16: bool = False
+    command: str = ""
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def scored(self) -> Any:
+        """The network that is validated and saved: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.net
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / CKPT_FILE
+
+
+@dataclass
+class _Progress:
+    """Training state carried across epochs and saved in the resume checkpoint."""
+
+    start_epoch: int = 0
+    step: int = 0
+    elapsed_before: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=lambda: {"val_dice": -1.0})
+    best_epoch: int = -1
+    since_best: int = 0
+
+
+def _setup(
+    cfg: TrainConfig, data_dirs: Sequence[str | Path], out: Path, init: str | Path | None, resume: bool
+) -> _Run:
+    """Device, seeds, output checks, datasets and the network with its optimiser."""
     import torch
     import torch.distributed as tdist
 
-    cfg = config if isinstance(config, TrainConfig) else load_config(config)
     t = cfg.train
-    out = Path(out_dir)
     world, rank, local_rank = _dist_info()
-    distributed = world > 1
-    if distributed and not tdist.is_initialized():
+    if world > 1 and not tdist.is_initialized():
         tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    is_main = rank == 0
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -339,9 +382,9 @@ def train(
     ckpt_path = out / CKPT_FILE
     if resume and not ckpt_path.is_file():
         raise ConfigError(f"{ckpt_path}: nothing to resume (no checkpoint)")
-    if not resume and is_main and (out / WEIGHTS_FILE).exists():
+    if not resume and rank == 0 and (out / WEIGHTS_FILE).exists():
         raise ConfigError(f"{out}: output folder already holds a model (use --resume or a new -o)")
-    if is_main:
+    if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
     train_items, val_items, data_records = collect_items(data_dirs, cfg)
@@ -378,211 +421,310 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     ema = averaged_network(net, t.ema_decay)
-    # the network that is validated and saved: the weight average when there is one
-    scored = ema.module if ema is not None else net
+    return _Run(cfg, out, world, rank, local_rank, device, train_items, val_items, data_records,
+                card, init, init_card, net, model, opt, ema)  # fmt: skip
 
-    history: list[dict[str, Any]] = []
-    start_epoch, step, elapsed_before = 0, 0, 0.0
-    best: dict[str, float] = {"val_dice": -1.0}
-    best_epoch, since_best = -1, 0
-    if resume:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if _resume_key(ck.get("config", {})) != _resume_key(cfg.to_dict()):
-            raise ConfigError(f"{ckpt_path}: config differs from the checkpoint's; cannot resume")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if ema is not None:
-            if ck.get("ema") is None:
-                raise ConfigError(f"{ckpt_path}: checkpoint has no weight average to resume")
-            ema.load_state_dict(ck["ema"])
-        start_epoch, step = ck["epoch"] + 1, ck["step"]
-        elapsed_before, history = ck["elapsed"], ck["history"]
-        best, best_epoch, since_best = ck["best"], ck["best_epoch"], ck["since_best"]
-        log.info("resuming %s at epoch %d (%.1f min done)", out, start_epoch, elapsed_before / 60)
 
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[local_rank] if device.type == "cuda" else None,
+def _restore(run: _Run) -> _Progress:
+    """State of an interrupted run from its checkpoint (same config up to the budget keys)."""
+    import torch
+
+    ckpt_path = run.ckpt_path
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if _resume_key(ck.get("config", {})) != _resume_key(run.cfg.to_dict()):
+        raise ConfigError(f"{ckpt_path}: config differs from the checkpoint's; cannot resume")
+    run.net.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optimizer"])
+    if run.ema is not None:
+        if ck.get("ema") is None:
+            raise ConfigError(f"{ckpt_path}: checkpoint has no weight average to resume")
+        run.ema.load_state_dict(ck["ema"])
+    state = _Progress(
+        start_epoch=ck["epoch"] + 1,
+        step=ck["step"],
+        elapsed_before=ck["elapsed"],
+        history=ck["history"],
+        best=ck["best"],
+        best_epoch=ck["best_epoch"],
+        since_best=ck["since_best"],
+    )
+    log.info("resuming %s at epoch %d (%.1f min done)", run.out, state.start_epoch, state.elapsed_before / 60)
+    return state
+
+
+def _prepare_loader(run: _Run) -> None:
+    """DDP wrapper, the seeded tile dataset, its loader, the loss and the precision."""
+    import torch
+
+    t = run.cfg.train
+    if run.distributed:
+        run.model = torch.nn.parallel.DistributedDataParallel(
+            run.model,
+            device_ids=[run.local_rank] if run.device.type == "cuda" else None,
             # smp encoders cut to encoder_depth < 5 keep their deeper (unused) stages
-            find_unused_parameters=card.encoder_depth < 5,
+            find_unused_parameters=run.card.encoder_depth < 5,
         )
 
-    length = t.samples_per_epoch or len(train_items)
-    dataset = TileDataset(train_items, TrainAugment(cfg.augment, card.tile_px), length, t.seed)
-    sampler = (
+    length = t.samples_per_epoch or len(run.train_items)
+    run.dataset = TileDataset(
+        run.train_items, TrainAugment(run.cfg.augment, run.card.tile_px), length, t.seed
+    )
+    run.sampler = (
         torch.utils.data.distributed.DistributedSampler(
-            dataset,
-            num_replicas=world,
-            rank=rank,
+            run.dataset,
+            num_replicas=run.world,
+            rank=run.rank,
             shuffle=False,  # type: ignore[arg-type]
         )
-        if distributed
+        if run.distributed
         else None
     )
-    loader = torch.utils.data.DataLoader(
-        dataset,  # type: ignore[arg-type]
+    run.loader = torch.utils.data.DataLoader(
+        run.dataset,  # type: ignore[arg-type]
         batch_size=t.batch_size,
         shuffle=False,  # the dataset permutes per epoch itself (seeded)
-        sampler=sampler,
+        sampler=run.sampler,
         num_workers=t.num_workers,
-        drop_last=len(dataset) >= t.batch_size * world,
+        drop_last=len(run.dataset) >= t.batch_size * run.world,
         persistent_workers=False,
     )
     from ulcerseg.training.losses import DiceBCELoss
 
-    loss_fn = DiceBCELoss(t.bce_weight, t.dice_weight)
-    total_steps = t.epochs * max(len(loader), 1)
-    bf16 = use_bf16(t.precision, device)
+    run.loss_fn = DiceBCELoss(t.bce_weight, t.dice_weight)
+    run.total_steps = t.epochs * max(len(run.loader), 1)
+    run.bf16 = use_bf16(t.precision, run.device)
     log.info(
         "training on %s, %s%s",
-        device,
-        "bf16 autocast" if bf16 else "fp32",
+        run.device,
+        "bf16 autocast" if run.bf16 else "fp32",
         ", channels-last" if t.channels_last else "",
     )
+
+
+def _train_epoch(
+    run: _Run, state: _Progress, epoch: int, clock: Callable[[], float], budget: float, progress: bool
+) -> tuple[list[float], bool]:
+    """One pass over the loader; returns the batch losses and whether the time budget ran out.
+
+    ``clock()`` is the training time so far (s) including earlier calls, ``budget`` the limit
+    for training plus the last validation's duration.
+    """
+    import torch
+    from tqdm import tqdm
+
+    t = run.cfg.train
+    assert run.dataset is not None
+    run.dataset.set_epoch(epoch)
+    if run.sampler is not None:
+        run.sampler.set_epoch(epoch)
+    run.model.train()
+    losses: list[float] = []
+    bar = tqdm(
+        run.loader,
+        desc=f"epoch {epoch + 1}/{t.epochs}",
+        disable=not (progress and run.is_main),
+        leave=False,
+        dynamic_ncols=True,
+    )
+    out_of_time = False
+    for x, y in bar:
+        elapsed = clock()
+        if elapsed >= budget:
+            out_of_time = True
+            break
+        for g in run.opt.param_groups:
+            g["lr"] = _lr_at(run.cfg, state.step, run.total_steps, elapsed)
+        x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+        if t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.bf16):
+            logits = run.model(x)
+        loss = run.loss_fn(logits.float(), y)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.net)
+        state.step += 1
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+    bar.close()
+    return losses, out_of_time
+
+
+def _validate_epoch(run: _Run) -> dict[str, float]:
+    """Validation metrics of the scored network (NaN without validation images)."""
+    if not run.val_items:
+        return {"val_dice": float("nan"), "val_iou": float("nan"), "val_dice_mean": float("nan")}
+    return validate(run.scored, run.card, run.val_items, run.cfg.train.val_max_side, run.bf16)
+
+
+def _log_epoch(
+    run: _Run,
+    state: _Progress,
+    epoch: int,
+    losses: list[float],
+    metrics: dict[str, float],
+    epoch_seconds: float,
+    elapsed: float,
+) -> None:
+    """Append the epoch's row (loss, metrics, duration incl. validation, elapsed) to the history."""
+    row = {
+        "epoch": epoch + 1,
+        "step": state.step,
+        "lr": run.opt.param_groups[0]["lr"],
+        "train_loss": float(np.mean(losses)),
+        **metrics,
+        "epoch_seconds": round(epoch_seconds, 1),
+        "elapsed_minutes": round(elapsed / 60, 2),
+    }
+    state.history.append(row)
+    log.info("epoch %d: %s", epoch + 1, row)
+
+
+def _keep_best(run: _Run, state: _Progress, epoch: int, metrics: dict[str, Any]) -> None:
+    """Save the scored weights when validation Dice improved; count epochs since the best."""
+    import torch
+
+    if not run.val_items or metrics["val_dice"] > state.best["val_dice"]:
+        state.best = {k: float(v) for k, v in metrics.items()}
+        state.best_epoch, state.since_best = epoch + 1, 0
+        torch.save(run.scored.state_dict(), run.out / WEIGHTS_FILE)
+    else:
+        state.since_best += 1
+
+
+def _write_history(run: _Run, state: _Progress) -> None:
+    with open(run.out / METRICS_FILE, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(state.history[0]))
+        writer.writeheader()
+        writer.writerows(state.history)
+    plot_curve(state.history, run.out / CURVE_FILE)
+
+
+def _save_checkpoint(run: _Run, state: _Progress, epoch: int, elapsed: float) -> None:
+    """``last.pt``: everything :func:`_restore` needs, written atomically."""
+    import torch
+
+    tmp = run.out / (CKPT_FILE + ".tmp")
+    torch.save(
+        {
+            "model": run.net.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "ema": run.ema.state_dict() if run.ema is not None else None,
+            "epoch": epoch,
+            "step": state.step,
+            "elapsed": elapsed,
+            "history": state.history,
+            "best": state.best,
+            "best_epoch": state.best_epoch,
+            "since_best": state.since_best,
+            "config": run.cfg.to_dict(),
+        },
+        tmp,
+    )
+    tmp.replace(run.ckpt_path)
+
+
+def train(
+    config: str | Path | TrainConfig,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    init: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    command: str | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a model from ``config`` on ``data_dirs`` into ``out_dir``.
+
+    ``init`` starts from an existing model folder (its card defines the network); ``resume``
+    continues from ``out_dir/last.pt``. ``stop_after`` ends this call after that many epochs
+    (an interruption that ``resume`` can continue). Under ``torchrun`` (WORLD_SIZE > 1) training runs with
+    DistributedDataParallel; rank 0 validates and writes files.
+    """
+    import torch
+    import torch.distributed as tdist
+
+    cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    t = cfg.train
+    out = Path(out_dir)
+    run = _setup(cfg, data_dirs, out, init, resume)
+    state = _restore(run) if resume else _Progress()
+    _prepare_loader(run)
     budget = t.max_minutes * 60.0 if t.max_minutes > 0 else math.inf
     t0 = time.monotonic()
-    command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    if is_main:
+    run.command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    if run.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         (out / SPLIT_FILE).write_text(
-            json.dumps({r["name"]: r["val_stems"] for r in data_records}, indent=1) + "\n"
+            json.dumps({r["name"]: r["val_stems"] for r in run.data_records}, indent=1) + "\n"
         )
     stopped = "epochs"
     last_epoch_seconds = 0.0
     val_seconds = 0.0
-    epoch = start_epoch - 1
+    epoch = state.start_epoch - 1
     card_out: ModelCard | None = None
-    from tqdm import tqdm
 
-    for epoch in range(start_epoch, t.epochs):
+    def clock() -> float:
+        return state.elapsed_before + time.monotonic() - t0
+
+    for epoch in range(state.start_epoch, t.epochs):
         ep_start = time.monotonic()
-        dataset.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        losses = []
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{t.epochs}",
-            disable=not (progress and is_main),
-            leave=False,
-            dynamic_ncols=True,
-        )
-        out_of_time = False
-        for x, y in bar:
-            elapsed = elapsed_before + time.monotonic() - t0
-            if elapsed + val_seconds >= budget:
-                out_of_time = True
-                break
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(cfg, step, total_steps, elapsed)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if t.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(net)
-            step += 1
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        bar.close()
+        # the budget leaves room for this epoch's validation (as long as the last one)
+        losses, out_of_time = _train_epoch(run, state, epoch, clock, budget - val_seconds, progress)
         if not losses:
             stopped = "time budget"
             break
 
         # validation and bookkeeping on rank 0 only
-        stop_flag = torch.zeros(1, device=device)
-        if is_main:
+        stop_flag = torch.zeros(1, device=run.device)
+        if run.is_main:
             v0 = time.monotonic()
-            metrics = (
-                validate(scored, card, val_items, t.val_max_side, bf16)
-                if val_items
-                else {"val_dice": float("nan"), "val_iou": float("nan"), "val_dice_mean": float("nan")}
-            )
+            metrics = _validate_epoch(run)
             val_seconds = time.monotonic() - v0
             last_epoch_seconds = time.monotonic() - ep_start
-            elapsed = elapsed_before + time.monotonic() - t0
-            row = {
-                "epoch": epoch + 1,
-                "step": step,
-                "lr": opt.param_groups[0]["lr"],
-                "train_loss": float(np.mean(losses)),
-                **metrics,
-                "epoch_seconds": round(last_epoch_seconds, 1),
-                "elapsed_minutes": round(elapsed / 60, 2),
-            }
-            history.append(row)
-            log.info("epoch %d: %s", epoch + 1, row)
-            improved = not val_items or metrics["val_dice"] > best["val_dice"]
-            if improved:
-                best = {k: float(v) for k, v in metrics.items()}
-                best_epoch, since_best = epoch + 1, 0
-                torch.save(scored.state_dict(), out / WEIGHTS_FILE)
-            else:
-                since_best += 1
-            with open(out / METRICS_FILE, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-                writer.writeheader()
-                writer.writerows(history)
-            plot_curve(history, out / CURVE_FILE)
-            if val_items and since_best >= t.patience:
+            elapsed = clock()
+            _log_epoch(run, state, epoch, losses, metrics, last_epoch_seconds, elapsed)
+            _keep_best(run, state, epoch, metrics)
+            _write_history(run, state)
+            if run.val_items and state.since_best >= t.patience:
                 stopped = f"early stopping (no improvement for {t.patience} epochs)"
                 stop_flag += 1
             elif out_of_time or elapsed + last_epoch_seconds * 0.25 >= budget:
                 stopped = "time budget"
                 stop_flag += 1
-            elif stop_after is not None and epoch + 1 - start_epoch >= stop_after:
+            elif stop_after is not None and epoch + 1 - state.start_epoch >= stop_after:
                 stopped = "interrupted (stop_after)"
                 stop_flag += 1
             card_out = _write_card(
-                out,
-                card,
-                cfg,
-                data_records,
-                command,
-                best,
-                best_epoch,
-                epoch + 1,
-                elapsed,
-                stopped if stop_flag.item() or epoch == t.epochs - 1 else "running",
-                init,
-                init_card,
-                "bf16 autocast" if bf16 else "fp32",
+                CardInputs(
+                    out=out,
+                    card=run.card,
+                    cfg=cfg,
+                    data_records=run.data_records,
+                    command=run.command,
+                    best=state.best,
+                    best_epoch=state.best_epoch,
+                    epochs_done=epoch + 1,
+                    elapsed=elapsed,
+                    stopped=stopped if stop_flag.item() or epoch == t.epochs - 1 else "running",
+                    init=init,
+                    init_card=run.init_card,
+                    precision="bf16 autocast" if run.bf16 else "fp32",
+                )
             )
-            tmp = out / (CKPT_FILE + ".tmp")
-            torch.save(
-                {
-                    "model": net.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "epoch": epoch,
-                    "step": step,
-                    "elapsed": elapsed,
-                    "history": history,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "since_best": since_best,
-                    "config": cfg.to_dict(),
-                },
-                tmp,
-            )
-            tmp.replace(ckpt_path)
-        if distributed:
+            _save_checkpoint(run, state, epoch, elapsed)
+        if run.distributed:
             tdist.broadcast(stop_flag, src=0)
         if stop_flag.item():
             break
-    if distributed:
+    if run.distributed:
         tdist.barrier()
         tdist.destroy_process_group()
-    if is_main and card_out is None and (out / WEIGHTS_FILE).is_file():
+    if run.is_main and card_out is None and (out / WEIGHTS_FILE).is_file():
         card_out = load_card(out)
-    return TrainResult(out, card_out, epoch + 1, stopped, best if best_epoch > 0 else {})
+    return TrainResult(out, card_out, epoch + 1, stopped, state.best if state.best_epoch > 0 else {})
 
 
 def init_record(card: ModelCard) -> dict[str, Any]:
@@ -602,22 +744,34 @@ def init_record(card: ModelCard) -> dict[str, Any]:
     }
 
 
-def _write_card(
-    out: Path,
-    card: ModelCard,
-    cfg: TrainConfig,
-    data_records: list[dict[str, Any]],
-    command: str,
-    best: dict[str, float],
-    best_epoch: int,
-    epochs_done: int,
-    elapsed: float,
-    stopped: str,
-    init: str | Path | None,
-    init_card: ModelCard | None,
-    precision: str,
-) -> ModelCard:
-    """Write model.json for the best weights so far (called after every epoch)."""
+@dataclass(frozen=True)
+class CardInputs:
+    """What the model card of a run records (see :func:`_write_card`); times in s."""
+
+    out: Path
+    card: ModelCard
+    cfg: TrainConfig
+    data_records: list[dict[str, Any]]
+    command: str
+    best: dict[str, float]
+    best_epoch: int
+    epochs_done: int
+    elapsed: float
+    stopped: str
+    init: str | Path | None
+    init_card: ModelCard | None
+    precision: str
+
+
+def _write_card(inputs: CardInputs) -> ModelCard:
+    """Write model.json for the best weights so far (called after every epoch).
+
+    Datasets are recorded by name and content hash (``sha256``, see
+    :func:`ulcerseg.training.provenance.dataset_sha256`), the initial model by its folder name
+    and card record: no machine paths.
+    """
+    out, card, cfg, data_records = inputs.out, inputs.card, inputs.cfg, inputs.data_records
+    init_card = inputs.init_card
     weights = out / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelError(f"{weights}: best weights missing")
@@ -632,20 +786,24 @@ def _write_card(
             "data": data_records,
             "config": cfg.to_dict(),
             "config_path": cfg.source,
-            "command": command,
+            "command": inputs.command,
             "seed": cfg.train.seed,
             "val_fraction": cfg.train.val_fraction,
-            "init": str(init) if init else None,
+            "init": Path(inputs.init).name if inputs.init else None,
             "init_model": init_record(init_card) if init_card else None,
-            "precision": precision,
-            "best_epoch": best_epoch,
-            "epochs_done": epochs_done,
-            "stopped": stopped,
+            "precision": inputs.precision,
+            "best_epoch": inputs.best_epoch,
+            "epochs_done": inputs.epochs_done,
+            "stopped": inputs.stopped,
         },
-        metrics={**best, "split_seed": cfg.train.seed, "n_val_images": sum(r["n_val"] for r in data_records)},
+        metrics={
+            **inputs.best,
+            "split_seed": cfg.train.seed,
+            "n_val_images": sum(r["n_val"] for r in data_records),
+        },
         package_version=__version__,
         hardware=hardware_description(),
-        training_seconds=round(elapsed, 1),
+        training_seconds=round(inputs.elapsed, 1),
         created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         description=(
             f"{card.architecture}/{card.encoder} ulcer segmentation "

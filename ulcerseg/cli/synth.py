@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
-from ulcerseg.cli_options import out_dir_option
-from ulcerseg.synth.dataset import generate_training_set
-from ulcerseg.synth.render import PhotoConfig
-from ulcerseg.synth.trial import generate_photos, generate_trial
+from ulcerseg.cli.options import out_dir_option
+
+__all__ = ["synth"]
 
 
 def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -60,6 +58,10 @@ def trial_cmd(
     render_size: tuple[int, int] | None, seed: int,
 ) -> None:  # fmt: skip
     """Write a synthetic trial folder with EXIF visit dates and ground truth."""
+    from tqdm import tqdm
+
+    from ulcerseg.synth.trial import generate_trial
+
     visit_list = tuple(v.strip() for v in visits.split(",") if v.strip())
     try:
         lo, hi = (int(v) for v in ulcers.split(","))
@@ -109,6 +111,11 @@ def photos_cmd(
     mm_per_px: tuple[float, float] | None, side_mm: float, seed: int,
 ) -> None:  # fmt: skip
     """Write independent synthetic photos with ground truth (calibration benchmark)."""
+    from tqdm import tqdm
+
+    from ulcerseg.synth.render import PhotoConfig
+    from ulcerseg.synth.trial import generate_photos
+
     config = PhotoConfig(size=size, max_tilt_deg=max_tilt, mm_per_px_range=mm_per_px, side_mm=side_mm)
     with tqdm(total=n, desc="photos", unit="photo") as bar:
         root = generate_photos(out_dir, n, config, seed, progress=bar.update)
@@ -131,6 +138,10 @@ def photos_cmd(
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
 def dataset_cmd(out_dir: Path, n: int, px_per_mm: float, tile_px: int, seed: int) -> None:
     """Write rectified synthetic training tiles at a fixed px per mm."""
+    from tqdm import tqdm
+
+    from ulcerseg.synth.dataset import generate_training_set
+
     with tqdm(total=n, desc="tiles", unit="tile") as bar:
         root = generate_training_set(out_dir, n, px_per_mm, tile_px, seed, progress=bar.update)
     click.echo(f"wrote {root}")

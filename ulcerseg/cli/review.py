@@ -1,44 +1,29 @@
-"""CLI: ``ulcerseg heal`` and the ``ulcerseg review`` group (serve, disagreements, exports)."""
+"""``ulcerseg review``: blinded assessor review (serve, disagreements, decisions, exports)."""
 
 from __future__ import annotations
 
 import csv
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ulcerseg.healing import HealingConfig, heal_study, load_healing_config
+from ulcerseg.cli.options import healing_config_option, study_dir_argument
 
-__all__ = ["heal", "review"]
+if TYPE_CHECKING:
+    from ulcerseg.healing import HealingConfig
 
-_out_arg = click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-_config_opt = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Healing/review YAML (default: configs/healing.yaml).",
-)
+__all__ = ["review"]
+
+_out_arg = study_dir_argument()
+_config_opt = healing_config_option()
 
 
 def _config(path: Path | None) -> HealingConfig:
+    from ulcerseg.healing import load_healing_config
+
     return load_healing_config(path)
-
-
-@click.command("heal")
-@_out_arg
-@_config_opt
-def heal(out_dir: Path, config_path: Path | None) -> None:
-    """Healing status per subject, ulcer and visit -> table `healing` and OUT/healing.csv."""
-    results = heal_study(out_dir, _config(config_path))
-    n_visits = sum(len(u.visits) for u in results)
-    counts: dict[str, int] = {}
-    for u in results:
-        for v in u.visits:
-            counts[v.status] = counts.get(v.status, 0) + 1
-    summary = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
-    click.echo(f"{len(results)} ulcers, {n_visits} visits ({summary}) -> {out_dir / 'healing.csv'}")
 
 
 @click.group("review")
@@ -77,7 +62,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     """List photos where two readers' latest decisions differ (CSV to stdout or -o).
 
     The ``adjudicated`` column says whether an adjudicator has settled it (`review serve
-    --adjudicate`); until then the photo has no final value in `export --final`.
+    --adjudicate`); until then the photo has no final value in `review export-final`.
     """
     from ulcerseg.review.decisions import disagreements, open_study
 
@@ -112,7 +97,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_final_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> None:
     """Final per-visit CSV (automated, reviewed, final value, status, flags, reviewer)."""
-    from ulcerseg.review.export import export_final
+    from ulcerseg.review.final import export_final
 
     click.echo(str(export_final(out_dir, _config(config_path), output)))
 
@@ -123,7 +108,7 @@ def export_final_cmd(out_dir: Path, config_path: Path | None, output: Path | Non
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def report_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> None:
     """HTML report per subject/ulcer with photo series, contours and area plot (not blinded)."""
-    from ulcerseg.review.export import write_report
+    from ulcerseg.review.report import write_report
 
     click.echo(str(write_report(out_dir, _config(config_path), output)))
 
@@ -135,7 +120,7 @@ def report_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> 
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def export_blinded_cmd(out_dir: Path, config_path: Path | None, output: Path, key_file: Path | None) -> None:
     """Blinded package (pseudonyms, no metadata) plus a separate key file."""
-    from ulcerseg.review.export import export_blinded
+    from ulcerseg.review.blinded import export_blinded
 
     pkg, key = export_blinded(out_dir, output, _config(config_path), key_file)
     click.echo(f"package {pkg}\nkey file {key} (keep it away from assessors)")
@@ -148,7 +133,7 @@ def export_blinded_cmd(out_dir: Path, config_path: Path | None, output: Path, ke
 @click.option("--corrected-only", is_flag=True, help="Leave out accepted automated masks.")
 def export_training_cmd(out_dir: Path, config_path: Path | None, output: Path, corrected_only: bool) -> None:
     """Reviewed photos and final masks as a training dataset (images/, masks/, dataset.yaml)."""
-    from ulcerseg.review.export import export_training
+    from ulcerseg.review.training_export import export_training
 
     cfg = _config(config_path)
     click.echo(str(export_training(out_dir, output, include_accepted=not corrected_only, config=cfg)))

@@ -1,4 +1,7 @@
-"""Click options shared by several commands: one definition, one behaviour, one help style."""
+"""Click options shared by several commands: one definition, one behaviour, one help style.
+
+Nothing here imports the library: option modules load at ``ulcerseg --help`` time.
+"""
 
 from __future__ import annotations
 
@@ -59,3 +62,19 @@ def backend_option(
 def threads_option() -> Callable[[F], F]:
     """``--threads N``: CPU threads for inference."""
     return click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for inference.")
+
+
+def study_dir_argument() -> Callable[[F], F]:
+    """``OUT_DIR``: an existing measurement output folder (with study.sqlite)."""
+    return click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+
+
+def healing_config_option() -> Callable[[F], F]:
+    """``--config FILE``: healing/review rules YAML (default: configs/healing.yaml)."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="Healing/review YAML (default: configs/healing.yaml).",
+    )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+__all__ = ["qa_command"]
+
 
 def _split_manual(value: str) -> tuple[str | None, str]:
     """``NAME=PATH`` gives a reader name; a plain path is named after the file/folder."""

@@ -1,4 +1,4 @@
-"""Study database (SQLite) and CSV export: the pipeline's source of truth.
+"""Measurement runs, photos and measurements in ``study.sqlite``, and ``measurements.csv``.
 
 Each photo's result is committed in its own transaction, so a killed run loses at most the
 photo in flight, and a unique index on (photo, model, config) makes reruns idempotent.
@@ -18,57 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ulcerseg.records import PhotoResult
+from ulcerseg.store.db import DB_NAME, connect
 
-DB_NAME = "study.sqlite"
+__all__ = ["CSV_COLUMNS", "CSV_NAME", "RunInfo", "Study"]
+
 CSV_NAME = "measurements.csv"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
-    package_version TEXT NOT NULL, model_sha256 TEXT NOT NULL, config_sha256 TEXT NOT NULL,
-    config_json TEXT NOT NULL, input_root TEXT NOT NULL,
-    n_measured INTEGER DEFAULT 0, n_failed INTEGER DEFAULT 0, n_skipped INTEGER DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS photos (
-    photo_sha256 TEXT PRIMARY KEY, file TEXT NOT NULL, subject_id TEXT NOT NULL,
-    ulcer_id TEXT NOT NULL, visit TEXT NOT NULL, study_day INTEGER, photo_date TEXT,
-    image_width_px INTEGER, image_height_px INTEGER
-);
-CREATE TABLE IF NOT EXISTS measurements (
-    measurement_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    photo_sha256 TEXT NOT NULL REFERENCES photos(photo_sha256),
-    file TEXT NOT NULL,
-    status TEXT NOT NULL, needs_review INTEGER NOT NULL, flags TEXT NOT NULL,
-    area_mm2 REAL, perimeter_mm REAL, length_mm REAL, width_mm REAL, n_components INTEGER,
-    mean_probability REAL, area_low_mm2 REAL, area_high_mm2 REAL, marker_distance_mm REAL,
-    mm_per_px REAL, tilt_deg REAL, marker_residual_px REAL, marker_id INTEGER,
-    n_markers_found INTEGER, homography TEXT,
-    rectified_px_per_mm REAL, rectified_origin_x_mm REAL, rectified_origin_y_mm REAL,
-    rectified_file TEXT, mask_file TEXT, overlay_file TEXT, error TEXT NOT NULL DEFAULT '',
-    stage_seconds TEXT, package_version TEXT NOT NULL, model_sha256 TEXT NOT NULL,
-    config_sha256 TEXT NOT NULL, measured_at TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS measurement_identity
-    ON measurements(photo_sha256, file, model_sha256, config_sha256);
-CREATE TABLE IF NOT EXISTS flags (
-    measurement_id INTEGER NOT NULL REFERENCES measurements(measurement_id),
-    code TEXT NOT NULL
-);
-CREATE VIEW IF NOT EXISTS latest_measurements AS
-    SELECT m.photo_sha256, m.file, p.subject_id, p.ulcer_id, p.visit, p.study_day, p.photo_date,
-        m.status, m.needs_review, m.flags, m.area_mm2, m.perimeter_mm, m.length_mm, m.width_mm,
-        m.n_components, m.mean_probability, m.area_low_mm2, m.area_high_mm2,
-        m.marker_distance_mm, m.mm_per_px, m.tilt_deg, m.marker_residual_px,
-        p.image_width_px, p.image_height_px, m.homography, m.rectified_px_per_mm,
-        m.rectified_origin_x_mm, m.rectified_origin_y_mm, m.rectified_file, m.mask_file,
-        m.overlay_file, m.error, m.run_id, m.package_version, m.model_sha256, m.config_sha256,
-        m.measured_at, m.measurement_id
-    FROM measurements m JOIN photos p ON p.photo_sha256 = m.photo_sha256
-    WHERE m.measurement_id = (
-        SELECT MAX(m2.measurement_id) FROM measurements m2
-        WHERE m2.photo_sha256 = m.photo_sha256 AND m2.file = m.file);
-"""
 
 CSV_COLUMNS = [
     "photo_sha256", "file", "subject_id", "ulcer_id", "visit", "study_day", "photo_date",
@@ -105,14 +59,10 @@ class Study:
     @classmethod
     @contextmanager
     def open(cls, out_dir: Path) -> Iterator[Study]:
-        """Open (creating if needed) ``out_dir/study.sqlite``."""
+        """Open (creating if needed, migrating if older) ``out_dir/study.sqlite``."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(out_dir / DB_NAME, timeout=30)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
+        conn = connect(out_dir / DB_NAME)
         try:
             yield cls(out_dir, conn)
         finally:

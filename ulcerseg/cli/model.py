@@ -1,4 +1,4 @@
-"""Click commands: ``ulcerseg train``, ``ulcerseg evaluate``, ``ulcerseg export``."""
+"""``ulcerseg train``, ``ulcerseg evaluate``, ``ulcerseg export``: models (training, scoring, ONNX)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli_options import (
+from ulcerseg.cli.options import (
     backend_option,
     dataset_dirs_option,
     model_dir_option,
@@ -18,6 +18,8 @@ from ulcerseg.cli_options import (
     threads_option,
 )
 from ulcerseg.config import TTA_MODES
+
+__all__ = ["evaluate_command", "export_command", "train_command"]
 
 log = logging.getLogger(__name__)
 
@@ -114,27 +116,43 @@ def evaluate_command(
 
 @click.command("export")
 @click.argument("study", required=False, type=click.Path(file_okay=False, exists=True))
-@click.option("--final", is_flag=True, help="With STUDY: write the final per-visit CSV (final_visits.csv).")
-@click.option("--report", is_flag=True, help="With STUDY: write the HTML report per subject and ulcer.")
+@click.option(
+    "--final", is_flag=True, help="Deprecated (use `review export-final`): write STUDY's final_visits.csv."
+)
+@click.option("--report", is_flag=True, help="Deprecated (use `review report`): write STUDY's HTML report.")
 @model_dir_option("Model folder (model.json + model.pt) to export.")
 @click.option("--onnx", "onnx", is_flag=True, help="With --model: export model.onnx, checked against torch.")
 @click.option("--opset", type=int, default=17, show_default=True)
 def export_command(
     study: str | None, final: bool, report: bool, model: Path | None, onnx: bool, opset: int
 ) -> None:
-    """Export study results (`export OUT --final [--report]`) or a model (`export --model M --onnx`)."""
+    """Export a model (`export --model M --onnx`).
+
+    `export OUT --final [--report]` is deprecated: use `review export-final OUT` and
+    `review report OUT` (same files).
+    """
     if study is not None:
-        from ulcerseg.review.export import export_final, write_report
+        from ulcerseg.review.final import export_final
+        from ulcerseg.review.report import write_report
 
         if not (final or report):
             raise click.UsageError("nothing to export for STUDY: pass --final and/or --report")
         if final:
+            click.echo(
+                "warning: `ulcerseg export OUT --final` is deprecated; "
+                "use `ulcerseg review export-final OUT`",
+                err=True,
+            )
             click.echo(f"wrote {export_final(study)}")
         if report:
+            click.echo(
+                "warning: `ulcerseg export OUT --report` is deprecated; use `ulcerseg review report OUT`",
+                err=True,
+            )
             click.echo(f"wrote {write_report(study)}")
         return
     if model is None:
-        raise click.UsageError("give a study folder (export OUT --final) or a model (--model M --onnx)")
+        raise click.UsageError("give a model to export (--model M --onnx)")
     from ulcerseg.training.export import export_onnx
 
     if not onnx:
@@ -144,70 +162,3 @@ def export_command(
         f"wrote {result.onnx_path} (sha256 {result.onnx_sha256[:16]}…); "
         f"max |torch - onnx| = {result.max_abs_diff:.2e}"
     )
-
-
-@click.group("dataset")
-def dataset_group() -> None:
-    """Training datasets: import annotated photos into the dataset convention."""
-
-
-@dataset_group.command("import")
-@click.argument("images", type=click.Path(file_okay=False))
-@click.option(
-    "-a",
-    "--annotations",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder of <stem>.png/.roi/.zip/.json annotations (default: IMAGES).",
-)
-@out_dir_option("New dataset folder (images/, masks/, dataset.yaml).", dest="out")
-@click.option("--name", default=None, help="Dataset name (default: the output folder name).")
-@click.option("--px-per-mm", type=float, default=None, help="Physical scale, if known.")
-@click.option(
-    "--missing",
-    type=click.Choice(["error", "skip", "empty"]),
-    default="error",
-    show_default=True,
-    help="What to do with a photo without annotation.",
-)
-@click.option(
-    "--groups",
-    "groups",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CSV mapping image stem -> group (e.g. subject) for grouped splits.",
-)
-@click.option("--stem-column", default="stem", show_default=True)
-@click.option("--group-column", default="group", show_default=True)
-def dataset_import_command(
-    images: str,
-    annotations: str | None,
-    out: Path,
-    name: str | None,
-    px_per_mm: float | None,
-    missing: str,
-    groups: str | None,
-    stem_column: str,
-    group_column: str,
-) -> None:
-    """Convert photos + PNG / ImageJ ROI / LabelMe annotations to a training dataset."""
-    from tqdm import tqdm
-
-    from ulcerseg.training.importer import import_dataset
-
-    with tqdm(desc="import", unit="img") as bar:
-        result = import_dataset(
-            images,
-            out,
-            annotations,
-            name=name,
-            px_per_mm=px_per_mm,
-            missing=missing,
-            groups_csv=groups,
-            stem_column=stem_column,
-            group_column=group_column,
-            progress=bar.update,
-        )
-    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(result.kinds.items()))
-    skipped = f"; skipped {len(result.skipped)} without annotation" if result.skipped else ""
-    click.echo(f"{result.out_dir}: {result.n_images} images ({kinds}){skipped}")

@@ -1,46 +1,18 @@
-"""Command line interface: ``ulcerseg <command>``."""
+"""``ulcerseg measure``: measure a photo folder, then compute healing (unless ``--no-heal``)."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
-from ulcerseg import __version__
-from ulcerseg.cli_options import backend_option, model_dir_option, out_dir_option, threads_option
-from ulcerseg.errors import UlcersegError
+from ulcerseg.cli.options import backend_option, model_dir_option, out_dir_option, threads_option
+
+__all__ = ["measure"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ulcerseg")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
-    """Measure digital ulcers on calibrated finger photographs."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
-def run() -> None:
-    """Entry point that turns library errors into one-line messages and exit status 2."""
-    try:
-        code = main(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except UlcersegError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-
-
-@main.command()
+@click.command("measure")
 @click.argument("source", type=click.Path(path_type=Path))
 @out_dir_option("Output folder (study.sqlite, measurements.csv, overlays/, masks/, rectified/).")
 @click.option(
@@ -75,6 +47,7 @@ def measure(
     from tqdm import tqdm
 
     from ulcerseg.config import load_config, with_overrides
+    from ulcerseg.healing import heal_study
     from ulcerseg.pipeline import measure_study
 
     cfg = load_config(config_path)
@@ -87,7 +60,9 @@ def measure(
     def bar(items, total):  # type: ignore[no-untyped-def]
         return tqdm(items, total=total, unit="photo", disable=not progress, file=sys.stderr)
 
-    summary = measure_study(source, out_dir, cfg, progress=bar, heal=not no_heal)
+    summary = measure_study(source, out_dir, cfg, progress=bar)
+    if not no_heal:
+        heal_study(out_dir)
     for path, reason in summary.problems:
         click.echo(f"skipped: {path}: {reason}", err=True)
     for file, reason in summary.failures:
@@ -97,22 +72,3 @@ def measure(
         f"{summary.n_skipped} unchanged (skipped), {summary.n_needs_review} need review -> {out_dir}"
     )
     return 1 if summary.n_failed else 0
-
-
-# --- command registration: each stage contributes its own commands ---
-from ulcerseg.calibration.sheet import marker_command  # noqa: E402
-from ulcerseg.qa.commands import qa_command  # noqa: E402
-from ulcerseg.review.commands import heal, review  # noqa: E402
-from ulcerseg.synth.commands import synth  # noqa: E402
-from ulcerseg.training.commands import (  # noqa: E402
-    dataset_group,
-    evaluate_command,
-    export_command,
-    train_command,
-)
-
-for _command in (
-    heal, review, qa_command, train_command, evaluate_command, export_command, dataset_group, synth,
-    marker_command,
-):  # fmt: skip
-    main.add_command(_command)

@@ -1,0 +1,138 @@
+"""The study store: one schema, versioned, migrated on open; decisions stay append-only."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ulcerseg.healing import HEALING_COLUMNS
+from ulcerseg.store import SCHEMA_VERSION, Study, StudyVersionError, connect
+from ulcerseg.store.schema import HEALING_TABLE_COLUMNS, STATEMENTS
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ulcerseg"
+
+
+def _v0_study(out: Path, healing_columns: str | None = None) -> None:
+    """A study as written before schema versioning (user_version 0, no REPLACE trigger)."""
+    out.mkdir(parents=True)
+    conn = sqlite3.connect(out / "study.sqlite")
+    for statement in STATEMENTS:
+        if "review_decisions_no_replace" in statement:
+            continue
+        if healing_columns and statement.startswith("CREATE TABLE IF NOT EXISTS healing"):
+            statement = f"CREATE TABLE healing ({healing_columns})"
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO review_decisions (decision_id, photo_sha256, assessor, decided_at, action)"
+        " VALUES ('d1', 'a' || hex(randomblob(31)), 'Dr A', '2024-01-01', 'accept')"
+    )
+    conn.commit()
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    conn.close()
+
+
+def _triggers(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+
+def test_unversioned_study_is_migrated_on_open(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _v0_study(out)
+    with Study.open(out) as study:
+        conn = study.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+        assert "review_decisions_no_replace" in _triggers(conn)
+        assert [r["decision_id"] for r in conn.execute("SELECT decision_id FROM review_decisions")] == ["d1"]
+    # a second open finds it current and changes nothing
+    conn = connect(out / "study.sqlite")
+    assert conn.execute("SELECT COUNT(*) FROM review_decisions").fetchone()[0] == 1
+    conn.close()
+
+
+def test_migration_replaces_a_healing_table_of_an_older_layout(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _v0_study(out, healing_columns="heal_run TEXT, subject_id TEXT, old_column REAL")
+    with Study.open(out) as study:
+        cols = [r[1] for r in study.conn.execute("PRAGMA table_info(healing)")]
+    assert cols == [name for name, _ in HEALING_TABLE_COLUMNS]
+
+
+def test_newer_study_is_refused_with_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    conn = sqlite3.connect(out / "study.sqlite")
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    newer = "schema version 999 is newer than this ulcerseg supports"
+    with pytest.raises(StudyVersionError, match=newer), Study.open(out):
+        pass
+    proc = subprocess.run(
+        [sys.executable, "-c", "from ulcerseg.cli import run; run()", "heal", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "schema version 999" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("store_connection", [True, False], ids=["store", "plain-sqlite3"])
+def test_decisions_refuse_insert_or_replace(tmp_path: Path, store_connection: bool) -> None:
+    out = tmp_path / "out"
+    with Study.open(out) as study:
+        study.conn.execute(
+            "INSERT INTO review_decisions (decision_id, photo_sha256, assessor, decided_at, action)"
+            " VALUES ('d1', 'sha', 'Dr A', '2024-01-01', 'accept')"
+        )
+        study.conn.commit()
+    conn = connect(out / "study.sqlite") if store_connection else sqlite3.connect(out / "study.sqlite")
+    if store_connection:
+        assert conn.execute("PRAGMA recursive_triggers").fetchone()[0] == 1
+    for sql in (
+        "INSERT OR REPLACE INTO review_decisions (seq, decision_id, photo_sha256, assessor, decided_at,"
+        " action) VALUES (1, 'd2', 'sha', 'Mallory', '2024-01-02', 'not_assessable')",
+        "INSERT OR REPLACE INTO review_decisions (decision_id, photo_sha256, assessor, decided_at, action)"
+        " VALUES ('d1', 'sha', 'Mallory', '2024-01-02', 'not_assessable')",
+        "REPLACE INTO review_decisions (decision_id, photo_sha256, assessor, decided_at, action)"
+        " VALUES ('d1', 'sha', 'Mallory', '2024-01-02', 'not_assessable')",
+    ):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"), conn:
+            conn.execute(sql)
+    rows = conn.execute("SELECT seq, decision_id, assessor FROM review_decisions").fetchall()
+    assert [tuple(r) for r in rows] == [(1, "d1", "Dr A")]
+    conn.close()
+
+
+def test_delete_trigger_fires_on_replace_with_recursive_triggers(tmp_path: Path) -> None:
+    """The BEFORE DELETE trigger alone refuses REPLACE once recursive_triggers is on."""
+    out = tmp_path / "out"
+    with Study.open(out) as study:
+        study.conn.execute(
+            "INSERT INTO review_decisions (decision_id, photo_sha256, assessor, decided_at, action)"
+            " VALUES ('d1', 'sha', 'Dr A', '2024-01-01', 'accept')"
+        )
+        study.conn.execute("DROP TRIGGER review_decisions_no_replace")
+        study.conn.commit()
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"), study.conn:
+            study.conn.execute(
+                "INSERT OR REPLACE INTO review_decisions (decision_id, photo_sha256, assessor,"
+                " decided_at, action) VALUES ('d1', 'sha', 'Mallory', '2024-01-02', 'accept')"
+            )
+
+
+def test_healing_table_matches_the_healing_records() -> None:
+    assert tuple(name for name, _ in HEALING_TABLE_COLUMNS) == HEALING_COLUMNS
+
+
+def test_only_the_store_defines_tables() -> None:
+    ddl = re.compile(r"\b(CREATE|DROP|ALTER)\s+(TABLE|VIEW|TRIGGER|INDEX|UNIQUE INDEX)\b", re.IGNORECASE)
+    owners = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if ddl.search(path.read_text(encoding="utf-8"))
+    }
+    assert owners == {"store/schema.py"}

@@ -1,0 +1,55 @@
+"""The ``ulcerseg`` click group, its command registration and the one-line-error entry point."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ulcerseg import __version__
+from ulcerseg.cli.dataset import dataset_group
+from ulcerseg.cli.heal import heal
+from ulcerseg.cli.marker import marker_command
+from ulcerseg.cli.measure import measure
+from ulcerseg.cli.model import evaluate_command, export_command, train_command
+from ulcerseg.cli.qa import qa_command
+from ulcerseg.cli.review import review
+from ulcerseg.cli.synth import synth
+from ulcerseg.errors import UlcersegError
+
+__all__ = ["main", "run"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ulcerseg")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Measure digital ulcers on calibrated finger photographs."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+for _command in (
+    measure, heal, review, qa_command, train_command, evaluate_command, export_command, dataset_group,
+    synth, marker_command,
+):  # fmt: skip
+    main.add_command(_command)
+
+
+def run() -> None:
+    """Entry point that turns library errors into one-line messages and exit status 2."""
+    try:
+        code = main(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except UlcersegError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)

@@ -1,0 +1,108 @@
+"""Healing and review rules configuration (``configs/healing.yaml``): units mm², %, days."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ulcerseg.config import build_dataclass, read_yaml_mapping
+from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.visits import visit_to_day
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "HealingConfig",
+    "ReviewSettings",
+    "healing_config_from_dict",
+    "healing_config_sha256",
+    "load_healing_config",
+]
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "healing.yaml"
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    """Settings of the blinded review (section ``review:`` of the healing config)."""
+
+    seed: int = 20240101
+    review_all: bool = False
+    show_visit_label: bool = False
+    disagreement_area_tolerance_pct: float = 10.0
+    disagreement_area_tolerance_mm2: float = 0.5
+
+
+@dataclass(frozen=True)
+class HealingConfig:
+    """Rules and thresholds of the healing status (units: mm², %, days)."""
+
+    healed_max_area_mm2: float = 0.5
+    improving_min_reduction_pct: float = 20.0
+    worsening_min_increase_pct: float = 20.0
+    baseline_visit: str = "D0"
+    unassessable_flags: tuple[str, ...] = (
+        "unreadable_file",
+        "no_marker",
+        "ambiguous_marker",
+        "processing_error",
+    )
+    low_confidence_flags: tuple[str, ...] = ("low_confidence",)
+    schedule: tuple[str, ...] = ("D0", "W2", "W4", "W8", "W12", "W16")
+    missing_visits_after_last: bool = False
+    implausible_jump_factor: float = 4.0  # growth between consecutive measured visits
+    implausible_shrink_factor: float = 10.0  # shrinkage (healing shrinks fast, so looser)
+    near_threshold_area_mm2: float = 0.25
+    near_threshold_pct: float = 5.0
+    date_window_days: int = 7
+    cardinal_ulcers: dict[str, str] = field(default_factory=dict)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
+
+
+def _validate_healing(cfg: HealingConfig, source: str) -> None:
+    """Checks beyond types: visit labels, non-negative thresholds, factors >= 1."""
+    for key in ("baseline_visit", "schedule"):
+        labels = (cfg.baseline_visit,) if key == "baseline_visit" else cfg.schedule
+        for label in labels:
+            try:
+                visit_to_day(label)
+            except InputError as err:
+                raise ConfigError(f"{source}: key {key!r}: {err}") from None
+    if len(set(cfg.schedule)) != len(cfg.schedule):
+        raise ConfigError(f"{source}: key 'schedule' lists a visit twice: {list(cfg.schedule)!r}")
+    for section, obj in (("", cfg), ("review.", cfg.review)):
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            minimum = 1.0 if f.name.startswith("implausible_") else 0.0
+            if not math.isfinite(value) or value < minimum:
+                raise ConfigError(f"{source}: key '{section}{f.name}' must be >= {minimum:g}, got {value!r}")
+
+
+def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> HealingConfig:
+    """Validated :class:`HealingConfig` from a mapping; raises :class:`ConfigError`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    cfg = build_dataclass(HealingConfig, dict(raw), source)
+    _validate_healing(cfg, source)
+    return cfg
+
+
+def load_healing_config(path: str | Path | None = None) -> HealingConfig:
+    """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.is_file():
+            return HealingConfig()
+        path = DEFAULT_CONFIG_PATH
+    return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
+
+
+def healing_config_sha256(cfg: HealingConfig) -> str:
+    """Hash of the healing rules' canonical JSON, recorded with every healing row."""
+    text = json.dumps(asdict(cfg), sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()

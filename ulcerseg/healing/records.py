@@ -1,0 +1,78 @@
+"""Healing records: status and flag codes, one row per ulcer and visit, one summary per ulcer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["HealingFlag", "HealingStatus", "UlcerHealing", "VisitHealing"]
+
+
+class HealingStatus(StrEnum):
+    """Proposed status of one ulcer at one visit."""
+
+    HEALED = "healed"
+    IMPROVING = "improving"
+    STABLE = "stable"
+    WORSENING = "worsening"
+    RECURRED = "recurred"
+    NOT_ASSESSABLE = "not_assessable"
+
+
+class HealingFlag(StrEnum):
+    """Stable longitudinal reason codes (added to the per-photo :class:`ulcerseg.records.Flag`)."""
+
+    IMPLAUSIBLE_JUMP = "implausible_jump"
+    HEALED_THEN_REAPPEARED = "healed_then_reappeared"
+    MISSING_VISIT = "missing_visit"
+    BASELINE_NOT_MEASURABLE = "baseline_not_measurable"
+    NEAR_THRESHOLD = "near_threshold"
+    DATE_INCONSISTENT = "date_inconsistent"
+
+
+@dataclass
+class VisitHealing:
+    """Healing figures of one ulcer at one visit (areas mm², changes mm² and %, days)."""
+
+    subject_id: str
+    ulcer_id: str
+    visit: str
+    study_day: int
+    status: str
+    photo_sha256: str | None = None  # representative photo (median area) of the visit
+    n_photos: int = 0
+    photo_date: str | None = None
+    area_mm2: float | None = None
+    area_low_mm2: float | None = None
+    area_high_mm2: float | None = None
+    change_from_baseline_mm2: float | None = None
+    change_from_baseline_pct: float | None = None
+    change_from_previous_mm2: float | None = None
+    change_from_previous_pct: float | None = None
+    photo_flags: list[str] = field(default_factory=list)
+    healing_flags: list[str] = field(default_factory=list)
+    # per-ulcer summary, repeated on every visit row for flat tables
+    is_cardinal: bool = False
+    cardinal_source: str = ""
+    baseline_visit: str | None = None
+    reference_visit: str | None = None  # visit the % changes refer to (baseline if measurable)
+    time_to_healing_days: int | None = None
+    time_to_confirmed_healing_days: int | None = None
+    healing_rate_mm2_per_week: float | None = None  # positive = shrinking
+
+
+@dataclass
+class UlcerHealing:
+    """Per-ulcer summary over all visits."""
+
+    subject_id: str
+    ulcer_id: str
+    visits: list[VisitHealing]
+    is_cardinal: bool = False
+    cardinal_source: str = ""
+    baseline_visit: str | None = None
+    reference_visit: str | None = None
+    time_to_healing_days: int | None = None
+    time_to_confirmed_healing_days: int | None = None
+    healing_rate_mm2_per_week: float | None = None
+    flags: list[str] = field(default_factory=list)

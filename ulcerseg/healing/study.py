@@ -1,0 +1,45 @@
+"""``heal_study``: healing of a measured study folder -> table ``healing`` and ``healing.csv``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ulcerseg.errors import InputError
+from ulcerseg.healing.config import HealingConfig, healing_config_sha256, load_healing_config
+from ulcerseg.healing.records import UlcerHealing
+from ulcerseg.healing.rules import compute_healing
+from ulcerseg.healing.table import PROVENANCE_COLUMNS, flat_rows, write_healing_csv
+from ulcerseg.store import Study
+from ulcerseg.store.healing import replace_healing_rows
+
+__all__ = ["heal_study"]
+
+log = logging.getLogger(__name__)
+
+
+def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = None) -> list[UlcerHealing]:
+    """Compute healing for a measurement output folder; write table ``healing`` and healing.csv.
+
+    ``config`` is a :class:`HealingConfig`, a YAML path, or None (packaged defaults).
+    """
+    cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
+    out_dir = Path(out_dir)
+    if not (out_dir / "study.sqlite").is_file():
+        raise InputError(f"{out_dir}: no study.sqlite (run `ulcerseg measure` first)")
+    heal_run = datetime.now(UTC).isoformat(timespec="seconds")
+    with Study.open(out_dir) as study:
+        photo_rows = study.latest_measurements()
+        results = compute_healing(photo_rows, cfg)
+        flat = flat_rows(results, heal_run)
+        # provenance: which package, model and configs produced the measured area of each row
+        by_sha = {r["photo_sha256"]: r for r in photo_rows}
+        rules = healing_config_sha256(cfg)
+        for row in flat:
+            source = by_sha.get(row.get("photo_sha256") or "", {})
+            row.update({k: source.get(k) for k in PROVENANCE_COLUMNS}, healing_config_sha256=rules)
+        replace_healing_rows(study.conn, flat)
+    write_healing_csv(flat, out_dir / "healing.csv")
+    log.info("healing: %d ulcers, %d visit rows -> %s", len(results), len(flat), out_dir)
+    return results

@@ -1,0 +1,158 @@
+"""The final per-visit table (``final_visits.csv``): the trial's endpoint after review.
+
+Final values: the counting assessor decision per photo wins over the automated value (accept
+keeps it, correct replaces it, not assessable removes it, confirm/reject healed overrides the
+status); healing status and flags are then recomputed on the final values. With double reading
+the counting decision is the latest reading when the readers agree, the latest adjudication when
+they disagreed, and none (no value, ``final_source = unresolved_disagreement``) while a
+disagreement waits for adjudication (:func:`ulcerseg.review.decisions.final_decisions`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ulcerseg.healing import PROVENANCE_COLUMNS, HealingConfig, UlcerHealing, compute_healing
+from ulcerseg.review.decisions import list_decisions, open_study
+from ulcerseg.review.outputs import healing_config, write_csv
+from ulcerseg.review.rules import Action, final_decisions
+
+__all__ = ["FINAL_COLUMNS", "apply_decisions", "export_final", "final_visit_rows"]
+
+log = logging.getLogger(__name__)
+
+FINAL_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "ulcer_id",
+    "is_cardinal",
+    "cardinal_source",
+    "visit",
+    "study_day",
+    "photo_date",
+    "photo_sha256",
+    "n_photos",
+    "automated_area_mm2",
+    "reviewed_area_mm2",
+    "final_area_mm2",
+    "final_source",
+    "review_action",
+    "review_reason",
+    "reviewer",
+    "reviewed_at",
+    "n_assessors",
+    "status",
+    "change_from_baseline_mm2",
+    "change_from_baseline_pct",
+    "change_from_previous_mm2",
+    "change_from_previous_pct",
+    "photo_flags",
+    "healing_flags",
+    "time_to_healing_days",
+    "time_to_confirmed_healing_days",
+    "healing_rate_mm2_per_week",
+    "package_version",
+    "model_sha256",
+    "config_sha256",
+)
+
+
+def apply_decisions(
+    rows: Sequence[Mapping[str, Any]],
+    latest: Mapping[str, Mapping[str, Any]],
+    unresolved: frozenset[str] | set[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Per-photo rows with the counting decision applied (pure; see module docstring).
+
+    Photos in ``unresolved`` (readers disagree, not adjudicated) have no area: a disputed value
+    must not enter the analysis silently.
+    """
+    out = []
+    for row in rows:
+        r = dict(row)
+        sha = str(row.get("photo_sha256"))
+        d = latest.get(sha)
+        if sha in unresolved:
+            r["area_mm2"] = None
+            r["area_low_mm2"] = r["area_high_mm2"] = None
+        elif d is not None:
+            action = d["action"]
+            if action == Action.NOT_ASSESSABLE:
+                r["area_mm2"] = None
+            elif action in (Action.ACCEPT, Action.CORRECT):
+                r["area_mm2"] = d["area_after_mm2"]
+                r["reviewed"] = True
+                r["area_low_mm2"] = r["area_high_mm2"] = None  # the band was for the model
+            elif action == Action.CONFIRM_HEALED:
+                r["healed_override"] = True
+                r["reviewed"] = True
+            elif action == Action.REJECT_HEALED:
+                r["healed_override"] = False
+        out.append(r)
+    return out
+
+
+def final_visit_rows(
+    rows: Sequence[Mapping[str, Any]],
+    decisions: Sequence[Mapping[str, Any]],
+    config: HealingConfig,
+) -> tuple[list[dict[str, Any]], list[UlcerHealing]]:
+    """Final per-visit rows (columns :data:`FINAL_COLUMNS`) and the recomputed healing."""
+    final = final_decisions(decisions, config.review)
+    latest = {sha: f.decision for sha, f in final.items() if f.decision is not None}
+    unresolved = {sha for sha, f in final.items() if f.decision is None}
+    by_sha = {str(r.get("photo_sha256")): r for r in rows}
+    results = compute_healing(apply_decisions(rows, latest, unresolved), config)
+    out: list[dict[str, Any]] = []
+    for ulcer in results:
+        for v in ulcer.visits:
+            auto = by_sha.get(v.photo_sha256 or "")
+            f = final.get(v.photo_sha256 or "")
+            d = f.decision if f is not None else None
+            flat = asdict(v)
+            reviewed_area = None
+            if d is not None and d["action"] in (Action.ACCEPT, Action.CORRECT):
+                reviewed_area = d["area_after_mm2"]
+            if f is not None:
+                source = f.source  # review | adjudication | unresolved_disagreement
+            elif v.area_mm2 is not None:
+                source = "automated"
+            else:
+                source = "none"
+            out.append(
+                {
+                    **{k: flat[k] for k in FINAL_COLUMNS if k in flat},
+                    "is_cardinal": int(v.is_cardinal),
+                    "automated_area_mm2": auto.get("area_mm2") if auto else None,
+                    **{k: auto.get(k) if auto else None for k in PROVENANCE_COLUMNS},
+                    "reviewed_area_mm2": reviewed_area,
+                    "final_area_mm2": v.area_mm2,
+                    "final_source": source,
+                    "review_action": d["action"] if d else None,
+                    "review_reason": d["reason"] if d else None,
+                    "reviewer": d["assessor"] if d else None,
+                    "reviewed_at": d["decided_at"] if d else None,
+                    "n_assessors": f.n_readers if f is not None else 0,
+                    "photo_flags": ";".join(v.photo_flags),
+                    "healing_flags": ";".join(v.healing_flags),
+                }
+            )
+    return out, results
+
+
+def export_final(
+    out_dir: str | Path,
+    config: HealingConfig | str | Path | None = None,
+    path: str | Path | None = None,
+) -> Path:
+    """Write the final per-visit CSV for statisticians (default OUT/final_visits.csv)."""
+    cfg = healing_config(config)
+    with open_study(out_dir) as (conn, rows):
+        decisions = list_decisions(conn)
+    final, _ = final_visit_rows(rows, decisions, cfg)
+    dest = Path(path) if path else Path(out_dir) / "final_visits.csv"
+    log.info("final table: %d visit rows -> %s", len(final), dest)
+    return write_csv(final, FINAL_COLUMNS, dest)

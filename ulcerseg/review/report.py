@@ -1,0 +1,151 @@
+"""HTML report per subject and ulcer (not blinded: real IDs and dates, for the study team).
+
+Rendered from ``templates/report.html.j2`` by Jinja2 with autoescaping, so no subject ID,
+reason or file name can inject markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ulcerseg.healing.config import HealingConfig
+from ulcerseg.review.blinding import encode_png_clean, load_rgb
+from ulcerseg.review.decisions import list_decisions, open_study
+from ulcerseg.review.final import final_visit_rows
+from ulcerseg.review.items import inside_out_dir
+from ulcerseg.review.outputs import healing_config, load_mask
+
+__all__ = ["REPORT_COLUMNS", "render_report", "write_report"]
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "visit",
+    "study_day",
+    "photo_date",
+    "automated_area_mm2",
+    "reviewed_area_mm2",
+    "final_area_mm2",
+    "final_source",
+    "status",
+    "change_from_baseline_pct",
+    "reviewer",
+    "photo_flags",
+    "healing_flags",
+)
+
+
+def _contour_png(rect: np.ndarray, mask: np.ndarray | None, max_side: int = 240) -> bytes:
+    import cv2
+
+    img = rect.copy()
+    if mask is not None and mask.shape[:2] == img.shape[:2]:
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(img, contours, -1, (255, 212, 0), max(1, img.shape[1] // 200))
+    scale = min(1.0, max_side / max(img.shape[:2]))
+    if scale < 1.0:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return encode_png_clean(img)
+
+
+def _plot_png(visits: Sequence[Mapping[str, Any]], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    for key, label, style in (
+        ("automated_area_mm2", "automated", "o--"),
+        ("final_area_mm2", "final", "s-"),
+    ):
+        pts = [(v["study_day"], v[key]) for v in visits if v.get(key) is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+    ax.set_xlabel("study day")
+    ax.set_ylabel("area (mm²)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "" if value is None else str(value)
+
+
+def render_report(ulcers: Sequence[Mapping[str, Any]]) -> str:
+    """The report's HTML from per-ulcer context dicts (``subject_id``, ``ulcer_id``,
+    ``is_cardinal``, ``plot_uri``, ``rows`` of cell strings, ``figures`` with ``uri``,
+    ``visit``, ``status``); every value is escaped by the template engine."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ulcerseg.review", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2").render(columns=REPORT_COLUMNS, ulcers=ulcers)
+
+
+def write_report(
+    out_dir: str | Path,
+    config: HealingConfig | str | Path | None = None,
+    path: str | Path | None = None,
+) -> Path:
+    """HTML report per subject/ulcer: visit table, photo series with contours, area plot.
+
+    The report is self-contained (images embedded) and NOT blinded (real IDs and dates).
+    """
+    cfg = healing_config(config)
+    out_dir = Path(out_dir)
+    with open_study(out_dir) as (conn, rows):
+        decisions = list_decisions(conn)
+    final, _ = final_visit_rows(rows, decisions, cfg)
+    by_sha = {str(r["photo_sha256"]): r for r in rows}
+    latest = {d["photo_sha256"]: d for d in decisions}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in final:
+        groups.setdefault((r["subject_id"], r["ulcer_id"]), []).append(r)
+    ulcers = []
+    for (subject, ulcer), visits in sorted(groups.items()):
+        figures = []
+        for v in visits:
+            src = by_sha.get(v["photo_sha256"] or "")
+            rect = inside_out_dir(out_dir, src.get("rectified_file")) if src else None
+            if rect is None:
+                continue
+            d = latest.get(v["photo_sha256"])
+            mask_path = inside_out_dir(out_dir, d["corrected_mask_file"]) if d else None
+            mask_path = mask_path or inside_out_dir(out_dir, src.get("mask_file"))
+            png = _contour_png(load_rgb(rect), load_mask(mask_path))
+            figures.append({"uri": _data_uri(png), "visit": v["visit"], "status": str(v["status"])})
+        ulcers.append(
+            {
+                "subject_id": subject,
+                "ulcer_id": ulcer,
+                "is_cardinal": bool(visits[0]["is_cardinal"]),
+                "plot_uri": _data_uri(_plot_png(visits, subject)),
+                "rows": [[_cell(v.get(c)) for c in REPORT_COLUMNS] for v in visits],
+                "figures": figures,
+            }
+        )
+    dest = Path(path) if path else out_dir / "report" / "report.html"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(render_report(ulcers), encoding="utf-8")
+    return dest

@@ -1,0 +1,93 @@
+"""Reviewed photos and their final masks as a training dataset (``review export-training``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from ulcerseg.healing.config import HealingConfig
+from ulcerseg.review.blinding import encode_png_clean, load_rgb, subject_pseudonym
+from ulcerseg.review.decisions import list_decisions, open_study, salt_for
+from ulcerseg.review.items import inside_out_dir
+from ulcerseg.review.outputs import check_dest, healing_config, load_mask, write_csv
+from ulcerseg.review.rules import Action, final_decisions
+
+__all__ = ["export_training"]
+
+log = logging.getLogger(__name__)
+
+
+def export_training(
+    out_dir: str | Path,
+    dest: str | Path,
+    include_accepted: bool = True,
+    config: HealingConfig | str | Path | None = None,
+) -> Path:
+    """Reviewed photos and their final masks as a training dataset.
+
+    DIR/images/<key>.png (rectified RGB), DIR/masks/<key>.png (0/255, same size),
+    DIR/dataset.yaml (the ``ulcerseg.training.dataset`` convention: name, px_per_mm, groups by
+    subject pseudonym in DIR/groups.csv; plus per-image provenance). Corrected photos use the
+    counting corrected mask (the adjudicator's when readers disagreed); accepted ones (if
+    ``include_accepted``) the automated mask; not assessable, healed-only and unresolved
+    (disputed, not adjudicated) photos are left out.
+    """
+    out_dir, dest = Path(out_dir), Path(dest)
+    check_dest(dest, out_dir)
+    cfg = healing_config(config)
+    with open_study(out_dir) as (conn, rows):
+        final = final_decisions(list_decisions(conn), cfg.review)
+        salt = salt_for(conn)
+    by_sha = {str(r["photo_sha256"]): r for r in rows}
+    entries = []
+    for sha, f in sorted(final.items()):
+        row = by_sha.get(sha)
+        d = f.decision
+        if row is None or d is None:
+            continue
+        if d["action"] == Action.CORRECT:
+            mask_path = inside_out_dir(out_dir, d["corrected_mask_file"])
+        elif d["action"] == Action.ACCEPT and include_accepted:
+            mask_path = inside_out_dir(out_dir, row.get("mask_file"))
+        else:
+            continue
+        rect = inside_out_dir(out_dir, row.get("rectified_file"))
+        mask = load_mask(mask_path)
+        if rect is None or mask is None:
+            log.warning("photo %s: rectified image or mask missing, skipped", sha[:16])
+            continue
+        key = sha[:16]
+        (dest / "images").mkdir(parents=True, exist_ok=True)
+        (dest / "masks").mkdir(parents=True, exist_ok=True)
+        (dest / "images" / f"{key}.png").write_bytes(encode_png_clean(load_rgb(rect)))
+        Image.fromarray(mask.astype(np.uint8) * 255).save(dest / "masks" / f"{key}.png")
+        entries.append(
+            {
+                "image": f"images/{key}.png",
+                "mask": f"masks/{key}.png",
+                "px_per_mm": float(row["rectified_px_per_mm"]),
+                "source": d["action"],
+                "decision_id": d["decision_id"],
+                # grouped splits keep one subject on one side; pseudonym, not the real ID
+                "group": subject_pseudonym(salt, str(row["subject_id"])),
+            }
+        )
+    ppms = {e["px_per_mm"] for e in entries}
+    meta = {
+        "name": f"review-{out_dir.name}",
+        "description": "assessor-reviewed ulcer masks in the rectified marker-plane frame",
+        "frame": "rectified",
+        "px_per_mm": ppms.pop() if len(ppms) == 1 else None,
+        "n_images": len(entries),
+        "groups": {"csv": "groups.csv", "stem_column": "stem", "group_column": "group"},
+        "images": entries,
+    }
+    dest.mkdir(parents=True, exist_ok=True)
+    groups = [{"stem": Path(e["image"]).stem, "group": e["group"]} for e in entries]
+    write_csv(groups, ["stem", "group"], dest / "groups.csv")
+    (dest / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    return dest

@@ -1,0 +1,74 @@
+"""Connections to ``study.sqlite``: pragmas, schema version check and migrations on open."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from ulcerseg.errors import StudyVersionError
+from ulcerseg.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = ["DB_NAME", "StudyVersionError", "connect", "ensure_schema", "schema_version"]
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "study.sqlite"
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The study's ``PRAGMA user_version`` (0: unversioned or new)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _check_not_newer(conn: sqlite3.Connection, where: str) -> int:
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StudyVersionError(
+            f"{where}: schema version {version} is newer than this ulcerseg supports "
+            f"({SCHEMA_VERSION}); use a newer ulcerseg"
+        )
+    return version
+
+
+def ensure_schema(conn: sqlite3.Connection, where: str = DB_NAME) -> None:
+    """Bring the study to :data:`SCHEMA_VERSION` (one transaction); refuse a newer study.
+
+    Also turns on ``recursive_triggers`` for ``conn`` so that the append-only triggers see the
+    implicit delete of ``INSERT OR REPLACE``. Cheap when the study is current.
+    """
+    conn.execute("PRAGMA recursive_triggers=ON")
+    if _check_not_newer(conn, where) == SCHEMA_VERSION:
+        return
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")  # DDL below runs inside this transaction
+    try:
+        version = _check_not_newer(conn, where)  # another process may have migrated meanwhile
+        for step in range(version, SCHEMA_VERSION):
+            MIGRATIONS[step](conn)
+            log.info("%s: schema migrated from version %d to %d", where, step, step + 1)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) a study database file with the store's pragmas, migrated.
+
+    WAL journal (readers never block the writer), ``synchronous=FULL`` (a committed row
+    survives power loss), rows as :class:`sqlite3.Row`.
+    """
+    path = Path(path)
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        ensure_schema(conn, str(path))
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,146 @@
+"""Every table, index, view and trigger of ``study.sqlite``, and the schema's version history.
+
+This module is the only place that defines the study database. ``SCHEMA_VERSION`` is stored
+in ``PRAGMA user_version``; ``MIGRATIONS[i]`` takes a study from version ``i`` to ``i + 1``
+(version 0 is a study written before versioning, or a new empty file).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+__all__ = [
+    "HEALING_TABLE_COLUMNS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "STATEMENTS",
+]
+
+# --- measurements (written by `ulcerseg measure`) ---------------------------------------------
+MEASUREMENT_TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
+    package_version TEXT NOT NULL, model_sha256 TEXT NOT NULL, config_sha256 TEXT NOT NULL,
+    config_json TEXT NOT NULL, input_root TEXT NOT NULL,
+    n_measured INTEGER DEFAULT 0, n_failed INTEGER DEFAULT 0, n_skipped INTEGER DEFAULT 0
+)""",
+    """CREATE TABLE IF NOT EXISTS photos (
+    photo_sha256 TEXT PRIMARY KEY, file TEXT NOT NULL, subject_id TEXT NOT NULL,
+    ulcer_id TEXT NOT NULL, visit TEXT NOT NULL, study_day INTEGER, photo_date TEXT,
+    image_width_px INTEGER, image_height_px INTEGER
+)""",
+    """CREATE TABLE IF NOT EXISTS measurements (
+    measurement_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    photo_sha256 TEXT NOT NULL REFERENCES photos(photo_sha256),
+    file TEXT NOT NULL,
+    status TEXT NOT NULL, needs_review INTEGER NOT NULL, flags TEXT NOT NULL,
+    area_mm2 REAL, perimeter_mm REAL, length_mm REAL, width_mm REAL, n_components INTEGER,
+    mean_probability REAL, area_low_mm2 REAL, area_high_mm2 REAL, marker_distance_mm REAL,
+    mm_per_px REAL, tilt_deg REAL, marker_residual_px REAL, marker_id INTEGER,
+    n_markers_found INTEGER, homography TEXT,
+    rectified_px_per_mm REAL, rectified_origin_x_mm REAL, rectified_origin_y_mm REAL,
+    rectified_file TEXT, mask_file TEXT, overlay_file TEXT, error TEXT NOT NULL DEFAULT '',
+    stage_seconds TEXT, package_version TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+    config_sha256 TEXT NOT NULL, measured_at TEXT NOT NULL
+)""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS measurement_identity
+    ON measurements(photo_sha256, file, model_sha256, config_sha256)""",
+    """CREATE TABLE IF NOT EXISTS flags (
+    measurement_id INTEGER NOT NULL REFERENCES measurements(measurement_id),
+    code TEXT NOT NULL
+)""",
+    """CREATE VIEW IF NOT EXISTS latest_measurements AS
+    SELECT m.photo_sha256, m.file, p.subject_id, p.ulcer_id, p.visit, p.study_day, p.photo_date,
+        m.status, m.needs_review, m.flags, m.area_mm2, m.perimeter_mm, m.length_mm, m.width_mm,
+        m.n_components, m.mean_probability, m.area_low_mm2, m.area_high_mm2,
+        m.marker_distance_mm, m.mm_per_px, m.tilt_deg, m.marker_residual_px,
+        p.image_width_px, p.image_height_px, m.homography, m.rectified_px_per_mm,
+        m.rectified_origin_x_mm, m.rectified_origin_y_mm, m.rectified_file, m.mask_file,
+        m.overlay_file, m.error, m.run_id, m.package_version, m.model_sha256, m.config_sha256,
+        m.measured_at, m.measurement_id
+    FROM measurements m JOIN photos p ON p.photo_sha256 = m.photo_sha256
+    WHERE m.measurement_id = (
+        SELECT MAX(m2.measurement_id) FROM measurements m2
+        WHERE m2.photo_sha256 = m.photo_sha256 AND m2.file = m.file)""",
+)
+
+# --- healing (derived, rewritten by `ulcerseg heal`) -----------------------------------------
+# (column, SQL type); the same order as ulcerseg.healing.HEALING_COLUMNS (a test checks it)
+HEALING_TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("heal_run", "TEXT"), ("subject_id", "TEXT"), ("ulcer_id", "TEXT"), ("visit", "TEXT"),
+    ("study_day", "INTEGER"), ("status", "TEXT"), ("photo_sha256", "TEXT"), ("n_photos", "INTEGER"),
+    ("photo_date", "TEXT"), ("area_mm2", "REAL"), ("area_low_mm2", "REAL"), ("area_high_mm2", "REAL"),
+    ("change_from_baseline_mm2", "REAL"), ("change_from_baseline_pct", "REAL"),
+    ("change_from_previous_mm2", "REAL"), ("change_from_previous_pct", "REAL"),
+    ("photo_flags", "TEXT"), ("healing_flags", "TEXT"), ("is_cardinal", "INTEGER"),
+    ("cardinal_source", "TEXT"), ("baseline_visit", "TEXT"), ("reference_visit", "TEXT"),
+    ("time_to_healing_days", "INTEGER"), ("time_to_confirmed_healing_days", "INTEGER"),
+    ("healing_rate_mm2_per_week", "REAL"), ("package_version", "TEXT"), ("model_sha256", "TEXT"),
+    ("config_sha256", "TEXT"), ("healing_config_sha256", "TEXT"),
+)  # fmt: skip
+
+HEALING_TABLE = "CREATE TABLE IF NOT EXISTS healing ({})".format(
+    ", ".join(f"{name} {kind}" for name, kind in HEALING_TABLE_COLUMNS)
+)
+
+# --- review (append-only audit trail, sessions, pseudonym salt) ------------------------------
+_APPEND_ONLY = "SELECT RAISE(ABORT, 'review_decisions is append-only')"
+REVIEW_TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS review_decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    decision_id TEXT NOT NULL UNIQUE,
+    photo_sha256 TEXT NOT NULL,
+    assessor TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT,
+    area_before_mm2 REAL,
+    area_after_mm2 REAL,
+    corrected_mask_file TEXT,
+    session_id TEXT,
+    details TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS review_decisions_photo ON review_decisions (photo_sha256)",
+    f"""CREATE TRIGGER IF NOT EXISTS review_decisions_no_update BEFORE UPDATE ON review_decisions
+BEGIN {_APPEND_ONLY}; END""",
+    # fires for DELETE, and for the implicit delete of INSERT OR REPLACE when the connection
+    # has PRAGMA recursive_triggers=ON (every connection made by ulcerseg.store.db has)
+    f"""CREATE TRIGGER IF NOT EXISTS review_decisions_no_delete BEFORE DELETE ON review_decisions
+BEGIN {_APPEND_ONLY}; END""",
+    # refuses INSERT OR REPLACE on any connection: a new row may not reuse a stored key
+    f"""CREATE TRIGGER IF NOT EXISTS review_decisions_no_replace BEFORE INSERT ON review_decisions
+WHEN EXISTS (SELECT 1 FROM review_decisions WHERE seq = NEW.seq OR decision_id = NEW.decision_id)
+BEGIN {_APPEND_ONLY}; END""",
+    """CREATE TABLE IF NOT EXISTS review_sessions (
+    session_id TEXT PRIMARY KEY,
+    assessor TEXT NOT NULL,
+    started_at TEXT NOT NULL
+)""",
+    "CREATE TABLE IF NOT EXISTS review_secrets (name TEXT PRIMARY KEY, value TEXT)",
+)
+
+STATEMENTS: tuple[str, ...] = (*MEASUREMENT_TABLES, HEALING_TABLE, *REVIEW_TABLES)
+"""The current schema, every statement idempotent (``IF NOT EXISTS``)."""
+
+
+def _table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    """Unversioned study -> 1: every table in one place, REPLACE-proof decisions.
+
+    The ``healing`` table was recreated by each ``heal`` with the columns of that version; it
+    is fully derived, so one with other columns is dropped (``ulcerseg heal`` refills it).
+    """
+    existing = _table_columns(conn, "healing")
+    if existing and existing != [name for name, _ in HEALING_TABLE_COLUMNS]:
+        conn.execute("DROP TABLE healing")
+    for statement in STATEMENTS:
+        conn.execute(statement)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
