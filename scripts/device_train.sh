@@ -37,8 +37,13 @@ wait)
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
     ;;
 fetch)
-    cp "$RUN"/model.json "$RUN"/metrics.csv "$RUN"/learning_curve.png "$RUN"/val_stems.json "$OUT"/
-    split -b 15M -d "$RUN"/model.pt "$OUT"/model.pt.part
+    cp "$RUN"/model.json "$RUN"/metrics.csv "$OUT"/
+    split -b 15M -d "$RUN"/model.pt "$OUT"/best.pt.part
+    # the weight average at the last finished epoch (no selection on the validation split)
+    python3 -c "import torch,sys; ck=torch.load(sys.argv[1],map_location='cpu',weights_only=False); \
+sd={k[len('module.'):]:v for k,v in ck['ema'].items() if k.startswith('module.')}; \
+torch.save(sd,'/tmp/last_ema.pt'); print('epoch',ck['epoch']+1,'step',ck['step'])" "$RUN"/last.pt
+    split -b 15M -d /tmp/last_ema.pt "$OUT"/last_ema.pt.part
     tr "\r" "\n" <"$RUN.log" | grep -v "it/s\]" | tail -200 >"$OUT"/train.log
     ls -la "$OUT"
     ;;
