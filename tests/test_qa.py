@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ulcerseg.annotations import (
-    apply_homography,
     rasterize_polygons,
     write_annotation,
     write_imagej_roi,
     write_labelme,
 )
+from ulcerseg.geometry import apply_homography
 from ulcerseg.qa import stats
 from ulcerseg.qa.commands import qa_command
 from ulcerseg.qa.compare import run_qa
@@ -227,7 +227,7 @@ def make_measure_output(root: Path, n: int = 8, failed: tuple[int, ...] = (7,)) 
 
 def photo_polygon(i: int, scale: float = 1.0) -> np.ndarray:
     """The manual outline of photo i in the photo frame (px)."""
-    return apply_homography(_ellipse_mm(i, scale), np.linalg.inv(_homography(i)))
+    return apply_homography(np.linalg.inv(_homography(i)), _ellipse_mm(i, scale))
 
 
 def make_annotation_folder(root: Path, n: int = 8) -> Path:

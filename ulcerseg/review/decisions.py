@@ -22,11 +22,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from ulcerseg.errors import InputError, UlcersegError
+from ulcerseg.geometry import fill_polygon
 from ulcerseg.healing import ReviewSettings
 from ulcerseg.measure import mask_geometry
 from ulcerseg.review.blinding import get_or_create_salt, subject_pseudonym, ulcer_pseudonym
@@ -245,13 +245,14 @@ def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
 
 
 def mask_from_polygon(vertices: Sequence[Sequence[float]], shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask (H, W) of a polygon given in rectified-frame px ``[[u, v], ...]``."""
+    """Boolean mask (H, W) of a polygon given in rectified-frame px ``[[u, v], ...]`` (centres at integers).
+
+    A pixel is inside when its centre is (:func:`ulcerseg.geometry.fill_polygon`).
+    """
     pts = np.asarray(vertices, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
         raise DecisionError("polygon needs at least 3 finite [u, v] vertices in rectified px")
-    canvas = np.zeros(shape, dtype=np.uint8)
-    cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 255)
-    return canvas > 0
+    return fill_polygon(shape, pts)
 
 
 def remeasure_mask(mask: np.ndarray, px_per_mm: float) -> dict[str, float]:

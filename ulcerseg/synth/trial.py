@@ -26,9 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.geometry import apply_homography, fill_polygon
 from ulcerseg.synth.finger import skin_tone
-from ulcerseg.synth.grid import fill_polygon
 from ulcerseg.synth.render import PhotoConfig, PhotoTruth, SynthPhoto, render_photo, render_scene_photo
 from ulcerseg.synth.scene import Subject, sample_scene
 from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
@@ -92,7 +91,7 @@ def resize_photo(photo: SynthPhoto, size: tuple[int, int]) -> SynthPhoto:
     poly_px = apply_homography(hom, t.polygon_mm) if len(t.polygon_mm) else np.zeros((0, 2))
     truth = replace(
         t,
-        mask=fill_polygon((h, w), poly_px),
+        mask=fill_polygon((h, w), poly_px).astype(np.uint8) * 255,
         homography=hom / hom[2, 2],
         marker_corners_px=apply_homography(hom, np.array([[0, 0], [1, 0], [1, 1], [0, 1]]) * t.side_mm),
         mm_per_px=t.mm_per_px / float(np.sqrt(sx * sy)),
