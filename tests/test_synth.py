@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
+from ulcerseg.calibration.aruco import aruco_dictionary
 from ulcerseg.cli import main
 from ulcerseg.geometry import fill_polygon, polygon_area
 from ulcerseg.synth import (
@@ -42,7 +43,7 @@ def _mask_area_mm2(mask: np.ndarray, h_mm_to_px: np.ndarray) -> float:
 def _detector() -> cv2.aruco.ArucoDetector:
     params = cv2.aruco.DetectorParameters()
     params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50), params)
+    return cv2.aruco.ArucoDetector(aruco_dictionary("DICT_4X4_50"), params)
 
 
 def test_render_is_deterministic_by_seed() -> None:

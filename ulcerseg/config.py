@@ -238,7 +238,7 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         raise ConfigError(f"{source}: discovery.ulcer_pattern is not a valid regex ({err})") from err
     if "ulcer_id" not in pattern.groupindex:
         raise ConfigError(f"{source}: discovery.ulcer_pattern needs a named group (?P<ulcer_id>...)")
-    from ulcerseg.calibration.marker import aruco_dictionary
+    from ulcerseg.calibration.aruco import aruco_dictionary
 
     aruco_dictionary(cfg.marker.dictionary, source)
 

@@ -12,20 +12,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ulcerseg.errors import CalibrationError, ConfigError
+from ulcerseg.calibration.aruco import aruco_dictionary
+from ulcerseg.errors import CalibrationError
 from ulcerseg.geometry import homography_jacobian
 from ulcerseg.imageio import Preview, make_preview
 from ulcerseg.records import Calibration
 
 log = logging.getLogger(__name__)
-
-
-def aruco_dictionary(name: str, source: str = "<config>") -> cv2.aruco.Dictionary:
-    """OpenCV predefined ArUco/AprilTag dictionary by name, e.g. ``DICT_4X4_50``."""
-    code = getattr(cv2.aruco, name, None)
-    if not name.startswith("DICT_") or not isinstance(code, int):
-        raise ConfigError(f"{source}: marker.dictionary {name!r} is not an OpenCV ArUco dictionary")
-    return cv2.aruco.getPredefinedDictionary(code)
 
 
 @dataclass(frozen=True)
