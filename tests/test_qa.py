@@ -19,6 +19,7 @@ from ulcerseg.annotations import (
     write_labelme,
 )
 from ulcerseg.geometry import apply_homography
+from ulcerseg.metrics import dice_iou
 from ulcerseg.qa import stats
 from ulcerseg.qa.commands import qa_command
 from ulcerseg.qa.compare import run_qa
@@ -141,7 +142,7 @@ def test_errors_correlations_and_dice() -> None:
     b = np.zeros((10, 10), bool)
     a[0:4, 0:5] = True  # 20 px
     b[2:6, 0:5] = True  # 20 px, overlap 10 px
-    dice, iou = stats.dice_iou(a, b)
+    dice, iou = dice_iou(a, b)
     assert dice == pytest.approx(2 * 10 / 40) and iou == pytest.approx(10 / 30)
 
 

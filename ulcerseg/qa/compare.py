@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulcerseg.metrics import dice_iou
 from ulcerseg.qa.inputs import (
     AutoResults,
     Issue,
@@ -19,7 +20,7 @@ from ulcerseg.qa.inputs import (
     read_auto,
     read_manual,
 )
-from ulcerseg.qa.stats import agreement_row, area_range_labels, dice_iou, kappa_row
+from ulcerseg.qa.stats import agreement_row, area_range_labels, kappa_row
 
 log = logging.getLogger(__name__)
 

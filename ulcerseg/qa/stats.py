@@ -258,19 +258,6 @@ def error_summary(test: Sequence[float], reference: Sequence[float]) -> dict[str
     }
 
 
-def dice_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> tuple[float, float]:
-    """Dice and IoU of two binary masks of the same shape (1.0 when both are empty)."""
-    a = np.asarray(mask_a) > 0
-    b = np.asarray(mask_b) > 0
-    if a.shape != b.shape:
-        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
-    inter = int(np.count_nonzero(a & b))
-    sa, sb = int(np.count_nonzero(a)), int(np.count_nonzero(b))
-    if sa + sb == 0:
-        return 1.0, 1.0
-    return 2.0 * inter / (sa + sb), inter / (sa + sb - inter)
-
-
 # --------------------------------------------------------------------------- categorical
 
 

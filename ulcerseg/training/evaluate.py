@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from ulcerseg.errors import DatasetError
+from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import with_flip_tta
 from ulcerseg.segmentation.model import ModelCard, load_card
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
-from ulcerseg.training.metrics import Counts, counts, predict_image, scores
+from ulcerseg.training.predict import predict_image
 
 log = logging.getLogger(__name__)
 
