@@ -13,7 +13,6 @@ Flat photo set (calibration benchmark)::
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -31,6 +30,7 @@ from ulcerseg.synth.finger import skin_tone
 from ulcerseg.synth.render import PhotoConfig, PhotoTruth, SynthPhoto, render_photo, render_scene_photo
 from ulcerseg.synth.scene import Subject, sample_scene
 from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
+from ulcerseg.tables import write_csv
 from ulcerseg.visits import visit_to_day
 
 log = logging.getLogger(__name__)
@@ -143,13 +143,6 @@ def _row(truth: PhotoTruth, **extra: object) -> dict[str, object]:
     return row
 
 
-def _write_csv(path: Path, rows: list[dict[str, object]], columns: Sequence[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _photo_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
@@ -236,7 +229,7 @@ def generate_trial(
                 polygons[rel.as_posix()] = np.round(photo.truth.polygon_mm, 5).tolist()
                 if progress:
                     progress(1)
-    _write_csv(out / GROUND_TRUTH_CSV, rows, CSV_COLUMNS)
+    write_csv(out / GROUND_TRUTH_CSV, rows, CSV_COLUMNS)
     (out / TRIAL_MASK_DIR / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
     log.info("wrote synthetic trial with %d photos to %s", len(rows), out)
     return out
@@ -273,7 +266,7 @@ def generate_photos(
     columns = [
         c for c in CSV_COLUMNS if c not in ("subject_id", "ulcer_id", "visit", "study_day", "photo_date")
     ]
-    _write_csv(out / GROUND_TRUTH_CSV, rows, columns)
+    write_csv(out / GROUND_TRUTH_CSV, rows, columns)
     (out / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
     log.info("wrote %d synthetic photos to %s", n, out)
     return out
