@@ -31,7 +31,8 @@ import numpy as np
 from PIL import Image
 from skimage.measure import find_contours
 
-from ulcerseg.errors import InputError
+from ulcerseg import imageio
+from ulcerseg.errors import ImageReadError, InputError
 from ulcerseg.geometry import RectifiedGrid, apply_homography, as_homography, fill_polygons, polygon_area
 
 log = logging.getLogger(__name__)
@@ -204,31 +205,9 @@ def read_mask(path: str | Path, image_shape: tuple[int, int] | None = None) -> n
     """Read a binary mask image (0/255, 0/1 or bool; gray or identical RGB channels) -> 0/255."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except Exception as err:
-        raise AnnotationError(f"{path}: cannot read mask image ({err})") from None
-    if arr.ndim == 3:
-        channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
-        if not np.all(channels == channels[..., :1]):
-            raise AnnotationError(f"{path}: mask must be single-channel (got colour image)")
-        arr = channels[..., 0]
-    if arr.ndim != 2:
-        raise AnnotationError(f"{path}: mask must be a 2-D image, got shape {arr.shape}")
-    values = np.unique(arr)
-    if arr.dtype == bool:
-        binary = arr
-    else:
-        top = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else None
-        allowed = ({0, 1}, {0, 255}, {0, top} if top is not None else {0, 1})
-        vals = {int(v) if float(v).is_integer() else float(v) for v in values.tolist()}
-        if not any(vals <= a for a in allowed):
-            shown = ", ".join(str(v) for v in sorted(vals)[:6])
-            raise AnnotationError(
-                f"{path}: mask is not binary (values {shown}{', ...' if len(vals) > 6 else ''}); "
-                "expected 0/255 or 0/1"
-            )
-        binary = arr > 0
+        binary = imageio.read_mask(path)
+    except ImageReadError as err:
+        raise AnnotationError(str(err)) from None
     if image_shape is not None and binary.shape != tuple(image_shape[:2]):
         raise AnnotationError(
             f"{path}: mask is {binary.shape[1]}x{binary.shape[0]} px but the photo is "

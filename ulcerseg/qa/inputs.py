@@ -21,7 +21,6 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from ulcerseg.annotations import (
     ANNOTATION_SUFFIXES,
@@ -33,6 +32,7 @@ from ulcerseg.annotations import (
 )
 from ulcerseg.errors import InputError, UlcersegError
 from ulcerseg.geometry import RectifiedGrid, apply_homography, as_homography
+from ulcerseg.imageio import read_mask
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,7 @@ class AutoResults:
         path = self.root / rel
         if not path.is_file():
             return None
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-        return (arr[..., 0] if arr.ndim == 3 else arr) > 0
+        return read_mask(path)
 
 
 def read_auto(path: str | Path) -> AutoResults:

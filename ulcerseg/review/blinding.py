@@ -12,12 +12,12 @@ import io
 import re
 import secrets
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ulcerseg.errors import InputError
+from ulcerseg.imageio import read_rgb as load_rgb  # review/export.py's name; new code: imageio.read_rgb
 
 __all__ = [
     "encode_png_clean",
@@ -64,15 +64,6 @@ def ulcer_pseudonym(salt: str, subject_id: str, ulcer_id: str) -> str:
 def item_pseudonym(salt: str, photo_sha256: str) -> str:
     """Stable pseudonym of one photo, used as file name in blinded packages."""
     return "I-" + _digest(salt, "photo", photo_sha256)[:12].upper()
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to an RGB uint8 array (H, W, 3)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read image ({err})") from None
 
 
 def encode_png_clean(pixels: np.ndarray) -> bytes:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ulcerseg.errors import DatasetError
+from ulcerseg import imageio
+from ulcerseg.errors import DatasetError, ImageReadError
 
 log = logging.getLogger(__name__)
 
@@ -61,50 +62,27 @@ class SegDataset:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an RGB uint8 H×W×3 image; raise DatasetError naming the file."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise DatasetError(f"{path}: cannot decode image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """Read an RGB uint8 H×W×3 image (:func:`ulcerseg.imageio.read_rgb`); DatasetError names the file."""
+    try:
+        return imageio.read_rgb(path)
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from None
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Read a binary mask as uint8 H×W in {0, 1}; raise DatasetError if unreadable/non-binary."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None:
-        raise DatasetError(f"{path}: cannot decode mask")
-    if mask.ndim == 3:
-        if mask.shape[2] == 4:
-            mask = mask[..., :3]
-        if not (np.all(mask == mask[..., :1])):
-            raise DatasetError(f"{path}: mask must be single-channel (got colour channels)")
-        mask = mask[..., 0]
-    values = np.unique(mask)
-    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
-        shown = ", ".join(str(v) for v in values[:6])
-        raise DatasetError(f"{path}: mask is not binary (values {shown}); use 0/255 or 0/1")
-    return (mask > 0).astype(np.uint8)
+    """Read a binary mask as uint8 H×W in {0, 1} (:func:`ulcerseg.imageio.read_mask`); DatasetError."""
+    try:
+        return imageio.read_mask(path).astype(np.uint8)
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from None
 
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) after EXIF orientation, from the file header (pixels not decoded)."""
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            # EXIF orientations 5-8 swap the axes; OpenCV applies them when decoding
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                w, h = h, w
-            return w, h
-    except Exception as err:  # PIL raises many types
-        raise DatasetError(f"{path}: cannot read image header ({err})") from None
+        return imageio.image_size(path)
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
