@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import contains_date, png_metadata_chunks
 from PIL import Image, PngImagePlugin
 
 from ulcerseg.healing import HealingConfig, ReviewSettings, heal_study
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
-from ulcerseg.review.blinding import contains_date, png_metadata_chunks
 from ulcerseg.review.decisions import disagreements, list_decisions
 from ulcerseg.review.export import export_blinded, export_final, export_training, write_report
 from ulcerseg.review.server import ReviewApp, make_server

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,12 +463,3 @@ def write_annotation(path: str | Path, mask: np.ndarray, image_path: str = "", n
     if suffix in LABELME_SUFFIXES:
         return write_labelme(path, polygons, np.asarray(mask).shape, image_path=image_path)
     raise ValueError(f"{path}: unknown annotation type {suffix!r}")
-
-
-def is_zip_roiset(path: Path) -> bool:
-    """True if ``path`` is a zip of ``.roi`` entries (ImageJ RoiSet)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.lower().endswith(".roi") for n in zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False

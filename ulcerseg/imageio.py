@@ -21,7 +21,6 @@ from ulcerseg.errors import ImageReadError
 
 log = logging.getLogger(__name__)
 
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 _EXIF_IFD = 0x8769
 _TAG_DATETIME_ORIGINAL = 36867
 _TAG_DATETIME = 306

@@ -22,7 +22,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -414,8 +414,3 @@ def area_range_labels(
         else:
             labels.append(f"<{edges[0]:g}")
     return labels
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """Dataclass -> dict (for CSV rows)."""
-    return asdict(obj)

@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import re
 import secrets
 import sqlite3
 
 import numpy as np
 from PIL import Image
 
-from ulcerseg.errors import InputError
 from ulcerseg.imageio import read_rgb as load_rgb  # review/export.py's name; new code: imageio.read_rgb
 
 __all__ = [
@@ -75,26 +73,3 @@ def encode_png_clean(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
-
-
-_DATE_RE = re.compile(r"\b(19|20)\d\d[-:/.](0[1-9]|1[0-2])[-:/.](0[1-9]|[12]\d|3[01])")
-
-
-def contains_date(text: str) -> bool:
-    """True when ``text`` contains something that looks like a calendar date (YYYY-MM-DD)."""
-    return _DATE_RE.search(text) is not None
-
-
-def png_metadata_chunks(data: bytes) -> list[str]:
-    """Names of PNG chunks other than the pixel/structure ones (eXIf, tEXt, iTXt, tIME, ...)."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise InputError("not a PNG stream")
-    pos, out = 8, []
-    allowed = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS"}
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        name = data[pos + 4 : pos + 8]
-        if name not in allowed:
-            out.append(name.decode("latin-1"))
-        pos += 12 + length
-    return out
