@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -236,13 +237,20 @@ def render_photo(seed: int, config: PhotoConfig | None = None, area_mm2: float |
     """
     config = config or PhotoConfig()
     rng = np.random.default_rng(seed)
-    scene = sample_scene(
+    return render_scene_photo(sample_photo_scene(rng, config, area_mm2=area_mm2), rng, config, seed)
+
+
+def sample_photo_scene(rng: np.random.Generator, config: PhotoConfig, **overrides: Any) -> Scene:
+    """A scene with ``config``'s marker (side, ID, dictionary) and ulcer area/distance ranges.
+
+    ``overrides`` (area, shape, look, subject, ...) go to :func:`ulcerseg.synth.scene.sample_scene`.
+    """
+    return sample_scene(
         rng,
         side_mm=config.side_mm,
         marker_id=config.marker_id,
         dictionary=config.dictionary,
-        area_mm2=area_mm2,
         area_range_mm2=config.area_range_mm2,
         distance_range_mm=config.distance_range_mm,
+        **overrides,
     )
-    return render_scene_photo(scene, rng, config, seed)

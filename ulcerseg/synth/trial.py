@@ -27,8 +27,15 @@ from PIL import Image
 
 from ulcerseg.geometry import apply_homography, fill_polygon
 from ulcerseg.synth.finger import skin_tone
-from ulcerseg.synth.render import PhotoConfig, PhotoTruth, SynthPhoto, render_photo, render_scene_photo
-from ulcerseg.synth.scene import Subject, sample_scene
+from ulcerseg.synth.render import (
+    PhotoConfig,
+    PhotoTruth,
+    SynthPhoto,
+    render_photo,
+    render_scene_photo,
+    sample_photo_scene,
+)
+from ulcerseg.synth.scene import Subject
 from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
 from ulcerseg.tables import write_csv
 from ulcerseg.visits import visit_to_day
@@ -191,13 +198,10 @@ def generate_trial(
                 rng = np.random.default_rng(pseed)
                 area = traj.area(baseline, day, rng)
                 look = replace(base_look, texture_seed=base_look.texture_seed + vi)
-                scene = sample_scene(
+                scene = sample_photo_scene(
                     rng,
-                    side_mm=cfg.side_mm,
-                    marker_id=cfg.marker_id,
-                    dictionary=cfg.dictionary,
+                    cfg,
                     area_mm2=area,
-                    distance_range_mm=cfg.distance_range_mm,
                     shape=shape.evolve(rng, 0.15) if vi else shape,
                     look=look,
                     subject=subject,
