@@ -14,7 +14,7 @@ import numpy as np
 
 from ulcerseg.calibration.aruco import aruco_dictionary
 from ulcerseg.errors import CalibrationError
-from ulcerseg.geometry import homography_jacobian
+from ulcerseg.geometry import homography_jacobian, polygon_area
 from ulcerseg.imageio import Preview, make_preview
 from ulcerseg.records import Calibration
 
@@ -61,7 +61,7 @@ def detect_markers(
             if int(i) in accepted_ids
         ]
         if found:
-            found.sort(key=lambda item: -cv2.contourArea(item[1].astype(np.float32)))
+            found.sort(key=lambda item: -polygon_area(item[1]))
             return MarkerDetection(tuple(i for i, _ in found), tuple(c for _, c in found))
     return MarkerDetection((), ())
 
