@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from ulcerseg.annotations import rasterize_polygons
+from ulcerseg.annotations import load_annotation, rasterize_polygons, write_imagej_roi, write_labelme
 from ulcerseg.geometry import (
     RectifiedGrid,
     apply_homography,
@@ -48,7 +50,7 @@ def test_even_odd_holes_and_clipping() -> None:
     assert not fill_polygon((10, 10), outer[:2]).any()
 
 
-def test_review_importers_and_synth_fill_the_same_pixels() -> None:
+def test_review_importers_and_synth_fill_the_same_pixels(tmp_path: Path) -> None:
     th = np.linspace(0, 2 * np.pi, 37, endpoint=False)
     poly = np.c_[31.3 + 9.2 * np.cos(th) + 2 * np.cos(3 * th), 22.6 + 6.1 * np.sin(th)]
     shape = (48, 64)
@@ -57,6 +59,11 @@ def test_review_importers_and_synth_fill_the_same_pixels() -> None:
     reference = fill_polygon(shape, poly)
     assert np.array_equal(review, reference)
     assert np.array_equal(imported, reference)
+    # the importers' file round trips (LabelMe JSON, ImageJ ROI) give the same pixels
+    labelme = write_labelme(tmp_path / "a.json", [poly], shape)
+    roi = write_imagej_roi(tmp_path / "a.roi", [poly])
+    for path in (labelme, roi):
+        assert np.array_equal(load_annotation(path, shape) > 0, reference), path.name
     # synth: mask of a marker-plane polygon through its camera homography
     from ulcerseg.synth.render import PhotoConfig, render_photo
 
