@@ -13,13 +13,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ulcerseg.annotations import (
-    apply_homography,
     rasterize_polygons,
     write_annotation,
     write_imagej_roi,
     write_labelme,
 )
 from ulcerseg.cli.qa import qa_command
+from ulcerseg.geometry import apply_homography
+from ulcerseg.metrics import dice_iou
 from ulcerseg.qa import stats
 from ulcerseg.qa.compare import run_qa
 
@@ -141,7 +142,7 @@ def test_errors_correlations_and_dice() -> None:
     b = np.zeros((10, 10), bool)
     a[0:4, 0:5] = True  # 20 px
     b[2:6, 0:5] = True  # 20 px, overlap 10 px
-    dice, iou = stats.dice_iou(a, b)
+    dice, iou = dice_iou(a, b)
     assert dice == pytest.approx(2 * 10 / 40) and iou == pytest.approx(10 / 30)
 
 
@@ -227,7 +228,7 @@ def make_measure_output(root: Path, n: int = 8, failed: tuple[int, ...] = (7,)) 
 
 def photo_polygon(i: int, scale: float = 1.0) -> np.ndarray:
     """The manual outline of photo i in the photo frame (px)."""
-    return apply_homography(_ellipse_mm(i, scale), np.linalg.inv(_homography(i)))
+    return apply_homography(np.linalg.inv(_homography(i)), _ellipse_mm(i, scale))
 
 
 def make_annotation_folder(root: Path, n: int = 8) -> Path:

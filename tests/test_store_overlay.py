@@ -5,7 +5,7 @@ import numpy as np
 from conftest import RednessBackend, make_photo, write_jpeg
 
 from ulcerseg.config import PipelineConfig
-from ulcerseg.imageio import read_png
+from ulcerseg.imageio import read_mask, read_rgb
 from ulcerseg.pipeline import measure_study
 from ulcerseg.store import CSV_COLUMNS, Study
 
@@ -21,8 +21,8 @@ def test_outputs_follow_the_contract(tmp_path: Path) -> None:
         assert reader.fieldnames == CSV_COLUMNS
         row = next(reader)
     # the saved mask and rectified image share one frame; area = count / px_per_mm²
-    mask = read_png(out / row["mask_file"], color=False)
-    rectified = read_png(out / row["rectified_file"])
+    mask = read_mask(out / row["mask_file"])
+    rectified = read_rgb(out / row["rectified_file"])
     assert mask.shape == rectified.shape[:2]
     area = np.count_nonzero(mask) / float(row["rectified_px_per_mm"]) ** 2
     assert area == float(row["area_mm2"])
@@ -30,7 +30,7 @@ def test_outputs_follow_the_contract(tmp_path: Path) -> None:
     red = rectified[..., 0].astype(int) - rectified[..., 1] > 70
     assert (mask > 0)[red].mean() > 0.95
     # overlay: a green contour was drawn
-    overlay = read_png(out / row["overlay_file"])
+    overlay = read_rgb(out / row["overlay_file"])
     green = (overlay[..., 1] > 180) & (overlay[..., 0] < 90) & (overlay[..., 2] < 90)
     assert green.sum() > 20
     with Study.open(out) as study:

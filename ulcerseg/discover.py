@@ -97,6 +97,8 @@ def discover_manifest(manifest: Path) -> Discovery:
         text = manifest.read_text(encoding="utf-8-sig")
     except OSError as err:
         raise InputError(f"{manifest}: cannot read manifest ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"{manifest}: not a UTF-8 text file (byte {err.start}); save it as UTF-8") from None
     reader = csv.DictReader(text.splitlines())
     aliases = {"subject_id": "subject", "ulcer_id": "ulcer", "file": "path", "photo_date": "date"}
     header = {aliases.get(h.strip().lower(), h.strip().lower()) for h in reader.fieldnames or []}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.marker import apply_homography
-from ulcerseg.calibration.rectify import RectifiedGrid
+from ulcerseg.geometry import RectifiedGrid, apply_homography
 from ulcerseg.records import Calibration
 
 _GREEN = (40, 220, 40)

@@ -22,7 +22,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -258,19 +258,6 @@ def error_summary(test: Sequence[float], reference: Sequence[float]) -> dict[str
     }
 
 
-def dice_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> tuple[float, float]:
-    """Dice and IoU of two binary masks of the same shape (1.0 when both are empty)."""
-    a = np.asarray(mask_a) > 0
-    b = np.asarray(mask_b) > 0
-    if a.shape != b.shape:
-        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
-    inter = int(np.count_nonzero(a & b))
-    sa, sb = int(np.count_nonzero(a)), int(np.count_nonzero(b))
-    if sa + sb == 0:
-        return 1.0, 1.0
-    return 2.0 * inter / (sa + sb), inter / (sa + sb - inter)
-
-
 # --------------------------------------------------------------------------- categorical
 
 
@@ -427,8 +414,3 @@ def area_range_labels(
         else:
             labels.append(f"<{edges[0]:g}")
     return labels
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """Dataclass -> dict (for CSV rows)."""
-    return asdict(obj)

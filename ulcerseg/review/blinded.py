@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
+from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import (
     encode_png_clean,
     item_pseudonym,
-    load_rgb,
     subject_pseudonym,
     ulcer_pseudonym,
 )
@@ -52,7 +52,7 @@ def export_blinded(
         pid = item_pseudonym(salt, sha)
         subject, ulcer = str(row["subject_id"]), str(row["ulcer_id"])
         (dest / "images").mkdir(parents=True, exist_ok=True)
-        (dest / "images" / f"{pid}.png").write_bytes(encode_png_clean(load_rgb(rect)))
+        (dest / "images" / f"{pid}.png").write_bytes(encode_png_clean(read_rgb(rect)))
         mask = load_mask(inside_out_dir(out_dir, row.get("mask_file")))
         if mask is not None:
             (dest / "masks").mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ulcerseg.healing.config import HealingConfig
-from ulcerseg.review.blinding import encode_png_clean, load_rgb
+from ulcerseg.imageio import read_rgb
+from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.final import final_visit_rows
 from ulcerseg.review.items import inside_out_dir
@@ -133,7 +134,7 @@ def write_report(
             d = latest.get(v["photo_sha256"])
             mask_path = inside_out_dir(out_dir, d["corrected_mask_file"]) if d else None
             mask_path = mask_path or inside_out_dir(out_dir, src.get("mask_file"))
-            png = _contour_png(load_rgb(rect), load_mask(mask_path))
+            png = _contour_png(read_rgb(rect), load_mask(mask_path))
             figures.append({"uri": _data_uri(png), "visit": v["visit"], "status": str(v["status"])})
         ulcers.append(
             {

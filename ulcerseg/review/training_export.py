@@ -10,7 +10,8 @@ import yaml
 from PIL import Image
 
 from ulcerseg.healing.config import HealingConfig
-from ulcerseg.review.blinding import encode_png_clean, load_rgb, subject_pseudonym
+from ulcerseg.imageio import read_rgb
+from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
 from ulcerseg.review.decisions import list_decisions, open_study, salt_for
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import check_dest, healing_config, load_mask, write_csv
@@ -63,7 +64,7 @@ def export_training(
         key = sha[:16]
         (dest / "images").mkdir(parents=True, exist_ok=True)
         (dest / "masks").mkdir(parents=True, exist_ok=True)
-        (dest / "images" / f"{key}.png").write_bytes(encode_png_clean(load_rgb(rect)))
+        (dest / "images" / f"{key}.png").write_bytes(encode_png_clean(read_rgb(rect)))
         Image.fromarray(mask.astype(np.uint8) * 255).save(dest / "masks" / f"{key}.png")
         entries.append(
             {

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ulcerseg.calibration.marker import apply_homography
-from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid, valid_region
+from ulcerseg.calibration.rectify import rectify, search_grid, valid_region
 from ulcerseg.config import TTA_MODES, SegmentationConfig
+from ulcerseg.geometry import RectifiedGrid, apply_homography
 from ulcerseg.imageio import Preview
 from ulcerseg.segmentation.backends import SegmentationBackend
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.geometry import RectifiedGrid, apply_homography, fill_polygon
 from ulcerseg.synth.camera import Camera, mm_per_px_at, sample_camera
-from ulcerseg.synth.grid import Grid, fill_polygon
 from ulcerseg.synth.scene import Scene, lighting, render_plane, sample_scene, ulcer_layer
 
 PLANE_BUDGET_PX = 2_000_000  # max pixels of the coarse plane raster (keeps 12 MP under ~1.5 s)
@@ -94,7 +94,7 @@ def _composite_patch(
     photo: np.ndarray,
     cam: Camera,
     box_mm: tuple[float, float, float, float],
-    layer: Callable[[Grid], tuple[np.ndarray, np.ndarray]],
+    layer: Callable[[RectifiedGrid], tuple[np.ndarray, np.ndarray]],
     scene: Scene,
     oversample: float = 1.0,
     max_px: int = 1400,
@@ -106,7 +106,7 @@ def _composite_patch(
     corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     scale = min(mm_per_px_at(cam.homography, tuple(c)) for c in corners)
     p = min(oversample / scale, max_px / max(x1 - x0, y1 - y0))
-    grid = Grid.covering(x0, y0, x1, y1, p)
+    grid = RectifiedGrid.covering(x0, y0, x1, y1, p)
     col, a = layer(grid)
     if not np.any(a > 0.002):
         return
@@ -186,7 +186,7 @@ def render_scene_photo(scene: Scene, rng: np.random.Generator, config: PhotoConf
     )
     x0, y0, x1, y1 = _visible_box(cam, scene.centre_mm)
     p = min(1.2 / cam.mm_per_px, np.sqrt(PLANE_BUDGET_PX / max((x1 - x0) * (y1 - y0), 1e-6)))
-    grid = Grid.covering(x0, y0, x1, y1, p)
+    grid = RectifiedGrid.covering(x0, y0, x1, y1, p)
     # Ulcer and sticker are drawn only in the full-resolution patches below (drawing them here
     # too would double their semi-transparent rims).
     plane = render_plane(scene, grid, layers=())
@@ -210,7 +210,7 @@ def render_scene_photo(scene: Scene, rng: np.random.Generator, config: PhotoConf
         seed=seed,
         polygon_mm=ulcer.polygon_mm.copy(),
         true_area_mm2=ulcer.area_mm2,
-        mask=fill_polygon((h, w), poly_px),
+        mask=fill_polygon((h, w), poly_px).astype(np.uint8) * 255,
         homography=cam.homography.copy(),
         marker_corners_px=apply_homography(cam.homography, scene.sticker.corners_mm()),
         tilt_deg=cam.tilt_deg,
@@ -237,13 +237,20 @@ def render_photo(seed: int, config: PhotoConfig | None = None, area_mm2: float |
     """
     config = config or PhotoConfig()
     rng = np.random.default_rng(seed)
-    scene = sample_scene(
+    return render_scene_photo(sample_photo_scene(rng, config, area_mm2=area_mm2), rng, config, seed)
+
+
+def sample_photo_scene(rng: np.random.Generator, config: PhotoConfig, **overrides: Any) -> Scene:
+    """A scene with ``config``'s marker (side, ID, dictionary) and ulcer area/distance ranges.
+
+    ``overrides`` (area, shape, look, subject, ...) go to :func:`ulcerseg.synth.scene.sample_scene`.
+    """
+    return sample_scene(
         rng,
         side_mm=config.side_mm,
         marker_id=config.marker_id,
         dictionary=config.dictionary,
-        area_mm2=area_mm2,
         area_range_mm2=config.area_range_mm2,
         distance_range_mm=config.distance_range_mm,
+        **overrides,
     )
-    return render_scene_photo(scene, rng, config, seed)

@@ -13,7 +13,6 @@ Flat photo set (calibration benchmark)::
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -26,12 +25,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.geometry import apply_homography, fill_polygon
 from ulcerseg.synth.finger import skin_tone
-from ulcerseg.synth.grid import fill_polygon
-from ulcerseg.synth.render import PhotoConfig, PhotoTruth, SynthPhoto, render_photo, render_scene_photo
-from ulcerseg.synth.scene import Subject, sample_scene
+from ulcerseg.synth.render import (
+    PhotoConfig,
+    PhotoTruth,
+    SynthPhoto,
+    render_photo,
+    render_scene_photo,
+    sample_photo_scene,
+)
+from ulcerseg.synth.scene import Subject
 from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
+from ulcerseg.tables import write_csv
 from ulcerseg.visits import visit_to_day
 
 log = logging.getLogger(__name__)
@@ -92,7 +98,7 @@ def resize_photo(photo: SynthPhoto, size: tuple[int, int]) -> SynthPhoto:
     poly_px = apply_homography(hom, t.polygon_mm) if len(t.polygon_mm) else np.zeros((0, 2))
     truth = replace(
         t,
-        mask=fill_polygon((h, w), poly_px),
+        mask=fill_polygon((h, w), poly_px).astype(np.uint8) * 255,
         homography=hom / hom[2, 2],
         marker_corners_px=apply_homography(hom, np.array([[0, 0], [1, 0], [1, 1], [0, 1]]) * t.side_mm),
         mm_per_px=t.mm_per_px / float(np.sqrt(sx * sy)),
@@ -144,13 +150,6 @@ def _row(truth: PhotoTruth, **extra: object) -> dict[str, object]:
     return row
 
 
-def _write_csv(path: Path, rows: list[dict[str, object]], columns: Sequence[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _photo_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
@@ -199,13 +198,10 @@ def generate_trial(
                 rng = np.random.default_rng(pseed)
                 area = traj.area(baseline, day, rng)
                 look = replace(base_look, texture_seed=base_look.texture_seed + vi)
-                scene = sample_scene(
+                scene = sample_photo_scene(
                     rng,
-                    side_mm=cfg.side_mm,
-                    marker_id=cfg.marker_id,
-                    dictionary=cfg.dictionary,
+                    cfg,
                     area_mm2=area,
-                    distance_range_mm=cfg.distance_range_mm,
                     shape=shape.evolve(rng, 0.15) if vi else shape,
                     look=look,
                     subject=subject,
@@ -237,7 +233,7 @@ def generate_trial(
                 polygons[rel.as_posix()] = np.round(photo.truth.polygon_mm, 5).tolist()
                 if progress:
                     progress(1)
-    _write_csv(out / GROUND_TRUTH_CSV, rows, CSV_COLUMNS)
+    write_csv(out / GROUND_TRUTH_CSV, rows, CSV_COLUMNS)
     (out / TRIAL_MASK_DIR / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
     log.info("wrote synthetic trial with %d photos to %s", len(rows), out)
     return out
@@ -274,7 +270,7 @@ def generate_photos(
     columns = [
         c for c in CSV_COLUMNS if c not in ("subject_id", "ulcer_id", "visit", "study_day", "photo_date")
     ]
-    _write_csv(out / GROUND_TRUTH_CSV, rows, columns)
+    write_csv(out / GROUND_TRUTH_CSV, rows, columns)
     (out / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
     log.info("wrote %d synthetic photos to %s", n, out)
     return out

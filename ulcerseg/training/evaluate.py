@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from ulcerseg.errors import DatasetError
+from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import with_flip_tta
 from ulcerseg.segmentation.model import ModelCard, load_card
+from ulcerseg.tables import write_frame_csv
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
-from ulcerseg.training.metrics import Counts, counts, predict_image, scores
+from ulcerseg.training.predict import predict_image
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +197,7 @@ def evaluate(
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(out / PER_IMAGE_FILE, index=False, float_format="%.5f")
+        write_frame_csv(out / PER_IMAGE_FILE, pd.DataFrame(rows), float_format="%.5f")
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         contact_sheet(
             [(im, g, p, f"{rows[i]['stem']}  Dice {d:.2f}") for d, i, im, g, p in kept],

@@ -28,6 +28,7 @@ import yaml
 
 from ulcerseg import __version__
 from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.segmentation.model import (
     WEIGHTS_FILE,
     ModelCard,
@@ -41,7 +42,7 @@ from ulcerseg.segmentation.model import (
 from ulcerseg.training.augment import TrainAugment
 from ulcerseg.training.config import TrainConfig, load_config
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask, split_dataset
-from ulcerseg.training.metrics import counts, predict_image, scores
+from ulcerseg.training.predict import predict_image
 from ulcerseg.training.provenance import dataset_sha256
 
 log = logging.getLogger(__name__)
@@ -218,16 +219,15 @@ def validate(
         acc = per_dataset.setdefault(it.dataset, [0, 0, 0])
         acc[0], acc[1], acc[2] = acc[0] + c.tp, acc[1] + c.fp, acc[2] + c.fn
     net.train()
-    denom = 2 * tp + fp + fn
+    pooled = scores(Counts(tp, fp, fn))
     out = {
-        "val_dice": 2 * tp / denom if denom else 1.0,
-        "val_iou": tp / (tp + fp + fn) if denom else 1.0,
+        "val_dice": pooled["dice"],
+        "val_iou": pooled["iou"],
         "val_dice_mean": float(np.mean(per_image)) if per_image else float("nan"),
     }
     if len(per_dataset) > 1:
         for name, (dtp, dfp, dfn) in sorted(per_dataset.items()):
-            d = 2 * dtp + dfp + dfn
-            out[f"val_dice_{name}"] = 2 * dtp / d if d else 1.0
+            out[f"val_dice_{name}"] = scores(Counts(dtp, dfp, dfn))["dice"]
     return out
 
 
