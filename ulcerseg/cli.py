@@ -10,7 +10,7 @@ import click
 
 from ulcerseg import __version__
 from ulcerseg.cli_options import backend_option, model_dir_option, out_dir_option, threads_option
-from ulcerseg.errors import UlcersegError
+from ulcerseg.errors import UlcersegError, missing_extra_message
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,6 +37,11 @@ def run() -> None:
         sys.exit(err.exit_code)
     except UlcersegError as err:
         click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as err:  # torch & co. belong to the [train] extra
+        if (message := missing_extra_message(err)) is None:
+            raise
+        click.echo(f"error: {message}", err=True)
         sys.exit(2)
 
 

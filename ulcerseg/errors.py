@@ -29,3 +29,15 @@ class ModelError(UlcersegError):
 
 class DatasetError(InputError):
     """A training/evaluation dataset folder is invalid."""
+
+
+# modules of the [train] extra: the core install (measure, heal, review, qa) runs without them
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "segmentation_models_pytorch", "albumentations", "onnx")
+
+
+def missing_extra_message(err: ModuleNotFoundError) -> str | None:
+    """One-line advice when ``err`` is a missing [train] module, else None."""
+    root = (err.name or "").split(".")[0]
+    if root not in TRAIN_EXTRA_MODULES:
+        return None
+    return f"{root} is not installed: this needs the training tier (pip install 'ulcerseg[train]')"

@@ -24,6 +24,7 @@ from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.resources import config_path
 from ulcerseg.visits import visit_to_day
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "healing.yaml"
 
 
 class HealingStatus(StrEnum):
@@ -137,9 +136,7 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:
     """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
     if path is None:
-        if not DEFAULT_CONFIG_PATH.is_file():
-            return HealingConfig()
-        path = DEFAULT_CONFIG_PATH
+        path = config_path("healing.yaml")  # the checkout's configs/ or the wheel's copy
     return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
 
 
