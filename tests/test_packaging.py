@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ulcerseg import resources
+from ulcerseg.errors import TRAIN_EXTRA_MODULES as TRAIN_MODULES
 from ulcerseg.errors import ConfigError, ModelError, missing_extra_message
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,3 +78,23 @@ def test_bundled_copy_is_used_when_no_checkout(tmp_path: Path, monkeypatch) -> N
 def test_missing_training_tier_is_one_line_advice() -> None:
     assert "ulcerseg[train]" in (missing_extra_message(ModuleNotFoundError(name="torch.nn")) or "")
     assert missing_extra_message(ModuleNotFoundError(name="yaml")) is None
+
+
+def test_onnx_backend_measures_without_training_tier() -> None:
+    # the core install: torch, smp & co. cannot be imported at all; the ONNX model still runs
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {TRAIN_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from ulcerseg.segmentation.backends import open_backend
+be = open_backend({str(REPO / "models" / "default")!r}, "auto", num_threads=1)
+prob = be.predict_proba(np.zeros((1, 64, 64, 3), np.uint8))
+print(type(be).__name__, prob.shape, bool(be.sha256))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "OnnxBackend (1, 64, 64) True"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
@@ -116,7 +117,17 @@ def known_encoders() -> list[str]:
 
 
 def check_architecture(architecture: str, encoder: str, where: str) -> None:
-    """Raise ModelError naming ``where`` (file and key) if arch/encoder are not smp names."""
+    """Raise ModelError naming ``where`` (file and key) if arch/encoder are not smp names.
+
+    Without segmentation-models-pytorch (the core install, which runs ``model.onnx``) the names
+    are not checked here: only building the network needs them, and that needs smp.
+    """
+    try:
+        has_smp = importlib.util.find_spec("segmentation_models_pytorch") is not None
+    except (ImportError, ValueError):
+        has_smp = False
+    if not has_smp:
+        return
     if architecture not in known_architectures():
         raise ModelError(
             f"{where}: architecture: unknown architecture {architecture!r} "
