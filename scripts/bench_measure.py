@@ -88,10 +88,15 @@ def main() -> None:
         for rep in range(args.repeat):
             floor = decode_floor(paths)
             out = Path(tmp) / f"out{rep}"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run([*cmd, "-o", str(out)], env=env, check=False, stdout=subprocess.DEVNULL)
+            proc = subprocess.run([*cmd, "-o", str(out)], env=env, capture_output=True, text=True)
             elapsed = time.perf_counter() - t0
-            rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if proc.returncode not in (0, 1):
+                sys.exit(f"ulcerseg measure failed ({proc.returncode}): {proc.stderr[-2000:]}")
+            rss_mb = usage.ru_maxrss / 1024  # the largest child so far
+            cpu = (usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime) / args.n
             con = sqlite3.connect(out / "study.sqlite")
             stages = [json.loads(s) for (s,) in con.execute("SELECT stage_seconds FROM measurements")]
             n_ok = con.execute("SELECT COUNT(*) FROM measurements WHERE status = 'measured'").fetchone()[0]
@@ -99,7 +104,8 @@ def main() -> None:
             per_photo = elapsed / args.n
             print(f"run {rep + 1}: {args.n / elapsed:.2f} photos/s end to end ({1000 * per_photo:.0f} ms per "
                   f"photo, {n_ok} measured), decode floor {1000 * floor:.0f} ms per photo -> "
-                  f"{per_photo / floor:.1f}x the decode floor, peak RSS {rss_mb:.0f} MB")  # fmt: skip
+                  f"{per_photo / floor:.1f}x the decode floor, peak RSS {rss_mb:.0f} MB, "
+                  f"CPU {1000 * cpu:.0f} ms per photo")  # fmt: skip
             per_stage = {k: 1000 * sum(s.get(k, 0.0) for s in stages) / max(len(stages), 1) for k in STAGES}
             stage_text = ", ".join(f"{k} {v:.0f}" for k, v in per_stage.items())
             print(f"  ms per photo by stage (overlapping): {stage_text}")
