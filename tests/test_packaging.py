@@ -16,9 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_measuring_imports_no_training_tier() -> None:
-    # the core install has no torch: the measuring path must not import it (nor its friends)
+    # the core install has no torch: the measuring path must not import it (nor its friends),
+    # not even where torch is installed (importing it costs seconds and ~800 MB of RSS)
     code = (
         "import sys, ulcerseg.pipeline, ulcerseg.segmentation.backends, ulcerseg.healing;"
+        "from ulcerseg.config import PipelineConfig;"
+        "be = ulcerseg.pipeline.open_model(PipelineConfig());"
+        "assert type(be).__name__ == 'OnnxBackend', be;"
         "print(sorted(m for m in ('torch', 'torchvision', 'segmentation_models_pytorch',"
         " 'albumentations', 'onnx') if m in sys.modules))"
     )

@@ -96,7 +96,7 @@ class OnnxBackend:
 
     def __init__(self, model_dir: str | Path, num_threads: int | None = None) -> None:
         self.model_dir = Path(model_dir)
-        self.card = load_card(self.model_dir)
+        self.card = load_card(self.model_dir, check_names=False)  # no torch import
         path = self.model_dir / ONNX_FILE
         if not path.is_file():
             raise ModelError(f"{path}: ONNX file not found (run `ulcerseg export --onnx`)")
@@ -140,7 +140,7 @@ def _onnx_session(path: Path, num_threads: int | None) -> Any:
 def onnx_is_current(model_dir: str | Path, card: ModelCard | None = None) -> bool:
     """True if ``model.onnx`` exists, matches the card's onnx_sha256 and was made from model.pt."""
     model_dir = Path(model_dir)
-    card = card or load_card(model_dir)
+    card = card or load_card(model_dir, check_names=False)
     onnx_path = model_dir / ONNX_FILE
     if not onnx_path.is_file() or not card.onnx_sha256:
         return False

@@ -140,8 +140,13 @@ def check_architecture(architecture: str, encoder: str, where: str) -> None:
         )
 
 
-def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
-    """Validate a card dictionary and build the :class:`ModelCard`; errors name ``source``."""
+def card_from_dict(data: dict[str, Any], source: str = "<dict>", check_names: bool = True) -> ModelCard:
+    """Validate a card dictionary and build the :class:`ModelCard`; errors name ``source``.
+
+    ``check_names=False`` skips checking architecture and encoder against smp's names, which
+    imports segmentation-models-pytorch and torch (seconds, ~800 MB): the ONNX backend runs
+    ``model.onnx`` and never builds the network (:func:`build_network` checks them then).
+    """
     if not isinstance(data, dict):
         raise ModelError(f"{source}: model card must be a JSON object")
     names = {f.name for f in dataclasses.fields(ModelCard)}
@@ -171,7 +176,8 @@ def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
     except (TypeError, ValueError) as err:
         raise ModelError(f"{source}: invalid value in model card ({err})") from None
     card = ModelCard(**kwargs)
-    check_architecture(card.architecture, card.encoder, source)
+    if check_names:
+        check_architecture(card.architecture, card.encoder, source)
     if card.px_per_mm <= 0:
         raise ModelError(f"{source}: px_per_mm: must be > 0, got {card.px_per_mm}")
     if card.tile_px <= 0 or card.tile_px % 32:
@@ -188,8 +194,11 @@ def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
     return card
 
 
-def load_card(model_dir: str | Path) -> ModelCard:
-    """Read and validate ``model_dir/model.json``; raise ModelError naming the file/key."""
+def load_card(model_dir: str | Path, check_names: bool = True) -> ModelCard:
+    """Read and validate ``model_dir/model.json``; raise ModelError naming the file/key.
+
+    ``check_names``: see :func:`card_from_dict` (False for ONNX inference: no torch import).
+    """
     path = Path(model_dir) / CARD_FILE
     if not Path(model_dir).is_dir():
         raise ModelError(f"{model_dir}: model folder does not exist")
@@ -199,7 +208,7 @@ def load_card(model_dir: str | Path) -> ModelCard:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise ModelError(f"{path}: cannot read model card ({err})") from None
-    return card_from_dict(data, str(path))
+    return card_from_dict(data, str(path), check_names)
 
 
 def save_card(card: ModelCard, model_dir: str | Path) -> Path:
