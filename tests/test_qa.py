@@ -492,3 +492,30 @@ def test_photo_matcher_by_sha_path_name_stem_and_ulcer_key(tmp_path: Path) -> No
     assert matcher.match("S00_D0_U3")[0] == sha[3]  # <subject>_<visit>_<ulcer>
     missing, why = matcher.match("photo9.jpg")
     assert missing is None and "no photo 'photo9.jpg'" in why
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")  # pingouin's own pandas deprecation
+def test_icc_matches_pingouin_reference() -> None:
+    # the core install computes ICCs itself; pingouin (a test tool) is the independent reference
+    pingouin = pytest.importorskip("pingouin")
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    truth = rng.uniform(2, 60, 25)
+    arr = np.column_stack([truth + rng.normal(b, 3, 25) for b in (0.0, 1.5, -2.0)])
+    ours = stats.intraclass_correlations(arr)
+    n, k = arr.shape
+    long = pd.DataFrame({"t": np.repeat(np.arange(n), k), "r": np.tile(np.arange(k), n), "y": arr.ravel()})
+    saved = dict(pingouin.options)
+    pingouin.options["round.column.CI95"] = None  # pingouin rounds the CI to 2 digits
+    try:
+        table = pingouin.intraclass_corr(long, targets="t", raters="r", ratings="y")
+    finally:
+        pingouin.options.clear()
+        pingouin.options.update(saved)
+    ci_col = "CI95" if "CI95" in table.columns else "CI95%"
+    names = {"ICC1": ("ICC1", "ICC(1,1)"), "ICC2": ("ICC2", "ICC(A,1)"), "ICC3": ("ICC3", "ICC(C,1)")}
+    for key, aliases in names.items():
+        row = table[table["Type"].isin(aliases)].iloc[0]
+        assert ours[key].icc == pytest.approx(float(row["ICC"]), abs=1e-9)
+        assert [ours[key].ci_low, ours[key].ci_high] == pytest.approx(list(row[ci_col]), abs=1e-6)

@@ -37,3 +37,15 @@ class DecisionError(UlcersegError):
 
 class StudyVersionError(UlcersegError):
     """A study database was written by a newer ulcerseg (schema version above this one's)."""
+
+
+# modules of the [train] extra: the core install (measure, heal, review, qa) runs without them
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "segmentation_models_pytorch", "albumentations", "onnx")
+
+
+def missing_extra_message(err: ModuleNotFoundError) -> str | None:
+    """One-line advice when ``err`` is a missing [train] module, else None."""
+    root = (err.name or "").split(".")[0]
+    if root not in TRAIN_EXTRA_MODULES:
+        return None
+    return f"{root} is not installed: this needs the training tier (pip install 'ulcerseg[train]')"

@@ -21,7 +21,7 @@ from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig, with_overrides
 from ulcerseg.discover import Discovery, discover
-from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
+from ulcerseg.errors import CalibrationError, ImageReadError
 from ulcerseg.imageio import (
     PhotoInfo,
     Preview,
@@ -35,6 +35,7 @@ from ulcerseg.measure import measure_ulcer
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import calibration_flags, image_flags, mask_flags
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
+from ulcerseg.resources import resolve_model_dir
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import segment_photo
 from ulcerseg.segmentation.model import ModelCard
@@ -42,17 +43,6 @@ from ulcerseg.segmentation.postprocess import ulcer_mask
 from ulcerseg.store import RunInfo, Study
 
 log = logging.getLogger(__name__)
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolve_model_dir(model: str | Path) -> Path:
-    """A model folder given as configured: as is, or relative to the source checkout."""
-    path = Path(model)
-    for candidate in (path, _REPO_ROOT / path):
-        if (candidate / "model.json").is_file():
-            return candidate
-    raise ModelError(f"{model}: no model folder with model.json found (give --model DIR)")
 
 
 @dataclass

@@ -12,18 +12,16 @@ from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.resources import config_path
 from ulcerseg.visits import visit_to_day
 
 __all__ = [
-    "DEFAULT_CONFIG_PATH",
     "HealingConfig",
     "ReviewSettings",
     "healing_config_from_dict",
     "healing_config_sha256",
     "load_healing_config",
 ]
-
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "healing.yaml"
 
 
 @dataclass(frozen=True)
@@ -96,9 +94,7 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:
     """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
     if path is None:
-        if not DEFAULT_CONFIG_PATH.is_file():
-            return HealingConfig()
-        path = DEFAULT_CONFIG_PATH
+        path = config_path("healing.yaml")  # the checkout's configs/ or the wheel's copy
     return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
 
 

@@ -25,6 +25,9 @@ from ulcerseg.segmentation.backends import SegmentationBackend
 log = logging.getLogger(__name__)
 
 _STRIDE = 32  # encoder output stride: inputs must be multiples of it
+# regions up to this many px a side go through the network in one pass (no overlapping
+# windows: a 675 px coarse region costs one 704 px pass instead of four 512 px windows)
+SINGLE_PASS_MAX_PX = 1024
 
 
 def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -159,9 +162,11 @@ def _run_on_grid(
     valid = valid_region(h_px_to_mm, size, grid)
     exclude = marker_exclusion(grid, side_mm) | ~valid
     t1 = time.perf_counter()
-    # windows of 2 tiles a side: few passes, and enough context around small ulcers
+    # one pass when the region is small enough, else windows of at least 2 tiles a side
+    # (enough context around small ulcers)
     predict = with_flip_tta(backend.predict_proba, tta)
-    prob = predict_image(predict, apply_gains(image, gains), 2 * backend.card.tile_px)
+    window = max(2 * backend.card.tile_px, SINGLE_PASS_MAX_PX)
+    prob = predict_image(predict, apply_gains(image, gains), window)
     prob[exclude] = 0.0
     seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
     return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)

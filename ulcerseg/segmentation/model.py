@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
@@ -117,7 +118,17 @@ def known_encoders() -> list[str]:
 
 
 def check_architecture(architecture: str, encoder: str, where: str) -> None:
-    """Raise ModelError naming ``where`` (file and key) if arch/encoder are not smp names."""
+    """Raise ModelError naming ``where`` (file and key) if arch/encoder are not smp names.
+
+    Without segmentation-models-pytorch (the core install, which runs ``model.onnx``) the names
+    are not checked here: only building the network needs them, and that needs smp.
+    """
+    try:
+        has_smp = importlib.util.find_spec("segmentation_models_pytorch") is not None
+    except (ImportError, ValueError):
+        has_smp = False
+    if not has_smp:
+        return
     if architecture not in known_architectures():
         raise ModelError(
             f"{where}: architecture: unknown architecture {architecture!r} "
@@ -130,12 +141,15 @@ def check_architecture(architecture: str, encoder: str, where: str) -> None:
         )
 
 
-def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
+def card_from_dict(data: dict[str, Any], source: str = "<dict>", check_names: bool = True) -> ModelCard:
     """Validate a card dictionary and build the :class:`ModelCard`; errors name ``source``.
 
     Types, finiteness and ranges are checked by :func:`ulcerseg.config.build_dataclass` (the
     validator of every configuration file); unknown keys (cards of newer versions) are logged
     and ignored. Errors are one-line ModelErrors ``FILE: key 'name': problem``.
+    ``check_names=False`` skips checking architecture and encoder against smp's names, which
+    imports segmentation-models-pytorch and torch (seconds, ~800 MB): the ONNX backend runs
+    ``model.onnx`` and never builds the network (:func:`build_network` checks them then).
     """
     if not isinstance(data, dict):
         raise ModelError(f"{source}: model card must be a JSON object")
@@ -143,7 +157,8 @@ def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
         card = build_dataclass(ModelCard, data, source, unknown_keys="warn")
     except ConfigError as err:
         raise ModelError(str(err)) from None
-    check_architecture(card.architecture, card.encoder, source)
+    if check_names:
+        check_architecture(card.architecture, card.encoder, source)
     if card.tile_px % 32:
         raise ModelError(f"{source}: key 'tile_px': must be a positive multiple of 32, got {card.tile_px}")
     if card.architecture in _LIST_DECODER_ARCHS and len(card.decoder_channels) != card.encoder_depth:
@@ -154,8 +169,11 @@ def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
     return card
 
 
-def load_card(model_dir: str | Path) -> ModelCard:
-    """Read and validate ``model_dir/model.json``; raise ModelError naming the file/key."""
+def load_card(model_dir: str | Path, check_names: bool = True) -> ModelCard:
+    """Read and validate ``model_dir/model.json``; raise ModelError naming the file/key.
+
+    ``check_names``: see :func:`card_from_dict` (False for ONNX inference: no torch import).
+    """
     path = Path(model_dir) / CARD_FILE
     if not Path(model_dir).is_dir():
         raise ModelError(f"{model_dir}: model folder does not exist")
@@ -165,7 +183,7 @@ def load_card(model_dir: str | Path) -> ModelCard:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:  # ValueError: invalid JSON or not UTF-8
         raise ModelError(f"{path}: cannot read model card ({err})") from None
-    return card_from_dict(data, str(path))
+    return card_from_dict(data, str(path), check_names)
 
 
 def save_card(card: ModelCard, model_dir: str | Path) -> Path:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from ulcerseg.config import Check, NonNegative, Positive, PositiveInt, build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.resources import find_config
 from ulcerseg.segmentation.model import IMAGENET_MEAN, IMAGENET_STD, ModelCard, check_architecture
 from ulcerseg.training.augment import AugmentConfig
 
@@ -136,8 +137,8 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a training config YAML file."""
-    path = Path(path)
+    """Read and validate a training config YAML file (a shipped recipe by name from anywhere)."""
+    path = find_config(path)
     return config_from_dict(_read_with_base(path, ()), str(path))
 
 
