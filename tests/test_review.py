@@ -473,6 +473,7 @@ def test_heal_study_writes_own_table_and_csv(study):
     rows = conn.execute("SELECT subject_id, visit, status, heal_run FROM healing").fetchall()
     assert len(rows) == 6
     assert {r[2] for r in rows} <= {
+        "baseline",
         "healed",
         "improving",
         "stable",
@@ -482,7 +483,19 @@ def test_heal_study_writes_own_table_and_csv(study):
     }
     first_run = rows[0][3]
     with (out / "healing.csv").open() as fh:
-        assert len(list(csv.DictReader(fh))) == 6
+        csv_rows = list(csv.DictReader(fh))
+    assert len(csv_rows) == 6
+    # the CSV rounds (areas 0.01 mm², % 0.1, rates 0.01), the table keeps full precision
+    for row in csv_rows:
+        for col, decimals in (
+            ("area_mm2", 2),
+            ("change_from_baseline_pct", 1),
+            ("healing_rate_mm2_per_week", 2),
+        ):
+            if row[col]:
+                assert len(row[col].partition(".")[2]) <= decimals, (col, row[col])
+    full = conn.execute("SELECT healing_rate_mm2_per_week FROM healing WHERE area_mm2 > 0").fetchall()
+    assert any(round(a, 2) != a for (a,) in full)
     heal_study(out, cfg())  # rerun replaces, never appends
     assert conn.execute("SELECT COUNT(*) FROM healing").fetchone()[0] == 6
     assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == n_meas

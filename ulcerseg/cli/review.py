@@ -65,6 +65,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     --adjudicate`); until then the photo has no final value in `review export-final`.
     """
     from ulcerseg.review.decisions import disagreements, open_study
+    from ulcerseg.rounding import round_rows
 
     cfg = _config(config_path)
     with open_study(out_dir) as (conn, _rows):
@@ -84,7 +85,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     try:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(round_rows(rows))
     finally:
         if output:
             fh.close()
@@ -145,6 +146,7 @@ def export_training_cmd(out_dir: Path, config_path: Path | None, output: Path, c
 def decisions_cmd(out_dir: Path, output: Path | None) -> None:
     """The audit trail: every decision in order (CSV to stdout or -o)."""
     from ulcerseg.review.decisions import list_decisions, open_study
+    from ulcerseg.rounding import round_rows
 
     with open_study(out_dir) as (conn, _rows):
         rows = list_decisions(conn)
@@ -165,7 +167,7 @@ def decisions_cmd(out_dir: Path, output: Path | None) -> None:
     try:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(round_rows(rows))
     finally:
         if output:
             fh.close()

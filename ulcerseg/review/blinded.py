@@ -18,6 +18,7 @@ from ulcerseg.review.blinding import (
 from ulcerseg.review.decisions import open_study, salt_for
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import check_dest, healing_config, load_mask, write_csv
+from ulcerseg.rounding import round_rows
 
 __all__ = ["export_blinded"]
 
@@ -86,7 +87,7 @@ def export_blinded(
     dest.mkdir(parents=True, exist_ok=True)
     cols = ["item", "subject", "ulcer", *(["visit"] if cfg.review.show_visit_label else [])]
     cols += ["area_mm2", "px_per_mm", "image", "mask"]
-    write_csv(items, cols, dest / "items.csv")
+    write_csv(round_rows(items), cols, dest / "items.csv")
     write_csv(keys, list(keys[0]) if keys else ["item"], key_path)
     log.info("blinded package: %d items -> %s (key %s)", len(items), dest, key_path)
     return dest, key_path
