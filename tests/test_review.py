@@ -713,3 +713,26 @@ def test_report_template_escapes_every_value() -> None:
     assert "<script>" not in html and html.count("&lt;script&gt;") == 2 + len(REPORT_COLUMNS)
     assert "U1&#39; onload=&#39;x" in html
     assert html.count("<figure>") == 1 and "(cardinal)" in html
+
+
+def test_report_plot_starts_at_zero_and_marks_healed() -> None:
+    import matplotlib.pyplot as plt
+
+    from ulcerseg.review.report import area_figure
+
+    visits = [
+        {"study_day": 0, "automated_area_mm2": 18.9, "final_area_mm2": 18.9, "status": "baseline"},
+        {"study_day": 28, "automated_area_mm2": 17.4, "final_area_mm2": 16.0, "status": "stable"},
+        {"study_day": 56, "automated_area_mm2": 0.8, "final_area_mm2": 0.3, "status": "healed"},
+    ]
+    fig = area_figure(visits, "S001 / U1", healed_limit_mm2=0.5)
+    try:
+        (ax,) = fig.axes
+        assert ax.get_ylim()[0] == 0.0 and ax.get_ylim()[1] >= 18.9
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ["automated", "final (after review)", "healed", "healed limit"]
+        healed = ax.collections[0].get_offsets()
+        assert healed.tolist() == [[56.0, 0.3]]  # the healed visit, at its final area
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    finally:
+        plt.close(fig)
