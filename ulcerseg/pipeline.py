@@ -32,6 +32,7 @@ from ulcerseg.imageio import (
     write_png,
 )
 from ulcerseg.measure import measure_ulcer
+from ulcerseg.naming import photo_file_stem
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import calibration_flags, image_flags, mask_flags
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
@@ -195,7 +196,7 @@ class PhotoMeasurer:
         label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
 
         def write(out_dir: Path) -> None:
-            key = photo.sha256[:16]
+            key = photo_file_stem(photo.subject_id, photo.ulcer_id, photo.visit, photo.sha256)
             result.mask_path = out_dir / "masks" / f"{key}.png"
             write_png(result.mask_path, mask.astype(np.uint8) * 255)
             if output.write_rectified:
@@ -204,7 +205,13 @@ class PhotoMeasurer:
             if output.write_overlays:
                 contours = mask_contours_photo(mask, grid, h)
                 overlay = render_overlay(
-                    preview.image, cal, contours, measurement.area_mm2, label, image_scale=preview.scale
+                    preview.image,
+                    cal,
+                    contours,
+                    measurement.area_mm2,
+                    label,
+                    image_scale=preview.scale,
+                    flags=result.flags,
                 )
                 result.overlay_path = out_dir / "overlays" / f"{key}.png"
                 write_png(result.overlay_path, overlay, compression=1)
