@@ -20,7 +20,7 @@ import numpy as np
 from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig, with_overrides
-from ulcerseg.discover import Discovery, discover
+from ulcerseg.discover import Discovery, discover, no_photos_error
 from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
 from ulcerseg.imageio import (
     PhotoInfo,
@@ -296,6 +296,8 @@ def measure_study(
     found: Discovery = discover(source, config.discovery)
     for path, reason in found.problems:
         log.warning("%s: %s", path, reason)
+    if not found.photos:
+        raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
     backend = backend or open_model(config)
     config = effective_config(config, backend.card)
     with Study.open(out_dir) as study:

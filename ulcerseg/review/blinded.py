@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
@@ -30,6 +32,7 @@ def export_blinded(
     dest: str | Path,
     config: HealingConfig | str | Path | None = None,
     key_file: str | Path | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> tuple[Path, Path]:
     """Blinded review package: images/masks named by item pseudonym, items.csv, no metadata.
 
@@ -45,7 +48,8 @@ def export_blinded(
     with open_study(out_dir) as (conn, rows):
         salt = salt_for(conn)
     items, keys = [], []
-    for row in sorted(rows, key=lambda r: str(r["photo_sha256"])):
+    ordered = sorted(rows, key=lambda r: str(r["photo_sha256"]))
+    for row in progress(ordered, len(ordered)) if progress else ordered:
         rect = inside_out_dir(out_dir, row.get("rectified_file"))
         if rect is None:
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,7 @@ def write_report(
     out_dir: str | Path,
     config: HealingConfig | str | Path | None = None,
     path: str | Path | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> Path:
     """HTML report per subject/ulcer: visit table, photo series with contours, area plot.
 
@@ -162,7 +163,8 @@ def write_report(
     for r in final:
         groups.setdefault((r["subject_id"], r["ulcer_id"]), []).append(r)
     ulcers = []
-    for (subject, ulcer), visits in sorted(groups.items()):
+    ordered = sorted(groups.items())
+    for (subject, ulcer), visits in progress(ordered, len(ordered)) if progress else ordered:
         figures = []
         for v in visits:
             src = by_sha.get(v["photo_sha256"] or "")
