@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CSV_DECIMALS", "csv_decimals", "round_row", "round_rows"]
+__all__ = ["CSV_DECIMALS", "csv_decimals", "round_frame", "round_row", "round_rows"]
 
 # (column suffix, decimals), first match wins
 CSV_DECIMALS: tuple[tuple[str, int], ...] = (
@@ -48,3 +48,14 @@ def round_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def round_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """:func:`round_row` over ``rows``."""
     return [round_row(r) for r in rows]
+
+
+def round_frame(frame: Any) -> Any:
+    """A copy of a pandas DataFrame with its ``*_mm2`` / ``*_pct`` / ``*_per_week`` float
+    columns rounded for a CSV (other columns untouched)."""
+    out = frame.copy()
+    for col in out.columns:
+        n = csv_decimals(str(col))
+        if n is not None and out[col].dtype.kind == "f":
+            out[col] = out[col].round(n) + 0.0  # + 0.0: no "-0.0"
+    return out

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ulcerseg import __version__
+from ulcerseg.rounding import round_frame
 
 if TYPE_CHECKING:
     from ulcerseg.qa.inputs import AutoResults
@@ -158,7 +159,7 @@ def write_report(
 
     def save(df: pd.DataFrame, name: str, index: bool = False) -> None:
         path = out / name
-        df.to_csv(path, index=index, float_format="%.6g")
+        round_frame(df).to_csv(path, index=index, float_format="%.6g")  # mm² 0.01, % 0.1
         files.append(path)
 
     save(report.pairs, "pairs.csv")
