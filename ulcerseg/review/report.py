@@ -90,6 +90,7 @@ def area_figure(
             color="tab:green",
             zorder=5,
             label="healed",
+            clip_on=False,  # a star at 0 mm² shows whole
         )
     if healed_limit_mm2 is not None:
         ax.axhline(healed_limit_mm2, color="tab:green", ls=":", lw=1, label="healed limit")
