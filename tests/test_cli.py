@@ -42,6 +42,17 @@ def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_d
     assert exported.exit_code == 0, exported.output
     assert "deprecated" not in exported.output
     assert (out / "final_visits.csv").read_text().splitlines() == final
+    # rounded like every CSV: areas 0.01 mm², % 0.1, rates 0.01 mm²/week
+    import csv
+
+    with (out / "final_visits.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            for col, n in (
+                ("final_area_mm2", 2),
+                ("change_from_baseline_pct", 1),
+                ("healing_rate_mm2_per_week", 2),
+            ):
+                assert len(row[col].partition(".")[2]) <= n, (col, row[col])
     assert (out / "healing.csv").is_file()  # the measure command composes measuring and healing
 
 

@@ -21,6 +21,8 @@ def test_outputs_follow_the_contract(tmp_path: Path) -> None:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == CSV_COLUMNS
         row = next(reader)
+    for col in ("area_mm2", "area_low_mm2", "area_high_mm2"):
+        assert len(row[col].partition(".")[2]) <= 2, (col, row[col])  # 0.01 mm² in the CSV
     # operator-side files are named <subject>_<ulcer>_<visit>_<hash8>.png
     stem = f"S1_U1_D0_{row['photo_sha256'][:8]}"
     assert (row["mask_file"], row["rectified_file"], row["overlay_file"]) == (
