@@ -20,7 +20,7 @@ import numpy as np
 from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig, with_overrides
-from ulcerseg.discover import Discovery, discover
+from ulcerseg.discover import Discovery, discover, no_photos_error
 from ulcerseg.errors import CalibrationError, ImageReadError
 from ulcerseg.imageio import (
     PhotoInfo,
@@ -32,6 +32,7 @@ from ulcerseg.imageio import (
     write_png,
 )
 from ulcerseg.measure import measure_ulcer
+from ulcerseg.naming import photo_file_stem
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import calibration_flags, image_flags, mask_flags
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
@@ -185,7 +186,7 @@ class PhotoMeasurer:
         label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
 
         def write(out_dir: Path) -> None:
-            key = photo.sha256[:16]
+            key = photo_file_stem(photo.subject_id, photo.ulcer_id, photo.visit, photo.sha256)
             result.mask_path = out_dir / "masks" / f"{key}.png"
             write_png(result.mask_path, mask.astype(np.uint8) * 255)
             if output.write_rectified:
@@ -194,7 +195,13 @@ class PhotoMeasurer:
             if output.write_overlays:
                 contours = mask_contours_photo(mask, grid, h)
                 overlay = render_overlay(
-                    preview.image, cal, contours, measurement.area_mm2, label, image_scale=preview.scale
+                    preview.image,
+                    cal,
+                    contours,
+                    measurement.area_mm2,
+                    label,
+                    image_scale=preview.scale,
+                    flags=result.flags,
                 )
                 result.overlay_path = out_dir / "overlays" / f"{key}.png"
                 write_png(result.overlay_path, overlay, compression=1)
@@ -279,6 +286,8 @@ def measure_study(
     found: Discovery = discover(source, config.discovery)
     for path, reason in found.problems:
         log.warning("%s: %s", path, reason)
+    if not found.photos:
+        raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
     backend = backend or open_model(config)
     config = effective_config(config, backend.card)
     with Study.open(out_dir) as study:

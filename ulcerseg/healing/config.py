@@ -50,7 +50,8 @@ class HealingConfig:
         "processing_error",
     )
     low_confidence_flags: tuple[str, ...] = ("low_confidence",)
-    schedule: tuple[str, ...] = ("D0", "W2", "W4", "W8", "W12", "W16")
+    # the protocol's visits; empty: the visits present in the study (any subject) are expected
+    schedule: tuple[str, ...] = ()
     missing_visits_after_last: bool = False
     implausible_jump_factor: float = 4.0  # growth between consecutive measured visits
     implausible_shrink_factor: float = 10.0  # shrinkage (healing shrinks fast, so looser)

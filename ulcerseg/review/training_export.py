@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -27,6 +29,7 @@ def export_training(
     dest: str | Path,
     include_accepted: bool = True,
     config: HealingConfig | str | Path | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> Path:
     """Reviewed photos and their final masks as a training dataset.
 
@@ -45,7 +48,8 @@ def export_training(
         salt = salt_for(conn)
     by_sha = {str(r["photo_sha256"]): r for r in rows}
     entries = []
-    for sha, f in sorted(final.items()):
+    ordered = sorted(final.items())
+    for sha, f in progress(ordered, len(ordered)) if progress else ordered:
         row = by_sha.get(sha)
         d = f.decision
         if row is None or d is None:

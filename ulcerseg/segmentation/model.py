@@ -111,10 +111,20 @@ def known_architectures() -> list[str]:
 
 
 def known_encoders() -> list[str]:
-    """Names of smp encoders (e.g. ``resnet18``, ``mobilenet_v2``)."""
+    """Names of smp encoders (e.g. ``resnet18``, ``mobilenet_v2``); see also :func:`is_known_encoder`."""
     import segmentation_models_pytorch as smp
 
     return list(smp.encoders.get_encoder_names())
+
+
+def is_known_encoder(encoder: str) -> bool:
+    """An smp encoder name, or ``tu-<timm model>`` (timm's features-only encoder: only the
+    stages up to ``encoder_depth`` are built, so a shallow network stays small)."""
+    if encoder.startswith("tu-"):
+        import timm
+
+        return bool(timm.is_model(encoder[3:]))
+    return encoder in known_encoders()
 
 
 def check_architecture(architecture: str, encoder: str, where: str) -> None:
@@ -134,10 +144,10 @@ def check_architecture(architecture: str, encoder: str, where: str) -> None:
             f"{where}: architecture: unknown architecture {architecture!r} "
             f"(known: {', '.join(known_architectures())})"
         )
-    if encoder not in known_encoders():
+    if not is_known_encoder(encoder):
         raise ModelError(
             f"{where}: encoder: unknown encoder {encoder!r} "
-            "(see segmentation_models_pytorch.encoders.get_encoder_names())"
+            "(see segmentation_models_pytorch.encoders.get_encoder_names(), or tu-<timm model>)"
         )
 
 

@@ -165,8 +165,12 @@ def generate_trial(
     baseline_date: date = date(2025, 3, 3),
     config: PhotoConfig | None = None,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Path:
     """Write a synthetic trial folder (layout in the module docstring) and return its root.
+
+    ``progress(1)`` is called after each photo; ``on_total(n)`` once, before the first, with the
+    number of photos the trial will have (ulcers per subject are random).
 
     Each subject keeps its skin tone and finger width; each ulcer keeps its shape family and look
     across visits and follows a random trajectory (healing, slow, stable, worsening; healed ulcers
@@ -183,16 +187,25 @@ def generate_trial(
     trial_rng = np.random.default_rng([seed, 7])
     rows: list[dict[str, object]] = []
     polygons: dict[str, list[list[float]]] = {}
-    for si in range(n_subjects):
-        subject_id = f"S{si + 1:03d}"
+    # plan every subject and ulcer first (the same draws, in the same order, as rendering one
+    # by one), so the number of photos is known before the first is rendered
+    plan = []
+    for _si in range(n_subjects):
         subject = Subject.random(trial_rng)
         n_ulcers = int(trial_rng.integers(ulcers_per_subject[0], ulcers_per_subject[1] + 1))
-        for ui in range(n_ulcers):
-            ulcer_id = f"U{ui + 1}"
+        ulcers = []
+        for _ui in range(n_ulcers):
             shape = UlcerShape.random(trial_rng)
             traj = Trajectory.random(trial_rng)
             baseline = float(np.exp(trial_rng.uniform(np.log(4.0), np.log(40.0))))
-            base_look = UlcerLook.random(trial_rng, skin_tone(subject.skin_t))
+            ulcers.append((shape, traj, baseline, UlcerLook.random(trial_rng, skin_tone(subject.skin_t))))
+        plan.append((subject, ulcers))
+    if on_total is not None:
+        on_total(sum(len(u) for _, u in plan) * len(visits))
+    for si, (subject, ulcers) in enumerate(plan):
+        subject_id = f"S{si + 1:03d}"
+        for ui, (shape, traj, baseline, base_look) in enumerate(ulcers):
+            ulcer_id = f"U{ui + 1}"
             for vi, (visit, day) in enumerate(zip(visits, days, strict=True)):
                 pseed = _photo_seed(seed, si, ui, vi)
                 rng = np.random.default_rng(pseed)

@@ -237,6 +237,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not rows:
         return
@@ -244,6 +245,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax1 = plt.subplots(figsize=(6, 4), dpi=100)
     ax1.plot(ep, [r["train_loss"] for r in rows], "C0-", label="train loss")
     ax1.set_xlabel("epoch")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax1.set_ylabel("train loss (BCE + Dice)", color="C0")
     ax2 = ax1.twinx()
     ax2.plot(ep, [r["val_dice"] for r in rows], "C1-o", ms=3, label="val Dice (dataset)")
@@ -253,7 +255,9 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
         ax2.plot(ep, [r[key] for r in rows], f"C{3 + i}:", label=f"val Dice {key[len('val_dice_') :]}")
     ax2.set_ylabel("validation Dice")
     ax2.set_ylim(0, 1)
-    ax2.legend(loc="lower right", fontsize=8)
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
