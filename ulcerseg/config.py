@@ -82,7 +82,9 @@ class QualityConfig:
     min_mean_luma: float = 40.0
     max_mean_luma: float = 225.0
     min_mean_probability: float = 0.6
-    max_uncertainty_ratio: float = 0.5  # (area_high - area_low) / area
+    max_uncertainty_ratio: float = 0.5  # (area at threshold - delta - area at + delta) / area
+    min_boundary_margin: float = 0.0  # low_confidence below this mean |p - threshold| on the boundary
+    max_candidate_ambiguity: float = 1.0  # ambiguous_ulcer above this 2nd/1st candidate score ratio
 
 
 @dataclass(frozen=True)

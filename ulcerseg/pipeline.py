@@ -34,7 +34,14 @@ from ulcerseg.imageio import (
 )
 from ulcerseg.measure import measure_ulcer
 from ulcerseg.overlay import mask_contours_photo, render_overlay
-from ulcerseg.quality import calibration_flags, image_flags, mask_flags
+from ulcerseg.quality import (
+    calibration_flags,
+    image_flags,
+    mask_flags,
+    quality_signals,
+    signal_flags,
+    ulcer_neighbourhood,
+)
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import segment_photo
@@ -182,6 +189,10 @@ class PhotoMeasurer:
         result.measurement = measurement
         result.flags += image_flags(seg.image, seg.valid, cfg.quality)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
+        region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
+        result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
+                                         measurement, seg.candidate_scores)  # fmt: skip
+        result.flags += signal_flags(result.signals, cfg.quality)
         result.rectified_origin_mm = grid.origin_mm
         result.rectified_px_per_mm = grid.px_per_mm
         t_measure = time.perf_counter()
@@ -278,13 +289,16 @@ def measure_study(
     backend: SegmentationBackend | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
     heal: bool = True,
+    on_result: Callable[[PhotoResult], None] | None = None,
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
     Photos already measured with the same bytes, model and config are skipped, so a killed
     run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm). With
     ``heal`` the healing status per ulcer and visit is computed at the end (healing.csv).
-    The recorded config is :func:`effective_config` (card defaults resolved).
+    The recorded config is :func:`effective_config` (card defaults resolved). ``on_result`` is
+    called with each newly measured photo's result once it is stored (e.g. to collect
+    ``PhotoResult.signals``, which the store does not keep).
     """
     out_dir = Path(out_dir)
     found: Discovery = discover(source, config.discovery)
@@ -322,6 +336,8 @@ def measure_study(
         def store(result: PhotoResult) -> None:
             file = found.relative(result.photo.path)
             study.add_result(run, result, file)
+            if on_result is not None:
+                on_result(result)
             if result.status == "measured":
                 summary.n_measured += 1
             else:

@@ -1,0 +1,349 @@
+"""End-to-end accuracy on real wound photos the model never trained on, through `measure`.
+
+Held-out real wound photos with expert masks (the validation stems that the model card of
+--model records for the --data dataset, e.g. FUSeg split seed 0) are each placed on a marker
+plane beside the 10 mm ArUco marker (DICT_4X4_50 id 0), scaled to a digital-ulcer-like area,
+on a varied background (skin of every tone, red and magenta cloth, patterned cloth, gauze,
+coloured card), and photographed through a random pinhole camera (12 MP, tilt up to 40°,
+lighting, white balance, blur, noise, JPEG 80-95) with the project's synthetic renderer
+(`ulcerseg.synth.woundpatch`). The true area (mm²) is the wound mask's area on the marker plane.
+The photos form a study folder (`E###/D0/U1.jpg`, truth in `truth.csv`) measured by the real
+pipeline (`measure_study`, default config unless --config). Printed per part (calibration /
+test, split 50/50 by a hash of the source stem, so one wound never lands in both): photos,
+found rate, median and p90 |area error|, bias and Bland-Altman 95% limits of agreement of the
+ratio measured/true, mean per-photo Dice, the review-flag confusion table against
+|area error| > 25% (or not found), and the coverage of the area interval.
+
+`--fit-flags` / `--fit-interval` fit the quality thresholds and the interval's calibration
+constants on the calibration part only and print them (as YAML for configs/default.yaml).
+Generated photos are reused when present (`--out`); the photos never enter the repository.
+
+Usage: python scripts/bench_endtoend.py --data ../shared/datasets/fuseg-train
+           [--model models/default] [--out out/bench-e2e] [--n 80] [--seed 0]
+           [--config my.yaml] [--fit-flags] [--fit-interval]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from ulcerseg.config import PipelineConfig, load_config, with_overrides
+from ulcerseg.errors import UlcersegError
+from ulcerseg.pipeline import measure_study, open_model, resolve_model_dir
+from ulcerseg.records import PhotoResult
+from ulcerseg.segmentation.model import load_card
+from ulcerseg.synth.grid import Grid
+from ulcerseg.synth.trial import encode_jpeg
+from ulcerseg.synth.woundpatch import WoundPatch, render_wound_photo
+from ulcerseg.training.dataset import load_dataset, read_image, read_mask
+from ulcerseg.training.evaluate import split_stems
+
+ERROR_LIMIT_PCT = 25.0  # a photo whose |area error| exceeds this (or with no ulcer found) is "wrong"
+TRUTH_FILE = "truth.csv"
+SIGNALS_FILE = "signals.csv"
+TRUTH_COLUMNS = [
+    "file", "stem", "part", "seed", "true_area_mm2", "background", "tilt_deg", "mm_per_px",
+    "marker_distance_mm", "jpeg_quality", "exposure", "src_px_per_mm", "n_wound_components",
+    "crop_x0", "crop_y0", "crop_x1", "crop_y1", "anchor_x", "anchor_y", "centre_x_mm", "centre_y_mm",
+    "angle_rad", "mm_per_src_px",
+]  # fmt: skip
+
+
+class BenchError(UlcersegError):
+    """A one-line reason the benchmark cannot run."""
+
+
+def part_of(stem: str) -> str:
+    """``calib`` or ``test``: a fixed 50/50 split by a hash of the source photo's stem."""
+    return "calib" if hashlib.sha256(stem.encode()).digest()[0] % 2 == 0 else "test"
+
+
+def photo_seed(seed: int, index: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"bench-e2e:{seed}:{index}".encode()).digest()[:4], "little")
+
+
+def heldout_stems(model_dir: Path, data: Path) -> tuple[list[str], str]:
+    """Validation stems the model's card records for ``data`` (never its training photos)."""
+    if not data.is_dir():
+        raise BenchError(f"{data}: dataset folder not found (give --data ../shared/datasets/fuseg-train)")
+    card = load_card(model_dir)
+    dataset = load_dataset(data, check_masks=False)
+    stems = split_stems(card, dataset.name)
+    if stems is None:
+        raise BenchError(
+            f"{model_dir}: the model card records no held-out split for dataset {dataset.name!r}; "
+            "refusing to use photos the model may have trained on"
+        )
+    available = set(dataset.by_stem())
+    held = sorted(set(stems) & available)
+    if not held:
+        raise BenchError(f"{data}: none of the card's {len(stems)} held-out stems is in the dataset")
+    return held, dataset.name
+
+
+def choose_stems(held: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` stems in a seeded order (a stem repeats only when n exceeds the held-out split)."""
+    order = list(np.random.default_rng(seed).permutation(sorted(held)))
+    return [str(order[i % len(order)]) for i in range(n)]
+
+
+def generate(data: Path, stems: Sequence[str], held: set[str], out: Path, seed: int) -> pd.DataFrame:
+    """Render the study folder ``out/study`` and ``out/truth.csv``; existing photos are reused."""
+    study = out / "study"
+    truth_path = out / TRUTH_FILE
+    rows: dict[str, dict[str, object]] = {}
+    if truth_path.is_file():
+        old = pd.read_csv(truth_path, dtype={"stem": str})
+        rows = {r["file"]: r for r in old.to_dict("records") if (study / r["file"]).is_file()}
+    by_stem = load_dataset(data, check_masks=False).by_stem()
+    t0 = time.perf_counter()
+    made = 0
+    for i, stem in enumerate(stems):
+        file = f"E{i:03d}/D0/U1.jpg"
+        ps = photo_seed(seed, i)
+        if file in rows and int(rows[file]["seed"]) == ps and str(rows[file]["stem"]) == stem:
+            continue
+        if stem not in held:  # guarded twice: a training photo must never be benchmarked
+            raise BenchError(f"{stem}: not in the model's held-out split")
+        sample = by_stem[stem]
+        rgb, mask = read_image(sample.image_path), read_mask(sample.mask_path)
+        photo = render_wound_photo(rgb, mask, np.random.default_rng(ps))
+        path = study / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_jpeg(photo.image, photo.jpeg_quality))
+        p = photo.patch
+        n_comp = cv2.connectedComponents(p.mask.astype(np.uint8), connectivity=8)[0] - 1
+        rows[file] = {
+            "file": file, "stem": stem, "part": part_of(stem), "seed": ps,
+            "true_area_mm2": p.area_mm2, "background": photo.background.kind,
+            "tilt_deg": photo.tilt_deg, "mm_per_px": photo.mm_per_px,
+            "marker_distance_mm": photo.marker_distance_mm, "jpeg_quality": photo.jpeg_quality,
+            "exposure": photo.scene.exposure, "src_px_per_mm": 1.0 / p.mm_per_px,
+            "n_wound_components": n_comp,
+            "crop_x0": p.crop_box_px[0], "crop_y0": p.crop_box_px[1],
+            "crop_x1": p.crop_box_px[2], "crop_y1": p.crop_box_px[3],
+            "anchor_x": p.anchor_px[0], "anchor_y": p.anchor_px[1],
+            "centre_x_mm": p.centre_mm[0], "centre_y_mm": p.centre_mm[1],
+            "angle_rad": p.angle_rad, "mm_per_src_px": p.mm_per_px,
+        }  # fmt: skip
+        made += 1
+    keep = {f"E{i:03d}/D0/U1.jpg" for i in range(len(stems))}
+    table = pd.DataFrame([rows[f] for f in sorted(keep)], columns=TRUTH_COLUMNS)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(truth_path, index=False)
+    print(f"photos: {made} generated, {len(stems) - made} reused ({time.perf_counter() - t0:.0f} s)")
+    return table
+
+
+def measure(study: Path, out: Path, config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """Run the pipeline on the study; its quality signals per photo are kept next to the CSV.
+
+    The output folder is named by the model and config hashes, so a changed config measures
+    again while an unchanged one reuses its complete run.
+    """
+    backend = open_model(config)
+    from ulcerseg.pipeline import effective_config
+
+    key = f"{backend.sha256[:8]}-{effective_config(config, backend.card).sha256()[:8]}"
+    run_dir = out / f"measure-{key}"
+    signals_path = run_dir / SIGNALS_FILE
+    if run_dir.exists() and not signals_path.is_file():
+        shutil.rmtree(run_dir)  # an interrupted run: its signals are incomplete
+    if not signals_path.is_file():
+        collected: list[dict[str, object]] = []
+
+        def keep(result: PhotoResult) -> None:
+            collected.append({"file": result.photo.path.relative_to(study).as_posix(), **result.signals})
+
+        summary = measure_study(study, run_dir, config, backend=backend, heal=False, on_result=keep)
+        print(f"measure: {summary.n_measured} measured, {summary.n_failed} failed -> {run_dir}")
+        pd.DataFrame(collected).to_csv(signals_path, index=False)
+    else:
+        print(f"measure: reused {run_dir}")
+    return pd.read_csv(run_dir / "measurements.csv"), pd.read_csv(signals_path), run_dir
+
+
+def truth_patch(row: pd.Series, mask: np.ndarray) -> WoundPatch:
+    """The placed wound (mask only) of a truth row, to sample the true mask on any grid."""
+    x0, y0, x1, y1 = (int(row[k]) for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1"))
+    crop = mask[y0:y1, x0:x1] > 0
+    empty = np.zeros((1, 1), np.float32)
+    return WoundPatch(empty, crop, empty, (row["anchor_x"], row["anchor_y"]),
+                      (row["centre_x_mm"], row["centre_y_mm"]), row["angle_rad"], row["mm_per_src_px"],
+                      (x0, y0, x1, y1))  # fmt: skip
+
+
+def photo_dice(row: pd.Series, run_dir: Path, data: Path) -> float:
+    """Dice of the measured mask against the true wound, in the measurement's rectified frame."""
+    if not isinstance(row.get("mask_file"), str) or not row["mask_file"]:
+        return 0.0
+    measured = cv2.imread(str(run_dir / row["mask_file"]), cv2.IMREAD_GRAYSCALE)
+    if measured is None:
+        return float("nan")
+    grid = Grid(row["rectified_origin_x_mm"], row["rectified_origin_y_mm"], row["rectified_px_per_mm"],
+                measured.shape[1], measured.shape[0])  # fmt: skip
+    mask = read_mask(data / "masks" / f"{row['stem']}.png")
+    truth = truth_patch(row, mask).mask_on_grid(grid)
+    auto = measured > 127
+    denom = truth.sum() + auto.sum()
+    return float(2 * (truth & auto).sum() / denom) if denom else 1.0
+
+
+def join(truth: pd.DataFrame, auto: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
+    """One row per photo: truth, measurement, signals, relative error (%), found, wrong."""
+    df = truth.merge(auto, on="file", how="left", suffixes=("_true", ""))
+    df = df.merge(signals, on="file", how="left", suffixes=("", "_sig"))
+    area = df["area_mm2"].fillna(0.0)
+    df["found"] = (df["status"] == "measured") & (area > 0)
+    df["error_pct"] = 100 * (area - df["true_area_mm2"]) / df["true_area_mm2"]
+    df["wrong"] = ~df["found"] | (df["error_pct"].abs() > ERROR_LIMIT_PCT)
+    df["flagged"] = df["needs_review"].fillna(1).astype(int) > 0
+    lo, hi = df["area_low_mm2"].fillna(0.0), df["area_high_mm2"].fillna(0.0)
+    df["covered"] = df["found"] & (lo <= df["true_area_mm2"]) & (df["true_area_mm2"] <= hi)
+    return df
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Figures of one part of the benchmark (relative errors in %)."""
+
+    n: int
+    found_rate: float
+    median_abs_error_pct: float
+    p90_abs_error_pct: float
+    bias_pct: float  # geometric mean ratio measured/true - 1, found photos
+    loa_low_pct: float  # Bland-Altman 95% limits of the ratio measured/true (log scale), found photos
+    loa_high_pct: float
+    mean_dice: float
+    n_wrong: int
+    n_flagged: int
+    n_wrong_flagged: int
+    coverage: float  # of the area interval, all photos (an unfound ulcer is not covered)
+
+    @property
+    def recall(self) -> float:
+        return self.n_wrong_flagged / self.n_wrong if self.n_wrong else float("nan")
+
+    @property
+    def precision(self) -> float:
+        return self.n_wrong_flagged / self.n_flagged if self.n_flagged else float("nan")
+
+    @property
+    def flagged_fraction(self) -> float:
+        return self.n_flagged / self.n if self.n else float("nan")
+
+
+def summarize(df: pd.DataFrame) -> Summary:
+    """Summary figures of the rows of one part (see :func:`join`)."""
+    n = len(df)
+    found = df[df["found"]]
+    abs_err = df["error_pct"].abs()
+    log_ratio = np.log(found["area_mm2"] / found["true_area_mm2"])
+    mean, sd = (float(log_ratio.mean()), float(log_ratio.std(ddof=1))) if len(found) > 1 else (np.nan, np.nan)
+    dice = df["dice"].mean() if "dice" in df else float("nan")
+    return Summary(
+        n=n,
+        found_rate=float(df["found"].mean()) if n else float("nan"),
+        median_abs_error_pct=float(abs_err.median()),
+        p90_abs_error_pct=float(abs_err.quantile(0.9)),
+        bias_pct=100 * (np.exp(mean) - 1),
+        loa_low_pct=100 * (np.exp(mean - 1.96 * sd) - 1),
+        loa_high_pct=100 * (np.exp(mean + 1.96 * sd) - 1),
+        mean_dice=float(dice),
+        n_wrong=int(df["wrong"].sum()),
+        n_flagged=int(df["flagged"].sum()),
+        n_wrong_flagged=int((df["wrong"] & df["flagged"]).sum()),
+        coverage=float(df["covered"].mean()) if n else float("nan"),
+    )
+
+
+def report(name: str, df: pd.DataFrame) -> Summary:
+    s = summarize(df)
+    print(f"\n== {name}: {s.n} photos ==")
+    print(f"found {s.found_rate:.1%}   mean Dice {s.mean_dice:.3f}")
+    print(f"|area error|: median {s.median_abs_error_pct:.1f}%  p90 {s.p90_abs_error_pct:.1f}%")
+    print(
+        f"ratio measured/true (found): bias {s.bias_pct:+.1f}%  "
+        f"95% limits of agreement {s.loa_low_pct:+.1f}% to {s.loa_high_pct:+.1f}%"
+    )
+    tn = s.n - s.n_flagged - (s.n_wrong - s.n_wrong_flagged)
+    print(f"flags vs |error| > {ERROR_LIMIT_PCT:.0f}% or not found:   wrong   right")
+    right_flagged = s.n_flagged - s.n_wrong_flagged
+    print(f"   flagged                              {s.n_wrong_flagged:5d}   {right_flagged:5d}")
+    print(f"   not flagged                          {s.n_wrong - s.n_wrong_flagged:5d}   {tn:5d}")
+    print(
+        f"recall {s.recall:.1%}  precision {s.precision:.1%}  flagged {s.flagged_fraction:.1%}   "
+        f"interval coverage {s.coverage:.1%}"
+    )
+    codes: dict[str, int] = {}
+    for flags in df["flags"].fillna(""):
+        for code in filter(None, str(flags).split(",")):
+            codes[code] = codes.get(code, 0) + 1
+    print("flags: " + (", ".join(f"{k} {v}" for k, v in sorted(codes.items())) or "none"))
+    return s
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/datasets/fuseg-train"))
+    parser.add_argument("--model", default="models/default")
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--config", type=Path, default=None, help="pipeline config YAML (default: built-in)")
+    parser.add_argument("--out", type=Path, default=Path("out/bench-e2e"), help="working folder (reused)")
+    parser.add_argument("--n", type=int, default=80, help="number of photos")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fit-flags", action="store_true", help="fit quality thresholds (calibration part)")
+    parser.add_argument(
+        "--fit-interval", action="store_true", help="fit the area interval (calibration part)"
+    )
+    parser.add_argument("--no-dice", action="store_true", help="skip the per-photo Dice")
+    args = parser.parse_args(argv)
+    try:
+        model_dir = resolve_model_dir(args.model)
+        held, name = heldout_stems(model_dir, args.data)
+        stems = choose_stems(held, args.n, args.seed)
+        print(f"model {model_dir}  data {args.data} ({name}: {len(held)} held-out photos)  seed {args.seed}")
+        truth = generate(args.data, stems, set(held), args.out, args.seed)
+        cfg = with_overrides(load_config(args.config), segmentation={"model": str(model_dir),
+                                                                    "backend": args.backend})  # fmt: skip
+        auto, signals, run_dir = measure(args.out / "study", args.out, cfg)
+    except UlcersegError as err:
+        print(f"bench_endtoend: {err}", file=sys.stderr)
+        return 2
+    df = join(truth, auto, signals)
+    if not args.no_dice:
+        df["dice"] = [photo_dice(r, run_dir, args.data) for _, r in df.iterrows()]
+    df.to_csv(args.out / "per_photo.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+    for part in ("calib", "test"):
+        report(f"{part} part", df[df["part"] == part])
+    report("all photos", df)
+    calib = df[df["part"] == "calib"]
+    if args.fit_flags:
+        from ulcerseg.quality_fit import fit_flag_thresholds
+
+        print("\n# quality thresholds fitted on the calibration part:")
+        print(json.dumps(fit_flag_thresholds(calib), indent=1))
+    if args.fit_interval:
+        from ulcerseg.quality_fit import fit_interval
+
+        print("\n# area interval fitted on the calibration part:")
+        print(json.dumps(fit_interval(calib), indent=1))
+    print(f"\nper-photo table: {args.out / 'per_photo.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
