@@ -42,16 +42,19 @@ import pandas as pd
 
 from ulcerseg.config import PipelineConfig, load_config, with_overrides
 from ulcerseg.errors import UlcersegError
-from ulcerseg.pipeline import measure_study, open_model, resolve_model_dir
+from ulcerseg.pipeline import effective_config, measure_study, open_model, resolve_model_dir
 from ulcerseg.records import PhotoResult
+from ulcerseg.segmentation.backends import SegmentationBackend
 from ulcerseg.segmentation.model import load_card
 from ulcerseg.synth.grid import Grid
+from ulcerseg.synth.render import PhotoConfig
 from ulcerseg.synth.trial import encode_jpeg
 from ulcerseg.synth.woundpatch import WoundPatch, render_wound_photo
 from ulcerseg.training.dataset import load_dataset, read_image, read_mask
 from ulcerseg.training.evaluate import split_stems
 
 ERROR_LIMIT_PCT = 25.0  # a photo whose |area error| exceeds this (or with no ulcer found) is "wrong"
+MIN_WOUND_PX = 100  # held-out photos with fewer wound pixels are not used
 TRUTH_FILE = "truth.csv"
 SIGNALS_FILE = "signals.csv"
 TRUTH_COLUMNS = [
@@ -88,7 +91,11 @@ def heldout_stems(model_dir: Path, data: Path) -> tuple[list[str], str]:
             "refusing to use photos the model may have trained on"
         )
     available = set(dataset.by_stem())
-    held = sorted(set(stems) & available)
+    by_stem = dataset.by_stem()
+    # photos without a wound (empty masks) or with a speck of one cannot be given an ulcer area
+    held = sorted(
+        s for s in set(stems) & available if np.count_nonzero(read_mask(by_stem[s].mask_path)) >= MIN_WOUND_PX
+    )
     if not held:
         raise BenchError(f"{data}: none of the card's {len(stems)} held-out stems is in the dataset")
     return held, dataset.name
@@ -100,8 +107,19 @@ def choose_stems(held: Sequence[str], n: int, seed: int) -> list[str]:
     return [str(order[i % len(order)]) for i in range(n)]
 
 
-def generate(data: Path, stems: Sequence[str], held: set[str], out: Path, seed: int) -> pd.DataFrame:
-    """Render the study folder ``out/study`` and ``out/truth.csv``; existing photos are reused."""
+def generate(
+    data: Path,
+    stems: Sequence[str],
+    held: set[str],
+    out: Path,
+    seed: int,
+    size: tuple[int, int] = (4000, 3000),
+) -> pd.DataFrame:
+    """Render the study folder ``out/study`` and ``out/truth.csv``; existing photos are reused.
+
+    ``size``: photo (W, H) px, 12 MP by default.
+    """
+    config = PhotoConfig(size=size, max_tilt_deg=40.0, jpeg_quality_range=(80, 95))
     study = out / "study"
     truth_path = out / TRUTH_FILE
     rows: dict[str, dict[str, object]] = {}
@@ -120,7 +138,7 @@ def generate(data: Path, stems: Sequence[str], held: set[str], out: Path, seed: 
             raise BenchError(f"{stem}: not in the model's held-out split")
         sample = by_stem[stem]
         rgb, mask = read_image(sample.image_path), read_mask(sample.mask_path)
-        photo = render_wound_photo(rgb, mask, np.random.default_rng(ps))
+        photo = render_wound_photo(rgb, mask, np.random.default_rng(ps), config)
         path = study / file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_jpeg(photo.image, photo.jpeg_quality))
@@ -148,15 +166,15 @@ def generate(data: Path, stems: Sequence[str], held: set[str], out: Path, seed: 
     return table
 
 
-def measure(study: Path, out: Path, config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+def measure(
+    study: Path, out: Path, config: PipelineConfig, backend: SegmentationBackend | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """Run the pipeline on the study; its quality signals per photo are kept next to the CSV.
 
     The output folder is named by the model and config hashes, so a changed config measures
     again while an unchanged one reuses its complete run.
     """
-    backend = open_model(config)
-    from ulcerseg.pipeline import effective_config
-
+    backend = backend or open_model(config)
     key = f"{backend.sha256[:8]}-{effective_config(config, backend.card).sha256()[:8]}"
     run_dir = out / f"measure-{key}"
     signals_path = run_dir / SIGNALS_FILE
@@ -296,6 +314,142 @@ def report(name: str, df: pd.DataFrame) -> Summary:
     return s
 
 
+# fitted rules: (signal column, direction, QualityConfig key); a photo is flagged when
+# signal < threshold ("min") or signal > threshold ("max")
+FLAG_RULES = (
+    ("band_ratio", "max", "max_uncertainty_ratio"),
+    ("mean_probability", "min", "min_mean_probability"),
+    ("boundary_margin", "min", "min_boundary_margin"),
+    ("ambiguity", "max", "max_candidate_ambiguity"),
+    ("sharpness", "min", "min_sharpness"),
+    ("clipped_high", "max", "max_clipped_fraction"),
+)
+FITTED_FLAGS = {"blurred", "overexposed", "underexposed", "low_confidence", "ambiguous_ulcer"}
+
+
+def fixed_flagged(df: pd.DataFrame) -> np.ndarray:
+    """Photos flagged by checks that are not fitted (marker, border, distance, no ulcer, failures)."""
+
+    def other(flags: object) -> bool:
+        codes = set(filter(None, str(flags if isinstance(flags, str) else "").split(",")))
+        return bool(codes - FITTED_FLAGS)
+
+    return (df["status"] != "measured").to_numpy() | df["flags"].map(other).to_numpy()
+
+
+def rule_fires(df: pd.DataFrame, column: str, direction: str, threshold: float) -> np.ndarray:
+    values = df[column].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        fires = values < threshold if direction == "min" else values > threshold
+    return np.nan_to_num(fires, nan=False).astype(bool) & df["found"].to_numpy()
+
+
+def fit_flag_thresholds(
+    calib: pd.DataFrame, max_flagged: float = 0.25, cost: float = 0.6
+) -> dict[str, float]:
+    """Greedy choice of thresholds on the calibration part.
+
+    Each step adds the rule and threshold that catch the most wrong photos not yet flagged per
+    right photo newly flagged (gain = caught - ``cost`` x false alarms), while the flagged
+    fraction stays within ``max_flagged``; rules never chosen get a threshold that never fires.
+    """
+    wrong = calib["wrong"].to_numpy()
+    flagged = fixed_flagged(calib)
+    chosen: dict[str, float] = {}
+    never = {"min": 0.0, "max": 1e9}
+    while True:
+        best: tuple[float, str, float, np.ndarray] | None = None
+        for column, direction, key in FLAG_RULES:
+            if key in chosen or column not in calib:
+                continue
+            values = np.unique(calib[column].dropna().to_numpy(dtype=float))
+            # cut between neighbouring values so a threshold does not sit on a photo
+            cuts = (values[:-1] + values[1:]) / 2 if len(values) > 1 else values
+            for t in cuts:
+                fires = rule_fires(calib, column, direction, float(t))
+                new = fires & ~flagged
+                gain = (new & wrong).sum() - cost * (new & ~wrong).sum()
+                if (flagged | fires).mean() > max_flagged or gain <= 0:
+                    continue
+                if best is None or gain > best[0]:
+                    best = (float(gain), key, float(t), fires)
+        if best is None:
+            break
+        _gain, key, t, fires = best
+        chosen[key] = round(t, 4)
+        flagged |= fires
+    out = {key: chosen.get(key, never[direction]) for _c, direction, key in FLAG_RULES}
+    out["calibration_recall"] = float((flagged & wrong).sum() / max(wrong.sum(), 1))
+    out["calibration_flagged"] = float(flagged.mean())
+    return out
+
+
+def apply_flag_thresholds(df: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+    """``df`` with ``flagged`` recomputed from the signals under ``thresholds``."""
+    flagged = fixed_flagged(df)
+    for column, direction, key in FLAG_RULES:
+        if key in thresholds:
+            flagged |= rule_fires(df, column, direction, thresholds[key])
+    return df.assign(flagged=flagged)
+
+
+def fit_interval(calib: pd.DataFrame, coverage: float = 0.90) -> dict[str, float]:
+    """Split-conformal constants of the area interval on the calibration part.
+
+    Score per found photo: log(true / measured) / (floor + band_ratio); the interval is
+    measured x exp(q x (floor + band_ratio)) for the lower and upper conformal quantiles q.
+    Unfound ulcers cannot be covered, so the found photos are covered at coverage / found rate.
+    The floor is chosen to give the narrowest mean interval on the calibration part.
+    """
+    found = calib[calib["found"]]
+    target = min(0.995, coverage / max(float(calib["found"].mean()), 1e-9))
+    y = np.log(found["true_area_mm2"].to_numpy() / found["area_mm2"].to_numpy())
+    band = np.nan_to_num(found["band_ratio"].to_numpy(dtype=float), nan=0.0)
+    n = len(y)
+    alpha = 1 - target
+    k_lo = max(int(np.floor(alpha / 2 * (n + 1))), 1)
+    k_hi = min(int(np.ceil((1 - alpha / 2) * (n + 1))), n)
+    best: dict[str, float] | None = None
+    for floor in (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0):
+        scale = floor + band
+        scores = np.sort(y / scale)
+        q_lo, q_hi = float(scores[k_lo - 1]), float(scores[k_hi - 1])
+        width = float(np.mean((q_hi - q_lo) * scale))
+        if best is None or width < best["mean_log_width"]:
+            best = {"interval_floor": floor, "interval_q_low": round(q_lo, 4),
+                    "interval_q_high": round(q_hi, 4), "mean_log_width": width}  # fmt: skip
+    assert best is not None
+    return best
+
+
+def run_benchmark(
+    data: Path,
+    model: str,
+    out: Path,
+    n: int,
+    seed: int,
+    config: PipelineConfig,
+    backend_name: str = "auto",
+    dice: bool = True,
+    backend: SegmentationBackend | None = None,
+    size: tuple[int, int] = (4000, 3000),
+) -> pd.DataFrame:
+    """Generate (or reuse) the photos, measure them and return the per-photo table (also
+    written to ``out/per_photo.csv``). ``backend`` overrides the model's network (tests)."""
+    model_dir = resolve_model_dir(model)
+    held, name = heldout_stems(model_dir, data)
+    stems = choose_stems(held, n, seed)
+    print(f"model {model_dir}  data {data} ({name}: {len(held)} held-out photos)  seed {seed}")
+    truth = generate(data, stems, set(held), out, seed, size)
+    cfg = with_overrides(config, segmentation={"model": str(model_dir), "backend": backend_name})
+    auto, signals, run_dir = measure(out / "study", out, cfg, backend)
+    df = join(truth, auto, signals)
+    if dice:
+        df["dice"] = [photo_dice(r, run_dir, data) for _, r in df.iterrows()]
+    df.to_csv(out / "per_photo.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+    return df
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets/fuseg-train"))
@@ -312,34 +466,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-dice", action="store_true", help="skip the per-photo Dice")
     args = parser.parse_args(argv)
     try:
-        model_dir = resolve_model_dir(args.model)
-        held, name = heldout_stems(model_dir, args.data)
-        stems = choose_stems(held, args.n, args.seed)
-        print(f"model {model_dir}  data {args.data} ({name}: {len(held)} held-out photos)  seed {args.seed}")
-        truth = generate(args.data, stems, set(held), args.out, args.seed)
-        cfg = with_overrides(load_config(args.config), segmentation={"model": str(model_dir),
-                                                                    "backend": args.backend})  # fmt: skip
-        auto, signals, run_dir = measure(args.out / "study", args.out, cfg)
+        config = load_config(args.config)
+        df = run_benchmark(args.data, args.model, args.out, args.n, args.seed, config, args.backend,
+                           dice=not args.no_dice)  # fmt: skip
     except UlcersegError as err:
         print(f"bench_endtoend: {err}", file=sys.stderr)
         return 2
-    df = join(truth, auto, signals)
-    if not args.no_dice:
-        df["dice"] = [photo_dice(r, run_dir, args.data) for _, r in df.iterrows()]
-    df.to_csv(args.out / "per_photo.csv", index=False, quoting=csv.QUOTE_MINIMAL)
     for part in ("calib", "test"):
         report(f"{part} part", df[df["part"] == part])
     report("all photos", df)
     calib = df[df["part"] == "calib"]
     if args.fit_flags:
-        from ulcerseg.quality_fit import fit_flag_thresholds
-
-        print("\n# quality thresholds fitted on the calibration part:")
-        print(json.dumps(fit_flag_thresholds(calib), indent=1))
+        thresholds = fit_flag_thresholds(calib)
+        print("\n# quality thresholds fitted on the calibration part (quality: in the config):")
+        print(json.dumps(thresholds, indent=1))
+        refit = apply_flag_thresholds(df, thresholds)
+        for part in ("calib", "test"):
+            report(f"{part} part, fitted flags", refit[refit["part"] == part])
     if args.fit_interval:
-        from ulcerseg.quality_fit import fit_interval
-
-        print("\n# area interval fitted on the calibration part:")
+        print("\n# area interval fitted on the calibration part (segmentation: in the config):")
         print(json.dumps(fit_interval(calib), indent=1))
     print(f"\nper-photo table: {args.out / 'per_photo.csv'}")
     return 0

@@ -66,6 +66,14 @@ class SegmentationConfig:
     min_area_mm2: float = 0.3  # smaller components are dropped
     merge_distance_mm: float = 3.0  # components this close to the main one belong to it
     uncertainty_delta: float = 0.1  # area band = areas at threshold -/+ delta
+    # 90% area interval (area_low_mm2 .. area_high_mm2), split-conformal on the end-to-end
+    # benchmark's calibration part (scripts/bench_endtoend.py --fit-interval): with
+    # b = (band area at threshold - delta minus at + delta) / area and s = interval_floor + b,
+    # the interval is area x exp(interval_q_low x s) .. area x exp(interval_q_high x s).
+    # null q's: the raw band itself (areas at threshold +/- delta, not a calibrated interval)
+    interval_floor: float = 0.1
+    interval_q_low: float | None = None
+    interval_q_high: float | None = None
     threads: int = 2
 
 

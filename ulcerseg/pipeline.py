@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,7 @@ from ulcerseg.imageio import (
     read_bytes,
     write_png,
 )
-from ulcerseg.measure import measure_ulcer
+from ulcerseg.measure import area_interval, measure_ulcer
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import (
     calibration_flags,
@@ -187,12 +187,20 @@ class PhotoMeasurer:
         measurement = measure_ulcer(seg.probability, mask, (tight, loose), grid.px_per_mm,
                                     grid.origin_mm, centre)  # fmt: skip
         result.measurement = measurement
-        result.flags += image_flags(seg.image, seg.valid, cfg.quality)
-        result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
+        # blur and exposure where they matter: the ulcer and a few mm around it, never the
+        # marker (its white paper and black squares are clipped by design)
         region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
+        result.flags += image_flags(seg.image, region, cfg.quality)
+        result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
         result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                          measurement, seg.candidate_scores)  # fmt: skip
         result.flags += signal_flags(result.signals, cfg.quality)
+        if sc.interval_q_low is not None and sc.interval_q_high is not None:
+            low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,
+                                      measurement.area_high_mm2, sc.interval_floor, sc.interval_q_low,
+                                      sc.interval_q_high)  # fmt: skip
+            measurement = replace(measurement, area_low_mm2=low, area_high_mm2=high)
+            result.measurement = measurement
         result.rectified_origin_mm = grid.origin_mm
         result.rectified_px_per_mm = grid.px_per_mm
         t_measure = time.perf_counter()
@@ -254,8 +262,6 @@ def _read_ahead(
 
 
 def _with_date(photo: PhotoRecord, date: str) -> PhotoRecord:
-    from dataclasses import replace
-
     return replace(photo, photo_date=date)
 
 
