@@ -141,6 +141,7 @@ def generate(
         photo = render_wound_photo(rgb, mask, np.random.default_rng(ps), config)
         path = study / file
         path.parent.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_jpeg(photo.image, photo.jpeg_quality))
         p = photo.patch
         n_comp = cv2.connectedComponents(p.mask.astype(np.uint8), connectivity=8)[0] - 1
@@ -158,6 +159,8 @@ def generate(
             "angle_rad": p.angle_rad, "mm_per_src_px": p.mm_per_px,
         }  # fmt: skip
         made += 1
+        if made % 10 == 0:  # an interrupted generation keeps what it made
+            pd.DataFrame(list(rows.values()), columns=TRUTH_COLUMNS).to_csv(truth_path, index=False)
     keep = {f"E{i:03d}/D0/U1.jpg" for i in range(len(stems))}
     table = pd.DataFrame([rows[f] for f in sorted(keep)], columns=TRUTH_COLUMNS)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,7 +311,7 @@ def report(name: str, df: pd.DataFrame) -> Summary:
     )
     codes: dict[str, int] = {}
     for flags in df["flags"].fillna(""):
-        for code in filter(None, str(flags).split(",")):
+        for code in filter(None, str(flags).replace(";", ",").split(",")):
             codes[code] = codes.get(code, 0) + 1
     print("flags: " + (", ".join(f"{k} {v}" for k, v in sorted(codes.items())) or "none"))
     return s
@@ -323,6 +326,7 @@ FLAG_RULES = (
     ("ambiguity", "max", "max_candidate_ambiguity"),
     ("sharpness", "min", "min_sharpness"),
     ("clipped_high", "max", "max_clipped_fraction"),
+    ("on_body", "min", "min_on_body_fraction"),
 )
 FITTED_FLAGS = {"blurred", "overexposed", "underexposed", "low_confidence", "ambiguous_ulcer"}
 
@@ -331,7 +335,7 @@ def fixed_flagged(df: pd.DataFrame) -> np.ndarray:
     """Photos flagged by checks that are not fitted (marker, border, distance, no ulcer, failures)."""
 
     def other(flags: object) -> bool:
-        codes = set(filter(None, str(flags if isinstance(flags, str) else "").split(",")))
+        codes = set(filter(None, str(flags if isinstance(flags, str) else "").replace(";", ",").split(",")))
         return bool(codes - FITTED_FLAGS)
 
     return (df["status"] != "measured").to_numpy() | df["flags"].map(other).to_numpy()

@@ -61,6 +61,10 @@ class SegmentationConfig:
     coarse_threshold: float = 0.25  # candidate regions: coarse probability above this
     crop_margin_mm: float = 4.0  # margin around candidates for the fine pass
     max_candidates: int = 3  # fine passes on at most this many candidate regions
+    # choosing the ulcer (segmentation/candidates.py): candidates off the body (skin mask) keep
+    # this fraction of their score; beyond this distance from the marker centre scores decay
+    candidate_off_body_weight: float = 0.1
+    candidate_max_distance_mm: float = 35.0
     white_balance: str = "none"  # "marker": neutralise the colour cast using the marker's white border
     tta: str = "none"  # test-time augmentation: none | hflip (2 passes) | flips (4 passes)
     min_area_mm2: float = 0.3  # smaller components are dropped
@@ -93,6 +97,7 @@ class QualityConfig:
     max_uncertainty_ratio: float = 0.5  # (area at threshold - delta - area at + delta) / area
     min_boundary_margin: float = 0.0  # low_confidence below this mean |p - threshold| on the boundary
     max_candidate_ambiguity: float = 1.0  # ambiguous_ulcer above this 2nd/1st candidate score ratio
+    min_on_body_fraction: float = 0.0  # ambiguous_ulcer when less of the mask than this is on the body
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from ulcerseg.quality import (
 )
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
+from ulcerseg.segmentation.body import body_mask
 from ulcerseg.segmentation.inference import segment_photo
 from ulcerseg.segmentation.model import ModelCard
 from ulcerseg.segmentation.postprocess import ulcer_mask
@@ -193,7 +194,8 @@ class PhotoMeasurer:
         result.flags += image_flags(seg.image, region, cfg.quality)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
         result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
-                                         measurement, seg.candidate_scores)  # fmt: skip
+                                         measurement, seg.candidate_scores,
+                                         body_mask(seg.image, grid.px_per_mm))  # fmt: skip
         result.flags += signal_flags(result.signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:
             low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,

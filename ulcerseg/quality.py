@@ -122,11 +122,13 @@ def quality_signals(
     threshold: float,
     measurement: Measurement,
     candidate_scores: tuple[float, ...] = (),
+    body: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
 
     ``region``: :func:`ulcer_neighbourhood`; exposure and sharpness are measured there only.
-    ``band_ratio`` is (area at threshold - delta minus area at threshold + delta) / area.
+    ``band_ratio`` is (area at threshold - delta minus area at threshold + delta) / area;
+    ``on_body`` the fraction of the mask on ``body`` (``segmentation.body.body_mask``; 1 without).
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     values = gray[region]
@@ -141,6 +143,7 @@ def quality_signals(
         "band_ratio": band,
         "boundary_margin": boundary_margin(probability, mask, threshold),
         "ambiguity": candidate_ambiguity(candidate_scores),
+        "on_body": float(body[mask].mean()) if body is not None and mask.any() else 1.0,
         "area_mm2": area,
     }
 
@@ -152,6 +155,8 @@ def signal_flags(signals: dict[str, float], config: QualityConfig) -> list[str]:
         return flags
     if signals["boundary_margin"] < config.min_boundary_margin:
         flags.append(Flag.LOW_CONFIDENCE)
-    if signals["ambiguity"] > config.max_candidate_ambiguity:
+    if signals["ambiguity"] > config.max_candidate_ambiguity or signals.get("on_body", 1.0) < (
+        config.min_on_body_fraction
+    ):  # a rival candidate, or what was measured lies off the body: is it the ulcer?
         flags.append(Flag.AMBIGUOUS_ULCER)
-    return flags
+    return sorted(set(flags))

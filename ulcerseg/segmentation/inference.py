@@ -210,7 +210,7 @@ def segment_photo(
     best: SegmentationOutput | None = None
     best_score = -1.0
     seconds = dict(coarse.seconds)
-    ranked = rank_candidates(coarse.probability, candidates, coarse_grid, config)
+    ranked = rank_candidates(coarse.probability, candidates, coarse_grid, config, coarse.image, centre)
     for cand in ranked[: config.max_candidates]:
         box = (cand.lo_mm, cand.hi_mm)
         fine_grid = _fine_grid(box, coarse_grid, px_per_mm)
@@ -218,7 +218,7 @@ def segment_photo(
         for stage, sec in fine.seconds.items():
             seconds[stage] += sec
         # the ulcer is where the fine pass is most confident: probability mass above threshold
-        score = float(fine.probability[fine.probability >= threshold].sum())
+        score = float(fine.probability[fine.probability >= threshold].sum()) * cand.weight
         if score > best_score:
             best, best_score = fine, score
     if best is None or best_score <= 0:
