@@ -159,7 +159,8 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
     df = pd.DataFrame(
         {"true_area_mm2": true, "area_mm2": area, "band_ratio": band,
          "ambiguity": np.where(ambiguous, 0.9, 0.1), "on_body": 1.0, "mean_probability": 0.9,
-         "boundary_margin": 0.4, "sharpness": 100.0, "clipped_high": 0.0,
+         "boundary_margin": 0.4, "sharpness": 100.0, "clipped_high": 0.0, "clipped_low": 0.0,
+         "mean_luma": 120.0,
          "status": "measured", "flags": "", "found": True}
     )  # fmt: skip
     df["error_pct"] = 100 * (df["area_mm2"] / df["true_area_mm2"] - 1)
@@ -172,13 +173,14 @@ def test_fitted_flags_catch_the_predictable_errors() -> None:
     calib, test = _frame(300, 0), _frame(300, 1)
     thresholds = bench.fit_flag_thresholds(calib, max_flagged=0.5)
     assert 0.1 < thresholds["max_candidate_ambiguity"] < 0.9
+    assert thresholds["max_clipped_fraction"] == 0.5  # exposure keeps its base threshold
     flagged = bench.apply_flag_thresholds(test, thresholds)
     caught = (flagged["flagged"] & flagged["wrong"]).sum() / flagged["wrong"].sum()
     assert caught > 0.6 and flagged["flagged"].mean() <= 0.55
-    # nothing to gain: every threshold stays at "never"
+    # nothing to gain: every threshold stays at its base (the new checks never fire)
     quiet = calib.assign(wrong=False)
     never = bench.fit_flag_thresholds(quiet)
-    assert never["max_candidate_ambiguity"] == 1e9 and never["min_boundary_margin"] == 0.0
+    assert never["max_candidate_ambiguity"] == 1.0 and never["min_boundary_margin"] == 0.0
 
 
 def test_conformal_interval_covers_90_percent_of_new_photos() -> None:
