@@ -328,7 +328,7 @@ def report(name: str, df: pd.DataFrame) -> Summary:
     for flags in df["flags"].fillna(""):
         for code in filter(None, str(flags).replace(";", ",").split(",")):
             codes[code] = codes.get(code, 0) + 1
-    print("flags: " + (", ".join(f"{k} {v}" for k, v in sorted(codes.items())) or "none"))
+    print("flags as measured: " + (", ".join(f"{k} {v}" for k, v in sorted(codes.items())) or "none"))
     return s
 
 
@@ -347,10 +347,19 @@ FLAG_RULES = (
     ("mean_luma", "min", "min_mean_luma"),
 )
 FITTED_FLAGS = {"blurred", "overexposed", "underexposed", "low_confidence", "ambiguous_ulcer"}
-# the base of the fit: the built-in thresholds, with clipping judged at 50% of the ulcer's
-# neighbourhood (on the benchmark, clipping there does not predict area error: Spearman 0.005
-# over 160 photos, and 26% of photos exceed 5%; a flag on a quarter of good photos is ignored)
-FIT_BASE = replace(QualityConfig(), max_clipped_fraction=0.5)
+# the base of the fit (what it may tighten): the checks as they were before any fit, with
+# clipping judged at 50% of the ulcer's neighbourhood (on the benchmark, clipping there does not
+# predict area error: Spearman 0.005 over 160 photos, and 26% of photos exceed 5%; a flag on a
+# quarter of good photos is ignored); the new checks start off
+FIT_BASE = replace(
+    QualityConfig(),
+    max_clipped_fraction=0.5,
+    min_mean_probability=0.6,
+    max_uncertainty_ratio=0.5,
+    min_boundary_margin=0.0,
+    max_candidate_ambiguity=1.0,
+    min_on_body_fraction=0.0,
+)
 
 
 def fixed_flagged(df: pd.DataFrame) -> np.ndarray:

@@ -37,7 +37,7 @@ def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def test_exposure_is_judged_near_the_ulcer_never_on_the_marker() -> None:
     rgb, valid, exclude, mask = _scene()
-    cfg = QualityConfig()
+    cfg = QualityConfig(max_clipped_fraction=0.05)  # strict, so the marker would trip it
     # the whole frame: white paper and black squares count as clipped pixels
     assert {Flag.OVEREXPOSED, Flag.UNDEREXPOSED} <= set(image_flags(rgb, valid, cfg))
     region = ulcer_neighbourhood(mask, valid, exclude, px_per_mm=10.0, radius_mm=3.0)
@@ -76,9 +76,15 @@ def test_candidate_ambiguity_and_flag() -> None:
     assert signal_flags(rival, cfg) == [Flag.AMBIGUOUS_ULCER]
     soft = quality_signals(rgb, np.where(mask, 0.82, 0.78).astype(np.float32), mask, region, 0.8, _meas())
     assert signal_flags(soft, cfg) == [Flag.LOW_CONFIDENCE]
-    # the defaults never fire (thresholds at the ends of the signals' ranges)
-    assert signal_flags(rival, QualityConfig()) == []
-    assert signal_flags(soft, QualityConfig()) == []
+    # at the ends of the signals' ranges the checks are off
+    off = QualityConfig(max_candidate_ambiguity=1.0, min_boundary_margin=0.0, min_on_body_fraction=0.0)
+    assert signal_flags(rival, off) == []
+    assert signal_flags(soft, off) == []
+    # a measured region mostly off the body
+    body = np.zeros_like(mask)
+    offbody = quality_signals(rgb, prob, mask, region, 0.8, _meas(), (100.0,), body)
+    assert offbody["on_body"] == 0.0
+    assert signal_flags(offbody, QualityConfig(min_on_body_fraction=0.5)) == [Flag.AMBIGUOUS_ULCER]
 
 
 def test_area_interval_scales_with_the_band() -> None:
