@@ -18,9 +18,10 @@ def ulcer_mask(
     """Binary ulcer mask (bool, same shape) from a foreground probability map.
 
     Components smaller than ``min_area_mm2`` are dropped and holes are filled. One photo shows
-    one ulcer: the main component is the one with the largest summed probability, and other components are kept only within
-    ``merge_distance_mm`` of it, as fragments of the same ulcer. ``exclude`` (e.g. the
-    marker and its quiet zone, or pixels outside the photo) is never foreground.
+    one ulcer: the main component is the one with the largest summed probability, and other
+    components are kept only within ``merge_distance_mm`` of it, as fragments of the same
+    ulcer. ``exclude`` (e.g. the marker and its quiet zone, or pixels outside the photo) is
+    never foreground.
     """
     mask = probability >= threshold
     if exclude is not None:
