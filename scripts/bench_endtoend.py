@@ -42,12 +42,12 @@ import pandas as pd
 
 from ulcerseg.config import PipelineConfig, QualityConfig, load_config, with_overrides
 from ulcerseg.errors import UlcersegError
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.measure import area_interval
 from ulcerseg.pipeline import effective_config, measure_study, open_model, resolve_model_dir
 from ulcerseg.records import PhotoResult
 from ulcerseg.segmentation.backends import SegmentationBackend
 from ulcerseg.segmentation.model import load_card
-from ulcerseg.synth.grid import Grid
 from ulcerseg.synth.render import PhotoConfig
 from ulcerseg.synth.trial import encode_jpeg
 from ulcerseg.synth.woundpatch import WoundPatch, render_wound_photo
@@ -202,7 +202,7 @@ def measure(
         def keep(result: PhotoResult) -> None:
             collected.append({"file": result.photo.path.relative_to(root).as_posix(), **result.signals})
 
-        summary = measure_study(manifest, run_dir, config, backend=backend, heal=False, on_result=keep)
+        summary = measure_study(manifest, run_dir, config, backend=backend, on_result=keep)
         print(f"measure: {summary.n_measured} measured, {summary.n_failed} failed -> {run_dir}")
         signals = pd.concat([old, pd.DataFrame(collected)]).drop_duplicates("file", keep="last")
         signals.to_csv(signals_path, index=False)
@@ -229,8 +229,8 @@ def photo_dice(row: pd.Series, run_dir: Path, data: Path) -> float:
     measured = cv2.imread(str(run_dir / row["mask_file"]), cv2.IMREAD_GRAYSCALE)
     if measured is None:
         return float("nan")
-    grid = Grid(row["rectified_origin_x_mm"], row["rectified_origin_y_mm"], row["rectified_px_per_mm"],
-                measured.shape[1], measured.shape[0])  # fmt: skip
+    origin = (row["rectified_origin_x_mm"], row["rectified_origin_y_mm"])
+    grid = RectifiedGrid(origin, row["rectified_px_per_mm"], measured.shape[1], measured.shape[0])
     mask = read_mask(data / "masks" / f"{row['stem']}.png")
     truth = truth_patch(row, mask).mask_on_grid(grid)
     auto = measured > 127

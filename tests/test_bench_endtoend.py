@@ -14,9 +14,9 @@ import pytest
 from conftest import RednessBackend
 
 from ulcerseg.config import PipelineConfig
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.segmentation.model import ModelCard, save_card
 from ulcerseg.synth import woundpatch
-from ulcerseg.synth.grid import Grid
 from ulcerseg.synth.render import PhotoConfig
 from ulcerseg.synth.woundpatch import PlaneBackground, crop_wound, padding_mask, render_wound_photo
 
@@ -66,11 +66,11 @@ def test_placed_wound_has_the_chosen_area_and_its_mask_on_any_grid() -> None:
     assert photo.marker_distance_mm >= 5.0
     assert photo.tilt_deg <= 40.0 and 80 <= photo.jpeg_quality <= 95
     x0, y0, x1, y1 = photo.patch.bbox_mm("wound", margin_mm=1.0)
-    grid = Grid.covering(x0, y0, x1, y1, 40.0)
+    grid = RectifiedGrid.covering(x0, y0, x1, y1, 40.0)
     sampled = photo.patch.mask_on_grid(grid).sum() / 40.0**2
     assert sampled == pytest.approx(12.0, rel=0.03)
     # the wound centre is red in the photo (where the camera put it)
-    from ulcerseg.calibration.marker import apply_homography
+    from ulcerseg.geometry import apply_homography
 
     centre_px = apply_homography(photo.homography, np.array([photo.scene.ulcer_centre_mm]))[0]
     u, v = np.round(centre_px).astype(int)
@@ -81,7 +81,7 @@ def test_placed_wound_has_the_chosen_area_and_its_mask_on_any_grid() -> None:
 @pytest.mark.parametrize("kind", list(woundpatch.BACKGROUND_KINDS))
 def test_every_background_kind_renders(kind: str) -> None:
     bg = PlaneBackground.random(np.random.default_rng(1), kind)
-    img = bg.render(Grid(0.0, 0.0, 5.0, 40, 30), (0.0, 0.0))
+    img = bg.render(RectifiedGrid((0.0, 0.0), 5.0, 40, 30), (0.0, 0.0))
     assert img.shape == (30, 40, 3) and img.dtype == np.float32
     assert img.min() >= 0.0 and img.max() <= 1.6
 

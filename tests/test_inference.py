@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ulcerseg.calibration.rectify import RectifiedGrid
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.segmentation.inference import SINGLE_PASS_MAX_PX, _run_on_grid, predict_image
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.rectify import RectifiedGrid
 from ulcerseg.config import SegmentationConfig
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.segmentation.body import body_mask, skin_mask
 from ulcerseg.segmentation.candidates import rank_candidates
 

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ulcerseg.calibration.rectify import RectifiedGrid
 from ulcerseg.config import SegmentationConfig
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.segmentation.body import body_mask
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.geometry import RectifiedGrid, apply_homography
 from ulcerseg.synth.camera import sample_camera
 from ulcerseg.synth.finger import skin_tone
-from ulcerseg.synth.grid import Grid, Lattice, fine_noise, smoothstep
+from ulcerseg.synth.grid import Lattice, fine_noise, smoothstep
 from ulcerseg.synth.render import Patch, PhotoConfig, photograph
 from ulcerseg.synth.scene import Scene, _box_distance
 from ulcerseg.synth.sticker import Sticker
@@ -98,7 +98,7 @@ class PlaneBackground:
             return cls(kind, col, col, "plain", period, angle, 0.02, seed)
         raise ValueError(f"unknown background kind {kind!r} (expected {', '.join(kinds)})")
 
-    def render(self, grid: Grid, centre: tuple[float, float]) -> np.ndarray:
+    def render(self, grid: RectifiedGrid, centre: tuple[float, float]) -> np.ndarray:
         """Unlit colour on ``grid``: H x W x 3 float32, 0..1 (the ``Background`` interface)."""
         xs, ys = grid.xs(), grid.ys()
         rng = np.random.default_rng(self.texture_seed)
@@ -176,10 +176,10 @@ class WoundPatch:
         pts = np.vstack([c.reshape(-1, 2) for c in contours]).astype(np.float64)
         return apply_homography(self.src_to_mm(), pts)
 
-    def _grid_to_src(self, grid: Grid) -> np.ndarray:
+    def _grid_to_src(self, grid: RectifiedGrid) -> np.ndarray:
         return (np.linalg.inv(self.src_to_mm()) @ grid.px_to_mm())[:2]
 
-    def layer(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    def layer(self, grid: RectifiedGrid) -> tuple[np.ndarray, np.ndarray]:
         """Unlit colour (H x W x 3) and alpha (H x W) of the crop on ``grid`` (the render layer API)."""
         m = self._grid_to_src(grid)
         src_per_grid_px = 1.0 / (grid.px_per_mm * self.mm_per_px)
@@ -192,7 +192,7 @@ class WoundPatch:
         alpha = cv2.warpAffine(self.alpha, m, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
         return col.astype(np.float32), np.clip(alpha, 0, 1).astype(np.float32)
 
-    def mask_on_grid(self, grid: Grid) -> np.ndarray:
+    def mask_on_grid(self, grid: RectifiedGrid) -> np.ndarray:
         """True wound mask sampled at ``grid``'s pixel centres (bool, H x W)."""
         m = self._grid_to_src(grid)
         warped = cv2.warpAffine(self.mask.astype(np.float32), m, (grid.width, grid.height),
