@@ -37,3 +37,16 @@ class DecisionError(UlcersegError):
 
 class StudyVersionError(UlcersegError):
     """A study database was written by a newer ulcerseg (schema version above this one's)."""
+
+
+class ImageAccessError(ImageReadError):
+    """A photo exists but cannot be read now (permission, I/O error): the environment's fault,
+    so the failure is retried by the next run instead of being cached as final."""
+
+
+class OutputError(UlcersegError):
+    """The output folder cannot be written (read-only, disk full, permission) or is locked."""
+
+
+class OutputLockedError(OutputError):
+    """Another ``measure`` holds the output folder's lock."""

@@ -16,15 +16,20 @@ BACKENDS = ("auto", "torch", "onnx")
 
 
 def out_dir_option(help: str, *, required: bool = True, dest: str = "out_dir") -> Callable[[F], F]:
-    """``-o/--out DIR``: an output folder (a Path; a file of that name is refused)."""
+    """``-o/--out DIR``: an output folder (a Path; a file of that name is refused).
+
+    No ``default`` is passed when required: click 8.5 lets an explicit ``default=None``
+    satisfy ``required=True`` (the command then got None and failed with a TypeError).
+    """
+    extra: dict[str, Any] = {} if required else {"default": None}
     return click.option(
         "-o",
         "--out",
         dest,
         required=required,
-        default=None,
         type=click.Path(file_okay=False, path_type=Path),
         help=help,
+        **extra,
     )
 
 

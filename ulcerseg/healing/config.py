@@ -50,6 +50,9 @@ class HealingConfig:
         "no_marker",
         "ambiguous_marker",
         "processing_error",
+        "write_error",
+        "missing_file",
+        "grayscale",
     )
     low_confidence_flags: tuple[str, ...] = ("low_confidence",)
     schedule: tuple[str, ...] = ("D0", "W2", "W4", "W8", "W12", "W16")
