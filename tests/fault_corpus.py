@@ -434,6 +434,18 @@ def case_write_error_is_retried(tmp: Path) -> str:
     return f"{first}, then {row_outcome(rows(out).get('S1/D0/U1.jpg'), '')} ({second.n_skipped} skipped)"
 
 
+def case_unreachable_file_retried(tmp: Path) -> str:
+    """A file that cannot be read now (dangling link, permission) is the environment's fault."""
+    root = tmp / "in"
+    (root / "S1" / "D0").mkdir(parents=True)
+    target = tmp / "elsewhere.jpg"
+    (root / "S1" / "D0" / "U1.jpg").symlink_to(target)
+    _measure(root, tmp / "out")
+    first = row_outcome(rows(tmp / "out").get("S1/D0/U1.jpg"), "unreadable_file")
+    again = _measure(root, tmp / "out")
+    return f"{first}, rerun retries {again.n_failed}"
+
+
 def case_bytes_failure_cached(tmp: Path) -> str:
     root = tmp / "in"
     _put(root / "S1" / "D0" / "U1.jpg", _encode(make_photo(with_marker=False).rgb))
@@ -674,6 +686,7 @@ SINGLE_CASES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "missing_photo": ("missing missing_file, exit 1", case_missing_photo),
     "byte_identical_rerun": ("2 skipped, 0 network calls, csv identical", case_byte_identical_rerun),
     "write_error_retried": ("failed write_error, then measured (0 skipped)", case_write_error_is_retried),
+    "unreachable_file_retried": ("failed unreadable_file, rerun retries 1", case_unreachable_file_retried),
     "bytes_failure_cached": ("rerun skips 1, --retry-failed measures 1", case_bytes_failure_cached),
     "rerun_exit_while_failures_remain": ("0 failed this run, 1 unresolved, exit 1", case_rerun_exit_nonzero),
     "disk_full": ("error: No space left, csv intact, 0 tmp", case_disk_full),
