@@ -341,8 +341,8 @@ def measure_study(
     found: Discovery = discover(
         source, config.discovery, exclude=out_dir, allow_outside_root=allow_outside_root
     )
-    for path, reason in found.problems:
-        log.warning("%s: %s", path, reason)
+    for path, reason in found.problems:  # the CLI prints them; summary.problems lists them
+        log.info("%s: %s", path, reason)
     backend = backend or open_model(config)
     config = effective_config(config, backend.card)
     try:
