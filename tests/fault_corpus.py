@@ -259,7 +259,7 @@ def _discover_error(tmp: Path, text: str | bytes, *words: str, **kw: object) -> 
 
 
 def case_manifest_not_utf8(tmp: Path) -> str:
-    return _discover_error(tmp, (HEADER + "S\xe91,U1,D0,p/a.jpg,\n").encode("latin-1"), "not UTF-8")
+    return _discover_error(tmp, (HEADER + "S\xe91,U1,D0,p/a.jpg,\n").encode("latin-1"), "not a UTF-8")
 
 
 def case_manifest_missing_columns(tmp: Path) -> str:
@@ -663,7 +663,7 @@ def case_cli_out_omitted(tmp: Path) -> str:
 
 # name -> (expected, function)
 SINGLE_CASES: dict[str, tuple[str, Callable[[Path], str]]] = {
-    "manifest_not_utf8": ("error: not UTF-8", case_manifest_not_utf8),
+    "manifest_not_utf8": ("error: not a UTF-8", case_manifest_not_utf8),
     "manifest_missing_columns": ("error: lacks column", case_manifest_missing_columns),
     "manifest_extra_field": ("error: more fields", case_manifest_extra_field),
     "manifest_path_two_subjects": ("error: conflict", case_manifest_conflict),

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ulcerseg.config import DiscoveryConfig
-from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.errors import ConfigError, InputError, NoPhotosError
 from ulcerseg.imageio import read_bytes, sha256_bytes
 from ulcerseg.records import FAILING_SKIP_REASONS, PhotoRecord, SkipReason
 from ulcerseg.visits import is_visit_label, visit_to_day
@@ -212,7 +212,7 @@ def _read_manifest_text(manifest: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise InputError(
-            f"{manifest}: manifest is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV"
+            f"{manifest}: not a UTF-8 text file (byte {err.start}); save the manifest as UTF-8 CSV"
         ) from err
 
 
@@ -315,6 +315,23 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
             )
         )
     return found
+
+
+def no_photos_error(source: Path, found: Discovery, config: DiscoveryConfig) -> NoPhotosError:
+    """The error of a source without any photo: the layout expected and why files were ignored
+    (all of them in ``NoPhotosError.skipped``)."""
+    exts = "/".join(sorted({e.lower().lstrip(".") for e in config.extensions}))
+    if Path(source).is_file():
+        msg = f"{source}: the manifest lists no photos (columns subject, ulcer, visit, path[, date])"
+    else:
+        msg = (
+            f"{source}: no photos found; expected the layout <subject>/<visit>/<ulcer>.<{exts}> "
+            "(e.g. S001/W4/U1.jpg; visit folders D<n> or W<n>) or a manifest CSV"
+        )
+    if found.problems:
+        path, reason = found.problems[0]
+        msg += f"; {len(found.problems)} file(s) ignored, e.g. {found.relative(path)}: {reason}"
+    return NoPhotosError(msg, [(Path(p), r) for p, r in found.problems])
 
 
 def discover(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UlcersegError(Exception):
     """Base class: ``str(err)`` is a complete one-line message for the user."""
@@ -13,6 +15,15 @@ class ConfigError(UlcersegError):
 
 class InputError(UlcersegError):
     """An input file or folder cannot be used."""
+
+
+class NoPhotosError(InputError):
+    """A folder or manifest without any photo; ``skipped``: the (path, reason) of every file that
+    looked like a photo but could not be placed, for the CLI to list before the one-line error."""
+
+    def __init__(self, message: str, skipped: list[tuple[Path, str]] | None = None) -> None:
+        super().__init__(message)
+        self.skipped = list(skipped or [])
 
 
 class ImageReadError(InputError):
@@ -50,3 +61,15 @@ class OutputError(UlcersegError):
 
 class OutputLockedError(OutputError):
     """Another ``measure`` holds the output folder's lock."""
+
+
+# modules of the [train] extra: the core install (measure, heal, review, qa) runs without them
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "segmentation_models_pytorch", "albumentations", "onnx")
+
+
+def missing_extra_message(err: ModuleNotFoundError) -> str | None:
+    """One-line advice when ``err`` is a missing [train] module, else None."""
+    root = (err.name or "").split(".")[0]
+    if root not in TRAIN_EXTRA_MODULES:
+        return None
+    return f"{root} is not installed: this needs the training tier (pip install 'ulcerseg[train]')"

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -21,8 +21,8 @@ import numpy as np
 from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig, with_overrides
-from ulcerseg.discover import Discovery, discover
-from ulcerseg.errors import CalibrationError, ImageAccessError, ImageReadError, ModelError, OutputError
+from ulcerseg.discover import Discovery, discover, no_photos_error
+from ulcerseg.errors import CalibrationError, ImageAccessError, ImageReadError, OutputError
 from ulcerseg.imageio import (
     PhotoInfo,
     Preview,
@@ -32,11 +32,22 @@ from ulcerseg.imageio import (
     read_bytes,
     write_png,
 )
-from ulcerseg.measure import measure_ulcer
+from ulcerseg.measure import area_interval, measure_ulcer
+from ulcerseg.naming import photo_file_stem
 from ulcerseg.overlay import mask_contours_photo, render_overlay
-from ulcerseg.quality import calibration_flags, image_flags, is_desaturated, mask_flags
+from ulcerseg.quality import (
+    calibration_flags,
+    image_flags,
+    is_desaturated,
+    mask_flags,
+    quality_signals,
+    signal_flags,
+    ulcer_neighbourhood,
+)
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
+from ulcerseg.resources import resolve_model_dir
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
+from ulcerseg.segmentation.body import body_mask
 from ulcerseg.segmentation.inference import segment_photo
 from ulcerseg.segmentation.model import ModelCard
 from ulcerseg.segmentation.postprocess import ulcer_mask
@@ -45,17 +56,6 @@ from ulcerseg.store.lock import output_lock
 from ulcerseg.store.study import Reconciled
 
 log = logging.getLogger(__name__)
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolve_model_dir(model: str | Path) -> Path:
-    """A model folder given as configured: as is, or relative to the source checkout."""
-    path = Path(model)
-    for candidate in (path, _REPO_ROOT / path):
-        if (candidate / "model.json").is_file():
-            return candidate
-    raise ModelError(f"{model}: no model folder with model.json found (give --model DIR)")
 
 
 @dataclass
@@ -197,8 +197,21 @@ class PhotoMeasurer:
         measurement = measure_ulcer(seg.probability, mask, (tight, loose), grid.px_per_mm,
                                     grid.origin_mm, centre)  # fmt: skip
         result.measurement = measurement
-        result.flags += image_flags(seg.image, seg.valid, cfg.quality)
+        # blur and exposure where they matter: the ulcer and a few mm around it, never the
+        # marker (its white paper and black squares are clipped by design)
+        region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
+        result.flags += image_flags(seg.image, region, cfg.quality)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
+        result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
+                                         measurement, seg.candidate_scores,
+                                         body_mask(seg.image, grid.px_per_mm))  # fmt: skip
+        result.flags += signal_flags(result.signals, cfg.quality)
+        if sc.interval_q_low is not None and sc.interval_q_high is not None:
+            low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,
+                                      measurement.area_high_mm2, sc.interval_floor, sc.interval_q_low,
+                                      sc.interval_q_high)  # fmt: skip
+            measurement = replace(measurement, area_low_mm2=low, area_high_mm2=high)
+            result.measurement = measurement
         result.rectified_origin_mm = grid.origin_mm
         result.rectified_px_per_mm = grid.px_per_mm
         t_measure = time.perf_counter()
@@ -213,7 +226,7 @@ class PhotoMeasurer:
         label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
 
         def write(out_dir: Path) -> None:
-            key = photo.sha256[:16]
+            key = photo_file_stem(photo.subject_id, photo.ulcer_id, photo.visit, photo.sha256)
             result.mask_path = out_dir / "masks" / f"{key}.png"
             write_png(result.mask_path, mask.astype(np.uint8) * 255)
             if output.write_rectified:
@@ -222,7 +235,13 @@ class PhotoMeasurer:
             if output.write_overlays:
                 contours = mask_contours_photo(mask, grid, h)
                 overlay = render_overlay(
-                    preview.image, cal, contours, measurement.area_mm2, label, image_scale=preview.scale
+                    preview.image,
+                    cal,
+                    contours,
+                    measurement.area_mm2,
+                    label,
+                    image_scale=preview.scale,
+                    flags=result.flags,
                 )
                 result.overlay_path = out_dir / "overlays" / f"{key}.png"
                 write_png(result.overlay_path, overlay, compression=1)
@@ -262,8 +281,6 @@ def _read_ahead(
 
 
 def _with_date(photo: PhotoRecord, date: str) -> PhotoRecord:
-    from dataclasses import replace
-
     return replace(photo, photo_date=date)
 
 
@@ -324,6 +341,7 @@ def measure_study(
     progress: Callable[[Iterator, int], Iterator] | None = None,
     retry_failed: bool = False,
     allow_outside_root: bool = False,
+    on_result: Callable[[PhotoResult], None] | None = None,
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
@@ -333,14 +351,21 @@ def measure_study(
     iterator (e.g. tqdm). Healing is not computed here: call
     :func:`ulcerseg.healing.heal_study` next (the ``ulcerseg measure`` command does).
     The recorded config is :func:`effective_config` (card defaults resolved).
+    ``on_result`` is called with each newly measured photo's result once it is stored (e.g. to
+    collect ``PhotoResult.signals``, which the store does not keep).
 
     Raises :class:`OutputError` (one line) when the output folder is locked by another run,
-    read-only or full; every photo row already committed stays valid.
+    read-only or full; every photo row already committed stays valid. Raises
+    :class:`InputError` (:func:`~ulcerseg.discover.no_photos_error`, the layout expected) when
+    ``source`` holds no photo at all (a :class:`~ulcerseg.errors.NoPhotosError` listing the
+    files skipped).
     """
     out_dir = Path(out_dir)
     found: Discovery = discover(
         source, config.discovery, exclude=out_dir, allow_outside_root=allow_outside_root
     )
+    if not found.photos:  # the skipped files travel in NoPhotosError.skipped (the CLI lists them)
+        raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
     for path, reason in found.problems:  # the CLI prints them; summary.problems lists them
         log.info("%s: %s", path, reason)
     backend = backend or open_model(config)
@@ -348,7 +373,7 @@ def measure_study(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with output_lock(out_dir):
-            return _measure_locked(found, source, out_dir, config, backend, progress, retry_failed)
+            return _measure_locked(found, source, out_dir, config, backend, progress, retry_failed, on_result)
     except (OSError, sqlite3.OperationalError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise OutputError(f"{out_dir}: cannot write the output folder ({reason})") from err
@@ -364,6 +389,7 @@ def _measure_locked(
     backend: SegmentationBackend,
     progress: Callable[[Iterator, int], Iterator] | None,
     retry_failed: bool,
+    on_result: Callable[[PhotoResult], None] | None,
 ) -> MeasureSummary:
     _clean_stale_temporaries(out_dir)
     with Study.open(out_dir) as study:
@@ -412,6 +438,8 @@ def _measure_locked(
         def store(result: PhotoResult) -> None:
             file = found.relative(result.photo.path)
             study.add_result(run, result, file)
+            if on_result is not None:
+                on_result(result)
             if result.status == "measured":
                 summary.n_measured += 1
             else:

@@ -35,6 +35,7 @@ class Flag(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     MASK_AT_BORDER = "mask_at_border"
     NO_ULCER_FOUND = "no_ulcer_found"
+    AMBIGUOUS_ULCER = "ambiguous_ulcer"  # a second candidate region scores close to the chosen one
     PROCESSING_ERROR = "processing_error"
     WRITE_ERROR = "write_error"  # the output files could not be written: retried by the next run
     DUPLICATE_PHOTO = "duplicate_photo"  # the same bytes are also at another path of the study
@@ -137,6 +138,7 @@ class PhotoResult:
     rectified_origin_mm: tuple[float, float] | None = None
     rectified_px_per_mm: float | None = None
     retryable: bool = False  # failed for a reason of the environment (I/O, permission): retry next run
+    signals: dict[str, float] = field(default_factory=dict)  # quality.quality_signals (not stored)
 
     @property
     def needs_review(self) -> bool:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import backend_option, model_dir_option, out_dir_option, threads_option
+from ulcerseg.cli.options import (
+    backend_option,
+    model_dir_option,
+    out_dir_option,
+    progress_option,
+    threads_option,
+)
 
 __all__ = ["measure"]
 
@@ -28,7 +34,7 @@ __all__ = ["measure"]
 @threads_option()
 @click.option("--no-overlays", is_flag=True, help="Do not write overlay PNGs.")
 @click.option("--no-heal", is_flag=True, help="Do not compute healing status after measuring.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option()
 @click.option(
     "--retry-failed",
     is_flag=True,
@@ -58,11 +64,12 @@ def measure(
     Every file under SOURCE becomes a row of measurements.csv or a listed reason (run.json).
     Exit status: 0 every photo of the study measured; 1 some photo of the study failed or is
     missing, or some file could not be placed (unsupported format, layout, visit label);
-    2 error (one line).
+    2 usage or input error (one line; also: no photos found, with the layout expected).
     """
     from tqdm import tqdm
 
     from ulcerseg.config import load_config, with_overrides
+    from ulcerseg.errors import NoPhotosError
     from ulcerseg.healing import heal_study
     from ulcerseg.pipeline import measure_study
 
@@ -76,9 +83,19 @@ def measure(
     def bar(items, total):  # type: ignore[no-untyped-def]
         return tqdm(items, total=total, unit="photo", disable=not progress, file=sys.stderr)
 
-    summary = measure_study(
-        source, out_dir, cfg, progress=bar, retry_failed=retry_failed, allow_outside_root=allow_outside_root
-    )
+    try:
+        summary = measure_study(
+            source,
+            out_dir,
+            cfg,
+            progress=bar,
+            retry_failed=retry_failed,
+            allow_outside_root=allow_outside_root,
+        )
+    except NoPhotosError as err:  # list every file that could not be placed, then the one-line error
+        for path, reason in err.skipped:
+            click.echo(f"skipped: {path}: {reason}", err=True)
+        raise
     if not no_heal:
         heal_study(out_dir)
     for path, reason in summary.problems:

@@ -20,6 +20,7 @@ from ulcerseg.healing import PROVENANCE_COLUMNS, HealingConfig, UlcerHealing, co
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.outputs import healing_config, write_csv
 from ulcerseg.review.rules import Action, final_decisions
+from ulcerseg.rounding import round_rows
 
 __all__ = ["FINAL_COLUMNS", "apply_decisions", "export_final", "final_visit_rows"]
 
@@ -155,4 +156,4 @@ def export_final(
     final, _ = final_visit_rows(rows, decisions, cfg)
     dest = Path(path) if path else Path(out_dir) / "final_visits.csv"
     log.info("final table: %d visit rows -> %s", len(final), dest)
-    return write_csv(final, FINAL_COLUMNS, dest)
+    return write_csv(round_rows(final), FINAL_COLUMNS, dest)

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ulcerseg import tables
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig, load_healing_config
-from ulcerseg.review.blinding import load_rgb
+from ulcerseg.imageio import read_rgb
 
 __all__ = ["check_dest", "healing_config", "load_mask", "write_csv"]
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: Path) -> Path:
+    """Atomic, formula-escaped CSV (``tables.write_csv``), creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if r.get(k) is None else r.get(k) for k in columns})
-    tmp.replace(path)
-    return path
+    return tables.write_csv(path, rows, columns)
 
 
 def healing_config(config: HealingConfig | str | Path | None) -> HealingConfig:
@@ -35,7 +29,7 @@ def healing_config(config: HealingConfig | str | Path | None) -> HealingConfig:
 def load_mask(path: Path | None) -> np.ndarray | None:
     if path is None:
         return None
-    return load_rgb(path).max(axis=2) >= 128
+    return read_rgb(path).max(axis=2) >= 128
 
 
 def check_dest(dest: Path, out_dir: Path) -> None:

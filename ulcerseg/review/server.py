@@ -29,7 +29,8 @@ import numpy as np
 
 from ulcerseg.errors import UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
-from ulcerseg.review.blinding import encode_png_clean, load_rgb
+from ulcerseg.imageio import read_mask, read_rgb
+from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.decisions import (
     ADJUDICATOR,
     KEY_RE,
@@ -314,11 +315,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "no such image")
             return
         if kind == "rectified.png":
-            pixels = load_rgb(item.rectified_path)
+            pixels = read_rgb(item.rectified_path)
         elif item.mask_path is not None:
-            pixels = (load_rgb(item.mask_path).max(axis=2) >= 128).astype(np.uint8) * 255
+            pixels = read_mask(item.mask_path).astype(np.uint8) * 255
         else:
-            h, w = load_rgb(item.rectified_path).shape[:2]
+            h, w = read_rgb(item.rectified_path).shape[:2]
             pixels = np.zeros((h, w), np.uint8)
         self._send(200, encode_png_clean(pixels), "image/png")
 
@@ -329,7 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise DecisionError("unknown item key")
         mask = None
         if body.get("action") == "correct":
-            h, w = load_rgb(item.rectified_path).shape[:2]
+            h, w = read_rgb(item.rectified_path).shape[:2]
             if body.get("mask_png"):
                 data_url = str(body["mask_png"])
                 b64 = data_url.split(",", 1)[1] if data_url.startswith("data:") else data_url

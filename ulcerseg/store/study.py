@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
+from ulcerseg.rounding import round_rows
 from ulcerseg.store.db import DB_NAME, connect
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "Reconciled", "RunInfo", "Study"]
@@ -270,7 +271,7 @@ class Study:
         with tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
-            for row in self.latest_measurements():
+            for row in round_rows(self.latest_measurements()):  # the database keeps full precision
                 writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
         tmp.replace(path)
         return path
