@@ -661,6 +661,20 @@ def case_cli_out_omitted(tmp: Path) -> str:
     return "usage error, exit 2" if ok else f"exit {proc.returncode}: {proc.stderr.strip()[-80:]}"
 
 
+def case_cli_only_unsupported(tmp: Path) -> str:
+    trial = tmp / "trial"
+    (trial / "S1" / "D0").mkdir(parents=True)
+    for name in ("U1.bmp", "U2.heic"):
+        (trial / "S1" / "D0" / name).write_bytes(b"not decoded")
+    proc = _cli("measure", str(trial), "-o", str(tmp / "out"))
+    if "Traceback" in proc.stderr:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+    lines = proc.stderr.strip().splitlines()
+    listed = sum(line.startswith("skipped: ") and "unsupported_format" in line for line in lines)
+    layout = bool(lines) and lines[-1].startswith("error: ") and "expected the layout" in lines[-1]
+    return f"listed {listed}, exit {proc.returncode}" + (", layout" if layout else ", no layout")
+
+
 # name -> (expected, function)
 SINGLE_CASES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "manifest_not_utf8": ("error: not a UTF-8", case_manifest_not_utf8),
@@ -699,6 +713,7 @@ SINGLE_CASES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "kill9_and_resume": ("resumed the rest, 5 rows for 5 photos, files ok, 0 tmp", case_kill9_and_resume),
     "two_concurrent_runs": ("first done, refused naming pid", case_two_concurrent_runs),
     "cli_out_omitted": ("usage error, exit 2", case_cli_out_omitted),
+    "cli_only_unsupported_files": ("listed 2, exit 2, layout", case_cli_only_unsupported),
 }  # fmt: skip
 
 BATCH_NAMES = [*FILE_CASES, *SKIP_CASES, "skips_listed_in_run_json_and_counted"]
