@@ -115,8 +115,10 @@ def test_measure_without_photos_names_the_layout_and_exits_2(tmp_path: Path, mon
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no photos found; expected the layout <subject>/<visit>/<ulcer>." in err
-    assert "S001/U1.jpg: not in a <subject>/<visit>/ folder" in err
-    assert len(err.strip().splitlines()) == 1
+    assert "S001/U1.jpg: unexpected_layout: not in a <subject>/<visit>/ folder" in err
+    lines = err.strip().splitlines()  # every skipped file listed, then the one-line error
+    assert len(lines) == 2 and lines[0].startswith("skipped: ") and lines[0].endswith("(1 folder levels)")
+    assert lines[1].startswith("error: ") and "no photos found" in lines[1]
     assert not (tmp_path / "out" / "study.sqlite").exists()
 
 

@@ -104,7 +104,7 @@ def test_worsening_and_stable_thresholds():
 def test_healed_requires_confidence():
     rows = series({"D0": 10.0, "W2": 0.3}, flags={"W2": "low_confidence"})
     _, v = by_visit(rows, cfg(schedule=("D0", "W2")))
-    assert v["W2"].status == "improving"
+    assert v["W2"].status == "not_assessable"  # issue 13: a flagged small area is no evidence
     rows = series({"D0": 10.0, "W2": 0.3})
     _, v = by_visit(rows, cfg(schedule=("D0", "W2")))
     assert v["W2"].status == "healed"

@@ -136,3 +136,38 @@ def test_only_the_store_defines_tables() -> None:
         if ddl.search(path.read_text(encoding="utf-8"))
     }
     assert owners == {"store/schema.py"}
+
+
+def test_v1_study_migrates_to_photos_keyed_by_path_and_bytes(tmp_path: Path) -> None:
+    """Version 1 keyed photos by bytes; a path re-measured with new bytes keeps only the newest."""
+    out = tmp_path / "out"
+    out.mkdir()
+    conn = sqlite3.connect(out / "study.sqlite")
+    for statement in STATEMENTS:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO runs (run_id, started_at, package_version, model_sha256, config_sha256, config_json,"
+        " input_root) VALUES ('r', 't', 'v', 'm', 'c', '{}', '/')"
+    )
+    for sha, area in (("a" * 64, 5.0), ("b" * 64, 4.0)):  # the same path, old then new bytes
+        conn.execute(
+            "INSERT INTO photos (photo_sha256, file, subject_id, ulcer_id, visit) VALUES (?, 'S1/D0/U1.jpg',"
+            " 'S1', 'U1', 'D0')",
+            (sha,),
+        )
+        conn.execute(
+            "INSERT INTO measurements (run_id, photo_sha256, file, status, needs_review, flags, area_mm2,"
+            " package_version, model_sha256, config_sha256, measured_at)"
+            " VALUES ('r', ?, 'S1/D0/U1.jpg', 'measured', 0, '', ?, 'v', 'm', 'c', 't')",
+            (sha, area),
+        )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Study.open(out) as study:
+        latest = study.latest_measurements()
+        assert [(r["photo_sha256"][0], r["area_mm2"]) for r in latest] == [("b", 4.0)]
+        assert [(r["photo_sha256"][0], r["superseded_reason"]) for r in study.superseded()] == [
+            ("a", "replaced")
+        ]
+        assert not study.unresolved()

@@ -75,6 +75,8 @@ class DiscoveryConfig:
     ulcer_pattern: str = r"^(?P<ulcer_id>.+)$"  # applied to the file stem
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
     ignore: tuple[str, ...] = (".*", "_*", "ground_truth*")  # folder/file name globs never read
+    # visit labels that are not D<n>/W<n>, mapped to one (case-insensitive), e.g. {baseline: D0}
+    visit_aliases: dict[str, str] = field(default_factory=dict)
 
 
 # test-time augmentation modes (segmentation.inference.with_flip_tta): passes 1, 2 and 4

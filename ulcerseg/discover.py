@@ -3,6 +3,10 @@
 Default layout ``<root>/<subject>/<visit>/<photo>``; the ulcer ID comes from the photo's file
 stem through ``discovery.ulcer_pattern``. A manifest CSV (columns ``subject, ulcer, visit,
 path[, date]``; paths relative to the manifest) can be given instead.
+
+Every file under the root becomes a photo or a :class:`Skipped` entry with a
+:class:`~ulcerseg.records.SkipReason` code: nothing is dropped silently. Subject and ulcer
+IDs are normalised to Unicode NFC (``Sé1`` typed either way is one subject).
 """
 
 from __future__ import annotations
@@ -12,25 +16,56 @@ import fnmatch
 import logging
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 from ulcerseg.config import DiscoveryConfig
-from ulcerseg.errors import InputError
+from ulcerseg.errors import ConfigError, InputError, NoPhotosError
 from ulcerseg.imageio import read_bytes, sha256_bytes
-from ulcerseg.records import PhotoRecord
+from ulcerseg.records import FAILING_SKIP_REASONS, PhotoRecord, SkipReason
 from ulcerseg.visits import is_visit_label, visit_to_day
 
 log = logging.getLogger(__name__)
 
+# image formats a camera or phone may produce that ulcerseg does not decode
+OTHER_IMAGE_EXTENSIONS = frozenset(
+    {".bmp", ".heic", ".heif", ".gif", ".webp", ".avif", ".jxl", ".jp2", ".dng", ".cr2", ".cr3",
+     ".nef", ".arw", ".orf", ".raf", ".rw2", ".raw", ".psd", ".svg", ".ico", ".pcx", ".tga"}
+)  # fmt: skip
+
+
+class Skipped(NamedTuple):
+    """A file (or manifest row) that did not become a photo: ``reason`` reads ``code: detail``."""
+
+    path: Path
+    reason: str
+
+    @property
+    def code(self) -> str:
+        return self.reason.split(":", 1)[0]
+
+    @property
+    def failing(self) -> bool:
+        """True for files that look like trial photos but could not be placed (exit status 1)."""
+        return self.code in FAILING_SKIP_REASONS
+
+
+def _skip(path: Path, code: SkipReason, detail: str) -> Skipped:
+    return Skipped(Path(path), f"{code.value}: {detail}")
+
 
 @dataclass
 class Discovery:
-    """Photos found under a root, plus files that could not be assigned (path, reason)."""
+    """Photos found under a root; ``problems``: files that look like photos but could not be
+    placed (failing); ``ignored``: hidden files, non-photos and the output folder (listed only)."""
 
     root: Path
     photos: list[PhotoRecord] = field(default_factory=list)
-    problems: list[tuple[Path, str]] = field(default_factory=list)
+    problems: list[Skipped] = field(default_factory=list)
+    ignored: list[Skipped] = field(default_factory=list)
 
     def relative(self, path: Path) -> str:
         """Path of a photo relative to the root, with forward slashes (its stable name)."""
@@ -38,6 +73,21 @@ class Discovery:
             return Path(path).relative_to(self.root).as_posix()
         except ValueError:
             return Path(path).as_posix()
+
+    def add_skip(self, item: Skipped) -> None:
+        (self.problems if item.failing else self.ignored).append(item)
+
+    def counts(self) -> dict[str, int]:
+        """Number of skipped files per reason code."""
+        out: dict[str, int] = {}
+        for item in (*self.problems, *self.ignored):
+            out[item.code] = out.get(item.code, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def nfc(text: str) -> str:
+    """Unicode NFC form of an ID (composed accents), stripped."""
+    return unicodedata.normalize("NFC", text).strip()
 
 
 def _hash_file(path: Path) -> str:
@@ -47,8 +97,35 @@ def _hash_file(path: Path) -> str:
         return sha256_bytes(str(path).encode())  # unreadable: still a stable identity
 
 
-def discover_folder(root: Path, config: DiscoveryConfig) -> Discovery:
-    """Find photos under ``root`` laid out as ``<subject>/<visit>/<photo>``."""
+class _Visits:
+    """Visit label -> (canonical label, study day), through ``discovery.visit_aliases``."""
+
+    def __init__(self, aliases: dict[str, str]) -> None:
+        self.aliases: dict[str, str] = {}
+        for name, target in aliases.items():
+            if not is_visit_label(str(target)):
+                raise ConfigError(
+                    f"key 'discovery.visit_aliases.{name}': {target!r} is not a visit label (D<n> or W<n>)"
+                )
+            self.aliases[nfc(str(name)).casefold()] = str(target).strip().upper()
+
+    def resolve(self, label: str) -> tuple[str, int] | None:
+        label = nfc(label)
+        canonical = self.aliases.get(label.casefold())
+        if canonical is None and is_visit_label(label):
+            canonical = label.upper()
+        return None if canonical is None else (canonical, visit_to_day(canonical))
+
+
+def _hidden(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(name, pat) for pat in patterns)
+
+
+def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = None) -> Discovery:
+    """Find photos under ``root`` laid out as ``<subject>/<visit>/<photo>``.
+
+    ``exclude`` (the output folder, when inside ``root``) is not read.
+    """
     root = Path(root)
     if not root.exists():
         raise InputError(f"{root}: folder does not exist")
@@ -58,79 +135,191 @@ def discover_folder(root: Path, config: DiscoveryConfig) -> Discovery:
         raise InputError(f"{root}: folder is not readable (permission denied)")
     pattern = re.compile(config.ulcer_pattern)
     extensions = {e.lower() for e in config.extensions}
+    visits = _Visits(config.visit_aliases)
+    excluded = Path(exclude).resolve() if exclude is not None else None
     found = Discovery(root)
-    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
-        if path.suffix.lower() not in extensions:
-            continue
+    paths: list[Path] = []
+
+    def walk_error(err: OSError) -> None:
+        found.add_skip(_skip(Path(err.filename or root), SkipReason.UNEXPECTED_LAYOUT,
+                             f"folder cannot be listed ({err.strerror or err})"))  # fmt: skip
+
+    for folder, dirs, files in os.walk(root, onerror=walk_error):
+        here = Path(folder)
+        keep = []
+        for d in sorted(dirs):
+            sub = here / d
+            if excluded is not None and sub.resolve() == excluded:
+                found.add_skip(_skip(sub, SkipReason.OUTPUT_FOLDER, "the output folder; not read"))
+            elif _hidden(d, config.ignore):
+                found.add_skip(_skip(sub, SkipReason.HIDDEN, "folder matches discovery.ignore"))
+            else:
+                keep.append(d)
+        dirs[:] = keep
+        for name in files:
+            paths.append(here / name)
+    for path in sorted(paths):
         parts = path.relative_to(root).parts
-        if any(fnmatch.fnmatch(part, pat) for part in parts for pat in config.ignore):
+        suffix = path.suffix.lower()
+        if _hidden(parts[-1], config.ignore):
+            found.add_skip(_skip(path, SkipReason.HIDDEN, "file matches discovery.ignore"))
+            continue
+        if suffix not in extensions:
+            if suffix in OTHER_IMAGE_EXTENSIONS:
+                detail = f"{suffix} photos are not read (convert to JPEG, PNG or TIFF)"
+                found.add_skip(_skip(path, SkipReason.UNSUPPORTED_FORMAT, detail))
+            else:
+                found.add_skip(_skip(path, SkipReason.NOT_A_PHOTO, f"extension {suffix or '(none)'}"))
             continue
         if len(parts) != 3:
-            if len(parts) > 1:  # photos directly in the root are usually not trial photos
-                found.problems.append((path, "not in a <subject>/<visit>/ folder; ignored"))
+            detail = f"not in a <subject>/<visit>/ folder ({len(parts) - 1} folder levels)"
+            found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, detail))
             continue
-        subject, visit, name = parts
-        if not is_visit_label(visit):
-            found.problems.append((path, f"visit folder {visit!r} is not a visit label (D0, W4...)"))
+        subject, visit, name = (nfc(p) for p in parts)
+        resolved = visits.resolve(visit)
+        if resolved is None:
+            found.add_skip(_skip(path, SkipReason.UNKNOWN_VISIT,
+                                 f"visit folder {visit!r} is not a visit label (D0, W4...) "
+                                 "nor in discovery.visit_aliases"))  # fmt: skip
             continue
         match = pattern.match(Path(name).stem)
-        if match is None:
-            found.problems.append((path, f"file name does not match ulcer_pattern {pattern.pattern!r}"))
+        if match is None or not match["ulcer_id"]:
+            found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME,
+                                 f"file name does not match ulcer_pattern {pattern.pattern!r}"))  # fmt: skip
             continue
         found.photos.append(
             PhotoRecord(
                 path=path,
                 subject_id=subject,
-                ulcer_id=match["ulcer_id"],
-                visit=visit.upper(),
-                study_day=visit_to_day(visit),
+                ulcer_id=nfc(match["ulcer_id"]),
+                visit=resolved[0],
+                study_day=resolved[1],
                 sha256=_hash_file(path),
             )
         )
     return found
 
 
-def discover_manifest(manifest: Path) -> Discovery:
-    """Read a manifest CSV with columns ``subject, ulcer, visit, path[, date]``."""
-    manifest = Path(manifest)
+_MANIFEST_ALIASES = {"subject_id": "subject", "ulcer_id": "ulcer", "file": "path", "photo_date": "date"}
+
+
+def _read_manifest_text(manifest: Path) -> str:
     try:
-        text = manifest.read_text(encoding="utf-8-sig")
+        data = manifest.read_bytes()
     except OSError as err:
         raise InputError(f"{manifest}: cannot read manifest ({err.strerror or err})") from err
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise InputError(f"{manifest}: not a UTF-8 text file (byte {err.start}); save it as UTF-8") from None
+        raise InputError(
+            f"{manifest}: not a UTF-8 text file (byte {err.start}); save the manifest as UTF-8 CSV"
+        ) from err
+
+
+def _iso_date(value: str, where: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError as err:
+        raise InputError(f"{where}: date {value!r} is not an ISO date (YYYY-MM-DD)") from err
+
+
+def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
+                      allow_outside_root: bool = False) -> Discovery:  # fmt: skip
+    """Read a manifest CSV with columns ``subject, ulcer, visit, path[, date]``.
+
+    One-line errors (:class:`InputError`) for a manifest that cannot be trusted as a whole: not
+    UTF-8, malformed CSV, missing columns, a row with more fields than the header, a path listed
+    twice with different IDs, a path outside the manifest's folder (unless
+    ``allow_outside_root``), a date that is not ISO. Rows that cannot be used one by one (empty
+    ID, unknown visit) are skipped with a reason; an exact repeat of a row is skipped too.
+    """
+    manifest = Path(manifest)
+    config = config or DiscoveryConfig()
+    visits = _Visits(config.visit_aliases)
+    text = _read_manifest_text(manifest)
+    if "\x00" in text:
+        raise InputError(f"{manifest}: manifest contains NUL bytes (not a CSV text file)")
     reader = csv.DictReader(text.splitlines())
-    aliases = {"subject_id": "subject", "ulcer_id": "ulcer", "file": "path", "photo_date": "date"}
-    header = {aliases.get(h.strip().lower(), h.strip().lower()) for h in reader.fieldnames or []}
-    missing = {"subject", "ulcer", "visit", "path"} - header
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as err:
+        raise InputError(f"{manifest}: malformed CSV header ({err})") from err
+    names = [_MANIFEST_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in fieldnames]
+    missing = {"subject", "ulcer", "visit", "path"} - set(names)
     if missing:
         raise InputError(f"{manifest}: manifest lacks column(s) {', '.join(sorted(missing))}")
-    found = Discovery(manifest.parent.resolve())
-    for line_no, raw in enumerate(reader, start=2):
-        row = {aliases.get(k.strip().lower(), k.strip().lower()): (v or "").strip() for k, v in raw.items()}
-        path = (manifest.parent / row["path"]).resolve()
-        if not is_visit_label(row["visit"]):
-            found.problems.append((path, f"{manifest}:{line_no}: bad visit label {row['visit']!r}"))
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"{manifest}: column(s) {', '.join(repeated)} appear twice in the header")
+    root = manifest.parent.resolve()
+    found = Discovery(root)
+    seen: dict[Path, tuple[int, tuple[str, str, str]]] = {}
+    try:
+        raw_rows = list(enumerate(reader, start=2))
+    except csv.Error as err:
+        raise InputError(f"{manifest}:{reader.line_num}: malformed CSV ({err})") from err
+    for line_no, raw in raw_rows:
+        where = f"{manifest}:{line_no}"
+        if None in raw:
+            raise InputError(f"{where}: row has more fields than the header ({len(fieldnames)} columns)")
+        row = {_MANIFEST_ALIASES.get(k.strip().lower(), k.strip().lower()): (v or "").strip()
+               for k, v in raw.items()}  # fmt: skip
+        if not any(row.values()):
+            continue  # blank line
+        if not row["path"]:
+            found.add_skip(_skip(manifest, SkipReason.MANIFEST_ROW, f"{where}: empty path"))
             continue
-        if not row["subject"] or not row["ulcer"]:
-            found.problems.append((path, f"{manifest}:{line_no}: empty subject or ulcer"))
+        given = Path(row["path"])
+        path = Path(os.path.normpath(given if given.is_absolute() else manifest.parent.resolve() / given))
+        try:
+            path.relative_to(root)
+        except ValueError:
+            if not allow_outside_root:
+                raise InputError(
+                    f"{where}: path {row['path']!r} is outside the manifest's folder {root} "
+                    "(refused; use --allow-outside-root)"
+                ) from None
+        subject, ulcer = nfc(row["subject"]), nfc(row["ulcer"])
+        photo_date = _iso_date(row.get("date", ""), where)
+        resolved = visits.resolve(row["visit"])
+        if resolved is None:
+            found.add_skip(
+                _skip(path, SkipReason.UNKNOWN_VISIT, f"{where}: bad visit label {row['visit']!r}")
+            )
             continue
+        if not subject or not ulcer:
+            found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: empty subject or ulcer"))
+            continue
+        ids = (subject, ulcer, resolved[0])
+        if path in seen:
+            first_line, first_ids = seen[path]
+            if first_ids != ids:
+                raise InputError(
+                    f"{where}: {row['path']!r} is also listed at line {first_line} as "
+                    f"{'/'.join(first_ids)}, here as {'/'.join(ids)} (conflict: one photo, one visit)"
+                )
+            found.add_skip(_skip(path, SkipReason.DUPLICATE_ROW, f"{where}: repeats line {first_line}"))
+            continue
+        seen[path] = (line_no, ids)
         found.photos.append(
             PhotoRecord(
                 path=path,
-                subject_id=row["subject"],
-                ulcer_id=row["ulcer"],
-                visit=row["visit"].upper(),
-                study_day=visit_to_day(row["visit"]),
+                subject_id=subject,
+                ulcer_id=ulcer,
+                visit=resolved[0],
+                study_day=resolved[1],
                 sha256=_hash_file(path),
-                photo_date=row.get("date") or None,
+                photo_date=photo_date,
             )
         )
     return found
 
 
-def no_photos_error(source: Path, found: Discovery, config: DiscoveryConfig) -> InputError:
-    """The error of a source without any photo: the layout expected and why files were ignored."""
+def no_photos_error(source: Path, found: Discovery, config: DiscoveryConfig) -> NoPhotosError:
+    """The error of a source without any photo: the layout expected and why files were ignored
+    (all of them in ``NoPhotosError.skipped``)."""
     exts = "/".join(sorted({e.lower().lstrip(".") for e in config.extensions}))
     if Path(source).is_file():
         msg = f"{source}: the manifest lists no photos (columns subject, ulcer, visit, path[, date])"
@@ -142,12 +331,17 @@ def no_photos_error(source: Path, found: Discovery, config: DiscoveryConfig) -> 
     if found.problems:
         path, reason = found.problems[0]
         msg += f"; {len(found.problems)} file(s) ignored, e.g. {found.relative(path)}: {reason}"
-    return InputError(msg)
+    return NoPhotosError(msg, [(Path(p), r) for p, r in found.problems])
 
 
-def discover(source: Path, config: DiscoveryConfig) -> Discovery:
-    """Discover photos from a folder, or from a manifest when ``source`` is a ``.csv`` file."""
+def discover(
+    source: Path, config: DiscoveryConfig, exclude: Path | None = None, allow_outside_root: bool = False
+) -> Discovery:
+    """Discover photos from a folder, or from a manifest when ``source`` is a ``.csv`` file.
+
+    ``exclude``: a folder under ``source`` that is not read (the output folder).
+    """
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        return discover_manifest(source)
-    return discover_folder(source, config)
+        return discover_manifest(source, config, allow_outside_root)
+    return discover_folder(source, config, exclude)

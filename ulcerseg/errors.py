@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UlcersegError(Exception):
     """Base class: ``str(err)`` is a complete one-line message for the user."""
@@ -13,6 +15,15 @@ class ConfigError(UlcersegError):
 
 class InputError(UlcersegError):
     """An input file or folder cannot be used."""
+
+
+class NoPhotosError(InputError):
+    """A folder or manifest without any photo; ``skipped``: the (path, reason) of every file that
+    looked like a photo but could not be placed, for the CLI to list before the one-line error."""
+
+    def __init__(self, message: str, skipped: list[tuple[Path, str]] | None = None) -> None:
+        super().__init__(message)
+        self.skipped = list(skipped or [])
 
 
 class ImageReadError(InputError):
@@ -37,6 +48,19 @@ class DecisionError(UlcersegError):
 
 class StudyVersionError(UlcersegError):
     """A study database was written by a newer ulcerseg (schema version above this one's)."""
+
+
+class ImageAccessError(ImageReadError):
+    """A photo exists but cannot be read now (permission, I/O error): the environment's fault,
+    so the failure is retried by the next run instead of being cached as final."""
+
+
+class OutputError(UlcersegError):
+    """The output folder cannot be written (read-only, disk full, permission) or is locked."""
+
+
+class OutputLockedError(OutputError):
+    """Another ``measure`` holds the output folder's lock."""
 
 
 # modules of the [train] extra: the core install (measure, heal, review, qa) runs without them

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ulcerseg.errors import ImageReadError
+from ulcerseg.errors import ImageAccessError, ImageReadError
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def read_bytes(path: Path) -> bytes:
-    """Read a file fully; raise ImageReadError naming the file on OS errors."""
+    """Read a file fully; raise ImageAccessError (retryable) naming the file on OS errors."""
     try:
         return Path(path).read_bytes()
     except OSError as err:
-        raise ImageReadError(f"{path}: cannot read file ({err.strerror or err})") from err
+        raise ImageAccessError(f"{path}: cannot read file ({err.strerror or err})") from err
 
 
 def _exif_date(img: Image.Image) -> str | None:
@@ -91,8 +91,14 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
                 img.load()
     except UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not a readable image (unknown format)") from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # any other decoder failure is the bytes' fault, never a traceback
+        raise ImageReadError(f"{path}: corrupt image ({type(err).__name__}: {err})") from err
     if fmt not in {"JPEG", "PNG", "TIFF", "MPO"}:
         raise ImageReadError(f"{path}: unsupported image format {fmt}")
     width, height = size
@@ -136,7 +142,12 @@ def _palette_color(img: Image.Image) -> bool:
 def decode_rgb(path: Path, data: bytes) -> np.ndarray:
     """Decode photo bytes to an RGB uint8 array (H x W x 3), EXIF orientation applied."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # applies EXIF orientation
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # applies EXIF orientation
+    except cv2.error as err:
+        raise ImageReadError(
+            f"{path}: image could not be decoded ({str(err).strip().splitlines()[-1]})"
+        ) from err
     if bgr is None:
         raise ImageReadError(f"{path}: image could not be decoded")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -153,8 +164,12 @@ def write_png(path: Path, image: np.ndarray, compression: int = 3) -> None:
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(enc.tobytes())
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written file
+    try:
+        tmp.write_bytes(enc.tobytes())
+        tmp.replace(path)  # atomic: a killed run never leaves a half-written file
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. disk full: no partial file left behind
+        raise
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +22,7 @@ from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig, with_overrides
 from ulcerseg.discover import Discovery, discover, no_photos_error
-from ulcerseg.errors import CalibrationError, ImageReadError
+from ulcerseg.errors import CalibrationError, ImageAccessError, ImageReadError, OutputError
 from ulcerseg.imageio import (
     PhotoInfo,
     Preview,
@@ -37,6 +38,7 @@ from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import (
     calibration_flags,
     image_flags,
+    is_desaturated,
     mask_flags,
     quality_signals,
     signal_flags,
@@ -50,6 +52,8 @@ from ulcerseg.segmentation.inference import segment_photo
 from ulcerseg.segmentation.model import ModelCard
 from ulcerseg.segmentation.postprocess import ulcer_mask
 from ulcerseg.store import RunInfo, Study
+from ulcerseg.store.lock import output_lock
+from ulcerseg.store.study import Reconciled
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,17 @@ class MeasureSummary:
     n_failed: int = 0
     n_skipped: int = 0
     n_needs_review: int = 0
-    problems: list[tuple[Path, str]] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # failing skips (Skipped)
+    ignored: list[tuple[Path, str]] = field(default_factory=list)  # hidden, not a photo, output folder
+    skipped_counts: dict[str, int] = field(default_factory=dict)  # skip reason code -> files
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, one-line reason)
+    unresolved: list[tuple[str, str]] = field(default_factory=list)  # study-wide (file, status: flags)
+    reconciled: Reconciled = field(default_factory=Reconciled)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing of the study is left unresolved (the ``measure`` exit status 0)."""
+        return not (self.n_failed or self.unresolved or self.problems)
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,7 @@ class LoadedPhoto:
     rgb: np.ndarray | None
     preview: Preview | None  # downscaled copy for marker search, coarse pass and overlay
     info: PhotoInfo | None
-    error: ImageReadError | None
+    error: Exception | None
     seconds: float
 
 
@@ -88,7 +101,7 @@ def load_photo(photo: PhotoRecord, preview_max_side_px: int = 1600) -> LoadedPho
         data = read_bytes(photo.path)
         info = inspect_photo(photo.path, data)
         rgb = decode_rgb(photo.path, data)
-    except ImageReadError as err:
+    except Exception as err:  # MemoryError included: classified by PhotoMeasurer.compute
         return LoadedPhoto(photo, None, None, None, err, time.perf_counter() - t0)
     preview = make_preview(rgb, preview_max_side_px)
     return LoadedPhoto(photo, rgb, preview, info, None, time.perf_counter() - t0)
@@ -133,6 +146,12 @@ class PhotoMeasurer:
         except ImageReadError as err:
             result.flags.append(Flag.UNREADABLE_FILE)
             result.messages.append(str(err))
+            result.retryable = isinstance(err, ImageAccessError)  # permission, I/O: not the bytes
+        except MemoryError:
+            log.error("out of memory on %s", photo.path)
+            result.flags.append(Flag.PROCESSING_ERROR)
+            result.messages.append(f"{photo.path}: out of memory")
+            result.retryable = True
         except CalibrationError as err:
             result.flags.append(Flag.NO_MARKER)
             result.messages.append(f"{photo.path}: {err}")
@@ -151,8 +170,8 @@ class PhotoMeasurer:
         assert loaded.rgb is not None and loaded.info is not None and loaded.preview is not None
         rgb, info, preview = loaded.rgb, loaded.info, loaded.preview
         result.image_size = (rgb.shape[1], rgb.shape[0])
-        if info.is_grayscale:
-            result.flags.append(Flag.GRAYSCALE)
+        if info.is_grayscale or is_desaturated(preview.image):
+            result.flags.append(Flag.GRAYSCALE)  # from the mode, or an RGB photo without colour
         if photo.photo_date is None and info.photo_date is not None:
             result.photo = photo = _with_date(photo, info.photo_date)
         t_decode = time.perf_counter()
@@ -238,9 +257,11 @@ def write_outputs(result: PhotoResult, writer: OutputWriter | None, out_dir: Pat
     try:
         writer(out_dir)
     except OSError as err:
+        # the environment's fault (disk full, permission, blocked folder): retried next run
         result.status = "failed"
-        result.flags = sorted({*result.flags, Flag.PROCESSING_ERROR})
-        result.messages.append(f"{result.photo.path}: cannot write outputs ({err})")
+        result.retryable = True
+        result.flags = sorted({*result.flags, Flag.WRITE_ERROR})
+        result.messages.append(f"{result.photo.path}: cannot write outputs ({err.strerror or err})")
     result.stage_seconds["write"] = time.perf_counter() - t0
     return result
 
@@ -286,51 +307,126 @@ def effective_config(config: PipelineConfig, card: ModelCard) -> PipelineConfig:
     )
 
 
+def _clean_stale_temporaries(out_dir: Path) -> None:
+    """Remove ``*.tmp`` files left by a killed run (atomic writes rename them when complete)."""
+    for folder in (out_dir, out_dir / "masks", out_dir / "overlays", out_dir / "rectified"):
+        if folder.is_dir():
+            for tmp in folder.glob("*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 def measure_study(
     source: Path,
     out_dir: Path,
     config: PipelineConfig,
     backend: SegmentationBackend | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
+    retry_failed: bool = False,
+    allow_outside_root: bool = False,
     on_result: Callable[[PhotoResult], None] | None = None,
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
-    Photos already measured with the same bytes, model and config are skipped, so a killed
-    run resumes where it stopped. ``progress`` may wrap the photo iterator (e.g. tqdm).
-    Healing is not computed here: call :func:`ulcerseg.healing.heal_study` next (the
-    ``ulcerseg measure`` command does).
+    Photos already measured with the same path, bytes, model and config are skipped, so a
+    killed run resumes where it stopped; failures caused by the environment are retried,
+    failures caused by the bytes only with ``retry_failed``. ``progress`` may wrap the photo
+    iterator (e.g. tqdm). Healing is not computed here: call
+    :func:`ulcerseg.healing.heal_study` next (the ``ulcerseg measure`` command does).
     The recorded config is :func:`effective_config` (card defaults resolved).
     ``on_result`` is called with each newly measured photo's result once it is stored (e.g. to
     collect ``PhotoResult.signals``, which the store does not keep).
+
+    Raises :class:`OutputError` (one line) when the output folder is locked by another run,
+    read-only or full; every photo row already committed stays valid. Raises
+    :class:`InputError` (:func:`~ulcerseg.discover.no_photos_error`, the layout expected) when
+    ``source`` holds no photo at all (a :class:`~ulcerseg.errors.NoPhotosError` listing the
+    files skipped).
     """
     out_dir = Path(out_dir)
-    found: Discovery = discover(source, config.discovery)
-    for path, reason in found.problems:
-        log.warning("%s: %s", path, reason)
-    if not found.photos:
+    found: Discovery = discover(
+        source, config.discovery, exclude=out_dir, allow_outside_root=allow_outside_root
+    )
+    if not found.photos:  # the skipped files travel in NoPhotosError.skipped (the CLI lists them)
         raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
+    for path, reason in found.problems:  # the CLI prints them; summary.problems lists them
+        log.info("%s: %s", path, reason)
     backend = backend or open_model(config)
     config = effective_config(config, backend.card)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with output_lock(out_dir):
+            return _measure_locked(found, source, out_dir, config, backend, progress, retry_failed, on_result)
+    except (OSError, sqlite3.OperationalError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise OutputError(f"{out_dir}: cannot write the output folder ({reason})") from err
+    except sqlite3.DatabaseError as err:
+        raise OutputError(f"{out_dir}/study.sqlite: unusable study database ({err})") from err
+
+
+def _measure_locked(
+    found: Discovery,
+    source: Path,
+    out_dir: Path,
+    config: PipelineConfig,
+    backend: SegmentationBackend,
+    progress: Callable[[Iterator, int], Iterator] | None,
+    retry_failed: bool,
+    on_result: Callable[[PhotoResult], None] | None,
+) -> MeasureSummary:
+    _clean_stale_temporaries(out_dir)
     with Study.open(out_dir) as study:
         run: RunInfo = study.start_run(__version__, backend.sha256, config.sha256(), config.to_dict(),
                                        Path(source).resolve())  # fmt: skip
-        (out_dir / "run.json").write_text(
-            json.dumps(
-                {"run_id": run.run_id, "package_version": __version__, "model_sha256": backend.sha256,
-                 "model_name": backend.card.name, "config_sha256": run.config_sha256,
-                 "config": config.to_dict()},
-                indent=2,
-            )
-        )  # fmt: skip
-        summary = MeasureSummary(out_dir=out_dir, run_id=run.run_id, problems=found.problems)
+        files = [(found.relative(p.path), p) for p in found.photos]
+        reconciled = study.reconcile(files)
+        for old, new in reconciled.moved:
+            log.info("%s moved to %s", old, new)
+        for file in reconciled.missing:
+            log.warning("%s: no longer under the study root (missing_file)", file)
+        summary = MeasureSummary(
+            out_dir=out_dir,
+            run_id=run.run_id,
+            problems=list(found.problems),
+            ignored=list(found.ignored),
+            skipped_counts=found.counts(),
+            reconciled=reconciled,
+        )
         summary.n_photos = len(found.photos)
+        _write_json_atomic(
+            out_dir / "run.json",
+            {"run_id": run.run_id, "package_version": __version__, "model_sha256": backend.sha256,
+             "model_name": backend.card.name, "config_sha256": run.config_sha256,
+             "config": config.to_dict(), "n_photos": len(found.photos),
+             "skipped_counts": summary.skipped_counts,
+             "skipped": [{"path": found.relative(p), "reason": r} for p, r in found.problems],
+             "ignored": [{"path": found.relative(p), "reason": r} for p, r in found.ignored],
+             "replaced": list(reconciled.replaced), "moved": [list(m) for m in reconciled.moved],
+             "missing": list(reconciled.missing)},
+        )  # fmt: skip
         measurer = PhotoMeasurer(config, backend)
         model_sha, config_sha = run.model_sha256, run.config_sha256
         todo = [
             p
-            for p in found.photos
-            if not study.already_measured(p.sha256, found.relative(p.path), model_sha, config_sha)
+            for file, p in files
+            if not study.already_measured(p.sha256, file, model_sha, config_sha, retry_failed)
         ]
         summary.n_skipped = len(found.photos) - len(todo)
         photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(
@@ -363,5 +459,9 @@ def measure_study(
                 store(pending.result())
         study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
         study.export_csv()
-        summary.n_needs_review = sum(int(r["needs_review"]) for r in study.latest_measurements())
+        latest = study.latest_measurements()
+        summary.n_needs_review = sum(int(r["needs_review"]) for r in latest)
+        summary.unresolved = [
+            (r["file"], f"{r['status']}: {r['flags']}") for r in latest if r["status"] != "measured"
+        ]
     return summary

@@ -77,6 +77,22 @@ def mask_flags(
     return flags
 
 
+def is_desaturated(rgb: np.ndarray, max_chroma: float = 12.0) -> bool:
+    """True for a photo without colour: a grayscale image stored as RGB.
+
+    Chroma is max - min of the three channels (0-255); a colour photo of skin has tens, a
+    desaturated one (JPEG noise aside) a few. True when the 99th percentile is below
+    ``max_chroma``, on every 4th pixel of each axis.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        return True
+    sample = rgb[::4, ::4, :3].astype(np.int16)
+    if sample.size == 0:
+        return False
+    chroma = sample.max(axis=2) - sample.min(axis=2)
+    return float(np.percentile(chroma, 99)) < max_chroma
+
+
 def ulcer_neighbourhood(
     mask: np.ndarray, valid: np.ndarray, exclude: np.ndarray, px_per_mm: float, radius_mm: float = 3.0
 ) -> np.ndarray:

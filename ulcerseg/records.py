@@ -37,6 +37,39 @@ class Flag(StrEnum):
     NO_ULCER_FOUND = "no_ulcer_found"
     AMBIGUOUS_ULCER = "ambiguous_ulcer"  # a second candidate region scores close to the chosen one
     PROCESSING_ERROR = "processing_error"
+    WRITE_ERROR = "write_error"  # the output files could not be written: retried by the next run
+    DUPLICATE_PHOTO = "duplicate_photo"  # the same bytes are also at another path of the study
+    MISSING_FILE = "missing_file"  # the photo's path no longer exists under the study root
+
+
+class SkipReason(StrEnum):
+    """Why a file under the study root (or a manifest row) did not become a photo row.
+
+    ``FAILING`` reasons are files that look like trial photos but could not be placed: they are
+    listed on stderr and in ``run.json``, counted in the summary and make ``measure`` exit 1.
+    The others (hidden, not a photo, the output folder) are only listed in ``run.json``.
+    """
+
+    UNSUPPORTED_FORMAT = "unsupported_format"  # an image format ulcerseg does not read (.bmp, .heic)
+    UNEXPECTED_LAYOUT = "unexpected_layout"  # not at <subject>/<visit>/<photo>
+    UNKNOWN_VISIT = "unknown_visit"  # visit folder/label neither D<n>/W<n> nor a configured alias
+    BAD_FILE_NAME = "bad_file_name"  # file stem does not match discovery.ulcer_pattern
+    MANIFEST_ROW = "manifest_row"  # a manifest row that cannot be used (empty ID, missing file)
+    DUPLICATE_ROW = "duplicate_row"  # a manifest row repeating an earlier one (same path, same IDs)
+    HIDDEN = "hidden"  # matches discovery.ignore (.*, _*, ...)
+    NOT_A_PHOTO = "not_a_photo"  # not an image file (notes, spreadsheets...)
+    OUTPUT_FOLDER = "output_folder"  # the output folder itself, inside the input folder
+
+
+FAILING_SKIP_REASONS = frozenset(
+    {
+        SkipReason.UNSUPPORTED_FORMAT,
+        SkipReason.UNEXPECTED_LAYOUT,
+        SkipReason.UNKNOWN_VISIT,
+        SkipReason.BAD_FILE_NAME,
+        SkipReason.MANIFEST_ROW,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,7 @@ class PhotoResult:
     mask_path: Path | None = None  # ulcer mask in the rectified frame (PNG)
     rectified_origin_mm: tuple[float, float] | None = None
     rectified_px_per_mm: float | None = None
+    retryable: bool = False  # failed for a reason of the environment (I/O, permission): retry next run
     signals: dict[str, float] = field(default_factory=dict)  # quality.quality_signals (not stored)
 
     @property

@@ -35,6 +35,17 @@ __all__ = ["measure"]
 @click.option("--no-overlays", is_flag=True, help="Do not write overlay PNGs.")
 @click.option("--no-heal", is_flag=True, help="Do not compute healing status after measuring.")
 @progress_option()
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Measure again photos that failed because of their bytes (unreadable, no marker); "
+    "failures of the environment (write error, permission) are always retried.",
+)
+@click.option(
+    "--allow-outside-root",
+    is_flag=True,
+    help="Accept manifest paths outside the manifest's folder (refused by default).",
+)
 def measure(
     source: Path,
     out_dir: Path,
@@ -45,15 +56,20 @@ def measure(
     no_overlays: bool,
     no_heal: bool,
     progress: bool,
+    retry_failed: bool,
+    allow_outside_root: bool,
 ) -> int:
     """Measure ulcers in SOURCE: a folder <subject>/<visit>/<photo> or a manifest CSV.
 
-    Exit status: 0 all photos measured, 1 some photos failed (see measurements.csv), 2 usage
-    or input error (also: no photos found, with the layout expected).
+    Every file under SOURCE becomes a row of measurements.csv or a listed reason (run.json).
+    Exit status: 0 every photo of the study measured; 1 some photo of the study failed or is
+    missing, or some file could not be placed (unsupported format, layout, visit label);
+    2 usage or input error (one line; also: no photos found, with the layout expected).
     """
     from tqdm import tqdm
 
     from ulcerseg.config import load_config, with_overrides
+    from ulcerseg.errors import NoPhotosError
     from ulcerseg.healing import heal_study
     from ulcerseg.pipeline import measure_study
 
@@ -67,15 +83,34 @@ def measure(
     def bar(items, total):  # type: ignore[no-untyped-def]
         return tqdm(items, total=total, unit="photo", disable=not progress, file=sys.stderr)
 
-    summary = measure_study(source, out_dir, cfg, progress=bar)
+    try:
+        summary = measure_study(
+            source,
+            out_dir,
+            cfg,
+            progress=bar,
+            retry_failed=retry_failed,
+            allow_outside_root=allow_outside_root,
+        )
+    except NoPhotosError as err:  # list every file that could not be placed, then the one-line error
+        for path, reason in err.skipped:
+            click.echo(f"skipped: {path}: {reason}", err=True)
+        raise
     if not no_heal:
         heal_study(out_dir)
     for path, reason in summary.problems:
         click.echo(f"skipped: {path}: {reason}", err=True)
     for file, reason in summary.failures:
         click.echo(f"failed: {file}: {reason}", err=True)
+    for file in summary.reconciled.missing:
+        click.echo(f"missing: {file}: no longer under the study root (missing_file)", err=True)
     click.echo(
         f"{summary.n_photos} photos: {summary.n_measured} measured, {summary.n_failed} failed, "
         f"{summary.n_skipped} unchanged (skipped), {summary.n_needs_review} need review -> {out_dir}"
     )
-    return 1 if summary.n_failed else 0
+    if summary.skipped_counts:
+        counts = ", ".join(f"{code} {n}" for code, n in summary.skipped_counts.items())
+        click.echo(f"files not measured (see run.json): {counts}")
+    if summary.unresolved:
+        click.echo(f"{len(summary.unresolved)} photo(s) of the study unresolved (failed or missing)")
+    return 0 if summary.ok else 1

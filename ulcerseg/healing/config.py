@@ -48,6 +48,9 @@ class HealingConfig:
         "no_marker",
         "ambiguous_marker",
         "processing_error",
+        "write_error",
+        "missing_file",
+        "grayscale",
     )
     low_confidence_flags: tuple[str, ...] = ("low_confidence",)
     # the protocol's visits; empty: the visits present in the study (any subject) are expected

@@ -94,11 +94,16 @@ def _representative(photos: list[_Photo]) -> _Photo:
     return photos[0]
 
 
-def _low_confidence(row: VisitHealing, rep: _Photo | None, cfg: HealingConfig) -> bool:
-    """A low-confidence per-photo flag forbids "healed" unless an assessor reviewed the area."""
-    if rep is not None and rep.reviewed:
+# per-photo flags that are the finding of a healed ulcer, not a failed quality check
+_HEALED_FINDINGS = frozenset({"no_ulcer_found"})
+
+
+def _healed_evidence(row: VisitHealing, rep: _Photo | None) -> bool:
+    """A small area is evidence of healing only from a measured photo (marker found) whose
+    quality checks all passed, or whose area an assessor reviewed."""
+    if rep is None or not rep.assessable:
         return False
-    return bool(set(row.photo_flags) & set(cfg.low_confidence_flags))
+    return rep.reviewed or not (set(row.photo_flags) - _HEALED_FINDINGS)
 
 
 def _pct(delta: float, ref: float) -> float | None:
@@ -210,7 +215,12 @@ def _ulcer_visits(
         elif area is None:
             row.status = HealingStatus.NOT_ASSESSABLE.value
             continue
-        elif area <= limit and override is not False and not _low_confidence(row, rep, cfg):
+        elif area <= limit and override is not False and not _healed_evidence(row, rep):
+            # a small area from a flagged photo (low confidence, grayscale, blurred...) is not
+            # evidence of healing: not assessable, and the photo is in review
+            row.status = HealingStatus.NOT_ASSESSABLE.value
+            continue
+        elif area <= limit and override is not False:
             row.status = HealingStatus.HEALED.value
         elif healed_before and area > limit:
             row.status = HealingStatus.RECURRED.value

@@ -78,11 +78,13 @@ def build_items(
     """
     root = Path(out_dir)
     items: list[ReviewItem] = []
+    seen: set[str] = set()
     for row in rows:
         sha = str(row.get("photo_sha256") or "")
         needs = bool(int(row.get("needs_review") or 0))
-        if not (needs or settings.review_all) or len(sha) < 16:
-            continue
+        if not (needs or settings.review_all) or len(sha) < 16 or sha in seen:
+            continue  # decisions are per bytes: copies at several paths (duplicate_photo) are one item
+        seen.add(sha)
         rect = inside_out_dir(root, row.get("rectified_file"))
         ppm = row.get("rectified_px_per_mm")
         if rect is None or not ppm:

@@ -122,7 +122,35 @@ BEGIN {_APPEND_ONLY}; END""",
 )
 
 STATEMENTS: tuple[str, ...] = (*MEASUREMENT_TABLES, HEALING_TABLE, *REVIEW_TABLES)
-"""The current schema, every statement idempotent (``IF NOT EXISTS``)."""
+"""The schema of version 1, every statement idempotent (``IF NOT EXISTS``); later versions are
+the migrations below (never edit a released version's DDL in place)."""
+
+# --- version 2: a photo is (path relative to the study root, bytes) ---------------------------
+PHOTOS_TABLE_V2 = """CREATE TABLE photos_v2 (
+    file TEXT NOT NULL, photo_sha256 TEXT NOT NULL, subject_id TEXT NOT NULL,
+    ulcer_id TEXT NOT NULL, visit TEXT NOT NULL, study_day INTEGER, photo_date TEXT,
+    image_width_px INTEGER, image_height_px INTEGER,
+    superseded_at TEXT, superseded_reason TEXT, missing_since TEXT,
+    PRIMARY KEY (file, photo_sha256)
+)"""
+
+# the newest measurement of every current photo: superseded photos (new bytes at their path, or
+# moved to another path) are left out; n_copies counts present paths holding the same bytes
+LATEST_MEASUREMENTS_V2 = """CREATE VIEW IF NOT EXISTS latest_measurements AS
+    SELECT m.photo_sha256, m.file, p.subject_id, p.ulcer_id, p.visit, p.study_day, p.photo_date,
+        m.status, m.needs_review, m.flags, m.area_mm2, m.perimeter_mm, m.length_mm, m.width_mm,
+        m.n_components, m.mean_probability, m.area_low_mm2, m.area_high_mm2,
+        m.marker_distance_mm, m.mm_per_px, m.tilt_deg, m.marker_residual_px,
+        p.image_width_px, p.image_height_px, m.homography, m.rectified_px_per_mm,
+        m.rectified_origin_x_mm, m.rectified_origin_y_mm, m.rectified_file, m.mask_file,
+        m.overlay_file, m.error, m.run_id, m.package_version, m.model_sha256, m.config_sha256,
+        m.measured_at, m.measurement_id, m.retryable, p.missing_since,
+        (SELECT COUNT(*) FROM photos p2 WHERE p2.photo_sha256 = p.photo_sha256
+            AND p2.superseded_at IS NULL AND p2.missing_since IS NULL) AS n_copies
+    FROM measurements m JOIN photos p ON p.photo_sha256 = m.photo_sha256 AND p.file = m.file
+    WHERE p.superseded_at IS NULL AND m.measurement_id = (
+        SELECT MAX(m2.measurement_id) FROM measurements m2
+        WHERE m2.photo_sha256 = m.photo_sha256 AND m2.file = m.file)"""
 
 
 def _table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -142,5 +170,42 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """1 -> 2: photos keyed by (file, photo_sha256) instead of the bytes alone.
+
+    Version 1 kept one photo row per SHA-256, so copies of one photo at two paths showed the
+    labels of the last one. Every (file, bytes) pair that has a measurement becomes a photo row
+    (labels from the old row of its bytes, corrected by the next ``measure``); where a path has
+    held several byte versions, all but the newest measured are marked superseded. Failed
+    measurements get ``retryable`` (environment failures are not cached), and the unique
+    identity index becomes a plain lookup index (a retried failure adds a row).
+    """
+    conn.execute("DROP VIEW IF EXISTS latest_measurements")
+    conn.execute(PHOTOS_TABLE_V2)
+    conn.execute(
+        "INSERT INTO photos_v2 (file, photo_sha256, subject_id, ulcer_id, visit, study_day, photo_date,"
+        " image_width_px, image_height_px)"
+        " SELECT m.file, m.photo_sha256, p.subject_id, p.ulcer_id, p.visit, p.study_day, p.photo_date,"
+        " p.image_width_px, p.image_height_px"
+        " FROM (SELECT DISTINCT file, photo_sha256 FROM measurements) m"
+        " JOIN photos p ON p.photo_sha256 = m.photo_sha256"
+    )
+    conn.execute(
+        "UPDATE photos_v2 SET superseded_at = 'schema migration 1->2', superseded_reason = 'replaced'"
+        " WHERE photo_sha256 <> (SELECT m.photo_sha256 FROM measurements m WHERE m.file = photos_v2.file"
+        " ORDER BY m.measurement_id DESC LIMIT 1)"
+    )
+    conn.execute("DROP TABLE photos")
+    conn.execute("ALTER TABLE photos_v2 RENAME TO photos")
+    conn.execute("CREATE INDEX IF NOT EXISTS photos_by_sha ON photos (photo_sha256)")
+    conn.execute("DROP INDEX IF EXISTS measurement_identity")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS measurement_lookup"
+        " ON measurements (photo_sha256, file, model_sha256, config_sha256)"
+    )
+    conn.execute("ALTER TABLE measurements ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0")
+    conn.execute(LATEST_MEASUREMENTS_V2)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,7 +1,9 @@
 """Measurement runs, photos and measurements in ``study.sqlite``, and ``measurements.csv``.
 
 Each photo's result is committed in its own transaction, so a killed run loses at most the
-photo in flight, and a unique index on (photo, model, config) makes reruns idempotent.
+photo in flight. A photo is its path relative to the study root plus its bytes: new bytes at
+a path supersede the old row, a path that disappeared is marked missing, identical bytes at
+two paths are two photos flagged ``duplicate_photo``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ulcerseg.records import PhotoResult
+from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.rounding import round_rows
 from ulcerseg.store.db import DB_NAME, connect
 
-__all__ = ["CSV_COLUMNS", "CSV_NAME", "RunInfo", "Study"]
+__all__ = ["CSV_COLUMNS", "CSV_NAME", "Reconciled", "RunInfo", "Study"]
 
 CSV_NAME = "measurements.csv"
 
@@ -48,6 +50,16 @@ class RunInfo:
     package_version: str
     model_sha256: str
     config_sha256: str
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a run's discovery changed in the photo list (files relative to the study root)."""
+
+    replaced: tuple[str, ...] = ()  # new bytes at a known path: the old row is superseded
+    moved: tuple[tuple[str, str], ...] = ()  # (old path, new path) with the same bytes
+    missing: tuple[str, ...] = ()  # newly disappeared paths (marked missing_file)
+    returned: tuple[str, ...] = ()  # paths marked missing before, present again
 
 
 class Study:
@@ -94,14 +106,84 @@ class Study:
                 (_now(), n_measured, n_failed, n_skipped, run.run_id),
             )
 
-    def already_measured(self, photo_sha256: str, file: str, model_sha256: str, config_sha256: str) -> bool:
-        """True when this exact photo was measured with this model and config."""
+    def already_measured(
+        self, photo_sha256: str, file: str, model_sha256: str, config_sha256: str, retry_failed: bool = False
+    ) -> bool:
+        """True when this photo (path and bytes) has a final result with this model and config.
+
+        A failure caused by the environment (``retryable``) is never final; a failure caused by
+        the bytes is final unless ``retry_failed``.
+        """
         row = self.conn.execute(
-            "SELECT 1 FROM measurements WHERE photo_sha256=? AND file=? AND model_sha256=?"
-            " AND config_sha256=?",
+            "SELECT status, retryable FROM measurements WHERE photo_sha256=? AND file=? AND model_sha256=?"
+            " AND config_sha256=? ORDER BY measurement_id DESC LIMIT 1",
             (photo_sha256, file, model_sha256, config_sha256),
         ).fetchone()
-        return row is not None
+        if row is None:
+            return False
+        return row["status"] == "measured" or not (row["retryable"] or retry_failed)
+
+    def reconcile(self, photos: list[tuple[str, PhotoRecord]]) -> Reconciled:
+        """Record the photos a run found (``(file, record)``); supersede, move and mark missing.
+
+        One transaction: labels of every found (path, bytes) are (re)written and it is current
+        again; other bytes at a found path are superseded (``replaced``); a known path not found
+        is superseded as ``moved`` when its bytes are found at a new path, else marked missing.
+        """
+        now = _now()
+        found_files = {file for file, _ in photos}
+        found_shas: dict[str, list[str]] = {}
+        for file, p in photos:
+            found_shas.setdefault(p.sha256, []).append(file)
+        current = self.conn.execute(
+            "SELECT file, photo_sha256, missing_since FROM photos WHERE superseded_at IS NULL"
+        ).fetchall()
+        found_pairs = {(file, p.sha256) for file, p in photos}
+        known_files = {r["file"] for r in current}
+        replaced, moved, missing, returned = [], [], [], []
+        with self.conn:
+            for r in current:
+                file, sha = r["file"], r["photo_sha256"]
+                if file in found_files:
+                    if (file, sha) not in found_pairs:
+                        replaced.append(file)
+                        self.conn.execute(
+                            "UPDATE photos SET superseded_at=?, superseded_reason='replaced'"
+                            " WHERE file=? AND photo_sha256=?",
+                            (now, file, sha),
+                        )
+                    elif r["missing_since"] is not None:
+                        returned.append(file)
+                    continue
+                new_paths = [f for f in found_shas.get(sha, []) if f not in known_files]
+                if new_paths:
+                    moved.append((file, new_paths[0]))
+                    self.conn.execute(
+                        "UPDATE photos SET superseded_at=?, superseded_reason=?"
+                        " WHERE file=? AND photo_sha256=?",
+                        (now, f"moved to {new_paths[0]}", file, sha),
+                    )
+                elif r["missing_since"] is None:
+                    missing.append(file)
+                    self.conn.execute(
+                        "UPDATE photos SET missing_since=? WHERE file=? AND photo_sha256=?", (now, file, sha)
+                    )
+            for file, p in photos:
+                self._upsert_photo(file, p, None, None)
+        return Reconciled(tuple(replaced), tuple(moved), tuple(missing), tuple(returned))
+
+    def _upsert_photo(self, file: str, p: PhotoRecord, width: int | None, height: int | None) -> None:
+        self.conn.execute(
+            "INSERT INTO photos (file, photo_sha256, subject_id, ulcer_id, visit, study_day,"
+            " photo_date, image_width_px, image_height_px) VALUES (?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(file, photo_sha256) DO UPDATE SET"
+            " subject_id=excluded.subject_id, ulcer_id=excluded.ulcer_id, visit=excluded.visit,"
+            " study_day=excluded.study_day, photo_date=COALESCE(excluded.photo_date, photo_date),"
+            " image_width_px=COALESCE(excluded.image_width_px, image_width_px),"
+            " image_height_px=COALESCE(excluded.image_height_px, image_height_px),"
+            " superseded_at=NULL, superseded_reason=NULL, missing_since=NULL",
+            (file, p.sha256, p.subject_id, p.ulcer_id, p.visit, p.study_day, p.photo_date, width, height),
+        )
 
     def add_result(self, run: RunInfo, result: PhotoResult, file: str) -> int:
         """Store one photo's result atomically; returns its measurement_id."""
@@ -128,19 +210,10 @@ class Study:
             "stage_seconds": json.dumps({k: round(v, 4) for k, v in result.stage_seconds.items()}),
             "package_version": run.package_version, "model_sha256": run.model_sha256,
             "config_sha256": run.config_sha256, "measured_at": _now(),
+            "retryable": int(result.retryable and result.status != "measured"),
         }  # fmt: skip
         with self.conn:
-            self.conn.execute(
-                "INSERT INTO photos (photo_sha256, file, subject_id, ulcer_id, visit, study_day,"
-                " photo_date, image_width_px, image_height_px) VALUES (?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(photo_sha256) DO UPDATE SET file=excluded.file,"
-                " subject_id=excluded.subject_id, ulcer_id=excluded.ulcer_id, visit=excluded.visit,"
-                " study_day=excluded.study_day, photo_date=excluded.photo_date,"
-                " image_width_px=COALESCE(excluded.image_width_px, image_width_px),"
-                " image_height_px=COALESCE(excluded.image_height_px, image_height_px)",
-                (p.sha256, file, p.subject_id, p.ulcer_id, p.visit, p.study_day, p.photo_date,
-                 width, height),
-            )  # fmt: skip
+            self._upsert_photo(file, p, width, height)
             cols = ", ".join(values)
             marks = ", ".join("?" for _ in values)
             cur = self.conn.execute(
@@ -154,9 +227,40 @@ class Study:
         return mid
 
     def latest_measurements(self) -> list[dict[str, Any]]:
-        """Newest measurement per photo, ordered by subject, ulcer, study day."""
+        """Newest measurement per current photo, ordered by subject, ulcer, study day.
+
+        Superseded photos are left out. A photo whose path disappeared has status ``missing``
+        and flag ``missing_file``; bytes present at several paths get ``duplicate_photo``
+        (both put the row in review).
+        """
         rows = self.conn.execute(
             "SELECT * FROM latest_measurements ORDER BY subject_id, ulcer_id, study_day, file"
+        ).fetchall()
+        out = []
+        for r in rows:
+            row = dict(r)
+            extra = []
+            if row.get("missing_since"):
+                row["status"] = "missing"
+                extra.append(Flag.MISSING_FILE.value)
+            if (row.get("n_copies") or 0) > 1 and not row.get("missing_since"):
+                extra.append(Flag.DUPLICATE_PHOTO.value)
+            if extra:
+                flags = [f for f in str(row.get("flags") or "").split(";") if f]
+                row["flags"] = ";".join(sorted({*flags, *extra}))
+                row["needs_review"] = 1
+            out.append(row)
+        return out
+
+    def unresolved(self) -> list[dict[str, Any]]:
+        """Current photos of the whole study that are not measured (failed or missing)."""
+        return [r for r in self.latest_measurements() if r["status"] != "measured"]
+
+    def superseded(self) -> list[dict[str, Any]]:
+        """Photo rows kept as superseded (replaced by new bytes at their path, or moved)."""
+        rows = self.conn.execute(
+            "SELECT file, photo_sha256, superseded_at, superseded_reason FROM photos"
+            " WHERE superseded_at IS NOT NULL ORDER BY file"
         ).fetchall()
         return [dict(r) for r in rows]
 
