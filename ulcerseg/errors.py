@@ -37,3 +37,7 @@ class DecisionError(UlcersegError):
 
 class StudyVersionError(UlcersegError):
     """A study database was written by a newer ulcerseg (schema version above this one's)."""
+
+
+class PendingReviewError(UlcersegError):
+    """Flagged photos still wait for a review decision: the endpoint is not final yet."""

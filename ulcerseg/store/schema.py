@@ -10,7 +10,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from ulcerseg.store.chain import CHAIN_COLUMNS, chain_hashes
+
 __all__ = [
+    "CHAIN_COLUMNS",
     "HEALING_TABLE_COLUMNS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -100,7 +103,8 @@ REVIEW_TABLES: tuple[str, ...] = (
     area_after_mm2 REAL,
     corrected_mask_file TEXT,
     session_id TEXT,
-    details TEXT
+    details TEXT,
+    row_hash TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS review_decisions_photo ON review_decisions (photo_sha256)",
     f"""CREATE TRIGGER IF NOT EXISTS review_decisions_no_update BEFORE UPDATE ON review_decisions
@@ -119,7 +123,16 @@ BEGIN {_APPEND_ONLY}; END""",
     started_at TEXT NOT NULL
 )""",
     "CREATE TABLE IF NOT EXISTS review_secrets (name TEXT PRIMARY KEY, value TEXT)",
+    # one row per reader or adjudicator; only the SHA-256 of the personal token is stored
+    """CREATE TABLE IF NOT EXISTS review_readers (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('reader', 'adjudicator')),
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+)""",
 )
+
 
 STATEMENTS: tuple[str, ...] = (*MEASUREMENT_TABLES, HEALING_TABLE, *REVIEW_TABLES)
 """The current schema, every statement idempotent (``IF NOT EXISTS``)."""
@@ -142,5 +155,25 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """1 -> 2: personal reader tokens (``review_readers``) and the decisions' hash chain.
+
+    Adds ``review_decisions.row_hash`` and back-fills it over the existing rows in ``seq``
+    order (the append-only UPDATE trigger is dropped for the back-fill and recreated).
+    """
+    if "row_hash" not in _table_columns(conn, "review_decisions"):
+        conn.execute("ALTER TABLE review_decisions ADD COLUMN row_hash TEXT")
+    for statement in STATEMENTS:
+        conn.execute(statement)
+    conn.execute("DROP TRIGGER IF EXISTS review_decisions_no_update")
+    cur = conn.execute(f"SELECT {', '.join(CHAIN_COLUMNS)} FROM review_decisions ORDER BY seq")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    for row, digest in zip(rows, chain_hashes(rows), strict=True):
+        conn.execute("UPDATE review_decisions SET row_hash = ? WHERE seq = ?", (digest, row["seq"]))
+    for statement in REVIEW_TABLES:
+        conn.execute(statement)  # recreates the UPDATE trigger
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)
