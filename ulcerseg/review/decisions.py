@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ulcerseg.errors import DecisionError, InputError
+from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
 from ulcerseg.healing.config import ReviewSettings
 from ulcerseg.review.items import KEY_RE, ReviewItem, build_items, inside_out_dir
 from ulcerseg.review.masks import mask_from_png, mask_from_polygon, remeasure_mask
@@ -33,7 +33,9 @@ from ulcerseg.review.rules import (
     ROLES,
     Action,
     FinalDecision,
+    decision_details,
     decision_role,
+    effective_decisions,
     final_decisions,
     find_disagreements,
     latest_reads,
@@ -54,10 +56,13 @@ __all__ = [
     "Action",
     "DecisionError",
     "FinalDecision",
+    "NeedsConfirmation",
     "ReviewItem",
     "build_items",
+    "decision_details",
     "decision_role",
     "disagreements",
+    "effective_decisions",
     "ensure_schema",
     "final_decisions",
     "find_disagreements",
@@ -71,6 +76,7 @@ __all__ = [
     "remeasure_mask",
     "salt_for",
     "start_session",
+    "undo_last",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +118,8 @@ def record_decision(
     corrected_mask: np.ndarray | None = None,
     session_id: str | None = None,
     role: str = "reader",
+    confirm: bool = True,
+    extra_details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate and append one decision in its own transaction; returns the stored row.
 
@@ -119,7 +127,13 @@ def record_decision(
     between readers; recorded in ``details``).
 
     A correction saves OUT/review/masks/<key>_<decision_id>.png (a new file, never overwritten)
-    and re-measures it in mm² with the item's rectified px_per_mm.
+    and re-measures it in mm² with the item's rectified px_per_mm. A correction whose mask is
+    pixel for pixel the proposed one is not a correction: it is recorded as ``accept``.
+
+    With ``confirm=False`` (the web API's first step) an endpoint-changing decision raises
+    :class:`NeedsConfirmation` instead of being saved: ``confirm_healed``, ``not_assessable``
+    and a correction that changes the area by more than 50%. Library callers default to
+    ``confirm=True``. ``extra_details`` are merged into ``details`` (e.g. a manual scale).
     """
     assessor = (assessor or "").strip()
     if not assessor:
@@ -127,9 +141,10 @@ def record_decision(
     try:
         act = Action(action)
     except ValueError:
-        raise DecisionError(
-            f"unknown action {action!r} (known: {', '.join(a.value for a in Action)})"
-        ) from None
+        act = Action.UNDO
+    if act is Action.UNDO:  # undo has its own entry point (undo_last)
+        known = ", ".join(a.value for a in Action if a is not Action.UNDO)
+        raise DecisionError(f"unknown action {action!r} (known: {known})")
     if role not in ROLES:
         raise DecisionError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
     reason = (reason or "").strip() or None
@@ -142,6 +157,10 @@ def record_decision(
     if act is Action.CORRECT:
         if corrected_mask is None:
             raise DecisionError("a correction needs a mask or polygon")
+        if _same_as_proposal(item, corrected_mask):
+            act, corrected_mask = Action.ACCEPT, None
+            details = {"note": "correction identical to the proposal: recorded as accept"}
+    if act is Action.CORRECT and corrected_mask is not None:
         details = remeasure_mask(corrected_mask, item.px_per_mm)
         area_after = details["area_mm2"]
         rel = Path("review") / "masks" / f"{item.key}_{decision_id}.png"
@@ -154,6 +173,10 @@ def record_decision(
         mask_rel = rel.as_posix()
     elif act is Action.NOT_ASSESSABLE:
         area_after = None
+    if not confirm:
+        _check_confirmed(act, item.area_mm2, area_after)
+    if extra_details:
+        details = {**details, **extra_details}
     if role == ADJUDICATOR:
         details = {**details, "role": ADJUDICATOR}
     row = {
@@ -173,6 +196,75 @@ def record_decision(
     insert_decision(conn, row)
     log.info("decision %s: %s %s by %s", decision_id, act.value, item.key, assessor)
     return row
+
+
+BIG_CHANGE_PCT = 50.0
+"""A correction that changes the proposed area by more than this (%) needs a confirmation."""
+
+
+def _same_as_proposal(item: ReviewItem, mask: np.ndarray) -> bool:
+    proposed = item.proposed_mask()
+    mask = np.asarray(mask, dtype=bool)
+    if proposed is None:
+        return not mask.any()
+    return proposed.shape == mask.shape and bool(np.array_equal(proposed, mask))
+
+
+def _check_confirmed(act: Action, before: float | None, after: float | None) -> None:
+    """Raise :class:`NeedsConfirmation` for a decision that changes the endpoint."""
+    changes: dict[str, Any] = {"action": act.value, "area_before_mm2": before, "area_after_mm2": after}
+    if act is Action.CONFIRM_HEALED:
+        changes["status_after"] = "healed"
+        raise NeedsConfirmation("confirming healed changes the endpoint: confirm to save", changes)
+    if act is Action.NOT_ASSESSABLE:
+        changes["status_after"] = "not_assessable"
+        raise NeedsConfirmation("not assessable removes this visit's value: confirm to save", changes)
+    if act is Action.CORRECT and before is not None and after is not None:
+        pct = 100.0 * (after - before) / before if before > 0 else float("inf")
+        if abs(pct) > BIG_CHANGE_PCT:
+            changes["change_pct"] = None if pct == float("inf") else round(pct, 1)
+            raise NeedsConfirmation(
+                f"the correction changes the area by more than {BIG_CHANGE_PCT:.0f}%: confirm to save",
+                changes,
+            )
+
+
+def undo_last(
+    conn: sqlite3.Connection, assessor: str, role: str = READER, session_id: str | None = None
+) -> dict[str, Any]:
+    """Withdraw ``assessor``'s last standing decision (in ``role``) by appending an ``undo`` row.
+
+    Nothing is edited: the undo row names the decision it withdraws (``details.undoes``), and
+    the decision that counts becomes the assessor's previous one on that photo (or none).
+    Raises :class:`DecisionError` when there is nothing to undo.
+    """
+    standing = [
+        d
+        for d in effective_decisions(read_decisions(conn))
+        if d["assessor"] == assessor and decision_role(d) == role
+    ]
+    if not standing:
+        raise DecisionError("nothing to undo")
+    target = standing[-1]
+    details: dict[str, Any] = {"undoes": target["decision_id"]}
+    if role == ADJUDICATOR:
+        details["role"] = ADJUDICATOR
+    row = {
+        "decision_id": uuid.uuid4().hex[:16],
+        "photo_sha256": target["photo_sha256"],
+        "assessor": assessor,
+        "decided_at": _now(),
+        "action": Action.UNDO.value,
+        "reason": None,
+        "area_before_mm2": target["area_after_mm2"],
+        "area_after_mm2": None,
+        "corrected_mask_file": None,
+        "session_id": session_id,
+        "details": json.dumps(details),
+    }
+    insert_decision(conn, row)
+    log.info("decision %s: undo %s by %s", row["decision_id"], target["decision_id"], assessor)
+    return {**row, "undone": target}
 
 
 def list_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:

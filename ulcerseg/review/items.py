@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ulcerseg.healing.config import ReviewSettings
-from ulcerseg.review.blinding import subject_pseudonym, ulcer_pseudonym
+import numpy as np
+from PIL import Image
 
-__all__ = ["KEY_RE", "ReviewItem", "build_items", "inside_out_dir"]
+from ulcerseg.healing.config import ReviewSettings
+from ulcerseg.review.blinding import load_rgb, subject_pseudonym, ulcer_pseudonym
+
+__all__ = ["KEY_RE", "ReviewItem", "build_items", "inside_out_dir", "reader_order"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,17 @@ class ReviewItem:
     mask_path: Path | None
     flags: tuple[str, ...]
     needs_review: bool
+
+    def proposed_mask(self) -> np.ndarray | None:
+        """The automated mask (bool, rectified frame), None when the photo has none."""
+        if self.mask_path is None:
+            return None
+        return load_rgb(self.mask_path).max(axis=2) >= 128
+
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the rectified frame in px, read from the PNG header."""
+        with Image.open(self.rectified_path) as im:
+            return int(im.size[0]), int(im.size[1])
 
     def public(self, settings: ReviewSettings, proposed_status: str | None) -> dict[str, Any]:
         """Blinded JSON view: pseudonyms, area and flags; no real IDs, dates or file paths."""
@@ -110,3 +124,11 @@ def build_items(
     items.sort(key=lambda it: it.photo_sha256)
     random.Random(settings.seed).shuffle(items)
     return items
+
+
+def reader_order(items: Sequence[ReviewItem], reader: str, salt: str, seed: int) -> list[ReviewItem]:
+    """``items`` in the reader's own random order: independent between readers (seeded by the
+    configured seed, the study's secret salt and the reader's name), reproducible per reader."""
+    out = sorted(items, key=lambda it: it.photo_sha256)
+    random.Random(f"{seed}\x1f{salt}\x1f{reader}").shuffle(out)
+    return out

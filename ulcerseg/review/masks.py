@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from ulcerseg.errors import DecisionError
 from ulcerseg.measure import mask_geometry
+from ulcerseg.synth.grid import fill_polygon  # the pixel-centre fill (to move to geometry.py)
 
-__all__ = ["mask_from_png", "mask_from_polygon", "remeasure_mask"]
+__all__ = ["mask_from_png", "mask_from_polygon", "png_size", "remeasure_mask"]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, read from the header alone (nothing decoded);
+    None when ``data`` does not start like a PNG."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
@@ -21,6 +31,13 @@ def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """
     import io
 
+    size = png_size(data)
+    if size is None:
+        raise DecisionError("corrected mask is not a PNG")
+    if size != (shape[1], shape[0]):
+        raise DecisionError(
+            f"corrected mask is {size[0]}x{size[1]} px, the rectified frame is {shape[1]}x{shape[0]} px"
+        )
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
@@ -37,13 +54,15 @@ def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
 
 
 def mask_from_polygon(vertices: Sequence[Sequence[float]], shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask (H, W) of a polygon given in rectified-frame px ``[[u, v], ...]``."""
+    """Boolean mask (H, W) of a polygon given in px ``[[u, v], ...]`` (pixel centres at integers).
+
+    A pixel is inside exactly when its centre is (the one pixel-centre rule,
+    ``fill_polygon``), so a 20 x 10 px rectangle is 200 px, not the 21 x 11 of ``cv2.fillPoly``.
+    """
     pts = np.asarray(vertices, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
         raise DecisionError("polygon needs at least 3 finite [u, v] vertices in rectified px")
-    canvas = np.zeros(shape, dtype=np.uint8)
-    cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], 255)
-    return canvas > 0
+    return fill_polygon(tuple(shape), pts) > 0
 
 
 def remeasure_mask(mask: np.ndarray, px_per_mm: float) -> dict[str, float]:

@@ -17,9 +17,10 @@ import numpy as np
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.review.blinding import encode_png_clean, load_rgb
 from ulcerseg.review.decisions import list_decisions, open_study
-from ulcerseg.review.final import final_visit_rows
+from ulcerseg.review.final import final_visit_rows, pending_count
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import healing_config, load_mask
+from ulcerseg.review.rules import final_decisions
 
 __all__ = ["REPORT_COLUMNS", "render_report", "write_report"]
 
@@ -107,10 +108,14 @@ def write_report(
     out_dir: str | Path,
     config: HealingConfig | str | Path | None = None,
     path: str | Path | None = None,
-) -> Path:
+    return_pending: bool = False,
+) -> Any:
     """HTML report per subject/ulcer: visit table, photo series with contours, area plot.
 
-    The report is self-contained (images embedded) and NOT blinded (real IDs and dates).
+    The report is self-contained (images embedded) and NOT blinded (real IDs and dates). It
+    shows the final values (:func:`ulcerseg.review.final.final_visit_rows`); visits pending
+    review are listed as such. Returns the path, or (path, number of visits pending review)
+    with ``return_pending``.
     """
     cfg = healing_config(config)
     out_dir = Path(out_dir)
@@ -118,7 +123,8 @@ def write_report(
         decisions = list_decisions(conn)
     final, _ = final_visit_rows(rows, decisions, cfg)
     by_sha = {str(r["photo_sha256"]): r for r in rows}
-    latest = {d["photo_sha256"]: d for d in decisions}
+    counting = final_decisions(decisions, cfg.review)
+    latest = {sha: f.decision for sha, f in counting.items() if f.decision is not None}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in final:
         groups.setdefault((r["subject_id"], r["ulcer_id"]), []).append(r)
@@ -148,4 +154,4 @@ def write_report(
     dest = Path(path) if path else out_dir / "report" / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(render_report(ulcers), encoding="utf-8")
-    return dest
+    return (dest, pending_count(final)) if return_pending else dest

@@ -84,7 +84,9 @@ def effective_decisions(decisions: Sequence[Mapping[str, Any]]) -> list[dict[str
             target = decision_details(d).get("undoes")
             if target:
                 undone.add(str(target))
-    return [dict(d) for d in decisions if d.get("action") != Action.UNDO and d.get("decision_id") not in undone]
+    return [
+        dict(d) for d in decisions if d.get("action") != Action.UNDO and d.get("decision_id") not in undone
+    ]
 
 
 def latest_reads(decisions: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -118,7 +120,9 @@ def find_disagreements(
     An area differs when both the absolute (mm²) and the relative (%) tolerance are exceeded.
     ``adjudicated`` says whether an adjudicator has decided the photo since.
     """
-    adjudicated = {d["photo_sha256"] for d in effective_decisions(decisions) if decision_role(d) == ADJUDICATOR}
+    adjudicated = {
+        d["photo_sha256"] for d in effective_decisions(decisions) if decision_role(d) == ADJUDICATOR
+    }
     by_photo: dict[str, list[dict[str, Any]]] = {}
     for (sha, _), d in sorted(latest_reads(decisions).items()):
         by_photo.setdefault(sha, []).append(d)

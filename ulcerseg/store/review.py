@@ -28,16 +28,16 @@ __all__ = [
     "Reader",
     "add_reader",
     "add_session",
-    "list_readers",
-    "reader_for_token",
-    "revoke_reader",
-    "token_sha256",
-    "verify_chain",
     "decided_photos",
     "get_or_create_salt",
     "insert_decision",
+    "list_readers",
     "read_decisions",
+    "reader_for_token",
+    "revoke_reader",
     "session_assessor",
+    "token_sha256",
+    "verify_chain",
 ]
 
 DECISION_COLUMNS: tuple[str, ...] = (
