@@ -246,7 +246,7 @@ def test_every_route_requires_token(server):
 
 
 def test_foreign_host_header_is_refused(server):
-    client, app, _ = server
+    client, _app, _ = server
     req = urllib.request.Request(client.base + "/api/items")
     req.add_header("Authorization", f"Bearer {client.token}")
     req.add_header("Host", "evil.example:80")
@@ -256,7 +256,7 @@ def test_foreign_host_header_is_refused(server):
 
 
 def test_first_page_sets_cookie_then_cookie_authenticates(server):
-    client, app, _ = server
+    client, _app, _ = server
     status, raw, headers = Client(client.base, None).request(f"/?token={client.token}")
     assert status == 200 and b"<html" in raw
     cookie = headers["Set-Cookie"]
@@ -360,7 +360,9 @@ def test_decisions_append_only_and_masks_never_overwritten(server, study):
     assert status == 200 and body["area_after_mm2"] == pytest.approx(it.area_mm2)
     # polygon correction in rectified px: a 20 x 10 px rectangle = 2 mm²
     poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
-    status, body = session.json("/api/decision", {"key": it.key, "action": "correct", "confirm": True, "polygon": poly})
+    status, body = session.json(
+        "/api/decision", {"key": it.key, "action": "correct", "confirm": True, "polygon": poly}
+    )
     assert status == 200
     first_area = body["area_after_mm2"]
     assert first_area == pytest.approx(20 * 10 / PPM**2)  # pixel-centre rule: exactly the rectangle
@@ -370,15 +372,21 @@ def test_decisions_append_only_and_masks_never_overwritten(server, study):
     buf = io.BytesIO()
     Image.fromarray(m).save(buf, format="PNG")
     data_url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    status, body = session.json("/api/decision", {"key": it.key, "action": "correct", "confirm": True, "mask_png": data_url})
+    status, body = session.json(
+        "/api/decision", {"key": it.key, "action": "correct", "confirm": True, "mask_png": data_url}
+    )
     assert status == 200 and body["area_after_mm2"] == pytest.approx(200 / PPM**2)
     # wrong-size mask is refused
     small = io.BytesIO()
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(small, format="PNG")
     bad = base64.b64encode(small.getvalue()).decode()
-    status, body = session.json("/api/decision", {"key": it.key, "action": "correct", "confirm": True, "mask_png": bad})
+    status, body = session.json(
+        "/api/decision", {"key": it.key, "action": "correct", "confirm": True, "mask_png": bad}
+    )
     assert status == 400 and "rectified frame" in body["error"]
-    status, _ = session.json("/api/decision", {"key": it.key, "action": "not_assessable", "confirm": True, "reason": "blurred"})
+    status, _ = session.json(
+        "/api/decision", {"key": it.key, "action": "not_assessable", "confirm": True, "reason": "blurred"}
+    )
     assert status == 200
 
     conn = sqlite3.connect(study["out"] / "study.sqlite")

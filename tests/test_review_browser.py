@@ -39,6 +39,9 @@ ARGS = [
 def served(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
     study = make_study(tmp_path)
     app = ReviewApp.load(study["out"], cfg())
+    # personal tokens: the reader's name comes from the token, not from the name typed in
+    app.token = app.add_reader("Dr Browser")  # type: ignore[attr-defined]
+    app.brush_token = app.add_reader("Dr Brush")  # type: ignore[attr-defined]
     srv = make_server(app, 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -68,6 +71,7 @@ def test_review_in_browser(served, tmp_path: Path):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("dialog", lambda d: d.accept())  # the second step of not assessable / big change
             # without the token nothing is served
             res = page.goto(base + "/")
             assert res is not None and res.status == 401
@@ -160,7 +164,8 @@ def test_brush_add_and_erase(served):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(f"{base}/?token={app.token}")
+            page.on("dialog", lambda d: d.accept())  # the confirmation of a big area change
+            page.goto(f"{base}/?token={app.brush_token}")
             page.fill("#assessor", "Dr Brush")
             page.keyboard.press("Enter")
             page.wait_for_selector("body[data-ready='1']", timeout=10_000)
@@ -209,6 +214,7 @@ def test_adjudicator_sees_the_readings_and_settles_the_photo(tmp_path: Path):
     record_decision(conn, study["out"], item, "Dr A", "accept")
     record_decision(conn, study["out"], item, "Dr B", "not_assessable", reason="blurred")
     app = ReviewApp.load(study["out"], cfg(), adjudicate=True)
+    app.token = app.add_reader("Dr Judge", adjudicator=True)  # type: ignore[attr-defined]
     srv = make_server(app, 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"

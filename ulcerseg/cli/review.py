@@ -187,7 +187,9 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
 @_config_opt
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @_allow_pending
-def export_final_cmd(out_dir: Path, config_path: Path | None, output: Path | None, allow_pending: bool) -> None:
+def export_final_cmd(
+    out_dir: Path, config_path: Path | None, output: Path | None, allow_pending: bool
+) -> None:
     """Final per-visit CSV (automated, reviewed, final value, status, flags, reviewer).
 
     Exits 1 while flagged photos wait for review (written anyway, with final_source

@@ -13,7 +13,15 @@ from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig, load_healing_config
 from ulcerseg.review.blinding import load_rgb
 
-__all__ = ["check_dest", "escape_cell", "escape_row", "healing_config", "load_mask", "write_csv", "write_csv_to"]
+__all__ = [
+    "check_dest",
+    "escape_cell",
+    "escape_row",
+    "healing_config",
+    "load_mask",
+    "write_csv",
+    "write_csv_to",
+]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

@@ -324,8 +324,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json", headers)
 
-    def _error(self, status: int, message: str, **extra: Any) -> None:
-        self._json(status, {"error": message, **extra})
+    def _error(self, status: int, error_text: str, /, **extra: Any) -> None:
+        self._json(status, {"error": error_text, **extra})
 
     def _token_candidates(self, query: dict[str, list[str]]) -> list[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []

@@ -20,6 +20,11 @@ async function api(path, body) {
   };
   const res = await fetch(path, { credentials: "same-origin", ...opts });
   const data = await res.json().catch(() => ({}));
+  if (res.status === 409 && data.error === "needs_confirmation") {
+    // endpoint-changing decision: the server asks for a second, explicit step
+    if (body && window.confirm(data.message)) return api(path, { ...body, confirm: true });
+    throw new Error("not saved: " + data.message);
+  }
   if (!res.ok) throw new Error(data.error || res.statusText);
   return data;
 }
