@@ -89,7 +89,7 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def render_report(ulcers: Sequence[Mapping[str, Any]]) -> str:
+def render_report(ulcers: Sequence[Mapping[str, Any]], pending: int = 0) -> str:
     """The report's HTML from per-ulcer context dicts (``subject_id``, ``ulcer_id``,
     ``is_cardinal``, ``plot_uri``, ``rows`` of cell strings, ``figures`` with ``uri``,
     ``visit``, ``status``); every value is escaped by the template engine."""
@@ -101,7 +101,7 @@ def render_report(ulcers: Sequence[Mapping[str, Any]]) -> str:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    return env.get_template("report.html.j2").render(columns=REPORT_COLUMNS, ulcers=ulcers)
+    return env.get_template("report.html.j2").render(columns=REPORT_COLUMNS, ulcers=ulcers, pending=pending)
 
 
 def write_report(
@@ -153,5 +153,6 @@ def write_report(
         )
     dest = Path(path) if path else out_dir / "report" / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(render_report(ulcers), encoding="utf-8")
-    return (dest, pending_count(final)) if return_pending else dest
+    n_pending = pending_count(final)
+    dest.write_text(render_report(ulcers, n_pending), encoding="utf-8")
+    return (dest, n_pending) if return_pending else dest
