@@ -37,6 +37,9 @@ def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_d
     # the one export command writes the same table
     (out / "final_visits.csv").unlink()
     exported = CliRunner().invoke(main, ["review", "export-final", str(out)])
+    # the flagged photos wait for review: written, but not final (exit 1) unless --allow-pending
+    assert exported.exit_code == 1 and "pending review" in exported.output, exported.output
+    exported = CliRunner().invoke(main, ["review", "export-final", str(out), "--allow-pending"])
     assert exported.exit_code == 0, exported.output
     assert "deprecated" not in exported.output
     assert (out / "final_visits.csv").read_text().splitlines() == final

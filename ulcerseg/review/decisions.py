@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from PIL import Image
 
 from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
 from ulcerseg.healing.config import ReviewSettings
-from ulcerseg.review.items import KEY_RE, ReviewItem, build_items, inside_out_dir
+from ulcerseg.review.items import KEY_RE, ManualItem, ReviewItem, build_items, inside_out_dir
 from ulcerseg.review.masks import mask_from_png, mask_from_polygon, remeasure_mask
 from ulcerseg.review.rules import (
     ADJUDICATOR,
@@ -56,6 +57,7 @@ __all__ = [
     "Action",
     "DecisionError",
     "FinalDecision",
+    "ManualItem",
     "NeedsConfirmation",
     "ReviewItem",
     "build_items",
@@ -69,10 +71,12 @@ __all__ = [
     "inside_out_dir",
     "latest_reads",
     "list_decisions",
+    "manual_area",
     "mask_from_png",
     "mask_from_polygon",
     "open_study",
     "record_decision",
+    "record_manual_measurement",
     "remeasure_mask",
     "salt_for",
     "start_session",
@@ -265,6 +269,90 @@ def undo_last(
     insert_decision(conn, row)
     log.info("decision %s: undo %s by %s", row["decision_id"], target["decision_id"], assessor)
     return {**row, "undone": target}
+
+
+MIN_SCALE_PX = 5.0
+"""Two scale points closer than this (px) are refused: the scale would be meaningless."""
+
+
+def manual_area(
+    points: Sequence[Sequence[float]],
+    length_mm: float,
+    polygon: Sequence[Sequence[float]],
+    frame: tuple[int, int],
+) -> dict[str, Any]:
+    """Area (mm²) of a polygon traced on a photo with a hand-set scale (pure).
+
+    ``points``: two photo-px points ``length_mm`` apart on the skin/marker plane; ``polygon``:
+    the outline in photo px; ``frame``: (width, height) of the photo. The polygon is filled by
+    the pixel-centre rule (only its bounding box is rasterised) and the pixel count is scaled
+    by (mm/px)². The photo is assumed roughly fronto-parallel: no perspective correction.
+    """
+    (x0, y0), (x1, y1) = points
+    dist = math.hypot(x1 - x0, y1 - y0)
+    if dist < MIN_SCALE_PX:
+        raise DecisionError(f"the two scale points are {dist:.1f} px apart; need at least {MIN_SCALE_PX:g}")
+    if not (math.isfinite(length_mm) and 0.0 < length_mm <= 1000.0):
+        raise DecisionError("length_mm must be a number in (0, 1000]")
+    pts = np.asarray(polygon, dtype=np.float64)
+    w, h = frame
+    u0, v0 = max(0, int(np.floor(pts[:, 0].min()))), max(0, int(np.floor(pts[:, 1].min())))
+    u1, v1 = min(w, int(np.ceil(pts[:, 0].max())) + 1), min(h, int(np.ceil(pts[:, 1].max())) + 1)
+    local = mask_from_polygon((pts - [u0, v0]).tolist(), (max(1, v1 - v0), max(1, u1 - u0)))
+    n_px = int(np.count_nonzero(local))
+    mm_per_px = length_mm / dist
+    return {
+        "area_mm2": n_px * mm_per_px**2,
+        "n_px": n_px,
+        "mm_per_px": mm_per_px,
+        "scale_source": "manual",
+        "scale_points_px": [list(map(float, p)) for p in points],
+        "scale_length_mm": float(length_mm),
+        "polygon_photo_px": [list(map(float, p)) for p in polygon],
+    }
+
+
+def record_manual_measurement(
+    conn: sqlite3.Connection,
+    item: ManualItem,
+    assessor: str,
+    points: Sequence[Sequence[float]],
+    length_mm: float,
+    polygon: Sequence[Sequence[float]],
+    *,
+    session_id: str | None = None,
+    role: str = READER,
+) -> dict[str, Any]:
+    """Append a manual-scale measurement of a photo without a usable marker (a ``correct``
+    decision whose ``details`` carry ``scale_source: manual``, the scale and the outline)."""
+    assessor = (assessor or "").strip()
+    if not assessor:
+        raise DecisionError("assessor name is required")
+    details = manual_area(points, length_mm, polygon, (item.width_px, item.height_px))
+    if role == ADJUDICATOR:
+        details["role"] = ADJUDICATOR
+    row = {
+        "decision_id": uuid.uuid4().hex[:16],
+        "photo_sha256": item.photo_sha256,
+        "assessor": assessor,
+        "decided_at": _now(),
+        "action": Action.CORRECT.value,
+        "reason": "manual scale",
+        "area_before_mm2": None,
+        "area_after_mm2": details["area_mm2"],
+        "corrected_mask_file": None,
+        "session_id": session_id,
+        "details": json.dumps(details),
+    }
+    insert_decision(conn, row)
+    log.info(
+        "decision %s: manual-scale %.3f mm² on %s by %s",
+        row["decision_id"],
+        details["area_mm2"],
+        item.key,
+        assessor,
+    )
+    return row
 
 
 def list_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:

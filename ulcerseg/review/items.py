@@ -16,7 +16,15 @@ from PIL import Image
 from ulcerseg.healing.config import ReviewSettings
 from ulcerseg.review.blinding import load_rgb, subject_pseudonym, ulcer_pseudonym
 
-__all__ = ["KEY_RE", "ReviewItem", "build_items", "inside_out_dir", "reader_order"]
+__all__ = [
+    "KEY_RE",
+    "ManualItem",
+    "ReviewItem",
+    "build_items",
+    "build_manual_items",
+    "inside_out_dir",
+    "reader_order",
+]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +134,81 @@ def build_items(
     return items
 
 
-def reader_order(items: Sequence[ReviewItem], reader: str, salt: str, seed: int) -> list[ReviewItem]:
+@dataclass(frozen=True)
+class ManualItem:
+    """A flagged photo with no usable marker: measured by hand (two points of a known length
+    set the scale, then a traced outline), all in photo px (pixel centres at integers)."""
+
+    key: str
+    photo_sha256: str
+    subject_id: str
+    ulcer_id: str
+    visit: str
+    subject_pseudonym: str
+    ulcer_pseudonym: str
+    photo_path: Path  # the source photo (EXIF-oriented when decoded); never sent as is
+    width_px: int
+    height_px: int
+    flags: tuple[str, ...]
+    area_mm2: float | None = None  # no automated value
+    needs_review: bool = True
+
+    def public(self, settings: ReviewSettings, proposed_status: str | None = None) -> dict[str, Any]:
+        """Blinded JSON view (no IDs, dates or paths)."""
+        out: dict[str, Any] = {
+            "key": self.key,
+            "subject": self.subject_pseudonym,
+            "ulcer": self.ulcer_pseudonym,
+            "area_mm2": None,
+            "flags": list(self.flags),
+            "manual_scale": True,
+            "photo_width_px": self.width_px,
+            "photo_height_px": self.height_px,
+            "proposed_status": None,
+        }
+        if settings.show_visit_label:
+            out["visit"] = self.visit
+        return out
+
+
+def build_manual_items(
+    rows: Sequence[Mapping[str, Any]], input_roots: Mapping[str, str], salt: str
+) -> list[ManualItem]:
+    """Manual-scale items: flagged photos without a rectified image (no usable marker) whose
+    source photo is still at ``<run input_root>/<file>`` and whose size is known."""
+    out = []
+    for row in rows:
+        sha = str(row.get("photo_sha256") or "")
+        if len(sha) < 16 or not int(row.get("needs_review") or 0) or row.get("rectified_file"):
+            continue
+        root = input_roots.get(str(row.get("run_id")))
+        w, h = row.get("image_width_px"), row.get("image_height_px")
+        if not root or not w or not h:
+            continue
+        path = inside_out_dir(Path(root), row.get("file"))
+        if path is None:
+            log.info("photo %s: source file not found, no manual-scale review", sha[:16])
+            continue
+        subject, ulcer = str(row.get("subject_id")), str(row.get("ulcer_id"))
+        out.append(
+            ManualItem(
+                key=sha[:16].lower(),
+                photo_sha256=sha,
+                subject_id=subject,
+                ulcer_id=ulcer,
+                visit=str(row.get("visit") or ""),
+                subject_pseudonym=subject_pseudonym(salt, subject),
+                ulcer_pseudonym=ulcer_pseudonym(salt, subject, ulcer),
+                photo_path=path,
+                width_px=int(w),
+                height_px=int(h),
+                flags=tuple(f for f in str(row.get("flags") or "").split(";") if f),
+            )
+        )
+    return sorted(out, key=lambda it: it.photo_sha256)
+
+
+def reader_order(items: Sequence[Any], reader: str, salt: str, seed: int) -> list[Any]:
     """``items`` in the reader's own random order: independent between readers (seeded by the
     configured seed, the study's secret salt and the reader's name), reproducible per reader."""
     out = sorted(items, key=lambda it: it.photo_sha256)

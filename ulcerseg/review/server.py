@@ -61,15 +61,16 @@ from ulcerseg.review.decisions import (
     mask_from_polygon,
     open_study,
     record_decision,
+    record_manual_measurement,
     salt_for,
     start_session,
     undo_last,
 )
-from ulcerseg.review.items import reader_order
+from ulcerseg.review.items import ManualItem, build_manual_items, reader_order
 from ulcerseg.review.masks import png_size
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.healing import proposed_status
-from ulcerseg.store.review import Reader, add_reader, reader_for_token, session_assessor
+from ulcerseg.store.review import Reader, add_reader, reader_for_token, run_input_roots, session_assessor
 
 __all__ = ["ReviewApp", "make_server", "serve"]
 
@@ -104,9 +105,12 @@ class ReviewApp:
     # adjudication mode: only disputed photos, each shown with the readers' standing readings
     adjudicate: bool = False
     request_timeout_s: float = 10.0
+    # flagged photos without a usable marker, measured with a hand-set scale
+    manual_items: list[ManualItem] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.by_key = {it.key: it for it in self.items}
+        self.manual_by_key = {it.key: it for it in self.manual_items}
 
     @property
     def role(self) -> str:
@@ -129,13 +133,17 @@ class ReviewApp:
         out_dir = Path(out_dir).resolve()
         with open_study(out_dir) as (conn, rows):
             salt = salt_for(conn)
+            manual = build_manual_items(rows, run_input_roots(conn), salt)
             if adjudicate:
                 disputed = {d["photo_sha256"] for d in find_disagreements(list_decisions(conn), cfg.review)}
                 every = replace(cfg.review, review_all=True)  # a disputed photo may carry no flag
                 items = [it for it in build_items(rows, out_dir, salt, every) if it.photo_sha256 in disputed]
+                manual = [it for it in manual if it.photo_sha256 in disputed]
             else:
                 items = build_items(rows, out_dir, salt, cfg.review)
-        return cls(out_dir=out_dir, items=items, config=cfg, salt=salt, adjudicate=adjudicate)
+        return cls(
+            out_dir=out_dir, items=items, config=cfg, salt=salt, adjudicate=adjudicate, manual_items=manual
+        )
 
     def connect(self) -> sqlite3.Connection:
         """A fresh store connection for one request (sqlite connections are per thread)."""
@@ -156,9 +164,9 @@ class ReviewApp:
         finally:
             conn.close()
 
-    def order(self, reader: str) -> list[ReviewItem]:
-        """The items in ``reader``'s own random order."""
-        return reader_order(self.items, reader, self.salt, self.config.review.seed)
+    def order(self, reader: str) -> list[ReviewItem | ManualItem]:
+        """The items (manual-scale ones included) in ``reader``'s own random order."""
+        return reader_order([*self.items, *self.manual_items], reader, self.salt, self.config.review.seed)
 
     def proposed_status(self, photo_sha256: str) -> str | None:
         """Proposed healing status of a photo, read per request from the ``healing`` table."""
@@ -513,7 +521,15 @@ def _items(req: _Handler, _rest: str) -> None:
         200,
         {
             "assessor": req.assessor,
-            "items": [{"key": it.key, "index": i, "done": it.key in done} for i, it in enumerate(order)],
+            "items": [
+                {
+                    "key": it.key,
+                    "index": i,
+                    "done": it.key in done,
+                    "manual_scale": isinstance(it, ManualItem),
+                }
+                for i, it in enumerate(order)
+            ],
             "n_items": len(order),
             "n_done": sum(1 for it in order if it.key in done),
             "show_visit_label": req.app.config.review.show_visit_label,
@@ -523,7 +539,9 @@ def _items(req: _Handler, _rest: str) -> None:
 
 
 def _item(req: _Handler, key: str) -> None:
-    item = req.item(key)
+    item: ReviewItem | ManualItem | None = req.item(key)
+    if item is None and KEY_RE.match(key):
+        item = req.app.manual_by_key.get(key)
     if item is None:
         raise HttpError(404, "no such item")
     public = item.public(req.app.config.review, req.app.proposed_status(item.photo_sha256))
@@ -613,6 +631,47 @@ def _decision(req: _Handler, _rest: str) -> None:
     )
 
 
+def _manual_scale(req: _Handler, _rest: str) -> None:
+    """A photo without a usable marker: two points ``length_mm`` apart and a traced outline,
+    all in photo px -> area mm², recorded with ``scale_source=manual``."""
+    body = req.read_json()
+    key = _str_field(body, "key", 16, required=True) or ""
+    item = req.app.manual_by_key.get(key) if KEY_RE.match(key) else None
+    if item is None:
+        raise HttpError(400, "unknown manual-scale item key")
+    frame = (item.width_px, item.height_px)
+    points = parse_points(body.get("points"), "points", frame, 2, 2)
+    length_mm = _number(body.get("length_mm"), "length_mm")
+    polygon = parse_points(body.get("polygon"), "polygon", frame, 3, MAX_VERTICES)
+    with req.app.lock:
+        conn = req.app.connect()
+        try:
+            row = record_manual_measurement(
+                conn,
+                item,
+                req.assessor,
+                points,
+                length_mm,
+                polygon,
+                session_id=_session_id(req, conn, body),
+                role=req.app.role,
+            )
+        finally:
+            conn.close()
+    details = json.loads(row["details"])
+    req._json(
+        200,
+        {
+            "decision_id": row["decision_id"],
+            "action": row["action"],
+            "area_after_mm2": row["area_after_mm2"],
+            "mm_per_px": details["mm_per_px"],
+            "scale_source": "manual",
+            "assessor": row["assessor"],
+        },
+    )
+
+
 def _undo(req: _Handler, _rest: str) -> None:
     body = req.read_json()
     with req.app.lock:
@@ -644,7 +703,7 @@ def _my_decisions(req: _Handler, _rest: str) -> None:
         if d["assessor"] != req.assessor or decision_role(d) != req.app.role:
             continue
         key = str(d["photo_sha256"])[:16]
-        if key not in req.app.by_key:
+        if key not in req.app.by_key and key not in req.app.manual_by_key:
             continue  # a photo this server does not offer (e.g. another mode)
         mine.append(
             {
@@ -671,6 +730,7 @@ add_route("GET", "/api/item/", _item, prefix=True)
 add_route("GET", "/image/", _image, prefix=True)
 add_route("POST", "/api/decision", _decision)
 add_route("POST", "/api/undo", _undo)
+add_route("POST", "/api/manual-scale", _manual_scale)
 add_route("GET", "/api/my-decisions", _my_decisions)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "read_decisions",
     "reader_for_token",
     "revoke_reader",
+    "run_input_roots",
     "session_assessor",
     "token_sha256",
     "verify_chain",
@@ -250,3 +251,8 @@ def get_or_create_salt(conn: sqlite3.Connection) -> str:
         )
     row = conn.execute("SELECT value FROM review_secrets WHERE name = 'pseudonym_salt'").fetchone()
     return str(row[0])
+
+
+def run_input_roots(conn: sqlite3.Connection) -> dict[str, str]:
+    """run_id -> the input folder its photo paths are relative to (for manual-scale review)."""
+    return {str(r[0]): str(r[1]) for r in conn.execute("SELECT run_id, input_root FROM runs").fetchall()}
