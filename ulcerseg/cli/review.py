@@ -252,11 +252,22 @@ def export_training_cmd(out_dir: Path, config_path: Path | None, output: Path, c
 @_out_arg
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def decisions_cmd(out_dir: Path, output: Path | None) -> None:
-    """The audit trail: every decision in order (CSV to stdout or -o)."""
-    from ulcerseg.review.decisions import list_decisions, open_study
+    """The audit trail: every decision in order (CSV to stdout or -o).
+
+    ``undo`` rows name the decision they withdraw (``undoes``); ``row_hash`` is the hash chain
+    checked by `review verify`.
+    """
+    from ulcerseg.review.decisions import decision_details, list_decisions, open_study
 
     with open_study(out_dir) as (conn, _rows):
-        rows = list_decisions(conn)
+        rows = [
+            {
+                **d,
+                "scale_source": decision_details(d).get("scale_source", ""),
+                "undoes": decision_details(d).get("undoes", ""),
+            }
+            for d in list_decisions(conn)
+        ]
     cols = [
         "seq",
         "decision_id",
@@ -269,6 +280,9 @@ def decisions_cmd(out_dir: Path, output: Path | None) -> None:
         "area_after_mm2",
         "corrected_mask_file",
         "session_id",
+        "scale_source",
+        "undoes",
+        "row_hash",
     ]
     from ulcerseg.review.outputs import write_csv_to
 

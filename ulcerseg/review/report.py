@@ -32,6 +32,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "reviewed_area_mm2",
     "final_area_mm2",
     "final_source",
+    "scale_source",
     "status",
     "change_from_baseline_pct",
     "reviewer",
