@@ -348,3 +348,19 @@ def test_migration_back_fills_the_chain(tmp_path: Path):
     assert verify_chain(conn).ok and verify_chain(conn).n_rows == 6
     with pytest.raises(sqlite3.DatabaseError, match="append-only"), conn:
         conn.execute("UPDATE review_decisions SET action = 'x'")
+
+
+def test_readers_add_prints_a_token_once_that_logs_in(served):
+    client, _app, study = served
+    res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Dr Q"])
+    assert res.exit_code == 0, res.output
+    token = res.stdout.split("token ", 1)[1].split()[0]
+    q = Client(client.base, token)
+    assert q.json("/api/me")[1] == {"assessor": "Dr Q", "role": "reader"}
+    res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Dr Q"])
+    assert res.exit_code != 0 and "exists already" in str(res.exception)
+    res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Judge", "--adjudicator"])
+    judge = Client(client.base, res.stdout.split("token ", 1)[1].split()[0])
+    assert judge.json("/api/items")[0] == 403  # an adjudicator's token does not open a readers' server
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    assert token not in str(conn.execute("SELECT * FROM review_readers").fetchall())
