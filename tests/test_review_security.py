@@ -172,6 +172,20 @@ def test_wrong_types_are_400_json_and_the_server_stays_up(served):
     assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
 
 
+def test_malformed_requests_get_json(served):
+    client, _app, _ = served
+    for raw in (
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n",
+    ):
+        reply = _raw(client.base, raw)
+        assert b'"error"' in reply and b"<html" not in reply.lower() and b"Traceback" not in reply
+        if reply.startswith(b"HTTP/"):  # (a one-word request line is answered HTTP/0.9 style: body only)
+            assert reply.split()[1] in (b"400", b"414", b"505") and b"application/json" in reply
+    _alive(client)
+
+
 def _huge_png(side: int) -> bytes:
     """A valid 8-bit grayscale PNG of side x side px, compressed row by row (small in memory)."""
 

@@ -335,6 +335,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, error_text: str, /, **extra: Any) -> None:
         self._json(status, {"error": error_text, **extra})
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found by ``http.server`` itself (bad request line, header too long...) as JSON too."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        with contextlib.suppress(OSError):
+            self._error(code, message or phrase)
+
     def _token_candidates(self, query: dict[str, list[str]]) -> list[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
         if "token" in query:
