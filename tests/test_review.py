@@ -664,6 +664,13 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
             ("Dr B", "correct"),
         }
         assert not any(subject.encode() in raw for subject in SUBJECTS)
+        # each reader's corrected outline can be shown on the same frame
+        [corr] = [r for r in item["readings"] if r["corrected"]]
+        status, png, _ = judge.request(f"/image/{disputed.key}/reading/{corr['decision_id']}.png")
+        with Image.open(io.BytesIO(png)) as im:
+            assert status == 200 and im.size == (W, H) and (np.asarray(im) > 0).sum() == 60 * 60
+        [acc] = [r for r in item["readings"] if not r["corrected"]]
+        assert judge.request(f"/image/{disputed.key}/reading/{acc['decision_id']}.png")[0] == 404
         status, _ = judge.json("/api/decision", {"key": agreed.key, "action": "accept", "assessor": "Dr C"})
         assert status == 400  # not a disputed photo: not an adjudication item
         status, body = judge.json("/api/decision", {"key": disputed.key, "action": "accept"})

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -66,7 +67,7 @@ from ulcerseg.review.decisions import (
     start_session,
     undo_last,
 )
-from ulcerseg.review.items import ManualItem, build_manual_items, reader_order
+from ulcerseg.review.items import ManualItem, build_manual_items, inside_out_dir, reader_order
 from ulcerseg.review.masks import png_size
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.healing import proposed_status
@@ -568,9 +569,29 @@ def _item(req: _Handler, key: str) -> None:
     req._json(200, public)
 
 
+_READING_RE = re.compile(r"^reading/([0-9a-f]{16})\.png$")
+
+
+def _reading_mask(req: _Handler, item: ReviewItem, decision_id: str) -> np.ndarray:
+    """Adjudication only: the corrected mask of a reader's standing reading of ``item``."""
+    if not req.app.adjudicate:
+        raise HttpError(404, "no such image")
+    for r in req.app.readings(item.photo_sha256):
+        if r["decision_id"] == decision_id and r["corrected"]:
+            d = next(d for d in req.app.decisions() if d["decision_id"] == decision_id)
+            path = inside_out_dir(req.app.out_dir, d["corrected_mask_file"])
+            if path is not None:
+                return (load_rgb(path).max(axis=2) >= 128).astype(np.uint8) * 255
+    raise HttpError(404, "no such image")
+
+
 def _image(req: _Handler, rest: str) -> None:
     key, _, kind = rest.partition("/")
     item = req.item(key)
+    reading = _READING_RE.match(kind)
+    if item is not None and reading is not None:
+        req._send(200, encode_png_clean(_reading_mask(req, item, reading.group(1))), "image/png")
+        return
     if item is None or kind not in ("rectified.png", "mask.png"):
         raise HttpError(404, "no such image")
     if kind == "rectified.png":
