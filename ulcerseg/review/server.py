@@ -29,6 +29,7 @@ import numpy as np
 
 from ulcerseg.errors import UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
+from ulcerseg.review import views
 from ulcerseg.review.blinding import encode_png_clean, load_rgb
 from ulcerseg.review.decisions import (
     ADJUDICATOR,
@@ -47,6 +48,7 @@ from ulcerseg.review.decisions import (
     salt_for,
     start_session,
 )
+from ulcerseg.review.masks import mask_from_review_polygons
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.healing import proposed_status
 from ulcerseg.store.review import decided_photos, session_assessor
@@ -265,6 +267,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._get_image(path.removeprefix("/image/"))
             elif method == "POST" and path == "/api/decision":
                 self._post_decision()
+            elif method == "GET" and (view := views.route(self.app, path)) is not None:
+                self._send(*view)
             else:
                 self._error(404, "not found")
         except DecisionError as err:
@@ -338,6 +342,10 @@ class _Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     raise DecisionError("mask_png is not base64") from None
                 mask = mask_from_png(raw, (h, w))
+            elif body.get("polygons") or (body.get("polygon") and body.get("px_per_mm")):
+                # review-frame px at the given px/mm (same origin as the model frame)
+                polys = body.get("polygons") or [body["polygon"]]
+                mask = mask_from_review_polygons(polys, body.get("px_per_mm"), item.px_per_mm, (h, w))
             elif body.get("polygon"):
                 mask = mask_from_polygon(body["polygon"], (h, w))
         with self.app.lock:
