@@ -186,7 +186,7 @@ class ReviewViews:
             rgb = self._photo_rgb(item, frame) if frame.grid != frame.model else None
             if rgb is None or frame.homography is None:
                 return encode_png_clean(load_rgb(item.rectified_path))
-            return encode_png_clean(rectify(rgb, frame.homography, frame.grid))
+            return encode_png_clean(rectify(rgb, frame.homography, frame.grid), compress_level=1)
 
         return self._cached((item.key, "review.png"), make)
 
@@ -199,7 +199,7 @@ class ReviewViews:
             if rgb is None:
                 return None
             preview = make_preview(rgb, PHOTO_MAX_SIDE_PX)
-            return encode_png_clean(preview.image), preview.scale
+            return encode_png_clean(preview.image, compress_level=1), preview.scale
 
         return self._cached((item.key, "photo.png"), make)
 
