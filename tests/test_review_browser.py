@@ -49,6 +49,18 @@ def served(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
         srv.server_close()
 
 
+def model_to_client(page: Page, u: float, v: float) -> tuple[float, float]:
+    """Page coordinates of a model-frame (stored mask) pixel under the current zoom and pan."""
+    x, y = page.evaluate("([u, v]) => window.reviewView.modelToClient(u, v)", [u, v])
+    return x, y
+
+
+def review_to_client(page: Page, u: float, v: float) -> tuple[float, float]:
+    """Page coordinates of a review-frame pixel under the current zoom and pan."""
+    x, y = page.evaluate("([u, v]) => window.reviewView.reviewToClient(u, v)", [u, v])
+    return x, y
+
+
 def _current_key(page: Page) -> str:
     return page.get_attribute("#view", "data-key") or ""
 
@@ -92,14 +104,9 @@ def test_review_in_browser(served, tmp_path: Path):
             key_correct = _current_key(page)
             page.keyboard.press("e")
             page.keyboard.press("c")
-            box = page.locator("#view").bounding_box()
-            assert box is not None
-            item = app.by_key[key_correct]
-            w = np.asarray(Image.open(item.rectified_path)).shape[1]
-            scale = box["width"] / w
             u0, v0, u1, v1 = 20, 20, 60, 50  # rectified px
             for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1)):
-                page.mouse.click(box["x"] + u * scale, box["y"] + v * scale)
+                page.mouse.click(*model_to_client(page, u, v))
             page.keyboard.press("Enter")
             shown = float(page.text_content("#m-edit-area") or "nan")
             expected_mm2 = (u1 - u0) * (v1 - v0) / PPM**2
@@ -113,6 +120,11 @@ def test_review_in_browser(served, tmp_path: Path):
             page.keyboard.press("n")
             page.select_option("#na-reason", "image blurred")
             page.keyboard.press("Enter")
+            # an endpoint-changing action takes a second, explicit step (Enter does not confirm)
+            page.wait_for_selector("#confirm:not([hidden])", timeout=5_000)
+            page.keyboard.press("Enter")
+            assert page.is_visible("#confirm") and _current_key(page) == key_na
+            page.keyboard.press("y")
             _wait_next(page, key_na)
             seen_html.append(page.content())
             assert page.is_hidden("#na-panel") and page.is_hidden("#edit-panel")
@@ -169,13 +181,9 @@ def test_brush_add_and_erase(served):
             page.keyboard.press("c")
             page.keyboard.press("b")
             page.eval_on_selector("#t-size", "e => { e.value = '4'; }")
-            box = page.locator("#view").bounding_box()
-            assert box is not None
-            w = np.asarray(Image.open(app.by_key[key].rectified_path)).shape[1]
-            scale = box["width"] / w
 
             def at(u: float, v: float) -> tuple[float, float]:
-                return box["x"] + u * scale, box["y"] + v * scale
+                return model_to_client(page, u, v)
 
             # a horizontal stroke from u=10 to u=50 at v=30, then erase its middle
             page.mouse.move(*at(10, 30))
@@ -226,6 +234,10 @@ def test_adjudicator_sees_the_readings_and_settles_the_photo(tmp_path: Path):
                 assert page.is_visible("#m-readings")
                 readings = page.text_content("#m-readings") or ""
                 assert "Dr A: accept" in readings and "Dr B: not_assessable (blurred)" in readings
+                # each reading has its own colour in the legend of the zoomable view
+                assert page.is_visible("#legend")
+                legend = page.text_content("#legend") or ""
+                assert "model proposal" in legend and "Dr A: accept" in legend and "Dr B" in legend
                 assert not any(s in page.content() for s in SUBJECTS)
                 page.keyboard.press("a")
                 page.wait_for_selector("#done:not([hidden])", timeout=10_000)

@@ -424,7 +424,7 @@ function askConfirm(text) {
     $("confirm-text").textContent = text;
     $("confirm").hidden = false;
     state.pending = resolve;
-    $("confirm-yes").focus();
+    $("confirm-no").focus();  // Enter on the dialog cancels: saving needs y or a click
   });
 }
 
@@ -867,9 +867,11 @@ function bind() {
 function onKey(e) {
   if ($("review").hidden && $("done").hidden) return;
   if (!$("confirm").hidden) {
-    if (e.key === "y") { e.preventDefault(); answerConfirm(true); }
-    else if (e.key === "Escape" || e.key === "n") { e.preventDefault(); answerConfirm(false); }
-    return;  // nothing else while a confirmation is open (Enter does not confirm)
+    // nothing else while a confirmation is open; Enter (or a repeated shortcut) does nothing
+    if (e.key !== "Tab") e.preventDefault();
+    if (e.key === "y") answerConfirm(true);
+    else if (e.key === "Escape" || e.key === "n") answerConfirm(false);
+    return;
   }
   const tag = (e.target.tagName || "").toLowerCase();
   const inField = tag === "input" || tag === "select" || tag === "textarea";
@@ -933,6 +935,9 @@ window.reviewView = {
   },
   screenPxPerMm,
   get view() { return state.view; },
+  get imageSize() { return state.img ? [state.img.naturalWidth, state.img.naturalHeight] : null; },
+  get polygons() { return state.polys.map((p) => p.map((q) => q.slice())); },
+  get layer() { return state.layer; },
 };
 
 async function start(name) {
