@@ -30,6 +30,10 @@ PHOTO_SIZE = (900, 760)  # width, height (px)
 H_MM_TO_PX = np.array([[24.0, 0.8, 150.0], [-0.6, 23.5, 120.0], [4e-5, 2e-5, 1.0]])
 H_PX_TO_MM = np.linalg.inv(H_MM_TO_PX)
 MODEL_GRID = RectifiedGrid((5.0, 2.0), MODEL_PPM, 240, 200)
+# the photo without a usable marker: camera square to the plane, 20 px/mm, rotated 10 degrees
+_C, _S = 20 * math.cos(math.radians(10)), 20 * math.sin(math.radians(10))
+MARKERLESS_MM_TO_PX = np.array([[_C, -_S, 200.0], [_S, _C, 60.0], [0.0, 0.0, 1.0]])
+MARKERLESS_PX_TO_MM = np.linalg.inv(MARKERLESS_MM_TO_PX)
 SUBJECTS = ("SUBJ-2001", "SUBJ-2002", "SUBJ-2003")
 
 
@@ -39,19 +43,19 @@ def in_ulcer(x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:
     return (dx / ULCER_A_MM) ** 2 + (dy / ULCER_B_MM) ** 2 <= 1.0
 
 
-def render_photo(seed: int = 0) -> np.ndarray:
+def render_photo(seed: int = 0, markerless: bool = False) -> np.ndarray:
     """RGB photo (H, W, 3) of the scene, each pixel coloured by the plane point at its centre."""
     rng = np.random.default_rng(seed)
     noise = rng.integers(-3, 4, (PHOTO_SIZE[1], PHOTO_SIZE[0], 1))
-    return np.clip(_scene().astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return np.clip(_scene(markerless).astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
 @functools.cache
-def _scene() -> np.ndarray:
+def _scene(markerless: bool = False) -> np.ndarray:
     w, h = PHOTO_SIZE
     yy, xx = np.mgrid[:h, :w].astype(np.float64)
     pts = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size)])
-    mm = H_PX_TO_MM @ pts
+    mm = (MARKERLESS_PX_TO_MM if markerless else H_PX_TO_MM) @ pts
     x, y = (mm[0] / mm[2]).reshape(h, w), (mm[1] / mm[2]).reshape(h, w)
     img = np.empty((h, w, 3), np.float64)
     img[:] = (214, 168, 148)
@@ -71,8 +75,12 @@ def model_mask(grid: RectifiedGrid = MODEL_GRID) -> np.ndarray:
     return in_ulcer(grid.origin_mm[0] + u / grid.px_per_mm, grid.origin_mm[1] + v / grid.px_per_mm)
 
 
-def make_photo_study(root: Path, n: int = 3) -> dict:
-    """OUT folder with ``n`` flagged photos of the scene (different noise), photos under root/in."""
+def make_photo_study(root: Path, n: int = 3, markerless: bool = False) -> dict:
+    """OUT folder with ``n`` flagged photos of the scene (different noise), photos under root/in.
+
+    ``markerless``: one more photo, measured as failed with ``no_marker`` (a manual-scale item);
+    its key is ``info["markerless"]``.
+    """
     out, inp = root / "out", root / "in"
     for d in ("rectified", "masks"):
         (out / d).mkdir(parents=True, exist_ok=True)
@@ -137,4 +145,17 @@ def make_photo_study(root: Path, n: int = 3) -> dict:
             )
             study.add_result(run, result, rel)
             info["photos"][key] = {"sha": sha, "subject": subject, "area": area, "file": inp / rel}
+        if markerless:
+            rel = "SUBJ-2009/W4/photo.png"
+            (inp / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(render_photo(seed=9, markerless=True)).save(inp / rel, compress_level=1)
+            sha = hashlib.sha256((inp / rel).read_bytes()).hexdigest()
+            record = PhotoRecord(inp / rel, "SUBJ-2009", "U1", "W4", 28, sha, "2024-04-02")
+            study.add_result(
+                run,
+                PhotoResult(photo=record, status="failed", flags=["no_marker"], image_size=PHOTO_SIZE),
+                rel,
+            )
+            info["markerless"] = sha[:16]
+            info["photos"][sha[:16]] = {"sha": sha, "subject": "SUBJ-2009", "area": None, "file": inp / rel}
     return info

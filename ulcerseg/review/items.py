@@ -22,7 +22,11 @@ KEY_RE = re.compile(r"^[0-9a-f]{16}$")
 
 @dataclass(frozen=True)
 class ReviewItem:
-    """One photo to review. ``key`` is the first 16 hex chars of the photo's sha256."""
+    """One photo to review. ``key`` is the first 16 hex chars of the photo's sha256.
+
+    ``manual_scale``: the photo has no usable marker (no rectified frame: ``rectified_path`` is
+    None, ``px_per_mm`` 0); the assessor sets the scale by hand on the whole photo.
+    """
 
     key: str
     photo_sha256: str
@@ -33,10 +37,11 @@ class ReviewItem:
     ulcer_pseudonym: str
     area_mm2: float | None
     px_per_mm: float
-    rectified_path: Path
+    rectified_path: Path | None
     mask_path: Path | None
     flags: tuple[str, ...]
     needs_review: bool
+    manual_scale: bool = False
 
     def public(self, settings: ReviewSettings, proposed_status: str | None) -> dict[str, Any]:
         """Blinded JSON view: pseudonyms, area and flags; no real IDs, dates or file paths."""
@@ -48,6 +53,7 @@ class ReviewItem:
             "px_per_mm": self.px_per_mm,
             "flags": list(self.flags),
             "has_mask": self.mask_path is not None,
+            "manual_scale": self.manual_scale,
             # only healed / not healed: the full trend (improving, worsening) could bias
             "proposed_status": None
             if proposed_status is None
@@ -73,8 +79,9 @@ def build_items(
 ) -> list[ReviewItem]:
     """Review items in a randomised order reproducible from ``settings.seed``.
 
-    Photos need a rectified image and a calibration; only ``needs_review`` ones unless
-    ``settings.review_all``. Paths come from the study database only, checked to lie in OUT.
+    Photos need a rectified image and a calibration, except flagged ``no_marker`` photos, which
+    become manual-scale items; only ``needs_review`` ones unless ``settings.review_all``. Paths
+    come from the study database only, checked to lie in OUT.
     """
     root = Path(out_dir)
     items: list[ReviewItem] = []
@@ -85,10 +92,11 @@ def build_items(
             continue
         rect = inside_out_dir(root, row.get("rectified_file"))
         ppm = row.get("rectified_px_per_mm")
-        if rect is None or not ppm:
+        flags = tuple(f for f in str(row.get("flags") or "").split(";") if f)
+        manual = rect is None or not ppm
+        if manual and not (needs and "no_marker" in flags):
             log.info("photo %s has no rectified image: not reviewable in the browser", sha[:16])
             continue
-        flags = tuple(f for f in str(row.get("flags") or "").split(";") if f)
         area = row.get("area_mm2")
         items.append(
             ReviewItem(
@@ -100,11 +108,12 @@ def build_items(
                 subject_pseudonym=subject_pseudonym(salt, str(row.get("subject_id"))),
                 ulcer_pseudonym=ulcer_pseudonym(salt, str(row.get("subject_id")), str(row.get("ulcer_id"))),
                 area_mm2=None if area in (None, "") else float(area),
-                px_per_mm=float(ppm),
-                rectified_path=rect,
-                mask_path=inside_out_dir(root, row.get("mask_file")),
+                px_per_mm=0.0 if manual else float(ppm),
+                rectified_path=None if manual else rect,
+                mask_path=None if manual else inside_out_dir(root, row.get("mask_file")),
                 flags=flags,
                 needs_review=needs,
+                manual_scale=manual,
             )
         )
     items.sort(key=lambda it: it.photo_sha256)

@@ -314,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _get_image(self, rest: str) -> None:
         key, _, kind = rest.partition("/")
         item = self._item(key)
-        if item is None or kind not in ("rectified.png", "mask.png"):
+        if item is None or item.rectified_path is None or kind not in ("rectified.png", "mask.png"):
             self._error(404, "no such image")
             return
         if kind == "rectified.png":
@@ -333,6 +333,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise DecisionError("unknown item key")
         mask = None
         if body.get("action") == "correct":
+            if item.rectified_path is None:
+                raise DecisionError("this photo has no marker-plane frame: measure it with the manual scale")
             h, w = load_rgb(item.rectified_path).shape[:2]
             if body.get("mask_png"):
                 data_url = str(body["mask_png"])

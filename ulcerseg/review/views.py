@@ -158,7 +158,18 @@ class ReviewViews:
         """The item's :class:`ReviewFrame` (reads the store and checks the original photo)."""
         return self._cached((item.key, "frame"), lambda: self._frame(item))
 
+    def photo_path(self, item: ReviewItem) -> Path | None:
+        """The item's original photo, verified (inside the run's input folder, same sha256)."""
+
+        def make() -> Path | None:
+            found = _verified_photo(self._source(item), item.photo_sha256)
+            return None if found is None else found[0]
+
+        return self._cached((item.key, "photo_path"), make)
+
     def _frame(self, item: ReviewItem) -> ReviewFrame:
+        if item.rectified_path is None:
+            raise UlcersegError(f"photo {item.key} has no rectified frame (manual scale only)")
         src = self._source(item)
         h, w = load_rgb(item.rectified_path).shape[:2]
         origin = src.origin_mm if src is not None and src.origin_mm is not None else (0.0, 0.0)
@@ -170,20 +181,20 @@ class ReviewViews:
         centre = (origin[0] + (w - 1) / 2 / item.px_per_mm, origin[1] + (h - 1) / 2 / item.px_per_mm)
         return ReviewFrame(model, review_grid(model, native_px_per_mm(hom, centre)), hom, found[0])
 
-    def _photo_rgb(self, item: ReviewItem, frame: ReviewFrame) -> np.ndarray | None:
-        if frame.photo_path is None:
+    def _photo_rgb(self, item: ReviewItem, path: Path | None) -> np.ndarray | None:
+        if path is None:
             return None
-        data = frame.photo_path.read_bytes()
+        data = path.read_bytes()
         if sha256_bytes(data) != item.photo_sha256:
             return None
-        return decode_rgb(frame.photo_path, data)
+        return decode_rgb(path, data)
 
     def review_png(self, item: ReviewItem) -> bytes:
         """The review frame's image (PNG without metadata)."""
 
         def make() -> bytes:
             frame = self.frame(item)
-            rgb = self._photo_rgb(item, frame) if frame.grid != frame.model else None
+            rgb = self._photo_rgb(item, frame.photo_path) if frame.grid != frame.model else None
             if rgb is None or frame.homography is None:
                 return encode_png_clean(load_rgb(item.rectified_path))
             return encode_png_clean(rectify(rgb, frame.homography, frame.grid), compress_level=1)
@@ -194,8 +205,8 @@ class ReviewViews:
         """(PNG of the whole photo downscaled, photo-view px per photo px), None without a photo."""
 
         def make() -> tuple[bytes, float] | None:
-            frame = self.frame(item)
-            rgb = self._photo_rgb(item, frame)
+            path = self.frame(item).photo_path if item.rectified_path is not None else self.photo_path(item)
+            rgb = self._photo_rgb(item, path)
             if rgb is None:
                 return None
             preview = make_preview(rgb, PHOTO_MAX_SIDE_PX)
@@ -207,8 +218,18 @@ class ReviewViews:
         """Geometry and outlines (review px) of an item; ``readings`` adds each reader's outline.
 
         ``readings``: the readers' latest decisions (adjudication only), each with
-        ``assessor``, ``action``, ``area_after_mm2`` and ``corrected_mask_file``.
+        ``assessor``, ``action``, ``area_after_mm2`` and ``corrected_mask_file``. A manual-scale
+        item (no marker) has only the photo view: ``manual_scale`` true, no outline, no frame.
         """
+        if item.rectified_path is None:
+            photo = self.photo_view(item)
+            return {
+                "key": item.key,
+                "manual_scale": True,
+                "native": False,
+                "contours": [],
+                "photo": None if photo is None else {"scale": photo[1], "review_to_photo": None},
+            }
         frame = self.frame(item)
         f = frame.factor
         proposal = _contours(_read_mask(item.mask_path), f)
@@ -221,6 +242,7 @@ class ReviewViews:
             "model_px_per_mm": frame.model.px_per_mm,
             "factor": f,
             "native": frame.grid != frame.model,
+            "manual_scale": False,
             "contours": proposal,
             "photo": None,
         }
@@ -265,6 +287,8 @@ def route(app: Any, path: str) -> tuple[int, bytes, str] | None:
         return 404, b'{"error": "not found"}', "application/json"
     try:
         if kind == "review.png":
+            if item.rectified_path is None:
+                return 404, b'{"error": "no marker-plane frame: use the whole photo"}', "application/json"
             return 200, views.review_png(item), "image/png"
         if kind == "photo.png":
             photo = views.photo_view(item)

@@ -103,7 +103,7 @@ function segDist(p, a, b) {
 // ---------------------------------------------------------------- layers and the view transform
 function layerSize() {
   if (state.layer === "photo" && state.photoImg) return [state.photoImg.naturalWidth, state.photoImg.naturalHeight];
-  return [state.view.width, state.view.height];
+  return [state.view.width || 1, state.view.height || 1];
 }
 
 // review px -> px of the shown layer
@@ -135,7 +135,7 @@ function photoViewPxPerMm() {
     return mm > 0 && d > 0 ? d / mm : 0;
   }
   const m = state.view.photo && state.view.photo.review_to_photo;
-  if (!m) return 0;
+  if (!m || !state.view.px_per_mm) return 0;
   const c = [state.view.width / 2, state.view.height / 2], s = state.view.px_per_mm;
   const a = applyH(m, c), bx = applyH(m, [c[0] + s, c[1]]), by = applyH(m, [c[0], c[1] + s]);
   return Math.sqrt(Math.hypot(bx[0] - a[0], bx[1] - a[1]) * Math.hypot(by[0] - a[0], by[1] - a[1]));
@@ -176,7 +176,8 @@ function fitAll() {
 // fit the ulcer (outline or the polygons being edited) with a margin of its size, at least 4 mm
 function fitUlcer() {
   const polys = state.editing && state.polys.length ? state.polys : state.view.contours;
-  const pts = polys.flat().map(toLayer);
+  // manual scale: the tracing is already in photo-view px
+  const pts = state.scaleMode && state.scaleTrace.length ? state.scaleTrace : polys.flat().map(toLayer);
   if (!pts.length) { fitAll(); return; }
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
@@ -353,7 +354,8 @@ async function showIndex(i) {
   state.index = (i + state.items.length) % state.items.length;
   const key = state.items[state.index].key;
   const [item, view] = await Promise.all([api(`/api/item/${key}`), api(`/view/${key}.json`)]);
-  const img = await loadImage(`/view/${key}/review.png`);
+  // a photo without a usable marker has no marker-plane image: only the whole photo
+  const img = view.manual_scale ? null : await loadImage(`/view/${key}/review.png`);
   state.item = item; state.view = view; state.img = img; state.photoImg = null; state.layer = "review";
   $("m-subject").textContent = item.subject;
   $("m-ulcer").textContent = item.ulcer;
@@ -362,9 +364,10 @@ async function showIndex(i) {
   $("m-area").textContent = item.area_mm2 == null ? "n/a" : item.area_mm2.toFixed(2);
   $("m-status").textContent = item.proposed_status || "n/a";
   $("m-flags").textContent = item.flags.length ? item.flags.join(", ") : "none";
-  $("res-label").textContent = `image ${view.px_per_mm.toFixed(1)} px/mm` +
-    (view.native ? " (photo's own resolution)" : " (model's resolution)");
-  $("photo-toggle").disabled = !view.photo;
+  $("res-label").textContent = view.manual_scale ? "no usable marker: set the scale by hand (m)"
+    : `image ${view.px_per_mm.toFixed(1)} px/mm` + (view.native ? " (photo's own resolution)" : " (model's resolution)");
+  $("photo-toggle").disabled = !view.photo || view.manual_scale;
+  for (const id of ["b-accept", "b-edit", "b-healed", "b-nothealed"]) $(id).disabled = Boolean(view.manual_scale);
   const readings = item.readings || [];
   $("m-readings-wrap").hidden = readings.length === 0;
   $("m-readings").textContent = readings.map((r) => `${r.assessor}: ${r.action}` +
@@ -378,7 +381,7 @@ async function showIndex(i) {
   $("view").dataset.key = key;
   $("review").hidden = false;
   $("done").hidden = true;
-  fitUlcer();
+  if (view.manual_scale) await openScale(); else fitUlcer();
 }
 
 function renderLegend() {
@@ -909,9 +912,10 @@ function onKey(e) {
     if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
     return;
   }
+  const manual = state.view && state.view.manual_scale;
   const keys = {
-    a: () => decide("accept"), n: openNa, h: () => decide("confirm_healed"),
-    r: () => decide("reject_healed"), e: openEdit, k: () => showIndex(state.index + 1),
+    a: () => !manual && decide("accept"), n: openNa, h: () => !manual && decide("confirm_healed"),
+    r: () => !manual && decide("reject_healed"), e: () => !manual && openEdit(), k: () => showIndex(state.index + 1),
     m: openScale, u: undo, l: () => $("b-mine").onclick(),
     w: () => $("photo-toggle").onclick(),
     ArrowLeft: () => showIndex(state.index - 1), ArrowRight: () => showIndex(state.index + 1),
