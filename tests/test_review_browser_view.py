@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from review_photo_study import (
     MARKERLESS_MM_TO_PX,
     MODEL_GRID,
+    MODEL_PPM,
     RULER_MM,
     ULCER_A_MM,
     ULCER_AREA_MM2,
@@ -202,6 +203,9 @@ def test_edit_a_contour_and_get_the_polygons_area(browser: Browser, served):
         start = page.evaluate("() => window.reviewView.polygons")
         assert len(start) == 1 and len(start[0]) > 8
         assert float(page.text_content("#m-edit-area") or "nan") == pytest.approx(ULCER_AREA_MM2, rel=0.03)
+        # saving the unchanged proposal is not a correction
+        page.keyboard.press("s")
+        assert "unchanged" in (page.text_content("#message") or "") and _key(page) == key
 
         # trace from scratch: a hexagon of radius 1.4 mm around the ulcer (its centre off the
         # model's pixel grid, as a hand-drawn outline is: vertices on pixel centres are degenerate)
@@ -399,3 +403,52 @@ def test_manual_scale_measurement_is_saved_as_manual(browser: Browser, markerles
     assert row["area_after_mm2"] == pytest.approx(ULCER_AREA_MM2, rel=0.03)
     final = {r["photo_sha256"][:16]: r for r in csv.DictReader(export_final(study["out"], cfg()).open())}
     assert final[study["markerless"]]["scale_source"] == "manual"
+
+
+def test_adjudication_shows_each_readers_outline_in_its_colour(browser: Browser, tmp_path: Path):
+    from ulcerseg.review.decisions import record_decision
+    from ulcerseg.review.masks import remeasure_mask
+
+    study = make_photo_study(tmp_path, n=1)
+    item = ReviewApp.load(study["out"], cfg()).items[0]
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    record_decision(conn, study["out"], item, "Dr A", "accept")
+    bigger = np.zeros((MODEL_GRID.height, MODEL_GRID.width), bool)
+    bigger[88:113, 83:118] = True  # a 3.5 x 2.5 mm box around the ulcer
+    record_decision(conn, study["out"], item, "Dr B", "correct", corrected_mask=bigger)
+    app = ReviewApp.load(study["out"], cfg(), adjudicate=True)
+    srv = make_server(app, 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        page = _open(browser, f"http://127.0.0.1:{srv.server_address[1]}", app, "Dr Judge")
+        try:
+            view = page.evaluate("() => window.reviewView.view")
+            readings = {r["assessor"]: r for r in view["readings"]}
+            assert set(readings) == {"Dr A", "Dr B"}
+            assert readings["Dr A"]["contours"] == view["contours"]  # accepted: the proposal
+            p = view["px_per_mm"]
+            b_area = _area_mm2(readings["Dr B"]["contours"], p)
+            assert b_area == pytest.approx(remeasure_mask(bigger, MODEL_PPM)["area_mm2"], rel=0.01)
+            legend = page.text_content("#legend") or ""
+            assert "model proposal" in legend and "Dr A: accept" in legend and "Dr B: correct" in legend
+            # Dr B's outline is drawn in its legend colour where its corner is
+            colours = page.eval_on_selector_all("#legend .swatch", "els => els.map(e => e.style.background)")
+            b_colour = colours[1 + view["readings"].index(readings["Dr B"])]
+            rgb = tuple(int(c) for c in b_colour.removeprefix("rgb(").removesuffix(")").split(","))
+            shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+            box = page.locator("#view").bounding_box()
+            assert box is not None
+            top = min(readings["Dr B"]["contours"][0], key=lambda q: q[1])
+            x, y = review_to_client(page, *top)
+            patch = shot[int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4]
+            assert (np.abs(patch - np.asarray(rgb)).sum(axis=2) < 60).any()
+            _shot(page, "review-adjudicate.png")
+        finally:
+            page.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _area_mm2(polys: list, px_per_mm: float) -> float:
+    return abs(sum(shoelace_area(np.asarray(q)) for q in polys)) / px_per_mm**2

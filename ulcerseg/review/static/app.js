@@ -685,6 +685,10 @@ function saveCorrection() {
     return;
   }
   if (!state.polys.length) { message("nothing traced: draw an outline first", true); return; }
+  if (JSON.stringify(state.polys) === JSON.stringify(state.view.contours)) {
+    message("the outline is unchanged: use Accept (a) instead", true);
+    return;
+  }
   const r = (x) => Math.round(x * 1000) / 1000;
   decide("correct", {
     polygons: state.polys.map((p) => p.map(([u, v]) => [r(u), r(v)])),
