@@ -5,7 +5,6 @@ that, and nothing on the page unblinds the assessor."""
 from __future__ import annotations
 
 import csv
-import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CHROMIUM_ARGS
 from PIL import Image
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from test_review import PPM, SUBJECTS, cfg, make_study
 
 from ulcerseg.review.blinding import contains_date
@@ -22,17 +22,7 @@ from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.server import ReviewApp, make_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = CHROMIUM_ARGS
 
 
 @pytest.fixture
@@ -73,13 +63,13 @@ def _wait_next(page: Page, old_key: str) -> None:
     )
 
 
-def test_review_in_browser(served, tmp_path: Path):
+def test_review_in_browser(chromium: Browser, served, tmp_path: Path):
     base, app, study = served
-    assert Path(CHROMIUM).exists(), "system chromium is required (apt-get install chromium)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium.new_context(
+        viewport={"width": 1200, "height": 900}
+    ) as browser:  # on the session's Chromium
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page = browser.new_page()
             # without the token nothing is served
             res = page.goto(base + "/")
             assert res is not None and res.status == 401
@@ -166,12 +156,13 @@ def test_review_in_browser(served, tmp_path: Path):
     assert not contains_date(blob)
 
 
-def test_brush_add_and_erase(served):
+def test_brush_add_and_erase(chromium: Browser, served):
     base, app, study = served
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium.new_context(
+        viewport={"width": 1200, "height": 900}
+    ) as browser:  # on the session's Chromium
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page = browser.new_page()
             page.goto(f"{base}/?token={app.token}")
             page.fill("#assessor", "Dr Brush")
             page.keyboard.press("Enter")
@@ -206,7 +197,7 @@ def test_brush_add_and_erase(served):
     assert row["area_after_mm2"] == pytest.approx(m.sum() / PPM**2)
 
 
-def test_adjudicator_sees_the_readings_and_settles_the_photo(tmp_path: Path):
+def test_adjudicator_sees_the_readings_and_settles_the_photo(chromium: Browser, tmp_path: Path):
     from ulcerseg.review.decisions import decision_role, record_decision
     from ulcerseg.review.export import export_final
 
@@ -221,10 +212,9 @@ def test_adjudicator_sees_the_readings_and_settles_the_photo(tmp_path: Path):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        with chromium.new_context(viewport={"width": 1200, "height": 900}) as browser:
             try:
-                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page = browser.new_page()
                 page.goto(f"{base}/?token={app.token}")
                 page.fill("#assessor", "Dr Judge")
                 page.click("#start")

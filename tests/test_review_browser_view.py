@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from review_photo_study import (
     MARKERLESS_MM_TO_PX,
     MODEL_GRID,
@@ -34,7 +34,7 @@ from review_photo_study import (
     make_photo_study,
 )
 from test_review import cfg
-from test_review_browser import ARGS, CHROMIUM, review_to_client
+from test_review_browser import review_to_client
 
 from ulcerseg.annotations import shoelace_area
 from ulcerseg.review.decisions import list_decisions
@@ -42,17 +42,6 @@ from ulcerseg.review.export import export_final
 from ulcerseg.review.server import ReviewApp, make_server
 
 DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "system chromium is required (apt-get install chromium)"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture
@@ -112,9 +101,9 @@ def _decisions(study: dict) -> list:
     return list_decisions(sqlite3.connect(study["out"] / "study.sqlite"))
 
 
-def test_zoom_onto_a_small_ulcer_at_native_resolution(browser: Browser, served):
+def test_zoom_onto_a_small_ulcer_at_native_resolution(chromium: Browser, served):
     base, app, _ = served
-    page = _open(browser, base, app)
+    page = _open(chromium, base, app)
     try:
         view = page.evaluate("() => window.reviewView.view")
         # the image is the photo's own resolution on the marker plane, not the model's 10 px/mm
@@ -193,9 +182,9 @@ def _ring(cx: float, cy: float, r: float, n: int) -> list[list[float]]:
     ]
 
 
-def test_edit_a_contour_and_get_the_polygons_area(browser: Browser, served):
+def test_edit_a_contour_and_get_the_polygons_area(chromium: Browser, served):
     base, app, study = served
-    page = _open(browser, base, app, "Dr Edit")
+    page = _open(chromium, base, app, "Dr Edit")
     try:
         key = _key(page)
         page.keyboard.press("e")
@@ -249,9 +238,9 @@ def test_edit_a_contour_and_get_the_polygons_area(browser: Browser, served):
     assert row["area_after_mm2"] == pytest.approx(exact, rel=0.02)
 
 
-def test_confirm_healed_takes_two_steps_and_navigation_keeps_count(browser: Browser, served):
+def test_confirm_healed_takes_two_steps_and_navigation_keeps_count(chromium: Browser, served):
     base, app, study = served
-    page = _open(browser, base, app, "Dr Heal")
+    page = _open(chromium, base, app, "Dr Heal")
     try:
         first = _key(page)
         assert page.get_attribute("#progress", "data-decided") == "0"
@@ -292,9 +281,9 @@ def test_confirm_healed_takes_two_steps_and_navigation_keeps_count(browser: Brow
 @pytest.mark.xfail(
     strict=True, reason="needs the backend's POST /api/undo (issue 10, H7); remove when merged"
 )
-def test_undo_restores_the_previous_final_value(browser: Browser, served):
+def test_undo_restores_the_previous_final_value(chromium: Browser, served):
     base, app, study = served
-    page = _open(browser, base, app, "Dr Undo")
+    page = _open(chromium, base, app, "Dr Undo")
     try:
         key = _key(page)
         automated = app.by_key[key].area_mm2
@@ -371,11 +360,11 @@ def _manual_trace(page: Page, study: dict) -> float:
     return float(page.text_content("#scale-area") or "nan")
 
 
-def test_manual_scale_on_a_photo_without_marker_measures_the_area(browser: Browser, markerless):
+def test_manual_scale_on_a_photo_without_marker_measures_the_area(chromium: Browser, markerless):
     base, app, study = markerless
     item = app.by_key[study["markerless"]]
     assert item.manual_scale and item.rectified_path is None  # no marker: no marker-plane frame
-    page = _open(browser, base, app, "Dr Scale")
+    page = _open(chromium, base, app, "Dr Scale")
     try:
         shown = _manual_trace(page, study)
         assert shown == pytest.approx(ULCER_AREA_MM2, rel=0.03)
@@ -391,9 +380,9 @@ def test_manual_scale_on_a_photo_without_marker_measures_the_area(browser: Brows
 @pytest.mark.xfail(
     strict=True, reason="needs the backend's POST /api/manual-scale (issue 10, H7); remove when merged"
 )
-def test_manual_scale_measurement_is_saved_as_manual(browser: Browser, markerless):
+def test_manual_scale_measurement_is_saved_as_manual(chromium: Browser, markerless):
     base, app, study = markerless
-    page = _open(browser, base, app, "Dr Scale")
+    page = _open(chromium, base, app, "Dr Scale")
     try:
         _manual_trace(page, study)
         _press_settled(page, "s")
@@ -405,7 +394,7 @@ def test_manual_scale_measurement_is_saved_as_manual(browser: Browser, markerles
     assert final[study["markerless"]]["scale_source"] == "manual"
 
 
-def test_adjudication_shows_each_readers_outline_in_its_colour(browser: Browser, tmp_path: Path):
+def test_adjudication_shows_each_readers_outline_in_its_colour(chromium: Browser, tmp_path: Path):
     from ulcerseg.review.decisions import record_decision
     from ulcerseg.review.masks import remeasure_mask
 
@@ -420,7 +409,7 @@ def test_adjudication_shows_each_readers_outline_in_its_colour(browser: Browser,
     srv = make_server(app, 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        page = _open(browser, f"http://127.0.0.1:{srv.server_address[1]}", app, "Dr Judge")
+        page = _open(chromium, f"http://127.0.0.1:{srv.server_address[1]}", app, "Dr Judge")
         try:
             view = page.evaluate("() => window.reviewView.view")
             readings = {r["assessor"]: r for r in view["readings"]}
