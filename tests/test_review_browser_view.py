@@ -2,7 +2,8 @@
 photos are on disk: zoom onto a 1.75 mm² ulcer at the photo's native resolution, edit a contour
 and get the exact polygon's area, two-step endpoint decisions, back/forward and progress, undo.
 
-Screenshots of the screens are written to docs/img/ (used by the README).
+Screenshots of the screens (used by the README) are written to docs/img/ when
+ULCERSEG_DOCS_SCREENSHOTS=1.
 
 Tests marked ``xfail(strict=True)`` need the backend half of issue 10 (``POST /api/undo``,
 ``POST /api/manual-scale``); strict, so they fail loudly once it is merged and the mark must go.
@@ -13,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +44,13 @@ from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.server import ReviewApp, make_server
 
-DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+# README screenshots: written to docs/img/ with ULCERSEG_DOCS_SCREENSHOTS=1, else to a temp folder
+# (so an ordinary test run leaves the checkout unchanged)
+DOCS_IMG = (
+    Path(__file__).resolve().parents[1] / "docs" / "img"
+    if os.environ.get("ULCERSEG_DOCS_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "ulcerseg-review-screens"
+)
 
 
 @pytest.fixture
