@@ -87,6 +87,19 @@ def test_manual_scale_measures_a_markerless_photo_within_3_percent(tmp_path: Pat
             assert client.json("/api/manual-scale", bad)[0] == 400, bad
         # the manual-scale endpoint does not measure photos that have a rectified frame
         assert client.json("/api/manual-scale", {**body, "key": app.items[0].key})[0] == 400
+        # the browser's field names (scale_points, frame) are the same request
+        assert client.json("/api/manual-scale", {**body, "frame": "review"})[0] == 400
+        # a markerless photo is not accepted or corrected through /api/decision ...
+        assert client.json("/api/decision", {"key": key, "action": "accept"})[0] == 400
+        # ... but it can be marked not assessable (with its confirmation step)
+        na = {"key": key, "action": "not_assessable", "reason": "no ruler visible"}
+        assert client.json("/api/decision", na)[0] == 409
+        saved = client.json("/api/decision", {**na, "confirm": True})[1]
+        assert saved["action"] == "not_assessable"
+        # undo names what it withdraws: another decision_id than the last one is refused
+        assert client.json("/api/undo", {"key": key, "decision_id": "0" * 16})[0] == 400
+        assert client.json("/api/undo", {"key": key, "decision_id": saved["decision_id"]})[0] == 200
+        body = {**body, "scale_points": body.pop("points"), "frame": "photo", "action": "correct"}
         status, res = client.json("/api/manual-scale", body)
         assert status == 200, res
         assert res["scale_source"] == "manual" and res["mm_per_px"] == pytest.approx(1 / PX_PER_MM)

@@ -370,7 +370,7 @@ def test_readers_add_prints_a_token_once_that_logs_in(served):
     assert res.exit_code == 0, res.output
     token = res.stdout.split("token ", 1)[1].split()[0]
     q = Client(client.base, token)
-    assert q.json("/api/me")[1] == {"assessor": "Dr Q", "role": "reader"}
+    assert q.json("/api/me")[1] == {"name": "Dr Q", "assessor": "Dr Q", "role": "reader"}
     res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Dr Q"])
     assert res.exit_code != 0 and "exists already" in str(res.exception)
     res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Judge", "--adjudicator"])

@@ -234,13 +234,19 @@ def _check_confirmed(act: Action, before: float | None, after: float | None) -> 
 
 
 def undo_last(
-    conn: sqlite3.Connection, assessor: str, role: str = READER, session_id: str | None = None
+    conn: sqlite3.Connection,
+    assessor: str,
+    role: str = READER,
+    session_id: str | None = None,
+    expected: str | None = None,
 ) -> dict[str, Any]:
     """Withdraw ``assessor``'s last standing decision (in ``role``) by appending an ``undo`` row.
 
     Nothing is edited: the undo row names the decision it withdraws (``details.undoes``), and
     the decision that counts becomes the assessor's previous one on that photo (or none).
-    Raises :class:`DecisionError` when there is nothing to undo.
+    ``expected``: the decision_id the client means to undo; when another decision is the last
+    one (e.g. saved from a second window) nothing is undone. Raises :class:`DecisionError`
+    when there is nothing to undo or ``expected`` is not the last decision.
     """
     standing = [
         d
@@ -250,6 +256,8 @@ def undo_last(
     if not standing:
         raise DecisionError("nothing to undo")
     target = standing[-1]
+    if expected is not None and target["decision_id"] != expected:
+        raise DecisionError("that is not your last standing decision: reload, then undo")
     details: dict[str, Any] = {"undoes": target["decision_id"]}
     if role == ADJUDICATOR:
         details["role"] = ADJUDICATOR

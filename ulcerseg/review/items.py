@@ -70,6 +70,7 @@ class ReviewItem:
             "px_per_mm": self.px_per_mm,
             "flags": list(self.flags),
             "has_mask": self.mask_path is not None,
+            "manual_scale": False,  # see ManualItem
             # only healed / not healed: the full trend (improving, worsening) could bias
             "proposed_status": None
             if proposed_status is None

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ulcerseg.annotations import rasterize_polygons
 from ulcerseg.errors import DecisionError
 from ulcerseg.measure import mask_geometry
 from ulcerseg.synth.grid import fill_polygon  # the pixel-centre fill (to move to geometry.py)
 
-__all__ = ["mask_from_png", "mask_from_polygon", "png_size", "remeasure_mask"]
+__all__ = ["mask_from_png", "mask_from_polygon", "mask_from_review_polygons", "png_size", "remeasure_mask"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -63,6 +65,39 @@ def mask_from_polygon(vertices: Sequence[Sequence[float]], shape: tuple[int, int
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3 or not np.isfinite(pts).all():
         raise DecisionError("polygon needs at least 3 finite [u, v] vertices in rectified px")
     return fill_polygon(tuple(shape), pts) > 0
+
+
+def mask_from_review_polygons(
+    polygons: Any, px_per_mm: Any, model_px_per_mm: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """Model-frame mask (H, W) of polygons drawn in the review frame.
+
+    ``polygons``: ``[[[u, v], ...], ...]`` in review-frame px (pixel centres at integers) at
+    ``px_per_mm``; the review frame shares the model frame's origin, so model px = review px x
+    ``model_px_per_mm / px_per_mm``. Filled by the pixel-centre rule
+    (:func:`ulcerseg.annotations.rasterize_polygons`, even-odd), so the area is unbiased.
+    """
+    try:
+        ppm = float(px_per_mm)
+    except (TypeError, ValueError):
+        raise DecisionError("px_per_mm must be a number") from None
+    if not np.isfinite(ppm) or ppm <= 0 or ppm > 1000:
+        raise DecisionError("px_per_mm must be a positive finite number")
+    if not isinstance(polygons, list) or not polygons or len(polygons) > 100:
+        raise DecisionError("polygons must be a list of 1 to 100 polygons")
+    scaled = []
+    for poly in polygons:
+        try:
+            pts = np.asarray(poly, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DecisionError("polygon vertices must be [u, v] numbers") from None
+        if pts.ndim != 2 or pts.shape[1] != 2 or not 3 <= len(pts) <= 100_000 or not np.isfinite(pts).all():
+            raise DecisionError("each polygon needs 3 or more finite [u, v] vertices")
+        pts = pts * (model_px_per_mm / ppm)
+        if (pts < -1).any() or (pts[:, 0] > shape[1]).any() or (pts[:, 1] > shape[0]).any():
+            raise DecisionError("polygon lies outside the review frame")
+        scaled.append(pts)
+    return rasterize_polygons(scaled, shape) > 0
 
 
 def remeasure_mask(mask: np.ndarray, px_per_mm: float) -> dict[str, float]:

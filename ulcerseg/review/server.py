@@ -46,6 +46,7 @@ import numpy as np
 
 from ulcerseg.errors import DecisionError, NeedsConfirmation, UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
+from ulcerseg.review import views
 from ulcerseg.review.blinding import encode_png_clean, load_rgb
 from ulcerseg.review.decisions import (
     ADJUDICATOR,
@@ -68,7 +69,7 @@ from ulcerseg.review.decisions import (
     undo_last,
 )
 from ulcerseg.review.items import ManualItem, build_manual_items, inside_out_dir, reader_order
-from ulcerseg.review.masks import png_size
+from ulcerseg.review.masks import mask_from_review_polygons, png_size
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.healing import proposed_status
 from ulcerseg.store.review import Reader, add_reader, reader_for_token, run_input_roots, session_assessor
@@ -83,6 +84,7 @@ MAX_BODY = 4 * 1024 * 1024
 """Largest request body accepted (bytes); a corrected mask PNG of a rectified crop is far smaller."""
 MAX_REASON = 500  # characters
 MAX_VERTICES = 10_000
+MAX_POLYGONS = 100
 MAX_ID = 64  # session and other ids, characters
 
 
@@ -241,8 +243,11 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def parse_points(value: Any, name: str, size: tuple[int, int], min_n: int, max_n: int) -> list[list[float]]:
-    """A list of ``min_n..max_n`` finite [x, y] pairs inside a ``size`` = (width, height) px frame."""
+def parse_points(
+    value: Any, name: str, size: tuple[int, int], min_n: int, max_n: int, margin: float = 0.0
+) -> list[list[float]]:
+    """A list of ``min_n..max_n`` finite [x, y] pairs inside a ``size`` = (width, height) px frame
+    (widened by ``margin`` px on every side)."""
     if not isinstance(value, list) or not min_n <= len(value) <= max_n:
         raise HttpError(400, f"{name} must be a list of {min_n} to {max_n} [x, y] points")
     w, h = size
@@ -251,7 +256,7 @@ def parse_points(value: Any, name: str, size: tuple[int, int], min_n: int, max_n
         if not isinstance(p, list) or len(p) != 2:
             raise HttpError(400, f"{name}: every point must be an [x, y] pair")
         x, y = _number(p[0], f"{name} x"), _number(p[1], f"{name} y")
-        if not (0.0 <= x <= w and 0.0 <= y <= h):
+        if not (-margin <= x <= w + margin and -margin <= y <= h + margin):
             raise HttpError(400, f"{name}: point ({x:g}, {y:g}) is outside the {w}x{h} px frame")
         out.append([x, y])
     return out
@@ -522,7 +527,8 @@ def _session(req: _Handler, _rest: str) -> None:
 
 
 def _me(req: _Handler, _rest: str) -> None:
-    req._json(200, {"assessor": req.assessor, "role": req.app.role})
+    # ``name`` is what the client shows; ``assessor`` kept for older clients
+    req._json(200, {"name": req.assessor, "assessor": req.assessor, "role": req.app.role})
 
 
 def _items(req: _Handler, _rest: str) -> None:
@@ -615,19 +621,49 @@ def _session_id(req: _Handler, conn: sqlite3.Connection, body: dict[str, Any]) -
     return session_id or None
 
 
+def _review_polygons_mask(body: dict[str, Any], item: ReviewItem, size: tuple[int, int]) -> np.ndarray:
+    """Model-frame mask of ``polygons`` drawn in the review frame at ``px_per_mm`` (see
+    :mod:`ulcerseg.review.views`): at most :data:`MAX_POLYGONS` polygons and
+    :data:`MAX_VERTICES` vertices in all, every vertex inside the review frame."""
+    polygons = body["polygons"]
+    if not isinstance(polygons, list) or not 1 <= len(polygons) <= MAX_POLYGONS:
+        raise HttpError(400, f"polygons must be a list of 1 to {MAX_POLYGONS} polygons")
+    ppm = _number(body.get("px_per_mm"), "px_per_mm")
+    if not 0 < ppm <= 1000:
+        raise HttpError(400, "px_per_mm must be in (0, 1000]")
+    if sum(len(p) for p in polygons if isinstance(p, list)) > MAX_VERTICES:
+        raise HttpError(413, f"at most {MAX_VERTICES} vertices in all")
+    f = ppm / item.px_per_mm  # review px per model px
+    # pixel centres at integers: an outline along the frame's edge lies half a pixel outside it
+    frame = (math.ceil(size[0] * f), math.ceil(size[1] * f))
+    parsed = [parse_points(p, "polygons[]", frame, 3, MAX_VERTICES, margin=1.0) for p in polygons]
+    try:
+        return mask_from_review_polygons(parsed, ppm, item.px_per_mm, (size[1], size[0]))
+    except DecisionError as err:
+        raise HttpError(400, str(err)) from None
+
+
 def _decision(req: _Handler, _rest: str) -> None:
     body = req.read_json()
-    item = req.item(_str_field(body, "key", 16, required=True) or "")
+    key = _str_field(body, "key", 16, required=True) or ""
+    item: ReviewItem | ManualItem | None = req.item(key)
+    action = _str_field(body, "action", 32, required=True) or ""
+    if item is None and KEY_RE.match(key) and key in req.app.manual_by_key:
+        # a photo without a marker: not assessable here, a measurement through /api/manual-scale
+        if action != Action.NOT_ASSESSABLE:
+            raise HttpError(400, "a photo without a marker is measured with POST /api/manual-scale")
+        item = req.app.manual_by_key[key]
     if item is None:
         raise HttpError(400, "unknown item key")
-    action = _str_field(body, "action", 32, required=True) or ""
     reason = _str_field(body, "reason", MAX_REASON)
     confirm = _bool_field(body, "confirm")
     mask = None
-    if action == Action.CORRECT:
+    if action == Action.CORRECT and isinstance(item, ReviewItem):
         w, h = item.frame_size()
         if body.get("mask_png") is not None:
             mask = mask_from_png(parse_mask_png(body["mask_png"], (w, h)), (h, w))
+        elif body.get("polygons") is not None:
+            mask = _review_polygons_mask(body, item, (w, h))
         elif body.get("polygon") is not None:
             mask = mask_from_polygon(
                 parse_points(body["polygon"], "polygon", (w, h), 3, MAX_VERTICES), (h, w)
@@ -670,8 +706,13 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
     item = req.app.manual_by_key.get(key) if KEY_RE.match(key) else None
     if item is None:
         raise HttpError(400, "unknown manual-scale item key")
+    if body.get("frame", "photo") != "photo":
+        raise HttpError(400, 'frame must be "photo" (photo px)')
+    if body.get("action", "correct") != "correct":
+        raise HttpError(400, 'a manual-scale measurement is a "correct" action')
     frame = (item.width_px, item.height_px)
-    points = parse_points(body.get("points"), "points", frame, 2, 2)
+    name = "scale_points" if "scale_points" in body else "points"
+    points = parse_points(body.get(name), name, frame, 2, 2)
     length_mm = _number(body.get("length_mm"), "length_mm")
     polygon = parse_points(body.get("polygon"), "polygon", frame, 3, MAX_VERTICES)
     with req.app.lock:
@@ -705,10 +746,13 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
 
 def _undo(req: _Handler, _rest: str) -> None:
     body = req.read_json()
+    expected = _str_field(body, "decision_id", MAX_ID)
     with req.app.lock:
         conn = req.app.connect()
         try:
-            row = undo_last(conn, req.assessor, req.app.role, _session_id(req, conn, body))
+            row = undo_last(
+                conn, req.assessor, req.app.role, _session_id(req, conn, body), expected=expected or None
+            )
         finally:
             conn.close()
     undone = row["undone"]
@@ -763,6 +807,17 @@ add_route("POST", "/api/decision", _decision)
 add_route("POST", "/api/undo", _undo)
 add_route("POST", "/api/manual-scale", _manual_scale)
 add_route("GET", "/api/my-decisions", _my_decisions)
+
+
+def _view(req: _Handler, rest: str) -> None:
+    """The review frame at native resolution, the whole photo and outlines (:mod:`views`)."""
+    found = views.route(req.app, "/view/" + rest)
+    if found is None:
+        raise HttpError(404, "not found")
+    req._send(*found)
+
+
+add_route("GET", "/view/", _view, prefix=True)
 
 
 def make_server(app: ReviewApp, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
