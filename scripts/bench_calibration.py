@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from ulcerseg.annotations import mask_area_mm2, polygon_area_mm2
-from ulcerseg.calibration.marker import apply_homography, calibrate, homography_matrix
+from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.errors import CalibrationError
+from ulcerseg.geometry import apply_homography
 from ulcerseg.synth.render import PhotoConfig, render_photo
 
 

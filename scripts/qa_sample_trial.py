@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from ulcerseg.qa.compare import run_qa
+from ulcerseg.tables import write_frame_csv
 
 GROUND_TRUTH_CSV = "ground_truth.csv"
 MASK_DIR = "ground_truth_masks"
@@ -40,9 +41,7 @@ def write_area_reference(trial: Path, path: Path) -> Path:
     missing = {"file", "true_area_mm2"} - set(gt.columns)
     if missing:
         raise SystemExit(f"{trial / GROUND_TRUTH_CSV}: missing columns {sorted(missing)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    gt[["file", "true_area_mm2"]].rename(columns={"true_area_mm2": "area_mm2"}).to_csv(path, index=False)
-    return path
+    return write_frame_csv(path, gt[["file", "true_area_mm2"]].rename(columns={"true_area_mm2": "area_mm2"}))
 
 
 def _fmt(v: float, digits: int = 2) -> str:

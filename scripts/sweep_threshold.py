@@ -12,9 +12,10 @@ import argparse
 
 import numpy as np
 
+from ulcerseg.metrics import Counts, counts, dice
 from ulcerseg.segmentation.backends import open_backend
 from ulcerseg.training.dataset import load_dataset, read_image, read_mask
-from ulcerseg.training.metrics import predict_image
+from ulcerseg.training.predict import predict_image
 
 
 def main() -> None:
@@ -35,18 +36,18 @@ def main() -> None:
     print(f"model {card.name} (card threshold {card.threshold}), {len(gts)} images of {args.data}")
     print("threshold  pooled_dice  mean_dice  median_area_ratio  median_|area_err|_%")
     for t in thresholds:
-        tp = fp = fn = 0
+        pooled = Counts(0, 0, 0)
         dices, ratios = [], []
         for p, g in zip(probs, gts, strict=True):
             m = p >= t
-            a, b, c = np.sum(m & g), np.sum(m & ~g), np.sum(~m & g)
-            tp, fp, fn = tp + a, fp + b, fn + c
+            c = counts(m, g)
+            pooled = pooled + c
             if g.any():
-                dices.append(2 * a / max(2 * a + b + c, 1))
+                dices.append(dice(c))
                 ratios.append(m.sum() / g.sum())
         ratios_arr = np.asarray(ratios)
         print(
-            f"{t:9.2f}  {2 * tp / max(2 * tp + fp + fn, 1):11.3f}  {np.mean(dices):9.3f}  "
+            f"{t:9.2f}  {dice(pooled):11.3f}  {np.mean(dices):9.3f}  "
             f"{np.median(ratios_arr):17.3f}  {100 * np.median(np.abs(ratios_arr - 1)):19.1f}"
         )
 

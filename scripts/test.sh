@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install ulcerseg with its test tools, then run the whole test suite (CPU only).
+# Install ulcerseg (core + [train] + [dev] tiers) into the repository's own venv (.venv, made
+# when missing: a stock Debian/Ubuntu Python refuses system-wide pip installs, PEP 668), then
+# lint, run the whole test suite (CPU only) and check that the built wheel measures anywhere.
 # The browser test of the review app needs Chromium from the distribution's packages
 # (test tools must not download browsers of their own).
 set -euo pipefail
@@ -7,6 +9,18 @@ cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
 fi
-python3 -m pip install -q -e ".[dev]"
-ruff check ulcerseg tests scripts
-exec python3 -m pytest "$@"
+if [ ! -x .venv/bin/python ]; then
+    if ! python3 -m venv .venv >/dev/null 2>&1; then
+        # Debian/Ubuntu ship venv's pip bootstrap separately (python3-venv)
+        rm -rf .venv
+        if command -v apt-get >/dev/null 2>&1; then
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv) >/dev/null
+        fi
+        python3 -m venv .venv
+    fi
+fi
+py=.venv/bin/python
+"$py" -m pip install -q -e ".[train,dev]"
+"$py" -m ruff check ulcerseg tests scripts
+"$py" -m pytest "$@"
+bash scripts/test_wheel.sh "$py"

@@ -6,6 +6,7 @@ are checked against geometry computed here, not by the code under test.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,3 +165,27 @@ def chromium():
             yield b
         finally:
             b.close()
+
+
+# --------------------------------------------------------------------------- blinding checks
+
+_DATE_RE = re.compile(r"\b(19|20)\d\d[-:/.](0[1-9]|1[0-2])[-:/.](0[1-9]|[12]\d|3[01])")
+
+
+def contains_date(text: str) -> bool:
+    """True when ``text`` contains something that looks like a calendar date (YYYY-MM-DD)."""
+    return _DATE_RE.search(text) is not None
+
+
+def png_metadata_chunks(data: bytes) -> list[str]:
+    """Names of PNG chunks other than the pixel/structure ones (eXIf, tEXt, iTXt, tIME, ...)."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), "not a PNG stream"
+    pos, out = 8, []
+    allowed = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS"}
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        name = data[pos + 4 : pos + 8]
+        if name not in allowed:
+            out.append(name.decode("latin-1"))
+        pos += 12 + length
+    return out

@@ -12,7 +12,6 @@ from PIL import Image
 
 from ulcerseg.annotations import (
     AnnotationError,
-    apply_homography,
     load_annotation,
     mask_area_mm2,
     mask_to_polygons,
@@ -25,6 +24,7 @@ from ulcerseg.annotations import (
     write_labelme,
 )
 from ulcerseg.errors import UlcersegError
+from ulcerseg.geometry import RectifiedGrid, apply_homography
 
 SHAPE = (240, 320)  # photo (h, w) px
 # Photo px -> marker-plane mm with perspective (about 0.05 mm/px, i.e. 20 px/mm).
@@ -35,10 +35,10 @@ TRUE_AREA_MM2 = np.pi * A_MM * B_MM  # 18.85 mm²
 
 def ellipse_photo_polygon(h: np.ndarray = H_PERSPECTIVE, n: int = 2000) -> np.ndarray:
     """An ellipse of known area drawn on the marker plane, seen in the photo (px)."""
-    centre = apply_homography(np.array([[160.0, 120.0]]), h)[0]
+    centre = apply_homography(h, np.array([[160.0, 120.0]]))[0]
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     mm = np.c_[centre[0] + A_MM * np.cos(t), centre[1] + B_MM * np.sin(t)]
-    return apply_homography(mm, np.linalg.inv(h))
+    return apply_homography(np.linalg.inv(h), mm)
 
 
 def test_polygon_area_is_exact_under_perspective() -> None:
@@ -150,7 +150,7 @@ def test_warp_mask_to_rectified_frame(tmp_path: Path) -> None:
     h = np.diag([0.1, 0.1, 1.0])
     mask = np.zeros(SHAPE, np.uint8)
     mask[40:60, 30:50] = 255  # photo x 30..49 -> 3.0..4.9 mm; y 40..59 -> 4.0..5.9 mm
-    rect = warp_mask_to_rectified(mask, h, (2.0, 3.0), 20.0, (100, 100))
+    rect = warp_mask_to_rectified(mask, h, RectifiedGrid((2.0, 3.0), 20.0, 100, 100))
     ys, xs = np.nonzero(rect)
     assert np.count_nonzero(rect) / 20.0**2 == pytest.approx(4.0, rel=0.05)
     assert xs.min() == pytest.approx((3.0 - 0.05 - 2.0) * 20, abs=1.5)

@@ -3,9 +3,10 @@ import pytest
 from conftest import make_photo
 
 from ulcerseg.annotations import mask_area_mm2
-from ulcerseg.calibration.marker import apply_homography, calibrate
-from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid
+from ulcerseg.calibration.marker import calibrate
+from ulcerseg.calibration.rectify import rectify, search_grid
 from ulcerseg.errors import CalibrationError
+from ulcerseg.geometry import RectifiedGrid, apply_homography
 
 MARKER_MM = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)
 

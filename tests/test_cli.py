@@ -31,18 +31,33 @@ def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_d
     assert "0 measured, 0 failed, 2 unchanged" in again.output
     exported = CliRunner().invoke(main, ["export", str(out), "--final"])
     assert exported.exit_code == 0, exported.output
-    assert "deprecated; use `ulcerseg review export-final OUT`" in exported.output
+    assert "deprecated; use `ulcerseg review export-final OUT -o FILE`" in exported.output
     final = (out / "final_visits.csv").read_text().splitlines()
     assert len(final) >= 3 and "S001" in final[1]  # header + one row per subject/ulcer/visit
     # the one export command writes the same table
     (out / "final_visits.csv").unlink()
-    exported = CliRunner().invoke(main, ["review", "export-final", str(out)])
+    exported = CliRunner().invoke(
+        main, ["review", "export-final", str(out), "-o", str(out / "final_visits.csv")]
+    )
     # the flagged photos wait for review: written, but not final (exit 1) unless --allow-pending
     assert exported.exit_code == 1 and "pending review" in exported.output, exported.output
-    exported = CliRunner().invoke(main, ["review", "export-final", str(out), "--allow-pending"])
+    exported = CliRunner().invoke(
+        main, ["review", "export-final", str(out), "-o", str(out / "final_visits.csv"), "--allow-pending"]
+    )
     assert exported.exit_code == 0, exported.output
     assert "deprecated" not in exported.output
     assert (out / "final_visits.csv").read_text().splitlines() == final
+    # rounded like every CSV: areas 0.01 mm², % 0.1, rates 0.01 mm²/week
+    import csv
+
+    with (out / "final_visits.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            for col, n in (
+                ("final_area_mm2", 2),
+                ("change_from_baseline_pct", 1),
+                ("healing_rate_mm2_per_week", 2),
+            ):
+                assert len(row[col].partition(".")[2]) <= n, (col, row[col])
     assert (out / "healing.csv").is_file()  # the measure command composes measuring and healing
 
 

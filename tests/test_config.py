@@ -62,3 +62,100 @@ def test_lists_become_tuples_and_ints_become_floats(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.marker.ids == (0, 3)
     assert isinstance(cfg.marker.side_mm, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("marker:\n  side_mm: .inf\n", "key 'marker.side_mm': expected a finite number, got inf"),
+        ("marker:\n  side_mm: .nan\n", "key 'marker.side_mm': expected a finite number"),
+        ("marker:\n  detect_max_side_px: 0\n", "key 'marker.detect_max_side_px': must be >= 64, got 0"),
+        ("marker:\n  ids: [0, -2]\n", "key 'marker.ids[1]': must be >= 0, got -2"),
+        ("segmentation:\n  coarse_threshold: 1.5\n", "key 'segmentation.coarse_threshold': must be < 1"),
+        ("segmentation:\n  min_area_mm2: -0.1\n", "key 'segmentation.min_area_mm2': must be >= 0"),
+        ("quality:\n  max_tilt_deg: 120\n", "key 'quality.max_tilt_deg': must be <= 90"),
+    ],
+)
+def test_values_must_be_finite_and_in_range(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and fragment in msg and "\n" not in msg
+
+
+def test_non_utf8_config_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# Größe\nmarker:\n  side_mm: 10\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: not a UTF-8 text file") and "\n" not in str(info.value)
+
+
+def test_training_config_goes_through_the_same_checks(tmp_path: Path) -> None:
+    from ulcerseg.training.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"t\.yaml: key 'train\.lr': expected a finite number, got inf"):
+        config_from_dict({"train": {"lr": float("inf")}}, "t.yaml")
+
+
+def test_model_card_uses_the_config_validator(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from ulcerseg.errors import ModelError
+    from ulcerseg.segmentation.model import card_from_dict, load_card
+
+    base = {"name": "m", "encoder": "resnet18", "decoder_channels": [16, 8, 8, 8, 8]}
+    card = card_from_dict({**base, "px_per_mm": 12, "future_key": 1}, "m.json")
+    assert card.px_per_mm == 12.0 and isinstance(card.px_per_mm, float)
+    assert "future_key" in caplog.text  # unknown keys of newer cards: logged, not fatal
+    for change, fragment in [
+        ({"px_per_mm": float("inf")}, "key 'px_per_mm': expected a finite number"),
+        ({"px_per_mm": 0}, "key 'px_per_mm': must be > 0"),
+        ({"std": [0.2, 0.0, 0.2]}, "key 'std[1]': must be > 0"),
+        ({"mean": [0.5, 0.5]}, "key 'mean': expected a list of 3 values"),
+        ({"tile_px": "256"}, "key 'tile_px': expected an integer"),
+        ({"name": None, "x": 1}, "key 'name': expected a string"),
+    ]:
+        with pytest.raises(ModelError) as info:
+            card_from_dict({**base, **change}, "m.json")
+        assert str(info.value).startswith("m.json: ") and fragment in str(info.value), change
+    with pytest.raises(ModelError, match=r"m\.json: missing key 'name'"):
+        card_from_dict({"encoder": "resnet18"}, "m.json")
+    (tmp_path / "model.json").write_bytes(json.dumps(base).encode("utf-16"))
+    with pytest.raises(ModelError, match="cannot read model card"):
+        load_card(tmp_path)
+
+
+def test_dataset_yaml_uses_the_config_validator(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from ulcerseg.errors import DatasetError
+    from ulcerseg.training.dataset import load_dataset
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / sub / "a.png")
+    yaml_path = tmp_path / "dataset.yaml"
+    yaml_path.write_text("name: d\npx_per_mm: 12\nsource: here\nlicence: cc-by\ngroups: {a: S1}\n")
+    ds = load_dataset(tmp_path)
+    assert (ds.name, ds.px_per_mm, ds.has_groups, ds.meta.source) == ("d", 12.0, True, "here")
+    assert "licence" in caplog.text
+    for text, fragment in [
+        ("px_per_mm: ten\n", "key 'px_per_mm': expected a number, got 'ten'"),
+        ("px_per_mm: .inf\n", "key 'px_per_mm': expected a finite number"),
+        ("px_per_mm: -3\n", "key 'px_per_mm': must be > 0"),
+        ("groups: {csv: g.csv, stem_col: x}\n", "unknown key 'groups.stem_col'"),
+        ("groups: {csv: g.csv}\n", "key 'groups.csv': file"),
+        ("- a list\n", "top level must be a mapping"),
+    ]:
+        yaml_path.write_text(text)
+        with pytest.raises(DatasetError) as info:
+            load_dataset(tmp_path)
+        msg = str(info.value)
+        assert msg.startswith(str(yaml_path)) and fragment in msg and "\n" not in msg, text
+    yaml_path.write_bytes("name: Größe\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match="not a UTF-8 text file"):
+        load_dataset(tmp_path)

@@ -61,6 +61,13 @@ def test_manifest_missing_columns(tmp_path: Path) -> None:
         discover(manifest, DiscoveryConfig())
 
 
+def test_non_utf8_manifest_is_one_line_error(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("subject,ulcer,visit,path\nMüller,U1,D0,a.jpg\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"m\.csv: not a UTF-8 text file"):
+        discover(manifest, DiscoveryConfig())
+
+
 def test_missing_folder_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         discover(tmp_path / "nope", DiscoveryConfig())

@@ -67,7 +67,7 @@ def test_visit_to_day():
 
 def test_status_rules_and_changes():
     ulcer, v = by_visit(series({"D0": 20.0, "W2": 19.0, "W4": 10.0, "W8": 0.2}))
-    assert v["D0"].status == "stable"
+    assert v["D0"].status == "baseline"  # the reference visit itself, not "stable"
     assert v["W2"].status == "stable"  # -5% is within +-20%
     assert v["W4"].status == "improving"
     assert v["W8"].status == "healed"
@@ -77,15 +77,21 @@ def test_status_rules_and_changes():
     assert v["W4"].change_from_previous_pct == pytest.approx(-9.0 / 19.0 * 100)
     assert ulcer.time_to_healing_days == 56
     assert ulcer.time_to_confirmed_healing_days is None  # no visit after W8
-    # slope by least squares over days (0, 14, 28, 56) in mm²/week, positive = shrinking
+    # slope by least squares over days (0, 14, 28, 56) in mm²/week, negative = shrinking,
+    # the same sign as change_from_baseline
     days = [0, 14, 28, 56]
     areas = [20.0, 19.0, 10.0, 0.2]
     md, ma = sum(days) / 4, sum(areas) / 4
     slope = sum((d - md) * (a - ma) for d, a in zip(days, areas, strict=True)) / sum(
         (d - md) ** 2 for d in days
     )
-    assert ulcer.healing_rate_mm2_per_week == pytest.approx(-7 * slope)
+    assert ulcer.healing_rate_mm2_per_week == pytest.approx(7 * slope)
+    assert ulcer.healing_rate_mm2_per_week < 0
+    assert all(r.healing_rate_mm2_per_week == ulcer.healing_rate_mm2_per_week for r in v.values())
     assert ulcer.flags == []
+    # a growing ulcer: both change and rate positive
+    ulcer, v = by_visit(series({"D0": 10.0, "W2": 12.0, "W4": 14.0}))
+    assert v["W4"].change_from_baseline_mm2 > 0 and ulcer.healing_rate_mm2_per_week > 0
 
 
 def test_worsening_and_stable_thresholds():
@@ -256,7 +262,7 @@ def test_config_validation(tmp_path: Path):
     # the shipped config loads and equals the built-in defaults (used when it is not installed)
     shipped = load_healing_config(Path(__file__).parent.parent / "configs" / "healing.yaml")
     assert shipped == HealingConfig()
-    assert shipped.schedule == ("D0", "W2", "W4", "W8", "W12", "W16")
+    assert shipped.schedule == ()  # no protocol named: the study's visits are expected
     assert shipped.review.show_visit_label is False
     with pytest.raises(AttributeError):
         shipped.healed_max_area_mm2 = 1.0  # type: ignore[misc]
@@ -282,3 +288,60 @@ def test_review_overrides():
     rows[1]["area_mm2"] = None
     _, v = by_visit(rows, cfg(schedule=()))
     assert v["W2"].status == "not_assessable"
+
+
+def test_schedule_from_study_unless_protocol_named():
+    rows = [
+        *series({"D0": 10.0, "W4": 9.0, "W8": 8.0}, subject="S001"),
+        *series({"D0": 12.0, "W8": 11.0}, subject="S002"),
+    ]
+    # no protocol named: the visits present in the study (D0, W4, W8) are expected; nobody had W2
+    res = {u.subject_id: {v.visit: v for v in u.visits} for u in compute_healing(rows, cfg(schedule=()))}
+    assert set(res["S001"]) == {"D0", "W4", "W8"}
+    assert set(res["S002"]) == {"D0", "W4", "W8"}
+    assert res["S002"]["W4"].healing_flags == ["missing_visit"]
+    assert res["S002"]["W4"].study_day == 28 and res["S002"]["W4"].status == "not_assessable"
+    assert all("missing_visit" not in v.healing_flags for v in res["S001"].values())
+    # a protocol named in the config: its visits are expected, W2 included
+    res = {
+        u.subject_id: {v.visit: v for v in u.visits} for u in compute_healing(rows, cfg(schedule=SCHEDULE))
+    }
+    assert res["S001"]["W2"].healing_flags == ["missing_visit"]
+    assert set(res["S002"]) == {"D0", "W2", "W4", "W8"}
+    # the packaged defaults name no protocol
+    assert HealingConfig().schedule == ()
+
+
+def test_baseline_status_only_on_measurable_reference():
+    _, v = by_visit(series({"D0": 10.0, "W2": 9.5}))
+    assert v["D0"].status == "baseline" and v["W2"].status == "stable"
+    assert v["D0"].change_from_baseline_mm2 == 0.0
+    _, v = by_visit(series({"D0": None, "W2": 10.0, "W4": 10.0}))
+    assert v["D0"].status == "not_assessable"
+
+
+def test_csv_rounding_rule():
+    from ulcerseg.rounding import csv_decimals, round_row
+
+    row = {
+        "area_mm2": 12.345678,
+        "change_from_baseline_mm2": -1.5300000000000011,
+        "change_from_baseline_pct": 0.07500000000000018,
+        "healing_rate_mm2_per_week": -0.123456,
+        "perimeter_mm": 3.14159,
+        "study_day": 14,
+        "is_cardinal": True,
+        "area_low_mm2": None,
+        "flags": "blurred",
+        "change_from_previous_pct": -0.04,
+    }
+    out = round_row(row)
+    assert out["area_mm2"] == 12.35
+    assert out["change_from_baseline_mm2"] == -1.53
+    assert out["change_from_baseline_pct"] == 0.1
+    assert out["healing_rate_mm2_per_week"] == -0.12
+    assert str(out["change_from_previous_pct"]) == "0.0"  # no "-0.0"
+    assert out["perimeter_mm"] == 3.14159 and out["study_day"] == 14 and out["is_cardinal"] is True
+    assert out["area_low_mm2"] is None and out["flags"] == "blurred"
+    assert row["area_mm2"] == 12.345678  # the input is not modified
+    assert [csv_decimals(c) for c in ("area_mm2", "x_pct", "healing_rate_mm2_per_week")] == [2, 1, 2]

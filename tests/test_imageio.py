@@ -62,3 +62,45 @@ def test_grayscale_png_is_reported() -> None:
     buf = io.BytesIO()
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(buf, "PNG")
     assert not inspect_photo(Path("c.png"), buf.getvalue()).is_grayscale
+
+
+def test_read_rgb_applies_exif_and_image_size_reads_only_the_header(tmp_path: Path) -> None:
+    from ulcerseg.imageio import exif_orientation, image_size, read_rgb
+
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(_jpeg_with_exif(6, None))
+    assert image_size(path) == (100, 200) and exif_orientation(path) == 6
+    rgb = read_rgb(path)
+    assert rgb.shape == (200, 100, 3) and rgb.dtype == np.uint8
+    assert rgb[:40, :, 0].mean() > 200
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((5, 7), 9, np.uint8)).save(grey)
+    assert read_rgb(grey).shape == (5, 7, 3)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"empty\.png"):
+        read_rgb(tmp_path / "empty.png")
+
+
+def test_read_mask_accepts_binary_encodings_and_rejects_grey_and_colour(tmp_path: Path) -> None:
+    from ulcerseg.imageio import read_mask
+
+    truth = np.zeros((6, 8), bool)
+    truth[1:4, 2:7] = True
+    encodings = {
+        "u8_255.png": Image.fromarray(truth.astype(np.uint8) * 255),
+        "u8_1.png": Image.fromarray(truth.astype(np.uint8)),
+        "u16.png": Image.fromarray(truth.astype(np.uint16) * 65535),
+        "bit.png": Image.fromarray(truth),
+        "rgb.png": Image.fromarray(np.repeat(truth[..., None].astype(np.uint8) * 255, 3, axis=2)),
+    }
+    for name, im in encodings.items():
+        im.save(tmp_path / name)
+        assert np.array_equal(read_mask(tmp_path / name), truth), name
+    Image.fromarray(np.full((4, 4), 128, np.uint8)).save(tmp_path / "grey.png")
+    with pytest.raises(ImageReadError, match=r"grey\.png: mask is not binary \(values 128\)"):
+        read_mask(tmp_path / "grey.png")
+    colour = np.zeros((4, 4, 3), np.uint8)
+    colour[0, 0] = (255, 0, 0)
+    Image.fromarray(colour).save(tmp_path / "colour.png")
+    with pytest.raises(ImageReadError, match="single-channel"):
+        read_mask(tmp_path / "colour.png")

@@ -11,15 +11,17 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from ulcerseg.calibration.aruco import aruco_dictionary
 from ulcerseg.calibration.sheet import A4_MM, layout_sheet, sheet_figure, write_marker_sheet
 from ulcerseg.cli import main
 from ulcerseg.errors import UlcersegError
+from ulcerseg.geometry import RectifiedGrid
 
 
 def _detect(gray: np.ndarray) -> tuple[list[int], list[float]]:
     params = cv2.aruco.DetectorParameters()
     params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-    det = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50), params)
+    det = cv2.aruco.ArucoDetector(aruco_dictionary("DICT_4X4_50"), params)
     corners, ids, _ = det.detectMarkers(gray)
     assert ids is not None
     sides = [float(s) for c in corners for s in np.linalg.norm(c[0] - np.roll(c[0], -1, axis=0), axis=1)]
@@ -77,3 +79,21 @@ def test_marker_cli(tmp_path: Path) -> None:
         ids, sides = _detect(np.asarray(im.convert("L")))
     assert set(ids) == {0, 2}
     assert np.median(sides) == pytest.approx(12 * 150 / 25.4, abs=1.0)
+
+
+def test_one_aruco_module_serves_detector_sheet_and_synth() -> None:
+    from ulcerseg.calibration.aruco import marker_cells
+    from ulcerseg.synth.sticker import Sticker
+
+    cells = marker_cells("DICT_4X4_50", 3)
+    assert cells.shape == (6, 6) and cells[0].all() and cells[:, -1].all()  # black border
+    assert not np.array_equal(cells, marker_cells("DICT_4X4_50", 4))
+    with pytest.raises(UlcersegError, match="marker ID 50 is not in DICT_4X4_50"):
+        marker_cells("DICT_4X4_50", 50)
+    with pytest.raises(UlcersegError, match=r"--dict: marker\.dictionary 'DICT_NOPE'"):
+        aruco_dictionary("DICT_NOPE", "--dict")
+    # the synthetic sticker prints the same cells: sample its colour at the cell centres
+    st = Sticker("DICT_4X4_50", 3, side_mm=6.0, quiet_mm=1.0, paper=(1.0, 1.0, 1.0), ink=0.0)
+    grid = RectifiedGrid((0.5, 0.5), 1.0, 6, 6)  # pixel centres at the 1 mm cells' centres
+    colour, alpha = st.render(grid)
+    assert np.array_equal(colour[..., 0] < 0.5, cells) and (alpha == 1).all()

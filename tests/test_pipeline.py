@@ -161,8 +161,9 @@ def test_coarse_to_fine_segments_only_the_candidate_crop(tmp_path: Path) -> None
 def test_far_apart_candidates_get_separate_small_crops_and_the_ulcer_wins() -> None:
     import cv2
 
-    from ulcerseg.calibration.marker import apply_homography, calibrate, homography_matrix
+    from ulcerseg.calibration.marker import calibrate, homography_matrix
     from ulcerseg.config import SegmentationConfig
+    from ulcerseg.geometry import apply_homography
     from ulcerseg.segmentation.inference import segment_photo
     from ulcerseg.segmentation.postprocess import ulcer_mask
 
@@ -222,7 +223,8 @@ def test_large_photo_uses_a_downscaled_preview_without_losing_accuracy(tmp_path:
 
 
 def test_marker_white_border_neutralises_a_colour_cast() -> None:
-    from ulcerseg.calibration.rectify import RectifiedGrid, rectify
+    from ulcerseg.calibration.rectify import rectify
+    from ulcerseg.geometry import RectifiedGrid
     from ulcerseg.segmentation.inference import apply_gains, marker_white_gains
 
     photo = make_photo(px_per_mm=14, size=(800, 600))

@@ -13,13 +13,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ulcerseg.annotations import (
-    apply_homography,
     rasterize_polygons,
     write_annotation,
     write_imagej_roi,
     write_labelme,
 )
 from ulcerseg.cli.qa import qa_command
+from ulcerseg.geometry import apply_homography
+from ulcerseg.metrics import dice_iou
 from ulcerseg.qa import stats
 from ulcerseg.qa.compare import run_qa
 
@@ -141,7 +142,7 @@ def test_errors_correlations_and_dice() -> None:
     b = np.zeros((10, 10), bool)
     a[0:4, 0:5] = True  # 20 px
     b[2:6, 0:5] = True  # 20 px, overlap 10 px
-    dice, iou = stats.dice_iou(a, b)
+    dice, iou = dice_iou(a, b)
     assert dice == pytest.approx(2 * 10 / 40) and iou == pytest.approx(10 / 30)
 
 
@@ -227,7 +228,7 @@ def make_measure_output(root: Path, n: int = 8, failed: tuple[int, ...] = (7,)) 
 
 def photo_polygon(i: int, scale: float = 1.0) -> np.ndarray:
     """The manual outline of photo i in the photo frame (px)."""
-    return apply_homography(_ellipse_mm(i, scale), np.linalg.inv(_homography(i)))
+    return apply_homography(np.linalg.inv(_homography(i)), _ellipse_mm(i, scale))
 
 
 def make_annotation_folder(root: Path, n: int = 8) -> Path:
@@ -491,3 +492,30 @@ def test_photo_matcher_by_sha_path_name_stem_and_ulcer_key(tmp_path: Path) -> No
     assert matcher.match("S00_D0_U3")[0] == sha[3]  # <subject>_<visit>_<ulcer>
     missing, why = matcher.match("photo9.jpg")
     assert missing is None and "no photo 'photo9.jpg'" in why
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")  # pingouin's own pandas deprecation
+def test_icc_matches_pingouin_reference() -> None:
+    # the core install computes ICCs itself; pingouin (a test tool) is the independent reference
+    pingouin = pytest.importorskip("pingouin")
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    truth = rng.uniform(2, 60, 25)
+    arr = np.column_stack([truth + rng.normal(b, 3, 25) for b in (0.0, 1.5, -2.0)])
+    ours = stats.intraclass_correlations(arr)
+    n, k = arr.shape
+    long = pd.DataFrame({"t": np.repeat(np.arange(n), k), "r": np.tile(np.arange(k), n), "y": arr.ravel()})
+    saved = dict(pingouin.options)
+    pingouin.options["round.column.CI95"] = None  # pingouin rounds the CI to 2 digits
+    try:
+        table = pingouin.intraclass_corr(long, targets="t", raters="r", ratings="y")
+    finally:
+        pingouin.options.clear()
+        pingouin.options.update(saved)
+    ci_col = "CI95" if "CI95" in table.columns else "CI95%"
+    names = {"ICC1": ("ICC1", "ICC(1,1)"), "ICC2": ("ICC2", "ICC(A,1)"), "ICC3": ("ICC3", "ICC(C,1)")}
+    for key, aliases in names.items():
+        row = table[table["Type"].isin(aliases)].iloc[0]
+        assert ours[key].icc == pytest.approx(float(row["ICC"]), abs=1e-9)
+        assert [ours[key].ci_low, ours[key].ci_high] == pytest.approx(list(row[ci_col]), abs=1e-6)

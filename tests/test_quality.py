@@ -26,7 +26,7 @@ def _cal(**changes: float) -> Calibration:
     return Calibration(**values)  # type: ignore[arg-type]
 
 
-def _meas(area: float = 10.0, prob: float = 0.9, low: float = 9.5, high: float = 10.5) -> Measurement:
+def _meas(area: float = 10.0, prob: float = 0.99, low: float = 9.5, high: float = 10.5) -> Measurement:
     return Measurement(area, 12.0, 4.0, 3.0, 1, prob, low, high, 15.0)
 
 

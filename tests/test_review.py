@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import contains_date, png_metadata_chunks
 from PIL import Image, PngImagePlugin
 
 from ulcerseg.healing import HealingConfig, ReviewSettings, heal_study
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
-from ulcerseg.review.blinding import contains_date, png_metadata_chunks
 from ulcerseg.review.decisions import disagreements, list_decisions
 from ulcerseg.review.export import export_blinded, export_final, export_training, write_report
 from ulcerseg.review.server import ReviewApp, make_server
@@ -486,6 +486,7 @@ def test_heal_study_writes_own_table_and_csv(study):
     rows = conn.execute("SELECT subject_id, visit, status, heal_run FROM healing").fetchall()
     assert len(rows) == 6
     assert {r[2] for r in rows} <= {
+        "baseline",
         "healed",
         "improving",
         "stable",
@@ -495,7 +496,19 @@ def test_heal_study_writes_own_table_and_csv(study):
     }
     first_run = rows[0][3]
     with (out / "healing.csv").open() as fh:
-        assert len(list(csv.DictReader(fh))) == 6
+        csv_rows = list(csv.DictReader(fh))
+    assert len(csv_rows) == 6
+    # the CSV rounds (areas 0.01 mm², % 0.1, rates 0.01), the table keeps full precision
+    for row in csv_rows:
+        for col, decimals in (
+            ("area_mm2", 2),
+            ("change_from_baseline_pct", 1),
+            ("healing_rate_mm2_per_week", 2),
+        ):
+            if row[col]:
+                assert len(row[col].partition(".")[2]) <= decimals, (col, row[col])
+    full = conn.execute("SELECT healing_rate_mm2_per_week FROM healing WHERE area_mm2 > 0").fetchall()
+    assert any(round(a, 2) != a for (a,) in full)
     heal_study(out, cfg())  # rerun replaces, never appends
     assert conn.execute("SELECT COUNT(*) FROM healing").fetchone()[0] == 6
     assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == n_meas
@@ -718,3 +731,26 @@ def test_report_template_escapes_every_value() -> None:
     assert "<script>" not in html and html.count("&lt;script&gt;") == 2 + len(REPORT_COLUMNS)
     assert "U1&#39; onload=&#39;x" in html
     assert html.count("<figure>") == 1 and "(cardinal)" in html
+
+
+def test_report_plot_starts_at_zero_and_marks_healed() -> None:
+    import matplotlib.pyplot as plt
+
+    from ulcerseg.review.report import area_figure
+
+    visits = [
+        {"study_day": 0, "automated_area_mm2": 18.9, "final_area_mm2": 18.9, "status": "baseline"},
+        {"study_day": 28, "automated_area_mm2": 17.4, "final_area_mm2": 16.0, "status": "stable"},
+        {"study_day": 56, "automated_area_mm2": 0.8, "final_area_mm2": 0.3, "status": "healed"},
+    ]
+    fig = area_figure(visits, "S001 / U1", healed_limit_mm2=0.5)
+    try:
+        (ax,) = fig.axes
+        assert ax.get_ylim()[0] == 0.0 and ax.get_ylim()[1] >= 18.9
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ["automated", "final (after review)", "healed", "healed limit"]
+        healed = ax.collections[0].get_offsets()
+        assert healed.tolist() == [[56.0, 0.3]]  # the healed visit, at its final area
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    finally:
+        plt.close(fig)

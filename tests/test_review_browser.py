@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHROMIUM_ARGS
+from conftest import CHROMIUM_ARGS, contains_date
 from PIL import Image
 from playwright.sync_api import Browser, Page
 from test_review import PPM, SUBJECTS, cfg, make_study
 
-from ulcerseg.review.blinding import contains_date
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.server import ReviewApp, make_server

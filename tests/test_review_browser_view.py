@@ -36,7 +36,7 @@ from review_photo_study import (
 from test_review import cfg
 from test_review_browser import review_to_client
 
-from ulcerseg.annotations import shoelace_area
+from ulcerseg.geometry import signed_polygon_area as shoelace_area
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.items import ManualItem

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import png_metadata_chunks
 from PIL import Image
 from review_photo_study import (
     H_PX_TO_MM,
@@ -25,10 +26,9 @@ from review_photo_study import (
 )
 from test_review import Client, cfg, make_study
 
-from ulcerseg.annotations import shoelace_area
 from ulcerseg.calibration.marker import local_scale_and_tilt
 from ulcerseg.calibration.rectify import RectifiedGrid
-from ulcerseg.review.blinding import png_metadata_chunks
+from ulcerseg.geometry import signed_polygon_area as shoelace_area
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.masks import mask_from_review_polygons
 from ulcerseg.review.server import ReviewApp, make_server

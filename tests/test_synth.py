@@ -13,7 +13,9 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
+from ulcerseg.calibration.aruco import aruco_dictionary
 from ulcerseg.cli import main
+from ulcerseg.geometry import fill_polygon, polygon_area
 from ulcerseg.synth import (
     PhotoConfig,
     encode_jpeg,
@@ -25,7 +27,6 @@ from ulcerseg.synth import (
     resize_photo,
 )
 from ulcerseg.synth.camera import make_camera, mm_per_px_at
-from ulcerseg.synth.grid import fill_polygon, polygon_area
 from ulcerseg.synth.trial import CSV_COLUMNS
 
 SMALL = PhotoConfig(size=(640, 480))
@@ -42,7 +43,7 @@ def _mask_area_mm2(mask: np.ndarray, h_mm_to_px: np.ndarray) -> float:
 def _detector() -> cv2.aruco.ArucoDetector:
     params = cv2.aruco.DetectorParameters()
     params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50), params)
+    return cv2.aruco.ArucoDetector(aruco_dictionary("DICT_4X4_50"), params)
 
 
 def test_render_is_deterministic_by_seed() -> None:
@@ -133,7 +134,7 @@ def test_fill_polygon_counts_pixel_centres() -> None:
     th = np.linspace(0, 2 * np.pi, 256, endpoint=False)
     poly = np.c_[100.3 + 60 * np.cos(th), 80.7 + 35 * np.sin(th)]
     mask = fill_polygon((200, 220), poly)
-    assert mask.sum() / 255 == pytest.approx(polygon_area(poly), rel=2e-3)
+    assert mask.sum() == pytest.approx(polygon_area(poly), rel=2e-3)
     square = np.array([[1.5, 1.5], [4.5, 1.5], [4.5, 3.5], [1.5, 3.5]])  # centres x 2..4, y 2..3
     assert (fill_polygon((6, 6), square) > 0).sum() == 6
 

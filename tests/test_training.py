@@ -28,7 +28,7 @@ TINY_CONFIG = {
     "name": "tiny",
     "model": {
         "architecture": "Unet",
-        "encoder": "resnet18",
+        "encoder": "tu-resnet10t",  # as configs/train/tiny.yaml: a ~1.5 MB model.pt
         "encoder_depth": 3,
         "decoder_channels": [16, 8, 8],
         "tile_px": 64,
@@ -92,7 +92,8 @@ def test_train_writes_model_card_and_logs(trained: tuple[Path, Path]) -> None:
         assert (run / name).is_file(), name
     card = load_card(run)
     assert card.weights_sha256 == file_sha256(run / "model.pt")
-    assert card.encoder == "resnet18" and card.tile_px == 64
+    assert card.encoder == "tu-resnet10t" and card.tile_px == 64
+    assert (run / "model.pt").stat().st_size < 2_000_000  # a tiny recipe saves a tiny model
     assert card.training["command"] == "test" and card.training["seed"] == 0
     assert card.hardware and card.package_version and card.training_seconds > 0
     assert 0.0 <= card.metrics["val_dice"] <= 1.0
@@ -482,3 +483,32 @@ def test_dataset_hash_follows_content_not_location(tmp_path: Path) -> None:
     (moved / "images" / "00.png").rename(moved / "images" / "zz.png")
     (moved / "masks" / "00.png").rename(moved / "masks" / "zz.png")
     assert dataset_sha256(load_dataset(moved)) != first
+
+
+def test_shipped_tiny_recipe_builds_a_tiny_network() -> None:
+    from ulcerseg.segmentation.model import ModelCard, build_network
+    from ulcerseg.training.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "train" / "tiny.yaml")
+    m = cfg.model
+    card = ModelCard(
+        name="t", architecture=m.architecture, encoder=m.encoder, encoder_depth=m.encoder_depth,
+        decoder_channels=tuple(m.decoder_channels), tile_px=m.tile_px,
+    )  # fmt: skip
+    n_params = sum(p.numel() for p in build_network(card).parameters())
+    assert n_params * 4 < 2_000_000  # float32 weights: model.pt under 2 MB
+
+
+def test_worst_cases_sheet_has_a_colour_legend() -> None:
+    from ulcerseg.training.evaluate import PREDICTION_RGB, TRUTH_RGB, render_contact_sheet
+
+    image = np.full((64, 64, 3), 200, np.uint8)
+    gt = np.zeros((64, 64), bool)
+    gt[20:40, 20:40] = True
+    pred = np.roll(gt, 5, axis=1)
+    sheet = render_contact_sheet([(image, gt, pred, "a  Dice 0.75")])
+    legend = sheet[:28]
+    assert (legend == TRUTH_RGB).all(axis=2).sum() > 100  # a green swatch ...
+    assert (legend == PREDICTION_RGB).all(axis=2).sum() > 100  # ... and a red one, labelled
+    body = sheet[28:]
+    assert (body == TRUTH_RGB).all(axis=2).any() and (body == PREDICTION_RGB).all(axis=2).any()

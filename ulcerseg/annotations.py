@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,11 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
-from skimage.draw import polygon as draw_polygon
 from skimage.measure import find_contours
 
-from ulcerseg.errors import InputError
+from ulcerseg import imageio
+from ulcerseg.errors import ImageReadError, InputError
+from ulcerseg.geometry import RectifiedGrid, apply_homography, as_homography, fill_polygons, polygon_area
 
 log = logging.getLogger(__name__)
 
@@ -90,38 +90,9 @@ class Annotation:
 # --------------------------------------------------------------------------- geometry
 
 
-def as_homography(homography: Sequence[float] | np.ndarray | str) -> np.ndarray:
-    """3x3 float64 matrix from 9 row-major numbers, a 3x3 array or a JSON list string."""
-    if isinstance(homography, str):
-        homography = json.loads(homography)
-    h = np.asarray(homography, dtype=np.float64)
-    if h.size != 9 or not np.all(np.isfinite(h)):
-        raise ValueError(f"homography must be 9 finite numbers, got {h.size}")
-    return h.reshape(3, 3)
-
-
-def apply_homography(points: np.ndarray, homography: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Map ``(n, 2)`` points through a 3x3 homography (photo px -> marker-plane mm)."""
-    h = as_homography(homography)
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    hom = np.c_[pts, np.ones(len(pts))] @ h.T
-    if np.any(hom[:, 2] <= 0):
-        raise ValueError("polygon crosses the horizon of the homography")
-    return hom[:, :2] / hom[:, 2:3]
-
-
-def shoelace_area(polygon: np.ndarray) -> float:
-    """Signed area of a polygon (units of its coordinates squared; + for one orientation)."""
-    p = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-    if len(p) < 3:
-        return 0.0
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
 def polygon_area_mm2(polygon_px: np.ndarray, homography: Sequence[float] | np.ndarray) -> float:
     """Exact marker-plane area (mm²) of a photo-frame polygon (px) under a homography."""
-    return abs(shoelace_area(apply_homography(polygon_px, homography)))
+    return polygon_area(apply_homography(homography, polygon_px, check_horizon=True))
 
 
 def _even_odd_area_mm2(polygons: list[np.ndarray], homography: Sequence[float] | np.ndarray) -> float:
@@ -141,33 +112,20 @@ def _point_in_polygon(point: np.ndarray, polygon: np.ndarray) -> bool:
     return cv2.pointPolygonTest(contour, (float(point[0]), float(point[1])), False) > 0
 
 
-def rectifying_matrix(
-    homography: Sequence[float] | np.ndarray, origin_mm: tuple[float, float], px_per_mm: float
-) -> np.ndarray:
-    """Photo px -> rectified px: marker-plane mm (homography) then ``(mm - origin) * px_per_mm``."""
-    s = np.array(
-        [
-            [px_per_mm, 0.0, -origin_mm[0] * px_per_mm],
-            [0.0, px_per_mm, -origin_mm[1] * px_per_mm],
-            [0.0, 0.0, 1.0],
-        ]
-    )
-    return s @ as_homography(homography)
+def rectifying_matrix(homography: Sequence[float] | np.ndarray, grid: RectifiedGrid) -> np.ndarray:
+    """Photo px -> rectified px of ``grid``: marker-plane mm (homography), then the grid's mm -> px."""
+    return grid.mm_to_px() @ as_homography(homography)
 
 
 def warp_mask_to_rectified(
-    mask: np.ndarray,
-    homography: Sequence[float] | np.ndarray,
-    origin_mm: tuple[float, float],
-    px_per_mm: float,
-    shape: tuple[int, int],
+    mask: np.ndarray, homography: Sequence[float] | np.ndarray, grid: RectifiedGrid
 ) -> np.ndarray:
-    """Resample a photo-frame mask (nearest) into a rectified frame of ``shape`` (h, w)."""
-    m = rectifying_matrix(homography, origin_mm, px_per_mm)
+    """Resample a photo-frame mask (nearest) onto ``grid`` (uint8 0/255, shape (height, width))."""
+    m = rectifying_matrix(homography, grid)
     out = cv2.warpPerspective(
         (np.asarray(mask) > 0).astype(np.uint8) * 255,
         m,
-        (int(shape[1]), int(shape[0])),
+        (grid.width, grid.height),
         flags=cv2.INTER_NEAREST,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
@@ -192,31 +150,22 @@ def mask_area_mm2(
     h = as_homography(homography) @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
     ch, cw = crop.shape
     corners = np.array([[-0.5, -0.5], [cw - 0.5, -0.5], [cw - 0.5, ch - 0.5], [-0.5, ch - 0.5]])
-    mm = apply_homography(corners, h)
+    mm = apply_homography(h, corners, check_horizon=True)
     lo = np.floor(mm.min(axis=0) * px_per_mm) / px_per_mm - 1.0 / px_per_mm
     hi = np.ceil(mm.max(axis=0) * px_per_mm) / px_per_mm + 1.0 / px_per_mm
     size = np.ceil((hi - lo) * px_per_mm).astype(int) + 1
     if size.prod() > 200_000_000:
         raise ValueError(f"mask spans {size[0]}x{size[1]} px on the marker plane; check homography")
-    m = rectifying_matrix(h, (float(lo[0]), float(lo[1])), px_per_mm)
+    grid = RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(size[0]), int(size[1]))
     warped = cv2.warpPerspective(
-        crop, m, (int(size[0]), int(size[1])), flags=cv2.INTER_NEAREST, borderValue=0
+        crop, rectifying_matrix(h, grid), (grid.width, grid.height), flags=cv2.INTER_NEAREST, borderValue=0
     )
     return float(np.count_nonzero(warped)) / px_per_mm**2
 
 
 def rasterize_polygons(polygons: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """Mask (uint8 0/255) of pixels whose centres lie inside the polygons, combined even-odd."""
-    out = np.zeros(shape[:2], dtype=bool)
-    for poly in polygons:
-        p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-        if len(p) < 3:
-            continue
-        rr, cc = draw_polygon(p[:, 1], p[:, 0], shape=shape[:2])
-        part = np.zeros(shape[:2], dtype=bool)
-        part[rr, cc] = True
-        out ^= part
-    return out.astype(np.uint8) * 255
+    return fill_polygons(shape[:2], polygons).astype(np.uint8) * 255
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[np.ndarray]:
@@ -255,31 +204,9 @@ def read_mask(path: str | Path, image_shape: tuple[int, int] | None = None) -> n
     """Read a binary mask image (0/255, 0/1 or bool; gray or identical RGB channels) -> 0/255."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except Exception as err:
-        raise AnnotationError(f"{path}: cannot read mask image ({err})") from None
-    if arr.ndim == 3:
-        channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
-        if not np.all(channels == channels[..., :1]):
-            raise AnnotationError(f"{path}: mask must be single-channel (got colour image)")
-        arr = channels[..., 0]
-    if arr.ndim != 2:
-        raise AnnotationError(f"{path}: mask must be a 2-D image, got shape {arr.shape}")
-    values = np.unique(arr)
-    if arr.dtype == bool:
-        binary = arr
-    else:
-        top = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else None
-        allowed = ({0, 1}, {0, 255}, {0, top} if top is not None else {0, 1})
-        vals = {int(v) if float(v).is_integer() else float(v) for v in values.tolist()}
-        if not any(vals <= a for a in allowed):
-            shown = ", ".join(str(v) for v in sorted(vals)[:6])
-            raise AnnotationError(
-                f"{path}: mask is not binary (values {shown}{', ...' if len(vals) > 6 else ''}); "
-                "expected 0/255 or 0/1"
-            )
-        binary = arr > 0
+        binary = imageio.read_mask(path)
+    except ImageReadError as err:
+        raise AnnotationError(str(err)) from None
     if image_shape is not None and binary.shape != tuple(image_shape[:2]):
         raise AnnotationError(
             f"{path}: mask is {binary.shape[1]}x{binary.shape[0]} px but the photo is "
@@ -536,12 +463,3 @@ def write_annotation(path: str | Path, mask: np.ndarray, image_path: str = "", n
     if suffix in LABELME_SUFFIXES:
         return write_labelme(path, polygons, np.asarray(mask).shape, image_path=image_path)
     raise ValueError(f"{path}: unknown annotation type {suffix!r}")
-
-
-def is_zip_roiset(path: Path) -> bool:
-    """True if ``path`` is a zip of ``.roi`` entries (ImageJ RoiSet)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.lower().endswith(".roi") for n in zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False

@@ -97,6 +97,8 @@ def discover_manifest(manifest: Path) -> Discovery:
         text = manifest.read_text(encoding="utf-8-sig")
     except OSError as err:
         raise InputError(f"{manifest}: cannot read manifest ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"{manifest}: not a UTF-8 text file (byte {err.start}); save it as UTF-8") from None
     reader = csv.DictReader(text.splitlines())
     aliases = {"subject_id": "subject", "ulcer_id": "ulcer", "file": "path", "photo_date": "date"}
     header = {aliases.get(h.strip().lower(), h.strip().lower()) for h in reader.fieldnames or []}
@@ -125,6 +127,22 @@ def discover_manifest(manifest: Path) -> Discovery:
             )
         )
     return found
+
+
+def no_photos_error(source: Path, found: Discovery, config: DiscoveryConfig) -> InputError:
+    """The error of a source without any photo: the layout expected and why files were ignored."""
+    exts = "/".join(sorted({e.lower().lstrip(".") for e in config.extensions}))
+    if Path(source).is_file():
+        msg = f"{source}: the manifest lists no photos (columns subject, ulcer, visit, path[, date])"
+    else:
+        msg = (
+            f"{source}: no photos found; expected the layout <subject>/<visit>/<ulcer>.<{exts}> "
+            "(e.g. S001/W4/U1.jpg; visit folders D<n> or W<n>) or a manifest CSV"
+        )
+    if found.problems:
+        path, reason = found.problems[0]
+        msg += f"; {len(found.problems)} file(s) ignored, e.g. {found.relative(path)}: {reason}"
+    return InputError(msg)
 
 
 def discover(source: Path, config: DiscoveryConfig) -> Discovery:

@@ -52,3 +52,15 @@ class StudyVersionError(UlcersegError):
 
 class PendingReviewError(UlcersegError):
     """Flagged photos still wait for a review decision: the endpoint is not final yet."""
+
+
+# modules of the [train] extra: the core install (measure, heal, review, qa) runs without them
+TRAIN_EXTRA_MODULES = ("torch", "torchvision", "segmentation_models_pytorch", "albumentations", "onnx")
+
+
+def missing_extra_message(err: ModuleNotFoundError) -> str | None:
+    """One-line advice when ``err`` is a missing [train] module, else None."""
+    root = (err.name or "").split(".")[0]
+    if root not in TRAIN_EXTRA_MODULES:
+        return None
+    return f"{root} is not installed: this needs the training tier (pip install 'ulcerseg[train]')"

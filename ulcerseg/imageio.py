@@ -21,10 +21,10 @@ from ulcerseg.errors import ImageReadError
 
 log = logging.getLogger(__name__)
 
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 _EXIF_IFD = 0x8769
 _TAG_DATETIME_ORIGINAL = 36867
 _TAG_DATETIME = 306
+_TAG_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,66 @@ def write_png(path: Path, image: np.ndarray, compression: int = 3) -> None:
     tmp.replace(path)  # atomic: a killed run never leaves a half-written file
 
 
-def read_png(path: Path, color: bool = True) -> np.ndarray:
-    """Read a PNG written by :func:`write_png` (RGB or single channel uint8)."""
-    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
-    arr = cv2.imread(str(path), flag)
-    if arr is None:
-        raise ImageReadError(f"{path}: image could not be decoded")
-    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB) if color else arr
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H x W x 3), EXIF orientation applied (photo frame).
+
+    Grey images are expanded to three channels, alpha is dropped. Raises ImageReadError.
+    """
+    data = read_bytes(Path(path))
+    if not data:
+        raise ImageReadError(f"{path}: cannot decode image (empty file)")
+    return decode_rgb(Path(path), data)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a binary mask image as bool (H x W); True = ulcer. Raises ImageReadError.
+
+    Accepted: 0/255, 0/1, 0/65535 (16-bit) or 1-bit images, grey or with identical colour
+    channels (alpha ignored). The file is read as stored (no EXIF rotation: masks carry none).
+    """
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except Exception as err:  # PIL raises many types
+        raise ImageReadError(f"{path}: cannot read mask image ({err})") from None
+    if arr.ndim == 3:
+        channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
+        if not np.all(channels == channels[..., :1]):
+            raise ImageReadError(f"{path}: mask must be single-channel (got colour image)")
+        arr = channels[..., 0]
+    if arr.ndim != 2:
+        raise ImageReadError(f"{path}: mask must be a 2-D image, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    top = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else None
+    allowed = ({0, 1}, {0, 255}, {0, top} if top is not None else {0, 1})
+    values = np.unique(arr)
+    vals = {int(v) if float(v).is_integer() else float(v) for v in values.tolist()}
+    if not any(vals <= a for a in allowed):
+        shown = ", ".join(str(v) for v in sorted(vals)[:6])
+        raise ImageReadError(
+            f"{path}: mask is not binary (values {shown}{', ...' if len(vals) > 6 else ''}); "
+            "expected 0/255 or 0/1"
+        )
+    return arr > 0
+
+
+def exif_orientation(path: str | Path) -> int:
+    """EXIF orientation tag (1 = upright, 1-8) from the file header; 1 when absent."""
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(_TAG_ORIENTATION, 1))
+    except Exception as err:  # PIL raises many types
+        raise ImageReadError(f"{path}: cannot read image header ({err})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) px in the photo frame (after EXIF orientation), from the header only."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(_TAG_ORIENTATION, 1)
+    except Exception as err:  # PIL raises many types
+        raise ImageReadError(f"{path}: cannot read image header ({err})") from None
+    # orientations 5-8 swap the axes; OpenCV applies them when decoding
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -97,3 +97,19 @@ def measure_ulcer(
         area_high_mm2=max(high, geom.area_mm2),
         marker_distance_mm=distance,
     )
+
+
+def area_interval(
+    area_mm2: float, band_low_mm2: float, band_high_mm2: float, floor: float, q_low: float, q_high: float
+) -> tuple[float, float]:
+    """Calibrated interval (mm²) of an area from its threshold band (split-conformal constants).
+
+    The scale ``s = floor + (band_high - band_low) / area`` grows with the boundary's doubt;
+    the interval is ``area x exp(q_low x s) .. area x exp(q_high x s)`` where ``q_low``/``q_high``
+    are quantiles of log(true / measured) / s fitted on photos with known areas. No area (0)
+    gives (0, 0).
+    """
+    if area_mm2 <= 0:
+        return 0.0, 0.0
+    s = floor + max(band_high_mm2 - band_low_mm2, 0.0) / area_mm2
+    return float(area_mm2 * np.exp(q_low * s)), float(area_mm2 * np.exp(q_high * s))

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -20,8 +20,8 @@ import numpy as np
 from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix
 from ulcerseg.config import PipelineConfig, with_overrides
-from ulcerseg.discover import Discovery, discover
-from ulcerseg.errors import CalibrationError, ImageReadError, ModelError
+from ulcerseg.discover import Discovery, discover, no_photos_error
+from ulcerseg.errors import CalibrationError, ImageReadError
 from ulcerseg.imageio import (
     PhotoInfo,
     Preview,
@@ -31,28 +31,27 @@ from ulcerseg.imageio import (
     read_bytes,
     write_png,
 )
-from ulcerseg.measure import measure_ulcer
+from ulcerseg.measure import area_interval, measure_ulcer
+from ulcerseg.naming import photo_file_stem
 from ulcerseg.overlay import mask_contours_photo, render_overlay
-from ulcerseg.quality import calibration_flags, image_flags, mask_flags
+from ulcerseg.quality import (
+    calibration_flags,
+    image_flags,
+    mask_flags,
+    quality_signals,
+    signal_flags,
+    ulcer_neighbourhood,
+)
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
+from ulcerseg.resources import resolve_model_dir
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
+from ulcerseg.segmentation.body import body_mask
 from ulcerseg.segmentation.inference import segment_photo
 from ulcerseg.segmentation.model import ModelCard
 from ulcerseg.segmentation.postprocess import ulcer_mask
 from ulcerseg.store import RunInfo, Study
 
 log = logging.getLogger(__name__)
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolve_model_dir(model: str | Path) -> Path:
-    """A model folder given as configured: as is, or relative to the source checkout."""
-    path = Path(model)
-    for candidate in (path, _REPO_ROOT / path):
-        if (candidate / "model.json").is_file():
-            return candidate
-    raise ModelError(f"{model}: no model folder with model.json found (give --model DIR)")
 
 
 @dataclass
@@ -179,8 +178,21 @@ class PhotoMeasurer:
         measurement = measure_ulcer(seg.probability, mask, (tight, loose), grid.px_per_mm,
                                     grid.origin_mm, centre)  # fmt: skip
         result.measurement = measurement
-        result.flags += image_flags(seg.image, seg.valid, cfg.quality)
+        # blur and exposure where they matter: the ulcer and a few mm around it, never the
+        # marker (its white paper and black squares are clipped by design)
+        region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
+        result.flags += image_flags(seg.image, region, cfg.quality)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
+        result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
+                                         measurement, seg.candidate_scores,
+                                         body_mask(seg.image, grid.px_per_mm))  # fmt: skip
+        result.flags += signal_flags(result.signals, cfg.quality)
+        if sc.interval_q_low is not None and sc.interval_q_high is not None:
+            low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,
+                                      measurement.area_high_mm2, sc.interval_floor, sc.interval_q_low,
+                                      sc.interval_q_high)  # fmt: skip
+            measurement = replace(measurement, area_low_mm2=low, area_high_mm2=high)
+            result.measurement = measurement
         result.rectified_origin_mm = grid.origin_mm
         result.rectified_px_per_mm = grid.px_per_mm
         t_measure = time.perf_counter()
@@ -195,7 +207,7 @@ class PhotoMeasurer:
         label = f"{photo.subject_id} {photo.visit} {photo.ulcer_id}"
 
         def write(out_dir: Path) -> None:
-            key = photo.sha256[:16]
+            key = photo_file_stem(photo.subject_id, photo.ulcer_id, photo.visit, photo.sha256)
             result.mask_path = out_dir / "masks" / f"{key}.png"
             write_png(result.mask_path, mask.astype(np.uint8) * 255)
             if output.write_rectified:
@@ -204,7 +216,13 @@ class PhotoMeasurer:
             if output.write_overlays:
                 contours = mask_contours_photo(mask, grid, h)
                 overlay = render_overlay(
-                    preview.image, cal, contours, measurement.area_mm2, label, image_scale=preview.scale
+                    preview.image,
+                    cal,
+                    contours,
+                    measurement.area_mm2,
+                    label,
+                    image_scale=preview.scale,
+                    flags=result.flags,
                 )
                 result.overlay_path = out_dir / "overlays" / f"{key}.png"
                 write_png(result.overlay_path, overlay, compression=1)
@@ -242,8 +260,6 @@ def _read_ahead(
 
 
 def _with_date(photo: PhotoRecord, date: str) -> PhotoRecord:
-    from dataclasses import replace
-
     return replace(photo, photo_date=date)
 
 
@@ -276,6 +292,7 @@ def measure_study(
     config: PipelineConfig,
     backend: SegmentationBackend | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
+    on_result: Callable[[PhotoResult], None] | None = None,
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
@@ -284,11 +301,15 @@ def measure_study(
     Healing is not computed here: call :func:`ulcerseg.healing.heal_study` next (the
     ``ulcerseg measure`` command does).
     The recorded config is :func:`effective_config` (card defaults resolved).
+    ``on_result`` is called with each newly measured photo's result once it is stored (e.g. to
+    collect ``PhotoResult.signals``, which the store does not keep).
     """
     out_dir = Path(out_dir)
     found: Discovery = discover(source, config.discovery)
     for path, reason in found.problems:
         log.warning("%s: %s", path, reason)
+    if not found.photos:
+        raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
     backend = backend or open_model(config)
     config = effective_config(config, backend.card)
     with Study.open(out_dir) as study:
@@ -321,6 +342,8 @@ def measure_study(
         def store(result: PhotoResult) -> None:
             file = found.relative(result.photo.path)
             study.add_result(run, result, file)
+            if on_result is not None:
+                on_result(result)
             if result.status == "measured":
                 summary.n_measured += 1
             else:

@@ -75,3 +75,88 @@ def mask_flags(
     ):
         flags.append(Flag.MARKER_FAR_FROM_ULCER)
     return flags
+
+
+def ulcer_neighbourhood(
+    mask: np.ndarray, valid: np.ndarray, exclude: np.ndarray, px_per_mm: float, radius_mm: float = 3.0
+) -> np.ndarray:
+    """Where image quality matters: the ulcer and ``radius_mm`` around it (rectified frame, bool).
+
+    The marker and its white quiet zone (``exclude``) are never part of it: white paper and
+    black squares are clipped by design. Without an ulcer, the whole searched region is used.
+    """
+    region = valid & ~exclude
+    if not mask.any():
+        return region
+    reach = max(1, round(radius_mm * px_per_mm))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    near = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+    return near & region
+
+
+def boundary_margin(probability: np.ndarray, mask: np.ndarray, threshold: float) -> float:
+    """Mean |probability - threshold| on the mask's boundary ring (1 px in and out).
+
+    Near 0: the boundary lies where the network is undecided, so a small change of threshold
+    or appearance moves it; a crisp map gives values near ``max(threshold, 1 - threshold)``.
+    """
+    if not mask.any():
+        return 0.0
+    m = mask.astype(np.uint8)
+    k = np.ones((3, 3), np.uint8)
+    ring = (cv2.dilate(m, k) - cv2.erode(m, k)).astype(bool)
+    return float(np.abs(probability[ring] - threshold).mean())
+
+
+def candidate_ambiguity(scores: tuple[float, ...] | list[float]) -> float:
+    """Second-best candidate score over the best (0: one clear candidate, 1: a tie)."""
+    ranked = sorted((s for s in scores if s > 0), reverse=True)
+    return float(ranked[1] / ranked[0]) if len(ranked) > 1 else 0.0
+
+
+def quality_signals(
+    rgb: np.ndarray,
+    probability: np.ndarray,
+    mask: np.ndarray,
+    region: np.ndarray,
+    threshold: float,
+    measurement: Measurement,
+    candidate_scores: tuple[float, ...] = (),
+    body: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
+
+    ``region``: :func:`ulcer_neighbourhood`; exposure and sharpness are measured there only.
+    ``band_ratio`` is (area at threshold - delta minus area at threshold + delta) / area;
+    ``on_body`` the fraction of the mask on ``body`` (``segmentation.body.body_mask``; 1 without).
+    """
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    values = gray[region]
+    area = measurement.area_mm2
+    band = (measurement.area_high_mm2 - measurement.area_low_mm2) / area if area > 0 else float("nan")
+    return {
+        "sharpness": sharpness(gray, region) if region.any() else 0.0,
+        "clipped_high": float(np.mean(rgb[region].max(axis=1) >= 250)) if region.any() else 0.0,
+        "clipped_low": float(np.mean(values <= 5)) if region.any() else 0.0,
+        "mean_luma": float(values.mean()) if region.any() else 0.0,
+        "mean_probability": measurement.mean_probability,
+        "band_ratio": band,
+        "boundary_margin": boundary_margin(probability, mask, threshold),
+        "ambiguity": candidate_ambiguity(candidate_scores),
+        "on_body": float(body[mask].mean()) if body is not None and mask.any() else 1.0,
+        "area_mm2": area,
+    }
+
+
+def signal_flags(signals: dict[str, float], config: QualityConfig) -> list[str]:
+    """Flags from :func:`quality_signals` beyond blur and exposure: boundary doubt, a rival candidate."""
+    flags: list[str] = []
+    if signals["area_mm2"] <= 0:
+        return flags
+    if signals["boundary_margin"] < config.min_boundary_margin:
+        flags.append(Flag.LOW_CONFIDENCE)
+    if signals["ambiguity"] > config.max_candidate_ambiguity or signals.get("on_body", 1.0) < (
+        config.min_on_body_fraction
+    ):  # a rival candidate, or what was measured lies off the body: is it the ulcer?
+        flags.append(Flag.AMBIGUOUS_ULCER)
+    return sorted(set(flags))

@@ -35,6 +35,7 @@ class Flag(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     MASK_AT_BORDER = "mask_at_border"
     NO_ULCER_FOUND = "no_ulcer_found"
+    AMBIGUOUS_ULCER = "ambiguous_ulcer"  # a second candidate region scores close to the chosen one
     PROCESSING_ERROR = "processing_error"
 
 
@@ -103,6 +104,7 @@ class PhotoResult:
     mask_path: Path | None = None  # ulcer mask in the rectified frame (PNG)
     rectified_origin_mm: tuple[float, float] | None = None
     rectified_px_per_mm: float | None = None
+    signals: dict[str, float] = field(default_factory=dict)  # quality.quality_signals (not stored)
 
     @property
     def needs_review(self) -> bool:

@@ -12,19 +12,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ulcerseg.errors import CalibrationError, ConfigError
+from ulcerseg.calibration.aruco import aruco_dictionary
+from ulcerseg.errors import CalibrationError
+from ulcerseg.geometry import homography_jacobian, polygon_area
 from ulcerseg.imageio import Preview, make_preview
 from ulcerseg.records import Calibration
 
 log = logging.getLogger(__name__)
-
-
-def aruco_dictionary(name: str, source: str = "<config>") -> cv2.aruco.Dictionary:
-    """OpenCV predefined ArUco/AprilTag dictionary by name, e.g. ``DICT_4X4_50``."""
-    code = getattr(cv2.aruco, name, None)
-    if not name.startswith("DICT_") or not isinstance(code, int):
-        raise ConfigError(f"{source}: marker.dictionary {name!r} is not an OpenCV ArUco dictionary")
-    return cv2.aruco.getPredefinedDictionary(code)
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ def detect_markers(
             if int(i) in accepted_ids
         ]
         if found:
-            found.sort(key=lambda item: -cv2.contourArea(item[1].astype(np.float32)))
+            found.sort(key=lambda item: -polygon_area(item[1]))
             return MarkerDetection(tuple(i for i, _ in found), tuple(c for _, c in found))
     return MarkerDetection((), ())
 
@@ -147,21 +141,6 @@ def marker_homography(corners_px: np.ndarray, side_mm: float) -> np.ndarray:
     return cv2.getPerspectiveTransform(corners_px.astype(np.float32), dst.astype(np.float32)).astype(
         np.float64
     )
-
-
-def apply_homography(h: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map N x 2 points through a 3x3 homography."""
-    pts = np.asarray(points, np.float64).reshape(-1, 2)
-    hom = np.c_[pts, np.ones(len(pts))] @ h.T
-    return hom[:, :2] / hom[:, 2:3]
-
-
-def homography_jacobian(h: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """2x2 Jacobian of the map ``h`` at ``point`` (independent of the homography's scale)."""
-    x, y = point
-    hx = h @ np.array([x, y, 1.0])
-    w = hx[2]
-    return (h[:2, :2] * w - np.outer(hx[:2], h[2, :2])) / w**2
 
 
 def local_scale_and_tilt(h_mm_to_px: np.ndarray, point_mm: np.ndarray) -> tuple[float, float]:

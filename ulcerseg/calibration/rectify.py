@@ -2,41 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.marker import apply_homography, homography_jacobian
-
-
-@dataclass(frozen=True)
-class RectifiedGrid:
-    """A pixel grid on the marker plane: pixel (u, v) is mm (x0 + u / px_per_mm, y0 + v / px_per_mm)."""
-
-    origin_mm: tuple[float, float]
-    px_per_mm: float
-    width: int
-    height: int
-
-    def mm_to_px(self) -> np.ndarray:
-        """3x3 affine matrix from marker mm to grid px."""
-        p = self.px_per_mm
-        return np.array([[p, 0, -p * self.origin_mm[0]], [0, p, -p * self.origin_mm[1]], [0, 0, 1.0]])
-
-    def scaled(self, factor: float) -> RectifiedGrid:
-        """The same region at ``factor`` times the resolution."""
-        return RectifiedGrid(
-            self.origin_mm,
-            self.px_per_mm * factor,
-            max(1, round(self.width * factor)),
-            max(1, round(self.height * factor)),
-        )
-
-    def crop(self, x0: int, y0: int, x1: int, y1: int) -> RectifiedGrid:
-        """Sub-grid of pixel columns x0:x1 and rows y0:y1."""
-        p = self.px_per_mm
-        return RectifiedGrid((self.origin_mm[0] + x0 / p, self.origin_mm[1] + y0 / p), p, x1 - x0, y1 - y0)
+from ulcerseg.geometry import RectifiedGrid, apply_homography, fill_polygon, homography_jacobian
 
 
 def photo_footprint_mm(h_px_to_mm: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -98,9 +67,7 @@ def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> n
 
 
 def valid_region(h_px_to_mm: np.ndarray, image_size: tuple[int, int], grid: RectifiedGrid) -> np.ndarray:
-    """Boolean mask of grid pixels that lie inside the photo."""
+    """Boolean mask of grid pixels whose centre lies inside the photo."""
     foot = photo_footprint_mm(h_px_to_mm, *image_size)
     poly = apply_homography(grid.mm_to_px(), foot)
-    mask = np.zeros((grid.height, grid.width), np.uint8)
-    cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 1, shift=4)
-    return mask.astype(bool)
+    return fill_polygon(grid.shape, poly)

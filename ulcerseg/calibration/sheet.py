@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ulcerseg.calibration.aruco import marker_cells
 from ulcerseg.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -54,23 +55,6 @@ class SheetLayout:
     instructions: tuple[str, ...]
 
 
-def _dictionary(name: str) -> cv2.aruco.Dictionary:
-    code = getattr(cv2.aruco, name, None)
-    if not name.startswith("DICT_") or not isinstance(code, int):
-        raise ConfigError(f"marker dictionary {name!r} is not an OpenCV ArUco dictionary")
-    return cv2.aruco.getPredefinedDictionary(code)
-
-
-def marker_cells(dictionary: str, marker_id: int) -> np.ndarray:
-    """Cells of a marker with its 1-cell black border: (n+2) x (n+2) bool, True = black."""
-    d = _dictionary(dictionary)
-    n_ids = d.bytesList.shape[0]
-    if not 0 <= marker_id < n_ids:
-        raise ConfigError(f"marker ID {marker_id} is not in {dictionary} (IDs 0-{n_ids - 1})")
-    n = d.markerSize + 2
-    return cv2.aruco.generateImageMarker(d, marker_id, n, borderBits=1) < 128
-
-
 def layout_sheet(
     side_mm: float = 10.0, ids: tuple[int, ...] = (0,), dictionary: str = "DICT_4X4_50"
 ) -> SheetLayout:
@@ -80,7 +64,7 @@ def layout_sheet(
     if not ids:
         raise ConfigError("no marker IDs given")
     for i in ids:
-        marker_cells(dictionary, i)  # validates dictionary and IDs
+        marker_cells(dictionary, i, source="marker sheet")  # validates dictionary and IDs
     quiet = max(3.0, 0.25 * side_mm)
     pitch_x = side_mm + 2 * quiet + GAP_MM
     pitch_y = side_mm + 2 * quiet + GAP_MM + LABEL_MM

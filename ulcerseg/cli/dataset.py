@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import out_dir_option
+from ulcerseg.cli.options import out_dir_option, progress_option
 
 __all__ = ["dataset_group"]
 
@@ -44,6 +44,7 @@ def dataset_group() -> None:
 )
 @click.option("--stem-column", default="stem", show_default=True)
 @click.option("--group-column", default="group", show_default=True)
+@progress_option()
 def dataset_import_command(
     images: str,
     annotations: str | None,
@@ -54,13 +55,14 @@ def dataset_import_command(
     groups: str | None,
     stem_column: str,
     group_column: str,
+    progress: bool,
 ) -> None:
     """Convert photos + PNG / ImageJ ROI / LabelMe annotations to a training dataset."""
     from tqdm import tqdm
 
     from ulcerseg.training.importer import import_dataset
 
-    with tqdm(desc="import", unit="img") as bar:
+    with tqdm(desc="import", unit="img", disable=not progress) as bar:
         result = import_dataset(
             images,
             out,

@@ -16,7 +16,7 @@ from ulcerseg.cli.model import evaluate_command, export_command, train_command
 from ulcerseg.cli.qa import qa_command
 from ulcerseg.cli.review import review
 from ulcerseg.cli.synth import synth
-from ulcerseg.errors import UlcersegError
+from ulcerseg.errors import UlcersegError, missing_extra_message
 
 __all__ = ["main", "run"]
 
@@ -52,4 +52,9 @@ def run() -> None:
         sys.exit(err.exit_code)
     except UlcersegError as err:
         click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as err:  # torch & co. belong to the [train] extra
+        if (message := missing_extra_message(err)) is None:
+            raise
+        click.echo(f"error: {message}", err=True)
         sys.exit(2)

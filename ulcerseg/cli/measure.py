@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import backend_option, model_dir_option, out_dir_option, threads_option
+from ulcerseg.cli.options import (
+    backend_option,
+    model_dir_option,
+    out_dir_option,
+    progress_option,
+    threads_option,
+)
 
 __all__ = ["measure"]
 
@@ -28,7 +34,7 @@ __all__ = ["measure"]
 @threads_option()
 @click.option("--no-overlays", is_flag=True, help="Do not write overlay PNGs.")
 @click.option("--no-heal", is_flag=True, help="Do not compute healing status after measuring.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option()
 def measure(
     source: Path,
     out_dir: Path,
@@ -42,7 +48,8 @@ def measure(
 ) -> int:
     """Measure ulcers in SOURCE: a folder <subject>/<visit>/<photo> or a manifest CSV.
 
-    Exit status: 0 all photos measured, 1 some photos failed (see measurements.csv), 2 error.
+    Exit status: 0 all photos measured, 1 some photos failed (see measurements.csv), 2 usage
+    or input error (also: no photos found, with the layout expected).
     """
     from tqdm import tqdm
 

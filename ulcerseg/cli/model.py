@@ -15,6 +15,7 @@ from ulcerseg.cli.options import (
     dataset_dirs_option,
     model_dir_option,
     out_dir_option,
+    progress_option,
     threads_option,
 )
 from ulcerseg.config import TTA_MODES
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
     help="Fine-tune from this model folder (its card defines the network).",
 )
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
-def train_command(config: str, data: tuple[Path, ...], out: Path, init: str | None, resume: bool) -> None:
+@progress_option()
+def train_command(
+    config: str, data: tuple[Path, ...], out: Path, init: str | None, resume: bool, progress: bool
+) -> None:
     """Train a segmentation model; writes model.pt + model.json (card) into OUT.
 
     \b
@@ -52,7 +56,7 @@ def train_command(config: str, data: tuple[Path, ...], out: Path, init: str | No
     from ulcerseg.training.loop import train
 
     command = shlex.join(["ulcerseg", *sys.argv[1:]])
-    result = train(config, data, out, init=init, resume=resume, progress=True, command=command)
+    result = train(config, data, out, init=init, resume=resume, progress=progress, command=command)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 validates and reports
     best = result.best
@@ -90,6 +94,7 @@ def train_command(config: str, data: tuple[Path, ...], out: Path, init: str | No
     show_default=True,
     help="Test-time mirroring: average 2 (hflip) or 4 (flips) passes.",
 )
+@progress_option()
 def evaluate_command(
     model: Path,
     data: tuple[Path, ...],
@@ -100,6 +105,7 @@ def evaluate_command(
     threads: int | None,
     threshold: float | None,
     tta: str,
+    progress: bool,
 ) -> None:
     """Score a model against ground-truth masks (Dice, IoU, precision, recall, area error)."""
     from ulcerseg.segmentation.backends import open_backend
@@ -107,7 +113,7 @@ def evaluate_command(
 
     be = open_backend(model, backend, num_threads=threads)
     result = evaluate(
-        be, data, out, split_from=split_from, scale=scale, progress=True, threshold=threshold, tta=tta
+        be, data, out, split_from=split_from, scale=scale, progress=progress, threshold=threshold, tta=tta
     )
     click.echo(format_summary(result.summary))
     if result.out_dir is not None:
@@ -128,8 +134,8 @@ def export_command(
 ) -> None:
     """Export a model (`export --model M --onnx`).
 
-    `export OUT --final [--report]` is deprecated: use `review export-final OUT` and
-    `review report OUT` (same files).
+    `export OUT --final [--report]` is deprecated: use `review export-final OUT -o FILE` and
+    `review report OUT -o FILE` (same files).
     """
     if study is not None:
         from ulcerseg.review.final import export_final
@@ -140,13 +146,14 @@ def export_command(
         if final:
             click.echo(
                 "warning: `ulcerseg export OUT --final` is deprecated; "
-                "use `ulcerseg review export-final OUT`",
+                "use `ulcerseg review export-final OUT -o FILE`",
                 err=True,
             )
             click.echo(f"wrote {export_final(study)}")
         if report:
             click.echo(
-                "warning: `ulcerseg export OUT --report` is deprecated; use `ulcerseg review report OUT`",
+                "warning: `ulcerseg export OUT --report` is deprecated; "
+                "use `ulcerseg review report OUT -o FILE`",
                 err=True,
             )
             click.echo(f"wrote {write_report(study)}")

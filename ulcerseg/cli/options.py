@@ -15,16 +15,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 BACKENDS = ("auto", "torch", "onnx")
 
 
-def out_dir_option(help: str, *, required: bool = True, dest: str = "out_dir") -> Callable[[F], F]:
-    """``-o/--out DIR``: an output folder (a Path; a file of that name is refused)."""
+def out_dir_option(
+    help: str, *, required: bool = True, dest: str = "out_dir", legacy_output: bool = False
+) -> Callable[[F], F]:
+    """``-o/--out DIR``: an output folder (a Path; a file of that name is refused).
+
+    ``legacy_output``: the command used to spell it ``--output``, which still works (deprecated).
+    """
+    if legacy_output:
+        return _out_option(help, required, dest, click.Path(file_okay=False, path_type=Path), True)
+    # no explicit default=None: with it, click 8.5 no longer enforces required=True
     return click.option(
-        "-o",
-        "--out",
-        dest,
-        required=required,
-        default=None,
-        type=click.Path(file_okay=False, path_type=Path),
-        help=help,
+        "-o", "--out", dest, required=required, type=click.Path(file_okay=False, path_type=Path), help=help
     )
 
 
@@ -44,7 +46,6 @@ def model_dir_option(help: str, *, required: bool = False) -> Callable[[F], F]:
         "--model",
         "model",
         required=required,
-        default=None,
         type=click.Path(file_okay=False, path_type=Path),
         help=help,
     )
@@ -78,3 +79,60 @@ def healing_config_option() -> Callable[[F], F]:
         default=None,
         help="Healing/review YAML (default: configs/healing.yaml).",
     )
+
+
+def progress_option() -> Callable[[F], F]:
+    """``--progress/--no-progress``: a progress bar on stderr (on by default) for long commands."""
+    return click.option(
+        "--progress/--no-progress", "progress", default=True, show_default=True, help="Progress bar (stderr)."
+    )
+
+
+def out_file_option(
+    help: str, *, required: bool = True, dest: str = "output", legacy_output: bool = True
+) -> Callable[[F], F]:
+    """``-o/--out FILE``: an output file; with ``legacy_output`` the old ``--output`` still works."""
+    return _out_option(help, required, dest, click.Path(dir_okay=False, path_type=Path), legacy_output)
+
+
+def _out_option(
+    help: str, required: bool, dest: str, path_type: click.Path, legacy_output: bool
+) -> Callable[[F], F]:
+    """``-o/--out`` (shown as required when it is) plus a hidden, deprecated ``--output``."""
+    meta_key = f"ulcerseg.legacy_output.{dest}"
+
+    def legacy(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+        if value is not None:
+            click.echo("warning: --output is deprecated; use -o/--out", err=True)
+            ctx.meta[meta_key] = value
+
+    def resolve(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+        value = value if value is not None else ctx.meta.get(meta_key)
+        if value is None and required:
+            raise click.MissingParameter(ctx=ctx, param=param)
+        return value
+
+    def decorator(f: F) -> F:
+        if legacy_output:
+            f = click.option(
+                "--output",
+                f"legacy_output_{dest}",
+                type=path_type,
+                default=None,
+                hidden=True,
+                expose_value=False,
+                is_eager=True,
+                callback=legacy,
+            )(f)
+        opt = click.option(
+            "-o",
+            "--out",
+            dest,
+            default=None,
+            type=path_type,
+            callback=resolve,
+            help=help + (" [required]" if required else ""),
+        )(f)
+        return opt
+
+    return decorator

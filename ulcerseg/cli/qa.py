@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from ulcerseg.cli.options import progress_option
+
 __all__ = ["qa_command"]
 
 
@@ -59,6 +61,7 @@ def _num(value: float, spec: str) -> str:
     help="Marker-plane resolution used to measure mask annotations.",
 )
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="QA folder.")
+@progress_option()
 def qa_command(
     auto: Path,
     manuals: tuple[str, ...],
@@ -66,6 +69,7 @@ def qa_command(
     status_order: str | None,
     px_per_mm: float,
     out: Path,
+    progress: bool,
 ) -> None:
     """Compare automated ulcer areas with manual references (Bland-Altman, ICC, CCC, Dice)."""
     from ulcerseg.qa.compare import run_qa
@@ -79,7 +83,7 @@ def qa_command(
     def bar(items, total):  # type: ignore[no-untyped-def]
         from tqdm import tqdm
 
-        return tqdm(items, total=total, unit="annotation", file=sys.stderr, leave=False)
+        return tqdm(items, total=total, unit="annotation", file=sys.stderr, leave=False, disable=not progress)
 
     report = run_qa(
         auto,

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ulcerseg.cli.options import healing_config_option, study_dir_argument
+from ulcerseg.cli.options import (
+    healing_config_option,
+    out_dir_option,
+    out_file_option,
+    progress_option,
+    study_dir_argument,
+)
 
 if TYPE_CHECKING:
     from ulcerseg.healing import HealingConfig
@@ -22,6 +28,23 @@ _allow_pending = click.option(
     is_flag=True,
     help="Exit 0 even while flagged photos wait for review (they have no final value).",
 )
+
+
+def _default_dest(output: Path | None, default: Path) -> Path:
+    """The file written when -o/--out is left out (deprecated: give it)."""
+    if output is not None:
+        return output
+    click.echo(f"warning: writing {default} without -o/--out is deprecated; give -o/--out FILE", err=True)
+    return default
+
+
+def _bar(progress: bool, unit: str):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    def bar(items, total):  # type: ignore[no-untyped-def]
+        return tqdm(items, total=total, unit=unit, disable=not progress, file=sys.stderr, leave=False)
+
+    return bar
 
 
 def _config(path: Path | None) -> HealingConfig:
@@ -148,14 +171,16 @@ def _pending_exit(n: int, allow_pending: bool) -> None:
 @review.command("disagreements")
 @_out_arg
 @_config_opt
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@out_file_option("CSV file (default: standard output).", required=False)
 def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> None:
     """List photos where two readers' latest decisions differ (CSV to stdout or -o).
 
     The ``adjudicated`` column says whether an adjudicator has settled it (`review serve
     --adjudicate`); until then the photo has no final value in `review export-final`.
     """
+    from ulcerseg import tables
     from ulcerseg.review.decisions import disagreements, open_study
+    from ulcerseg.rounding import round_rows
 
     cfg = _config(config_path)
     with open_study(out_dir) as (conn, _rows):
@@ -171,11 +196,9 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
         "reason",
         "adjudicated",
     ]
-    from ulcerseg.review.outputs import write_csv_to
-
     fh = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
-        write_csv_to(fh, rows, cols)  # cells escaped against formula injection
+        tables.write_csv_rows(fh, round_rows(rows), cols)  # cells escaped against formula injection
     finally:
         if output:
             fh.close()
@@ -185,7 +208,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
 @review.command("export-final")
 @_out_arg
 @_config_opt
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@out_file_option("CSV file to write (without it: OUT_DIR/final_visits.csv, deprecated).", required=False)
 @_allow_pending
 def export_final_cmd(
     out_dir: Path, config_path: Path | None, output: Path | None, allow_pending: bool
@@ -199,7 +222,8 @@ def export_final_cmd(
 
     from ulcerseg.review.final import export_final, pending_count
 
-    path = export_final(out_dir, _config(config_path), output)
+    dest = _default_dest(output, out_dir / "final_visits.csv")
+    path = export_final(out_dir, _config(config_path), dest)
     click.echo(str(path))
     with path.open(newline="", encoding="utf-8") as fh:
         _pending_exit(pending_count(list(_csv.DictReader(fh))), allow_pending)
@@ -208,16 +232,22 @@ def export_final_cmd(
 @review.command("report")
 @_out_arg
 @_config_opt
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@out_file_option("HTML file to write (without it: OUT_DIR/report/report.html, deprecated).", required=False)
+@progress_option()
 @_allow_pending
-def report_cmd(out_dir: Path, config_path: Path | None, output: Path | None, allow_pending: bool) -> None:
+def report_cmd(
+    out_dir: Path, config_path: Path | None, output: Path | None, progress: bool, allow_pending: bool
+) -> None:
     """HTML report per subject/ulcer with photo series, contours and area plot (not blinded).
 
     Exits 1 while flagged photos wait for review, unless --allow-pending.
     """
     from ulcerseg.review.report import write_report
 
-    path, n_pending = write_report(out_dir, _config(config_path), output, return_pending=True)
+    dest = _default_dest(output, out_dir / "report" / "report.html")
+    path, n_pending = write_report(
+        out_dir, _config(config_path), dest, return_pending=True, progress=_bar(progress, "ulcer")
+    )
     click.echo(str(path))
     _pending_exit(n_pending, allow_pending)
 
@@ -225,39 +255,51 @@ def report_cmd(out_dir: Path, config_path: Path | None, output: Path | None, all
 @review.command("export-blinded")
 @_out_arg
 @_config_opt
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@out_dir_option("Blinded package folder (new or empty).", dest="output", legacy_output=True)
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def export_blinded_cmd(out_dir: Path, config_path: Path | None, output: Path, key_file: Path | None) -> None:
+@progress_option()
+def export_blinded_cmd(
+    out_dir: Path, config_path: Path | None, output: Path, key_file: Path | None, progress: bool
+) -> None:
     """Blinded package (pseudonyms, no metadata) plus a separate key file."""
     from ulcerseg.review.blinded import export_blinded
 
-    pkg, key = export_blinded(out_dir, output, _config(config_path), key_file)
+    bar = _bar(progress, "photo")
+    pkg, key = export_blinded(out_dir, output, _config(config_path), key_file, progress=bar)
     click.echo(f"package {pkg}\nkey file {key} (keep it away from assessors)")
 
 
 @review.command("export-training")
 @_out_arg
 @_config_opt
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@out_dir_option("Dataset folder to create (new or empty).", dest="output", legacy_output=True)
 @click.option("--corrected-only", is_flag=True, help="Leave out accepted automated masks.")
-def export_training_cmd(out_dir: Path, config_path: Path | None, output: Path, corrected_only: bool) -> None:
+@progress_option()
+def export_training_cmd(
+    out_dir: Path, config_path: Path | None, output: Path, corrected_only: bool, progress: bool
+) -> None:
     """Reviewed photos and final masks as a training dataset (images/, masks/, dataset.yaml)."""
     from ulcerseg.review.training_export import export_training
 
     cfg = _config(config_path)
-    click.echo(str(export_training(out_dir, output, include_accepted=not corrected_only, config=cfg)))
+    dest = export_training(
+        out_dir, output, include_accepted=not corrected_only, config=cfg, progress=_bar(progress, "photo")
+    )
+    click.echo(str(dest))
 
 
 @review.command("decisions")
 @_out_arg
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@out_file_option("CSV file (default: standard output).", required=False)
 def decisions_cmd(out_dir: Path, output: Path | None) -> None:
     """The audit trail: every decision in order (CSV to stdout or -o).
 
     ``undo`` rows name the decision they withdraw (``undoes``); ``row_hash`` is the hash chain
     checked by `review verify`.
     """
+    from ulcerseg import tables
     from ulcerseg.review.decisions import decision_details, list_decisions, open_study
+    from ulcerseg.rounding import round_rows
 
     with open_study(out_dir) as (conn, _rows):
         rows = [
@@ -284,11 +326,9 @@ def decisions_cmd(out_dir: Path, output: Path | None) -> None:
         "undoes",
         "row_hash",
     ]
-    from ulcerseg.review.outputs import write_csv_to
-
     fh = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
-        write_csv_to(fh, rows, cols)  # cells escaped against formula injection
+        tables.write_csv_rows(fh, round_rows(rows), cols)  # cells escaped against formula injection
     finally:
         if output:
             fh.close()

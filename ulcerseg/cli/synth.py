@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import out_dir_option
+from ulcerseg.cli.options import out_dir_option, progress_option
 
 __all__ = ["synth"]
 
@@ -53,9 +53,10 @@ def synth() -> None:
     help="Render at this size WxH and downscale to --size (sharper, slower).",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@progress_option()
 def trial_cmd(
     out_dir: Path, subjects: int, visits: str, ulcers: str, size: tuple[int, int],
-    render_size: tuple[int, int] | None, seed: int,
+    render_size: tuple[int, int] | None, seed: int, progress: bool,
 ) -> None:  # fmt: skip
     """Write a synthetic trial folder with EXIF visit dates and ground truth."""
     from tqdm import tqdm
@@ -71,13 +72,16 @@ def trial_cmd(
 
     for v in visit_list:
         visit_to_day(v)  # raises a clear error for a bad label
-    total = subjects * hi * len(visit_list)
-    with tqdm(total=total, desc="photos", unit="photo") as bar:
+    with tqdm(total=None, desc="photos", unit="photo", disable=not progress) as bar:
+
+        def set_total(n: int) -> None:  # the trial's own photo count, known once it is planned
+            bar.total = n
+            bar.refresh()
+
         root = generate_trial(
-            out_dir, subjects, visit_list, (lo, hi), size, seed, render_size=render_size, progress=bar.update
-        )
-        bar.total = bar.n  # the number of ulcers per subject is random: close the bar at 100%
-        bar.refresh()
+            out_dir, subjects, visit_list, (lo, hi), size, seed, render_size=render_size,
+            progress=bar.update, on_total=set_total,
+        )  # fmt: skip
     click.echo(f"wrote {root}")
 
 
@@ -106,9 +110,10 @@ def trial_cmd(
     help="Marker side (outer black square), mm.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@progress_option()
 def photos_cmd(
     out_dir: Path, n: int, max_tilt: float, size: tuple[int, int],
-    mm_per_px: tuple[float, float] | None, side_mm: float, seed: int,
+    mm_per_px: tuple[float, float] | None, side_mm: float, seed: int, progress: bool,
 ) -> None:  # fmt: skip
     """Write independent synthetic photos with ground truth (calibration benchmark)."""
     from tqdm import tqdm
@@ -117,7 +122,7 @@ def photos_cmd(
     from ulcerseg.synth.trial import generate_photos
 
     config = PhotoConfig(size=size, max_tilt_deg=max_tilt, mm_per_px_range=mm_per_px, side_mm=side_mm)
-    with tqdm(total=n, desc="photos", unit="photo") as bar:
+    with tqdm(total=n, desc="photos", unit="photo", disable=not progress) as bar:
         root = generate_photos(out_dir, n, config, seed, progress=bar.update)
     click.echo(f"wrote {root}")
 
@@ -136,12 +141,13 @@ def photos_cmd(
     "--tile", "tile_px", default=256, show_default=True, type=click.IntRange(32, 4096), help="Tile side (px)."
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
-def dataset_cmd(out_dir: Path, n: int, px_per_mm: float, tile_px: int, seed: int) -> None:
+@progress_option()
+def dataset_cmd(out_dir: Path, n: int, px_per_mm: float, tile_px: int, seed: int, progress: bool) -> None:
     """Write rectified synthetic training tiles at a fixed px per mm."""
     from tqdm import tqdm
 
     from ulcerseg.synth.dataset import generate_training_set
 
-    with tqdm(total=n, desc="tiles", unit="tile") as bar:
+    with tqdm(total=n, desc="tiles", unit="tile", disable=not progress) as bar:
         root = generate_training_set(out_dir, n, px_per_mm, tile_px, seed, progress=bar.update)
     click.echo(f"wrote {root}")

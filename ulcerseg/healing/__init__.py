@@ -12,7 +12,6 @@ folder; the table itself lives in :mod:`ulcerseg.store`).
 """
 
 from ulcerseg.healing.config import (
-    DEFAULT_CONFIG_PATH,
     HealingConfig,
     ReviewSettings,
     healing_config_from_dict,
@@ -26,7 +25,6 @@ from ulcerseg.healing.table import HEALING_COLUMNS, PROVENANCE_COLUMNS, flat_row
 from ulcerseg.visits import visit_to_day
 
 __all__ = [
-    "DEFAULT_CONFIG_PATH",
     "HEALING_COLUMNS",
     "PROVENANCE_COLUMNS",
     "HealingConfig",

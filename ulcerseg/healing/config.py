@@ -12,18 +12,16 @@ from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.resources import config_path
 from ulcerseg.visits import visit_to_day
 
 __all__ = [
-    "DEFAULT_CONFIG_PATH",
     "HealingConfig",
     "ReviewSettings",
     "healing_config_from_dict",
     "healing_config_sha256",
     "load_healing_config",
 ]
-
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "healing.yaml"
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,8 @@ class HealingConfig:
         "processing_error",
     )
     low_confidence_flags: tuple[str, ...] = ("low_confidence",)
-    schedule: tuple[str, ...] = ("D0", "W2", "W4", "W8", "W12", "W16")
+    # the protocol's visits; empty: the visits present in the study (any subject) are expected
+    schedule: tuple[str, ...] = ()
     missing_visits_after_last: bool = False
     implausible_jump_factor: float = 4.0  # growth between consecutive measured visits
     implausible_shrink_factor: float = 10.0  # shrinkage (healing shrinks fast, so looser)
@@ -96,9 +95,7 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:
     """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
     if path is None:
-        if not DEFAULT_CONFIG_PATH.is_file():
-            return HealingConfig()
-        path = DEFAULT_CONFIG_PATH
+        path = config_path("healing.yaml")  # the checkout's configs/ or the wheel's copy
     return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
 
 

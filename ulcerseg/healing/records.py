@@ -11,6 +11,7 @@ __all__ = ["HealingFlag", "HealingStatus", "UlcerHealing", "VisitHealing"]
 class HealingStatus(StrEnum):
     """Proposed status of one ulcer at one visit."""
 
+    BASELINE = "baseline"  # the measurable reference visit itself
     HEALED = "healed"
     IMPROVING = "improving"
     STABLE = "stable"
@@ -45,6 +46,7 @@ class VisitHealing:
     area_mm2: float | None = None
     area_low_mm2: float | None = None
     area_high_mm2: float | None = None
+    # changes: final - reference; negative = shrinking (mm² and % of the reference area)
     change_from_baseline_mm2: float | None = None
     change_from_baseline_pct: float | None = None
     change_from_previous_mm2: float | None = None
@@ -58,7 +60,8 @@ class VisitHealing:
     reference_visit: str | None = None  # visit the % changes refer to (baseline if measurable)
     time_to_healing_days: int | None = None
     time_to_confirmed_healing_days: int | None = None
-    healing_rate_mm2_per_week: float | None = None  # positive = shrinking
+    # least-squares slope of area over time; negative = shrinking, like the changes
+    healing_rate_mm2_per_week: float | None = None
 
 
 @dataclass
@@ -74,5 +77,5 @@ class UlcerHealing:
     reference_visit: str | None = None
     time_to_healing_days: int | None = None
     time_to_confirmed_healing_days: int | None = None
-    healing_rate_mm2_per_week: float | None = None
+    healing_rate_mm2_per_week: float | None = None  # negative = shrinking
     flags: list[str] = field(default_factory=list)

@@ -18,7 +18,7 @@ from ulcerseg.healing.config import HealingConfig
 from ulcerseg.healing.records import HealingFlag, HealingStatus, UlcerHealing, VisitHealing
 from ulcerseg.visits import visit_to_day
 
-__all__ = ["compute_healing"]
+__all__ = ["compute_healing", "expected_visits"]
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +129,13 @@ def _ulcer_visits(
     by_visit: dict[str, list[_Photo]],
     day_of: dict[str, int],
     subject_last_day: int,
+    schedule: Mapping[str, int],
     cfg: HealingConfig,
 ) -> UlcerHealing:
-    # missing scheduled visits become not-assessable placeholder rows
+    # expected visits (the protocol's, see expected_visits) that have no photo become
+    # not-assessable placeholder rows flagged missing_visit
     missing: set[str] = set()
-    for label in cfg.schedule:
-        day = visit_to_day(label)
+    for label, day in schedule.items():
         if label not in by_visit and (cfg.missing_visits_after_last or day <= subject_last_day):
             missing.add(label)
             day_of.setdefault(label, day)
@@ -204,6 +205,8 @@ def _ulcer_visits(
         if override is True:
             # the assessor's confirmation wins, even where no area could be measured
             row.status = HealingStatus.HEALED.value
+        elif row is baseline:
+            row.status = HealingStatus.BASELINE.value  # measurable here: the reference itself
         elif area is None:
             row.status = HealingStatus.NOT_ASSESSABLE.value
             continue
@@ -272,7 +275,7 @@ def _ulcer_visits(
         reference_visit=reference.visit if reference else None,
         time_to_healing_days=tth,
         time_to_confirmed_healing_days=confirmed,
-        healing_rate_mm2_per_week=None if slope is None else -slope,
+        healing_rate_mm2_per_week=slope,  # negative = shrinking, like change_from_baseline
         flags=ulcer_flags,
     )
     for row in rows:
@@ -283,6 +286,18 @@ def _ulcer_visits(
         row.healing_rate_mm2_per_week = summary.healing_rate_mm2_per_week
         row.healing_flags = sorted(set(row.healing_flags), key=row.healing_flags.index)
     return summary
+
+
+def expected_visits(cfg: HealingConfig, study_days: Mapping[str, int]) -> dict[str, int]:
+    """Visits every ulcer is expected to have (label -> study day).
+
+    The protocol schedule when the config names one (``schedule``), else the visits present in
+    the study (``study_days``: every visit label seen in any subject), so a visit no subject had
+    is never reported missing.
+    """
+    if cfg.schedule:
+        return {label: visit_to_day(label) for label in cfg.schedule}
+    return dict(study_days)
 
 
 def compute_healing(
@@ -302,6 +317,7 @@ def compute_healing(
     groups: dict[tuple[str, str], dict[str, list[_Photo]]] = {}
     day_of: dict[tuple[str, str], dict[str, int]] = {}
     last_day: dict[str, int] = {}
+    study_days: dict[str, int] = {}
     manifest_cardinal: dict[str, set[str]] = {}
     for row in rows:
         subject = str(row.get("subject_id") or "")
@@ -317,12 +333,15 @@ def compute_healing(
         key = (subject, ulcer)
         groups.setdefault(key, {}).setdefault(visit, []).append(_photo_from_row(row, cfg))
         day_of.setdefault(key, {})[visit] = day
+        study_days[visit] = min(study_days.get(visit, day), day)
         last_day[subject] = max(last_day.get(subject, day), day)
         if "cardinal" in row and _truthy(row.get("cardinal")):
             manifest_cardinal.setdefault(subject, set()).add(ulcer)
 
+    schedule = expected_visits(cfg, study_days)
     results = [
-        _ulcer_visits(s, u, groups[(s, u)], dict(day_of[(s, u)]), last_day[s], cfg) for s, u in sorted(groups)
+        _ulcer_visits(s, u, groups[(s, u)], dict(day_of[(s, u)]), last_day[s], schedule, cfg)
+        for s, u in sorted(groups)
     ]
     _designate_cardinal(results, cfg, manifest_cardinal)
     return results

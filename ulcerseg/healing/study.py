@@ -12,6 +12,7 @@ from ulcerseg.healing.records import UlcerHealing
 from ulcerseg.healing.rules import compute_healing
 from ulcerseg.healing.table import PROVENANCE_COLUMNS, flat_rows, write_healing_csv
 from ulcerseg.review.rules import final_rows
+from ulcerseg.rounding import round_rows
 from ulcerseg.store import Study
 from ulcerseg.store.healing import replace_healing_rows
 from ulcerseg.store.review import read_decisions
@@ -46,7 +47,7 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
             source = by_sha.get(row.get("photo_sha256") or "", {})
             row.update({k: source.get(k) for k in PROVENANCE_COLUMNS}, healing_config_sha256=rules)
         replace_healing_rows(study.conn, flat)
-    write_healing_csv(flat, out_dir / "healing.csv")
+    write_healing_csv(round_rows(flat), out_dir / "healing.csv")  # the table keeps full precision
     log.info(
         "healing: %d ulcers, %d visit rows (%d photos pending review) -> %s",
         len(results), len(flat), len(final.pending), out_dir,

@@ -4,7 +4,8 @@ Python API (imported lazily so that the CLI starts fast)::
 
     from ulcerseg.qa import run_qa, QAReport
     from ulcerseg.qa.stats import bland_altman, bland_altman_ratio, intraclass_correlations,
-        lins_ccc, cohens_kappa, confusion_table, dice_iou, agreement_row
+        lins_ccc, cohens_kappa, confusion_table, agreement_row
+    from ulcerseg.metrics import dice_iou  # Dice/IoU of masks (one definition for the package)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulcerseg.metrics import dice_iou
 from ulcerseg.qa.inputs import (
     AutoResults,
     Issue,
@@ -20,7 +21,7 @@ from ulcerseg.qa.inputs import (
 )
 from ulcerseg.qa.records import QAReport
 from ulcerseg.qa.report import write_report
-from ulcerseg.qa.stats import agreement_row, area_range_labels, dice_iou, kappa_row
+from ulcerseg.qa.stats import agreement_row, area_range_labels, kappa_row
 
 log = logging.getLogger(__name__)
 

@@ -21,19 +21,18 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from ulcerseg.annotations import (
     ANNOTATION_SUFFIXES,
     Annotation,
-    apply_homography,
-    as_homography,
     rasterize_polygons,
     read_annotation,
     rectifying_matrix,
     warp_mask_to_rectified,
 )
 from ulcerseg.errors import InputError, UlcersegError
+from ulcerseg.geometry import RectifiedGrid, apply_homography, as_homography
+from ulcerseg.imageio import read_mask
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +103,7 @@ class AutoResults:
         path = self.root / rel
         if not path.is_file():
             return None
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-        return (arr[..., 0] if arr.ndim == 3 else arr) > 0
+        return read_mask(path)
 
 
 def read_auto(path: str | Path) -> AutoResults:
@@ -437,15 +434,16 @@ def _to_rectified(
         return None
     origin, ppm = frame
     shape = auto_mask.shape
+    grid = RectifiedGrid(origin, ppm, shape[1], shape[0])
     if ann.polygons is not None:
         # Map vertices, not pixels: exact outline in the rectified frame.
-        m = rectifying_matrix(h, origin, ppm)
+        m = rectifying_matrix(h, grid)
         out = np.zeros(shape, dtype=bool)
         for group in ann.groups:
-            polys = [apply_homography(ann.polygons[i], m) for i in group]
+            polys = [apply_homography(m, ann.polygons[i], check_horizon=True) for i in group]
             out |= rasterize_polygons(polys, shape) > 0
     else:
-        out = warp_mask_to_rectified(ann.mask, h, origin, ppm, shape) > 0
+        out = warp_mask_to_rectified(ann.mask, h, grid) > 0
     inside = np.count_nonzero(out) / ppm**2
     if area_mm2 > 0 and inside < 0.98 * area_mm2:
         issues.append(

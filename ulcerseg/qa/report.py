@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ulcerseg import __version__
+from ulcerseg.rounding import round_frame
+from ulcerseg.tables import write_frame_csv
 
 if TYPE_CHECKING:
     from ulcerseg.qa.inputs import AutoResults
@@ -158,7 +160,7 @@ def write_report(
 
     def save(df: pd.DataFrame, name: str, index: bool = False) -> None:
         path = out / name
-        df.to_csv(path, index=index, float_format="%.6g")
+        write_frame_csv(path, round_frame(df), index=index, float_format="%.6g")  # mm² 0.01, % 0.1
         files.append(path)
 
     save(report.pairs, "pairs.csv")

@@ -10,7 +10,9 @@ References:
 - Bland JM, Altman DG. Measuring agreement in method comparison studies. Stat Methods Med Res
   1999;8:135-160 (approximate CI of the limits of agreement).
 - Shrout PE, Fleiss JL. Intraclass correlations: uses in assessing rater reliability.
-  Psychol Bull 1979;86:420-428 (ICC(2,1), ICC(3,1); computed with pingouin).
+  Psychol Bull 1979;86:420-428 (ICC(1,1), ICC(2,1), ICC(3,1) and their F-based CIs).
+- McGraw KO, Wong SP. Forming inferences about some intraclass correlation coefficients.
+  Psychol Methods 1996;1:30-46 (CI of ICC(2,1)).
 - Lin LI-K. A concordance correlation coefficient to evaluate reproducibility. Biometrics
   1989;45:255-268 (CCC and its Fisher-z confidence interval).
 - Cohen J. Weighted kappa. Psychol Bull 1968;70:213-220 (linear/quadratic weights).
@@ -20,9 +22,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -146,42 +147,47 @@ def intraclass_correlations(ratings: np.ndarray | pd.DataFrame) -> dict[str, ICC
 
     ICC(2,1) ("ICC2", two-way random, absolute agreement) is the one to report for agreement
     of methods; ICC(3,1) ("ICC3", two-way mixed, consistency) ignores a constant bias.
-    Rows with a missing rating are dropped. Computed by :func:`pingouin.intraclass_corr`.
+    Rows with a missing rating are dropped. 95% CIs from the F distribution (Shrout & Fleiss
+    1979; McGraw & Wong 1996 for ICC(2,1)), the formulas of pingouin.intraclass_corr.
     """
-    import pingouin
-
     arr = np.asarray(ratings, dtype=np.float64)
     arr = arr[np.all(np.isfinite(arr), axis=1)]
     nan = ICC(float("nan"), float("nan"), float("nan"))
     if arr.ndim != 2 or arr.shape[0] < 3 or arr.shape[1] < 2 or np.ptp(arr) == 0:
         return {"ICC1": nan, "ICC2": nan, "ICC3": nan}
     n, k = arr.shape
-    long = pd.DataFrame(
-        {
-            "target": np.repeat(np.arange(n), k),
-            "rater": np.tile(np.arange(k), n),
-            "rating": arr.ravel(),
-        }
-    )
-    saved = dict(pingouin.options)
-    try:
-        pingouin.options["round.column.CI95"] = None  # pingouin rounds the CI to 2 digits
-        with warnings.catch_warnings():
-            # pingouin's own use of a pandas API deprecated in pandas 3.1; not the caller's concern
-            warnings.filterwarnings("ignore", message="The inplace keyword", module="pingouin")
-            table = pingouin.intraclass_corr(long, targets="target", raters="rater", ratings="rating")
-    finally:
-        pingouin.options.clear()
-        pingouin.options.update(saved)
-    ci_col = "CI95" if "CI95" in table.columns else "CI95%"
-    out: dict[str, ICC] = {}
-    # pingouin >= 0.6 names them ICC(1,1)/ICC(A,1)/ICC(C,1); older versions ICC1/ICC2/ICC3.
-    names = {"ICC1": ("ICC1", "ICC(1,1)"), "ICC2": ("ICC2", "ICC(A,1)"), "ICC3": ("ICC3", "ICC(C,1)")}
-    for key, aliases in names.items():
-        row = table[table["Type"].isin(aliases)].iloc[0]
-        ci = np.asarray(row[ci_col], dtype=np.float64)
-        out[key] = ICC(float(row["ICC"]), float(ci[0]), float(ci[1]))
-    return out
+    grand = arr.mean()
+    ss_rows = k * float(np.sum((arr.mean(axis=1) - grand) ** 2))  # between targets
+    ss_cols = n * float(np.sum((arr.mean(axis=0) - grand) ** 2))  # between raters
+    ss_err = float(np.sum((arr - grand) ** 2)) - ss_rows - ss_cols
+    msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
+    mse = ss_err / ((n - 1) * (k - 1))
+    msw = (ss_cols + ss_err) / (n * (k - 1))
+    q = 0.975  # two-sided 95%
+
+    def f_ppf(d1: float, d2: float) -> float:
+        return float(sps.f.ppf(q, d1, d2))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        icc1 = (msr - msw) / (msr + (k - 1) * msw)
+        f1 = msr / msw
+        f1l, f1u = f1 / f_ppf(n - 1, n * (k - 1)), f1 * f_ppf(n * (k - 1), n - 1)
+        icc3 = (msr - mse) / (msr + (k - 1) * mse)
+        f3 = msr / mse
+        f3l, f3u = f3 / f_ppf(n - 1, (n - 1) * (k - 1)), f3 * f_ppf((n - 1) * (k - 1), n - 1)
+        icc2 = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
+        fj = msc / mse
+        vn = (k - 1) * (n - 1) * (k * icc2 * fj + n * (1 + (k - 1) * icc2) - k * icc2) ** 2
+        vd = (n - 1) * k**2 * icc2**2 * fj**2 + (n * (1 + (k - 1) * icc2) - k * icc2) ** 2
+        v = vn / vd
+        f2u, f2l = f_ppf(n - 1, v), f_ppf(v, n - 1)
+        lo2 = n * (msr - f2u * mse) / (f2u * (k * msc + (k * n - k - n) * mse) + n * msr)
+        hi2 = n * (f2l * msr - mse) / (k * msc + (k * n - k - n) * mse + n * f2l * msr)
+    return {
+        "ICC1": ICC(float(icc1), float((f1l - 1) / (f1l + k - 1)), float((f1u - 1) / (f1u + k - 1))),
+        "ICC2": ICC(float(icc2), float(lo2), float(hi2)),
+        "ICC3": ICC(float(icc3), float((f3l - 1) / (f3l + k - 1)), float((f3u - 1) / (f3u + k - 1))),
+    }
 
 
 @dataclass(frozen=True)
@@ -256,19 +262,6 @@ def error_summary(test: Sequence[float], reference: Sequence[float]) -> dict[str
         "mean_abs_rel_error": float(np.abs(rel).mean()) if rel.size else nan,
         "n_rel": int(rel.size),
     }
-
-
-def dice_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> tuple[float, float]:
-    """Dice and IoU of two binary masks of the same shape (1.0 when both are empty)."""
-    a = np.asarray(mask_a) > 0
-    b = np.asarray(mask_b) > 0
-    if a.shape != b.shape:
-        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
-    inter = int(np.count_nonzero(a & b))
-    sa, sb = int(np.count_nonzero(a)), int(np.count_nonzero(b))
-    if sa + sb == 0:
-        return 1.0, 1.0
-    return 2.0 * inter / (sa + sb), inter / (sa + sb - inter)
 
 
 # --------------------------------------------------------------------------- categorical
@@ -427,8 +420,3 @@ def area_range_labels(
         else:
             labels.append(f"<{edges[0]:g}")
     return labels
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """Dataclass -> dict (for CSV rows)."""
-    return asdict(obj)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
+from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import (
     encode_png_clean,
     item_pseudonym,
-    load_rgb,
     subject_pseudonym,
     ulcer_pseudonym,
 )
 from ulcerseg.review.decisions import open_study, salt_for
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import check_dest, healing_config, load_mask, write_csv
+from ulcerseg.rounding import round_rows
 
 __all__ = ["export_blinded"]
 
@@ -29,6 +32,7 @@ def export_blinded(
     dest: str | Path,
     config: HealingConfig | str | Path | None = None,
     key_file: str | Path | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> tuple[Path, Path]:
     """Blinded review package: images/masks named by item pseudonym, items.csv, no metadata.
 
@@ -44,7 +48,8 @@ def export_blinded(
     with open_study(out_dir) as (conn, rows):
         salt = salt_for(conn)
     items, keys = [], []
-    for row in sorted(rows, key=lambda r: str(r["photo_sha256"])):
+    ordered = sorted(rows, key=lambda r: str(r["photo_sha256"]))
+    for row in progress(ordered, len(ordered)) if progress else ordered:
         rect = inside_out_dir(out_dir, row.get("rectified_file"))
         if rect is None:
             continue
@@ -52,7 +57,7 @@ def export_blinded(
         pid = item_pseudonym(salt, sha)
         subject, ulcer = str(row["subject_id"]), str(row["ulcer_id"])
         (dest / "images").mkdir(parents=True, exist_ok=True)
-        (dest / "images" / f"{pid}.png").write_bytes(encode_png_clean(load_rgb(rect)))
+        (dest / "images" / f"{pid}.png").write_bytes(encode_png_clean(read_rgb(rect)))
         mask = load_mask(inside_out_dir(out_dir, row.get("mask_file")))
         if mask is not None:
             (dest / "masks").mkdir(parents=True, exist_ok=True)
@@ -86,7 +91,7 @@ def export_blinded(
     dest.mkdir(parents=True, exist_ok=True)
     cols = ["item", "subject", "ulcer", *(["visit"] if cfg.review.show_visit_label else [])]
     cols += ["area_mm2", "px_per_mm", "image", "mask"]
-    write_csv(items, cols, dest / "items.csv")
+    write_csv(round_rows(items), cols, dest / "items.csv")
     write_csv(keys, list(keys[0]) if keys else ["item"], key_path)
     log.info("blinded package: %d items -> %s (key %s)", len(items), dest, key_path)
     return dest, key_path

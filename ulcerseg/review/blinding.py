@@ -10,18 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import re
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ulcerseg.errors import InputError
-
 __all__ = [
     "encode_png_clean",
     "item_pseudonym",
-    "load_rgb",
     "subject_pseudonym",
     "ulcer_pseudonym",
 ]
@@ -50,15 +45,6 @@ def item_pseudonym(salt: str, photo_sha256: str) -> str:
     return "I-" + _digest(salt, "photo", photo_sha256)[:12].upper()
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to an RGB uint8 array (H, W, 3)."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read image ({err})") from None
-
-
 def encode_png_clean(pixels: np.ndarray, compress_level: int = 6) -> bytes:
     """PNG bytes built from raw pixels only: no EXIF, text chunks, ICC profile or dates.
 
@@ -71,26 +57,3 @@ def encode_png_clean(pixels: np.ndarray, compress_level: int = 6) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=False, compress_level=compress_level)
     return buf.getvalue()
-
-
-_DATE_RE = re.compile(r"\b(19|20)\d\d[-:/.](0[1-9]|1[0-2])[-:/.](0[1-9]|[12]\d|3[01])")
-
-
-def contains_date(text: str) -> bool:
-    """True when ``text`` contains something that looks like a calendar date (YYYY-MM-DD)."""
-    return _DATE_RE.search(text) is not None
-
-
-def png_metadata_chunks(data: bytes) -> list[str]:
-    """Names of PNG chunks other than the pixel/structure ones (eXIf, tEXt, iTXt, tIME, ...)."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise InputError("not a PNG stream")
-    pos, out = 8, []
-    allowed = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS"}
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        name = data[pos + 4 : pos + 8]
-        if name not in allowed:
-            out.append(name.decode("latin-1"))
-        pos += 12 + length
-    return out

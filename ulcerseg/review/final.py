@@ -23,6 +23,7 @@ from ulcerseg.healing import PROVENANCE_COLUMNS, HealingConfig, UlcerHealing, co
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.outputs import healing_config, write_csv
 from ulcerseg.review.rules import PENDING_REVIEW, Action, apply_decisions, decision_details, final_rows
+from ulcerseg.rounding import round_rows
 
 __all__ = [
     "FINAL_COLUMNS",
@@ -152,4 +153,4 @@ def export_final(
         )
     dest = Path(path) if path else Path(out_dir) / "final_visits.csv"
     log.info("final table: %d visit rows (%d pending review) -> %s", len(final), n, dest)
-    return write_csv(final, FINAL_COLUMNS, dest)
+    return write_csv(round_rows(final), FINAL_COLUMNS, dest)

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from ulcerseg.healing.config import ReviewSettings
-from ulcerseg.review.blinding import load_rgb, subject_pseudonym, ulcer_pseudonym
+from ulcerseg.imageio import read_mask
+from ulcerseg.review.blinding import subject_pseudonym, ulcer_pseudonym
 
 __all__ = [
     "KEY_RE",
@@ -53,7 +54,7 @@ class ReviewItem:
         """The automated mask (bool, rectified frame), None when the photo has none."""
         if self.mask_path is None:
             return None
-        return load_rgb(self.mask_path).max(axis=2) >= 128
+        return read_mask(self.mask_path)
 
     def frame_size(self) -> tuple[int, int]:
         """(width, height) of the rectified frame in px, read from the PNG header."""

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ulcerseg.healing.config import HealingConfig
-from ulcerseg.review.blinding import encode_png_clean, load_rgb
+from ulcerseg.imageio import read_rgb
+from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.final import final_visit_rows, pending_count
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import healing_config, load_mask
 from ulcerseg.review.rules import final_decisions
+from ulcerseg.rounding import csv_decimals
 
-__all__ = ["REPORT_COLUMNS", "render_report", "write_report"]
+__all__ = ["REPORT_COLUMNS", "area_figure", "render_report", "write_report"]
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "visit",
@@ -54,26 +56,65 @@ def _contour_png(rect: np.ndarray, mask: np.ndarray | None, max_side: int = 240)
     return encode_png_clean(img)
 
 
-def _plot_png(visits: Sequence[Mapping[str, Any]], title: str) -> bytes:
+def area_figure(
+    visits: Sequence[Mapping[str, Any]], title: str, healed_limit_mm2: float | None = None
+) -> Any:
+    """Matplotlib figure of area (mm²) over study day: automated and final values, healed visits.
+
+    The y-axis starts at 0 mm², so a change of 1 mm² on a 18 mm² ulcer looks like one; the
+    healed limit is drawn as a dotted line when given.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    top = 0.0
     for key, label, style in (
-        ("automated_area_mm2", "automated", "o--"),
-        ("final_area_mm2", "final", "s-"),
+        ("automated_area_mm2", "automated", dict(marker="o", ls="--", color="tab:blue", ms=7, mfc="none")),
+        ("final_area_mm2", "final (after review)", dict(marker="s", ls="-", color="tab:orange", ms=4)),
     ):
-        pts = [(v["study_day"], v[key]) for v in visits if v.get(key) is not None]
+        pts = [(v["study_day"], float(v[key])) for v in visits if v.get(key) is not None]
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, **style)
+            top = max(top, *(p[1] for p in pts))
+    healed = [v for v in visits if v.get("status") == "healed"]
+    if healed:
+        ys = [
+            float(v["final_area_mm2"] or 0.0) if v.get("final_area_mm2") is not None else 0.0 for v in healed
+        ]
+        ax.scatter(
+            [v["study_day"] for v in healed],
+            ys,
+            marker="*",
+            s=160,
+            color="tab:green",
+            zorder=5,
+            label="healed",
+            clip_on=False,  # a star at 0 mm² shows whole
+        )
+    if healed_limit_mm2 is not None:
+        ax.axhline(healed_limit_mm2, color="tab:green", ls=":", lw=1, label="healed limit")
+        top = max(top, healed_limit_mm2)
+    ax.set_ylim(0.0, max(1.0, top * 1.1))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("study day")
     ax.set_ylabel("area (mm²)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
+    return fig
+
+
+def _plot_png(
+    visits: Sequence[Mapping[str, Any]], title: str, healed_limit_mm2: float | None = None
+) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig = area_figure(visits, title, healed_limit_mm2)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -84,9 +125,9 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _cell(value: Any) -> str:
+def _cell(column: str, value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value:.{csv_decimals(column) or 2}f}"
     return "" if value is None else str(value)
 
 
@@ -110,6 +151,7 @@ def write_report(
     config: HealingConfig | str | Path | None = None,
     path: str | Path | None = None,
     return_pending: bool = False,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> Any:
     """HTML report per subject/ulcer: visit table, photo series with contours, area plot.
 
@@ -130,7 +172,8 @@ def write_report(
     for r in final:
         groups.setdefault((r["subject_id"], r["ulcer_id"]), []).append(r)
     ulcers = []
-    for (subject, ulcer), visits in sorted(groups.items()):
+    ordered = sorted(groups.items())
+    for (subject, ulcer), visits in progress(ordered, len(ordered)) if progress else ordered:
         figures = []
         for v in visits:
             src = by_sha.get(v["photo_sha256"] or "")
@@ -140,15 +183,15 @@ def write_report(
             d = latest.get(v["photo_sha256"])
             mask_path = inside_out_dir(out_dir, d["corrected_mask_file"]) if d else None
             mask_path = mask_path or inside_out_dir(out_dir, src.get("mask_file"))
-            png = _contour_png(load_rgb(rect), load_mask(mask_path))
+            png = _contour_png(read_rgb(rect), load_mask(mask_path))
             figures.append({"uri": _data_uri(png), "visit": v["visit"], "status": str(v["status"])})
         ulcers.append(
             {
                 "subject_id": subject,
                 "ulcer_id": ulcer,
                 "is_cardinal": bool(visits[0]["is_cardinal"]),
-                "plot_uri": _data_uri(_plot_png(visits, subject)),
-                "rows": [[_cell(v.get(c)) for c in REPORT_COLUMNS] for v in visits],
+                "plot_uri": _data_uri(_plot_png(visits, f"{subject} / {ulcer}", cfg.healed_max_area_mm2)),
+                "rows": [[_cell(c, v.get(c)) for c in REPORT_COLUMNS] for v in visits],
                 "figures": figures,
             }
         )

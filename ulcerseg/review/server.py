@@ -46,8 +46,9 @@ import numpy as np
 
 from ulcerseg.errors import DecisionError, NeedsConfirmation, UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
+from ulcerseg.imageio import read_mask, read_rgb
 from ulcerseg.review import views
-from ulcerseg.review.blinding import encode_png_clean, load_rgb
+from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.decisions import (
     ADJUDICATOR,
     KEY_RE,
@@ -587,7 +588,7 @@ def _reading_mask(req: _Handler, item: ReviewItem, decision_id: str) -> np.ndarr
             d = next(d for d in req.app.decisions() if d["decision_id"] == decision_id)
             path = inside_out_dir(req.app.out_dir, d["corrected_mask_file"])
             if path is not None:
-                return (load_rgb(path).max(axis=2) >= 128).astype(np.uint8) * 255
+                return read_mask(path).astype(np.uint8) * 255
     raise HttpError(404, "no such image")
 
 
@@ -601,9 +602,9 @@ def _image(req: _Handler, rest: str) -> None:
     if item is None or kind not in ("rectified.png", "mask.png"):
         raise HttpError(404, "no such image")
     if kind == "rectified.png":
-        pixels = load_rgb(item.rectified_path)
+        pixels = read_rgb(item.rectified_path)
     elif item.mask_path is not None:
-        pixels = (load_rgb(item.mask_path).max(axis=2) >= 128).astype(np.uint8) * 255
+        pixels = read_mask(item.mask_path).astype(np.uint8) * 255
     else:
         w, h = item.frame_size()
         pixels = np.zeros((h, w), np.uint8)

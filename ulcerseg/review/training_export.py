@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 from PIL import Image
 
 from ulcerseg.healing.config import HealingConfig
-from ulcerseg.review.blinding import encode_png_clean, load_rgb, subject_pseudonym
+from ulcerseg.imageio import read_rgb
+from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
 from ulcerseg.review.decisions import list_decisions, open_study, salt_for
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import check_dest, healing_config, load_mask, write_csv
@@ -26,6 +29,7 @@ def export_training(
     dest: str | Path,
     include_accepted: bool = True,
     config: HealingConfig | str | Path | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
 ) -> Path:
     """Reviewed photos and their final masks as a training dataset.
 
@@ -44,7 +48,8 @@ def export_training(
         salt = salt_for(conn)
     by_sha = {str(r["photo_sha256"]): r for r in rows}
     entries = []
-    for sha, f in sorted(final.items()):
+    ordered = sorted(final.items())
+    for sha, f in progress(ordered, len(ordered)) if progress else ordered:
         row = by_sha.get(sha)
         d = f.decision
         if row is None or d is None:
@@ -63,7 +68,7 @@ def export_training(
         key = sha[:16]
         (dest / "images").mkdir(parents=True, exist_ok=True)
         (dest / "masks").mkdir(parents=True, exist_ok=True)
-        (dest / "images" / f"{key}.png").write_bytes(encode_png_clean(load_rgb(rect)))
+        (dest / "images" / f"{key}.png").write_bytes(encode_png_clean(read_rgb(rect)))
         Image.fromarray(mask.astype(np.uint8) * 255).save(dest / "masks" / f"{key}.png")
         entries.append(
             {

@@ -32,8 +32,8 @@ from ulcerseg.annotations import mask_to_polygons
 from ulcerseg.calibration.marker import local_scale_and_tilt
 from ulcerseg.calibration.rectify import RectifiedGrid, rectify
 from ulcerseg.errors import UlcersegError
-from ulcerseg.imageio import decode_rgb, make_preview, sha256_bytes
-from ulcerseg.review.blinding import encode_png_clean, load_rgb
+from ulcerseg.imageio import decode_rgb, make_preview, read_mask, read_rgb, sha256_bytes
+from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.items import ManualItem, ReviewItem, inside_out_dir
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.study import PhotoSource, photo_source
@@ -123,7 +123,7 @@ def _contours(mask: np.ndarray | None, factor: float) -> list[list[list[float]]]
 
 
 def _read_mask(path: Path | None) -> np.ndarray | None:
-    return None if path is None else load_rgb(path).max(axis=2) >= 128
+    return None if path is None else read_mask(path)
 
 
 class ReviewViews:
@@ -173,7 +173,7 @@ class ReviewViews:
         if item.rectified_path is None:
             raise UlcersegError(f"photo {item.key} has no rectified frame (manual scale only)")
         src = self._source(item)
-        h, w = load_rgb(item.rectified_path).shape[:2]
+        h, w = read_rgb(item.rectified_path).shape[:2]
         origin = src.origin_mm if src is not None and src.origin_mm is not None else (0.0, 0.0)
         model = RectifiedGrid(origin, item.px_per_mm, w, h)
         hom = None if src is None or src.homography is None else np.asarray(src.homography).reshape(3, 3)
@@ -198,7 +198,7 @@ class ReviewViews:
             frame = self.frame(item)
             rgb = self._photo_rgb(item, frame.photo_path) if frame.grid != frame.model else None
             if rgb is None or frame.homography is None:
-                return encode_png_clean(load_rgb(item.rectified_path))
+                return encode_png_clean(read_rgb(item.rectified_path))
             return encode_png_clean(rectify(rgb, frame.homography, frame.grid), compress_level=1)
 
         return self._cached((item.key, "review.png"), make)

@@ -14,17 +14,20 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
-from ulcerseg.calibration.marker import apply_homography
-from ulcerseg.calibration.rectify import RectifiedGrid, rectify, search_grid, valid_region
+from ulcerseg.calibration.rectify import rectify, search_grid, valid_region
 from ulcerseg.config import TTA_MODES, SegmentationConfig
+from ulcerseg.geometry import RectifiedGrid, apply_homography
 from ulcerseg.imageio import Preview
 from ulcerseg.segmentation.backends import SegmentationBackend
+from ulcerseg.segmentation.candidates import rank_candidates
 
 log = logging.getLogger(__name__)
 
 _STRIDE = 32  # encoder output stride: inputs must be multiples of it
+# regions up to this many px a side go through the network in one pass (no overlapping
+# windows: a 675 px coarse region costs one 704 px pass instead of four 512 px windows)
+SINGLE_PASS_MAX_PX = 1024
 
 
 def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -100,6 +103,7 @@ class SegmentationOutput:
     probability: np.ndarray  # float32 in [0, 1]
     found_candidates: bool
     seconds: dict[str, float] = field(default_factory=dict)  # time in "rectify" and "segment"
+    candidate_scores: tuple[float, ...] = ()  # coarse candidate groups' scores, best first
 
 
 def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float = 2.5) -> np.ndarray:
@@ -159,9 +163,11 @@ def _run_on_grid(
     valid = valid_region(h_px_to_mm, size, grid)
     exclude = marker_exclusion(grid, side_mm) | ~valid
     t1 = time.perf_counter()
-    # windows of 2 tiles a side: few passes, and enough context around small ulcers
+    # one pass when the region is small enough, else windows of at least 2 tiles a side
+    # (enough context around small ulcers)
     predict = with_flip_tta(backend.predict_proba, tta)
-    prob = predict_image(predict, apply_gains(image, gains), 2 * backend.card.tile_px)
+    window = max(2 * backend.card.tile_px, SINGLE_PASS_MAX_PX)
+    prob = predict_image(predict, apply_gains(image, gains), window)
     prob[exclude] = 0.0
     seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
     return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)
@@ -209,13 +215,15 @@ def segment_photo(
     best: SegmentationOutput | None = None
     best_score = -1.0
     seconds = dict(coarse.seconds)
-    for box in candidate_boxes(coarse.probability, candidates, coarse_grid, config):
+    ranked = rank_candidates(coarse.probability, candidates, coarse_grid, config, coarse.image, centre)
+    for cand in ranked[: config.max_candidates]:
+        box = (cand.lo_mm, cand.hi_mm)
         fine_grid = _fine_grid(box, coarse_grid, px_per_mm)
         fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains, config.tta)
         for stage, sec in fine.seconds.items():
             seconds[stage] += sec
         # the ulcer is where the fine pass is most confident: probability mass above threshold
-        score = float(fine.probability[fine.probability >= threshold].sum())
+        score = float(fine.probability[fine.probability >= threshold].sum()) * cand.weight
         if score > best_score:
             best, best_score = fine, score
     if best is None or best_score <= 0:
@@ -223,34 +231,18 @@ def segment_photo(
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
         best = coarse
     return SegmentationOutput(
-        best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds
-    )
+        best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds,
+        tuple(c.score for c in ranked),
+    )  # fmt: skip
 
 
 def candidate_boxes(
     probability: np.ndarray, candidates: np.ndarray, grid: RectifiedGrid, config: SegmentationConfig
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Marker-plane boxes (lo, hi in mm, with margin) of the strongest coarse candidates.
-
-    Candidate pixels closer than ``merge_distance_mm`` are grouped (fragments of one ulcer);
-    groups are ranked by summed probability and the best ``max_candidates`` are returned.
-    """
-    reach = max(1, round(config.merge_distance_mm * grid.px_per_mm / 2))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-    grouped = cv2.dilate(candidates.astype(np.uint8), kernel)
-    n, labels = cv2.connectedComponents(grouped, connectivity=8)
-    labels = np.where(candidates, labels, 0)
-    scores = ndimage.sum_labels(probability, labels, np.arange(1, n))
-    origin = np.asarray(grid.origin_mm)
-    boxes = []
-    for index in np.argsort(-scores)[: config.max_candidates]:
-        ys, xs = np.nonzero(labels == index + 1)
-        if len(xs) == 0:
-            continue
-        lo = np.array([xs.min(), ys.min()]) / grid.px_per_mm + origin - config.crop_margin_mm
-        hi = np.array([xs.max() + 1, ys.max() + 1]) / grid.px_per_mm + origin + config.crop_margin_mm
-        boxes.append((lo, hi))
-    return boxes
+    """Marker-plane boxes (lo, hi in mm, with margin) of the best ``max_candidates`` coarse
+    candidates (ranked by :func:`ulcerseg.segmentation.candidates.rank_candidates`)."""
+    ranked = rank_candidates(probability, candidates, grid, config)
+    return [(c.lo_mm, c.hi_mm) for c in ranked[: config.max_candidates]]
 
 
 def _fine_grid(box: tuple[np.ndarray, np.ndarray], coarse: RectifiedGrid, px_per_mm: float) -> RectifiedGrid:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ulcerseg.errors import ModelError
+from ulcerseg.config import Check, Positive, PositiveInt, build_dataclass
+from ulcerseg.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,14 @@ class ModelCard:
     name: str
     architecture: str = "Unet"
     encoder: str = "resnet18"
-    encoder_depth: int = 5
-    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
-    in_channels: int = 3
+    encoder_depth: PositiveInt = 5
+    decoder_channels: tuple[PositiveInt, ...] = (256, 128, 64, 32, 16)
+    in_channels: PositiveInt = 3
     mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    px_per_mm: float = 10.0
-    tile_px: int = 256
-    threshold: float = 0.5
+    std: tuple[Positive, Positive, Positive] = IMAGENET_STD
+    px_per_mm: Positive = 10.0
+    tile_px: PositiveInt = 256
+    threshold: Annotated[float, Check(gt=0, lt=1)] = 0.5
     weights_sha256: str = ""
     onnx_sha256: str | None = None
     #: SHA-256 of the model.pt the ONNX file was exported from (stale-export detection).
@@ -64,7 +66,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     package_version: str = ""
     hardware: str = ""
-    training_seconds: float = 0.0
+    training_seconds: Annotated[float, Check(ge=0)] = 0.0
     created_utc: str = ""
     description: str = ""
 
@@ -109,76 +111,79 @@ def known_architectures() -> list[str]:
 
 
 def known_encoders() -> list[str]:
-    """Names of smp encoders (e.g. ``resnet18``, ``mobilenet_v2``)."""
+    """Names of smp encoders (e.g. ``resnet18``, ``mobilenet_v2``); see also :func:`is_known_encoder`."""
     import segmentation_models_pytorch as smp
 
     return list(smp.encoders.get_encoder_names())
 
 
+def is_known_encoder(encoder: str) -> bool:
+    """An smp encoder name, or ``tu-<timm model>`` (timm's features-only encoder: only the
+    stages up to ``encoder_depth`` are built, so a shallow network stays small)."""
+    if encoder.startswith("tu-"):
+        import timm
+
+        return bool(timm.is_model(encoder[3:]))
+    return encoder in known_encoders()
+
+
 def check_architecture(architecture: str, encoder: str, where: str) -> None:
-    """Raise ModelError naming ``where`` (file and key) if arch/encoder are not smp names."""
+    """Raise ModelError naming ``where`` (file and key) if arch/encoder are not smp names.
+
+    Without segmentation-models-pytorch (the core install, which runs ``model.onnx``) the names
+    are not checked here: only building the network needs them, and that needs smp.
+    """
+    try:
+        has_smp = importlib.util.find_spec("segmentation_models_pytorch") is not None
+    except (ImportError, ValueError):
+        has_smp = False
+    if not has_smp:
+        return
     if architecture not in known_architectures():
         raise ModelError(
             f"{where}: architecture: unknown architecture {architecture!r} "
             f"(known: {', '.join(known_architectures())})"
         )
-    if encoder not in known_encoders():
+    if not is_known_encoder(encoder):
         raise ModelError(
             f"{where}: encoder: unknown encoder {encoder!r} "
-            "(see segmentation_models_pytorch.encoders.get_encoder_names())"
+            "(see segmentation_models_pytorch.encoders.get_encoder_names(), or tu-<timm model>)"
         )
 
 
-def card_from_dict(data: dict[str, Any], source: str = "<dict>") -> ModelCard:
-    """Validate a card dictionary and build the :class:`ModelCard`; errors name ``source``."""
+def card_from_dict(data: dict[str, Any], source: str = "<dict>", check_names: bool = True) -> ModelCard:
+    """Validate a card dictionary and build the :class:`ModelCard`; errors name ``source``.
+
+    Types, finiteness and ranges are checked by :func:`ulcerseg.config.build_dataclass` (the
+    validator of every configuration file); unknown keys (cards of newer versions) are logged
+    and ignored. Errors are one-line ModelErrors ``FILE: key 'name': problem``.
+    ``check_names=False`` skips checking architecture and encoder against smp's names, which
+    imports segmentation-models-pytorch and torch (seconds, ~800 MB): the ONNX backend runs
+    ``model.onnx`` and never builds the network (:func:`build_network` checks them then).
+    """
     if not isinstance(data, dict):
         raise ModelError(f"{source}: model card must be a JSON object")
-    names = {f.name for f in dataclasses.fields(ModelCard)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        # Newer cards may carry extra fields; keep loading but say so.
-        log.warning("%s: ignoring unknown model card keys %s", source, unknown)
-    if "name" not in data:
-        raise ModelError(f"{source}: missing key 'name'")
-    kwargs = {k: v for k, v in data.items() if k in names}
     try:
-        for key in ("decoder_channels",):
-            if key in kwargs:
-                kwargs[key] = tuple(int(v) for v in kwargs[key])
-        for key in ("mean", "std"):
-            if key in kwargs:
-                vals = tuple(float(v) for v in kwargs[key])
-                if len(vals) != 3:
-                    raise ModelError(f"{source}: {key}: expected 3 values (RGB), got {len(vals)}")
-                kwargs[key] = vals
-        for key in ("encoder_depth", "in_channels", "tile_px"):
-            if key in kwargs:
-                kwargs[key] = int(kwargs[key])
-        for key in ("px_per_mm", "threshold", "training_seconds"):
-            if key in kwargs:
-                kwargs[key] = float(kwargs[key])
-    except (TypeError, ValueError) as err:
-        raise ModelError(f"{source}: invalid value in model card ({err})") from None
-    card = ModelCard(**kwargs)
-    check_architecture(card.architecture, card.encoder, source)
-    if card.px_per_mm <= 0:
-        raise ModelError(f"{source}: px_per_mm: must be > 0, got {card.px_per_mm}")
-    if card.tile_px <= 0 or card.tile_px % 32:
-        raise ModelError(f"{source}: tile_px: must be a positive multiple of 32, got {card.tile_px}")
-    if not 0.0 < card.threshold < 1.0:
-        raise ModelError(f"{source}: threshold: must be in (0, 1), got {card.threshold}")
-    if any(s <= 0 for s in card.std):
-        raise ModelError(f"{source}: std: values must be > 0")
+        card = build_dataclass(ModelCard, data, source, unknown_keys="warn")
+    except ConfigError as err:
+        raise ModelError(str(err)) from None
+    if check_names:
+        check_architecture(card.architecture, card.encoder, source)
+    if card.tile_px % 32:
+        raise ModelError(f"{source}: key 'tile_px': must be a positive multiple of 32, got {card.tile_px}")
     if card.architecture in _LIST_DECODER_ARCHS and len(card.decoder_channels) != card.encoder_depth:
         raise ModelError(
-            f"{source}: decoder_channels: needs {card.encoder_depth} values "
+            f"{source}: key 'decoder_channels': needs {card.encoder_depth} values "
             f"(encoder_depth), got {len(card.decoder_channels)}"
         )
     return card
 
 
-def load_card(model_dir: str | Path) -> ModelCard:
-    """Read and validate ``model_dir/model.json``; raise ModelError naming the file/key."""
+def load_card(model_dir: str | Path, check_names: bool = True) -> ModelCard:
+    """Read and validate ``model_dir/model.json``; raise ModelError naming the file/key.
+
+    ``check_names``: see :func:`card_from_dict` (False for ONNX inference: no torch import).
+    """
     path = Path(model_dir) / CARD_FILE
     if not Path(model_dir).is_dir():
         raise ModelError(f"{model_dir}: model folder does not exist")
@@ -186,9 +191,9 @@ def load_card(model_dir: str | Path) -> ModelCard:
         raise ModelError(f"{path}: model card not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: invalid JSON or not UTF-8
         raise ModelError(f"{path}: cannot read model card ({err})") from None
-    return card_from_dict(data, str(path))
+    return card_from_dict(data, str(path), check_names)
 
 
 def save_card(card: ModelCard, model_dir: str | Path) -> Path:

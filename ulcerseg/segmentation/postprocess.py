@@ -14,15 +14,14 @@ def ulcer_mask(
     min_area_mm2: float,
     merge_distance_mm: float,
     exclude: np.ndarray | None = None,
-    keep_seed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Binary ulcer mask (bool, same shape) from a foreground probability map.
 
     Components smaller than ``min_area_mm2`` are dropped and holes are filled. One photo shows
-    one ulcer: the main component is the one with the largest summed probability (or the one
-    overlapping ``keep_seed`` when given), and other components are kept only within
-    ``merge_distance_mm`` of it, as fragments of the same ulcer. ``exclude`` (e.g. the
-    marker and its quiet zone, or pixels outside the photo) is never foreground.
+    one ulcer: the main component is the one with the largest summed probability, and other
+    components are kept only within ``merge_distance_mm`` of it, as fragments of the same
+    ulcer. ``exclude`` (e.g. the marker and its quiet zone, or pixels outside the photo) is
+    never foreground.
     """
     mask = probability >= threshold
     if exclude is not None:
@@ -37,10 +36,6 @@ def ulcer_mask(
         return np.zeros_like(mask)
     sums = ndimage.sum_labels(probability, labels, big)
     main = big[int(np.argmax(sums))]
-    if keep_seed is not None:
-        seeded = [i for i in big if np.any(keep_seed[labels == i])]
-        if seeded:
-            main = max(seeded, key=lambda i: stats[i, cv2.CC_STAT_AREA])
     main_mask = labels == main
     reach = max(1, round(merge_distance_mm * px_per_mm))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))

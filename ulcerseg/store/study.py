@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ulcerseg.records import PhotoResult
+from ulcerseg.rounding import round_rows
 from ulcerseg.store.db import DB_NAME, connect
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "PhotoSource", "RunInfo", "Study", "photo_source"]
@@ -166,7 +167,7 @@ class Study:
         with tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
-            for row in self.latest_measurements():
+            for row in round_rows(self.latest_measurements()):  # the database keeps full precision
                 writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
         tmp.replace(path)
         return path

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.geometry import apply_homography
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import yaml
 
-from ulcerseg.synth.grid import Grid, fill_polygon
+from ulcerseg.geometry import RectifiedGrid, apply_homography, fill_polygon
 from ulcerseg.synth.scene import render_plane, sample_scene
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class Tile:
 
     image: np.ndarray
     mask: np.ndarray
-    grid: Grid
+    grid: RectifiedGrid
     seed: int
     true_area_mm2: float
 
@@ -63,12 +63,15 @@ def render_tile(seed: int, px_per_mm: float = 10.0, tile_px: int = 256) -> Tile:
     else:
         cx = scene.ulcer_centre_mm[0] + rng.uniform(-0.3, 0.3) * size_mm
         cy = scene.ulcer_centre_mm[1] + rng.uniform(-0.3, 0.3) * size_mm
-    grid = Grid(cx - size_mm / 2, cy - size_mm / 2, px_per_mm, tile_px, tile_px)
+    grid = RectifiedGrid((cx - size_mm / 2, cy - size_mm / 2), px_per_mm, tile_px, tile_px)
     plane = render_plane(scene, grid)
     img = (np.clip(plane, 0, 1) * 255 + 0.5).astype(np.uint8)
     blur = float(rng.uniform(0.0, 1.3)) if rng.random() < 0.7 else 0.0
     img = degrade_rgb(img, rng, blur, float(rng.uniform(0.5, 4.0)), int(rng.integers(60, 96)))
-    mask = fill_polygon(grid.shape, grid.mm_to_px(scene.ulcer.polygon_mm))
+    mask = (
+        fill_polygon(grid.shape, apply_homography(grid.mm_to_px(), scene.ulcer.polygon_mm)).astype(np.uint8)
+        * 255
+    )
     return Tile(img, mask, grid, seed, scene.ulcer.area_mm2)
 
 

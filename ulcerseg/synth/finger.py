@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ulcerseg.synth.grid import Grid, Lattice, fine_noise, smoothstep
+from ulcerseg.geometry import RectifiedGrid
+from ulcerseg.synth.grid import Lattice, fine_noise, smoothstep
 
 # Fitzpatrick-like anchors (sRGB 0..1), pale to dark; skin tones are interpolated between them.
 SKIN_ANCHORS = np.array(
@@ -75,7 +76,7 @@ class Finger:
         ax = np.maximum(a + rt, 0) / rt
         return np.sqrt((lat / hw) ** 2 + ax**2)
 
-    def shading(self, grid: Grid, light: np.ndarray, ambient: float) -> np.ndarray:
+    def shading(self, grid: RectifiedGrid, light: np.ndarray, ambient: float) -> np.ndarray:
         """Lambert shading factor of the finger surface on ``grid`` (float32, ~0.3..1.1)."""
         a, lat = self.local(grid.xs(), grid.ys())
         return self._shade(a, lat, light, ambient)
@@ -115,7 +116,7 @@ class Finger:
         x *= x  # exponent 16
         return x * np.float32(self.sheen)
 
-    def draw(self, img: np.ndarray, grid: Grid, light: np.ndarray, ambient: float) -> None:
+    def draw(self, img: np.ndarray, grid: RectifiedGrid, light: np.ndarray, ambient: float) -> None:
         """Composite this lit finger into ``img`` (H x W x 3 float32 on ``grid``) in place."""
         a, lat = self.local(grid.xs(), grid.ys())
         edge_mm = (1 - self.rho(a, lat)) * np.float32(self.half_width_mm)
@@ -126,19 +127,13 @@ class Finger:
             return
         # Colour only the finger's bounding box: most of the view is background.
         rs, cs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        sub = Grid(
-            grid.x0 + cs.start / grid.px_per_mm,
-            grid.y0 + rs.start / grid.px_per_mm,
-            grid.px_per_mm,
-            cs.stop - cs.start,
-            rs.stop - rs.start,
-        )
+        sub = grid.crop(cs.start, rs.start, cs.stop, rs.stop)
         col = self._colour(sub, a[rs, cs], lat[rs, cs], light, ambient)
         tile = img[rs, cs]
         tile += alpha[rs, cs, None] * (col - tile)
 
     def _colour(
-        self, grid: Grid, a: np.ndarray, lat: np.ndarray, light: np.ndarray, ambient: float
+        self, grid: RectifiedGrid, a: np.ndarray, lat: np.ndarray, light: np.ndarray, ambient: float
     ) -> np.ndarray:
         rng = np.random.default_rng(self.texture_seed)
         blotch = Lattice.random(rng, self.tip, 500.0, 4.0).sample(grid)
@@ -181,7 +176,7 @@ class Finger:
         col += self._sheen(a, lat, light)[..., None]
         return col.astype(np.float32)
 
-    def shadow(self, grid: Grid, offset: tuple[float, float], soft_mm: float) -> np.ndarray:
+    def shadow(self, grid: RectifiedGrid, offset: tuple[float, float], soft_mm: float) -> np.ndarray:
         """Soft shadow coverage (0..1) cast on the background by this finger."""
         a, lat = self.local(grid.xs() - np.float32(offset[0]), grid.ys() - np.float32(offset[1]))
         rho = self.rho(a, lat)
@@ -198,7 +193,7 @@ class Background:
     weave_amount: float
     texture_seed: int
 
-    def render(self, grid: Grid, centre: tuple[float, float]) -> np.ndarray:
+    def render(self, grid: RectifiedGrid, centre: tuple[float, float]) -> np.ndarray:
         xs, ys = grid.xs(), grid.ys()
         rng = np.random.default_rng(self.texture_seed)
         g = (

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.geometry import RectifiedGrid, apply_homography, fill_polygon
 from ulcerseg.synth.camera import Camera, mm_per_px_at, sample_camera
-from ulcerseg.synth.grid import Grid, fill_polygon
 from ulcerseg.synth.scene import Scene, lighting, render_plane, sample_scene, ulcer_layer
 
 PLANE_BUDGET_PX = 2_000_000  # max pixels of the coarse plane raster (keeps 12 MP under ~1.5 s)
+Layer = Callable[[RectifiedGrid], tuple[np.ndarray, np.ndarray]]  # grid -> unlit colour (H x W x 3), alpha
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def _composite_patch(
     photo: np.ndarray,
     cam: Camera,
     box_mm: tuple[float, float, float, float],
-    layer: Callable[[Grid], tuple[np.ndarray, np.ndarray]],
+    layer: Layer,
     scene: Scene,
     oversample: float = 1.0,
     max_px: int = 1400,
@@ -106,7 +107,7 @@ def _composite_patch(
     corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     scale = min(mm_per_px_at(cam.homography, tuple(c)) for c in corners)
     p = min(oversample / scale, max_px / max(x1 - x0, y1 - y0))
-    grid = Grid.covering(x0, y0, x1, y1, p)
+    grid = RectifiedGrid.covering(x0, y0, x1, y1, p)
     col, a = layer(grid)
     if not np.any(a > 0.002):
         return
@@ -163,6 +164,44 @@ def _degrade_photo(img: np.ndarray, rng: np.random.Generator, config: PhotoConfi
     return out
 
 
+@dataclass(frozen=True)
+class Patch:
+    """A layer drawn at photo resolution over a marker-plane box (mm), composited in order."""
+
+    box_mm: tuple[float, float, float, float]
+    layer: Layer
+    oversample: float = 1.0
+
+
+def photograph(
+    scene: Scene, cam: Camera, rng: np.random.Generator, config: PhotoConfig, patches: list[Patch]
+) -> np.ndarray:
+    """Photo (RGB uint8, H x W x 3, before JPEG) of ``scene``'s plane seen through ``cam``.
+
+    The plane (background, fingers, lighting) is rasterised once at a moderate px per mm and
+    warped; each of ``patches`` is then rendered at photo resolution and composited in order;
+    last come the photo degradations (tone curve, blur, noise; they draw from ``rng``).
+    """
+    x0, y0, x1, y1 = _visible_box(cam, scene.centre_mm)
+    p = min(1.2 / cam.mm_per_px, np.sqrt(PLANE_BUDGET_PX / max((x1 - x0) * (y1 - y0), 1e-6)))
+    grid = RectifiedGrid.covering(x0, y0, x1, y1, p)
+    # Ulcer and sticker are drawn only in the full-resolution patches (drawing them here
+    # too would double their semi-transparent rims).
+    plane = render_plane(scene, grid, layers=())
+    plane_u8 = (np.clip(plane, 0, 1) * 255 + 0.5).astype(np.uint8)
+    w, h = config.size
+    photo = cv2.warpPerspective(
+        plane_u8,
+        cam.homography @ grid.px_to_mm(),
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    for patch in patches:
+        _composite_patch(photo, cam, patch.box_mm, patch.layer, scene, oversample=patch.oversample)
+    return _degrade_photo(photo, rng, config)
+
+
 def render_scene_photo(scene: Scene, rng: np.random.Generator, config: PhotoConfig, seed: int) -> SynthPhoto:
     """Photograph a given scene with a random camera (see :func:`render_photo`)."""
     ulcer = scene.ulcer
@@ -184,25 +223,12 @@ def render_scene_photo(scene: Scene, rng: np.random.Generator, config: PhotoConf
         config.max_tilt_deg,
         see,
     )
-    x0, y0, x1, y1 = _visible_box(cam, scene.centre_mm)
-    p = min(1.2 / cam.mm_per_px, np.sqrt(PLANE_BUDGET_PX / max((x1 - x0) * (y1 - y0), 1e-6)))
-    grid = Grid.covering(x0, y0, x1, y1, p)
-    # Ulcer and sticker are drawn only in the full-resolution patches below (drawing them here
-    # too would double their semi-transparent rims).
-    plane = render_plane(scene, grid, layers=())
-    plane_u8 = (np.clip(plane, 0, 1) * 255 + 0.5).astype(np.uint8)
-    w, h = config.size
-    photo = cv2.warpPerspective(
-        plane_u8,
-        cam.homography @ grid.px_to_mm(),
-        (w, h),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    patches: list[Patch] = []
     if len(ulcer.polygon_mm) or len(ulcer.scar_polygon_mm):
-        _composite_patch(photo, cam, ulcer.bbox_mm(1.0), lambda g: ulcer_layer(scene, g), scene)
-    _composite_patch(photo, cam, scene.sticker.bbox_mm(), scene.sticker.render, scene, oversample=1.5)
-    photo = _degrade_photo(photo, rng, config)
+        patches.append(Patch(ulcer.bbox_mm(1.0), lambda g: ulcer_layer(scene, g)))
+    patches.append(Patch(scene.sticker.bbox_mm(), scene.sticker.render, oversample=1.5))
+    photo = photograph(scene, cam, rng, config, patches)
+    w, h = config.size
     poly_px = (
         apply_homography(cam.homography, ulcer.polygon_mm) if len(ulcer.polygon_mm) else np.zeros((0, 2))
     )
@@ -210,7 +236,7 @@ def render_scene_photo(scene: Scene, rng: np.random.Generator, config: PhotoConf
         seed=seed,
         polygon_mm=ulcer.polygon_mm.copy(),
         true_area_mm2=ulcer.area_mm2,
-        mask=fill_polygon((h, w), poly_px),
+        mask=fill_polygon((h, w), poly_px).astype(np.uint8) * 255,
         homography=cam.homography.copy(),
         marker_corners_px=apply_homography(cam.homography, scene.sticker.corners_mm()),
         tilt_deg=cam.tilt_deg,
@@ -237,13 +263,20 @@ def render_photo(seed: int, config: PhotoConfig | None = None, area_mm2: float |
     """
     config = config or PhotoConfig()
     rng = np.random.default_rng(seed)
-    scene = sample_scene(
+    return render_scene_photo(sample_photo_scene(rng, config, area_mm2=area_mm2), rng, config, seed)
+
+
+def sample_photo_scene(rng: np.random.Generator, config: PhotoConfig, **overrides: Any) -> Scene:
+    """A scene with ``config``'s marker (side, ID, dictionary) and ulcer area/distance ranges.
+
+    ``overrides`` (area, shape, look, subject, ...) go to :func:`ulcerseg.synth.scene.sample_scene`.
+    """
+    return sample_scene(
         rng,
         side_mm=config.side_mm,
         marker_id=config.marker_id,
         dictionary=config.dictionary,
-        area_mm2=area_mm2,
         area_range_mm2=config.area_range_mm2,
         distance_range_mm=config.distance_range_mm,
+        **overrides,
     )
-    return render_scene_photo(scene, rng, config, seed)

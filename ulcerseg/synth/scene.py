@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.synth.finger import BACKGROUNDS, Background, Finger, skin_tone
-from ulcerseg.synth.grid import Grid
 from ulcerseg.synth.sticker import Sticker
 from ulcerseg.synth.ulcer import Ulcer, UlcerLook, UlcerShape, render_ulcer_layer
 
@@ -220,7 +220,9 @@ def sample_scene(
     )
 
 
-def render_plane(scene: Scene, grid: Grid, layers: tuple[str, ...] = ("ulcer", "sticker")) -> np.ndarray:
+def render_plane(
+    scene: Scene, grid: RectifiedGrid, layers: tuple[str, ...] = ("ulcer", "sticker")
+) -> np.ndarray:
     """Lit colour of the marker plane on ``grid``: H x W x 3 float32, ~0..1 (sRGB-like)."""
     img = scene.background.render(grid, scene.centre_mm)
     shadow = np.zeros(grid.shape, np.float32)
@@ -238,14 +240,16 @@ def render_plane(scene: Scene, grid: Grid, layers: tuple[str, ...] = ("ulcer", "
     return img
 
 
-def ulcer_layer(scene: Scene, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+def ulcer_layer(scene: Scene, grid: RectifiedGrid) -> tuple[np.ndarray, np.ndarray]:
     """Shaded (not globally lit) ulcer colour and alpha on ``grid``."""
     col, a = render_ulcer_layer(scene.ulcer, grid)
     col *= scene.fingers[-1].shading(grid, np.asarray(scene.light), scene.ambient)[..., None]
     return col, a
 
 
-def composite_layer(img: np.ndarray, grid: Grid, box: tuple[float, float, float, float], layer) -> None:
+def composite_layer(
+    img: np.ndarray, grid: RectifiedGrid, box: tuple[float, float, float, float], layer
+) -> None:
     """Alpha-composite ``layer(subgrid) -> (colour, alpha)`` into ``img`` where the box overlaps."""
     sub = grid.sub(*box)
     if sub is None:
@@ -256,7 +260,7 @@ def composite_layer(img: np.ndarray, grid: Grid, box: tuple[float, float, float,
     tile += a[..., None] * (col - tile)
 
 
-def lighting(scene: Scene, grid: Grid) -> np.ndarray:
+def lighting(scene: Scene, grid: RectifiedGrid) -> np.ndarray:
     """Illumination x exposure x white balance on ``grid``: H x W x 3 float32 gains."""
     cx, cy = scene.centre_mm
     gx, gy = scene.gradient_per_mm

@@ -8,18 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from ulcerseg.synth.grid import Grid
-
-
-def marker_bits(dictionary: str, marker_id: int) -> np.ndarray:
-    """Cells of the marker including its 1-cell black border: (n+2) x (n+2) bool, True = black."""
-    d = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dictionary))
-    n = d.markerSize + 2
-    img = cv2.aruco.generateImageMarker(d, marker_id, n, borderBits=1)
-    return img < 128
+from ulcerseg.calibration.aruco import marker_cells
+from ulcerseg.geometry import RectifiedGrid
 
 
 def _coverage(centres: np.ndarray, px_per_mm: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -50,13 +42,13 @@ class Sticker:
         s = self.side_mm
         return np.array([[0, 0], [s, 0], [s, s], [0, s]], np.float64)
 
-    def render(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    def render(self, grid: RectifiedGrid) -> tuple[np.ndarray, np.ndarray]:
         """Unlit colour (H x W x 3) and alpha (H x W) of the sticker on ``grid``."""
-        bits = marker_bits(self.dictionary, self.marker_id).astype(np.float64)
+        bits = marker_cells(self.dictionary, self.marker_id).astype(np.float64)
         n = bits.shape[0]
         edges = np.linspace(0, self.side_mm, n + 1)
-        xs = grid.x0 + np.arange(grid.width) / grid.px_per_mm
-        ys = grid.y0 + np.arange(grid.height) / grid.px_per_mm
+        xs = grid.origin_mm[0] + np.arange(grid.width) / grid.px_per_mm
+        ys = grid.origin_mm[1] + np.arange(grid.height) / grid.px_per_mm
         ox = _coverage(xs, grid.px_per_mm, edges[:-1], edges[1:])
         oy = _coverage(ys, grid.px_per_mm, edges[:-1], edges[1:])
         black = (oy @ bits @ ox.T).astype(np.float32)

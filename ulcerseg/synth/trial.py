@@ -13,7 +13,6 @@ Flat photo set (calibration benchmark)::
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -26,12 +25,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ulcerseg.calibration.marker import apply_homography
+from ulcerseg.geometry import apply_homography, fill_polygon
 from ulcerseg.synth.finger import skin_tone
-from ulcerseg.synth.grid import fill_polygon
-from ulcerseg.synth.render import PhotoConfig, PhotoTruth, SynthPhoto, render_photo, render_scene_photo
-from ulcerseg.synth.scene import Subject, sample_scene
+from ulcerseg.synth.render import (
+    PhotoConfig,
+    PhotoTruth,
+    SynthPhoto,
+    render_photo,
+    render_scene_photo,
+    sample_photo_scene,
+)
+from ulcerseg.synth.scene import Subject
 from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
+from ulcerseg.tables import write_csv
 from ulcerseg.visits import visit_to_day
 
 log = logging.getLogger(__name__)
@@ -92,7 +98,7 @@ def resize_photo(photo: SynthPhoto, size: tuple[int, int]) -> SynthPhoto:
     poly_px = apply_homography(hom, t.polygon_mm) if len(t.polygon_mm) else np.zeros((0, 2))
     truth = replace(
         t,
-        mask=fill_polygon((h, w), poly_px),
+        mask=fill_polygon((h, w), poly_px).astype(np.uint8) * 255,
         homography=hom / hom[2, 2],
         marker_corners_px=apply_homography(hom, np.array([[0, 0], [1, 0], [1, 1], [0, 1]]) * t.side_mm),
         mm_per_px=t.mm_per_px / float(np.sqrt(sx * sy)),
@@ -144,13 +150,6 @@ def _row(truth: PhotoTruth, **extra: object) -> dict[str, object]:
     return row
 
 
-def _write_csv(path: Path, rows: list[dict[str, object]], columns: Sequence[str]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _photo_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
@@ -166,8 +165,12 @@ def generate_trial(
     baseline_date: date = date(2025, 3, 3),
     config: PhotoConfig | None = None,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Path:
     """Write a synthetic trial folder (layout in the module docstring) and return its root.
+
+    ``progress(1)`` is called after each photo; ``on_total(n)`` once, before the first, with the
+    number of photos the trial will have (ulcers per subject are random).
 
     Each subject keeps its skin tone and finger width; each ulcer keeps its shape family and look
     across visits and follows a random trajectory (healing, slow, stable, worsening; healed ulcers
@@ -184,28 +187,34 @@ def generate_trial(
     trial_rng = np.random.default_rng([seed, 7])
     rows: list[dict[str, object]] = []
     polygons: dict[str, list[list[float]]] = {}
-    for si in range(n_subjects):
-        subject_id = f"S{si + 1:03d}"
+    # plan every subject and ulcer first (the same draws, in the same order, as rendering one
+    # by one), so the number of photos is known before the first is rendered
+    plan = []
+    for _si in range(n_subjects):
         subject = Subject.random(trial_rng)
         n_ulcers = int(trial_rng.integers(ulcers_per_subject[0], ulcers_per_subject[1] + 1))
-        for ui in range(n_ulcers):
-            ulcer_id = f"U{ui + 1}"
+        ulcers = []
+        for _ui in range(n_ulcers):
             shape = UlcerShape.random(trial_rng)
             traj = Trajectory.random(trial_rng)
             baseline = float(np.exp(trial_rng.uniform(np.log(4.0), np.log(40.0))))
-            base_look = UlcerLook.random(trial_rng, skin_tone(subject.skin_t))
+            ulcers.append((shape, traj, baseline, UlcerLook.random(trial_rng, skin_tone(subject.skin_t))))
+        plan.append((subject, ulcers))
+    if on_total is not None:
+        on_total(sum(len(u) for _, u in plan) * len(visits))
+    for si, (subject, ulcers) in enumerate(plan):
+        subject_id = f"S{si + 1:03d}"
+        for ui, (shape, traj, baseline, base_look) in enumerate(ulcers):
+            ulcer_id = f"U{ui + 1}"
             for vi, (visit, day) in enumerate(zip(visits, days, strict=True)):
                 pseed = _photo_seed(seed, si, ui, vi)
                 rng = np.random.default_rng(pseed)
                 area = traj.area(baseline, day, rng)
                 look = replace(base_look, texture_seed=base_look.texture_seed + vi)
-                scene = sample_scene(
+                scene = sample_photo_scene(
                     rng,
-                    side_mm=cfg.side_mm,
-                    marker_id=cfg.marker_id,
-                    dictionary=cfg.dictionary,
+                    cfg,
                     area_mm2=area,
-                    distance_range_mm=cfg.distance_range_mm,
                     shape=shape.evolve(rng, 0.15) if vi else shape,
                     look=look,
                     subject=subject,
@@ -237,7 +246,7 @@ def generate_trial(
                 polygons[rel.as_posix()] = np.round(photo.truth.polygon_mm, 5).tolist()
                 if progress:
                     progress(1)
-    _write_csv(out / GROUND_TRUTH_CSV, rows, CSV_COLUMNS)
+    write_csv(out / GROUND_TRUTH_CSV, rows, CSV_COLUMNS)
     (out / TRIAL_MASK_DIR / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
     log.info("wrote synthetic trial with %d photos to %s", len(rows), out)
     return out
@@ -274,7 +283,7 @@ def generate_photos(
     columns = [
         c for c in CSV_COLUMNS if c not in ("subject_id", "ulcer_id", "visit", "study_day", "photo_date")
     ]
-    _write_csv(out / GROUND_TRUTH_CSV, rows, columns)
+    write_csv(out / GROUND_TRUTH_CSV, rows, columns)
     (out / "polygons_mm.json").write_text(json.dumps(polygons), encoding="utf-8")
     log.info("wrote %d synthetic photos to %s", n, out)
     return out

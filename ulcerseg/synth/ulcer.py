@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ulcerseg.synth.grid import Grid, Lattice, fill_polygon, fine_noise, polygon_area, smoothstep
+from ulcerseg.geometry import RectifiedGrid, apply_homography, polygon_area, render_polygon_antialiased
+from ulcerseg.synth.grid import Lattice, fine_noise, smoothstep
 
 N_VERTICES = 256
 
@@ -134,7 +135,7 @@ class Ulcer:
         return (pts[:, 0].min() - m, pts[:, 1].min() - m, pts[:, 0].max() + m, pts[:, 1].max() + m)
 
 
-def render_ulcer_layer(ulcer: Ulcer, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+def render_ulcer_layer(ulcer: Ulcer, grid: RectifiedGrid) -> tuple[np.ndarray, np.ndarray]:
     """Unlit colour (H x W x 3, 0..1) and alpha (H x W) of the ulcer, rim, halo or scar on ``grid``."""
     look = ulcer.look
     h, w = grid.shape
@@ -143,13 +144,13 @@ def render_ulcer_layer(ulcer: Ulcer, grid: Grid) -> tuple[np.ndarray, np.ndarray
     if len(ulcer.polygon_mm) == 0:
         if len(ulcer.scar_polygon_mm) == 0:
             return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
-        scar = fill_polygon((h, w), grid.mm_to_px(ulcer.scar_polygon_mm), antialias=True)
+        scar = render_polygon_antialiased((h, w), apply_homography(grid.mm_to_px(), ulcer.scar_polygon_mm))
         a = cv2.GaussianBlur(scar.astype(np.float32) / 255, (0, 0), max(0.3, 0.3 * p))
         col = np.empty((h, w, 3), np.float32)
         col[:] = np.asarray(look.rim, np.float32)
         return col, a * np.float32(look.healed_scar_alpha)
 
-    inside_u8 = fill_polygon((h, w), grid.mm_to_px(ulcer.polygon_mm), antialias=True)
+    inside_u8 = render_polygon_antialiased((h, w), apply_homography(grid.mm_to_px(), ulcer.polygon_mm))
     ai = inside_u8.astype(np.float32) / 255
     binary = (inside_u8 >= 128).astype(np.uint8)
     din = cv2.distanceTransform(binary, cv2.DIST_L2, 5) / p

@@ -91,7 +91,6 @@ def _weave(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
 
 def _object_texture(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """RGB float32 H×W×3 appearance of an off-body object."""
-    h, w = shape
     if kind == "red_cloth":
         # red, crimson, magenta, pink: what the network must not take for a wound
         hue = rng.choice([rng.uniform(340, 360), rng.uniform(0, 12), rng.uniform(300, 340)])

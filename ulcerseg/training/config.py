@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from ulcerseg.config import build_dataclass, read_yaml_mapping
+from ulcerseg.config import Check, NonNegative, Positive, PositiveInt, build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.resources import find_config
 from ulcerseg.segmentation.model import IMAGENET_MEAN, IMAGENET_STD, ModelCard, check_architecture
 from ulcerseg.training.augment import AugmentConfig
 
@@ -23,13 +24,13 @@ class ModelSection:
 
     architecture: str = "Unet"
     encoder: str = "mobilenet_v2"
-    encoder_depth: int = 5
-    decoder_channels: tuple[int, ...] = (128, 64, 48, 32, 16)
+    encoder_depth: PositiveInt = 5
+    decoder_channels: tuple[PositiveInt, ...] = (128, 64, 48, 32, 16)
     mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    px_per_mm: float = 10.0
+    std: tuple[Positive, Positive, Positive] = IMAGENET_STD
+    px_per_mm: Positive = 10.0
     tile_px: int = 256
-    threshold: float = 0.5
+    threshold: Annotated[float, Check(gt=0, lt=1)] = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,18 @@ class TrainSection:
     seed: int = 0
     val_fraction: float = 0.2
     batch_size: int = 8
-    epochs: int = 100
-    samples_per_epoch: int = 0  # 0 = number of training images
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    patience: int = 15
-    max_minutes: float = 0.0  # 0 = no time budget
-    num_workers: int = 0
-    num_threads: int = 0  # torch intra-op threads on CPU, 0 = torch default
-    bce_weight: float = 1.0
-    dice_weight: float = 1.0
-    val_max_side: int = 1024  # validation images larger than this are tiled
+    epochs: PositiveInt = 100
+    samples_per_epoch: Annotated[int, Check(ge=0)] = 0  # 0 = number of training images
+    lr: Positive = 2e-3
+    weight_decay: NonNegative = 1e-4
+    warmup_steps: Annotated[int, Check(ge=0)] = 50
+    patience: PositiveInt = 15
+    max_minutes: NonNegative = 0.0  # 0 = no time budget
+    num_workers: Annotated[int, Check(ge=0)] = 0
+    num_threads: Annotated[int, Check(ge=0)] = 0  # torch intra-op threads on CPU, 0 = torch default
+    bce_weight: NonNegative = 1.0
+    dice_weight: NonNegative = 1.0
+    val_max_side: Annotated[int, Check(ge=32)] = 1024  # validation images larger than this are tiled
     # auto: bf16 autocast where the device computes bf16 natively (CUDA, or a CPU with
     # AVX512-BF16/AMX through oneDNN, where it is about 2x faster), else fp32
     precision: str = "auto"
@@ -136,8 +137,8 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a training config YAML file."""
-    path = Path(path)
+    """Read and validate a training config YAML file (a shipped recipe by name from anywhere)."""
+    path = find_config(path)
     return config_from_dict(_read_with_base(path, ()), str(path))
 
 

@@ -21,15 +21,45 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from ulcerseg.errors import DatasetError
+from ulcerseg import imageio
+from ulcerseg.config import Positive, build_dataclass, read_yaml_mapping
+from ulcerseg.errors import ConfigError, DatasetError, ImageReadError
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
 DATASET_FILE = "dataset.yaml"
+
+
+@dataclass(frozen=True)
+class GroupsCsv:
+    """``groups: {csv: ..., stem_column: ..., group_column: ...}`` in dataset.yaml."""
+
+    csv: str
+    stem_column: str = "stem"
+    group_column: str = "group"
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """``dataset.yaml``, validated by :func:`ulcerseg.config.build_dataclass` (all keys optional).
+
+    ``groups`` is either a :class:`GroupsCsv` mapping or a mapping stem -> group. The other
+    keys are provenance written by the importers (kept as they are); unknown keys are logged.
+    """
+
+    name: str | None = None
+    px_per_mm: Positive | None = None
+    groups: dict[str, str] | None = None
+    source: str | None = None
+    description: str | None = None
+    frame: str | None = None
+    seed: int | None = None
+    n: int | None = None
+    n_images: int | None = None
+    images: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,7 +81,7 @@ class SegDataset:
     px_per_mm: float | None
     samples: tuple[Sample, ...]
     has_groups: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: DatasetMeta = field(default_factory=DatasetMeta)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -61,79 +91,54 @@ class SegDataset:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an RGB uint8 H×W×3 image; raise DatasetError naming the file."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise DatasetError(f"{path}: cannot decode image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """Read an RGB uint8 H×W×3 image (:func:`ulcerseg.imageio.read_rgb`); DatasetError names the file."""
+    try:
+        return imageio.read_rgb(path)
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from None
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Read a binary mask as uint8 H×W in {0, 1}; raise DatasetError if unreadable/non-binary."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None:
-        raise DatasetError(f"{path}: cannot decode mask")
-    if mask.ndim == 3:
-        if mask.shape[2] == 4:
-            mask = mask[..., :3]
-        if not (np.all(mask == mask[..., :1])):
-            raise DatasetError(f"{path}: mask must be single-channel (got colour channels)")
-        mask = mask[..., 0]
-    values = np.unique(mask)
-    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
-        shown = ", ".join(str(v) for v in values[:6])
-        raise DatasetError(f"{path}: mask is not binary (values {shown}); use 0/255 or 0/1")
-    return (mask > 0).astype(np.uint8)
+    """Read a binary mask as uint8 H×W in {0, 1} (:func:`ulcerseg.imageio.read_mask`); DatasetError."""
+    try:
+        return imageio.read_mask(path).astype(np.uint8)
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from None
 
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) after EXIF orientation, from the file header (pixels not decoded)."""
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            # EXIF orientations 5-8 swap the axes; OpenCV applies them when decoding
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                w, h = h, w
-            return w, h
-    except Exception as err:  # PIL raises many types
-        raise DatasetError(f"{path}: cannot read image header ({err})") from None
+        return imageio.image_size(path)
+    except ImageReadError as err:
+        raise DatasetError(str(err)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_dataset_meta(yaml_path: Path) -> tuple[DatasetMeta, GroupsCsv | None]:
+    """Validated ``dataset.yaml`` and its groups CSV spec (None for an inline mapping or none)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise DatasetError(f"{path}: cannot read dataset description ({err})") from None
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: must be a YAML mapping")
-    return data
+        meta = build_dataclass(DatasetMeta, read_yaml_mapping(yaml_path), str(yaml_path), unknown_keys="warn")
+        spec = meta.groups or {}
+        if "csv" not in spec:
+            return meta, None
+        return meta, build_dataclass(GroupsCsv, dict(spec), str(yaml_path), prefix="groups.")
+    except ConfigError as err:
+        raise DatasetError(str(err)) from None
 
 
-def _read_groups(root: Path, spec: Any, yaml_path: Path) -> dict[str, str]:
-    if isinstance(spec, dict) and "csv" in spec:
-        csv_path = root / str(spec["csv"])
-        stem_col = str(spec.get("stem_column", "stem"))
-        group_col = str(spec.get("group_column", "group"))
-        if not csv_path.is_file():
-            raise DatasetError(f"{yaml_path}: groups.csv: file {csv_path} not found")
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            fields = reader.fieldnames or []
-            for col in (stem_col, group_col):
-                if col not in fields:
-                    raise DatasetError(f"{csv_path}: missing column {col!r}")
-            return {row[stem_col]: row[group_col] for row in reader}
-    if isinstance(spec, dict):
-        return {str(k): str(v) for k, v in spec.items()}
-    raise DatasetError(f"{yaml_path}: groups: expected a mapping (csv/stem_column/group_column)")
+def _read_groups(root: Path, meta: DatasetMeta, spec: GroupsCsv | None, yaml_path: Path) -> dict[str, str]:
+    if spec is None:
+        return dict(meta.groups or {})
+    csv_path = root / spec.csv
+    if not csv_path.is_file():
+        raise DatasetError(f"{yaml_path}: key 'groups.csv': file {csv_path} not found")
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        for col in (spec.stem_column, spec.group_column):
+            if col not in fields:
+                raise DatasetError(f"{csv_path}: missing column {col!r}")
+        return {row[spec.stem_column]: row[spec.group_column] for row in reader}
 
 
 def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
@@ -155,20 +160,13 @@ def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
         raise DatasetError(f"{img_dir}: no images found (empty dataset)")
     masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in MASK_SUFFIXES}
 
-    meta: dict[str, Any] = {}
+    meta, groups_spec = DatasetMeta(), None
     yaml_path = root / DATASET_FILE
     if yaml_path.is_file():
-        meta = _read_yaml(yaml_path)
-    name = str(meta.get("name") or root.resolve().name)
-    px_per_mm = meta.get("px_per_mm")
-    if px_per_mm is not None:
-        try:
-            px_per_mm = float(px_per_mm)
-        except (TypeError, ValueError):
-            raise DatasetError(f"{yaml_path}: px_per_mm: not a number ({px_per_mm!r})") from None
-        if px_per_mm <= 0:
-            raise DatasetError(f"{yaml_path}: px_per_mm: must be > 0")
-    groups = _read_groups(root, meta["groups"], yaml_path) if meta.get("groups") else {}
+        meta, groups_spec = read_dataset_meta(yaml_path)
+    name = meta.name or root.resolve().name
+    px_per_mm = meta.px_per_mm
+    groups = _read_groups(root, meta, groups_spec, yaml_path)
 
     samples = []
     seen: set[str] = set()

@@ -1,7 +1,8 @@
 """Evaluate a model folder on a dataset: per-image and dataset-level overlap and area error.
 
 Outputs (in ``out_dir``): ``per_image.csv``, ``summary.json`` and ``worst_cases.png`` (contact
-sheet of the lowest-Dice images: ground truth outline green, prediction outline red).
+sheet of the lowest-Dice images: ground truth outline green, prediction outline red, with a
+legend saying so).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Any
 import numpy as np
 
 from ulcerseg.errors import DatasetError
+from ulcerseg.metrics import Counts, counts, scores
+from ulcerseg.rounding import round_rows
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import with_flip_tta
 from ulcerseg.segmentation.model import ModelCard, load_card
+from ulcerseg.tables import write_frame_csv
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
-from ulcerseg.training.metrics import Counts, counts, predict_image, scores
+from ulcerseg.training.predict import predict_image
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +79,29 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return (m - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0
 
 
-def contact_sheet(
-    items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, thumb: int = 256
-) -> None:
-    """Grid of thumbnails (image, GT outline green, prediction outline red, caption)."""
+TRUTH_RGB = (0, 220, 0)  # ground-truth outline on the sheet
+PREDICTION_RGB = (255, 0, 0)  # predicted outline on the sheet
+_LEGEND_PX = 28
+
+
+def render_contact_sheet(
+    items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], thumb: int = 256
+) -> np.ndarray:
+    """RGB grid of thumbnails (image, ground-truth outline green, prediction outline red,
+    caption) under a legend band saying which colour is which."""
     import cv2
 
-    if not items:
-        return
-    cols = min(4, len(items))
+    cols = max(1, min(4, len(items)))
     rows = (len(items) + cols - 1) // cols
-    sheet = np.full((rows * (thumb + 24), cols * thumb, 3), 255, np.uint8)
+    sheet = np.full((_LEGEND_PX + rows * (thumb + 24), cols * thumb, 3), 255, np.uint8)
+    x = 6
+    for colour, text in ((TRUTH_RGB, "ground truth"), (PREDICTION_RGB, "prediction")):
+        cv2.rectangle(sheet, (x, 9), (x + 18, 19), colour, -1)
+        cv2.putText(sheet, text, (x + 24, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 24 + cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 14
+    if cols * thumb - x > 150:
+        cv2.putText(sheet, "(lowest Dice first)", (x, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (90, 90, 90), 1,
+                    cv2.LINE_AA)  # fmt: skip
     for k, (image, gt, pred, caption) in enumerate(items):
         h, w = gt.shape
         f = thumb / max(h, w)
@@ -93,10 +109,10 @@ def contact_sheet(
         img = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         g = cv2.resize(gt.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         p = cv2.resize(pred.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        img[_outline(g)] = (0, 220, 0)
-        img[_outline(p)] = (255, 0, 0)
+        img[_outline(g)] = TRUTH_RGB
+        img[_outline(p)] = PREDICTION_RGB
         r, c = divmod(k, cols)
-        y0, x0 = r * (thumb + 24), c * thumb
+        y0, x0 = _LEGEND_PX + r * (thumb + 24), c * thumb
         sheet[y0 : y0 + size[1], x0 : x0 + size[0]] = img
         cv2.putText(
             sheet,
@@ -108,6 +124,18 @@ def contact_sheet(
             1,
             cv2.LINE_AA,
         )
+    return sheet
+
+
+def contact_sheet(
+    items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, thumb: int = 256
+) -> None:
+    """Write :func:`render_contact_sheet` as a PNG (nothing for no items)."""
+    import cv2
+
+    if not items:
+        return
+    sheet = render_contact_sheet(items, thumb)
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
@@ -195,7 +223,8 @@ def evaluate(
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(out / PER_IMAGE_FILE, index=False, float_format="%.5f")
+        # % to 0.1 like every CSV; scores keep 5 decimals
+        write_frame_csv(out / PER_IMAGE_FILE, pd.DataFrame(round_rows(rows)), float_format="%.5f")
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         contact_sheet(
             [(im, g, p, f"{rows[i]['stem']}  Dice {d:.2f}") for d, i, im, g, p in kept],

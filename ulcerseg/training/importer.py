@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ulcerseg.errors import DatasetError
+from ulcerseg.errors import DatasetError, UlcersegError
 from ulcerseg.training.dataset import DATASET_FILE, IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,9 @@ def import_dataset(
 
 
 def _upright(path: Path) -> bool:
-    from PIL import Image
+    from ulcerseg.imageio import exif_orientation
 
     try:
-        with Image.open(path) as im:
-            return im.getexif().get(0x0112, 1) == 1
-    except Exception:  # unreadable header: decode_rgb already succeeded, re-encode to be safe
+        return exif_orientation(path) == 1
+    except UlcersegError:  # unreadable header: decode_rgb already succeeded, re-encode to be safe
         return False

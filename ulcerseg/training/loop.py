@@ -28,6 +28,7 @@ import yaml
 
 from ulcerseg import __version__
 from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.segmentation.model import (
     WEIGHTS_FILE,
     ModelCard,
@@ -41,7 +42,7 @@ from ulcerseg.segmentation.model import (
 from ulcerseg.training.augment import TrainAugment
 from ulcerseg.training.config import TrainConfig, load_config
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask, split_dataset
-from ulcerseg.training.metrics import counts, predict_image, scores
+from ulcerseg.training.predict import predict_image
 from ulcerseg.training.provenance import dataset_sha256
 
 log = logging.getLogger(__name__)
@@ -218,16 +219,15 @@ def validate(
         acc = per_dataset.setdefault(it.dataset, [0, 0, 0])
         acc[0], acc[1], acc[2] = acc[0] + c.tp, acc[1] + c.fp, acc[2] + c.fn
     net.train()
-    denom = 2 * tp + fp + fn
+    pooled = scores(Counts(tp, fp, fn))
     out = {
-        "val_dice": 2 * tp / denom if denom else 1.0,
-        "val_iou": tp / (tp + fp + fn) if denom else 1.0,
+        "val_dice": pooled["dice"],
+        "val_iou": pooled["iou"],
         "val_dice_mean": float(np.mean(per_image)) if per_image else float("nan"),
     }
     if len(per_dataset) > 1:
         for name, (dtp, dfp, dfn) in sorted(per_dataset.items()):
-            d = 2 * dtp + dfp + dfn
-            out[f"val_dice_{name}"] = 2 * dtp / d if d else 1.0
+            out[f"val_dice_{name}"] = scores(Counts(dtp, dfp, dfn))["dice"]
     return out
 
 
@@ -237,6 +237,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not rows:
         return
@@ -244,6 +245,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     fig, ax1 = plt.subplots(figsize=(6, 4), dpi=100)
     ax1.plot(ep, [r["train_loss"] for r in rows], "C0-", label="train loss")
     ax1.set_xlabel("epoch")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax1.set_ylabel("train loss (BCE + Dice)", color="C0")
     ax2 = ax1.twinx()
     ax2.plot(ep, [r["val_dice"] for r in rows], "C1-o", ms=3, label="val Dice (dataset)")
@@ -253,7 +255,9 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
         ax2.plot(ep, [r[key] for r in rows], f"C{3 + i}:", label=f"val Dice {key[len('val_dice_') :]}")
     ax2.set_ylabel("validation Dice")
     ax2.set_ylim(0, 1)
-    ax2.legend(loc="lower right", fontsize=8)
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax2.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

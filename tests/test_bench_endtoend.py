@@ -1,0 +1,198 @@
+"""The end-to-end benchmark on real wound photos: placement, truth, statistics and fitting."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import RednessBackend
+
+from ulcerseg.config import PipelineConfig
+from ulcerseg.geometry import RectifiedGrid
+from ulcerseg.segmentation.model import ModelCard, save_card
+from ulcerseg.synth import woundpatch
+from ulcerseg.synth.render import PhotoConfig
+from ulcerseg.synth.woundpatch import PlaneBackground, crop_wound, padding_mask, render_wound_photo
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_endtoend.py"
+
+
+@functools.cache
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_endtoend", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _wound_photo(size: int = 128, radius: int = 18, pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A wound photo like FUSeg's: skin, a red wound disk, optional black zero-padding rows."""
+    rgb = np.zeros((size, size, 3), np.uint8)
+    rgb[pad:, :] = (205, 160, 140)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, (size // 2, size // 2 + pad // 2), radius, 1, -1)
+    rgb[mask > 0] = (250, 15, 15)  # red enough for the redness test double at any exposure
+    return rgb, mask
+
+
+def test_crop_keeps_the_wound_opaque_and_drops_padding() -> None:
+    rgb, mask = _wound_photo(pad=20)
+    pad = padding_mask(rgb)
+    assert pad[:20].all() and not pad[20:].any()
+    crop, crop_mask, alpha, box = crop_wound(rgb, mask, np.random.default_rng(0))
+    x0, y0, x1, y1 = box
+    assert crop.shape[:2] == crop_mask.shape == alpha.shape == (y1 - y0, x1 - x0)
+    assert crop_mask.sum() == mask.sum()  # the whole wound is inside the crop
+    assert (alpha[crop_mask] == 1).all()
+    assert alpha[0, 0] == 0  # feathered out at the crop's corner
+    with pytest.raises(ValueError, match="empty"):
+        crop_wound(rgb, np.zeros_like(mask), np.random.default_rng(0))
+
+
+def test_placed_wound_has_the_chosen_area_and_its_mask_on_any_grid() -> None:
+    rgb, mask = _wound_photo()
+    config = PhotoConfig(size=(800, 600), max_tilt_deg=40.0, jpeg_quality_range=(80, 95))
+    photo = render_wound_photo(rgb, mask, np.random.default_rng(3), config, area_mm2=12.0)
+    assert photo.image.shape == (600, 800, 3)
+    assert photo.true_area_mm2 == pytest.approx(12.0)
+    assert photo.marker_distance_mm >= 5.0
+    assert photo.tilt_deg <= 40.0 and 80 <= photo.jpeg_quality <= 95
+    x0, y0, x1, y1 = photo.patch.bbox_mm("wound", margin_mm=1.0)
+    grid = RectifiedGrid.covering(x0, y0, x1, y1, 40.0)
+    sampled = photo.patch.mask_on_grid(grid).sum() / 40.0**2
+    assert sampled == pytest.approx(12.0, rel=0.03)
+    # the wound centre is red in the photo (where the camera put it)
+    from ulcerseg.geometry import apply_homography
+
+    centre_px = apply_homography(photo.homography, np.array([photo.scene.ulcer_centre_mm]))[0]
+    u, v = np.round(centre_px).astype(int)
+    r, g, b = photo.image[v, u].astype(int)
+    assert r > g + 60 and r > b + 60
+
+
+@pytest.mark.parametrize("kind", list(woundpatch.BACKGROUND_KINDS))
+def test_every_background_kind_renders(kind: str) -> None:
+    bg = PlaneBackground.random(np.random.default_rng(1), kind)
+    img = bg.render(RectifiedGrid((0.0, 0.0), 5.0, 40, 30), (0.0, 0.0))
+    assert img.shape == (30, 40, 3) and img.dtype == np.float32
+    assert img.min() >= 0.0 and img.max() <= 1.6
+
+
+def _dataset_and_card(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "tinywounds"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for i, stem in enumerate(["a1", "b2", "c3", "d4"]):
+        rgb, mask = _wound_photo(radius=14 + 3 * i)
+        cv2.imwrite(str(data / "images" / f"{stem}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(data / "masks" / f"{stem}.png"), mask * 255)
+    model = tmp_path / "model"
+    record = {"name": "tinywounds", "val_stems": ["a1", "b2"], "n_train": 2, "n_val": 2}
+    save_card(ModelCard(name="t", px_per_mm=10.0, tile_px=64, training={"data": [record]}), model)
+    return data, model
+
+
+def test_benchmark_end_to_end_on_two_small_photos(tmp_path: Path, monkeypatch, capsys) -> None:
+    bench = _bench()
+    data, model = _dataset_and_card(tmp_path)
+    # the redness test double would take red cloth for a wound: lay the wounds on gauze
+    monkeypatch.setattr(woundpatch, "BACKGROUND_KINDS", {"gauze": 1.0})
+    out = tmp_path / "bench"
+    kwargs = {"backend": RednessBackend(), "size": (1200, 900)}
+    df = bench.run_benchmark(data, str(model), out, 2, 0, PipelineConfig(), **kwargs)
+    assert len(df) == 2
+    assert set(df["stem"]) == {"a1", "b2"}  # only the card's held-out photos, never c3/d4
+    assert set(df["part"]) <= {"calib", "test"}
+    assert df["found"].all()
+    assert (df["error_pct"].abs() < 15).all()
+    assert (df["dice"] > 0.8).all()
+    assert (out / "truth.csv").is_file() and (out / "per_photo.csv").is_file()
+    assert sorted(p.relative_to(out / "study").as_posix() for p in (out / "study").rglob("*.jpg")) == [
+        "E000/D0/U1.jpg",
+        "E001/D0/U1.jpg",
+    ]
+    # a second run reuses the photos and the measurement
+    bench.run_benchmark(data, str(model), out, 2, 0, PipelineConfig(), **kwargs)
+    printed = capsys.readouterr().out
+    assert "0 generated, 2 reused" in printed and "measure: reused" in printed
+    summary = bench.summarize(df)
+    assert summary.n == 2 and summary.found_rate == 1.0 and summary.n_wrong == 0
+
+
+def test_benchmark_refuses_without_data_or_held_out_split(tmp_path: Path, capsys) -> None:
+    bench = _bench()
+    data, model = _dataset_and_card(tmp_path)
+    assert bench.main(["--data", str(tmp_path / "nowhere"), "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bench_endtoend:") and "nowhere" in err and "\n" not in err
+    save_card(ModelCard(name="t", px_per_mm=10.0, tile_px=64), model)  # no training records
+    with pytest.raises(bench.BenchError, match="refusing"):
+        bench.heldout_stems(model, data)
+
+
+def test_split_is_deterministic_and_balanced() -> None:
+    bench = _bench()
+    stems = [f"{i:04d}" for i in range(400)]
+    parts = [bench.part_of(s) for s in stems]
+    assert parts == [bench.part_of(s) for s in stems]
+    assert 0.4 < parts.count("test") / len(parts) < 0.6
+    assert bench.choose_stems(stems[:5], 7, 0) == bench.choose_stems(stems[:5], 7, 0)
+    assert sorted(bench.choose_stems(stems[:5], 5, 0)) == stems[:5]
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    """Photos whose log area error grows with the band ratio; a few ambiguous ones are far off."""
+    rng = np.random.default_rng(seed)
+    band = rng.uniform(0.05, 0.6, n)
+    true = rng.uniform(3, 80, n)
+    ambiguous = rng.random(n) < 0.15
+    log_err = rng.normal(-0.05, 0.5 * band) + np.where(ambiguous, 1.0, 0.0)
+    area = true * np.exp(log_err)
+    df = pd.DataFrame(
+        {"true_area_mm2": true, "area_mm2": area, "band_ratio": band,
+         "ambiguity": np.where(ambiguous, 0.9, 0.1), "on_body": 1.0, "mean_probability": 0.9,
+         "boundary_margin": 0.4, "sharpness": 100.0, "clipped_high": 0.0, "clipped_low": 0.0,
+         "mean_luma": 120.0,
+         "status": "measured", "flags": "", "found": True}
+    )  # fmt: skip
+    df["error_pct"] = 100 * (df["area_mm2"] / df["true_area_mm2"] - 1)
+    df["wrong"] = df["error_pct"].abs() > 25
+    return df
+
+
+def test_fitted_flags_catch_the_predictable_errors() -> None:
+    bench = _bench()
+    calib, test = _frame(300, 0), _frame(300, 1)
+    thresholds = bench.fit_flag_thresholds(calib, max_flagged=0.5)
+    assert 0.1 < thresholds["max_candidate_ambiguity"] < 0.9
+    assert thresholds["max_clipped_fraction"] == 0.5  # exposure keeps its base threshold
+    flagged = bench.apply_flag_thresholds(test, thresholds)
+    caught = (flagged["flagged"] & flagged["wrong"]).sum() / flagged["wrong"].sum()
+    assert caught > 0.6 and flagged["flagged"].mean() <= 0.55
+    # nothing to gain: every threshold stays at its base (the new checks never fire)
+    quiet = calib.assign(wrong=False)
+    never = bench.fit_flag_thresholds(quiet)
+    assert never["max_candidate_ambiguity"] == 1.0 and never["min_boundary_margin"] == 0.0
+
+
+def test_conformal_interval_covers_90_percent_of_new_photos() -> None:
+    bench = _bench()
+    from ulcerseg.measure import area_interval
+
+    calib, test = _frame(400, 2), _frame(2000, 3)
+    fit = bench.fit_interval(calib)
+    covered = []
+    for _, r in test.iterrows():
+        band = r["band_ratio"] * r["area_mm2"]
+        q = (fit["interval_floor"], fit["interval_q_low"], fit["interval_q_high"])
+        lo, hi = area_interval(r["area_mm2"], r["area_mm2"] - band / 2, r["area_mm2"] + band / 2, *q)
+        covered.append(lo <= r["true_area_mm2"] <= hi)
+    assert 0.86 <= np.mean(covered) <= 0.94

@@ -1,0 +1,142 @@
+"""One set of CLI conventions: every command's --help is walked by click introspection."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from ulcerseg.cli import main, run
+
+# commands that write files or folders: -o/--out names where (required unless noted)
+WRITES = {
+    "measure", "qa", "train", "dataset import", "synth trial", "synth photos", "synth dataset", "marker",
+    "review export-blinded", "review export-training", "review export-final", "review report",
+}  # fmt: skip
+# -o/--out optional, and why
+OPTIONAL_OUT = {
+    "evaluate": "without -o it only prints the summary",
+    "review disagreements": "standard output by default",
+    "review decisions": "standard output by default",
+    "review export-final": "old form OUT_DIR/final_visits.csv kept with a deprecation warning",
+    "review report": "old form OUT_DIR/report/report.html kept with a deprecation warning",
+}
+# no -o at all: they update (or only read, like verify and readers list) the folder they are given
+IN_PLACE = {
+    "heal", "review serve", "export",
+    "review readers add", "review readers list", "review readers revoke", "review verify",
+}  # fmt: skip
+# long-running commands: --progress/--no-progress
+LONG = {
+    "measure", "evaluate", "train", "qa", "dataset import", "synth trial", "synth photos", "synth dataset",
+    "review export-training", "review export-blinded", "review report",
+}  # fmt: skip
+
+
+def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+    out: dict[str, click.Command] = {}
+    for name, cmd in group.commands.items():
+        full = f"{prefix}{name}"
+        if isinstance(cmd, click.Group):
+            out.update(_commands(cmd, full + " "))
+        else:
+            out[full] = cmd
+    return out
+
+
+COMMANDS = _commands(main)
+
+
+def _option(cmd: click.Command, flag: str) -> click.Option | None:
+    return next(
+        (p for p in cmd.params if isinstance(p, click.Option) and flag in p.opts + p.secondary_opts), None
+    )
+
+
+def test_every_command_is_classified() -> None:
+    assert set(COMMANDS) == WRITES | set(OPTIONAL_OUT) | IN_PLACE
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_shows_the_conventions(name: str) -> None:
+    cmd = COMMANDS[name]
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    out = _option(cmd, "-o")
+    if name in IN_PLACE:
+        assert out is None
+    else:
+        assert out is not None and out.opts == ["-o", "--out"], f"{name}: -o/--out"
+        assert "-o, --out" in result.output
+        if name not in OPTIONAL_OUT:
+            # required: by click, or by the option's own check (old --output spelling kept)
+            assert out.required or "[required]" in (out.help or ""), f"{name}: -o/--out required"
+            assert "required" in result.output
+    for p in cmd.params:  # click 8.5 does not enforce required=True with an explicit default=None
+        assert not p.required or p.default is not None, f"{name}: {p.name} required but default=None"
+    progress = _option(cmd, "--progress")
+    if name in LONG:
+        assert progress is not None and progress.secondary_opts == ["--no-progress"], name
+        assert progress.default is True
+        assert "--progress / --no-progress" in result.output
+    else:
+        assert progress is None, f"{name}: not a long command"
+
+
+def test_missing_out_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["synth", "dataset", "--n", "1"])
+    assert result.exit_code == 2 and "-o" in result.output
+
+
+def test_old_output_spelling_still_works(tmp_path: Path) -> None:
+    from ulcerseg.cli.options import out_dir_option
+
+    @click.command()
+    @out_dir_option("x", dest="output", legacy_output=True)
+    def cmd(output: Path) -> None:
+        click.echo(f"got {output}")
+
+    res = CliRunner().invoke(cmd, ["--output", str(tmp_path / "a")])
+    assert res.exit_code == 0 and f"got {tmp_path / 'a'}" in res.output
+    assert "--output is deprecated; use -o/--out" in res.output
+    res = CliRunner().invoke(cmd, ["-o", str(tmp_path / "b")])
+    assert res.exit_code == 0 and "deprecated" not in res.output
+    res = CliRunner().invoke(cmd, [])
+    assert res.exit_code == 2 and "Missing option '-o'" in res.output
+
+
+def test_measure_without_photos_names_the_layout_and_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = tmp_path / "trial"
+    (root / "S001").mkdir(parents=True)
+    (root / "S001" / "U1.jpg").write_bytes(b"x")  # no visit folder
+    monkeypatch.setattr(sys, "argv", ["ulcerseg", "measure", str(root), "-o", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exc:
+        run()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no photos found; expected the layout <subject>/<visit>/<ulcer>." in err
+    assert "S001/U1.jpg: not in a <subject>/<visit>/ folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "study.sqlite").exists()
+
+
+def test_synth_trial_progress_ends_at_its_own_total(tmp_path: Path) -> None:
+    from ulcerseg.synth.trial import generate_trial
+
+    totals: list[int] = []
+    steps: list[int] = []
+    generate_trial(
+        tmp_path / "t",
+        3,
+        ("D0", "W4"),
+        (1, 3),
+        (160, 120),
+        seed=5,
+        on_total=totals.append,
+        progress=steps.append,
+    )
+    n_photos = len(list((tmp_path / "t").glob("S*/*/*.jpg")))
+    assert totals == [n_photos] and sum(steps) == n_photos

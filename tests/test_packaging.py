@@ -1,0 +1,104 @@
+"""Install tiers and package data: measuring imports no torch; shipped files resolve from anywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ulcerseg import resources
+from ulcerseg.errors import TRAIN_EXTRA_MODULES as TRAIN_MODULES
+from ulcerseg.errors import ConfigError, ModelError, missing_extra_message
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_measuring_imports_no_training_tier() -> None:
+    # the core install has no torch: the measuring path must not import it (nor its friends),
+    # not even where torch is installed (importing it costs seconds and ~800 MB of RSS)
+    code = (
+        "import sys, ulcerseg.pipeline, ulcerseg.segmentation.backends, ulcerseg.healing;"
+        "from ulcerseg.config import PipelineConfig;"
+        "be = ulcerseg.pipeline.open_model(PipelineConfig());"
+        "assert type(be).__name__ == 'OnnxBackend', be;"
+        "print(sorted(m for m in ('torch', 'torchvision', 'segmentation_models_pytorch',"
+        " 'albumentations', 'onnx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_default_model_resolves_from_another_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(resources.MODELS_ENV, raising=False)
+    found = resources.resolve_model_dir("models/default")
+    assert found.resolve() == (REPO / "models" / "default").resolve()
+    assert resources.resolve_model_dir("default").resolve() == found.resolve()
+
+
+def test_explicit_model_paths_win(tmp_path: Path, monkeypatch) -> None:
+    own = tmp_path / "mine" / "default"
+    own.mkdir(parents=True)
+    (own / "model.json").write_text("{}")
+    # a folder given as is
+    assert resources.resolve_model_dir(own) == own
+    # the environment variable overrides the shipped models of that name
+    monkeypatch.setenv(resources.MODELS_ENV, str(tmp_path / "mine"))
+    assert resources.resolve_model_dir("models/default") == own
+    with pytest.raises(ModelError, match="no model folder"):
+        resources.resolve_model_dir(tmp_path / "nowhere")
+
+
+def test_shipped_configs_resolve(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resources.config_path("healing.yaml") == REPO / "configs" / "healing.yaml"
+    assert resources.find_config("configs/train/tiny.yaml") == REPO / "configs" / "train" / "tiny.yaml"
+    assert resources.find_config("train/default.yaml") == REPO / "configs" / "train" / "default.yaml"
+    # a user's own file of the same name wins
+    (tmp_path / "configs" / "train").mkdir(parents=True)
+    (tmp_path / "configs" / "train" / "tiny.yaml").write_text("train: {}\n")
+    assert resources.find_config("configs/train/tiny.yaml") == Path("configs/train/tiny.yaml")
+    with pytest.raises(ConfigError):
+        resources.config_path("nope.yaml")
+
+
+def test_bundled_copy_is_used_when_no_checkout(tmp_path: Path, monkeypatch) -> None:
+    # an installed wheel: no checkout folders beside the package, the bundled copy instead
+    bundled = tmp_path / "_bundled"
+    (bundled / "models" / "default").mkdir(parents=True)
+    (bundled / "models" / "default" / "model.json").write_text("{}")
+    (bundled / "configs").mkdir()
+    (bundled / "configs" / "healing.yaml").write_text("{}\n")
+    monkeypatch.setattr(resources, "_CHECKOUT_ROOT", tmp_path / "site-packages")
+    monkeypatch.setattr(resources, "_bundled_root", lambda: bundled)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(resources.MODELS_ENV, raising=False)
+    assert resources.resolve_model_dir("models/default") == bundled / "models" / "default"
+    assert resources.config_path("healing.yaml") == bundled / "configs" / "healing.yaml"
+
+
+def test_missing_training_tier_is_one_line_advice() -> None:
+    assert "ulcerseg[train]" in (missing_extra_message(ModuleNotFoundError(name="torch.nn")) or "")
+    assert missing_extra_message(ModuleNotFoundError(name="yaml")) is None
+
+
+def test_onnx_backend_measures_without_training_tier() -> None:
+    # the core install: torch, smp & co. cannot be imported at all; the ONNX model still runs
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {TRAIN_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from ulcerseg.segmentation.backends import open_backend
+be = open_backend({str(REPO / "models" / "default")!r}, "auto", num_threads=1)
+prob = be.predict_proba(np.zeros((1, 64, 64, 3), np.uint8))
+print(type(be).__name__, prob.shape, bool(be.sha256))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "OnnxBackend (1, 64, 64) True"

@@ -1,0 +1,96 @@
+"""Quality signals that predict area error, the ambiguous_ulcer flag and the calibrated interval."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ulcerseg.config import QualityConfig
+from ulcerseg.measure import area_interval
+from ulcerseg.quality import (
+    boundary_margin,
+    candidate_ambiguity,
+    image_flags,
+    quality_signals,
+    signal_flags,
+    ulcer_neighbourhood,
+)
+from ulcerseg.records import Flag, Measurement
+
+
+def _meas(area: float = 10.0, low: float = 9.0, high: float = 11.0, prob: float = 0.9) -> Measurement:
+    return Measurement(area, 12.0, 4.0, 3.0, 1, prob, low, high, 20.0)
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rectified 10 px/mm frame: mid-grey skin, white marker paper with black squares at the left."""
+    rgb = np.full((200, 300, 3), 150, np.uint8)
+    rgb += np.random.default_rng(0).integers(0, 20, rgb.shape, dtype=np.uint8)
+    exclude = np.zeros((200, 300), bool)
+    exclude[:, :120] = True  # marker + quiet zone
+    rgb[:, :120] = 255
+    rgb[20:180, 20:100] = 0
+    mask = np.zeros((200, 300), bool)
+    mask[90:110, 200:220] = True
+    return rgb, np.ones((200, 300), bool), exclude, mask
+
+
+def test_exposure_is_judged_near_the_ulcer_never_on_the_marker() -> None:
+    rgb, valid, exclude, mask = _scene()
+    cfg = QualityConfig(max_clipped_fraction=0.05)  # strict, so the marker would trip it
+    # the whole frame: white paper and black squares count as clipped pixels
+    assert {Flag.OVEREXPOSED, Flag.UNDEREXPOSED} <= set(image_flags(rgb, valid, cfg))
+    region = ulcer_neighbourhood(mask, valid, exclude, px_per_mm=10.0, radius_mm=3.0)
+    assert not (region & exclude).any() and region[mask].all()
+    assert region.sum() < (valid & ~exclude).sum()  # only the ulcer's surroundings
+    assert image_flags(rgb, region, cfg) == []
+    # a blown-out ulcer neighbourhood is still caught
+    rgb[region] = 255
+    assert Flag.OVEREXPOSED in image_flags(rgb, region, cfg)
+    # no ulcer: the searched region without the marker
+    assert (ulcer_neighbourhood(np.zeros_like(mask), valid, exclude, 10.0) == (valid & ~exclude)).all()
+
+
+def test_boundary_margin_separates_crisp_from_undecided_boundaries() -> None:
+    mask = np.zeros((60, 60), bool)
+    mask[20:40, 20:40] = True
+    crisp = np.where(mask, 0.99, 0.01).astype(np.float32)
+    soft = np.where(mask, 0.85, 0.7).astype(np.float32)
+    assert boundary_margin(crisp, mask, 0.8) > 0.5
+    assert boundary_margin(soft, mask, 0.8) < 0.1
+    assert boundary_margin(crisp, np.zeros_like(mask), 0.8) == 0.0
+
+
+def test_candidate_ambiguity_and_flag() -> None:
+    assert candidate_ambiguity(()) == 0.0
+    assert candidate_ambiguity((50.0,)) == 0.0
+    assert candidate_ambiguity((10.0, 50.0, 2.0)) == pytest.approx(0.2)
+    cfg = QualityConfig(max_candidate_ambiguity=0.5, min_boundary_margin=0.1)
+    rgb, _valid, exclude, mask = _scene()
+    prob = np.where(mask, 0.99, 0.01).astype(np.float32)
+    region = ulcer_neighbourhood(mask, np.ones_like(mask), exclude, 10.0)
+    clear = quality_signals(rgb, prob, mask, region, 0.8, _meas(), (100.0, 20.0))
+    assert clear["ambiguity"] == pytest.approx(0.2) and clear["band_ratio"] == pytest.approx(0.2)
+    assert signal_flags(clear, cfg) == []
+    rival = quality_signals(rgb, prob, mask, region, 0.8, _meas(), (100.0, 80.0))
+    assert signal_flags(rival, cfg) == [Flag.AMBIGUOUS_ULCER]
+    soft = quality_signals(rgb, np.where(mask, 0.82, 0.78).astype(np.float32), mask, region, 0.8, _meas())
+    assert signal_flags(soft, cfg) == [Flag.LOW_CONFIDENCE]
+    # at the ends of the signals' ranges the checks are off
+    off = QualityConfig(max_candidate_ambiguity=1.0, min_boundary_margin=0.0, min_on_body_fraction=0.0)
+    assert signal_flags(rival, off) == []
+    assert signal_flags(soft, off) == []
+    # a measured region mostly off the body
+    body = np.zeros_like(mask)
+    offbody = quality_signals(rgb, prob, mask, region, 0.8, _meas(), (100.0,), body)
+    assert offbody["on_body"] == 0.0
+    assert signal_flags(offbody, QualityConfig(min_on_body_fraction=0.5)) == [Flag.AMBIGUOUS_ULCER]
+
+
+def test_area_interval_scales_with_the_band() -> None:
+    low, high = area_interval(10.0, 9.5, 10.5, floor=0.1, q_low=-1.0, q_high=2.0)
+    s = 0.1 + 0.1
+    assert low == pytest.approx(10.0 * np.exp(-s)) and high == pytest.approx(10.0 * np.exp(2 * s))
+    wide_low, wide_high = area_interval(10.0, 5.0, 15.0, floor=0.1, q_low=-1.0, q_high=2.0)
+    assert wide_low < low and wide_high > high
+    assert area_interval(0.0, 0.0, 0.0, 0.1, -1.0, 1.0) == (0.0, 0.0)

@@ -1,0 +1,53 @@
+"""The one CSV writer: atomic replace, formula-injection escaping of text cells only."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ulcerseg.tables import escape_cell, write_csv, write_frame_csv
+
+
+def _read(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def test_text_cells_that_start_a_formula_are_quoted_numbers_are_not() -> None:
+    for text in ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx", '=HYPERLINK("http://x")']:
+        assert escape_cell(text) == "'" + text
+    for value in [-1.5, -3, 0, 2.5e-3, True, "-1.5", "+3", "1e-3", "subject-01", "a=b", ""]:
+        assert escape_cell(value) == value
+    assert escape_cell(None) == ""
+
+
+def test_write_csv_escapes_keeps_numbers_and_fills_missing(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "t.csv"
+    rows = [{"id": "=cmd|' /C calc'!A0", "area_mm2": -1.5, "note": None, "extra": "ignored"}, {"id": "S01"}]
+    assert write_csv(path, rows, ["id", "area_mm2", "note"]) == path
+    assert _read(path) == [["id", "area_mm2", "note"], ["'=cmd|' /C calc'!A0", "-1.5", ""], ["S01", "", ""]]
+    assert pd.read_csv(path)["area_mm2"].iloc[0] == -1.5  # still a number
+    assert [p.name for p in path.parent.iterdir()] == ["t.csv"]  # no temporary file left
+
+
+def test_write_is_atomic_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    write_csv(path, [{"a": 1}], ["a"])
+
+    def rows():
+        yield {"a": 2}
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError):
+        write_csv(path, rows(), ["a"])
+    assert _read(path) == [["a"], ["1"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_write_frame_csv_escapes_text_columns_and_index(tmp_path: Path) -> None:
+    df = pd.DataFrame({"who": ["@evil", "ok"], "d": [-0.25, float("nan")]}, index=["-x+1", "b"])
+    path = write_frame_csv(tmp_path / "f.csv", df, index=True, float_format="%.3f")
+    assert _read(path) == [["", "who", "d"], ["'-x+1", "'@evil", "-0.250"], ["b", "ok", ""]]
