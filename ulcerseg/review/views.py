@@ -30,8 +30,9 @@ import numpy as np
 
 from ulcerseg.annotations import mask_to_polygons
 from ulcerseg.calibration.marker import local_scale_and_tilt
-from ulcerseg.calibration.rectify import RectifiedGrid, rectify
+from ulcerseg.calibration.rectify import rectify
 from ulcerseg.errors import UlcersegError
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.imageio import decode_rgb, make_preview, read_mask, read_rgb, sha256_bytes
 from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.items import ManualItem, ReviewItem, inside_out_dir
