@@ -7,6 +7,7 @@ are checked against geometry computed here, not by the code under test.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,33 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(net.state_dict(), out / WEIGHTS_FILE)
     save_card(card.replace(weights_sha256=file_sha256(out / WEIGHTS_FILE)), out)
     return out
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One system Chromium (Debian package, never downloaded) for every browser test."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "system chromium is required (apt-get install chromium)"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 # --------------------------------------------------------------------------- blinding checks

@@ -36,6 +36,7 @@ from ulcerseg.config import PipelineConfig, config_from_dict
 from ulcerseg.discover import discover
 from ulcerseg.errors import OutputLockedError, UlcersegError
 from ulcerseg.pipeline import MeasureSummary, measure_study
+from ulcerseg.store.schema import SCHEMA_VERSION
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -709,7 +710,7 @@ SINGLE_CASES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "output_lock_held": ("error: another ulcerseg measure pid", case_lock_held),
     "healing_16bit_gray_followup": ("not_assessable", case_healing_16bit_gray_never_healed),
     "healing_unreadable_followup": ("not_assessable", case_healing_unreadable_followup_not_healed),
-    "schema_v1_study": ("v2: 2 rows", case_schema_v1_study_migrates),
+    "schema_v1_study": (f"v{SCHEMA_VERSION}: 2 rows", case_schema_v1_study_migrates),
     "kill9_and_resume": ("resumed the rest, 5 rows for 5 photos, files ok, 0 tmp", case_kill9_and_resume),
     "two_concurrent_runs": ("first done, refused naming pid", case_two_concurrent_runs),
     "cli_out_omitted": ("usage error, exit 2", case_cli_out_omitted),

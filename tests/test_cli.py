@@ -39,6 +39,11 @@ def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_d
     exported = CliRunner().invoke(
         main, ["review", "export-final", str(out), "-o", str(out / "final_visits.csv")]
     )
+    # the flagged photos wait for review: written, but not final (exit 1) unless --allow-pending
+    assert exported.exit_code == 1 and "pending review" in exported.output, exported.output
+    exported = CliRunner().invoke(
+        main, ["review", "export-final", str(out), "-o", str(out / "final_visits.csv"), "--allow-pending"]
+    )
     assert exported.exit_code == 0, exported.output
     assert "deprecated" not in exported.output
     assert (out / "final_visits.csv").read_text().splitlines() == final

@@ -24,8 +24,11 @@ OPTIONAL_OUT = {
     "review export-final": "old form OUT_DIR/final_visits.csv kept with a deprecation warning",
     "review report": "old form OUT_DIR/report/report.html kept with a deprecation warning",
 }
-# no -o at all: they update the folder they are given
-IN_PLACE = {"heal", "review serve", "export"}
+# no -o at all: they update (or only read, like verify and readers list) the folder they are given
+IN_PLACE = {
+    "heal", "review serve", "export",
+    "review readers add", "review readers list", "review readers revoke", "review verify",
+}  # fmt: skip
 # long-running commands: --progress/--no-progress
 LONG = {
     "measure", "evaluate", "train", "qa", "dataset import", "synth trial", "synth photos", "synth dataset",

@@ -138,16 +138,27 @@ def cfg(**review) -> HealingConfig:
 
 
 class Client:
-    def __init__(self, base: str, token: str | None) -> None:
-        self.base, self.token = base, token
+    """A reader's HTTP client: their personal token as a Bearer header, this server as Origin."""
+
+    def __init__(self, base: str, token: str | None, app: ReviewApp | None = None) -> None:
+        self.base, self.token, self.app = base, token, app
+        self.session: str | None = None
+
+    def reader(self, name: str, adjudicator: bool = False) -> Client:
+        """A client for a new reader ``name`` registered in the study."""
+        assert self.app is not None
+        return Client(self.base, self.app.add_reader(name, adjudicator), self.app)
 
     def request(self, path: str, body: dict | None = None, token: bool = True, method=None):
+        if body is not None and self.session and "session_id" not in body:
+            body = {**body, "session_id": self.session}
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", "application/json")
+            req.add_header("Origin", self.base)
         if token and self.token:
-            req.add_header("X-Review-Token", self.token)
+            req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=10) as res:
                 return res.status, res.read(), dict(res.headers)
@@ -172,16 +183,19 @@ def server(study: dict) -> Iterator[tuple[Client, ReviewApp, dict]]:
     thread.start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
     try:
-        yield Client(base, app.token), app, study
+        yield Client(base, app.add_reader("Dr Z"), app), app, study
     finally:
         srv.shutdown()
         srv.server_close()
 
 
-def _session(client: Client, name: str) -> str:
-    status, body = client.json("/api/session", {"assessor": name})
-    assert status == 200
-    return body["session_id"]
+def _session(client: Client, name: str) -> Client:
+    """A new reader ``name`` with a started session (sent with each of their requests)."""
+    reader = client.reader(name)
+    status, body = reader.json("/api/session", {"assessor": "someone else"})
+    assert status == 200 and body["assessor"] == name  # the token, not the body, names the reader
+    reader.session = body["session_id"]
+    return reader
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,15 +240,15 @@ def test_every_route_requires_token(server):
             assert b"PNG" not in raw and b"<html" not in raw
         status, _, _ = client.request(path, body)
         assert status in (200, 404), path  # with the token the route answers
-    # only the one authorised decision was stored
+    # only the one authorised decision was stored, as the token's reader (the body's "x" is ignored)
     rows = list_decisions(sqlite3.connect(study["out"] / "study.sqlite"))
-    assert [(d["assessor"], d["action"]) for d in rows] == [("x", "accept")]
+    assert [(d["assessor"], d["action"]) for d in rows] == [("Dr Z", "accept")]
 
 
 def test_foreign_host_header_is_refused(server):
-    client, app, _ = server
+    client, _app, _ = server
     req = urllib.request.Request(client.base + "/api/items")
-    req.add_header("X-Review-Token", app.token)
+    req.add_header("Authorization", f"Bearer {client.token}")
     req.add_header("Host", "evil.example:80")
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=10)
@@ -242,11 +256,11 @@ def test_foreign_host_header_is_refused(server):
 
 
 def test_first_page_sets_cookie_then_cookie_authenticates(server):
-    client, app, _ = server
-    status, raw, headers = Client(client.base, None).request(f"/?token={app.token}")
+    client, _app, _ = server
+    status, raw, headers = Client(client.base, None).request(f"/?token={client.token}")
     assert status == 200 and b"<html" in raw
     cookie = headers["Set-Cookie"]
-    assert app.token in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert client.token in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     req = urllib.request.Request(client.base + "/api/items")
     req.add_header("Cookie", cookie.split(";")[0])
     with urllib.request.urlopen(req, timeout=10) as res:
@@ -336,45 +350,42 @@ def test_decisions_append_only_and_masks_never_overwritten(server, study):
     client, app, _ = server
     session = _session(client, "Dr A")
     it = app.items[0]
-    assert client.json("/api/session", {"assessor": "  "})[0] == 400
+    assert client.json("/api/session", {"assessor": "  "})[1]["assessor"] == "Dr Z"
     # not assessable needs a reason
-    status, body = client.json(
-        "/api/decision", {"key": it.key, "action": "not_assessable", "session_id": session}
-    )
+    status, body = session.json("/api/decision", {"key": it.key, "action": "not_assessable", "confirm": True})
     assert status == 400 and "reason" in body["error"]
-    assert client.json("/api/decision", {"key": it.key, "action": "delete", "session_id": session})[0] == 400
+    assert session.json("/api/decision", {"key": it.key, "action": "delete"})[0] == 400
     assert client.json("/api/decision", {"key": it.key, "action": "accept", "session_id": "forged"})[0] == 400
-    status, body = client.json("/api/decision", {"key": it.key, "action": "accept", "session_id": session})
+    status, body = session.json("/api/decision", {"key": it.key, "action": "accept"})
     assert status == 200 and body["area_after_mm2"] == pytest.approx(it.area_mm2)
     # polygon correction in rectified px: a 20 x 10 px rectangle = 2 mm²
     poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
-    status, body = client.json(
-        "/api/decision", {"key": it.key, "action": "correct", "polygon": poly, "session_id": session}
+    status, body = session.json(
+        "/api/decision", {"key": it.key, "action": "correct", "confirm": True, "polygon": poly}
     )
     assert status == 200
     first_area = body["area_after_mm2"]
-    assert first_area == pytest.approx(20 * 10 / PPM**2)  # pixel centres inside the polygon
+    assert first_area == pytest.approx(20 * 10 / PPM**2)  # pixel-centre rule: exactly the rectangle
     # PNG mask correction (RGBA, opaque white = ulcer) of a different shape
     m = np.zeros((H, W, 4), np.uint8)
     m[5:15, 5:25] = 255
     buf = io.BytesIO()
     Image.fromarray(m).save(buf, format="PNG")
     data_url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    status, body = client.json(
-        "/api/decision", {"key": it.key, "action": "correct", "mask_png": data_url, "session_id": session}
+    status, body = session.json(
+        "/api/decision", {"key": it.key, "action": "correct", "confirm": True, "mask_png": data_url}
     )
     assert status == 200 and body["area_after_mm2"] == pytest.approx(200 / PPM**2)
     # wrong-size mask is refused
     small = io.BytesIO()
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(small, format="PNG")
     bad = base64.b64encode(small.getvalue()).decode()
-    status, body = client.json(
-        "/api/decision", {"key": it.key, "action": "correct", "mask_png": bad, "session_id": session}
+    status, body = session.json(
+        "/api/decision", {"key": it.key, "action": "correct", "confirm": True, "mask_png": bad}
     )
     assert status == 400 and "rectified frame" in body["error"]
-    status, _ = client.json(
-        "/api/decision",
-        {"key": it.key, "action": "not_assessable", "reason": "blurred", "session_id": session},
+    status, _ = session.json(
+        "/api/decision", {"key": it.key, "action": "not_assessable", "confirm": True, "reason": "blurred"}
     )
     assert status == 200
 
@@ -401,18 +412,18 @@ def test_double_reading_disagreements(server, study):
     client, app, _ = server
     a, b = _session(client, "Dr A"), _session(client, "Dr B")
     it1, it2, it3 = app.items[:3]
-    client.json("/api/decision", {"key": it1.key, "action": "accept", "session_id": a})
-    client.json("/api/decision", {"key": it1.key, "action": "accept", "session_id": b})
-    client.json("/api/decision", {"key": it2.key, "action": "accept", "session_id": a})
-    client.json("/api/decision", {"key": it2.key, "action": "not_assessable", "reason": "x", "session_id": b})
-    client.json("/api/decision", {"key": it3.key, "action": "accept", "session_id": a})
+    a.json("/api/decision", {"key": it1.key, "action": "accept"})
+    b.json("/api/decision", {"key": it1.key, "action": "accept"})
+    a.json("/api/decision", {"key": it2.key, "action": "accept"})
+    b.json("/api/decision", {"key": it2.key, "action": "not_assessable", "confirm": True, "reason": "x"})
+    a.json("/api/decision", {"key": it3.key, "action": "accept"})
     poly = [[0, 0], [60, 0], [60, 60], [0, 60]]  # 36 mm², far from the proposal
-    client.json("/api/decision", {"key": it3.key, "action": "correct", "polygon": poly, "session_id": b})
+    b.json("/api/decision", {"key": it3.key, "action": "correct", "confirm": True, "polygon": poly})
     conn = sqlite3.connect(study["out"] / "study.sqlite")
     found = {d["photo_sha256"]: d["reason"] for d in disagreements(conn, ReviewSettings())}
     assert found == {it2.photo_sha256: "action+area", it3.photo_sha256: "area"}
     # B later agrees on item 2: only the latest decisions count
-    client.json("/api/decision", {"key": it2.key, "action": "accept", "session_id": b})
+    b.json("/api/decision", {"key": it2.key, "action": "accept"})
     found = {d["photo_sha256"] for d in disagreements(conn, ReviewSettings())}
     assert found == {it3.photo_sha256}
     # the CLI lists the same
@@ -436,7 +447,7 @@ def test_killed_server_loses_no_decision(study):
     cfg_path.write_text(yaml.safe_dump({"schedule": list(VISITS)}))
     proc = subprocess.Popen(
         [sys.executable, "-c", "from ulcerseg.cli import run; run()", "review", "serve",
-         str(study["out"]), "--port", "0", "--config", str(cfg_path)],
+         str(study["out"]), "--port", "0", "--config", str(cfg_path), "--reader", "Dr K"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -445,11 +456,13 @@ def test_killed_server_loses_no_decision(study):
         url = line.split(" at ", 1)[1].strip()
         base, token = url.split("/?token=")
         client = Client(base, token)
-        session = _session(client, "Dr K")
+        status, body = client.json("/api/session", {})
+        assert status == 200 and body["assessor"] == "Dr K"
+        client.session = body["session_id"]
         _, items = client.json("/api/items")
         keys = [i["key"] for i in items["items"]]
         for k in keys[:2]:
-            status, _ = client.json("/api/decision", {"key": k, "action": "accept", "session_id": session})
+            status, _ = client.json("/api/decision", {"key": k, "action": "accept"})
             assert status == 200
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -516,14 +529,10 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     acc = by_visit[("SUBJ-1001", "D0")]
     cor = by_visit[("SUBJ-1001", "W2")]
     na = by_visit[("SUBJ-1001", "W4")]
-    client.json("/api/decision", {"key": acc.key, "action": "accept", "session_id": s})
+    s.json("/api/decision", {"key": acc.key, "action": "accept"})
     poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
-    _, body = client.json(
-        "/api/decision", {"key": cor.key, "action": "correct", "polygon": poly, "session_id": s}
-    )
-    client.json(
-        "/api/decision", {"key": na.key, "action": "not_assessable", "reason": "blurred", "session_id": s}
-    )
+    _, body = s.json("/api/decision", {"key": cor.key, "action": "correct", "confirm": True, "polygon": poly})
+    s.json("/api/decision", {"key": na.key, "action": "not_assessable", "confirm": True, "reason": "blurred"})
 
     path = export_final(study["out"], cfg())
     rows = {(r["subject_id"], r["visit"]): r for r in csv.DictReader(path.open())}
@@ -637,10 +646,10 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
     a, b = _session(client, "Dr A"), _session(client, "Dr B")
     agreed, disputed = app.items[:2]
     for s in (a, b):
-        client.json("/api/decision", {"key": agreed.key, "action": "accept", "session_id": s})
-    client.json("/api/decision", {"key": disputed.key, "action": "accept", "session_id": a})
+        s.json("/api/decision", {"key": agreed.key, "action": "accept"})
+    a.json("/api/decision", {"key": disputed.key, "action": "accept"})
     poly = [[0, 0], [60, 0], [60, 60], [0, 60]]  # 36 mm², far from the proposal
-    client.json("/api/decision", {"key": disputed.key, "action": "correct", "polygon": poly, "session_id": b})
+    b.json("/api/decision", {"key": disputed.key, "action": "correct", "confirm": True, "polygon": poly})
 
     # before adjudication the disputed visit has no final value
     rows = {r["photo_sha256"]: r for r in csv.DictReader(export_final(study["out"], cfg()).open())}
@@ -655,7 +664,10 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
     srv = make_server(adj, 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        judge = Client(f"http://127.0.0.1:{srv.server_address[1]}", adj.token)
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        judge = Client(base, adj.add_reader("Dr C", adjudicator=True), adj)
+        # a reader's token does not open the adjudication server
+        assert Client(base, client.token).json("/api/items")[0] == 403
         status, listing = judge.json("/api/items")
         assert status == 200 and listing["adjudicate"] is True
         status, raw, _ = judge.request(f"/api/item/{disputed.key}")
@@ -665,10 +677,16 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
             ("Dr B", "correct"),
         }
         assert not any(subject.encode() in raw for subject in SUBJECTS)
+        # each reader's corrected outline can be shown on the same frame
+        [corr] = [r for r in item["readings"] if r["corrected"]]
+        status, png, _ = judge.request(f"/image/{disputed.key}/reading/{corr['decision_id']}.png")
+        with Image.open(io.BytesIO(png)) as im:
+            assert status == 200 and im.size == (W, H) and (np.asarray(im) > 0).sum() == 60 * 60
+        [acc] = [r for r in item["readings"] if not r["corrected"]]
+        assert judge.request(f"/image/{disputed.key}/reading/{acc['decision_id']}.png")[0] == 404
         status, _ = judge.json("/api/decision", {"key": agreed.key, "action": "accept", "assessor": "Dr C"})
         assert status == 400  # not a disputed photo: not an adjudication item
-        c = _session(judge, "Dr C")
-        status, body = judge.json("/api/decision", {"key": disputed.key, "action": "accept", "session_id": c})
+        status, body = judge.json("/api/decision", {"key": disputed.key, "action": "accept"})
         assert status == 200
     finally:
         srv.shutdown()

@@ -5,7 +5,6 @@ that, and nothing on the page unblinds the assessor."""
 from __future__ import annotations
 
 import csv
-import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,32 +12,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import contains_date
+from conftest import CHROMIUM_ARGS, contains_date
 from PIL import Image
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from test_review import PPM, SUBJECTS, cfg, make_study
 
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.server import ReviewApp, make_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = CHROMIUM_ARGS
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
     study = make_study(tmp_path)
     app = ReviewApp.load(study["out"], cfg())
+    # personal tokens: the reader's name comes from the token, not from the name typed in
+    app.token = app.add_reader("Dr Browser")  # type: ignore[attr-defined]
+    app.brush_token = app.add_reader("Dr Brush")  # type: ignore[attr-defined]
     srv = make_server(app, 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -47,6 +39,18 @@ def served(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def model_to_client(page: Page, u: float, v: float) -> tuple[float, float]:
+    """Page coordinates of a model-frame (stored mask) pixel under the current zoom and pan."""
+    x, y = page.evaluate("([u, v]) => window.reviewView.modelToClient(u, v)", [u, v])
+    return x, y
+
+
+def review_to_client(page: Page, u: float, v: float) -> tuple[float, float]:
+    """Page coordinates of a review-frame pixel under the current zoom and pan."""
+    x, y = page.evaluate("([u, v]) => window.reviewView.reviewToClient(u, v)", [u, v])
+    return x, y
 
 
 def _current_key(page: Page) -> str:
@@ -61,24 +65,34 @@ def _wait_next(page: Page, old_key: str) -> None:
     )
 
 
-def test_review_in_browser(served, tmp_path: Path):
+def _confirm_if_asked(page: Page, old_key: str) -> None:
+    """Answer yes when the server asks to confirm (an area change > 50%), then wait for the next item."""
+    page.wait_for_function(
+        "k => document.getElementById('view').dataset.key !== k || !document.getElementById('done').hidden"
+        " || !document.getElementById('confirm').hidden",
+        arg=old_key,
+        timeout=10_000,
+    )
+    if page.is_visible("#confirm"):
+        page.keyboard.press("y")
+    _wait_next(page, old_key)
+
+
+def test_review_in_browser(chromium: Browser, served, tmp_path: Path):
     base, app, study = served
-    assert Path(CHROMIUM).exists(), "system chromium is required (apt-get install chromium)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium.new_context(
+        viewport={"width": 1200, "height": 900}
+    ) as browser:  # on the session's Chromium
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page = browser.new_page()
             # without the token nothing is served
             res = page.goto(base + "/")
             assert res is not None and res.status == 401
             res = page.goto(f"{base}/?token={app.token}")
             assert res is not None and res.status == 200
-            # the assessor name is required before anything is shown
-            page.click("#start")
-            assert page.is_hidden("#review")
-            page.fill("#assessor", "Dr Browser")
-            page.click("#start")
+            # the reader's name comes from the token: nothing to type, nothing to get wrong
             page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+            assert (page.text_content("#who") or "") == "reader: Dr Browser"
             seen_html = [page.content()]
             assert page.is_hidden("#m-readings-wrap")  # a reader never sees other readings
 
@@ -92,20 +106,15 @@ def test_review_in_browser(served, tmp_path: Path):
             key_correct = _current_key(page)
             page.keyboard.press("e")
             page.keyboard.press("c")
-            box = page.locator("#view").bounding_box()
-            assert box is not None
-            item = app.by_key[key_correct]
-            w = np.asarray(Image.open(item.rectified_path)).shape[1]
-            scale = box["width"] / w
             u0, v0, u1, v1 = 20, 20, 60, 50  # rectified px
             for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1)):
-                page.mouse.click(box["x"] + u * scale, box["y"] + v * scale)
+                page.mouse.click(*model_to_client(page, u, v))
             page.keyboard.press("Enter")
             shown = float(page.text_content("#m-edit-area") or "nan")
             expected_mm2 = (u1 - u0) * (v1 - v0) / PPM**2
             assert shown == pytest.approx(expected_mm2, rel=0.08)
             page.keyboard.press("s")
-            _wait_next(page, key_correct)
+            _confirm_if_asked(page, key_correct)
             seen_html.append(page.content())
 
             # 3) not assessable with a reason
@@ -113,6 +122,11 @@ def test_review_in_browser(served, tmp_path: Path):
             page.keyboard.press("n")
             page.select_option("#na-reason", "image blurred")
             page.keyboard.press("Enter")
+            # an endpoint-changing action takes a second, explicit step (Enter does not confirm)
+            page.wait_for_selector("#confirm:not([hidden])", timeout=5_000)
+            page.keyboard.press("Enter")
+            assert page.is_visible("#confirm") and _current_key(page) == key_na
+            page.keyboard.press("y")
             _wait_next(page, key_na)
             seen_html.append(page.content())
             assert page.is_hidden("#na-panel") and page.is_hidden("#edit-panel")
@@ -154,28 +168,23 @@ def test_review_in_browser(served, tmp_path: Path):
     assert not contains_date(blob)
 
 
-def test_brush_add_and_erase(served):
+def test_brush_add_and_erase(chromium: Browser, served):
     base, app, study = served
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium.new_context(
+        viewport={"width": 1200, "height": 900}
+    ) as browser:  # on the session's Chromium
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(f"{base}/?token={app.token}")
-            page.fill("#assessor", "Dr Brush")
-            page.keyboard.press("Enter")
+            page = browser.new_page()
+            page.goto(f"{base}/?token={app.brush_token}")
             page.wait_for_selector("body[data-ready='1']", timeout=10_000)
             key = _current_key(page)
             page.keyboard.press("e")
             page.keyboard.press("c")
             page.keyboard.press("b")
             page.eval_on_selector("#t-size", "e => { e.value = '4'; }")
-            box = page.locator("#view").bounding_box()
-            assert box is not None
-            w = np.asarray(Image.open(app.by_key[key].rectified_path)).shape[1]
-            scale = box["width"] / w
 
             def at(u: float, v: float) -> tuple[float, float]:
-                return box["x"] + u * scale, box["y"] + v * scale
+                return model_to_client(page, u, v)
 
             # a horizontal stroke from u=10 to u=50 at v=30, then erase its middle
             page.mouse.move(*at(10, 30))
@@ -186,7 +195,7 @@ def test_brush_add_and_erase(served):
             page.keyboard.press("x")
             page.mouse.click(*at(30, 30))
             page.keyboard.press("s")
-            _wait_next(page, key)
+            _confirm_if_asked(page, key)
         finally:
             browser.close()
     (row,) = list_decisions(sqlite3.connect(study["out"] / "study.sqlite"))
@@ -198,7 +207,7 @@ def test_brush_add_and_erase(served):
     assert row["area_after_mm2"] == pytest.approx(m.sum() / PPM**2)
 
 
-def test_adjudicator_sees_the_readings_and_settles_the_photo(tmp_path: Path):
+def test_adjudicator_sees_the_readings_and_settles_the_photo(chromium: Browser, tmp_path: Path):
     from ulcerseg.review.decisions import decision_role, record_decision
     from ulcerseg.review.export import export_final
 
@@ -209,23 +218,25 @@ def test_adjudicator_sees_the_readings_and_settles_the_photo(tmp_path: Path):
     record_decision(conn, study["out"], item, "Dr A", "accept")
     record_decision(conn, study["out"], item, "Dr B", "not_assessable", reason="blurred")
     app = ReviewApp.load(study["out"], cfg(), adjudicate=True)
+    app.token = app.add_reader("Dr Judge", adjudicator=True)  # type: ignore[attr-defined]
     srv = make_server(app, 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        with chromium.new_context(viewport={"width": 1200, "height": 900}) as browser:
             try:
-                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page = browser.new_page()
                 page.goto(f"{base}/?token={app.token}")
-                page.fill("#assessor", "Dr Judge")
-                page.click("#start")
                 page.wait_for_selector("body[data-ready='1']", timeout=10_000)
                 assert _current_key(page) == item.key
                 assert (page.text_content("#who") or "").startswith("adjudicator")
                 assert page.is_visible("#m-readings")
                 readings = page.text_content("#m-readings") or ""
                 assert "Dr A: accept" in readings and "Dr B: not_assessable (blurred)" in readings
+                # each reading has its own colour in the legend of the zoomable view
+                assert page.is_visible("#legend")
+                legend = page.text_content("#legend") or ""
+                assert "model proposal" in legend and "Dr A: accept" in legend and "Dr B" in legend
                 assert not any(s in page.content() for s in SUBJECTS)
                 page.keyboard.press("a")
                 page.wait_for_selector("#done:not([hidden])", timeout=10_000)

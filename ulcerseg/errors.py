@@ -46,6 +46,17 @@ class DecisionError(UlcersegError):
     """A submitted review decision is invalid (unknown item/action, missing reason, bad mask)."""
 
 
+class NeedsConfirmation(DecisionError):
+    """An endpoint-changing decision must be confirmed (resubmit with ``confirm: true``).
+
+    ``changes`` says what the decision would change (action, areas in mm², change in %).
+    """
+
+    def __init__(self, message: str, changes: dict[str, object]) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
 class StudyVersionError(UlcersegError):
     """A study database was written by a newer ulcerseg (schema version above this one's)."""
 
@@ -61,6 +72,10 @@ class OutputError(UlcersegError):
 
 class OutputLockedError(OutputError):
     """Another ``measure`` holds the output folder's lock."""
+
+
+class PendingReviewError(UlcersegError):
+    """Flagged photos still wait for a review decision: the endpoint is not final yet."""
 
 
 # modules of the [train] extra: the core install (measure, heal, review, qa) runs without them

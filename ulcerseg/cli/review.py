@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +23,11 @@ __all__ = ["review"]
 
 _out_arg = study_dir_argument()
 _config_opt = healing_config_option()
+_allow_pending = click.option(
+    "--allow-pending",
+    is_flag=True,
+    help="Exit 0 even while flagged photos wait for review (they have no final value).",
+)
 
 
 def _default_dest(output: Path | None, default: Path) -> Path:
@@ -65,8 +69,16 @@ def review() -> None:
     help="Adjudication: only photos where readers disagree, with their readings shown; "
     "decisions are recorded as the adjudicator's and override the readers'.",
 )
-def serve_cmd(out_dir: Path, config_path: Path | None, port: int, review_all: bool, adjudicate: bool) -> None:
-    """Serve the review web app on 127.0.0.1 (prints the URL with its access token)."""
+@click.option(
+    "--reader",
+    default=None,
+    help="Register this reader (adjudicator with --adjudicate) if new and print their login URL. "
+    "Without it, a study with no reader gets 'reader1' (or 'adjudicator1').",
+)
+def serve_cmd(
+    out_dir: Path, config_path: Path | None, port: int, review_all: bool, adjudicate: bool, reader: str | None
+) -> None:
+    """Serve the review web app on 127.0.0.1; readers log in with their personal link."""
     from dataclasses import replace
 
     from ulcerseg.review.server import serve
@@ -74,7 +86,86 @@ def serve_cmd(out_dir: Path, config_path: Path | None, port: int, review_all: bo
     cfg = _config(config_path)
     if review_all:
         cfg = replace(cfg, review=replace(cfg.review, review_all=True))
-    serve(out_dir, cfg, port=port, adjudicate=adjudicate)
+    serve(out_dir, cfg, port=port, adjudicate=adjudicate, reader=reader)
+
+
+@review.group("readers")
+def readers() -> None:
+    """Readers and adjudicators: personal tokens (stored hashed in the study)."""
+
+
+@readers.command("add")
+@_out_arg
+@click.argument("name")
+@click.option("--adjudicator", is_flag=True, help="An adjudicator (for `review serve --adjudicate`).")
+def readers_add(out_dir: Path, name: str, adjudicator: bool) -> None:
+    """Register NAME and print their personal token (shown once; only its SHA-256 is kept)."""
+    from ulcerseg.review.decisions import open_study
+    from ulcerseg.store.review import add_reader
+
+    with open_study(out_dir) as (conn, _rows):
+        token = add_reader(conn, name, "adjudicator" if adjudicator else "reader")
+    role = "adjudicator" if adjudicator else "reader"
+    click.echo(f"{role} {name}: token {token}")
+    click.echo(f"login: http://127.0.0.1:PORT/?token={token}  (PORT: the one `review serve` prints)")
+    click.echo("the token is shown only this once; give it to the reader privately", err=True)
+
+
+@readers.command("list")
+@_out_arg
+def readers_list(out_dir: Path) -> None:
+    """Every reader: name, role, created, revoked."""
+    from ulcerseg.review.decisions import open_study
+    from ulcerseg.store.review import list_readers
+
+    with open_study(out_dir) as (conn, _rows):
+        rows = list_readers(conn)
+    for r in rows:
+        state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
+        click.echo(f"{r.name}\t{r.role}\tcreated {r.created_at}\t{state}")
+    click.echo(f"{len(rows)} readers", err=True)
+
+
+@readers.command("revoke")
+@_out_arg
+@click.argument("name")
+def readers_revoke(out_dir: Path, name: str) -> None:
+    """Revoke NAME's token (their decisions stay in the audit trail)."""
+    from ulcerseg.review.decisions import open_study
+    from ulcerseg.store.review import revoke_reader
+
+    with open_study(out_dir) as (conn, _rows):
+        revoke_reader(conn, name)
+    click.echo(f"revoked {name}")
+
+
+@review.command("verify")
+@_out_arg
+def verify_cmd(out_dir: Path) -> None:
+    """Check the audit trail's hash chain; names the first broken row (exit 1), OK exits 0."""
+    from ulcerseg.review.decisions import open_study
+    from ulcerseg.store.review import verify_chain
+
+    with open_study(out_dir) as (conn, _rows):
+        check = verify_chain(conn)
+    if check.ok:
+        click.echo(f"OK: {check.n_rows} decisions, chain intact; head {check.head}")
+        return
+    click.echo(
+        f"BROKEN: decision seq {check.broken_seq} (decision_id {check.broken_decision_id}) does not match "
+        f"the hash chain: it, or a row before it, was edited, inserted or deleted",
+        err=True,
+    )
+    sys.exit(1)
+
+
+def _pending_exit(n: int, allow_pending: bool) -> None:
+    """Print the pending count; exit 1 while any are pending unless allowed."""
+    if n:
+        click.echo(f"{n} flagged visit(s) pending review (final_source=pending_review, no value)", err=True)
+        if not allow_pending:
+            click.echo("not final: review them, or pass --allow-pending", err=True)
+            sys.exit(1)
 
 
 @review.command("disagreements")
@@ -87,6 +178,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     The ``adjudicated`` column says whether an adjudicator has settled it (`review serve
     --adjudicate`); until then the photo has no final value in `review export-final`.
     """
+    from ulcerseg import tables
     from ulcerseg.review.decisions import disagreements, open_study
     from ulcerseg.rounding import round_rows
 
@@ -106,9 +198,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     ]
     fh = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        w.writerows(round_rows(rows))
+        tables.write_csv_rows(fh, round_rows(rows), cols)  # cells escaped against formula injection
     finally:
         if output:
             fh.close()
@@ -119,12 +209,24 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
 @_out_arg
 @_config_opt
 @out_file_option("CSV file to write (without it: OUT_DIR/final_visits.csv, deprecated).", required=False)
-def export_final_cmd(out_dir: Path, config_path: Path | None, output: Path | None) -> None:
-    """Final per-visit CSV (automated, reviewed, final value, status, flags, reviewer)."""
-    from ulcerseg.review.final import export_final
+@_allow_pending
+def export_final_cmd(
+    out_dir: Path, config_path: Path | None, output: Path | None, allow_pending: bool
+) -> None:
+    """Final per-visit CSV (automated, reviewed, final value, status, flags, reviewer).
+
+    Exits 1 while flagged photos wait for review (written anyway, with final_source
+    pending_review and no value), unless --allow-pending.
+    """
+    import csv as _csv
+
+    from ulcerseg.review.final import export_final, pending_count
 
     dest = _default_dest(output, out_dir / "final_visits.csv")
-    click.echo(str(export_final(out_dir, _config(config_path), dest)))
+    path = export_final(out_dir, _config(config_path), dest)
+    click.echo(str(path))
+    with path.open(newline="", encoding="utf-8") as fh:
+        _pending_exit(pending_count(list(_csv.DictReader(fh))), allow_pending)
 
 
 @review.command("report")
@@ -132,12 +234,22 @@ def export_final_cmd(out_dir: Path, config_path: Path | None, output: Path | Non
 @_config_opt
 @out_file_option("HTML file to write (without it: OUT_DIR/report/report.html, deprecated).", required=False)
 @progress_option()
-def report_cmd(out_dir: Path, config_path: Path | None, output: Path | None, progress: bool) -> None:
-    """HTML report per subject/ulcer with photo series, contours and area plot (not blinded)."""
+@_allow_pending
+def report_cmd(
+    out_dir: Path, config_path: Path | None, output: Path | None, progress: bool, allow_pending: bool
+) -> None:
+    """HTML report per subject/ulcer with photo series, contours and area plot (not blinded).
+
+    Exits 1 while flagged photos wait for review, unless --allow-pending.
+    """
     from ulcerseg.review.report import write_report
 
     dest = _default_dest(output, out_dir / "report" / "report.html")
-    click.echo(str(write_report(out_dir, _config(config_path), dest, progress=_bar(progress, "ulcer"))))
+    path, n_pending = write_report(
+        out_dir, _config(config_path), dest, return_pending=True, progress=_bar(progress, "ulcer")
+    )
+    click.echo(str(path))
+    _pending_exit(n_pending, allow_pending)
 
 
 @review.command("export-blinded")
@@ -180,12 +292,24 @@ def export_training_cmd(
 @_out_arg
 @out_file_option("CSV file (default: standard output).", required=False)
 def decisions_cmd(out_dir: Path, output: Path | None) -> None:
-    """The audit trail: every decision in order (CSV to stdout or -o)."""
-    from ulcerseg.review.decisions import list_decisions, open_study
+    """The audit trail: every decision in order (CSV to stdout or -o).
+
+    ``undo`` rows name the decision they withdraw (``undoes``); ``row_hash`` is the hash chain
+    checked by `review verify`.
+    """
+    from ulcerseg import tables
+    from ulcerseg.review.decisions import decision_details, list_decisions, open_study
     from ulcerseg.rounding import round_rows
 
     with open_study(out_dir) as (conn, _rows):
-        rows = list_decisions(conn)
+        rows = [
+            {
+                **d,
+                "scale_source": decision_details(d).get("scale_source", ""),
+                "undoes": decision_details(d).get("undoes", ""),
+            }
+            for d in list_decisions(conn)
+        ]
     cols = [
         "seq",
         "decision_id",
@@ -198,12 +322,13 @@ def decisions_cmd(out_dir: Path, output: Path | None) -> None:
         "area_after_mm2",
         "corrected_mask_file",
         "session_id",
+        "scale_source",
+        "undoes",
+        "row_hash",
     ]
     fh = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(round_rows(rows))
+        tables.write_csv_rows(fh, round_rows(rows), cols)  # cells escaped against formula injection
     finally:
         if output:
             fh.close()

@@ -11,9 +11,11 @@ from ulcerseg.healing.config import HealingConfig, healing_config_sha256, load_h
 from ulcerseg.healing.records import UlcerHealing
 from ulcerseg.healing.rules import compute_healing
 from ulcerseg.healing.table import PROVENANCE_COLUMNS, flat_rows, write_healing_csv
+from ulcerseg.review.rules import final_rows
 from ulcerseg.rounding import round_rows
 from ulcerseg.store import Study
 from ulcerseg.store.healing import replace_healing_rows
+from ulcerseg.store.review import read_decisions
 
 __all__ = ["heal_study"]
 
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = None) -> list[UlcerHealing]:
     """Compute healing for a measurement output folder; write table ``healing`` and healing.csv.
 
+    Healing is computed from the FINAL per-photo values (:func:`ulcerseg.review.rules.final_rows`:
+    review decisions applied, flagged photos pending review without a value), the same values
+    as ``review export-final`` and ``review report``, so the three never disagree.
     ``config`` is a :class:`HealingConfig`, a YAML path, or None (packaged defaults).
     """
     cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
@@ -32,7 +37,8 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
     heal_run = datetime.now(UTC).isoformat(timespec="seconds")
     with Study.open(out_dir) as study:
         photo_rows = study.latest_measurements()
-        results = compute_healing(photo_rows, cfg)
+        final = final_rows(photo_rows, read_decisions(study.conn), cfg.review)
+        results = compute_healing(final.rows, cfg)
         flat = flat_rows(results, heal_run)
         # provenance: which package, model and configs produced the measured area of each row
         by_sha = {r["photo_sha256"]: r for r in photo_rows}
@@ -42,5 +48,8 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
             row.update({k: source.get(k) for k in PROVENANCE_COLUMNS}, healing_config_sha256=rules)
         replace_healing_rows(study.conn, flat)
     write_healing_csv(round_rows(flat), out_dir / "healing.csv")  # the table keeps full precision
-    log.info("healing: %d ulcers, %d visit rows -> %s", len(results), len(flat), out_dir)
+    log.info(
+        "healing: %d ulcers, %d visit rows (%d photos pending review) -> %s",
+        len(results), len(flat), len(final.pending), out_dir,
+    )  # fmt: skip
     return results

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +24,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ulcerseg.errors import DecisionError, InputError
+from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
 from ulcerseg.healing.config import ReviewSettings
-from ulcerseg.review.items import KEY_RE, ReviewItem, build_items, inside_out_dir
+from ulcerseg.review.items import KEY_RE, ManualItem, ReviewItem, build_items, inside_out_dir
 from ulcerseg.review.masks import mask_from_png, mask_from_polygon, remeasure_mask
 from ulcerseg.review.rules import (
     ADJUDICATOR,
@@ -33,7 +34,9 @@ from ulcerseg.review.rules import (
     ROLES,
     Action,
     FinalDecision,
+    decision_details,
     decision_role,
+    effective_decisions,
     final_decisions,
     find_disagreements,
     latest_reads,
@@ -54,23 +57,30 @@ __all__ = [
     "Action",
     "DecisionError",
     "FinalDecision",
+    "ManualItem",
+    "NeedsConfirmation",
     "ReviewItem",
     "build_items",
+    "decision_details",
     "decision_role",
     "disagreements",
+    "effective_decisions",
     "ensure_schema",
     "final_decisions",
     "find_disagreements",
     "inside_out_dir",
     "latest_reads",
     "list_decisions",
+    "manual_area",
     "mask_from_png",
     "mask_from_polygon",
     "open_study",
     "record_decision",
+    "record_manual_measurement",
     "remeasure_mask",
     "salt_for",
     "start_session",
+    "undo_last",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +122,8 @@ def record_decision(
     corrected_mask: np.ndarray | None = None,
     session_id: str | None = None,
     role: str = "reader",
+    confirm: bool = True,
+    extra_details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate and append one decision in its own transaction; returns the stored row.
 
@@ -119,7 +131,13 @@ def record_decision(
     between readers; recorded in ``details``).
 
     A correction saves OUT/review/masks/<key>_<decision_id>.png (a new file, never overwritten)
-    and re-measures it in mm² with the item's rectified px_per_mm.
+    and re-measures it in mm² with the item's rectified px_per_mm. A correction whose mask is
+    pixel for pixel the proposed one is not a correction: it is recorded as ``accept``.
+
+    With ``confirm=False`` (the web API's first step) an endpoint-changing decision raises
+    :class:`NeedsConfirmation` instead of being saved: ``confirm_healed``, ``not_assessable``
+    and a correction that changes the area by more than 50%. Library callers default to
+    ``confirm=True``. ``extra_details`` are merged into ``details`` (e.g. a manual scale).
     """
     assessor = (assessor or "").strip()
     if not assessor:
@@ -127,9 +145,10 @@ def record_decision(
     try:
         act = Action(action)
     except ValueError:
-        raise DecisionError(
-            f"unknown action {action!r} (known: {', '.join(a.value for a in Action)})"
-        ) from None
+        act = Action.UNDO
+    if act is Action.UNDO:  # undo has its own entry point (undo_last)
+        known = ", ".join(a.value for a in Action if a is not Action.UNDO)
+        raise DecisionError(f"unknown action {action!r} (known: {known})")
     if role not in ROLES:
         raise DecisionError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
     reason = (reason or "").strip() or None
@@ -142,6 +161,10 @@ def record_decision(
     if act is Action.CORRECT:
         if corrected_mask is None:
             raise DecisionError("a correction needs a mask or polygon")
+        if _same_as_proposal(item, corrected_mask):
+            act, corrected_mask = Action.ACCEPT, None
+            details = {"note": "correction identical to the proposal: recorded as accept"}
+    if act is Action.CORRECT and corrected_mask is not None:
         details = remeasure_mask(corrected_mask, item.px_per_mm)
         area_after = details["area_mm2"]
         rel = Path("review") / "masks" / f"{item.key}_{decision_id}.png"
@@ -154,6 +177,10 @@ def record_decision(
         mask_rel = rel.as_posix()
     elif act is Action.NOT_ASSESSABLE:
         area_after = None
+    if not confirm:
+        _check_confirmed(act, item.area_mm2, area_after)
+    if extra_details:
+        details = {**details, **extra_details}
     if role == ADJUDICATOR:
         details = {**details, "role": ADJUDICATOR}
     row = {
@@ -172,6 +199,167 @@ def record_decision(
     ensure_schema(conn)
     insert_decision(conn, row)
     log.info("decision %s: %s %s by %s", decision_id, act.value, item.key, assessor)
+    return row
+
+
+BIG_CHANGE_PCT = 50.0
+"""A correction that changes the proposed area by more than this (%) needs a confirmation."""
+
+
+def _same_as_proposal(item: ReviewItem, mask: np.ndarray) -> bool:
+    proposed = item.proposed_mask()
+    mask = np.asarray(mask, dtype=bool)
+    if proposed is None:
+        return not mask.any()
+    return proposed.shape == mask.shape and bool(np.array_equal(proposed, mask))
+
+
+def _check_confirmed(act: Action, before: float | None, after: float | None) -> None:
+    """Raise :class:`NeedsConfirmation` for a decision that changes the endpoint."""
+    changes: dict[str, Any] = {"action": act.value, "area_before_mm2": before, "area_after_mm2": after}
+    if act is Action.CONFIRM_HEALED:
+        changes["status_after"] = "healed"
+        raise NeedsConfirmation("confirming healed changes the endpoint: confirm to save", changes)
+    if act is Action.NOT_ASSESSABLE:
+        changes["status_after"] = "not_assessable"
+        raise NeedsConfirmation("not assessable removes this visit's value: confirm to save", changes)
+    if act is Action.CORRECT and before is not None and after is not None:
+        pct = 100.0 * (after - before) / before if before > 0 else float("inf")
+        if abs(pct) > BIG_CHANGE_PCT:
+            changes["change_pct"] = None if pct == float("inf") else round(pct, 1)
+            raise NeedsConfirmation(
+                f"the correction changes the area by more than {BIG_CHANGE_PCT:.0f}%: confirm to save",
+                changes,
+            )
+
+
+def undo_last(
+    conn: sqlite3.Connection,
+    assessor: str,
+    role: str = READER,
+    session_id: str | None = None,
+    expected: str | None = None,
+) -> dict[str, Any]:
+    """Withdraw ``assessor``'s last standing decision (in ``role``) by appending an ``undo`` row.
+
+    Nothing is edited: the undo row names the decision it withdraws (``details.undoes``), and
+    the decision that counts becomes the assessor's previous one on that photo (or none).
+    ``expected``: the decision_id the client means to undo; when another decision is the last
+    one (e.g. saved from a second window) nothing is undone. Raises :class:`DecisionError`
+    when there is nothing to undo or ``expected`` is not the last decision.
+    """
+    standing = [
+        d
+        for d in effective_decisions(read_decisions(conn))
+        if d["assessor"] == assessor and decision_role(d) == role
+    ]
+    if not standing:
+        raise DecisionError("nothing to undo")
+    target = standing[-1]
+    if expected is not None and target["decision_id"] != expected:
+        raise DecisionError("that is not your last standing decision: reload, then undo")
+    details: dict[str, Any] = {"undoes": target["decision_id"]}
+    if role == ADJUDICATOR:
+        details["role"] = ADJUDICATOR
+    row = {
+        "decision_id": uuid.uuid4().hex[:16],
+        "photo_sha256": target["photo_sha256"],
+        "assessor": assessor,
+        "decided_at": _now(),
+        "action": Action.UNDO.value,
+        "reason": None,
+        "area_before_mm2": target["area_after_mm2"],
+        "area_after_mm2": None,
+        "corrected_mask_file": None,
+        "session_id": session_id,
+        "details": json.dumps(details),
+    }
+    insert_decision(conn, row)
+    log.info("decision %s: undo %s by %s", row["decision_id"], target["decision_id"], assessor)
+    return {**row, "undone": target}
+
+
+MIN_SCALE_PX = 5.0
+"""Two scale points closer than this (px) are refused: the scale would be meaningless."""
+
+
+def manual_area(
+    points: Sequence[Sequence[float]],
+    length_mm: float,
+    polygon: Sequence[Sequence[float]],
+    frame: tuple[int, int],
+) -> dict[str, Any]:
+    """Area (mm²) of a polygon traced on a photo with a hand-set scale (pure).
+
+    ``points``: two photo-px points ``length_mm`` apart on the skin/marker plane; ``polygon``:
+    the outline in photo px; ``frame``: (width, height) of the photo. The polygon is filled by
+    the pixel-centre rule (only its bounding box is rasterised) and the pixel count is scaled
+    by (mm/px)². The photo is assumed roughly fronto-parallel: no perspective correction.
+    """
+    (x0, y0), (x1, y1) = points
+    dist = math.hypot(x1 - x0, y1 - y0)
+    if dist < MIN_SCALE_PX:
+        raise DecisionError(f"the two scale points are {dist:.1f} px apart; need at least {MIN_SCALE_PX:g}")
+    if not (math.isfinite(length_mm) and 0.0 < length_mm <= 1000.0):
+        raise DecisionError("length_mm must be a number in (0, 1000]")
+    pts = np.asarray(polygon, dtype=np.float64)
+    w, h = frame
+    u0, v0 = max(0, int(np.floor(pts[:, 0].min()))), max(0, int(np.floor(pts[:, 1].min())))
+    u1, v1 = min(w, int(np.ceil(pts[:, 0].max())) + 1), min(h, int(np.ceil(pts[:, 1].max())) + 1)
+    local = mask_from_polygon((pts - [u0, v0]).tolist(), (max(1, v1 - v0), max(1, u1 - u0)))
+    n_px = int(np.count_nonzero(local))
+    mm_per_px = length_mm / dist
+    return {
+        "area_mm2": n_px * mm_per_px**2,
+        "n_px": n_px,
+        "mm_per_px": mm_per_px,
+        "scale_source": "manual",
+        "scale_points_px": [list(map(float, p)) for p in points],
+        "scale_length_mm": float(length_mm),
+        "polygon_photo_px": [list(map(float, p)) for p in polygon],
+    }
+
+
+def record_manual_measurement(
+    conn: sqlite3.Connection,
+    item: ManualItem,
+    assessor: str,
+    points: Sequence[Sequence[float]],
+    length_mm: float,
+    polygon: Sequence[Sequence[float]],
+    *,
+    session_id: str | None = None,
+    role: str = READER,
+) -> dict[str, Any]:
+    """Append a manual-scale measurement of a photo without a usable marker (a ``correct``
+    decision whose ``details`` carry ``scale_source: manual``, the scale and the outline)."""
+    assessor = (assessor or "").strip()
+    if not assessor:
+        raise DecisionError("assessor name is required")
+    details = manual_area(points, length_mm, polygon, (item.width_px, item.height_px))
+    if role == ADJUDICATOR:
+        details["role"] = ADJUDICATOR
+    row = {
+        "decision_id": uuid.uuid4().hex[:16],
+        "photo_sha256": item.photo_sha256,
+        "assessor": assessor,
+        "decided_at": _now(),
+        "action": Action.CORRECT.value,
+        "reason": "manual scale",
+        "area_before_mm2": None,
+        "area_after_mm2": details["area_mm2"],
+        "corrected_mask_file": None,
+        "session_id": session_id,
+        "details": json.dumps(details),
+    }
+    insert_decision(conn, row)
+    log.info(
+        "decision %s: manual-scale %.3f mm² on %s by %s",
+        row["decision_id"],
+        details["area_mm2"],
+        item.key,
+        assessor,
+    )
     return row
 
 

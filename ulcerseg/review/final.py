@@ -6,6 +6,8 @@ status); healing status and flags are then recomputed on the final values. With 
 the counting decision is the latest reading when the readers agree, the latest adjudication when
 they disagreed, and none (no value, ``final_source = unresolved_disagreement``) while a
 disagreement waits for adjudication (:func:`ulcerseg.review.decisions.final_decisions`).
+A flagged photo that nobody has decided yet is ``final_source = pending_review`` with no value
+(:func:`ulcerseg.review.rules.final_rows`, the same rows ``heal`` computes healing from).
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ulcerseg.errors import PendingReviewError
 from ulcerseg.healing import PROVENANCE_COLUMNS, HealingConfig, UlcerHealing, compute_healing
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.outputs import healing_config, write_csv
-from ulcerseg.review.rules import Action, final_decisions
+from ulcerseg.review.rules import PENDING_REVIEW, Action, apply_decisions, decision_details, final_rows
 from ulcerseg.rounding import round_rows
 
-__all__ = ["FINAL_COLUMNS", "apply_decisions", "export_final", "final_visit_rows"]
+__all__ = [
+    "FINAL_COLUMNS",
+    "PendingReviewError",
+    "apply_decisions",
+    "export_final",
+    "final_visit_rows",
+    "pending_count",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,7 @@ FINAL_COLUMNS: tuple[str, ...] = (
     "reviewed_area_mm2",
     "final_area_mm2",
     "final_source",
+    "scale_source",
     "review_action",
     "review_reason",
     "reviewer",
@@ -61,52 +72,21 @@ FINAL_COLUMNS: tuple[str, ...] = (
 )
 
 
-def apply_decisions(
-    rows: Sequence[Mapping[str, Any]],
-    latest: Mapping[str, Mapping[str, Any]],
-    unresolved: frozenset[str] | set[str] = frozenset(),
-) -> list[dict[str, Any]]:
-    """Per-photo rows with the counting decision applied (pure; see module docstring).
-
-    Photos in ``unresolved`` (readers disagree, not adjudicated) have no area: a disputed value
-    must not enter the analysis silently.
-    """
-    out = []
-    for row in rows:
-        r = dict(row)
-        sha = str(row.get("photo_sha256"))
-        d = latest.get(sha)
-        if sha in unresolved:
-            r["area_mm2"] = None
-            r["area_low_mm2"] = r["area_high_mm2"] = None
-        elif d is not None:
-            action = d["action"]
-            if action == Action.NOT_ASSESSABLE:
-                r["area_mm2"] = None
-            elif action in (Action.ACCEPT, Action.CORRECT):
-                r["area_mm2"] = d["area_after_mm2"]
-                r["reviewed"] = True
-                r["area_low_mm2"] = r["area_high_mm2"] = None  # the band was for the model
-            elif action == Action.CONFIRM_HEALED:
-                r["healed_override"] = True
-                r["reviewed"] = True
-            elif action == Action.REJECT_HEALED:
-                r["healed_override"] = False
-        out.append(r)
-    return out
-
-
 def final_visit_rows(
     rows: Sequence[Mapping[str, Any]],
     decisions: Sequence[Mapping[str, Any]],
     config: HealingConfig,
 ) -> tuple[list[dict[str, Any]], list[UlcerHealing]]:
-    """Final per-visit rows (columns :data:`FINAL_COLUMNS`) and the recomputed healing."""
-    final = final_decisions(decisions, config.review)
-    latest = {sha: f.decision for sha, f in final.items() if f.decision is not None}
-    unresolved = {sha for sha, f in final.items() if f.decision is None}
+    """Final per-visit rows (columns :data:`FINAL_COLUMNS`) and the recomputed healing.
+
+    Values come from :func:`ulcerseg.review.rules.final_rows` (the same rows ``heal`` uses).
+    ``scale_source``: ``manual`` for a value measured with a hand-set scale, ``marker`` for
+    any other value, empty without a value.
+    """
+    fr = final_rows(rows, decisions, config.review)
+    final = fr.final
     by_sha = {str(r.get("photo_sha256")): r for r in rows}
-    results = compute_healing(apply_decisions(rows, latest, unresolved), config)
+    results = compute_healing(fr.rows, config)
     out: list[dict[str, Any]] = []
     for ulcer in results:
         for v in ulcer.visits:
@@ -117,12 +97,13 @@ def final_visit_rows(
             reviewed_area = None
             if d is not None and d["action"] in (Action.ACCEPT, Action.CORRECT):
                 reviewed_area = d["area_after_mm2"]
-            if f is not None:
-                source = f.source  # review | adjudication | unresolved_disagreement
-            elif v.area_mm2 is not None:
-                source = "automated"
-            else:
+            source = fr.source.get(v.photo_sha256 or "", "none")
+            if source == "automated" and v.area_mm2 is None:
                 source = "none"
+            scale = ""
+            if v.area_mm2 is not None:
+                manual = d is not None and decision_details(d).get("scale_source") == "manual"
+                scale = "manual" if manual else "marker"
             out.append(
                 {
                     **{k: flat[k] for k in FINAL_COLUMNS if k in flat},
@@ -132,6 +113,7 @@ def final_visit_rows(
                     "reviewed_area_mm2": reviewed_area,
                     "final_area_mm2": v.area_mm2,
                     "final_source": source,
+                    "scale_source": scale,
                     "review_action": d["action"] if d else None,
                     "review_reason": d["reason"] if d else None,
                     "reviewer": d["assessor"] if d else None,
@@ -144,16 +126,31 @@ def final_visit_rows(
     return out, results
 
 
+def pending_count(final: Sequence[Mapping[str, Any]]) -> int:
+    """Visit rows whose final value waits for a review decision."""
+    return sum(1 for r in final if r.get("final_source") == PENDING_REVIEW)
+
+
 def export_final(
     out_dir: str | Path,
     config: HealingConfig | str | Path | None = None,
     path: str | Path | None = None,
+    allow_pending: bool = True,
 ) -> Path:
-    """Write the final per-visit CSV for statisticians (default OUT/final_visits.csv)."""
+    """Write the final per-visit CSV for statisticians (default OUT/final_visits.csv).
+
+    With ``allow_pending=False`` nothing is written while any flagged photo is
+    ``pending_review`` (:class:`PendingReviewError`, naming the count).
+    """
     cfg = healing_config(config)
     with open_study(out_dir) as (conn, rows):
         decisions = list_decisions(conn)
     final, _ = final_visit_rows(rows, decisions, cfg)
+    n = pending_count(final)
+    if n and not allow_pending:
+        raise PendingReviewError(
+            f"{n} flagged visit(s) pending review: review them first, or pass --allow-pending"
+        )
     dest = Path(path) if path else Path(out_dir) / "final_visits.csv"
-    log.info("final table: %d visit rows -> %s", len(final), dest)
+    log.info("final table: %d visit rows (%d pending review) -> %s", len(final), n, dest)
     return write_csv(round_rows(final), FINAL_COLUMNS, dest)

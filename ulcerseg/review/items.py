@@ -10,10 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from ulcerseg.healing.config import ReviewSettings
+from ulcerseg.imageio import read_mask
 from ulcerseg.review.blinding import subject_pseudonym, ulcer_pseudonym
 
-__all__ = ["KEY_RE", "ReviewItem", "build_items", "inside_out_dir"]
+__all__ = [
+    "KEY_RE",
+    "ManualItem",
+    "ReviewItem",
+    "build_items",
+    "build_manual_items",
+    "inside_out_dir",
+    "reader_order",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +50,17 @@ class ReviewItem:
     flags: tuple[str, ...]
     needs_review: bool
 
+    def proposed_mask(self) -> np.ndarray | None:
+        """The automated mask (bool, rectified frame), None when the photo has none."""
+        if self.mask_path is None:
+            return None
+        return read_mask(self.mask_path)
+
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the rectified frame in px, read from the PNG header."""
+        with Image.open(self.rectified_path) as im:
+            return int(im.size[0]), int(im.size[1])
+
     def public(self, settings: ReviewSettings, proposed_status: str | None) -> dict[str, Any]:
         """Blinded JSON view: pseudonyms, area and flags; no real IDs, dates or file paths."""
         out: dict[str, Any] = {
@@ -48,6 +71,7 @@ class ReviewItem:
             "px_per_mm": self.px_per_mm,
             "flags": list(self.flags),
             "has_mask": self.mask_path is not None,
+            "manual_scale": False,  # see ManualItem
             # only healed / not healed: the full trend (improving, worsening) could bias
             "proposed_status": None
             if proposed_status is None
@@ -112,3 +136,85 @@ def build_items(
     items.sort(key=lambda it: it.photo_sha256)
     random.Random(settings.seed).shuffle(items)
     return items
+
+
+@dataclass(frozen=True)
+class ManualItem:
+    """A flagged photo with no usable marker: measured by hand (two points of a known length
+    set the scale, then a traced outline), all in photo px (pixel centres at integers)."""
+
+    key: str
+    photo_sha256: str
+    subject_id: str
+    ulcer_id: str
+    visit: str
+    subject_pseudonym: str
+    ulcer_pseudonym: str
+    photo_path: Path  # the source photo (EXIF-oriented when decoded); never sent as is
+    width_px: int
+    height_px: int
+    flags: tuple[str, ...]
+    area_mm2: float | None = None  # no automated value
+    needs_review: bool = True
+
+    def public(self, settings: ReviewSettings, proposed_status: str | None = None) -> dict[str, Any]:
+        """Blinded JSON view (no IDs, dates or paths)."""
+        out: dict[str, Any] = {
+            "key": self.key,
+            "subject": self.subject_pseudonym,
+            "ulcer": self.ulcer_pseudonym,
+            "area_mm2": None,
+            "flags": list(self.flags),
+            "manual_scale": True,
+            "photo_width_px": self.width_px,
+            "photo_height_px": self.height_px,
+            "proposed_status": None,
+        }
+        if settings.show_visit_label:
+            out["visit"] = self.visit
+        return out
+
+
+def build_manual_items(
+    rows: Sequence[Mapping[str, Any]], input_roots: Mapping[str, str], salt: str
+) -> list[ManualItem]:
+    """Manual-scale items: flagged photos without a rectified image (no usable marker) whose
+    source photo is still at ``<run input_root>/<file>`` and whose size is known."""
+    out = []
+    for row in rows:
+        sha = str(row.get("photo_sha256") or "")
+        if len(sha) < 16 or not int(row.get("needs_review") or 0) or row.get("rectified_file"):
+            continue
+        root = input_roots.get(str(row.get("run_id")))
+        w, h = row.get("image_width_px"), row.get("image_height_px")
+        if not root or not w or not h:
+            continue
+        path = inside_out_dir(Path(root), row.get("file"))
+        if path is None:
+            log.info("photo %s: source file not found, no manual-scale review", sha[:16])
+            continue
+        subject, ulcer = str(row.get("subject_id")), str(row.get("ulcer_id"))
+        out.append(
+            ManualItem(
+                key=sha[:16].lower(),
+                photo_sha256=sha,
+                subject_id=subject,
+                ulcer_id=ulcer,
+                visit=str(row.get("visit") or ""),
+                subject_pseudonym=subject_pseudonym(salt, subject),
+                ulcer_pseudonym=ulcer_pseudonym(salt, subject, ulcer),
+                photo_path=path,
+                width_px=int(w),
+                height_px=int(h),
+                flags=tuple(f for f in str(row.get("flags") or "").split(";") if f),
+            )
+        )
+    return sorted(out, key=lambda it: it.photo_sha256)
+
+
+def reader_order(items: Sequence[Any], reader: str, salt: str, seed: int) -> list[Any]:
+    """``items`` in the reader's own random order: independent between readers (seeded by the
+    configured seed, the study's secret salt and the reader's name), reproducible per reader."""
+    out = sorted(items, key=lambda it: it.photo_sha256)
+    random.Random(f"{seed}\x1f{salt}\x1f{reader}").shuffle(out)
+    return out

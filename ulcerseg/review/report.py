@@ -18,9 +18,10 @@ from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.decisions import list_decisions, open_study
-from ulcerseg.review.final import final_visit_rows
+from ulcerseg.review.final import final_visit_rows, pending_count
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import healing_config, load_mask
+from ulcerseg.review.rules import final_decisions
 from ulcerseg.rounding import csv_decimals
 
 __all__ = ["REPORT_COLUMNS", "area_figure", "render_report", "write_report"]
@@ -33,6 +34,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "reviewed_area_mm2",
     "final_area_mm2",
     "final_source",
+    "scale_source",
     "status",
     "change_from_baseline_pct",
     "reviewer",
@@ -129,7 +131,7 @@ def _cell(column: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def render_report(ulcers: Sequence[Mapping[str, Any]]) -> str:
+def render_report(ulcers: Sequence[Mapping[str, Any]], pending: int = 0) -> str:
     """The report's HTML from per-ulcer context dicts (``subject_id``, ``ulcer_id``,
     ``is_cardinal``, ``plot_uri``, ``rows`` of cell strings, ``figures`` with ``uri``,
     ``visit``, ``status``); every value is escaped by the template engine."""
@@ -141,18 +143,22 @@ def render_report(ulcers: Sequence[Mapping[str, Any]]) -> str:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    return env.get_template("report.html.j2").render(columns=REPORT_COLUMNS, ulcers=ulcers)
+    return env.get_template("report.html.j2").render(columns=REPORT_COLUMNS, ulcers=ulcers, pending=pending)
 
 
 def write_report(
     out_dir: str | Path,
     config: HealingConfig | str | Path | None = None,
     path: str | Path | None = None,
+    return_pending: bool = False,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
-) -> Path:
+) -> Any:
     """HTML report per subject/ulcer: visit table, photo series with contours, area plot.
 
-    The report is self-contained (images embedded) and NOT blinded (real IDs and dates).
+    The report is self-contained (images embedded) and NOT blinded (real IDs and dates). It
+    shows the final values (:func:`ulcerseg.review.final.final_visit_rows`); visits pending
+    review are listed as such. Returns the path, or (path, number of visits pending review)
+    with ``return_pending``.
     """
     cfg = healing_config(config)
     out_dir = Path(out_dir)
@@ -160,7 +166,8 @@ def write_report(
         decisions = list_decisions(conn)
     final, _ = final_visit_rows(rows, decisions, cfg)
     by_sha = {str(r["photo_sha256"]): r for r in rows}
-    latest = {d["photo_sha256"]: d for d in decisions}
+    counting = final_decisions(decisions, cfg.review)
+    latest = {sha: f.decision for sha, f in counting.items() if f.decision is not None}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in final:
         groups.setdefault((r["subject_id"], r["ulcer_id"]), []).append(r)
@@ -190,5 +197,6 @@ def write_report(
         )
     dest = Path(path) if path else out_dir / "report" / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(render_report(ulcers), encoding="utf-8")
-    return dest
+    n_pending = pending_count(final)
+    dest.write_text(render_report(ulcers, n_pending), encoding="utf-8")
+    return (dest, n_pending) if return_pending else dest

@@ -1,7 +1,13 @@
 """The review rules (pure): roles, actions, disagreements and the decision that counts per photo.
 
 Decisions are dicts as stored (``photo_sha256``, ``assessor``, ``action``, ``area_after_mm2``,
-``details``...), in the order they were made.
+``details``...), in the order they were made. An ``undo`` row (``details.undoes`` names a
+decision_id) withdraws that decision: every rule below sees only :func:`effective_decisions`.
+
+One truth for the endpoint (:func:`final_rows`): a photo's final value is the decision that
+counts, else the automated value when the photo is not flagged; a flagged photo without a
+decision is ``pending_review`` and has no value. ``heal``, ``final_visits.csv`` and the report
+all compute healing from these rows.
 """
 
 from __future__ import annotations
@@ -17,12 +23,18 @@ from ulcerseg.healing.config import ReviewSettings
 
 __all__ = [
     "ADJUDICATOR",
+    "PENDING_REVIEW",
     "READER",
     "ROLES",
     "Action",
     "FinalDecision",
+    "FinalRows",
+    "apply_decisions",
+    "decision_details",
     "decision_role",
+    "effective_decisions",
     "final_decisions",
+    "final_rows",
     "find_disagreements",
     "latest_reads",
 ]
@@ -40,24 +52,47 @@ class Action(StrEnum):
     CONFIRM_HEALED = "confirm_healed"
     REJECT_HEALED = "reject_healed"
     CORRECT = "correct"
+    UNDO = "undo"  # withdraws the assessor's last decision (details.undoes); made by /api/undo only
+
+
+PENDING_REVIEW = "pending_review"
+"""``final_source`` of a flagged photo that no assessor has decided yet (no final value)."""
+
+
+def decision_details(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The decision's ``details`` JSON as a dict ({} when absent or unreadable)."""
+    raw = decision.get("details")
+    if not raw:
+        return {}
+    try:
+        details = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (ValueError, TypeError):
+        return {}
+    return details if isinstance(details, dict) else {}
 
 
 def decision_role(decision: Mapping[str, Any]) -> str:
     """``reader`` or ``adjudicator`` (from the decision's ``details`` JSON)."""
-    raw = decision.get("details")
-    if not raw:
-        return READER
-    try:
-        details = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except (ValueError, TypeError):
-        return READER
-    return ADJUDICATOR if details.get("role") == ADJUDICATOR else READER
+    return ADJUDICATOR if decision_details(decision).get("role") == ADJUDICATOR else READER
+
+
+def effective_decisions(decisions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The decisions that still stand, in order: undo rows and the decisions they undo removed."""
+    undone = set()
+    for d in decisions:
+        if d.get("action") == Action.UNDO:
+            target = decision_details(d).get("undoes")
+            if target:
+                undone.add(str(target))
+    return [
+        dict(d) for d in decisions if d.get("action") != Action.UNDO and d.get("decision_id") not in undone
+    ]
 
 
 def latest_reads(decisions: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Latest reader decision per (photo_sha256, assessor) among ``decisions`` (pure)."""
+    """Latest standing reader decision per (photo_sha256, assessor) among ``decisions`` (pure)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for d in decisions:
+    for d in effective_decisions(decisions):
         if decision_role(d) == READER:
             out[(d["photo_sha256"], d["assessor"])] = dict(d)
     return out
@@ -85,7 +120,9 @@ def find_disagreements(
     An area differs when both the absolute (mm²) and the relative (%) tolerance are exceeded.
     ``adjudicated`` says whether an adjudicator has decided the photo since.
     """
-    adjudicated = {d["photo_sha256"] for d in decisions if decision_role(d) == ADJUDICATOR}
+    adjudicated = {
+        d["photo_sha256"] for d in effective_decisions(decisions) if decision_role(d) == ADJUDICATOR
+    }
     by_photo: dict[str, list[dict[str, Any]]] = {}
     for (sha, _), d in sorted(latest_reads(decisions).items()):
         by_photo.setdefault(sha, []).append(d)
@@ -134,10 +171,14 @@ class FinalDecision:
 def final_decisions(
     decisions: Sequence[Mapping[str, Any]], settings: ReviewSettings
 ) -> dict[str, FinalDecision]:
-    """Per photo sha256, the decision that gives its reviewed value (pure; decisions in order)."""
+    """Per photo sha256, the decision that gives its reviewed value (pure; decisions in order).
+
+    Undone decisions do not count (:func:`effective_decisions`).
+    """
     readers: dict[str, set[str]] = {}
     latest_read: dict[str, dict[str, Any]] = {}
     latest_adjudication: dict[str, dict[str, Any]] = {}
+    decisions = effective_decisions(decisions)
     for d in decisions:
         sha = d["photo_sha256"]
         if decision_role(d) == ADJUDICATOR:
@@ -156,3 +197,94 @@ def final_decisions(
         else:
             out[sha] = FinalDecision(latest_read[sha], "review", n)
     return out
+
+
+def apply_decisions(
+    rows: Sequence[Mapping[str, Any]],
+    latest: Mapping[str, Mapping[str, Any]],
+    no_value: frozenset[str] | set[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Per-photo rows with the counting decision applied (pure).
+
+    accept keeps the area, correct replaces it, not assessable removes it, confirm/reject
+    healed overrides the status. Photos in ``no_value`` (a disagreement waiting for
+    adjudication, or a flagged photo pending review) have no area: an unreviewed or disputed
+    value must not enter the analysis silently.
+    """
+    out = []
+    for row in rows:
+        r = dict(row)
+        sha = str(row.get("photo_sha256"))
+        d = latest.get(sha)
+        if sha in no_value:
+            r["area_mm2"] = None
+            r["area_low_mm2"] = r["area_high_mm2"] = None
+        elif d is not None:
+            action = d["action"]
+            if action == Action.NOT_ASSESSABLE:
+                r["area_mm2"] = None
+            elif action in (Action.ACCEPT, Action.CORRECT):
+                r["area_mm2"] = d["area_after_mm2"]
+                r["reviewed"] = True
+                r["area_low_mm2"] = r["area_high_mm2"] = None  # the band was for the model
+            elif action == Action.CONFIRM_HEALED:
+                r["healed_override"] = True
+                r["reviewed"] = True
+            elif action == Action.REJECT_HEALED:
+                r["healed_override"] = False
+        out.append(r)
+    return out
+
+
+@dataclass(frozen=True)
+class FinalRows:
+    """The per-photo rows the endpoint is computed from, and where each value comes from.
+
+    ``rows``: input rows with the counting decisions applied (for ``compute_healing``);
+    ``final``: the counting decision per photo sha256; ``source``: per photo sha256,
+    ``review`` | ``adjudication`` | ``unresolved_disagreement`` | ``pending_review`` |
+    ``automated`` | ``none`` (no value and nothing to review).
+    """
+
+    rows: list[dict[str, Any]]
+    final: dict[str, FinalDecision]
+    source: dict[str, str]
+
+    @property
+    def pending(self) -> list[str]:
+        """sha256 of the flagged photos that wait for a review decision."""
+        return sorted(sha for sha, s in self.source.items() if s == PENDING_REVIEW)
+
+
+def _flagged(row: Mapping[str, Any]) -> bool:
+    try:
+        return bool(int(row.get("needs_review") or 0))
+    except (TypeError, ValueError):
+        return False
+
+
+def final_rows(
+    rows: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], settings: ReviewSettings
+) -> FinalRows:
+    """The one truth for the endpoint (pure): final per-photo values from measurements + decisions.
+
+    Final value = the decision that counts (:func:`final_decisions`), else the automated value
+    for an unflagged photo; a flagged photo (``needs_review``) with no decision is
+    ``pending_review`` and has no value, like an unresolved disagreement.
+    """
+    final = final_decisions(decisions, settings)
+    latest = {sha: f.decision for sha, f in final.items() if f.decision is not None}
+    source: dict[str, str] = {}
+    for row in rows:
+        sha = str(row.get("photo_sha256"))
+        f = final.get(sha)
+        if f is not None:
+            source[sha] = f.source
+        elif _flagged(row):
+            source[sha] = PENDING_REVIEW
+        elif row.get("area_mm2") is not None:
+            source[sha] = "automated"
+        else:
+            source[sha] = "none"
+    no_value = {sha for sha, s in source.items() if s in (PENDING_REVIEW, "unresolved_disagreement")}
+    return FinalRows(apply_decisions(rows, latest, no_value), final, source)

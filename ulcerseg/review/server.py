@@ -1,24 +1,41 @@
 """Local blinded review web application (standard library ``http.server``).
 
-Security model: bound to 127.0.0.1, a random token (``secrets.token_urlsafe``) is required on
-every request (``?token=`` on the first page, then an HttpOnly cookie, or the
-``X-Review-Token`` header). Files are only served from paths looked up in the study database by
-a 16-hex-digit photo key; nothing in a request is ever used as a path. Images are decoded and
-re-encoded, so no EXIF or other metadata leaves the server.
+Security model:
+
+- bound to 127.0.0.1; a request must address the server as localhost (no DNS rebinding);
+- every reader and adjudicator has a personal token (``ulcerseg review readers add``), stored
+  in the study as SHA-256 only. The token arrives as ``?token=`` on the login page (then an
+  HttpOnly SameSite=Strict cookie), as ``Authorization: Bearer`` or ``X-Review-Token``. The
+  reader's identity is the token's: an ``assessor`` field in a request body is ignored;
+- state-changing requests need ``Content-Type: application/json`` (else 415) and an Origin
+  (or Referer) that is this server (else 403);
+- every field is checked for type and range; the body is capped (413), a corrected mask's
+  PNG header is checked against the frame before anything is decoded (413 when larger);
+- a request whose body does not arrive times out (``ReviewApp.request_timeout_s``); any
+  error reaches the client as JSON, never as a traceback, and the server stays up;
+- files are only served from paths looked up in the study database by a 16-hex-digit photo
+  key; nothing in a request is ever used as a path; images are decoded and re-encoded, so no
+  EXIF or other metadata leaves the server.
+
+Routes are one table (:data:`ROUTES`: exact paths, and :data:`PREFIX_ROUTES`: a path prefix
+whose rest is passed to the handler); another module adds its own with :func:`add_route`.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
+import binascii
+import contextlib
 import json
 import logging
-import secrets
+import math
+import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -27,17 +44,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ulcerseg.errors import UlcersegError
+from ulcerseg.errors import DecisionError, NeedsConfirmation, UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
 from ulcerseg.imageio import read_mask, read_rgb
+from ulcerseg.review import views
 from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.decisions import (
     ADJUDICATOR,
     KEY_RE,
     READER,
-    DecisionError,
+    Action,
     ReviewItem,
     build_items,
+    effective_decisions,
     find_disagreements,
     latest_reads,
     list_decisions,
@@ -45,12 +64,16 @@ from ulcerseg.review.decisions import (
     mask_from_polygon,
     open_study,
     record_decision,
+    record_manual_measurement,
     salt_for,
     start_session,
+    undo_last,
 )
+from ulcerseg.review.items import ManualItem, build_manual_items, inside_out_dir, reader_order
+from ulcerseg.review.masks import mask_from_review_polygons, png_size
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.healing import proposed_status
-from ulcerseg.store.review import decided_photos, session_assessor
+from ulcerseg.store.review import Reader, add_reader, reader_for_token, run_input_roots, session_assessor
 
 __all__ = ["ReviewApp", "make_server", "serve"]
 
@@ -58,96 +81,233 @@ log = logging.getLogger(__name__)
 
 COOKIE = "ulcerseg_review_token"
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
-_MAX_BODY = 20 * 1024 * 1024  # a corrected mask PNG is small; refuse anything huge
+MAX_BODY = 4 * 1024 * 1024
+"""Largest request body accepted (bytes); a corrected mask PNG of a rectified crop is far smaller."""
+MAX_REASON = 500  # characters
+MAX_VERTICES = 10_000
+MAX_POLYGONS = 100
+MAX_ID = 64  # session and other ids, characters
+
+
+class HttpError(Exception):
+    """An error answered as JSON ``{"error": message, **extra}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = int(status), message, extra
 
 
 @dataclass
 class ReviewApp:
-    """State of one review server: items by key, settings, token, DB path."""
+    """State of one review server: items, settings, mode, DB path. Readers come from the study."""
 
     out_dir: Path
     items: list[ReviewItem]
     config: HealingConfig
-    token: str
+    salt: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # adjudication mode: only disputed photos; the readers' latest readings per photo sha256
+    # adjudication mode: only disputed photos, each shown with the readers' standing readings
     adjudicate: bool = False
-    readings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    request_timeout_s: float = 10.0
+    # flagged photos without a usable marker, measured with a hand-set scale
+    manual_items: list[ManualItem] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.by_key = {it.key: it for it in self.items}
+        self.manual_by_key = {it.key: it for it in self.manual_items}
+
+    @property
+    def role(self) -> str:
+        """The role this server's users must have."""
+        return ADJUDICATOR if self.adjudicate else READER
 
     @classmethod
     def load(
         cls,
         out_dir: str | Path,
         config: HealingConfig | None = None,
-        token: str | None = None,
         adjudicate: bool = False,
     ) -> ReviewApp:
         """Read the items to review from OUT/study.sqlite.
 
         ``adjudicate``: the items are the photos whose readers disagree (see
-        :func:`ulcerseg.review.decisions.disagreements`), each shown with the readings.
+        :func:`ulcerseg.review.decisions.disagreements`).
         """
         cfg = config or load_healing_config(None)
         out_dir = Path(out_dir).resolve()
-        readings: dict[str, list[dict[str, Any]]] = {}
         with open_study(out_dir) as (conn, rows):
             salt = salt_for(conn)
+            manual = build_manual_items(rows, run_input_roots(conn), salt)
             if adjudicate:
-                decisions = list_decisions(conn)  # one read for both the disputes and readings
-                disputed = {d["photo_sha256"] for d in find_disagreements(decisions, cfg.review)}
+                disputed = {d["photo_sha256"] for d in find_disagreements(list_decisions(conn), cfg.review)}
                 every = replace(cfg.review, review_all=True)  # a disputed photo may carry no flag
                 items = [it for it in build_items(rows, out_dir, salt, every) if it.photo_sha256 in disputed]
-                for (sha, _), d in sorted(latest_reads(decisions).items()):
-                    if sha in disputed:
-                        readings.setdefault(sha, []).append(
-                            {k: d[k] for k in ("assessor", "action", "area_after_mm2", "reason")}
-                        )
+                manual = [it for it in manual if it.photo_sha256 in disputed]
             else:
                 items = build_items(rows, out_dir, salt, cfg.review)
         return cls(
-            out_dir=out_dir,
-            items=items,
-            config=cfg,
-            token=token or secrets.token_urlsafe(24),
-            adjudicate=adjudicate,
-            readings=readings,
+            out_dir=out_dir, items=items, config=cfg, salt=salt, adjudicate=adjudicate, manual_items=manual
         )
 
     def connect(self) -> sqlite3.Connection:
         """A fresh store connection for one request (sqlite connections are per thread)."""
         return connect(self.out_dir / DB_NAME)
 
-    def proposed_status(self, photo_sha256: str) -> str | None:
-        """Proposed healing status of a photo, read per request from the ``healing`` table.
+    def add_reader(self, name: str, adjudicator: bool = False) -> str:
+        """Register a reader (or adjudicator) in the study; returns the personal token."""
+        conn = self.connect()
+        try:
+            return add_reader(conn, name, ADJUDICATOR if adjudicator else READER)
+        finally:
+            conn.close()
 
-        Read live (not cached at start) so that healing recomputed while the server runs is
-        what the assessor sees.
-        """
+    def reader(self, token: str) -> Reader | None:
+        conn = self.connect()
+        try:
+            return reader_for_token(conn, token)
+        finally:
+            conn.close()
+
+    def order(self, reader: str) -> list[ReviewItem | ManualItem]:
+        """The items (manual-scale ones included) in ``reader``'s own random order."""
+        return reader_order([*self.items, *self.manual_items], reader, self.salt, self.config.review.seed)
+
+    def proposed_status(self, photo_sha256: str) -> str | None:
+        """Proposed healing status of a photo, read per request from the ``healing`` table."""
         conn = self.connect()
         try:
             return proposed_status(conn, photo_sha256)
         finally:
             conn.close()
 
-    def done_keys(self, assessor: str) -> set[str]:
+    def decisions(self) -> list[dict[str, Any]]:
         conn = self.connect()
         try:
-            return {sha[:16] for sha in decided_photos(conn, assessor)}
+            return [dict(d) for d in list_decisions(conn)]
         finally:
             conn.close()
+
+    def done_keys(self, assessor: str, role: str = READER) -> set[str]:
+        """Keys of the photos ``assessor`` has a standing decision on (skips and undos are not done)."""
+        from ulcerseg.review.decisions import decision_role
+
+        return {
+            str(d["photo_sha256"])[:16]
+            for d in effective_decisions(self.decisions())
+            if d["assessor"] == assessor and decision_role(d) == role
+        }
+
+    def readings(self, photo_sha256: str) -> list[dict[str, Any]]:
+        """The readers' standing readings of a photo (for the adjudicator), by assessor."""
+        out = []
+        for (sha, _), d in sorted(latest_reads(self.decisions()).items()):
+            if sha == photo_sha256:
+                out.append(
+                    {
+                        **{
+                            k: d[k] for k in ("assessor", "action", "area_after_mm2", "reason", "decision_id")
+                        },
+                        "corrected": bool(d.get("corrected_mask_file")),
+                    }
+                )
+        return out
 
 
 def _static_bytes(name: str) -> bytes:
     return resources.files("ulcerseg.review").joinpath("static", name).read_bytes()
 
 
+# --- field validation -------------------------------------------------------------------------
+def _str_field(body: dict[str, Any], name: str, max_len: int, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise HttpError(400, f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise HttpError(400, f"{name} must be a string")
+    if len(value) > max_len:
+        raise HttpError(400, f"{name} is longer than {max_len} characters")
+    return value
+
+
+def _bool_field(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise HttpError(400, f"{name} must be true or false")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise HttpError(400, f"{what} must be a finite number")
+    return float(value)
+
+
+def parse_points(
+    value: Any, name: str, size: tuple[int, int], min_n: int, max_n: int, margin: float = 0.0
+) -> list[list[float]]:
+    """A list of ``min_n..max_n`` finite [x, y] pairs inside a ``size`` = (width, height) px frame
+    (widened by ``margin`` px on every side)."""
+    if not isinstance(value, list) or not min_n <= len(value) <= max_n:
+        raise HttpError(400, f"{name} must be a list of {min_n} to {max_n} [x, y] points")
+    w, h = size
+    out = []
+    for p in value:
+        if not isinstance(p, list) or len(p) != 2:
+            raise HttpError(400, f"{name}: every point must be an [x, y] pair")
+        x, y = _number(p[0], f"{name} x"), _number(p[1], f"{name} y")
+        if not (-margin <= x <= w + margin and -margin <= y <= h + margin):
+            raise HttpError(400, f"{name}: point ({x:g}, {y:g}) is outside the {w}x{h} px frame")
+        out.append([x, y])
+    return out
+
+
+def parse_mask_png(value: Any, size: tuple[int, int]) -> bytes:
+    """PNG bytes of a data URL / base64 string whose header says exactly ``size`` (w, h).
+
+    The header is read before any decoding: a larger image is refused with 413, another size
+    with 400, so a small request cannot make the server allocate a huge bitmap.
+    """
+    if not isinstance(value, str):
+        raise HttpError(400, "mask_png must be a base64 PNG string")
+    b64 = value.split(",", 1)[1] if value.startswith("data:") else value
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (ValueError, binascii.Error):
+        raise HttpError(400, "mask_png is not base64") from None
+    dims = png_size(raw)
+    if dims is None:
+        raise HttpError(400, "mask_png is not a PNG")
+    w, h = size
+    if dims[0] > w or dims[1] > h:
+        raise HttpError(413, f"mask_png is {dims[0]}x{dims[1]} px, larger than the {w}x{h} px frame")
+    if dims != (w, h):
+        raise HttpError(400, f"corrected mask is {dims[0]}x{dims[1]} px, the rectified frame is {w}x{h} px")
+    return raw
+
+
+Handler = Callable[["_Handler", str], None]
+ROUTES: dict[tuple[str, str], Handler] = {}
+"""(method, exact path) -> handler(request, "")."""
+PREFIX_ROUTES: dict[tuple[str, str], Handler] = {}
+"""(method, path prefix) -> handler(request, rest of the path); the longest prefix wins."""
+
+
+def add_route(method: str, path: str, handler: Handler, prefix: bool = False) -> None:
+    """Register a route (GET routes also answer HEAD). Handlers raise :class:`HttpError`."""
+    (PREFIX_ROUTES if prefix else ROUTES)[(method, path)] = handler
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "ulcerseg-review"
     sys_version = ""
     app: ReviewApp  # set on the subclass made by make_server
+    reader: Reader | None = None
+
+    def setup(self) -> None:
+        self.timeout = self.app.request_timeout_s  # socket timeout for every read and write
+        super().setup()
 
     # -- plumbing -------------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:
@@ -165,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Referrer-Policy", "same-origin")
         self.send_header(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'",
@@ -179,42 +339,94 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json", headers)
 
-    def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": message})
+    def _error(self, status: int, error_text: str, /, **extra: Any) -> None:
+        self._json(status, {"error": error_text, **extra})
 
-    def _authorised(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
-        """(authorised, came_with_query_token)."""
-        expected = self.app.token.encode()
-        candidates: list[tuple[str, bool]] = []
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found by ``http.server`` itself (bad request line, header too long...) as JSON too."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        with contextlib.suppress(OSError):
+            self._error(code, message or phrase)
+
+    def _token_candidates(self, query: dict[str, list[str]]) -> list[tuple[str, bool]]:
+        out: list[tuple[str, bool]] = []
         if "token" in query:
-            candidates.append((query["token"][0], True))
+            out.append((query["token"][0], True))
+        auth = self.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            out.append((auth[7:].strip(), False))
         header = self.headers.get("X-Review-Token")
         if header:
-            candidates.append((header, False))
-        cookie = SimpleCookie(self.headers.get("Cookie", ""))
-        if COOKIE in cookie:
-            candidates.append((cookie[COOKIE].value, False))
-        for value, from_query in candidates:
-            if hmac.compare_digest(value.encode(), expected):
-                return True, from_query
-        return False, False
-
-    def _read_json(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length <= 0 or length > _MAX_BODY:
-            raise DecisionError("request body missing or too large")
+            out.append((header, False))
         try:
-            obj = json.loads(self.rfile.read(length))
-        except (ValueError, UnicodeDecodeError):
-            raise DecisionError("request body is not JSON") from None
+            cookie = SimpleCookie(self.headers.get("Cookie", ""))
+        except CookieError:
+            cookie = SimpleCookie()
+        if COOKIE in cookie:
+            out.append((cookie[COOKIE].value, False))
+        return out
+
+    def _authenticate(self, query: dict[str, list[str]]) -> tuple[Reader, str | None]:
+        """The reader of the first valid token, and the token when it came as ``?token=``."""
+        for value, from_query in self._token_candidates(query):
+            reader = self.app.reader(value)
+            if reader is not None:
+                return reader, value if from_query else None
+        raise HttpError(401, "missing, wrong or revoked reader token")
+
+    def _own_origins(self) -> set[str]:
+        port = self.server.server_address[1]
+        return {f"http://{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+
+    def _check_state_change(self) -> None:
+        """Content-Type application/json and an Origin/Referer of this server (CSRF)."""
+        origin = self.headers.get("Origin")
+        if not origin:
+            referer = urlsplit(self.headers.get("Referer", ""))
+            origin = f"{referer.scheme}://{referer.netloc}" if referer.scheme and referer.netloc else None
+        if origin is None or origin not in self._own_origins():
+            raise HttpError(403, "cross-origin request refused (Origin must be this server)")
+        ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            raise HttpError(415, "Content-Type must be application/json")
+
+    def read_json(self) -> dict[str, Any]:
+        """The JSON object in the body (size-capped, time-limited)."""
+        raw_len = self.headers.get("Content-Length")
+        if raw_len is None:
+            raise HttpError(411, "Content-Length is required")
+        if not raw_len.strip().isdigit():
+            raise HttpError(400, "Content-Length is not a number")
+        length = int(raw_len)
+        if length > MAX_BODY:
+            self.close_connection = True  # the body is not read: the connection cannot be reused
+            raise HttpError(413, f"request body larger than {MAX_BODY} bytes")
+        if length == 0:
+            raise HttpError(400, "request body missing")
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            raise HttpError(408, "request body timed out") from None
+        if len(data) < length:
+            self.close_connection = True
+            raise HttpError(400, "request body shorter than Content-Length")
+        try:
+            obj = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise HttpError(400, "request body is not JSON") from None
         if not isinstance(obj, dict):
-            raise DecisionError("request body must be a JSON object")
+            raise HttpError(400, "request body must be a JSON object")
         return obj
 
-    def _item(self, key: str) -> ReviewItem | None:
+    def item(self, key: str) -> ReviewItem | None:
         return self.app.by_key.get(key) if KEY_RE.match(key) else None
 
-    # -- routes ---------------------------------------------------------------------------------
+    # -- dispatch -------------------------------------------------------------------------------
     def do_GET(self) -> None:
         self._dispatch("GET")
 
@@ -230,148 +442,383 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def _route(self, method: str, path: str) -> tuple[Handler, str] | None:
+        if (method, path) in ROUTES:
+            return ROUTES[(method, path)], ""
+        best = None
+        for (m, prefix), handler in PREFIX_ROUTES.items():
+            if m == method and path.startswith(prefix) and (best is None or len(prefix) > len(best[2])):
+                best = (handler, path[len(prefix) :], prefix)
+        return None if best is None else (best[0], best[1])
+
     def _dispatch(self, method: str) -> None:
+        try:
+            self._handle(method)
+        except HttpError as err:
+            if method != "GET":
+                self.close_connection = True  # a refused body may be unread
+            self._error(err.status, err.message, **err.extra)
+        except NeedsConfirmation as err:
+            self._error(409, "needs_confirmation", message=str(err), changes=err.changes)
+        except DecisionError as err:
+            self._error(400, str(err))
+        except UlcersegError as err:
+            log.warning("review request failed: %s", err)
+            self._error(500, str(err))
+        except (TimeoutError, ConnectionError, BrokenPipeError):
+            self.close_connection = True
+        except Exception:  # the client gets JSON, the log the traceback, and the server stays up
+            log.exception("review request %s %s failed", method, self.path[:200])
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._error(500, "internal error (see the server log)")
+
+    def _handle(self, method: str) -> None:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         port = self.server.server_address[1]
         hosts = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
         if self.headers.get("Host", "") not in hosts:
             # a foreign Host header means DNS rebinding or a proxy: never answer those
-            self._error(HTTPStatus.FORBIDDEN, "requests must address the server as localhost")
-            return
-        ok, from_query = self._authorised(query)
-        if not ok:
-            self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong access token")
-            return
-        path = parts.path
+            raise HttpError(HTTPStatus.FORBIDDEN, "requests must address the server as localhost")
+        self.reader, login_token = self._authenticate(query)
+        if self.reader.role != self.app.role:
+            raise HttpError(
+                403, f"this server is for {self.app.role}s; {self.reader.name} is a {self.reader.role}"
+            )
+        if method != "GET":
+            self._check_state_change()
+        found = self._route(method, parts.path)
+        if found is None:
+            raise HttpError(404, "not found")
+        handler, rest = found
+        if login_token is not None and (method, parts.path) in (("GET", "/"), ("GET", "/index.html")):
+            self.login_cookie = f"{COOKIE}={login_token}; HttpOnly; SameSite=Strict; Path=/"
+        handler(self, rest)
+
+    login_cookie: str | None = None
+
+    @property
+    def assessor(self) -> str:
+        assert self.reader is not None
+        return self.reader.name
+
+
+# --- handlers ---------------------------------------------------------------------------------
+def _index(req: _Handler, _rest: str) -> None:
+    headers = {"Set-Cookie": req.login_cookie} if req.login_cookie else {}
+    req._send(200, _static_bytes("index.html"), "text/html; charset=utf-8", headers)
+
+
+def _static(req: _Handler, name: str) -> None:
+    if name not in _STATIC:
+        raise HttpError(404, "not found")
+    req._send(200, _static_bytes(name), _STATIC[name])
+
+
+def _session(req: _Handler, _rest: str) -> None:
+    req.read_json()  # any "assessor" in it is ignored: the token says who this is
+    with req.app.lock:
+        conn = req.app.connect()
         try:
-            if method == "GET" and path in ("/", "/index.html"):
-                headers = {}
-                if from_query:
-                    headers["Set-Cookie"] = f"{COOKIE}={self.app.token}; HttpOnly; SameSite=Strict; Path=/"
-                self._send(200, _static_bytes("index.html"), "text/html; charset=utf-8", headers)
-            elif method == "GET" and path.startswith("/static/"):
-                name = path.removeprefix("/static/")
-                if name not in _STATIC:
-                    self._error(404, "not found")
-                else:
-                    self._send(200, _static_bytes(name), _STATIC[name])
-            elif method == "POST" and path == "/api/session":
-                self._post_session()
-            elif method == "GET" and path == "/api/items":
-                self._get_items(query)
-            elif method == "GET" and path.startswith("/api/item/"):
-                self._get_item(path.removeprefix("/api/item/"))
-            elif method == "GET" and path.startswith("/image/"):
-                self._get_image(path.removeprefix("/image/"))
-            elif method == "POST" and path == "/api/decision":
-                self._post_decision()
-            else:
-                self._error(404, "not found")
-        except DecisionError as err:
-            self._error(400, str(err))
-        except UlcersegError as err:
-            log.warning("review request failed: %s", err)
-            self._error(500, str(err))
+            session_id = start_session(conn, req.assessor)
+        finally:
+            conn.close()
+    req._json(200, {"session_id": session_id, "assessor": req.assessor, "role": req.app.role})
 
-    def _post_session(self) -> None:
-        body = self._read_json()
-        assessor = str(body.get("assessor") or "").strip()
-        with self.app.lock:
-            conn = self.app.connect()
-            try:
-                session_id = start_session(conn, assessor)
-            finally:
-                conn.close()
-        self._json(200, {"session_id": session_id, "assessor": assessor})
 
-    def _get_items(self, query: dict[str, list[str]]) -> None:
-        assessor = (query.get("assessor") or [""])[0].strip()
-        done = self.app.done_keys(assessor) if assessor else set()
-        self._json(
-            200,
+def _me(req: _Handler, _rest: str) -> None:
+    # ``name`` is what the client shows; ``assessor`` kept for older clients
+    req._json(200, {"name": req.assessor, "assessor": req.assessor, "role": req.app.role})
+
+
+def _items(req: _Handler, _rest: str) -> None:
+    done = req.app.done_keys(req.assessor, req.app.role)
+    order = req.app.order(req.assessor)
+    req._json(
+        200,
+        {
+            "assessor": req.assessor,
+            "items": [
+                {
+                    "key": it.key,
+                    "index": i,
+                    "done": it.key in done,
+                    "manual_scale": isinstance(it, ManualItem),
+                }
+                for i, it in enumerate(order)
+            ],
+            "n_items": len(order),
+            "n_done": sum(1 for it in order if it.key in done),
+            "show_visit_label": req.app.config.review.show_visit_label,
+            "adjudicate": req.app.adjudicate,
+        },
+    )
+
+
+def _item(req: _Handler, key: str) -> None:
+    item: ReviewItem | ManualItem | None = req.item(key)
+    if item is None and KEY_RE.match(key):
+        item = req.app.manual_by_key.get(key)
+    if item is None:
+        raise HttpError(404, "no such item")
+    public = item.public(req.app.config.review, req.app.proposed_status(item.photo_sha256))
+    order = [it.key for it in req.app.order(req.assessor)]
+    i = order.index(item.key)
+    public.update(
+        index=i,
+        n_items=len(order),
+        prev_key=order[i - 1] if i > 0 else None,
+        next_key=order[i + 1] if i + 1 < len(order) else None,
+    )
+    if req.app.adjudicate:
+        public["readings"] = req.app.readings(item.photo_sha256)
+    req._json(200, public)
+
+
+_READING_RE = re.compile(r"^reading/([0-9a-f]{16})\.png$")
+
+
+def _reading_mask(req: _Handler, item: ReviewItem, decision_id: str) -> np.ndarray:
+    """Adjudication only: the corrected mask of a reader's standing reading of ``item``."""
+    if not req.app.adjudicate:
+        raise HttpError(404, "no such image")
+    for r in req.app.readings(item.photo_sha256):
+        if r["decision_id"] == decision_id and r["corrected"]:
+            d = next(d for d in req.app.decisions() if d["decision_id"] == decision_id)
+            path = inside_out_dir(req.app.out_dir, d["corrected_mask_file"])
+            if path is not None:
+                return read_mask(path).astype(np.uint8) * 255
+    raise HttpError(404, "no such image")
+
+
+def _image(req: _Handler, rest: str) -> None:
+    key, _, kind = rest.partition("/")
+    item = req.item(key)
+    reading = _READING_RE.match(kind)
+    if item is not None and reading is not None:
+        req._send(200, encode_png_clean(_reading_mask(req, item, reading.group(1))), "image/png")
+        return
+    if item is None or kind not in ("rectified.png", "mask.png"):
+        raise HttpError(404, "no such image")
+    if kind == "rectified.png":
+        pixels = read_rgb(item.rectified_path)
+    elif item.mask_path is not None:
+        pixels = read_mask(item.mask_path).astype(np.uint8) * 255
+    else:
+        w, h = item.frame_size()
+        pixels = np.zeros((h, w), np.uint8)
+    req._send(200, encode_png_clean(pixels), "image/png")
+
+
+def _session_id(req: _Handler, conn: sqlite3.Connection, body: dict[str, Any]) -> str | None:
+    session_id = _str_field(body, "session_id", MAX_ID)
+    if session_id:
+        owner = session_assessor(conn, session_id)
+        if owner is None:
+            raise HttpError(400, "unknown session")
+        if owner != req.assessor:
+            raise HttpError(403, "the session belongs to another reader")
+    return session_id or None
+
+
+def _review_polygons_mask(body: dict[str, Any], item: ReviewItem, size: tuple[int, int]) -> np.ndarray:
+    """Model-frame mask of ``polygons`` drawn in the review frame at ``px_per_mm`` (see
+    :mod:`ulcerseg.review.views`): at most :data:`MAX_POLYGONS` polygons and
+    :data:`MAX_VERTICES` vertices in all, every vertex inside the review frame."""
+    polygons = body["polygons"]
+    if not isinstance(polygons, list) or not 1 <= len(polygons) <= MAX_POLYGONS:
+        raise HttpError(400, f"polygons must be a list of 1 to {MAX_POLYGONS} polygons")
+    ppm = _number(body.get("px_per_mm"), "px_per_mm")
+    if not 0 < ppm <= 1000:
+        raise HttpError(400, "px_per_mm must be in (0, 1000]")
+    if sum(len(p) for p in polygons if isinstance(p, list)) > MAX_VERTICES:
+        raise HttpError(413, f"at most {MAX_VERTICES} vertices in all")
+    f = ppm / item.px_per_mm  # review px per model px
+    # pixel centres at integers: an outline along the frame's edge lies half a pixel outside it
+    frame = (math.ceil(size[0] * f), math.ceil(size[1] * f))
+    parsed = [parse_points(p, "polygons[]", frame, 3, MAX_VERTICES, margin=1.0) for p in polygons]
+    try:
+        return mask_from_review_polygons(parsed, ppm, item.px_per_mm, (size[1], size[0]))
+    except DecisionError as err:
+        raise HttpError(400, str(err)) from None
+
+
+def _decision(req: _Handler, _rest: str) -> None:
+    body = req.read_json()
+    key = _str_field(body, "key", 16, required=True) or ""
+    item: ReviewItem | ManualItem | None = req.item(key)
+    action = _str_field(body, "action", 32, required=True) or ""
+    if item is None and KEY_RE.match(key) and key in req.app.manual_by_key:
+        # a photo without a marker: not assessable here, a measurement through /api/manual-scale
+        if action != Action.NOT_ASSESSABLE:
+            raise HttpError(400, "a photo without a marker is measured with POST /api/manual-scale")
+        item = req.app.manual_by_key[key]
+    if item is None:
+        raise HttpError(400, "unknown item key")
+    reason = _str_field(body, "reason", MAX_REASON)
+    confirm = _bool_field(body, "confirm")
+    mask = None
+    if action == Action.CORRECT and isinstance(item, ReviewItem):
+        w, h = item.frame_size()
+        if body.get("mask_png") is not None:
+            mask = mask_from_png(parse_mask_png(body["mask_png"], (w, h)), (h, w))
+        elif body.get("polygons") is not None:
+            mask = _review_polygons_mask(body, item, (w, h))
+        elif body.get("polygon") is not None:
+            mask = mask_from_polygon(
+                parse_points(body["polygon"], "polygon", (w, h), 3, MAX_VERTICES), (h, w)
+            )
+    with req.app.lock:
+        conn = req.app.connect()
+        try:
+            session_id = _session_id(req, conn, body)
+            row = record_decision(
+                conn,
+                req.app.out_dir,
+                item,
+                req.assessor,
+                action,
+                reason=reason,
+                corrected_mask=mask,
+                session_id=session_id,
+                role=req.app.role,
+                confirm=confirm,
+            )
+        finally:
+            conn.close()
+    req._json(
+        200,
+        {
+            "decision_id": row["decision_id"],
+            "action": row["action"],
+            "area_before_mm2": row["area_before_mm2"],
+            "area_after_mm2": row["area_after_mm2"],
+            "assessor": row["assessor"],
+        },
+    )
+
+
+def _manual_scale(req: _Handler, _rest: str) -> None:
+    """A photo without a usable marker: two points ``length_mm`` apart and a traced outline,
+    all in photo px -> area mm², recorded with ``scale_source=manual``."""
+    body = req.read_json()
+    key = _str_field(body, "key", 16, required=True) or ""
+    item = req.app.manual_by_key.get(key) if KEY_RE.match(key) else None
+    if item is None:
+        raise HttpError(400, "unknown manual-scale item key")
+    if body.get("frame", "photo") != "photo":
+        raise HttpError(400, 'frame must be "photo" (photo px)')
+    if body.get("action", "correct") != "correct":
+        raise HttpError(400, 'a manual-scale measurement is a "correct" action')
+    frame = (item.width_px, item.height_px)
+    name = "scale_points" if "scale_points" in body else "points"
+    points = parse_points(body.get(name), name, frame, 2, 2)
+    length_mm = _number(body.get("length_mm"), "length_mm")
+    polygon = parse_points(body.get("polygon"), "polygon", frame, 3, MAX_VERTICES)
+    with req.app.lock:
+        conn = req.app.connect()
+        try:
+            row = record_manual_measurement(
+                conn,
+                item,
+                req.assessor,
+                points,
+                length_mm,
+                polygon,
+                session_id=_session_id(req, conn, body),
+                role=req.app.role,
+            )
+        finally:
+            conn.close()
+    details = json.loads(row["details"])
+    req._json(
+        200,
+        {
+            "decision_id": row["decision_id"],
+            "action": row["action"],
+            "area_after_mm2": row["area_after_mm2"],
+            "mm_per_px": details["mm_per_px"],
+            "scale_source": "manual",
+            "assessor": row["assessor"],
+        },
+    )
+
+
+def _undo(req: _Handler, _rest: str) -> None:
+    body = req.read_json()
+    expected = _str_field(body, "decision_id", MAX_ID)
+    with req.app.lock:
+        conn = req.app.connect()
+        try:
+            row = undo_last(
+                conn, req.assessor, req.app.role, _session_id(req, conn, body), expected=expected or None
+            )
+        finally:
+            conn.close()
+    undone = row["undone"]
+    req._json(
+        200,
+        {
+            "decision_id": row["decision_id"],
+            "undone_decision_id": undone["decision_id"],
+            "key": str(undone["photo_sha256"])[:16],
+            "undone_action": undone["action"],
+        },
+    )
+
+
+def _my_decisions(req: _Handler, _rest: str) -> None:
+    from ulcerseg.review.decisions import decision_role
+
+    decisions = req.app.decisions()
+    standing = {d["decision_id"] for d in effective_decisions(decisions)}
+    index = {it.key: i for i, it in enumerate(req.app.order(req.assessor))}
+    mine = []
+    for d in decisions:
+        if d["assessor"] != req.assessor or decision_role(d) != req.app.role:
+            continue
+        key = str(d["photo_sha256"])[:16]
+        if key not in req.app.by_key and key not in req.app.manual_by_key:
+            continue  # a photo this server does not offer (e.g. another mode)
+        mine.append(
             {
-                "items": [{"key": it.key, "done": it.key in done} for it in self.app.items],
-                "show_visit_label": self.app.config.review.show_visit_label,
-                "adjudicate": self.app.adjudicate,
-            },
+                "decision_id": d["decision_id"],
+                "key": key,
+                "index": index.get(key),
+                "action": d["action"],
+                "reason": d["reason"],
+                "area_after_mm2": d["area_after_mm2"],
+                "decided_at": d["decided_at"],
+                "standing": d["decision_id"] in standing,
+            }
         )
+    req._json(200, {"assessor": req.assessor, "decisions": mine})
 
-    def _get_item(self, key: str) -> None:
-        item = self._item(key)
-        if item is None:
-            self._error(404, "no such item")
-            return
-        status = self.app.proposed_status(item.photo_sha256)
-        public = item.public(self.app.config.review, status)
-        if self.app.adjudicate:
-            public["readings"] = self.app.readings.get(item.photo_sha256, [])
-        self._json(200, public)
 
-    def _get_image(self, rest: str) -> None:
-        key, _, kind = rest.partition("/")
-        item = self._item(key)
-        if item is None or kind not in ("rectified.png", "mask.png"):
-            self._error(404, "no such image")
-            return
-        if kind == "rectified.png":
-            pixels = read_rgb(item.rectified_path)
-        elif item.mask_path is not None:
-            pixels = read_mask(item.mask_path).astype(np.uint8) * 255
-        else:
-            h, w = read_rgb(item.rectified_path).shape[:2]
-            pixels = np.zeros((h, w), np.uint8)
-        self._send(200, encode_png_clean(pixels), "image/png")
+add_route("GET", "/", _index)
+add_route("GET", "/index.html", _index)
+add_route("GET", "/static/", _static, prefix=True)
+add_route("GET", "/api/me", _me)
+add_route("POST", "/api/session", _session)
+add_route("GET", "/api/items", _items)
+add_route("GET", "/api/item/", _item, prefix=True)
+add_route("GET", "/image/", _image, prefix=True)
+add_route("POST", "/api/decision", _decision)
+add_route("POST", "/api/undo", _undo)
+add_route("POST", "/api/manual-scale", _manual_scale)
+add_route("GET", "/api/my-decisions", _my_decisions)
 
-    def _post_decision(self) -> None:
-        body = self._read_json()
-        item = self._item(str(body.get("key") or ""))
-        if item is None:
-            raise DecisionError("unknown item key")
-        mask = None
-        if body.get("action") == "correct":
-            h, w = read_rgb(item.rectified_path).shape[:2]
-            if body.get("mask_png"):
-                data_url = str(body["mask_png"])
-                b64 = data_url.split(",", 1)[1] if data_url.startswith("data:") else data_url
-                try:
-                    raw = base64.b64decode(b64, validate=True)
-                except ValueError:
-                    raise DecisionError("mask_png is not base64") from None
-                mask = mask_from_png(raw, (h, w))
-            elif body.get("polygon"):
-                mask = mask_from_polygon(body["polygon"], (h, w))
-        with self.app.lock:
-            conn = self.app.connect()
-            try:
-                assessor = str(body.get("assessor") or "")
-                session_id = body.get("session_id")
-                if session_id:
-                    found = session_assessor(conn, str(session_id))
-                    if found is None:
-                        raise DecisionError("unknown session")
-                    assessor = found
-                row = record_decision(
-                    conn,
-                    self.app.out_dir,
-                    item,
-                    assessor,
-                    str(body.get("action") or ""),
-                    reason=body.get("reason"),
-                    corrected_mask=mask,
-                    session_id=str(session_id) if session_id else None,
-                    role=ADJUDICATOR if self.app.adjudicate else READER,
-                )
-            finally:
-                conn.close()
-        self._json(
-            200,
-            {
-                "decision_id": row["decision_id"],
-                "action": row["action"],
-                "area_after_mm2": row["area_after_mm2"],
-            },
-        )
+
+def _view(req: _Handler, rest: str) -> None:
+    """The review frame at native resolution, the whole photo and outlines (:mod:`views`)."""
+    found = views.route(req.app, "/view/" + rest)
+    if found is None:
+        raise HttpError(404, "not found")
+    req._send(*found)
+
+
+add_route("GET", "/view/", _view, prefix=True)
 
 
 def make_server(app: ReviewApp, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
@@ -384,21 +831,56 @@ def make_server(app: ReviewApp, port: int = 0, host: str = "127.0.0.1") -> Threa
     return server
 
 
+def login_url(port: int, token: str) -> str:
+    """The personal login link of a reader for a server on ``port``."""
+    return f"http://127.0.0.1:{port}/?token={token}"
+
+
 def serve(
     out_dir: str | Path,
     config: HealingConfig | None = None,
     port: int = 0,
-    token: str | None = None,
     adjudicate: bool = False,
+    reader: str | None = None,
 ) -> None:
-    """Serve the review app until interrupted; prints (via click in the CLI) the access URL."""
-    app = ReviewApp.load(out_dir, config, token, adjudicate=adjudicate)
+    """Serve the review app until interrupted; prints (via click in the CLI) how to log in.
+
+    Readers log in with their personal link (``ulcerseg review readers add NAME``). When
+    ``reader`` names someone not registered yet, or when the study has no active reader of the
+    server's role (``reader1`` / ``adjudicator1`` is then made), that reader is registered now
+    and the first line printed is their login URL: ``<what> N photos at <url>``.
+    """
+    from ulcerseg.store.review import list_readers
+
+    app = ReviewApp.load(out_dir, config, adjudicate=adjudicate)
     server = make_server(app, port)
-    url = f"http://127.0.0.1:{server.server_address[1]}/?token={app.token}"
+    port = int(server.server_address[1])
+    conn = app.connect()
+    try:
+        known = {r.name: r for r in list_readers(conn)}
+    finally:
+        conn.close()
+    active = [r for r in known.values() if r.active and r.role == app.role]
+    new_name = None
+    if reader is not None and reader.strip() not in known:
+        new_name = reader.strip()
+    elif reader is None and not active:
+        new_name = "adjudicator1" if adjudicate else "reader1"
+        while new_name in known:
+            new_name += "x"
     import click  # CLI edge only: the URL must reach the user even without logging
 
     what = "adjudicate" if adjudicate else "review"
-    click.echo(f"{what} {len(app.items)} photos at {url}", err=False)
+    if new_name is not None:
+        token = app.add_reader(new_name, adjudicator=adjudicate)
+        click.echo(f"{what} {len(app.items)} photos at {login_url(port, token)}")
+        click.echo(f"(new {app.role} {new_name!r}: this link is their personal login; it is shown only once)")
+    else:
+        click.echo(f"{what} {len(app.items)} photos at http://127.0.0.1:{port}/")
+        click.echo(
+            f"log in with a personal link http://127.0.0.1:{port}/?token=TOKEN "
+            f"({len(active)} active {app.role}s; `ulcerseg review readers add NAME` makes one)"
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,25 +1,44 @@
-"""Review records in ``study.sqlite``: decisions (append-only), sessions, the pseudonym salt.
+"""Review records in ``study.sqlite``: decisions (append-only, hash-chained), sessions, the
+pseudonym salt and the readers (personal tokens, stored as SHA-256 only).
 
 Decisions are never updated or deleted (triggers in :mod:`ulcerseg.store.schema` refuse it);
-each is committed in its own transaction before the caller answers.
+each is committed in its own transaction before the caller answers, with its ``row_hash``
+chained to the previous row (:mod:`ulcerseg.store.chain`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypedDict
+
+from ulcerseg.errors import DecisionError
+from ulcerseg.store.chain import GENESIS, first_broken, row_hash
+from ulcerseg.store.schema import CHAIN_COLUMNS
 
 __all__ = [
     "DECISION_COLUMNS",
+    "ChainCheck",
     "DecisionRecord",
+    "Reader",
+    "add_reader",
     "add_session",
     "decided_photos",
     "get_or_create_salt",
     "insert_decision",
+    "list_readers",
     "read_decisions",
+    "reader_for_token",
+    "revoke_reader",
+    "run_input_roots",
     "session_assessor",
+    "token_sha256",
+    "verify_chain",
 ]
 
 DECISION_COLUMNS: tuple[str, ...] = (
@@ -51,24 +70,153 @@ class DecisionRecord(TypedDict):
     area_after_mm2: float | None
     corrected_mask_file: str | None  # relative to the study folder
     session_id: str | None
-    details: str | None  # JSON: re-measurement of a correction, role of an adjudicator
+    details: str | None  # JSON: re-measurement of a correction, role of an adjudicator, undo
+    row_hash: str | None  # SHA-256 chained to the previous row (ulcerseg.store.chain)
 
 
-def insert_decision(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
-    """Append one decision (columns :data:`DECISION_COLUMNS`) in its own transaction."""
-    cols = [c for c in DECISION_COLUMNS if c in row]
-    with conn:
+def insert_decision(conn: sqlite3.Connection, row: Mapping[str, Any]) -> int:
+    """Append one decision (columns :data:`DECISION_COLUMNS`) in its own transaction.
+
+    The row gets the next ``seq`` and its ``row_hash`` chained to the last row's, both computed
+    under the write lock (``BEGIN IMMEDIATE``), so concurrent writers cannot fork the chain.
+    Returns the row's ``seq``.
+    """
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        last = conn.execute("SELECT seq, row_hash FROM review_decisions ORDER BY seq DESC LIMIT 1").fetchone()
+        issued = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'review_decisions'").fetchone()
+        seq = max(int(last[0]) if last else 0, int(issued[0]) if issued else 0) + 1
+        full = {c: row.get(c) for c in DECISION_COLUMNS}
+        full["seq"] = seq
+        digest = row_hash(str(last[1]) if last and last[1] else GENESIS, full)
+        cols = ["seq", *DECISION_COLUMNS, "row_hash"]
         conn.execute(
             f"INSERT INTO review_decisions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            tuple(row[c] for c in cols),
+            (*(full[c] for c in cols[:-1]), digest),
         )
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return seq
 
 
 def read_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:
     """All decisions in the order they were made."""
-    cur = conn.execute(f"SELECT seq, {', '.join(DECISION_COLUMNS)} FROM review_decisions ORDER BY seq")
+    cur = conn.execute(
+        f"SELECT seq, {', '.join(DECISION_COLUMNS)}, row_hash FROM review_decisions ORDER BY seq"
+    )
     names = [d[0] for d in cur.description]
     return [DecisionRecord(**dict(zip(names, r, strict=True))) for r in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """Result of :func:`verify_chain`: rows checked, the first broken row (its ``seq`` and
+    ``decision_id``; None when intact) and the head hash (the last row's ``row_hash``)."""
+
+    n_rows: int
+    broken_seq: int | None
+    broken_decision_id: str | None
+    head: str
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_seq is None
+
+
+def verify_chain(conn: sqlite3.Connection) -> ChainCheck:
+    """Recompute the hash chain over every decision in ``seq`` order."""
+    cur = conn.execute(f"SELECT {', '.join(CHAIN_COLUMNS)}, row_hash FROM review_decisions ORDER BY seq")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    i = first_broken(rows)
+    head = str(rows[-1]["row_hash"] or "") if rows else GENESIS
+    if i is None:
+        return ChainCheck(len(rows), None, None, head)
+    return ChainCheck(len(rows), int(rows[i]["seq"]), str(rows[i]["decision_id"]), head)
+
+
+# --- readers ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reader:
+    """A reader or adjudicator of the study (``role``: ``reader`` | ``adjudicator``)."""
+
+    name: str
+    role: str
+    created_at: str
+    revoked_at: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def token_sha256(token: str) -> str:
+    """What the study stores of a personal token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str:
+    """Register a reader; returns the personal token (shown once: only its SHA-256 is stored).
+
+    The token is 32 random bytes, URL-safe base64. A revoked name cannot be reused (the audit
+    trail names readers).
+    """
+    name = name.strip()
+    if not name or len(name) > 80 or any(ord(ch) < 32 for ch in name):
+        raise DecisionError("a reader name is 1-80 printable characters")
+    if role not in ("reader", "adjudicator"):
+        raise DecisionError(f"unknown role {role!r} (known: reader, adjudicator)")
+    token = secrets.token_urlsafe(32)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO review_readers (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?)",
+                (name, role, token_sha256(token), _now()),
+            )
+    except sqlite3.IntegrityError:
+        raise DecisionError(f"reader {name!r} exists already") from None
+    return token
+
+
+def list_readers(conn: sqlite3.Connection) -> list[Reader]:
+    """Every reader, revoked ones included, by name."""
+    rows = conn.execute(
+        "SELECT name, role, created_at, revoked_at FROM review_readers ORDER BY name"
+    ).fetchall()
+    return [Reader(str(r[0]), str(r[1]), str(r[2]), None if r[3] is None else str(r[3])) for r in rows]
+
+
+def revoke_reader(conn: sqlite3.Connection, name: str) -> None:
+    """Revoke a reader's token (their decisions stay; the token no longer logs in)."""
+    with conn:
+        cur = conn.execute(
+            "UPDATE review_readers SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (_now(), name)
+        )
+    if cur.rowcount == 0:
+        raise DecisionError(f"no active reader {name!r}")
+
+
+def reader_for_token(conn: sqlite3.Connection, token: str) -> Reader | None:
+    """The active reader holding ``token``, else None (compared by hash, in constant time)."""
+    if not token or len(token) > 256:
+        return None
+    digest = token_sha256(token)
+    rows = conn.execute(
+        "SELECT name, role, created_at, revoked_at, token_sha256 FROM review_readers WHERE revoked_at IS NULL"
+    ).fetchall()
+    found = None
+    for r in rows:
+        if hmac.compare_digest(str(r[4]), digest):
+            found = Reader(str(r[0]), str(r[1]), str(r[2]), None)
+    return found
 
 
 def decided_photos(conn: sqlite3.Connection, assessor: str) -> set[str]:
@@ -103,3 +251,8 @@ def get_or_create_salt(conn: sqlite3.Connection) -> str:
         )
     row = conn.execute("SELECT value FROM review_secrets WHERE name = 'pseudonym_salt'").fetchone()
     return str(row[0])
+
+
+def run_input_roots(conn: sqlite3.Connection) -> dict[str, str]:
+    """run_id -> the input folder its photo paths are relative to (for manual-scale review)."""
+    return {str(r[0]): str(r[1]) for r in conn.execute("SELECT run_id, input_root FROM runs").fetchall()}

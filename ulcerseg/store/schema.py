@@ -10,7 +10,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from ulcerseg.store.chain import CHAIN_COLUMNS, chain_hashes
+
 __all__ = [
+    "CHAIN_COLUMNS",
     "HEALING_TABLE_COLUMNS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -121,6 +124,7 @@ BEGIN {_APPEND_ONLY}; END""",
     "CREATE TABLE IF NOT EXISTS review_secrets (name TEXT PRIMARY KEY, value TEXT)",
 )
 
+
 STATEMENTS: tuple[str, ...] = (*MEASUREMENT_TABLES, HEALING_TABLE, *REVIEW_TABLES)
 """The schema of version 1, every statement idempotent (``IF NOT EXISTS``); later versions are
 the migrations below (never edit a released version's DDL in place)."""
@@ -207,5 +211,42 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute(LATEST_MEASUREMENTS_V2)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
+# --- version 3: personal reader tokens and the decisions' hash chain --------------------------
+READERS_TABLE = """CREATE TABLE IF NOT EXISTS review_readers (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('reader', 'adjudicator')),
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+)"""  # one row per reader or adjudicator; only the SHA-256 of the personal token is stored
+
+_NO_UPDATE_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS review_decisions_no_update BEFORE UPDATE ON review_decisions"
+    f" BEGIN {_APPEND_ONLY}; END"
+)
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """2 -> 3: personal reader tokens (``review_readers``) and the decisions' hash chain.
+
+    Adds ``review_decisions.row_hash`` and back-fills it over the existing rows in ``seq``
+    order (the append-only UPDATE trigger is dropped for the back-fill and recreated).
+    """
+    if "row_hash" not in _table_columns(conn, "review_decisions"):
+        conn.execute("ALTER TABLE review_decisions ADD COLUMN row_hash TEXT")
+    conn.execute(READERS_TABLE)
+    conn.execute("DROP TRIGGER IF EXISTS review_decisions_no_update")
+    cur = conn.execute(f"SELECT {', '.join(CHAIN_COLUMNS)} FROM review_decisions ORDER BY seq")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    for row, digest in zip(rows, chain_hashes(rows), strict=True):
+        conn.execute("UPDATE review_decisions SET row_hash = ? WHERE seq = ?", (digest, row["seq"]))
+    conn.execute(_NO_UPDATE_TRIGGER)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)

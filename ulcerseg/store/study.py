@@ -23,7 +23,7 @@ from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.rounding import round_rows
 from ulcerseg.store.db import DB_NAME, connect
 
-__all__ = ["CSV_COLUMNS", "CSV_NAME", "Reconciled", "RunInfo", "Study"]
+__all__ = ["CSV_COLUMNS", "CSV_NAME", "PhotoSource", "Reconciled", "RunInfo", "Study", "photo_source"]
 
 CSV_NAME = "measurements.csv"
 
@@ -275,3 +275,38 @@ class Study:
                 writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
         tmp.replace(path)
         return path
+
+
+@dataclass(frozen=True)
+class PhotoSource:
+    """Where a photo came from and how it was calibrated (latest measurement).
+
+    ``homography``: photo px -> marker-plane mm (row-major 3x3) or None without a calibration;
+    ``origin_mm`` and ``px_per_mm``: the stored rectified frame (None without one).
+    """
+
+    input_root: Path
+    file: str
+    homography: tuple[float, ...] | None
+    origin_mm: tuple[float, float] | None
+    px_per_mm: float | None
+
+
+def photo_source(conn: sqlite3.Connection, photo_sha256: str) -> PhotoSource | None:
+    """The :class:`PhotoSource` of a photo's latest measurement, or None if the photo is unknown.
+
+    The caller must check that ``input_root / file`` stays inside the root and that its bytes
+    still hash to ``photo_sha256`` before it uses the file.
+    """
+    row = conn.execute(
+        "SELECT r.input_root, m.file, m.homography, m.rectified_origin_x_mm, m.rectified_origin_y_mm,"
+        " m.rectified_px_per_mm FROM latest_measurements m JOIN runs r ON r.run_id = m.run_id"
+        " WHERE m.photo_sha256 = ? ORDER BY m.measurement_id DESC LIMIT 1",
+        (photo_sha256,),
+    ).fetchone()
+    if row is None:
+        return None
+    root, file, hom, ox, oy, ppm = tuple(row)
+    homography = tuple(float(v) for v in json.loads(hom)) if hom else None
+    origin = None if ox is None or oy is None else (float(ox), float(oy))
+    return PhotoSource(Path(str(root)), str(file), homography, origin, None if ppm is None else float(ppm))

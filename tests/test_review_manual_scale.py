@@ -1,0 +1,123 @@
+"""Manual scale (issue 10): a flagged photo without a usable marker is measured from two points of
+a known length and a traced outline, recorded with scale_source=manual in every export."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_review import Client, cfg, make_study
+
+from ulcerseg.records import PhotoRecord, PhotoResult
+from ulcerseg.review.export import export_final
+from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.store import Study
+
+PX_PER_MM = 20.0  # the synthetic photo's true scale
+A_PX, B_PX = 90.0, 60.0  # ellipse semi-axes (px)
+CX, CY = 320.0, 200.0
+TRUE_AREA_MM2 = np.pi * A_PX * B_PX / PX_PER_MM**2  # 42.41 mm²
+TICKS = ((100.0, 420.0), (300.0, 420.0))  # 200 px = 10 mm on the printed ruler
+
+
+def _add_markerless_photo(root: Path, out: Path) -> str:
+    """A photo of a skin patch with an elliptic ulcer and a 10 mm ruler, but no marker: the
+    pipeline failed on it (status failed, so it needs review)."""
+    img = np.full((480, 640, 3), (205, 160, 140), np.uint8)
+    yy, xx = np.mgrid[:480, :640]
+    img[((xx - CX) / A_PX) ** 2 + ((yy - CY) / B_PX) ** 2 <= 1] = (150, 40, 40)
+    for x, y in TICKS:
+        img[int(y) - 10 : int(y) + 10, int(x) - 1 : int(x) + 2] = 0
+    rel = "SUBJ-1003/D0/p.png"
+    path = root / "in" / rel
+    path.parent.mkdir(parents=True)
+    Image.fromarray(img).save(path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    record = PhotoRecord(
+        path=path, subject_id="SUBJ-1003", ulcer_id="U1", visit="D0", study_day=0, sha256=sha
+    )
+    with Study.open(out) as study:
+        run = study.start_run("0.1.0", "m" * 64, "c" * 64, {}, root / "in")
+        result = PhotoResult(
+            photo=record, status="failed", messages=["no marker found"], image_size=(640, 480)
+        )
+        study.add_result(run, result, rel)
+    return sha
+
+
+def _trace(n: int = 72, jitter: float = 0.5, seed: int = 0) -> list[list[float]]:
+    """An assessor's tracing of the ulcer edge: n clicks within +-jitter px of the true edge."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    xs = CX + A_PX * np.cos(t) + rng.uniform(-jitter, jitter, n)
+    ys = CY + B_PX * np.sin(t) + rng.uniform(-jitter, jitter, n)
+    return np.c_[xs, ys].tolist()
+
+
+def test_manual_scale_measures_a_markerless_photo_within_3_percent(tmp_path: Path):
+    study = make_study(tmp_path)
+    out = study["out"]
+    sha = _add_markerless_photo(tmp_path, out)
+    app = ReviewApp.load(out, cfg())
+    assert [it.photo_sha256 for it in app.manual_items] == [sha]
+    srv = make_server(app, 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        client = Client(f"http://127.0.0.1:{srv.server_address[1]}", app.add_reader("Dr M"), app)
+        listing = client.json("/api/items")[1]
+        [entry] = [i for i in listing["items"] if i["manual_scale"]]
+        key = entry["key"]
+        status, item = client.json(f"/api/item/{key}")
+        assert status == 200 and item["manual_scale"] is True and item["photo_width_px"] == 640
+        assert "SUBJ" not in str(item)
+        body = {"key": key, "points": [list(p) for p in TICKS], "length_mm": 10.0, "polygon": _trace()}
+        # validation: points outside the photo, too close, a bad length
+        for bad in (
+            {**body, "points": [[100, 420], [700, 420]]},
+            {**body, "points": [[100, 420], [101, 420]]},
+            {**body, "length_mm": -1},
+            {**body, "length_mm": "10"},
+            {**body, "polygon": [[1, 1], [2, 2]]},
+        ):
+            assert client.json("/api/manual-scale", bad)[0] == 400, bad
+        # the manual-scale endpoint does not measure photos that have a rectified frame
+        assert client.json("/api/manual-scale", {**body, "key": app.items[0].key})[0] == 400
+        # the browser's field names (scale_points, frame) are the same request
+        assert client.json("/api/manual-scale", {**body, "frame": "review"})[0] == 400
+        # a markerless photo is not accepted or corrected through /api/decision ...
+        assert client.json("/api/decision", {"key": key, "action": "accept"})[0] == 400
+        # ... but it can be marked not assessable (with its confirmation step)
+        na = {"key": key, "action": "not_assessable", "reason": "no ruler visible"}
+        assert client.json("/api/decision", na)[0] == 409
+        saved = client.json("/api/decision", {**na, "confirm": True})[1]
+        assert saved["action"] == "not_assessable"
+        # undo names what it withdraws: another decision_id than the last one is refused
+        assert client.json("/api/undo", {"key": key, "decision_id": "0" * 16})[0] == 400
+        assert client.json("/api/undo", {"key": key, "decision_id": saved["decision_id"]})[0] == 200
+        body = {**body, "scale_points": body.pop("points"), "frame": "photo", "action": "correct"}
+        status, res = client.json("/api/manual-scale", body)
+        assert status == 200, res
+        assert res["scale_source"] == "manual" and res["mm_per_px"] == pytest.approx(1 / PX_PER_MM)
+        assert res["area_after_mm2"] == pytest.approx(TRUE_AREA_MM2, rel=0.03)
+        assert client.json("/api/items")[1]["n_done"] == 1
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    rows = {r["photo_sha256"]: r for r in csv.DictReader(export_final(out, cfg()).open())}
+    r = rows[sha]
+    assert r["final_source"] == "review" and r["scale_source"] == "manual"
+    assert float(r["final_area_mm2"]) == pytest.approx(TRUE_AREA_MM2, rel=0.03)
+    assert r["automated_area_mm2"] == ""
+    assert {x["scale_source"] for k, x in rows.items() if k != sha and x["final_area_mm2"]} == {"marker"}
+
+
+def test_manual_area_is_exact_for_a_pixel_aligned_rectangle():
+    from ulcerseg.review.decisions import manual_area
+
+    got = manual_area([[0, 0], [0, 100]], 5.0, [[10, 10], [50, 10], [50, 30], [10, 30]], (640, 480))
+    assert got["n_px"] == 40 * 20 and got["area_mm2"] == pytest.approx(800 * 0.05**2)

@@ -1,0 +1,381 @@
+"""Review server under attack: identity from the token only, CSRF, field validation, size caps,
+stalled bodies, the audit trail's hash chain and CSV formula injection (issue 10)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from test_review import VISITS, Client, cfg, make_study
+
+from ulcerseg.cli import main
+from ulcerseg.review.decisions import list_decisions
+from ulcerseg.review.server import ReviewApp, make_server
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Client, ReviewApp, dict]]:
+    study = make_study(tmp_path)
+    app = ReviewApp.load(study["out"], cfg())
+    app.request_timeout_s = 1.0
+    srv = make_server(app, 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        yield Client(base, app.add_reader("Dr A"), app), app, study
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _raw(base: str, data: bytes, timeout: float = 10.0) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _alive(client: Client) -> None:
+    status, body = client.json("/api/items")
+    assert status == 200 and body["items"]
+
+
+def test_no_or_revoked_token_is_401_json(served):
+    client, _app, study = served
+    for c in (Client(client.base, None), Client(client.base, "x" * 43)):
+        status, raw, headers = c.request("/api/items")
+        assert status == 401 and headers["Content-Type"] == "application/json"
+        assert "token" in json.loads(raw)["error"]
+    res = CliRunner().invoke(main, ["review", "readers", "revoke", str(study["out"]), "Dr A"])
+    assert res.exit_code == 0, res.output
+    assert client.request("/api/items")[0] == 401
+    res = CliRunner().invoke(main, ["review", "readers", "list", str(study["out"])])
+    assert "Dr A\treader" in res.output and "revoked" in res.output
+    # only the hash is stored
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    stored = [r[0] for r in conn.execute("SELECT token_sha256 FROM review_readers")]
+    assert client.token not in stored and len(stored[0]) == 64
+
+
+def test_assessor_in_body_is_ignored(served):
+    client, app, study = served
+    mallory = client.reader("Mallory")
+    status, body = mallory.json("/api/session", {"assessor": "Dr A"})
+    assert status == 200 and body["assessor"] == "Mallory"
+    key = app.items[0].key
+    status, body = mallory.json("/api/decision", {"key": key, "action": "accept", "assessor": "Dr A"})
+    assert status == 200 and body["assessor"] == "Mallory"
+    # a session of another reader cannot be borrowed either
+    _, s = client.json("/api/session", {})
+    status, _ = mallory.json("/api/decision", {"key": key, "action": "accept", "session_id": s["session_id"]})
+    assert status == 403
+    rows = list_decisions(sqlite3.connect(study["out"] / "study.sqlite"))
+    assert [r["assessor"] for r in rows] == ["Mallory"]
+
+
+def test_cross_origin_and_wrong_content_type_are_refused(served):
+    client, app, study = served
+    key = app.items[0].key
+    body = json.dumps({"key": key, "action": "accept"}).encode()
+    port = int(client.base.rsplit(":", 1)[1])
+    for origin, ctype, expected in (
+        (f"http://127.0.0.1:{port + 1}", "application/json", 403),  # a page on another port
+        ("http://evil.example", "application/json", 403),
+        (None, "application/json", 403),  # neither Origin nor Referer
+        (client.base, "text/plain", 415),  # a "simple" cross-site form post type
+    ):
+        head = f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        head += f"Authorization: Bearer {client.token}\r\nContent-Type: {ctype}\r\n"
+        head += f"Origin: {origin}\r\n" if origin else ""
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        reply = _raw(client.base, head.encode() + body)
+        assert reply.startswith(f"HTTP/1.0 {expected}".encode()), (origin, reply[:80])
+        assert b'"error"' in reply
+    # a Referer of the server itself is accepted in place of Origin
+    head = (
+        f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {client.token}\r\n"
+    )
+    head += f"Content-Type: application/json\r\nReferer: {client.base}/\r\n"
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    assert _raw(client.base, head.encode() + body).startswith(b"HTTP/1.0 200")
+    assert len(list_decisions(sqlite3.connect(study["out"] / "study.sqlite"))) == 1
+
+
+def test_wrong_types_are_400_json_and_the_server_stays_up(served):
+    client, app, study = served
+    key = app.items[0].key
+    bad_bodies = [
+        {"key": key, "action": "not_assessable", "reason": 123},
+        {"key": key, "action": "accept", "reason": "x" * 10_000},
+        {"key": 12, "action": "accept"},
+        {"key": key, "action": ["accept"]},
+        {"key": key, "action": "accept", "confirm": "yes"},
+        {"key": key, "action": "correct", "polygon": [["a", "b"], ["c", "d"], ["e", "f"]]},
+        {"key": key, "action": "correct", "polygon": [[1, 1], [2, 2]]},
+        {"key": key, "action": "correct", "polygon": [[1, 1], [2, 2], [1e9, 3]]},  # outside the frame
+        {"key": key, "action": "correct", "polygon": [[1, 1], [2, 2], [True, 3]]},
+        {"key": key, "action": "correct", "polygon": "1,1 2,2 3,3"},
+        {"key": key, "action": "correct", "polygon": [[0, 0]] * 20_000},
+        {"key": key, "action": "correct", "mask_png": 5},
+        {"key": key, "action": "correct", "mask_png": "not base64!"},
+        {"key": key, "action": "correct", "mask_png": "aGVsbG8="},  # base64, not a PNG
+        {"key": key, "action": "accept", "session_id": {"x": 1}},
+    ]
+    for body in bad_bodies:
+        status, raw, headers = client.request("/api/decision", body)
+        assert status == 400, body
+        assert headers["Content-Type"] == "application/json" and json.loads(raw)["error"]
+        _alive(client)
+    # NaN is not JSON but Python's parser takes it: still refused
+    port = int(client.base.rsplit(":", 1)[1])
+    for payload, head_extra, expected in (
+        (
+            b'{"key": "%s", "action": "correct", "polygon": [[NaN, 1], [2, 2], [3, 3]]}' % key.encode(),
+            "",
+            400,
+        ),
+        (b"[1, 2]", "", 400),
+        (b"{not json", "", 400),
+        (b"{}", "Content-Length: abc\r\n", 400),
+    ):
+        head = f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        head += f"Authorization: Bearer {client.token}\r\n"
+        head += f"Content-Type: application/json\r\nOrigin: {client.base}\r\n"
+        head += head_extra or f"Content-Length: {len(payload)}\r\n"
+        reply = _raw(client.base, (head + "Connection: close\r\n\r\n").encode() + payload)
+        assert reply.startswith(f"HTTP/1.0 {expected}".encode()), reply[:100]
+        assert b"Traceback" not in reply and b'"error"' in reply
+        _alive(client)
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+
+
+def test_malformed_requests_get_json(served):
+    client, _app, _ = served
+    for raw in (
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n",
+    ):
+        reply = _raw(client.base, raw)
+        assert b'"error"' in reply and b"<html" not in reply.lower() and b"Traceback" not in reply
+        if reply.startswith(b"HTTP/"):  # (a one-word request line is answered HTTP/0.9 style: body only)
+            assert reply.split()[1] in (b"400", b"414", b"505") and b"application/json" in reply
+    _alive(client)
+
+
+def _huge_png(side: int) -> bytes:
+    """A valid 8-bit grayscale PNG of side x side px, compressed row by row (small in memory)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_oversized_mask_is_413_and_memory_stays_small(tmp_path: Path):
+    """A 12000 x 12000 px mask (a ~150 KB request) is refused from its header, never decoded."""
+    import base64
+
+    study = make_study(tmp_path)
+    cfg_path = tmp_path / "h.yaml"
+    cfg_path.write_text(yaml.safe_dump({"schedule": list(VISITS)}))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from ulcerseg.cli import run; run()", "review", "serve", str(study["out"]),
+         "--port", "0", "--config", str(cfg_path), "--reader", "Dr A", "--all"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        base, token = line.split(" at ", 1)[1].strip().split("/?token=")
+        client = Client(base, token)
+        _, items = client.json("/api/items")
+        key = items["items"][0]["key"]
+        png = _huge_png(12_000)
+        assert len(png) < 1_000_000
+        before = _peak_rss_mb(proc.pid)
+        body = {
+            "key": key,
+            "action": "correct",
+            "mask_png": "data:image/png;base64," + base64.b64encode(png).decode(),
+        }
+        status, raw, _ = client.request("/api/decision", body)
+        assert status == 413 and "larger than" in json.loads(raw)["error"]
+        _alive(client)
+        peak = _peak_rss_mb(proc.pid)
+        assert peak < 300, (before, peak)
+        assert peak - before < 50, (before, peak)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_body_over_the_cap_is_413(served):
+    client, _app, _ = served
+    port = int(client.base.rsplit(":", 1)[1])
+    head = (
+        f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {client.token}\r\n"
+    )
+    head += f"Content-Type: application/json\r\nOrigin: {client.base}\r\nContent-Length: {10**9}\r\n\r\n"
+    reply = _raw(client.base, head.encode())
+    assert reply.startswith(b"HTTP/1.0 413")
+    _alive(client)
+
+
+def test_stalled_body_times_out(served):
+    client, _app, _ = served  # app.request_timeout_s = 1
+    port = int(client.base.rsplit(":", 1)[1])
+    head = (
+        f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {client.token}\r\n"
+    )
+    head += f"Content-Type: application/json\r\nOrigin: {client.base}\r\nContent-Length: 100\r\n\r\n{{"
+    t0 = time.monotonic()
+    reply = _raw(client.base, head.encode(), timeout=8)
+    assert time.monotonic() - t0 < 6
+    assert reply.startswith(b"HTTP/1.0 408") and b'"error"' in reply
+    # a connection that never sends its request line is closed too
+    host, p = client.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(p)), timeout=8) as s:
+        t0 = time.monotonic()
+        assert s.recv(100) == b""
+        assert time.monotonic() - t0 < 6
+    _alive(client)
+
+
+def test_csv_cells_are_escaped(served, tmp_path: Path):
+    client, app, study = served
+    evil = client.reader('=HYPERLINK("http://x")')
+    by_visit = {(it.subject_id, it.visit): it for it in app.items}
+    it = by_visit[("SUBJ-1001", "W4")]
+    status, _ = evil.json(
+        "/api/decision", {"key": it.key, "action": "not_assessable", "reason": "=1+1", "confirm": True}
+    )
+    assert status == 200
+    res = CliRunner().invoke(
+        main, ["review", "export-final", str(study["out"]), "--allow-pending", "-o", str(tmp_path / "f.csv")]
+    )
+    assert res.exit_code == 0, res.output
+    rows = {r["photo_sha256"]: r for r in csv.DictReader((tmp_path / "f.csv").open())}
+    assert rows[it.photo_sha256]["review_reason"] == "'=1+1"
+    assert rows[it.photo_sha256]["reviewer"] == '\'=HYPERLINK("http://x")'
+    negative = [
+        r["change_from_baseline_mm2"] for r in rows.values() if r["change_from_baseline_mm2"].startswith("-")
+    ]
+    assert negative and all(float(v) < 0 for v in negative)  # numbers are not escaped
+    res = CliRunner().invoke(main, ["review", "decisions", str(study["out"])])
+    [row] = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert row["assessor"].startswith("'=") and row["reason"] == "'=1+1"
+
+
+def _decide(client: Client, key: str, action: str = "accept", **extra) -> None:
+    status, body = client.json("/api/decision", {"key": key, "action": action, "confirm": True, **extra})
+    assert status == 200, body
+
+
+def test_verify_detects_an_edited_and_an_inserted_row(served):
+    client, app, study = served
+    for it in app.items[:3]:
+        _decide(client, it.key)
+    out = str(study["out"])
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 0 and "OK: 3 decisions" in res.output
+    db = study["out"] / "study.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER review_decisions_no_update")
+    with conn:
+        conn.execute("UPDATE review_decisions SET area_after_mm2 = 99.0 WHERE seq = 2")
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 1 and "seq 2" in res.output
+    with conn:  # put the value back: the chain is intact again
+        conn.execute("UPDATE review_decisions SET area_after_mm2 = ? WHERE seq = 2", (app.items[1].area_mm2,))
+    assert CliRunner().invoke(main, ["review", "verify", out]).exit_code == 0
+    # an inserted row, even one carrying the last row's hash
+    last_hash = conn.execute("SELECT row_hash FROM review_decisions ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    with conn:
+        conn.execute(
+            "INSERT INTO review_decisions (decision_id, photo_sha256, assessor, decided_at, action, row_hash)"
+            " VALUES ('forged', ?, 'Dr A', '2024-01-01', 'accept', ?)",
+            (app.items[0].photo_sha256, last_hash),
+        )
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 1 and "seq 4" in res.output and "forged" in res.output
+
+
+def test_migration_back_fills_the_chain(tmp_path: Path):
+    """A version-2 study's decisions (no readers, no chain) get their hashes on open, in seq order."""
+    from ulcerseg.store import connect
+    from ulcerseg.store.schema import SCHEMA_VERSION
+
+    study = make_study(tmp_path)
+    db = study["out"] / "study.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE review_readers")
+    conn.execute("DROP TRIGGER review_decisions_no_update")
+    for i, sha in enumerate(p["sha"] for p in study["photos"].values()):
+        conn.execute(
+            "INSERT INTO review_decisions (decision_id, photo_sha256, assessor, decided_at, action)"
+            " VALUES (?, ?, 'Dr A', '2024-01-01', 'accept')",
+            (f"d{i}", sha),
+        )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    conn = connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("SELECT COUNT(*) FROM review_decisions WHERE row_hash IS NULL").fetchone()[0] == 0
+    from ulcerseg.store.review import verify_chain
+
+    assert verify_chain(conn).ok and verify_chain(conn).n_rows == 6
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"), conn:
+        conn.execute("UPDATE review_decisions SET action = 'x'")
+
+
+def test_readers_add_prints_a_token_once_that_logs_in(served):
+    client, _app, study = served
+    res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Dr Q"])
+    assert res.exit_code == 0, res.output
+    token = res.stdout.split("token ", 1)[1].split()[0]
+    q = Client(client.base, token)
+    assert q.json("/api/me")[1] == {"name": "Dr Q", "assessor": "Dr Q", "role": "reader"}
+    res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Dr Q"])
+    assert res.exit_code != 0 and "exists already" in str(res.exception)
+    res = CliRunner().invoke(main, ["review", "readers", "add", str(study["out"]), "Judge", "--adjudicator"])
+    judge = Client(client.base, res.stdout.split("token ", 1)[1].split()[0])
+    assert judge.json("/api/items")[0] == 403  # an adjudicator's token does not open a readers' server
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    assert token not in str(conn.execute("SELECT * FROM review_readers").fetchall())
