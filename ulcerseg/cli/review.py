@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -51,6 +51,17 @@ def _config(path: Path | None) -> HealingConfig:
     from ulcerseg.healing import load_healing_config
 
     return load_healing_config(path)
+
+
+def _write_table(rows: list[dict[str, Any]], cols: list[str], output: Path | None) -> None:
+    """Rounded, formula-escaped CSV to ``output`` (atomically) or to standard output."""
+    from ulcerseg import tables
+    from ulcerseg.rounding import round_rows
+
+    if output:
+        tables.write_csv(output, round_rows(rows), cols)
+    else:
+        tables.write_csv_rows(sys.stdout, round_rows(rows), cols)
 
 
 @click.group("review")
@@ -178,9 +189,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     The ``adjudicated`` column says whether an adjudicator has settled it (`review serve
     --adjudicate`); until then the photo has no final value in `review export-final`.
     """
-    from ulcerseg import tables
     from ulcerseg.review.decisions import disagreements, open_study
-    from ulcerseg.rounding import round_rows
 
     cfg = _config(config_path)
     with open_study(out_dir) as (conn, _rows):
@@ -196,12 +205,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
         "reason",
         "adjudicated",
     ]
-    fh = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
-        tables.write_csv_rows(fh, round_rows(rows), cols)  # cells escaped against formula injection
-    finally:
-        if output:
-            fh.close()
+    _write_table(rows, cols, output)
     click.echo(f"{len(rows)} disagreements", err=True)
 
 
@@ -297,9 +301,8 @@ def decisions_cmd(out_dir: Path, output: Path | None) -> None:
     ``undo`` rows name the decision they withdraw (``undoes``); ``row_hash`` is the hash chain
     checked by `review verify`.
     """
-    from ulcerseg import tables
     from ulcerseg.review.decisions import decision_details, list_decisions, open_study
-    from ulcerseg.rounding import round_rows
+    from ulcerseg.store.review import DECISION_COLUMNS
 
     with open_study(out_dir) as (conn, _rows):
         rows = [
@@ -310,25 +313,5 @@ def decisions_cmd(out_dir: Path, output: Path | None) -> None:
             }
             for d in list_decisions(conn)
         ]
-    cols = [
-        "seq",
-        "decision_id",
-        "photo_sha256",
-        "assessor",
-        "decided_at",
-        "action",
-        "reason",
-        "area_before_mm2",
-        "area_after_mm2",
-        "corrected_mask_file",
-        "session_id",
-        "scale_source",
-        "undoes",
-        "row_hash",
-    ]
-    fh = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
-        tables.write_csv_rows(fh, round_rows(rows), cols)  # cells escaped against formula injection
-    finally:
-        if output:
-            fh.close()
+    cols = ["seq", *(c for c in DECISION_COLUMNS if c != "details"), "scale_source", "undoes", "row_hash"]
+    _write_table(rows, cols, output)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from ulcerseg.healing.records import UlcerHealing, VisitHealing
+from ulcerseg.tables import write_csv
 
 __all__ = ["HEALING_COLUMNS", "PROVENANCE_COLUMNS", "flat_rows", "write_healing_csv"]
 
@@ -36,11 +36,5 @@ def flat_rows(results: Sequence[UlcerHealing], heal_run: str) -> list[dict[str, 
 
 
 def write_healing_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write flat healing rows to CSV (columns :data:`HEALING_COLUMNS`)."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(HEALING_COLUMNS))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in HEALING_COLUMNS})
-    return path
+    """Write flat healing rows to CSV (columns :data:`HEALING_COLUMNS`), atomically."""
+    return write_csv(path, rows, HEALING_COLUMNS)

@@ -8,7 +8,6 @@ two paths are two photos flagged ``duplicate_photo``.
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 import uuid
@@ -22,6 +21,7 @@ from typing import Any
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.rounding import round_rows
 from ulcerseg.store.db import DB_NAME, connect
+from ulcerseg.tables import write_csv
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "PhotoSource", "Reconciled", "RunInfo", "Study", "photo_source"]
 
@@ -267,14 +267,8 @@ class Study:
     def export_csv(self, path: Path | None = None) -> Path:
         """Write ``measurements.csv`` (one row per photo, units in column names)."""
         path = path or self.out_dir / CSV_NAME
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            for row in round_rows(self.latest_measurements()):  # the database keeps full precision
-                writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
-        tmp.replace(path)
-        return path
+        # rounded (the database keeps full precision), atomic and formula-escaped
+        return write_csv(path, round_rows(self.latest_measurements()), CSV_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ Run folder layout (``-o runs/X``): ``last.pt`` (resume checkpoint), ``model.pt``
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
@@ -39,6 +38,7 @@ from ulcerseg.segmentation.model import (
     wrap_logits,
     wrap_probability,
 )
+from ulcerseg.tables import write_csv
 from ulcerseg.training.augment import TrainAugment
 from ulcerseg.training.config import TrainConfig, load_config
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask, split_dataset
@@ -599,10 +599,7 @@ def _keep_best(run: _Run, state: _Progress, epoch: int, metrics: dict[str, Any])
 
 
 def _write_history(run: _Run, state: _Progress) -> None:
-    with open(run.out / METRICS_FILE, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(state.history[0]))
-        writer.writeheader()
-        writer.writerows(state.history)
+    write_csv(run.out / METRICS_FILE, state.history, list(state.history[0]))
     plot_curve(state.history, run.out / CURVE_FILE)
 
 
