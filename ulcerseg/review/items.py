@@ -33,8 +33,11 @@ KEY_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
-class ReviewItem:
-    """One photo to review. ``key`` is the first 16 hex chars of the photo's sha256."""
+class ItemIdentity:
+    """Who and what a review item is: real IDs (server side only) and the pseudonyms shown.
+
+    ``key`` is the first 16 hex chars of the photo's sha256.
+    """
 
     key: str
     photo_sha256: str
@@ -43,6 +46,12 @@ class ReviewItem:
     visit: str
     subject_pseudonym: str
     ulcer_pseudonym: str
+
+
+@dataclass(frozen=True)
+class ReviewItem(ItemIdentity):
+    """One measured photo to review."""
+
     area_mm2: float | None
     px_per_mm: float
     rectified_path: Path
@@ -139,17 +148,10 @@ def build_items(
 
 
 @dataclass(frozen=True)
-class ManualItem:
+class ManualItem(ItemIdentity):
     """A flagged photo with no usable marker: measured by hand (two points of a known length
     set the scale, then a traced outline), all in photo px (pixel centres at integers)."""
 
-    key: str
-    photo_sha256: str
-    subject_id: str
-    ulcer_id: str
-    visit: str
-    subject_pseudonym: str
-    ulcer_pseudonym: str
     photo_path: Path  # the source photo (EXIF-oriented when decoded); never sent as is
     width_px: int
     height_px: int
