@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install ulcerseg (core + [train] + [dev] tiers) into the repository's own venv (.venv, made
 # when missing: a stock Debian/Ubuntu Python refuses system-wide pip installs, PEP 668), then
-# lint, run the whole test suite (CPU only) and check that the built wheel measures anywhere.
+# lint, check that the built wheel measures anywhere, then run the whole test suite (CPU only).
 # The browser test of the review app needs Chromium from the distribution's packages
 # (test tools must not download browsers of their own).
 set -euo pipefail
@@ -22,5 +22,6 @@ fi
 py=.venv/bin/python
 "$py" -m pip install -q -e ".[train,dev]"
 "$py" -m ruff check ulcerseg tests scripts
-"$py" -m pytest "$@"
 bash scripts/test_wheel.sh "$py"
+# last, so that the test runner's summary line closes the output
+"$py" -m pytest "$@"
