@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from ulcerseg.calibration.rectify import RectifiedGrid, rectify
+from ulcerseg.calibration.rectify import rectify
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
 from ulcerseg.store import Study
 

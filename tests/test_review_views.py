@@ -27,7 +27,7 @@ from review_photo_study import (
 from test_review import Client, cfg, make_study
 
 from ulcerseg.calibration.marker import local_scale_and_tilt
-from ulcerseg.calibration.rectify import RectifiedGrid
+from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.geometry import signed_polygon_area as shoelace_area
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.masks import mask_from_review_polygons
