@@ -335,6 +335,7 @@ def report(name: str, df: pd.DataFrame) -> Summary:
 # rules: (signal column, direction, QualityConfig key); a photo is flagged when
 # signal < threshold ("min") or signal > threshold ("max")
 FLAG_RULES = (
+    ("tta_disagreement", "max", "max_tta_disagreement"),
     ("band_ratio", "max", "max_uncertainty_ratio"),
     ("mean_probability", "min", "min_mean_probability"),
     ("boundary_margin", "min", "min_boundary_margin"),
@@ -359,6 +360,7 @@ FIT_BASE = replace(
     min_boundary_margin=0.0,
     max_candidate_ambiguity=1.0,
     min_on_body_fraction=0.0,
+    max_tta_disagreement=1.0,
 )
 
 
@@ -405,7 +407,7 @@ def fit_flag_thresholds(
     tuned: set[str] = set()
     while True:
         best: tuple[float, str, float, np.ndarray] | None = None
-        for column, direction, key in FLAG_RULES[:6]:  # exposure keeps the base thresholds
+        for column, direction, key in FLAG_RULES[:7]:  # exposure keeps the base thresholds
             if key in tuned or column not in calib:
                 continue
             values = np.unique(calib[column].dropna().to_numpy(dtype=float))

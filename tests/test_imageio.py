@@ -104,3 +104,27 @@ def test_read_mask_accepts_binary_encodings_and_rejects_grey_and_colour(tmp_path
     Image.fromarray(colour).save(tmp_path / "colour.png")
     with pytest.raises(ImageReadError, match="single-channel"):
         read_mask(tmp_path / "colour.png")
+
+
+def test_reduced_decode_keeps_exif_orientation_and_block_means() -> None:
+    from ulcerseg.geometry import apply_homography, reduced_to_photo
+
+    rgb = np.zeros((400, 600, 3), np.uint8)
+    rgb[:100, :200] = 255  # a white block in the stored image's top-left corner
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6  # display rotated 90° clockwise
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif, quality=95)
+    full = decode_rgb(Path("p.jpg"), buf.getvalue())
+    half = decode_rgb(Path("p.jpg"), buf.getvalue(), 2)
+    assert full.shape == (600, 400, 3) and half.shape == (300, 200, 3)
+    assert half[:80, -40:].mean() > 250 and full[:180, -90:].mean() > 250  # block now top-right
+    assert np.abs(half.astype(int) - full[::2, ::2].astype(int)).mean() < 6
+    # reduced px (i, j) is the mean of photo px (2i..2i+1, 2j..2j+1): centre 2i + 0.5
+    assert apply_homography(reduced_to_photo(2), np.array([[0.0, 0.0], [10.0, 3.0]])).tolist() == [
+        [0.5, 0.5],
+        [20.5, 6.5],
+    ]
+    with pytest.raises(ValueError, match="reduction"):
+        decode_rgb(Path("p.jpg"), buf.getvalue(), 3)

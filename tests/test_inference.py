@@ -29,7 +29,7 @@ def test_coarse_region_goes_through_the_network_in_one_pass() -> None:
     h_px_to_mm = np.diag([0.1, 0.1, 1.0])  # 10 px per mm, marker at the photo origin
     grid = RectifiedGrid((5.0, 5.0), 7.5, 660, 675)
     backend = SimpleNamespace(card=SimpleNamespace(tile_px=256), predict_proba=CountingModel())
-    out = _run_on_grid(backend, photo, h_px_to_mm, grid, side_mm=10.0)
+    out = _run_on_grid(backend, backend.predict_proba, photo, h_px_to_mm, grid, side_mm=10.0)
     assert backend.predict_proba.shapes == [(1, 704, 672, 3)]
     assert out.probability.shape == (675, 660)
 

@@ -50,3 +50,24 @@ def test_postprocess_respects_exclusion() -> None:
     exclude[:, :25] = True
     mask = ulcer_mask(prob, 0.5, 10.0, 0.3, 3.0, exclude=exclude)
     assert not mask[:, :25].any() and mask[:, 25:].all()
+
+
+def test_fill_holes_and_label_sums_agree_with_scipy() -> None:
+    import cv2
+    from scipy import ndimage
+
+    from ulcerseg.segmentation.postprocess import fill_holes, label_sums
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(1, 50)), int(rng.integers(1, 50)))) < rng.uniform(0.2, 0.8)
+        np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+        n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        values = rng.random(mask.shape).astype(np.float32)
+        index = np.arange(1, n)
+        expected = ndimage.sum_labels(values, labels, index)
+        np.testing.assert_allclose(label_sums(values, labels, n)[index], expected)
+    ring = np.zeros((7, 7), bool)
+    ring[1:6, 1:6] = True
+    ring[3, 3] = False  # a hole
+    assert fill_holes(ring).sum() == 25

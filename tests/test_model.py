@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ulcerseg.errors import ModelError
 from ulcerseg.segmentation.backends import (
@@ -140,3 +141,46 @@ def test_unknown_backend_name(tmp_path: Path) -> None:
     make_model(tmp_path / "m")
     with pytest.raises(ModelError, match="backend"):
         open_backend(tmp_path / "m", "tensorrt")
+
+
+def _tiny_dataset(root: Path, n: int = 6, size: int = 96) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray(np.zeros((size, size), np.uint8)).save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+def test_int8_coarse_network_is_quantised_recorded_and_used_only_when_current(tmp_path: Path) -> None:
+    from ulcerseg.segmentation.backends import coarse_int8_is_current
+    from ulcerseg.training.export import calibration_images, quantize_coarse
+
+    folder = tmp_path / "m"
+    make_model(folder)
+    data = _tiny_dataset(tmp_path / "data")
+    with pytest.raises(ModelError, match="export it first"):
+        quantize_coarse(folder, [data])
+    export_onnx(folder)
+    result = quantize_coarse(folder, [data], n_images=4)
+    card = load_card(folder)
+    assert result.n_images == 4 and card.coarse_onnx_sha256 == file_sha256(result.path) == result.sha256
+    assert card.coarse_onnx_source_sha256 == card.onnx_sha256
+    assert card.coarse_calibration["n_images"] == 4 and len(card.coarse_calibration["image_stems"]) == 4
+    backend = open_backend(folder, "onnx", coarse_int8=True)
+    assert isinstance(backend, OnnxBackend) and backend.coarse_session is not None
+    tiles = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    coarse, fine = backend.predict_coarse_proba(tiles), backend.predict_proba(tiles)
+    assert coarse.shape == fine.shape and coarse.dtype == np.float32
+    assert 0 < np.abs(coarse - fine).mean() < 0.1  # int8: close, not identical
+    float_only = open_backend(folder, "onnx")
+    assert isinstance(float_only, OnnxBackend) and float_only.coarse_session is None
+    np.testing.assert_array_equal(float_only.predict_coarse_proba(tiles), fine)
+    # a re-exported model.onnx makes the int8 copy stale: the coarse pass falls back to float
+    save_card(card.replace(onnx_sha256="0" * 64), folder)
+    assert not coarse_int8_is_current(folder, load_card(folder))
+    # calibration never uses the stems a card holds out for validation
+    chosen = calibration_images([data], {"data": {"00", "01", "02"}}, n_images=10)
+    assert sorted(p.stem for p in chosen) == ["03", "04", "05"]

@@ -10,7 +10,8 @@ from PIL import Image
 
 from ulcerseg.config import PipelineConfig
 from ulcerseg.imageio import sha256_bytes
-from ulcerseg.pipeline import effective_config, measure_study
+from ulcerseg.pipeline import LoadedPhoto, effective_config, measure_study
+from ulcerseg.records import PhotoRecord, PhotoResult
 
 
 @pytest.fixture
@@ -176,7 +177,7 @@ def test_far_apart_candidates_get_separate_small_crops_and_the_ulcer_wins() -> N
     backend = RednessBackend(tile_px=256)  # each pass fits one window: calls count passes
     # coarse pass at 5 px/mm: the 90 mm search disc fits one window
     seg = segment_photo(backend, rgb, homography_matrix(cal), 10.0, SegmentationConfig(coarse_factor=0.5))
-    assert backend.calls == 3  # coarse pass + one fine pass per candidate region
+    assert backend.calls == 4  # coarse pass + one fine pass per candidate region + the mirror check
     assert max(seg.grid.width, seg.grid.height) < 300  # a crop, not the span of both regions
     mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
     assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
@@ -272,8 +273,72 @@ def test_tta_in_the_config_multiplies_network_passes() -> None:
     counts = {}
     for mode in ("none", "flips"):
         backend = RednessBackend(tile_px=256)
-        seg = segment_photo(backend, photo.rgb, homography_matrix(cal), 10.0, SegmentationConfig(tta=mode))
+        config = SegmentationConfig(tta=mode, mirror_check=False)  # the check is one pass, not tta
+        seg = segment_photo(backend, photo.rgb, homography_matrix(cal), 10.0, config)
         counts[mode] = backend.calls
         mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
         assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
     assert counts["flips"] == 4 * counts["none"]
+
+
+def _measure_with(config: PipelineConfig, record: PhotoRecord, out: Path) -> tuple[LoadedPhoto, PhotoResult]:
+    from ulcerseg.pipeline import PhotoMeasurer
+
+    measurer = PhotoMeasurer(config, RednessBackend())
+    loaded = measurer.load(record)
+    return loaded, measurer.measure(record, out, loaded)
+
+
+def test_reduced_decode_measures_like_a_full_decode(tmp_path: Path) -> None:
+    """A 50 px/mm photo is decoded at half size (25 px/mm >= 2 x 10 px/mm): same numbers, and
+    the calibration is recorded in the photo's own px."""
+    from ulcerseg.config import with_overrides
+    from ulcerseg.records import PhotoRecord
+
+    photo = make_photo(px_per_mm=50, size=(3200, 2400), ulcer_radius_mm=(2.0, 1.5))
+    path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    full_cfg = with_overrides(PipelineConfig(), segmentation={"min_decode_oversampling": 0.0})
+    full_loaded, full = _measure_with(full_cfg, record, tmp_path / "full")
+    half_loaded, half = _measure_with(PipelineConfig(), record, tmp_path / "half")
+    assert full_loaded.reduction == 1 and half_loaded.reduction == 2
+    assert half_loaded.rgb is not None and half_loaded.rgb.shape[:2] == (1200, 1600)
+    assert full.status == half.status == "measured", (full.messages, half.messages)
+    assert full.measurement is not None and half.measurement is not None
+    assert half.measurement.area_mm2 == pytest.approx(full.measurement.area_mm2, rel=0.01)
+    assert half.measurement.area_mm2 == pytest.approx(photo.true_area_mm2, rel=0.05)
+    assert full.calibration is not None and half.calibration is not None
+    assert half.calibration.mm_per_px == pytest.approx(1 / 50, rel=0.003)
+    assert np.abs(np.subtract(half.calibration.corners_px, full.calibration.corners_px)).max() < 1.0
+    assert half.image_size == full.image_size == (3200, 2400)
+    assert half.overlay_path is not None and half.overlay_path.is_file()
+
+
+def test_reduced_decode_too_coarse_for_the_fine_pass_is_decoded_again(tmp_path: Path) -> None:
+    """At 30 px/mm a half-size decode keeps 15 px/mm < 2 x 10: the photo is decoded in full
+    (from the same bytes) and measures exactly as a full decode does."""
+    from ulcerseg.config import with_overrides
+    from ulcerseg.records import PhotoRecord
+
+    photo = make_photo(px_per_mm=30, size=(3200, 2400), ulcer_radius_mm=(2.0, 1.5))
+    path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    first, adaptive = _measure_with(PipelineConfig(), record, tmp_path / "a")
+    assert first.reduction == 2  # tried first, from the size alone
+    full_cfg = with_overrides(PipelineConfig(), segmentation={"min_decode_oversampling": 0.0})
+    _, full = _measure_with(full_cfg, record, tmp_path / "b")
+    assert adaptive.calibration == full.calibration
+    assert adaptive.measurement == full.measurement
+
+
+def test_decode_reductions_follow_size_and_marker_scale() -> None:
+    from ulcerseg.pipeline import first_reduction, needed_reduction
+
+    assert first_reduction(4000, 3000, 2.0) == 2
+    assert first_reduction(8000, 6000, 2.0) == 4
+    assert first_reduction(1600, 1200, 2.0) == 1
+    assert first_reduction(4000, 3000, 0.0) == 1  # switched off
+    assert needed_reduction(60.0, 10.0, 2.0) == 2  # 30 px/mm decoded
+    assert needed_reduction(85.0, 10.0, 2.0) == 4
+    assert needed_reduction(19.0, 10.0, 2.0) == 1
+    assert needed_reduction(200.0, 10.0, 0.0) == 1

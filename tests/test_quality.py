@@ -88,3 +88,59 @@ def test_mask_flags() -> None:
     assert Flag.MASK_AT_BORDER in mask_flags(_meas(), touching, partly_valid, CFG)
     far = Measurement(10.0, 12.0, 4.0, 3.0, 1, 0.9, 9.5, 10.5, 55.0)
     assert Flag.MARKER_FAR_FROM_ULCER in mask_flags(far, inside, valid, CFG)
+
+
+def test_mask_disagreement_is_one_minus_dice() -> None:
+    from ulcerseg.quality import mask_disagreement
+
+    a = np.zeros((10, 10), bool)
+    a[2:6, 2:6] = True  # 16 px
+    b = np.zeros_like(a)
+    b[2:6, 4:8] = True  # 16 px, 8 shared
+    assert mask_disagreement(a, a) == 0.0
+    assert mask_disagreement(a, b) == pytest.approx(1 - 2 * 8 / 32)
+    assert mask_disagreement(a, ~a & False) == 1.0
+    assert mask_disagreement(a & False, a & False) == 0.0
+    assert mask_disagreement(a, None) == 0.0
+
+
+class _LeftHalfBackend:
+    """A 'network' that sees red only in the left half of what it is shown: its answer
+    changes when the image is mirrored, as an unstable network's does."""
+
+    def __init__(self) -> None:
+        from conftest import RednessBackend
+
+        self.inner = RednessBackend()
+        self.card = self.inner.card
+        self.sha256 = self.inner.sha256
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        prob = self.inner.predict_proba(tiles)
+        prob[:, :, tiles.shape[2] // 2 :] *= 0.4  # above the coarse threshold, below the fine one
+        return prob
+
+
+@pytest.mark.parametrize("unstable", [False, True])
+def test_mirror_disagreement_flags_an_unstable_segmentation(tmp_path, unstable: bool) -> None:
+    from conftest import RednessBackend, write_jpeg
+
+    from ulcerseg.config import PipelineConfig, with_overrides
+    from ulcerseg.imageio import sha256_bytes
+    from ulcerseg.pipeline import PhotoMeasurer
+    from ulcerseg.records import PhotoRecord
+
+    photo = make_photo(px_per_mm=14, size=(1000, 750), ulcer_radius_mm=(4.0, 3.0))
+    path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    config = with_overrides(PipelineConfig(), quality={"max_tta_disagreement": 0.2})
+    backend = _LeftHalfBackend() if unstable else RednessBackend()
+    result = PhotoMeasurer(config, backend).measure(record)
+    assert result.status == "measured", result.messages
+    disagreement = result.signals["tta_disagreement"]
+    if unstable:
+        assert disagreement > 0.2 and Flag.LOW_CONFIDENCE in result.flags
+    else:
+        assert disagreement < 0.05 and Flag.LOW_CONFIDENCE not in result.flags
+    off = with_overrides(config, segmentation={"mirror_check": False})
+    assert PhotoMeasurer(off, backend).measure(record).signals["tta_disagreement"] == 0.0

@@ -97,6 +97,10 @@ class SegmentationConfig:
     coarse_factor: float = 0.75
     # candidate regions: coarse probability above this
     coarse_threshold: Annotated[float, Check(gt=0, lt=1)] = 0.25
+    # int8: the coarse pass runs the model folder's int8 network (``ulcerseg export
+    # --coarse-int8``) when it has a current one; float: model.onnx. Float by default: on the
+    # end-to-end benchmark int8 lost a 45 mm² ulcer the float pass found, for 1.2x coarse speed
+    coarse_precision: str = "float"
     crop_margin_mm: NonNegative = 4.0  # margin around candidates for the fine pass
     max_candidates: int = 3  # fine passes on at most this many candidate regions
     # choosing the ulcer (segmentation/candidates.py): candidates off the body (skin mask) keep
@@ -116,7 +120,17 @@ class SegmentationConfig:
     interval_floor: float = 0.1
     interval_q_low: float | None = -2.966  # fitted: bench_endtoend.py --n 160 --fit-interval
     interval_q_high: float | None = 3.462
-    threads: int = 2
+    threads: int = 1  # CPU threads of each network pass (intra-op)
+    # photos measured at the same time (threads; results do not depend on it): on 2 cores,
+    # 2 photos with 1 thread each keep both cores busier than 1 photo with 2 threads
+    parallel_photos: int = 2
+    # JPEG photos are decoded at 1/2, 1/4 or 1/8 size (DCT scaling, a fraction of a full
+    # decode's cost) when at least this many decoded px per fine-pass px remain at the marker;
+    # rectification averages the photo down to 2 px per grid px anyway. 0: always full size
+    min_decode_oversampling: NonNegative = 2.0
+    # one more fine pass on the left-right mirrored ulcer crop: how far the two masks disagree
+    # (the tta_disagreement signal, quality.max_tta_disagreement) predicts area error
+    mirror_check: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,9 @@ class QualityConfig:
     min_on_body_fraction: Annotated[float, Check(ge=0, le=1)] = (
         0.0  # ambiguous_ulcer below this on-body fraction
     )
+    # low_confidence above this 1 - Dice between the masks of the photo and of its mirror image
+    # (segmentation.mirror_check); 1: never
+    max_tta_disagreement: Annotated[float, Check(ge=0, le=1)] = 1.0
 
 
 @dataclass(frozen=True)
@@ -303,7 +320,12 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         (0 < cfg.segmentation.coarse_factor <= 1, "segmentation.coarse_factor must be in (0, 1]"),
         (cfg.segmentation.search_radius_mm > 0, "segmentation.search_radius_mm must be > 0"),
         (cfg.segmentation.threads >= 1, "segmentation.threads must be >= 1"),
+        (cfg.segmentation.parallel_photos >= 1, "segmentation.parallel_photos must be >= 1"),
         (cfg.segmentation.max_candidates >= 1, "segmentation.max_candidates must be >= 1"),
+        (
+            cfg.segmentation.coarse_precision in {"int8", "float"},
+            "segmentation.coarse_precision must be int8 or float",
+        ),
         (
             cfg.segmentation.white_balance in {"none", "marker"},
             "segmentation.white_balance must be none or marker",

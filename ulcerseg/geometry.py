@@ -107,6 +107,13 @@ def as_homography(homography: Sequence[float] | np.ndarray | str) -> np.ndarray:
     return h.reshape(3, 3)
 
 
+def reduced_to_photo(reduction: float) -> np.ndarray:
+    """3x3 map from the px of a photo decoded or resized at 1/``reduction`` of its size to
+    photo px (px centres: reduced px i covers photo px r*i .. r*i + r - 1)."""
+    r = float(reduction)
+    return np.array([[r, 0.0, (r - 1) / 2], [0.0, r, (r - 1) / 2], [0.0, 0.0, 1.0]])
+
+
 def apply_homography(
     h: np.ndarray | Sequence[float], points: np.ndarray, *, check_horizon: bool = False
 ) -> np.ndarray:

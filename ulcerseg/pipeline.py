@@ -10,6 +10,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -19,11 +20,13 @@ import cv2
 import numpy as np
 
 from ulcerseg import __version__
-from ulcerseg.calibration.marker import calibrate, homography_matrix
+from ulcerseg.calibration.marker import calibrate, homography_matrix, in_photo_frame
 from ulcerseg.config import PipelineConfig, with_overrides
 from ulcerseg.discover import Discovery, discover, no_photos_error
 from ulcerseg.errors import CalibrationError, ImageAccessError, ImageReadError, OutputError
+from ulcerseg.geometry import reduced_to_photo
 from ulcerseg.imageio import (
+    REDUCTIONS,
     PhotoInfo,
     Preview,
     decode_rgb,
@@ -44,7 +47,7 @@ from ulcerseg.quality import (
     signal_flags,
     ulcer_neighbourhood,
 )
-from ulcerseg.records import Flag, PhotoRecord, PhotoResult
+from ulcerseg.records import Calibration, Flag, PhotoRecord, PhotoResult
 from ulcerseg.resources import resolve_model_dir
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.body import body_mask
@@ -84,27 +87,66 @@ class MeasureSummary:
 
 @dataclass(frozen=True)
 class LoadedPhoto:
-    """A photo's decoded pixels (RGB, photo frame), or the reason it could not be read."""
+    """A photo's decoded pixels, or the reason it could not be read.
+
+    ``rgb`` is the photo decoded at 1/``reduction`` of its size (RGB, EXIF orientation
+    applied; :func:`ulcerseg.geometry.reduced_to_photo` maps its px to photo px); ``data``
+    keeps the bytes that were hashed, so a finer decode reads exactly the same photo.
+    """
 
     photo: PhotoRecord
     rgb: np.ndarray | None
-    preview: Preview | None  # downscaled copy for marker search, coarse pass and overlay
+    preview: Preview | None  # downscaled copy of ``rgb`` for marker search, coarse pass and overlay
     info: PhotoInfo | None
     error: Exception | None
     seconds: float
+    reduction: int = 1
+    data: bytes | None = None
 
 
-def load_photo(photo: PhotoRecord, preview_max_side_px: int = 1600) -> LoadedPhoto:
-    """Read, validate and decode one photo; read errors are returned, not raised."""
+# a first decode is reduced only while its shorter side keeps at least this many px (the marker
+# must stay detectable); the marker's scale then decides whether a finer decode is needed
+_MIN_REDUCED_SIDE_PX = 1200
+
+
+def first_reduction(width: int, height: int, min_oversampling: float) -> int:
+    """The decode reduction tried first for a photo of ``width`` x ``height`` px (1: full size)."""
+    if min_oversampling <= 0:
+        return 1
+    return max(r for r in REDUCTIONS if min(width, height) / r >= _MIN_REDUCED_SIDE_PX or r == 1)
+
+
+def needed_reduction(photo_px_per_mm: float, grid_px_per_mm: float, min_oversampling: float) -> int:
+    """The largest decode reduction that keeps ``min_oversampling`` decoded px per grid px."""
+    if min_oversampling <= 0:
+        return 1
+    fits = [r for r in REDUCTIONS if photo_px_per_mm / r >= min_oversampling * grid_px_per_mm]
+    return max(fits, default=1)
+
+
+def load_photo(
+    photo: PhotoRecord,
+    preview_max_side_px: int = 1600,
+    min_oversampling: float = 0.0,
+    data: bytes | None = None,
+    reduction: int | None = None,
+) -> LoadedPhoto:
+    """Read, validate and decode one photo; read errors are returned, not raised.
+
+    The decode is reduced per :func:`first_reduction` (``min_oversampling`` 0: full size)
+    unless ``reduction`` is given; ``data`` (bytes already read) skips reading the file.
+    """
     t0 = time.perf_counter()
     try:
-        data = read_bytes(photo.path)
+        data = read_bytes(photo.path) if data is None else data
         info = inspect_photo(photo.path, data)
-        rgb = decode_rgb(photo.path, data)
+        if reduction is None:
+            reduction = first_reduction(info.width, info.height, min_oversampling)
+        rgb = decode_rgb(photo.path, data, reduction)
     except Exception as err:  # MemoryError included: classified by PhotoMeasurer.compute
         return LoadedPhoto(photo, None, None, None, err, time.perf_counter() - t0)
     preview = make_preview(rgb, preview_max_side_px)
-    return LoadedPhoto(photo, rgb, preview, info, None, time.perf_counter() - t0)
+    return LoadedPhoto(photo, rgb, preview, info, None, time.perf_counter() - t0, reduction, data)
 
 
 OutputWriter = Callable[[Path], None]  # writes a measured photo's files into an output folder
@@ -140,7 +182,7 @@ class PhotoMeasurer:
         result = PhotoResult(photo=photo, status="failed")
         writer: OutputWriter | None = None
         try:
-            loaded = loaded or load_photo(photo, self.config.marker.detect_max_side_px)
+            loaded = loaded or self.load(photo)
             writer = self._measure(loaded, result)
             result.status = "measured"
         except ImageReadError as err:
@@ -162,26 +204,70 @@ class PhotoMeasurer:
         result.flags = sorted(set(map(str, result.flags)))
         return result, writer
 
+    def load(
+        self, photo: PhotoRecord, data: bytes | None = None, reduction: int | None = None
+    ) -> LoadedPhoto:
+        """Read and decode ``photo`` the way this measurer's configuration asks."""
+        seg = self.config.segmentation
+        return load_photo(photo, self.config.marker.detect_max_side_px, seg.min_decode_oversampling,
+                          data, reduction)  # fmt: skip
+
+    def _calibrate(self, loaded: LoadedPhoto) -> tuple[LoadedPhoto, Calibration, Calibration]:
+        """The marker found on ``loaded``, decoded again finer when the reduced decode lacks
+        the resolution (or the marker): (loaded, calibration in its px, in photo px)."""
+        cfg = self.config
+        assert loaded.rgb is not None
+
+        def on(image: LoadedPhoto) -> Calibration:
+            return calibrate(image.rgb, cfg.marker.dictionary, cfg.marker.ids, cfg.marker.side_mm,
+                             cfg.marker.detect_max_side_px, image.preview)  # fmt: skip
+
+        def finer(reduction: int) -> LoadedPhoto:
+            finer = self.load(loaded.photo, loaded.data, reduction)
+            if finer.error is not None:
+                raise finer.error
+            return replace(finer, seconds=loaded.seconds + finer.seconds)
+
+        try:
+            cal = on(loaded)
+        except CalibrationError:
+            if loaded.reduction == 1:
+                raise
+            loaded = finer(1)  # a marker too small for the reduced decode
+            cal = on(loaded)
+        photo_px_per_mm = loaded.reduction / cal.mm_per_px
+        grid_px_per_mm = cfg.segmentation.px_per_mm or self.backend.card.px_per_mm
+        needed = needed_reduction(photo_px_per_mm, grid_px_per_mm, cfg.segmentation.min_decode_oversampling)
+        if needed < loaded.reduction:
+            log.debug("%s: decoding at 1/%d for the resolution", loaded.photo.path, needed)
+            loaded = finer(needed)
+            cal = on(loaded)
+        return loaded, cal, in_photo_frame(cal, reduced_to_photo(loaded.reduction))
+
     def _measure(self, loaded: LoadedPhoto, result: PhotoResult) -> OutputWriter:
         cfg = self.config
         photo = loaded.photo
         if loaded.error is not None:
             raise loaded.error
         assert loaded.rgb is not None and loaded.info is not None and loaded.preview is not None
-        rgb, info, preview = loaded.rgb, loaded.info, loaded.preview
-        result.image_size = (rgb.shape[1], rgb.shape[0])
-        if info.is_grayscale or is_desaturated(preview.image):
+        info = loaded.info
+        result.image_size = (info.width, info.height)
+        if info.is_grayscale or is_desaturated(loaded.preview.image):
             result.flags.append(Flag.GRAYSCALE)  # from the mode, or an RGB photo without colour
         if photo.photo_date is None and info.photo_date is not None:
             result.photo = photo = _with_date(photo, info.photo_date)
         t_decode = time.perf_counter()
-        cal = calibrate(rgb, cfg.marker.dictionary, cfg.marker.ids, cfg.marker.side_mm,
-                        cfg.marker.detect_max_side_px, preview)  # fmt: skip
+        # the decoded copy may be reduced: the record keeps the calibration in photo px, the
+        # segmentation works in the decoded copy's px
+        loaded, decoded_cal, cal = self._calibrate(loaded)
+        assert loaded.rgb is not None and loaded.preview is not None
+        rgb, preview = loaded.rgb, loaded.preview
         result.calibration = cal
         result.flags += calibration_flags(cal, cfg.quality)
         t_marker = time.perf_counter()
         h = homography_matrix(cal)
-        seg = segment_photo(self.backend, rgb, h, cal.side_mm, cfg.segmentation, preview)
+        seg = segment_photo(self.backend, rgb, homography_matrix(decoded_cal), cal.side_mm,
+                            cfg.segmentation, preview)  # fmt: skip
         t_seg = time.perf_counter()
         sc = cfg.segmentation
         grid = seg.grid
@@ -202,9 +288,12 @@ class PhotoMeasurer:
         region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
         result.flags += image_flags(seg.image, region, cfg.quality)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
+        mirrored = None if seg.mirrored_probability is None else ulcer_mask(
+            seg.mirrored_probability, self.threshold, grid.px_per_mm, sc.min_area_mm2, sc.merge_distance_mm,
+            seg.exclude)  # fmt: skip
         result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                          measurement, seg.candidate_scores,
-                                         body_mask(seg.image, grid.px_per_mm))  # fmt: skip
+                                         body_mask(seg.image, grid.px_per_mm), mirrored)  # fmt: skip
         result.flags += signal_flags(result.signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:
             low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,
@@ -231,7 +320,7 @@ class PhotoMeasurer:
             write_png(result.mask_path, mask.astype(np.uint8) * 255)
             if output.write_rectified:
                 result.rectified_path = out_dir / "rectified" / f"{key}.png"
-                write_png(result.rectified_path, seg.image)
+                write_png(result.rectified_path, seg.image, fast=True)
             if output.write_overlays:
                 contours = mask_contours_photo(mask, grid, h)
                 overlay = render_overlay(
@@ -240,11 +329,11 @@ class PhotoMeasurer:
                     contours,
                     measurement.area_mm2,
                     label,
-                    image_scale=preview.scale,
+                    image_scale=preview.scale / loaded.reduction,
                     flags=result.flags,
                 )
                 result.overlay_path = out_dir / "overlays" / f"{key}.png"
-                write_png(result.overlay_path, overlay, compression=1)
+                write_png(result.overlay_path, overlay, fast=True)
 
         return write
 
@@ -267,16 +356,16 @@ def write_outputs(result: PhotoResult, writer: OutputWriter | None, out_dir: Pat
 
 
 def _read_ahead(
-    photos: list[PhotoRecord], preview_max_side_px: int
+    photos: list[PhotoRecord], load: Callable[[PhotoRecord], LoadedPhoto]
 ) -> Iterator[tuple[PhotoRecord, LoadedPhoto]]:
     """Yield photos with their pixels, decoding the next photo while the current is measured."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-read") as pool:
-        pending = pool.submit(load_photo, photos[0], preview_max_side_px) if photos else None
+        pending = pool.submit(load, photos[0]) if photos else None
         for i, photo in enumerate(photos):
             assert pending is not None
             loaded = pending.result()
             more = i + 1 < len(photos)
-            pending = pool.submit(load_photo, photos[i + 1], preview_max_side_px) if more else None
+            pending = pool.submit(load, photos[i + 1]) if more else None
             yield photo, loaded
 
 
@@ -288,7 +377,10 @@ def open_model(config: PipelineConfig) -> SegmentationBackend:
     """The segmentation backend named by the configuration."""
     model_dir = resolve_model_dir(config.segmentation.model)
     cv2.setNumThreads(config.segmentation.threads)
-    return open_backend(model_dir, config.segmentation.backend, num_threads=config.segmentation.threads)
+    seg = config.segmentation
+    return open_backend(
+        model_dir, seg.backend, num_threads=seg.threads, coarse_int8=seg.coarse_precision == "int8"
+    )
 
 
 def effective_config(config: PipelineConfig, card: ModelCard) -> PipelineConfig:
@@ -429,9 +521,7 @@ def _measure_locked(
             if not study.already_measured(p.sha256, file, model_sha, config_sha, retry_failed)
         ]
         summary.n_skipped = len(found.photos) - len(todo)
-        photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(
-            todo, config.marker.detect_max_side_px
-        )
+        photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(todo, measurer.load)
         if progress is not None:
             photos = progress(photos, len(todo))
 
@@ -446,17 +536,32 @@ def _measure_locked(
                 summary.n_failed += 1
                 summary.failures.append((file, "; ".join(result.messages) or ",".join(result.flags)))
 
-        # files of photo i are written while photo i+1 is measured; a row is committed only
-        # once its files exist, so an interrupted run never records a row without its files
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-write") as pool:
-            pending: Future[PhotoResult] | None = None
+        # photos are measured `parallel_photos` at a time (ONNX Runtime and OpenCV release the
+        # GIL; results do not depend on it) and their files written by one writer thread; rows
+        # are stored in photo order, each only once its files exist, so an interrupted run
+        # never records a row without its files
+        workers = config.segmentation.parallel_photos
+        with (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ulcerseg-measure") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-write") as write_pool,
+        ):
+            measuring: deque[Future[tuple[PhotoResult, OutputWriter | None]]] = deque()
+            writing: deque[Future[PhotoResult]] = deque()
+
+            def hand_on(computed: Future[tuple[PhotoResult, OutputWriter | None]]) -> None:
+                result, writer = computed.result()
+                writing.append(write_pool.submit(write_outputs, result, writer, out_dir))
+                while len(writing) > 1 or (writing and writing[0].done()):
+                    store(writing.popleft().result())
+
             for photo, loaded in photos:
-                result, writer = measurer.compute(photo, loaded)
-                if pending is not None:
-                    store(pending.result())
-                pending = pool.submit(write_outputs, result, writer, out_dir)
-            if pending is not None:
-                store(pending.result())
+                measuring.append(pool.submit(measurer.compute, photo, loaded))
+                if len(measuring) >= workers:
+                    hand_on(measuring.popleft())
+            while measuring:
+                hand_on(measuring.popleft())
+            while writing:
+                store(writing.popleft().result())
         study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
         study.export_csv()
         latest = study.latest_measurements()

@@ -130,6 +130,14 @@ def candidate_ambiguity(scores: tuple[float, ...] | list[float]) -> float:
     return float(ranked[1] / ranked[0]) if len(ranked) > 1 else 0.0
 
 
+def mask_disagreement(mask: np.ndarray, other: np.ndarray | None) -> float:
+    """1 - Dice of two masks (0: identical, 1: disjoint); 0 without ``other`` or when both are empty."""
+    if other is None:
+        return 0.0
+    total = int(mask.sum()) + int(other.sum())
+    return 1.0 - 2.0 * int((mask & other).sum()) / total if total else 0.0
+
+
 def quality_signals(
     rgb: np.ndarray,
     probability: np.ndarray,
@@ -139,12 +147,15 @@ def quality_signals(
     measurement: Measurement,
     candidate_scores: tuple[float, ...] = (),
     body: np.ndarray | None = None,
+    mirrored_mask: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
 
     ``region``: :func:`ulcer_neighbourhood`; exposure and sharpness are measured there only.
     ``band_ratio`` is (area at threshold - delta minus area at threshold + delta) / area;
-    ``on_body`` the fraction of the mask on ``body`` (``segmentation.body.body_mask``; 1 without).
+    ``on_body`` the fraction of the mask on ``body`` (``segmentation.body.body_mask``; 1 without);
+    ``tta_disagreement`` :func:`mask_disagreement` of the mask and ``mirrored_mask`` (the mask
+    found on the mirror image; 0 without).
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     values = gray[region]
@@ -160,6 +171,7 @@ def quality_signals(
         "boundary_margin": boundary_margin(probability, mask, threshold),
         "ambiguity": candidate_ambiguity(candidate_scores),
         "on_body": float(body[mask].mean()) if body is not None and mask.any() else 1.0,
+        "tta_disagreement": mask_disagreement(mask, mirrored_mask),
         "area_mm2": area,
     }
 
@@ -171,6 +183,8 @@ def signal_flags(signals: dict[str, float], config: QualityConfig) -> list[str]:
         return flags
     if signals["boundary_margin"] < config.min_boundary_margin:
         flags.append(Flag.LOW_CONFIDENCE)
+    if signals.get("tta_disagreement", 0.0) > config.max_tta_disagreement:
+        flags.append(Flag.LOW_CONFIDENCE)  # the mirror image gives another mask
     if signals["ambiguity"] > config.max_candidate_ambiguity or signals.get("on_body", 1.0) < (
         config.min_on_body_fraction
     ):  # a rival candidate, or what was measured lies off the body: is it the ulcer?

@@ -7,14 +7,14 @@ its corner 0 is the marker-plane origin.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from ulcerseg.calibration.aruco import aruco_dictionary
 from ulcerseg.errors import CalibrationError
-from ulcerseg.geometry import homography_jacobian, polygon_area
+from ulcerseg.geometry import apply_homography, homography_jacobian, polygon_area
 from ulcerseg.imageio import Preview, make_preview
 from ulcerseg.records import Calibration
 
@@ -191,6 +191,26 @@ def calibrate(
         residual_px=residual,
         side_mm=side_mm,
         n_markers_found=len(found.ids),
+    )
+
+
+def in_photo_frame(calibration: Calibration, to_photo_px: np.ndarray) -> Calibration:
+    """A calibration made on a reduced copy of a photo, expressed in the photo's own px.
+
+    ``to_photo_px`` (3x3) maps the copy's px to photo px, e.g.
+    :func:`ulcerseg.geometry.reduced_to_photo`. Corners, homography, mm per px and the corner
+    residual (px) change frame; tilt and IDs do not.
+    """
+    corners = apply_homography(to_photo_px, np.asarray(calibration.corners_px, np.float64))
+    h = marker_homography(corners, calibration.side_mm)
+    px_per_mm, _ = local_scale_and_tilt(np.linalg.inv(h), np.full(2, calibration.side_mm / 2))
+    linear = float(np.sqrt(abs(np.linalg.det(to_photo_px[:2, :2]))))
+    return replace(
+        calibration,
+        corners_px=tuple((float(x), float(y)) for x, y in corners),
+        homography=tuple(float(v) for v in (h / h[2, 2]).ravel()),
+        mm_per_px=1.0 / px_per_mm,
+        residual_px=calibration.residual_px * linear,
     )
 
 

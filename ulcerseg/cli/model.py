@@ -129,10 +129,24 @@ def evaluate_command(
 @model_dir_option("Model folder (model.json + model.pt) to export.")
 @click.option("--onnx", "onnx", is_flag=True, help="With --model: export model.onnx, checked against torch.")
 @click.option("--opset", type=int, default=17, show_default=True)
+@click.option(
+    "--coarse-int8",
+    "coarse_data",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="With --model: quantise model.onnx to int8 for the coarse pass, activation ranges from "
+    "this dataset's training images (repeatable; never the card's validation stems).",
+)
 def export_command(
-    study: str | None, final: bool, report: bool, model: Path | None, onnx: bool, opset: int
+    study: str | None,
+    final: bool,
+    report: bool,
+    model: Path | None,
+    onnx: bool,
+    opset: int,
+    coarse_data: tuple[Path, ...],
 ) -> None:
-    """Export a model (`export --model M --onnx`).
+    """Export a model (`export --model M --onnx [--coarse-int8 DATASET]`).
 
     `export OUT --final [--report]` is deprecated: use `review export-final OUT -o FILE` and
     `review report OUT -o FILE` (same files).
@@ -162,10 +176,19 @@ def export_command(
         raise click.UsageError("give a model to export (--model M --onnx)")
     from ulcerseg.training.export import export_onnx
 
-    if not onnx:
-        raise click.UsageError("nothing to export: pass --onnx")
-    result = export_onnx(model, opset=opset)
-    click.echo(
-        f"wrote {result.onnx_path} (sha256 {result.onnx_sha256[:16]}…); "
-        f"max |torch - onnx| = {result.max_abs_diff:.2e}"
-    )
+    if not (onnx or coarse_data):
+        raise click.UsageError("nothing to export: pass --onnx and/or --coarse-int8 DATASET")
+    if onnx:
+        result = export_onnx(model, opset=opset)
+        click.echo(
+            f"wrote {result.onnx_path} (sha256 {result.onnx_sha256[:16]}…); "
+            f"max |torch - onnx| = {result.max_abs_diff:.2e}"
+        )
+    if coarse_data:
+        from ulcerseg.training.export import quantize_coarse
+
+        quantized = quantize_coarse(model, list(coarse_data))
+        click.echo(
+            f"wrote {quantized.path} (sha256 {quantized.sha256[:16]}…) from {quantized.n_images} "
+            "calibration images"
+        )

@@ -15,6 +15,7 @@ import numpy as np
 
 from ulcerseg.errors import ModelError
 from ulcerseg.segmentation.model import (
+    COARSE_ONNX_FILE,
     ONNX_FILE,
     WEIGHTS_FILE,
     ModelCard,
@@ -92,9 +93,16 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """ONNX Runtime on CPU, running ``model.onnx`` made by ``ulcerseg export --onnx``."""
+    """ONNX Runtime on CPU, running ``model.onnx`` made by ``ulcerseg export --onnx``.
 
-    def __init__(self, model_dir: str | Path, num_threads: int | None = None) -> None:
+    With ``coarse_int8`` and a current ``model.coarse-int8.onnx`` (``ulcerseg export
+    --coarse-int8``), :meth:`predict_coarse_proba` runs the int8 network (about 1.6x faster
+    on AVX2); it only proposes candidate regions, areas come from the float network.
+    """
+
+    def __init__(
+        self, model_dir: str | Path, num_threads: int | None = None, coarse_int8: bool = False
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.card = load_card(self.model_dir, check_names=False)  # no torch import
         path = self.model_dir / ONNX_FILE
@@ -104,10 +112,33 @@ class OnnxBackend:
         self.sha256 = file_sha256(weights) if weights.is_file() else self.card.weights_sha256
         self.session = _onnx_session(path, num_threads)
         self.input_name = self.session.get_inputs()[0].name
+        self.coarse_session = None
+        if coarse_int8 and coarse_int8_is_current(self.model_dir, self.card):
+            self.coarse_session = _onnx_session(self.model_dir / COARSE_ONNX_FILE, num_threads)
+        elif coarse_int8:
+            log.info("%s: no current int8 coarse network; the coarse pass runs in float", self.model_dir)
 
     def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
         (prob,) = self.session.run(None, {self.input_name: _check_tiles(tiles)})
         return np.asarray(prob[:, 0], dtype=np.float32)
+
+    def predict_coarse_proba(self, tiles: np.ndarray) -> np.ndarray:
+        """Like :meth:`predict_proba`, with the int8 network when one is loaded."""
+        if self.coarse_session is None:
+            return self.predict_proba(tiles)
+        (prob,) = self.coarse_session.run(None, {self.input_name: _check_tiles(tiles)})
+        return np.asarray(prob[:, 0], dtype=np.float32)
+
+
+def coarse_int8_is_current(model_dir: Path, card: ModelCard) -> bool:
+    """True if ``model.coarse-int8.onnx`` matches its card SHA-256 and the current model.onnx."""
+    path = model_dir / COARSE_ONNX_FILE
+    if not path.is_file() or not card.coarse_onnx_sha256:
+        return False
+    if file_sha256(path) != card.coarse_onnx_sha256:
+        log.warning("%s: SHA-256 differs from the model card; not used", path)
+        return False
+    return card.coarse_onnx_source_sha256 == card.onnx_sha256
 
 
 def _onnx_session(path: Path, num_threads: int | None) -> Any:
@@ -125,7 +156,7 @@ def _onnx_session(path: Path, num_threads: int | None) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if num_threads:
@@ -154,12 +185,13 @@ def onnx_is_current(model_dir: str | Path, card: ModelCard | None = None) -> boo
 
 
 def open_backend(
-    model_dir: str | Path, backend: str = "auto", num_threads: int | None = None
+    model_dir: str | Path, backend: str = "auto", num_threads: int | None = None, coarse_int8: bool = False
 ) -> SegmentationBackend:
     """Open a model folder with ``backend`` = ``auto`` | ``torch`` | ``onnx``.
 
     ``auto`` uses ONNX Runtime when ``model.onnx`` exists and its recorded SHA-256 matches
-    (and it was exported from the current ``model.pt``), else PyTorch.
+    (and it was exported from the current ``model.pt``), else PyTorch. ``coarse_int8``: the
+    ONNX backend's coarse pass uses the int8 network when the folder has a current one.
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -167,5 +199,5 @@ def open_backend(
         backend = "onnx" if onnx_is_current(model_dir) else "torch"
     log.info("opening %s with the %s backend", model_dir, backend)
     if backend == "onnx":
-        return OnnxBackend(model_dir, num_threads=num_threads)
+        return OnnxBackend(model_dir, num_threads=num_threads, coarse_int8=coarse_int8)
     return TorchBackend(model_dir, num_threads=num_threads)

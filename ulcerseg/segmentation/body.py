@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
+
+from ulcerseg.segmentation.postprocess import fill_holes
 
 CR_RANGE = (133, 180)
 CB_RANGE = (77, 135)
@@ -38,4 +39,4 @@ def body_mask(rgb: np.ndarray, px_per_mm: float, close_mm: float = 1.5) -> np.nd
     reach = max(1, round(close_mm * px_per_mm / 2))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     closed = cv2.morphologyEx(skin, cv2.MORPH_CLOSE, kernel)
-    return ndimage.binary_fill_holes(closed.astype(bool))
+    return fill_holes(closed.astype(bool))

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from ulcerseg.config import SegmentationConfig
 from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.segmentation.body import body_mask
+from ulcerseg.segmentation.postprocess import label_sums
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,20 @@ def rank_candidates(
     n, labels = cv2.connectedComponents(grouped, connectivity=8)
     labels = np.where(candidates, labels, 0)
     index = np.arange(1, n)
-    mass = ndimage.sum_labels(probability, labels, index)
+    mass = label_sums(probability, labels, n)[index]
     weight = np.ones(n - 1)
     if image is not None and n > 1:
         body = body_mask(image, grid.px_per_mm)
-        on_body = ndimage.mean(body, labels, index)
+        with np.errstate(invalid="ignore"):  # a group without px: nan, weight 1 below
+            on_body = label_sums(body, labels, n)[index] / np.bincount(labels.ravel(), minlength=n)[index]
         floor = config.candidate_off_body_weight
         weight *= floor + (1 - floor) * np.nan_to_num(on_body, nan=1.0)
     origin = np.asarray(grid.origin_mm)
     if marker_centre_mm is not None and n > 1:
         ys, xs = np.mgrid[0 : labels.shape[0], 0 : labels.shape[1]]
         total = np.maximum(mass, 1e-9)
-        cx = ndimage.sum_labels(probability * xs, labels, index) / total / grid.px_per_mm + origin[0]
-        cy = ndimage.sum_labels(probability * ys, labels, index) / total / grid.px_per_mm + origin[1]
+        cx = label_sums(probability * xs, labels, n)[index] / total / grid.px_per_mm + origin[0]
+        cy = label_sums(probability * ys, labels, n)[index] / total / grid.px_per_mm + origin[1]
         d = np.hypot(cx - marker_centre_mm[0], cy - marker_centre_mm[1])
         weight *= np.exp(-np.maximum(d - config.candidate_max_distance_mm, 0.0) / 10.0)
     scores = mass * weight

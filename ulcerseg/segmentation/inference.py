@@ -104,6 +104,8 @@ class SegmentationOutput:
     found_candidates: bool
     seconds: dict[str, float] = field(default_factory=dict)  # time in "rectify" and "segment"
     candidate_scores: tuple[float, ...] = ()  # coarse candidate groups' scores, best first
+    # probability of the left-right mirrored image, mirrored back (SegmentationConfig.mirror_check)
+    mirrored_probability: np.ndarray | None = None
 
 
 def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float = 2.5) -> np.ndarray:
@@ -150,6 +152,7 @@ def apply_gains(image: np.ndarray, gains: np.ndarray | None) -> np.ndarray:
 
 def _run_on_grid(
     backend: SegmentationBackend,
+    predict_proba: Callable[[np.ndarray], np.ndarray],
     photo_rgb: np.ndarray,
     h_px_to_mm: np.ndarray,
     grid: RectifiedGrid,
@@ -165,7 +168,7 @@ def _run_on_grid(
     t1 = time.perf_counter()
     # one pass when the region is small enough, else windows of at least 2 tiles a side
     # (enough context around small ulcers)
-    predict = with_flip_tta(backend.predict_proba, tta)
+    predict = with_flip_tta(predict_proba, tta)
     window = max(2 * backend.card.tile_px, SINGLE_PASS_MAX_PX)
     prob = predict_image(predict, apply_gains(image, gains), window)
     prob[exclude] = 0.0
@@ -199,7 +202,10 @@ def segment_photo(
     gains = None
     if config.white_balance == "marker":
         gains = marker_white_gains(rectify(source, h_source, coarse_grid), coarse_grid, side_mm)
-    coarse = _run_on_grid(backend, source, h_source, coarse_grid, side_mm, gains, config.tta)
+    # a backend may run a cheaper (e.g. int8) network for the coarse pass: it only proposes
+    # candidates, the fine pass that gives the area always runs predict_proba
+    coarse_proba = getattr(backend, "predict_coarse_proba", backend.predict_proba)
+    coarse = _run_on_grid(backend, coarse_proba, source, h_source, coarse_grid, side_mm, gains, config.tta)
     candidates = coarse.probability >= config.coarse_threshold
     if config.coarse_factor >= 1.0 or not candidates.any():
         return SegmentationOutput(
@@ -219,7 +225,8 @@ def segment_photo(
     for cand in ranked[: config.max_candidates]:
         box = (cand.lo_mm, cand.hi_mm)
         fine_grid = _fine_grid(box, coarse_grid, px_per_mm)
-        fine = _run_on_grid(backend, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains, config.tta)
+        fine = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains,
+                            config.tta)  # fmt: skip
         for stage, sec in fine.seconds.items():
             seconds[stage] += sec
         # the ulcer is where the fine pass is most confident: probability mass above threshold
@@ -230,10 +237,28 @@ def segment_photo(
         # nothing confirmed at full resolution: keep the whole searched region, so the
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
         best = coarse
+    mirrored = None
+    if config.mirror_check and best is not coarse:
+        t0 = time.perf_counter()
+        mirrored = mirrored_probability(backend.predict_proba, apply_gains(best.image, gains), best.exclude)
+        seconds["segment"] += time.perf_counter() - t0
     return SegmentationOutput(
         best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds,
-        tuple(c.score for c in ranked),
+        tuple(c.score for c in ranked), mirrored,
     )  # fmt: skip
+
+
+def mirrored_probability(
+    predict_proba: Callable[[np.ndarray], np.ndarray], image: np.ndarray, exclude: np.ndarray
+) -> np.ndarray:
+    """Probability (float32, ``image``'s frame) predicted on the left-right mirror image of
+    ``image`` and mirrored back; 0 on ``exclude``. Where it disagrees with the direct
+    prediction the network's answer hangs on details a mirror should not change."""
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    prob = predict_image(predict_proba, mirrored, SINGLE_PASS_MAX_PX)[:, ::-1]
+    prob = np.ascontiguousarray(prob)
+    prob[exclude] = 0.0
+    return prob
 
 
 def candidate_boxes(

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "model.pt"
 ONNX_FILE = "model.onnx"
+# int8 copy of model.onnx for the coarse pass (finds candidates; areas come from model.onnx)
+COARSE_ONNX_FILE = "model.coarse-int8.onnx"
 
 #: smp architectures whose constructor takes ``decoder_channels`` as a list (one per stage).
 _LIST_DECODER_ARCHS = frozenset({"Unet", "UnetPlusPlus", "MAnet"})
@@ -58,6 +60,11 @@ class ModelCard:
     onnx_sha256: str | None = None
     #: SHA-256 of the model.pt the ONNX file was exported from (stale-export detection).
     onnx_source_sha256: str | None = None
+    #: SHA-256 of the int8 coarse-pass network (``model.coarse-int8.onnx``) and of the model.pt
+    #: it was quantised from; the images its activation ranges were calibrated on.
+    coarse_onnx_sha256: str | None = None
+    coarse_onnx_source_sha256: str | None = None
+    coarse_calibration: dict[str, Any] = field(default_factory=dict)
     #: Range of scale factors (relative to ``px_per_mm``) seen in training, per data kind.
     scale_range: dict[str, list[float]] = field(default_factory=dict)
     #: Training provenance: data paths, config, command line, seed, split (validation stems).

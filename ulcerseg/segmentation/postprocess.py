@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (bool) with every background region not 4-connected to the image border filled
+    (as ``scipy.ndimage.binary_fill_holes``; an OpenCV flood fill, ~10x faster)."""
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.uint8)
+    padded[1:-1, 1:-1] = mask
+    cv2.floodFill(padded, None, (0, 0), 2, flags=4)  # the background reached from outside
+    return padded[1:-1, 1:-1] != 2
+
+
+def label_sums(values: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """Sum of ``values`` per label 0 .. n_labels - 1 (float64; as ``ndimage.sum_labels``)."""
+    return np.bincount(labels.ravel(), weights=values.ravel().astype(np.float64), minlength=n_labels)[
+        :n_labels
+    ]
 
 
 def ulcer_mask(
@@ -28,13 +43,13 @@ def ulcer_mask(
         mask &= ~exclude
     if not mask.any():
         return mask
-    mask = ndimage.binary_fill_holes(mask)
+    mask = fill_holes(mask)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     min_px = min_area_mm2 * px_per_mm**2
     big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_px]
     if not big:
         return np.zeros_like(mask)
-    sums = ndimage.sum_labels(probability, labels, big)
+    sums = label_sums(probability, labels, n)[big]
     main = big[int(np.argmax(sums))]
     main_mask = labels == main
     reach = max(1, round(merge_distance_mm * px_per_mm))

@@ -11,6 +11,7 @@ import numpy as np
 
 from ulcerseg.errors import ModelError
 from ulcerseg.segmentation.model import (
+    COARSE_ONNX_FILE,
     ONNX_FILE,
     WEIGHTS_FILE,
     file_sha256,
@@ -91,3 +92,102 @@ def export_onnx(
     )
     log.info("exported %s (max |torch - onnx| = %.2e)", path, worst)
     return ExportResult(path, sha, worst, shapes)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """The int8 coarse network, its SHA-256 and how many calibration images set its ranges."""
+
+    path: Path
+    sha256: str
+    n_images: int
+
+
+def calibration_images(
+    data_dirs: list[Path], held_out: dict[str, set[str]], n_images: int, seed: int = 0
+) -> list[Path]:
+    """Up to ``n_images`` image paths (seeded) from ``data_dirs``, never a held-out stem.
+
+    ``held_out`` maps a dataset name to the stems a model card keeps for validation.
+    """
+    from ulcerseg.training.dataset import load_dataset
+
+    paths: list[Path] = []
+    for root in data_dirs:
+        ds = load_dataset(root, check_masks=False)
+        skip = held_out.get(ds.name, set())
+        paths += [s.image_path for s in ds.samples if s.stem not in skip]
+    if not paths:
+        raise ModelError("quantisation: no calibration images (every image is held out)")
+    order = np.random.default_rng(seed).permutation(len(paths))[:n_images]
+    return [paths[i] for i in sorted(order)]
+
+
+def quantize_coarse(
+    model_dir: str | Path,
+    data_dirs: list[Path],
+    coarse_scale: float = 0.75,
+    n_images: int = 96,
+    seed: int = 0,
+) -> QuantizeResult:
+    """Quantise ``model.onnx`` to int8 (``model.coarse-int8.onnx``) for the coarse pass.
+
+    Static QDQ quantisation (int8 weights per channel, uint8 activations) whose activation
+    ranges come from training images of ``data_dirs`` (never the card's validation stems,
+    which the benchmarks use) at ``coarse_scale`` of their size, as the coarse pass sees
+    them. Areas always come from the float network: the int8 one only proposes candidates.
+    The card records the file's SHA-256, its source model.pt and the calibration images.
+    """
+    import cv2
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ulcerseg.training.dataset import read_image
+
+    model_dir = Path(model_dir)
+    card = load_card(model_dir)
+    source = model_dir / ONNX_FILE
+    if not source.is_file() or card.onnx_source_sha256 != file_sha256(model_dir / WEIGHTS_FILE):
+        raise ModelError(f"{source}: missing or stale; export it first (ulcerseg export --onnx)")
+    held_out = {str(d.get("name")): set(d.get("val_stems") or []) for d in card.training.get("data", [])}
+    images = calibration_images(data_dirs, held_out, n_images, seed)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.queue = list(images)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if not self.queue:
+                return None
+            rgb = read_image(self.queue.pop())
+            rgb = cv2.resize(rgb, None, fx=coarse_scale, fy=coarse_scale, interpolation=cv2.INTER_AREA)
+            h, w = rgb.shape[0] - rgb.shape[0] % 32, rgb.shape[1] - rgb.shape[1] % 32
+            x = rgb[:h, :w].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+            return {"image": np.ascontiguousarray(x)}
+
+    path = model_dir / COARSE_ONNX_FILE
+    pre = model_dir / (COARSE_ONNX_FILE + ".pre.tmp")
+    tmp = model_dir / (COARSE_ONNX_FILE + ".tmp")
+    try:
+        quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
+        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        tmp.replace(path)
+    finally:
+        pre.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    sha = file_sha256(path)
+    calibration = {
+        "datasets": [str(Path(d).name) for d in data_dirs],
+        "n_images": len(images),
+        "image_stems": [p.stem for p in images],
+        "coarse_scale": coarse_scale,
+        "seed": seed,
+    }
+    save_card(
+        card.replace(coarse_onnx_sha256=sha, coarse_onnx_source_sha256=card.onnx_sha256,
+                     coarse_calibration=calibration),
+        model_dir,
+    )  # fmt: skip
+    log.info("quantised %s from %d calibration images", path, len(images))
+    return QuantizeResult(path, sha, len(images))

@@ -401,6 +401,9 @@ def _setup(
             weights_sha256="",
             onnx_sha256=None,
             onnx_source_sha256=None,
+            coarse_onnx_sha256=None,
+            coarse_onnx_source_sha256=None,
+            coarse_calibration={},
             metrics={},
             training={},
         )
