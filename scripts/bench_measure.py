@@ -9,7 +9,8 @@ decode floor, peak RSS and the mean time of each stage per photo (stages overlap
 is decoded and the previous one written while a photo is measured).
 
 Usage: python scripts/bench_measure.py [--n 24] [--photos DIR] [--model models/default]
-       [--backend auto] [--threads N] [--no-overlays] [--config my.yaml] [--repeat 1]
+       [--backend auto] [--threads N] [--parallel-photos N] [--device cuda] [--no-overlays]
+       [--config my.yaml] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the config's)")
     parser.add_argument("--backend", default=None, choices=["auto", "torch", "onnx"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--parallel-photos", type=int, default=None)
+    parser.add_argument("--device", default=None, help="cuda: the GPU path (torch backend, batched tiles)")
     parser.add_argument("--no-overlays", action="store_true")
     parser.add_argument("--config", type=Path, default=None, help="pipeline config YAML (default: built-in)")
     parser.add_argument("--repeat", type=int, default=1, help="measure the same photos this many times")
@@ -72,8 +75,10 @@ def main() -> None:
         paths = make_photos(root, args.n, (width, height))
         mb = sum(p.stat().st_size for p in paths) / 1e6
         cmd = [sys.executable, "-c", "from ulcerseg.cli import run; run()", "measure", str(root)]
-        for flag, value in (("--config", args.config), ("--model", args.model),
-                            ("--backend", args.backend), ("--threads", args.threads)):  # fmt: skip
+        options = (("--config", args.config), ("--model", args.model), ("--backend", args.backend),
+                   ("--threads", args.threads), ("--parallel-photos", args.parallel_photos),
+                   ("--device", args.device))  # fmt: skip
+        for flag, value in options:
             if value is not None:
                 cmd += [flag, str(value)]
         if args.no_overlays:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -124,6 +125,10 @@ class SegmentationConfig:
     # photos measured at the same time (threads; results do not depend on it): on 2 cores,
     # 2 photos with 1 thread each keep both cores busier than 1 photo with 2 threads
     parallel_photos: int = 2
+    # cpu, or cuda / cuda:N (torch backend): the photo workers' tiles then run as shared
+    # batches of gpu_batch_size tiles (segmentation/batching.py); raise parallel_photos with it
+    device: str = "cpu"
+    gpu_batch_size: int = 16
     # JPEG photos are decoded at 1/2, 1/4 or 1/8 size (DCT scaling, a fraction of a full
     # decode's cost) when at least this many decoded px per fine-pass px remain at the marker;
     # rectification averages the photo down to 2 px per grid px anyway. 0: always full size
@@ -321,6 +326,15 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         (cfg.segmentation.search_radius_mm > 0, "segmentation.search_radius_mm must be > 0"),
         (cfg.segmentation.threads >= 1, "segmentation.threads must be >= 1"),
         (cfg.segmentation.parallel_photos >= 1, "segmentation.parallel_photos must be >= 1"),
+        (cfg.segmentation.gpu_batch_size >= 1, "segmentation.gpu_batch_size must be >= 1"),
+        (
+            re.fullmatch(r"cpu|cuda(:\d+)?", cfg.segmentation.device) is not None,
+            "segmentation.device must be cpu, cuda or cuda:N",
+        ),
+        (
+            cfg.segmentation.device == "cpu" or cfg.segmentation.backend in {"auto", "torch"},
+            "segmentation.device cuda needs the torch backend (segmentation.backend: torch or auto)",
+        ),
         (cfg.segmentation.max_candidates >= 1, "segmentation.max_candidates must be >= 1"),
         (
             cfg.segmentation.coarse_precision in {"int8", "float"},
@@ -343,8 +357,6 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         if not ok:
             raise ConfigError(f"{source}: {message}")
     try:
-        import re
-
         pattern = re.compile(cfg.discovery.ulcer_pattern)
     except re.error as err:
         raise ConfigError(f"{source}: discovery.ulcer_pattern is not a valid regex ({err})") from err

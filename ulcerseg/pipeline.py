@@ -50,6 +50,7 @@ from ulcerseg.quality import (
 from ulcerseg.records import Calibration, Flag, PhotoRecord, PhotoResult
 from ulcerseg.resources import resolve_model_dir
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
+from ulcerseg.segmentation.batching import BatchingBackend
 from ulcerseg.segmentation.body import body_mask
 from ulcerseg.segmentation.inference import segment_photo
 from ulcerseg.segmentation.model import ModelCard
@@ -378,9 +379,11 @@ def open_model(config: PipelineConfig) -> SegmentationBackend:
     model_dir = resolve_model_dir(config.segmentation.model)
     cv2.setNumThreads(config.segmentation.threads)
     seg = config.segmentation
-    return open_backend(
-        model_dir, seg.backend, num_threads=seg.threads, coarse_int8=seg.coarse_precision == "int8"
-    )
+    backend = open_backend(model_dir, seg.backend, num_threads=seg.threads,
+                           coarse_int8=seg.coarse_precision == "int8", device=seg.device)  # fmt: skip
+    if seg.device != "cpu":  # the GPU path: tiles of the photos in flight share batches
+        return BatchingBackend(backend, batch_size=seg.gpu_batch_size)
+    return backend
 
 
 def effective_config(config: PipelineConfig, card: ModelCard) -> PipelineConfig:
@@ -460,6 +463,7 @@ def measure_study(
         raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
     for path, reason in found.problems:  # the CLI prints them; summary.problems lists them
         log.info("%s: %s", path, reason)
+    owned = backend is None
     backend = backend or open_model(config)
     config = effective_config(config, backend.card)
     try:
@@ -471,6 +475,9 @@ def measure_study(
         raise OutputError(f"{out_dir}: cannot write the output folder ({reason})") from err
     except sqlite3.DatabaseError as err:
         raise OutputError(f"{out_dir}/study.sqlite: unusable study database ({err})") from err
+    finally:
+        if owned and isinstance(backend, BatchingBackend):
+            backend.close()
 
 
 def _measure_locked(

@@ -32,6 +32,18 @@ __all__ = ["measure"]
 @model_dir_option("Model folder with model.json + model.pt (default: models/default).")
 @backend_option(None, "Inference backend (default from config: auto = ONNX Runtime when exported).")
 @threads_option()
+@click.option(
+    "--parallel-photos",
+    type=click.IntRange(1),
+    default=None,
+    help="Photos measured at the same time (default from config: 2; with --device cuda e.g. 16).",
+)
+@click.option(
+    "--device",
+    default=None,
+    help="cpu (default) or cuda / cuda:N: the torch backend on a GPU, tiles of the photos in "
+    "flight batched together.",
+)
 @click.option("--no-overlays", is_flag=True, help="Do not write overlay PNGs.")
 @click.option("--no-heal", is_flag=True, help="Do not compute healing status after measuring.")
 @progress_option()
@@ -53,6 +65,8 @@ def measure(
     model: Path | None,
     backend: str | None,
     threads: int | None,
+    parallel_photos: int | None,
+    device: str | None,
     no_overlays: bool,
     no_heal: bool,
     progress: bool,
@@ -76,7 +90,13 @@ def measure(
     cfg = load_config(config_path)
     cfg = with_overrides(
         cfg,
-        segmentation={"model": str(model) if model else None, "backend": backend, "threads": threads},
+        segmentation={
+            "model": str(model) if model else None,
+            "backend": backend,
+            "threads": threads,
+            "parallel_photos": parallel_photos,
+            "device": device,
+        },
         output={"write_overlays": False if no_overlays else None},
     )
 

@@ -61,8 +61,10 @@ def backend_option(
 
 
 def threads_option() -> Callable[[F], F]:
-    """``--threads N``: CPU threads for inference."""
-    return click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for inference.")
+    """``--threads N``: CPU threads of each network pass."""
+    return click.option(
+        "--threads", type=click.IntRange(1), default=None, help="CPU threads of each network pass (intra-op)."
+    )
 
 
 def study_dir_argument() -> Callable[[F], F]:

@@ -79,6 +79,8 @@ class TorchBackend:
             )
         if num_threads:
             torch.set_num_threads(int(num_threads))
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device {device}: no CUDA device available to torch")
         self.device = torch.device(device)
         self.net = wrap_probability(load_network(self.model_dir, self.card), self.card)
         self.net.to(self.device).eval()
@@ -185,7 +187,11 @@ def onnx_is_current(model_dir: str | Path, card: ModelCard | None = None) -> boo
 
 
 def open_backend(
-    model_dir: str | Path, backend: str = "auto", num_threads: int | None = None, coarse_int8: bool = False
+    model_dir: str | Path,
+    backend: str = "auto",
+    num_threads: int | None = None,
+    coarse_int8: bool = False,
+    device: str = "cpu",
 ) -> SegmentationBackend:
     """Open a model folder with ``backend`` = ``auto`` | ``torch`` | ``onnx``.
 
@@ -195,9 +201,13 @@ def open_backend(
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if device != "cpu":
+        if backend == "onnx":
+            raise ModelError(f"device {device}: the ONNX backend runs on the CPU only (use --backend torch)")
+        backend = "torch"
     if backend == "auto":
         backend = "onnx" if onnx_is_current(model_dir) else "torch"
     log.info("opening %s with the %s backend", model_dir, backend)
     if backend == "onnx":
         return OnnxBackend(model_dir, num_threads=num_threads, coarse_int8=coarse_int8)
-    return TorchBackend(model_dir, num_threads=num_threads)
+    return TorchBackend(model_dir, num_threads=num_threads, device=device)

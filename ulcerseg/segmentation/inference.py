@@ -35,18 +35,22 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(image, pad, mode="reflect" if min(image.shape[:2]) > 1 else "edge")
 
 
-def predict_image(predict: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, window: int) -> np.ndarray:
+def predict_image(
+    predict: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, window: int, pad_multiple: int = _STRIDE
+) -> np.ndarray:
     """Foreground probability (float32 H x W) of an RGB image of any size.
 
     ``predict`` maps uint8 tiles (N x H x W x 3, sides multiples of 32) to probabilities, e.g.
     a backend's ``predict_proba``. Images up to ``window`` px a side go through the network in
-    one pass (it is fully convolutional); larger ones by sliding windows with 50% overlap,
-    blended with a smooth weight so that tile borders leave no seams.
+    one pass (it is fully convolutional), reflect-padded to multiples of ``pad_multiple`` px
+    (32; a batching backend asks for more, so that regions share shapes); larger ones by
+    sliding windows with 50% overlap, blended with a smooth weight so that tile borders leave
+    no seams.
     """
     h, w = rgb.shape[:2]
     window -= window % _STRIDE
     if h <= window and w <= window:
-        ph, pw = -(-h // _STRIDE) * _STRIDE, -(-w // _STRIDE) * _STRIDE
+        ph, pw = -(-h // pad_multiple) * pad_multiple, -(-w // pad_multiple) * pad_multiple
         return predict(_pad_to(rgb, ph, pw)[None])[0, :h, :w]
     ph, pw = max(h, window), max(w, window)
     padded = _pad_to(rgb, ph, pw)
@@ -170,7 +174,7 @@ def _run_on_grid(
     # (enough context around small ulcers)
     predict = with_flip_tta(predict_proba, tta)
     window = max(2 * backend.card.tile_px, SINGLE_PASS_MAX_PX)
-    prob = predict_image(predict, apply_gains(image, gains), window)
+    prob = predict_image(predict, apply_gains(image, gains), window, pad_multiple(backend))
     prob[exclude] = 0.0
     seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
     return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)
@@ -240,7 +244,9 @@ def segment_photo(
     mirrored = None
     if config.mirror_check and best is not coarse:
         t0 = time.perf_counter()
-        mirrored = mirrored_probability(backend.predict_proba, apply_gains(best.image, gains), best.exclude)
+        mirrored = mirrored_probability(
+            backend.predict_proba, apply_gains(best.image, gains), best.exclude, pad_multiple(backend)
+        )
         seconds["segment"] += time.perf_counter() - t0
     return SegmentationOutput(
         best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds,
@@ -248,14 +254,22 @@ def segment_photo(
     )  # fmt: skip
 
 
+def pad_multiple(backend: SegmentationBackend) -> int:
+    """Side multiple (px) the backend wants inputs padded to (32 unless it batches)."""
+    return int(getattr(backend, "pad_multiple", _STRIDE))
+
+
 def mirrored_probability(
-    predict_proba: Callable[[np.ndarray], np.ndarray], image: np.ndarray, exclude: np.ndarray
+    predict_proba: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    exclude: np.ndarray,
+    pad_to: int = _STRIDE,
 ) -> np.ndarray:
     """Probability (float32, ``image``'s frame) predicted on the left-right mirror image of
     ``image`` and mirrored back; 0 on ``exclude``. Where it disagrees with the direct
     prediction the network's answer hangs on details a mirror should not change."""
     mirrored = np.ascontiguousarray(image[:, ::-1])
-    prob = predict_image(predict_proba, mirrored, SINGLE_PASS_MAX_PX)[:, ::-1]
+    prob = predict_image(predict_proba, mirrored, SINGLE_PASS_MAX_PX, pad_to)[:, ::-1]
     prob = np.ascontiguousarray(prob)
     prob[exclude] = 0.0
     return prob

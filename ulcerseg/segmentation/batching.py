@@ -1,0 +1,140 @@
+"""Tiles of several photos in one network batch (the GPU path).
+
+A GPU is fast only on large batches, while one photo gives the network one coarse region
+and one or two small crops at a time. :class:`BatchingBackend` wraps a backend: photo
+workers (``segmentation.parallel_photos`` of them) call ``predict_proba`` concurrently, one
+server thread gathers the calls for a few milliseconds, runs the tiles of equal size as one
+batch and hands each caller its own probabilities.
+
+Batches always have ``batch_size`` tiles (zero tiles fill the rest), so the network sees
+the same tensor shapes whichever photos happen to share a batch: each tile's probabilities
+do not depend on its neighbours in the batch. Inputs are padded to multiples of
+``pad_multiple`` px (:func:`ulcerseg.segmentation.inference.predict_image`) so that regions
+of nearby sizes share a shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ulcerseg.segmentation.backends import SegmentationBackend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    tiles: np.ndarray  # N x H x W x 3 uint8
+    future: Future[np.ndarray] = field(default_factory=Future)
+
+
+class BatchingBackend:
+    """A backend whose concurrent ``predict_proba`` calls run as shared, fixed-size batches.
+
+    ``batch_size``: tiles per network call; ``wait_s``: how long the server waits for more
+    calls once one arrived; ``pad_multiple``: side multiple (px) that inputs are padded to.
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self, inner: SegmentationBackend, batch_size: int = 16, wait_s: float = 0.003, pad_multiple: int = 128
+    ) -> None:
+        if batch_size < 1 or pad_multiple % 32:
+            raise ValueError("batch_size must be >= 1 and pad_multiple a multiple of 32")
+        self.inner = inner
+        self.card = inner.card
+        self.sha256 = inner.sha256
+        self.batch_size = batch_size
+        self.wait_s = wait_s
+        self.pad_multiple = pad_multiple
+        self.network_calls = 0  # batches run (for tests and benchmarks)
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._server = threading.Thread(target=self._serve, name="ulcerseg-batch", daemon=True)
+        self._server.start()
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        """uint8 N×H×W×3 RGB -> float32 N×H×W probabilities, computed in a shared batch."""
+        if tiles.ndim == 3:
+            tiles = tiles[None]
+        if not self._server.is_alive():
+            raise RuntimeError("the batching backend is closed")
+        request = _Request(np.ascontiguousarray(tiles))
+        self._queue.put(request)
+        return request.future.result()
+
+    def close(self) -> None:
+        """Stop the server thread (calls after this raise)."""
+        if self._server.is_alive():
+            self._queue.put(None)
+            self._server.join()
+
+    def __enter__(self) -> BatchingBackend:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        """``first`` and the calls that arrive within ``wait_s`` (up to a batch of tiles)."""
+        requests, n_tiles = [first], len(first.tiles)
+        deadline = time.monotonic() + self.wait_s
+        while n_tiles < self.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                request = (
+                    self._queue.get(timeout=max(remaining, 0.0))
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if request is None:
+                return requests, True
+            requests.append(request)
+            n_tiles += len(request.tiles)
+        return requests, False
+
+    def _serve(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            requests, stop = self._gather(first)
+            by_shape: dict[tuple[int, ...], list[_Request]] = {}
+            for request in requests:
+                by_shape.setdefault(request.tiles.shape[1:], []).append(request)
+            for group in by_shape.values():
+                self._run(group)
+
+    def _run(self, group: list[_Request]) -> None:
+        tiles = np.concatenate([r.tiles for r in group])
+        try:
+            out = np.concatenate(
+                [
+                    self._run_batch(tiles[i : i + self.batch_size])
+                    for i in range(0, len(tiles), self.batch_size)
+                ]
+            )
+        except Exception as err:  # every caller gets the error of its batch
+            for request in group:
+                request.future.set_exception(err)
+            return
+        start = 0
+        for request in group:
+            request.future.set_result(out[start : start + len(request.tiles)])
+            start += len(request.tiles)
+
+    def _run_batch(self, tiles: np.ndarray) -> np.ndarray:
+        n = len(tiles)
+        if n < self.batch_size:  # fixed shapes: a tile's result never depends on the batch
+            tiles = np.concatenate([tiles, np.zeros((self.batch_size - n, *tiles.shape[1:]), tiles.dtype)])
+        self.network_calls += 1
+        return self.inner.predict_proba(tiles)[:n]
