@@ -171,3 +171,22 @@ def test_v1_study_migrates_to_photos_keyed_by_path_and_bytes(tmp_path: Path) -> 
             ("a", "replaced")
         ]
         assert not study.unresolved()
+
+
+def test_quality_signals_are_stored_with_the_measurement(tmp_path: Path) -> None:
+    from conftest import RednessBackend, make_photo, write_jpeg
+
+    from ulcerseg.config import PipelineConfig
+    from ulcerseg.pipeline import measure_study
+
+    write_jpeg(tmp_path / "in" / "S1" / "D0" / "U1.jpg", make_photo(px_per_mm=14, size=(900, 700)).rgb)
+    collected = []
+    measure_study(tmp_path / "in", tmp_path / "out", PipelineConfig(), backend=RednessBackend(),
+                  on_result=collected.append)  # fmt: skip
+    with Study.open(tmp_path / "out") as study:
+        (mid,) = study.conn.execute("SELECT measurement_id FROM measurements").fetchone()
+        stored = study.quality_signals(mid)
+        assert study.quality_signals(mid + 1) == {}
+    expected = collected[0].signals
+    assert set(stored) == set(expected) >= {"tta_disagreement", "boundary_margin", "sharpness"}
+    assert all(stored[k] == pytest.approx(v) for k, v in expected.items())

@@ -244,9 +244,18 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     conn.execute(_NO_UPDATE_TRIGGER)
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """3 -> 4: ``measurements.signals``, the photo's quality signals as JSON (the numbers its
+    review flags were decided on: exposure, sharpness, band ratio, boundary margin, candidate
+    ambiguity, on-body fraction, mirror disagreement); NULL for rows measured before."""
+    if "signals" not in _table_columns(conn, "measurements"):
+        conn.execute("ALTER TABLE measurements ADD COLUMN signals TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
+    _migrate_3_to_4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

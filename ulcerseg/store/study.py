@@ -9,6 +9,7 @@ two paths are two photos flagged ``duplicate_photo``.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -211,6 +212,7 @@ class Study:
             "package_version": run.package_version, "model_sha256": run.model_sha256,
             "config_sha256": run.config_sha256, "measured_at": _now(),
             "retryable": int(result.retryable and result.status != "measured"),
+            "signals": json.dumps(_finite(result.signals), sort_keys=True) if result.signals else None,
         }  # fmt: skip
         with self.conn:
             self._upsert_photo(file, p, width, height)
@@ -225,6 +227,14 @@ class Study:
                 [(mid, f) for f in result.flags],
             )
         return mid
+
+    def quality_signals(self, measurement_id: int) -> dict[str, float | None]:
+        """The quality signals a measurement's flags were decided on (empty when none were
+        recorded: a failed photo, or a row measured before schema version 4)."""
+        row = self.conn.execute(
+            "SELECT signals FROM measurements WHERE measurement_id = ?", (measurement_id,)
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
 
     def latest_measurements(self) -> list[dict[str, Any]]:
         """Newest measurement per current photo, ordered by subject, ulcer, study day.
@@ -304,3 +314,8 @@ def photo_source(conn: sqlite3.Connection, photo_sha256: str) -> PhotoSource | N
     homography = tuple(float(v) for v in json.loads(hom)) if hom else None
     origin = None if ox is None or oy is None else (float(ox), float(oy))
     return PhotoSource(Path(str(root)), str(file), homography, origin, None if ppm is None else float(ppm))
+
+
+def _finite(values: dict[str, float]) -> dict[str, float | None]:
+    """``values`` with NaN and infinities as None (JSON has no NaN)."""
+    return {k: (float(v) if math.isfinite(v) else None) for k, v in values.items()}
