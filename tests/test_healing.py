@@ -345,3 +345,14 @@ def test_csv_rounding_rule():
     assert out["area_low_mm2"] is None and out["flags"] == "blurred"
     assert row["area_mm2"] == 12.345678  # the input is not modified
     assert [csv_decimals(c) for c in ("area_mm2", "x_pct", "healing_rate_mm2_per_week")] == [2, 1, 2]
+
+
+def test_deprecated_healing_key_is_accepted_with_a_message(caplog: pytest.LogCaptureFixture) -> None:
+    from ulcerseg.healing.config import HealingConfig, healing_config_from_dict
+
+    with caplog.at_level("WARNING"):
+        cfg = healing_config_from_dict({"low_confidence_flags": ["low_confidence"]}, "old.yaml")
+    assert cfg == HealingConfig()
+    assert "old.yaml: 'low_confidence_flags' is deprecated and ignored" in caplog.text
+    with pytest.raises(ConfigError, match="low_confidence_flagz"):
+        healing_config_from_dict({"low_confidence_flagz": []}, "typo.yaml")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -14,6 +15,13 @@ from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
 from ulcerseg.resources import config_path
 from ulcerseg.visits import visit_to_day
+
+log = logging.getLogger(__name__)
+
+# keys of older configs that are accepted with a deprecation message and ignored
+DEPRECATED_KEYS = {
+    "low_confidence_flags": "any quality flag already forbids 'healed'",
+}
 
 __all__ = [
     "HealingConfig",
@@ -52,7 +60,6 @@ class HealingConfig:
         "missing_file",
         "grayscale",
     )
-    low_confidence_flags: tuple[str, ...] = ("low_confidence",)
     # the protocol's visits; empty: the visits present in the study (any subject) are expected
     schedule: tuple[str, ...] = ()
     missing_visits_after_last: bool = False
@@ -90,7 +97,12 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
     """Validated :class:`HealingConfig` from a mapping; raises :class:`ConfigError`."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    cfg = build_dataclass(HealingConfig, dict(raw), source)
+    raw = dict(raw)
+    for key, why in DEPRECATED_KEYS.items():
+        if key in raw:
+            raw.pop(key)
+            log.warning("%s: '%s' is deprecated and ignored: %s", source, key, why)
+    cfg = build_dataclass(HealingConfig, raw, source)
     _validate_healing(cfg, source)
     return cfg
 
