@@ -16,6 +16,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,18 @@ class Client:
         return status, json.loads(raw)
 
 
+@contextmanager
+def serving(app: ReviewApp) -> Iterator[str]:
+    """Serve ``app`` on a free localhost port in a thread; yields the base URL."""
+    srv = make_server(app, 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @pytest.fixture
 def study(tmp_path: Path) -> dict:
     return make_study(tmp_path)
@@ -178,15 +191,8 @@ def study(tmp_path: Path) -> dict:
 @pytest.fixture
 def server(study: dict) -> Iterator[tuple[Client, ReviewApp, dict]]:
     app = ReviewApp.load(study["out"], cfg())
-    srv = make_server(app, 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{srv.server_address[1]}"
-    try:
+    with serving(app) as base:
         yield Client(base, app.add_reader("Dr Z"), app), app, study
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def _session(client: Client, name: str) -> Client:
@@ -661,10 +667,7 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
     # the adjudication app offers only the disputed photo, with both readings, still blinded
     adj = ReviewApp.load(study["out"], cfg(), adjudicate=True)
     assert [it.key for it in adj.items] == [disputed.key]
-    srv = make_server(adj, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{srv.server_address[1]}"
+    with serving(adj) as base:
         judge = Client(base, adj.add_reader("Dr C", adjudicator=True), adj)
         # a reader's token does not open the adjudication server
         assert Client(base, client.token).json("/api/items")[0] == 403
@@ -688,9 +691,6 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
         assert status == 400  # not a disputed photo: not an adjudication item
         status, body = judge.json("/api/decision", {"key": disputed.key, "action": "accept"})
         assert status == 200
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
     conn = sqlite3.connect(study["out"] / "study.sqlite")
     last = list_decisions(conn)[-1]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +14,11 @@ import pytest
 from conftest import CHROMIUM_ARGS, contains_date
 from PIL import Image
 from playwright.sync_api import Browser, Page
-from test_review import PPM, SUBJECTS, cfg, make_study
+from test_review import PPM, SUBJECTS, cfg, make_study, serving
 
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
-from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.review.server import ReviewApp
 
 ARGS = CHROMIUM_ARGS
 
@@ -31,14 +30,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
     # personal tokens: the reader's name comes from the token, not from the name typed in
     app.token = app.add_reader("Dr Browser")  # type: ignore[attr-defined]
     app.brush_token = app.add_reader("Dr Brush")  # type: ignore[attr-defined]
-    srv = make_server(app, 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", app, study
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(app) as base:
+        yield base, app, study
 
 
 def model_to_client(page: Page, u: float, v: float) -> tuple[float, float]:
@@ -219,32 +212,25 @@ def test_adjudicator_sees_the_readings_and_settles_the_photo(chromium: Browser, 
     record_decision(conn, study["out"], item, "Dr B", "not_assessable", reason="blurred")
     app = ReviewApp.load(study["out"], cfg(), adjudicate=True)
     app.token = app.add_reader("Dr Judge", adjudicator=True)  # type: ignore[attr-defined]
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{srv.server_address[1]}"
-    try:
-        with chromium.new_context(viewport={"width": 1200, "height": 900}) as browser:
-            try:
-                page = browser.new_page()
-                page.goto(f"{base}/?token={app.token}")
-                page.wait_for_selector("body[data-ready='1']", timeout=10_000)
-                assert _current_key(page) == item.key
-                assert (page.text_content("#who") or "").startswith("adjudicator")
-                assert page.is_visible("#m-readings")
-                readings = page.text_content("#m-readings") or ""
-                assert "Dr A: accept" in readings and "Dr B: not_assessable (blurred)" in readings
-                # each reading has its own colour in the legend of the zoomable view
-                assert page.is_visible("#legend")
-                legend = page.text_content("#legend") or ""
-                assert "model proposal" in legend and "Dr A: accept" in legend and "Dr B" in legend
-                assert not any(s in page.content() for s in SUBJECTS)
-                page.keyboard.press("a")
-                page.wait_for_selector("#done:not([hidden])", timeout=10_000)
-            finally:
-                browser.close()
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(app) as base, chromium.new_context(viewport={"width": 1200, "height": 900}) as browser:
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/?token={app.token}")
+            page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+            assert _current_key(page) == item.key
+            assert (page.text_content("#who") or "").startswith("adjudicator")
+            assert page.is_visible("#m-readings")
+            readings = page.text_content("#m-readings") or ""
+            assert "Dr A: accept" in readings and "Dr B: not_assessable (blurred)" in readings
+            # each reading has its own colour in the legend of the zoomable view
+            assert page.is_visible("#legend")
+            legend = page.text_content("#legend") or ""
+            assert "model proposal" in legend and "Dr A: accept" in legend and "Dr B" in legend
+            assert not any(s in page.content() for s in SUBJECTS)
+            page.keyboard.press("a")
+            page.wait_for_selector("#done:not([hidden])", timeout=10_000)
+        finally:
+            browser.close()
     last = list_decisions(conn)[-1]
     assert last["assessor"] == "Dr Judge" and decision_role(last) == "adjudicator"
     rows = {r["photo_sha256"]: r for r in csv.DictReader(export_final(study["out"], cfg()).open())}

@@ -14,7 +14,6 @@ import math
 import os
 import sqlite3
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,14 +32,14 @@ from review_photo_study import (
     ULCER_CENTRE_MM,
     make_photo_study,
 )
-from test_review import cfg
+from test_review import cfg, serving
 from test_review_browser import review_to_client
 
 from ulcerseg.geometry import signed_polygon_area as shoelace_area
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.items import ManualItem
-from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.review.server import ReviewApp
 
 # README screenshots: written to docs/img/ with ULCERSEG_DOCS_SCREENSHOTS=1, else to a temp folder
 # (so an ordinary test run leaves the checkout unchanged)
@@ -55,13 +54,8 @@ DOCS_IMG = (
 def served(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
     study = make_photo_study(tmp_path, n=3)
     app = ReviewApp.load(study["out"], cfg())
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", app, study
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(app) as base:
+        yield base, app, study
 
 
 def _open(browser: Browser, base: str, app: ReviewApp, name: str = "Dr View") -> Page:
@@ -330,13 +324,8 @@ def test_undo_restores_the_previous_final_value(chromium: Browser, served):
 def markerless(tmp_path: Path) -> Iterator[tuple[str, ReviewApp, dict]]:
     study = make_photo_study(tmp_path, n=1, markerless=True)
     app = ReviewApp.load(study["out"], cfg())
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}", app, study
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(app) as base:
+        yield base, app, study
 
 
 def _manual_trace(page: Page, study: dict) -> float:
@@ -416,10 +405,8 @@ def test_adjudication_shows_each_readers_outline_in_its_colour(chromium: Browser
     bigger[88:113, 83:118] = True  # a 3.5 x 2.5 mm box around the ulcer
     record_decision(conn, study["out"], item, "Dr B", "correct", corrected_mask=bigger)
     app = ReviewApp.load(study["out"], cfg(), adjudicate=True)
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        page = _open(chromium, f"http://127.0.0.1:{srv.server_address[1]}", app, "Dr Judge")
+    with serving(app) as base:
+        page = _open(chromium, base, app, "Dr Judge")
         try:
             view = page.evaluate("() => window.reviewView.view")
             readings = {r["assessor"]: r for r in view["readings"]}
@@ -444,9 +431,6 @@ def test_adjudication_shows_each_readers_outline_in_its_colour(chromium: Browser
             _shot(page, "review-adjudicate.png")
         finally:
             page.close()
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def _area_mm2(polys: list, px_per_mm: float) -> float:

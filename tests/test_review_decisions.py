@@ -7,34 +7,27 @@ from __future__ import annotations
 import csv
 import html
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_review import PPM, Client, _disc, cfg, make_study
+from test_review import PPM, Client, _disc, cfg, make_study, serving
 
 from ulcerseg.cli import main
 from ulcerseg.healing import heal_study
 from ulcerseg.review.export import export_final, write_report
 from ulcerseg.review.report import REPORT_COLUMNS
-from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.review.server import ReviewApp
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Client, ReviewApp, dict]]:
     study = make_study(tmp_path)
     app = ReviewApp.load(study["out"], cfg())
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{srv.server_address[1]}"
-    try:
+    with serving(app) as base:
         yield Client(base, app.add_reader("Dr A"), app), app, study
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def _square(side_px: int, x0: int = 5, y0: int = 5) -> list[list[int]]:

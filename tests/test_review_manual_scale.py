@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_review import Client, cfg, make_study
+from test_review import Client, cfg, make_study, serving
 
 from ulcerseg.records import PhotoRecord, PhotoResult
 from ulcerseg.review.export import export_final
-from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.review.server import ReviewApp
 from ulcerseg.store import Study
 
 PX_PER_MM = 20.0  # the synthetic photo's true scale
@@ -65,10 +64,8 @@ def test_manual_scale_measures_a_markerless_photo_within_3_percent(tmp_path: Pat
     sha = _add_markerless_photo(tmp_path, out)
     app = ReviewApp.load(out, cfg())
     assert [it.photo_sha256 for it in app.manual_items] == [sha]
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        client = Client(f"http://127.0.0.1:{srv.server_address[1]}", app.add_reader("Dr M"), app)
+    with serving(app) as base:
+        client = Client(base, app.add_reader("Dr M"), app)
         listing = client.json("/api/items")[1]
         [entry] = [i for i in listing["items"] if i["manual_scale"]]
         key = entry["key"]
@@ -105,9 +102,6 @@ def test_manual_scale_measures_a_markerless_photo_within_3_percent(tmp_path: Pat
         assert res["scale_source"] == "manual" and res["mm_per_px"] == pytest.approx(1 / PX_PER_MM)
         assert res["area_after_mm2"] == pytest.approx(TRUE_AREA_MM2, rel=0.03)
         assert client.json("/api/items")[1]["n_done"] == 1
-    finally:
-        srv.shutdown()
-        srv.server_close()
     rows = {r["photo_sha256"]: r for r in csv.DictReader(export_final(out, cfg()).open())}
     r = rows[sha]
     assert r["final_source"] == "review" and r["scale_source"] == "manual"

@@ -11,7 +11,6 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -20,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from test_review import VISITS, Client, cfg, make_study
+from test_review import VISITS, Client, cfg, make_study, serving
 
 from ulcerseg.cli import main
 from ulcerseg.review.decisions import list_decisions
-from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.review.server import ReviewApp
 
 
 @pytest.fixture
@@ -32,14 +31,8 @@ def served(tmp_path: Path) -> Iterator[tuple[Client, ReviewApp, dict]]:
     study = make_study(tmp_path)
     app = ReviewApp.load(study["out"], cfg())
     app.request_timeout_s = 1.0
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{srv.server_address[1]}"
-    try:
+    with serving(app) as base:
         yield Client(base, app.add_reader("Dr A"), app), app, study
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def _raw(base: str, data: bytes, timeout: float = 10.0) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,35 +23,30 @@ from review_photo_study import (
     make_photo_study,
     model_mask,
 )
-from test_review import Client, cfg, make_study
+from test_review import Client, cfg, make_study, serving
 
 from ulcerseg.calibration.marker import local_scale_and_tilt
 from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.geometry import signed_polygon_area as shoelace_area
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.masks import mask_from_review_polygons
-from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.review.server import ReviewApp
 from ulcerseg.review.views import MAX_REVIEW_PX_PER_MM, review_grid
 from ulcerseg.store import connect
 
 
 def _serve(out: Path) -> Iterator[tuple[Client, ReviewApp]]:
     app = ReviewApp.load(out, cfg())
-    srv = make_server(app, 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with serving(app) as base:
         # a personal token per server: reader names are unique in a study
         yield (
             Client(
-                f"http://127.0.0.1:{srv.server_address[1]}",
+                base,
                 app.add_reader(f"Dr P {uuid.uuid4().hex[:6]}"),
                 app,
             ),
             app,
         )
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 @pytest.fixture(scope="module")
