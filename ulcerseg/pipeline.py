@@ -273,8 +273,8 @@ class PhotoMeasurer:
         sc = cfg.segmentation
         grid = seg.grid
 
-        def mask_at(threshold: float) -> np.ndarray:
-            return ulcer_mask(seg.probability, threshold, grid.px_per_mm, sc.min_area_mm2,
+        def mask_at(threshold: float, probability: np.ndarray = seg.probability) -> np.ndarray:
+            return ulcer_mask(probability, threshold, grid.px_per_mm, sc.min_area_mm2,
                               sc.merge_distance_mm, seg.exclude)  # fmt: skip
 
         mask = mask_at(self.threshold)
@@ -289,9 +289,9 @@ class PhotoMeasurer:
         region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
         result.flags += image_flags(seg.image, region, cfg.quality)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
-        mirrored = None if seg.mirrored_probability is None else ulcer_mask(
-            seg.mirrored_probability, self.threshold, grid.px_per_mm, sc.min_area_mm2, sc.merge_distance_mm,
-            seg.exclude)  # fmt: skip
+        mirrored = (
+            None if seg.mirrored_probability is None else mask_at(self.threshold, seg.mirrored_probability)
+        )
         result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                          measurement, seg.candidate_scores,
                                          body_mask(seg.image, grid.px_per_mm), mirrored)  # fmt: skip

@@ -98,8 +98,9 @@ class OnnxBackend:
     """ONNX Runtime on CPU, running ``model.onnx`` made by ``ulcerseg export --onnx``.
 
     With ``coarse_int8`` and a current ``model.coarse-int8.onnx`` (``ulcerseg export
-    --coarse-int8``), :meth:`predict_coarse_proba` runs the int8 network (about 1.6x faster
-    on AVX2); it only proposes candidate regions, areas come from the float network.
+    --coarse-int8``), :meth:`predict_coarse_proba` runs the int8 network (about 1.2x faster on
+    the coarse region on a 2-core AVX2 CPU); it only proposes candidate regions, areas come
+    from the float network.
     """
 
     def __init__(

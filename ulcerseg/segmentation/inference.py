@@ -84,16 +84,27 @@ def with_flip_tta(
     if mode == "none":
         return predict
     # axes of N x H x W x 3 tiles to mirror; the same axes of the N x H x W output
-    flips: list[tuple[int, ...]] = [(2,)] if mode == "hflip" else [(2,), (1,), (1, 2)]
+    flips = [mirrored(predict, axes) for axes in ([(2,)] if mode == "hflip" else [(2,), (1,), (1, 2)])]
 
     def averaged(tiles: np.ndarray) -> np.ndarray:
         acc = predict(tiles).astype(np.float32)
-        for axes in flips:
-            mirrored = np.ascontiguousarray(np.flip(tiles, axis=axes))
-            acc += np.flip(predict(mirrored), axis=axes)
+        for flipped in flips:
+            acc += flipped(tiles)
         return acc / (1 + len(flips))
 
     return averaged
+
+
+def mirrored(
+    predict: Callable[[np.ndarray], np.ndarray], axes: tuple[int, ...] = (2,)
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict`` run on tiles mirrored along ``axes`` (of N x H x W x 3; default (2,):
+    left-right), its output mirrored back into the tiles' pixel frame (N x H x W)."""
+
+    def run(tiles: np.ndarray) -> np.ndarray:
+        return np.flip(predict(np.ascontiguousarray(np.flip(tiles, axis=axes))), axis=axes)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -170,14 +181,24 @@ def _run_on_grid(
     valid = valid_region(h_px_to_mm, size, grid)
     exclude = marker_exclusion(grid, side_mm) | ~valid
     t1 = time.perf_counter()
-    # one pass when the region is small enough, else windows of at least 2 tiles a side
-    # (enough context around small ulcers)
-    predict = with_flip_tta(predict_proba, tta)
-    window = max(2 * backend.card.tile_px, SINGLE_PASS_MAX_PX)
-    prob = predict_image(predict, apply_gains(image, gains), window, pad_multiple(backend))
-    prob[exclude] = 0.0
+    prob = _probability(backend, with_flip_tta(predict_proba, tta), apply_gains(image, gains), exclude)
     seconds = {"rectify": t1 - t0, "segment": time.perf_counter() - t1}
     return SegmentationOutput(grid, image, valid, exclude, prob, True, seconds)
+
+
+def _probability(
+    backend: SegmentationBackend,
+    predict: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    exclude: np.ndarray,
+) -> np.ndarray:
+    """Probability (float32) of a rectified ``image``, 0 on ``exclude``: one pass when the
+    region is small enough, else windows of at least 2 tiles a side (context around small
+    ulcers), padded as the backend asks (:func:`pad_multiple`)."""
+    window = max(2 * backend.card.tile_px, SINGLE_PASS_MAX_PX)
+    prob = predict_image(predict, image, window, pad_multiple(backend))
+    prob[exclude] = 0.0
+    return prob
 
 
 def segment_photo(
@@ -241,38 +262,24 @@ def segment_photo(
         # nothing confirmed at full resolution: keep the whole searched region, so the
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
         best = coarse
-    mirrored = None
+    mirror = None
     if config.mirror_check and best is not coarse:
+        # the crop once more through the network, mirrored: where the two disagree the answer
+        # hangs on details a mirror should not change (the tta_disagreement signal)
         t0 = time.perf_counter()
-        mirrored = mirrored_probability(
-            backend.predict_proba, apply_gains(best.image, gains), best.exclude, pad_multiple(backend)
+        mirror = _probability(
+            backend, mirrored(backend.predict_proba), apply_gains(best.image, gains), best.exclude
         )
         seconds["segment"] += time.perf_counter() - t0
     return SegmentationOutput(
         best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds,
-        tuple(c.score for c in ranked), mirrored,
+        tuple(c.score for c in ranked), mirror,
     )  # fmt: skip
 
 
 def pad_multiple(backend: SegmentationBackend) -> int:
     """Side multiple (px) the backend wants inputs padded to (32 unless it batches)."""
     return int(getattr(backend, "pad_multiple", _STRIDE))
-
-
-def mirrored_probability(
-    predict_proba: Callable[[np.ndarray], np.ndarray],
-    image: np.ndarray,
-    exclude: np.ndarray,
-    pad_to: int = _STRIDE,
-) -> np.ndarray:
-    """Probability (float32, ``image``'s frame) predicted on the left-right mirror image of
-    ``image`` and mirrored back; 0 on ``exclude``. Where it disagrees with the direct
-    prediction the network's answer hangs on details a mirror should not change."""
-    mirrored = np.ascontiguousarray(image[:, ::-1])
-    prob = predict_image(predict_proba, mirrored, SINGLE_PASS_MAX_PX, pad_to)[:, ::-1]
-    prob = np.ascontiguousarray(prob)
-    prob[exclude] = 0.0
-    return prob
 
 
 def candidate_boxes(
