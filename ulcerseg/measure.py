@@ -45,30 +45,12 @@ def feret_length_width(mask: np.ndarray) -> tuple[float, float]:
     return length, float(proj.max() - proj.min())
 
 
-_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
-_PERIMETER_CODES = np.array([[10, 2, 10], [2, 1, 2], [10, 2, 10]], np.float32)
-_PERIMETER_WEIGHTS = np.zeros(50)
-_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
-_PERIMETER_WEIGHTS[[21, 33]] = np.sqrt(2.0)
-_PERIMETER_WEIGHTS[[13, 23]] = (1 + np.sqrt(2.0)) / 2
-
-
-def perimeter_px(mask: np.ndarray) -> float:
-    """Perimeter (px) of a binary mask: ``skimage.measure.perimeter(mask, neighborhood=4)``.
-
-    The same algorithm on OpenCV (border px classified by their 3 x 3 neighbourhood, weights
-    1, sqrt 2 and (1 + sqrt 2) / 2): importing ``skimage.measure`` costs ~0.8 s per run
-    (scipy.ndimage), a third of measuring one photo. A test checks it equals skimage's.
-    """
-    image = mask.astype(np.uint8)
-    eroded = cv2.erode(image, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    border = image - eroded
-    codes = cv2.filter2D(border, cv2.CV_8U, _PERIMETER_CODES, borderType=cv2.BORDER_CONSTANT)
-    return float(np.bincount(codes.ravel(), minlength=50)[:50] @ _PERIMETER_WEIGHTS)
-
-
 def mask_geometry(mask: np.ndarray, px_per_mm: float) -> MaskGeometry:
     """Area, perimeter, length and width of a binary mask sampled at ``px_per_mm``."""
+    # imported here: skimage.measure pulls in scipy.ndimage (~0.8 s), which importing the
+    # pipeline (and every command that only reads a study) should not pay
+    from skimage.measure import perimeter
+
     mask = np.asarray(mask).astype(bool)
     count = int(np.count_nonzero(mask))
     if count == 0:
@@ -78,7 +60,7 @@ def mask_geometry(mask: np.ndarray, px_per_mm: float) -> MaskGeometry:
     ys, xs = np.nonzero(mask)
     return MaskGeometry(
         area_mm2=count / px_per_mm**2,
-        perimeter_mm=perimeter_px(mask) / px_per_mm,
+        perimeter_mm=float(perimeter(mask, neighborhood=4)) / px_per_mm,
         length_mm=length_px / px_per_mm,
         width_mm=width_px / px_per_mm,
         n_components=n_labels - 1,
