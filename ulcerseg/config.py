@@ -102,6 +102,10 @@ class SegmentationConfig:
     # --coarse-int8``) when it has a current one; float: model.onnx. Float by default: on the
     # end-to-end benchmark int8 lost a 45 mm² ulcer the float pass found, for 1.2x coarse speed
     coarse_precision: str = "float"
+    # light: the coarse pass runs the model folder's light network (the full network's trunk
+    # plus a head distilled from it, ``ulcerseg export --coarse-light``; ONNX backend) when it
+    # has a current one, about half the coarse cost; full: the whole network
+    coarse_network: str = "full"
     crop_margin_mm: NonNegative = 4.0  # margin around candidates for the fine pass
     max_candidates: int = 3  # fine passes on at most this many candidate regions
     # choosing the ulcer (segmentation/candidates.py): candidates off the body (skin mask) keep
@@ -339,6 +343,14 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         (
             cfg.segmentation.coarse_precision in {"int8", "float"},
             "segmentation.coarse_precision must be int8 or float",
+        ),
+        (
+            cfg.segmentation.coarse_network in {"full", "light"},
+            "segmentation.coarse_network must be full or light",
+        ),
+        (
+            cfg.segmentation.coarse_network == "full" or cfg.segmentation.coarse_precision == "float",
+            "segmentation.coarse_precision int8 applies to coarse_network full only",
         ),
         (
             cfg.segmentation.white_balance in {"none", "marker"},

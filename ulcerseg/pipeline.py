@@ -379,27 +379,32 @@ def open_model(config: PipelineConfig) -> SegmentationBackend:
     model_dir = resolve_model_dir(config.segmentation.model)
     cv2.setNumThreads(config.segmentation.threads)
     seg = config.segmentation
-    backend = open_backend(model_dir, seg.backend, num_threads=seg.threads,
-                           coarse_int8=seg.coarse_precision == "int8", device=seg.device)  # fmt: skip
+    coarse = "int8" if seg.coarse_precision == "int8" else seg.coarse_network
+    backend = open_backend(model_dir, seg.backend, num_threads=seg.threads, device=seg.device,
+                           coarse_network=coarse)  # fmt: skip
     if seg.device != "cpu":  # the GPU path: tiles of the photos in flight share batches
         return BatchingBackend(backend, batch_size=seg.gpu_batch_size)
     return backend
 
 
-def effective_config(config: PipelineConfig, card: ModelCard) -> PipelineConfig:
-    """``config`` with the settings it leaves to the model card (threshold, px per mm) filled in.
+def effective_config(
+    config: PipelineConfig, card: ModelCard, coarse_network: str | None = None
+) -> PipelineConfig:
+    """``config`` with the settings it leaves to the model card (threshold, px per mm) filled in,
+    and the coarse network that actually runs (``coarse_network``, a backend's; None: as asked).
 
     The recorded config and its hash are then what actually ran: editing a card's threshold
-    (same weights, same model checksum) changes the config hash, so photos are measured again.
+    (same weights, same model checksum) changes the config hash, so photos are measured again;
+    asking for a light coarse network the model folder lacks records ``full``.
     """
     seg = config.segmentation
-    return with_overrides(
-        config,
-        segmentation={
-            "threshold": seg.threshold or card.threshold,
-            "px_per_mm": seg.px_per_mm or card.px_per_mm,
-        },
-    )
+    changes: dict[str, object] = {
+        "threshold": seg.threshold or card.threshold,
+        "px_per_mm": seg.px_per_mm or card.px_per_mm,
+    }
+    if coarse_network in ("full", "light"):
+        changes["coarse_network"] = coarse_network
+    return with_overrides(config, segmentation=changes)
 
 
 def _clean_stale_temporaries(out_dir: Path) -> None:
@@ -465,7 +470,7 @@ def measure_study(
         log.info("%s: %s", path, reason)
     owned = backend is None
     backend = backend or open_model(config)
-    config = effective_config(config, backend.card)
+    config = effective_config(config, backend.card, getattr(backend, "coarse_network", "full"))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with output_lock(out_dir):

@@ -137,6 +137,22 @@ def evaluate_command(
     help="With --model: quantise model.onnx to int8 for the coarse pass, activation ranges from "
     "this dataset's training images (repeatable; never the card's validation stems).",
 )
+@click.option(
+    "--coarse-light",
+    "light_data",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="With --model: distil the light coarse-pass network (the network's trunk + a small head "
+    "trained to reproduce its coarse probability) on this dataset's training images "
+    "(repeatable; never the card's validation stems).",
+)
+@click.option(
+    "--coarse-tiles",
+    type=click.IntRange(min=16),
+    default=3000,
+    show_default=True,
+    help="Training tiles of --coarse-light (a tenth more are held out for its agreement figures).",
+)
 def export_command(
     study: str | None,
     final: bool,
@@ -145,8 +161,10 @@ def export_command(
     onnx: bool,
     opset: int,
     coarse_data: tuple[Path, ...],
+    light_data: tuple[Path, ...],
+    coarse_tiles: int,
 ) -> None:
-    """Export a model (`export --model M --onnx [--coarse-int8 DATASET]`).
+    """Export a model (`export --model M --onnx [--coarse-int8 DATASET] [--coarse-light DATASET]`).
 
     `export OUT --final [--report]` is deprecated: use `review export-final OUT -o FILE` and
     `review report OUT -o FILE` (same files).
@@ -176,8 +194,10 @@ def export_command(
         raise click.UsageError("give a model to export (--model M --onnx)")
     from ulcerseg.training.export import export_onnx
 
-    if not (onnx or coarse_data):
-        raise click.UsageError("nothing to export: pass --onnx and/or --coarse-int8 DATASET")
+    if not (onnx or coarse_data or light_data):
+        raise click.UsageError(
+            "nothing to export: pass --onnx, --coarse-int8 DATASET and/or --coarse-light DATASET"
+        )
     if onnx:
         result = export_onnx(model, opset=opset)
         click.echo(
@@ -191,4 +211,12 @@ def export_command(
         click.echo(
             f"wrote {quantized.path} (sha256 {quantized.sha256[:16]}…) from {quantized.n_images} "
             "calibration images"
+        )
+    if light_data:
+        from ulcerseg.training.coarse import DistillSettings, distill_coarse
+
+        light = distill_coarse(model, list(light_data), DistillSettings(tiles=coarse_tiles))
+        click.echo(
+            f"wrote {light.onnx_path} (sha256 {light.onnx_sha256[:16]}…) from {light.n_tiles} tiles; "
+            f"held-out candidate recall {light.recall:.3f}, IoU {light.iou:.3f}"
         )

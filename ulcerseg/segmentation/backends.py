@@ -15,6 +15,7 @@ import numpy as np
 
 from ulcerseg.errors import ModelError
 from ulcerseg.segmentation.model import (
+    COARSE_LIGHT_ONNX_FILE,
     COARSE_ONNX_FILE,
     ONNX_FILE,
     WEIGHTS_FILE,
@@ -28,6 +29,7 @@ from ulcerseg.segmentation.model import (
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
+COARSE_NETWORKS = ("full", "light", "int8")
 
 
 @runtime_checkable
@@ -97,51 +99,79 @@ class TorchBackend:
 class OnnxBackend:
     """ONNX Runtime on CPU, running ``model.onnx`` made by ``ulcerseg export --onnx``.
 
-    With ``coarse_int8`` and a current ``model.coarse-int8.onnx`` (``ulcerseg export
-    --coarse-int8``), :meth:`predict_coarse_proba` runs the int8 network (about 1.2x faster on
-    the coarse region on a 2-core AVX2 CPU); it only proposes candidate regions, areas come
-    from the float network.
+    ``coarse_network`` picks what :meth:`predict_coarse_proba` runs: ``full`` (model.onnx),
+    ``light`` (``model.coarse-light.onnx``, ``ulcerseg export --coarse-light``: the network's
+    trunk and a distilled head, about half the cost) or ``int8`` (``model.coarse-int8.onnx``,
+    ``ulcerseg export --coarse-int8``, about 1.2x faster on a 2-core AVX2 CPU), each only when
+    the folder's file is current, else model.onnx. The coarse pass only proposes candidate
+    regions; areas always come from model.onnx. ``coarse_int8=True`` is the older spelling of
+    ``coarse_network="int8"``.
     """
 
     def __init__(
-        self, model_dir: str | Path, num_threads: int | None = None, coarse_int8: bool = False
+        self,
+        model_dir: str | Path,
+        num_threads: int | None = None,
+        coarse_int8: bool = False,
+        coarse_network: str = "full",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.card = load_card(self.model_dir, check_names=False)  # no torch import
         path = self.model_dir / ONNX_FILE
         if not path.is_file():
             raise ModelError(f"{path}: ONNX file not found (run `ulcerseg export --onnx`)")
+        if coarse_network not in COARSE_NETWORKS:
+            choices = ", ".join(COARSE_NETWORKS)
+            raise ModelError(f"coarse network: unknown {coarse_network!r} (choose from {choices})")
+        coarse_network = "int8" if coarse_int8 else coarse_network
         weights = self.model_dir / WEIGHTS_FILE
         self.sha256 = file_sha256(weights) if weights.is_file() else self.card.weights_sha256
         self.session = _onnx_session(path, num_threads)
         self.input_name = self.session.get_inputs()[0].name
         self.coarse_session = None
-        if coarse_int8 and coarse_int8_is_current(self.model_dir, self.card):
-            self.coarse_session = _onnx_session(self.model_dir / COARSE_ONNX_FILE, num_threads)
-        elif coarse_int8:
-            log.info("%s: no current int8 coarse network; the coarse pass runs in float", self.model_dir)
+        self.coarse_network = "full"
+        if coarse_network != "full":
+            current = coarse_network_file(self.model_dir, self.card, coarse_network, self.sha256)
+            if current is not None:
+                self.coarse_session = _onnx_session(current, num_threads)
+                self.coarse_network = coarse_network
+            else:
+                log.info("%s: no current %s coarse network; the coarse pass runs model.onnx",
+                         self.model_dir, coarse_network)  # fmt: skip
 
     def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
         (prob,) = self.session.run(None, {self.input_name: _check_tiles(tiles)})
         return np.asarray(prob[:, 0], dtype=np.float32)
 
     def predict_coarse_proba(self, tiles: np.ndarray) -> np.ndarray:
-        """Like :meth:`predict_proba`, with the int8 network when one is loaded."""
+        """Like :meth:`predict_proba`, with the coarse network when one is loaded."""
         if self.coarse_session is None:
             return self.predict_proba(tiles)
         (prob,) = self.coarse_session.run(None, {self.input_name: _check_tiles(tiles)})
         return np.asarray(prob[:, 0], dtype=np.float32)
 
 
+def coarse_network_file(model_dir: Path, card: ModelCard, kind: str, weights_sha256: str) -> Path | None:
+    """The folder's ``kind`` (``light`` or ``int8``) coarse network if it is current: its
+    SHA-256 matches the card and it was made from the current model.pt (light) or model.onnx
+    (int8); else None."""
+    if kind == "int8":
+        path, sha = model_dir / COARSE_ONNX_FILE, card.coarse_onnx_sha256
+        source_ok = card.coarse_onnx_source_sha256 == card.onnx_sha256
+    else:
+        path, sha = model_dir / COARSE_LIGHT_ONNX_FILE, card.coarse_light_sha256
+        source_ok = card.coarse_light_source_sha256 == weights_sha256
+    if not path.is_file() or not sha:
+        return None
+    if file_sha256(path) != sha:
+        log.warning("%s: SHA-256 differs from the model card; not used", path)
+        return None
+    return path if source_ok else None
+
+
 def coarse_int8_is_current(model_dir: Path, card: ModelCard) -> bool:
     """True if ``model.coarse-int8.onnx`` matches its card SHA-256 and the current model.onnx."""
-    path = model_dir / COARSE_ONNX_FILE
-    if not path.is_file() or not card.coarse_onnx_sha256:
-        return False
-    if file_sha256(path) != card.coarse_onnx_sha256:
-        log.warning("%s: SHA-256 differs from the model card; not used", path)
-        return False
-    return card.coarse_onnx_source_sha256 == card.onnx_sha256
+    return coarse_network_file(model_dir, card, "int8", card.weights_sha256) is not None
 
 
 def _onnx_session(path: Path, num_threads: int | None) -> Any:
@@ -193,12 +223,15 @@ def open_backend(
     num_threads: int | None = None,
     coarse_int8: bool = False,
     device: str = "cpu",
+    coarse_network: str = "full",
 ) -> SegmentationBackend:
     """Open a model folder with ``backend`` = ``auto`` | ``torch`` | ``onnx``.
 
     ``auto`` uses ONNX Runtime when ``model.onnx`` exists and its recorded SHA-256 matches
-    (and it was exported from the current ``model.pt``), else PyTorch. ``coarse_int8``: the
-    ONNX backend's coarse pass uses the int8 network when the folder has a current one.
+    (and it was exported from the current ``model.pt``), else PyTorch. ``coarse_network``
+    (``full``, ``light``, ``int8``; ``coarse_int8=True`` = ``int8``): the network of the ONNX
+    backend's coarse pass when the folder has a current one (:class:`OnnxBackend`); the torch
+    backend always runs the full network.
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -210,5 +243,6 @@ def open_backend(
         backend = "onnx" if onnx_is_current(model_dir) else "torch"
     log.info("opening %s with the %s backend", model_dir, backend)
     if backend == "onnx":
-        return OnnxBackend(model_dir, num_threads=num_threads, coarse_int8=coarse_int8)
+        return OnnxBackend(model_dir, num_threads=num_threads, coarse_int8=coarse_int8,
+                           coarse_network=coarse_network)  # fmt: skip
     return TorchBackend(model_dir, num_threads=num_threads, device=device)

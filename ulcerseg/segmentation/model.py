@@ -27,6 +27,9 @@ WEIGHTS_FILE = "model.pt"
 ONNX_FILE = "model.onnx"
 # int8 copy of model.onnx for the coarse pass (finds candidates; areas come from model.onnx)
 COARSE_ONNX_FILE = "model.coarse-int8.onnx"
+# light coarse-pass network: model.pt's trunk + a head distilled from it (training/coarse.py)
+COARSE_HEAD_FILE = "model.coarse-head.pt"
+COARSE_LIGHT_ONNX_FILE = "model.coarse-light.onnx"
 
 #: smp architectures whose constructor takes ``decoder_channels`` as a list (one per stage).
 _LIST_DECODER_ARCHS = frozenset({"Unet", "UnetPlusPlus", "MAnet"})
@@ -65,6 +68,12 @@ class ModelCard:
     coarse_onnx_sha256: str | None = None
     coarse_onnx_source_sha256: str | None = None
     coarse_calibration: dict[str, Any] = field(default_factory=dict)
+    #: The light coarse-pass network (``model.coarse-light.onnx``, head ``model.coarse-head.pt``):
+    #: SHA-256s, the model.pt it was distilled from, and how (data, settings, agreement).
+    coarse_light_sha256: str | None = None
+    coarse_light_head_sha256: str | None = None
+    coarse_light_source_sha256: str | None = None
+    coarse_light_training: dict[str, Any] = field(default_factory=dict)
     #: Range of scale factors (relative to ``px_per_mm``) seen in training, per data kind.
     scale_range: dict[str, list[float]] = field(default_factory=dict)
     #: Training provenance: data paths, config, command line, seed, split (validation stems).

@@ -1,0 +1,138 @@
+"""The light coarse-pass network: trunk of the full network + a distilled head (tiny networks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from test_model import _tiny_dataset, make_model
+
+from ulcerseg.cli import main
+from ulcerseg.config import config_from_dict
+from ulcerseg.errors import ConfigError
+from ulcerseg.pipeline import effective_config
+from ulcerseg.segmentation.backends import OnnxBackend, open_backend
+from ulcerseg.segmentation.model import (
+    COARSE_HEAD_FILE,
+    build_network,
+    file_sha256,
+    load_card,
+    load_network,
+    save_card,
+    wrap_logits,
+)
+from ulcerseg.training.coarse import DistillSettings, _teacher_logits, build_light, distill_coarse, load_light
+from ulcerseg.training.export import export_onnx
+
+SMALL = DistillSettings(tiles=16, tile_px=64, epochs=2, batch_size=8)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_trunk_then_the_remaining_blocks_is_the_full_network(tmp_path: Path) -> None:
+    card = make_model(tmp_path / "m")
+    net = load_network(tmp_path / "m", card).eval()
+    light = build_light(net, card)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.inference_mode():
+        h, deep, shapes = light.trunk(x)
+        continued = _teacher_logits(net, light, h, deep, shapes)
+        full = wrap_logits(net, card)(x)
+        prob = light(x)
+    assert h.shape[2:] == (16, 24)  # the head works at 1/4 of the input
+    torch.testing.assert_close(continued, full, rtol=1e-4, atol=1e-5)
+    assert prob.shape == (2, 1, 64, 96) and float(prob.min()) >= 0 and float(prob.max()) <= 1
+
+
+def test_distilled_network_is_recorded_exported_and_used_only_when_current(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    make_model(folder)
+    export_onnx(folder)
+    data = _tiny_dataset(tmp_path / "data")
+    result = distill_coarse(folder, [data], SMALL)
+    card = load_card(folder)
+    assert card.coarse_light_sha256 == file_sha256(result.onnx_path) == result.onnx_sha256
+    assert card.coarse_light_head_sha256 == file_sha256(folder / COARSE_HEAD_FILE)
+    assert card.coarse_light_source_sha256 == card.weights_sha256
+    assert card.coarse_light_training["settings"]["tiles"] == 16
+    assert 0.0 <= result.iou <= 1.0
+    backend = open_backend(folder, "onnx", coarse_network="light")
+    assert isinstance(backend, OnnxBackend) and backend.coarse_network == "light"
+    tiles = np.random.default_rng(2).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    coarse, fine = backend.predict_coarse_proba(tiles), backend.predict_proba(tiles)
+    assert coarse.shape == fine.shape == (1, 64, 96) and coarse.dtype == np.float32
+    assert np.abs(coarse - fine).max() > 0  # a different network ran
+    with torch.inference_mode():
+        ref = load_light(folder)(torch.from_numpy(tiles.transpose(0, 3, 1, 2) / 255.0).float()).numpy()
+    np.testing.assert_allclose(coarse, ref[:, 0], atol=1e-4)  # the ONNX file is the saved head
+    # the default asks for the full network
+    assert open_backend(folder, "onnx").coarse_network == "full"
+    # new weights make the light network stale: the coarse pass runs model.onnx (re-exported)
+    torch.manual_seed(9)
+    torch.save(build_network(card).state_dict(), folder / "model.pt")
+    save_card(card.replace(weights_sha256=file_sha256(folder / "model.pt")), folder)
+    export_onnx(folder)
+    stale = open_backend(folder, "onnx", coarse_network="light")
+    assert isinstance(stale, OnnxBackend) and stale.coarse_network == "full"
+    np.testing.assert_array_equal(stale.predict_coarse_proba(tiles), stale.predict_proba(tiles))
+
+
+def test_distillation_is_reproducible_and_never_uses_held_out_stems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ulcerseg.training.dataset as dataset
+
+    data = _tiny_dataset(tmp_path / "data")
+    read: list[str] = []
+    real = dataset.read_image
+    monkeypatch.setattr(dataset, "read_image", lambda path: read.append(Path(path).stem) or real(path))
+    heads = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        card = make_model(folder)
+        # the card holds out every stem but one: every tile comes from "05"
+        held = {"name": "data", "val_stems": ["00", "01", "02", "03", "04"]}
+        save_card(card.replace(training={"data": [held]}), folder)
+        export_onnx(folder)
+        distill_coarse(folder, [data], SMALL)
+        heads.append(torch.load(folder / COARSE_HEAD_FILE, weights_only=True)["head"])
+    assert set(read) == {"05"} and len(read) == 2 * (SMALL.tiles + SMALL.tiles // 10)
+    for key, value in heads[0].items():
+        torch.testing.assert_close(value, heads[1][key], rtol=0, atol=0)
+
+
+def test_export_command_distils(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    make_model(folder)
+    export_onnx(folder)
+    data = _tiny_dataset(tmp_path / "data")
+    result = CliRunner().invoke(main, ["export", "--model", str(folder), "--coarse-light", str(data),
+                                      "--coarse-tiles", "16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "model.coarse-light.onnx" in result.output and "candidate recall" in result.output
+    assert load_card(folder).coarse_light_training["settings"]["tiles"] == 16
+
+
+def test_coarse_network_setting_is_validated_and_recorded_as_run() -> None:
+    with pytest.raises(ConfigError, match="coarse_network must be full or light"):
+        config_from_dict({"segmentation": {"coarse_network": "tiny"}})
+    with pytest.raises(ConfigError, match="int8 applies to coarse_network full"):
+        config_from_dict({"segmentation": {"coarse_network": "light", "coarse_precision": "int8"}})
+    config = config_from_dict({"segmentation": {"coarse_network": "light"}})
+    card = make_card()
+    # a model folder without a light network: the run records the full network it ran
+    assert effective_config(config, card, "full").segmentation.coarse_network == "full"
+    assert effective_config(config, card, "light").segmentation.coarse_network == "light"
+    assert effective_config(config, card).segmentation.coarse_network == "light"
+
+
+def make_card():
+    from ulcerseg.segmentation.model import ModelCard
+
+    return ModelCard(name="c", threshold=0.6, px_per_mm=10.0)

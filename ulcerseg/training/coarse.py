@@ -1,0 +1,322 @@
+"""A light network for the coarse pass, distilled from a model folder's own network.
+
+The coarse pass only proposes candidate regions (probability >= ``coarse_threshold``); the
+fine pass that gives the area always runs the full network. The light network reuses the
+full network's encoder and its first ``depth`` decoder blocks unchanged (frozen) and adds a
+small head at 1/4 of the input resolution, trained to reproduce the full network's coarse
+probability (the teacher) on training tiles at the coarse pass's scale. It skips the two
+full-resolution decoder blocks, about half of the network's cost on a CPU.
+
+Files in the model folder: ``model.coarse-head.pt`` (the head's weights) and
+``model.coarse-light.onnx`` (trunk + head, normalisation and sigmoid inside, the same
+input/output convention as ``model.onnx``). The card records both SHA-256s, the model.pt they
+were made from, and the distillation's data, seed and agreement with the teacher.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ulcerseg.errors import ModelError
+from ulcerseg.segmentation.model import (
+    COARSE_HEAD_FILE,
+    COARSE_LIGHT_ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    file_sha256,
+    load_card,
+    load_network,
+    save_card,
+)
+
+log = logging.getLogger(__name__)
+
+_DOWN = 4  # the head works at 1/4 of the input resolution (after decoder block ``depth``)
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """How the light coarse network is distilled. ``coarse_scale``: the coarse pass's px per mm
+    as a fraction of the model's (``segmentation.coarse_factor``); ``tiles``: training tiles
+    (a tenth more are held out for the agreement figures); ``positive_weight``: extra loss
+    weight where the teacher sees ulcer (missing a candidate costs more than a false one)."""
+
+    tiles: int = 3000
+    tile_px: int = 320
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 3e-3
+    coarse_scale: float = 0.75
+    positive_weight: float = 4.0
+    head_channels: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """The light coarse network's files, SHA-256s and agreement with the teacher on held-out
+    tiles: ``recall`` = share of the teacher's candidate regions (>= ``threshold``) that the
+    light network also marks; ``iou`` of the two candidate masks."""
+
+    onnx_path: Path
+    onnx_sha256: str
+    head_sha256: str
+    recall: float
+    iou: float
+    n_tiles: int
+    seconds: float
+
+
+def build_light(net: Any, card: ModelCard, head_channels: int = 32) -> Any:
+    """The light coarse network over ``net`` (an smp Unet): float RGB 0-1 (N×3×H×W, H and W
+    multiples of 32) -> probability (N×1×H×W); normalisation and sigmoid inside."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    if card.architecture != "Unet" or len(card.decoder_channels) < 3:
+        raise ModelError(f"{card.name}: a light coarse network needs a Unet with >= 3 decoder blocks")
+    depth = len(card.decoder_channels) - 2  # the blocks at 1/2 and full resolution are skipped
+    channels = card.decoder_channels[depth - 1]
+
+    class Light(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = net.encoder
+            self.blocks = net.decoder.blocks[:depth]
+            self.head = nn.Sequential(
+                nn.Conv2d(channels, head_channels, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(head_channels, head_channels // 2, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(head_channels // 2, 1, 1),
+            )  # fmt: skip
+            self.register_buffer("mean", torch.tensor(card.mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(card.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+        def trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[Any]]:
+            """Decoder features after block ``depth`` (1/4 resolution), the encoder features
+            and the spatial shapes (the teacher continues from them)."""
+            features = self.encoder((x - self.mean) / self.std)
+            shapes = [f.shape[2:] for f in features][::-1]
+            deep = features[1:][::-1]
+            h = deep[0]
+            for i, block in enumerate(self.blocks):
+                h = block(h, shapes[i + 1][0], shapes[i + 1][1], deep[i + 1])
+            return h, deep, shapes
+
+        def logits(self, h: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+            return F.interpolate(self.head(h), size=size, mode="bilinear", align_corners=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h, _, _ = self.trunk(x)
+            return torch.sigmoid(self.logits(h, (x.shape[2], x.shape[3])))
+
+    light = Light()
+    light.depth = depth  # type: ignore[assignment]
+    return light.eval()
+
+
+def _teacher_logits(net: Any, light: Any, h: Any, deep: list[Any], shapes: list[Any]) -> Any:
+    """The full network's logits, continued from the light network's trunk."""
+    for i in range(light.depth, len(net.decoder.blocks)):
+        skip = deep[i + 1] if i + 1 < len(deep) else None
+        h = net.decoder.blocks[i](h, shapes[i + 1][0], shapes[i + 1][1], skip)
+    return net.segmentation_head(h)
+
+
+def _tiles(model_dir: Path, card: ModelCard, data_dirs: list[Path], settings: DistillSettings):
+    """Augmented training tiles (uint8 RGB), never from the card's validation stems, at the
+    coarse pass's scale, with the augmentation the model was trained with."""
+    from ulcerseg.training.augment import AugmentConfig, TrainAugment
+    from ulcerseg.training.dataset import load_dataset, read_image, read_mask
+
+    aug = dict(card.training.get("config", {}).get("augment", {}))
+    aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
+    augment = TrainAugment(AugmentConfig(**aug), settings.tile_px)
+    held_out = {str(d.get("name")): set(d.get("val_stems") or []) for d in card.training.get("data", [])}
+    items: list[tuple[Any, float, bool]] = []
+    for root in data_dirs:
+        ds = load_dataset(root)
+        base = card.px_per_mm / ds.px_per_mm if ds.px_per_mm else 1.0
+        skip = held_out.get(ds.name, set())
+        items += [(s, base * settings.coarse_scale, ds.px_per_mm is not None) for s in ds.samples
+                  if s.stem not in skip]  # fmt: skip
+    if not items:
+        raise ModelError(f"{model_dir}: no distillation images (every image is held out)")
+    rng = np.random.default_rng(settings.seed)
+    for i in range(settings.tiles + settings.tiles // 10):
+        sample, scale, known = items[int(rng.integers(len(items)))]
+        tile_rng = np.random.default_rng([settings.seed, i])
+        image, _ = augment(read_image(sample.image_path), read_mask(sample.mask_path), scale, known, tile_rng)
+        yield image
+
+
+def distill_coarse(
+    model_dir: str | Path, data_dirs: list[Path], settings: DistillSettings | None = None
+) -> DistillResult:
+    """Distil, save and export the light coarse network of ``model_dir`` (see module doc)."""
+    import torch
+    from torch.nn import functional as F
+
+    settings = settings or DistillSettings()
+    t_start = time.perf_counter()
+    model_dir = Path(model_dir)
+    card = load_card(model_dir)
+    torch.manual_seed(settings.seed)
+    net = load_network(model_dir, card).eval()
+    light = build_light(net, card, settings.head_channels)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    # 1. features of the frozen trunk and the teacher's probability at 1/4 resolution
+    feats, targets, batch = [], [], []
+
+    def flush() -> None:
+        x = torch.from_numpy(np.stack(batch).transpose(0, 3, 1, 2).copy()).float().div_(255.0)
+        with torch.inference_mode():
+            h, deep, shapes = light.trunk(x)
+            teacher = torch.sigmoid(_teacher_logits(net, light, h, deep, shapes))
+        feats.append(h.half())
+        targets.append(F.avg_pool2d(teacher, _DOWN).half())
+        batch.clear()
+
+    for image in _tiles(model_dir, card, data_dirs, settings):
+        batch.append(image)
+        if len(batch) == 16:
+            flush()
+    if batch:
+        flush()
+    features, target = torch.cat(feats), torch.cat(targets)
+    n_train = settings.tiles
+    log.info("distillation: %d tiles encoded in %.0f s", len(features), time.perf_counter() - t_start)
+    # 2. the head, trained on the cached features
+    head = light.head.train()
+    for p in head.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=1e-4)
+    steps = settings.epochs * -(-n_train // settings.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(settings.seed)
+    for epoch in range(settings.epochs):
+        order = torch.randperm(n_train, generator=gen)
+        total = 0.0
+        for start in range(0, n_train, settings.batch_size):
+            idx = order[start : start + settings.batch_size]
+            y = target[idx].float()
+            logits = head(features[idx].float())
+            weight = 1.0 + settings.positive_weight * (y > 0.1).float()
+            loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        log.info("distillation epoch %d/%d: loss %.4f", epoch + 1, settings.epochs, total / n_train)
+    head.eval()
+    recall, iou = _agreement(head, features[n_train:], target[n_train:], 0.25)
+    log.info("held-out tiles: candidate recall %.3f, IoU %.3f", recall, iou)
+    return _save(model_dir, card, light, settings, data_dirs, recall, iou, time.perf_counter() - t_start)
+
+
+def _agreement(head: Any, features: Any, target: Any, threshold: float) -> tuple[float, float]:
+    """Candidate-region recall and candidate-mask IoU of the head against the teacher."""
+    import cv2
+    import torch
+
+    if len(features) == 0:
+        return float("nan"), float("nan")
+    with torch.inference_mode():
+        prob = torch.sigmoid(head(features.float()))[:, 0].numpy()
+    ref = target.float()[:, 0].numpy()
+    found = regions = 0
+    inter = union = 0
+    for p, t in zip(prob >= threshold, ref >= threshold, strict=True):
+        n, labels = cv2.connectedComponents(t.astype(np.uint8))
+        regions += n - 1
+        found += len(set(np.unique(labels[p & t])) - {0})
+        inter += int((p & t).sum())
+        union += int((p | t).sum())
+    return (found / regions if regions else 1.0), (inter / union if union else 1.0)
+
+
+def _save(
+    model_dir: Path, card: ModelCard, light: Any, settings: DistillSettings, data_dirs: list[Path],
+    recall: float, iou: float, seconds: float,
+) -> DistillResult:  # fmt: skip
+    import dataclasses
+
+    import torch
+
+    head_path = model_dir / COARSE_HEAD_FILE
+    tmp = model_dir / (COARSE_HEAD_FILE + ".tmp")
+    torch.save({"head": light.head.state_dict(), "head_channels": settings.head_channels}, tmp)
+    tmp.replace(head_path)
+    result = export_light(model_dir, card, light)
+    record = {
+        "datasets": [Path(d).name for d in data_dirs],
+        "settings": dataclasses.asdict(settings),
+        "held_out_tiles": settings.tiles // 10,
+        "candidate_recall": round(recall, 4),
+        "candidate_iou": round(iou, 4),
+        "seconds": round(seconds, 1),
+    }
+    save_card(
+        load_card(model_dir).replace(
+            coarse_light_sha256=result[1], coarse_light_head_sha256=file_sha256(head_path),
+            coarse_light_source_sha256=file_sha256(model_dir / WEIGHTS_FILE), coarse_light_training=record,
+        ),
+        model_dir,
+    )  # fmt: skip
+    return DistillResult(result[0], result[1], file_sha256(head_path), recall, iou, settings.tiles, seconds)
+
+
+def load_light(model_dir: str | Path, card: ModelCard | None = None) -> Any:
+    """The light coarse network of a model folder, from model.pt and model.coarse-head.pt."""
+    import torch
+
+    model_dir = Path(model_dir)
+    card = card or load_card(model_dir)
+    path = model_dir / COARSE_HEAD_FILE
+    if not path.is_file():
+        raise ModelError(f"{path}: no light coarse network (run `ulcerseg export --coarse-light DATASET`)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    light = build_light(load_network(model_dir, card), card, int(state["head_channels"]))
+    light.head.load_state_dict(state["head"])
+    return light.eval()
+
+
+def export_light(
+    model_dir: Path, card: ModelCard, light: Any, opset: int = 17, tolerance: float = 1e-3
+) -> tuple[Path, str]:
+    """Export the light coarse network to ``model.coarse-light.onnx``, checked against torch."""
+    import onnxruntime as ort
+    import torch
+
+    path = model_dir / COARSE_LIGHT_ONNX_FILE
+    tmp = model_dir / (COARSE_LIGHT_ONNX_FILE + ".tmp")
+    light = light.eval()
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            light, (torch.rand(1, 3, card.tile_px, card.tile_px),), str(tmp),
+            input_names=["image"], output_names=["probability"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                          "probability": {0: "batch", 2: "height", 3: "width"}},
+            opset_version=opset, dynamo=False,
+        )  # fmt: skip
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((2, 3, card.tile_px, card.tile_px + 64), dtype=np.float32)
+    with torch.inference_mode():
+        ref = light(torch.from_numpy(x)).numpy()
+    (got,) = session.run(None, {"image": x})
+    worst = float(np.max(np.abs(got - ref)))
+    if got.shape != ref.shape or worst > tolerance:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"{path}: ONNX output differs from torch ({got.shape} vs {ref.shape}, {worst:.2e})")
+    tmp.replace(path)
+    return path, file_sha256(path)
