@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,33 +289,11 @@ def load_light(model_dir: str | Path, card: ModelCard | None = None) -> Any:
     return light.eval()
 
 
-def export_light(
-    model_dir: Path, card: ModelCard, light: Any, opset: int = 17, tolerance: float = 1e-3
-) -> tuple[Path, str]:
-    """Export the light coarse network to ``model.coarse-light.onnx``, checked against torch."""
-    import onnxruntime as ort
-    import torch
+def export_light(model_dir: Path, card: ModelCard, light: Any) -> tuple[Path, str]:
+    """Export the light coarse network to ``model.coarse-light.onnx``, checked against torch
+    (:func:`ulcerseg.training.export.export_checked`)."""
+    from ulcerseg.training.export import export_checked
 
     path = model_dir / COARSE_LIGHT_ONNX_FILE
-    tmp = model_dir / (COARSE_LIGHT_ONNX_FILE + ".tmp")
-    light = light.eval()
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            light, (torch.rand(1, 3, card.tile_px, card.tile_px),), str(tmp),
-            input_names=["image"], output_names=["probability"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                          "probability": {0: "batch", 2: "height", 3: "width"}},
-            opset_version=opset, dynamo=False,
-        )  # fmt: skip
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((2, 3, card.tile_px, card.tile_px + 64), dtype=np.float32)
-    with torch.inference_mode():
-        ref = light(torch.from_numpy(x)).numpy()
-    (got,) = session.run(None, {"image": x})
-    worst = float(np.max(np.abs(got - ref)))
-    if got.shape != ref.shape or worst > tolerance:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"{path}: ONNX output differs from torch ({got.shape} vs {ref.shape}, {worst:.2e})")
-    tmp.replace(path)
+    export_checked(light.eval(), path, card.tile_px, ((card.tile_px, card.tile_px + 64),))
     return path, file_sha256(path)

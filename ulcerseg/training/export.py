@@ -6,6 +6,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,21 +44,44 @@ def export_onnx(
     normalisation and sigmoid are inside. The export is checked with ONNX Runtime on random
     tiles of two sizes; a gap above ``tolerance`` raises ModelError.
     """
-    import onnxruntime as ort
-    import torch
-
     model_dir = Path(model_dir)
     card = load_card(model_dir)
     net = wrap_probability(load_network(model_dir, card), card)
     path = model_dir / ONNX_FILE
-    tmp = model_dir / (ONNX_FILE + ".tmp")
-    example = torch.rand(1, 3, card.tile_px, card.tile_px)
+    shapes = ((card.tile_px, card.tile_px), (card.tile_px // 2 + 32, card.tile_px + 64))
+    worst = export_checked(net, path, card.tile_px, shapes, opset, tolerance, seed)
+    sha = file_sha256(path)
+    save_card(
+        card.replace(onnx_sha256=sha, onnx_source_sha256=file_sha256(model_dir / WEIGHTS_FILE)),
+        model_dir,
+    )
+    log.info("exported %s (max |torch - onnx| = %.2e)", path, worst)
+    return ExportResult(path, sha, worst, shapes)
+
+
+def export_checked(
+    net: Any,
+    path: Path,
+    tile_px: int,
+    check_shapes: tuple[tuple[int, int], ...],
+    opset: int = 17,
+    tolerance: float = 1e-3,
+    seed: int = 0,
+) -> float:
+    """Export a probability network (float RGB 0-1 N×3×H×W -> N×1×H×W, dynamic N/H/W) to
+    ``path`` via a temporary file, checked with ONNX Runtime against torch on random inputs of
+    ``check_shapes`` (rounded down to multiples of 32; batch 2, then 1); a gap above
+    ``tolerance`` raises ModelError and leaves ``path`` as it was. Returns the largest gap."""
+    import onnxruntime as ort
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
     with torch.inference_mode(), warnings.catch_warnings():
         # the TorchScript exporter is deprecated but needs no extra package (onnxscript)
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             net,
-            (example,),
+            (torch.rand(1, 3, tile_px, tile_px),),
             str(tmp),
             input_names=["image"],
             output_names=["probability"],
@@ -70,28 +94,22 @@ def export_onnx(
         )
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
-    shapes = ((card.tile_px, card.tile_px), (card.tile_px // 2 + 32, card.tile_px + 64))
     worst = 0.0
-    for n, (h, w) in zip((2, 1), shapes, strict=True):
+    for n, (h, w) in zip((2, 1, 1, 1), check_shapes, strict=False):
         h, w = h - h % 32, w - w % 32
         x = rng.random((n, 3, h, w), dtype=np.float32)
         with torch.inference_mode():
             ref = net(torch.from_numpy(x)).numpy()
         (got,) = session.run(None, {"image": x})
         if got.shape != ref.shape:
+            tmp.unlink(missing_ok=True)
             raise ModelError(f"{tmp}: ONNX output shape {got.shape} != torch {ref.shape}")
         worst = max(worst, float(np.max(np.abs(got - ref))))
     if worst > tolerance:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"{path}: ONNX output differs from torch by {worst:.2e} (> {tolerance})")
     tmp.replace(path)
-    sha = file_sha256(path)
-    save_card(
-        card.replace(onnx_sha256=sha, onnx_source_sha256=file_sha256(model_dir / WEIGHTS_FILE)),
-        model_dir,
-    )
-    log.info("exported %s (max |torch - onnx| = %.2e)", path, worst)
-    return ExportResult(path, sha, worst, shapes)
+    return worst
 
 
 @dataclass(frozen=True)
