@@ -144,3 +144,34 @@ def test_mirror_disagreement_flags_an_unstable_segmentation(tmp_path, unstable: 
         assert disagreement < 0.05 and Flag.LOW_CONFIDENCE not in result.flags
     off = with_overrides(config, segmentation={"mirror_check": False})
     assert PhotoMeasurer(off, backend).measure(record).signals["tta_disagreement"] == 0.0
+
+
+def test_mirror_average_measures_the_mean_and_keeps_the_disagreement_signal(tmp_path) -> None:
+    """segmentation.mirror_average: the crop's and its mirror's probability are averaged before
+    thresholding (the left-half network then sees the whole ulcer), while tta_disagreement
+    still compares the two passes' own masks."""
+    from conftest import write_jpeg
+
+    from ulcerseg.config import PipelineConfig, with_overrides
+    from ulcerseg.imageio import sha256_bytes
+    from ulcerseg.pipeline import PhotoMeasurer
+    from ulcerseg.records import PhotoRecord
+
+    photo = make_photo(px_per_mm=14, size=(1000, 750), ulcer_radius_mm=(4.0, 3.0))
+    path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    backend = _LeftHalfBackend()
+    plain = PhotoMeasurer(PipelineConfig(), backend).measure(record)
+    averaged_config = with_overrides(PipelineConfig(), segmentation={"mirror_average": True})
+    averaged = PhotoMeasurer(averaged_config, backend).measure(record)
+    assert plain.measurement is not None and averaged.measurement is not None
+    # one pass: only the crop's left part clears the threshold; the mean (0.7) clears it all
+    assert plain.measurement.area_mm2 < 0.8 * photo.true_area_mm2
+    assert averaged.measurement.area_mm2 == pytest.approx(photo.true_area_mm2, rel=0.1)
+    assert averaged.signals["tta_disagreement"] == pytest.approx(plain.signals["tta_disagreement"])
+    assert averaged.signals["tta_disagreement"] > 0.2
+    # without the mirror pass there is nothing to average
+    no_check = with_overrides(averaged_config, segmentation={"mirror_check": False})
+    assert PhotoMeasurer(no_check, backend).measure(record).measurement.area_mm2 == pytest.approx(
+        plain.measurement.area_mm2
+    )

@@ -289,12 +289,13 @@ class PhotoMeasurer:
         region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
         result.flags += image_flags(seg.image, region, cfg.quality)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
-        mirrored = (
-            None if seg.mirrored_probability is None else mask_at(self.threshold, seg.mirrored_probability)
-        )
+        # the disagreement of the crop's own mask and its mirror image's (not of the mean)
+        mirrored = None if seg.mirror_pair is None else mask_at(self.threshold, seg.mirror_pair[1])
+        crop_mask = mask if seg.mirror_pair is None else mask_at(self.threshold, seg.mirror_pair[0])
         result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                          measurement, seg.candidate_scores,
-                                         body_mask(seg.image, grid.px_per_mm), mirrored)  # fmt: skip
+                                         body_mask(seg.image, grid.px_per_mm), mirrored,
+                                         crop_mask)  # fmt: skip
         result.flags += signal_flags(result.signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:
             low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,

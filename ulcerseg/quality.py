@@ -148,14 +148,16 @@ def quality_signals(
     candidate_scores: tuple[float, ...] = (),
     body: np.ndarray | None = None,
     mirrored_mask: np.ndarray | None = None,
+    own_mask: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
 
     ``region``: :func:`ulcer_neighbourhood`; exposure and sharpness are measured there only.
     ``band_ratio`` is (area at threshold - delta minus area at threshold + delta) / area;
     ``on_body`` the fraction of the mask on ``body`` (``segmentation.body.body_mask``; 1 without);
-    ``tta_disagreement`` :func:`mask_disagreement` of the mask and ``mirrored_mask`` (the mask
-    found on the mirror image; 0 without).
+    ``tta_disagreement`` :func:`mask_disagreement` of ``own_mask`` (the crop's own mask; default
+    ``mask``, which may come from the mean of both) and ``mirrored_mask`` (the mask found on the
+    mirror image; 0 without).
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     values = gray[region]
@@ -171,7 +173,7 @@ def quality_signals(
         "boundary_margin": boundary_margin(probability, mask, threshold),
         "ambiguity": candidate_ambiguity(candidate_scores),
         "on_body": float(body[mask].mean()) if body is not None and mask.any() else 1.0,
-        "tta_disagreement": mask_disagreement(mask, mirrored_mask),
+        "tta_disagreement": mask_disagreement(mask if own_mask is None else own_mask, mirrored_mask),
         "area_mm2": area,
     }
 

@@ -119,8 +119,10 @@ class SegmentationOutput:
     found_candidates: bool
     seconds: dict[str, float] = field(default_factory=dict)  # time in "rectify" and "segment"
     candidate_scores: tuple[float, ...] = ()  # coarse candidate groups' scores, best first
-    # probability of the left-right mirrored image, mirrored back (SegmentationConfig.mirror_check)
-    mirrored_probability: np.ndarray | None = None
+    # the crop's own probability and that of its left-right mirror image, mirrored back
+    # (SegmentationConfig.mirror_check): their masks' disagreement is the tta_disagreement
+    # signal; with mirror_average, ``probability`` is their mean
+    mirror_pair: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float = 2.5) -> np.ndarray:
@@ -262,7 +264,7 @@ def segment_photo(
         # nothing confirmed at full resolution: keep the whole searched region, so the
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
         best = coarse
-    mirror = None
+    probability, pair = best.probability, None
     if config.mirror_check and best is not coarse:
         # the crop once more through the network, mirrored: where the two disagree the answer
         # hangs on details a mirror should not change (the tta_disagreement signal)
@@ -271,9 +273,13 @@ def segment_photo(
             backend, mirrored(backend.predict_proba), apply_gains(best.image, gains), best.exclude
         )
         seconds["segment"] += time.perf_counter() - t0
+        pair = (best.probability, mirror)
+        if config.mirror_average:
+            # the mean of the two is a fine-pass-only flip TTA at no extra cost
+            probability = (best.probability + mirror) / 2
     return SegmentationOutput(
-        best.grid, best.image, best.valid, best.exclude, best.probability, True, seconds,
-        tuple(c.score for c in ranked), mirror,
+        best.grid, best.image, best.valid, best.exclude, probability, True, seconds,
+        tuple(c.score for c in ranked), pair,
     )  # fmt: skip
 
 
