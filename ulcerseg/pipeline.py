@@ -453,7 +453,8 @@ def measure_study(
     :func:`ulcerseg.healing.heal_study` next (the ``ulcerseg measure`` command does).
     The recorded config is :func:`effective_config` (card defaults resolved).
     ``on_result`` is called with each newly measured photo's result once it is stored (e.g. to
-    collect ``PhotoResult.signals``, which the store does not keep).
+    follow a run live; the store keeps the rows and their ``signals``,
+    :meth:`ulcerseg.store.study.Study.quality_signals`).
 
     Raises :class:`OutputError` (one line) when the output folder is locked by another run,
     read-only or full; every photo row already committed stays valid. Raises
