@@ -6,6 +6,13 @@
 # (test tools must not download browsers of their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the [train] tier's CUDA torch brings ~3 GB of wheels: a pip cache would keep a second copy of
+# them on a disk that must also hold the venv (6.5 GB) and the wheel check's core venv
+export PIP_NO_CACHE_DIR=1
+free_kb=$(df -Pk . | awk 'NR == 2 {print $4}')
+if [ "${free_kb:-0}" -lt 8000000 ]; then
+    echo "scripts/test.sh: warning: $((free_kb / 1024)) MB free here; the venvs need about 8 GB" >&2
+fi
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
 fi

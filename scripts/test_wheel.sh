@@ -3,6 +3,7 @@
 # a temporary folder, and measure two sample photos from another directory with the model and
 # configs the wheel carries as package data. Usage: bash scripts/test_wheel.sh [PYTHON]
 set -euo pipefail
+export PIP_NO_CACHE_DIR=1  # nothing to keep: the venv is thrown away
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 python="${1:-python3}"
 tmp="$(mktemp -d)"
