@@ -2,7 +2,8 @@
 # Train a recipe on a lent GPU machine that has torch but not this project's other packages.
 # Before: wheels for Python 3.12 in .whl/ (segmentation-models-pytorch, albumentations and their
 # needs), the training data in .devdata/ (FUSeg re-encoded as WebP q85 so that it travels under
-# the 64 MiB limit), both git-ignored. Starts training as a detached process (it survives the
+# the 64 MiB limit), both git-ignored: `bash scripts/device_prepare.sh` makes them (~26 MB; with
+# the tracked files ~62 MiB). Starts training as a detached process (it survives the
 # command) and prints its log; "resume" restarts it from its checkpoint; never name .devdata in
 # carry again while it runs (a carried path is replaced, files vanish under the workers); call with "wait" to follow it, "fetch" to copy results to $OUT.
 set -euo pipefail
