@@ -291,7 +291,8 @@ class PhotoMeasurer:
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
         # the disagreement of the crop's own mask and its mirror image's (not of the mean)
         mirrored = None if seg.mirror_pair is None else mask_at(self.threshold, seg.mirror_pair[1])
-        crop_mask = mask if seg.mirror_pair is None else mask_at(self.threshold, seg.mirror_pair[0])
+        own = None if seg.mirror_pair is None else seg.mirror_pair[0]
+        crop_mask = mask if own is None or own is seg.probability else mask_at(self.threshold, own)
         result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                          measurement, seg.candidate_scores,
                                          body_mask(seg.image, grid.px_per_mm), mirrored,
