@@ -241,6 +241,46 @@ def test_marker_white_border_neutralises_a_colour_cast() -> None:
     assert np.ptp(white.mean(axis=0)) < 0.03 * white.mean()
 
 
+class _BlindToSmallBackend(RednessBackend):
+    """Sees red blobs only from ``min_px`` pixels up, as the real network misses a small ulcer
+    at the coarse scale that it sees at its own px/mm."""
+
+    def __init__(self, min_px: int) -> None:
+        super().__init__(tile_px=256)
+        self.min_px = min_px
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        import cv2
+
+        prob = super().predict_proba(tiles)
+        for p in prob:
+            _n, labels, stats, _c = cv2.connectedComponentsWithStats((p >= 0.1).astype(np.uint8))
+            small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < self.min_px)
+            p[np.isin(labels, small[small > 0])] = 0.0
+        return prob
+
+
+def test_a_small_ulcer_missed_at_the_coarse_scale_is_found_at_full_resolution() -> None:
+    """no_ulcer_found (the finding of a healed ulcer) is decided at the model's px/mm: with no
+    coarse candidate the region is searched again at full resolution."""
+    from ulcerseg.calibration.marker import calibrate, homography_matrix
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.segmentation.inference import segment_photo
+    from ulcerseg.segmentation.postprocess import ulcer_mask
+
+    # 3.8 mm²: 225 px at the coarse 7.5 px/mm (unseen below 300 px), 395 px at 10 px/mm
+    photo = make_photo(px_per_mm=14, size=(1600, 1200), ulcer_radius_mm=(1.2, 1.0))
+    h = homography_matrix(calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0))
+    backend = _BlindToSmallBackend(min_px=300)
+    seg = segment_photo(backend, photo.rgb, h, 10.0, SegmentationConfig())
+    assert seg.found_candidates and seg.grid.px_per_mm == 10.0
+    mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
+    assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.15)
+    assert max(seg.grid.width, seg.grid.height) < 300  # measured on a fine crop, as usual
+    no_recheck = SegmentationConfig(recheck_full_resolution=False)
+    assert not segment_photo(backend, photo.rgb, h, 10.0, no_recheck).found_candidates
+
+
 def test_flip_tta_mirrors_predictions_back() -> None:
     from ulcerseg.segmentation.inference import with_flip_tta
 

@@ -234,6 +234,18 @@ def segment_photo(
     coarse_proba = getattr(backend, "predict_coarse_proba", backend.predict_proba)
     coarse = _run_on_grid(backend, coarse_proba, source, h_source, coarse_grid, side_mm, gains, config.tta)
     candidates = coarse.probability >= config.coarse_threshold
+    if not candidates.any() and config.coarse_factor < 1.0 and config.recheck_full_resolution:
+        # no_ulcer_found is the finding of a healed ulcer: it must not rest on the coarse scale
+        # alone, where a small ulcer can vanish (on the end-to-end benchmark a 4.8 mm² ulcer had
+        # coarse probability 0.01 and 0.99 at the model's px/mm). Search once more at full
+        # resolution; the candidates then go through the same ranking and fine passes.
+        spent = coarse.seconds
+        full_grid = search_grid(h_px_to_mm, size, centre, config.search_radius_mm, px_per_mm)
+        coarse = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, full_grid, side_mm,
+                              gains, config.tta)  # fmt: skip
+        for stage, sec in spent.items():
+            coarse.seconds[stage] += sec
+        candidates = coarse.probability >= config.coarse_threshold
     if config.coarse_factor >= 1.0 or not candidates.any():
         return SegmentationOutput(
             coarse.grid,
@@ -248,10 +260,10 @@ def segment_photo(
     best: SegmentationOutput | None = None
     best_score = -1.0
     seconds = dict(coarse.seconds)
-    ranked = rank_candidates(coarse.probability, candidates, coarse_grid, config, coarse.image, centre)
+    ranked = rank_candidates(coarse.probability, candidates, coarse.grid, config, coarse.image, centre)
     for cand in ranked[: config.max_candidates]:
         box = (cand.lo_mm, cand.hi_mm)
-        fine_grid = _fine_grid(box, coarse_grid, px_per_mm)
+        fine_grid = _fine_grid(box, coarse.grid, px_per_mm)
         fine = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains,
                             config.tta)  # fmt: skip
         for stage, sec in fine.seconds.items():
