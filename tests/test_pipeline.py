@@ -199,11 +199,19 @@ def test_when_the_fine_pass_finds_nothing_the_whole_search_region_is_kept() -> N
     cal = calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
     # coarse pass at 5 px/mm: the search disc fits one window, so call 1 is the coarse pass
     coarse_in_one_call = SegmentationConfig(coarse_factor=0.5)
-    seg = segment_photo(
-        CoarseOnlyBackend(tile_px=256), photo.rgb, homography_matrix(cal), 10.0, coarse_in_one_call
-    )
+    h = homography_matrix(cal)
+    no_recheck = SegmentationConfig(coarse_factor=0.5, recheck_full_resolution=False)
+    seg = segment_photo(CoarseOnlyBackend(tile_px=256), photo.rgb, h, 10.0, no_recheck)
     assert seg.grid.px_per_mm == 5.0  # the coarse search grid
     assert seg.grid.width * seg.grid.height / 25 > 0.5 * (1600 / 14) * (1200 / 14)
+    assert seg.found_candidates and len(seg.candidate_scores) == 1
+    # by default "nothing here" is decided at full resolution: the region searched once more at
+    # the model's px/mm is what the assessor sees
+    backend = CoarseOnlyBackend(tile_px=256)
+    seg = segment_photo(backend, photo.rgb, h, 10.0, coarse_in_one_call)
+    assert seg.grid.px_per_mm == 10.0
+    assert seg.grid.width * seg.grid.height / 100 > 0.5 * (1600 / 14) * (1200 / 14)
+    assert not (seg.probability > 0).any() and not seg.found_candidates
 
 
 def test_large_photo_uses_a_downscaled_preview_without_losing_accuracy(tmp_path: Path) -> None:

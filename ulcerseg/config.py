@@ -106,9 +106,9 @@ class SegmentationConfig:
     # plus a head distilled from it, ``ulcerseg export --coarse-light``; ONNX backend) when it
     # has a current one, about half the coarse cost; full: the whole network
     coarse_network: str = "full"
-    # when the coarse pass finds no candidate, search the region once more at full resolution
-    # (px_per_mm) before reporting no_ulcer_found, the finding of a healed ulcer: small ulcers
-    # can vanish at the coarse scale. Costs a full-resolution pass on such photos only
+    # when no coarse candidate is confirmed by a fine pass, search the region once more at full
+    # resolution (px_per_mm) before reporting no_ulcer_found, the finding of a healed ulcer:
+    # small ulcers can vanish at the coarse scale. Costs a full-resolution pass on such photos
     recheck_full_resolution: bool = True
     crop_margin_mm: NonNegative = 4.0  # margin around candidates for the fine pass
     max_candidates: int = 3  # fine passes on at most this many candidate regions

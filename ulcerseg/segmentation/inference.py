@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ from ulcerseg.config import TTA_MODES, SegmentationConfig
 from ulcerseg.geometry import RectifiedGrid, apply_homography
 from ulcerseg.imageio import Preview
 from ulcerseg.segmentation.backends import SegmentationBackend
-from ulcerseg.segmentation.candidates import rank_candidates
+from ulcerseg.segmentation.candidates import Candidate, rank_candidates
 
 log = logging.getLogger(__name__)
 
@@ -233,51 +233,49 @@ def segment_photo(
     # candidates, the fine pass that gives the area always runs predict_proba
     coarse_proba = getattr(backend, "predict_coarse_proba", backend.predict_proba)
     coarse = _run_on_grid(backend, coarse_proba, source, h_source, coarse_grid, side_mm, gains, config.tta)
-    candidates = coarse.probability >= config.coarse_threshold
-    if not candidates.any() and config.coarse_factor < 1.0 and config.recheck_full_resolution:
-        # no_ulcer_found is the finding of a healed ulcer: it must not rest on the coarse scale
-        # alone, where a small ulcer can vanish (on the end-to-end benchmark a 4.8 mm² ulcer had
-        # coarse probability 0.01 and 0.99 at the model's px/mm). Search once more at full
-        # resolution; the candidates then go through the same ranking and fine passes.
-        spent = coarse.seconds
-        full_grid = search_grid(h_px_to_mm, size, centre, config.search_radius_mm, px_per_mm)
-        coarse = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, full_grid, side_mm,
-                              gains, config.tta)  # fmt: skip
-        for stage, sec in spent.items():
-            coarse.seconds[stage] += sec
-        candidates = coarse.probability >= config.coarse_threshold
-    if config.coarse_factor >= 1.0 or not candidates.any():
-        return SegmentationOutput(
-            coarse.grid,
-            coarse.image,
-            coarse.valid,
-            coarse.exclude,
-            coarse.probability,
-            bool(candidates.any()),
-            coarse.seconds,
-        )
+    if config.coarse_factor >= 1.0:  # one pass at full resolution: nothing to refine
+        found = bool((coarse.probability >= config.coarse_threshold).any())
+        return replace(coarse, found_candidates=found)
     threshold = config.threshold or card.threshold
-    best: SegmentationOutput | None = None
-    best_score = -1.0
-    seconds = dict(coarse.seconds)
-    ranked = rank_candidates(coarse.probability, candidates, coarse.grid, config, coarse.image, centre)
-    for cand in ranked[: config.max_candidates]:
-        box = (cand.lo_mm, cand.hi_mm)
-        fine_grid = _fine_grid(box, coarse.grid, px_per_mm)
-        fine = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, fine_grid, side_mm, gains,
-                            config.tta)  # fmt: skip
-        for stage, sec in fine.seconds.items():
-            seconds[stage] += sec
-        # the ulcer is where the fine pass is most confident: probability mass above threshold
-        score = float(fine.probability[fine.probability >= threshold].sum()) * cand.weight
-        if score > best_score:
-            best, best_score = fine, score
-    if best is None or best_score <= 0:
+
+    def confirm(region: SegmentationOutput) -> tuple[SegmentationOutput | None, list[Candidate], dict]:
+        """Fine passes over ``region``'s best candidates: the most confident one (None when no
+        fine pass has probability mass above threshold), the candidates, the time spent."""
+        seconds = dict(region.seconds)
+        candidates = region.probability >= config.coarse_threshold
+        ranked = rank_candidates(region.probability, candidates, region.grid, config, region.image, centre)
+        best: SegmentationOutput | None = None
+        best_score = 0.0
+        for cand in ranked[: config.max_candidates]:
+            fine_grid = _fine_grid((cand.lo_mm, cand.hi_mm), region.grid, px_per_mm)
+            fine = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, fine_grid, side_mm,
+                                gains, config.tta)  # fmt: skip
+            for stage, sec in fine.seconds.items():
+                seconds[stage] += sec
+            # the ulcer is where the fine pass is most confident: probability mass above threshold
+            score = float(fine.probability[fine.probability >= threshold].sum()) * cand.weight
+            if score > best_score:
+                best, best_score = fine, score
+        return best, ranked, seconds
+
+    best, ranked, seconds = confirm(coarse)
+    if best is None and config.recheck_full_resolution:
+        # no_ulcer_found is the finding of a healed ulcer: it must not rest on the coarse scale,
+        # where a small ulcer can vanish (on the end-to-end benchmark a 4.8 mm² ulcer had coarse
+        # probability 0.01, 0.99 at the model's px/mm). Search once more at full resolution.
+        full_grid = search_grid(h_px_to_mm, size, centre, config.search_radius_mm, px_per_mm)
+        full = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, full_grid, side_mm,
+                            gains, config.tta)  # fmt: skip
+        coarse = replace(full, seconds={k: v + full.seconds[k] for k, v in seconds.items()})
+        best, ranked, seconds = confirm(coarse)
+    if best is None:
         # nothing confirmed at full resolution: keep the whole searched region, so the
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
-        best = coarse
+        found = bool(ranked)
+        scores = tuple(c.score for c in ranked)
+        return replace(coarse, found_candidates=found, seconds=seconds, candidate_scores=scores)
     probability, pair = best.probability, None
-    if config.mirror_check and best is not coarse:
+    if config.mirror_check:
         # the crop once more through the network, mirrored: where the two disagree the answer
         # hangs on details a mirror should not change (the tta_disagreement signal)
         t0 = time.perf_counter()
