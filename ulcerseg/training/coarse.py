@@ -255,7 +255,8 @@ def _save(
     tmp = model_dir / (COARSE_HEAD_FILE + ".tmp")
     torch.save({"head": light.head.state_dict(), "head_channels": settings.head_channels}, tmp)
     tmp.replace(head_path)
-    result = export_light(model_dir, card, light)
+    onnx_path, onnx_sha = export_light(model_dir, card, light)
+    head_sha = file_sha256(head_path)
     record = {
         "datasets": [Path(d).name for d in data_dirs],
         "settings": dataclasses.asdict(settings),
@@ -265,13 +266,13 @@ def _save(
         "seconds": round(seconds, 1),
     }
     save_card(
-        load_card(model_dir).replace(
-            coarse_light_sha256=result[1], coarse_light_head_sha256=file_sha256(head_path),
+        card.replace(
+            coarse_light_sha256=onnx_sha, coarse_light_head_sha256=head_sha,
             coarse_light_source_sha256=file_sha256(model_dir / WEIGHTS_FILE), coarse_light_training=record,
         ),
         model_dir,
     )  # fmt: skip
-    return DistillResult(result[0], result[1], file_sha256(head_path), recall, iou, settings.tiles, seconds)
+    return DistillResult(onnx_path, onnx_sha, head_sha, recall, iou, settings.tiles, seconds)
 
 
 def load_light(model_dir: str | Path, card: ModelCard | None = None) -> Any:

@@ -95,8 +95,8 @@ def export_checked(
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     worst = 0.0
-    for n, (h, w) in zip((2, 1, 1, 1), check_shapes, strict=False):
-        h, w = h - h % 32, w - w % 32
+    for i, (h, w) in enumerate(check_shapes):
+        n, h, w = (2 if i == 0 else 1), h - h % 32, w - w % 32
         x = rng.random((n, 3, h, w), dtype=np.float32)
         with torch.inference_mode():
             ref = net(torch.from_numpy(x)).numpy()
