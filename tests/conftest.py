@@ -55,8 +55,11 @@ def make_photo(
     with_marker: bool = True,
     rotation_deg: float = 0.0,
     marker_id: int = 0,
+    view_centre_mm: tuple[float, float] = (5.0, 5.0),
 ) -> TestPhoto:
-    """A flat scene on the marker plane: skin-coloured card, 10 mm ArUco marker, red ulcer."""
+    """A flat scene on the marker plane: skin-coloured card, 10 mm ArUco marker, red ulcer.
+
+    The camera looks at ``view_centre_mm`` (marker plane; the marker centre by default)."""
     p = PLANE_PX_PER_MM
     lo = np.array([-25.0, -25.0])
     extent = 80.0
@@ -79,7 +82,7 @@ def make_photo(
     true_area = float(np.count_nonzero(ulcer)) / p**2
     # plane raster: pixel (i, j) centre is mm lo + (i + 0.5) / p  -> edges align with mm grid
     plane_to_mm = np.array([[1 / p, 0, lo[0]], [0, 1 / p, lo[1]], [0, 0, 1.0]])
-    h_mm_to_px = camera_homography(tilt_deg, px_per_mm, size, rotation_deg)
+    h_mm_to_px = camera_homography(tilt_deg, px_per_mm, size, rotation_deg, view_centre_mm)
     # OpenCV warps between pixel-centre coordinates: plane pixel i has its centre at
     # mm lo + (i + 0.5) / p; photo pixel centres are at integer px (the records.py convention)
     half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])

@@ -5,7 +5,7 @@ from conftest import make_photo
 
 from ulcerseg.calibration.marker import calibrate
 from ulcerseg.config import QualityConfig
-from ulcerseg.quality import calibration_flags, image_flags, mask_flags, sharpness
+from ulcerseg.quality import calibration_flags, image_flags, mask_flags, search_coverage, sharpness
 from ulcerseg.records import Calibration, Flag, Measurement
 
 CFG = QualityConfig()
@@ -175,3 +175,53 @@ def test_mirror_average_measures_the_mean_and_keeps_the_disagreement_signal(tmp_
     assert PhotoMeasurer(no_check, backend).measure(record).measurement.area_mm2 == pytest.approx(
         plain.measurement.area_mm2
     )
+
+
+def test_search_coverage_is_the_share_of_the_ulcer_site_in_the_photo() -> None:
+    # photo px = 10 x mm + 500: a 1000 x 800 px photo shows -50..50 mm x -50..30 mm
+    h_mm_to_px = np.array([[10.0, 0, 500], [0, 10.0, 500], [0, 0, 1]])
+    h = np.linalg.inv(h_mm_to_px)
+    size = (1000, 800)
+    assert search_coverage(h, size, (0.0, 0.0), 20.0) == 1.0
+    assert search_coverage(h, size, (-50.0, 0.0), 20.0) == pytest.approx(0.5, abs=0.03)  # at an edge
+    assert search_coverage(h, size, (-50.0, -50.0), 20.0) == pytest.approx(0.25, abs=0.03)  # a corner
+    assert search_coverage(h, size, (-80.0, 0.0), 20.0) == 0.0
+    assert search_coverage(h, size, (-80.0, 0.0), 0.0) == 1.0  # no site: nothing to miss
+    # points beyond the plane's horizon (w = 0.04 x + 1 < 0 for x < -25 mm) are not shown, though
+    # the projective division puts those with y < 0 at positive photo px
+    beyond = np.array([[10.0, 0, -100], [0, 10.0, 0], [0.04, 0, 1]])
+    assert search_coverage(np.linalg.inv(beyond), (10**4, 10**4), (-20.0, -20.0), 20.0) == 0.0
+
+
+@pytest.mark.parametrize("at_corner", [False, True])
+def test_no_ulcer_found_with_the_site_out_of_view_is_search_incomplete(tmp_path, at_corner: bool) -> None:
+    """A photo whose marker sits in a corner shows under half the ulcer's site: "no ulcer found"
+    there is no evidence of healing (search_incomplete blocks "healed")."""
+    from conftest import RednessBackend, write_jpeg
+
+    from ulcerseg.config import PipelineConfig
+    from ulcerseg.healing import HealingConfig, compute_healing
+    from ulcerseg.imageio import sha256_bytes
+    from ulcerseg.pipeline import PhotoMeasurer
+    from ulcerseg.records import PhotoRecord
+
+    # the ulcer is drawn on the plane, but outside the camera's view: nothing to find
+    view = (31.0, 23.0) if at_corner else (5.0, 5.0)
+    photo = make_photo(px_per_mm=14, size=(1000, 750), ulcer_offset_mm=(-22.0, 45.0), view_centre_mm=view)
+    path = write_jpeg(tmp_path / "S1" / "W8" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "W8", 56, sha256_bytes(path.read_bytes()))
+    result = PhotoMeasurer(PipelineConfig(), RednessBackend()).measure(record)
+    assert result.status == "measured", result.messages
+    assert result.measurement is not None and result.measurement.area_mm2 == 0.0
+    coverage = result.signals["search_coverage"]
+    assert Flag.NO_ULCER_FOUND in result.flags
+    assert (coverage < 0.7) if at_corner else (coverage == 1.0)
+    assert (Flag.SEARCH_INCOMPLETE in result.flags) is at_corner
+
+    def row(visit: str, day: int, area: float, flags: list[str]) -> dict:
+        return {"photo_sha256": visit, "subject_id": "S1", "ulcer_id": "U1", "visit": visit,
+                "study_day": day, "status": "measured", "area_mm2": area, "area_low_mm2": area,
+                "area_high_mm2": area, "flags": ";".join(flags), "photo_date": None}  # fmt: skip
+
+    ulcer = compute_healing([row("D0", 0, 10.0, []), row("W8", 56, 0.0, result.flags)], HealingConfig())[0]
+    assert ulcer.visits[-1].status == ("not_assessable" if at_corner else "healed")

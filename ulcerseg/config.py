@@ -159,6 +159,13 @@ class QualityConfig:
     min_photo_px_per_mm: NonNegative = 8.0  # native photo resolution at the marker
     max_marker_residual_px: NonNegative = 2.0
     max_marker_distance_mm: NonNegative = 40.0
+    # no_ulcer_found is evidence of healing only if the photo shows the ulcer's site: the disc of
+    # search_site_radius_mm around the marker centre (the protocol places the marker beside the
+    # ulcer). search_incomplete when less than min_search_coverage of it is in the photo; on the
+    # sample and synthetic trials every photo shows >= 0.88 of a 20 mm disc, a marker at the
+    # photo's edge about half
+    search_site_radius_mm: NonNegative = 20.0
+    min_search_coverage: Annotated[float, Check(ge=0, le=1)] = 0.75
     min_sharpness: NonNegative = 15.0  # variance of Laplacian in the rectified frame
     # fraction of saturated pixels in the ulcer's neighbourhood; 0.5 because on the end-to-end
     # benchmark clipping there did not predict area error (26% of photos exceeded 0.05)

@@ -101,6 +101,7 @@ FLAG_WORDS: dict[str, str] = {
     "low_confidence": "low model confidence",
     "mask_at_border": "ulcer touches image border",
     "no_ulcer_found": "no ulcer found",
+    "search_incomplete": "ulcer site partly outside photo",
     "processing_error": "processing error",
 }
 

@@ -44,6 +44,7 @@ from ulcerseg.quality import (
     is_desaturated,
     mask_flags,
     quality_signals,
+    search_coverage,
     signal_flags,
     ulcer_neighbourhood,
 )
@@ -297,6 +298,9 @@ class PhotoMeasurer:
                                          measurement, seg.candidate_scores,
                                          body_mask(seg.image, grid.px_per_mm), mirrored,
                                          crop_mask)  # fmt: skip
+        result.signals["search_coverage"] = search_coverage(
+            h, (info.width, info.height), centre, cfg.quality.search_site_radius_mm
+        )
         result.flags += signal_flags(result.signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:
             low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,

@@ -77,6 +77,37 @@ def mask_flags(
     return flags
 
 
+def search_coverage(
+    h_px_to_mm: np.ndarray,
+    image_size: tuple[int, int],
+    centre_mm: tuple[float, float],
+    radius_mm: float,
+    step_mm: float = 1.0,
+) -> float:
+    """Fraction (0-1) of the marker-plane disc of ``radius_mm`` around ``centre_mm`` that the
+    photo shows: how much of where the ulcer can be was searched at all.
+
+    ``h_px_to_mm`` maps photo px to marker-plane mm; the disc is sampled every ``step_mm``.
+    Points that map behind the camera (beyond the plane's horizon) count as not shown.
+    """
+    if radius_mm <= 0:
+        return 1.0
+    offsets = np.arange(-radius_mm, radius_mm + step_mm / 2, step_mm)
+    dx, dy = np.meshgrid(offsets, offsets)
+    disc = dx**2 + dy**2 <= radius_mm**2
+    points = np.stack([dx[disc] + centre_mm[0], dy[disc] + centre_mm[1], np.ones(int(disc.sum()))])
+    h_mm_to_px = np.linalg.inv(h_px_to_mm)
+    projected = h_mm_to_px @ points
+    # the marker centre is in front of the camera: points on the other side of the horizon
+    # have the opposite sign of w
+    in_front = projected[2] * (h_mm_to_px @ np.array([*centre_mm, 1.0]))[2] > 0
+    w = np.where(in_front, projected[2], 1.0)
+    x, y = projected[0] / w, projected[1] / w
+    width, height = image_size
+    shown = in_front & (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
+    return float(shown.mean())
+
+
 def is_desaturated(rgb: np.ndarray, max_chroma: float = 12.0) -> bool:
     """True for a photo without colour: a grayscale image stored as RGB.
 
@@ -179,9 +210,14 @@ def quality_signals(
 
 
 def signal_flags(signals: dict[str, float], config: QualityConfig) -> list[str]:
-    """Flags from :func:`quality_signals` beyond blur and exposure: boundary doubt, a rival candidate."""
+    """Flags from :func:`quality_signals` beyond blur and exposure: boundary doubt, a rival
+    candidate, and (nothing found) a search region mostly outside the photo (``search_coverage``,
+    :func:`search_coverage`, added by the pipeline)."""
     flags: list[str] = []
     if signals["area_mm2"] <= 0:
+        # nothing found is a healing finding only where the photo shows where the ulcer can be
+        if signals.get("search_coverage", 1.0) < config.min_search_coverage:
+            flags.append(Flag.SEARCH_INCOMPLETE)
         return flags
     if signals["boundary_margin"] < config.min_boundary_margin:
         flags.append(Flag.LOW_CONFIDENCE)

@@ -35,6 +35,9 @@ class Flag(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     MASK_AT_BORDER = "mask_at_border"
     NO_ULCER_FOUND = "no_ulcer_found"
+    # nothing found, but much of where the ulcer can be (near the marker) is outside the photo:
+    # "no ulcer" is then no evidence of healing
+    SEARCH_INCOMPLETE = "search_incomplete"
     AMBIGUOUS_ULCER = "ambiguous_ulcer"  # a second candidate region scores close to the chosen one
     PROCESSING_ERROR = "processing_error"
     WRITE_ERROR = "write_error"  # the output files could not be written: retried by the next run
@@ -138,7 +141,7 @@ class PhotoResult:
     rectified_origin_mm: tuple[float, float] | None = None
     rectified_px_per_mm: float | None = None
     retryable: bool = False  # failed for a reason of the environment (I/O, permission): retry next run
-    signals: dict[str, float] = field(default_factory=dict)  # quality.quality_signals (not stored)
+    signals: dict[str, float] = field(default_factory=dict)  # quality.quality_signals (stored as JSON)
 
     @property
     def needs_review(self) -> bool:
