@@ -200,7 +200,8 @@ def measure(
         root = study.resolve()
 
         def keep(result: PhotoResult) -> None:
-            collected.append({"file": result.photo.path.relative_to(root).as_posix(), **result.signals})
+            signals = {} if result.signals is None else result.signals.as_dict()
+            collected.append({"file": result.photo.path.relative_to(root).as_posix(), **signals})
 
         summary = measure_study(manifest, run_dir, config, backend=backend, on_result=keep)
         print(f"measure: {summary.n_measured} measured, {summary.n_failed} failed -> {run_dir}")

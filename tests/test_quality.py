@@ -137,13 +137,13 @@ def test_mirror_disagreement_flags_an_unstable_segmentation(tmp_path, unstable: 
     backend = _LeftHalfBackend() if unstable else RednessBackend()
     result = PhotoMeasurer(config, backend).measure(record)
     assert result.status == "measured", result.messages
-    disagreement = result.signals["tta_disagreement"]
+    disagreement = result.signals.tta_disagreement
     if unstable:
         assert disagreement > 0.2 and Flag.LOW_CONFIDENCE in result.flags
     else:
         assert disagreement < 0.05 and Flag.LOW_CONFIDENCE not in result.flags
     off = with_overrides(config, segmentation={"mirror_check": False})
-    assert PhotoMeasurer(off, backend).measure(record).signals["tta_disagreement"] == 0.0
+    assert PhotoMeasurer(off, backend).measure(record).signals.tta_disagreement == 0.0
 
 
 def test_mirror_average_measures_the_mean_and_keeps_the_disagreement_signal(tmp_path) -> None:
@@ -168,8 +168,8 @@ def test_mirror_average_measures_the_mean_and_keeps_the_disagreement_signal(tmp_
     # one pass: only the crop's left part clears the threshold; the mean (0.7) clears it all
     assert plain.measurement.area_mm2 < 0.8 * photo.true_area_mm2
     assert averaged.measurement.area_mm2 == pytest.approx(photo.true_area_mm2, rel=0.1)
-    assert averaged.signals["tta_disagreement"] == pytest.approx(plain.signals["tta_disagreement"])
-    assert averaged.signals["tta_disagreement"] > 0.2
+    assert averaged.signals.tta_disagreement == pytest.approx(plain.signals.tta_disagreement)
+    assert averaged.signals.tta_disagreement > 0.2
     # without the mirror pass there is nothing to average
     no_check = with_overrides(averaged_config, segmentation={"mirror_check": False})
     assert PhotoMeasurer(no_check, backend).measure(record).measurement.area_mm2 == pytest.approx(
@@ -213,7 +213,8 @@ def test_no_ulcer_found_with_the_site_out_of_view_is_search_incomplete(tmp_path,
     result = PhotoMeasurer(PipelineConfig(), RednessBackend()).measure(record)
     assert result.status == "measured", result.messages
     assert result.measurement is not None and result.measurement.area_mm2 == 0.0
-    coverage = result.signals["search_coverage"]
+    assert result.signals is not None
+    coverage = result.signals.search_coverage
     assert Flag.NO_ULCER_FOUND in result.flags
     assert (coverage < 0.7) if at_corner else (coverage == 1.0)
     assert (Flag.SEARCH_INCOMPLETE in result.flags) is at_corner

@@ -70,7 +70,7 @@ def test_candidate_ambiguity_and_flag() -> None:
     prob = np.where(mask, 0.99, 0.01).astype(np.float32)
     region = ulcer_neighbourhood(mask, np.ones_like(mask), exclude, 10.0)
     clear = quality_signals(rgb, prob, mask, region, 0.8, _meas(), (100.0, 20.0))
-    assert clear["ambiguity"] == pytest.approx(0.2) and clear["band_ratio"] == pytest.approx(0.2)
+    assert clear.ambiguity == pytest.approx(0.2) and clear.band_ratio == pytest.approx(0.2)
     assert signal_flags(clear, cfg) == []
     rival = quality_signals(rgb, prob, mask, region, 0.8, _meas(), (100.0, 80.0))
     assert signal_flags(rival, cfg) == [Flag.AMBIGUOUS_ULCER]
@@ -83,7 +83,7 @@ def test_candidate_ambiguity_and_flag() -> None:
     # a measured region mostly off the body
     body = np.zeros_like(mask)
     offbody = quality_signals(rgb, prob, mask, region, 0.8, _meas(), (100.0,), body)
-    assert offbody["on_body"] == 0.0
+    assert offbody.on_body == 0.0
     assert signal_flags(offbody, QualityConfig(min_on_body_fraction=0.5)) == [Flag.AMBIGUOUS_ULCER]
 
 

@@ -187,6 +187,6 @@ def test_quality_signals_are_stored_with_the_measurement(tmp_path: Path) -> None
         (mid,) = study.conn.execute("SELECT measurement_id FROM measurements").fetchone()
         stored = study.quality_signals(mid)
         assert study.quality_signals(mid + 1) == {}
-    expected = collected[0].signals
+    expected = collected[0].signals.as_dict()
     assert set(stored) == set(expected) >= {"tta_disagreement", "boundary_margin", "sharpness"}
     assert all(stored[k] == pytest.approx(v) for k, v in expected.items())

@@ -294,14 +294,12 @@ class PhotoMeasurer:
         mirrored = None if seg.mirror_pair is None else mask_at(self.threshold, seg.mirror_pair[1])
         own = None if seg.mirror_pair is None else seg.mirror_pair[0]
         crop_mask = mask if own is None or own is seg.probability else mask_at(self.threshold, own)
-        result.signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
-                                         measurement, seg.candidate_scores,
-                                         body_mask(seg.image, grid.px_per_mm), mirrored,
-                                         crop_mask)  # fmt: skip
-        result.signals["search_coverage"] = search_coverage(
-            h, (info.width, info.height), centre, cfg.quality.search_site_radius_mm
-        )
-        result.flags += signal_flags(result.signals, cfg.quality)
+        coverage = search_coverage(h, (info.width, info.height), centre, cfg.quality.search_site_radius_mm)
+        signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
+                                  measurement, seg.candidate_scores, body_mask(seg.image, grid.px_per_mm),
+                                  mirrored, crop_mask, coverage)  # fmt: skip
+        result.signals = signals
+        result.flags += signal_flags(signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:
             low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,
                                       measurement.area_high_mm2, sc.interval_floor, sc.interval_q_low,

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from ulcerseg.config import QualityConfig
-from ulcerseg.records import Calibration, Flag, Measurement
+from ulcerseg.records import Calibration, Flag, Measurement, QualitySignals
 
 
 def calibration_flags(cal: Calibration, config: QualityConfig) -> list[str]:
@@ -180,51 +180,50 @@ def quality_signals(
     body: np.ndarray | None = None,
     mirrored_mask: np.ndarray | None = None,
     own_mask: np.ndarray | None = None,
-) -> dict[str, float]:
+    search_coverage: float = 1.0,
+) -> QualitySignals:
     """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
 
     ``region``: :func:`ulcer_neighbourhood`; exposure and sharpness are measured there only.
-    ``band_ratio`` is (area at threshold - delta minus area at threshold + delta) / area;
-    ``on_body`` the fraction of the mask on ``body`` (``segmentation.body.body_mask``; 1 without);
-    ``tta_disagreement`` :func:`mask_disagreement` of ``own_mask`` (the crop's own mask; default
-    ``mask``, which may come from the mean of both) and ``mirrored_mask`` (the mask found on the
-    mirror image; 0 without).
+    ``body``: ``segmentation.body.body_mask`` (on_body is 1 without); ``own_mask``: the crop's
+    own mask (default ``mask``, which may come from the mean of both passes), compared with
+    ``mirrored_mask`` (the mask found on the mirror image; disagreement 0 without);
+    ``search_coverage``: :func:`search_coverage`, computed from the calibration.
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     values = gray[region]
     area = measurement.area_mm2
     band = (measurement.area_high_mm2 - measurement.area_low_mm2) / area if area > 0 else float("nan")
-    return {
-        "sharpness": sharpness(gray, region) if region.any() else 0.0,
-        "clipped_high": float(np.mean(rgb[region].max(axis=1) >= 250)) if region.any() else 0.0,
-        "clipped_low": float(np.mean(values <= 5)) if region.any() else 0.0,
-        "mean_luma": float(values.mean()) if region.any() else 0.0,
-        "mean_probability": measurement.mean_probability,
-        "band_ratio": band,
-        "boundary_margin": boundary_margin(probability, mask, threshold),
-        "ambiguity": candidate_ambiguity(candidate_scores),
-        "on_body": float(body[mask].mean()) if body is not None and mask.any() else 1.0,
-        "tta_disagreement": mask_disagreement(mask if own_mask is None else own_mask, mirrored_mask),
-        "area_mm2": area,
-    }
+    seen = bool(region.any())
+    return QualitySignals(
+        sharpness=sharpness(gray, region) if seen else 0.0,
+        clipped_high=float(np.mean(rgb[region].max(axis=1) >= 250)) if seen else 0.0,
+        clipped_low=float(np.mean(values <= 5)) if seen else 0.0,
+        mean_luma=float(values.mean()) if seen else 0.0,
+        mean_probability=measurement.mean_probability,
+        band_ratio=band,
+        boundary_margin=boundary_margin(probability, mask, threshold),
+        ambiguity=candidate_ambiguity(candidate_scores),
+        on_body=float(body[mask].mean()) if body is not None and mask.any() else 1.0,
+        tta_disagreement=mask_disagreement(mask if own_mask is None else own_mask, mirrored_mask),
+        area_mm2=area,
+        search_coverage=search_coverage,
+    )
 
 
-def signal_flags(signals: dict[str, float], config: QualityConfig) -> list[str]:
+def signal_flags(signals: QualitySignals, config: QualityConfig) -> list[str]:
     """Flags from :func:`quality_signals` beyond blur and exposure: boundary doubt, a rival
-    candidate, and (nothing found) a search region mostly outside the photo (``search_coverage``,
-    :func:`search_coverage`, added by the pipeline)."""
+    candidate, and (nothing found) an ulcer site mostly outside the photo."""
     flags: list[str] = []
-    if signals["area_mm2"] <= 0:
+    if signals.area_mm2 <= 0:
         # nothing found is a healing finding only where the photo shows where the ulcer can be
-        if signals.get("search_coverage", 1.0) < config.min_search_coverage:
+        if signals.search_coverage < config.min_search_coverage:
             flags.append(Flag.SEARCH_INCOMPLETE)
         return flags
-    if signals["boundary_margin"] < config.min_boundary_margin:
+    if signals.boundary_margin < config.min_boundary_margin:
         flags.append(Flag.LOW_CONFIDENCE)
-    if signals.get("tta_disagreement", 0.0) > config.max_tta_disagreement:
+    if signals.tta_disagreement > config.max_tta_disagreement:
         flags.append(Flag.LOW_CONFIDENCE)  # the mirror image gives another mask
-    if signals["ambiguity"] > config.max_candidate_ambiguity or signals.get("on_body", 1.0) < (
-        config.min_on_body_fraction
-    ):  # a rival candidate, or what was measured lies off the body: is it the ulcer?
-        flags.append(Flag.AMBIGUOUS_ULCER)
+    if signals.ambiguity > config.max_candidate_ambiguity or signals.on_body < config.min_on_body_fraction:
+        flags.append(Flag.AMBIGUOUS_ULCER)  # a rival candidate, or what was measured lies off the body
     return sorted(set(flags))

@@ -13,7 +13,7 @@ Coordinate frames used throughout ulcerseg:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -123,6 +123,37 @@ class Measurement:
     marker_distance_mm: float | None  # marker centre to ulcer centroid
 
 
+@dataclass(frozen=True)
+class QualitySignals:
+    """Per-photo numbers that predict area error; the quality flags are decided on them
+    (``ulcerseg.quality``). Stored with each measurement as JSON (``Study.quality_signals``).
+
+    Exposure and sharpness are measured in the ulcer's neighbourhood (rectified frame, 0-255
+    luma); ``band_ratio`` is (area at threshold - delta minus at + delta) / area (NaN without
+    an ulcer); ``boundary_margin`` the mean |probability - threshold| on the mask's boundary;
+    ``ambiguity`` the second candidate's score over the best's; ``on_body`` the fraction of the
+    mask on the skin mask; ``tta_disagreement`` 1 - Dice of the crop's and its mirror image's
+    masks; ``search_coverage`` the fraction of the ulcer's site (a disc around the marker) in
+    the photo; ``area_mm2`` the measured area.
+    """
+
+    sharpness: float
+    clipped_high: float
+    clipped_low: float
+    mean_luma: float
+    mean_probability: float
+    band_ratio: float
+    boundary_margin: float
+    ambiguity: float
+    on_body: float
+    tta_disagreement: float
+    area_mm2: float
+    search_coverage: float = 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
 @dataclass
 class PhotoResult:
     """Everything the pipeline learned about one photo; the unit written to the store."""
@@ -141,7 +172,7 @@ class PhotoResult:
     rectified_origin_mm: tuple[float, float] | None = None
     rectified_px_per_mm: float | None = None
     retryable: bool = False  # failed for a reason of the environment (I/O, permission): retry next run
-    signals: dict[str, float] = field(default_factory=dict)  # quality.quality_signals (stored as JSON)
+    signals: QualitySignals | None = None  # quality.quality_signals (stored as JSON)
 
     @property
     def needs_review(self) -> bool:

@@ -212,7 +212,8 @@ class Study:
             "package_version": run.package_version, "model_sha256": run.model_sha256,
             "config_sha256": run.config_sha256, "measured_at": _now(),
             "retryable": int(result.retryable and result.status != "measured"),
-            "signals": json.dumps(_finite(result.signals), sort_keys=True) if result.signals else None,
+            "signals": None if result.signals is None
+                else json.dumps(_finite(result.signals.as_dict()), sort_keys=True),
         }  # fmt: skip
         with self.conn:
             self._upsert_photo(file, p, width, height)
