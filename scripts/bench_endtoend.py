@@ -333,6 +333,77 @@ def report(name: str, df: pd.DataFrame) -> Summary:
     return s
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs of the benchmark on the same photos (paired, relative errors in %)."""
+
+    n: int
+    median_before: float  # median |area error|, not-found photos at 100%
+    median_after: float
+    median_change: float  # after - before
+    median_change_ci: tuple[float, float]  # paired bootstrap 95% interval of median_change
+    n_better: int  # |error| lower by more than the tolerance
+    n_worse: int
+    n_same: int
+    wilcoxon_p: float  # two-sided signed-rank test of the paired |error| differences
+    dice_before: float
+    dice_after: float
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame, tolerance_pct: float = 0.5, n_boot: int = 2000,
+            seed: int = 0) -> Comparison:  # fmt: skip
+    """Paired comparison of two per-photo tables (``per_photo.csv``) on the photos both hold.
+
+    A change of the median |area error| is only a change if its bootstrap interval excludes 0:
+    on 80-160 photos, pipeline settings move the median by about a point either way.
+    """
+    from scipy.stats import wilcoxon
+
+    cols = ["file", "error_pct", "found"] + (["dice"] if "dice" in before and "dice" in after else [])
+    pair = before[cols].merge(after[cols], on="file", suffixes=("_before", "_after"))
+    if pair.empty:
+        raise BenchError("the two per-photo tables share no photo")
+
+    def abs_error(side: str) -> np.ndarray:
+        err = pair[f"error_pct_{side}"].abs().to_numpy(float)
+        return np.where(pair[f"found_{side}"].astype(bool), err, 100.0)
+
+    a, b = abs_error("before"), abs_error("after")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (n_boot, len(a)))
+    boot = np.median(b[idx], axis=1) - np.median(a[idx], axis=1)
+    diff = b - a
+    p = float(wilcoxon(diff).pvalue) if np.any(diff != 0) else 1.0
+    dice = ("dice_before", "dice_after")
+    return Comparison(
+        n=len(pair),
+        median_before=float(np.median(a)),
+        median_after=float(np.median(b)),
+        median_change=float(np.median(b) - np.median(a)),
+        median_change_ci=(float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))),
+        n_better=int((diff < -tolerance_pct).sum()),
+        n_worse=int((diff > tolerance_pct).sum()),
+        n_same=int((np.abs(diff) <= tolerance_pct).sum()),
+        wilcoxon_p=p,
+        dice_before=float(pair[dice[0]].mean()) if dice[0] in pair else float("nan"),
+        dice_after=float(pair[dice[1]].mean()) if dice[1] in pair else float("nan"),
+    )
+
+
+def report_comparison(c: Comparison) -> None:
+    low, high = c.median_change_ci
+    print(f"\n== paired comparison: {c.n} photos in both tables (before -> after) ==")
+    print(
+        f"median |area error| {c.median_before:.1f}% -> {c.median_after:.1f}%  change "
+        f"{c.median_change:+.1f} points, 95% bootstrap interval {low:+.1f} to {high:+.1f}"
+    )
+    print(
+        f"per photo: {c.n_better} better, {c.n_worse} worse, {c.n_same} within 0.5 points  "
+        f"(Wilcoxon signed-rank p = {c.wilcoxon_p:.3f})"
+    )
+    print(f"mean Dice {c.dice_before:.3f} -> {c.dice_after:.3f}")
+
+
 # rules: (signal column, direction, QualityConfig key); a photo is flagged when
 # signal < threshold ("min") or signal > threshold ("max")
 FLAG_RULES = (
@@ -518,8 +589,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max-flagged", type=float, default=0.25, help="flag budget of --fit-flags")
     parser.add_argument("--no-dice", action="store_true", help="skip the per-photo Dice")
+    parser.add_argument("--compare-to", type=Path, default=None, metavar="BEFORE_CSV",
+                        help="paired comparison of this run with an earlier per_photo.csv")  # fmt: skip
+    parser.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE_CSV", "AFTER_CSV"),
+                        help="only compare two per_photo.csv tables (nothing is measured)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.compare is not None:
+        try:
+            before, after = (read_table(path) for path in args.compare)
+            report_comparison(compare(before, after))
+        except BenchError as err:
+            print(f"bench_endtoend: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
+        before = read_table(args.compare_to) if args.compare_to is not None else None
         config = load_config(args.config)
         df = run_benchmark(args.data, args.model, args.out, args.n, args.seed, config, args.backend,
                            dice=not args.no_dice)  # fmt: skip
@@ -543,8 +627,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(fit, indent=1))
         for part in ("calib", "test"):
             print(f"{part} part: coverage {interval_coverage(df[df['part'] == part], fit):.1%} with these")
+    if before is not None:
+        report_comparison(compare(before, df))
     print(f"\nper-photo table: {args.out / 'per_photo.csv'}")
     return 0
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A ``per_photo.csv`` of an earlier run; BenchError naming the file when it is not one."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise BenchError(f"{path}: cannot read ({' '.join(str(err).split())})") from err
+    missing = {"file", "error_pct", "found"} - set(table.columns)
+    if missing:
+        raise BenchError(f"{path}: not a per_photo.csv of this benchmark (no {', '.join(sorted(missing))})")
+    return table
 
 
 if __name__ == "__main__":

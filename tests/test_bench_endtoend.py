@@ -196,3 +196,36 @@ def test_conformal_interval_covers_90_percent_of_new_photos() -> None:
         lo, hi = area_interval(r["area_mm2"], r["area_mm2"] - band / 2, r["area_mm2"] + band / 2, *q)
         covered.append(lo <= r["true_area_mm2"] <= hi)
     assert 0.86 <= np.mean(covered) <= 0.94
+
+
+def test_paired_comparison_separates_a_real_change_from_noise(tmp_path: Path, capsys) -> None:
+    bench = _bench()
+    rng = np.random.default_rng(0)
+    n = 120
+    error = rng.normal(0, 20, n)
+    before = pd.DataFrame({"file": [f"E{i:03d}" for i in range(n)], "error_pct": error, "found": True,
+                           "dice": 0.8})  # fmt: skip
+    # every error shrunk by a third, one ulcer lost: a real improvement, and a lost photo counts 100%
+    better = before.assign(error_pct=error * 2 / 3, dice=0.85)
+    better.loc[0, "found"] = False
+    c = bench.compare(before, better)
+    assert c.n == n and c.median_after < c.median_before
+    assert c.median_change_ci[1] < 0 and c.wilcoxon_p < 0.01
+    assert c.n_worse == (1 if abs(error[0]) < 99.5 else 0) and c.dice_after == pytest.approx(0.85)
+    # the same photos measured again with noise of a point: no change can be claimed
+    noisy = before.assign(error_pct=error + rng.normal(0, 1, n))
+    c = bench.compare(before, noisy)
+    assert c.median_change_ci[0] < 0 < c.median_change_ci[1] and c.wilcoxon_p > 0.01
+    # only shared photos are paired; two unrelated tables are an error
+    assert bench.compare(before, better.iloc[:50]).n == 50
+    with pytest.raises(bench.BenchError, match="share no photo"):
+        bench.compare(before, better.assign(file="other"))
+    # the command: two tables in, figures out, nothing measured; a wrong file is one line
+    before.to_csv(tmp_path / "a.csv", index=False)
+    better.to_csv(tmp_path / "b.csv", index=False)
+    assert bench.main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")]) == 0
+    assert "paired comparison: 120 photos" in capsys.readouterr().out
+    (tmp_path / "c.csv").write_text("x,y\n1,2\n")
+    assert bench.main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "c.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "c.csv: not a per_photo.csv" in err and len(err.strip().splitlines()) == 1
