@@ -9,15 +9,68 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/robust}
+CONFIG=${CONFIG:-configs/train/robust_gpu.yaml}
 case "${1:-start}" in
+session)
+    # everything in one call, for a lease of 15 minutes (a start costs 1-2 of them): install,
+    # train CONFIG from models/default for its max_minutes, then time `measure` on the GPU and on
+    # the CPU cores of the same machine (bench_measure.py, 12-MP photos), then leave the last
+    # weight average, the card, the metrics and one log under $OUT
+    # (SKIP_INSTALL=1 BENCH_RENDER=2 BENCH_N=4 with a tiny CONFIG: a dry run on a CPU machine)
+    [ -n "${SKIP_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+    render=${BENCH_RENDER:-24} n=${BENCH_N:-72}
+    log=$OUT/session.log
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log" || true
+    nproc | tee -a "$log"
+    [ -d data/synth-train ] || python3 -m ulcerseg.training synth dataset -o data/synth-train --n 300 --seed 101 2>/dev/null
+    mkdir -p "$RUN"
+    python3 -m ulcerseg.training -v train --config "$CONFIG" --init models/default \
+        --data .devdata/fuseg-train --data data/synth-train -o "$RUN" >"$RUN.log" 2>&1 </dev/null &
+    train_pid=$!
+    # 24 12-MP photos for the throughput figures, rendered meanwhile on one core, each used
+    # 3 times (S024-S071 are copies: enough photos that start-up does not dominate)
+    python3 - "$render" "$n" <<'PY' &
+from pathlib import Path
+import shutil, sys
+render, n = int(sys.argv[1]), int(sys.argv[2])
+sys.path.insert(0, "scripts")
+from bench_measure import make_photos
+root = Path("/tmp/photos")
+paths = make_photos(root, render, (4000, 3000))
+for i in range(render, n):
+    dst = root / f"S{i:03d}" / "D0" / "U1.jpg"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(paths[i % render], dst)
+PY
+    photos_pid=$!
+    wait "$train_pid" || echo "training exited with $?" | tee -a "$log"
+    wait "$photos_pid" || echo "photo rendering exited with $?" | tee -a "$log"
+    tr "\r" "\n" <"$RUN.log" | grep -v "it/s\]" | tail -40 >>"$log" || true
+    cp "$RUN"/model.json "$RUN"/metrics.csv "$OUT"/ || true
+    python3 -c "import torch,sys; ck=torch.load(sys.argv[1],map_location='cpu',weights_only=False); \
+sd={k[len('module.'):]:v for k,v in ck['ema'].items() if k.startswith('module.')}; \
+torch.save(sd,'/tmp/last_ema.pt'); print('epoch',ck['epoch']+1,'step',ck['step'])" "$RUN"/last.pt \
+        | tee -a "$log" && split -b 15M -d /tmp/last_ema.pt "$OUT"/last_ema.pt.part \
+        || echo "no weight average to fetch" | tee -a "$log"
+    for args in "--backend torch --device cuda --parallel-photos 16" \
+        "--backend onnx --parallel-photos 16 --threads 1"; do
+        echo "== bench_measure.py --n $n $args" | tee -a "$log"
+        # shellcheck disable=SC2086
+        timeout 100 python3 scripts/bench_measure.py --n "$n" --photos /tmp/photos $args 2>&1 \
+            | tail -4 | tee -a "$log" || true
+    done
+    ls -la "$OUT"
+    ;;
 start)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total --format=csv
-    python3 -m ulcerseg.training synth dataset -o data/synth-train --n 300 --seed 101 2>/dev/null
+    [ -d data/synth-train ] || python3 -m ulcerseg.training synth dataset -o data/synth-train --n 300 --seed 101 2>/dev/null
     mkdir -p "$RUN"
-    setsid nohup python3 -m ulcerseg.training -v train --config configs/train/robust_gpu.yaml \
+    setsid nohup python3 -m ulcerseg.training -v train --config "$CONFIG" \
         --init models/default --data .devdata/fuseg-train --data data/synth-train -o "$RUN" \
         >"$RUN.log" 2>&1 </dev/null &
     sleep "${2:-60}"
@@ -25,7 +78,7 @@ start)
     ;;
 resume)
     export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-    setsid nohup python3 -m ulcerseg.training -v train --config configs/train/robust_gpu.yaml \
+    setsid nohup python3 -m ulcerseg.training -v train --config "$CONFIG" \
         --init models/default --data .devdata/fuseg-train --data data/synth-train -o "$RUN" --resume \
         >>"$RUN.log" 2>&1 </dev/null &
     sleep "${2:-30}"
