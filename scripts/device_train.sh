@@ -10,6 +10,44 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/robust}
 CONFIG=${CONFIG:-configs/train/robust_gpu.yaml}
+
+render_photos() {  # RENDER N JOBS: RENDER 12-MP photos in /tmp/photos (JOBS processes), copied up to N
+    python3 - "$@" <<'PY'
+import shutil, sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+sys.path.insert(0, "scripts")
+from bench_measure import make_photos
+render, n, jobs = (int(v) for v in sys.argv[1:4])
+root = Path("/tmp/photos")
+def one(i: int) -> Path:  # make_photos renders the missing photos of S000..S{i}: give it one
+    path = root / f"S{i:03d}" / "D0" / "U1.jpg"
+    if not path.is_file():
+        from bench_measure import PhotoConfig, render_photo, cv2
+        photo = render_photo(500 + i, PhotoConfig(size=(4000, 3000)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(photo.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
+with ProcessPoolExecutor(jobs) as pool:
+    list(pool.map(one, range(render)))
+paths = make_photos(root, render, (4000, 3000))  # all there: the same list bench_measure reads
+for i in range(render, n):
+    dst = root / f"S{i:03d}" / "D0" / "U1.jpg"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(paths[i % render], dst)
+PY
+}
+
+bench_pair() {  # N LOG: bench_measure.py on the GPU and on the CPU cores, same photos
+    for args in "--backend torch --device cuda --parallel-photos 16" \
+        "--backend torch --device cuda --parallel-photos 32" \
+        "--backend onnx --parallel-photos 16 --threads 1"; do
+        echo "== bench_measure.py --n $1 $args" | tee -a "$2"
+        # shellcheck disable=SC2086
+        timeout 90 python3 scripts/bench_measure.py --n "$1" --photos /tmp/photos $args 2>&1 \
+            | tail -4 | tee -a "$2" || true
+    done
+}
 case "${1:-start}" in
 session)
     # everything in one call, for a lease of 15 minutes (a start costs 1-2 of them): install,
@@ -31,19 +69,7 @@ session)
     train_pid=$!
     # 24 12-MP photos for the throughput figures, rendered meanwhile on one core, each used
     # 3 times (S024-S071 are copies: enough photos that start-up does not dominate)
-    python3 - "$render" "$n" <<'PY' &
-from pathlib import Path
-import shutil, sys
-render, n = int(sys.argv[1]), int(sys.argv[2])
-sys.path.insert(0, "scripts")
-from bench_measure import make_photos
-root = Path("/tmp/photos")
-paths = make_photos(root, render, (4000, 3000))
-for i in range(render, n):
-    dst = root / f"S{i:03d}" / "D0" / "U1.jpg"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(paths[i % render], dst)
-PY
+    render_photos "$render" "$n" 1 &
     photos_pid=$!
     wait "$train_pid" || echo "training exited with $?" | tee -a "$log"
     wait "$photos_pid" || echo "photo rendering exited with $?" | tee -a "$log"
@@ -54,14 +80,18 @@ sd={k[len('module.'):]:v for k,v in ck['ema'].items() if k.startswith('module.')
 torch.save(sd,'/tmp/last_ema.pt'); print('epoch',ck['epoch']+1,'step',ck['step'])" "$RUN"/last.pt \
         | tee -a "$log" && split -b 15M -d /tmp/last_ema.pt "$OUT"/last_ema.pt.part \
         || echo "no weight average to fetch" | tee -a "$log"
-    for args in "--backend torch --device cuda --parallel-photos 16" \
-        "--backend onnx --parallel-photos 16 --threads 1"; do
-        echo "== bench_measure.py --n $n $args" | tee -a "$log"
-        # shellcheck disable=SC2086
-        timeout 100 python3 scripts/bench_measure.py --n "$n" --photos /tmp/photos $args 2>&1 \
-            | tail -4 | tee -a "$log" || true
-    done
+    bench_pair "$n" "$log"
     ls -la "$OUT"
+    ;;
+bench)
+    # only the throughput figures: `measure` on the GPU and on the CPU cores, same photos
+    [ -n "${SKIP_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+    log=$OUT/bench.log
+    { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; } | tee "$log" || true
+    render_photos "${BENCH_RENDER:-24}" "${BENCH_N:-72}" "$(nproc)"
+    bench_pair "${BENCH_N:-72}" "$log"
     ;;
 start)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \

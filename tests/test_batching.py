@@ -54,7 +54,7 @@ def test_concurrent_calls_share_fixed_size_batches_and_get_their_own_results() -
     batches = [rng.integers(0, 256, (1, 64, 96, 3), dtype=np.uint8) for _ in range(6)]
     batches += [rng.integers(0, 256, (2, 128, 64, 3), dtype=np.uint8) for _ in range(2)]
     inner = Recording()
-    with BatchingBackend(inner, batch_size=4, wait_s=0.2) as batched:
+    with BatchingBackend(inner, batch_size=4, wait_s=0.2, tile_px=128) as batched:
         results = _call_concurrently(batched, batches)
     direct = RednessBackend()
     for tiles, got in zip(batches, results, strict=True):
@@ -63,6 +63,24 @@ def test_concurrent_calls_share_fixed_size_batches_and_get_their_own_results() -
     assert all(shape[0] == 4 for shape in inner.shapes)  # always full batches (zero tiles fill)
     assert {shape[1:3] for shape in inner.shapes} == {(64, 96), (128, 64)}  # one shape per batch
     assert batched.network_calls == len(inner.shapes) < len(batches)  # 10 tiles in fewer calls
+
+
+def test_larger_inputs_run_in_proportionally_smaller_fixed_batches() -> None:
+    rng = np.random.default_rng(1)
+    big = [rng.integers(0, 256, (1, 128, 128, 3), dtype=np.uint8) for _ in range(3)]  # 4 tiles' px
+    mid = [rng.integers(0, 256, (1, 64, 128, 3), dtype=np.uint8) for _ in range(3)]  # 2 tiles' px
+    inner = Recording()
+    with BatchingBackend(inner, batch_size=4, wait_s=0.2, tile_px=64) as batched:
+        shapes = ((64, 64), (32, 32), (64, 128), (128, 128), (512, 512))
+        assert [batched.batch_for(h, w) for h, w in shapes] == [4, 4, 2, 1, 1]
+        results = _call_concurrently(batched, big + mid)
+    direct = RednessBackend()
+    for tiles, got in zip(big + mid, results, strict=True):
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, direct.predict_proba(tiles))
+    sizes = {shape[1:3]: shape[0] for shape in inner.shapes}
+    assert sizes == {(128, 128): 1, (64, 128): 2}  # no zero tiles beside a large input
+    assert sum(1 for shape in inner.shapes if shape[1:3] == (128, 128)) == 3
 
 
 def test_a_failing_batch_fails_each_of_its_callers_and_a_closed_backend_refuses() -> None:

@@ -134,7 +134,8 @@ class SegmentationConfig:
     # 2 photos with 1 thread each keep both cores busier than 1 photo with 2 threads
     parallel_photos: int = 2
     # cpu, or cuda / cuda:N (torch backend): the photo workers' tiles then run as shared
-    # batches of gpu_batch_size tiles (segmentation/batching.py); raise parallel_photos with it
+    # batches of gpu_batch_size tiles of the model's tile size, fewer of larger inputs
+    # (segmentation/batching.py); raise parallel_photos with it
     device: str = "cpu"
     gpu_batch_size: int = 16
     # JPEG photos are decoded at 1/2, 1/4 or 1/8 size (DCT scaling, a fraction of a full

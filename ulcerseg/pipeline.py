@@ -387,7 +387,7 @@ def open_model(config: PipelineConfig) -> SegmentationBackend:
     backend = open_backend(model_dir, seg.backend, num_threads=seg.threads, device=seg.device,
                            coarse_network=coarse)  # fmt: skip
     if seg.device != "cpu":  # the GPU path: tiles of the photos in flight share batches
-        return BatchingBackend(backend, batch_size=seg.gpu_batch_size)
+        return BatchingBackend(backend, batch_size=seg.gpu_batch_size, tile_px=backend.card.tile_px)
     return backend
 
 

@@ -6,9 +6,12 @@ workers (``segmentation.parallel_photos`` of them) call ``predict_proba`` concur
 server thread gathers the calls for a few milliseconds, runs the tiles of equal size as one
 batch and hands each caller its own probabilities.
 
-Batches always have ``batch_size`` tiles (zero tiles fill the rest), so the network sees
-the same tensor shapes whichever photos happen to share a batch: each tile's probabilities
-do not depend on its neighbours in the batch. Inputs are padded to multiples of
+A batch holds a fixed number of tiles for each tile shape (zero tiles fill the rest), so the
+network sees the same tensor shapes whichever photos happen to share a batch: each tile's
+probabilities do not depend on its neighbours in the batch. That number is ``batch_size`` for
+tiles up to ``tile_px`` x ``tile_px`` and proportionally fewer for larger inputs (a coarse
+region of 768 x 768 px runs alone): on an H200, padding every coarse region of 16 photos in
+flight to a full batch of 16 spent most of the GPU's time on zero tiles. Inputs are padded to multiples of
 ``pad_multiple`` px (:func:`ulcerseg.segmentation.inference.predict_image`) so that regions
 of nearby sizes share a shape.
 """
@@ -38,26 +41,39 @@ class _Request:
 class BatchingBackend:
     """A backend whose concurrent ``predict_proba`` calls run as shared, fixed-size batches.
 
-    ``batch_size``: tiles per network call; ``wait_s``: how long the server waits for more
-    calls once one arrived; ``pad_multiple``: side multiple (px) that inputs are padded to.
+    ``batch_size``: tiles per network call for tiles up to ``tile_px`` x ``tile_px`` px (fewer,
+    in proportion to their pixels, for larger ones: :meth:`batch_for`); ``wait_s``: how long
+    the server waits for more calls once one arrived; ``pad_multiple``: side multiple (px) that
+    inputs are padded to.
     Use as a context manager, or call :meth:`close`.
     """
 
     def __init__(
-        self, inner: SegmentationBackend, batch_size: int = 16, wait_s: float = 0.003, pad_multiple: int = 128
+        self,
+        inner: SegmentationBackend,
+        batch_size: int = 16,
+        wait_s: float = 0.003,
+        pad_multiple: int = 128,
+        tile_px: int = 256,
     ) -> None:
-        if batch_size < 1 or pad_multiple % 32:
-            raise ValueError("batch_size must be >= 1 and pad_multiple a multiple of 32")
+        if batch_size < 1 or tile_px < 1 or pad_multiple % 32:
+            raise ValueError("batch_size and tile_px must be >= 1 and pad_multiple a multiple of 32")
         self.inner = inner
         self.card = inner.card
         self.sha256 = inner.sha256
         self.batch_size = batch_size
         self.wait_s = wait_s
         self.pad_multiple = pad_multiple
+        self.tile_px = tile_px
         self.network_calls = 0  # batches run (for tests and benchmarks)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._server = threading.Thread(target=self._serve, name="ulcerseg-batch", daemon=True)
         self._server.start()
+
+    def batch_for(self, height: int, width: int) -> int:
+        """Tiles per network call for inputs of ``height`` x ``width`` px (fixed per shape)."""
+        budget = self.batch_size * self.tile_px * self.tile_px  # px per call
+        return max(1, min(self.batch_size, budget // (height * width)))
 
     def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 N×H×W×3 RGB -> float32 N×H×W probabilities, computed in a shared batch."""
@@ -116,12 +132,10 @@ class BatchingBackend:
 
     def _run(self, group: list[_Request]) -> None:
         tiles = np.concatenate([r.tiles for r in group])
+        size = self.batch_for(tiles.shape[1], tiles.shape[2])
         try:
             out = np.concatenate(
-                [
-                    self._run_batch(tiles[i : i + self.batch_size])
-                    for i in range(0, len(tiles), self.batch_size)
-                ]
+                [self._run_batch(tiles[i : i + size], size) for i in range(0, len(tiles), size)]
             )
         except Exception as err:  # every caller gets the error of its batch
             for request in group:
@@ -132,9 +146,9 @@ class BatchingBackend:
             request.future.set_result(out[start : start + len(request.tiles)])
             start += len(request.tiles)
 
-    def _run_batch(self, tiles: np.ndarray) -> np.ndarray:
+    def _run_batch(self, tiles: np.ndarray, size: int) -> np.ndarray:
         n = len(tiles)
-        if n < self.batch_size:  # fixed shapes: a tile's result never depends on the batch
-            tiles = np.concatenate([tiles, np.zeros((self.batch_size - n, *tiles.shape[1:]), tiles.dtype)])
+        if n < size:  # fixed shapes: a tile's result never depends on the batch
+            tiles = np.concatenate([tiles, np.zeros((size - n, *tiles.shape[1:]), tiles.dtype)])
         self.network_calls += 1
         return self.inner.predict_proba(tiles)[:n]
