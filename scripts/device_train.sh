@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Train a recipe on a lent GPU machine that has torch but not this project's other packages.
-# Before: wheels for Python 3.12 in .whl/ (segmentation-models-pytorch, albumentations and their
-# needs), the training data in .devdata/ (FUSeg re-encoded as WebP q85 so that it travels under
-# the 64 MiB limit), both git-ignored: `bash scripts/device_prepare.sh` makes them (~26 MB; with
-# the tracked files ~62 MiB). Starts training as a detached process (it survives the
-# command) and prints its log; "resume" restarts it from its checkpoint; never name .devdata in
-# carry again while it runs (a carried path is replaced, files vanish under the workers); call with "wait" to follow it, "fetch" to copy results to $OUT.
+# Train a recipe, or time `measure`, on a lent GPU machine that has torch but not this project's
+# other packages. Before: wheels for Python 3.12 in .whl/ (segmentation-models-pytorch,
+# albumentations and their needs) and the training data in .devdata/ (FUSeg re-encoded as WebP
+# q85 so that it travels under the 64 MiB limit), both git-ignored: `bash
+# scripts/device_prepare.sh` makes them (~22 MB; with the tracked files ~59 MiB).
+# Modes (RUN=runs/NAME and CONFIG=configs/train/X.yaml choose the run):
+#   session  one call for a whole 15-minute lease: install, train CONFIG from models/default for
+#            its max_minutes, time `measure` (GPU and CPU cores), leave the weights under $OUT
+#   bench    only the `measure` timings (bench_measure.py on 72 12-MP photos)
+#   start / resume / wait / fetch   the same training as a detached process over several calls
+#            (for longer leases; never name .devdata in carry again while it runs: a carried path
+#            is replaced and files vanish under the loader workers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/robust}
