@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -223,20 +224,62 @@ def truth_patch(row: pd.Series, mask: np.ndarray) -> WoundPatch:
                       (x0, y0, x1, y1))  # fmt: skip
 
 
-def photo_dice(row: pd.Series, run_dir: Path, data: Path) -> float:
-    """Dice of the measured mask against the true wound, in the measurement's rectified frame."""
+class Overlap(NamedTuple):
+    """The measured mask against the true wound in the measurement's rectified frame."""
+
+    dice: float
+    truth_recall: float  # fraction of the true wound inside the measured mask
+    measured_precision: float  # fraction of the measured mask inside the true wound
+
+
+def photo_overlap(row: pd.Series, run_dir: Path, data: Path) -> Overlap:
+    """Dice, recall and precision of the measured mask against the true wound, in the
+    measurement's rectified frame (0 when nothing was measured, NaN when the mask is unreadable)."""
     if not isinstance(row.get("mask_file"), str) or not row["mask_file"]:
-        return 0.0
+        return Overlap(0.0, 0.0, 0.0)
     measured = cv2.imread(str(run_dir / row["mask_file"]), cv2.IMREAD_GRAYSCALE)
     if measured is None:
-        return float("nan")
+        return Overlap(float("nan"), float("nan"), float("nan"))
     origin = (row["rectified_origin_x_mm"], row["rectified_origin_y_mm"])
     grid = RectifiedGrid(origin, row["rectified_px_per_mm"], measured.shape[1], measured.shape[0])
     mask = read_mask(data / "masks" / f"{row['stem']}.png")
     truth = truth_patch(row, mask).mask_on_grid(grid)
     auto = measured > 127
-    denom = truth.sum() + auto.sum()
-    return float(2 * (truth & auto).sum() / denom) if denom else 1.0
+    both = float((truth & auto).sum())
+    n_truth, n_auto = float(truth.sum()), float(auto.sum())
+    dice = 2 * both / (n_truth + n_auto) if n_truth + n_auto else 1.0
+    return Overlap(dice, both / n_truth if n_truth else 1.0, both / n_auto if n_auto else 1.0)
+
+
+NESTED = 0.9  # an outline that holds (or lies within) this fraction of the other is "nested"
+
+
+@dataclass(frozen=True)
+class ErrorAnatomy:
+    """What the wrong photos (|area error| > ERROR_LIMIT_PCT or not found) got wrong."""
+
+    n_wrong: int
+    not_found: int
+    over: int  # area too large
+    over_nested: int  # ... with the true wound (>= NESTED) inside the measured outline
+    under: int  # area too small
+    under_nested: int  # ... with the measured outline (>= NESTED) inside the true wound
+
+
+def error_anatomy(df: pd.DataFrame) -> ErrorAnatomy:
+    """Wrong photos split into too large / too small, and whether the two outlines are nested
+    (the disagreement is where the wound's edge lies) or not (another object, a shifted one)."""
+    wrong = df[df["wrong"]]
+    found = wrong[wrong["found"]]
+    over, under = found[found["error_pct"] > 0], found[found["error_pct"] <= 0]
+    return ErrorAnatomy(
+        n_wrong=len(wrong),
+        not_found=int((~wrong["found"]).sum()),
+        over=len(over),
+        over_nested=int((over["truth_recall"] >= NESTED).sum()),
+        under=len(under),
+        under_nested=int((under["measured_precision"] >= NESTED).sum()),
+    )
 
 
 def join(truth: pd.DataFrame, auto: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
@@ -330,6 +373,12 @@ def report(name: str, df: pd.DataFrame) -> Summary:
         for code in filter(None, str(flags).replace(";", ",").split(",")):
             codes[code] = codes.get(code, 0) + 1
     print("flags as measured: " + (", ".join(f"{k} {v}" for k, v in sorted(codes.items())) or "none"))
+    if "truth_recall" in df and len(df):
+        a = error_anatomy(df)
+        print(
+            f"wrong photos: {a.over} too large ({a.over_nested} holding >= {NESTED:.0%} of the true wound), "
+            f"{a.under} too small ({a.under_nested} lying >= {NESTED:.0%} inside it), {a.not_found} not found"
+        )
     return s
 
 
@@ -557,7 +606,9 @@ def run_benchmark(
     auto, signals, run_dir = measure(out / "study", out, cfg, list(truth["file"]), backend)
     df = join(truth, auto, signals)
     if dice:
-        df["dice"] = [photo_dice(r, run_dir, data) for _, r in df.iterrows()]
+        overlaps = [photo_overlap(r, run_dir, data) for _, r in df.iterrows()]
+        for field in Overlap._fields:
+            df[field] = [getattr(o, field) for o in overlaps]
     df.to_csv(out / "per_photo.csv", index=False, quoting=csv.QUOTE_MINIMAL)
     return df
 

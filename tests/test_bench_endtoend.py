@@ -114,6 +114,7 @@ def test_benchmark_end_to_end_on_two_small_photos(tmp_path: Path, monkeypatch, c
     assert df["found"].all()
     assert (df["error_pct"].abs() < 15).all()
     assert (df["dice"] > 0.8).all()
+    assert (df["truth_recall"] > 0.8).all() and (df["measured_precision"] > 0.8).all()
     assert (out / "truth.csv").is_file() and (out / "per_photo.csv").is_file()
     assert sorted(p.relative_to(out / "study").as_posix() for p in (out / "study").rglob("*.jpg")) == [
         "E000/D0/U1.jpg",
@@ -136,6 +137,22 @@ def test_benchmark_refuses_without_data_or_held_out_split(tmp_path: Path, capsys
     save_card(ModelCard(name="t", px_per_mm=10.0, tile_px=64), model)  # no training records
     with pytest.raises(bench.BenchError, match="refusing"):
         bench.heldout_stems(model, data)
+
+
+def test_error_anatomy_tells_edge_disagreements_from_other_errors(capsys) -> None:
+    bench = _bench()
+    rows = [  # (error %, found, truth recall, measured precision)
+        (+80.0, True, 0.98, 0.55),  # drew the edge outside the true wound: nested
+        (+60.0, True, 0.40, 0.30),  # took part of something else: not nested
+        (-40.0, True, 0.60, 0.97),  # stayed inside the true wound: nested
+        (-30.0, True, 0.50, 0.70),  # shifted: not nested
+        (-100.0, False, 0.0, 0.0),  # not found
+        (+10.0, True, 0.95, 0.90),  # right
+    ]
+    df = pd.DataFrame(rows, columns=["error_pct", "found", "truth_recall", "measured_precision"])
+    df["wrong"] = ~df["found"] | (df["error_pct"].abs() > 25)
+    a = bench.error_anatomy(df)
+    assert (a.n_wrong, a.not_found, a.over, a.over_nested, a.under, a.under_nested) == (5, 1, 2, 1, 2, 1)
 
 
 def test_split_is_deterministic_and_balanced() -> None:
