@@ -33,18 +33,20 @@ from ulcerseg.synth.render import PhotoConfig, render_photo
 STAGES = ["decode", "marker", "rectify", "segment", "measure", "write"]
 
 
+def make_photo(root: Path, i: int, size: tuple[int, int]) -> Path:
+    """Synthetic photo number ``i`` under ``root`` (reused when already there)."""
+    path = root / f"S{i:03d}" / "D0" / "U1.jpg"
+    if not path.is_file():
+        photo = render_photo(500 + i, PhotoConfig(size=size))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bgr = cv2.cvtColor(photo.image, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
+
+
 def make_photos(root: Path, n: int, size: tuple[int, int]) -> list[Path]:
     """N synthetic photos under ``root`` (reused when already there)."""
-    paths = []
-    for i in range(n):
-        path = root / f"S{i:03d}" / "D0" / "U1.jpg"
-        if not path.is_file():
-            photo = render_photo(500 + i, PhotoConfig(size=size))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            bgr = cv2.cvtColor(photo.image, cv2.COLOR_RGB2BGR)
-            cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        paths.append(path)
-    return paths
+    return [make_photo(root, i, size) for i in range(n)]
 
 
 def decode_floor(paths: list[Path]) -> float:

@@ -20,27 +20,25 @@ render_photos() {  # RENDER N JOBS: RENDER 12-MP photos in /tmp/photos (JOBS pro
     python3 - "$@" <<'PY'
 import shutil, sys
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 sys.path.insert(0, "scripts")
-from bench_measure import make_photos
+from bench_measure import make_photo
 render, n, jobs = (int(v) for v in sys.argv[1:4])
 root = Path("/tmp/photos")
-def one(i: int) -> Path:  # make_photos renders the missing photos of S000..S{i}: give it one
-    path = root / f"S{i:03d}" / "D0" / "U1.jpg"
-    if not path.is_file():
-        from bench_measure import PhotoConfig, render_photo, cv2
-        photo = render_photo(500 + i, PhotoConfig(size=(4000, 3000)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), cv2.cvtColor(photo.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    return path
-with ProcessPoolExecutor(jobs) as pool:
-    list(pool.map(one, range(render)))
-paths = make_photos(root, render, (4000, 3000))  # all there: the same list bench_measure reads
+with ProcessPoolExecutor(jobs) as pool:  # the photos bench_measure.py --photos reuses
+    paths = list(pool.map(partial(make_photo, root, size=(4000, 3000)), range(render)))
 for i in range(render, n):
     dst = root / f"S{i:03d}" / "D0" / "U1.jpg"
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(paths[i % render], dst)
 PY
+}
+
+export_ema() {  # CHECKPOINT: its weight average at the last finished epoch -> /tmp/last_ema.pt
+    python3 -c "import torch,sys; ck=torch.load(sys.argv[1],map_location='cpu',weights_only=False); \
+sd={k[len('module.'):]:v for k,v in ck['ema'].items() if k.startswith('module.')}; \
+torch.save(sd,'/tmp/last_ema.pt'); print('epoch',ck['epoch']+1,'step',ck['step'])" "$1"
 }
 
 bench_pair() {  # N LOG: bench_measure.py on the GPU and on the CPU cores, same photos
@@ -80,10 +78,7 @@ session)
     wait "$photos_pid" || echo "photo rendering exited with $?" | tee -a "$log"
     tr "\r" "\n" <"$RUN.log" | grep -v "it/s\]" | tail -40 >>"$log" || true
     cp "$RUN"/model.json "$RUN"/metrics.csv "$OUT"/ || true
-    python3 -c "import torch,sys; ck=torch.load(sys.argv[1],map_location='cpu',weights_only=False); \
-sd={k[len('module.'):]:v for k,v in ck['ema'].items() if k.startswith('module.')}; \
-torch.save(sd,'/tmp/last_ema.pt'); print('epoch',ck['epoch']+1,'step',ck['step'])" "$RUN"/last.pt \
-        | tee -a "$log" && split -b 15M -d /tmp/last_ema.pt "$OUT"/last_ema.pt.part \
+    export_ema "$RUN"/last.pt | tee -a "$log" && split -b 15M -d /tmp/last_ema.pt "$OUT"/last_ema.pt.part \
         || echo "no weight average to fetch" | tee -a "$log"
     bench_pair "$n" "$log"
     ls -la "$OUT"
@@ -129,9 +124,7 @@ fetch)
     cp "$RUN"/model.json "$RUN"/metrics.csv "$OUT"/
     split -b 15M -d "$RUN"/model.pt "$OUT"/best.pt.part
     # the weight average at the last finished epoch (no selection on the validation split)
-    python3 -c "import torch,sys; ck=torch.load(sys.argv[1],map_location='cpu',weights_only=False); \
-sd={k[len('module.'):]:v for k,v in ck['ema'].items() if k.startswith('module.')}; \
-torch.save(sd,'/tmp/last_ema.pt'); print('epoch',ck['epoch']+1,'step',ck['step'])" "$RUN"/last.pt
+    export_ema "$RUN"/last.pt
     split -b 15M -d /tmp/last_ema.pt "$OUT"/last_ema.pt.part
     tr "\r" "\n" <"$RUN.log" | grep -v "it/s\]" | tail -200 >"$OUT"/train.log
     ls -la "$OUT"

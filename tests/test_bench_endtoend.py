@@ -139,7 +139,7 @@ def test_benchmark_refuses_without_data_or_held_out_split(tmp_path: Path, capsys
         bench.heldout_stems(model, data)
 
 
-def test_error_anatomy_tells_edge_disagreements_from_other_errors(capsys) -> None:
+def test_error_anatomy_tells_edge_disagreements_from_other_errors() -> None:
     bench = _bench()
     rows = [  # (error %, found, truth recall, measured precision)
         (+80.0, True, 0.98, 0.55),  # drew the edge outside the true wound: nested
