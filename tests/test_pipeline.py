@@ -183,6 +183,54 @@ def test_far_apart_candidates_get_separate_small_crops_and_the_ulcer_wins() -> N
     assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
 
 
+def test_fine_grid_on_a_lattice_is_the_same_for_nearby_boxes() -> None:
+    from ulcerseg.geometry import RectifiedGrid
+    from ulcerseg.segmentation.inference import _fine_grid
+
+    region = RectifiedGrid((-40.3, -35.7), 7.5, 675, 640)
+    box = (np.array([13.0, 2.0]), np.array([28.0, 15.0]))  # 20 mm crop from 10.5, -1.5 mm
+    # boxes whose crops start within one lattice cell (10-12 mm, -2-0 mm) give one grid
+    grids = [_fine_grid((box[0] + d, box[1] + d), region, 10.0, 2.0) for d in (0.0, 0.3, -0.4)]
+    assert grids[0] == grids[1] == grids[2]
+    grid = grids[0]
+    assert all(v / 2.0 == round(v / 2.0) for v in grid.origin_mm)  # pixel centres on the lattice
+    assert grid.origin_mm == (10.0, -2.0) and (grid.width, grid.height) == (220, 220)
+    far = np.asarray(grid.origin_mm) + np.array([grid.width, grid.height]) / 10.0
+    assert np.all(np.asarray(grid.origin_mm) <= box[0] + 0.3) and np.all(far >= box[1] - 0.4)
+    # without the lattice a shifted box moves the grid
+    assert _fine_grid(box, region, 10.0) != _fine_grid((box[0] + 0.3, box[1] + 0.3), region, 10.0)
+    # near the searched region's edge the grid stays inside it, still on the lattice
+    edge = _fine_grid((np.array([-45.0, -40.0]), np.array([-30.0, -28.0])), region, 10.0, 2.0)
+    assert edge.origin_mm == (-40.0, -34.0)
+
+
+def test_recentred_crop_makes_the_area_independent_of_the_coarse_pass() -> None:
+    """The measured crop is placed around the fine pass's own mask: coarse settings that move
+    the candidate box give the very same grid and probability."""
+    from ulcerseg.calibration.marker import calibrate, homography_matrix
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.segmentation.inference import segment_photo
+    from ulcerseg.segmentation.postprocess import ulcer_mask
+
+    photo = make_photo(px_per_mm=14, size=(1600, 1200), ulcer_radius_mm=(3.0, 2.2), ulcer_offset_mm=(20, 6))
+    h = homography_matrix(calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0))
+
+    def run(**settings: object) -> object:
+        return segment_photo(RednessBackend(), photo.rgb, h, 10.0, SegmentationConfig(**settings))
+
+    placed = [run(coarse_factor=f, recentre_crop=True) for f in (0.5, 0.75)]
+    assert placed[0].grid == placed[1].grid
+    assert np.array_equal(placed[0].probability, placed[1].probability)
+    unplaced = [run(coarse_factor=f) for f in (0.5, 0.75)]
+    assert unplaced[0].grid != unplaced[1].grid  # what recentring removes
+    # the ulcer (centred 20, 6 mm from the marker corner) lies in the middle of its crop
+    grid = placed[0].grid
+    centre = np.asarray(grid.origin_mm) + np.array([grid.width, grid.height]) / 20.0
+    assert np.abs(centre - [20.0, 6.0]).max() <= 1.0 + 1e-9
+    mask = ulcer_mask(placed[0].probability, 0.5, 10.0, 0.3, 3.0, placed[0].exclude)
+    assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
+
+
 def test_when_the_fine_pass_finds_nothing_the_whole_search_region_is_kept() -> None:
     from ulcerseg.calibration.marker import calibrate, homography_matrix
     from ulcerseg.config import SegmentationConfig

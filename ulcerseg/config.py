@@ -150,6 +150,12 @@ class SegmentationConfig:
     # end-to-end benchmark it cut the bias (+5.6% -> +0.9%) and the p90 |area error| but raised
     # the median (14.1% -> 14.9%) and lost a small ulcer the single pass found (seed 0, n=80)
     mirror_average: bool = False
+    # after the ulcer is chosen, its crop is placed once more around the fine pass's own mask
+    # (plus crop_margin_mm), on a crop_lattice_mm lattice of the marker plane, and segmented
+    # again: the measured area then depends on the ulcer, not on where the coarse pass's
+    # candidate box happened to fall (which moved areas by several % between coarse settings)
+    recentre_crop: bool = False
+    crop_lattice_mm: Annotated[float, Check(gt=0)] = 2.0
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ulcerseg.geometry import RectifiedGrid, apply_homography
 from ulcerseg.imageio import Preview
 from ulcerseg.segmentation.backends import SegmentationBackend
 from ulcerseg.segmentation.candidates import Candidate, rank_candidates
+from ulcerseg.segmentation.postprocess import ulcer_mask
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,11 @@ def segment_photo(
         found = bool(ranked)
         scores = tuple(c.score for c in ranked)
         return replace(coarse, found_candidates=found, seconds=seconds, candidate_scores=scores)
+    if config.recentre_crop:
+        best = _recentred(backend, best, coarse.grid, photo_rgb, h_px_to_mm, side_mm, gains, config,
+                          threshold, px_per_mm)  # fmt: skip
+        for stage in seconds:
+            seconds[stage] += best.seconds.get(stage, 0.0)
     probability, pair = best.probability, None
     if config.mirror_check:
         # the crop once more through the network, mirrored: where the two disagree the answer
@@ -307,13 +313,64 @@ def candidate_boxes(
     return [(c.lo_mm, c.hi_mm) for c in ranked[: config.max_candidates]]
 
 
-def _fine_grid(box: tuple[np.ndarray, np.ndarray], coarse: RectifiedGrid, px_per_mm: float) -> RectifiedGrid:
+def _recentred(
+    backend: SegmentationBackend,
+    best: SegmentationOutput,
+    region: RectifiedGrid,
+    photo_rgb: np.ndarray,
+    h_px_to_mm: np.ndarray,
+    side_mm: float,
+    gains: np.ndarray | None,
+    config: SegmentationConfig,
+    threshold: float,
+    px_per_mm: float,
+) -> SegmentationOutput:
+    """The chosen ulcer segmented once more on a crop placed around ``best``'s own mask (its
+    box plus ``crop_margin_mm``, at least 20 mm, on the ``crop_lattice_mm`` lattice of the marker
+    plane, inside the searched ``region``). ``best`` itself when the crop would not move, or
+    when the new pass has no ulcer mask. ``seconds`` holds only the new pass's time."""
+    def mask_of(seg: SegmentationOutput) -> np.ndarray:
+        return ulcer_mask(seg.probability, threshold, seg.grid.px_per_mm, config.min_area_mm2,
+                          config.merge_distance_mm, seg.exclude)  # fmt: skip
+
+    mask = mask_of(best)
+    if not mask.any():
+        return replace(best, seconds={})
+    ys, xs = np.nonzero(mask)
+    origin = np.asarray(best.grid.origin_mm)
+    lo = np.array([xs.min(), ys.min()]) / best.grid.px_per_mm + origin - config.crop_margin_mm
+    hi = np.array([xs.max() + 1, ys.max() + 1]) / best.grid.px_per_mm + origin + config.crop_margin_mm
+    grid = _fine_grid((lo, hi), region, px_per_mm, config.crop_lattice_mm)
+    if grid == best.grid:
+        return replace(best, seconds={})
+    fine = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, grid, side_mm,
+                        gains, config.tta)  # fmt: skip
+    if not mask_of(fine).any():  # the ulcer must not vanish by moving its crop: keep the first
+        return replace(best, seconds=fine.seconds)
+    return fine
+
+
+def _fine_grid(
+    box: tuple[np.ndarray, np.ndarray], coarse: RectifiedGrid, px_per_mm: float, lattice_mm: float = 0.0
+) -> RectifiedGrid:
     """Full-resolution grid over a candidate box: at least 20 mm square (context for review),
-    clipped to the searched region."""
+    clipped to the searched region. ``lattice_mm`` > 0: the box's edges are moved outward onto
+    multiples of it (mm of the marker plane) and the region's inward, so that nearby boxes give
+    the very same grid (same pixel centres, same resampling)."""
     lo, hi = box
     mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 10.0)
     origin = np.asarray(coarse.origin_mm)
     far = origin + np.array([coarse.width, coarse.height]) / coarse.px_per_mm
-    lo, hi = np.maximum(mid - half, origin), np.minimum(mid + half, far)
-    size = np.maximum(np.ceil((hi - lo) * px_per_mm).astype(int), 1)
+    lo, hi = mid - half, mid + half
+    if lattice_mm > 0:
+        lo, hi = np.floor(lo / lattice_mm) * lattice_mm, np.ceil(hi / lattice_mm) * lattice_mm
+        inner_lo = np.ceil(origin / lattice_mm) * lattice_mm
+        inner_hi = np.floor(far / lattice_mm) * lattice_mm
+        if np.all(inner_hi > inner_lo):
+            origin, far = inner_lo, inner_hi
+    lo, hi = np.maximum(lo, origin), np.minimum(hi, far)
+    extent_px = (hi - lo) * px_per_mm
+    if lattice_mm > 0:  # whole lattice steps: exact px counts, not one more from rounding error
+        extent_px = np.round(extent_px, 6)
+    size = np.maximum(np.ceil(extent_px).astype(int), 1)
     return RectifiedGrid((float(lo[0]), float(lo[1])), px_per_mm, int(size[0]), int(size[1]))
