@@ -128,6 +128,27 @@ def test_benchmark_end_to_end_on_two_small_photos(tmp_path: Path, monkeypatch, c
     assert summary.n == 2 and summary.found_rate == 1.0 and summary.n_wrong == 0
 
 
+def test_several_seeds_render_the_same_wounds_anew_and_pool_them(tmp_path: Path, monkeypatch) -> None:
+    bench = _bench()
+    data, model = _dataset_and_card(tmp_path)
+    monkeypatch.setattr(woundpatch, "BACKGROUND_KINDS", {"gauze": 1.0})
+    out = tmp_path / "bench"
+    kwargs = {"backend": RednessBackend(), "size": (1200, 900), "dice": False}
+    df = bench.run_seeds(data, str(model), out, 2, [0, 1], PipelineConfig(), **kwargs)
+    assert list(df["bench_seed"]) == [0, 0, 1, 1]
+    assert df["file"].is_unique and set(df["file"].str.split("/").str[0]) == {"seed0", "seed1"}
+    # the same held-out wounds, each in the same part under both seeds, photographed anew
+    by_seed = [df[df["bench_seed"] == k].set_index("stem") for k in (0, 1)]
+    assert set(by_seed[0].index) == set(by_seed[1].index) == {"a1", "b2"}
+    assert (by_seed[0]["part"] == by_seed[1].loc[by_seed[0].index, "part"]).all()
+    assert not np.allclose(by_seed[0]["true_area_mm2"], by_seed[1].loc[by_seed[0].index, "true_area_mm2"])
+    pooled = pd.read_csv(out / "per_photo.csv")
+    assert len(pooled) == 4 and all((out / f"seed{k}" / "truth.csv").is_file() for k in (0, 1))
+    # one seed keeps the single-run layout
+    single = bench.run_seeds(data, str(model), tmp_path / "one", 2, [0], PipelineConfig(), **kwargs)
+    assert "bench_seed" not in single and (tmp_path / "one" / "truth.csv").is_file()
+
+
 def test_benchmark_refuses_without_data_or_held_out_split(tmp_path: Path, capsys) -> None:
     bench = _bench()
     data, model = _dataset_and_card(tmp_path)
