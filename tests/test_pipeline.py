@@ -231,6 +231,39 @@ def test_recentred_crop_makes_the_area_independent_of_the_coarse_pass() -> None:
     assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
 
 
+def test_a_crop_with_only_specks_above_threshold_does_not_confirm_the_ulcer() -> None:
+    """A fine pass whose mass above threshold is smaller than min_area_mm2 measures nothing: it
+    must not count as confirmed (which would skip the full-resolution recheck and report
+    no_ulcer_found, a healing finding, for a photo whose region pass shows the ulcer)."""
+    from ulcerseg.calibration.marker import calibrate, homography_matrix
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.segmentation.inference import segment_photo
+    from ulcerseg.segmentation.postprocess import ulcer_mask
+
+    class SpecksInCropsBackend(RednessBackend):
+        """Sees the ulcer over whole regions, only a 2 x 2 px speck of it in 20 mm crops."""
+
+        def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+            prob = super().predict_proba(tiles)
+            if tiles.shape[1] > 224:  # a search-region pass
+                return prob
+            specks = np.zeros_like(prob)
+            for out, p in zip(specks, prob, strict=True):
+                y, x = np.unravel_index(np.argmax(p), p.shape)
+                out[y : y + 2, x : x + 2] = 0.95
+            return specks
+
+    photo = make_photo(px_per_mm=14, size=(1600, 1200))
+    h = homography_matrix(calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0))
+    seg = segment_photo(
+        SpecksInCropsBackend(tile_px=256), photo.rgb, h, 10.0, SegmentationConfig(coarse_factor=0.5)
+    )
+    # nothing confirmed even at full resolution: the region pass at 10 px/mm is what is measured
+    assert seg.grid.px_per_mm == 10.0 and seg.grid.width > 400
+    mask = ulcer_mask(seg.probability, 0.5, 10.0, 0.3, 3.0, seg.exclude)
+    assert mask.sum() / 100 == pytest.approx(photo.true_area_mm2, rel=0.05)
+
+
 def test_when_the_fine_pass_finds_nothing_the_whole_search_region_is_kept() -> None:
     from ulcerseg.calibration.marker import calibrate, homography_matrix
     from ulcerseg.config import SegmentationConfig

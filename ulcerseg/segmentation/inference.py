@@ -255,7 +255,10 @@ def segment_photo(
                 seconds[stage] += sec
             # the ulcer is where the fine pass is most confident: probability mass above threshold
             score = float(fine.probability[fine.probability >= threshold].sum()) * cand.weight
-            if score > best_score:
+            # confirmed only by what the measurement keeps: a few specks above threshold (smaller
+            # than min_area_mm2) would otherwise confirm a crop that measures nothing, and skip
+            # the full-resolution recheck that a no_ulcer_found must rest on
+            if score > best_score and _has_ulcer(fine, threshold, config):
                 best, best_score = fine, score
         return best, ranked, seconds
 
@@ -299,6 +302,16 @@ def segment_photo(
     )  # fmt: skip
 
 
+def _has_ulcer(seg: SegmentationOutput, threshold: float, config: SegmentationConfig) -> bool:
+    """True when ``seg``'s probability gives a non-empty ulcer mask (what is measured)."""
+    return bool(_ulcer_mask_of(seg, threshold, config).any())
+
+
+def _ulcer_mask_of(seg: SegmentationOutput, threshold: float, config: SegmentationConfig) -> np.ndarray:
+    return ulcer_mask(seg.probability, threshold, seg.grid.px_per_mm, config.min_area_mm2,
+                      config.merge_distance_mm, seg.exclude)  # fmt: skip
+
+
 def pad_multiple(backend: SegmentationBackend) -> int:
     """Side multiple (px) the backend wants inputs padded to (32 unless it batches)."""
     return int(getattr(backend, "pad_multiple", _STRIDE))
@@ -329,11 +342,7 @@ def _recentred(
     box plus ``crop_margin_mm``, at least 20 mm, on the ``crop_lattice_mm`` lattice of the marker
     plane, inside the searched ``region``). ``best`` itself when the crop would not move, or
     when the new pass has no ulcer mask. ``seconds`` holds only the new pass's time."""
-    def mask_of(seg: SegmentationOutput) -> np.ndarray:
-        return ulcer_mask(seg.probability, threshold, seg.grid.px_per_mm, config.min_area_mm2,
-                          config.merge_distance_mm, seg.exclude)  # fmt: skip
-
-    mask = mask_of(best)
+    mask = _ulcer_mask_of(best, threshold, config)
     if not mask.any():
         return replace(best, seconds={})
     ys, xs = np.nonzero(mask)
@@ -345,7 +354,7 @@ def _recentred(
         return replace(best, seconds={})
     fine = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, grid, side_mm,
                         gains, config.tta)  # fmt: skip
-    if not mask_of(fine).any():  # the ulcer must not vanish by moving its crop: keep the first
+    if not _has_ulcer(fine, threshold, config):  # moving the crop must not lose the ulcer
         return replace(best, seconds=fine.seconds)
     return fine
 
