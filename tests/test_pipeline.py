@@ -293,6 +293,8 @@ def test_when_the_fine_pass_finds_nothing_the_whole_search_region_is_kept() -> N
     assert seg.grid.px_per_mm == 10.0
     assert seg.grid.width * seg.grid.height / 100 > 0.5 * (1600 / 14) * (1200 / 14)
     assert not (seg.probability > 0).any() and not seg.found_candidates
+    # what the coarse pass saw and nothing confirmed is kept: "no ulcer" is not conclusive
+    assert seg.unconfirmed_candidate_mm2 == pytest.approx(photo.true_area_mm2, rel=0.2)
 
 
 def test_large_photo_uses_a_downscaled_preview_without_losing_accuracy(tmp_path: Path) -> None:

@@ -226,3 +226,40 @@ def test_no_ulcer_found_with_the_site_out_of_view_is_search_incomplete(tmp_path,
 
     ulcer = compute_healing([row("D0", 0, 10.0, []), row("W8", 56, 0.0, result.flags)], HealingConfig())[0]
     assert ulcer.visits[-1].status == ("not_assessable" if at_corner else "healed")
+
+
+def test_no_ulcer_found_where_the_coarse_pass_saw_one_is_not_evidence_of_healing(tmp_path) -> None:
+    """A candidate that the search-region pass saw and no full-resolution pass confirmed makes
+    "no ulcer found" inconclusive: low_confidence, so the visit is not_assessable, not healed."""
+    from conftest import RednessBackend, write_jpeg
+
+    from ulcerseg.config import PipelineConfig
+    from ulcerseg.healing import HealingConfig, compute_healing
+    from ulcerseg.imageio import sha256_bytes
+    from ulcerseg.pipeline import PhotoMeasurer
+    from ulcerseg.records import PhotoRecord
+
+    class CoarseOnlyBackend(RednessBackend):
+        def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+            prob = super().predict_proba(tiles)
+            return prob if self.calls == 1 else np.zeros_like(prob)  # call 1: the coarse pass
+
+    photo = make_photo(px_per_mm=14, size=(1600, 1200))
+    path = write_jpeg(tmp_path / "S1" / "W8" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "W8", 56, sha256_bytes(path.read_bytes()))
+    result = PhotoMeasurer(PipelineConfig(), CoarseOnlyBackend(tile_px=256)).measure(record)
+    assert result.measurement is not None and result.measurement.area_mm2 == 0.0
+    assert result.signals is not None
+    assert result.signals.unconfirmed_candidate_mm2 == pytest.approx(photo.true_area_mm2, rel=0.2)
+    assert result.flags == [Flag.LOW_CONFIDENCE, Flag.NO_ULCER_FOUND]
+    row = {"photo_sha256": "w8", "subject_id": "S1", "ulcer_id": "U1", "visit": "W8", "study_day": 56,
+           "status": "measured", "area_mm2": 0.0, "area_low_mm2": 0.0, "area_high_mm2": 0.0,
+           "flags": ";".join(result.flags), "photo_date": None}  # fmt: skip
+    baseline = {**row, "photo_sha256": "d0", "visit": "D0", "study_day": 0, "area_mm2": 10.0, "flags": ""}
+    ulcer = compute_healing([baseline, row], HealingConfig())[0]
+    assert ulcer.visits[-1].status == "not_assessable"
+    # the same photo measured by a network that sees nothing anywhere: a conclusive "no ulcer"
+    blind = RednessBackend(tile_px=256)
+    blind.predict_proba = lambda tiles: np.zeros(tiles.shape[:3], np.float32)  # type: ignore[method-assign]
+    clean = PhotoMeasurer(PipelineConfig(), blind).measure(record)
+    assert clean.flags == [Flag.NO_ULCER_FOUND] and clean.signals.unconfirmed_candidate_mm2 == 0.0

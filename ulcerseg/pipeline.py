@@ -297,7 +297,8 @@ class PhotoMeasurer:
         coverage = search_coverage(h, (info.width, info.height), centre, cfg.quality.search_site_radius_mm)
         signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                   measurement, seg.candidate_scores, body_mask(seg.image, grid.px_per_mm),
-                                  mirrored, crop_mask, coverage)  # fmt: skip
+                                  mirrored, crop_mask, coverage,
+                                  seg.unconfirmed_candidate_mm2)  # fmt: skip
         result.signals = signals
         result.flags += signal_flags(signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:

@@ -181,6 +181,7 @@ def quality_signals(
     mirrored_mask: np.ndarray | None = None,
     own_mask: np.ndarray | None = None,
     search_coverage: float = 1.0,
+    unconfirmed_candidate_mm2: float = 0.0,
 ) -> QualitySignals:
     """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
 
@@ -188,7 +189,8 @@ def quality_signals(
     ``body``: ``segmentation.body.body_mask`` (on_body is 1 without); ``own_mask``: the crop's
     own mask (default ``mask``, which may come from the mean of both passes), compared with
     ``mirrored_mask`` (the mask found on the mirror image; disagreement 0 without);
-    ``search_coverage``: :func:`search_coverage`, computed from the calibration.
+    ``search_coverage``: :func:`search_coverage`, computed from the calibration;
+    ``unconfirmed_candidate_mm2``: ``SegmentationOutput.unconfirmed_candidate_mm2``.
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     values = gray[region]
@@ -208,17 +210,23 @@ def quality_signals(
         tta_disagreement=mask_disagreement(mask if own_mask is None else own_mask, mirrored_mask),
         area_mm2=area,
         search_coverage=search_coverage,
+        unconfirmed_candidate_mm2=unconfirmed_candidate_mm2,
     )
 
 
 def signal_flags(signals: QualitySignals, config: QualityConfig) -> list[str]:
     """Flags from :func:`quality_signals` beyond blur and exposure: boundary doubt, a rival
-    candidate, and (nothing found) an ulcer site mostly outside the photo."""
+    candidate, and (nothing found) an ulcer site mostly outside the photo or an unconfirmed
+    candidate."""
     flags: list[str] = []
     if signals.area_mm2 <= 0:
         # nothing found is a healing finding only where the photo shows where the ulcer can be
         if signals.search_coverage < config.min_search_coverage:
             flags.append(Flag.SEARCH_INCOMPLETE)
+        if signals.unconfirmed_candidate_mm2 > 0:
+            # a candidate the search-region pass saw and no full-resolution pass confirmed: the
+            # network's answer depends on scale or context, so "no ulcer" is not conclusive
+            flags.append(Flag.LOW_CONFIDENCE)
         return flags
     if signals.boundary_margin < config.min_boundary_margin:
         flags.append(Flag.LOW_CONFIDENCE)

@@ -134,7 +134,9 @@ class QualitySignals:
     ``ambiguity`` the second candidate's score over the best's; ``on_body`` the fraction of the
     mask on the skin mask; ``tta_disagreement`` 1 - Dice of the crop's and its mirror image's
     masks; ``search_coverage`` the fraction of the ulcer's site (a disc around the marker) in
-    the photo; ``area_mm2`` the measured area.
+    the photo; ``area_mm2`` the measured area; ``unconfirmed_candidate_mm2``, when no ulcer
+    was found, the area (mm²) of the largest candidate region (probability at or above
+    ``coarse_threshold``) of the search-region passes that no full-resolution pass confirmed.
     """
 
     sharpness: float
@@ -149,6 +151,7 @@ class QualitySignals:
     tta_disagreement: float
     area_mm2: float
     search_coverage: float = 1.0
+    unconfirmed_candidate_mm2: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -124,6 +124,9 @@ class SegmentationOutput:
     # (SegmentationConfig.mirror_check): their masks' disagreement is the tta_disagreement
     # signal; with mirror_average, ``probability`` is their mean
     mirror_pair: tuple[np.ndarray, np.ndarray] | None = None
+    # nothing confirmed: the largest candidate region's area (mm²) in the search-region passes;
+    # a no_ulcer_found where the network saw a candidate at some scale is not conclusive
+    unconfirmed_candidate_mm2: float = 0.0
 
 
 def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float = 2.5) -> np.ndarray:
@@ -263,6 +266,7 @@ def segment_photo(
         return best, ranked, seconds
 
     best, ranked, seconds = confirm(coarse)
+    searched = [coarse]
     if best is None and config.recheck_full_resolution:
         # no_ulcer_found is the finding of a healed ulcer: it must not rest on the coarse scale,
         # where a small ulcer can vanish (on the end-to-end benchmark a 4.8 mm² ulcer had coarse
@@ -271,13 +275,17 @@ def segment_photo(
         full = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, full_grid, side_mm,
                             gains, config.tta)  # fmt: skip
         coarse = replace(full, seconds={k: v + full.seconds[k] for k, v in seconds.items()})
+        searched.append(coarse)
         best, ranked, seconds = confirm(coarse)
     if best is None:
         # nothing confirmed at full resolution: keep the whole searched region, so the
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
         found = bool(ranked)
         scores = tuple(c.score for c in ranked)
-        return replace(coarse, found_candidates=found, seconds=seconds, candidate_scores=scores)
+        unconfirmed = max(_ulcer_mask_of(r, config.coarse_threshold, config).sum() / r.grid.px_per_mm**2
+                          for r in searched)  # fmt: skip
+        return replace(coarse, found_candidates=found, seconds=seconds, candidate_scores=scores,
+                       unconfirmed_candidate_mm2=float(unconfirmed))  # fmt: skip
     if config.recentre_crop:
         best = _recentred(backend, best, coarse.grid, photo_rgb, h_px_to_mm, side_mm, gains, config,
                           threshold, px_per_mm)  # fmt: skip
