@@ -52,6 +52,8 @@ def ulcer_mask(
     sums = label_sums(probability, labels, n)[big]
     main = big[int(np.argmax(sums))]
     main_mask = labels == main
+    if len(big) == 1:  # nothing to merge (most photos): skip the wide dilation below
+        return main_mask
     reach = max(1, round(merge_distance_mm * px_per_mm))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     near = cv2.dilate(main_mask.astype(np.uint8), kernel).astype(bool)
