@@ -38,7 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -623,12 +623,10 @@ def run_seeds(
     n: int,
     seeds: Sequence[int],
     config: PipelineConfig,
-    backend_name: str = "auto",
-    dice: bool = True,
-    backend: SegmentationBackend | None = None,
-    size: tuple[int, int] = (4000, 3000),
+    **options: Any,
 ) -> pd.DataFrame:
-    """:func:`run_benchmark` for one seed (in ``out``), or for several pooled into one table.
+    """:func:`run_benchmark` for one seed (in ``out``), or for several pooled into one table;
+    ``options`` go to :func:`run_benchmark` (backend_name, dice, backend, size).
 
     Each seed renders the same held-out wounds anew (scale, camera, light, background) into
     ``out/seed<k>``; the calibration/test split follows the source photo, so a wound stays in
@@ -636,11 +634,10 @@ def run_seeds(
     the pooled table is written to ``out/per_photo.csv``.
     """
     if len(seeds) == 1:
-        return run_benchmark(data, model, out, n, seeds[0], config, backend_name, dice, backend, size)
+        return run_benchmark(data, model, out, n, seeds[0], config, **options)
     frames = []
     for seed in seeds:
-        folder = out / f"seed{seed}"
-        df = run_benchmark(data, model, folder, n, seed, config, backend_name, dice, backend, size)
+        df = run_benchmark(data, model, out / f"seed{seed}", n, seed, config, **options)
         df.insert(0, "bench_seed", seed)
         df["file"] = f"seed{seed}/" + df["file"]
         frames.append(df)
@@ -693,8 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         before = read_table(args.compare_to) if args.compare_to is not None else None
         config = load_config(args.config)
-        df = run_seeds(args.data, args.model, args.out, args.n, args.seed, config, args.backend,
-                       dice=not args.no_dice)  # fmt: skip
+        df = run_seeds(args.data, args.model, args.out, args.n, args.seed, config,
+                       backend_name=args.backend, dice=not args.no_dice)  # fmt: skip
     except UlcersegError as err:
         print(f"bench_endtoend: {err}", file=sys.stderr)
         return 2
