@@ -53,9 +53,8 @@ from ulcerseg.resources import resolve_model_dir
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.batching import BatchingBackend
 from ulcerseg.segmentation.body import body_mask
-from ulcerseg.segmentation.inference import segment_photo
+from ulcerseg.segmentation.inference import measured_mask, segment_photo
 from ulcerseg.segmentation.model import ModelCard
-from ulcerseg.segmentation.postprocess import ulcer_mask
 from ulcerseg.store import RunInfo, Study
 from ulcerseg.store.lock import output_lock
 from ulcerseg.store.study import Reconciled
@@ -275,8 +274,7 @@ class PhotoMeasurer:
         grid = seg.grid
 
         def mask_at(threshold: float, probability: np.ndarray = seg.probability) -> np.ndarray:
-            return ulcer_mask(probability, threshold, grid.px_per_mm, sc.min_area_mm2,
-                              sc.merge_distance_mm, seg.exclude)  # fmt: skip
+            return measured_mask(seg, threshold, sc, probability)
 
         mask = mask_at(self.threshold)
         tight = mask_at(min(0.99, self.threshold + sc.uncertainty_delta)) & mask

@@ -282,7 +282,7 @@ def segment_photo(
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
         found = bool(ranked)
         scores = tuple(c.score for c in ranked)
-        unconfirmed = max(_ulcer_mask_of(r, config.coarse_threshold, config).sum() / r.grid.px_per_mm**2
+        unconfirmed = max(measured_mask(r, config.coarse_threshold, config).sum() / r.grid.px_per_mm**2
                           for r in searched)  # fmt: skip
         return replace(coarse, found_candidates=found, seconds=seconds, candidate_scores=scores,
                        unconfirmed_candidate_mm2=float(unconfirmed))  # fmt: skip
@@ -312,12 +312,22 @@ def segment_photo(
 
 def _has_ulcer(seg: SegmentationOutput, threshold: float, config: SegmentationConfig) -> bool:
     """True when ``seg``'s probability gives a non-empty ulcer mask (what is measured)."""
-    return bool(_ulcer_mask_of(seg, threshold, config).any())
+    return bool(measured_mask(seg, threshold, config).any())
 
 
-def _ulcer_mask_of(seg: SegmentationOutput, threshold: float, config: SegmentationConfig) -> np.ndarray:
-    return ulcer_mask(seg.probability, threshold, seg.grid.px_per_mm, config.min_area_mm2,
-                      config.merge_distance_mm, seg.exclude)  # fmt: skip
+def measured_mask(
+    seg: SegmentationOutput,
+    threshold: float,
+    config: SegmentationConfig,
+    probability: np.ndarray | None = None,
+) -> np.ndarray:
+    """The ulcer mask (bool, ``seg``'s grid) that is measured: :func:`ulcer_mask` of ``seg``'s
+    probability (or ``probability`` on the same grid) at ``threshold``, with the config's
+    minimum area and merge distance, never on ``seg.exclude``. One rule for the measurement
+    and for confirming candidates."""
+    prob = seg.probability if probability is None else probability
+    return ulcer_mask(prob, threshold, seg.grid.px_per_mm, config.min_area_mm2, config.merge_distance_mm,
+                      seg.exclude)  # fmt: skip
 
 
 def pad_multiple(backend: SegmentationBackend) -> int:
@@ -350,7 +360,7 @@ def _recentred(
     box plus ``crop_margin_mm``, at least 20 mm, on the ``crop_lattice_mm`` lattice of the marker
     plane, inside the searched ``region``). ``best`` itself when the crop would not move, or
     when the new pass has no ulcer mask. ``seconds`` holds only the new pass's time."""
-    mask = _ulcer_mask_of(best, threshold, config)
+    mask = measured_mask(best, threshold, config)
     if not mask.any():
         return replace(best, seconds={})
     ys, xs = np.nonzero(mask)
