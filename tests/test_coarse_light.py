@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from test_model import _tiny_dataset, make_model
 
 from ulcerseg.cli import main
 from ulcerseg.config import config_from_dict
-from ulcerseg.errors import ConfigError
+from ulcerseg.errors import ConfigError, ModelError
 from ulcerseg.pipeline import effective_config
 from ulcerseg.segmentation.backends import OnnxBackend, open_backend
 from ulcerseg.segmentation.model import (
@@ -35,28 +36,45 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def test_trunk_then_the_remaining_blocks_is_the_full_network(tmp_path: Path) -> None:
+@pytest.mark.parametrize("head", ["decoder", "encoder"])
+def test_trunk_then_the_remaining_blocks_is_the_full_network(tmp_path: Path, head: str) -> None:
     card = make_model(tmp_path / "m")
     net = load_network(tmp_path / "m", card).eval()
-    light = build_light(net, card)
+    light = build_light(net, card, head=head)
     x = torch.rand(2, 3, 64, 96)
     with torch.inference_mode():
         h, deep, shapes = light.trunk(x)
         continued = _teacher_logits(net, light, h, deep, shapes)
         full = wrap_logits(net, card)(x)
         prob = light(x)
-    assert h.shape[2:] == (16, 24)  # the head works at 1/4 of the input
+        head_out = light.head(h)
+    if head == "decoder":
+        assert h.shape[2:] == (16, 24)  # the head works at 1/4 of the input
+        assert len(light.blocks) == 1  # of the tiny network's 3 decoder blocks
+    else:  # the encoder's features from the deepest to 1/4, and no decoder block at all
+        assert [tuple(f.shape[2:]) for f in h] == [(8, 12), (16, 24)]
+        assert len(light.blocks) == 0
+    assert head_out.shape == (2, 1, 16, 24)
     torch.testing.assert_close(continued, full, rtol=1e-4, atol=1e-5)
     assert prob.shape == (2, 1, 64, 96) and float(prob.min()) >= 0 and float(prob.max()) <= 1
 
 
-def test_distilled_network_is_recorded_exported_and_used_only_when_current(tmp_path: Path) -> None:
+def test_unknown_head_kind_is_refused() -> None:
+    with pytest.raises(ModelError, match="coarse head must be one of decoder, encoder"):
+        DistillSettings(head="fpn")
+
+
+@pytest.mark.parametrize("head", ["decoder", "encoder"])
+def test_distilled_network_is_recorded_exported_and_used_only_when_current(tmp_path: Path, head: str) -> None:
     folder = tmp_path / "m"
     make_model(folder)
     export_onnx(folder)
     data = _tiny_dataset(tmp_path / "data")
-    result = distill_coarse(folder, [data], SMALL)
+    result = distill_coarse(folder, [data], replace(SMALL, head=head))
     card = load_card(folder)
+    assert card.coarse_light_training["settings"]["head"] == head
+    assert torch.load(folder / COARSE_HEAD_FILE, weights_only=True)["kind"] == head
+    assert load_light(folder).kind == head
     assert card.coarse_light_sha256 == file_sha256(result.onnx_path) == result.onnx_sha256
     assert card.coarse_light_head_sha256 == file_sha256(folder / COARSE_HEAD_FILE)
     assert card.coarse_light_source_sha256 == card.weights_sha256
@@ -81,6 +99,11 @@ def test_distilled_network_is_recorded_exported_and_used_only_when_current(tmp_p
     stale = open_backend(folder, "onnx", coarse_network="light")
     assert isinstance(stale, OnnxBackend) and stale.coarse_network == "full"
     np.testing.assert_array_equal(stale.predict_coarse_proba(tiles), stale.predict_proba(tiles))
+    if head == "decoder":  # a head file saved before the encoder kind existed has no "kind"
+        state = torch.load(folder / COARSE_HEAD_FILE, weights_only=True)
+        del state["kind"]
+        torch.save(state, folder / COARSE_HEAD_FILE)
+        assert load_light(folder).kind == "decoder"
 
 
 def test_distillation_is_reproducible_and_never_uses_held_out_stems(
@@ -113,10 +136,11 @@ def test_export_command_distils(tmp_path: Path) -> None:
     export_onnx(folder)
     data = _tiny_dataset(tmp_path / "data")
     result = CliRunner().invoke(main, ["export", "--model", str(folder), "--coarse-light", str(data),
-                                      "--coarse-tiles", "16"])  # fmt: skip
+                                      "--coarse-tiles", "16", "--coarse-head", "encoder"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "model.coarse-light.onnx" in result.output and "candidate recall" in result.output
-    assert load_card(folder).coarse_light_training["settings"]["tiles"] == 16
+    settings = load_card(folder).coarse_light_training["settings"]
+    assert settings["tiles"] == 16 and settings["head"] == "encoder"
 
 
 def test_coarse_network_setting_is_validated_and_recorded_as_run() -> None:

@@ -153,6 +153,14 @@ def evaluate_command(
     show_default=True,
     help="Training tiles of --coarse-light (a tenth more are held out for its agreement figures).",
 )
+@click.option(
+    "--coarse-head",
+    type=click.Choice(["decoder", "encoder"]),
+    default="decoder",
+    show_default=True,
+    help="Head of --coarse-light: on the first decoder blocks (about half the network's cost) or "
+    "on the encoder's features alone (about a fifth).",
+)
 def export_command(
     study: str | None,
     final: bool,
@@ -163,6 +171,7 @@ def export_command(
     coarse_data: tuple[Path, ...],
     light_data: tuple[Path, ...],
     coarse_tiles: int,
+    coarse_head: str,
 ) -> None:
     """Export a model (`export --model M --onnx [--coarse-int8 DATASET] [--coarse-light DATASET]`).
 
@@ -215,7 +224,7 @@ def export_command(
     if light_data:
         from ulcerseg.training.coarse import DistillSettings, distill_coarse
 
-        light = distill_coarse(model, list(light_data), DistillSettings(tiles=coarse_tiles))
+        light = distill_coarse(model, list(light_data), DistillSettings(tiles=coarse_tiles, head=coarse_head))
         click.echo(
             f"wrote {light.onnx_path} (sha256 {light.onnx_sha256[:16]}…) from {light.n_tiles} tiles; "
             f"held-out candidate recall {light.recall:.3f}, IoU {light.iou:.3f}"
