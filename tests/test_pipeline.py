@@ -220,6 +220,11 @@ def test_recentred_crop_makes_the_area_independent_of_the_coarse_pass() -> None:
 
     placed = [run(coarse_factor=f, recentre_crop=True) for f in (0.5, 0.75)]
     assert placed[0].grid == placed[1].grid
+    # the first crop already lies on the lattice: where the candidate's box and the fine mask's
+    # box snap to the same grid, no recentring pass runs (coarse, fine, mirror)
+    counting = RednessBackend()
+    once = segment_photo(counting, photo.rgb, h, 10.0, SegmentationConfig(recentre_crop=True))
+    assert counting.calls == 3 and once.grid == placed[1].grid
     assert np.array_equal(placed[0].probability, placed[1].probability)
     unplaced = [run(coarse_factor=f) for f in (0.5, 0.75)]
     assert unplaced[0].grid != unplaced[1].grid  # what recentring removes

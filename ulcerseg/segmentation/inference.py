@@ -250,8 +250,11 @@ def segment_photo(
         ranked = rank_candidates(region.probability, candidates, region.grid, config, region.image, centre)
         best: SegmentationOutput | None = None
         best_score = 0.0
+        # with recentred crops, the first crops lie on the recentring lattice too: where the fine
+        # mask's box snaps to the same grid as the candidate's, the recentring pass is skipped
+        lattice = config.crop_lattice_mm if config.recentre_crop else 0.0
         for cand in ranked[: config.max_candidates]:
-            fine_grid = _fine_grid((cand.lo_mm, cand.hi_mm), region.grid, px_per_mm)
+            fine_grid = _fine_grid((cand.lo_mm, cand.hi_mm), region.grid, px_per_mm, lattice)
             fine = _run_on_grid(backend, backend.predict_proba, photo_rgb, h_px_to_mm, fine_grid, side_mm,
                                 gains, config.tta)  # fmt: skip
             for stage, sec in fine.seconds.items():
