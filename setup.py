@@ -3,8 +3,9 @@
 The repository keeps ``models/`` and ``configs/`` at the top level (documented, used by the
 tests); a wheel needs them inside the package so that ``importlib.resources`` finds them
 (``ulcerseg/_bundled/{models,configs}``, read by ``ulcerseg.resources``). The whole default
-model is bundled: card and ONNX file (what the core install measures with) and ``model.pt``
-(fine-tuning and the torch backend with the [train] extra).
+model is bundled: card, ONNX file and light coarse network (what the core install measures
+with), ``model.pt`` and the coarse head (fine-tuning, the torch backend and re-exporting with
+the [train] extra).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 BUNDLED = {
-    "models/default": ["model.json", "model.onnx", "model.pt"],
+    "models/default": ["model.json", "model.onnx", "model.pt", "model.coarse-*"],
     "configs": ["*.yaml", "train/*.yaml"],
 }
 

@@ -189,7 +189,8 @@ def measure(
     of photos measured before are kept in ``signals.csv``).
     """
     backend = backend or open_model(config)
-    key = f"{backend.sha256[:8]}-{effective_config(config, backend.card).sha256()[:8]}"
+    ran = effective_config(config, backend.card, getattr(backend, "coarse_network", "full"))
+    key = f"{backend.sha256[:8]}-{ran.sha256()[:8]}"
     run_dir = out / f"measure-{key}"
     signals_path = run_dir / SIGNALS_FILE
     if run_dir.exists() and not signals_path.is_file():

@@ -27,5 +27,10 @@ import csv
 rows = list(csv.DictReader(open("out/measurements.csv", newline="")))
 measured = [r for r in rows if r["status"] == "measured"]
 assert len(measured) == 2, f"expected 2 measured photos, got {[(r['file'], r['status']) for r in rows]}"
+# the bundled light coarse network was found and is current (else the run records "full")
+import json
+
+ran = json.load(open("out/run.json"))["config"]["segmentation"]
+assert ran["coarse_network"] == "light" and ran["coarse_network_sha256"], ran
 print(f"test_wheel: OK, wheel installed without torch measured {len(measured)} photos from {__import__('os').getcwd()}")
 PY

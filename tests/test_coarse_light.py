@@ -146,14 +146,34 @@ def test_export_command_distils(tmp_path: Path) -> None:
 def test_coarse_network_setting_is_validated_and_recorded_as_run() -> None:
     with pytest.raises(ConfigError, match="coarse_network must be full or light"):
         config_from_dict({"segmentation": {"coarse_network": "tiny"}})
-    with pytest.raises(ConfigError, match="int8 applies to coarse_network full"):
-        config_from_dict({"segmentation": {"coarse_network": "light", "coarse_precision": "int8"}})
+    # the light network is the default; int8 (an opt-in copy of model.onnx) takes precedence
+    assert config_from_dict({}).segmentation.coarse_network == "light"
+    int8 = config_from_dict({"segmentation": {"coarse_precision": "int8"}})
+    assert effective_config(int8, make_card()).segmentation.coarse_network == "full"
     config = config_from_dict({"segmentation": {"coarse_network": "light"}})
-    card = make_card()
+    card = make_card().replace(coarse_light_sha256="a" * 64, coarse_onnx_sha256="b" * 64)
     # a model folder without a light network: the run records the full network it ran
-    assert effective_config(config, card, "full").segmentation.coarse_network == "full"
-    assert effective_config(config, card, "light").segmentation.coarse_network == "light"
+    ran_full = effective_config(config, card, "full").segmentation
+    assert (ran_full.coarse_network, ran_full.coarse_network_sha256) == ("full", None)
+    ran_light = effective_config(config, card, "light").segmentation
+    assert (ran_light.coarse_network, ran_light.coarse_network_sha256) == ("light", "a" * 64)
     assert effective_config(config, card).segmentation.coarse_network == "light"
+    ran_int8 = effective_config(config, card, "int8").segmentation
+    assert (ran_int8.coarse_network, ran_int8.coarse_precision, ran_int8.coarse_network_sha256) == (
+        "full", "int8", "b" * 64)  # fmt: skip
+    # another light network (re-distilled, same model.pt): another recorded config, so photos
+    # are measured again rather than skipped as already measured
+    other = card.replace(coarse_light_sha256="c" * 64)
+    recorded = [effective_config(config, c, "light").sha256() for c in (card, other)]
+    assert recorded[0] != recorded[1]
+    # a config that names the coarse network's SHA-256 must get that network
+    pinned = config_from_dict({"segmentation": {"coarse_network_sha256": "a" * 64}})
+    assert effective_config(pinned, card, "light").segmentation.coarse_network_sha256 == "a" * 64
+    wrong = config_from_dict({"segmentation": {"coarse_network_sha256": "c" * 64}})
+    with pytest.raises(ConfigError, match=r"coarse_network_sha256 is cccc.*has aaaa"):
+        effective_config(wrong, card, "light")
+    with pytest.raises(ConfigError, match="has none"):
+        effective_config(pinned, card, "full")
 
 
 def make_card():

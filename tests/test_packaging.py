@@ -23,6 +23,8 @@ def test_measuring_imports_no_training_tier() -> None:
         "from ulcerseg.config import PipelineConfig;"
         "be = ulcerseg.pipeline.open_model(PipelineConfig());"
         "assert type(be).__name__ == 'OnnxBackend', be;"
+        # the shipped model's light coarse network is current (hashes match the card): it runs
+        "assert be.coarse_network == 'light', be.coarse_network;"
         "print(sorted(m for m in ('torch', 'torchvision', 'segmentation_models_pytorch',"
         " 'albumentations', 'onnx') if m in sys.modules))"
     )

@@ -98,14 +98,21 @@ class SegmentationConfig:
     coarse_factor: float = 0.75
     # candidate regions: coarse probability above this
     coarse_threshold: Annotated[float, Check(gt=0, lt=1)] = 0.25
-    # int8: the coarse pass runs the model folder's int8 network (``ulcerseg export
-    # --coarse-int8``) when it has a current one; float: model.onnx. Float by default: on the
-    # end-to-end benchmark int8 lost a 45 mm² ulcer the float pass found, for 1.2x coarse speed
+    # int8: the coarse pass runs the model folder's int8 copy of model.onnx (``ulcerseg export
+    # --coarse-int8``) when it has a current one, whatever coarse_network says; float: the
+    # coarse_network. Float by default: on the end-to-end benchmark int8 lost a 45 mm² ulcer
+    # the float pass found, for 1.2x coarse speed
     coarse_precision: str = "float"
-    # light: the coarse pass runs the model folder's light network (the full network's trunk
+    # light: the coarse pass runs the model folder's light network (the full network's encoder
     # plus a head distilled from it, ``ulcerseg export --coarse-light``; ONNX backend) when it
-    # has a current one, about half the coarse cost; full: the whole network
-    coarse_network: str = "full"
+    # has a current one, else the full network. The default model's light network (encoder
+    # head) costs ~1/4 of the full network's coarse pass; with recentre_crop its candidates
+    # give the full network's areas (README: end-to-end figures, throughput)
+    coarse_network: str = "light"
+    # not a setting: the SHA-256 of the light or int8 coarse network that ran, filled in from
+    # the model card when measuring so that the recorded config names it (null: the full
+    # network ran). A value given in a config file must match the model folder's
+    coarse_network_sha256: str | None = None
     # when no coarse candidate is confirmed by a fine pass, search the region once more at full
     # resolution (px_per_mm) before reporting no_ulcer_found, the finding of a healed ulcer:
     # small ulcers can vanish at the coarse scale. Costs a full-resolution pass on such photos
@@ -153,8 +160,11 @@ class SegmentationConfig:
     # after the ulcer is chosen, its crop is placed once more around the fine pass's own mask
     # (plus crop_margin_mm), on a crop_lattice_mm lattice of the marker plane, and segmented
     # again: the measured area then depends on the ulcer, not on where the coarse pass's
-    # candidate box happened to fall (which moved areas by several % between coarse settings)
-    recentre_crop: bool = False
+    # candidate box happened to fall (which moved areas by several % between coarse settings),
+    # so the light and the full coarse network, coarse factors and backends give the same area
+    # on ~90% of photos. The first crops lie on the same lattice: where the fine mask's box
+    # snaps to the candidate's grid (most photos) no extra pass runs
+    recentre_crop: bool = True
     crop_lattice_mm: Annotated[float, Check(gt=0)] = 2.0
 
 
@@ -370,10 +380,6 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         (
             cfg.segmentation.coarse_network in {"full", "light"},
             "segmentation.coarse_network must be full or light",
-        ),
-        (
-            cfg.segmentation.coarse_network == "full" or cfg.segmentation.coarse_precision == "float",
-            "segmentation.coarse_precision int8 applies to coarse_network full only",
         ),
         (
             cfg.segmentation.white_balance in {"none", "marker"},

@@ -23,7 +23,7 @@ from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix, in_photo_frame
 from ulcerseg.config import PipelineConfig, with_overrides
 from ulcerseg.discover import Discovery, discover, no_photos_error
-from ulcerseg.errors import CalibrationError, ImageAccessError, ImageReadError, OutputError
+from ulcerseg.errors import CalibrationError, ConfigError, ImageAccessError, ImageReadError, OutputError
 from ulcerseg.geometry import reduced_to_photo
 from ulcerseg.imageio import (
     REDUCTIONS,
@@ -394,19 +394,32 @@ def effective_config(
     config: PipelineConfig, card: ModelCard, coarse_network: str | None = None
 ) -> PipelineConfig:
     """``config`` with the settings it leaves to the model card (threshold, px per mm) filled in,
-    and the coarse network that actually runs (``coarse_network``, a backend's; None: as asked).
+    and the coarse network that actually runs (``coarse_network``: a backend's ``full``,
+    ``light`` or ``int8``; None: as asked) with its SHA-256 from the card.
 
     The recorded config and its hash are then what actually ran: editing a card's threshold
     (same weights, same model checksum) changes the config hash, so photos are measured again;
-    asking for a light coarse network the model folder lacks records ``full``.
+    asking for a light coarse network the model folder lacks records ``full``; a re-distilled
+    light network has another SHA-256, hence another config hash. Raises ConfigError when the
+    config names a coarse network SHA-256 other than the one that runs.
     """
     seg = config.segmentation
+    if coarse_network is None:
+        coarse_network = "int8" if seg.coarse_precision == "int8" else seg.coarse_network
+    sha = {"light": card.coarse_light_sha256, "int8": card.coarse_onnx_sha256}.get(coarse_network)
+    if seg.coarse_network_sha256 is not None and seg.coarse_network_sha256 != sha:
+        raise ConfigError(
+            f"segmentation.coarse_network_sha256 is {seg.coarse_network_sha256[:16]}…, but the "
+            f"coarse network of model {card.name!r} that runs ({coarse_network}) has "
+            f"{(sha or 'none')[:16]}"
+        )
     changes: dict[str, object] = {
         "threshold": seg.threshold or card.threshold,
         "px_per_mm": seg.px_per_mm or card.px_per_mm,
+        "coarse_network": "light" if coarse_network == "light" else "full",
+        "coarse_precision": "int8" if coarse_network == "int8" else "float",
+        "coarse_network_sha256": sha,
     }
-    if coarse_network in ("full", "light"):
-        changes["coarse_network"] = coarse_network
     return with_overrides(config, segmentation=changes)
 
 
