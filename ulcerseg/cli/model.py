@@ -155,11 +155,11 @@ def evaluate_command(
 )
 @click.option(
     "--coarse-head",
-    type=click.Choice(["decoder", "encoder"]),
-    default="decoder",
+    type=click.Choice(["encoder", "decoder"]),
+    default="encoder",
     show_default=True,
-    help="Head of --coarse-light: on the first decoder blocks (about half the network's cost) or "
-    "on the encoder's features alone (about a fifth).",
+    help="Head of --coarse-light: on the encoder's features alone (about a quarter of the "
+    "network's cost; the default model's) or on the first decoder blocks (about half).",
 )
 def export_command(
     study: str | None,

@@ -51,7 +51,8 @@ class DistillSettings:
     """How the light coarse network is distilled. ``coarse_scale``: the coarse pass's px per mm
     as a fraction of the model's (``segmentation.coarse_factor``); ``tiles``: training tiles
     (a tenth more are held out for the agreement figures); ``positive_weight``: extra loss
-    weight where the teacher sees ulcer (missing a candidate costs more than a false one)."""
+    weight where the teacher sees ulcer (missing a candidate costs more than a false one);
+    ``head``: one of :data:`HEAD_KINDS` (module doc)."""
 
     tiles: int = 3000
     tile_px: int = 320
@@ -61,7 +62,7 @@ class DistillSettings:
     coarse_scale: float = 0.75
     positive_weight: float = 4.0
     head_channels: int = 32
-    head: str = "decoder"
+    head: str = "encoder"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -84,7 +85,7 @@ class DistillResult:
     seconds: float
 
 
-def build_light(net: Any, card: ModelCard, head_channels: int = 32, head: str = "decoder") -> Any:
+def build_light(net: Any, card: ModelCard, head_channels: int = 32, head: str = "encoder") -> Any:
     """The light coarse network over ``net`` (an smp Unet) with a ``head`` of :data:`HEAD_KINDS`:
     float RGB 0-1 (N×3×H×W, H and W multiples of 32) -> probability (N×1×H×W); normalisation
     and sigmoid inside. ``trunk(x)`` gives the frozen features the head reads (a tensor after
