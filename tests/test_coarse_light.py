@@ -65,12 +65,16 @@ def test_unknown_head_kind_is_refused() -> None:
 
 
 @pytest.mark.parametrize("head", ["decoder", "encoder"])
-def test_distilled_network_is_recorded_exported_and_used_only_when_current(tmp_path: Path, head: str) -> None:
+def test_distilled_network_is_recorded_exported_and_used_only_when_current(
+    tmp_path: Path, head: str, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "m"
     make_model(folder)
     export_onnx(folder)
     data = _tiny_dataset(tmp_path / "data")
-    result = distill_coarse(folder, [data], replace(SMALL, head=head))
+    with caplog.at_level("INFO", logger="ulcerseg.training.coarse"):
+        result = distill_coarse(folder, [data], replace(SMALL, head=head))
+    assert "distillation: 17 tiles encoded" in caplog.text  # 16 + a tenth held out
     card = load_card(folder)
     assert card.coarse_light_training["settings"]["head"] == head
     assert torch.load(folder / COARSE_HEAD_FILE, weights_only=True)["kind"] == head

@@ -247,7 +247,7 @@ def distill_coarse(
     features = [torch.cat(level) for level in zip(*feats, strict=True)]  # per pyramid level
     target = torch.cat(targets)
     n_train = settings.tiles
-    log.info("distillation: %d tiles encoded in %.0f s", len(features), time.perf_counter() - t_start)
+    log.info("distillation: %d tiles encoded in %.0f s", len(target), time.perf_counter() - t_start)
     # 2. the head, trained on the cached features
     head = light.head.train()
     for p in head.parameters():
