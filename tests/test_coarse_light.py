@@ -140,11 +140,12 @@ def test_export_command_distils(tmp_path: Path) -> None:
     export_onnx(folder)
     data = _tiny_dataset(tmp_path / "data")
     result = CliRunner().invoke(main, ["export", "--model", str(folder), "--coarse-light", str(data),
-                                      "--coarse-tiles", "16"])  # fmt: skip
+                                      "--coarse-tiles", "16", "--coarse-scale", "0.5"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "model.coarse-light.onnx" in result.output and "candidate recall" in result.output
     settings = load_card(folder).coarse_light_training["settings"]
     assert settings["tiles"] == 16 and settings["head"] == "encoder"  # the default model's kind
+    assert settings["coarse_scale"] == 0.5
 
 
 def test_coarse_network_setting_is_validated_and_recorded_as_run() -> None:

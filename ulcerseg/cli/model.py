@@ -154,6 +154,14 @@ def evaluate_command(
     help="Training tiles of --coarse-light (a tenth more are held out for its agreement figures).",
 )
 @click.option(
+    "--coarse-scale",
+    type=click.FloatRange(min=0.1, max=1.0),
+    default=0.75,
+    show_default=True,
+    help="Scale of --coarse-light's training tiles as a fraction of the model's px per mm: the "
+    "segmentation.coarse_factor the network will run at.",
+)
+@click.option(
     "--coarse-head",
     type=click.Choice(["encoder", "decoder"]),
     default="encoder",
@@ -171,6 +179,7 @@ def export_command(
     coarse_data: tuple[Path, ...],
     light_data: tuple[Path, ...],
     coarse_tiles: int,
+    coarse_scale: float,
     coarse_head: str,
 ) -> None:
     """Export a model (`export --model M --onnx [--coarse-int8 DATASET] [--coarse-light DATASET]`).
@@ -224,7 +233,11 @@ def export_command(
     if light_data:
         from ulcerseg.training.coarse import DistillSettings, distill_coarse
 
-        light = distill_coarse(model, list(light_data), DistillSettings(tiles=coarse_tiles, head=coarse_head))
+        light = distill_coarse(
+            model,
+            list(light_data),
+            DistillSettings(tiles=coarse_tiles, coarse_scale=coarse_scale, head=coarse_head),
+        )
         click.echo(
             f"wrote {light.onnx_path} (sha256 {light.onnx_sha256[:16]}…) from {light.n_tiles} tiles; "
             f"held-out candidate recall {light.recall:.3f}, IoU {light.iou:.3f}"
