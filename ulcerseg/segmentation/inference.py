@@ -242,13 +242,17 @@ def segment_photo(
         return replace(coarse, found_candidates=found)
     threshold = config.threshold or card.threshold
 
-    def confirm(region: SegmentationOutput) -> tuple[SegmentationOutput | None, list[Candidate], dict]:
-        """Fine passes over ``region``'s best candidates: the most confident one (None when no
-        fine pass has probability mass above threshold), the candidates, the time spent."""
+    def confirm(
+        region: SegmentationOutput,
+    ) -> tuple[SegmentationOutput | None, np.ndarray | None, list[Candidate], dict]:
+        """Fine passes over ``region``'s best candidates: the most confident one and its
+        measured mask (None when no fine pass has a measurable mask), the candidates, the time
+        spent."""
         seconds = dict(region.seconds)
         candidates = region.probability >= config.coarse_threshold
         ranked = rank_candidates(region.probability, candidates, region.grid, config, region.image, centre)
         best: SegmentationOutput | None = None
+        best_mask: np.ndarray | None = None
         best_score = 0.0
         # with recentred crops, the first crops lie on the recentring lattice too: where the fine
         # mask's box snaps to the same grid as the candidate's, the recentring pass is skipped
@@ -264,11 +268,13 @@ def segment_photo(
             # confirmed only by what the measurement keeps: a few specks above threshold (smaller
             # than min_area_mm2) would otherwise confirm a crop that measures nothing, and skip
             # the full-resolution recheck that a no_ulcer_found must rest on
-            if score > best_score and _has_ulcer(fine, threshold, config):
-                best, best_score = fine, score
-        return best, ranked, seconds
+            if score > best_score:
+                mask = measured_mask(fine, threshold, config)
+                if mask.any():
+                    best, best_mask, best_score = fine, mask, score
+        return best, best_mask, ranked, seconds
 
-    best, ranked, seconds = confirm(coarse)
+    best, best_mask, ranked, seconds = confirm(coarse)
     searched = [coarse]
     if best is None and config.recheck_full_resolution:
         # no_ulcer_found is the finding of a healed ulcer: it must not rest on the coarse scale,
@@ -279,8 +285,8 @@ def segment_photo(
                             gains, config.tta)  # fmt: skip
         coarse = replace(full, seconds={k: v + full.seconds[k] for k, v in seconds.items()})
         searched.append(coarse)
-        best, ranked, seconds = confirm(coarse)
-    if best is None:
+        best, best_mask, ranked, seconds = confirm(coarse)
+    if best is None or best_mask is None:
         # nothing confirmed at full resolution: keep the whole searched region, so the
         # assessor reviewing "no ulcer found" sees everywhere the ulcer could have been
         found = bool(ranked)
@@ -290,8 +296,8 @@ def segment_photo(
         return replace(coarse, found_candidates=found, seconds=seconds, candidate_scores=scores,
                        unconfirmed_candidate_mm2=float(unconfirmed))  # fmt: skip
     if config.recentre_crop:
-        best = _recentred(backend, best, coarse.grid, photo_rgb, h_px_to_mm, side_mm, gains, config,
-                          threshold, px_per_mm)  # fmt: skip
+        best = _recentred(backend, best, best_mask, coarse.grid, photo_rgb, h_px_to_mm, side_mm, gains,
+                          config, threshold, px_per_mm)  # fmt: skip
         for stage in seconds:
             seconds[stage] += best.seconds.get(stage, 0.0)
     probability, pair = best.probability, None
@@ -350,6 +356,7 @@ def candidate_boxes(
 def _recentred(
     backend: SegmentationBackend,
     best: SegmentationOutput,
+    mask: np.ndarray,
     region: RectifiedGrid,
     photo_rgb: np.ndarray,
     h_px_to_mm: np.ndarray,
@@ -362,10 +369,8 @@ def _recentred(
     """The chosen ulcer segmented once more on a crop placed around ``best``'s own mask (its
     box plus ``crop_margin_mm``, at least 20 mm, on the ``crop_lattice_mm`` lattice of the marker
     plane, inside the searched ``region``). ``best`` itself when the crop would not move, or
-    when the new pass has no ulcer mask. ``seconds`` holds only the new pass's time."""
-    mask = measured_mask(best, threshold, config)
-    if not mask.any():
-        return replace(best, seconds={})
+    when the new pass has no ulcer mask. ``mask``: ``best``'s measured mask (non-empty, from
+    the confirmation). ``seconds`` holds only the new pass's time."""
     ys, xs = np.nonzero(mask)
     origin = np.asarray(best.grid.origin_mm)
     lo = np.array([xs.min(), ys.min()]) / best.grid.px_per_mm + origin - config.crop_margin_mm

@@ -66,8 +66,13 @@ class DistillSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.head not in HEAD_KINDS:
-            raise ModelError(f"coarse head must be one of {', '.join(HEAD_KINDS)}, not {self.head!r}")
+        _check_head(self.head)
+
+
+def _check_head(kind: str) -> None:
+    """ModelError unless ``kind`` is one of :data:`HEAD_KINDS`."""
+    if kind not in HEAD_KINDS:
+        raise ModelError(f"coarse head must be one of {', '.join(HEAD_KINDS)}, not {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,7 @@ def build_light(net: Any, card: ModelCard, head_channels: int = 32, head: str = 
     from torch import nn
     from torch.nn import functional as F
 
-    if head not in HEAD_KINDS:
-        raise ModelError(f"coarse head must be one of {', '.join(HEAD_KINDS)}, not {head!r}")
+    _check_head(head)  # a kind read from a head file, not only from DistillSettings
     if card.architecture != "Unet" or len(card.decoder_channels) < 3:
         raise ModelError(f"{card.name}: a light coarse network needs a Unet with >= 3 decoder blocks")
     levels = len(card.decoder_channels) - 1  # encoder features from the deepest down to 1/4
