@@ -215,10 +215,12 @@ def test_fitted_flags_catch_the_predictable_errors() -> None:
     flagged = bench.apply_flag_thresholds(test, thresholds)
     caught = (flagged["flagged"] & flagged["wrong"]).sum() / flagged["wrong"].sum()
     assert caught > 0.6 and flagged["flagged"].mean() <= 0.55
-    # nothing to gain: every threshold stays at its base (the new checks never fire)
+    # nothing to gain: every threshold stays at its base (the new checks never fire; the
+    # rival-candidate rule keeps its policy threshold)
     quiet = calib.assign(wrong=False)
     never = bench.fit_flag_thresholds(quiet)
-    assert never["max_candidate_ambiguity"] == 1.0 and never["min_boundary_margin"] == 0.0
+    assert never["min_boundary_margin"] == 0.0 and never["max_tta_disagreement"] == 1.0
+    assert never["max_candidate_ambiguity"] == bench.FIT_BASE.max_candidate_ambiguity == 0.45
 
 
 def test_conformal_interval_covers_90_percent_of_new_photos() -> None:
