@@ -1,6 +1,7 @@
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -128,3 +129,20 @@ def test_reduced_decode_keeps_exif_orientation_and_block_means() -> None:
     ]
     with pytest.raises(ValueError, match="reduction"):
         decode_rgb(Path("p.jpg"), buf.getvalue(), 3)
+
+
+def test_downscale_averages_away_detail_finer_than_its_output_and_keeps_the_mean() -> None:
+    from ulcerseg.imageio import downscale
+
+    # a 1-px checkerboard: any resampling that skips source px turns it into a pattern
+    checker = ((np.indices((400, 600)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    small = downscale(np.dstack([checker] * 3), 0.25)
+    assert small.shape == (100, 150, 3)
+    assert small.std() < 1.0 and abs(small.mean() - 127.5) < 1.0
+    # a fractional factor: the size is rounded, the mean level kept
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (301, 457, 3), dtype=np.uint8), (0, 0), 4)
+    out = downscale(smooth, 0.37)
+    assert out.shape == (round(301 * 0.37), round(457 * 0.37), 3)
+    assert abs(float(out.mean()) - float(smooth.mean())) < 1.0
+    assert downscale(smooth, 1.0) is smooth

@@ -121,22 +121,32 @@ class Preview:
     scale: float
 
 
-def make_preview(rgb: np.ndarray, max_side_px: int) -> Preview:
-    """Downscaled copy of ``rgb`` whose longer side is at most ``max_side_px``.
+def downscale(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` resized by ``factor`` (<= 1, both axes; the size rounded) without aliasing.
 
     Halved by 2 x 2 averaging while more than halving is left (OpenCV's fast path for whole
     factors), then bilinear for the last factor between 1/2 and 1, which samples every source
-    px: a 12 MP photo's preview costs ~10 ms instead of ~45 ms for one fractional area resize.
+    px: ~1/4 the cost of one fractional area resize (a 12 MP photo to 1600 px: ~10 ms instead of
+    ~45 ms). Callers that map px back use the returned array's shape.
     """
-    scale = min(1.0, max_side_px / max(rgb.shape[:2]))
-    if scale == 1.0:
-        return Preview(rgb, 1.0)
-    small = rgb
-    while max_side_px / max(small.shape[:2]) <= 0.5:
+    return _to_long_side(image, factor * max(image.shape[:2]))
+
+
+def _to_long_side(image: np.ndarray, long_side: float) -> np.ndarray:
+    small = image
+    while long_side / max(small.shape[:2]) <= 0.5:
         small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    rest = max_side_px / max(small.shape[:2])
+    rest = long_side / max(small.shape[:2])
     if rest < 1.0:
         small = cv2.resize(small, None, fx=rest, fy=rest, interpolation=cv2.INTER_LINEAR)
+    return small
+
+
+def make_preview(rgb: np.ndarray, max_side_px: int) -> Preview:
+    """Downscaled copy of ``rgb`` whose longer side is at most ``max_side_px`` (as :func:`downscale`)."""
+    if max_side_px >= max(rgb.shape[:2]):
+        return Preview(rgb, 1.0)
+    small = _to_long_side(rgb, max_side_px)
     # the exact ratio of the rounded size, so preview px map back to photo px precisely
     return Preview(small, small.shape[1] / rgb.shape[1])
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ulcerseg.geometry import RectifiedGrid, apply_homography
+from ulcerseg.imageio import make_preview
 from ulcerseg.records import Calibration
 
 _GREEN = (40, 220, 40)
@@ -51,9 +52,10 @@ def render_overlay(
     x0, y0 = np.maximum(np.floor(pts.min(axis=0) - margin), 0).astype(int)
     x1 = int(min(w, np.ceil(pts[:, 0].max() + margin)))
     y1 = int(min(h, np.ceil(pts[:, 1].max() + margin)))
-    crop = photo_rgb[y0:y1, x0:x1]
-    s = min(1.0, max_side_px / max(crop.shape[:2]))
-    out = np.ascontiguousarray(cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA))
+    # halvings by 2 x 2 averaging, then bilinear: ~1/5 the cost of one fractional area resize
+    small = make_preview(photo_rgb[y0:y1, x0:x1], max_side_px)
+    s = small.scale
+    out = np.array(small.image)  # drawn on: never the caller's pixels
 
     def to_out(p: np.ndarray) -> np.ndarray:
         return np.round((p - [x0, y0]) * s * 16).astype(np.int32)  # 4 fractional bits

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from ulcerseg.geometry import RectifiedGrid, apply_homography, fill_polygon, homography_jacobian
+from ulcerseg.imageio import downscale
 
 
 def photo_footprint_mm(h_px_to_mm: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -34,8 +35,9 @@ def search_grid(
 def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> np.ndarray:
     """Resample ``image`` (photo frame) onto ``grid``; pixels outside the photo are 0.
 
-    When the photo is much finer than the grid, the photo region is first shrunk with area
-    averaging so the warp does not alias (and so cost follows the region, not the megapixels).
+    When the photo is much finer than the grid, the photo region is first shrunk to ~2 photo px
+    per grid px (:func:`~ulcerseg.imageio.downscale`: 2 x 2 averaging, then bilinear) so the warp
+    does not alias (and so cost follows the region, not the megapixels).
     """
     h_px_to_grid = grid.mm_to_px() @ h_px_to_mm
     # photo region that maps into the grid
@@ -53,7 +55,7 @@ def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> n
     shift = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
     if shrink < 0.5:
         f = min(1.0, 2.0 * shrink)  # keep ~2 photo px per grid px before the warp
-        region = cv2.resize(region, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        region = downscale(region, f)
         sy, sx = region.shape[0] / (y1 - y0), region.shape[1] / (x1 - x0)
         shift = shift @ np.array([[1 / sx, 0, 0], [0, 1 / sy, 0], [0, 0, 1.0]])
     return cv2.warpPerspective(
