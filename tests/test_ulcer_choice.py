@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from ulcerseg.config import SegmentationConfig
 from ulcerseg.geometry import RectifiedGrid
@@ -68,3 +69,46 @@ def test_candidates_far_from_the_marker_lose() -> None:
     cfg = SegmentationConfig()
     ranked = rank_candidates(prob, prob > 0.25, grid, cfg, None, (5.0, 5.0))
     assert ranked[0].lo_mm[0] > 0 and ranked[1].weight < 0.2
+
+
+def test_group_scores_and_boxes_match_an_independent_computation() -> None:
+    """Mass, body and distance weights and boxes of every group, against scipy.ndimage."""
+    from scipy import ndimage
+
+    cfg = SegmentationConfig()
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        h, w = (int(v) for v in rng.integers(120, 400, 2))
+        noise = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 5.0)
+        prob = (noise - noise.min()) / (noise.max() - noise.min())
+        prob64 = prob.astype(np.float64)  # the reference sums in float64 too
+        candidates = prob >= 0.75
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        grid = RectifiedGrid((-20.0, -15.0), 7.5, w, h)
+        centre = (3.0, 4.0)
+        ranked = rank_candidates(prob, candidates, grid, cfg, image, centre)
+        # the reference: groups as the module docstring defines them, one at a time
+        reach = max(1, round(cfg.merge_distance_mm * grid.px_per_mm / 2))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+        _, labels = cv2.connectedComponents(cv2.dilate(candidates.astype(np.uint8), kernel), connectivity=8)
+        labels = np.where(candidates, labels, 0)
+        body = body_mask(image, grid.px_per_mm)
+        expected = []
+        for g, box in enumerate(ndimage.find_objects(labels), start=1):
+            if box is None:
+                continue
+            mass = float(ndimage.sum_labels(prob64, labels, g))
+            on_body = float(body[labels == g].mean())
+            cy, cx = ndimage.center_of_mass(prob64, labels, g)
+            d = np.hypot(cx / 7.5 - 20.0 - centre[0], cy / 7.5 - 15.0 - centre[1])
+            weight = (0.1 + 0.9 * on_body) * np.exp(-max(d - cfg.candidate_max_distance_mm, 0.0) / 10.0)
+            lo = np.array([box[1].start, box[0].start]) / 7.5 + (-20.0, -15.0) - cfg.crop_margin_mm
+            hi = np.array([box[1].stop, box[0].stop]) / 7.5 + (-20.0, -15.0) + cfg.crop_margin_mm
+            expected.append((mass * weight, weight, lo, hi))
+        expected.sort(key=lambda e: -e[0])
+        assert len(ranked) == len(expected) > 1, trial
+        for cand, (score, weight, lo, hi) in zip(ranked, expected, strict=True):
+            assert cand.score == pytest.approx(score, rel=1e-9)
+            assert cand.weight == pytest.approx(weight, rel=1e-9)
+            np.testing.assert_allclose(cand.lo_mm, lo, atol=1e-9)
+            np.testing.assert_allclose(cand.hi_mm, hi, atol=1e-9)

@@ -28,7 +28,6 @@ import numpy as np
 from ulcerseg.config import SegmentationConfig
 from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.segmentation.body import body_mask
-from ulcerseg.segmentation.postprocess import label_sums
 
 
 @dataclass(frozen=True)
@@ -58,31 +57,43 @@ def rank_candidates(
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     grouped = cv2.dilate(candidates.astype(np.uint8), kernel)
     n, labels = cv2.connectedComponents(grouped, connectivity=8)
-    labels = np.where(candidates, labels, 0)
+    # per-group sums over the candidate px alone, a small part of the grid (in raster order, as
+    # over the whole grid: the same sums); group g's candidate px have label g
+    px = np.flatnonzero(candidates.ravel())
+    group = labels.ravel()[px]
     index = np.arange(1, n)
-    mass = label_sums(probability, labels, n)[index]
+    prob = probability.ravel()[px].astype(np.float64)
+    mass = np.bincount(group, weights=prob, minlength=n)[index]
     weight = np.ones(n - 1)
     if image is not None and n > 1:
-        body = body_mask(image, grid.px_per_mm)
+        body = body_mask(image, grid.px_per_mm).ravel()[px].astype(np.float64)
         with np.errstate(invalid="ignore"):  # a group without px: nan, weight 1 below
-            on_body = label_sums(body, labels, n)[index] / np.bincount(labels.ravel(), minlength=n)[index]
+            on_body = np.bincount(group, body, n)[index] / np.bincount(group, minlength=n)[index]
         floor = config.candidate_off_body_weight
         weight *= floor + (1 - floor) * np.nan_to_num(on_body, nan=1.0)
     origin = np.asarray(grid.origin_mm)
+    ys, xs = np.divmod(px, labels.shape[1])
     if marker_centre_mm is not None and n > 1:
-        ys, xs = np.mgrid[0 : labels.shape[0], 0 : labels.shape[1]]
         total = np.maximum(mass, 1e-9)
-        cx = label_sums(probability * xs, labels, n)[index] / total / grid.px_per_mm + origin[0]
-        cy = label_sums(probability * ys, labels, n)[index] / total / grid.px_per_mm + origin[1]
+        cx = np.bincount(group, weights=prob * xs, minlength=n)[index] / total / grid.px_per_mm + origin[0]
+        cy = np.bincount(group, weights=prob * ys, minlength=n)[index] / total / grid.px_per_mm + origin[1]
         d = np.hypot(cx - marker_centre_mm[0], cy - marker_centre_mm[1])
         weight *= np.exp(-np.maximum(d - config.candidate_max_distance_mm, 0.0) / 10.0)
     scores = mass * weight
+    # each group's box of candidate px (grid px, inclusive)
+    big = np.iinfo(np.int64).max
+    x_lo, y_lo = np.full(n, big), np.full(n, big)
+    x_hi, y_hi = np.full(n, -1), np.full(n, -1)
+    np.minimum.at(x_lo, group, xs)
+    np.minimum.at(y_lo, group, ys)
+    np.maximum.at(x_hi, group, xs)
+    np.maximum.at(y_hi, group, ys)
     ranked = []
     for i in np.argsort(-scores):
-        ys_i, xs_i = np.nonzero(labels == i + 1)
-        if len(xs_i) == 0:
+        g = i + 1
+        if x_hi[g] < 0:
             continue
-        lo = np.array([xs_i.min(), ys_i.min()]) / grid.px_per_mm + origin - config.crop_margin_mm
-        hi = np.array([xs_i.max() + 1, ys_i.max() + 1]) / grid.px_per_mm + origin + config.crop_margin_mm
+        lo = np.array([x_lo[g], y_lo[g]]) / grid.px_per_mm + origin - config.crop_margin_mm
+        hi = np.array([x_hi[g] + 1, y_hi[g] + 1]) / grid.px_per_mm + origin + config.crop_margin_mm
         ranked.append(Candidate(lo, hi, float(scores[i]), float(weight[i])))
     return ranked

@@ -49,11 +49,11 @@ def ulcer_mask(
     big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_px]
     if not big:
         return np.zeros_like(mask)
+    if len(big) == 1:  # one component (most photos): nothing to choose or merge
+        return labels == big[0]
     sums = label_sums(probability, labels, n)[big]
     main = big[int(np.argmax(sums))]
     main_mask = labels == main
-    if len(big) == 1:  # nothing to merge (most photos): skip the wide dilation below
-        return main_mask
     reach = max(1, round(merge_distance_mm * px_per_mm))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     near = cv2.dilate(main_mask.astype(np.uint8), kernel).astype(bool)
