@@ -181,8 +181,9 @@ def _onnx_session(path: Path, num_threads: int | None) -> Any:
       using ``num_threads`` intra-op threads);
     - no spin-waiting of idle worker threads: on 2 cores spinning threads starve the photo
       decode and PNG writer threads that run beside inference;
-    - no memory arena or memory-pattern planning: every region has its own size, and an arena
-      grows to the largest of them and keeps it, so RSS would creep with the number of photos.
+    - the CPU memory arena on (buffers reused from pass to pass: faster, and RSS stays flat over
+      a 216-photo run, README), but no memory-pattern planning: every region has its own size,
+      so a plan made for one shape does not serve the next.
     """
     import onnxruntime as ort
 
