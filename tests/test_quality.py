@@ -161,7 +161,8 @@ def test_mirror_average_measures_the_mean_and_keeps_the_disagreement_signal(tmp_
     path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
     record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
     backend = _LeftHalfBackend()
-    plain = PhotoMeasurer(PipelineConfig(), backend).measure(record)
+    plain_config = with_overrides(PipelineConfig(), segmentation={"mirror_average": False})
+    plain = PhotoMeasurer(plain_config, backend).measure(record)
     averaged_config = with_overrides(PipelineConfig(), segmentation={"mirror_average": True})
     averaged = PhotoMeasurer(averaged_config, backend).measure(record)
     assert plain.measurement is not None and averaged.measurement is not None
@@ -175,6 +176,46 @@ def test_mirror_average_measures_the_mean_and_keeps_the_disagreement_signal(tmp_
     assert PhotoMeasurer(no_check, backend).measure(record).measurement.area_mm2 == pytest.approx(
         plain.measurement.area_mm2
     )
+
+
+class _BlindToMirrorBackend:
+    """A network that sees the ulcer in the orientation it first met and nothing in its mirror
+    image (a tile equal to a mirrored earlier tile gives 0 everywhere)."""
+
+    def __init__(self) -> None:
+        from conftest import RednessBackend
+
+        self.redness = RednessBackend()
+        self.card, self.sha256 = self.redness.card, self.redness.sha256
+        self.seen: list[np.ndarray] = []
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        if any(t.shape == tiles.shape and np.array_equal(t[:, :, ::-1], tiles) for t in self.seen):
+            return np.zeros(tiles.shape[:3], np.float32)
+        self.seen.append(tiles.copy())
+        return self.redness.predict_proba(tiles)
+
+
+def test_mirror_average_never_turns_a_seen_ulcer_into_no_ulcer_found(tmp_path) -> None:
+    """Where only one orientation sees the ulcer, the mean stays below threshold everywhere: the
+    crop's own probability is measured (no_ulcer_found would read as healed), and the mirror's
+    disagreement flags the photo for review."""
+    from conftest import write_jpeg
+
+    from ulcerseg.config import PipelineConfig, with_overrides
+    from ulcerseg.imageio import sha256_bytes
+    from ulcerseg.pipeline import PhotoMeasurer
+    from ulcerseg.records import PhotoRecord
+
+    photo = make_photo(px_per_mm=14, size=(1000, 750), ulcer_radius_mm=(4.0, 3.0))
+    path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    config = with_overrides(PipelineConfig(), segmentation={"mirror_average": True})
+    result = PhotoMeasurer(config, _BlindToMirrorBackend()).measure(record)
+    assert result.status == "measured" and result.measurement is not None, result.messages
+    assert Flag.NO_ULCER_FOUND not in result.flags
+    assert result.measurement.area_mm2 == pytest.approx(photo.true_area_mm2, rel=0.1)
+    assert result.signals.tta_disagreement == 1.0 and Flag.LOW_CONFIDENCE in result.flags
 
 
 def test_search_coverage_is_the_share_of_the_ulcer_site_in_the_photo() -> None:

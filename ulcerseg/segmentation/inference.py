@@ -311,8 +311,15 @@ def segment_photo(
         seconds["segment"] += time.perf_counter() - t0
         pair = (best.probability, mirror)
         if config.mirror_average:
-            # the mean of the two is a fine-pass-only flip TTA at no extra cost
-            probability = (best.probability + mirror) / 2
+            # the mean of the two is a fine-pass-only flip TTA at no extra cost. Where only one
+            # orientation sees the ulcer, the mean can stay below threshold everywhere: a photo
+            # that shows an ulcer must not become no_ulcer_found (a healing finding) for that, so
+            # the crop's own probability is measured then (the disagreement flags the photo)
+            mean = (best.probability + mirror) / 2
+            if _has_ulcer(replace(best, probability=mean), threshold, config):
+                probability = mean
+            else:
+                log.debug("mirror average below threshold everywhere: the crop's own probability is measured")
     return SegmentationOutput(
         best.grid, best.image, best.valid, best.exclude, probability, True, seconds,
         tuple(c.score for c in ranked), pair,
