@@ -146,3 +146,6 @@ def test_downscale_averages_away_detail_finer_than_its_output_and_keeps_the_mean
     assert out.shape == (round(301 * 0.37), round(457 * 0.37), 3)
     assert abs(float(out.mean()) - float(smooth.mean())) < 1.0
     assert downscale(smooth, 1.0) is smooth
+    # a sliver keeps at least one px a side (a zero-size resize would raise)
+    assert downscale(np.zeros((1, 50, 3), np.uint8), 0.1).shape == (1, 5, 3)
+    assert downscale(np.zeros((3, 400, 3), np.uint8), 0.05).shape == (1, 20, 3)

@@ -134,10 +134,13 @@ def downscale(image: np.ndarray, factor: float) -> np.ndarray:
 
 def _to_long_side(image: np.ndarray, long_side: float) -> np.ndarray:
     small = image
-    while long_side / max(small.shape[:2]) <= 0.5:
+    while long_side / max(small.shape[:2]) <= 0.5 and min(small.shape[:2]) >= 2:
         small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
     rest = long_side / max(small.shape[:2])
     if rest < 1.0:
+        if min(small.shape[:2]) * rest < 0.5:  # a sliver (a grid that barely meets the photo): >= 1 px
+            size = (max(1, round(small.shape[1] * rest)), max(1, round(small.shape[0] * rest)))
+            return cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
         small = cv2.resize(small, None, fx=rest, fy=rest, interpolation=cv2.INTER_LINEAR)
     return small
 
