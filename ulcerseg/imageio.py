@@ -122,7 +122,7 @@ class Preview:
 
 
 def downscale(image: np.ndarray, factor: float) -> np.ndarray:
-    """``image`` resized by ``factor`` (<= 1, both axes; the size rounded) without aliasing.
+    """``image`` resized by ``factor`` (<= 1, both axes; the size rounded), every source px used.
 
     Halved by 2 x 2 averaging while more than halving is left (OpenCV's fast path for whole
     factors), then bilinear for the last factor between 1/2 and 1, which samples every source

@@ -182,7 +182,7 @@ def _onnx_session(path: Path, num_threads: int | None) -> Any:
     - no spin-waiting of idle worker threads: on 2 cores spinning threads starve the photo
       decode and PNG writer threads that run beside inference;
     - the CPU memory arena on (buffers reused from pass to pass: faster, and RSS stays flat over
-      a 216-photo run, README), but no memory-pattern planning: every region has its own size,
+      a 1,000-photo run, README), but no memory-pattern planning: every region has its own size,
       so a plan made for one shape does not serve the next.
     """
     import onnxruntime as ort

@@ -81,8 +81,8 @@ def rank_candidates(
         weight *= np.exp(-np.maximum(d - config.candidate_max_distance_mm, 0.0) / 10.0)
     scores = mass * weight
     # each group's box of candidate px (grid px, inclusive)
-    big = np.iinfo(np.int64).max
-    x_lo, y_lo = np.full(n, big), np.full(n, big)
+    unset = np.iinfo(np.int64).max
+    x_lo, y_lo = np.full(n, unset), np.full(n, unset)
     x_hi, y_hi = np.full(n, -1), np.full(n, -1)
     np.minimum.at(x_lo, group, xs)
     np.minimum.at(y_lo, group, ys)
