@@ -122,6 +122,22 @@ def test_changed_config_measures_again(mixed_folder, tmp_path: Path) -> None:
     assert effective.segmentation.min_area_mm2 == 0.5
 
 
+def test_another_package_version_measures_again(mixed_folder, tmp_path: Path, monkeypatch) -> None:
+    """Other code may measure another number: a new version's run does not keep the old rows."""
+    import ulcerseg.pipeline
+
+    root, _ = mixed_folder
+    out = tmp_path / "out"
+    measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    assert measure_study(root, out, PipelineConfig(), backend=RednessBackend()).n_skipped == 8
+    monkeypatch.setattr(ulcerseg.pipeline, "__version__", "9.9.9")
+    backend = RednessBackend()
+    again = measure_study(root, out, PipelineConfig(), backend=backend)
+    assert again.n_skipped == 0 and backend.calls > 0
+    assert {r["package_version"] for r in _rows(out).values()} == {"9.9.9"}
+    assert measure_study(root, out, PipelineConfig(), backend=RednessBackend()).n_skipped == 8
+
+
 def test_recorded_config_is_what_ran_so_a_card_threshold_edit_measures_again(
     mixed_folder, tmp_path: Path
 ) -> None:

@@ -461,8 +461,8 @@ def measure_study(
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
-    Photos already measured with the same path, bytes, model and config are skipped, so a
-    killed run resumes where it stopped; failures caused by the environment are retried,
+    Photos already measured with the same path, bytes, model, config and package version are
+    skipped, so a killed run resumes where it stopped; failures caused by the environment are retried,
     failures caused by the bytes only with ``retry_failed``. ``progress`` may wrap the photo
     iterator (e.g. tqdm). Healing is not computed here: call
     :func:`ulcerseg.healing.heal_study` next (the ``ulcerseg measure`` command does).
@@ -543,11 +543,11 @@ def _measure_locked(
              "missing": list(reconciled.missing)},
         )  # fmt: skip
         measurer = PhotoMeasurer(config, backend)
-        model_sha, config_sha = run.model_sha256, run.config_sha256
+        model_sha, config_sha, version = run.model_sha256, run.config_sha256, run.package_version
         todo = [
             p
             for file, p in files
-            if not study.already_measured(p.sha256, file, model_sha, config_sha, retry_failed)
+            if not study.already_measured(p.sha256, file, model_sha, config_sha, retry_failed, version)
         ]
         summary.n_skipped = len(found.photos) - len(todo)
         photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(todo, measurer.load)
