@@ -547,7 +547,7 @@ def _measure_locked(
         todo = [
             p
             for file, p in files
-            if not study.already_measured(p.sha256, file, model_sha, config_sha, retry_failed, version)
+            if not study.already_measured(p.sha256, file, model_sha, config_sha, version, retry_failed)
         ]
         summary.n_skipped = len(found.photos) - len(todo)
         photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(todo, measurer.load)

@@ -67,8 +67,9 @@ def rank_candidates(
     weight = np.ones(n - 1)
     if image is not None and n > 1:
         body = body_mask(image, grid.px_per_mm).ravel()[px].astype(np.float64)
+        on_body_px = np.bincount(group, weights=body, minlength=n)[index]
         with np.errstate(invalid="ignore"):  # a group without px: nan, weight 1 below
-            on_body = np.bincount(group, body, n)[index] / np.bincount(group, minlength=n)[index]
+            on_body = on_body_px / np.bincount(group, minlength=n)[index]
         floor = config.candidate_off_body_weight
         weight *= floor + (1 - floor) * np.nan_to_num(on_body, nan=1.0)
     origin = np.asarray(grid.origin_mm)

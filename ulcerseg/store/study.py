@@ -113,22 +113,19 @@ class Study:
         file: str,
         model_sha256: str,
         config_sha256: str,
+        package_version: str,
         retry_failed: bool = False,
-        package_version: str | None = None,
     ) -> bool:
-        """True when this photo (path and bytes) has a final result with this model and config
-        (and, when given, made by this package version: another version's code may measure
-        another number).
+        """True when this photo (path and bytes) has a final result with this model, config and
+        package version (another version's code may measure another number).
 
         A failure caused by the environment (``retryable``) is never final; a failure caused by
         the bytes is final unless ``retry_failed``.
         """
-        version_rule = "" if package_version is None else " AND package_version=?"
         row = self.conn.execute(
             "SELECT status, retryable FROM measurements WHERE photo_sha256=? AND file=? AND model_sha256=?"
-            f" AND config_sha256=?{version_rule} ORDER BY measurement_id DESC LIMIT 1",
-            (photo_sha256, file, model_sha256, config_sha256)
-            + (() if package_version is None else (package_version,)),
+            " AND config_sha256=? AND package_version=? ORDER BY measurement_id DESC LIMIT 1",
+            (photo_sha256, file, model_sha256, config_sha256, package_version),
         ).fetchone()
         if row is None:
             return False
