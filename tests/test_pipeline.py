@@ -496,3 +496,19 @@ def test_decode_reductions_follow_size_and_marker_scale() -> None:
     assert needed_reduction(85.0, 10.0, 2.0) == 4
     assert needed_reduction(19.0, 10.0, 2.0) == 1
     assert needed_reduction(200.0, 10.0, 0.0) == 1
+
+
+def test_input_errors_come_before_model_errors_and_a_bad_model_is_one_line(tmp_path: Path) -> None:
+    """The model loads beside discovery: a folder without photos is still reported as such
+    (not as the missing model), and with photos the missing model is the error."""
+    from ulcerseg.config import with_overrides
+    from ulcerseg.errors import ModelError, NoPhotosError
+
+    cfg = with_overrides(PipelineConfig(), segmentation={"model": str(tmp_path / "no-such-model")})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoPhotosError):
+        measure_study(tmp_path / "empty", tmp_path / "out", cfg)
+    write_jpeg(tmp_path / "in" / "S1" / "D0" / "U1.jpg", make_photo().rgb)
+    with pytest.raises(ModelError, match="no-such-model"):
+        measure_study(tmp_path / "in", tmp_path / "out", cfg)
+    assert not (tmp_path / "out" / "study.sqlite").exists()

@@ -45,10 +45,16 @@ def feret_length_width(mask: np.ndarray) -> tuple[float, float]:
     return length, float(proj.max() - proj.min())
 
 
+def preload() -> None:
+    """Import what measuring a mask imports on first use (scikit-image's perimeter pulls in
+    scipy.ndimage, ~0.5 s), so that a batch can pay it beside loading the model."""
+    from skimage.measure import perimeter  # noqa: F401
+
+
 def mask_geometry(mask: np.ndarray, px_per_mm: float) -> MaskGeometry:
     """Area, perimeter, length and width of a binary mask sampled at ``px_per_mm``."""
-    # imported here: skimage.measure pulls in scipy.ndimage (~0.8 s), which importing the
-    # pipeline (and every command that only reads a study) should not pay
+    # imported here: skimage.measure pulls in scipy.ndimage (~0.5 s), which importing the
+    # pipeline (and every command that only reads a study) should not pay (see preload)
     from skimage.measure import perimeter
 
     mask = np.asarray(mask).astype(bool)

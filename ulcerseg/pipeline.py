@@ -35,7 +35,7 @@ from ulcerseg.imageio import (
     read_bytes,
     write_png,
 )
-from ulcerseg.measure import area_interval, measure_ulcer
+from ulcerseg.measure import area_interval, measure_ulcer, preload
 from ulcerseg.naming import photo_file_stem
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import (
@@ -478,15 +478,26 @@ def measure_study(
     files skipped).
     """
     out_dir = Path(out_dir)
-    found: Discovery = discover(
-        source, config.discovery, exclude=out_dir, allow_outside_root=allow_outside_root
-    )
-    if not found.photos:  # the skipped files travel in NoPhotosError.skipped (the CLI lists them)
-        raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
+    owned = backend is None
+    # start-up runs side by side (mostly outside the GIL): the model loads (file hashes, ONNX
+    # Runtime sessions) while the photos are found and hashed, and scipy is imported meanwhile
+    # and while the first photo decodes (not waited for: the first measurement imports it
+    # anyway); on 2 cores ~0.4 s less per run. Input errors still come first
+    start = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ulcerseg-start")
+    try:
+        opening = start.submit(open_model, config) if backend is None else None
+        start.submit(preload)
+        found: Discovery = discover(
+            source, config.discovery, exclude=out_dir, allow_outside_root=allow_outside_root
+        )
+        if not found.photos:  # the skipped files travel in NoPhotosError.skipped (the CLI lists them)
+            raise no_photos_error(Path(source), found, config.discovery)  # exit 2, layout hint
+        if opening is not None:
+            backend = opening.result()
+    finally:
+        start.shutdown(wait=False)
     for path, reason in found.problems:  # the CLI prints them; summary.problems lists them
         log.info("%s: %s", path, reason)
-    owned = backend is None
-    backend = backend or open_model(config)
     config = effective_config(config, backend.card, getattr(backend, "coarse_network", "full"))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
