@@ -149,3 +149,39 @@ def test_downscale_averages_away_detail_finer_than_its_output_and_keeps_the_mean
     # a sliver keeps at least one px a side (a zero-size resize would raise)
     assert downscale(np.zeros((1, 50, 3), np.uint8), 0.1).shape == (1, 5, 3)
     assert downscale(np.zeros((3, 400, 3), np.uint8), 0.05).shape == (1, 20, 3)
+
+
+def _encoded(image: np.ndarray, ext: str) -> bytes:
+    ok, enc = cv2.imencode(ext, image)
+    assert ok
+    return enc.tobytes()
+
+
+@pytest.mark.parametrize("reduction", [1, 2])
+def test_decode_gives_rgb_in_display_orientation_for_every_format(reduction: int) -> None:
+    """Channel order and orientation whichever way OpenCV decodes (straight to RGB where it
+    can): the same pixels as decoding to BGR and swapping, for colour, grey, alpha and 16 bits."""
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[:, :48] = (220, 30, 30)  # red left half
+    rgb[:, 48:] = (30, 30, 220)  # blue right half
+    pil = Image.fromarray(rgb)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # display rotated 90° clockwise: red on top
+    buf = io.BytesIO()
+    pil.save(buf, "JPEG", exif=exif, quality=95)
+    out = decode_rgb(Path("p.jpg"), buf.getvalue(), reduction)
+    top, bottom = out[: out.shape[0] // 3].mean(axis=(0, 1)), out[-out.shape[0] // 3 :].mean(axis=(0, 1))
+    assert top[0] > 180 and top[2] < 70 and bottom[2] > 180 and bottom[0] < 70
+    bgra = np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 128, np.uint8)])
+    grey16 = (np.arange(64 * 96, dtype=np.uint16).reshape(64, 96) * 10).astype(np.uint16)
+    for data in (
+        buf.getvalue(),
+        _encoded(bgra, ".png"),
+        _encoded(grey16, ".png"),
+        _encoded(rgb[..., 0], ".png"),
+    ):
+        flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2}[reduction]
+        reference = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), flag), cv2.COLOR_BGR2RGB)
+        decoded = decode_rgb(Path("p"), data, reduction)
+        assert decoded.dtype == np.uint8 and decoded.shape == reference.shape
+        assert np.array_equal(decoded, reference)

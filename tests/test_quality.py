@@ -304,3 +304,19 @@ def test_no_ulcer_found_where_the_coarse_pass_saw_one_is_not_evidence_of_healing
     blind.predict_proba = lambda tiles: np.zeros(tiles.shape[:3], np.float32)  # type: ignore[method-assign]
     clean = PhotoMeasurer(PipelineConfig(), blind).measure(record)
     assert clean.flags == [Flag.NO_ULCER_FOUND] and clean.signals.unconfirmed_candidate_mm2 == 0.0
+
+
+def test_desaturated_means_the_99th_percentile_of_chroma_is_below_the_limit() -> None:
+    from ulcerseg.quality import is_desaturated
+
+    rng = np.random.default_rng(3)
+    grey = np.repeat(rng.integers(0, 256, (400, 400, 1), dtype=np.uint8), 3, axis=2)
+    noisy = np.clip(grey.astype(int) + rng.integers(-4, 5, grey.shape), 0, 255).astype(np.uint8)
+    assert is_desaturated(noisy)  # JPEG-like noise: chroma of a few levels
+    sampled = noisy[::4, ::4]  # every 4th px of each axis is what is looked at
+    few, many = noisy.copy(), noisy.copy()
+    few[::4, ::4][:, :1] = (200, 40, 40)  # 1% of the sampled px coloured: still below the 99th
+    many[::4, ::4][:, :3] = (200, 40, 40)  # 3%: a colour photo
+    assert sampled.shape[1] == 100 and is_desaturated(few) and not is_desaturated(many)
+    assert not is_desaturated(np.full((40, 40, 3), (205, 160, 140), np.uint8))  # skin
+    assert is_desaturated(np.zeros((40, 40), np.uint8))  # one channel: no colour at all
