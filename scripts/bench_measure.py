@@ -3,10 +3,11 @@
 Writes N synthetic photos (default 4000x3000 JPEG, quality 92) into a trial folder (``--photos
 DIR`` keeps them for the next run), then times the real command line, `ulcerseg measure`, in a
 child process: wall clock including start-up and model loading, as a user sees it. In the same
-run it times the decode floor (``cv2.imread`` of the same photos, one after another) and reads the
-child's peak RSS (``resource.getrusage``). Prints photos/s, the ratio of time per photo to the
-decode floor, peak RSS and the mean time of each stage per photo (stages overlap: the next photo
-is decoded and the previous one written while a photo is measured).
+run it times the decode floor (``cv2.imread`` of the same photos, one after another, right
+before and right after the run, averaged) and reads the child's peak RSS
+(``resource.getrusage``). Prints photos/s, the ratio of time per photo to the decode floor, peak
+RSS and the mean time of each stage per photo (stages overlap: the next photo is decoded and the
+previous one written while a photo is measured).
 
 Usage: python scripts/bench_measure.py [--n 24] [--photos DIR] [--model models/default]
        [--backend auto] [--threads N] [--parallel-photos N] [--device cuda] [--no-overlays]
@@ -93,13 +94,18 @@ def main() -> None:
         env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
         print(f"photos: {args.n} x {width}x{height} JPEG ({mb / args.n:.1f} MB each) in {root}")
         for rep in range(args.repeat):
-            floor = decode_floor(paths)
+            # the floor is timed right before and right after the run and averaged: the shared
+            # machine's speed drifts by 10-30% within minutes, and a ratio against a floor taken
+            # at another speed says more about the machine than about the code
+            floor_before = decode_floor(paths)
             out = Path(tmp) / f"out{rep}"
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             proc = subprocess.run([*cmd, "-o", str(out)], env=env, capture_output=True, text=True)
             elapsed = time.perf_counter() - t0
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            floor_after = decode_floor(paths)
+            floor = (floor_before + floor_after) / 2
             if proc.returncode not in (0, 1):
                 sys.exit(f"ulcerseg measure failed ({proc.returncode}): {proc.stderr[-2000:]}")
             rss_mb = usage.ru_maxrss / 1024  # the largest child so far
@@ -110,7 +116,8 @@ def main() -> None:
             con.close()
             per_photo = elapsed / args.n
             print(f"run {rep + 1}: {args.n / elapsed:.2f} photos/s end to end ({1000 * per_photo:.0f} ms per "
-                  f"photo, {n_ok} measured), decode floor {1000 * floor:.0f} ms per photo -> "
+                  f"photo, {n_ok} measured), decode floor {1000 * floor:.0f} ms per photo (before "
+                  f"{1000 * floor_before:.0f}, after {1000 * floor_after:.0f}) -> "
                   f"{per_photo / floor:.1f}x the decode floor, peak RSS {rss_mb:.0f} MB, "
                   f"CPU {1000 * cpu:.0f} ms per photo")  # fmt: skip
             per_stage = {k: 1000 * sum(s.get(k, 0.0) for s in stages) / max(len(stages), 1) for k in STAGES}
