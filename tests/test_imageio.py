@@ -185,3 +185,22 @@ def test_decode_gives_rgb_in_display_orientation_for_every_format(reduction: int
         decoded = decode_rgb(Path("p"), data, reduction)
         assert decoded.dtype == np.uint8 and decoded.shape == reference.shape
         assert np.array_equal(decoded, reference)
+
+
+def test_corrupt_exif_is_logged_with_the_file_name_not_warned(caplog: pytest.LogCaptureFixture) -> None:
+    """Pillow warns nameless about a damaged EXIF block; the photo is still read (without the
+    EXIF tags) and the message is logged with the file's name instead."""
+    import struct
+    import warnings
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(buf, "JPEG")
+    jpeg = buf.getvalue()
+    payload = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8)  # IFD0 lies past the block's end
+    data = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    with warnings.catch_warnings(record=True) as leaked, caplog.at_level("INFO", logger="ulcerseg.imageio"):
+        warnings.simplefilter("always")
+        info = inspect_photo(Path("S1/D0/U1.jpg"), data)
+    assert (info.width, info.height, info.photo_date) == (60, 40, None)
+    assert not leaked
+    assert any("S1/D0/U1.jpg: Corrupt EXIF data" in r.getMessage() for r in caplog.records)

@@ -75,8 +75,12 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     """
     if not data:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
+    # Pillow's own warnings (e.g. "Corrupt EXIF data") are logged with the file's name instead
+    # of reaching the user's terminal nameless; a damaged EXIF block only loses its tags
+    caught: list[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt, size, mode = img.format, img.size, img.mode
@@ -99,6 +103,9 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
         raise
     except Exception as err:  # any other decoder failure is the bytes' fault, never a traceback
         raise ImageReadError(f"{path}: corrupt image ({type(err).__name__}: {err})") from err
+    finally:
+        for warning in caught:
+            log.info("%s: %s", path, str(warning.message).strip())
     if fmt not in {"JPEG", "PNG", "TIFF", "MPO"}:
         raise ImageReadError(f"{path}: unsupported image format {fmt}")
     width, height = size
