@@ -187,11 +187,15 @@ def test_decode_gives_rgb_in_display_orientation_for_every_format(reduction: int
         assert np.array_equal(decoded, reference)
 
 
-def test_corrupt_exif_is_logged_with_the_file_name_not_warned(caplog: pytest.LogCaptureFixture) -> None:
+def test_corrupt_exif_is_logged_with_the_file_name_not_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Pillow warns nameless about a damaged EXIF block; the photo is still read (without the
     EXIF tags) and the message is logged with the file's name instead."""
     import struct
     import warnings
+
+    from ulcerseg.imageio import exif_orientation, image_size
 
     buf = io.BytesIO()
     Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(buf, "JPEG")
@@ -204,3 +208,9 @@ def test_corrupt_exif_is_logged_with_the_file_name_not_warned(caplog: pytest.Log
     assert (info.width, info.height, info.photo_date) == (60, 40, None)
     assert not leaked
     assert any("S1/D0/U1.jpg: Corrupt EXIF data" in r.getMessage() for r in caplog.records)
+    path = tmp_path / "U2.jpg"  # the header readers too (annotation import, QA)
+    path.write_bytes(data)
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter("always")
+        assert image_size(path) == (60, 40) and exif_orientation(path) == 1
+    assert not leaked

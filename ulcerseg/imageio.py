@@ -9,6 +9,8 @@ import hashlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +69,19 @@ def _exif_date(img: Image.Image) -> str | None:
         return None
 
 
+@contextmanager
+def _pillow_warnings_logged(path: str | Path) -> Iterator[None]:
+    """Pillow's warnings inside (e.g. "Corrupt EXIF data": a damaged EXIF block only loses its
+    tags) are logged with the file's name instead of reaching the terminal nameless."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                log.info("%s: %s", path, str(warning.message).strip())
+
+
 def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     """Validate a photo's bytes and read its header (size, mode, EXIF date).
 
@@ -75,12 +90,8 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     """
     if not data:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
-    # Pillow's own warnings (e.g. "Corrupt EXIF data") are logged with the file's name instead
-    # of reaching the user's terminal nameless; a damaged EXIF block only loses its tags
-    caught: list[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with _pillow_warnings_logged(path):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt, size, mode = img.format, img.size, img.mode
@@ -103,9 +114,6 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
         raise
     except Exception as err:  # any other decoder failure is the bytes' fault, never a traceback
         raise ImageReadError(f"{path}: corrupt image ({type(err).__name__}: {err})") from err
-    finally:
-        for warning in caught:
-            log.info("%s: %s", path, str(warning.message).strip())
     if fmt not in {"JPEG", "PNG", "TIFF", "MPO"}:
         raise ImageReadError(f"{path}: unsupported image format {fmt}")
     width, height = size
@@ -278,7 +286,7 @@ def read_mask(path: str | Path) -> np.ndarray:
 def exif_orientation(path: str | Path) -> int:
     """EXIF orientation tag (1 = upright, 1-8) from the file header; 1 when absent."""
     try:
-        with Image.open(path) as im:
+        with _pillow_warnings_logged(path), Image.open(path) as im:
             return int(im.getexif().get(_TAG_ORIENTATION, 1))
     except Exception as err:  # PIL raises many types
         raise ImageReadError(f"{path}: cannot read image header ({err})") from None
@@ -287,7 +295,7 @@ def exif_orientation(path: str | Path) -> int:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) px in the photo frame (after EXIF orientation), from the header only."""
     try:
-        with Image.open(path) as im:
+        with _pillow_warnings_logged(path), Image.open(path) as im:
             w, h = im.size
             orientation = im.getexif().get(_TAG_ORIENTATION, 1)
     except Exception as err:  # PIL raises many types
