@@ -512,3 +512,34 @@ def test_input_errors_come_before_model_errors_and_a_bad_model_is_one_line(tmp_p
     with pytest.raises(ModelError, match="no-such-model"):
         measure_study(tmp_path / "in", tmp_path / "out", cfg)
     assert not (tmp_path / "out" / "study.sqlite").exists()
+
+
+def test_a_photo_replaced_during_the_run_is_not_measured_under_the_old_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discovery hashes the photos first; a file whose bytes change before it is measured (a
+    photo replaced, or still being copied) fails as file_changed, retryable, instead of storing
+    the new bytes' areas under the old bytes' SHA-256; the next run measures the new bytes."""
+    import ulcerseg.pipeline as pipeline
+    from ulcerseg.discover import discover
+
+    root = tmp_path / "trial"
+    for rel, radius in (("S1/D0/U1.jpg", (2.5, 1.8)), ("S1/W4/U1.jpg", (2.0, 1.5))):
+        write_jpeg(root / rel, make_photo(ulcer_radius_mm=radius, px_per_mm=14, size=(800, 600)).rgb)
+    stale = discover(root, PipelineConfig().discovery)
+    replacement = make_photo(ulcer_radius_mm=(1.5, 1.2), px_per_mm=14, size=(800, 600))
+    write_jpeg(root / "S1" / "W4" / "U1.jpg", replacement.rgb)  # after discovery, before measuring
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "discover", lambda *a, **k: stale)
+        first = measure_study(root, tmp_path / "out", PipelineConfig(), backend=RednessBackend())
+    rows = _rows(tmp_path / "out")
+    assert rows["S1/D0/U1.jpg"]["status"] == "measured"
+    changed = rows["S1/W4/U1.jpg"]
+    assert changed["status"] == "failed" and changed["flags"] == "file_changed"
+    assert changed["area_mm2"] == "" and "changed after it was found" in changed["error"]
+    assert first.n_failed == 1
+    again = measure_study(root, tmp_path / "out", PipelineConfig(), backend=RednessBackend())
+    row = _rows(tmp_path / "out")["S1/W4/U1.jpg"]
+    assert again.n_measured == 1 and row["status"] == "measured"
+    assert row["photo_sha256"] == sha256_bytes((root / "S1" / "W4" / "U1.jpg").read_bytes())
+    assert float(row["area_mm2"]) == pytest.approx(replacement.true_area_mm2, rel=0.1)

@@ -66,6 +66,12 @@ class ImageAccessError(ImageReadError):
     so the failure is retried by the next run instead of being cached as final."""
 
 
+class PhotoChangedError(ImageAccessError):
+    """A photo's bytes are not those discovery hashed (replaced, or still being copied, while the
+    run went on): measuring them would attribute them to the other bytes' SHA-256, so the photo
+    fails for now and the next run finds and measures it as it is then."""
+
+
 class OutputError(UlcersegError):
     """The output folder cannot be written (read-only, disk full, permission) or is locked."""
 

@@ -23,7 +23,14 @@ from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix, in_photo_frame
 from ulcerseg.config import PipelineConfig, with_overrides
 from ulcerseg.discover import Discovery, discover, no_photos_error
-from ulcerseg.errors import CalibrationError, ConfigError, ImageAccessError, ImageReadError, OutputError
+from ulcerseg.errors import (
+    CalibrationError,
+    ConfigError,
+    ImageAccessError,
+    ImageReadError,
+    OutputError,
+    PhotoChangedError,
+)
 from ulcerseg.geometry import reduced_to_photo
 from ulcerseg.imageio import (
     REDUCTIONS,
@@ -141,6 +148,11 @@ def load_photo(
     try:
         data = read_bytes(photo.path) if data is None else data
         info = inspect_photo(photo.path, data)
+        if info.sha256 != photo.sha256:  # the row would name bytes that were not measured
+            raise PhotoChangedError(
+                f"{photo.path}: the file changed after it was found (SHA-256 {photo.sha256[:12]}… "
+                f"-> {info.sha256[:12]}…); the next run measures it"
+            )
         if reduction is None:
             reduction = first_reduction(info.width, info.height, min_oversampling)
         rgb = decode_rgb(photo.path, data, reduction)
@@ -186,6 +198,10 @@ class PhotoMeasurer:
             loaded = loaded or self.load(photo)
             writer = self._measure(loaded, result)
             result.status = "measured"
+        except PhotoChangedError as err:
+            result.flags.append(Flag.FILE_CHANGED)
+            result.messages.append(str(err))
+            result.retryable = True
         except ImageReadError as err:
             result.flags.append(Flag.UNREADABLE_FILE)
             result.messages.append(str(err))

@@ -43,6 +43,9 @@ class Flag(StrEnum):
     WRITE_ERROR = "write_error"  # the output files could not be written: retried by the next run
     DUPLICATE_PHOTO = "duplicate_photo"  # the same bytes are also at another path of the study
     MISSING_FILE = "missing_file"  # the photo's path no longer exists under the study root
+    # the file's bytes changed between discovery and measuring (replaced or still being copied):
+    # not measured, retried by the next run
+    FILE_CHANGED = "file_changed"
 
 
 class SkipReason(StrEnum):

@@ -58,6 +58,7 @@ class HealingConfig:
         "processing_error",
         "write_error",
         "missing_file",
+        "file_changed",
         "grayscale",
     )
     # the protocol's visits; empty: the visits present in the study (any subject) are expected
