@@ -262,15 +262,30 @@ def test_foreign_host_header_is_refused(server):
 
 
 def test_first_page_sets_cookie_then_cookie_authenticates(server):
+    """The login link's token becomes a cookie and leaves the address bar (303 to the page
+    without the query); the cookie then authenticates. Elsewhere a token in the URL does not."""
+    import http.client
+
     client, _app, _ = server
-    status, raw, headers = Client(client.base, None).request(f"/?token={client.token}")
-    assert status == 200 and b"<html" in raw
-    cookie = headers["Set-Cookie"]
+    host, port = urllib.parse.urlsplit(client.base).netloc.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", f"/?token={client.token}", headers={"Host": f"{host}:{port}"})
+    res = conn.getresponse()
+    res.read()
+    conn.close()
+    assert res.status == 303 and res.getheader("Location") == "/"
+    cookie = res.getheader("Set-Cookie")
     assert client.token in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    req = urllib.request.Request(client.base + "/")
+    req.add_header("Cookie", cookie.split(";")[0])
+    with urllib.request.urlopen(req, timeout=10) as res:
+        assert res.status == 200 and b"<html" in res.read()
     req = urllib.request.Request(client.base + "/api/items")
     req.add_header("Cookie", cookie.split(";")[0])
     with urllib.request.urlopen(req, timeout=10) as res:
         assert res.status == 200
+    status, _, _ = Client(client.base, None).request(f"/api/items?token={client.token}")
+    assert status == 401  # a token in an API URL would be logged: refused
 
 
 def test_path_traversal_is_refused(server, study):

@@ -372,3 +372,23 @@ def test_readers_add_prints_a_token_once_that_logs_in(served):
     assert judge.json("/api/items")[0] == 403  # an adjudicator's token does not open a readers' server
     conn = sqlite3.connect(study["out"] / "study.sqlite")
     assert token not in str(conn.execute("SELECT * FROM review_readers").fetchall())
+
+
+def test_server_errors_name_no_file_and_tokens_stay_out_of_the_log(served, caplog):
+    """A 500 tells the browser nothing of the input folder (its paths carry subject IDs and
+    visits): the details go to the server log, where a login link's token is blanked."""
+    client, app, _study = served
+    item = app.items[0]
+    item.rectified_path.unlink()
+    with caplog.at_level("DEBUG", logger="ulcerseg.review"):
+        for path in (f"/image/{item.key}/rectified.png", f"/view/{item.key}/review.png"):
+            status, raw, _ = client.request(path)
+            assert status == 500, path
+            text = raw.decode()
+            assert "error" in json.loads(text) and "/" not in json.loads(text)["error"]
+            assert str(item.rectified_path.parent) not in text and item.rectified_path.name not in text
+        Client(client.base, None).request(f"/?token={client.token}")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert item.rectified_path.name in logged  # the reason is kept for whoever runs the server
+    assert client.token not in logged and "token=…" in logged
+    _alive(client)

@@ -225,3 +225,24 @@ def test_correction_in_review_px_is_measured_in_the_model_frame(tmp_path: Path):
     assert saved.sum() == 600  # 30 x 20 model px whose centres lie inside
     ys, xs = np.nonzero(saved)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (86, 115, 91, 110)
+
+
+def test_the_area_scale_of_a_correction_is_the_servers_not_the_clients(tmp_path: Path):
+    """px_per_mm turns review px into mm²: only the review frame's (or the model's) is taken;
+    another scale, a denormal one or a 400-digit integer is a 400, never a stored area or a 500."""
+    study = make_photo_study(tmp_path, n=1)
+    for client, app in _serve(study["out"]):
+        item = app.items[0]
+        _, view = client.json(f"/view/{item.key}.json")
+        p = view["px_per_mm"]
+        assert p != 10.0  # the review frame is finer than the model's 10 px/mm here
+        square = [[10, 10], [60, 10], [60, 60], [10, 60]]
+        session = client.json("/api/session", {"assessor": "Dr P"})[1]["session_id"]
+        base = {"key": item.key, "action": "correct", "session_id": session, "confirm": True}
+        for scale in (p * 0.5, 5e-324, 10**400, float(p) + 1.0):
+            body = {**base, "polygons": [square], "px_per_mm": scale}
+            status, raw, _ = client.request("/api/decision", body)
+            assert status == 400 and "error" in json.loads(raw), scale
+        status, res = client.json("/api/decision", {**base, "polygons": [square], "px_per_mm": p})
+        assert status == 200 and res["area_after_mm2"] == pytest.approx(50 * 50 / p**2, rel=0.05)
+    assert len(list_decisions(connect(study["out"] / "study.sqlite"))) == 1

@@ -95,6 +95,8 @@ def mask_from_review_polygons(
         if pts.ndim != 2 or pts.shape[1] != 2 or not 3 <= len(pts) <= 100_000 or not np.isfinite(pts).all():
             raise DecisionError("each polygon needs 3 or more finite [u, v] vertices")
         pts = pts * (model_px_per_mm / ppm)
+        if not np.isfinite(pts).all():  # a scale so small that the ratio overflows
+            raise DecisionError("px_per_mm is out of range")
         if (pts < -1).any() or (pts[:, 0] > shape[1]).any() or (pts[:, 1] > shape[0]).any():
             raise DecisionError("polygon lies outside the review frame")
         scaled.append(pts)

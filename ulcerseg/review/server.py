@@ -4,15 +4,19 @@ Security model:
 
 - bound to 127.0.0.1; a request must address the server as localhost (no DNS rebinding);
 - every reader and adjudicator has a personal token (``ulcerseg review readers add``), stored
-  in the study as SHA-256 only. The token arrives as ``?token=`` on the login page (then an
-  HttpOnly SameSite=Strict cookie), as ``Authorization: Bearer`` or ``X-Review-Token``. The
+  in the study as SHA-256 only. The token arrives as ``?token=`` on the login page only (answered
+  with an HttpOnly SameSite=Strict cookie and a redirect to the page without it; blanked in the
+  log), as ``Authorization: Bearer`` or ``X-Review-Token``. The
   reader's identity is the token's: an ``assessor`` field in a request body is ignored;
 - state-changing requests need ``Content-Type: application/json`` (else 415) and an Origin
   (or Referer) that is this server (else 403);
 - every field is checked for type and range; the body is capped (413), a corrected mask's
   PNG header is checked against the frame before anything is decoded (413 when larger);
 - a request whose body does not arrive times out (``ReviewApp.request_timeout_s``); any
-  error reaches the client as JSON, never as a traceback, and the server stays up;
+  error reaches the client as JSON, never as a traceback or a file path (paths carry subject IDs:
+  they go to the log), and the server stays up;
+- a polygon correction's ``px_per_mm`` must be a frame the server serves for the item: the
+  scale that turns px into mm² is never the client's;
 - files are only served from paths looked up in the study database by a 16-hex-digit photo
   key; nothing in a request is ever used as a path; images are decoded and re-encoded, so no
   EXIF or other metadata leaves the server.
@@ -239,9 +243,23 @@ def _bool_field(body: dict[str, Any], name: str) -> bool:
 
 
 def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HttpError(400, f"{what} must be a finite number")
-    return float(value)
+    try:
+        number = float(value)  # a JSON integer of 400 digits overflows here
+    except OverflowError:
+        raise HttpError(400, f"{what} must be a finite number") from None
+    if not math.isfinite(number):
+        raise HttpError(400, f"{what} must be a finite number")
+    return number
+
+
+_TOKEN_IN_URL = re.compile(r"(token=)[^&\s]*")
+
+
+def _redacted(text: str) -> str:
+    """``text`` (a request line or path) with any ``token=`` value blanked, for the log."""
+    return _TOKEN_IN_URL.sub(r"\1…", text)
 
 
 def parse_points(
@@ -311,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -------------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        log.debug("%s " + format, self.address_string(), *(_redacted(str(a)) for a in args))
 
     def _send(
         self,
@@ -352,9 +370,11 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self._error(code, message or phrase)
 
-    def _token_candidates(self, query: dict[str, list[str]]) -> list[tuple[str, bool]]:
+    def _token_candidates(self, query: dict[str, list[str]], login: bool) -> list[tuple[str, bool]]:
+        """Tokens offered by the request; ``?token=`` only on the login page (``login``): in
+        any other URL it would end up in logs and the browser's history."""
         out: list[tuple[str, bool]] = []
-        if "token" in query:
+        if login and "token" in query:
             out.append((query["token"][0], True))
         auth = self.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
@@ -370,9 +390,9 @@ class _Handler(BaseHTTPRequestHandler):
             out.append((cookie[COOKIE].value, False))
         return out
 
-    def _authenticate(self, query: dict[str, list[str]]) -> tuple[Reader, str | None]:
+    def _authenticate(self, query: dict[str, list[str]], login: bool) -> tuple[Reader, str | None]:
         """The reader of the first valid token, and the token when it came as ``?token=``."""
-        for value, from_query in self._token_candidates(query):
+        for value, from_query in self._token_candidates(query, login):
             reader = self.app.reader(value)
             if reader is not None:
                 return reader, value if from_query else None
@@ -399,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw_len = self.headers.get("Content-Length")
         if raw_len is None:
             raise HttpError(411, "Content-Length is required")
-        if not raw_len.strip().isdigit():
+        if not (raw_len.strip().isascii() and raw_len.strip().isdigit()):  # "²" is a digit to isdigit
             raise HttpError(400, "Content-Length is not a number")
         length = int(raw_len)
         if length > MAX_BODY:
@@ -462,13 +482,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(409, "needs_confirmation", message=str(err), changes=err.changes)
         except DecisionError as err:
             self._error(400, str(err))
-        except UlcersegError as err:
-            log.warning("review request failed: %s", err)
-            self._error(500, str(err))
+        except UlcersegError as err:  # details (file paths: subject IDs) go to the log only
+            log.warning("review request %s %s failed: %s", method, _redacted(self.path[:200]), err)
+            self._error(500, "request failed (see the server log)")
         except (TimeoutError, ConnectionError, BrokenPipeError):
             self.close_connection = True
         except Exception:  # the client gets JSON, the log the traceback, and the server stays up
-            log.exception("review request %s %s failed", method, self.path[:200])
+            log.exception("review request %s %s failed", method, _redacted(self.path[:200]))
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self._error(500, "internal error (see the server log)")
@@ -481,7 +501,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Host", "") not in hosts:
             # a foreign Host header means DNS rebinding or a proxy: never answer those
             raise HttpError(HTTPStatus.FORBIDDEN, "requests must address the server as localhost")
-        self.reader, login_token = self._authenticate(query)
+        login = method == "GET" and parts.path in ("/", "/index.html")
+        self.reader, login_token = self._authenticate(query, login)
         if self.reader.role != self.app.role:
             raise HttpError(
                 403, f"this server is for {self.app.role}s; {self.reader.name} is a {self.reader.role}"
@@ -492,11 +513,13 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             raise HttpError(404, "not found")
         handler, rest = found
-        if login_token is not None and (method, parts.path) in (("GET", "/"), ("GET", "/index.html")):
-            self.login_cookie = f"{COOKIE}={login_token}; HttpOnly; SameSite=Strict; Path=/"
+        if login_token is not None:
+            # the login link's token becomes the cookie, and the address bar (history, a
+            # screenshot) loses it: 303 to the same page without the query
+            cookie = f"{COOKIE}={login_token}; HttpOnly; SameSite=Strict; Path=/"
+            self._send(303, b"", "text/plain", {"Set-Cookie": cookie, "Location": parts.path})
+            return
         handler(self, rest)
-
-    login_cookie: str | None = None
 
     @property
     def assessor(self) -> str:
@@ -506,8 +529,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 # --- handlers ---------------------------------------------------------------------------------
 def _index(req: _Handler, _rest: str) -> None:
-    headers = {"Set-Cookie": req.login_cookie} if req.login_cookie else {}
-    req._send(200, _static_bytes("index.html"), "text/html; charset=utf-8", headers)
+    req._send(200, _static_bytes("index.html"), "text/html; charset=utf-8")
 
 
 def _static(req: _Handler, name: str) -> None:
@@ -622,16 +644,22 @@ def _session_id(req: _Handler, conn: sqlite3.Connection, body: dict[str, Any]) -
     return session_id or None
 
 
-def _review_polygons_mask(body: dict[str, Any], item: ReviewItem, size: tuple[int, int]) -> np.ndarray:
+def _review_polygons_mask(
+    body: dict[str, Any], item: ReviewItem, size: tuple[int, int], frame_px_per_mm: tuple[float, ...]
+) -> np.ndarray:
     """Model-frame mask of ``polygons`` drawn in the review frame at ``px_per_mm`` (see
-    :mod:`ulcerseg.review.views`): at most :data:`MAX_POLYGONS` polygons and
-    :data:`MAX_VERTICES` vertices in all, every vertex inside the review frame."""
+    :mod:`ulcerseg.review.views`), which must be one of ``frame_px_per_mm`` (the frames served
+    for the item): at most :data:`MAX_POLYGONS` polygons and :data:`MAX_VERTICES` vertices in
+    all, every vertex inside the review frame."""
     polygons = body["polygons"]
     if not isinstance(polygons, list) or not 1 <= len(polygons) <= MAX_POLYGONS:
         raise HttpError(400, f"polygons must be a list of 1 to {MAX_POLYGONS} polygons")
     ppm = _number(body.get("px_per_mm"), "px_per_mm")
-    if not 0 < ppm <= 1000:
-        raise HttpError(400, "px_per_mm must be in (0, 1000]")
+    # the scale turns px into mm²: it must be a frame this server serves for the item (the review
+    # frame, or the model's), never whatever the client sends
+    if not any(math.isclose(ppm, known, rel_tol=1e-6) for known in frame_px_per_mm):
+        shown = " or ".join(f"{v:.6g}" for v in frame_px_per_mm)
+        raise HttpError(400, f"px_per_mm must be the review frame's ({shown}): reload the photo")
     if sum(len(p) for p in polygons if isinstance(p, list)) > MAX_VERTICES:
         raise HttpError(413, f"at most {MAX_VERTICES} vertices in all")
     f = ppm / item.px_per_mm  # review px per model px
@@ -664,7 +692,9 @@ def _decision(req: _Handler, _rest: str) -> None:
         if body.get("mask_png") is not None:
             mask = mask_from_png(parse_mask_png(body["mask_png"], (w, h)), (h, w))
         elif body.get("polygons") is not None:
-            mask = _review_polygons_mask(body, item, (w, h))
+            frame = views.app_views(req.app).frame(item)
+            scales = (frame.grid.px_per_mm, frame.model.px_per_mm)
+            mask = _review_polygons_mask(body, item, (w, h), scales)
         elif body.get("polygon") is not None:
             mask = mask_from_polygon(
                 parse_points(body["polygon"], "polygon", (w, h), 3, MAX_VERTICES), (h, w)

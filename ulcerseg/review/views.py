@@ -269,6 +269,15 @@ class ReviewViews:
         return out
 
 
+def app_views(app: Any) -> ReviewViews:
+    """The server's one :class:`ReviewViews` (made on first use)."""
+    views: ReviewViews | None = getattr(app, "_views", None)
+    if views is None:
+        views = ReviewViews(app.out_dir)
+        app._views = views
+    return views
+
+
 def route(app: Any, path: str) -> tuple[int, bytes, str] | None:
     """Answer the review-view GETs, or None when ``path`` is not one of them.
 
@@ -280,10 +289,7 @@ def route(app: Any, path: str) -> tuple[int, bytes, str] | None:
     if not path.startswith("/view/"):
         return None
     rest = path.removeprefix("/view/")
-    views: ReviewViews | None = getattr(app, "_views", None)
-    if views is None:
-        views = ReviewViews(app.out_dir)
-        app._views = views
+    views = app_views(app)
     key, _, kind = rest.partition("/")
     if kind == "" and key.endswith(".json"):
         key, kind = key.removesuffix(".json"), "json"
@@ -303,8 +309,10 @@ def route(app: Any, path: str) -> tuple[int, bytes, str] | None:
         readings = _adjudication_readings(app, item) if getattr(app, "adjudicate", False) else None
         return 200, json.dumps(views.view_json(item, readings)).encode(), "application/json"
     except (UlcersegError, OSError) as err:
+        # the details name files of the input folder (subject IDs, visits): the log has them,
+        # the assessor's browser never does
         log.warning("review view %s failed: %s", key, err)
-        return 500, json.dumps({"error": str(err)}).encode(), "application/json"
+        return 500, b'{"error": "image unavailable (see the server log)"}', "application/json"
 
 
 def _adjudication_readings(app: Any, item: ReviewItem | ManualItem) -> list[dict[str, Any]]:
