@@ -543,3 +543,43 @@ def test_a_photo_replaced_during_the_run_is_not_measured_under_the_old_hash(
     assert again.n_measured == 1 and row["status"] == "measured"
     assert row["photo_sha256"] == sha256_bytes((root / "S1" / "W4" / "U1.jpg").read_bytes())
     assert float(row["area_mm2"]) == pytest.approx(replacement.true_area_mm2, rel=0.1)
+
+
+def test_going_back_to_an_earlier_config_measures_again_and_the_tables_show_it(tmp_path: Path) -> None:
+    """Config A, then B, then A again: the third run measures again, so measurements.csv shows
+    A's numbers under A's run (the skip looked for any row of A, while the tables show the newest)."""
+    from ulcerseg.config import with_overrides
+
+    root = tmp_path / "trial"
+    write_jpeg(root / "S1" / "D0" / "U1.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    a = PipelineConfig()
+    b = with_overrides(a, segmentation={"min_area_mm2": 0.5})
+    out = tmp_path / "out"
+    runs = [measure_study(root, out, cfg, backend=RednessBackend()) for cfg in (a, b, a)]
+    assert [r.n_measured for r in runs] == [1, 1, 1]
+    sha_a = effective_config(a, RednessBackend().card, "full").sha256()
+    (row,) = _rows(out).values()
+    assert row["config_sha256"] == sha_a and row["run_id"] == str(runs[2].run_id)
+    again = measure_study(root, out, a, backend=RednessBackend())  # now it is current: skipped
+    assert again.n_measured == 0 and again.n_skipped == 1
+
+
+def test_an_interrupted_run_still_exports_the_rows_it_stored(tmp_path: Path) -> None:
+    """Ctrl-C after the first photo is stored: measurements.csv holds that photo's row, as
+    study.sqlite does, instead of nothing (or the previous run's rows)."""
+    root = tmp_path / "trial"
+    for visit in ("D0", "W4", "W8"):
+        write_jpeg(root / "S1" / visit / "U1.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    out = tmp_path / "out"
+
+    def stop(result: PhotoResult) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        measure_study(root, out, PipelineConfig(), backend=RednessBackend(), on_result=stop)
+    rows = _rows(out)
+    with sqlite3.connect(out / "study.sqlite") as con:
+        stored = con.execute("SELECT file, status FROM latest_measurements").fetchall()
+    assert len(stored) == 1 and len(rows) == 1
+    ((file, status),) = stored
+    assert rows[file]["status"] == status == "measured"

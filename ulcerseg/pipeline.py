@@ -597,27 +597,16 @@ def _measure_locked(
         # are stored in photo order, each only once its files exist, so an interrupted run
         # never records a row without its files
         workers = config.segmentation.parallel_photos
-        with (
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ulcerseg-measure") as pool,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-write") as write_pool,
-        ):
-            measuring: deque[Future[tuple[PhotoResult, OutputWriter | None]]] = deque()
-            writing: deque[Future[PhotoResult]] = deque()
-
-            def hand_on(computed: Future[tuple[PhotoResult, OutputWriter | None]]) -> None:
-                result, writer = computed.result()
-                writing.append(write_pool.submit(write_outputs, result, writer, out_dir))
-                while len(writing) > 1 or (writing and writing[0].done()):
-                    store(writing.popleft().result())
-
-            for photo, loaded in photos:
-                measuring.append(pool.submit(measurer.compute, photo, loaded))
-                if len(measuring) >= workers:
-                    hand_on(measuring.popleft())
-            while measuring:
-                hand_on(measuring.popleft())
-            while writing:
-                store(writing.popleft().result())
+        try:
+            _measure_in_order(photos, measurer, workers, out_dir, store)
+        except BaseException:
+            # interrupted (Ctrl-C, disk full...): the rows stored so far reach measurements.csv
+            # too, so the CSV never disagrees with study.sqlite and run.json
+            try:
+                study.export_csv()
+            except Exception as err:  # the original error is the one to report
+                log.warning("%s: measurements.csv not updated after the interruption (%s)", out_dir, err)
+            raise
         study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
         study.export_csv()
         latest = study.latest_measurements()
@@ -626,3 +615,35 @@ def _measure_locked(
             (r["file"], f"{r['status']}: {r['flags']}") for r in latest if r["status"] != "measured"
         ]
     return summary
+
+
+def _measure_in_order(
+    photos: Iterator[tuple[PhotoRecord, LoadedPhoto]],
+    measurer: PhotoMeasurer,
+    workers: int,
+    out_dir: Path,
+    store: Callable[[PhotoResult], None],
+) -> None:
+    """Measure ``photos`` ``workers`` at a time, write their files on one writer thread and
+    ``store`` each result in photo order once its files exist."""
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ulcerseg-measure") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-write") as write_pool,
+    ):
+        measuring: deque[Future[tuple[PhotoResult, OutputWriter | None]]] = deque()
+        writing: deque[Future[PhotoResult]] = deque()
+
+        def hand_on(computed: Future[tuple[PhotoResult, OutputWriter | None]]) -> None:
+            result, writer = computed.result()
+            writing.append(write_pool.submit(write_outputs, result, writer, out_dir))
+            while len(writing) > 1 or (writing and writing[0].done()):
+                store(writing.popleft().result())
+
+        for photo, loaded in photos:
+            measuring.append(pool.submit(measurer.compute, photo, loaded))
+            if len(measuring) >= workers:
+                hand_on(measuring.popleft())
+        while measuring:
+            hand_on(measuring.popleft())
+        while writing:
+            store(writing.popleft().result())

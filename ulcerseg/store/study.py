@@ -116,20 +116,25 @@ class Study:
         package_version: str,
         retry_failed: bool = False,
     ) -> bool:
-        """True when this photo (path and bytes) has a final result with this model, config and
-        package version (another version's code may measure another number).
+        """True when this photo's (path and bytes) newest result is a final one with this model,
+        config and package version (another version's code may measure another number).
 
-        A failure caused by the environment (``retryable``) is never final; a failure caused by
-        the bytes is final unless ``retry_failed``.
+        The newest row is what the study's tables show: a photo measured with config A, then B,
+        is measured again when A comes back, so the tables never show B's numbers under a run
+        of A. A failure caused by the environment (``retryable``) is never final; a failure
+        caused by the bytes is final unless ``retry_failed``.
         """
         row = self.conn.execute(
-            "SELECT status, retryable FROM measurements WHERE photo_sha256=? AND file=? AND model_sha256=?"
-            " AND config_sha256=? AND package_version=? ORDER BY measurement_id DESC LIMIT 1",
-            (photo_sha256, file, model_sha256, config_sha256, package_version),
+            "SELECT status, retryable, model_sha256, config_sha256, package_version FROM measurements"
+            " WHERE photo_sha256=? AND file=? ORDER BY measurement_id DESC LIMIT 1",
+            (photo_sha256, file),
         ).fetchone()
         if row is None:
             return False
-        return row["status"] == "measured" or not (row["retryable"] or retry_failed)
+        same = (row["model_sha256"], row["config_sha256"], row["package_version"]) == (
+            model_sha256, config_sha256, package_version
+        )  # fmt: skip
+        return same and (row["status"] == "measured" or not (row["retryable"] or retry_failed))
 
     def reconcile(self, photos: list[tuple[str, PhotoRecord]]) -> Reconciled:
         """Record the photos a run found (``(file, record)``); supersede, move and mark missing.
