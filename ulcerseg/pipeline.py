@@ -477,7 +477,7 @@ def measure_study(
 ) -> MeasureSummary:
     """Measure every photo under ``source`` (folder or manifest) into ``out_dir``.
 
-    Photos already measured with the same path, bytes, model, config and package version are
+    Photos whose newest row is of the same path, bytes, model, config and package version are
     skipped, so a killed run resumes where it stopped; failures caused by the environment are retried,
     failures caused by the bytes only with ``retry_failed``. ``progress`` may wrap the photo
     iterator (e.g. tqdm). Healing is not computed here: call
