@@ -5,14 +5,17 @@ stem through ``discovery.ulcer_pattern``. A manifest CSV (columns ``subject, ulc
 path[, date]``; paths relative to the manifest) can be given instead.
 
 Every file under the root becomes a photo or a :class:`Skipped` entry with a
-:class:`~ulcerseg.records.SkipReason` code: nothing is dropped silently. Subject and ulcer
-IDs are normalised to Unicode NFC (``Sé1`` typed either way is one subject).
+:class:`~ulcerseg.records.SkipReason` code: nothing is dropped silently. Folders that are
+symbolic links are listed (failing), not followed. Subject and ulcer IDs are normalised to
+Unicode NFC (``Sé1`` typed either way is one subject); visit labels to ``D<n>``/``W<n>`` with
+no leading zeros (``visits.canonical_visit``).
 """
 
 from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 import logging
 import os
 import re
@@ -26,7 +29,7 @@ from ulcerseg.config import DiscoveryConfig
 from ulcerseg.errors import ConfigError, InputError, NoPhotosError
 from ulcerseg.imageio import read_bytes, sha256_bytes
 from ulcerseg.records import FAILING_SKIP_REASONS, PhotoRecord, SkipReason
-from ulcerseg.visits import is_visit_label, visit_to_day
+from ulcerseg.visits import canonical_visit, is_visit_label, visit_to_day
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,11 @@ OTHER_IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".heic", ".heif", ".gif", ".webp", ".avif", ".jxl", ".jp2", ".dng", ".cr2", ".cr3",
      ".nef", ".arw", ".orf", ".raf", ".rw2", ".raw", ".psd", ".svg", ".ico", ".pcx", ".tga"}
 )  # fmt: skip
+
+
+_LINKED_FOLDER = "symbolic link: not followed; copy the folder into the study"
+# spaces and dots after a file's extension ("U1.jpg ", "U1.jpg.")
+_TRAILING_JUNK = re.compile(r"[\s.]+\Z")
 
 
 class Skipped(NamedTuple):
@@ -98,7 +106,11 @@ def _hash_file(path: Path) -> str:
 
 
 class _Visits:
-    """Visit label -> (canonical label, study day), through ``discovery.visit_aliases``."""
+    """Visit label -> (canonical label, study day), through ``discovery.visit_aliases``.
+
+    Labels of the D<n>/W<n> form are canonicalised (``W04`` -> ``W4``) before the alias lookup,
+    on both sides, so every spelling of a visit gets the same alias and the same label.
+    """
 
     def __init__(self, aliases: dict[str, str]) -> None:
         self.aliases: dict[str, str] = {}
@@ -107,13 +119,24 @@ class _Visits:
                 raise ConfigError(
                     f"key 'discovery.visit_aliases.{name}': {target!r} is not a visit label (D<n> or W<n>)"
                 )
-            self.aliases[nfc(str(name)).casefold()] = str(target).strip().upper()
+            key = self._key(nfc(str(name)))
+            canonical = canonical_visit(str(target))
+            if self.aliases.get(key, canonical) != canonical:
+                raise ConfigError(
+                    f"key 'discovery.visit_aliases.{name}': another key is the same label (case and "
+                    f"leading zeros ignored) but maps to {self.aliases[key]!r}, this one to {canonical!r}"
+                )
+            self.aliases[key] = canonical
+
+    @staticmethod
+    def _key(label: str) -> str:
+        return canonical_visit(label).casefold() if is_visit_label(label) else label.casefold()
 
     def resolve(self, label: str) -> tuple[str, int] | None:
         label = nfc(label)
-        canonical = self.aliases.get(label.casefold())
+        canonical = self.aliases.get(self._key(label))
         if canonical is None and is_visit_label(label):
-            canonical = label.upper()
+            canonical = canonical_visit(label)
         return None if canonical is None else (canonical, visit_to_day(canonical))
 
 
@@ -153,6 +176,10 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
                 found.add_skip(_skip(sub, SkipReason.OUTPUT_FOLDER, "the output folder; not read"))
             elif _hidden(d, config.ignore):
                 found.add_skip(_skip(sub, SkipReason.HIDDEN, "folder matches discovery.ignore"))
+            elif sub.is_symlink():
+                # not followed (a link may lead outside the study or into another subject's
+                # folder), but listed: os.walk alone would drop it and its photos without a word
+                found.add_skip(_skip(sub, SkipReason.UNEXPECTED_LAYOUT, _LINKED_FOLDER))
             else:
                 keep.append(d)
         dirs[:] = keep
@@ -163,6 +190,17 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
         suffix = path.suffix.lower()
         if _hidden(parts[-1], config.ignore):
             found.add_skip(_skip(path, SkipReason.HIDDEN, "file matches discovery.ignore"))
+            continue
+        trimmed = _TRAILING_JUNK.sub("", parts[-1])
+        if trimmed != parts[-1] and Path(trimmed).suffix.lower() in extensions | OTHER_IMAGE_EXTENSIONS:
+            # "U1.jpg " or "U1.jpg." (a typo, or a name Windows cannot open): a trial photo, so
+            # failing, not "not a photo"; never measured under the name it was not given
+            detail = f"name ends in {parts[-1][len(trimmed) :]!r} after the extension; rename it {trimmed!r}"
+            found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
+            continue
+        if suffix not in extensions and path.is_symlink() and not path.exists():
+            # a dangling link may have been a subject or visit folder (os.walk lists it as a file)
+            found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, "symbolic link to a missing target"))
             continue
         if suffix not in extensions:
             if suffix in OTHER_IMAGE_EXTENSIONS:
@@ -241,7 +279,9 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
     text = _read_manifest_text(manifest)
     if "\x00" in text:
         raise InputError(f"{manifest}: manifest contains NUL bytes (not a CSV text file)")
-    reader = csv.DictReader(text.splitlines())
+    # newline="": rows end at \n, \r or \r\n only, as in the CSV format; str.splitlines() also
+    # broke rows at U+2028, U+0085 and \x0b-\x1e, even inside quoted cells
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         fieldnames = reader.fieldnames or []
     except csv.Error as err:
@@ -256,8 +296,10 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
     root = manifest.parent.resolve()
     found = Discovery(root)
     seen: dict[Path, tuple[int, tuple[str, str, str]]] = {}
+    raw_rows: list[tuple[int, dict[str, str]]] = []
     try:
-        raw_rows = list(enumerate(reader, start=2))
+        for raw in reader:
+            raw_rows.append((reader.line_num, raw))  # physical line (the row's last, when quoted)
     except csv.Error as err:
         raise InputError(f"{manifest}:{reader.line_num}: malformed CSV ({err})") from err
     for line_no, raw in raw_rows:

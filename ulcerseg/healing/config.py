@@ -7,14 +7,14 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
 from ulcerseg.resources import config_path
-from ulcerseg.visits import visit_to_day
+from ulcerseg.visits import canonical_visit, visit_to_day
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _validate_healing(cfg: HealingConfig, source: str) -> None:
                 visit_to_day(label)
             except InputError as err:
                 raise ConfigError(f"{source}: key {key!r}: {err}") from None
-    if len(set(cfg.schedule)) != len(cfg.schedule):
+    if len({canonical_visit(v) for v in cfg.schedule}) != len(cfg.schedule):
         raise ConfigError(f"{source}: key 'schedule' lists a visit twice: {list(cfg.schedule)!r}")
     for section, obj in (("", cfg), ("review.", cfg.review)):
         for f in fields(obj):
@@ -105,7 +105,13 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
             log.warning("%s: '%s' is deprecated and ignored: %s", source, key, why)
     cfg = build_dataclass(HealingConfig, raw, source)
     _validate_healing(cfg, source)
-    return cfg
+    # the labels discovery reports (visits.canonical_visit): a schedule written W04 must still
+    # find the visit of folder W4 (or W04), not report it missing
+    return replace(
+        cfg,
+        baseline_visit=canonical_visit(cfg.baseline_visit),
+        schedule=tuple(canonical_visit(v) for v in cfg.schedule),
+    )
 
 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:

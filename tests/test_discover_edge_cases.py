@@ -1,0 +1,185 @@
+"""Discovery edge cases: symbolic links, names with junk after the extension, visit label
+spellings and manifest rows with Unicode line separators. Every file is a photo or a listed
+reason; none is dropped or placed at another visit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ulcerseg.config import DiscoveryConfig
+from ulcerseg.discover import Discovery, discover
+from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.visits import canonical_visit, is_visit_label, visit_to_day
+
+
+def _touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _problems(found: Discovery) -> dict[str, str]:
+    return {found.relative(p): r for p, r in found.problems}
+
+
+# --- 1. symbolic links ---------------------------------------------------------------------------
+def test_symlinked_subject_and_visit_folders_are_failing_skips_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "study", tmp_path / "elsewhere"
+    _touch(root / "S1" / "D0" / "U1.jpg", b"a")
+    _touch(outside / "S9" / "W4" / "U1.jpg", b"b")
+    (root / "S2").symlink_to(outside / "S9", target_is_directory=True)  # a subject folder
+    (root / "S1" / "W4").symlink_to(outside / "S9" / "W4", target_is_directory=True)  # a visit folder
+    (root / "S3").symlink_to(tmp_path / "gone")  # dangling: may have been a subject folder
+    found = discover(root, DiscoveryConfig())
+    assert [found.relative(p.path) for p in found.photos] == ["S1/D0/U1.jpg"]
+    problems = _problems(found)
+    assert set(problems) == {"S1/W4", "S2", "S3"}
+    for rel in ("S1/W4", "S2"):
+        assert (
+            problems[rel] == "unexpected_layout: symbolic link: not followed; copy the folder into the study"
+        )
+    assert problems["S3"].startswith("unexpected_layout: symbolic link to a missing target")
+    assert all(item.failing for item in found.problems)
+
+
+def test_hidden_symlinked_folder_stays_hidden_and_linked_photo_file_is_measured(tmp_path: Path) -> None:
+    root = tmp_path / "study"
+    _touch(tmp_path / "elsewhere" / "x.jpg")
+    _touch(root / "S1" / "D0" / "U1.jpg")
+    (root / ".cache").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "S1" / "D0" / "U2.jpg").symlink_to(tmp_path / "elsewhere" / "x.jpg")  # unchanged behaviour
+    found = discover(root, DiscoveryConfig())
+    assert [p.ulcer_id for p in found.photos] == ["U1", "U2"]
+    assert found.problems == []
+    assert [found.relative(p) for p, _ in found.ignored] == [".cache"]
+
+
+# --- 2. spaces or dots after the extension -------------------------------------------------------
+@pytest.mark.parametrize("name", ["U1.jpg ", "U1.jpg.", "U1.JPG . ", "U1.png\u00a0", "U1.heic "])
+def test_junk_after_an_image_extension_is_a_failing_bad_file_name(tmp_path: Path, name: str) -> None:
+    _touch(tmp_path / "S1" / "W4" / name)
+    found = discover(tmp_path, DiscoveryConfig())
+    assert found.photos == [] and found.ignored == []
+    [item] = found.problems
+    assert item.path.name == name
+    assert item.code == "bad_file_name" and item.failing
+    assert "after the extension" in item.reason and repr(name.rstrip(" .\u00a0")) in item.reason
+
+
+def test_junk_after_another_extension_is_still_not_a_photo(tmp_path: Path) -> None:
+    _touch(tmp_path / "S1" / "W4" / "notes.txt ")
+    _touch(tmp_path / "S1" / "W4" / "README.")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert found.problems == []
+    assert [i.code for i in found.ignored] == ["not_a_photo", "not_a_photo"]
+
+
+# --- 3. visit labels -----------------------------------------------------------------------------
+def test_visit_labels_are_canonical_one_visit_per_day(tmp_path: Path) -> None:
+    _touch(tmp_path / "S1" / "W04" / "U1.jpg", b"a")
+    _touch(tmp_path / "S2" / "w4" / "U1.jpg", b"b")
+    _touch(tmp_path / "S3" / "d0" / "U1.jpg", b"c")
+    _touch(tmp_path / "S4" / "D000" / "U1.jpg", b"d")
+    _touch(tmp_path / "S5" / "W012" / "U1.jpg", b"e")
+    found = discover(tmp_path, DiscoveryConfig())
+    got = [(p.subject_id, p.visit, p.study_day) for p in found.photos]
+    assert got == [("S1", "W4", 28), ("S2", "W4", 28), ("S3", "D0", 0), ("S4", "D0", 0), ("S5", "W12", 84)]
+    assert found.problems == []
+
+
+@pytest.mark.parametrize("label", ["W\uff14", "D\u0664", "W\u0e54", "W\U0001d7dc", "W1234"])
+def test_non_ascii_digits_are_not_a_visit(tmp_path: Path, label: str) -> None:
+    assert not is_visit_label(label)
+    for fn in (canonical_visit, visit_to_day):
+        with pytest.raises(InputError, match="not of the form D<n> or W<n>"):
+            fn(label)
+    _touch(tmp_path / "S1" / label / "U1.jpg")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert found.photos == []
+    assert [i.code for i in found.problems] == ["unknown_visit"]
+
+
+def test_canonical_visit() -> None:
+    assert [canonical_visit(v) for v in ("D0", "d0", "d00", " W04 ", "w4", "W100")] == [
+        "D0", "D0", "D0", "W4", "W4", "W100"
+    ]  # fmt: skip
+
+
+def test_visit_aliases_apply_to_every_spelling_and_give_canonical_labels(tmp_path: Path) -> None:
+    _touch(tmp_path / "S1" / "Baseline" / "U1.jpg", b"a")
+    _touch(tmp_path / "S1" / "W04" / "U1.jpg", b"b")
+    _touch(tmp_path / "S2" / "w4" / "U1.jpg", b"c")
+    _touch(tmp_path / "S2" / "W2" / "U1.jpg", b"d")
+    cfg = DiscoveryConfig(visit_aliases={"baseline": "d00", "W4": "D30", "week2": "W02"})
+    found = discover(tmp_path, cfg)
+    got = [(p.subject_id, p.visit, p.study_day) for p in found.photos]
+    assert got == [("S1", "D0", 0), ("S1", "D30", 30), ("S2", "W2", 14), ("S2", "D30", 30)]
+
+
+def test_visit_aliases_naming_one_label_twice_differently_are_a_config_error(tmp_path: Path) -> None:
+    _touch(tmp_path / "S1" / "W4" / "U1.jpg")
+    with pytest.raises(ConfigError, match=r"visit_aliases\.W04.*'D28'.*'D30'"):
+        discover(tmp_path, DiscoveryConfig(visit_aliases={"w4": "D28", "W04": "D30"}))
+
+
+def test_manifest_visit_labels_are_canonical(tmp_path: Path) -> None:
+    _touch(tmp_path / "a.jpg", b"a")
+    _touch(tmp_path / "b.jpg", b"b")
+    _touch(tmp_path / "c.jpg", b"c")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,W04,a.jpg\nS1,U1,w4,b.jpg\nS1,U1,W\uff14,c.jpg\n")
+    found = discover(manifest, DiscoveryConfig())
+    assert [(p.visit, p.study_day) for p in found.photos] == [("W4", 28), ("W4", 28)]
+    assert [i.code for i in found.problems] == ["unknown_visit"]
+
+
+# --- 4. manifest rows ----------------------------------------------------------------------------
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
+def test_unicode_line_separators_inside_cells_do_not_split_rows(tmp_path: Path, sep: str) -> None:
+    _touch(tmp_path / "p" / "a.jpg", b"a")
+    _touch(tmp_path / "p" / "b.jpg", b"b")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        f'subject,ulcer,visit,note,path\nS1,U1,D0,crust{sep}edge,p/a.jpg\nS1,U1,W4,"crust{sep}edge",p/b.jpg\n',
+        encoding="utf-8",
+        newline="",
+    )
+    found = discover(manifest, DiscoveryConfig())
+    assert [(p.visit, found.relative(p.path)) for p in found.photos] == [("D0", "p/a.jpg"), ("W4", "p/b.jpg")]
+    assert found.problems == [] and found.ignored == []
+
+
+def test_manifest_errors_name_the_physical_line(tmp_path: Path) -> None:
+    _touch(tmp_path / "a.jpg", b"a")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        'subject,ulcer,visit,path,date,note\nS1,U1,D0,a.jpg,,"two\nlines"\n\nS1,U2,D0,a.jpg,2025-13-45,\n',
+        newline="",
+    )
+    with pytest.raises(InputError, match=r"m\.csv:5: date '2025-13-45'"):
+        discover(manifest, DiscoveryConfig())
+
+
+def test_manifest_skip_and_repeat_lines_are_physical_lines(tmp_path: Path) -> None:
+    _touch(tmp_path / "a.jpg", b"a")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "subject,ulcer,visit,path\r\n\r\nS1,U1,D0,a.jpg\r\nS1,U1,X9,a.jpg\r\nS1,U1,D0,a.jpg\r\n", newline=""
+    )
+    found = discover(manifest, DiscoveryConfig())
+    assert len(found.photos) == 1
+    assert [r for _, r in found.problems] == [f"unknown_visit: {manifest}:4: bad visit label 'X9'"]
+    assert [r for _, r in found.ignored] == [f"duplicate_row: {manifest}:5: repeats line 3"]
+
+
+def test_healing_schedule_labels_are_canonical_as_discovery_reports_them() -> None:
+    """Discovery reports folder W04 as W4: a healing schedule written W04 (or w4) names the
+    same visit instead of a visit that never appears (missing_visit)."""
+    from ulcerseg.healing.config import healing_config_from_dict
+
+    cfg = healing_config_from_dict({"schedule": ["d0", "W02", "w4"], "baseline_visit": "D00"})
+    assert cfg.schedule == ("D0", "W2", "W4") and cfg.baseline_visit == "D0"
+    with pytest.raises(ConfigError, match="twice"):
+        healing_config_from_dict({"schedule": ["W4", "W04"]})
