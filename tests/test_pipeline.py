@@ -583,3 +583,32 @@ def test_an_interrupted_run_still_exports_the_rows_it_stored(tmp_path: Path) -> 
     assert len(stored) == 1 and len(rows) == 1
     ((file, status),) = stored
     assert rows[file]["status"] == status == "measured"
+
+
+def test_a_failure_while_writing_one_photos_files_does_not_stop_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only OS errors: whatever goes wrong drawing one photo's overlay makes that photo a
+    failed row (processing_error) and the batch goes on."""
+    import ulcerseg.pipeline as pipeline
+
+    root = tmp_path / "trial"
+    for visit, radius in (("D0", (2.5, 1.8)), ("W4", (2.0, 1.5)), ("W8", (1.5, 1.2))):
+        photo = make_photo(ulcer_radius_mm=radius, px_per_mm=14, size=(800, 600))
+        write_jpeg(root / "S1" / visit / "U1.jpg", photo.rgb)
+    real = pipeline.render_overlay
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("odd geometry")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "render_overlay", flaky)
+    summary = measure_study(root, tmp_path / "out", PipelineConfig(), backend=RednessBackend())
+    rows = _rows(tmp_path / "out")
+    statuses = sorted(r["status"] for r in rows.values())
+    assert statuses == ["failed", "measured", "measured"] and summary.n_failed == 1
+    (bad,) = [r for r in rows.values() if r["status"] == "failed"]
+    assert bad["flags"] == "processing_error" and "ValueError: odd geometry" in bad["error"]

@@ -371,6 +371,12 @@ def write_outputs(result: PhotoResult, writer: OutputWriter | None, out_dir: Pat
         result.retryable = True
         result.flags = sorted({*result.flags, Flag.WRITE_ERROR})
         result.messages.append(f"{result.photo.path}: cannot write outputs ({err.strerror or err})")
+    except Exception as err:  # e.g. the overlay on an odd geometry: one photo, never the batch
+        log.exception("writing the outputs of %s failed", result.photo.path)
+        result.status = "failed"
+        result.retryable = isinstance(err, MemoryError)
+        result.flags = sorted({*result.flags, Flag.PROCESSING_ERROR})
+        result.messages.append(f"{result.photo.path}: cannot write outputs ({type(err).__name__}: {err})")
     result.stage_seconds["write"] = time.perf_counter() - t0
     return result
 
