@@ -356,3 +356,38 @@ def test_deprecated_healing_key_is_accepted_with_a_message(caplog: pytest.LogCap
     assert "old.yaml: 'low_confidence_flags' is deprecated and ignored" in caplog.text
     with pytest.raises(ConfigError, match="low_confidence_flagz"):
         healing_config_from_dict({"low_confidence_flagz": []}, "typo.yaml")
+
+
+def test_visit_on_hold_has_no_value_and_no_status_from_its_other_photos():
+    from ulcerseg.healing.rules import VisitHold, visit_holds
+
+    base = series({"D0": 10.0, "W2": 0.3})
+    c = cfg(schedule=())
+    # a second W2 photo that waits for review (flagged, undecided: no value) holds the visit
+    waiting = dict(base[1], photo_sha256="w", area_mm2=None, status="failed", review_pending=True)
+    ulcer, v = by_visit([*base, waiting], c)
+    assert v["W2"].status == "not_assessable" and v["W2"].area_mm2 is None
+    assert v["W2"].photo_sha256 == "w" and ulcer.time_to_healing_days is None
+    assert visit_holds([*base, waiting], c) == {("S001", "U1", "W2"): VisitHold.REVIEW_PENDING}
+    # measured photos on both sides of the healed limit: no side is taken
+    big = dict(base[1], photo_sha256="big", area_mm2=6.0)
+    _, v = by_visit([*base, big], c)
+    assert v["W2"].status == "not_assessable" and v["W2"].area_mm2 is None
+    assert visit_holds([*base, big], c) == {("S001", "U1", "W2"): VisitHold.PHOTOS_DISAGREE}
+    # a reader's reject healed on the larger photo puts both on one side: no longer on hold
+    rejected = dict(base[1], photo_sha256="r", area_mm2=0.4, healed_override=False)
+    _, v = by_visit([*base, rejected], c)
+    assert v["W2"].status == "not_assessable" and visit_holds([*base, rejected], c)
+    both = [base[0], dict(base[1], healed_override=False), rejected]
+    _, v = by_visit(both, c)
+    assert v["W2"].status == "improving" and v["W2"].area_mm2 == 0.3 and visit_holds(both, c) == {}
+
+
+def test_reject_healed_on_any_photo_of_the_visit_forbids_healed():
+    # the rejected photo is not the representative (lower median) one: its reject still counts
+    base = series({"D0": 10.0, "W2": 0.2, "W4": 13.0})
+    other = dict(base[1], photo_sha256="x", area_mm2=0.3, healed_override=False)
+    ulcer, v = by_visit([*base, other], cfg(schedule=()))
+    assert v["W2"].status == "not_assessable"  # a reader must settle which photo is right
+    assert ulcer.time_to_healing_days is None
+    assert v["W4"].status == "worsening"  # not "recurred": nothing healed before

@@ -209,6 +209,9 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     click.echo(f"{len(rows)} disagreements", err=True)
 
 
+_LIST_PENDING = 20  # visits named on stderr; the CSV has them all
+
+
 @review.command("export-final")
 @_out_arg
 @_config_opt
@@ -219,18 +222,33 @@ def export_final_cmd(
 ) -> None:
     """Final per-visit CSV (automated, reviewed, final value, status, flags, reviewer).
 
-    Exits 1 while flagged photos wait for review (written anyway, with final_source
-    pending_review and no value), unless --allow-pending.
+    Exits 1 while any visit waits for a reader (written anyway, with final_source
+    pending_review or unresolved_disagreement and no value; the visits are listed), unless
+    --allow-pending.
     """
     import csv as _csv
 
-    from ulcerseg.review.final import export_final, pending_count
+    from ulcerseg.review.final import export_final, pending_visits
 
     dest = _default_dest(output, out_dir / "final_visits.csv")
     path = export_final(out_dir, _config(config_path), dest)
     click.echo(str(path))
     with path.open(newline="", encoding="utf-8") as fh:
-        _pending_exit(pending_count(list(_csv.DictReader(fh))), allow_pending)
+        pending = pending_visits(list(_csv.DictReader(fh)))
+    if not pending:
+        return
+    click.echo(
+        f"{len(pending)} flagged visit(s) pending review "
+        "(final_source pending_review or unresolved_disagreement, no value):",
+        err=True,
+    )
+    for r in pending[:_LIST_PENDING]:
+        click.echo(f"  {r['subject_id']} {r['ulcer_id']} {r['visit']}: {r['final_source']}", err=True)
+    if len(pending) > _LIST_PENDING:
+        click.echo(f"  ... and {len(pending) - _LIST_PENDING} more (see the CSV)", err=True)
+    if not allow_pending:
+        click.echo("not final: review them, or pass --allow-pending", err=True)
+        sys.exit(1)
 
 
 @review.command("report")

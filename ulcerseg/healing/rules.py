@@ -1,6 +1,11 @@
 """The healing rules (pure): per-photo rows -> :class:`UlcerHealing` per subject and ulcer.
 
 Areas are mm² in the marker plane; days are study days (``D<n>`` = n, ``W<n>`` = 7n).
+
+A visit with several photos has a value only when its photos agree: a photo waiting for review
+(row key ``review_pending``) or measured photos on both sides of the healed limit put the whole
+visit on hold (:class:`VisitHold`: no value, ``not_assessable``), since the value the median
+would pick may be the wrong one; a reader's ``reject_healed`` on any photo forbids ``healed``.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
@@ -18,7 +24,7 @@ from ulcerseg.healing.config import HealingConfig
 from ulcerseg.healing.records import HealingFlag, HealingStatus, UlcerHealing, VisitHealing
 from ulcerseg.visits import visit_to_day
 
-__all__ = ["compute_healing", "expected_visits"]
+__all__ = ["VisitHold", "compute_healing", "expected_visits", "visit_holds"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ class _Photo:
     assessable: bool
     healed_override: bool | None = None  # assessor confirmed (True) or rejected (False) healed
     reviewed: bool = False  # an assessor vouched for the area: quality flags no longer count
+    pending: bool = False  # waits for a review decision (flagged and undecided, or disputed)
 
 
 def _photo_from_row(row: Mapping[str, Any], cfg: HealingConfig) -> _Photo:
@@ -83,7 +90,15 @@ def _photo_from_row(row: Mapping[str, Any], cfg: HealingConfig) -> _Photo:
         assessable=assessable,
         healed_override=None if override is None else bool(override),
         reviewed=reviewed,
+        pending=bool(row.get("review_pending")),
     )
+
+
+class VisitHold(StrEnum):
+    """Why a visit that has photos gets no value (``not_assessable``) until a reader acts."""
+
+    REVIEW_PENDING = "review_pending"  # one of its photos waits for review or adjudication
+    PHOTOS_DISAGREE = "photos_disagree"  # measured photos on both sides of the healed limit
 
 
 def _representative(photos: list[_Photo]) -> _Photo:
@@ -92,6 +107,37 @@ def _representative(photos: list[_Photo]) -> _Photo:
     if measured:
         return measured[(len(measured) - 1) // 2]
     return photos[0]
+
+
+def _healed_side(photo: _Photo, limit: float) -> bool:
+    """Which side of the healed limit a photo is on; a reader's confirm/reject healed decides."""
+    if photo.healed_override is not None:
+        return photo.healed_override
+    return photo.area is not None and photo.area <= limit
+
+
+def _visit_photo(photos: list[_Photo], cfg: HealingConfig) -> tuple[_Photo, VisitHold | None]:
+    """The photo that stands for a visit, and why the visit is on hold (None: it has a value).
+
+    A photo waiting for review holds the visit even beside a measured one: it may show the
+    ulcer the other photo missed (a failed photo is pending until a reader settles it). Photos
+    on both sides of the healed limit hold it too: the median would silently pick a side.
+    """
+    pending = next((p for p in photos if p.pending), None)
+    if pending is not None:
+        return pending, VisitHold.REVIEW_PENDING
+    rep = _representative(photos)
+    limit = cfg.healed_max_area_mm2
+    sides = {_healed_side(p, limit) for p in photos if p.assessable or p.healed_override is not None}
+    return rep, (VisitHold.PHOTOS_DISAGREE if len(sides) > 1 else None)
+
+
+def _visit_override(photos: list[_Photo]) -> bool | None:
+    """The readers' healed decision for a visit: any standing reject forbids healed."""
+    overrides = {p.healed_override for p in photos if p.healed_override is not None}
+    if False in overrides:
+        return False
+    return True if True in overrides else None
 
 
 # per-photo flags that are the finding of a healed ulcer, not a failed quality check
@@ -148,10 +194,12 @@ def _ulcer_visits(
 
     rows: list[VisitHealing] = []
     reps: dict[str, _Photo | None] = {}
+    holds: dict[str, VisitHold | None] = {}
     for label in labels:
         photos = by_visit.get(label, [])
-        rep = _representative(photos) if photos else None
-        reps[label] = rep
+        rep, hold = _visit_photo(photos, cfg) if photos else (None, None)
+        reps[label], holds[label] = rep, hold
+        valued = rep is not None and rep.assessable and hold is None
         row = VisitHealing(
             subject_id=subject,
             ulcer_id=ulcer,
@@ -161,9 +209,9 @@ def _ulcer_visits(
             photo_sha256=rep.sha if rep else None,
             n_photos=len(photos),
             photo_date=rep.photo_date if rep else None,
-            area_mm2=rep.area if rep else None,
-            area_low_mm2=rep.low if rep and rep.assessable else None,
-            area_high_mm2=rep.high if rep and rep.assessable else None,
+            area_mm2=rep.area if rep and valued else None,
+            area_low_mm2=rep.low if rep and valued else None,
+            area_high_mm2=rep.high if rep and valued else None,
             photo_flags=list(rep.flags) if rep else [],
         )
         if label in missing:
@@ -188,7 +236,11 @@ def _ulcer_visits(
         rep = reps[row.visit]
         if not baseline_ok:
             row.healing_flags.append(HealingFlag.BASELINE_NOT_MEASURABLE.value)
-        override = rep.healed_override if rep is not None else None
+        if holds[row.visit] is not None:
+            # no status from the other photos while one waits for a reader (or they disagree)
+            row.status = HealingStatus.NOT_ASSESSABLE.value
+            continue
+        override = _visit_override(by_visit.get(row.visit, []))
         area = row.area_mm2
         if row is baseline and not baseline_ok and override is not True:
             row.status = HealingStatus.NOT_ASSESSABLE.value  # failed baseline: no change figures
@@ -298,6 +350,24 @@ def _ulcer_visits(
     return summary
 
 
+def visit_holds(
+    rows: Iterable[Mapping[str, Any]], config: HealingConfig | None = None
+) -> dict[tuple[str, str, str], VisitHold]:
+    """Visits on hold, by (subject_id, ulcer_id, visit), from the rows :func:`compute_healing`
+    takes (pure): the same rule that leaves them without a value there."""
+    cfg = config or HealingConfig()
+    by_visit: dict[tuple[str, str, str], list[_Photo]] = {}
+    for row in rows:
+        key = (str(row.get("subject_id") or ""), str(row.get("ulcer_id") or ""), str(row.get("visit") or ""))
+        by_visit.setdefault(key, []).append(_photo_from_row(row, cfg))
+    out: dict[tuple[str, str, str], VisitHold] = {}
+    for key, photos in by_visit.items():
+        hold = _visit_photo(photos, cfg)[1]
+        if hold is not None:
+            out[key] = hold
+    return out
+
+
 def expected_visits(cfg: HealingConfig, study_days: Mapping[str, int]) -> dict[str, int]:
     """Visits every ulcer is expected to have (label -> study day).
 
@@ -320,8 +390,10 @@ def compute_healing(
     ``area_low_mm2``/``area_high_mm2``, ``status``, ``flags`` (";"-joined or list),
     ``photo_sha256``, ``cardinal`` (manifest designation, truthy), and from review
     ``reviewed`` (area vouched for by an assessor: quality flags are ignored) and
-    ``healed_override`` (True/False: assessor confirmed/rejected healed). Several photos of one
-    ulcer at one visit are summarised by the photo with the median area.
+    ``healed_override`` (True/False: assessor confirmed/rejected healed; a reject on any photo
+    of a visit forbids healed there) and ``review_pending`` (truthy: the photo waits for a review
+    decision). Several photos of one ulcer at one visit are summarised by the photo with the
+    (lower) median area, unless the visit is on hold (:func:`visit_holds`): no value then.
     """
     cfg = config or HealingConfig()
     groups: dict[tuple[str, str], dict[str, list[_Photo]]] = {}

@@ -8,6 +8,13 @@ they disagreed, and none (no value, ``final_source = unresolved_disagreement``) 
 disagreement waits for adjudication (:func:`ulcerseg.review.decisions.final_decisions`).
 A flagged photo that nobody has decided yet is ``final_source = pending_review`` with no value
 (:func:`ulcerseg.review.rules.final_rows`, the same rows ``heal`` computes healing from).
+
+A visit is as final as its least final photo: while any of its photos is pending review or
+disputed, the visit has no value (never a status from its other photos) and names that photo;
+photos on both sides of the healed limit leave it ``pending_review`` too
+(:func:`ulcerseg.healing.rules.visit_holds`). Both kinds of visit count as pending.
+``reference_visit`` names the visit the changes from baseline are computed against (a later
+one when the baseline could not be measured).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 
 from ulcerseg.errors import PendingReviewError
 from ulcerseg.healing import PROVENANCE_COLUMNS, HealingConfig, UlcerHealing, compute_healing
+from ulcerseg.healing.rules import VisitHold, visit_holds
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.outputs import healing_config, write_csv
 from ulcerseg.review.rules import PENDING_REVIEW, Action, apply_decisions, decision_details, final_rows
@@ -27,11 +35,13 @@ from ulcerseg.rounding import round_rows
 
 __all__ = [
     "FINAL_COLUMNS",
+    "PENDING_SOURCES",
     "PendingReviewError",
     "apply_decisions",
     "export_final",
     "final_visit_rows",
     "pending_count",
+    "pending_visits",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,7 +79,12 @@ FINAL_COLUMNS: tuple[str, ...] = (
     "package_version",
     "model_sha256",
     "config_sha256",
+    "reference_visit",  # appended: the columns before it keep their order (a public interface)
 )
+
+UNRESOLVED = "unresolved_disagreement"
+PENDING_SOURCES: frozenset[str] = frozenset({PENDING_REVIEW, UNRESOLVED})
+"""``final_source`` values of a visit without a final value that waits for a reader."""
 
 
 def final_visit_rows(
@@ -81,12 +96,18 @@ def final_visit_rows(
 
     Values come from :func:`ulcerseg.review.rules.final_rows` (the same rows ``heal`` uses).
     ``scale_source``: ``manual`` for a value measured with a hand-set scale, ``marker`` for
-    any other value, empty without a value.
+    any other value, empty without a value. A visit on hold names the photo that waits for
+    review; one whose photos disagree on healed is ``pending_review``.
     """
     fr = final_rows(rows, decisions, config.review)
     final = fr.final
     by_sha = {str(r.get("photo_sha256")): r for r in rows}
-    results = compute_healing(fr.rows, config)
+    # the healing rules hold a visit while any of its photos waits for a reader
+    healing_rows = [
+        dict(r, review_pending=fr.source.get(str(r.get("photo_sha256"))) in PENDING_SOURCES) for r in fr.rows
+    ]
+    results = compute_healing(healing_rows, config)
+    holds = visit_holds(healing_rows, config)
     out: list[dict[str, Any]] = []
     for ulcer in results:
         for v in ulcer.visits:
@@ -98,7 +119,9 @@ def final_visit_rows(
             if d is not None and d["action"] in (Action.ACCEPT, Action.CORRECT):
                 reviewed_area = d["area_after_mm2"]
             source = fr.source.get(v.photo_sha256 or "", "none")
-            if source == "automated" and v.area_mm2 is None:
+            if holds.get((v.subject_id, v.ulcer_id, v.visit)) == VisitHold.PHOTOS_DISAGREE:
+                source = PENDING_REVIEW  # a reader must say which photo shows the ulcer
+            elif source == "automated" and v.area_mm2 is None:
                 source = "none"
             scale = ""
             if v.area_mm2 is not None:
@@ -126,9 +149,14 @@ def final_visit_rows(
     return out, results
 
 
+def pending_visits(final: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Visit rows whose final value waits for a reader: pending review or a disagreement."""
+    return [r for r in final if r.get("final_source") in PENDING_SOURCES]
+
+
 def pending_count(final: Sequence[Mapping[str, Any]]) -> int:
-    """Visit rows whose final value waits for a review decision."""
-    return sum(1 for r in final if r.get("final_source") == PENDING_REVIEW)
+    """Number of visit rows whose final value waits for a reader (:func:`pending_visits`)."""
+    return len(pending_visits(final))
 
 
 def export_final(
@@ -139,8 +167,8 @@ def export_final(
 ) -> Path:
     """Write the final per-visit CSV for statisticians (default OUT/final_visits.csv).
 
-    With ``allow_pending=False`` nothing is written while any flagged photo is
-    ``pending_review`` (:class:`PendingReviewError`, naming the count).
+    With ``allow_pending=False`` nothing is written while any visit is pending review or
+    disputed (:func:`pending_count`; :class:`PendingReviewError`, naming the count).
     """
     cfg = healing_config(config)
     with open_study(out_dir) as (conn, rows):
@@ -149,7 +177,7 @@ def export_final(
     n = pending_count(final)
     if n and not allow_pending:
         raise PendingReviewError(
-            f"{n} flagged visit(s) pending review: review them first, or pass --allow-pending"
+            f"{n} flagged visit(s) pending review or adjudication: review them first, or pass --allow-pending"
         )
     dest = Path(path) if path else Path(out_dir) / "final_visits.csv"
     log.info("final table: %d visit rows (%d pending review) -> %s", len(final), n, dest)

@@ -102,11 +102,16 @@ def inside_out_dir(root: Path, rel: Any) -> Path | None:
 
 
 def build_items(
-    rows: Sequence[Mapping[str, Any]], out_dir: str | Path, salt: str, settings: ReviewSettings
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    salt: str,
+    settings: ReviewSettings,
+    include: frozenset[str] | set[str] = frozenset(),
 ) -> list[ReviewItem]:
     """Review items in a randomised order reproducible from ``settings.seed``.
 
-    Photos need a rectified image and a calibration; only ``needs_review`` ones unless
+    Photos need a rectified image and a calibration; only ``needs_review`` ones and those whose
+    SHA-256 is in ``include`` (e.g. photos of a visit whose photos disagree on healed), unless
     ``settings.review_all``. Paths come from the study database only, checked to lie in OUT.
     """
     root = Path(out_dir)
@@ -115,7 +120,7 @@ def build_items(
     for row in rows:
         sha = str(row.get("photo_sha256") or "")
         needs = bool(int(row.get("needs_review") or 0))
-        if not (needs or settings.review_all) or len(sha) < 16 or sha in seen:
+        if not (needs or settings.review_all or sha in include) or len(sha) < 16 or sha in seen:
             continue  # decisions are per bytes: copies at several paths (duplicate_photo) are one item
         seen.add(sha)
         rect = inside_out_dir(root, row.get("rectified_file"))

@@ -219,6 +219,9 @@ def apply_decisions(
         if sha in no_value:
             r["area_mm2"] = None
             r["area_low_mm2"] = r["area_high_mm2"] = None
+            # the healing rules hold the photo's whole visit (heal, the final table and the
+            # report alike): its other photos must not give the visit a status meanwhile
+            r["review_pending"] = True
         elif d is not None:
             action = d["action"]
             if action == Action.NOT_ASSESSABLE:

@@ -50,6 +50,7 @@ import numpy as np
 
 from ulcerseg.errors import DecisionError, NeedsConfirmation, UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
+from ulcerseg.healing.rules import VisitHold, visit_holds
 from ulcerseg.imageio import read_mask, read_rgb
 from ulcerseg.review import views
 from ulcerseg.review.blinding import encode_png_clean
@@ -148,7 +149,15 @@ class ReviewApp:
                 items = [it for it in build_items(rows, out_dir, salt, every) if it.photo_sha256 in disputed]
                 manual = [it for it in manual if it.photo_sha256 in disputed]
             else:
-                items = build_items(rows, out_dir, salt, cfg.review)
+                # unflagged photos of a visit held because its photos fall on both sides of the
+                # healed limit are served too: a reader is the only way to settle that visit
+                held = {k for k, hold in visit_holds(rows, cfg).items() if hold == VisitHold.PHOTOS_DISAGREE}
+                include = {
+                    str(r.get("photo_sha256"))
+                    for r in rows
+                    if (str(r.get("subject_id")), str(r.get("ulcer_id")), str(r.get("visit"))) in held
+                }
+                items = build_items(rows, out_dir, salt, cfg.review, include)
         return cls(
             out_dir=out_dir, items=items, config=cfg, salt=salt, adjudicate=adjudicate, manual_items=manual
         )
