@@ -251,3 +251,34 @@ def test_heal_agrees_with_the_final_table_and_disagreeing_photos_are_served(tmp_
     served = {item.photo_sha256 for item in ReviewApp.load(out, CFG).items}
     # W4's unflagged photo too (its other photo, 12 mm², is on the other side); W8's carry no flag
     assert served == {_sha("w4a"), _sha("w4b"), _sha("w8a"), _sha("w8b")}
+
+
+def test_one_decision_on_a_duplicated_photo_gives_no_visit_a_value(tmp_path: Path):
+    """The same bytes filed at W4 and W8 are one review item (decisions are per bytes): one
+    reader's accept of 0.2 mm² made both visits healed, and a 'confirmed' healing from a single
+    photo. Until the wrong copy is removed, neither visit has a final value (pending, exit 1)."""
+    from ulcerseg.healing import heal_study
+    from ulcerseg.healing.config import ReviewSettings
+    from ulcerseg.review.decisions import build_items, record_decision, salt_for
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with Study.open(out) as st:
+        run = st.start_run("0.1", "m" * 64, "c" * 64, {}, tmp_path / "in")
+        st.add_result(run, _result(out, "D0", _sha("d0"), 10.0, ()), "S1/D0/U1.jpg")
+        for visit in ("W4", "W8"):
+            st.add_result(run, _result(out, visit, _sha("copy"), 0.2, ()), f"S1/{visit}/U1.jpg")
+    with Study.open(out) as st:
+        rows = st.latest_measurements()
+        assert all("duplicate_photo" in r["flags"] for r in rows if r["visit"] != "D0")
+        (item,) = build_items(rows, out, salt_for(st.conn), ReviewSettings())
+        record_decision(st.conn, out, item, "r1", "accept")
+    healed = {v.visit: v for ulcer in heal_study(out, CFG) for v in ulcer.visits}
+    assert healed["W4"].status == healed["W8"].status == "not_assessable"
+    dest = tmp_path / "final.csv"
+    res = CliRunner().invoke(main, ["review", "export-final", str(out), "-o", str(dest)])
+    assert res.exit_code == 1 and "S1 U1 W8: duplicate_photo" in res.output
+    with dest.open(newline="", encoding="utf-8") as fh:
+        final = {r["visit"]: r for r in csv.DictReader(fh)}
+    assert final["W4"]["final_source"] == final["W8"]["final_source"] == "duplicate_photo"
+    assert final["W4"]["final_area_mm2"] == final["W8"]["final_area_mm2"] == ""

@@ -223,7 +223,7 @@ def export_final_cmd(
     """Final per-visit CSV (automated, reviewed, final value, status, flags, reviewer).
 
     Exits 1 while any visit waits for a reader (written anyway, with final_source
-    pending_review or unresolved_disagreement and no value; the visits are listed), unless
+    pending_review, unresolved_disagreement or duplicate_photo and no value; the visits are listed), unless
     --allow-pending.
     """
     import csv as _csv
@@ -239,7 +239,7 @@ def export_final_cmd(
         return
     click.echo(
         f"{len(pending)} flagged visit(s) pending review "
-        "(final_source pending_review or unresolved_disagreement, no value):",
+        "(final_source pending_review, unresolved_disagreement or duplicate_photo, no value):",
         err=True,
     )
     for r in pending[:_LIST_PENDING]:

@@ -30,7 +30,14 @@ from ulcerseg.healing import PROVENANCE_COLUMNS, HealingConfig, UlcerHealing, co
 from ulcerseg.healing.rules import VisitHold, visit_holds
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.outputs import healing_config, write_csv
-from ulcerseg.review.rules import PENDING_REVIEW, Action, apply_decisions, decision_details, final_rows
+from ulcerseg.review.rules import (
+    DUPLICATE_PHOTO,
+    PENDING_REVIEW,
+    Action,
+    apply_decisions,
+    decision_details,
+    final_rows,
+)
 from ulcerseg.rounding import round_rows
 
 __all__ = [
@@ -83,7 +90,7 @@ FINAL_COLUMNS: tuple[str, ...] = (
 )
 
 UNRESOLVED = "unresolved_disagreement"
-PENDING_SOURCES: frozenset[str] = frozenset({PENDING_REVIEW, UNRESOLVED})
+PENDING_SOURCES: frozenset[str] = frozenset({PENDING_REVIEW, UNRESOLVED, DUPLICATE_PHOTO})
 """``final_source`` values of a visit without a final value that waits for a reader."""
 
 

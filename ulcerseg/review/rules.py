@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from ulcerseg.healing.config import ReviewSettings
+from ulcerseg.records import Flag
 
 __all__ = [
     "ADJUDICATOR",
@@ -57,6 +58,10 @@ class Action(StrEnum):
 
 PENDING_REVIEW = "pending_review"
 """``final_source`` of a flagged photo that no assessor has decided yet (no final value)."""
+DUPLICATE_PHOTO = "duplicate_photo"
+"""``final_source`` of bytes present at several paths of the study (no final value, whatever
+was decided): one decision cannot say which visit or ulcer the photo belongs to; removing the
+wrong copy and measuring again settles it."""
 
 
 def decision_details(decision: Mapping[str, Any]) -> dict[str, Any]:
@@ -281,7 +286,11 @@ def final_rows(
     for row in rows:
         sha = str(row.get("photo_sha256"))
         f = final.get(sha)
-        if f is not None:
+        if Flag.DUPLICATE_PHOTO.value in str(row.get("flags") or "").split(";"):
+            # decisions are per bytes: a reader's accept of one copy would give every visit and
+            # ulcer holding the same file a value (a "confirmed" healing from a single photo)
+            source[sha] = DUPLICATE_PHOTO
+        elif f is not None:
             source[sha] = f.source
         elif _flagged(row):
             source[sha] = PENDING_REVIEW
@@ -289,5 +298,7 @@ def final_rows(
             source[sha] = "automated"
         else:
             source[sha] = "none"
-    no_value = {sha for sha, s in source.items() if s in (PENDING_REVIEW, "unresolved_disagreement")}
+    no_value = {
+        sha for sha, s in source.items() if s in (PENDING_REVIEW, "unresolved_disagreement", DUPLICATE_PHOTO)
+    }
     return FinalRows(apply_decisions(rows, latest, no_value), final, source)
