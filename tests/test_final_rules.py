@@ -282,3 +282,35 @@ def test_one_decision_on_a_duplicated_photo_gives_no_visit_a_value(tmp_path: Pat
         final = {r["visit"]: r for r in csv.DictReader(fh)}
     assert final["W4"]["final_source"] == final["W8"]["final_source"] == "duplicate_photo"
     assert final["W4"]["final_area_mm2"] == final["W8"]["final_area_mm2"] == ""
+
+
+def test_a_photo_found_but_never_measured_stays_in_every_table(tmp_path: Path):
+    """A run killed after finding the photos: the unmeasured photo was in no table (not in
+    measurements.csv, not unresolved, not in the final table, which exited 0)."""
+    from ulcerseg.healing import heal_study
+
+    out = tmp_path / "out"
+    out.mkdir()
+    found = [("D0", _sha("d0")), ("W4", _sha("w4")), ("W8", _sha("w8"))]
+    with Study.open(out) as st:
+        inp = tmp_path / "in" / "S1"
+        records = [
+            (f"S1/{v}/U1.jpg", PhotoRecord(inp / v / "U1.jpg", "S1", "U1", v, visit_to_day(v), sha))
+            for v, sha in found
+        ]
+        st.reconcile(records)
+        run = st.start_run("0.1", "m" * 64, "c" * 64, {}, tmp_path / "in")
+        for visit, sha in found[:2]:
+            area = 10.0 if visit == "D0" else 4.0
+            st.add_result(run, _result(out, visit, sha, area, ()), f"S1/{visit}/U1.jpg")
+        st.export_csv()
+        assert [(r["visit"], r["status"]) for r in st.unresolved()] == [("W8", "unmeasured")]
+    with (out / "measurements.csv").open(newline="", encoding="utf-8") as fh:
+        rows = {r["visit"]: r for r in csv.DictReader(fh)}
+    assert rows["W8"]["status"] == "unmeasured" and rows["W8"]["flags"] == "not_measured"
+    assert rows["W8"]["area_mm2"] == ""
+    healed = {v.visit: v for ulcer in heal_study(out, CFG) for v in ulcer.visits}
+    assert healed["W8"].status == "not_assessable"
+    dest = tmp_path / "final.csv"
+    res = CliRunner().invoke(main, ["review", "export-final", str(out), "-o", str(dest)])
+    assert res.exit_code == 1 and "S1 U1 W8: pending_review" in res.output

@@ -580,9 +580,12 @@ def test_an_interrupted_run_still_exports_the_rows_it_stored(tmp_path: Path) -> 
     rows = _rows(out)
     with sqlite3.connect(out / "study.sqlite") as con:
         stored = con.execute("SELECT file, status FROM latest_measurements").fetchall()
-    assert len(stored) == 1 and len(rows) == 1
+    assert len(stored) == 1 and len(rows) == 3
     ((file, status),) = stored
     assert rows[file]["status"] == status == "measured"
+    # the photos found but not reached are listed, not left out
+    others = [r for f, r in rows.items() if f != file]
+    assert all(r["status"] == "unmeasured" and r["flags"] == "not_measured" for r in others)
 
 
 def test_a_failure_while_writing_one_photos_files_does_not_stop_the_batch(

@@ -46,6 +46,9 @@ class Flag(StrEnum):
     # the file's bytes changed between discovery and measuring (replaced or still being copied):
     # not measured, retried by the next run
     FILE_CHANGED = "file_changed"
+    # found by a run that stopped (killed, disk full) before measuring it: status unmeasured,
+    # no values; the next run measures it
+    NOT_MEASURED = "not_measured"
 
 
 class SkipReason(StrEnum):

@@ -254,14 +254,28 @@ class Study:
 
         Superseded photos are left out. A photo whose path disappeared has status ``missing``
         and flag ``missing_file``; bytes present at several paths get ``duplicate_photo``
-        (both put the row in review).
+        (both put the row in review). A photo a run found but stopped before measuring has
+        status ``unmeasured`` and flag ``not_measured``: it is never left out of the tables.
         """
-        rows = self.conn.execute(
+        cursor = self.conn.execute(
             "SELECT * FROM latest_measurements ORDER BY subject_id, ulcer_id, study_day, file"
+        )
+        columns = [c[0] for c in cursor.description]
+        rows = [dict(r) for r in cursor.fetchall()]
+        unmeasured = self.conn.execute(
+            "SELECT * FROM photos p WHERE p.superseded_at IS NULL AND NOT EXISTS (SELECT 1 FROM"
+            " measurements m WHERE m.photo_sha256 = p.photo_sha256 AND m.file = p.file)"
         ).fetchall()
+        for r in unmeasured:
+            photo = dict(r)
+            row = {c: photo.get(c) for c in columns}
+            row.update(status="unmeasured", needs_review=1, flags=Flag.NOT_MEASURED.value, n_copies=1)
+            row["error"] = "found, not measured yet (the run stopped): run `ulcerseg measure` again"
+            rows.append(row)
+        if unmeasured:
+            rows.sort(key=lambda r: (r["subject_id"], r["ulcer_id"], r["study_day"] or 0, r["file"]))
         out = []
-        for r in rows:
-            row = dict(r)
+        for row in rows:
             extra = []
             if row.get("missing_since"):
                 row["status"] = "missing"
