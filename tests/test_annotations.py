@@ -209,3 +209,26 @@ def test_labelme_rectangle_and_circle_shapes(tmp_path: Path) -> None:
     (tmp_path / "shapes.json").write_text(json.dumps(doc))
     ann = read_annotation(tmp_path / "shapes.json", SHAPE)
     assert ann.area_mm2(np.eye(3)) == pytest.approx(20 * 10 + np.pi * 100, rel=1e-3)
+
+
+def test_rounded_rectangle_is_measured_with_its_rounded_corners(tmp_path: Path) -> None:
+    """ImageJ's rounded rectangle (corner diameter ``rounded_rect_arc_size``): 40 x 30 px with
+    20 px corners is 1200 - (4 - pi) x 10² px², not the sharp rectangle's 1200 (+7.7%)."""
+    roi = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=10, top=20, right=50, bottom=50)
+    roi.rounded_rect_arc_size = 20
+    roi.tofile(tmp_path / "round.roi")
+    area = read_annotation(tmp_path / "round.roi", SHAPE).area_mm2(np.eye(3))
+    assert area == pytest.approx(1200 - (4 - np.pi) * 100, rel=1e-4)
+
+
+def test_a_composite_roi_with_curves_is_an_annotation_error_not_a_crash(tmp_path: Path) -> None:
+    """roifile cannot flatten a composite ROI's Bezier segments (NotImplementedError): the file
+    gets a one-line reason (a row of issues.csv), and the QA run goes on."""
+    path = np.array([0, 30, 20, 1, 70, 20, 3, 75, 30, 75, 40, 70, 50, 1, 30, 50, 4], np.float32)
+    roi = roifile.ImagejRoi(
+        roitype=roifile.ROI_TYPE.RECT, left=30, top=20, right=76, bottom=51,
+        multi_coordinates=path, shape_roi_size=len(path),
+    )  # fmt: skip
+    roi.tofile(tmp_path / "curved.roi")
+    with pytest.raises(AnnotationError, match=r"curved\.roi: cannot read an ImageJ ROI's outline"):
+        read_annotation(tmp_path / "curved.roi", SHAPE)

@@ -492,6 +492,12 @@ def test_photo_matcher_by_sha_path_name_stem_and_ulcer_key(tmp_path: Path) -> No
     assert matcher.match("S00_D0_U3")[0] == sha[3]  # <subject>_<visit>_<ulcer>
     missing, why = matcher.match("photo9.jpg")
     assert missing is None and "no photo 'photo9.jpg'" in why
+    assert matcher.match("D0/photo2.jpg")[0] == sha[2]  # the end of a path, unambiguous
+    assert matcher.match("S02/D0/photo2")[0] == sha[2]  # a mask tree mirroring the study's
+    # another subject's photo of the same name is not this one: the reference's folders are
+    # never dropped where they would fall inside a photo's path (S07 was paired with S00's)
+    for other in ("S07/D0/photo0.jpg", "S07/D0/photo0", "root/S07/D0/photo0.jpg", "W4/photo0.jpg"):
+        assert matcher.match(other)[0] is None, other
 
 
 @pytest.mark.filterwarnings("ignore:The inplace keyword")  # pingouin's own pandas deprecation
@@ -519,3 +525,18 @@ def test_icc_matches_pingouin_reference() -> None:
         row = table[table["Type"].isin(aliases)].iloc[0]
         assert ours[key].icc == pytest.approx(float(row["ICC"]), abs=1e-9)
         assert [ours[key].ci_low, ours[key].ci_high] == pytest.approx(list(row[ci_col]), abs=1e-6)
+
+
+def test_a_unitless_area_column_is_read_as_mm2_with_an_issue(tmp_path: Path) -> None:
+    """ImageJ's Results "Area" is in the unit set in ImageJ (px², cm², mm²): a column named just
+    ``area`` is still read as mm², and issues.csv says so instead of nothing."""
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=3, failed=())
+    files = [f"S{i % 3:02d}/D0/photo{i}.jpg" for i in range(3)]
+    pd.DataFrame({"file": files, "area": [_true_area(i) for i in range(3)]}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
+    assert sum(len(r.entries) for r in readers) == 3
+    assert [i.item for i in issues] == ["column area"] and "no unit" in issues[0].message

@@ -229,6 +229,9 @@ def _roi_polygons(roi: Any, path: Path) -> list[np.ndarray]:
         if roi.subpixel_coordinates is None and roi.widthd > 0:
             left, top = float(roi.xd), float(roi.yd)
             right, bottom = left + float(roi.widthd), top + float(roi.heightd)
+        arc = float(getattr(roi, "rounded_rect_arc_size", 0) or 0)
+        if arc > 0:  # ImageJ's rounded rectangle: corners are quarter circles of diameter arc
+            return [_rounded_rect(left, top, right, bottom, arc) - 0.5]
         rect = np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
         return [rect - 0.5]
     if roitype == rt.OVAL:
@@ -246,6 +249,20 @@ def _roi_polygons(roi: Any, path: Path) -> list[np.ndarray]:
         return [np.asarray(roi.coordinates(), dtype=np.float64) - 0.5]
     name = getattr(roitype, "name", str(roitype))
     raise AnnotationError(f"{path}: ImageJ ROI type {name} is not an area (use polygon, freehand or oval)")
+
+
+def _rounded_rect(left: float, top: float, right: float, bottom: float, diameter: float) -> np.ndarray:
+    """Outline (ImageJ corner coordinates) of a rectangle whose corners are quarter circles of
+    ``diameter`` (at most the shorter side): area w x h - (4 - pi) r²."""
+    r = min(diameter, right - left, bottom - top) / 2
+    n = _OVAL_VERTICES // 4
+    corners = ((right - r, top + r, -0.5), (right - r, bottom - r, 0.0), (left + r, bottom - r, 0.5),
+               (left + r, top + r, 1.0))  # fmt: skip
+    arcs = []
+    for cx, cy, start in corners:  # clockwise on screen (y down), from the top-right corner
+        t = np.pi * (start + np.linspace(0.0, 0.5, n + 1))
+        arcs.append(np.c_[cx + r * np.cos(t), cy + r * np.sin(t)])
+    return np.vstack(arcs)
 
 
 def _open_ring(coords: np.ndarray) -> np.ndarray:
@@ -270,7 +287,16 @@ def read_imagej_rois(path: str | Path, image_shape: tuple[int, int]) -> Annotati
     polygons: list[np.ndarray] = []
     groups: list[list[int]] = []
     for roi in rois:
-        polys = [p for p in _roi_polygons(roi, path) if len(p) >= 3]
+        try:
+            shapes = _roi_polygons(roi, path)
+        except AnnotationError:
+            raise
+        except Exception as err:  # e.g. roifile's NotImplementedError on a composite's curves
+            raise AnnotationError(
+                f"{path}: cannot read an ImageJ ROI's outline ({type(err).__name__}: {err}); "
+                "convert it to a polygon in ImageJ (Edit > Selection > Interpolate)"
+            ) from None
+        polys = [p for p in shapes if len(p) >= 3]
         groups.append(list(range(len(polygons), len(polygons) + len(polys))))
         polygons.extend(polys)
     return _vector_annotation(path, "roi", polygons, groups, image_shape)

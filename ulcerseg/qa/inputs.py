@@ -155,15 +155,19 @@ class PhotoMatcher:
     def __init__(self, auto: AutoResults) -> None:
         self.shas = set(auto.table.index)
         self.names: dict[str, set[str]] = defaultdict(set)
+        self.files: dict[str, set[str]] = defaultdict(set)  # whole study-relative paths
         for sha, row in auto.table.iterrows():
             file = row.get("file")
             if isinstance(file, str) and file:
-                parts = PurePosixPath(_norm_path(file)).parts
-                # Every trailing sub-path ("root/S01/W2/U1.jpg", "S01/W2/U1.jpg", ... "U1.jpg"),
-                # so references relative to another root still match when unambiguous.
-                for k in range(len(parts)):
-                    self.names["/".join(parts[k:])].add(str(sha))
-                self.names[PurePosixPath(parts[-1]).stem].add(str(sha))
+                whole = _norm_path(file)
+                # with and without the extension: a mask folder mirrors the study's tree
+                for path in (whole, str(PurePosixPath(whole).with_suffix(""))):
+                    parts = PurePosixPath(path).parts
+                    self.files[path].add(str(sha))
+                    # every trailing sub-path ("S01/W2/U1.jpg", "W2/U1.jpg", "U1.jpg"): a
+                    # reference naming less than the whole path still matches when unambiguous
+                    for k in range(len(parts)):
+                        self.names["/".join(parts[k:])].add(str(sha))
             parts = [row.get(c) for c in ("subject_id", "visit", "ulcer_id")]
             if all(isinstance(p, str | int) and str(p) != "" for p in parts):
                 self.names["_".join(str(p) for p in parts).lower()].add(str(sha))
@@ -176,17 +180,21 @@ class PhotoMatcher:
             return (ident.lower() if ident.lower() in self.shas else ident), ""
         parts = PurePosixPath(_norm_path(ident)).parts
         for k in range(len(parts)):  # longest trailing sub-path first
-            found = self.names.get("/".join(parts[k:]))
+            # the whole reference names the end of a photo's path ("W2/U1.jpg"), or the
+            # reference has folders of its own in front (another root: "/data/S01/W2/U1.jpg")
+            # and what follows them is a photo's whole path. Never drop reference folders that
+            # would fall inside a photo's path: "S02/W2/U1.jpg" is not S01's photo
+            found = self.names.get("/".join(parts[k:])) if k == 0 else self.files.get("/".join(parts[k:]))
             if found:
                 if len(found) == 1:
                     return next(iter(found)), ""
                 return None, f"{ident!r} matches {len(found)} photos; use photo_sha256"
-        stem = PurePosixPath(_norm_path(ident)).stem.lower()
-        found = self.names.get(stem)
-        if found and len(found) == 1:
-            return next(iter(found)), ""
-        if found:
-            return None, f"{ident!r} matches {len(found)} photos; use photo_sha256"
+        if len(parts) == 1:  # a bare name: its stem ("U1", "S01_W2_U1")
+            found = self.names.get(PurePosixPath(parts[0]).stem)
+            if found and len(found) == 1:
+                return next(iter(found)), ""
+            if found:
+                return None, f"{ident!r} matches {len(found)} photos; use photo_sha256"
         return None, f"no photo {ident!r} in the automated results"
 
 
@@ -282,6 +290,10 @@ def _read_manual_csv(
     readers: dict[str, ManualReader] = {}
     issues: list[Issue] = []
     unmatched: list[dict[str, str]] = []
+    if area_col == "area":
+        # ImageJ's Results "Area" is in whatever unit was set there (px², cm², mm²): say so
+        issues.append(Issue(str(path), "column area", "no unit in the column name: read as mm² "
+                            "(name it area_mm2 once checked)"))  # fmt: skip
     for i, row in df.iterrows():
         line = int(str(i)) + 2  # 1-based, after the header
         ident = row[id_col].strip()
@@ -361,7 +373,9 @@ def _read_manual_folder(
         if path.suffix.lower() == ".json" and not _looks_like_labelme(path):
             log.info("%s: not a LabelMe file; ignored", path)
             continue
-        sha, why = matcher.match(path.stem)
+        # the annotation's own path without its extension: a tree like the study's
+        # (S01/W2/U1.png) or a flat folder of names (U1.png, S01_W2_U1.png)
+        sha, why = matcher.match(str(PurePosixPath(rel).with_suffix("")))
         if sha is None:
             issues.append(Issue(str(folder), rel, why))
             unmatched.append(_unmatched(name, str(folder), rel, "", why))
