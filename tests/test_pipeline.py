@@ -615,3 +615,22 @@ def test_a_failure_while_writing_one_photos_files_does_not_stop_the_batch(
     assert statuses == ["failed", "measured", "measured"] and summary.n_failed == 1
     (bad,) = [r for r in rows.values() if r["status"] == "failed"]
     assert bad["flags"] == "processing_error" and "ValueError: odd geometry" in bad["error"]
+
+
+def test_a_photo_relabelled_in_the_manifest_is_measured_again_under_its_new_labels(tmp_path: Path) -> None:
+    """The same bytes, moved to another subject and visit by a manifest edit: the photos table
+    followed, but the photo was skipped, so its mask and overlay kept the old subject's name
+    (and the overlay's header said S1 D0)."""
+    write_jpeg(tmp_path / "p1.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    manifest = tmp_path / "manifest.csv"
+    out = tmp_path / "out"
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,D0,p1.jpg\n")
+    measure_study(manifest, out, PipelineConfig(), backend=RednessBackend())
+    manifest.write_text("subject,ulcer,visit,path\nS7,U3,W8,p1.jpg\n")
+    again = measure_study(manifest, out, PipelineConfig(), backend=RednessBackend())
+    (row,) = _rows(out).values()
+    assert again.n_measured == 1 and (row["subject_id"], row["visit"]) == ("S7", "W8")
+    assert row["mask_file"].startswith("masks/S7_U3_W8_")
+    assert row["overlay_file"].startswith("overlays/S7_U3_W8_")
+    third = measure_study(manifest, out, PipelineConfig(), backend=RednessBackend())
+    assert third.n_measured == 0 and third.n_skipped == 1  # labels unchanged: skipped as before

@@ -577,11 +577,12 @@ def _measure_locked(
         )  # fmt: skip
         measurer = PhotoMeasurer(config, backend)
         model_sha, config_sha, version = run.model_sha256, run.config_sha256, run.package_version
-        todo = [
-            p
-            for file, p in files
-            if not study.already_measured(p.sha256, file, model_sha, config_sha, version, retry_failed)
-        ]
+
+        def done(file: str, p: PhotoRecord) -> bool:
+            stem = photo_file_stem(p.subject_id, p.ulcer_id, p.visit, p.sha256)  # labels: relabelled?
+            return study.already_measured(p.sha256, file, model_sha, config_sha, version, retry_failed, stem)
+
+        todo = [p for file, p in files if not done(file, p)]
         summary.n_skipped = len(found.photos) - len(todo)
         photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(todo, measurer.load)
         if progress is not None:

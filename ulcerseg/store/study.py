@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
@@ -115,6 +115,7 @@ class Study:
         config_sha256: str,
         package_version: str,
         retry_failed: bool = False,
+        file_stem: str | None = None,
     ) -> bool:
         """True when this photo's (path and bytes) newest result is a final one with this model,
         config and package version (another version's code may measure another number).
@@ -122,11 +123,14 @@ class Study:
         The newest row is what the study's tables show: a photo measured with config A, then B,
         is measured again when A comes back, so the tables never show B's numbers under a run
         of A. A failure caused by the environment (``retryable``) is never final; a failure
-        caused by the bytes is final unless ``retry_failed``.
+        caused by the bytes is final unless ``retry_failed``. ``file_stem``: the name its output
+        files get now (:func:`ulcerseg.naming.photo_file_stem`, from subject, ulcer and visit);
+        files of another name mean the photo was relabelled (a manifest edit), so it is measured
+        again: its overlay must not name the old subject or visit.
         """
         row = self.conn.execute(
-            "SELECT status, retryable, model_sha256, config_sha256, package_version FROM measurements"
-            " WHERE photo_sha256=? AND file=? ORDER BY measurement_id DESC LIMIT 1",
+            "SELECT status, retryable, model_sha256, config_sha256, package_version, mask_file"
+            " FROM measurements WHERE photo_sha256=? AND file=? ORDER BY measurement_id DESC LIMIT 1",
             (photo_sha256, file),
         ).fetchone()
         if row is None:
@@ -134,6 +138,8 @@ class Study:
         same = (row["model_sha256"], row["config_sha256"], row["package_version"]) == (
             model_sha256, config_sha256, package_version
         )  # fmt: skip
+        if same and file_stem is not None and row["mask_file"]:
+            same = PurePosixPath(str(row["mask_file"])).stem == file_stem
         return same and (row["status"] == "measured" or not (row["retryable"] or retry_failed))
 
     def reconcile(self, photos: list[tuple[str, PhotoRecord]]) -> Reconciled:
