@@ -232,3 +232,24 @@ def test_a_composite_roi_with_curves_is_an_annotation_error_not_a_crash(tmp_path
     roi.tofile(tmp_path / "curved.roi")
     with pytest.raises(AnnotationError, match=r"curved\.roi: cannot read an ImageJ ROI's outline"):
         read_annotation(tmp_path / "curved.roi", SHAPE)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"shapes": 5},
+        {"shapes": [5]},
+        {"shapes": [{"points": 5}]},
+        {"shapes": [{"points": [["x", 1], [2, 2], [3, 3]]}]},
+        {"shapes": [{"points": [[float("nan"), 1], [2, 2], [3, 3]]}]},
+    ],
+)
+def test_malformed_labelme_is_an_annotation_error(tmp_path: Path, doc: dict) -> None:
+    """A LabelMe file with the wrong structure stopped `qa` and `dataset import` with a
+    traceback; it is a one-line reason naming the file."""
+    import json
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(AnnotationError, match=r"bad\.json: "):
+        read_annotation(path, SHAPE)

@@ -142,3 +142,38 @@ def test_synth_trial_progress_ends_at_its_own_total(tmp_path: Path) -> None:
     )
     n_photos = len(list((tmp_path / "t").glob("S*/*/*.jpg")))
     assert totals == [n_photos] and sum(steps) == n_photos
+
+
+def _run(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["ulcerseg", *args])
+    with pytest.raises(SystemExit) as exc:
+        run()
+    return int(exc.value.code or 0), capsys.readouterr().err
+
+
+def test_environment_and_database_errors_are_one_line_errors(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Not only measure: an output path under a regular file, a study.sqlite that is not a
+    database, and a table written over the study database are one-line errors, no traceback."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code, err = _run(monkeypatch, capsys, "marker", "-o", str(blocker / "sheet.pdf"))
+    assert code == 1 and err.startswith("error: ") and "afile" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.sqlite").write_text("not a database\n")
+    code, err = _run(monkeypatch, capsys, "heal", str(study))
+    assert code == 2 and "study database unusable" in err and "Traceback" not in err
+
+
+def test_a_table_is_never_written_over_the_study_database(tmp_path: Path, monkeypatch, capsys) -> None:
+    from ulcerseg.store import Study
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with Study.open(out):
+        pass
+    before = (out / "study.sqlite").read_bytes()
+    code, err = _run(monkeypatch, capsys, "review", "export-final", str(out), "-o", str(out / "study.sqlite"))
+    assert code == 2 and "is a study database" in err and "Traceback" not in err
+    assert (out / "study.sqlite").read_bytes() == before

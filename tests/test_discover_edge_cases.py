@@ -183,3 +183,19 @@ def test_healing_schedule_labels_are_canonical_as_discovery_reports_them() -> No
     assert cfg.schedule == ("D0", "W2", "W4") and cfg.baseline_visit == "D0"
     with pytest.raises(ConfigError, match="twice"):
         healing_config_from_dict({"schedule": ["W4", "W04"]})
+
+
+def test_a_name_that_is_not_utf8_is_a_failing_skip_not_a_crash(tmp_path: Path) -> None:
+    """A photo named with bytes of another encoding (``U\\xff.jpg``) stopped the whole measure run
+    with a UnicodeEncodeError when its IDs were stored; it is now listed as a bad file name."""
+    import os
+
+    visit = tmp_path / "S1" / "D0"
+    visit.mkdir(parents=True)
+    (visit / "U1.jpg").write_bytes(b"x")
+    with open(os.path.join(os.fsencode(visit), b"U\xff.jpg"), "wb") as fh:
+        fh.write(b"y")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert [p.ulcer_id for p in found.photos] == ["U1"]
+    (problem,) = found.problems
+    assert problem[1].startswith("bad_file_name: name is not valid UTF-8")

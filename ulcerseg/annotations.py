@@ -325,13 +325,25 @@ def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
     except Exception as err:
         raise AnnotationError(f"{path}: not a LabelMe JSON file ({err})") from None
     h, w = image_shape[:2]
-    ih, iw = doc.get("imageHeight"), doc.get("imageWidth")
-    if ih is not None and iw is not None and (int(ih), int(iw)) != (h, w):
-        raise AnnotationError(f"{path}: LabelMe image size {iw}x{ih} px differs from the photo ({w}x{h} px)")
+    try:
+        ih, iw = doc.get("imageHeight"), doc.get("imageWidth")
+        if ih is not None and iw is not None and (int(ih), int(iw)) != (h, w):
+            size = f"{iw}x{ih} px differs from the photo ({w}x{h} px)"
+            raise AnnotationError(f"{path}: LabelMe image size {size}")
+        if not isinstance(shapes, list) or not all(isinstance(sh, dict) for sh in shapes):
+            raise AnnotationError(f"{path}: LabelMe 'shapes' must be a list of shape objects")
+        parsed = [
+            (sh.get("shape_type") or "polygon", np.asarray(sh.get("points", []), np.float64).reshape(-1, 2))
+            for sh in shapes
+        ]
+    except AnnotationError:
+        raise
+    except (TypeError, ValueError, AttributeError) as err:  # points that are not [x, y] numbers
+        raise AnnotationError(f"{path}: malformed LabelMe shape ({err})") from None
+    if any(not np.isfinite(pts).all() for _, pts in parsed):
+        raise AnnotationError(f"{path}: LabelMe points must be finite numbers")
     polygons: list[np.ndarray] = []
-    for shape in shapes:
-        stype = shape.get("shape_type") or "polygon"
-        pts = np.asarray(shape.get("points", []), dtype=np.float64).reshape(-1, 2)
+    for stype, pts in parsed:
         if stype == "polygon":
             poly = pts
         elif stype == "rectangle" and len(pts) == 2:

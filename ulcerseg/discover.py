@@ -140,6 +140,15 @@ class _Visits:
         return None if canonical is None else (canonical, visit_to_day(canonical))
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _hidden(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(name, pat) for pat in patterns)
 
@@ -208,6 +217,12 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
                 found.add_skip(_skip(path, SkipReason.UNSUPPORTED_FORMAT, detail))
             else:
                 found.add_skip(_skip(path, SkipReason.NOT_A_PHOTO, f"extension {suffix or '(none)'}"))
+            continue
+        if not _is_utf8("/".join(parts)):
+            # bytes of another system's encoding in the name: the IDs taken from it could not be
+            # stored (it stopped the whole run); listed, not guessed at
+            detail = "name is not valid UTF-8 (another system's encoding?); rename it"
+            found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
             continue
         if len(parts) != 3:
             detail = f"not in a <subject>/<visit>/ folder ({len(parts) - 1} folder levels)"

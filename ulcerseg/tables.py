@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ulcerseg.errors import OutputError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -41,13 +43,22 @@ def escape_cell(value: Any) -> Any:
     return value
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 @contextmanager
 def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     """Text file handle on a temporary file next to ``path``, moved over ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. A database
+    (``study.sqlite``: the measurements and the audit trail) is never replaced by a table:
+    :class:`~ulcerseg.errors.OutputError`.
     """
     path = Path(path)
+    if path.is_file():
+        with path.open("rb") as existing:
+            if existing.read(16) == _SQLITE_HEADER:  # e.g. `-o OUT/study.sqlite` by mistake
+                raise OutputError(f"{path}: is a study database; choose another output file")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 
 import click
@@ -58,3 +59,19 @@ def run() -> None:
             raise
         click.echo(f"error: {message}", err=True)
         sys.exit(2)
+    except OSError as err:  # an output folder not writable, a full disk, a port in use
+        click.echo(f"error: {_os_error_line(err)}", err=True)
+        sys.exit(1)
+    except sqlite3.DatabaseError as err:  # a study.sqlite that is not one (or damaged)
+        click.echo(f"error: study database unusable ({err}); is it a study folder's study.sqlite?", err=True)
+        sys.exit(2)
+    except UnicodeError as err:  # a name that is not valid UTF-8 (bytes the file system allows)
+        click.echo(f"error: a file or folder name is not valid UTF-8 ({err.reason}); rename it", err=True)
+        sys.exit(2)
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line naming the file and the reason: ``path: No space left on device``."""
+    name = err.filename if err.filename is not None else ""
+    reason = err.strerror or str(err)
+    return f"{name}: {reason}" if name else reason

@@ -72,7 +72,9 @@ def review() -> None:
 @review.command("serve")
 @_out_arg
 @_config_opt
-@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port."
+)
 @click.option("--all", "review_all", is_flag=True, help="Review every photo, not only flagged.")
 @click.option(
     "--adjudicate",
