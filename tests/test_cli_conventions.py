@@ -177,3 +177,14 @@ def test_a_table_is_never_written_over_the_study_database(tmp_path: Path, monkey
     code, err = _run(monkeypatch, capsys, "review", "export-final", str(out), "-o", str(out / "study.sqlite"))
     assert code == 2 and "is a study database" in err and "Traceback" not in err
     assert (out / "study.sqlite").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "option", [("--threshold", "5"), ("--threshold", "nan"), ("--scale", "0"), ("--scale", "nan")]
+)
+def test_evaluate_refuses_meaningless_thresholds_and_scales(tmp_path: Path, option: tuple[str, str]) -> None:
+    """--threshold 5 or nan, --scale 0 gave exit 0 with meaningless scores: now usage errors."""
+    res = CliRunner().invoke(
+        main, ["evaluate", "--model", "models/default", "--data", str(tmp_path), *option]
+    )
+    assert res.exit_code == 2 and f"Invalid value for '{option[0]}'" in res.output

@@ -13,6 +13,7 @@ import click
 from ulcerseg.cli.options import (
     backend_option,
     dataset_dirs_option,
+    finite,
     model_dir_option,
     out_dir_option,
     progress_option,
@@ -81,12 +82,19 @@ def train_command(
 @backend_option("auto")
 @click.option(
     "--scale",
-    type=float,
+    type=click.FloatRange(0.01, 100.0),
     default=None,
+    callback=finite,
     help="Resize factor for every image (default: card px/mm ÷ dataset px/mm, else 1).",
 )
 @threads_option()
-@click.option("--threshold", type=float, default=None, help="Probability threshold (default: the card's).")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=None,
+    callback=finite,
+    help="Probability threshold (default: the card's).",
+)
 @click.option(
     "--tta",
     type=click.Choice(TTA_MODES),

@@ -138,3 +138,10 @@ def _out_option(
         return opt
 
     return decorator
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Option callback: refuse NaN (click's FloatRange lets it through: NaN compares False)."""
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number, not nan", ctx=ctx, param=param)
+    return value
