@@ -4,6 +4,7 @@ reason; none is dropped or placed at another visit."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,39 @@ def test_a_name_that_is_not_utf8_is_a_failing_skip_not_a_crash(tmp_path: Path) -
     assert [p.ulcer_id for p in found.photos] == ["U1"]
     (problem,) = found.problems
     assert problem[1].startswith("bad_file_name: name is not valid UTF-8")
+
+
+def test_photos_inside_the_output_folder_are_listed_not_silently_left_out(tmp_path: Path) -> None:
+    """`measure T -o T/S1/W4`: the output folder is not read, but the visit's photos in it are
+    failing skips (the run exits 1 naming them), also once study.sqlite exists there."""
+    for visit in ("D0", "W4"):
+        (tmp_path / "S1" / visit).mkdir(parents=True)
+        (tmp_path / "S1" / visit / "U1.jpg").write_bytes(visit.encode())
+    out = tmp_path / "S1" / "W4"
+    (out / "masks").mkdir()
+    (out / "masks" / "S1_U1_D0_0123.png").write_bytes(b"m")  # ours: not listed
+    (out / "study.sqlite").write_bytes(b"")
+    found = discover(tmp_path, DiscoveryConfig(), exclude=out)
+    assert [p.visit for p in found.photos] == ["D0"]
+    (problem,) = found.problems
+    assert problem[0] == out / "U1.jpg" and "inside the output folder" in problem[1]
+    assert problem[1].startswith("unexpected_layout")
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("marker", {"ids": [99999]}, "marker.ids [99999] are not in DICT_4X4_50"),
+        ("discovery", {"extensions": ["jpg"]}, "discovery.extensions must list extensions"),
+        ("discovery", {"extensions": []}, "discovery.extensions must list extensions"),
+    ],
+)
+def test_config_refuses_marker_ids_outside_the_dictionary_and_odd_extensions(
+    section: str, values: dict, message: str
+) -> None:
+    """Marker ID 99999 made every photo fail as no_marker (exit 1), extensions without a dot a
+    misleading "no photos found": both are one config error now."""
+    from ulcerseg.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_dict({section: values})

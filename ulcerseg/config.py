@@ -407,7 +407,17 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         raise ConfigError(f"{source}: discovery.ulcer_pattern needs a named group (?P<ulcer_id>...)")
     from ulcerseg.calibration.aruco import aruco_dictionary
 
-    aruco_dictionary(cfg.marker.dictionary, source)
+    n_ids = aruco_dictionary(cfg.marker.dictionary, source).bytesList.shape[0]
+    outside = [i for i in cfg.marker.ids if not 0 <= i < n_ids]
+    if outside:  # else every photo would fail as no_marker (exit 1) instead of one config error
+        raise ConfigError(
+            f"{source}: marker.ids {outside} are not in {cfg.marker.dictionary} (IDs 0..{n_ids - 1})"
+        )
+    extensions = cfg.discovery.extensions
+    if not extensions or not all(re.fullmatch(r"\.[A-Za-z0-9]+", str(e)) for e in extensions):
+        raise ConfigError(
+            f"{source}: discovery.extensions must list extensions such as .jpg, got {list(extensions)!r}"
+        )
 
 
 def config_from_dict(data: dict[str, Any] | None, source: str = "<config>") -> PipelineConfig:

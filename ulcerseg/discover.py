@@ -140,6 +140,21 @@ class _Visits:
         return None if canonical is None else (canonical, visit_to_day(canonical))
 
 
+# what `measure` writes into its output folder (images only): anything else there is not ours
+_OUTPUT_IMAGE_FOLDERS = frozenset({"masks", "overlays", "rectified", "report"})
+
+
+def _photos_in_output(folder: Path, extensions: set[str]) -> list[Path]:
+    """Files with a photo extension in the output folder, outside the folders measure writes."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in extensions
+        and p.relative_to(folder).parts[0] not in _OUTPUT_IMAGE_FOLDERS
+        and p.is_file()
+    )
+
+
 def _is_utf8(name: str) -> bool:
     """False for a name holding bytes that are not UTF-8 (Python keeps them as surrogates)."""
     try:
@@ -183,6 +198,11 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             sub = here / d
             if excluded is not None and sub.resolve() == excluded:
                 found.add_skip(_skip(sub, SkipReason.OUTPUT_FOLDER, "the output folder; not read"))
+                for photo in _photos_in_output(sub, extensions):
+                    # `-o` pointed at a visit (or subject) folder: its photos are the study's,
+                    # never silently left out
+                    detail = "inside the output folder, so not read: choose -o outside the study"
+                    found.add_skip(_skip(photo, SkipReason.UNEXPECTED_LAYOUT, detail))
             elif _hidden(d, config.ignore):
                 found.add_skip(_skip(sub, SkipReason.HIDDEN, "folder matches discovery.ignore"))
             elif sub.is_symlink():
