@@ -540,3 +540,15 @@ def test_a_unitless_area_column_is_read_as_mm2_with_an_issue(tmp_path: Path) -> 
     readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
     assert sum(len(r.entries) for r in readers) == 3
     assert [i.item for i in issues] == ["column area"] and "no unit" in issues[0].message
+
+
+def test_a_manual_csv_without_rows_is_an_input_error(tmp_path: Path) -> None:
+    """A header-only manual CSV ran to exit 0 with a summary saying every automated photo had
+    a manual measurement from every reader."""
+    from ulcerseg.errors import InputError
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=3, failed=())
+    (tmp_path / "m.csv").write_text("file,area_mm2\n")
+    with pytest.raises(InputError, match="no manual measurement"):
+        read_manual(tmp_path / "m.csv", read_auto(out))

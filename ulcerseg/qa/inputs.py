@@ -278,6 +278,8 @@ def _read_manual_csv(
     except Exception as err:
         raise InputError(f"{path}: cannot read CSV ({err})") from None
     df.columns = [c.strip().lower() for c in df.columns]
+    if df.empty:  # else the summary would claim every photo had a manual measurement
+        raise InputError(f"{path}: no manual measurement (a header without rows)")
     id_col = next((c for c in ID_COLUMNS if c in df.columns), None)
     if id_col is not None and not any(c in df.columns for c in (*AREA_COLUMNS, "status")):
         df = _wide_to_long(df, id_col)
