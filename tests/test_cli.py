@@ -93,6 +93,27 @@ def test_cli_import_loads_no_heavy_library() -> None:
     assert proc.stdout.strip() == ""
 
 
+def test_cli_runs_numpy_blas_on_one_thread_unless_told_otherwise() -> None:
+    """The entry point defaults OpenBLAS to one thread before numpy loads (photos run in
+    parallel; idle BLAS threads spin on 2 cores); a value the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ulcerseg.cli import run; sys.argv = ['ulcerseg', '--version']\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "import os\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, expected in ((None, "1"), ("3", "3")):
+        if given is not None:
+            env["OPENBLAS_NUM_THREADS"] = given
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert proc.stdout.strip().splitlines()[-1] == expected
+
+
 def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
     import subprocess
     import sys
