@@ -110,7 +110,8 @@ def test_cli_runs_numpy_blas_on_one_thread_unless_told_otherwise() -> None:
     for given, expected in ((None, "1"), ("3", "3")):
         if given is not None:
             env["OPENBLAS_NUM_THREADS"] = given
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        cmd = [sys.executable, "-c", code]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         assert proc.stdout.strip().splitlines()[-1] == expected
 
 

@@ -15,6 +15,25 @@ def test_rectangle_geometry_is_exact() -> None:
     assert g.perimeter_mm == pytest.approx(10.0, rel=0.05)
 
 
+def test_perimeter_is_the_boundary_length_through_pixel_centres() -> None:
+    from skimage.measure import perimeter
+
+    yy, xx = np.mgrid[:200, :200]
+    disk = (xx - 100) ** 2 + (yy - 100) ** 2 <= 40**2
+    ring = disk & ((xx - 100) ** 2 + (yy - 100) ** 2 > 20**2)
+    for mask in (disk, ring):  # smooth masks: scikit-image's 4-neighbourhood perimeter
+        assert mask_geometry(mask, 1.0).perimeter_mm == pytest.approx(perimeter(mask, 4), rel=1e-6)
+    # the hole's boundary counts: a ring has more perimeter than its disk
+    assert mask_geometry(ring, 2.0).perimeter_mm > mask_geometry(disk, 2.0).perimeter_mm * 1.4
+    line = np.zeros((10, 40), bool)
+    line[5, 5:35] = True  # 30 px long, 1 px wide: both sides, pixel centre to centre
+    assert mask_geometry(line, 10.0).perimeter_mm == pytest.approx(2 * 29 / 10)
+    two = np.zeros((50, 50), bool)
+    two[5:15, 5:15] = two[30:40, 30:40] = True  # every component counts
+    assert mask_geometry(two, 1.0).perimeter_mm == pytest.approx(2 * 4 * 9)
+    assert mask_geometry(np.zeros((5, 5), bool), 1.0).perimeter_mm == 0.0
+
+
 def test_length_and_perpendicular_width_of_a_rotated_ellipse() -> None:
     import cv2
 

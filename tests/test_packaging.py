@@ -32,6 +32,24 @@ def test_measuring_imports_no_training_tier() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_measuring_a_photo_imports_neither_scipy_nor_scikit_image(tmp_path: Path) -> None:
+    # their import costs ~0.6 s of CPU per run (a one-photo run's third); the perimeter is
+    # OpenCV's boundary length
+    from conftest import make_photo, write_jpeg
+
+    write_jpeg(tmp_path / "in" / "S001" / "D0" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    code = (
+        "import sys; from pathlib import Path; from ulcerseg.config import PipelineConfig;"
+        "from ulcerseg.pipeline import measure_study;"
+        f"s = measure_study(Path({str(tmp_path / 'in')!r}), Path({str(tmp_path / 'out')!r}),"
+        " PipelineConfig());"
+        "assert s.n_measured == 1, s;"
+        "print(sorted(m for m in ('scipy', 'skimage') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_default_model_resolves_from_another_directory(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(resources.MODELS_ENV, raising=False)

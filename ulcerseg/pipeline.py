@@ -42,7 +42,7 @@ from ulcerseg.imageio import (
     read_bytes,
     write_png,
 )
-from ulcerseg.measure import area_interval, measure_ulcer, preload
+from ulcerseg.measure import area_interval, measure_ulcer
 from ulcerseg.naming import photo_file_stem
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import (
@@ -502,13 +502,10 @@ def measure_study(
     out_dir = Path(out_dir)
     owned = backend is None
     # start-up runs side by side (mostly outside the GIL): the model loads (file hashes, ONNX
-    # Runtime sessions) while the photos are found and hashed, and scipy is imported meanwhile
-    # and while the first photo decodes (not waited for: the first measurement imports it
-    # anyway); on 2 cores ~0.4 s less per run. Input errors still come first
-    start = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ulcerseg-start")
+    # Runtime sessions) while the photos are found and hashed. Input errors still come first
+    start = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ulcerseg-start")
     try:
         opening = start.submit(open_model, config) if backend is None else None
-        start.submit(preload)
         found: Discovery = discover(
             source, config.discovery, exclude=out_dir, allow_outside_root=allow_outside_root
         )
