@@ -130,10 +130,20 @@ def test_onnx_export_matches_torch_and_auto_picks_it(tmp_path: Path) -> None:
     np.testing.assert_allclose(auto.predict_proba(tiles), torch_prob, atol=1e-4)
     assert auto.sha256 == card.weights_sha256
 
-    # new weights make the ONNX file stale: auto falls back to torch
+    # new weights make the ONNX file stale: auto falls back to torch; asked for by name, the
+    # ONNX backend refuses to run a network other than the one whose SHA-256 it would record
     torch.manual_seed(5)
     torch.save(build_network(card).state_dict(), folder / "model.pt")
     save_card(card.replace(weights_sha256=file_sha256(folder / "model.pt")), folder)
+    assert isinstance(open_backend(folder), TorchBackend)
+    with pytest.raises(ModelError, match=r"model\.onnx: exported from another model\.pt"):
+        open_backend(folder, "onnx")
+    # an ONNX file whose bytes are not the card's is refused too (and auto runs torch)
+    export_onnx(folder)
+    with open(folder / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelError, match=r"model\.onnx: SHA-256 .* does not match onnx_sha256"):
+        open_backend(folder, "onnx")
     assert isinstance(open_backend(folder), TorchBackend)
 
 

@@ -7,6 +7,7 @@ identity recorded with every measurement, whichever backend ran.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
 COARSE_NETWORKS = ("full", "light", "int8")
+
+
+class StaleOnnxError(ModelError):
+    """A model folder's ONNX file is not the network its card and model.pt describe."""
 
 
 @runtime_checkable
@@ -126,14 +131,19 @@ class OnnxBackend:
         coarse_network = "int8" if coarse_int8 else coarse_network
         weights = self.model_dir / WEIGHTS_FILE
         self.sha256 = file_sha256(weights) if weights.is_file() else self.card.weights_sha256
-        self.session = _onnx_session(path, num_threads)
+        # the network that runs is the one hashed: its bytes are read once, checked against the
+        # card (and model.pt, whose SHA-256 every measurement records), then loaded
+        data = _read_model_file(path)
+        if problem := onnx_mismatch(self.card, hashlib.sha256(data).hexdigest(), self.sha256):
+            raise StaleOnnxError(f"{path}: {problem}")
+        self.session = _onnx_session(data, path, num_threads)
         self.input_name = self.session.get_inputs()[0].name
         self.coarse_session = None
         self.coarse_network = "full"
         if coarse_network != "full":
-            current = coarse_network_file(self.model_dir, self.card, coarse_network, self.sha256)
+            current = coarse_network_bytes(self.model_dir, self.card, coarse_network, self.sha256)
             if current is not None:
-                self.coarse_session = _onnx_session(current, num_threads)
+                self.coarse_session = _onnx_session(current[1], current[0], num_threads)
                 self.coarse_network = coarse_network
             else:
                 log.info("%s: no current %s coarse network; the coarse pass runs model.onnx",
@@ -151,10 +161,12 @@ class OnnxBackend:
         return np.asarray(prob[:, 0], dtype=np.float32)
 
 
-def coarse_network_file(model_dir: Path, card: ModelCard, kind: str, weights_sha256: str) -> Path | None:
-    """The folder's ``kind`` (``light`` or ``int8``) coarse network if it is current: its
-    SHA-256 matches the card and it was made from the current model.pt (light) or model.onnx
-    (int8); else None."""
+def coarse_network_bytes(
+    model_dir: Path, card: ModelCard, kind: str, weights_sha256: str
+) -> tuple[Path, bytes] | None:
+    """The folder's ``kind`` (``light`` or ``int8``) coarse network (path, bytes) if it is
+    current: its SHA-256 matches the card and it was made from the current model.pt (light) or
+    model.onnx (int8); else None."""
     if kind == "int8":
         path, sha = model_dir / COARSE_ONNX_FILE, card.coarse_onnx_sha256
         source_ok = card.coarse_onnx_source_sha256 == card.onnx_sha256
@@ -163,10 +175,17 @@ def coarse_network_file(model_dir: Path, card: ModelCard, kind: str, weights_sha
         source_ok = card.coarse_light_source_sha256 == weights_sha256
     if not path.is_file() or not sha:
         return None
-    if file_sha256(path) != sha:
+    data = _read_model_file(path)
+    if hashlib.sha256(data).hexdigest() != sha:
         log.warning("%s: SHA-256 differs from the model card; not used", path)
         return None
-    return path if source_ok else None
+    return (path, data) if source_ok else None
+
+
+def coarse_network_file(model_dir: Path, card: ModelCard, kind: str, weights_sha256: str) -> Path | None:
+    """Path of the folder's current ``kind`` coarse network (:func:`coarse_network_bytes`), or None."""
+    current = coarse_network_bytes(model_dir, card, kind, weights_sha256)
+    return None if current is None else current[0]
 
 
 def coarse_int8_is_current(model_dir: Path, card: ModelCard) -> bool:
@@ -174,8 +193,17 @@ def coarse_int8_is_current(model_dir: Path, card: ModelCard) -> bool:
     return coarse_network_file(model_dir, card, "int8", card.weights_sha256) is not None
 
 
-def _onnx_session(path: Path, num_threads: int | None) -> Any:
-    """An ONNX Runtime CPU session tuned for a pipeline of varying tile sizes on few cores.
+def _read_model_file(path: Path) -> bytes:
+    """A model file's bytes; an unreadable file is a one-line ModelError."""
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def _onnx_session(model: bytes, path: Path, num_threads: int | None) -> Any:
+    """An ONNX Runtime CPU session of the serialised network ``model`` (read from ``path``),
+    tuned for a pipeline of varying tile sizes on few cores.
 
     - full graph optimisation, sequential execution (one operator at a time, each operator
       using ``num_threads`` intra-op threads);
@@ -197,9 +225,22 @@ def _onnx_session(path: Path, num_threads: int | None) -> Any:
         options.intra_op_num_threads = int(num_threads)
         options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
         raise ModelError(f"{path}: cannot load ONNX model ({str(err).splitlines()[0]})") from None
+
+
+def onnx_mismatch(card: ModelCard, onnx_sha256: str, weights_sha256: str | None) -> str | None:
+    """Why an ONNX file of SHA-256 ``onnx_sha256`` is not the card's network made from the
+    weights of SHA-256 ``weights_sha256`` (None: it is)."""
+    if not card.onnx_sha256:
+        return "no onnx_sha256 in the model card to check it against (export it: ulcerseg export --onnx)"
+    if onnx_sha256 != card.onnx_sha256:
+        return (f"SHA-256 {onnx_sha256[:12]}… does not match onnx_sha256 {card.onnx_sha256[:12]}… in the "
+                "model card (export it again: ulcerseg export --onnx)")  # fmt: skip
+    if card.onnx_source_sha256 and weights_sha256 and card.onnx_source_sha256 != weights_sha256:
+        return "exported from another model.pt than the folder's (export it again: ulcerseg export --onnx)"
+    return None
 
 
 def onnx_is_current(model_dir: str | Path, card: ModelCard | None = None) -> bool:
@@ -207,15 +248,11 @@ def onnx_is_current(model_dir: str | Path, card: ModelCard | None = None) -> boo
     model_dir = Path(model_dir)
     card = card or load_card(model_dir, check_names=False)
     onnx_path = model_dir / ONNX_FILE
-    if not onnx_path.is_file() or not card.onnx_sha256:
-        return False
-    if file_sha256(onnx_path) != card.onnx_sha256:
-        log.warning("%s: SHA-256 differs from the model card; using torch", onnx_path)
+    if not onnx_path.is_file():
         return False
     weights = model_dir / WEIGHTS_FILE
-    if card.onnx_source_sha256 and weights.is_file():
-        return file_sha256(weights) == card.onnx_source_sha256
-    return True
+    weights_sha = file_sha256(weights) if weights.is_file() else None
+    return onnx_mismatch(card, file_sha256(onnx_path), weights_sha) is None
 
 
 def open_backend(
@@ -229,7 +266,9 @@ def open_backend(
     """Open a model folder with ``backend`` = ``auto`` | ``torch`` | ``onnx``.
 
     ``auto`` uses ONNX Runtime when ``model.onnx`` exists and its recorded SHA-256 matches
-    (and it was exported from the current ``model.pt``), else PyTorch. ``coarse_network``
+    (and it was exported from the current ``model.pt``), else PyTorch (with a warning when the
+    file is stale); ``onnx`` refuses such a file (:class:`StaleOnnxError`): measurements record
+    model.pt's SHA-256, so the network that runs must be the one made from it. ``coarse_network``
     (``full``, ``light``, ``int8``; ``coarse_int8=True`` = ``int8``): the network of the ONNX
     backend's coarse pass when the folder has a current one (:class:`OnnxBackend`); the torch
     backend always runs the full network.
@@ -240,10 +279,14 @@ def open_backend(
         if backend == "onnx":
             raise ModelError(f"device {device}: the ONNX backend runs on the CPU only (use --backend torch)")
         backend = "torch"
-    if backend == "auto":
-        backend = "onnx" if onnx_is_current(model_dir) else "torch"
-    log.info("opening %s with the %s backend", model_dir, backend)
-    if backend == "onnx":
-        return OnnxBackend(model_dir, num_threads=num_threads, coarse_int8=coarse_int8,
-                           coarse_network=coarse_network)  # fmt: skip
+    if backend == "onnx" or (backend == "auto" and (Path(model_dir) / ONNX_FILE).is_file()):
+        log.info("opening %s with the onnx backend", model_dir)
+        try:
+            return OnnxBackend(model_dir, num_threads=num_threads, coarse_int8=coarse_int8,
+                               coarse_network=coarse_network)  # fmt: skip
+        except StaleOnnxError as err:
+            if backend == "onnx":
+                raise
+            log.warning("%s; using torch", err)
+    log.info("opening %s with the torch backend", model_dir)
     return TorchBackend(model_dir, num_threads=num_threads, device=device)
