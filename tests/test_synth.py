@@ -239,3 +239,43 @@ def test_cli_synth_commands(tmp_path: Path) -> None:
     assert (tmp_path / "ph" / "photo_0000.jpg").is_file()
     res = runner.invoke(main, ["synth", "photos", "-o", str(tmp_path / "x"), "--n", "1", "--size", "big"])
     assert res.exit_code != 0 and "WIDTHxHEIGHT" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ulcers", "5,1"], "ulcers per subject 5,1; need 1 <= MIN <= MAX"),
+        (["--ulcers", "0,0"], "ulcers per subject 0,0"),
+        (["--visits", ""], "no visit labels given"),
+        (["--visits", " , "], "no visit labels given"),
+        (["--visits", "D0,W4,d0"], "visit 'd0' given twice (as 'D0')"),
+        (["--size", "100000x100000"], "photo size 100000x100000 px; need sides >= 64 px and at most 100 MP"),
+        (["--render-size", "20000x20000"], "render size 20000x20000 px"),
+    ],
+)
+def test_synth_trial_refuses_what_it_cannot_write_in_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    # before: tracebacks (low >= high, out of memory) or exit 0 with an empty trial
+    import subprocess
+    import sys
+
+    out = tmp_path / "t"
+    cmd = [sys.executable, "-c", "from ulcerseg.cli import run; run()", "synth", "trial", "-o", str(out),
+           "--size", "320x240", "--no-progress", *args]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: synthetic trial: {message}" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert not out.exists()  # nothing half-written
+
+
+def test_synth_writes_masks_to_any_path_and_checks_the_write(tmp_path: Path, monkeypatch) -> None:
+    # masks went through cv2.imwrite, which fails silently (returns False) where it cannot write
+    # and cannot open a non-ASCII path on every platform; now the checked, atomic write_png
+    root = generate_photos(tmp_path / "ünïcode ✓", 1, SMALL, seed=3)
+    mask = cv2.imdecode(np.fromfile(root / "masks" / "photo_0000.png", np.uint8), cv2.IMREAD_UNCHANGED)
+    assert mask is not None and mask.dtype == np.uint8 and mask.max() == 255
+    monkeypatch.setattr(cv2, "imencode", lambda *a, **k: (False, None))
+    with pytest.raises(OSError, match="PNG encoding failed"):
+        generate_photos(tmp_path / "fails", 1, SMALL, seed=3)

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from ulcerseg.geometry import RectifiedGrid, apply_homography, fill_polygon
+from ulcerseg.imageio import write_png
 from ulcerseg.synth.scene import render_plane, sample_scene
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def generate_training_set(
     for i in range(n):
         tile = render_tile(seed * 1_000_003 + i, px_per_mm, tile_px)
         stem = f"{i:0{width}d}"
-        cv2.imwrite(str(out / "images" / f"{stem}.png"), cv2.cvtColor(tile.image, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out / "masks" / f"{stem}.png"), tile.mask)
+        write_png(out / "images" / f"{stem}.png", tile.image)
+        write_png(out / "masks" / f"{stem}.png", tile.mask)
         if progress:
             progress(1)
     meta = {"name": out.name, "px_per_mm": float(px_per_mm), "source": "synthetic", "seed": seed, "n": n}

@@ -25,7 +25,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ulcerseg.errors import InputError
 from ulcerseg.geometry import apply_homography, fill_polygon
+from ulcerseg.imageio import write_png
 from ulcerseg.synth.finger import skin_tone
 from ulcerseg.synth.render import (
     PhotoConfig,
@@ -38,7 +40,7 @@ from ulcerseg.synth.render import (
 from ulcerseg.synth.scene import Subject
 from ulcerseg.synth.ulcer import UlcerLook, UlcerShape
 from ulcerseg.tables import write_csv
-from ulcerseg.visits import visit_to_day
+from ulcerseg.visits import canonical_visit, visit_to_day
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +156,37 @@ def _photo_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
+# rendered photos are held whole in memory (several float copies): 100 MP is already 10x a phone
+MAX_PHOTO_PX = 100_000_000
+
+
+def _check_trial_plan(
+    n_subjects: int,
+    visits: Sequence[str],
+    ulcers_per_subject: tuple[int, int],
+    photo_size: tuple[int, int],
+    render_size: tuple[int, int] | None,
+) -> None:
+    """Raise InputError (one line) for a trial that cannot be written or would be empty."""
+    if n_subjects < 1:
+        raise InputError(f"synthetic trial: {n_subjects} subjects; need at least 1")
+    if not visits:
+        raise InputError("synthetic trial: no visit labels given (e.g. D0,W4,W8)")
+    seen: dict[str, str] = {}
+    for label in visits:
+        canonical = canonical_visit(label)  # InputError for a label that is not D<n>/W<n>
+        if canonical in seen:
+            raise InputError(f"synthetic trial: visit {label!r} given twice (as {seen[canonical]!r})")
+        seen[canonical] = label
+    low, high = ulcers_per_subject
+    if not 1 <= low <= high:
+        raise InputError(f"synthetic trial: ulcers per subject {low},{high}; need 1 <= MIN <= MAX")
+    for name, size in (("photo size", photo_size), ("render size", render_size)):
+        if size is not None and (min(size) < 64 or size[0] * size[1] > MAX_PHOTO_PX):
+            raise InputError(f"synthetic trial: {name} {size[0]}x{size[1]} px; need sides >= 64 px and "
+                             f"at most {MAX_PHOTO_PX // 1_000_000} MP")  # fmt: skip
+
+
 def generate_trial(
     out_dir: str | Path,
     n_subjects: int = 2,
@@ -178,6 +211,7 @@ def generate_trial(
     ``photo_size`` (like a phone photo resized for sharing). The CSV ``seed`` is the photo's
     numpy seed (the trial ``seed`` and the photo's position fix it).
     """
+    _check_trial_plan(n_subjects, visits, ulcers_per_subject, photo_size, render_size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / TRIAL_MASK_DIR).mkdir(exist_ok=True)
@@ -230,7 +264,7 @@ def generate_trial(
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 (out / rel).write_bytes(encode_jpeg(photo.image, photo.truth.jpeg_quality, taken))
                 mask_rel = Path(TRIAL_MASK_DIR) / f"{subject_id}_{visit}_{ulcer_id}.png"
-                cv2.imwrite(str(out / mask_rel), photo.truth.mask)
+                write_png(out / mask_rel, photo.truth.mask)
                 rows.append(
                     _row(
                         photo.truth,
@@ -264,9 +298,13 @@ def generate_photos(
     Photo ``i`` is ``render_photo(seed * 1_000_003 + i, config)``: reproducible one by one.
     The CSV ``file`` column is relative to ``out_dir``; ``polygons_mm.json`` holds the outlines.
     """
+    config = config or PhotoConfig()
+    w, h = config.size
+    if min(w, h) < 64 or w * h > MAX_PHOTO_PX:
+        raise InputError(f"synthetic photos: size {w}x{h} px; need sides >= 64 px and at most "
+                         f"{MAX_PHOTO_PX // 1_000_000} MP")  # fmt: skip
     out = Path(out_dir)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    config = config or PhotoConfig()
     width = max(4, len(str(n - 1)))
     rows: list[dict[str, object]] = []
     polygons: dict[str, list[list[float]]] = {}
@@ -275,7 +313,7 @@ def generate_photos(
         photo = render_photo(pseed, config)
         name = f"photo_{i:0{width}d}"
         (out / f"{name}.jpg").write_bytes(encode_jpeg(photo.image, photo.truth.jpeg_quality))
-        cv2.imwrite(str(out / "masks" / f"{name}.png"), photo.truth.mask)
+        write_png(out / "masks" / f"{name}.png", photo.truth.mask)
         rows.append(_row(photo.truth, file=f"{name}.jpg", mask_file=f"masks/{name}.png"))
         polygons[f"{name}.jpg"] = np.round(photo.truth.polygon_mm, 5).tolist()
         if progress:

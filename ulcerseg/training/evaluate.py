@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ulcerseg.errors import DatasetError
+from ulcerseg.imageio import write_png
 from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.rounding import round_rows
 from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
@@ -131,12 +132,11 @@ def contact_sheet(
     items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, thumb: int = 256
 ) -> None:
     """Write :func:`render_contact_sheet` as a PNG (nothing for no items)."""
-    import cv2
 
     if not items:
         return
     sheet = render_contact_sheet(items, thumb)
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    write_png(path, sheet)
 
 
 def evaluate(
