@@ -512,3 +512,48 @@ def test_worst_cases_sheet_has_a_colour_legend() -> None:
     assert (legend == PREDICTION_RGB).all(axis=2).sum() > 100  # ... and a red one, labelled
     body = sheet[28:]
     assert (body == TRUTH_RGB).all(axis=2).any() and (body == PREDICTION_RGB).all(axis=2).any()
+
+
+def test_unreadable_init_weights_and_checkpoints_are_one_line_errors(
+    tmp_path: Path, trained: tuple[Path, Path]
+) -> None:
+    # before: torch's UnpicklingError traceback (advising unsafe loading), KeyError, AttributeError
+    from ulcerseg.errors import ModelError
+
+    data, run = trained
+    cfg = write_config(tmp_path / "tiny.yaml")
+    bad_init = tmp_path / "bad_init"
+    bad_init.mkdir()
+    (bad_init / "model.json").write_text((run / "model.json").read_text())
+    (bad_init / "model.pt").write_text("garbage")
+    with pytest.raises(ModelError, match=r"bad_init/model\.pt: not a weights file of tensors \(Unpickling"):
+        train(cfg, [data], tmp_path / "a", init=bad_init)
+    torch.save({"unrelated": torch.zeros(3)}, bad_init / "model.pt")
+    with pytest.raises(ModelError, match=r"model\.pt: weights of another network than the model card's"):
+        train(cfg, [data], tmp_path / "b", init=bad_init)
+    out = tmp_path / "c"
+    out.mkdir()
+    for content, message in (
+        (b"junk", "not a readable checkpoint"),
+        ([1, 2], "not a readable checkpoint"),
+        ({"config": {}}, "config differs from the checkpoint's"),
+    ):
+        if isinstance(content, bytes):
+            (out / "last.pt").write_bytes(content)
+        else:
+            torch.save(content, out / "last.pt")
+        with pytest.raises((ModelError, ConfigError), match=rf"last\.pt: {message}"):
+            train(cfg, [data], out, resume=True)
+    # a checkpoint of this very config that lacks its state
+    first = train(cfg, [data], tmp_path / "d", stop_after=1)
+    assert first.epochs == 1
+    ck = torch.load(tmp_path / "d" / "last.pt", map_location="cpu", weights_only=False)
+    del ck["optimizer"]
+    torch.save(ck, tmp_path / "d" / "last.pt")
+    with pytest.raises(ModelError, match=r"last\.pt: incomplete or foreign checkpoint \('optimizer'\)"):
+        train(cfg, [data], tmp_path / "d", resume=True)
+    # through the command line: one line, exit 2
+    args = ["train", "--config", str(cfg), "--data", str(data), "-o", str(tmp_path / "e"),
+            "--init", str(bad_init), "--no-progress"]  # fmt: skip
+    proc = CliRunner().invoke(main, args)
+    assert proc.exit_code != 0 and isinstance(proc.exception, ModelError)

@@ -249,21 +249,31 @@ def build_network(card: ModelCard) -> Any:
 
 def load_network(model_dir: str | Path, card: ModelCard | None = None) -> Any:
     """Build the network of ``model_dir`` and load ``model.pt`` into it (CPU, eval mode)."""
-    import torch
 
     card = card or load_card(model_dir)
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise ModelError(f"{path}: weights file not found")
     net = build_network(card)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-    except Exception as err:  # torch raises many types; report one line
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ModelError(f"{path}: cannot load weights ({msg})") from None
+    load_weights(net, path)
     net.eval()
     return net
+
+
+def load_weights(net: Any, path: str | Path) -> None:
+    """Load the state dict saved at ``path`` (tensors only, never pickled code) into ``net``;
+    a file that is not such weights, or not of this network, is a one-line ModelError."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types (its message advises unsafe loading)
+        raise ModelError(f"{path}: not a weights file of tensors ({type(err).__name__})") from None
+    try:
+        net.load_state_dict(state)
+    except Exception as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: weights of another network than the model card's ({msg})") from None
 
 
 def wrap_logits(net: Any, card: ModelCard) -> Any:

@@ -351,11 +351,18 @@ def load_light(model_dir: str | Path, card: ModelCard | None = None) -> Any:
     path = model_dir / COARSE_HEAD_FILE
     if not path.is_file():
         raise ModelError(f"{path}: no light coarse network (run `ulcerseg export --coarse-light DATASET`)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # heads saved before the encoder kind existed are decoder heads
-    kind = str(state.get("kind", "decoder"))
-    light = build_light(load_network(model_dir, card), card, int(state["head_channels"]), kind)
-    light.head.load_state_dict(state["head"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # heads saved before the encoder kind existed are decoder heads
+        kind = str(state.get("kind", "decoder"))
+        light = build_light(load_network(model_dir, card), card, int(state["head_channels"]), kind)
+        light.head.load_state_dict(state["head"])
+    except ModelError:
+        raise
+    except Exception as err:  # not a head file of this network: one line
+        text = str(err).strip()
+        raise ModelError(f"{path}: cannot load the light coarse head "
+                         f"({text.splitlines()[0] if text else type(err).__name__})") from None  # fmt: skip
     return light.eval()
 
 

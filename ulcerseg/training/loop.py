@@ -34,6 +34,7 @@ from ulcerseg.segmentation.model import (
     build_network,
     file_sha256,
     load_card,
+    load_weights,
     save_card,
     wrap_logits,
     wrap_probability,
@@ -420,8 +421,7 @@ def _setup(
         card = cfg.card()
     net = build_network(card)
     if init is not None:
-        state = torch.load(Path(init) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        load_weights(net, Path(init) / WEIGHTS_FILE)
     # the card's input normalisation is part of the trained module (as in inference)
     model = wrap_logits(net, card).to(device)
     if t.channels_last:
@@ -432,29 +432,43 @@ def _setup(
                 card, init, init_card, net, model, opt, ema)  # fmt: skip
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _restore(run: _Run) -> _Progress:
     """State of an interrupted run from its checkpoint (same config up to the budget keys)."""
     import torch
 
     ckpt_path = run.ckpt_path
-    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if _resume_key(ck.get("config", {})) != _resume_key(run.cfg.to_dict()):
+    try:  # the run folder's own checkpoint (optimizer state, history): a full pickle
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        config = ck.get("config", {})
+    except Exception as err:  # truncated, overwritten, not a checkpoint: one line, not a traceback
+        raise ModelError(f"{ckpt_path}: not a readable checkpoint ({_first_line(err)}); "
+                         "start the run afresh without --resume") from None  # fmt: skip
+    if _resume_key(config) != _resume_key(run.cfg.to_dict()):
         raise ConfigError(f"{ckpt_path}: config differs from the checkpoint's; cannot resume")
-    run.net.load_state_dict(ck["model"])
-    run.opt.load_state_dict(ck["optimizer"])
-    if run.ema is not None:
-        if ck.get("ema") is None:
-            raise ConfigError(f"{ckpt_path}: checkpoint has no weight average to resume")
-        run.ema.load_state_dict(ck["ema"])
-    state = _Progress(
-        start_epoch=ck["epoch"] + 1,
-        step=ck["step"],
-        elapsed_before=ck["elapsed"],
-        history=ck["history"],
-        best=ck["best"],
-        best_epoch=ck["best_epoch"],
-        since_best=ck["since_best"],
-    )
+    try:
+        run.net.load_state_dict(ck["model"])
+        run.opt.load_state_dict(ck["optimizer"])
+        if run.ema is not None:
+            if ck.get("ema") is None:
+                raise ConfigError(f"{ckpt_path}: checkpoint has no weight average to resume")
+            run.ema.load_state_dict(ck["ema"])
+        state = _Progress(
+            start_epoch=ck["epoch"] + 1,
+            step=ck["step"],
+            elapsed_before=ck["elapsed"],
+            history=ck["history"],
+            best=ck["best"],
+            best_epoch=ck["best_epoch"],
+            since_best=ck["since_best"],
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ModelError(f"{ckpt_path}: incomplete or foreign checkpoint ({_first_line(err)}); "
+                         "start the run afresh without --resume") from None  # fmt: skip
     log.info("resuming %s at epoch %d (%.1f min done)", run.out, state.start_epoch, state.elapsed_before / 60)
     return state
 
