@@ -25,6 +25,7 @@ import yaml
 from conftest import contains_date, png_metadata_chunks
 from PIL import Image, PngImagePlugin
 
+from ulcerseg.errors import InputError
 from ulcerseg.healing import HealingConfig, ReviewSettings, heal_study
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
 from ulcerseg.review.decisions import disagreements, list_decisions
@@ -607,6 +608,31 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     corrected = next(e for e in meta["images"] if e["source"] == "correct")
     m = np.asarray(Image.open(ds / corrected["mask"])) > 0
     assert m.sum() / PPM**2 == pytest.approx(body["area_after_mm2"])
+
+
+def test_training_export_without_reviewed_photos_is_an_error_that_writes_nothing(
+    study: dict, tmp_path: Path
+) -> None:
+    # before: exit 0 and a dataset of 0 images, which training only refused later
+    with pytest.raises(InputError, match="no accepted or corrected photo with its mask to export yet"):
+        export_training(study["out"], tmp_path / "train")
+    assert not (tmp_path / "train").exists()
+
+
+def test_groups_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    from ulcerseg.training.dataset import load_dataset
+
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / f"{stem}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / f"{stem}.png")
+    (root / "groups.csv").write_text("stem,group\r\na,S1\r\nb,S2\r\n", encoding="utf-8-sig")
+    spec = "{csv: groups.csv, stem_column: stem, group_column: group}"
+    (root / "dataset.yaml").write_text(f"name: d\ngroups: {spec}\n")
+    loaded = load_dataset(root)  # was: "missing column 'stem'" (the BOM joined the column name)
+    assert {s.stem: s.group for s in loaded.samples} == {"a": "S1", "b": "S2"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
@@ -81,6 +82,10 @@ def export_training(
                 "group": subject_pseudonym(salt, str(row["subject_id"])),
             }
         )
+    if not entries:  # an empty dataset would only fail later, in training
+        what = "corrected" if not include_accepted else "accepted or corrected"
+        raise InputError(f"{out_dir}: no {what} photo with its mask to export yet (review photos with "
+                         "`ulcerseg review serve` first); nothing written")  # fmt: skip
     ppms = {e["px_per_mm"] for e in entries}
     meta = {
         "name": f"review-{out_dir.name}",

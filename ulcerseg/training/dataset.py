@@ -132,7 +132,9 @@ def _read_groups(root: Path, meta: DatasetMeta, spec: GroupsCsv | None, yaml_pat
     csv_path = root / spec.csv
     if not csv_path.is_file():
         raise DatasetError(f"{yaml_path}: key 'groups.csv': file {csv_path} not found")
-    with open(csv_path, newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
+    # otherwise become part of the first column's name ("missing column 'stem'")
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
         for col in (spec.stem_column, spec.group_column):
