@@ -31,6 +31,9 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("- just\n- a list\n", "top level must be a mapping"),
         ("output: {write_overlays: 3}\n", "expected true/false"),
         ("marker: [\n", "invalid YAML"),
+        # 100,000 threads made measure hang creating them
+        ("segmentation:\n  threads: 100000\n", "segmentation.threads must be 1-256"),
+        ("segmentation:\n  parallel_photos: 5000\n", "segmentation.parallel_photos must be 1-256"),
     ],
 )
 def test_invalid_values_give_one_line_errors(tmp_path: Path, text: str, fragment: str) -> None:
@@ -159,3 +162,16 @@ def test_dataset_yaml_uses_the_config_validator(tmp_path: Path, caplog: pytest.L
     yaml_path.write_bytes("name: Größe\n".encode("latin-1"))
     with pytest.raises(DatasetError, match="not a UTF-8 text file"):
         load_dataset(tmp_path)
+
+
+def test_command_line_thread_bounds_are_the_configs() -> None:
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+    from ulcerseg.cli.options import MAX_THREADS as CLI_MAX
+    from ulcerseg.config import MAX_THREADS
+
+    assert CLI_MAX == MAX_THREADS
+    for option in ("--threads", "--parallel-photos"):
+        result = CliRunner().invoke(main, ["measure", ".", "-o", "o", option, str(MAX_THREADS + 1)])
+        assert result.exit_code == 2 and f"is not in the range 1<=x<={MAX_THREADS}" in result.output

@@ -31,6 +31,10 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+# upper bound of thread counts (network threads, photos in flight): more threads than a
+# machine has cores only costs memory; 100,000 made `measure` hang creating threads
+MAX_THREADS = 256
+
 @dataclass(frozen=True)
 class Check:
     """Range of a numeric config value, declared with the field: ``Annotated[float, Check(gt=0)]``."""
@@ -363,8 +367,11 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         ),
         (0 < cfg.segmentation.coarse_factor <= 1, "segmentation.coarse_factor must be in (0, 1]"),
         (cfg.segmentation.search_radius_mm > 0, "segmentation.search_radius_mm must be > 0"),
-        (cfg.segmentation.threads >= 1, "segmentation.threads must be >= 1"),
-        (cfg.segmentation.parallel_photos >= 1, "segmentation.parallel_photos must be >= 1"),
+        (1 <= cfg.segmentation.threads <= MAX_THREADS, f"segmentation.threads must be 1-{MAX_THREADS}"),
+        (
+            1 <= cfg.segmentation.parallel_photos <= MAX_THREADS,
+            f"segmentation.parallel_photos must be 1-{MAX_THREADS}",
+        ),
         (cfg.segmentation.gpu_batch_size >= 1, "segmentation.gpu_batch_size must be >= 1"),
         (
             re.fullmatch(r"cpu|cuda(:\d+)?", cfg.segmentation.device) is not None,

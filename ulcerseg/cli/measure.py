@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ulcerseg.cli.options import (
+    MAX_THREADS,
     backend_option,
     model_dir_option,
     out_dir_option,
@@ -34,7 +35,7 @@ __all__ = ["measure"]
 @threads_option()
 @click.option(
     "--parallel-photos",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_THREADS),
     default=None,
     help="Photos measured at the same time (default from config: 2; with --device cuda e.g. 16).",
 )

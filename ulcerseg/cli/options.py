@@ -60,10 +60,17 @@ def backend_option(
     )
 
 
+# = ulcerseg.config.MAX_THREADS (not imported: the CLI imports no library module at start-up)
+MAX_THREADS = 256
+
+
 def threads_option() -> Callable[[F], F]:
     """``--threads N``: CPU threads of each network pass."""
     return click.option(
-        "--threads", type=click.IntRange(1), default=None, help="CPU threads of each network pass (intra-op)."
+        "--threads",
+        type=click.IntRange(1, MAX_THREADS),
+        default=None,
+        help="CPU threads of each network pass (intra-op).",
     )
 
 
