@@ -11,7 +11,10 @@ previous one written while a photo is measured).
 
 Usage: python scripts/bench_measure.py [--n 24] [--photos DIR] [--model models/default]
        [--backend auto] [--threads N] [--parallel-photos N] [--device cuda] [--no-overlays]
-       [--config my.yaml] [--repeat 1]
+       [--config my.yaml] [--repeat 1] [--code CHECKOUT]
+
+A paired comparison with a baseline: ``git worktree add /tmp/base COMMIT``, then alternate runs
+with ``--code /tmp/base`` and without on the same ``--photos`` folder.
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ def decode_floor(paths: list[Path]) -> float:
     return (time.perf_counter() - t0) / len(paths)
 
 
+def _entry(code: Path | None) -> str:
+    """Python source of the measuring child: this environment's ulcerseg, or the one in the
+    checkout ``code``. An editable install's import hook would win over PYTHONPATH, so it is
+    removed from the child's meta path first."""
+    if code is None:
+        return "from ulcerseg.cli import run; run()"
+    return ("import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+            f"sys.path.insert(0, {str(code.resolve())!r}); import ulcerseg; "
+            f"assert ulcerseg.__file__.startswith({str(code.resolve())!r}), ulcerseg.__file__; "
+            "from ulcerseg.cli import run; run()")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=24)
@@ -71,13 +86,16 @@ def main() -> None:
     parser.add_argument("--no-overlays", action="store_true")
     parser.add_argument("--config", type=Path, default=None, help="pipeline config YAML (default: built-in)")
     parser.add_argument("--repeat", type=int, default=1, help="measure the same photos this many times")
+    parser.add_argument(
+        "--code", type=Path, default=None, help="run the ulcerseg of this checkout (e.g. a git worktree)"
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         root = args.photos or Path(tmp) / "trial"
         paths = make_photos(root, args.n, (width, height))
         mb = sum(p.stat().st_size for p in paths) / 1e6
-        cmd = [sys.executable, "-c", "from ulcerseg.cli import run; run()", "measure", str(root)]
+        cmd = [sys.executable, "-c", _entry(args.code), "measure", str(root)]
         options = (("--config", args.config), ("--model", args.model), ("--backend", args.backend),
                    ("--threads", args.threads), ("--parallel-photos", args.parallel_photos),
                    ("--device", args.device))  # fmt: skip
@@ -89,7 +107,8 @@ def main() -> None:
             overrides.write_text("output:\n  write_overlays: false\n")
             if args.config is None:
                 cmd += ["--config", str(overrides)]
-        # the checkout this script is in, unless PYTHONPATH names another copy (a baseline)
+        # the checkout this script is in (an installed, not editable, ulcerseg would win over
+        # PYTHONPATH otherwise), or --code's
         env = {**os.environ}
         env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
         print(f"photos: {args.n} x {width}x{height} JPEG ({mb / args.n:.1f} MB each) in {root}")
