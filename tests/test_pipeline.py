@@ -634,3 +634,51 @@ def test_a_photo_relabelled_in_the_manifest_is_measured_again_under_its_new_labe
     assert row["overlay_file"].startswith("overlays/S7_U3_W8_")
     third = measure_study(manifest, out, PipelineConfig(), backend=RednessBackend())
     assert third.n_measured == 0 and third.n_skipped == 1  # labels unchanged: skipped as before
+
+
+def test_first_photos_decode_while_the_model_opens_and_measure_the_same(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch
+) -> None:
+    import threading
+
+    from ulcerseg import pipeline
+    from ulcerseg.config import with_overrides
+
+    root = tmp_path / "trial"
+    for visit in ("D0", "W4", "W8"):
+        write_jpeg(root / "S001" / visit / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    cfg = with_overrides(PipelineConfig(), segmentation={"model": str(tiny_model_dir)})
+    real_load, real_open = pipeline.load_as_configured, pipeline.open_model
+    decoded: list[str] = []
+    decoding = threading.Event()
+
+    def load(config, photo, *args, **kwargs):  # type: ignore[no-untyped-def]
+        decoded.append(photo.path.parent.name)
+        decoding.set()
+        return real_load(config, photo, *args, **kwargs)
+
+    def open_model(config):  # type: ignore[no-untyped-def]
+        # before: the first decode began only once the model was open (this waited in vain)
+        assert decoding.wait(10), "no photo decoded while the model was opening"
+        return real_open(config)
+
+    monkeypatch.setattr(pipeline, "load_as_configured", load)
+    monkeypatch.setattr(pipeline, "open_model", open_model)
+    summary = measure_study(root, tmp_path / "out", cfg)
+    assert (summary.n_measured, summary.n_failed) == (3, 0)
+    assert sorted(decoded) == ["D0", "W4", "W8"]  # each photo decoded once, early or not
+    # the same numbers as a run whose model was open before it started (no early decode)
+    reference = measure_study(root, tmp_path / "ref", effective_config(cfg, real_open(cfg).card),
+                              backend=real_open(cfg))  # fmt: skip
+    assert reference.n_measured == 3
+    cols = ("area_mm2", "perimeter_mm", "mm_per_px", "flags", "config_sha256")
+    ours, theirs = _rows(tmp_path / "out"), _rows(tmp_path / "ref")
+    assert {f: [r[c] for c in cols] for f, r in ours.items()} == {
+        f: [r[c] for c in cols] for f, r in theirs.items()
+    }
+    # a photo measured already is decoded early, then dropped: only the new one is measured
+    write_jpeg(root / "S001" / "W12" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    decoded.clear()
+    again = measure_study(root, tmp_path / "out", cfg)
+    assert (again.n_measured, again.n_skipped) == (1, 3)
+    assert decoded.count("W12") == 1 and len(decoded) <= 3
