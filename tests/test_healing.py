@@ -110,6 +110,23 @@ def test_healed_requires_confidence():
     assert v["W2"].status == "healed"
 
 
+def test_healed_limit_applies_to_the_area_as_the_tables_show_it():
+    # before: 0.504 mm² (shown 0.50) was open while 0.496 mm² (shown 0.50) was healed
+    from ulcerseg.rounding import round_row
+
+    config = cfg(schedule=("D0", "W2", "W4", "W8"))
+    _, v = by_visit(series({"D0": 10.0, "W2": 0.504, "W4": 0.496, "W8": 0.506}), config)
+    shown = {k: round_row({"area_mm2": r.area_mm2})["area_mm2"] for k, r in v.items()}
+    assert shown == {"D0": 10.0, "W2": 0.5, "W4": 0.5, "W8": 0.51}
+    assert (v["W2"].status, v["W4"].status) == ("healed", "healed")
+    assert v["W8"].status == "recurred"  # 0.51 shown: above the limit
+    # an open ulcer's baseline just above the limit as shown stays a usable reference
+    _, v = by_visit(series({"D0": 0.506, "W2": 0.504}), cfg(schedule=("D0", "W2")))
+    assert v["D0"].status == "baseline" and v["W2"].status == "healed"
+    _, v = by_visit(series({"D0": 0.504, "W2": 0.2}), cfg(schedule=("D0", "W2")))
+    assert "baseline_not_measurable" in v["D0"].healing_flags
+
+
 def test_recurred_and_healed_then_reappeared():
     ulcer, v = by_visit(series({"D0": 10.0, "W2": 0.0, "W4": 0.1, "W8": 3.0}))
     assert v["W2"].status == "healed"

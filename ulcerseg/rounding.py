@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CSV_DECIMALS", "csv_decimals", "round_frame", "round_row", "round_rows"]
+__all__ = ["CSV_DECIMALS", "as_shown", "csv_decimals", "round_frame", "round_row", "round_rows"]
 
 # (column suffix, decimals), first match wins
 CSV_DECIMALS: tuple[tuple[str, int], ...] = (
@@ -33,6 +33,12 @@ def _round(value: Any, decimals: int) -> Any:
         return value
     out = round(float(value), decimals)
     return 0.0 if out == 0 else out  # no "-0.0"
+
+
+def as_shown(column: str, value: float) -> float:
+    """``value`` as a CSV shows it in ``column`` (e.g. an ``*_mm2`` area to 0.01 mm²)."""
+    n = csv_decimals(column)
+    return value if n is None else _round(value, n)
 
 
 def round_row(row: Mapping[str, Any]) -> dict[str, Any]:

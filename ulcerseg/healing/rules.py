@@ -22,6 +22,7 @@ from typing import Any
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.healing.records import HealingFlag, HealingStatus, UlcerHealing, VisitHealing
+from ulcerseg.rounding import as_shown
 from ulcerseg.visits import visit_to_day
 
 __all__ = ["VisitHold", "compute_healing", "expected_visits", "visit_holds"]
@@ -109,11 +110,19 @@ def _representative(photos: list[_Photo]) -> _Photo:
     return photos[0]
 
 
+def within_healed_limit(area_mm2: float, limit_mm2: float) -> bool:
+    """True when an area is at or below the healed limit as the tables show it (to 0.01 mm²,
+    :func:`ulcerseg.rounding.as_shown`): a table never lists 0.50 mm² as healed on one visit
+    and as open on another (0.496 and 0.504 mm² both read 0.50). The difference is far below
+    a pixel of the fine pass (0.01 mm² at 10 px/mm)."""
+    return as_shown("area_mm2", area_mm2) <= limit_mm2
+
+
 def _healed_side(photo: _Photo, limit: float) -> bool:
     """Which side of the healed limit a photo is on; a reader's confirm/reject healed decides."""
     if photo.healed_override is not None:
         return photo.healed_override
-    return photo.area is not None and photo.area <= limit
+    return photo.area is not None and within_healed_limit(photo.area, limit)
 
 
 def _visit_photo(photos: list[_Photo], cfg: HealingConfig) -> tuple[_Photo, VisitHold | None]:
@@ -223,12 +232,12 @@ def _ulcer_visits(
     # limit means the measurement failed (e.g. the ulcer was not found), not that it healed.
     limit = cfg.healed_max_area_mm2
     baseline = next((r for r in rows if r.visit == cfg.baseline_visit), rows[0])
-    baseline_ok = baseline.area_mm2 is not None and baseline.area_mm2 > limit
-    reference = (
-        baseline
-        if baseline_ok
-        else next((r for r in rows if r.area_mm2 is not None and r.area_mm2 > limit), None)
-    )
+
+    def open_area(r: VisitHealing) -> bool:
+        return r.area_mm2 is not None and not within_healed_limit(r.area_mm2, limit)
+
+    baseline_ok = open_area(baseline)
+    reference = baseline if baseline_ok else next((r for r in rows if open_area(r)), None)
 
     healed_before = False
     prev: VisitHealing | None = None
@@ -256,7 +265,7 @@ def _ulcer_visits(
                 factor = (
                     cfg.implausible_jump_factor if area > prev.area_mm2 else cfg.implausible_shrink_factor
                 )
-                if lo > limit and hi / lo > factor:
+                if not within_healed_limit(lo, limit) and hi / lo > factor:
                     row.healing_flags.append(HealingFlag.IMPLAUSIBLE_JUMP.value)
         pct = row.change_from_baseline_pct
         if override is True:
@@ -267,14 +276,14 @@ def _ulcer_visits(
         elif area is None:
             row.status = HealingStatus.NOT_ASSESSABLE.value
             continue
-        elif area <= limit and override is not False and not _healed_evidence(row, rep):
+        elif within_healed_limit(area, limit) and override is not False and not _healed_evidence(row, rep):
             # a small area from a flagged photo (low confidence, grayscale, blurred...) is not
             # evidence of healing: not assessable, and the photo is in review
             row.status = HealingStatus.NOT_ASSESSABLE.value
             continue
-        elif area <= limit and override is not False:
+        elif within_healed_limit(area, limit) and override is not False:
             row.status = HealingStatus.HEALED.value
-        elif healed_before and area > limit:
+        elif healed_before and not within_healed_limit(area, limit):
             row.status = HealingStatus.RECURRED.value
             row.healing_flags.append(HealingFlag.HEALED_THEN_REAPPEARED.value)
         elif pct is not None and pct <= -cfg.improving_min_reduction_pct:
