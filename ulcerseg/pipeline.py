@@ -619,6 +619,10 @@ def _measure_locked(
 
         todo = [p for file, p in files if not done(file, p)]
         summary.n_skipped = len(found.photos) - len(todo)
+        wanted = set(todo)
+        for photo, decoding in (early or {}).items():
+            if photo not in wanted:
+                decoding.cancel()  # measured already: a decode not yet begun is not needed
         photos: Iterator[tuple[PhotoRecord, LoadedPhoto]] = _read_ahead(todo, measurer.load, early)
         if progress is not None:
             photos = progress(photos, len(todo))
