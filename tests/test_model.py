@@ -194,3 +194,25 @@ def test_int8_coarse_network_is_quantised_recorded_and_used_only_when_current(tm
     # calibration never uses the stems a card holds out for validation
     chosen = calibration_images([data], {"data": {"00", "01", "02"}}, n_images=10)
     assert sorted(p.stem for p in chosen) == ["03", "04", "05"]
+
+
+def test_onnx_export_failures_are_one_line_errors(tmp_path: Path, monkeypatch) -> None:
+    # before: --opset 3 ended in torch's traceback after a dump of the whole TorchScript graph
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+
+    folder = tmp_path / "m"
+    make_model(folder)
+    with pytest.raises(ModelError, match=r"model\.onnx: ONNX opset 3 is outside 11-20"):
+        export_onnx(folder, opset=3)
+    result = CliRunner().invoke(main, ["export", "--model", str(folder), "--onnx", "--opset", "3"])
+    assert result.exit_code == 2 and "3 is not in the range 11<=x<=20" in result.output
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Exporting the operator 'aten::foo' to ONNX is not supported\nand more")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(ModelError, match=r"model\.onnx: ONNX export at opset 17 failed \(Exporting the"):
+        export_onnx(folder)
+    assert not (folder / "model.onnx").exists() and not list(folder.glob("*.tmp"))

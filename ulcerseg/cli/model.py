@@ -136,7 +136,13 @@ def evaluate_command(
 @click.option("--report", is_flag=True, help="Deprecated (use `review report`): write STUDY's HTML report.")
 @model_dir_option("Model folder (model.json + model.pt) to export.")
 @click.option("--onnx", "onnx", is_flag=True, help="With --model: export model.onnx, checked against torch.")
-@click.option("--opset", type=int, default=17, show_default=True)
+@click.option(
+    "--opset",
+    type=click.IntRange(11, 20),
+    default=17,
+    show_default=True,
+    help="ONNX opset of --onnx (11-20: the Unet's resizes need 11; torch's exporter stops at 20).",
+)
 @click.option(
     "--coarse-int8",
     "coarse_data",

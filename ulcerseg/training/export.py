@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,25 @@ def export_onnx(
     return ExportResult(path, sha, worst, shapes)
 
 
+# ONNX opsets the export writes (first, last)
+OPSETS = (11, 20)
+
+
+@contextmanager
+def _export_errors(tmp: Path, opset: int) -> Iterator[None]:
+    """The exporter's failures (an opset it cannot write, an operator it lacks) as one-line
+    ModelErrors; no partial file is left."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as err:  # torch raises RuntimeError, SymbolicValueError, ...
+        tmp.unlink(missing_ok=True)
+        text = str(err).strip()
+        line = text.splitlines()[0] if text else type(err).__name__
+        raise ModelError(f"{tmp.with_suffix('')}: ONNX export at opset {opset} failed ({line})") from None
+
+
 def export_checked(
     net: Any,
     path: Path,
@@ -75,8 +96,11 @@ def export_checked(
     import onnxruntime as ort
     import torch
 
+    if not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ModelError(f"{path}: ONNX opset {opset} is outside {OPSETS[0]}-{OPSETS[1]} (the Unet's "
+                         "resizes need 11; torch's TorchScript exporter writes at most 20)")  # fmt: skip
     tmp = path.with_name(path.name + ".tmp")
-    with torch.inference_mode(), warnings.catch_warnings():
+    with torch.inference_mode(), warnings.catch_warnings(), _export_errors(tmp, opset):
         # the TorchScript exporter is deprecated but needs no extra package (onnxscript)
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
