@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -343,6 +344,39 @@ def test_augment_returns_tiles_that_keep_ulcers() -> None:
 
 
 # --- importing annotated photos ---
+
+
+def test_dataset_import_refuses_bad_groups_and_scale_before_writing(tmp_path: Path) -> None:
+    # before: a header-only groups CSV silently gave an ungrouped (random) split, a groups CSV
+    # lacking stems or not UTF-8 was copied as it was and failed only in training, and a
+    # negative, infinite or NaN px per mm was written into dataset.yaml
+    from ulcerseg.training.importer import import_dataset
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for stem in ("a", "b"):
+        cv2.imwrite(str(photos / f"{stem}.jpg"), np.full((32, 32, 3), 190, np.uint8))
+    cases = {
+        "header.csv": ("stem,group\n", "no rows"),
+        "partial.csv": ("stem,group\na,S1\n", "no group for 1 of 2 images (e.g. 'b')"),
+        "blank.csv": ("stem,group\na,S1\nb,\n", "line 3: no group for image stem 'b'"),
+        "twice.csv": ("stem,group\na,S1\nb,S1\na,S2\n", "image stem 'a' given two groups"),
+        "columns.csv": ("name,subject\na,S1\n", "missing column 'stem'"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DatasetError, match=re.escape(f"{name}: {message}")):
+            import_dataset(photos, tmp_path / "out", missing="empty", groups_csv=tmp_path / name)
+    (tmp_path / "latin1.csv").write_bytes("stem,group\na,Sé\nb,S2\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"latin1\.csv: not UTF-8 text"):
+        import_dataset(photos, tmp_path / "out", missing="empty", groups_csv=tmp_path / "latin1.csv")
+    for bad in (-5.0, float("inf"), float("nan")):
+        with pytest.raises(DatasetError, match="px_per_mm: must be a finite number > 0"):
+            import_dataset(photos, tmp_path / "out", missing="empty", px_per_mm=bad)
+    assert not (tmp_path / "out").exists()  # nothing written by any refused import
+    (tmp_path / "good.csv").write_text("stem,group\na,S1\nb,S2\n")
+    import_dataset(photos, tmp_path / "out", missing="empty", groups_csv=tmp_path / "good.csv")
+    assert {s.stem: s.group for s in load_dataset(tmp_path / "out").samples} == {"a": "S1", "b": "S2"}
 
 
 def test_dataset_import_cli_reads_roi_labelme_and_png(tmp_path: Path) -> None:

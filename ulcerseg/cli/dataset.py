@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import out_dir_option, progress_option
+from ulcerseg.cli.options import finite, out_dir_option, progress_option
 
 __all__ = ["dataset_group"]
 
@@ -27,7 +27,13 @@ def dataset_group() -> None:
 )
 @out_dir_option("New dataset folder (images/, masks/, dataset.yaml).", dest="out")
 @click.option("--name", default=None, help="Dataset name (default: the output folder name).")
-@click.option("--px-per-mm", type=float, default=None, help="Physical scale, if known.")
+@click.option(
+    "--px-per-mm",
+    type=click.FloatRange(0, 1000, min_open=True),
+    default=None,
+    callback=finite,
+    help="Physical scale (px per mm), if known.",
+)
 @click.option(
     "--missing",
     type=click.Choice(["error", "skip", "empty"]),

@@ -126,21 +126,50 @@ def read_dataset_meta(yaml_path: Path) -> tuple[DatasetMeta, GroupsCsv | None]:
         raise DatasetError(str(err)) from None
 
 
+def read_groups_csv(
+    path: str | Path, stem_column: str = "stem", group_column: str = "group"
+) -> dict[str, str]:
+    """Image stem -> group (e.g. subject) from a CSV; DatasetError naming the file for a file
+    that is missing, not UTF-8, without the columns, without rows, with an empty group or with
+    a stem given two groups (each would quietly weaken the grouped split)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: groups CSV not found")
+    groups: dict[str, str] = {}
+    try:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
+        # otherwise become part of the first column's name ("missing column 'stem'")
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            for col in (stem_column, group_column):
+                if col not in fields:
+                    raise DatasetError(f"{path}: missing column {col!r}")
+            for row in reader:
+                stem, group = (row.get(stem_column) or "").strip(), (row.get(group_column) or "").strip()
+                if not stem:
+                    continue  # a blank line
+                if not group:
+                    raise DatasetError(f"{path}: line {reader.line_num}: no group for image stem {stem!r}")
+                if groups.setdefault(stem, group) != group:
+                    raise DatasetError(f"{path}: image stem {stem!r} given two groups "
+                                       f"({groups[stem]!r} and {group!r})")  # fmt: skip
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text (save it as CSV UTF-8)") from None
+    except csv.Error as err:
+        raise DatasetError(f"{path}: not a readable CSV ({err})") from None
+    if not groups:
+        raise DatasetError(f"{path}: no rows (one group per image stem expected)")
+    return groups
+
+
 def _read_groups(root: Path, meta: DatasetMeta, spec: GroupsCsv | None, yaml_path: Path) -> dict[str, str]:
     if spec is None:
         return dict(meta.groups or {})
     csv_path = root / spec.csv
     if not csv_path.is_file():
         raise DatasetError(f"{yaml_path}: key 'groups.csv': file {csv_path} not found")
-    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
-    # otherwise become part of the first column's name ("missing column 'stem'")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        for col in (spec.stem_column, spec.group_column):
-            if col not in fields:
-                raise DatasetError(f"{csv_path}: missing column {col!r}")
-        return {row[spec.stem_column]: row[spec.group_column] for row in reader}
+    return read_groups_csv(csv_path, spec.stem_column, spec.group_column)
 
 
 def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:

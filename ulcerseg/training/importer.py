@@ -4,6 +4,7 @@ to the dataset convention (``images/`` + ``masks/`` + ``dataset.yaml``)."""
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import numpy as np
 import yaml
 
 from ulcerseg.errors import DatasetError, UlcersegError
-from ulcerseg.training.dataset import DATASET_FILE, IMAGE_SUFFIXES
+from ulcerseg.training.dataset import DATASET_FILE, IMAGE_SUFFIXES, read_groups_csv
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,14 @@ def import_dataset(
             skipped.append(photo.stem)
         else:
             pairs.append((photo, ann))
+    if px_per_mm is not None and not (math.isfinite(px_per_mm) and px_per_mm > 0):
+        raise DatasetError(f"px_per_mm: must be a finite number > 0, got {px_per_mm}")
+    if groups_csv is not None:  # every imported image needs its group, checked before writing
+        groups = read_groups_csv(groups_csv, stem_column, group_column)
+        lacking = [photo.stem for photo, _ann in pairs if photo.stem not in groups]
+        if lacking:
+            raise DatasetError(f"{groups_csv}: no group for {len(lacking)} of {len(pairs)} images "
+                               f"(e.g. {lacking[0]!r})")  # fmt: skip
     if (out / "images").exists() and any((out / "images").iterdir()):
         raise DatasetError(f"{out / 'images'}: output folder is not empty")
     (out / "images").mkdir(parents=True, exist_ok=True)
