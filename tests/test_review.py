@@ -25,7 +25,7 @@ import yaml
 from conftest import contains_date, png_metadata_chunks
 from PIL import Image, PngImagePlugin
 
-from ulcerseg.errors import InputError
+from ulcerseg.errors import InputError, OutputError
 from ulcerseg.healing import HealingConfig, ReviewSettings, heal_study
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
 from ulcerseg.review.decisions import disagreements, list_decisions
@@ -572,6 +572,12 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     assert r["final_source"] == "automated" and r["reviewer"] == ""
 
     report = write_report(study["out"], cfg())
+    # a mistyped -o never replaces the study database (it was overwritten with the HTML before)
+    database = study["out"] / "study.sqlite"
+    before = database.read_bytes()
+    with pytest.raises(OutputError, match=r"study\.sqlite: is a study database"):
+        write_report(study["out"], cfg(), database)
+    assert database.read_bytes() == before
     text = report.read_text()
     assert "SUBJ-1002" in text and text.count("<figure>") == 6
 

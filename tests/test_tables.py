@@ -51,3 +51,18 @@ def test_write_frame_csv_escapes_text_columns_and_index(tmp_path: Path) -> None:
     df = pd.DataFrame({"who": ["@evil", "ok"], "d": [-0.25, float("nan")]}, index=["-x+1", "b"])
     path = write_frame_csv(tmp_path / "f.csv", df, index=True, float_format="%.3f")
     assert _read(path) == [["", "who", "d"], ["'-x+1", "'@evil", "-0.250"], ["b", "ok", ""]]
+
+
+def test_written_tables_follow_the_umask_like_any_other_file(tmp_path: Path) -> None:
+    # before: tempfile.mkstemp made measurements.csv, healing.csv and every table mode 0600,
+    # unreadable to the study's other users on a shared drive
+    import os
+
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        old = os.umask(mask)
+        try:
+            write_csv(tmp_path / f"t{mask:o}.csv", [{"a": 1}], ["a"])
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"t{mask:o}.csv").stat().st_mode & 0o777 == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t2.csv", "t22.csv", "t77.csv"]  # no temporaries

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,7 +60,11 @@ def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
             if existing.read(16) == _SQLITE_HEADER:  # e.g. `-o OUT/study.sqlite` by mistake
                 raise OutputError(f"{path}: is a study database; choose another output file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # not tempfile.mkstemp: its 0600 mode would make every table unreadable to the study's
+    # other users (a statistician on the shared drive); this one follows the umask as a plain
+    # open() does
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", newline="", encoding=encoding) as fh:
             yield fh

@@ -23,6 +23,7 @@ from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import healing_config, load_mask
 from ulcerseg.review.rules import final_decisions
 from ulcerseg.rounding import csv_decimals
+from ulcerseg.tables import atomic_open
 
 __all__ = ["REPORT_COLUMNS", "area_figure", "render_report", "write_report"]
 
@@ -196,7 +197,8 @@ def write_report(
             }
         )
     dest = Path(path) if path else out_dir / "report" / "report.html"
-    dest.parent.mkdir(parents=True, exist_ok=True)
     n_pending = pending_count(final)
-    dest.write_text(render_report(ulcers, n_pending), encoding="utf-8")
+    # atomic, and never over a study database (`-o OUT/study.sqlite` overwrote it before)
+    with atomic_open(dest) as fh:
+        fh.write(render_report(ulcers, n_pending))
     return (dest, n_pending) if return_pending else dest
