@@ -682,3 +682,20 @@ def test_first_photos_decode_while_the_model_opens_and_measure_the_same(
     again = measure_study(root, tmp_path / "out", cfg)
     assert (again.n_measured, again.n_skipped) == (1, 3)
     assert decoded.count("W12") == 1 and len(decoded) <= 3
+
+
+def test_output_folder_may_not_be_the_photo_folder_itself(tmp_path: Path, monkeypatch) -> None:
+    # before: accepted; the next run listed its own tables, masks and overlays as stray files
+    # (36 unexpected_layout rows on the sample trial, exit 1)
+    from ulcerseg.errors import InputError
+
+    root = tmp_path / "trial"
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    with pytest.raises(InputError, match="the output folder is the photo folder itself"):
+        measure_study(root, root, PipelineConfig(), backend=RednessBackend())
+    monkeypatch.chdir(root)
+    with pytest.raises(InputError, match="photo folder itself"):
+        measure_study(Path("."), Path(str(root) + "/"), PipelineConfig(), backend=RednessBackend())
+    assert sorted(p.name for p in root.iterdir()) == ["S001"]  # nothing written among the photos
+    summary = measure_study(root, root / "out", PipelineConfig(), backend=RednessBackend())
+    assert summary.n_measured == 1  # a folder inside the photo folder is fine

@@ -28,6 +28,7 @@ from ulcerseg.errors import (
     ConfigError,
     ImageAccessError,
     ImageReadError,
+    InputError,
     OutputError,
     PhotoChangedError,
 )
@@ -490,12 +491,11 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def _same_folder(a: Path, b: Path) -> bool:
     try:
-        path.resolve().relative_to(folder.resolve())
-    except (ValueError, OSError):
+        return a.exists() and a.resolve() == b.resolve()
+    except OSError:
         return False
-    return True
 
 
 def measure_study(
@@ -527,6 +527,11 @@ def measure_study(
     files skipped).
     """
     out_dir = Path(out_dir)
+    if Path(source).is_dir() and _same_folder(out_dir, Path(source)):
+        # its tables, masks and overlays would lie among the photos, listed as stray files by
+        # every later run; an output folder inside the photo folder is fine (it is not read)
+        raise InputError(f"{out_dir}: the output folder is the photo folder itself; "
+                         f"choose another, e.g. {Path(source) / 'ulcerseg-out'}")  # fmt: skip
     owned = backend is None
     # start-up runs side by side (mostly outside the GIL): the model loads (file hashes, ONNX
     # Runtime sessions) while the photos are found and hashed, then the first photos decode
