@@ -392,3 +392,22 @@ def test_server_errors_name_no_file_and_tokens_stay_out_of_the_log(served, caplo
     assert item.rectified_path.name in logged  # the reason is kept for whoever runs the server
     assert client.token not in logged and "token=…" in logged
     _alive(client)
+
+
+def test_one_person_cannot_be_registered_twice_under_a_case_or_width_variant(tmp_path: Path) -> None:
+    # before: "alice" and "Alice" were two readers, so one person could supply both readings
+    # of a double reading
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.store.db import connect
+    from ulcerseg.store.review import add_reader, list_readers
+
+    study = make_study(tmp_path / "s")
+    conn = connect(study["out"] / "study.sqlite")
+    add_reader(conn, "Dr Alice Smith")
+    for variant in ("dr alice smith", "DR  ALICE SMITH", "Ｄｒ Ａｌｉｃｅ Ｓｍｉｔｈ"):
+        with pytest.raises(DecisionError, match="'Dr Alice Smith' exists already"):
+            add_reader(conn, variant)
+    with pytest.raises(DecisionError, match="reader 'Dr Alice Smith' exists already"):
+        add_reader(conn, "Dr Alice Smith")
+    add_reader(conn, "Dr Alice Smithson")  # another name is another reader
+    assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Alice Smithson"]

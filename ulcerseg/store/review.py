@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,6 +175,12 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
         raise DecisionError("a reader name is 1-80 printable characters")
     if role not in ("reader", "adjudicator"):
         raise DecisionError(f"unknown role {role!r} (known: reader, adjudicator)")
+    # one person, one name: "Alice" beside "alice" (or a look-alike spelling) would let one
+    # person count as two independent readers of a double reading
+    same = [r.name for r in list_readers(conn) if _name_key(r.name) == _name_key(name)]
+    if same and same != [name]:
+        raise DecisionError(f"reader {name!r}: {same[0]!r} exists already (names differing only in case "
+                            "or spelling variants are one reader)")  # fmt: skip
     token = secrets.token_urlsafe(32)
     try:
         with conn:
@@ -184,6 +191,12 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
     except sqlite3.IntegrityError:
         raise DecisionError(f"reader {name!r} exists already") from None
     return token
+
+
+def _name_key(name: str) -> str:
+    """What makes two reader names the same person's: Unicode compatibility form, case-folded,
+    inner whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
 def list_readers(conn: sqlite3.Connection) -> list[Reader]:
