@@ -24,7 +24,7 @@ from typing import Annotated, Any, TypeVar
 
 import yaml
 
-from ulcerseg.errors import ConfigError
+from ulcerseg.errors import ConfigError, first_line
 
 T = TypeVar("T")
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # upper bound of thread counts (network threads, photos in flight): more threads than a
 # machine has cores only costs memory; 100,000 made `measure` hang creating threads
 MAX_THREADS = 256
+
 
 @dataclass(frozen=True)
 class Check:
@@ -444,7 +445,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from err
+        raise ConfigError(f"{path}: invalid YAML ({first_line(err)})") from err
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data or {}

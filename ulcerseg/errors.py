@@ -88,6 +88,13 @@ class PendingReviewError(UlcersegError):
 TRAIN_EXTRA_MODULES = ("torch", "torchvision", "segmentation_models_pytorch", "albumentations", "onnx")
 
 
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of a third-party exception's message (its type name when it
+    has none): what a one-line error quotes of a library's multi-line report."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def missing_extra_message(err: ModuleNotFoundError) -> str | None:
     """One-line advice when ``err`` is a missing [train] module, else None."""
     root = (err.name or "").split(".")[0]

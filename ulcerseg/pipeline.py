@@ -175,10 +175,9 @@ def load_as_configured(
                       data, reduction)  # fmt: skip
 
 
-def _decode_key(config: PipelineConfig, photo: PhotoRecord) -> tuple[Path, str, int, float]:
-    """What a decode depends on: the photo (path, bytes) and the config's decode settings."""
-    seg = config.segmentation
-    return (photo.path, photo.sha256, config.marker.detect_max_side_px, seg.min_decode_oversampling)
+def _decode_settings(config: PipelineConfig) -> tuple[int, float]:
+    """What :func:`load_as_configured` takes from ``config``."""
+    return (config.marker.detect_max_side_px, config.segmentation.min_decode_oversampling)
 
 
 OutputWriter = Callable[[Path], None]  # writes a measured photo's files into an output folder
@@ -555,10 +554,10 @@ def measure_study(
         start.shutdown(wait=False)
     for path, reason in found.problems:  # the CLI prints them; summary.problems lists them
         log.info("%s: %s", path, reason)
-    decoded_with = {photo: _decode_key(config, photo) for photo in early}
+    decoded_with = _decode_settings(config)
     config = effective_config(config, backend.card, getattr(backend, "coarse_network", "full"))
-    # kept only where the effective config decodes the same way (it fills in model defaults)
-    early = {p: f for p, f in early.items() if decoded_with[p] == _decode_key(config, p)}
+    if _decode_settings(config) != decoded_with:  # kept only if the effective config decodes alike
+        early = {}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with output_lock(out_dir):

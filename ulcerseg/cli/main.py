@@ -39,22 +39,12 @@ for _command in (
     main.add_command(_command)
 
 
-# BLAS thread pools of numpy's and scipy's OpenBLAS: one thread each unless the user says
-# otherwise. ulcerseg runs photos in parallel and never multiplies large matrices; the pools'
-# idle threads spin on start-up and after every small product, ~0.3 s of CPU per run on 2 cores
-# that the photos need (README, speed). Effective only before numpy is first imported.
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS",)
-
-
-def single_threaded_blas(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
-    """Default every BLAS thread-count variable in ``environ`` to 1 (values already set stay)."""
-    for name in BLAS_THREAD_VARIABLES:
-        environ.setdefault(name, "1")
-
-
 def run() -> None:
     """Entry point that turns library errors into one-line messages and exit status 2."""
-    single_threaded_blas()
+    # numpy's and scipy's OpenBLAS on one thread unless the user says otherwise: ulcerseg runs
+    # photos in parallel and never multiplies large matrices, and the pools' idle threads spin at
+    # import, ~0.3 s of CPU per run on 2 cores (README, speed). Set before numpy first loads
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         code = main(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

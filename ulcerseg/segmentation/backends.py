@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ulcerseg.errors import ModelError
+from ulcerseg.errors import ModelError, first_line
 from ulcerseg.segmentation.model import (
     COARSE_LIGHT_ONNX_FILE,
     COARSE_ONNX_FILE,
@@ -227,7 +227,7 @@ def _onnx_session(model: bytes, path: Path, num_threads: int | None) -> Any:
     try:
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        raise ModelError(f"{path}: cannot load ONNX model ({str(err).splitlines()[0]})") from None
+        raise ModelError(f"{path}: cannot load ONNX model ({first_line(err)})") from None
 
 
 def onnx_mismatch(card: ModelCard, onnx_sha256: str, weights_sha256: str | None) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from ulcerseg.config import Check, Positive, PositiveInt, build_dataclass
-from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.errors import ConfigError, ModelError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +272,8 @@ def load_weights(net: Any, path: str | Path) -> None:
     try:
         net.load_state_dict(state)
     except Exception as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: weights of another network than the model card's ({msg})") from None
+        reason = first_line(err)
+        raise ModelError(f"{path}: weights of another network than the model card's ({reason})") from None
 
 
 def wrap_logits(net: Any, card: ModelCard) -> Any:

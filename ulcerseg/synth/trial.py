@@ -181,10 +181,16 @@ def _check_trial_plan(
     low, high = ulcers_per_subject
     if not 1 <= low <= high:
         raise InputError(f"synthetic trial: ulcers per subject {low},{high}; need 1 <= MIN <= MAX")
-    for name, size in (("photo size", photo_size), ("render size", render_size)):
-        if size is not None and (min(size) < 64 or size[0] * size[1] > MAX_PHOTO_PX):
-            raise InputError(f"synthetic trial: {name} {size[0]}x{size[1]} px; need sides >= 64 px and "
-                             f"at most {MAX_PHOTO_PX // 1_000_000} MP")  # fmt: skip
+    _check_photo_size("synthetic trial: photo size", photo_size)
+    if render_size is not None:
+        _check_photo_size("synthetic trial: render size", render_size)
+
+
+def _check_photo_size(what: str, size: tuple[int, int]) -> None:
+    """InputError unless both sides are >= 64 px and the photo is at most MAX_PHOTO_PX."""
+    if min(size) < 64 or size[0] * size[1] > MAX_PHOTO_PX:
+        raise InputError(f"{what} {size[0]}x{size[1]} px; need sides >= 64 px and at most "
+                         f"{MAX_PHOTO_PX // 1_000_000} MP")  # fmt: skip
 
 
 def generate_trial(
@@ -299,10 +305,7 @@ def generate_photos(
     The CSV ``file`` column is relative to ``out_dir``; ``polygons_mm.json`` holds the outlines.
     """
     config = config or PhotoConfig()
-    w, h = config.size
-    if min(w, h) < 64 or w * h > MAX_PHOTO_PX:
-        raise InputError(f"synthetic photos: size {w}x{h} px; need sides >= 64 px and at most "
-                         f"{MAX_PHOTO_PX // 1_000_000} MP")  # fmt: skip
+    _check_photo_size("synthetic photos: size", config.size)
     out = Path(out_dir)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(n - 1)))

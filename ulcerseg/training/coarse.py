@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ulcerseg.errors import ModelError
+from ulcerseg.errors import ModelError, first_line
 from ulcerseg.segmentation.model import (
     COARSE_HEAD_FILE,
     COARSE_LIGHT_ONNX_FILE,
@@ -360,9 +360,7 @@ def load_light(model_dir: str | Path, card: ModelCard | None = None) -> Any:
     except ModelError:
         raise
     except Exception as err:  # not a head file of this network: one line
-        text = str(err).strip()
-        raise ModelError(f"{path}: cannot load the light coarse head "
-                         f"({text.splitlines()[0] if text else type(err).__name__})") from None  # fmt: skip
+        raise ModelError(f"{path}: cannot load the light coarse head ({first_line(err)})") from None
     return light.eval()
 
 

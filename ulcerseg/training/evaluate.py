@@ -132,7 +132,6 @@ def contact_sheet(
     items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], path: Path, thumb: int = 256
 ) -> None:
     """Write :func:`render_contact_sheet` as a PNG (nothing for no items)."""
-
     if not items:
         return
     sheet = render_contact_sheet(items, thumb)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ulcerseg.errors import ModelError
+from ulcerseg.errors import ModelError, first_line
 from ulcerseg.segmentation.model import (
     COARSE_ONNX_FILE,
     ONNX_FILE,
@@ -75,9 +75,8 @@ def _export_errors(tmp: Path, opset: int) -> Iterator[None]:
         raise
     except Exception as err:  # torch raises RuntimeError, SymbolicValueError, ...
         tmp.unlink(missing_ok=True)
-        text = str(err).strip()
-        line = text.splitlines()[0] if text else type(err).__name__
-        raise ModelError(f"{tmp.with_suffix('')}: ONNX export at opset {opset} failed ({line})") from None
+        reason = first_line(err)
+        raise ModelError(f"{tmp.with_suffix('')}: ONNX export at opset {opset} failed ({reason})") from None
 
 
 def export_checked(

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from ulcerseg import __version__
-from ulcerseg.errors import ConfigError, ModelError
+from ulcerseg.errors import ConfigError, ModelError, first_line
 from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.segmentation.model import (
     WEIGHTS_FILE,
@@ -432,11 +432,6 @@ def _setup(
                 card, init, init_card, net, model, opt, ema)  # fmt: skip
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _restore(run: _Run) -> _Progress:
     """State of an interrupted run from its checkpoint (same config up to the budget keys)."""
     import torch
@@ -446,7 +441,7 @@ def _restore(run: _Run) -> _Progress:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         config = ck.get("config", {})
     except Exception as err:  # truncated, overwritten, not a checkpoint: one line, not a traceback
-        raise ModelError(f"{ckpt_path}: not a readable checkpoint ({_first_line(err)}); "
+        raise ModelError(f"{ckpt_path}: not a readable checkpoint ({first_line(err)}); "
                          "start the run afresh without --resume") from None  # fmt: skip
     if _resume_key(config) != _resume_key(run.cfg.to_dict()):
         raise ConfigError(f"{ckpt_path}: config differs from the checkpoint's; cannot resume")
@@ -467,7 +462,7 @@ def _restore(run: _Run) -> _Progress:
             since_best=ck["since_best"],
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise ModelError(f"{ckpt_path}: incomplete or foreign checkpoint ({_first_line(err)}); "
+        raise ModelError(f"{ckpt_path}: incomplete or foreign checkpoint ({first_line(err)}); "
                          "start the run afresh without --resume") from None  # fmt: skip
     log.info("resuming %s at epoch %d (%.1f min done)", run.out, state.start_epoch, state.elapsed_before / 60)
     return state
