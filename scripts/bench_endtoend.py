@@ -286,6 +286,30 @@ def error_anatomy(df: pd.DataFrame) -> ErrorAnatomy:
     )
 
 
+@dataclass(frozen=True)
+class EdgeShift:
+    """The area errors of found photos read as a uniform shift of the outline (mm, and px of
+    the source photo the annotator traced on): how fine an edge the figures ask for."""
+
+    median_abs_mm: float  # median |area - true area| / perimeter
+    median_abs_src_px: float  # the same in px of the source annotation
+    median_pct_per_src_px: float  # area change (%) that a one-source-px shift makes, median
+
+
+def edge_shift(df: pd.DataFrame) -> EdgeShift:
+    """:class:`EdgeShift` of the found photos of ``df`` (area, perimeter of the measured
+    outline, true area, the source's px per mm)."""
+    found = df[df["found"] & (df["perimeter_mm"] > 0)]
+    shift_mm = (found["area_mm2"] - found["true_area_mm2"]) / found["perimeter_mm"]
+    src_px_mm = 1.0 / found["src_px_per_mm"]
+    pct_per_src_px = 100 * found["perimeter_mm"] * src_px_mm / found["true_area_mm2"]
+    return EdgeShift(
+        median_abs_mm=float(shift_mm.abs().median()),
+        median_abs_src_px=float((shift_mm.abs() / src_px_mm).median()),
+        median_pct_per_src_px=float(pct_per_src_px.median()),
+    )
+
+
 def join(truth: pd.DataFrame, auto: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     """One row per photo: truth, measurement, signals, relative error (%), found, wrong."""
     df = truth.merge(auto, on="file", how="left", suffixes=("_true", ""))
@@ -382,6 +406,13 @@ def report(name: str, df: pd.DataFrame) -> Summary:
         print(
             f"wrong photos: {a.over} too large ({a.over_nested} holding >= {NESTED:.0%} of the true wound), "
             f"{a.under} too small ({a.under_nested} lying >= {NESTED:.0%} inside it), {a.not_found} not found"
+        )
+    if {"perimeter_mm", "src_px_per_mm"} <= set(df) and df["found"].any():
+        e = edge_shift(df)
+        print(
+            f"as a uniform shift of the outline: median |shift| {e.median_abs_mm:.2f} mm = "
+            f"{e.median_abs_src_px:.1f} px of the source annotation, one of which moves the area by "
+            f"{e.median_pct_per_src_px:.1f}% (median)"
         )
     return s
 

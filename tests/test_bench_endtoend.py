@@ -176,6 +176,23 @@ def test_error_anatomy_tells_edge_disagreements_from_other_errors() -> None:
     assert (a.n_wrong, a.not_found, a.over, a.over_nested, a.under, a.under_nested) == (5, 1, 2, 1, 2, 1)
 
 
+def test_edge_shift_reads_area_errors_as_a_shift_of_the_outline() -> None:
+    bench = _bench()
+    r = np.array([2.0, 4.0, 8.0])  # true discs of radius r mm, outlines 0.1 mm too wide
+    df = pd.DataFrame({
+        "found": [True, True, True, False],
+        "area_mm2": [*np.pi * (r + 0.1) ** 2, 0.0],
+        "true_area_mm2": [*np.pi * r**2, 5.0],
+        "perimeter_mm": [*2 * np.pi * (r + 0.1), 0.0],
+        "src_px_per_mm": [10.0, 10.0, 10.0, 10.0],
+    })  # fmt: skip
+    e = bench.edge_shift(df)
+    assert e.median_abs_mm == pytest.approx(0.1, abs=0.003)  # the unfound photo left out
+    assert e.median_abs_src_px == pytest.approx(1.0, abs=0.03)
+    # one source px (0.1 mm) on a disc of radius 4 mm: ~5% of its area
+    assert e.median_pct_per_src_px == pytest.approx(100 * 2 * 4.1 * 0.1 / 4.0**2, rel=1e-9)
+
+
 def test_split_is_deterministic_and_balanced() -> None:
     bench = _bench()
     stems = [f"{i:04d}" for i in range(400)]
