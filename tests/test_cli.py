@@ -1,9 +1,14 @@
+import csv
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import make_photo, write_jpeg
 
+import ulcerseg
 from ulcerseg.cli import main
+from ulcerseg.errors import InputError
+from ulcerseg.healing import healing_config_sha256, load_healing_config
 
 
 def test_measure_help_documents_every_option() -> None:
@@ -132,8 +137,6 @@ def test_bad_config_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_healing_and_final_tables_record_provenance(tmp_path: Path) -> None:
-    import csv
-
     from conftest import RednessBackend
 
     from ulcerseg.config import PipelineConfig
@@ -153,3 +156,29 @@ def test_healing_and_final_tables_record_provenance(tmp_path: Path) -> None:
         ran = effective_config(PipelineConfig(), RednessBackend().card, "full")  # a test double: full
         assert row["config_sha256"] == ran.sha256()
         assert row["package_version"]
+    record = json.loads((out / "healing.json").read_text())
+    with (out / "healing.csv").open() as fh:
+        assert {r["heal_run"] for r in csv.DictReader(fh)} == {record["heal_run"]}
+    assert record["package_version"] == ulcerseg.__version__
+    assert record["healing_config"]["baseline_visit"] == "D0"
+    assert record["healing_config_sha256"] == healing_config_sha256(load_healing_config(None))
+
+
+def test_measure_without_a_baseline_photo_stores_its_rows_and_says_why_healing_is_not_computed(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    root = tmp_path / "trial"
+    write_jpeg(root / "S001" / "W4" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    out = tmp_path / "out"
+    args = ["measure", str(root), "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"]
+    result = CliRunner().invoke(main, args, standalone_mode=False)  # run() exits with the return value
+    assert result.return_value == 1, result.output
+    why = "healing config: baseline_visit 'D0' is no visit of the study (its visits: W4)"
+    assert f"healing not computed: {why}" in result.output
+    assert "Traceback" not in result.output
+    with (out / "measurements.csv").open() as fh:
+        assert [r["visit"] for r in csv.DictReader(fh)] == ["W4"]  # nothing measured is lost
+    assert not (out / "healing.csv").exists()  # no table referred to W4 as if it were baseline
+    result = CliRunner().invoke(main, ["heal", str(out)], standalone_mode=False)
+    assert isinstance(result.exception, InputError)  # run(): one line, exit 2
+    assert "baseline_visit 'D0' is no visit of the study" in str(result.exception)

@@ -253,6 +253,27 @@ def test_cardinal_ulcer_designation():
     assert res["U1"].is_cardinal and res["U1"].cardinal_source == "manifest"
 
 
+def test_a_cardinal_ulcer_the_study_has_no_photo_of_is_flagged_on_its_subject():
+    rows = series({"D0": 5.0, "W2": 4.0}, ulcer="U1") + series({"D0": 6.0}, subject="S002")
+    res = compute_healing(rows, cfg(schedule=(), cardinal_ulcers={"S001": "U9"}))  # a typo for U1
+    s001 = [v for u in res if u.subject_id == "S001" for v in u.visits]
+    assert s001 and all("cardinal_ulcer_missing" in v.healing_flags and not v.is_cardinal for v in s001)
+    (s002,) = (u for u in res if u.subject_id == "S002")  # other subjects: their own rule
+    assert s002.is_cardinal and "cardinal_ulcer_missing" not in s002.visits[0].healing_flags
+
+
+def test_a_baseline_visit_no_photo_of_the_study_has_is_an_error_not_a_silent_fallback():
+    rows = series({"W4": 5.0, "W8": 0.0})
+    why = r"baseline_visit 'W2' is no visit of the study \(its visits: W4, W8\)"
+    with pytest.raises(InputError, match=why):
+        compute_healing(rows, cfg(schedule=(), baseline_visit="W2"))
+    # an ulcer without a baseline photo in a study that has the baseline: healing as before
+    rows += series({"D0": 8.0}, ulcer="U2")
+    (u1,) = (u for u in compute_healing(rows, cfg(schedule=())) if u.ulcer_id == "U1")
+    assert [v.visit for v in u1.visits] == ["D0", "W4", "W8"]
+    assert "missing_visit" in u1.visits[0].healing_flags
+
+
 def test_several_photos_per_visit_use_median():
     rows = series({"D0": 10.0, "W2": 4.0})
     extra = dict(rows[1], photo_sha256="x2", area_mm2=6.0)

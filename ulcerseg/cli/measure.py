@@ -78,13 +78,14 @@ def measure(
 
     Every file under SOURCE becomes a row of measurements.csv or a listed reason (run.json).
     Exit status: 0 every photo of the study measured; 1 some photo of the study failed or is
-    missing, or some file could not be placed (unsupported format, layout, visit label);
+    missing, or some file could not be placed (unsupported format, layout, visit label), or
+    healing could not be computed (e.g. no photo of the baseline visit);
     2 usage or input error (one line; also: no photos found, with the layout expected).
     """
     from tqdm import tqdm
 
     from ulcerseg.config import load_config, with_overrides
-    from ulcerseg.errors import NoPhotosError
+    from ulcerseg.errors import InputError, NoPhotosError
     from ulcerseg.healing import heal_study
     from ulcerseg.pipeline import measure_study
 
@@ -117,8 +118,12 @@ def measure(
         for path, reason in err.skipped:
             click.echo(f"skipped: {path}: {reason}", err=True)
         raise
+    healing_error = None
     if not no_heal:
-        heal_study(out_dir)
+        try:
+            heal_study(out_dir)
+        except InputError as err:  # the measurements are stored: say why healing is not
+            healing_error = str(err)
     for path, reason in summary.problems:
         click.echo(f"skipped: {path}: {reason}", err=True)
     for file, reason in summary.failures:
@@ -134,4 +139,6 @@ def measure(
         click.echo(f"files not measured (see run.json): {counts}")
     if summary.unresolved:
         click.echo(f"{len(summary.unresolved)} photo(s) of the study unresolved (failed or missing)")
-    return 0 if summary.ok else 1
+    if healing_error is not None:
+        click.echo(f"healing not computed: {healing_error}", err=True)
+    return 0 if summary.ok and healing_error is None else 1

@@ -29,6 +29,9 @@ class HealingFlag(StrEnum):
     BASELINE_NOT_MEASURABLE = "baseline_not_measurable"
     NEAR_THRESHOLD = "near_threshold"
     DATE_INCONSISTENT = "date_inconsistent"
+    # the healing config names a cardinal ulcer of which the study has no photo (on every row of
+    # that subject, which then has no cardinal ulcer): a typo or a mislabelled photo folder
+    CARDINAL_ULCER_MISSING = "cardinal_ulcer_missing"
 
 
 @dataclass

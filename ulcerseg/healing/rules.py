@@ -429,6 +429,14 @@ def compute_healing(
         if "cardinal" in row and _truthy(row.get("cardinal")):
             manifest_cardinal.setdefault(subject, set()).add(ulcer)
 
+    if study_days and cfg.baseline_visit not in study_days:
+        # each ulcer falls back to its first visit when it lacks the baseline visit (an ulcer
+        # that appeared later); a baseline no photo of the study has is a wrong config
+        visits = ", ".join(sorted(study_days, key=lambda v: (study_days[v], v)))
+        raise InputError(
+            f"healing config: baseline_visit {cfg.baseline_visit!r} is no visit of the study "
+            f"(its visits: {visits})"
+        )
     schedule = expected_visits(cfg, study_days)
     results = [
         _ulcer_visits(s, u, groups[(s, u)], dict(day_of[(s, u)]), last_day[s], schedule, cfg)
@@ -452,7 +460,10 @@ def _designate_cardinal(
             chosen = next((u for u in ulcers if u.ulcer_id == wanted), None)
             source = "config"
             if chosen is None:
-                log.warning("cardinal ulcer %s of subject %s has no photos", wanted, subject)
+                log.warning("healing config: cardinal ulcer %s of subject %s has no photos", wanted, subject)
+                for u in ulcers:
+                    for v in u.visits:
+                        v.healing_flags.append(HealingFlag.CARDINAL_ULCER_MISSING.value)
         elif subject in manifest:
             if len(manifest[subject]) > 1:
                 raise InputError(

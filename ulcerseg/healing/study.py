@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ulcerseg import __version__
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig, healing_config_sha256, load_healing_config
 from ulcerseg.healing.records import UlcerHealing
@@ -16,6 +19,7 @@ from ulcerseg.rounding import round_rows
 from ulcerseg.store import Study
 from ulcerseg.store.healing import replace_healing_rows
 from ulcerseg.store.review import read_decisions
+from ulcerseg.tables import atomic_open
 
 __all__ = ["heal_study"]
 
@@ -23,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = None) -> list[UlcerHealing]:
-    """Compute healing for a measurement output folder; write table ``healing`` and healing.csv.
+    """Compute healing for a measurement output folder; write table ``healing``, healing.csv
+    and healing.json (the run's time, package version and healing config).
 
     Healing is computed from the FINAL per-photo values (:func:`ulcerseg.review.rules.final_rows`:
     review decisions applied, flagged photos pending review without a value), the same values
@@ -48,6 +53,14 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
             row.update({k: source.get(k) for k in PROVENANCE_COLUMNS}, healing_config_sha256=rules)
         replace_healing_rows(study.conn, flat)
     write_healing_csv(round_rows(flat), out_dir / "healing.csv")  # the table keeps full precision
+    # the run's provenance beside its rows (same heal_run): the rules themselves, not only their
+    # hash, and the package version whose rules computed the statuses
+    with atomic_open(out_dir / "healing.json") as f:
+        json.dump(
+            {"heal_run": heal_run, "package_version": __version__, "healing_config_sha256": rules,
+             "healing_config": asdict(cfg)},
+            f, indent=2, ensure_ascii=False,
+        )  # fmt: skip
     log.info(
         "healing: %d ulcers, %d visit rows (%d photos pending review) -> %s",
         len(results), len(flat), len(final.pending), out_dir,
