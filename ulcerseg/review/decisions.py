@@ -330,13 +330,20 @@ def record_manual_measurement(
     *,
     session_id: str | None = None,
     role: str = READER,
+    measured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append a manual-scale measurement of a photo without a usable marker (a ``correct``
-    decision whose ``details`` carry ``scale_source: manual``, the scale and the outline)."""
+    decision whose ``details`` carry ``scale_source: manual``, the scale and the outline).
+
+    ``measured``: :func:`manual_area` of these arguments when computed already (the server
+    rasterises before taking its lock).
+    """
     assessor = (assessor or "").strip()
     if not assessor:
         raise DecisionError("assessor name is required")
-    details = manual_area(points, length_mm, polygon, (item.width_px, item.height_px))
+    if measured is None:
+        measured = manual_area(points, length_mm, polygon, (item.width_px, item.height_px))
+    details = dict(measured)
     if role == ADJUDICATOR:
         details["role"] = ADJUDICATOR
     row = {

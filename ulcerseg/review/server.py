@@ -65,6 +65,7 @@ from ulcerseg.review.decisions import (
     find_disagreements,
     latest_reads,
     list_decisions,
+    manual_area,
     mask_from_png,
     mask_from_polygon,
     open_study,
@@ -755,6 +756,8 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
     points = parse_points(body.get(name), name, frame, 2, 2)
     length_mm = _number(body.get("length_mm"), "length_mm")
     polygon = parse_points(body.get("polygon"), "polygon", frame, 3, MAX_VERTICES)
+    # rasterising a long outline takes a while: not under the lock every other request waits on
+    measured = manual_area(points, length_mm, polygon, frame)
     with req.app.lock:
         conn = req.app.connect()
         try:
@@ -767,6 +770,7 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
                 polygon,
                 session_id=_session_id(req, conn, body),
                 role=req.app.role,
+                measured=measured,
             )
         finally:
             conn.close()
