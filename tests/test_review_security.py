@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -411,3 +412,24 @@ def test_one_person_cannot_be_registered_twice_under_a_case_or_width_variant(tmp
         add_reader(conn, "Dr Alice Smith")
     add_reader(conn, "Dr Alice Smithson")  # another name is another reader
     assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Alice Smithson"]
+
+
+def test_truncated_or_broken_mask_png_gets_a_fixed_message(served):
+    # before: "... not a readable PNG (... <_io.BytesIO object at 0x7f...>)", an internal
+    # detail; and a broken chunk header was a 500
+    import base64
+
+    from PIL import Image
+
+    client, app, _ = served
+    it = app.items[0]
+    w, h = it.frame_size()
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(w * h).reshape(h, w) % 251).astype(np.uint8)).save(buf, format="PNG")
+    good = buf.getvalue()
+    wrong_chunk_length = good[:33] + struct.pack(">I", 5) + good[37:]  # the IDAT chunk's
+    for png in (good[:40], good[: len(good) // 2], wrong_chunk_length):
+        body = {"key": it.key, "action": "correct", "mask_png": base64.b64encode(png).decode()}
+        status, res = client.json("/api/decision", body)
+        assert status == 400 and res == {"error": "corrected mask is not a readable PNG"}, res
+    _alive(client)
