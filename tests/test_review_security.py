@@ -433,3 +433,47 @@ def test_truncated_or_broken_mask_png_gets_a_fixed_message(served):
         status, res = client.json("/api/decision", body)
         assert status == 400 and res == {"error": "corrected mask is not a readable PNG"}, res
     _alive(client)
+
+
+def _dribble(base: str, head: bytes, rest: bytes, every: float) -> tuple[bytes, float]:
+    """Send ``head``, then ``rest`` one byte every ``every`` s until the server answers or
+    closes; returns (reply, seconds from the first byte to the reply)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=every) as s:
+        t0 = time.monotonic()
+        s.sendall(head)
+        for i in range(len(rest) + 1):
+            try:
+                first = s.recv(65536)
+                break
+            except TimeoutError:
+                if i < len(rest):
+                    s.sendall(rest[i : i + 1])
+        else:
+            first = b""
+        elapsed = time.monotonic() - t0
+        s.settimeout(5)
+        chunks = [first]
+        while chunks[-1]:
+            chunks.append(s.recv(65536))
+    return b"".join(chunks), elapsed
+
+
+def test_a_dribbled_request_is_cut_at_the_request_timeout(served):
+    # before: the timeout bounded each socket read, so a byte every 0.4 s (timeout 1 s) kept
+    # the request (and its thread) going for as long as the sender liked
+    client, app, _ = served  # app.request_timeout_s = 1
+    port = int(client.base.rsplit(":", 1)[1])
+    body = json.dumps({"key": app.items[0].key, "action": "accept"}).encode()
+    head = (
+        f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {client.token}\r\n"
+        f"Content-Type: application/json\r\nOrigin: {client.base}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    reply, elapsed = _dribble(client.base, head.encode(), body, every=0.4)
+    assert reply.startswith(b"HTTP/1.0 408") and b'"error"' in reply, reply[:80]
+    assert elapsed < 3, elapsed
+    # headers dribbled: the connection is closed at the deadline, nothing is answered
+    reply, elapsed = _dribble(client.base, b"GET /api/items HTTP/1.1\r\n", b"X-Slow: " + b"a" * 40, 0.4)
+    assert reply == b"" and elapsed < 3, (reply[:80], elapsed)
+    assert list_decisions(sqlite3.connect(app.out_dir / "study.sqlite")) == []
+    _alive(client)

@@ -12,7 +12,8 @@ Security model:
   (or Referer) that is this server (else 403);
 - every field is checked for type and range; the body is capped (413), a corrected mask's
   PNG header is checked against the frame before anything is decoded (413 when larger);
-- a request whose body does not arrive times out (``ReviewApp.request_timeout_s``); any
+- a request (line, headers and body) must arrive within ``ReviewApp.request_timeout_s`` in all,
+  however it is dribbled (408, or the connection is closed); any
   error reaches the client as JSON, never as a traceback or a file path (paths carry subject IDs:
   they go to the log), and the server stays up;
 - a polygon correction's ``px_per_mm`` must be a frame the server serves for the item: the
@@ -30,12 +31,15 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import io
 import json
 import logging
 import math
 import re
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -114,6 +118,7 @@ class ReviewApp:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # adjudication mode: only disputed photos, each shown with the readers' standing readings
     adjudicate: bool = False
+    # the whole request (line, headers, body) must arrive within this many seconds
     request_timeout_s: float = 10.0
     # flagged photos without a usable marker, measured with a hand-set scale
     manual_items: list[ManualItem] = field(default_factory=list)
@@ -327,6 +332,31 @@ def add_route(method: str, path: str, handler: Handler, prefix: bool = False) ->
     (PREFIX_ROUTES if prefix else ROUTES)[(method, path)] = handler
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Reads of a socket that all end by ``deadline`` (time.monotonic() s), else TimeoutError.
+
+    A socket timeout bounds one read only: a request dribbled a byte every few seconds would
+    hold its connection (and thread) for as long as the sender likes.
+    """
+
+    def __init__(self, sock: socket.socket, timeout_s: float) -> None:
+        self._sock, self._timeout_s = sock, timeout_s
+        self.deadline = time.monotonic() + timeout_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request not received within the request timeout")
+        self._sock.settimeout(min(left, self._timeout_s))
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            self._sock.settimeout(self._timeout_s)  # writes keep the per-operation timeout
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "ulcerseg-review"
     sys_version = ""
@@ -336,6 +366,14 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.app.request_timeout_s  # socket timeout for every read and write
         super().setup()
+        self.rfile.close()  # the socket's own file: requests are read through the deadline
+        self._reader = _DeadlineReader(self.connection, self.app.request_timeout_s)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        # the request line, headers and body share one deadline
+        self._reader.deadline = time.monotonic() + self.app.request_timeout_s
+        super().handle_one_request()
 
     # -- plumbing -------------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:
