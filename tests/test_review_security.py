@@ -477,3 +477,26 @@ def test_a_dribbled_request_is_cut_at_the_request_timeout(served):
     assert reply == b"" and elapsed < 3, (reply[:80], elapsed)
     assert list_decisions(sqlite3.connect(app.out_dir / "study.sqlite")) == []
     _alive(client)
+
+
+def test_connections_beyond_the_cap_get_503(tmp_path: Path):
+    # before: a thread per connection without limit
+    study = make_study(tmp_path)
+    app = ReviewApp.load(study["out"], cfg())
+    app.max_connections, app.request_timeout_s = 2, 10.0
+    with serving(app) as base:
+        client = Client(base, app.add_reader("Dr A"), app)
+        host, port = base.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+        try:  # connections are accepted in order: the two idle ones hold both slots
+            with socket.create_connection((host, int(port)), timeout=5) as extra:
+                reply = b"".join(iter(lambda: extra.recv(65536), b""))
+            assert reply.startswith(b"HTTP/1.0 503") and b"application/json" in reply, reply[:80]
+            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 5  # the closed connections give their slots back
+        while client.request("/api/items")[0] == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _alive(client)

@@ -13,7 +13,8 @@ Security model:
 - every field is checked for type and range; the body is capped (413), a corrected mask's
   PNG header is checked against the frame before anything is decoded (413 when larger);
 - a request (line, headers and body) must arrive within ``ReviewApp.request_timeout_s`` in all,
-  however it is dribbled (408, or the connection is closed); any
+  however it is dribbled (408, or the connection is closed); at most
+  ``ReviewApp.max_connections`` connections are served at once, others get 503; any
   error reaches the client as JSON, never as a traceback or a file path (paths carry subject IDs:
   they go to the log), and the server stays up;
 - a polygon correction's ``px_per_mm`` must be a frame the server serves for the item: the
@@ -120,6 +121,8 @@ class ReviewApp:
     adjudicate: bool = False
     # the whole request (line, headers, body) must arrive within this many seconds
     request_timeout_s: float = 10.0
+    # connections served at once; more are answered 503 (each holds a thread)
+    max_connections: int = 32
     # flagged photos without a usable marker, measured with a hand-set scale
     manual_items: list[ManualItem] = field(default_factory=list)
 
@@ -902,14 +905,55 @@ def _view(req: _Handler, rest: str) -> None:
 add_route("GET", "/view/", _view, prefix=True)
 
 
+_BUSY = json.dumps({"error": "server busy: too many connections, retry shortly"}).encode()
+
+
+class _ReviewServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once: beyond that a connection
+    is answered 503 and closed by the accepting thread, so slow clients cannot pile up threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max(1, int(max_connections)))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # the thread never started
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        head = (
+            "HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(_BUSY)}\r\nCache-Control: no-store\r\nRetry-After: 1\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        # never block the accepting thread: the reply fits an empty send buffer
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(head.encode() + _BUSY)
+            request.recv(65536)  # what arrived already: closing on unread data would reset the reply
+        self.shutdown_request(request)
+
+
 def make_server(app: ReviewApp, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """An HTTP server for ``app`` bound to ``host`` (localhost only by default)."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UlcersegError(f"review server binds to localhost only, not {host!r}")
     handler = type("ReviewHandler", (_Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return _ReviewServer((host, port), handler, app.max_connections)
 
 
 def login_url(port: int, token: str) -> str:
