@@ -12,6 +12,8 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -500,3 +502,69 @@ def test_connections_beyond_the_cap_get_503(tmp_path: Path):
         while client.request("/api/items")[0] == 503 and time.monotonic() < deadline:
             time.sleep(0.05)
         _alive(client)
+
+
+def _get(base: str, path: str, headers: dict[str, str]):
+    import http.client
+
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": f"{host}:{port}", **headers})
+        res = conn.getresponse()
+        return res.status, res.read(), res.getheader("Set-Cookie")
+    finally:
+        conn.close()
+
+
+def test_a_login_link_does_not_silently_replace_another_readers_session(served):
+    # before: any ?token= link (e.g. on another site) replaced the reader's session cookie, so
+    # a second reader's decisions could be recorded in this browser under another name
+    import html
+
+    client, app, _ = served
+    other = client.reader("Dr B")
+    cookie_a = f"ulcerseg_review_token={client.token}"
+    for fetch_site in ("cross-site", "same-site", "same-origin", None):
+        headers = {"Cookie": cookie_a, **({"Sec-Fetch-Site": fetch_site} if fetch_site else {})}
+        status, page, set_cookie = _get(client.base, f"/?token={other.token}", headers)
+        assert status == 409 and set_cookie is None, fetch_site
+        assert b"Another reader is logged in" in page and b'action="/login"' in page
+    # typed, pasted or bookmarked: the browser says so, and the reader may switch
+    status, _, set_cookie = _get(
+        client.base, f"/?token={other.token}", {"Cookie": cookie_a, "Sec-Fetch-Site": "none"}
+    )
+    assert status == 303 and other.token in set_cookie
+    # a browser with no session, or the same reader's link again: the login flow as before
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Cookie": cookie_a, "Sec-Fetch-Site": "cross-site"}):
+        token = client.token if "Cookie" in headers else other.token
+        status, _, set_cookie = _get(client.base, f"/?token={token}", headers)
+        assert status == 303 and token in set_cookie
+    # the page's button: a same-origin form POST /login with the link's token
+    page = _get(client.base, f"/?token={other.token}", {"Cookie": cookie_a})[1].decode()
+    assert f'value="{html.escape(other.token)}"' in page
+    form = f"token={other.token}".encode()
+
+    def post(origin: str, ctype: str = "application/x-www-form-urlencoded", body: bytes = form):
+        req = urllib.request.Request(client.base + "/login", data=body, method="POST")
+        req.add_header("Content-Type", ctype)
+        req.add_header("Origin", origin)
+        req.add_header("Cookie", cookie_a)
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(req, timeout=10) as res:
+                return res.status, res.headers.get("Set-Cookie")
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers.get("Set-Cookie")
+
+    assert post("http://evil.example") == (403, None)
+    assert post(client.base, "application/json") == (415, None)
+    assert post(client.base, body=b"token=" + b"x" * 43) == (401, None)
+    status, set_cookie = post(client.base)
+    assert status == 303 and other.token in set_cookie and "HttpOnly" in set_cookie
+    assert not app.decisions()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None

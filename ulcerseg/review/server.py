@@ -8,8 +8,12 @@ Security model:
   with an HttpOnly SameSite=Strict cookie and a redirect to the page without it; blanked in the
   log), as ``Authorization: Bearer`` or ``X-Review-Token``. The
   reader's identity is the token's: an ``assessor`` field in a request body is ignored;
-- state-changing requests need ``Content-Type: application/json`` (else 415) and an Origin
-  (or Referer) that is this server (else 403);
+- a login link does not replace another reader's valid session cookie unless the browser says
+  it was typed, pasted or bookmarked (``Sec-Fetch-Site: none``): a link on another site could
+  otherwise switch who is recorded. It is answered with a 409 page instead, whose button logs
+  in explicitly (a same-origin form ``POST /login``);
+- state-changing requests need ``Content-Type: application/json`` (else 415; the login form
+  is form-encoded) and an Origin (or Referer) that is this server (else 403);
 - every field is checked for type and range; the body is capped (413), a corrected mask's
   PNG header is checked against the frame before anything is decoded (413 when larger);
 - a request (line, headers and body) must arrive within ``ReviewApp.request_timeout_s`` in all,
@@ -32,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import html
 import io
 import json
 import logging
@@ -98,6 +103,7 @@ MAX_REASON = 500  # characters
 MAX_VERTICES = 10_000
 MAX_POLYGONS = 100
 MAX_ID = 64  # session and other ids, characters
+MAX_LOGIN_FORM = 1024  # bytes of the POST /login form (one token)
 
 
 class HttpError(Exception):
@@ -433,13 +439,27 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("X-Review-Token")
         if header:
             out.append((header, False))
+        cookie = self._cookie_token()
+        if cookie is not None:
+            out.append((cookie, False))
+        return out
+
+    def _cookie_token(self) -> str | None:
         try:
             cookie = SimpleCookie(self.headers.get("Cookie", ""))
         except CookieError:
-            cookie = SimpleCookie()
-        if COOKIE in cookie:
-            out.append((cookie[COOKIE].value, False))
-        return out
+            return None
+        return cookie[COOKIE].value if COOKIE in cookie else None
+
+    def _switches_reader(self, reader: Reader) -> bool:
+        """True when a login link for ``reader`` would replace another reader's valid session
+        cookie and the browser did not say the link was typed or pasted (``Sec-Fetch-Site:
+        none``): followed from a page, it may be another site's doing."""
+        if self.headers.get("Sec-Fetch-Site", "").strip().lower() == "none":
+            return False
+        cookie = self._cookie_token()
+        current = self.app.reader(cookie) if cookie else None
+        return current is not None and current.name != reader.name
 
     def _authenticate(self, query: dict[str, list[str]], login: bool) -> tuple[Reader, str | None]:
         """The reader of the first valid token, and the token when it came as ``?token=``."""
@@ -453,8 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         return {f"http://{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
 
-    def _check_state_change(self) -> None:
-        """Content-Type application/json and an Origin/Referer of this server (CSRF)."""
+    def _check_state_change(self, content_type: str = "application/json") -> None:
+        """``content_type`` and an Origin/Referer of this server (CSRF)."""
         origin = self.headers.get("Origin")
         if not origin:
             referer = urlsplit(self.headers.get("Referer", ""))
@@ -462,20 +482,20 @@ class _Handler(BaseHTTPRequestHandler):
         if origin is None or origin not in self._own_origins():
             raise HttpError(403, "cross-origin request refused (Origin must be this server)")
         ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if ctype != "application/json":
-            raise HttpError(415, "Content-Type must be application/json")
+        if ctype != content_type:
+            raise HttpError(415, f"Content-Type must be {content_type}")
 
-    def read_json(self) -> dict[str, Any]:
-        """The JSON object in the body (size-capped, time-limited)."""
+    def read_body(self, max_len: int = MAX_BODY) -> bytes:
+        """The request body, at most ``max_len`` bytes (413 beyond), read by the deadline (408)."""
         raw_len = self.headers.get("Content-Length")
         if raw_len is None:
             raise HttpError(411, "Content-Length is required")
         if not (raw_len.strip().isascii() and raw_len.strip().isdigit()):  # "²" is a digit to isdigit
             raise HttpError(400, "Content-Length is not a number")
         length = int(raw_len)
-        if length > MAX_BODY:
+        if length > max_len:
             self.close_connection = True  # the body is not read: the connection cannot be reused
-            raise HttpError(413, f"request body larger than {MAX_BODY} bytes")
+            raise HttpError(413, f"request body larger than {max_len} bytes")
         if length == 0:
             raise HttpError(400, "request body missing")
         try:
@@ -486,6 +506,11 @@ class _Handler(BaseHTTPRequestHandler):
         if len(data) < length:
             self.close_connection = True
             raise HttpError(400, "request body shorter than Content-Length")
+        return data
+
+    def read_json(self) -> dict[str, Any]:
+        """The JSON object in the body (size-capped, time-limited)."""
+        data = self.read_body()
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -552,6 +577,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Host", "") not in hosts:
             # a foreign Host header means DNS rebinding or a proxy: never answer those
             raise HttpError(HTTPStatus.FORBIDDEN, "requests must address the server as localhost")
+        if method == "POST" and parts.path == "/login":
+            self._login_form()
+            return
         login = method == "GET" and parts.path in ("/", "/index.html")
         self.reader, login_token = self._authenticate(query, login)
         if self.reader.role != self.app.role:
@@ -565,17 +593,57 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(404, "not found")
         handler, rest = found
         if login_token is not None:
-            # the login link's token becomes the cookie, and the address bar (history, a
-            # screenshot) loses it: 303 to the same page without the query
-            cookie = f"{COOKIE}={login_token}; HttpOnly; SameSite=Strict; Path=/"
-            self._send(303, b"", "text/plain", {"Set-Cookie": cookie, "Location": parts.path})
+            if self._switches_reader(self.reader):
+                page = _SWITCH_PAGE.replace("{token}", html.escape(login_token, quote=True))
+                self._send(409, page.encode(), "text/html; charset=utf-8")
+                return
+            self._set_cookie(login_token, parts.path)
             return
         handler(self, rest)
+
+    def _set_cookie(self, token: str, location: str) -> None:
+        # the login link's token becomes the cookie, and the address bar (history, a
+        # screenshot) loses it: 303 to the same page without the query
+        cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+        self._send(303, b"", "text/plain", {"Set-Cookie": cookie, "Location": location})
+
+    def _login_form(self) -> None:
+        """``POST /login`` from the 409 page's button: log in with the form's token, replacing
+        whoever's cookie this browser holds. Same-origin only, so only a click on that page does it."""
+        self._check_state_change("application/x-www-form-urlencoded")
+        try:
+            form = parse_qs(self.read_body(MAX_LOGIN_FORM).decode("ascii"), strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            raise HttpError(400, "the login form is not readable") from None
+        token = (form.get("token") or [""])[0]
+        reader = self.app.reader(token)
+        if reader is None:
+            raise HttpError(401, "missing, wrong or revoked reader token")
+        if reader.role != self.app.role:
+            raise HttpError(403, f"this server is for {self.app.role}s; {reader.name} is a {reader.role}")
+        self._set_cookie(token, "/")
 
     @property
     def assessor(self) -> str:
         assert self.reader is not None
         return self.reader.name
+
+
+_SWITCH_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Another reader is logged in</title></head>
+<body>
+<h1>Another reader is logged in in this browser</h1>
+<p>This login link was opened from a page, so it does not replace the reader now logged in:
+every decision is recorded under one reader's name, and a link on another site must not
+change whose. Nothing has changed.</p>
+<p>If this is your personal link and you mean to review now, log in explicitly; the other
+reader is then logged out of this browser.</p>
+<form method="post" action="/login">
+<input type="hidden" name="token" value="{token}">
+<button type="submit">Log in with this link</button>
+</form>
+</body></html>
+"""
 
 
 # --- handlers ---------------------------------------------------------------------------------
