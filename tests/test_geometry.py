@@ -91,3 +91,64 @@ def test_apply_homography_accepts_nine_numbers_and_checks_the_horizon() -> None:
     np.testing.assert_allclose(apply_homography(h.ravel().tolist(), [[0, 0]]), [[0, 0]])
     with pytest.raises(ValueError, match="horizon"):
         apply_homography(h, [[-200.0, 0.0]], check_horizon=True)
+
+
+def _zigzag(n: int, width: float, height: float) -> np.ndarray:
+    """An n-vertex outline whose every edge spans the frame's height (the worst case for a
+    rows x edges rasteriser)."""
+    xs = np.linspace(0.5, width - 1.5, n // 2)
+    top = np.c_[xs, np.full(n // 2, 0.5)]
+    bottom = np.c_[xs + 0.5, np.full(n // 2, height - 1.5)]
+    zig = np.empty((n, 2))
+    zig[0::2], zig[1::2] = top, bottom
+    return zig
+
+
+def test_fill_memory_is_bounded_for_many_edges() -> None:
+    # before: rows x edges float64 arrays, ~720 MB for this 178 KB request body
+    import tracemalloc
+
+    poly = _zigzag(10_000, 4000.0, 3000.0)
+    tracemalloc.start()
+    try:
+        mask = fill_polygon((3000, 4000), poly)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6, peak / 1e6
+    assert mask.any()
+
+
+def _even_odd_reference(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndarray:
+    """Pixel-centre rule by brute force: a centre is inside when an odd number of edge crossings
+    of its row (half-open in y) lie at or left of it."""
+    vv, uu = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    inside = np.zeros(shape, bool)
+    for poly in polygons:
+        for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, axis=0), strict=True):
+            if y0 == y1:
+                continue
+            crosses = (vv >= min(y0, y1)) & (vv < max(y0, y1))
+            x = x0 + (vv - y0) * (x1 - x0) / (y1 - y0)
+            inside ^= crosses & (x <= uu)
+    return inside
+
+
+def test_banded_fill_is_the_unbanded_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ulcerseg.geometry as geometry
+
+    rng = np.random.default_rng(7)
+    shape = (61, 83)
+    for _ in range(30):
+        polygons = [
+            rng.uniform(-5, 90, (int(rng.integers(3, 40)), 2)) * [1, 0.75]
+            for _ in range(int(rng.integers(1, 4)))
+        ]
+        # some vertices on pixel centres and on rows exactly: the half-open cases
+        polygons[0][::3] = np.round(polygons[0][::3])
+        monkeypatch.setattr(geometry, "FILL_BAND_ELEMENTS", 1 << 30)
+        whole = fill_polygons(shape, polygons)
+        assert np.array_equal(whole, _even_odd_reference(shape, polygons))
+        for budget in (1, 500, 3000):  # one row per band, a few rows, many rows
+            monkeypatch.setattr(geometry, "FILL_BAND_ELEMENTS", budget)
+            assert np.array_equal(fill_polygons(shape, polygons), whole), budget

@@ -236,3 +236,32 @@ def test_heal_final_and_report_agree_after_every_decision(served):
 
 def test_disc_helper_is_the_study_mask():
     assert _disc(5).sum() > 0  # keeps the shared helper import honest
+
+
+def test_unconfirmed_or_unrecorded_correction_leaves_no_mask_file(served, monkeypatch):
+    # before: the mask PNG was written before the confirmation check, so every 409 (and a
+    # failed insert) left a file in review/masks/ that no decision names
+    import sqlite3
+
+    import ulcerseg.review.decisions as decisions
+
+    client, app, study = served
+    it = app.items[0]
+    masks = study["out"] / "review" / "masks"
+    body = {"key": it.key, "action": "correct", "polygon": _square(40)}
+    for _ in range(3):
+        status, res = client.json("/api/decision", body)
+        assert status == 409 and res["error"] == "needs_confirmation"
+    assert not masks.exists() or not any(masks.iterdir())
+
+    def failing_insert(conn, row):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(decisions, "insert_decision", failing_insert)
+    assert client.json("/api/decision", {**body, "confirm": True})[0] == 500
+    assert not masks.exists() or not any(masks.iterdir())
+    monkeypatch.undo()
+    status, res = client.json("/api/decision", {**body, "confirm": True})
+    assert status == 200
+    [saved] = [d for d in app.decisions() if d["action"] == "correct"]
+    assert [p.relative_to(study["out"]).as_posix() for p in masks.iterdir()] == [saved["corrected_mask_file"]]

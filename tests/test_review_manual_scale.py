@@ -115,3 +115,31 @@ def test_manual_area_is_exact_for_a_pixel_aligned_rectangle():
 
     got = manual_area([[0, 0], [0, 100]], 5.0, [[10, 10], [50, 10], [50, 30], [10, 30]], (640, 480))
     assert got["n_px"] == 40 * 20 and got["area_mm2"] == pytest.approx(800 * 0.05**2)
+
+
+def test_manual_scale_outline_is_rasterised_outside_the_app_lock(tmp_path: Path, monkeypatch):
+    # before: the outline was filled under app.lock, so one long outline stalled every
+    # other reader's decision for as long as it took
+    import ulcerseg.review.decisions as decisions
+    import ulcerseg.review.server as server
+
+    study = make_study(tmp_path)
+    _add_markerless_photo(tmp_path, study["out"])
+    app = ReviewApp.load(study["out"], cfg())
+    locked_while_filling: list[bool] = []
+    real = decisions.manual_area
+
+    def spy(*args, **kwargs):
+        locked_while_filling.append(app.lock.locked())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decisions, "manual_area", spy)
+    monkeypatch.setattr(server, "manual_area", spy, raising=False)
+    with serving(app) as base:
+        client = Client(base, app.add_reader("Dr M"), app)
+        key = app.manual_items[0].key
+        body = {"key": key, "points": [list(p) for p in TICKS], "length_mm": 10.0, "polygon": _trace()}
+        status, res = client.json("/api/manual-scale", body)
+        assert status == 200, res
+        assert res["area_after_mm2"] == pytest.approx(TRUE_AREA_MM2, rel=0.03)
+    assert locked_while_filling == [False]

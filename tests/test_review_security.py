@@ -12,10 +12,13 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -411,3 +414,157 @@ def test_one_person_cannot_be_registered_twice_under_a_case_or_width_variant(tmp
         add_reader(conn, "Dr Alice Smith")
     add_reader(conn, "Dr Alice Smithson")  # another name is another reader
     assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Alice Smithson"]
+
+
+def test_truncated_or_broken_mask_png_gets_a_fixed_message(served):
+    # before: "... not a readable PNG (... <_io.BytesIO object at 0x7f...>)", an internal
+    # detail; and a broken chunk header was a 500
+    import base64
+
+    from PIL import Image
+
+    client, app, _ = served
+    it = app.items[0]
+    w, h = it.frame_size()
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(w * h).reshape(h, w) % 251).astype(np.uint8)).save(buf, format="PNG")
+    good = buf.getvalue()
+    wrong_chunk_length = good[:33] + struct.pack(">I", 5) + good[37:]  # the IDAT chunk's
+    for png in (good[:40], good[: len(good) // 2], wrong_chunk_length):
+        body = {"key": it.key, "action": "correct", "mask_png": base64.b64encode(png).decode()}
+        status, res = client.json("/api/decision", body)
+        assert status == 400 and res == {"error": "corrected mask is not a readable PNG"}, res
+    _alive(client)
+
+
+def _dribble(base: str, head: bytes, rest: bytes, every: float) -> tuple[bytes, float]:
+    """Send ``head``, then ``rest`` one byte every ``every`` s until the server answers or
+    closes; returns (reply, seconds from the first byte to the reply)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=every) as s:
+        t0 = time.monotonic()
+        s.sendall(head)
+        for i in range(len(rest) + 1):
+            try:
+                first = s.recv(65536)
+                break
+            except TimeoutError:
+                if i < len(rest):
+                    s.sendall(rest[i : i + 1])
+        else:
+            first = b""
+        elapsed = time.monotonic() - t0
+        s.settimeout(5)
+        chunks = [first]
+        while chunks[-1]:
+            chunks.append(s.recv(65536))
+    return b"".join(chunks), elapsed
+
+
+def test_a_dribbled_request_is_cut_at_the_request_timeout(served):
+    # before: the timeout bounded each socket read, so a byte every 0.4 s (timeout 1 s) kept
+    # the request (and its thread) going for as long as the sender liked
+    client, app, _ = served  # app.request_timeout_s = 1
+    port = int(client.base.rsplit(":", 1)[1])
+    body = json.dumps({"key": app.items[0].key, "action": "accept"}).encode()
+    head = (
+        f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {client.token}\r\n"
+        f"Content-Type: application/json\r\nOrigin: {client.base}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    reply, elapsed = _dribble(client.base, head.encode(), body, every=0.4)
+    assert reply.startswith(b"HTTP/1.0 408") and b'"error"' in reply, reply[:80]
+    assert elapsed < 3, elapsed
+    # headers dribbled: the connection is closed at the deadline, nothing is answered
+    reply, elapsed = _dribble(client.base, b"GET /api/items HTTP/1.1\r\n", b"X-Slow: " + b"a" * 40, 0.4)
+    assert reply == b"" and elapsed < 3, (reply[:80], elapsed)
+    assert list_decisions(sqlite3.connect(app.out_dir / "study.sqlite")) == []
+    _alive(client)
+
+
+def test_connections_beyond_the_cap_get_503(tmp_path: Path):
+    # before: a thread per connection without limit
+    study = make_study(tmp_path)
+    app = ReviewApp.load(study["out"], cfg())
+    app.max_connections, app.request_timeout_s = 2, 10.0
+    with serving(app) as base:
+        client = Client(base, app.add_reader("Dr A"), app)
+        host, port = base.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+        try:  # connections are accepted in order: the two idle ones hold both slots
+            with socket.create_connection((host, int(port)), timeout=5) as extra:
+                reply = b"".join(iter(lambda: extra.recv(65536), b""))
+            assert reply.startswith(b"HTTP/1.0 503") and b"application/json" in reply, reply[:80]
+            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 5  # the closed connections give their slots back
+        while client.request("/api/items")[0] == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _alive(client)
+
+
+def _get(base: str, path: str, headers: dict[str, str]):
+    import http.client
+
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": f"{host}:{port}", **headers})
+        res = conn.getresponse()
+        return res.status, res.read(), res.getheader("Set-Cookie")
+    finally:
+        conn.close()
+
+
+def test_a_login_link_does_not_silently_replace_another_readers_session(served):
+    # before: any ?token= link (e.g. on another site) replaced the reader's session cookie, so
+    # a second reader's decisions could be recorded in this browser under another name
+    import html
+
+    client, app, _ = served
+    other = client.reader("Dr B")
+    cookie_a = f"ulcerseg_review_token={client.token}"
+    for fetch_site in ("cross-site", "same-site", "same-origin", None):
+        headers = {"Cookie": cookie_a, **({"Sec-Fetch-Site": fetch_site} if fetch_site else {})}
+        status, page, set_cookie = _get(client.base, f"/?token={other.token}", headers)
+        assert status == 409 and set_cookie is None, fetch_site
+        assert b"Another reader is logged in" in page and b'action="/login"' in page
+    # typed, pasted or bookmarked: the browser says so, and the reader may switch
+    status, _, set_cookie = _get(
+        client.base, f"/?token={other.token}", {"Cookie": cookie_a, "Sec-Fetch-Site": "none"}
+    )
+    assert status == 303 and other.token in set_cookie
+    # a browser with no session, or the same reader's link again: the login flow as before
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Cookie": cookie_a, "Sec-Fetch-Site": "cross-site"}):
+        token = client.token if "Cookie" in headers else other.token
+        status, _, set_cookie = _get(client.base, f"/?token={token}", headers)
+        assert status == 303 and token in set_cookie
+    # the page's button: a same-origin form POST /login with the link's token
+    page = _get(client.base, f"/?token={other.token}", {"Cookie": cookie_a})[1].decode()
+    assert f'value="{html.escape(other.token)}"' in page
+    form = f"token={other.token}".encode()
+
+    def post(origin: str, ctype: str = "application/x-www-form-urlencoded", body: bytes = form):
+        req = urllib.request.Request(client.base + "/login", data=body, method="POST")
+        req.add_header("Content-Type", ctype)
+        req.add_header("Origin", origin)
+        req.add_header("Cookie", cookie_a)
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(req, timeout=10) as res:
+                return res.status, res.headers.get("Set-Cookie")
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers.get("Set-Cookie")
+
+    assert post("http://evil.example") == (403, None)
+    assert post(client.base, "application/json") == (415, None)
+    assert post(client.base, body=b"token=" + b"x" * 43) == (401, None)
+    status, set_cookie = post(client.base)
+    assert status == 303 and other.token in set_cookie and "HttpOnly" in set_cookie
+    assert not app.decisions()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None

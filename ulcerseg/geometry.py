@@ -157,13 +157,19 @@ def signed_polygon_area(polygon: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
+FILL_BAND_ELEMENTS = 1 << 20
+"""Rows per band x (edges + image width) that :func:`fill_polygons` works on at once: its
+temporaries are a few arrays of that many elements (~8 MB each), whatever the polygon."""
+
+
 def fill_polygons(shape: tuple[int, int], polygons: Sequence[np.ndarray]) -> np.ndarray:
     """Boolean mask (H, W) of pixels whose CENTRE lies inside the polygons (px, centres at integers).
 
     Several polygons combine even-odd (a polygon inside another is a hole). A pixel is inside
     exactly when its centre is, so the pixel count is an unbiased estimate of the polygon area
     (a 20 x 10 px rectangle gives 200 px); ``cv2.fillPoly`` instead sets every pixel the outline
-    touches, which over-counts small shapes by a one-pixel rim.
+    touches, which over-counts small shapes by a one-pixel rim. Rows are filled in bands of
+    :data:`FILL_BAND_ELEMENTS`, so memory stays bounded for any number of edges.
     """
     h, w = int(shape[0]), int(shape[1])
     mask = np.zeros((h, w), bool)
@@ -185,24 +191,40 @@ def fill_polygons(shape: tuple[int, int], polygons: Sequence[np.ndarray]) -> np.
     u1 = min(w, int(np.floor(p[:, 0].max())) + 1)
     if v1 < v0 or u1 <= u0:
         return mask
+    ylo, yhi = np.minimum(p[:, 1], q[:, 1]), np.maximum(p[:, 1], q[:, 1])
+    # a band's temporaries are rows x edges (crossings) and rows x width (span counts): bound both
+    rows = max(1, FILL_BAND_ELEMENTS // (len(p) + u1 - u0 + 1))
+    for b0 in range(v0, v1 + 1, rows):
+        b1 = min(v1, b0 + rows - 1)
+        # only edges spanning some row of the band can cross it; the others add no crossing
+        near = (yhi > b0) & (ylo <= b1)
+        mask[b0 : b1 + 1, u0:u1] = _fill_band(b0, b1, p[near], q[near], u0, u1)
+    return mask
+
+
+def _fill_band(v0: int, v1: int, p: np.ndarray, q: np.ndarray, u0: int, u1: int) -> np.ndarray:
+    """Inside-mask of rows v0..v1 (inclusive), columns u0..u1-1 (px) for edges p -> q (even-odd)."""
     ys = np.arange(v0, v1 + 1, dtype=np.float64)[:, None]
     ylo, yhi = np.minimum(p[:, 1], q[:, 1]), np.maximum(p[:, 1], q[:, 1])
     crosses = (ys >= ylo) & (ys < yhi)  # half-open: each vertex counted once
+    if not crosses.any():
+        return np.zeros((len(ys), u1 - u0), bool)
     dy = np.where(q[:, 1] != p[:, 1], q[:, 1] - p[:, 1], 1.0)
     xs = p[:, 0] + (ys - p[:, 1]) * (q[:, 0] - p[:, 0]) / dy
     xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
     n_max = int(crosses.sum(axis=1).max())
+    del crosses
     xs = xs[:, : n_max - n_max % 2]
     # centre u is inside a span [a, b) when ceil(a) <= u < ceil(b)
     starts = np.clip(np.ceil(xs[:, 0::2]), u0, u1) - u0
     stops = np.clip(np.ceil(xs[:, 1::2]), u0, u1) - u0
+    del xs
     diff = np.zeros((len(ys), u1 - u0 + 1), np.int32)
     rows = np.broadcast_to(np.arange(len(ys))[:, None], starts.shape)
     ok = np.isfinite(starts) & np.isfinite(stops)
     np.add.at(diff, (rows[ok], starts[ok].astype(np.int64)), 1)
     np.add.at(diff, (rows[ok], stops[ok].astype(np.int64)), -1)
-    mask[v0 : v1 + 1, u0:u1] = np.cumsum(diff[:, : u1 - u0], axis=1) > 0
-    return mask
+    return np.cumsum(diff[:, : u1 - u0], axis=1) > 0
 
 
 def fill_polygon(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:

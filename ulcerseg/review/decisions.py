@@ -167,16 +167,10 @@ def record_decision(
     if act is Action.CORRECT and corrected_mask is not None:
         details = remeasure_mask(corrected_mask, item.px_per_mm)
         area_after = details["area_mm2"]
-        rel = Path("review") / "masks" / f"{item.key}_{decision_id}.png"
-        dest = Path(out_dir) / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".tmp")
-        Image.fromarray(np.asarray(corrected_mask, dtype=bool).astype(np.uint8) * 255).save(tmp, format="PNG")
-        # the file is complete before the decision that names it is committed
-        tmp.replace(dest)
-        mask_rel = rel.as_posix()
+        mask_rel = (Path("review") / "masks" / f"{item.key}_{decision_id}.png").as_posix()
     elif act is Action.NOT_ASSESSABLE:
         area_after = None
+    # before anything is written: an unconfirmed request leaves no file behind
     if not confirm:
         _check_confirmed(act, item.area_mm2, area_after)
     if extra_details:
@@ -197,9 +191,31 @@ def record_decision(
         "details": json.dumps(details) if details else None,
     }
     ensure_schema(conn)
-    insert_decision(conn, row)
+    dest = None
+    if mask_rel is not None:
+        dest = Path(out_dir) / mask_rel
+        _write_mask(dest, np.asarray(corrected_mask, dtype=bool))
+    try:
+        insert_decision(conn, row)
+    except BaseException:
+        # no decision names the file: the audit folder keeps only masks of recorded decisions
+        if dest is not None:
+            dest.unlink(missing_ok=True)
+        raise
     log.info("decision %s: %s %s by %s", decision_id, act.value, item.key, assessor)
     return row
+
+
+def _write_mask(dest: Path, mask: np.ndarray) -> None:
+    """Save a boolean mask as a 0/255 PNG at ``dest``, complete before the decision naming it
+    is committed (written to a temporary file, then renamed)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    try:
+        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 BIG_CHANGE_PCT = 50.0
@@ -330,13 +346,20 @@ def record_manual_measurement(
     *,
     session_id: str | None = None,
     role: str = READER,
+    measured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append a manual-scale measurement of a photo without a usable marker (a ``correct``
-    decision whose ``details`` carry ``scale_source: manual``, the scale and the outline)."""
+    decision whose ``details`` carry ``scale_source: manual``, the scale and the outline).
+
+    ``measured``: :func:`manual_area` of these arguments when computed already (the server
+    rasterises before taking its lock).
+    """
     assessor = (assessor or "").strip()
     if not assessor:
         raise DecisionError("assessor name is required")
-    details = manual_area(points, length_mm, polygon, (item.width_px, item.height_px))
+    if measured is None:
+        measured = manual_area(points, length_mm, polygon, (item.width_px, item.height_px))
+    details = dict(measured)
     if role == ADJUDICATOR:
         details["role"] = ADJUDICATOR
     row = {

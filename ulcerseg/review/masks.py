@@ -43,8 +43,10 @@ def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             rgba = np.asarray(im.convert("RGBA"))
-    except (OSError, ValueError) as err:
-        raise DecisionError(f"corrected mask is not a readable PNG ({err})") from None
+    except (OSError, ValueError, SyntaxError):
+        # Pillow's message can hold an object repr with a memory address: it stays here (a
+        # broken chunk header is a SyntaxError to Pillow)
+        raise DecisionError("corrected mask is not a readable PNG") from None
     if rgba.shape[:2] != tuple(shape):
         raise DecisionError(
             f"corrected mask is {rgba.shape[1]}x{rgba.shape[0]} px, the rectified frame is "

@@ -8,11 +8,17 @@ Security model:
   with an HttpOnly SameSite=Strict cookie and a redirect to the page without it; blanked in the
   log), as ``Authorization: Bearer`` or ``X-Review-Token``. The
   reader's identity is the token's: an ``assessor`` field in a request body is ignored;
-- state-changing requests need ``Content-Type: application/json`` (else 415) and an Origin
-  (or Referer) that is this server (else 403);
+- a login link does not replace another reader's valid session cookie unless the browser says
+  it was typed, pasted or bookmarked (``Sec-Fetch-Site: none``): a link on another site could
+  otherwise switch who is recorded. It is answered with a 409 page instead, whose button logs
+  in explicitly (a same-origin form ``POST /login``);
+- state-changing requests need ``Content-Type: application/json`` (else 415; the login form
+  is form-encoded) and an Origin (or Referer) that is this server (else 403);
 - every field is checked for type and range; the body is capped (413), a corrected mask's
   PNG header is checked against the frame before anything is decoded (413 when larger);
-- a request whose body does not arrive times out (``ReviewApp.request_timeout_s``); any
+- a request (line, headers and body) must arrive within ``ReviewApp.request_timeout_s`` in all,
+  however it is dribbled (408, or the connection is closed); at most
+  ``ReviewApp.max_connections`` connections are served at once, others get 503; any
   error reaches the client as JSON, never as a traceback or a file path (paths carry subject IDs:
   they go to the log), and the server stays up;
 - a polygon correction's ``px_per_mm`` must be a frame the server serves for the item: the
@@ -30,12 +36,16 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import html
+import io
 import json
 import logging
 import math
 import re
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -65,6 +75,7 @@ from ulcerseg.review.decisions import (
     find_disagreements,
     latest_reads,
     list_decisions,
+    manual_area,
     mask_from_png,
     mask_from_polygon,
     open_study,
@@ -92,6 +103,7 @@ MAX_REASON = 500  # characters
 MAX_VERTICES = 10_000
 MAX_POLYGONS = 100
 MAX_ID = 64  # session and other ids, characters
+MAX_LOGIN_FORM = 1024  # bytes of the POST /login form (one token)
 
 
 class HttpError(Exception):
@@ -113,7 +125,10 @@ class ReviewApp:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # adjudication mode: only disputed photos, each shown with the readers' standing readings
     adjudicate: bool = False
+    # the whole request (line, headers, body) must arrive within this many seconds
     request_timeout_s: float = 10.0
+    # connections served at once; more are answered 503 (each holds a thread)
+    max_connections: int = 32
     # flagged photos without a usable marker, measured with a hand-set scale
     manual_items: list[ManualItem] = field(default_factory=list)
 
@@ -326,6 +341,31 @@ def add_route(method: str, path: str, handler: Handler, prefix: bool = False) ->
     (PREFIX_ROUTES if prefix else ROUTES)[(method, path)] = handler
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Reads of a socket that all end by ``deadline`` (time.monotonic() s), else TimeoutError.
+
+    A socket timeout bounds one read only: a request dribbled a byte every few seconds would
+    hold its connection (and thread) for as long as the sender likes.
+    """
+
+    def __init__(self, sock: socket.socket, timeout_s: float) -> None:
+        self._sock, self._timeout_s = sock, timeout_s
+        self.deadline = time.monotonic() + timeout_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request not received within the request timeout")
+        self._sock.settimeout(min(left, self._timeout_s))
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            self._sock.settimeout(self._timeout_s)  # writes keep the per-operation timeout
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "ulcerseg-review"
     sys_version = ""
@@ -335,6 +375,14 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.app.request_timeout_s  # socket timeout for every read and write
         super().setup()
+        self.rfile.close()  # the socket's own file: requests are read through the deadline
+        self._reader = _DeadlineReader(self.connection, self.app.request_timeout_s)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        # the request line, headers and body share one deadline
+        self._reader.deadline = time.monotonic() + self.app.request_timeout_s
+        super().handle_one_request()
 
     # -- plumbing -------------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:
@@ -391,13 +439,27 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("X-Review-Token")
         if header:
             out.append((header, False))
+        cookie = self._cookie_token()
+        if cookie is not None:
+            out.append((cookie, False))
+        return out
+
+    def _cookie_token(self) -> str | None:
         try:
             cookie = SimpleCookie(self.headers.get("Cookie", ""))
         except CookieError:
-            cookie = SimpleCookie()
-        if COOKIE in cookie:
-            out.append((cookie[COOKIE].value, False))
-        return out
+            return None
+        return cookie[COOKIE].value if COOKIE in cookie else None
+
+    def _switches_reader(self, reader: Reader) -> bool:
+        """True when a login link for ``reader`` would replace another reader's valid session
+        cookie and the browser did not say the link was typed or pasted (``Sec-Fetch-Site:
+        none``): followed from a page, it may be another site's doing."""
+        if self.headers.get("Sec-Fetch-Site", "").strip().lower() == "none":
+            return False
+        cookie = self._cookie_token()
+        current = self.app.reader(cookie) if cookie else None
+        return current is not None and current.name != reader.name
 
     def _authenticate(self, query: dict[str, list[str]], login: bool) -> tuple[Reader, str | None]:
         """The reader of the first valid token, and the token when it came as ``?token=``."""
@@ -411,8 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
         port = self.server.server_address[1]
         return {f"http://{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
 
-    def _check_state_change(self) -> None:
-        """Content-Type application/json and an Origin/Referer of this server (CSRF)."""
+    def _check_state_change(self, content_type: str = "application/json") -> None:
+        """``content_type`` and an Origin/Referer of this server (CSRF)."""
         origin = self.headers.get("Origin")
         if not origin:
             referer = urlsplit(self.headers.get("Referer", ""))
@@ -420,20 +482,20 @@ class _Handler(BaseHTTPRequestHandler):
         if origin is None or origin not in self._own_origins():
             raise HttpError(403, "cross-origin request refused (Origin must be this server)")
         ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if ctype != "application/json":
-            raise HttpError(415, "Content-Type must be application/json")
+        if ctype != content_type:
+            raise HttpError(415, f"Content-Type must be {content_type}")
 
-    def read_json(self) -> dict[str, Any]:
-        """The JSON object in the body (size-capped, time-limited)."""
+    def read_body(self, max_len: int = MAX_BODY) -> bytes:
+        """The request body, at most ``max_len`` bytes (413 beyond), read by the deadline (408)."""
         raw_len = self.headers.get("Content-Length")
         if raw_len is None:
             raise HttpError(411, "Content-Length is required")
         if not (raw_len.strip().isascii() and raw_len.strip().isdigit()):  # "²" is a digit to isdigit
             raise HttpError(400, "Content-Length is not a number")
         length = int(raw_len)
-        if length > MAX_BODY:
+        if length > max_len:
             self.close_connection = True  # the body is not read: the connection cannot be reused
-            raise HttpError(413, f"request body larger than {MAX_BODY} bytes")
+            raise HttpError(413, f"request body larger than {max_len} bytes")
         if length == 0:
             raise HttpError(400, "request body missing")
         try:
@@ -444,6 +506,11 @@ class _Handler(BaseHTTPRequestHandler):
         if len(data) < length:
             self.close_connection = True
             raise HttpError(400, "request body shorter than Content-Length")
+        return data
+
+    def read_json(self) -> dict[str, Any]:
+        """The JSON object in the body (size-capped, time-limited)."""
+        data = self.read_body()
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -510,6 +577,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Host", "") not in hosts:
             # a foreign Host header means DNS rebinding or a proxy: never answer those
             raise HttpError(HTTPStatus.FORBIDDEN, "requests must address the server as localhost")
+        if method == "POST" and parts.path == "/login":
+            self._login_form()
+            return
         login = method == "GET" and parts.path in ("/", "/index.html")
         self.reader, login_token = self._authenticate(query, login)
         if self.reader.role != self.app.role:
@@ -523,17 +593,57 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(404, "not found")
         handler, rest = found
         if login_token is not None:
-            # the login link's token becomes the cookie, and the address bar (history, a
-            # screenshot) loses it: 303 to the same page without the query
-            cookie = f"{COOKIE}={login_token}; HttpOnly; SameSite=Strict; Path=/"
-            self._send(303, b"", "text/plain", {"Set-Cookie": cookie, "Location": parts.path})
+            if self._switches_reader(self.reader):
+                page = _SWITCH_PAGE.replace("{token}", html.escape(login_token, quote=True))
+                self._send(409, page.encode(), "text/html; charset=utf-8")
+                return
+            self._set_cookie(login_token, parts.path)
             return
         handler(self, rest)
+
+    def _set_cookie(self, token: str, location: str) -> None:
+        # the login link's token becomes the cookie, and the address bar (history, a
+        # screenshot) loses it: 303 to the same page without the query
+        cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+        self._send(303, b"", "text/plain", {"Set-Cookie": cookie, "Location": location})
+
+    def _login_form(self) -> None:
+        """``POST /login`` from the 409 page's button: log in with the form's token, replacing
+        whoever's cookie this browser holds. Same-origin only, so only a click on that page does it."""
+        self._check_state_change("application/x-www-form-urlencoded")
+        try:
+            form = parse_qs(self.read_body(MAX_LOGIN_FORM).decode("ascii"), strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            raise HttpError(400, "the login form is not readable") from None
+        token = (form.get("token") or [""])[0]
+        reader = self.app.reader(token)
+        if reader is None:
+            raise HttpError(401, "missing, wrong or revoked reader token")
+        if reader.role != self.app.role:
+            raise HttpError(403, f"this server is for {self.app.role}s; {reader.name} is a {reader.role}")
+        self._set_cookie(token, "/")
 
     @property
     def assessor(self) -> str:
         assert self.reader is not None
         return self.reader.name
+
+
+_SWITCH_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Another reader is logged in</title></head>
+<body>
+<h1>Another reader is logged in in this browser</h1>
+<p>This login link was opened from a page, so it does not replace the reader now logged in:
+every decision is recorded under one reader's name, and a link on another site must not
+change whose. Nothing has changed.</p>
+<p>If this is your personal link and you mean to review now, log in explicitly; the other
+reader is then logged out of this browser.</p>
+<form method="post" action="/login">
+<input type="hidden" name="token" value="{token}">
+<button type="submit">Log in with this link</button>
+</form>
+</body></html>
+"""
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -755,6 +865,8 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
     points = parse_points(body.get(name), name, frame, 2, 2)
     length_mm = _number(body.get("length_mm"), "length_mm")
     polygon = parse_points(body.get("polygon"), "polygon", frame, 3, MAX_VERTICES)
+    # rasterising a long outline takes a while: not under the lock every other request waits on
+    measured = manual_area(points, length_mm, polygon, frame)
     with req.app.lock:
         conn = req.app.connect()
         try:
@@ -767,6 +879,7 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
                 polygon,
                 session_id=_session_id(req, conn, body),
                 role=req.app.role,
+                measured=measured,
             )
         finally:
             conn.close()
@@ -860,14 +973,55 @@ def _view(req: _Handler, rest: str) -> None:
 add_route("GET", "/view/", _view, prefix=True)
 
 
+_BUSY = json.dumps({"error": "server busy: too many connections, retry shortly"}).encode()
+
+
+class _ReviewServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once: beyond that a connection
+    is answered 503 and closed by the accepting thread, so slow clients cannot pile up threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max(1, int(max_connections)))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # the thread never started
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        head = (
+            "HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(_BUSY)}\r\nCache-Control: no-store\r\nRetry-After: 1\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        # never block the accepting thread: the reply fits an empty send buffer
+        with contextlib.suppress(OSError):
+            request.setblocking(False)
+            request.send(head.encode() + _BUSY)
+            request.recv(65536)  # what arrived already: closing on unread data would reset the reply
+        self.shutdown_request(request)
+
+
 def make_server(app: ReviewApp, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """An HTTP server for ``app`` bound to ``host`` (localhost only by default)."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UlcersegError(f"review server binds to localhost only, not {host!r}")
     handler = type("ReviewHandler", (_Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return _ReviewServer((host, port), handler, app.max_connections)
 
 
 def login_url(port: int, token: str) -> str:
