@@ -253,3 +253,18 @@ def test_malformed_labelme_is_an_annotation_error(tmp_path: Path, doc: dict) -> 
     path.write_text(json.dumps(doc))
     with pytest.raises(AnnotationError, match=r"bad\.json: "):
         read_annotation(path, SHAPE)
+
+
+@pytest.mark.parametrize("subtype", [roifile.ROI_SUBTYPE.TEXT, roifile.ROI_SUBTYPE.IMAGE])
+def test_a_text_or_image_roi_in_a_roiset_refuses_the_file(tmp_path: Path, subtype: int) -> None:
+    """ImageJ stores a text label (and an image overlay) as a RECT ROI: its box was summed
+    into the ulcer area with no issue row. The RoiSet is refused, naming the ROI."""
+    path = tmp_path / "set.zip"
+    write_imagej_roi(path, [np.array([[60.0, 60.0], [90.0, 60.0], [90.0, 90.0], [60.0, 90.0]])])
+    label = roifile.ImagejRoi(
+        roitype=roifile.ROI_TYPE.RECT, subtype=subtype, left=10, top=10, right=50, bottom=30, name="U1"
+    )
+    label.text = "U1"
+    label.tofile(path)
+    with pytest.raises(AnnotationError, match=r"set\.zip: ImageJ ROI #2 'U1' is an? (text|image)"):
+        read_annotation(path, SHAPE)

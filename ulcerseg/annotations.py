@@ -215,12 +215,19 @@ def read_mask(path: str | Path, image_shape: tuple[int, int] | None = None) -> n
     return binary.astype(np.uint8) * 255
 
 
-def _roi_polygons(roi: Any, path: Path) -> list[np.ndarray]:
-    """Photo-frame polygons of one ImageJ ROI (several for composite shapes)."""
+def _roi_polygons(roi: Any, path: Path, label: str = "#1") -> list[np.ndarray]:
+    """Photo-frame polygons of one ImageJ ROI (several for composite shapes); ``label`` names
+    the ROI in errors."""
     import roifile
 
     rt = roifile.ROI_TYPE
     roitype = roi.roitype
+    subtype = getattr(roi, "subtype", None)
+    if subtype in (roifile.ROI_SUBTYPE.TEXT, roifile.ROI_SUBTYPE.IMAGE):
+        # ImageJ stores text labels and image overlays as RECT ROIs: their box is not ulcer
+        # area, and a label beside an outline is a tracing error the reader must remove
+        what = "a text label" if subtype == roifile.ROI_SUBTYPE.TEXT else "an image overlay"
+        raise AnnotationError(f"{path}: ImageJ ROI {label} is {what}, not an area; remove it")
     if getattr(roi, "composite", False) and roi.multi_coordinates is not None:
         # Shape ROI paths are in ImageJ (corner) coordinates.
         return [_open_ring(c) - 0.5 for c in roi.coordinates(multi=True)]
@@ -248,7 +255,15 @@ def _roi_polygons(roi: Any, path: Path) -> list[np.ndarray]:
             return [np.asarray(roi.subpixel_coordinates, dtype=np.float64) - 0.5]
         return [np.asarray(roi.coordinates(), dtype=np.float64) - 0.5]
     name = getattr(roitype, "name", str(roitype))
-    raise AnnotationError(f"{path}: ImageJ ROI type {name} is not an area (use polygon, freehand or oval)")
+    raise AnnotationError(
+        f"{path}: ImageJ ROI {label} of type {name} is not an area (use polygon, freehand or oval)"
+    )
+
+
+def _roi_label(roi: Any, index: int) -> str:
+    """How a message names one ROI of a RoiSet: its position (1-based) and its name."""
+    name = str(getattr(roi, "name", "") or "").strip()
+    return f"#{index} {name!r}" if name else f"#{index}"
 
 
 def _rounded_rect(left: float, top: float, right: float, bottom: float, diameter: float) -> np.ndarray:
@@ -286,9 +301,9 @@ def read_imagej_rois(path: str | Path, image_shape: tuple[int, int]) -> Annotati
         raise AnnotationError(f"{path}: RoiSet contains no ROI")
     polygons: list[np.ndarray] = []
     groups: list[list[int]] = []
-    for roi in rois:
+    for index, roi in enumerate(rois, 1):
         try:
-            shapes = _roi_polygons(roi, path)
+            shapes = _roi_polygons(roi, path, _roi_label(roi, index))
         except AnnotationError:
             raise
         except Exception as err:  # e.g. roifile's NotImplementedError on a composite's curves
