@@ -254,11 +254,14 @@ def read_mask(path: str | Path) -> np.ndarray:
     """Read a binary mask image as bool (H x W); True = ulcer. Raises ImageReadError.
 
     Accepted: 0/255, 0/1, 0/65535 (16-bit) or 1-bit images, grey or with identical colour
-    channels (alpha ignored). The file is read as stored (no EXIF rotation: masks carry none).
+    channels (alpha ignored); a palette image by its colours. The file is read as stored (no
+    EXIF rotation: masks carry none).
     """
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im)
+            # a palette image's pixels are indices into its palette: the colours are the mask
+            # (index 1 may be black, index 0 white), so the one binary rule applies to them
+            arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "PA") else im)
     except Exception as err:  # PIL raises many types
         raise ImageReadError(f"{path}: cannot read mask image ({err})") from None
     if arr.ndim == 3:
