@@ -552,3 +552,46 @@ def test_a_manual_csv_without_rows_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("file,area_mm2\n")
     with pytest.raises(InputError, match="no manual measurement"):
         read_manual(tmp_path / "m.csv", read_auto(out))
+
+
+def test_the_same_photo_bytes_at_two_files_are_two_rows(tmp_path: Path) -> None:
+    """Bytes copied into another visit's folder: read_auto kept one row per sha256, so a
+    reference by file for the dropped copy matched no photo and one by sha256 went to
+    whichever visit was kept. Every automated row is kept; a file picks its copy, a sha256
+    alone is an ambiguous_photo issue, not paired."""
+    out = make_measure_output(tmp_path, n=6, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str)
+    shared = table.at[4, "photo_sha256"]
+    table.loc[5, "photo_sha256"] = shared  # photo5.jpg holds photo4.jpg's bytes
+    pd.concat([table, table.iloc[[0]]]).to_csv(out / "measurements.csv", index=False)  # row 0 again
+    auto_areas = table["area_mm2"].astype(float)
+    files = [f"S{i % 3:02d}/D0/photo{i}.jpg" for i in range(6)]
+    pd.DataFrame({"file": files[4:], "area_mm2": [1.0, 2.0]}).to_csv(tmp_path / "by_file.csv", index=False)
+    pd.DataFrame({"photo_sha256": [shared], "area_mm2": [3.0]}).to_csv(tmp_path / "by_sha.csv", index=False)
+    pd.DataFrame({"photo_sha256": [shared], "file": [files[5]], "area_mm2": [4.0]}).to_csv(
+        tmp_path / "both.csv", index=False
+    )
+    folder = make_annotation_folder(tmp_path, n=6)
+    manuals = [tmp_path / "by_file.csv", tmp_path / "by_sha.csv", tmp_path / "both.csv", folder]
+    report = run_qa(out, manuals, tmp_path / "qa", plots=False)
+
+    assert report.n_auto_photos == 6
+    assert "6 photos, 6 measured, 2 photo files hold bytes also at another file" in report.summary_md
+    repeat = [i for i in report.issues if "last row kept" in i.message]
+    assert len(repeat) == 1 and repeat[0].item == f"row 2 {files[0]}"
+    pairs = report.pairs.set_index(["reader", "file"])
+    assert pairs.loc[("by_file", files[4]), "manual_area_mm2"] == 1.0
+    assert pairs.loc[("by_file", files[5]), "manual_area_mm2"] == 2.0
+    assert pairs.loc[("by_file", files[5]), "photo_sha256"] == shared
+    assert pairs.loc[("both", files[5]), "manual_area_mm2"] == 4.0
+    assert pairs.loc[("both", files[5]), "auto_area_mm2"] == pytest.approx(auto_areas[5])
+    assert "by_sha" not in set(report.pairs["reader"])
+    # each copy's outline is measured with its own file's homography
+    for i in (4, 5):
+        assert pairs.loc[("reader_a", files[i]), "manual_area_mm2"] == pytest.approx(_true_area(i), rel=0.02)
+    text = "\n".join(i.line() for i in report.issues)
+    assert f"ambiguous_photo: '{shared}' is the same photo bytes at 2 files ({files[4]}, {files[5]})" in text
+    unmatched = report.unmatched
+    assert unmatched[unmatched["reader"] == "by_sha"]["reason"].str.startswith("ambiguous_photo").any()
+    written = pd.read_csv(tmp_path / "qa" / "pairs.csv")
+    assert len(written) == len(report.pairs) and "photo_key" not in written.columns

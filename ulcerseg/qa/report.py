@@ -163,7 +163,7 @@ def write_report(
         write_frame_csv(path, round_frame(df), index=index, float_format="%.6g")  # mm² 0.01, % 0.1
         files.append(path)
 
-    save(report.pairs, "pairs.csv")
+    save(report.pairs.drop(columns="photo_key", errors="ignore"), "pairs.csv")  # file + sha name it
     save(report.agreement, "agreement.csv")
     for col, table in report.subgroups.items():
         save(table, f"agreement_by_{_slug(col)}.csv")
@@ -203,7 +203,7 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
         "",
         f"ulcerseg {__version__}, {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. "
         f"Automated results: `{auto.source}` ({report.n_auto_photos} photos, "
-        f"{int((auto.table.get('status') == 'measured').sum())} measured). "
+        f"{int((auto.table.get('status') == 'measured').sum())} measured{_copies_note(auto)}). "
         f"Manual readers: {', '.join(report.readers) or 'none'}.",
         "",
         "Differences are *test − reference*; bias and 95% limits of agreement (LoA, bias ± "
@@ -312,6 +312,12 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
             lines.append(f"![Bland-Altman {name}]({ba.name}) ![scatter {name}]({sc.name})")
     lines.append("")
     return "\n".join(lines)
+
+
+def _copies_note(auto: AutoResults) -> str:
+    """ ", N photo files hold bytes also at another file": each is a row of its own."""
+    n = int(auto.table["photo_sha256"].duplicated(keep=False).sum())
+    return f", {n} photo files hold bytes also at another file" if n else ""
 
 
 def markdown_to_html(md: str, title: str) -> str:
