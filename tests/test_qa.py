@@ -595,3 +595,19 @@ def test_the_same_photo_bytes_at_two_files_are_two_rows(tmp_path: Path) -> None:
     assert unmatched[unmatched["reader"] == "by_sha"]["reason"].str.startswith("ambiguous_photo").any()
     written = pd.read_csv(tmp_path / "qa" / "pairs.csv")
     assert len(written) == len(report.pairs) and "photo_key" not in written.columns
+
+
+def test_a_row_with_more_fields_than_the_header_is_an_issue_row(tmp_path: Path) -> None:
+    """A decimal comma (``file,area_mm2`` then ``photo0.jpg,25,1``) made pandas take the first
+    column as the index: a traceback. Such a row is an issue row; the others are read."""
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=3, failed=())
+    text = "file,area_mm2\nS00/D0/photo0.jpg,25,1\n\nS01/D0/photo1.jpg,3.5\nS02/D0/photo2.jpg,4,5,6\n"
+    (tmp_path / "m.csv").write_text(text)
+    readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
+    assert [e.area_mm2 for r in readers for e in r.entries.values()] == [3.5]
+    assert [(i.item, i.message) for i in issues] == [
+        ("row 2 S00/D0/photo0.jpg", "one field more than the header: area '25,1'?; row skipped"),
+        ("row 5 S02/D0/photo2.jpg", "2 field(s) more than the header (file, area_mm2); row skipped"),
+    ]

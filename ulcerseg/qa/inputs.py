@@ -11,6 +11,7 @@ the rest of a comparison still runs.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -340,13 +341,9 @@ def read_manual(
 def _read_manual_csv(
     path: Path, auto: AutoResults, default_name: str
 ) -> tuple[list[ManualReader], list[Issue], list[dict[str, str]]]:
-    try:
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
-    except Exception as err:
-        raise InputError(f"{path}: cannot read CSV ({err})") from None
-    df.columns = [c.strip().lower() for c in df.columns]
-    if df.empty:  # else the summary would claim every photo had a manual measurement
+    df, long_rows = _read_csv_rows(path, "\t" if path.suffix.lower() == ".tsv" else ",")
+    header = list(df.columns)
+    if df.empty and not long_rows:  # else the summary would claim every photo had a manual measurement
         raise InputError(f"{path}: no manual measurement (a header without rows)")
     id_col = next((c for c in ID_COLUMNS if c in df.columns), None)
     # a file beside a sha256 tells apart copies of the same bytes at several files
@@ -366,6 +363,14 @@ def _read_manual_csv(
         # ImageJ's Results "Area" is in whatever unit was set there (px², cm², mm²): say so
         issues.append(Issue(str(path), "column area", "no unit in the column name: read as mm² "
                             "(name it area_mm2 once checked)"))  # fmt: skip
+    for line, fields in long_rows:
+        extra = fields[len(header) :]
+        if header[-1].endswith(AREA_COLUMNS) and len(extra) == 1:  # "25,1": a decimal comma
+            why = f"one field more than the header: area {fields[len(header) - 1] + ',' + extra[0]!r}?"
+        else:
+            why = f"{len(extra)} field(s) more than the header ({', '.join(header)})"
+        ident = fields[header.index(id_col)].strip()
+        issues.append(Issue(str(path), f"row {line} {ident}", f"{why}; row skipped"))
     for i, row in df.iterrows():
         line = int(str(i)) + 2  # 1-based, after the header
         ident = row[id_col].strip()
@@ -400,6 +405,42 @@ def _read_manual_csv(
             continue
         reader.entries[key] = ManualEntry(auto.sha(key), area, status, f"{path.name}:{line}", "csv")
     return list(readers.values()), issues, unmatched
+
+
+def _read_csv_rows(path: Path, sep: str) -> tuple[pd.DataFrame, list[tuple[int, list[str]]]]:
+    """A manual CSV as text cells (columns stripped and lower-cased, index = line - 2), and the
+    ``(line, fields)`` of rows with more fields than the header.
+
+    Read with the csv module, not pandas: pandas takes the first column as the index when the
+    rows have one field more than the header (a decimal comma: ``file,25,1``) and drops any
+    further fields; such rows are the caller's issue rows. A short row is padded with "".
+    """
+    rows: list[tuple[int, list[str]]] = []
+    header: list[str] | None = None
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            for fields in reader:
+                if not fields:  # a blank line
+                    continue
+                if header is None:
+                    header = fields
+                else:
+                    rows.append((reader.line_num, fields))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: cannot read CSV ({err})") from None
+    if header is None:
+        raise InputError(f"{path}: cannot read CSV (empty file)")
+    columns = [c.strip().lower() for c in header]
+    width = len(columns)
+    good = [(line, fields) for line, fields in rows if len(fields) <= width]
+    df = pd.DataFrame(
+        [fields + [""] * (width - len(fields)) for _, fields in good],
+        columns=columns,
+        index=[line - 2 for line, _ in good],
+        dtype=str,
+    )
+    return df, [(line, fields) for line, fields in rows if len(fields) > width]
 
 
 def _wide_to_long(df: pd.DataFrame, id_cols: list[str]) -> pd.DataFrame:
