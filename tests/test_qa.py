@@ -611,3 +611,30 @@ def test_a_row_with_more_fields_than_the_header_is_an_issue_row(tmp_path: Path) 
         ("row 2 S00/D0/photo0.jpg", "one field more than the header: area '25,1'?; row skipped"),
         ("row 5 S02/D0/photo2.jpg", "2 field(s) more than the header (file, area_mm2); row skipped"),
     ]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # numpy's, on the squares of 1e300
+def test_plots_without_a_positive_pair_or_with_huge_areas(tmp_path: Path) -> None:
+    """A healed-only reference (every manual area 0) stopped qa with "Data cannot be
+    log-scaled"; a ratio of 1e300 overflowed the percent tick labels and limits. The ratio
+    panel is left empty without a positive pair; labels stay finite, an overflowing limit is inf."""
+    from ulcerseg.qa.report import plot_bland_altman, plot_scatter
+
+    zero = pd.DataFrame({"test": [5.0, 8.0, 0.0], "reference": [0.0, 0.0, 0.0]})
+    huge = pd.DataFrame({"test": [1e300, 16.0, 9.0], "reference": [1.0, 16.5, 8.0]})
+    for name, frame in (("zero", zero), ("huge", huge)):
+        for plot in (plot_bland_altman, plot_scatter):
+            path = plot(frame, "auto vs r", tmp_path / f"{plot.__name__}_{name}.png")
+            assert Image.open(path).size[0] > 100
+    assert stats.bland_altman_ratio(huge["test"], huge["reference"]).loa_high_pct == np.inf
+
+
+def test_an_absurd_manual_area_is_an_issue_row(tmp_path: Path) -> None:
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    files = [f"S{i % 3:02d}/D0/photo{i}.jpg" for i in range(2)]
+    pd.DataFrame({"file": files, "area_mm2": ["1e300", "12"]}).to_csv(tmp_path / "m.csv", index=False)
+    readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
+    assert [e.area_mm2 for e in readers[0].entries.values()] == [12.0]
+    assert [i.message for i in issues] == ["area 1e300 mm² is more than 1000000 mm² (1 m²); row skipped"]

@@ -42,6 +42,9 @@ ID_COLUMNS = ("photo_sha256", "sha256", "file", "photo", "image", "key")
 SHA_COLUMNS = ("photo_sha256", "sha256")
 FILE_COLUMNS = ("file", "photo", "image")
 AREA_COLUMNS = ("area_mm2", "area")
+# 1 m²: far beyond any photo of a finger; a larger manual area is a typing or unit error, and
+# it would swamp every statistic (1e300 overflows the variance)
+MAX_AREA_MM2 = 1e6
 
 
 @dataclass(frozen=True)
@@ -396,6 +399,10 @@ def _read_manual_csv(
                 continue
             if not math.isfinite(area) or area < 0:
                 issues.append(Issue(str(path), item, f"area {raw} mm² is not >= 0; row skipped"))
+                continue
+            if area > MAX_AREA_MM2:
+                why = f"area {raw} mm² is more than {MAX_AREA_MM2:.0f} mm² (1 m²); row skipped"
+                issues.append(Issue(str(path), item, why))
                 continue
         elif status is None:
             issues.append(Issue(str(path), item, "no area and no status; row skipped"))

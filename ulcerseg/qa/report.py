@@ -34,6 +34,8 @@ def _fmt(v: object, digits: int = 2) -> str:
     if isinstance(v, float | np.floating):
         if not math.isfinite(float(v)):
             return "–"
+        if abs(float(v)) >= 1e9:  # fixed point would print hundreds of digits for 1e300
+            return f"{float(v):.3g}"
         return f"{float(v):.{digits}f}"
     return str(v)
 
@@ -51,6 +53,14 @@ def _labelled_hline(ax: Any, y: float, style: str, label: str) -> None:
             fontsize=8,
             color="C3",
         )
+
+
+def _log_ratio_label(y: float) -> str:
+    """Tick label of a log ratio ``y`` as percent; as a power of ten where the percent would
+    overflow or be unreadable (an area typed as 1e300 mm²)."""
+    if abs(y) < math.log(1e4):
+        return f"{100 * math.expm1(y):+.0f}%"
+    return f"×1e{y / math.log(10):+.0f}"
 
 
 def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
@@ -84,18 +94,23 @@ def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
     ratio = bland_altman_ratio(a, b)
     pos = (a > 0) & (b > 0)
     ax = axes[1]
-    # Plot log(test/reference) on a linear axis, labelled as percent: the LoA are symmetric
-    # on this scale and back-transform to the asymmetric percent limits.
-    ax.scatter(mean[pos], np.log(a[pos] / b[pos]), s=14, alpha=0.7)
-    lines = (ratio.mean_log, ratio.mean_log - ba.k * ratio.sd_log, ratio.mean_log + ba.k * ratio.sd_log)
-    pcts = (ratio.bias_pct, ratio.loa_low_pct, ratio.loa_high_pct)
-    for y, pct, style in zip(lines, pcts, ("-", "--", "--"), strict=True):
-        _labelled_hline(ax, y, style, f"{pct:+.1f}%")
-    ax.axhline(0, color="0.6", linewidth=0.8)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{100 * math.expm1(y):+.0f}%"))
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    if pos.any():
+        # Plot log(test/reference) on a linear axis, labelled as percent: the LoA are symmetric
+        # on this scale and back-transform to the asymmetric percent limits.
+        ax.scatter(mean[pos], np.log(a[pos] / b[pos]), s=14, alpha=0.7)
+        lines = (ratio.mean_log, ratio.mean_log - ba.k * ratio.sd_log, ratio.mean_log + ba.k * ratio.sd_log)
+        pcts = (ratio.bias_pct, ratio.loa_low_pct, ratio.loa_high_pct)
+        for y, pct, style in zip(lines, pcts, ("-", "--", "--"), strict=True):
+            _labelled_hline(ax, y, style, f"{pct:+.1f}%")
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: _log_ratio_label(y)))
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    else:  # every pair has a zero area (a healed-only reference): no ratio, and no log axis
+        ax.annotate("no pair with both areas > 0", (0.5, 0.5), xycoords="axes fraction", ha="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.set_xlabel("mean of both (mm², log scale)")
     ax.set_ylabel(f"{test}/{ref} − 1 (log scale)")
     dropped = f", {ratio.n_dropped_zero} zero areas left out" if ratio.n_dropped_zero else ""
