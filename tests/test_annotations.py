@@ -268,3 +268,22 @@ def test_a_text_or_image_roi_in_a_roiset_refuses_the_file(tmp_path: Path, subtyp
     label.tofile(path)
     with pytest.raises(AnnotationError, match=r"set\.zip: ImageJ ROI #2 'U1' is an? (text|image)"):
         read_annotation(path, SHAPE)
+
+
+def test_an_annotation_without_an_area_shape_is_an_error_not_0_mm2(tmp_path: Path) -> None:
+    """A LabelMe file of only lines/points, or a 2-point polygon ROI, was measured as 0 mm²
+    (a healed ulcer) with only a warning on stderr. No shapes at all stays an empty (healed)
+    annotation, as write_labelme writes an empty mask."""
+    lines = {"shapes": [
+        {"shape_type": "line", "points": [[10, 10], [50, 40]]},
+        {"shape_type": "point", "points": [[30, 30]]},
+        {"shape_type": "polygon", "points": [[60, 60], [90, 60]]},
+    ]}  # fmt: skip
+    (tmp_path / "lines.json").write_text(json.dumps(lines))
+    with pytest.raises(AnnotationError, match=r"lines\.json: no LabelMe shape is an area \(line of 2 point"):
+        read_annotation(tmp_path / "lines.json", SHAPE)
+    roifile.ImagejRoi.frompoints(np.array([[10.0, 10.0], [40.0, 30.0]])).tofile(tmp_path / "two.roi")
+    with pytest.raises(AnnotationError, match=r"two\.roi: ImageJ ROI #1 '[^']+' has 2 point\(s\), no area"):
+        read_annotation(tmp_path / "two.roi", SHAPE)
+    write_labelme(tmp_path / "healed.json", [], SHAPE)
+    assert read_annotation(tmp_path / "healed.json", SHAPE).area_mm2(np.eye(3)) == 0.0

@@ -302,8 +302,9 @@ def read_imagej_rois(path: str | Path, image_shape: tuple[int, int]) -> Annotati
     polygons: list[np.ndarray] = []
     groups: list[list[int]] = []
     for index, roi in enumerate(rois, 1):
+        label = _roi_label(roi, index)
         try:
-            shapes = _roi_polygons(roi, path, _roi_label(roi, index))
+            shapes = _roi_polygons(roi, path, label)
         except AnnotationError:
             raise
         except Exception as err:  # e.g. roifile's NotImplementedError on a composite's curves
@@ -311,7 +312,14 @@ def read_imagej_rois(path: str | Path, image_shape: tuple[int, int]) -> Annotati
                 f"{path}: cannot read an ImageJ ROI's outline ({type(err).__name__}: {err}); "
                 "convert it to a polygon in ImageJ (Edit > Selection > Interpolate)"
             ) from None
+        # a composite's stray sub-paths (a lone moveto) are no outline; a ROI with no outline
+        # of 3 points (a 2-point polygon) encloses nothing and is a tracing error, not 0 mm²
         polys = [p for p in shapes if len(p) >= 3]
+        if not polys:
+            points = max((len(p) for p in shapes), default=0)
+            raise AnnotationError(
+                f"{path}: ImageJ ROI {label} has {points} point(s), no area (an outline needs at least 3)"
+            )
         groups.append(list(range(len(polygons), len(polygons) + len(polys))))
         polygons.extend(polys)
     return _vector_annotation(path, "roi", polygons, groups, image_shape)
@@ -332,7 +340,11 @@ def _vector_annotation(
 
 
 def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
-    """Read a LabelMe JSON file (polygon, rectangle and circle shapes; union of all shapes)."""
+    """Read a LabelMe JSON file (polygon, rectangle and circle shapes; union of all shapes).
+
+    No shapes at all is an empty annotation (0 mm², healed); shapes of which none is an area
+    (only lines or points, a polygon of 2 points) are an error, not 0 mm².
+    """
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -358,6 +370,7 @@ def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
     if any(not np.isfinite(pts).all() for _, pts in parsed):
         raise AnnotationError(f"{path}: LabelMe points must be finite numbers")
     polygons: list[np.ndarray] = []
+    skipped: list[str] = []
     for stype, pts in parsed:
         if stype == "polygon":
             poly = pts
@@ -370,9 +383,19 @@ def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
             poly = np.c_[pts[0, 0] + r * np.cos(t), pts[0, 1] + r * np.sin(t)]
         else:
             log.warning("%s: skipping LabelMe shape of type %r (not an area)", path, stype)
+            skipped.append(f"{stype} of {len(pts)} point(s)")
             continue
         if len(poly) >= 3:
             polygons.append(poly)
+        else:
+            log.warning("%s: skipping LabelMe %s of %d point(s) (no area)", path, stype, len(poly))
+            skipped.append(f"{stype} of {len(poly)} point(s)")
+    if skipped and not polygons:
+        raise AnnotationError(
+            f"{path}: no LabelMe shape is an area ({', '.join(skipped[:5])}"
+            f"{', ...' if len(skipped) > 5 else ''}); draw the ulcer as a "
+            "polygon, rectangle or circle"
+        )
     groups = [[i] for i in range(len(polygons))]
     return _vector_annotation(path, "labelme", polygons, groups, image_shape)
 
