@@ -268,6 +268,10 @@ def read_mask(path: str | Path) -> np.ndarray:
         channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
         if not np.all(channels == channels[..., :1]):
             raise ImageReadError(f"{path}: mask must be single-channel (got colour image)")
+        if arr.shape[2] in (2, 4) and np.ptp(channels) == 0 and np.ptp(arr[..., -1]) > 0:
+            # one colour everywhere and the shape only in alpha: read as colour it would be
+            # empty (0 mm², "healed") or the whole photo
+            raise ImageReadError(f"{path}: mask is drawn in the alpha channel only; save it as 0/255 grey")
         arr = channels[..., 0]
     if arr.ndim != 2:
         raise ImageReadError(f"{path}: mask must be a 2-D image, got shape {arr.shape}")
