@@ -287,3 +287,25 @@ def test_an_annotation_without_an_area_shape_is_an_error_not_0_mm2(tmp_path: Pat
         read_annotation(tmp_path / "two.roi", SHAPE)
     write_labelme(tmp_path / "healed.json", [], SHAPE)
     assert read_annotation(tmp_path / "healed.json", SHAPE).area_mm2(np.eye(3)) == 0.0
+
+
+def test_a_self_intersecting_outline_is_an_error(tmp_path: Path) -> None:
+    """A bowtie outline was measured by the shoelace formula as ~0 mm² (its two loops wind
+    opposite ways); which loop is the ulcer is a guess, so the file is refused."""
+    bowtie = np.array([[10.0, 10.0], [50.0, 50.0], [50.0, 10.0], [10.0, 50.0]])
+    roifile.ImagejRoi.frompoints(bowtie).tofile(tmp_path / "bow.roi")
+    expected = (
+        r"bow\.roi: ImageJ ROI #1 .* crosses itself at \(29\.5, 29\.5\) px \(self_intersecting_outline\)"
+    )
+    with pytest.raises(AnnotationError, match=expected):
+        read_annotation(tmp_path / "bow.roi", SHAPE)
+    # a figure 8 through one of its own vertices (integer clicks)
+    eight = np.array([[10, 10], [30, 30], [50, 50], [50, 10], [30, 30], [10, 50]], float)
+    write_labelme(tmp_path / "eight.json", [eight], SHAPE)
+    with pytest.raises(AnnotationError, match=r"shape #1 \(polygon\) crosses itself at \(30\.0, 30\.0\)"):
+        read_annotation(tmp_path / "eight.json", SHAPE)
+    # two loops touching at a vertex, both winding the same way (a wand trace of pixels that
+    # meet diagonally) are no crossing: both areas count
+    touching = np.array([[10, 10], [30, 30], [50, 10], [50, 50], [30, 30], [10, 50]], float)
+    write_labelme(tmp_path / "touch.json", [touching], SHAPE)
+    assert read_annotation(tmp_path / "touch.json", SHAPE).area_mm2(np.eye(3)) == pytest.approx(800.0)
