@@ -638,3 +638,20 @@ def test_an_absurd_manual_area_is_an_issue_row(tmp_path: Path) -> None:
     readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
     assert [e.area_mm2 for e in readers[0].entries.values()] == [12.0]
     assert [i.message for i in issues] == ["area 1e300 mm² is more than 1000000 mm² (1 m²); row skipped"]
+
+
+@pytest.mark.parametrize(
+    ("order", "reason"), [("open,healed,open", "repeats open"), (",open,,healed", "has an empty status")]
+)
+def test_cli_refuses_a_status_order_with_repeats_or_empties(tmp_path: Path, order: str, reason: str) -> None:
+    """A repeated status (open,healed,open) counted photos twice in the weighted kappa (n=33
+    from 12 photos); empty entries were accepted."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,status\nphoto0,open\nphoto1,healed\n")
+    result = CliRunner().invoke(
+        qa_command,
+        ["--auto", str(out), "--manual", str(tmp_path / "m.csv"), "--status-order", order,
+         "-o", str(tmp_path / "qa")],
+    )  # fmt: skip
+    assert result.exit_code == 2 and reason in result.output and "--status-order" in result.output
+    assert not (tmp_path / "qa").exists()

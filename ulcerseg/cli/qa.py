@@ -21,6 +21,18 @@ def _split_manual(value: str) -> tuple[str | None, str]:
     return None, value
 
 
+def _status_order(value: str) -> list[str]:
+    """The categories of ``--status-order``, each once and none empty (a repeat would count
+    its photos twice in the weighted kappa)."""
+    order = [s.strip() for s in value.split(",")]
+    if "" in order:
+        raise click.BadParameter(f"{value!r} has an empty status", param_hint="--status-order")
+    repeated = sorted({s for s in order if order.count(s) > 1})
+    if repeated:
+        raise click.BadParameter(f"{value!r} repeats {', '.join(repeated)}", param_hint="--status-order")
+    return order
+
+
 def _num(value: float, spec: str) -> str:
     return format(value, spec) if math.isfinite(value) else "n/a"
 
@@ -78,7 +90,7 @@ def qa_command(
     for _, path in parsed:
         if not Path(path).exists():
             raise click.BadParameter(f"{path}: no such file or folder", param_hint="--manual")
-    order = [s.strip() for s in status_order.split(",")] if status_order else None
+    order = _status_order(status_order) if status_order else None
 
     def bar(items, total):  # type: ignore[no-untyped-def]
         from tqdm import tqdm

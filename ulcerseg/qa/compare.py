@@ -205,6 +205,8 @@ def status_tables(
     """
     from ulcerseg.qa.stats import confusion_table
 
+    if order and (len(set(order)) != len(order) or "" in order):  # kappa would count photos twice
+        raise ValueError(f"status order {list(order)} repeats a status or has an empty one")
     if pairs.empty or "manual_status" not in pairs or pairs["manual_status"].isna().all():
         return pd.DataFrame(), {}
     wide = pairs.pivot_table(index=KEY, columns="reader", values="manual_status", aggfunc="first")
