@@ -655,3 +655,14 @@ def test_cli_refuses_a_status_order_with_repeats_or_empties(tmp_path: Path, orde
     )  # fmt: skip
     assert result.exit_code == 2 and reason in result.output and "--status-order" in result.output
     assert not (tmp_path / "qa").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e9"])
+def test_cli_refuses_a_px_per_mm_that_is_not_finite_or_too_large(tmp_path: Path, value: str) -> None:
+    """--px-per-mm inf or nan reached OpenCV's warp: a cv2 traceback."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    folder = make_annotation_folder(tmp_path, n=2)
+    args = ["--auto", str(out), "--manual", str(folder), "--px-per-mm", value, "-o", str(tmp_path / "q")]
+    result = CliRunner().invoke(qa_command, args)
+    assert result.exit_code == 2 and "--px-per-mm" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

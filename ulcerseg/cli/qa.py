@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import progress_option
+from ulcerseg.cli.options import finite, progress_option
 
 __all__ = ["qa_command"]
 
@@ -69,8 +69,10 @@ def _num(value: float, spec: str) -> str:
     "--px-per-mm",
     default=20.0,
     show_default=True,
-    type=click.FloatRange(min=1.0),
-    help="Marker-plane resolution used to measure mask annotations.",
+    # finite and bounded: NaN passes a FloatRange, and inf (or 1e9) reached OpenCV's warp
+    type=click.FloatRange(min=1.0, max=1000.0),
+    callback=finite,
+    help="Marker-plane resolution used to measure mask annotations (px per mm, 1-1000).",
 )
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="QA folder.")
 @progress_option()
