@@ -19,6 +19,7 @@ from ulcerseg.annotations import (
     write_labelme,
 )
 from ulcerseg.cli.qa import qa_command
+from ulcerseg.errors import InputError
 from ulcerseg.geometry import apply_homography
 from ulcerseg.metrics import dice_iou
 from ulcerseg.qa import stats
@@ -666,3 +667,21 @@ def test_cli_refuses_a_px_per_mm_that_is_not_finite_or_too_large(tmp_path: Path,
     result = CliRunner().invoke(qa_command, args)
     assert result.exit_code == 2 and "--px-per-mm" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_auto_table_without_its_columns_or_rows_is_a_one_line_error(tmp_path: Path) -> None:
+    """A measurements CSV without a status column (or with only a header) stopped qa with an
+    AttributeError in the summary."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    table = pd.read_csv(out / "measurements.csv")
+    table.drop(columns=["status", "area_mm2"]).to_csv(tmp_path / "nostatus.csv", index=False)
+    table.iloc[:0].to_csv(tmp_path / "header.csv", index=False)
+    manual = tmp_path / "m.csv"
+    manual.write_text("file,area_mm2\nphoto0,3\n")
+    for name, reason in (
+        ("nostatus.csv", "nostatus.csv: no status, area_mm2 column(s) (not a measurements.csv)"),
+        ("header.csv", "header.csv: no photo in the automated results"),
+    ):
+        args = ["--auto", str(tmp_path / name), "--manual", str(manual), "-o", str(tmp_path / "q")]
+        result = CliRunner().invoke(qa_command, args)
+        assert isinstance(result.exception, InputError) and reason in str(result.exception), name

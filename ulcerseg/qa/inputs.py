@@ -42,6 +42,8 @@ ID_COLUMNS = ("photo_sha256", "sha256", "file", "photo", "image", "key")
 SHA_COLUMNS = ("photo_sha256", "sha256")
 FILE_COLUMNS = ("file", "photo", "image")
 AREA_COLUMNS = ("area_mm2", "area")
+# what qa reads of every automated row (measurements.csv has them all)
+AUTO_COLUMNS = ("photo_sha256", "status", "area_mm2")
 # 1 m²: far beyond any photo of a finger; a larger manual area is a typing or unit error, and
 # it would swamp every statistic (1e300 overflows the variance)
 MAX_AREA_MM2 = 1e6
@@ -132,8 +134,11 @@ def read_auto(path: str | Path) -> AutoResults:
         table = pd.read_csv(csv, dtype={"photo_sha256": str, "file": str}, keep_default_na=True)
     except Exception as err:
         raise InputError(f"{csv}: cannot read CSV ({err})") from None
-    if "photo_sha256" not in table.columns:
-        raise InputError(f"{csv}: no photo_sha256 column (not a measurements.csv)")
+    missing = [c for c in AUTO_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{csv}: no {', '.join(missing)} column(s) (not a measurements.csv)")
+    if table.empty:
+        raise InputError(f"{csv}: no photo in the automated results (a header without rows)")
     table, issues = _index_by_photo(table, csv)
     if "area_mm2" in table.columns:
         table["area_mm2"] = pd.to_numeric(table["area_mm2"], errors="coerce")
