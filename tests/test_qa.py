@@ -685,3 +685,13 @@ def test_an_auto_table_without_its_columns_or_rows_is_a_one_line_error(tmp_path:
         args = ["--auto", str(tmp_path / name), "--manual", str(manual), "-o", str(tmp_path / "q")]
         result = CliRunner().invoke(qa_command, args)
         assert isinstance(result.exception, InputError) and reason in str(result.exception), name
+
+
+def test_a_manual_csv_with_a_repeated_column_is_an_input_error(tmp_path: Path) -> None:
+    """``file,area_mm2, area_mm2`` (equal once stripped and lower-cased) raised an AttributeError."""
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,area_mm2, Area_mm2\nphoto0,3,4\n")
+    with pytest.raises(InputError, match=r"m\.csv: column 'area_mm2' appears more than once"):
+        read_manual(tmp_path / "m.csv", read_auto(out))

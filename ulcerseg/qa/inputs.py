@@ -444,6 +444,9 @@ def _read_csv_rows(path: Path, sep: str) -> tuple[pd.DataFrame, list[tuple[int, 
     if header is None:
         raise InputError(f"{path}: cannot read CSV (empty file)")
     columns = [c.strip().lower() for c in header]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:  # which of the two is the reading?
+        raise InputError(f"{path}: column {', '.join(map(repr, repeated))} appears more than once")
     width = len(columns)
     good = [(line, fields) for line, fields in rows if len(fields) <= width]
     df = pd.DataFrame(
