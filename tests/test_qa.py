@@ -695,3 +695,16 @@ def test_a_manual_csv_with_a_repeated_column_is_an_input_error(tmp_path: Path) -
     (tmp_path / "m.csv").write_text("file,area_mm2, Area_mm2\nphoto0,3,4\n")
     with pytest.raises(InputError, match=r"m\.csv: column 'area_mm2' appears more than once"):
         read_manual(tmp_path / "m.csv", read_auto(out))
+
+
+def test_a_labelme_file_with_malformed_shapes_is_an_issue_row(tmp_path: Path) -> None:
+    """``"shapes": {"0": {}}`` was taken for a JSON file of another tool: dropped at INFO
+    level, in no output. JSON without ``shapes`` is still not ours and ignored."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    folder = make_annotation_folder(tmp_path, n=1)
+    (folder / "photo1.json").write_text('{"shapes": {"0": {}}}')
+    (folder / "notes.json").write_text('{"reader": "A"}')
+    report = run_qa(out, [folder], tmp_path / "qa", plots=False)
+    assert [(i.item, i.message) for i in report.issues] == [
+        ("photo1.json", "LabelMe 'shapes' must be a list of shape objects")
+    ]

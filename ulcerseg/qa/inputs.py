@@ -518,12 +518,13 @@ def _read_manual_folder(
 
 
 def _looks_like_labelme(path: Path) -> bool:
-    """A JSON object with a ``shapes`` list (other JSON files in the folder are not ours)."""
+    """A JSON object with ``shapes`` (other JSON files in the folder are not ours). Shapes that
+    are not a list still count: the reader reports the malformed file as an issue row."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return True  # let the reader report the broken file
-    return isinstance(doc, dict) and isinstance(doc.get("shapes"), list)
+    return isinstance(doc, dict) and "shapes" in doc
 
 
 def _annotation_entry(
