@@ -708,3 +708,18 @@ def test_a_labelme_file_with_malformed_shapes_is_an_issue_row(tmp_path: Path) ->
     assert [(i.item, i.message) for i in report.issues] == [
         ("photo1.json", "LabelMe 'shapes' must be a list of shape objects")
     ]
+
+
+def test_reader_names_giving_the_same_file_names_are_refused(tmp_path: Path) -> None:
+    """``--manual r-1=a.csv --manual r_1=b.csv`` both slug to r_1: each overwrote the other's
+    plots and confusion tables."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,area_mm2\nphoto0,3\nphoto1,4\n")
+    for second in ("r_1", "R 1"):
+        args = ["--auto", str(out), "--manual", f"r-1={tmp_path / 'm.csv'}", "--manual",
+                f"{second}={tmp_path / 'm.csv'}", "-o", str(tmp_path / "q")]  # fmt: skip
+        result = CliRunner().invoke(qa_command, args)
+        assert isinstance(result.exception, InputError), result.output
+        assert f"reader names 'r-1' and '{second}' give the same output file names" in str(result.exception)
+    args = ["--auto", str(out), "--manual", f"readers-mean={tmp_path / 'm.csv'}", "-o", str(tmp_path / "q")]
+    assert "'readers_mean' and 'readers-mean'" in str(CliRunner().invoke(qa_command, args).exception)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulcerseg.errors import InputError
 from ulcerseg.metrics import dice_iou
 from ulcerseg.qa.inputs import (
     AutoResults,
@@ -20,7 +21,7 @@ from ulcerseg.qa.inputs import (
     read_manual,
 )
 from ulcerseg.qa.records import QAReport
-from ulcerseg.qa.report import write_report
+from ulcerseg.qa.report import file_slug, write_report
 from ulcerseg.qa.stats import agreement_row, area_range_labels, kappa_row
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,20 @@ def _unique_names(readers: list[ManualReader]) -> None:
         count = seen.get(base, 0)
         seen[base] = count + 1
         r.name = base if count == 0 else f"{base}_{count + 1}"
+
+
+def _check_slugs(names: list[str]) -> None:
+    """InputError when two reader names (or one and auto / readers_mean) give the same file
+    name part (``r-1`` and ``r_1`` -> ``r_1``): one's plots and tables would overwrite the
+    other's."""
+    seen: dict[str, str] = {file_slug(AUTO): AUTO, file_slug(READER_MEAN): READER_MEAN}
+    for name in names:
+        other = seen.setdefault(file_slug(name), name)
+        if other != name:
+            raise InputError(
+                f"reader names {other!r} and {name!r} give the same output file names "
+                f"(*_{file_slug(name)}.png); rename one (--manual NAME=PATH, or its reader column)"
+            )
 
 
 def build_pairs(auto: AutoResults, readers: list[ManualReader]) -> pd.DataFrame:
@@ -283,6 +298,7 @@ def run_qa(
         issues.extend(iss)
         unmatched_rows.extend(unm)
     _unique_names(readers)
+    _check_slugs([r.name for r in readers])
     for issue in issues:
         log.warning("%s", issue.line())
     # Automated photos without a manual measurement, per reader: listed, never dropped.

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """``text`` as a file name part: runs of other than ASCII letters and digits -> "_", lower case."""
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
 
 
@@ -181,11 +182,11 @@ def write_report(
     save(report.pairs.drop(columns="photo_key", errors="ignore"), "pairs.csv")  # file + sha name it
     save(report.agreement, "agreement.csv")
     for col, table in report.subgroups.items():
-        save(table, f"agreement_by_{_slug(col)}.csv")
+        save(table, f"agreement_by_{file_slug(col)}.csv")
     if not report.kappa.empty:
         save(report.kappa, "kappa.csv")
     for name, table in report.confusion.items():
-        save(table, f"confusion_{_slug(name)}.csv", index=True)
+        save(table, f"confusion_{file_slug(name)}.csv", index=True)
     save(report.unmatched, "unmatched.csv")
     issues = pd.DataFrame(
         [(i.source, i.item, i.message) for i in report.issues],
@@ -196,7 +197,7 @@ def write_report(
     for name, frame in frames.items() if plots else ():
         if frame.dropna(subset=["test", "reference"]).empty:
             continue
-        slug = _slug(name)
+        slug = file_slug(name)
         ba = plot_bland_altman(frame, name, out / f"bland_altman_{slug}.png")
         sc = plot_scatter(frame, name, out / f"scatter_{slug}.png")
         files += [ba, sc]
