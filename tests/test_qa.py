@@ -723,3 +723,18 @@ def test_reader_names_giving_the_same_file_names_are_refused(tmp_path: Path) -> 
         assert f"reader names 'r-1' and '{second}' give the same output file names" in str(result.exception)
     args = ["--auto", str(out), "--manual", f"readers-mean={tmp_path / 'm.csv'}", "-o", str(tmp_path / "q")]
     assert "'readers_mean' and 'readers-mean'" in str(CliRunner().invoke(qa_command, args).exception)
+
+
+def test_only_plain_ascii_decimal_areas_are_read(tmp_path: Path) -> None:
+    """float() read "1_2" and full-width "１２" as 12 mm²: such a cell is an issue row."""
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=6, failed=())
+    cells = ["1_2", "\uff11\uff12", " 12 ", "1.5e1", ".5", "nan"]  # full-width 1 and 2
+    text = "file,area_mm2\n" + "".join(f"photo{i},{c}\n" for i, c in enumerate(cells))
+    (tmp_path / "m.csv").write_text(text, encoding="utf-8")
+    readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
+    assert sorted(e.area_mm2 for e in readers[0].entries.values()) == [0.5, 12.0, 15.0]
+    assert [i.message for i in issues] == [
+        f"area {c!r} is not a number; row skipped" for c in ("1_2", "\uff11\uff12", "nan")
+    ]

@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ ID_COLUMNS = ("photo_sha256", "sha256", "file", "photo", "image", "key")
 SHA_COLUMNS = ("photo_sha256", "sha256")
 FILE_COLUMNS = ("file", "photo", "image")
 AREA_COLUMNS = ("area_mm2", "area")
+# a plain ASCII decimal number: float() also takes "1_2" and full-width digits as 12, and
+# "nan"/"inf" (re.ASCII: \d is 0-9 only)
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 # what qa reads of every automated row (measurements.csv has them all)
 AUTO_COLUMNS = ("photo_sha256", "status", "area_mm2")
 # 1 m²: far beyond any photo of a finger; a larger manual area is a typing or unit error, and
@@ -397,11 +401,10 @@ def _read_manual_csv(
         area = float("nan")
         raw = row[area_col].strip() if area_col else ""
         if raw:
-            try:
-                area = float(raw)
-            except ValueError:
+            if not _DECIMAL.fullmatch(raw):
                 issues.append(Issue(str(path), item, f"area {raw!r} is not a number; row skipped"))
                 continue
+            area = float(raw)
             if not math.isfinite(area) or area < 0:
                 issues.append(Issue(str(path), item, f"area {raw} mm² is not >= 0; row skipped"))
                 continue
