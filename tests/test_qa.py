@@ -738,3 +738,19 @@ def test_only_plain_ascii_decimal_areas_are_read(tmp_path: Path) -> None:
     assert [i.message for i in issues] == [
         f"area {c!r} is not a number; row skipped" for c in ("1_2", "\uff11\uff12", "nan")
     ]
+
+
+def test_summary_records_the_automated_runs_model_config_and_px_per_mm(tmp_path: Path) -> None:
+    """QA outputs did not say which model and config made the automated areas, nor at which
+    --px-per-mm masks were measured; a table mixing two models lists both with counts."""
+    out = make_measure_output(tmp_path, n=3, failed=())
+    table = pd.read_csv(out / "measurements.csv")
+    table["model_sha256"] = ["a" * 64, "a" * 64, "b" * 64]
+    table["config_sha256"] = "c" * 64
+    table.to_csv(out / "measurements.csv", index=False)
+    folder = make_annotation_folder(tmp_path, n=3)
+    report = run_qa(out, [folder], tmp_path / "qa", px_per_mm=25.0, plots=False)
+    summary = (tmp_path / "qa" / "summary.md").read_text()
+    assert f"model SHA-256 `{'a' * 64}` (2 photos), `{'b' * 64}` (1 photo)" in summary
+    assert f"config SHA-256 `{'c' * 64}`; ulcerseg not recorded." in summary
+    assert "at 25 px/mm (--px-per-mm)" in summary and report.px_per_mm == 25.0

@@ -222,6 +222,10 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
         f"{int((auto.table.get('status') == 'measured').sum())} measured{_copies_note(auto)}). "
         f"Manual readers: {', '.join(report.readers) or 'none'}.",
         "",
+        f"Automated run: model SHA-256 {_distinct(auto, 'model_sha256')}; config SHA-256 "
+        f"{_distinct(auto, 'config_sha256')}; ulcerseg {_distinct(auto, 'package_version')}. "
+        f"Mask annotations measured on the marker plane at {report.px_per_mm:g} px/mm (--px-per-mm).",
+        "",
         "Differences are *test − reference*; bias and 95% limits of agreement (LoA, bias ± "
         "1.96 SD) in mm² and, on the log scale, as percent (`exp(mean ± 1.96 SD of "
         "log(test/reference)) − 1`; zero areas left out). ICC(2,1): two-way random, absolute "
@@ -328,6 +332,20 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
             lines.append(f"![Bland-Altman {name}]({ba.name}) ![scatter {name}]({sc.name})")
     lines.append("")
     return "\n".join(lines)
+
+
+def _distinct(auto: AutoResults, column: str) -> str:
+    """The distinct values of an automated-run provenance column, each with its number of
+    photos when there are several (a run mixing models or configs must show it)."""
+    if column not in auto.table.columns:
+        return "not recorded"
+    values = auto.table[column].dropna().astype(str).str.strip()
+    counts = values[values != ""].value_counts()
+    if counts.empty:
+        return "not recorded"
+    if len(counts) == 1:
+        return f"`{counts.index[0]}`"
+    return ", ".join(f"`{v}` ({n} photo{'s' if n != 1 else ''})" for v, n in counts.items())
 
 
 def _copies_note(auto: AutoResults) -> str:
