@@ -754,3 +754,28 @@ def test_summary_records_the_automated_runs_model_config_and_px_per_mm(tmp_path:
     assert f"model SHA-256 `{'a' * 64}` (2 photos), `{'b' * 64}` (1 photo)" in summary
     assert f"config SHA-256 `{'c' * 64}`; ulcerseg not recorded." in summary
     assert "at 25 px/mm (--px-per-mm)" in summary and report.px_per_mm == 25.0
+
+
+def test_a_full_disk_leaves_no_truncated_plot_and_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while saving a plot gave "error: No space left on device" without the file
+    and left a truncated PNG behind."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from ulcerseg.cli.main import _os_error_line
+
+    def full_disk(self: Figure, fname: object, **kwargs: object) -> None:
+        Path(str(fname)).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = make_measure_output(tmp_path, n=3, failed=())
+    folder = make_annotation_folder(tmp_path, n=3)
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(OSError) as caught:
+        run_qa(out, [folder], tmp_path / "qa")
+    plot = tmp_path / "qa" / "bland_altman_auto_vs_reader_a.png"
+    assert _os_error_line(caught.value) == f"{plot}: No space left on device"
+    assert not [p.name for p in (tmp_path / "qa").iterdir() if p.suffix in (".png", ".tmp")]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ulcerseg import __version__
 from ulcerseg.rounding import round_frame
-from ulcerseg.tables import write_frame_csv
+from ulcerseg.tables import atomic_open, atomic_path, write_frame_csv
 
 if TYPE_CHECKING:
     from ulcerseg.qa.inputs import AutoResults
@@ -62,6 +62,18 @@ def _log_ratio_label(y: float) -> str:
     if abs(y) < math.log(1e4):
         return f"{100 * math.expm1(y):+.0f}%"
     return f"×1e{y / math.log(10):+.0f}"
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically (a full disk leaves no truncated plot, and its error
+    names the file) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
@@ -118,8 +130,7 @@ def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_title(f"Ratio, log scale (n={ratio.n}{dropped})", fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_figure(fig, path)
     return path
 
 
@@ -161,8 +172,7 @@ def plot_scatter(frame: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_ylabel(f"{test} (mm²)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_figure(fig, path)
     return path
 
 
@@ -203,8 +213,9 @@ def write_report(
         files += [ba, sc]
         figures.append((name, ba, sc))
     md = summary_markdown(report, auto, figures)
-    (out / "summary.md").write_text(md, encoding="utf-8")
-    (out / "summary.html").write_text(markdown_to_html(md, "ulcerseg QA summary"), "utf-8")
+    for name, text in (("summary.md", md), ("summary.html", markdown_to_html(md, "ulcerseg QA summary"))):
+        with atomic_open(out / name) as fh:
+            fh.write(text)
     files += [out / "summary.md", out / "summary.html"]
     report.files = files
     report.summary_md = md
