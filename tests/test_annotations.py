@@ -253,3 +253,59 @@ def test_malformed_labelme_is_an_annotation_error(tmp_path: Path, doc: dict) -> 
     path.write_text(json.dumps(doc))
     with pytest.raises(AnnotationError, match=r"bad\.json: "):
         read_annotation(path, SHAPE)
+
+
+@pytest.mark.parametrize("subtype", [roifile.ROI_SUBTYPE.TEXT, roifile.ROI_SUBTYPE.IMAGE])
+def test_a_text_or_image_roi_in_a_roiset_refuses_the_file(tmp_path: Path, subtype: int) -> None:
+    """ImageJ stores a text label (and an image overlay) as a RECT ROI: its box was summed
+    into the ulcer area with no issue row. The RoiSet is refused, naming the ROI."""
+    path = tmp_path / "set.zip"
+    write_imagej_roi(path, [np.array([[60.0, 60.0], [90.0, 60.0], [90.0, 90.0], [60.0, 90.0]])])
+    label = roifile.ImagejRoi(
+        roitype=roifile.ROI_TYPE.RECT, subtype=subtype, left=10, top=10, right=50, bottom=30, name="U1"
+    )
+    label.text = "U1"
+    label.tofile(path)
+    with pytest.raises(AnnotationError, match=r"set\.zip: ImageJ ROI #2 'U1' is an? (text|image)"):
+        read_annotation(path, SHAPE)
+
+
+def test_an_annotation_without_an_area_shape_is_an_error_not_0_mm2(tmp_path: Path) -> None:
+    """A LabelMe file of only lines/points, or a 2-point polygon ROI, was measured as 0 mm²
+    (a healed ulcer) with only a warning on stderr. No shapes at all stays an empty (healed)
+    annotation, as write_labelme writes an empty mask."""
+    lines = {"shapes": [
+        {"shape_type": "line", "points": [[10, 10], [50, 40]]},
+        {"shape_type": "point", "points": [[30, 30]]},
+        {"shape_type": "polygon", "points": [[60, 60], [90, 60]]},
+    ]}  # fmt: skip
+    (tmp_path / "lines.json").write_text(json.dumps(lines))
+    with pytest.raises(AnnotationError, match=r"lines\.json: no LabelMe shape is an area \(line of 2 point"):
+        read_annotation(tmp_path / "lines.json", SHAPE)
+    roifile.ImagejRoi.frompoints(np.array([[10.0, 10.0], [40.0, 30.0]])).tofile(tmp_path / "two.roi")
+    with pytest.raises(AnnotationError, match=r"two\.roi: ImageJ ROI #1 '[^']+' has 2 point\(s\), no area"):
+        read_annotation(tmp_path / "two.roi", SHAPE)
+    write_labelme(tmp_path / "healed.json", [], SHAPE)
+    assert read_annotation(tmp_path / "healed.json", SHAPE).area_mm2(np.eye(3)) == 0.0
+
+
+def test_a_self_intersecting_outline_is_an_error(tmp_path: Path) -> None:
+    """A bowtie outline was measured by the shoelace formula as ~0 mm² (its two loops wind
+    opposite ways); which loop is the ulcer is a guess, so the file is refused."""
+    bowtie = np.array([[10.0, 10.0], [50.0, 50.0], [50.0, 10.0], [10.0, 50.0]])
+    roifile.ImagejRoi.frompoints(bowtie).tofile(tmp_path / "bow.roi")
+    expected = (
+        r"bow\.roi: ImageJ ROI #1 .* crosses itself at \(29\.5, 29\.5\) px \(self_intersecting_outline\)"
+    )
+    with pytest.raises(AnnotationError, match=expected):
+        read_annotation(tmp_path / "bow.roi", SHAPE)
+    # a figure 8 through one of its own vertices (integer clicks)
+    eight = np.array([[10, 10], [30, 30], [50, 50], [50, 10], [30, 30], [10, 50]], float)
+    write_labelme(tmp_path / "eight.json", [eight], SHAPE)
+    with pytest.raises(AnnotationError, match=r"shape #1 \(polygon\) crosses itself at \(30\.0, 30\.0\)"):
+        read_annotation(tmp_path / "eight.json", SHAPE)
+    # two loops touching at a vertex, both winding the same way (a wand trace of pixels that
+    # meet diagonally) are no crossing: both areas count
+    touching = np.array([[10, 10], [30, 30], [50, 10], [50, 50], [30, 30], [10, 50]], float)
+    write_labelme(tmp_path / "touch.json", [touching], SHAPE)
+    assert read_annotation(tmp_path / "touch.json", SHAPE).area_mm2(np.eye(3)) == pytest.approx(800.0)

@@ -107,6 +107,48 @@ def test_read_mask_accepts_binary_encodings_and_rejects_grey_and_colour(tmp_path
         read_mask(tmp_path / "colour.png")
 
 
+def test_read_mask_reads_a_palette_image_by_its_colours(tmp_path: Path) -> None:
+    """A palette PNG was read as palette indices: white at index 0 and black at index 1
+    made an inverted mask, and black 0 / white 5 was "not binary". The colours are the mask."""
+    from ulcerseg.imageio import read_mask
+
+    truth = np.zeros((6, 8), bool)
+    truth[1:4, 2:7] = True
+    for name, white, black in (("inverted.png", 0, 1), ("sparse.png", 5, 0)):
+        im = Image.fromarray(np.where(truth, white, black).astype(np.uint8), mode="P")
+        palette = [90, 90, 90] * 256  # unused entries grey: only the used colours count
+        palette[3 * white : 3 * white + 3], palette[3 * black : 3 * black + 3] = [255] * 3, [0] * 3
+        im.putpalette(palette)
+        im.save(tmp_path / name)
+        assert np.array_equal(read_mask(tmp_path / name), truth), name
+        im.save(tmp_path / f"t_{name}", transparency=black)  # a tRNS chunk: alpha ignored
+        assert np.array_equal(read_mask(tmp_path / f"t_{name}"), truth), f"t_{name}"
+    red = Image.fromarray(truth.astype(np.uint8), mode="P")
+    red.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    red.save(tmp_path / "red.png")
+    with pytest.raises(ImageReadError, match=r"red\.png: mask must be single-channel"):
+        read_mask(tmp_path / "red.png")
+
+
+def test_read_mask_refuses_a_mask_drawn_in_alpha_only(tmp_path: Path) -> None:
+    """An RGBA mask, black everywhere with the ulcer only in alpha, was read as empty: 0 mm²,
+    a healed ulcer. Alpha is still ignored where the colours hold the mask."""
+    from ulcerseg.imageio import read_mask
+
+    truth = np.zeros((6, 8), bool)
+    truth[1:4, 2:7] = True
+    alpha_only = np.zeros((6, 8, 4), np.uint8)
+    alpha_only[..., 3] = truth * 255
+    Image.fromarray(alpha_only).save(tmp_path / "alpha.png")
+    with pytest.raises(ImageReadError, match=r"alpha\.png: mask is drawn in the alpha channel only"):
+        read_mask(tmp_path / "alpha.png")
+    both = np.repeat(truth[..., None].astype(np.uint8) * 255, 4, axis=2)  # white ulcer, opaque
+    Image.fromarray(both).save(tmp_path / "both.png")
+    assert np.array_equal(read_mask(tmp_path / "both.png"), truth)
+    Image.fromarray(np.zeros((6, 8, 4), np.uint8)).save(tmp_path / "empty.png")
+    assert not read_mask(tmp_path / "empty.png").any()  # uniform alpha: an empty mask
+
+
 def test_reduced_decode_keeps_exif_orientation_and_block_means() -> None:
     from ulcerseg.geometry import apply_homography, reduced_to_photo
 

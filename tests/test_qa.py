@@ -19,6 +19,7 @@ from ulcerseg.annotations import (
     write_labelme,
 )
 from ulcerseg.cli.qa import qa_command
+from ulcerseg.errors import InputError
 from ulcerseg.geometry import apply_homography
 from ulcerseg.metrics import dice_iou
 from ulcerseg.qa import stats
@@ -552,3 +553,229 @@ def test_a_manual_csv_without_rows_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("file,area_mm2\n")
     with pytest.raises(InputError, match="no manual measurement"):
         read_manual(tmp_path / "m.csv", read_auto(out))
+
+
+def test_the_same_photo_bytes_at_two_files_are_two_rows(tmp_path: Path) -> None:
+    """Bytes copied into another visit's folder: read_auto kept one row per sha256, so a
+    reference by file for the dropped copy matched no photo and one by sha256 went to
+    whichever visit was kept. Every automated row is kept; a file picks its copy, a sha256
+    alone is an ambiguous_photo issue, not paired."""
+    out = make_measure_output(tmp_path, n=6, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str)
+    shared = table.at[4, "photo_sha256"]
+    table.loc[5, "photo_sha256"] = shared  # photo5.jpg holds photo4.jpg's bytes
+    pd.concat([table, table.iloc[[0]]]).to_csv(out / "measurements.csv", index=False)  # row 0 again
+    auto_areas = table["area_mm2"].astype(float)
+    files = [f"S{i % 3:02d}/D0/photo{i}.jpg" for i in range(6)]
+    pd.DataFrame({"file": files[4:], "area_mm2": [1.0, 2.0]}).to_csv(tmp_path / "by_file.csv", index=False)
+    pd.DataFrame({"photo_sha256": [shared], "area_mm2": [3.0]}).to_csv(tmp_path / "by_sha.csv", index=False)
+    pd.DataFrame({"photo_sha256": [shared], "file": [files[5]], "area_mm2": [4.0]}).to_csv(
+        tmp_path / "both.csv", index=False
+    )
+    folder = make_annotation_folder(tmp_path, n=6)
+    manuals = [tmp_path / "by_file.csv", tmp_path / "by_sha.csv", tmp_path / "both.csv", folder]
+    report = run_qa(out, manuals, tmp_path / "qa", plots=False)
+
+    assert report.n_auto_photos == 6
+    assert "6 photos, 6 measured, 2 photo files hold bytes also at another file" in report.summary_md
+    repeat = [i for i in report.issues if "last row kept" in i.message]
+    assert len(repeat) == 1 and repeat[0].item == f"row 2 {files[0]}"
+    pairs = report.pairs.set_index(["reader", "file"])
+    assert pairs.loc[("by_file", files[4]), "manual_area_mm2"] == 1.0
+    assert pairs.loc[("by_file", files[5]), "manual_area_mm2"] == 2.0
+    assert pairs.loc[("by_file", files[5]), "photo_sha256"] == shared
+    assert pairs.loc[("both", files[5]), "manual_area_mm2"] == 4.0
+    assert pairs.loc[("both", files[5]), "auto_area_mm2"] == pytest.approx(auto_areas[5])
+    assert "by_sha" not in set(report.pairs["reader"])
+    # each copy's outline is measured with its own file's homography
+    for i in (4, 5):
+        assert pairs.loc[("reader_a", files[i]), "manual_area_mm2"] == pytest.approx(_true_area(i), rel=0.02)
+    text = "\n".join(i.line() for i in report.issues)
+    assert f"ambiguous_photo: '{shared}' is the same photo bytes at 2 files ({files[4]}, {files[5]})" in text
+    unmatched = report.unmatched
+    assert unmatched[unmatched["reader"] == "by_sha"]["reason"].str.startswith("ambiguous_photo").any()
+    written = pd.read_csv(tmp_path / "qa" / "pairs.csv")
+    assert len(written) == len(report.pairs) and "photo_key" not in written.columns
+
+
+def test_a_row_with_more_fields_than_the_header_is_an_issue_row(tmp_path: Path) -> None:
+    """A decimal comma (``file,area_mm2`` then ``photo0.jpg,25,1``) made pandas take the first
+    column as the index: a traceback. Such a row is an issue row; the others are read."""
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=3, failed=())
+    text = "file,area_mm2\nS00/D0/photo0.jpg,25,1\n\nS01/D0/photo1.jpg,3.5\nS02/D0/photo2.jpg,4,5,6\n"
+    (tmp_path / "m.csv").write_text(text)
+    readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
+    assert [e.area_mm2 for r in readers for e in r.entries.values()] == [3.5]
+    assert [(i.item, i.message) for i in issues] == [
+        ("row 2 S00/D0/photo0.jpg", "one field more than the header: area '25,1'?; row skipped"),
+        ("row 5 S02/D0/photo2.jpg", "2 field(s) more than the header (file, area_mm2); row skipped"),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")  # numpy's, on the squares of 1e300
+def test_plots_without_a_positive_pair_or_with_huge_areas(tmp_path: Path) -> None:
+    """A healed-only reference (every manual area 0) stopped qa with "Data cannot be
+    log-scaled"; a ratio of 1e300 overflowed the percent tick labels and limits. The ratio
+    panel is left empty without a positive pair; labels stay finite, an overflowing limit is inf."""
+    from ulcerseg.qa.report import plot_bland_altman, plot_scatter
+
+    zero = pd.DataFrame({"test": [5.0, 8.0, 0.0], "reference": [0.0, 0.0, 0.0]})
+    huge = pd.DataFrame({"test": [1e300, 16.0, 9.0], "reference": [1.0, 16.5, 8.0]})
+    for name, frame in (("zero", zero), ("huge", huge)):
+        for plot in (plot_bland_altman, plot_scatter):
+            path = plot(frame, "auto vs r", tmp_path / f"{plot.__name__}_{name}.png")
+            assert Image.open(path).size[0] > 100
+    assert stats.bland_altman_ratio(huge["test"], huge["reference"]).loa_high_pct == np.inf
+
+
+def test_an_absurd_manual_area_is_an_issue_row(tmp_path: Path) -> None:
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    files = [f"S{i % 3:02d}/D0/photo{i}.jpg" for i in range(2)]
+    pd.DataFrame({"file": files, "area_mm2": ["1e300", "12"]}).to_csv(tmp_path / "m.csv", index=False)
+    readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
+    assert [e.area_mm2 for e in readers[0].entries.values()] == [12.0]
+    assert [i.message for i in issues] == ["area 1e300 mm² is more than 1000000 mm² (1 m²); row skipped"]
+
+
+@pytest.mark.parametrize(
+    ("order", "reason"), [("open,healed,open", "repeats open"), (",open,,healed", "has an empty status")]
+)
+def test_cli_refuses_a_status_order_with_repeats_or_empties(tmp_path: Path, order: str, reason: str) -> None:
+    """A repeated status (open,healed,open) counted photos twice in the weighted kappa (n=33
+    from 12 photos); empty entries were accepted."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,status\nphoto0,open\nphoto1,healed\n")
+    result = CliRunner().invoke(
+        qa_command,
+        ["--auto", str(out), "--manual", str(tmp_path / "m.csv"), "--status-order", order,
+         "-o", str(tmp_path / "qa")],
+    )  # fmt: skip
+    assert result.exit_code == 2 and reason in result.output and "--status-order" in result.output
+    assert not (tmp_path / "qa").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e9"])
+def test_cli_refuses_a_px_per_mm_that_is_not_finite_or_too_large(tmp_path: Path, value: str) -> None:
+    """--px-per-mm inf or nan reached OpenCV's warp: a cv2 traceback."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    folder = make_annotation_folder(tmp_path, n=2)
+    args = ["--auto", str(out), "--manual", str(folder), "--px-per-mm", value, "-o", str(tmp_path / "q")]
+    result = CliRunner().invoke(qa_command, args)
+    assert result.exit_code == 2 and "--px-per-mm" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_an_auto_table_without_its_columns_or_rows_is_a_one_line_error(tmp_path: Path) -> None:
+    """A measurements CSV without a status column (or with only a header) stopped qa with an
+    AttributeError in the summary."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    table = pd.read_csv(out / "measurements.csv")
+    table.drop(columns=["status", "area_mm2"]).to_csv(tmp_path / "nostatus.csv", index=False)
+    table.iloc[:0].to_csv(tmp_path / "header.csv", index=False)
+    manual = tmp_path / "m.csv"
+    manual.write_text("file,area_mm2\nphoto0,3\n")
+    for name, reason in (
+        ("nostatus.csv", "nostatus.csv: no status, area_mm2 column(s) (not a measurements.csv)"),
+        ("header.csv", "header.csv: no photo in the automated results"),
+    ):
+        args = ["--auto", str(tmp_path / name), "--manual", str(manual), "-o", str(tmp_path / "q")]
+        result = CliRunner().invoke(qa_command, args)
+        assert isinstance(result.exception, InputError) and reason in str(result.exception), name
+
+
+def test_a_manual_csv_with_a_repeated_column_is_an_input_error(tmp_path: Path) -> None:
+    """``file,area_mm2, area_mm2`` (equal once stripped and lower-cased) raised an AttributeError."""
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,area_mm2, Area_mm2\nphoto0,3,4\n")
+    with pytest.raises(InputError, match=r"m\.csv: column 'area_mm2' appears more than once"):
+        read_manual(tmp_path / "m.csv", read_auto(out))
+
+
+def test_a_labelme_file_with_malformed_shapes_is_an_issue_row(tmp_path: Path) -> None:
+    """``"shapes": {"0": {}}`` was taken for a JSON file of another tool: dropped at INFO
+    level, in no output. JSON without ``shapes`` is still not ours and ignored."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    folder = make_annotation_folder(tmp_path, n=1)
+    (folder / "photo1.json").write_text('{"shapes": {"0": {}}}')
+    (folder / "notes.json").write_text('{"reader": "A"}')
+    report = run_qa(out, [folder], tmp_path / "qa", plots=False)
+    assert [(i.item, i.message) for i in report.issues] == [
+        ("photo1.json", "LabelMe 'shapes' must be a list of shape objects")
+    ]
+
+
+def test_reader_names_giving_the_same_file_names_are_refused(tmp_path: Path) -> None:
+    """``--manual r-1=a.csv --manual r_1=b.csv`` both slug to r_1: each overwrote the other's
+    plots and confusion tables."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,area_mm2\nphoto0,3\nphoto1,4\n")
+    for second in ("r_1", "R 1"):
+        args = ["--auto", str(out), "--manual", f"r-1={tmp_path / 'm.csv'}", "--manual",
+                f"{second}={tmp_path / 'm.csv'}", "-o", str(tmp_path / "q")]  # fmt: skip
+        result = CliRunner().invoke(qa_command, args)
+        assert isinstance(result.exception, InputError), result.output
+        assert f"reader names 'r-1' and '{second}' give the same output file names" in str(result.exception)
+    args = ["--auto", str(out), "--manual", f"readers-mean={tmp_path / 'm.csv'}", "-o", str(tmp_path / "q")]
+    assert "'readers_mean' and 'readers-mean'" in str(CliRunner().invoke(qa_command, args).exception)
+
+
+def test_only_plain_ascii_decimal_areas_are_read(tmp_path: Path) -> None:
+    """float() read "1_2" and full-width "１２" as 12 mm²: such a cell is an issue row."""
+    from ulcerseg.qa.inputs import read_auto, read_manual
+
+    out = make_measure_output(tmp_path, n=6, failed=())
+    cells = ["1_2", "\uff11\uff12", " 12 ", "1.5e1", ".5", "nan"]  # full-width 1 and 2
+    text = "file,area_mm2\n" + "".join(f"photo{i},{c}\n" for i, c in enumerate(cells))
+    (tmp_path / "m.csv").write_text(text, encoding="utf-8")
+    readers, issues, _ = read_manual(tmp_path / "m.csv", read_auto(out))
+    assert sorted(e.area_mm2 for e in readers[0].entries.values()) == [0.5, 12.0, 15.0]
+    assert [i.message for i in issues] == [
+        f"area {c!r} is not a number; row skipped" for c in ("1_2", "\uff11\uff12", "nan")
+    ]
+
+
+def test_summary_records_the_automated_runs_model_config_and_px_per_mm(tmp_path: Path) -> None:
+    """QA outputs did not say which model and config made the automated areas, nor at which
+    --px-per-mm masks were measured; a table mixing two models lists both with counts."""
+    out = make_measure_output(tmp_path, n=3, failed=())
+    table = pd.read_csv(out / "measurements.csv")
+    table["model_sha256"] = ["a" * 64, "a" * 64, "b" * 64]
+    table["config_sha256"] = "c" * 64
+    table.to_csv(out / "measurements.csv", index=False)
+    folder = make_annotation_folder(tmp_path, n=3)
+    report = run_qa(out, [folder], tmp_path / "qa", px_per_mm=25.0, plots=False)
+    summary = (tmp_path / "qa" / "summary.md").read_text()
+    assert f"model SHA-256 `{'a' * 64}` (2 photos), `{'b' * 64}` (1 photo)" in summary
+    assert f"config SHA-256 `{'c' * 64}`; ulcerseg not recorded." in summary
+    assert "at 25 px/mm (--px-per-mm)" in summary and report.px_per_mm == 25.0
+
+
+def test_a_full_disk_leaves_no_truncated_plot_and_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while saving a plot gave "error: No space left on device" without the file
+    and left a truncated PNG behind."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from ulcerseg.cli.main import _os_error_line
+
+    def full_disk(self: Figure, fname: object, **kwargs: object) -> None:
+        Path(str(fname)).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = make_measure_output(tmp_path, n=3, failed=())
+    folder = make_annotation_folder(tmp_path, n=3)
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(OSError) as caught:
+        run_qa(out, [folder], tmp_path / "qa")
+    plot = tmp_path / "qa" / "bland_altman_auto_vs_reader_a.png"
+    assert _os_error_line(caught.value) == f"{plot}: No space left on device"
+    assert not [p.name for p in (tmp_path / "qa").iterdir() if p.suffix in (".png", ".tmp")]

@@ -66,3 +66,21 @@ def test_written_tables_follow_the_umask_like_any_other_file(tmp_path: Path) -> 
             os.umask(old)
         assert (tmp_path / f"t{mask:o}.csv").stat().st_mode & 0o777 == mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t2.csv", "t22.csv", "t77.csv"]  # no temporaries
+
+
+def test_a_full_disk_names_the_table_and_keeps_the_old_file(tmp_path: Path) -> None:
+    """A write error carries no file name ("No space left on device"): it names the table."""
+    import errno
+
+    path = tmp_path / "t.csv"
+    write_csv(path, [{"a": 1}], ["a"])
+
+    def rows():
+        yield {"a": 2}
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as caught:
+        write_csv(path, rows(), ["a"])
+    assert caught.value.filename == str(path) and caught.value.errno == errno.ENOSPC
+    assert _read(path) == [["a"], ["1"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]

@@ -18,9 +18,10 @@ which is exact; :func:`mask_area_mm2` resamples a mask onto the marker plane and
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,130 @@ def _even_odd_area_mm2(polygons: list[np.ndarray], homography: Sequence[float] |
 def _point_in_polygon(point: np.ndarray, polygon: np.ndarray) -> bool:
     contour = np.asarray(polygon, dtype=np.float32).reshape(-1, 1, 2)
     return cv2.pointPolygonTest(contour, (float(point[0]), float(point[1])), False) > 0
+
+
+def self_crossing(polygon: np.ndarray, max_pairs: int = 2_000_000) -> np.ndarray | None:
+    """A point (px) where a closed polygon's outline crosses itself, or None.
+
+    A crossing is two edges whose ends lie strictly on both sides of each other, or the
+    outline passing one point twice (a repeated vertex, or a vertex on another edge) with the
+    second pass going from one side of the first to the other. Passes that merely touch, as
+    a wand-traced outline does at a diagonal pixel, keep the shoelace area right and are no
+    crossing. Vertices are snapped to a 1/1024 px grid so that every test is exact integer
+    arithmetic (a hand-drawn loop through a vertex is then a repeated vertex, not rounding
+    noise). Edges are paired by overlapping x ranges (sorted sweep): an outline of thousands
+    of vertices costs milliseconds; ``max_pairs`` bounds one batch's memory.
+    """
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if len(poly) < 4 or not np.isfinite(poly).all():
+        return None
+    # products of two coordinate differences stay below 2**62: exact in int64
+    scale = 1024.0 if np.abs(poly).max() < 2**19 else 2**29 / np.abs(poly).max()
+    a = np.round(poly * scale).astype(np.int64)
+    a = a[np.any(a != np.roll(a, 1, axis=0), axis=1)]  # zero-length edges (a repeated click)
+    if len(a) < 4:
+        return None
+    b = np.roll(a, -1, axis=0)  # edge k runs a[k] -> b[k]
+    splits: list[tuple[int, float, int]] = []  # (edge, position along it, vertex inside it)
+    for i, j in _edge_pairs(a, b, max_pairs):
+        o1, o2 = np.sign(_orientation(a[i], b[i], a[j])), np.sign(_orientation(a[i], b[i], b[j]))
+        o3, o4 = np.sign(_orientation(a[j], b[j], a[i])), np.sign(_orientation(a[j], b[j], b[i]))
+        proper = (o1 * o2 < 0) & (o3 * o4 < 0)
+        if proper.any():
+            k = int(np.argmax(proper))
+            # where edge i meets edge j's line
+            d3, d4 = (float(_orientation(a[j], b[j], q)[k]) for q in (a[i], b[i]))
+            return (a[i[k]] + d3 / (d3 - d4) * (b[i[k]] - a[i[k]])) / scale
+        # a vertex inside another edge: split the edge there, so that every point the outline
+        # passes twice is a repeated vertex
+        for edge, vertex, o in ((i, j, o1), (j, i, o3)):
+            d = b[edge] - a[edge]
+            dot = np.einsum("ij,ij->i", a[vertex] - a[edge], d)
+            on = (o == 0) & (dot > 0) & (dot < np.einsum("ij,ij->i", d, d))
+            t = dot[on] / np.einsum("ij,ij->i", d[on], d[on]).astype(np.float64)
+            splits += zip(edge[on].tolist(), t.tolist(), vertex[on].tolist(), strict=True)
+    if splits:
+        keys = [(k, 0.0) for k in range(len(a))] + [(e, t) for e, t, _ in splits]
+        points = np.concatenate([a, a[[v for _, _, v in splits]]])
+        a = points[sorted(range(len(keys)), key=keys.__getitem__)]
+        a = a[np.any(a != np.roll(a, 1, axis=0), axis=1)]  # two vertices split one edge at one point
+    point = _crossing_at_repeated_vertex(a)
+    return None if point is None else point / scale
+
+
+def _edge_pairs(a: np.ndarray, b: np.ndarray, max_pairs: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Batches of index pairs (i, j) of non-adjacent edges whose bounding boxes overlap."""
+    n = len(a)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    order = np.argsort(lo[:, 0], kind="stable")
+    # edges after position k in x order that start before edge k ends in x
+    ends = np.searchsorted(lo[order, 0], hi[order, 0], side="right")
+    counts = np.maximum(ends - np.arange(n) - 1, 0)
+    start = 0
+    while start < n:
+        stop = min(n, start + 1 + int(np.searchsorted(np.cumsum(counts[start:]), max_pairs)))
+        c = counts[start:stop]
+        pos = np.repeat(np.arange(start, stop), c)
+        pos2 = pos + 1 + np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
+        i, j = order[pos], order[pos2]
+        gap = np.abs(i - j)
+        keep = (gap != 1) & (gap != n - 1) & (lo[i, 1] <= hi[j, 1]) & (lo[j, 1] <= hi[i, 1])
+        yield i[keep], j[keep]
+        start = stop
+
+
+def _crossing_at_repeated_vertex(a: np.ndarray) -> np.ndarray | None:
+    """A vertex of integer polygon ``a`` that the outline passes twice, the second pass going
+    from one side of the first to the other (the neighbours interleave around it), or None."""
+    _, inverse, counts = np.unique(a, axis=0, return_inverse=True, return_counts=True)
+    n = len(a)
+    for group in np.flatnonzero(counts > 1):
+        visits = np.flatnonzero(inverse.ravel() == group)
+        p = a[visits[0]]
+        # each pass as the directions (from p) to its previous and next vertex
+        passes = [tuple(tuple(int(c) for c in a[(k + s) % n] - p) for s in (-1, 1)) for k in visits]
+        for (u, v), (w, x) in itertools.combinations(passes, 2):
+            if _parallel(u, w) or _parallel(u, x) or _parallel(v, w) or _parallel(v, x):
+                continue  # the passes run along each other a while: touching, or decided further on
+            if _parallel(u, v) or _parallel(w, x):
+                continue  # a pass that turns back on itself (a spike) divides nothing
+            if _in_sweep(u, v, w) != _in_sweep(u, v, x):
+                return p
+    return None
+
+
+def _cross(u: tuple[int, int], v: tuple[int, int]) -> int:
+    return u[0] * v[1] - u[1] * v[0]
+
+
+def _parallel(u: tuple[int, int], v: tuple[int, int]) -> bool:
+    """``u`` and ``v`` point the same way (exactly)."""
+    return _cross(u, v) == 0 and u[0] * v[0] + u[1] * v[1] > 0
+
+
+def _in_sweep(u: tuple[int, int], v: tuple[int, int], w: tuple[int, int]) -> bool:
+    """``w`` lies strictly inside the counter-clockwise (y up) turn from ``u`` to ``v``."""
+    if _cross(u, v) > 0:
+        return _cross(u, w) > 0 and _cross(w, v) > 0
+    if _cross(u, v) < 0:  # a turn of more than 180°: not in the closed turn from v to u
+        return not (_cross(v, w) >= 0 and _cross(w, u) >= 0)
+    return _cross(u, w) > 0  # u and v opposite: the half-plane left of u
+
+
+def _orientation(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Twice the signed area of triangles (p, q, r), row-wise: > 0 when r lies left of p -> q."""
+    return (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
+
+
+def _check_simple(polygon: np.ndarray, path: Path, what: str) -> None:
+    """AnnotationError when ``polygon`` crosses itself: its shoelace area would subtract one
+    loop from the other (a bowtie measures ~0 mm²), and which loop is the ulcer is a guess."""
+    point = self_crossing(polygon)
+    if point is not None:
+        raise AnnotationError(
+            f"{path}: {what} crosses itself at ({point[0]:.1f}, {point[1]:.1f}) px "
+            "(self_intersecting_outline); retrace it without crossing"
+        )
 
 
 def rectifying_matrix(homography: Sequence[float] | np.ndarray, grid: RectifiedGrid) -> np.ndarray:
@@ -215,12 +340,19 @@ def read_mask(path: str | Path, image_shape: tuple[int, int] | None = None) -> n
     return binary.astype(np.uint8) * 255
 
 
-def _roi_polygons(roi: Any, path: Path) -> list[np.ndarray]:
-    """Photo-frame polygons of one ImageJ ROI (several for composite shapes)."""
+def _roi_polygons(roi: Any, path: Path, label: str = "#1") -> list[np.ndarray]:
+    """Photo-frame polygons of one ImageJ ROI (several for composite shapes); ``label`` names
+    the ROI in errors."""
     import roifile
 
     rt = roifile.ROI_TYPE
     roitype = roi.roitype
+    subtype = getattr(roi, "subtype", None)
+    if subtype in (roifile.ROI_SUBTYPE.TEXT, roifile.ROI_SUBTYPE.IMAGE):
+        # ImageJ stores text labels and image overlays as RECT ROIs: their box is not ulcer
+        # area, and a label beside an outline is a tracing error the reader must remove
+        what = "a text label" if subtype == roifile.ROI_SUBTYPE.TEXT else "an image overlay"
+        raise AnnotationError(f"{path}: ImageJ ROI {label} is {what}, not an area; remove it")
     if getattr(roi, "composite", False) and roi.multi_coordinates is not None:
         # Shape ROI paths are in ImageJ (corner) coordinates.
         return [_open_ring(c) - 0.5 for c in roi.coordinates(multi=True)]
@@ -248,7 +380,15 @@ def _roi_polygons(roi: Any, path: Path) -> list[np.ndarray]:
             return [np.asarray(roi.subpixel_coordinates, dtype=np.float64) - 0.5]
         return [np.asarray(roi.coordinates(), dtype=np.float64) - 0.5]
     name = getattr(roitype, "name", str(roitype))
-    raise AnnotationError(f"{path}: ImageJ ROI type {name} is not an area (use polygon, freehand or oval)")
+    raise AnnotationError(
+        f"{path}: ImageJ ROI {label} of type {name} is not an area (use polygon, freehand or oval)"
+    )
+
+
+def _roi_label(roi: Any, index: int) -> str:
+    """How a message names one ROI of a RoiSet: its position (1-based) and its name."""
+    name = str(getattr(roi, "name", "") or "").strip()
+    return f"#{index} {name!r}" if name else f"#{index}"
 
 
 def _rounded_rect(left: float, top: float, right: float, bottom: float, diameter: float) -> np.ndarray:
@@ -286,9 +426,10 @@ def read_imagej_rois(path: str | Path, image_shape: tuple[int, int]) -> Annotati
         raise AnnotationError(f"{path}: RoiSet contains no ROI")
     polygons: list[np.ndarray] = []
     groups: list[list[int]] = []
-    for roi in rois:
+    for index, roi in enumerate(rois, 1):
+        label = _roi_label(roi, index)
         try:
-            shapes = _roi_polygons(roi, path)
+            shapes = _roi_polygons(roi, path, label)
         except AnnotationError:
             raise
         except Exception as err:  # e.g. roifile's NotImplementedError on a composite's curves
@@ -296,7 +437,16 @@ def read_imagej_rois(path: str | Path, image_shape: tuple[int, int]) -> Annotati
                 f"{path}: cannot read an ImageJ ROI's outline ({type(err).__name__}: {err}); "
                 "convert it to a polygon in ImageJ (Edit > Selection > Interpolate)"
             ) from None
+        # a composite's stray sub-paths (a lone moveto) are no outline; a ROI with no outline
+        # of 3 points (a 2-point polygon) encloses nothing and is a tracing error, not 0 mm²
         polys = [p for p in shapes if len(p) >= 3]
+        if not polys:
+            points = max((len(p) for p in shapes), default=0)
+            raise AnnotationError(
+                f"{path}: ImageJ ROI {label} has {points} point(s), no area (an outline needs at least 3)"
+            )
+        for poly in polys:
+            _check_simple(poly, path, f"ImageJ ROI {label}")
         groups.append(list(range(len(polygons), len(polygons) + len(polys))))
         polygons.extend(polys)
     return _vector_annotation(path, "roi", polygons, groups, image_shape)
@@ -317,7 +467,11 @@ def _vector_annotation(
 
 
 def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
-    """Read a LabelMe JSON file (polygon, rectangle and circle shapes; union of all shapes)."""
+    """Read a LabelMe JSON file (polygon, rectangle and circle shapes; union of all shapes).
+
+    No shapes at all is an empty annotation (0 mm², healed); shapes of which none is an area
+    (only lines or points, a polygon of 2 points) are an error, not 0 mm².
+    """
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -343,7 +497,8 @@ def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
     if any(not np.isfinite(pts).all() for _, pts in parsed):
         raise AnnotationError(f"{path}: LabelMe points must be finite numbers")
     polygons: list[np.ndarray] = []
-    for stype, pts in parsed:
+    skipped: list[str] = []
+    for number, (stype, pts) in enumerate(parsed, 1):
         if stype == "polygon":
             poly = pts
         elif stype == "rectangle" and len(pts) == 2:
@@ -355,9 +510,20 @@ def read_labelme(path: str | Path, image_shape: tuple[int, int]) -> Annotation:
             poly = np.c_[pts[0, 0] + r * np.cos(t), pts[0, 1] + r * np.sin(t)]
         else:
             log.warning("%s: skipping LabelMe shape of type %r (not an area)", path, stype)
+            skipped.append(f"{stype} of {len(pts)} point(s)")
             continue
         if len(poly) >= 3:
+            _check_simple(poly, path, f"LabelMe shape #{number} ({stype})")
             polygons.append(poly)
+        else:
+            log.warning("%s: skipping LabelMe %s of %d point(s) (no area)", path, stype, len(poly))
+            skipped.append(f"{stype} of {len(poly)} point(s)")
+    if skipped and not polygons:
+        raise AnnotationError(
+            f"{path}: no LabelMe shape is an area ({', '.join(skipped[:5])}"
+            f"{', ...' if len(skipped) > 5 else ''}); draw the ulcer as a "
+            "polygon, rectangle or circle"
+        )
     groups = [[i] for i in range(len(polygons))]
     return _vector_annotation(path, "labelme", polygons, groups, image_shape)
 

@@ -254,17 +254,24 @@ def read_mask(path: str | Path) -> np.ndarray:
     """Read a binary mask image as bool (H x W); True = ulcer. Raises ImageReadError.
 
     Accepted: 0/255, 0/1, 0/65535 (16-bit) or 1-bit images, grey or with identical colour
-    channels (alpha ignored). The file is read as stored (no EXIF rotation: masks carry none).
+    channels (alpha ignored); a palette image by its colours. The file is read as stored (no
+    EXIF rotation: masks carry none).
     """
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im)
+            # a palette image's pixels are indices into its palette: the colours are the mask
+            # (index 1 may be black, index 0 white), so the one binary rule applies to them
+            arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "PA") else im)
     except Exception as err:  # PIL raises many types
         raise ImageReadError(f"{path}: cannot read mask image ({err})") from None
     if arr.ndim == 3:
         channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
         if not np.all(channels == channels[..., :1]):
             raise ImageReadError(f"{path}: mask must be single-channel (got colour image)")
+        if arr.shape[2] in (2, 4) and np.ptp(channels) == 0 and np.ptp(arr[..., -1]) > 0:
+            # one colour everywhere and the shape only in alpha: read as colour it would be
+            # empty (0 mm², "healed") or the whole photo
+            raise ImageReadError(f"{path}: mask is drawn in the alpha channel only; save it as 0/255 grey")
         arr = channels[..., 0]
     if arr.ndim != 2:
         raise ImageReadError(f"{path}: mask must be a 2-D image, got shape {arr.shape}")

@@ -47,12 +47,14 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @contextmanager
-def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
-    """Text file handle on a temporary file next to ``path``, moved over ``path`` on success.
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A new temporary file next to ``path`` (empty, following the umask) for a writer that
+    takes a file name (matplotlib, Pillow), moved over ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left as it was. A database
-    (``study.sqlite``: the measurements and the audit trail) is never replaced by a table:
-    :class:`~ulcerseg.errors.OutputError`.
+    On an exception the temporary file is removed and ``path`` is left as it was; an OS error
+    that names no file (a full disk while writing: "No space left on device") is raised again
+    naming ``path``. A database (``study.sqlite``: the measurements and the audit trail) is
+    never replaced: :class:`~ulcerseg.errors.OutputError`.
     """
     path = Path(path)
     if path.is_file():
@@ -64,14 +66,23 @@ def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     # other users (a statistician on the shared drive); this one follows the umask as a plain
     # open() does
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        with os.fdopen(fd, "w", newline="", encoding=encoding) as fh:
-            yield fh
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
+
+
+@contextmanager
+def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
+    """Text file handle on a temporary file next to ``path``, moved over ``path`` on success
+    (as :func:`atomic_path`: nothing left behind on failure, OS errors name ``path``)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding=encoding) as fh:
+        yield fh
 
 
 def write_csv_rows(fh: IO[str], rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import progress_option
+from ulcerseg.cli.options import finite, progress_option
 
 __all__ = ["qa_command"]
 
@@ -19,6 +19,18 @@ def _split_manual(value: str) -> tuple[str | None, str]:
         name, path = value.split("=", 1)
         return name.strip() or None, path
     return None, value
+
+
+def _status_order(value: str) -> list[str]:
+    """The categories of ``--status-order``, each once and none empty (a repeat would count
+    its photos twice in the weighted kappa)."""
+    order = [s.strip() for s in value.split(",")]
+    if "" in order:
+        raise click.BadParameter(f"{value!r} has an empty status", param_hint="--status-order")
+    repeated = sorted({s for s in order if order.count(s) > 1})
+    if repeated:
+        raise click.BadParameter(f"{value!r} repeats {', '.join(repeated)}", param_hint="--status-order")
+    return order
 
 
 def _num(value: float, spec: str) -> str:
@@ -57,8 +69,10 @@ def _num(value: float, spec: str) -> str:
     "--px-per-mm",
     default=20.0,
     show_default=True,
-    type=click.FloatRange(min=1.0),
-    help="Marker-plane resolution used to measure mask annotations.",
+    # finite and bounded: NaN passes a FloatRange, and inf (or 1e9) reached OpenCV's warp
+    type=click.FloatRange(min=1.0, max=1000.0),
+    callback=finite,
+    help="Marker-plane resolution used to measure mask annotations (px per mm, 1-1000).",
 )
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="QA folder.")
 @progress_option()
@@ -78,7 +92,7 @@ def qa_command(
     for _, path in parsed:
         if not Path(path).exists():
             raise click.BadParameter(f"{path}: no such file or folder", param_hint="--manual")
-    order = [s.strip() for s in status_order.split(",")] if status_order else None
+    order = _status_order(status_order) if status_order else None
 
     def bar(items, total):  # type: ignore[no-untyped-def]
         from tqdm import tqdm

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ulcerseg.errors import InputError
 from ulcerseg.metrics import dice_iou
 from ulcerseg.qa.inputs import (
     AutoResults,
@@ -20,7 +21,7 @@ from ulcerseg.qa.inputs import (
     read_manual,
 )
 from ulcerseg.qa.records import QAReport
-from ulcerseg.qa.report import write_report
+from ulcerseg.qa.report import file_slug, write_report
 from ulcerseg.qa.stats import agreement_row, area_range_labels, kappa_row
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ AREA_RANGE = "area_range"
 # Columns of the automated table copied into pairs.csv (and usable with --by).
 CONTEXT_COLUMNS = ("file", "subject_id", "ulcer_id", "visit", "study_day", "needs_review", "flags")
 AUTO_STATUS_COLUMNS = ("healing_status", "status_proposed")
+# One automated row (photo file) in pairs: the sha256 alone is not one, since the same bytes
+# at two files (two visits) are two rows. Internal: pairs.csv names the photo by sha and file.
+KEY = "photo_key"
 
 
 def _unique_names(readers: list[ManualReader]) -> None:
@@ -42,20 +46,34 @@ def _unique_names(readers: list[ManualReader]) -> None:
         r.name = base if count == 0 else f"{base}_{count + 1}"
 
 
+def _check_slugs(names: list[str]) -> None:
+    """InputError when two reader names (or one and auto / readers_mean) give the same file
+    name part (``r-1`` and ``r_1`` -> ``r_1``): one's plots and tables would overwrite the
+    other's."""
+    seen: dict[str, str] = {file_slug(AUTO): AUTO, file_slug(READER_MEAN): READER_MEAN}
+    for name in names:
+        other = seen.setdefault(file_slug(name), name)
+        if other != name:
+            raise InputError(
+                f"reader names {other!r} and {name!r} give the same output file names "
+                f"(*_{file_slug(name)}.png); rename one (--manual NAME=PATH, or its reader column)"
+            )
+
+
 def build_pairs(auto: AutoResults, readers: list[ManualReader]) -> pd.DataFrame:
-    """Long table: one row per (photo, reader) with both areas, statuses and Dice/IoU."""
+    """Long table: one row per (photo file, reader) with both areas, statuses and Dice/IoU."""
     rows = []
     table = auto.table
     auto_status_col = next((c for c in AUTO_STATUS_COLUMNS if c in table.columns), None)
     for reader in readers:
-        for sha, entry in reader.entries.items():
-            arow = table.loc[sha]
+        for key, entry in reader.entries.items():
+            arow = table.loc[key]
             measured = str(arow.get("status", "")) == "measured"
             auto_area = float(arow.get("area_mm2", np.nan)) if measured else np.nan
             dice = iou = np.nan
             manual_mask = entry.rect_mask if measured else None
             if manual_mask is not None:
-                auto_mask = auto.auto_mask(sha)
+                auto_mask = auto.auto_mask(key)
                 # Both empty (healed, nothing found): agreement, but no overlap to score;
                 # left out of Dice/IoU so the mean describes outlines (the areas count it).
                 if (
@@ -65,7 +83,8 @@ def build_pairs(auto: AutoResults, readers: list[ManualReader]) -> pd.DataFrame:
                 ):
                     dice, iou = dice_iou(auto_mask, manual_mask)
             row = {
-                "photo_sha256": sha,
+                KEY: key,
+                "photo_sha256": entry.photo_sha256,
                 "reader": reader.name,
                 "manual_area_mm2": entry.area_mm2,
                 "manual_status": entry.status,
@@ -86,7 +105,7 @@ def build_pairs(auto: AutoResults, readers: list[ManualReader]) -> pd.DataFrame:
             rows.append(row)
     pairs = pd.DataFrame(rows)
     if pairs.empty:
-        return pd.DataFrame(columns=["photo_sha256", "reader", "manual_area_mm2", "auto_area_mm2"])
+        return pd.DataFrame(columns=[KEY, "photo_sha256", "reader", "manual_area_mm2", "auto_area_mm2"])
     return pairs.sort_values(["reader", "file" if "file" in pairs else "photo_sha256"])
 
 
@@ -94,10 +113,10 @@ def _reader_pair_dice(readers: list[ManualReader], a: str, b: str) -> dict[str, 
     ra = next(r for r in readers if r.name == a)
     rb = next(r for r in readers if r.name == b)
     out = {}
-    for sha in ra.entries.keys() & rb.entries.keys():
-        ma, mb = ra.entries[sha].rect_mask, rb.entries[sha].rect_mask
+    for key in ra.entries.keys() & rb.entries.keys():
+        ma, mb = ra.entries[key].rect_mask, rb.entries[key].rect_mask
         if ma is not None and mb is not None and ma.shape == mb.shape and (ma.any() or mb.any()):
-            out[sha] = dice_iou(ma, mb)
+            out[key] = dice_iou(ma, mb)
     return out
 
 
@@ -111,12 +130,10 @@ def comparison_frames(pairs: pd.DataFrame, readers: list[ManualReader]) -> dict[
     out: dict[str, pd.DataFrame] = {}
     if pairs.empty:
         return out
-    wide_area = pairs.pivot_table(
-        index="photo_sha256", columns="reader", values="manual_area_mm2", dropna=False
-    )
-    context = pairs.drop_duplicates("photo_sha256").set_index("photo_sha256")
+    wide_area = pairs.pivot_table(index=KEY, columns="reader", values="manual_area_mm2", dropna=False)
+    context = pairs.drop_duplicates(KEY).set_index(KEY)
     for name in names:
-        p = pairs[pairs["reader"] == name].set_index("photo_sha256")
+        p = pairs[pairs["reader"] == name].set_index(KEY)
         out[f"{AUTO} vs {name}"] = pd.DataFrame(
             {
                 "test": p["auto_area_mm2"],
@@ -203,12 +220,14 @@ def status_tables(
     """
     from ulcerseg.qa.stats import confusion_table
 
+    if order and (len(set(order)) != len(order) or "" in order):  # kappa would count photos twice
+        raise ValueError(f"status order {list(order)} repeats a status or has an empty one")
     if pairs.empty or "manual_status" not in pairs or pairs["manual_status"].isna().all():
         return pd.DataFrame(), {}
-    wide = pairs.pivot_table(index="photo_sha256", columns="reader", values="manual_status", aggfunc="first")
+    wide = pairs.pivot_table(index=KEY, columns="reader", values="manual_status", aggfunc="first")
     series: dict[str, pd.Series] = {r: wide[r] for r in readers if r in wide}
     if "auto_healing_status" in pairs:
-        series[AUTO] = pairs.drop_duplicates("photo_sha256").set_index("photo_sha256")["auto_healing_status"]
+        series[AUTO] = pairs.drop_duplicates(KEY).set_index(KEY)["auto_healing_status"]
     names = list(series)
     if AUTO in names:
         names = [AUTO] + [n for n in names if n != AUTO]
@@ -270,7 +289,7 @@ def run_qa(
     by_list = [by] if isinstance(by, str) else list(by or [])
     auto_res = read_auto(auto)
     readers: list[ManualReader] = []
-    issues: list[Issue] = []
+    issues: list[Issue] = list(auto_res.issues)
     unmatched_rows: list[dict[str, str]] = []
     for i, manual in enumerate(manuals):
         name = names[i] if names and i < len(names) else None
@@ -279,18 +298,19 @@ def run_qa(
         issues.extend(iss)
         unmatched_rows.extend(unm)
     _unique_names(readers)
+    _check_slugs([r.name for r in readers])
     for issue in issues:
         log.warning("%s", issue.line())
     # Automated photos without a manual measurement, per reader: listed, never dropped.
     for reader in readers:
-        for sha in auto_res.table.index.difference(list(reader.entries)):
-            file = auto_res.table.at[sha, "file"] if "file" in auto_res.table else ""
+        for key in auto_res.table.index.difference(list(reader.entries)):
+            file = auto_res.table.at[key, "file"] if "file" in auto_res.table else ""
             unmatched_rows.append(
                 {
                     "reader": reader.name,
                     "source": "auto",
                     "item": str(file),
-                    "photo_sha256": str(sha),
+                    "photo_sha256": auto_res.sha(key),
                     "reason": f"no manual measurement by {reader.name}",
                 }
             )
@@ -321,6 +341,7 @@ def run_qa(
         ),
         readers=[r.name for r in readers],
         n_auto_photos=len(auto_res.table),
+        px_per_mm=px_per_mm,
     )
     write_report(report, frames, auto_res, plots=plots)
     return report

@@ -11,9 +11,11 @@ the rest of a comparison still runs.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,7 +40,17 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[Iterable[Path], int], Iterable[Path]]
 ID_COLUMNS = ("photo_sha256", "sha256", "file", "photo", "image", "key")
+SHA_COLUMNS = ("photo_sha256", "sha256")
+FILE_COLUMNS = ("file", "photo", "image")
 AREA_COLUMNS = ("area_mm2", "area")
+# a plain ASCII decimal number: float() also takes "1_2" and full-width digits as 12, and
+# "nan"/"inf" (re.ASCII: \d is 0-9 only)
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+# what qa reads of every automated row (measurements.csv has them all)
+AUTO_COLUMNS = ("photo_sha256", "status", "area_mm2")
+# 1 m²: far beyond any photo of a finger; a larger manual area is a typing or unit error, and
+# it would swamp every statistic (1e300 overflows the variance)
+MAX_AREA_MM2 = 1e6
 
 
 @dataclass(frozen=True)
@@ -55,27 +67,37 @@ class Issue:
 
 @dataclass
 class AutoResults:
-    """The automated run: one row per photo indexed by ``photo_sha256``."""
+    """The automated run: one row per photo file, indexed by a unique photo key.
+
+    The key is the ``photo_sha256`` where those bytes are at one file, else
+    ``<sha256>:<file>``: the same bytes at two files (two visits) are two rows, and a
+    reference must say which file it measured.
+    """
 
     table: pd.DataFrame
     root: Path  # paths in mask_file / rectified_file are relative to this
     source: Path
+    issues: list[Issue] = field(default_factory=list)  # rows of the table left out, and why
 
-    def row(self, sha: str) -> pd.Series:
-        return self.table.loc[sha]
+    def row(self, key: str) -> pd.Series:
+        return self.table.loc[key]
 
-    def image_shape(self, sha: str) -> tuple[int, int] | None:
+    def sha(self, key: str) -> str:
+        """The photo's SHA-256 (its bytes' identity; several keys may share it)."""
+        return str(self.table.at[key, "photo_sha256"])
+
+    def image_shape(self, key: str) -> tuple[int, int] | None:
         """Photo (height, width) px, or None when the run could not decode it."""
-        row = self.row(sha)
+        row = self.row(key)
         try:
             h, w = int(row["image_height_px"]), int(row["image_width_px"])
         except (KeyError, TypeError, ValueError):
             return None
         return (h, w) if h > 0 and w > 0 else None
 
-    def homography(self, sha: str) -> np.ndarray | None:
+    def homography(self, key: str) -> np.ndarray | None:
         """Photo px -> marker-plane mm (3x3), or None without a calibration."""
-        value = self.row(sha).get("homography")
+        value = self.row(key).get("homography")
         if not isinstance(value, str) or not value.strip():
             return None
         try:
@@ -83,9 +105,9 @@ class AutoResults:
         except (ValueError, json.JSONDecodeError):
             return None
 
-    def rectified_frame(self, sha: str) -> tuple[tuple[float, float], float] | None:
+    def rectified_frame(self, key: str) -> tuple[tuple[float, float], float] | None:
         """``(origin_mm, px_per_mm)`` of the rectified frame, or None."""
-        row = self.row(sha)
+        row = self.row(key)
         try:
             origin = (float(row["rectified_origin_x_mm"]), float(row["rectified_origin_y_mm"]))
             ppm = float(row["rectified_px_per_mm"])
@@ -95,9 +117,9 @@ class AutoResults:
             return None
         return origin, ppm
 
-    def auto_mask(self, sha: str) -> np.ndarray | None:
+    def auto_mask(self, key: str) -> np.ndarray | None:
         """The automated ulcer mask (rectified frame, bool), or None if absent."""
-        rel = self.row(sha).get("mask_file")
+        rel = self.row(key).get("mask_file")
         if not isinstance(rel, str) or not rel:
             return None
         path = self.root / rel
@@ -116,13 +138,39 @@ def read_auto(path: str | Path) -> AutoResults:
         table = pd.read_csv(csv, dtype={"photo_sha256": str, "file": str}, keep_default_na=True)
     except Exception as err:
         raise InputError(f"{csv}: cannot read CSV ({err})") from None
-    if "photo_sha256" not in table.columns:
-        raise InputError(f"{csv}: no photo_sha256 column (not a measurements.csv)")
-    table = table.drop_duplicates("photo_sha256", keep="last").set_index("photo_sha256", drop=False)
+    missing = [c for c in AUTO_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{csv}: no {', '.join(missing)} column(s) (not a measurements.csv)")
+    if table.empty:
+        raise InputError(f"{csv}: no photo in the automated results (a header without rows)")
+    table, issues = _index_by_photo(table, csv)
     if "area_mm2" in table.columns:
         table["area_mm2"] = pd.to_numeric(table["area_mm2"], errors="coerce")
     _join_healing(table, csv.parent / "healing.csv")
-    return AutoResults(table=table, root=csv.parent, source=csv)
+    return AutoResults(table=table, root=csv.parent, source=csv, issues=issues)
+
+
+def _index_by_photo(table: pd.DataFrame, csv: Path) -> tuple[pd.DataFrame, list[Issue]]:
+    """``table`` indexed by a unique photo key (see :class:`AutoResults`), every photo file kept.
+
+    Only a repeat of the same bytes at the same file (a table appended to twice) is dropped,
+    keeping the last row, with an issue saying so.
+    """
+    sha = table["photo_sha256"].fillna("").astype(str).str.strip()
+    file = table["file"].fillna("").astype(str) if "file" in table.columns else pd.Series("", table.index)
+    copies = sha.str.lower().map(sha.str.lower().value_counts())
+    keys = [
+        s if s and n == 1 else f"{s}:{f or f'row {i + 2}'}"
+        for i, (s, f, n) in enumerate(zip(sha, file, copies, strict=True))
+    ]
+    table = table.assign(photo_sha256=sha).set_axis(pd.Index(keys, name="photo_key"))
+    repeated = table.index.duplicated(keep="last")
+    issues = [
+        Issue(str(csv), f"row {i + 2} {f or s}", "same photo_sha256 and file as a later row; last row kept")
+        for i, (s, f) in enumerate(zip(sha, file, strict=True))
+        if repeated[i]
+    ]
+    return table[~repeated], issues
 
 
 def _join_healing(table: pd.DataFrame, path: Path) -> None:
@@ -137,47 +185,71 @@ def _join_healing(table: pd.DataFrame, path: Path) -> None:
     if "status" not in heal.columns:
         return
     keys = ["subject_id", "ulcer_id", "visit"]
+    by_keys = None
+    if all(k in heal.columns for k in keys) and all(k in table.columns for k in keys):
+        status = heal.drop_duplicates(keys, keep="last").set_index(keys)["status"]
+        by_keys = status.reindex(pd.MultiIndex.from_frame(table[keys].astype(str))).to_numpy()
     if "photo_sha256" in heal.columns:
         heal = heal[heal["photo_sha256"] != ""]
         status = heal.drop_duplicates("photo_sha256", keep="last").set_index("photo_sha256")
-        values = status["status"].reindex(table.index)
-    elif all(k in heal.columns for k in keys) and all(k in table.columns for k in keys):
-        status = heal.drop_duplicates(keys, keep="last").set_index(keys)["status"]
-        values = status.reindex(pd.MultiIndex.from_frame(table[keys].astype(str)))
+        values = status["status"].reindex(table["photo_sha256"]).to_numpy()
+        # bytes at several files (two visits) have one status per visit: by photo, every copy
+        # would take the last visit's
+        shared = table["photo_sha256"].duplicated(keep=False).to_numpy()
+        values = np.where(shared, by_keys if by_keys is not None else np.nan, values)
+    elif by_keys is not None:
+        values = by_keys
     else:
         return
-    table["healing_status"] = values.replace("", np.nan).to_numpy()
+    table["healing_status"] = pd.Series(values, index=table.index).replace("", np.nan).to_numpy()
 
 
 class PhotoMatcher:
-    """Finds the automated photo for a manual item by sha256, path, file name or stem."""
+    """Finds the automated photo (its key, see :class:`AutoResults`) for a manual item by
+    sha256, path, file name or stem."""
 
     def __init__(self, auto: AutoResults) -> None:
-        self.shas = set(auto.table.index)
+        self.by_sha: dict[str, set[str]] = defaultdict(set)
         self.names: dict[str, set[str]] = defaultdict(set)
         self.files: dict[str, set[str]] = defaultdict(set)  # whole study-relative paths
-        for sha, row in auto.table.iterrows():
+        self.file_of: dict[str, str] = {}
+        self.sha_of: dict[str, str] = {}
+        for key, row in auto.table.iterrows():
+            key, sha = str(key), str(row["photo_sha256"]).lower()
+            self.sha_of[key] = sha
+            if sha:
+                self.by_sha[sha].add(key)
             file = row.get("file")
             if isinstance(file, str) and file:
+                self.file_of[key] = file
                 whole = _norm_path(file)
                 # with and without the extension: a mask folder mirrors the study's tree
                 for path in (whole, str(PurePosixPath(whole).with_suffix(""))):
                     parts = PurePosixPath(path).parts
-                    self.files[path].add(str(sha))
+                    self.files[path].add(key)
                     # every trailing sub-path ("S01/W2/U1.jpg", "W2/U1.jpg", "U1.jpg"): a
                     # reference naming less than the whole path still matches when unambiguous
                     for k in range(len(parts)):
-                        self.names["/".join(parts[k:])].add(str(sha))
+                        self.names["/".join(parts[k:])].add(key)
             parts = [row.get(c) for c in ("subject_id", "visit", "ulcer_id")]
             if all(isinstance(p, str | int) and str(p) != "" for p in parts):
-                self.names["_".join(str(p) for p in parts).lower()].add(str(sha))
-            self.names[str(sha)[:16].lower()].add(str(sha))
+                self.names["_".join(str(p) for p in parts).lower()].add(key)
+            if sha:
+                self.names[sha[:16]].add(key)
 
-    def match(self, ident: str) -> tuple[str | None, str]:
-        """``(sha, "")`` on a unique match, else ``(None, reason)``."""
+    def match(self, ident: str, file: str | None = None) -> tuple[str | None, str]:
+        """``(key, "")`` on a unique match, else ``(None, reason)``.
+
+        ``file``: the reference's file for a sha256 ``ident``, which tells the copies of the
+        same bytes at several files (two visits) apart; without it they are ambiguous.
+        """
         ident = str(ident).strip()
-        if ident.lower() in self.shas or ident in self.shas:
-            return (ident.lower() if ident.lower() in self.shas else ident), ""
+        keys = self.by_sha.get(ident.lower())
+        if keys:
+            if len(keys) == 1:
+                return next(iter(keys)), ""
+            key = self.match(file)[0] if file and file.strip() else None
+            return (key, "") if key in keys else (None, self._ambiguous(ident, keys))
         parts = PurePosixPath(_norm_path(ident)).parts
         for k in range(len(parts)):  # longest trailing sub-path first
             # the whole reference names the end of a photo's path ("W2/U1.jpg"), or the
@@ -188,14 +260,23 @@ class PhotoMatcher:
             if found:
                 if len(found) == 1:
                     return next(iter(found)), ""
-                return None, f"{ident!r} matches {len(found)} photos; use photo_sha256"
+                return None, self._ambiguous(ident, found)
         if len(parts) == 1:  # a bare name: its stem ("U1", "S01_W2_U1")
             found = self.names.get(PurePosixPath(parts[0]).stem)
             if found and len(found) == 1:
                 return next(iter(found)), ""
             if found:
-                return None, f"{ident!r} matches {len(found)} photos; use photo_sha256"
+                return None, self._ambiguous(ident, found)
         return None, f"no photo {ident!r} in the automated results"
+
+    def _ambiguous(self, ident: str, keys: set[str]) -> str:
+        files = sorted(self.file_of.get(k, k) for k in keys)
+        if len({self.sha_of.get(k) for k in keys}) == 1:  # copies of one photo's bytes
+            return (
+                f"ambiguous_photo: {ident!r} is the same photo bytes at {len(keys)} files "
+                f"({', '.join(files)}); give the file"
+            )
+        return f"{ident!r} matches {len(keys)} photos; use photo_sha256"
 
 
 def _norm_path(p: str) -> str:
@@ -242,7 +323,7 @@ class ManualReader:
 
     name: str
     source: Path
-    entries: dict[str, ManualEntry] = field(default_factory=dict)
+    entries: dict[str, ManualEntry] = field(default_factory=dict)  # by photo key (AutoResults)
 
 
 def read_manual(
@@ -272,17 +353,15 @@ def read_manual(
 def _read_manual_csv(
     path: Path, auto: AutoResults, default_name: str
 ) -> tuple[list[ManualReader], list[Issue], list[dict[str, str]]]:
-    try:
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
-    except Exception as err:
-        raise InputError(f"{path}: cannot read CSV ({err})") from None
-    df.columns = [c.strip().lower() for c in df.columns]
-    if df.empty:  # else the summary would claim every photo had a manual measurement
+    df, long_rows = _read_csv_rows(path, "\t" if path.suffix.lower() == ".tsv" else ",")
+    header = list(df.columns)
+    if df.empty and not long_rows:  # else the summary would claim every photo had a manual measurement
         raise InputError(f"{path}: no manual measurement (a header without rows)")
     id_col = next((c for c in ID_COLUMNS if c in df.columns), None)
+    # a file beside a sha256 tells apart copies of the same bytes at several files
+    file_col = next((c for c in FILE_COLUMNS if c in df.columns), None) if id_col in SHA_COLUMNS else None
     if id_col is not None and not any(c in df.columns for c in (*AREA_COLUMNS, "status")):
-        df = _wide_to_long(df, id_col)
+        df = _wide_to_long(df, [c for c in (id_col, file_col) if c])
     area_col = next((c for c in AREA_COLUMNS if c in df.columns), None)
     if id_col is None:
         raise InputError(f"{path}: needs a photo_sha256 or file column, has {list(df.columns)}")
@@ -296,6 +375,14 @@ def _read_manual_csv(
         # ImageJ's Results "Area" is in whatever unit was set there (px², cm², mm²): say so
         issues.append(Issue(str(path), "column area", "no unit in the column name: read as mm² "
                             "(name it area_mm2 once checked)"))  # fmt: skip
+    for line, fields in long_rows:
+        extra = fields[len(header) :]
+        if header[-1].endswith(AREA_COLUMNS) and len(extra) == 1:  # "25,1": a decimal comma
+            why = f"one field more than the header: area {fields[len(header) - 1] + ',' + extra[0]!r}?"
+        else:
+            why = f"{len(extra)} field(s) more than the header ({', '.join(header)})"
+        ident = fields[header.index(id_col)].strip()
+        issues.append(Issue(str(path), f"row {line} {ident}", f"{why}; row skipped"))
     for i, row in df.iterrows():
         line = int(str(i)) + 2  # 1-based, after the header
         ident = row[id_col].strip()
@@ -305,8 +392,8 @@ def _read_manual_csv(
         if not ident:
             issues.append(Issue(str(path), item, f"empty {id_col}"))
             continue
-        sha, why = matcher.match(ident)
-        if sha is None:
+        key, why = matcher.match(ident, row[file_col] if file_col else None)
+        if key is None:
             issues.append(Issue(str(path), item, why))
             unmatched.append(_unmatched(reader_name, str(path), ident, "", why))
             continue
@@ -314,25 +401,67 @@ def _read_manual_csv(
         area = float("nan")
         raw = row[area_col].strip() if area_col else ""
         if raw:
-            try:
-                area = float(raw)
-            except ValueError:
+            if not _DECIMAL.fullmatch(raw):
                 issues.append(Issue(str(path), item, f"area {raw!r} is not a number; row skipped"))
                 continue
+            area = float(raw)
             if not math.isfinite(area) or area < 0:
                 issues.append(Issue(str(path), item, f"area {raw} mm² is not >= 0; row skipped"))
+                continue
+            if area > MAX_AREA_MM2:
+                why = f"area {raw} mm² is more than {MAX_AREA_MM2:.0f} mm² (1 m²); row skipped"
+                issues.append(Issue(str(path), item, why))
                 continue
         elif status is None:
             issues.append(Issue(str(path), item, "no area and no status; row skipped"))
             continue
-        if sha in reader.entries:
+        if key in reader.entries:
             issues.append(Issue(str(path), item, f"second entry for this photo by {reader_name}; kept first"))
             continue
-        reader.entries[sha] = ManualEntry(sha, area, status, f"{path.name}:{line}", "csv")
+        reader.entries[key] = ManualEntry(auto.sha(key), area, status, f"{path.name}:{line}", "csv")
     return list(readers.values()), issues, unmatched
 
 
-def _wide_to_long(df: pd.DataFrame, id_col: str) -> pd.DataFrame:
+def _read_csv_rows(path: Path, sep: str) -> tuple[pd.DataFrame, list[tuple[int, list[str]]]]:
+    """A manual CSV as text cells (columns stripped and lower-cased, index = line - 2), and the
+    ``(line, fields)`` of rows with more fields than the header.
+
+    Read with the csv module, not pandas: pandas takes the first column as the index when the
+    rows have one field more than the header (a decimal comma: ``file,25,1``) and drops any
+    further fields; such rows are the caller's issue rows. A short row is padded with "".
+    """
+    rows: list[tuple[int, list[str]]] = []
+    header: list[str] | None = None
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            for fields in reader:
+                if not fields:  # a blank line
+                    continue
+                if header is None:
+                    header = fields
+                else:
+                    rows.append((reader.line_num, fields))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: cannot read CSV ({err})") from None
+    if header is None:
+        raise InputError(f"{path}: cannot read CSV (empty file)")
+    columns = [c.strip().lower() for c in header]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:  # which of the two is the reading?
+        raise InputError(f"{path}: column {', '.join(map(repr, repeated))} appears more than once")
+    width = len(columns)
+    good = [(line, fields) for line, fields in rows if len(fields) <= width]
+    df = pd.DataFrame(
+        [fields + [""] * (width - len(fields)) for _, fields in good],
+        columns=columns,
+        index=[line - 2 for line, _ in good],
+        dtype=str,
+    )
+    return df, [(line, fields) for line, fields in rows if len(fields) > width]
+
+
+def _wide_to_long(df: pd.DataFrame, id_cols: list[str]) -> pd.DataFrame:
     """One column per reader (``<reader>_area_mm2`` [+ ``<reader>_status``]) -> long rows."""
     readers = [c.removesuffix("_area_mm2") for c in df.columns if c.endswith("_area_mm2")]
     readers += [
@@ -344,7 +473,7 @@ def _wide_to_long(df: pd.DataFrame, id_col: str) -> pd.DataFrame:
         return df
     parts = []
     for r in readers:
-        part = pd.DataFrame({id_col: df[id_col], "reader": r})
+        part = df[id_cols].assign(reader=r)
         part["area_mm2"] = df.get(f"{r}_area_mm2", "")
         part["status"] = df.get(f"{r}_status", "")
         # Keep the original row numbers so issues point at the right line.
@@ -377,39 +506,40 @@ def _read_manual_folder(
             continue
         # the annotation's own path without its extension: a tree like the study's
         # (S01/W2/U1.png) or a flat folder of names (U1.png, S01_W2_U1.png)
-        sha, why = matcher.match(str(PurePosixPath(rel).with_suffix("")))
-        if sha is None:
+        key, why = matcher.match(str(PurePosixPath(rel).with_suffix("")))
+        if key is None:
             issues.append(Issue(str(folder), rel, why))
             unmatched.append(_unmatched(name, str(folder), rel, "", why))
             continue
-        if sha in reader.entries:
-            issues.append(Issue(str(folder), rel, f"photo already annotated by {reader.entries[sha].source}"))
+        if key in reader.entries:
+            issues.append(Issue(str(folder), rel, f"photo already annotated by {reader.entries[key].source}"))
             continue
-        entry = _annotation_entry(path, rel, sha, auto, px_per_mm, issues, str(folder))
+        entry = _annotation_entry(path, rel, key, auto, px_per_mm, issues, str(folder))
         if entry is not None:
-            reader.entries[sha] = entry
+            reader.entries[key] = entry
     return [reader], issues, unmatched
 
 
 def _looks_like_labelme(path: Path) -> bool:
-    """A JSON object with a ``shapes`` list (other JSON files in the folder are not ours)."""
+    """A JSON object with ``shapes`` (other JSON files in the folder are not ours). Shapes that
+    are not a list still count: the reader reports the malformed file as an issue row."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return True  # let the reader report the broken file
-    return isinstance(doc, dict) and isinstance(doc.get("shapes"), list)
+    return isinstance(doc, dict) and "shapes" in doc
 
 
 def _annotation_entry(
     path: Path,
     rel: str,
-    sha: str,
+    key: str,
     auto: AutoResults,
     px_per_mm: float,
     issues: list[Issue],
     source: str,
 ) -> ManualEntry | None:
-    shape = auto.image_shape(sha)
+    shape = auto.image_shape(key)
     if shape is None:
         issues.append(Issue(source, rel, "automated run has no image size for this photo"))
         return None
@@ -419,23 +549,23 @@ def _annotation_entry(
         # The message names the file; the issue row names it already.
         issues.append(Issue(source, rel, str(err).removeprefix(f"{path}: ")))
         return None
-    h = auto.homography(sha)
+    h = auto.homography(key)
     if h is None:
         issues.append(Issue(source, rel, "photo has no calibration in the automated run; no mm² area"))
-        return ManualEntry(sha, float("nan"), None, rel, ann.kind)
+        return ManualEntry(auto.sha(key), float("nan"), None, rel, ann.kind)
     try:
         area = ann.area_mm2(h, px_per_mm)
     except ValueError as err:
         issues.append(Issue(source, rel, f"cannot map to the marker plane: {err}"))
-        return ManualEntry(sha, float("nan"), None, rel, ann.kind)
-    entry = ManualEntry(sha, area, None, rel, ann.kind)
-    entry.rect_mask = _to_rectified(ann, sha, auto, h, area, issues, source, rel)
+        return ManualEntry(auto.sha(key), float("nan"), None, rel, ann.kind)
+    entry = ManualEntry(auto.sha(key), area, None, rel, ann.kind)
+    entry.rect_mask = _to_rectified(ann, key, auto, h, area, issues, source, rel)
     return entry
 
 
 def _to_rectified(
     ann: Annotation,
-    sha: str,
+    key: str,
     auto: AutoResults,
     h: np.ndarray,
     area_mm2: float,
@@ -444,8 +574,8 @@ def _to_rectified(
     rel: str,
 ) -> np.ndarray | None:
     """The annotation in the automated run's rectified frame (bool), for Dice/IoU."""
-    frame = auto.rectified_frame(sha)
-    auto_mask = auto.auto_mask(sha)
+    frame = auto.rectified_frame(key)
+    auto_mask = auto.auto_mask(key)
     if frame is None or auto_mask is None:
         return None
     origin, ppm = frame

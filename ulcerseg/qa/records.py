@@ -26,5 +26,6 @@ class QAReport:
     unmatched: pd.DataFrame
     readers: list[str]
     n_auto_photos: int
+    px_per_mm: float = 20.0  # marker-plane resolution at which mask annotations were measured
     files: list[Path] = field(default_factory=list)
     summary_md: str = ""

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ulcerseg import __version__
 from ulcerseg.rounding import round_frame
-from ulcerseg.tables import write_frame_csv
+from ulcerseg.tables import atomic_open, atomic_path, write_frame_csv
 
 if TYPE_CHECKING:
     from ulcerseg.qa.inputs import AutoResults
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """``text`` as a file name part: runs of other than ASCII letters and digits -> "_", lower case."""
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "x"
 
 
@@ -34,6 +35,8 @@ def _fmt(v: object, digits: int = 2) -> str:
     if isinstance(v, float | np.floating):
         if not math.isfinite(float(v)):
             return "–"
+        if abs(float(v)) >= 1e9:  # fixed point would print hundreds of digits for 1e300
+            return f"{float(v):.3g}"
         return f"{float(v):.{digits}f}"
     return str(v)
 
@@ -51,6 +54,26 @@ def _labelled_hline(ax: Any, y: float, style: str, label: str) -> None:
             fontsize=8,
             color="C3",
         )
+
+
+def _log_ratio_label(y: float) -> str:
+    """Tick label of a log ratio ``y`` as percent; as a power of ten where the percent would
+    overflow or be unreadable (an area typed as 1e300 mm²)."""
+    if abs(y) < math.log(1e4):
+        return f"{100 * math.expm1(y):+.0f}%"
+    return f"×1e{y / math.log(10):+.0f}"
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically (a full disk leaves no truncated plot, and its error
+    names the file) and close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
@@ -84,26 +107,30 @@ def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
     ratio = bland_altman_ratio(a, b)
     pos = (a > 0) & (b > 0)
     ax = axes[1]
-    # Plot log(test/reference) on a linear axis, labelled as percent: the LoA are symmetric
-    # on this scale and back-transform to the asymmetric percent limits.
-    ax.scatter(mean[pos], np.log(a[pos] / b[pos]), s=14, alpha=0.7)
-    lines = (ratio.mean_log, ratio.mean_log - ba.k * ratio.sd_log, ratio.mean_log + ba.k * ratio.sd_log)
-    pcts = (ratio.bias_pct, ratio.loa_low_pct, ratio.loa_high_pct)
-    for y, pct, style in zip(lines, pcts, ("-", "--", "--"), strict=True):
-        _labelled_hline(ax, y, style, f"{pct:+.1f}%")
-    ax.axhline(0, color="0.6", linewidth=0.8)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{100 * math.expm1(y):+.0f}%"))
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    if pos.any():
+        # Plot log(test/reference) on a linear axis, labelled as percent: the LoA are symmetric
+        # on this scale and back-transform to the asymmetric percent limits.
+        ax.scatter(mean[pos], np.log(a[pos] / b[pos]), s=14, alpha=0.7)
+        lines = (ratio.mean_log, ratio.mean_log - ba.k * ratio.sd_log, ratio.mean_log + ba.k * ratio.sd_log)
+        pcts = (ratio.bias_pct, ratio.loa_low_pct, ratio.loa_high_pct)
+        for y, pct, style in zip(lines, pcts, ("-", "--", "--"), strict=True):
+            _labelled_hline(ax, y, style, f"{pct:+.1f}%")
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: _log_ratio_label(y)))
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    else:  # every pair has a zero area (a healed-only reference): no ratio, and no log axis
+        ax.annotate("no pair with both areas > 0", (0.5, 0.5), xycoords="axes fraction", ha="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.set_xlabel("mean of both (mm², log scale)")
     ax.set_ylabel(f"{test}/{ref} − 1 (log scale)")
     dropped = f", {ratio.n_dropped_zero} zero areas left out" if ratio.n_dropped_zero else ""
     ax.set_title(f"Ratio, log scale (n={ratio.n}{dropped})", fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_figure(fig, path)
     return path
 
 
@@ -145,8 +172,7 @@ def plot_scatter(frame: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_ylabel(f"{test} (mm²)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save_figure(fig, path)
     return path
 
 
@@ -163,14 +189,14 @@ def write_report(
         write_frame_csv(path, round_frame(df), index=index, float_format="%.6g")  # mm² 0.01, % 0.1
         files.append(path)
 
-    save(report.pairs, "pairs.csv")
+    save(report.pairs.drop(columns="photo_key", errors="ignore"), "pairs.csv")  # file + sha name it
     save(report.agreement, "agreement.csv")
     for col, table in report.subgroups.items():
-        save(table, f"agreement_by_{_slug(col)}.csv")
+        save(table, f"agreement_by_{file_slug(col)}.csv")
     if not report.kappa.empty:
         save(report.kappa, "kappa.csv")
     for name, table in report.confusion.items():
-        save(table, f"confusion_{_slug(name)}.csv", index=True)
+        save(table, f"confusion_{file_slug(name)}.csv", index=True)
     save(report.unmatched, "unmatched.csv")
     issues = pd.DataFrame(
         [(i.source, i.item, i.message) for i in report.issues],
@@ -181,14 +207,15 @@ def write_report(
     for name, frame in frames.items() if plots else ():
         if frame.dropna(subset=["test", "reference"]).empty:
             continue
-        slug = _slug(name)
+        slug = file_slug(name)
         ba = plot_bland_altman(frame, name, out / f"bland_altman_{slug}.png")
         sc = plot_scatter(frame, name, out / f"scatter_{slug}.png")
         files += [ba, sc]
         figures.append((name, ba, sc))
     md = summary_markdown(report, auto, figures)
-    (out / "summary.md").write_text(md, encoding="utf-8")
-    (out / "summary.html").write_text(markdown_to_html(md, "ulcerseg QA summary"), "utf-8")
+    for name, text in (("summary.md", md), ("summary.html", markdown_to_html(md, "ulcerseg QA summary"))):
+        with atomic_open(out / name) as fh:
+            fh.write(text)
     files += [out / "summary.md", out / "summary.html"]
     report.files = files
     report.summary_md = md
@@ -203,8 +230,12 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
         "",
         f"ulcerseg {__version__}, {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. "
         f"Automated results: `{auto.source}` ({report.n_auto_photos} photos, "
-        f"{int((auto.table.get('status') == 'measured').sum())} measured). "
+        f"{int((auto.table.get('status') == 'measured').sum())} measured{_copies_note(auto)}). "
         f"Manual readers: {', '.join(report.readers) or 'none'}.",
+        "",
+        f"Automated run: model SHA-256 {_distinct(auto, 'model_sha256')}; config SHA-256 "
+        f"{_distinct(auto, 'config_sha256')}; ulcerseg {_distinct(auto, 'package_version')}. "
+        f"Mask annotations measured on the marker plane at {report.px_per_mm:g} px/mm (--px-per-mm).",
         "",
         "Differences are *test − reference*; bias and 95% limits of agreement (LoA, bias ± "
         "1.96 SD) in mm² and, on the log scale, as percent (`exp(mean ± 1.96 SD of "
@@ -312,6 +343,26 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
             lines.append(f"![Bland-Altman {name}]({ba.name}) ![scatter {name}]({sc.name})")
     lines.append("")
     return "\n".join(lines)
+
+
+def _distinct(auto: AutoResults, column: str) -> str:
+    """The distinct values of an automated-run provenance column, each with its number of
+    photos when there are several (a run mixing models or configs must show it)."""
+    if column not in auto.table.columns:
+        return "not recorded"
+    values = auto.table[column].dropna().astype(str).str.strip()
+    counts = values[values != ""].value_counts()
+    if counts.empty:
+        return "not recorded"
+    if len(counts) == 1:
+        return f"`{counts.index[0]}`"
+    return ", ".join(f"`{v}` ({n} photo{'s' if n != 1 else ''})" for v, n in counts.items())
+
+
+def _copies_note(auto: AutoResults) -> str:
+    """ ", N photo files hold bytes also at another file": each is a row of its own."""
+    n = int(auto.table["photo_sha256"].duplicated(keep=False).sum())
+    return f", {n} photo files hold bytes also at another file" if n else ""
 
 
 def markdown_to_html(md: str, title: str) -> str:

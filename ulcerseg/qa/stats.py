@@ -127,10 +127,18 @@ def bland_altman_ratio(test: Sequence[float], reference: Sequence[float], k: flo
         n_dropped_zero=dropped,
         mean_log=m,
         sd_log=s,
-        bias_pct=100.0 * math.expm1(m),
-        loa_low_pct=100.0 * math.expm1(m - k * s) if n > 1 else nan,
-        loa_high_pct=100.0 * math.expm1(m + k * s) if n > 1 else nan,
+        bias_pct=_log_to_pct(m),
+        loa_low_pct=_log_to_pct(m - k * s) if n > 1 else nan,
+        loa_high_pct=_log_to_pct(m + k * s) if n > 1 else nan,
     )
+
+
+def _log_to_pct(x: float) -> float:
+    """``100 (exp(x) - 1)`` in %, inf where exp overflows (a ratio beyond 1e308)."""
+    try:
+        return 100.0 * math.expm1(x)
+    except OverflowError:
+        return math.inf
 
 
 @dataclass(frozen=True)
