@@ -26,7 +26,7 @@ from conftest import contains_date, png_metadata_chunks
 from PIL import Image, PngImagePlugin
 
 from ulcerseg.errors import InputError, OutputError
-from ulcerseg.healing import HealingConfig, ReviewSettings, heal_study
+from ulcerseg.healing import HealingConfig, ReviewSettings, compute_healing, heal_study
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
 from ulcerseg.review.decisions import disagreements, list_decisions
 from ulcerseg.review.export import export_blinded, export_final, export_training, write_report
@@ -442,11 +442,11 @@ def test_double_reading_disagreements(server, study):
     poly = [[0, 0], [60, 0], [60, 60], [0, 60]]  # 36 mm², far from the proposal
     b.json("/api/decision", {"key": it3.key, "action": "correct", "confirm": True, "polygon": poly})
     conn = sqlite3.connect(study["out"] / "study.sqlite")
-    found = {d["photo_sha256"]: d["reason"] for d in disagreements(conn, ReviewSettings())}
+    found = {d["photo_sha256"]: d["reason"] for d in disagreements(conn, HealingConfig())}
     assert found == {it2.photo_sha256: "action+area", it3.photo_sha256: "area"}
     # B later agrees on item 2: only the latest decisions count
     b.json("/api/decision", {"key": it2.key, "action": "accept"})
-    found = {d["photo_sha256"] for d in disagreements(conn, ReviewSettings())}
+    found = {d["photo_sha256"] for d in disagreements(conn, HealingConfig())}
     assert found == {it3.photo_sha256}
     # the CLI lists the same
     from click.testing import CliRunner
@@ -675,7 +675,7 @@ def test_final_decision_rule_for_double_reading():
         _d("changed_mind", "B", "correct", 30.0),
         _d("changed_mind", "B", "accept", 10.0),  # only each reader's latest reading counts
     ]
-    final = final_decisions(decisions, s)
+    final = final_decisions(decisions, HealingConfig(review=s))
     assert {k: (f.source, f.n_readers) for k, f in final.items()} == {
         "single": ("review", 1),
         "agree": ("review", 2),
@@ -687,6 +687,46 @@ def test_final_decision_rule_for_double_reading():
     assert final["settled"].decision is not None and final["settled"].decision["assessor"] == "C"
     assert final["changed_mind"].decision is not None
     assert final["changed_mind"].decision["area_after_mm2"] == 10.0
+
+
+def test_readings_on_either_side_of_the_healed_limit_are_a_disagreement():
+    from ulcerseg.review.rules import final_decisions, find_disagreements
+
+    decisions = [  # 0.3 and 0.7 mm²: within the 0.5 mm² and 10% tolerances, yet healed vs open
+        _d("straddle", "A", "correct", 0.3),
+        _d("straddle", "B", "correct", 0.7),
+        _d("same_side", "A", "correct", 0.6),
+        _d("same_side", "B", "correct", 0.9),
+    ]
+    config = HealingConfig()  # healed_max_area_mm2 0.5
+    assert [(d["photo_sha256"], d["reason"]) for d in find_disagreements(decisions, config)] == [
+        ("straddle", "area")
+    ]
+    final = final_decisions(decisions, config)
+    assert final["straddle"].source == "unresolved_disagreement" and final["straddle"].decision is None
+    assert final["same_side"].source == "review"
+
+
+def test_a_missing_photo_gives_no_value_whatever_was_decided():
+    from ulcerseg.review.rules import MISSING_PHOTO, final_rows
+
+    def row(sha: str, file: str, status: str, visit: str, flagged: int = 1) -> dict:
+        flags = "missing_file" if status == "missing" else ""
+        return {"photo_sha256": sha, "file": file, "status": status, "flags": flags, "area_mm2": 4.0,
+                "subject_id": "S1", "ulcer_id": "U1", "visit": visit, "needs_review": flagged}  # fmt: skip
+
+    rows = [row("gone", "S1/W8/U1.jpg", "missing", "W8"), row("moved", "S1/W4/U1.jpg", "missing", "W4"),
+            row("moved", "S1/W4/U1b.jpg", "measured", "W4"),
+            row("base", "S1/D0/U1.jpg", "measured", "D0", 0)]  # fmt: skip
+    decisions = [_d("gone", "A", "confirm_healed", 0.0), _d("moved", "A", "accept", 4.0)]
+    fr = final_rows(rows, decisions, HealingConfig())
+    assert fr.source == {"gone": MISSING_PHOTO, "moved": "review", "base": "automated"}
+    gone, moved_missing, moved_here, _ = fr.rows
+    assert gone["area_mm2"] is None and "healed_override" not in gone and "reviewed" not in gone
+    assert moved_missing["area_mm2"] is None  # the old path gives nothing ...
+    assert moved_here["area_mm2"] == 4.0 and moved_here["reviewed"]  # ... the bytes' new path does
+    (ulcer,) = compute_healing(fr.rows, HealingConfig(schedule=()))
+    assert {v.visit: v.status for v in ulcer.visits}["W8"] == "not_assessable"  # never healed
 
 
 def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path: Path):
@@ -742,7 +782,7 @@ def test_adjudication_settles_a_disagreement_end_to_end(server, study, tmp_path:
     conn = sqlite3.connect(study["out"] / "study.sqlite")
     last = list_decisions(conn)[-1]
     assert last["assessor"] == "Dr C" and decision_role(last) == "adjudicator"
-    [dispute] = disagreements(conn, ReviewSettings())
+    [dispute] = disagreements(conn, HealingConfig())
     assert dispute["photo_sha256"] == disputed.photo_sha256 and dispute["adjudicated"] is True
     res = CliRunner().invoke(main, ["review", "disagreements", str(study["out"])])
     assert res.exit_code == 0

@@ -195,7 +195,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
 
     cfg = _config(config_path)
     with open_study(out_dir) as (conn, _rows):
-        rows = disagreements(conn, cfg.review)
+        rows = disagreements(conn, cfg)
     cols = [
         "photo_sha256",
         "assessor_a",

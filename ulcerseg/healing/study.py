@@ -42,7 +42,7 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
     heal_run = datetime.now(UTC).isoformat(timespec="seconds")
     with Study.open(out_dir) as study:
         photo_rows = study.latest_measurements()
-        final = final_rows(photo_rows, read_decisions(study.conn), cfg.review)
+        final = final_rows(photo_rows, read_decisions(study.conn), cfg)
         results = compute_healing(final.rows, cfg)
         flat = flat_rows(results, heal_run)
         # provenance: which package, model and configs produced the measured area of each row

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
-from ulcerseg.healing.config import ReviewSettings
+from ulcerseg.healing.config import HealingConfig
 from ulcerseg.review.items import KEY_RE, ManualItem, ReviewItem, build_items, inside_out_dir
 from ulcerseg.review.masks import mask_from_png, mask_from_polygon, remeasure_mask
 from ulcerseg.review.rules import (
@@ -392,9 +392,9 @@ def list_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:
     return read_decisions(conn)
 
 
-def disagreements(conn: sqlite3.Connection, settings: ReviewSettings) -> list[dict[str, Any]]:
-    """:func:`find_disagreements` over the study's decisions."""
-    return find_disagreements(list_decisions(conn), settings)
+def disagreements(conn: sqlite3.Connection, config: HealingConfig) -> list[dict[str, Any]]:
+    """:func:`find_disagreements` over the study's decisions (``config``: the healing rules)."""
+    return find_disagreements(list_decisions(conn), config)
 
 
 def salt_for(conn: sqlite3.Connection) -> str:

@@ -106,7 +106,7 @@ def final_visit_rows(
     any other value, empty without a value. A visit on hold names the photo that waits for
     review; one whose photos disagree on healed is ``pending_review``.
     """
-    fr = final_rows(rows, decisions, config.review)
+    fr = final_rows(rows, decisions, config)
     final = fr.final
     by_sha = {str(r.get("photo_sha256")): r for r in rows}
     # the healing rules hold a visit while any of its photos waits for a reader

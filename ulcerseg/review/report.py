@@ -167,7 +167,7 @@ def write_report(
         decisions = list_decisions(conn)
     final, _ = final_visit_rows(rows, decisions, cfg)
     by_sha = {str(r["photo_sha256"]): r for r in rows}
-    counting = final_decisions(decisions, cfg.review)
+    counting = final_decisions(decisions, cfg)
     latest = {sha: f.decision for sha, f in counting.items() if f.decision is not None}
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in final:

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ulcerseg.healing.config import ReviewSettings
+from ulcerseg.healing.config import HealingConfig
+from ulcerseg.healing.rules import within_healed_limit
 from ulcerseg.records import Flag
 
 __all__ = [
     "ADJUDICATOR",
+    "MISSING_PHOTO",
     "PENDING_REVIEW",
     "READER",
     "ROLES",
@@ -58,6 +60,10 @@ class Action(StrEnum):
 
 PENDING_REVIEW = "pending_review"
 """``final_source`` of a flagged photo that no assessor has decided yet (no final value)."""
+MISSING_PHOTO = "missing_photo"
+"""``final_source`` of a photo no longer at its path (status ``missing``): no final value, even
+when an assessor decided it while it was there; the decision counts again where the same bytes
+are found (a moved photo)."""
 DUPLICATE_PHOTO = "duplicate_photo"
 """``final_source`` of bytes present at several paths of the study (no final value, whatever
 was decided): one decision cannot say which visit or ulcer the photo belongs to; removing the
@@ -103,9 +109,13 @@ def latest_reads(decisions: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str]
     return out
 
 
-def _areas_differ(a: float | None, b: float | None, settings: ReviewSettings) -> bool:
+def _areas_differ(a: float | None, b: float | None, config: HealingConfig) -> bool:
     if a is None or b is None:
         return (a is None) != (b is None)
+    limit = config.healed_max_area_mm2
+    if within_healed_limit(a, limit) != within_healed_limit(b, limit):
+        return True  # one reading heals the ulcer, the other does not: whoever read last must not decide
+    settings = config.review
     diff = abs(a - b)
     rel = 100.0 * diff / max(abs(a), abs(b)) if max(abs(a), abs(b)) > 0 else 0.0
     return diff > settings.disagreement_area_tolerance_mm2 and (
@@ -117,12 +127,12 @@ def _areas_differ(a: float | None, b: float | None, settings: ReviewSettings) ->
 _MEASURE_ACTIONS = {Action.ACCEPT.value, Action.CORRECT.value}
 
 
-def find_disagreements(
-    decisions: Sequence[Mapping[str, Any]], settings: ReviewSettings
-) -> list[dict[str, Any]]:
+def find_disagreements(decisions: Sequence[Mapping[str, Any]], config: HealingConfig) -> list[dict[str, Any]]:
     """Pairs of readers whose latest decisions on a photo differ in kind or in area (pure).
 
-    An area differs when both the absolute (mm²) and the relative (%) tolerance are exceeded.
+    Two areas differ when they lie on either side of the healed limit
+    (``config.healed_max_area_mm2``, compared as shown), or when both the absolute (mm²) and
+    the relative (%) tolerance of ``config.review`` are exceeded.
     ``adjudicated`` says whether an adjudicator has decided the photo since.
     """
     adjudicated = {
@@ -140,7 +150,7 @@ def find_disagreements(
                 why = []
                 if kind_a != kind_b:
                     why.append("action")
-                if _areas_differ(a["area_after_mm2"], b["area_after_mm2"], settings):
+                if _areas_differ(a["area_after_mm2"], b["area_after_mm2"], config):
                     why.append("area")
                 if why:
                     out.append(
@@ -174,7 +184,7 @@ class FinalDecision:
 
 
 def final_decisions(
-    decisions: Sequence[Mapping[str, Any]], settings: ReviewSettings
+    decisions: Sequence[Mapping[str, Any]], config: HealingConfig
 ) -> dict[str, FinalDecision]:
     """Per photo sha256, the decision that gives its reviewed value (pure; decisions in order).
 
@@ -191,7 +201,7 @@ def final_decisions(
         else:
             latest_read[sha] = dict(d)
             readers.setdefault(sha, set()).add(d["assessor"])
-    open_disputes = {r["photo_sha256"] for r in find_disagreements(decisions, settings)}
+    open_disputes = {r["photo_sha256"] for r in find_disagreements(decisions, config)}
     out: dict[str, FinalDecision] = {}
     for sha in latest_read.keys() | latest_adjudication.keys():
         n = len(readers.get(sha, ()))
@@ -221,7 +231,12 @@ def apply_decisions(
         r = dict(row)
         sha = str(row.get("photo_sha256"))
         d = latest.get(sha)
-        if sha in no_value:
+        if row.get("status") == "missing":
+            # no longer in the study: a value (or a healing) must not rest on a photo the
+            # trial cannot show, whatever was decided while it was there
+            r["area_mm2"] = None
+            r["area_low_mm2"] = r["area_high_mm2"] = None
+        elif sha in no_value:
             r["area_mm2"] = None
             r["area_low_mm2"] = r["area_high_mm2"] = None
             # the healing rules hold the photo's whole visit (heal, the final table and the
@@ -272,21 +287,27 @@ def _flagged(row: Mapping[str, Any]) -> bool:
 
 
 def final_rows(
-    rows: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], settings: ReviewSettings
+    rows: Sequence[Mapping[str, Any]], decisions: Sequence[Mapping[str, Any]], config: HealingConfig
 ) -> FinalRows:
     """The one truth for the endpoint (pure): final per-photo values from measurements + decisions.
 
     Final value = the decision that counts (:func:`final_decisions`), else the automated value
     for an unflagged photo; a flagged photo (``needs_review``) with no decision is
-    ``pending_review`` and has no value, like an unresolved disagreement.
+    ``pending_review`` and has no value, like an unresolved disagreement; a photo no longer at
+    its path (status ``missing``) has none either (``missing_photo``).
     """
-    final = final_decisions(decisions, settings)
+    final = final_decisions(decisions, config)
     latest = {sha: f.decision for sha, f in final.items() if f.decision is not None}
+    present = {str(r.get("photo_sha256")) for r in rows if r.get("status") != "missing"}
     source: dict[str, str] = {}
     for row in rows:
         sha = str(row.get("photo_sha256"))
         f = final.get(sha)
-        if Flag.DUPLICATE_PHOTO.value in str(row.get("flags") or "").split(";"):
+        if sha not in present:
+            source[sha] = MISSING_PHOTO
+        elif row.get("status") == "missing":
+            continue  # the bytes are at another path too: that row says where they come from
+        elif Flag.DUPLICATE_PHOTO.value in str(row.get("flags") or "").split(";"):
             # decisions are per bytes: a reader's accept of one copy would give every visit and
             # ulcer holding the same file a value (a "confirmed" healing from a single photo)
             source[sha] = DUPLICATE_PHOTO

@@ -159,7 +159,7 @@ class ReviewApp:
             salt = salt_for(conn)
             manual = build_manual_items(rows, run_input_roots(conn), salt)
             if adjudicate:
-                disputed = {d["photo_sha256"] for d in find_disagreements(list_decisions(conn), cfg.review)}
+                disputed = {d["photo_sha256"] for d in find_disagreements(list_decisions(conn), cfg)}
                 every = replace(cfg.review, review_all=True)  # a disputed photo may carry no flag
                 items = [it for it in build_items(rows, out_dir, salt, every) if it.photo_sha256 in disputed]
                 manual = [it for it in manual if it.photo_sha256 in disputed]

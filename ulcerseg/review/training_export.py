@@ -45,7 +45,7 @@ def export_training(
     check_dest(dest, out_dir)
     cfg = healing_config(config)
     with open_study(out_dir) as (conn, rows):
-        final = final_decisions(list_decisions(conn), cfg.review)
+        final = final_decisions(list_decisions(conn), cfg)
         salt = salt_for(conn)
     by_sha = {str(r["photo_sha256"]): r for r in rows}
     entries = []
