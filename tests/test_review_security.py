@@ -317,8 +317,16 @@ def test_verify_detects_an_edited_and_an_inserted_row(served):
         conn.execute("UPDATE review_decisions SET area_after_mm2 = 99.0 WHERE seq = 2")
     res = CliRunner().invoke(main, ["review", "verify", out])
     assert res.exit_code == 1 and "seq 2" in res.output
-    with conn:  # put the value back: the chain is intact again
+    with conn:  # put the value back: the chain is intact again, the dropped guard still shows
         conn.execute("UPDATE review_decisions SET area_after_mm2 = ? WHERE seq = 2", (app.items[1].area_mm2,))
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 1 and "append-only trigger review_decisions_no_update missing" in res.output
+    assert "seq 2" not in res.output
+    with conn:
+        conn.execute(
+            "CREATE TRIGGER review_decisions_no_update BEFORE UPDATE ON review_decisions"
+            " BEGIN SELECT RAISE(ABORT, 'review_decisions is append-only'); END"
+        )
     assert CliRunner().invoke(main, ["review", "verify", out]).exit_code == 0
     # an inserted row, even one carrying the last row's hash
     last_hash = conn.execute("SELECT row_hash FROM review_decisions ORDER BY seq DESC LIMIT 1").fetchone()[0]
@@ -330,6 +338,47 @@ def test_verify_detects_an_edited_and_an_inserted_row(served):
         )
     res = CliRunner().invoke(main, ["review", "verify", out])
     assert res.exit_code == 1 and "seq 4" in res.output and "forged" in res.output
+
+
+def test_verify_names_deleted_decisions_in_the_middle_and_at_the_end(served):
+    client, app, study = served
+    out = str(study["out"])
+    for item in app.items[:4]:
+        _decide(client, item.key)
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    conn.execute("DROP TRIGGER review_decisions_no_delete")
+    with conn:
+        conn.execute("DELETE FROM review_decisions WHERE seq = 4")  # the last decision
+    conn.execute(
+        "CREATE TRIGGER review_decisions_no_delete BEFORE DELETE ON review_decisions"
+        " BEGIN SELECT RAISE(ABORT, 'review_decisions is append-only'); END"
+    )
+    conn.commit()
+    res = CliRunner().invoke(main, ["review", "verify", out])  # was: OK, the chain up to seq 3 intact
+    assert res.exit_code == 1 and "decision seq 4 missing (deleted after the last row)" in res.output
+    conn.execute("DROP TRIGGER review_decisions_no_delete")
+    with conn:
+        conn.execute("DELETE FROM review_decisions WHERE seq = 2")
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 1 and "decision seq 2 missing (deleted)" in res.output
+    assert "append-only trigger review_decisions_no_delete missing (dropped)" in res.output
+
+
+def test_lowering_the_schema_version_does_not_sign_edited_decisions_again(served):
+    client, app, study = served
+    out = str(study["out"])
+    for item in app.items[:2]:
+        _decide(client, item.key)
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    conn.execute("DROP TRIGGER review_decisions_no_update")
+    with conn:
+        forged = "UPDATE review_decisions SET action = 'confirm_healed', area_after_mm2 = 0 WHERE seq = 2"
+        conn.execute(forged)
+    conn.execute("PRAGMA user_version = 2")  # the 2 -> 3 migration used to re-sign every row
+    conn.commit()
+    conn.close()
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 1 and "decision seq 2 (decision_id" in res.output
 
 
 def test_migration_back_fills_the_chain(tmp_path: Path):

@@ -155,7 +155,8 @@ def readers_revoke(out_dir: Path, name: str) -> None:
 @review.command("verify")
 @_out_arg
 def verify_cmd(out_dir: Path) -> None:
-    """Check the audit trail's hash chain; names the first broken row (exit 1), OK exits 0."""
+    """Check the audit trail: hash chain, deleted rows, append-only triggers; names what is
+    broken (exit 1), OK exits 0."""
     from ulcerseg.review.decisions import open_study
     from ulcerseg.store.review import verify_chain
 
@@ -164,11 +165,14 @@ def verify_cmd(out_dir: Path) -> None:
     if check.ok:
         click.echo(f"OK: {check.n_rows} decisions, chain intact; head {check.head}")
         return
-    click.echo(
-        f"BROKEN: decision seq {check.broken_seq} (decision_id {check.broken_decision_id}) does not match "
-        f"the hash chain: it, or a row before it, was edited, inserted or deleted",
-        err=True,
-    )
+    for problem in check.problems:
+        click.echo(f"BROKEN: {problem}", err=True)
+    if check.broken_seq is not None:
+        click.echo(
+            f"BROKEN: decision seq {check.broken_seq} (decision_id {check.broken_decision_id}) does not "
+            f"match the hash chain: it, or a row before it, was edited, inserted or deleted",
+            err=True,
+        )
     sys.exit(1)
 
 

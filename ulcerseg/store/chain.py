@@ -2,7 +2,8 @@
 
 ``row_hash = SHA-256(previous row_hash || canonical JSON of the row's CHAIN_COLUMNS)``, the
 first row chained to :data:`GENESIS`. Editing, inserting or deleting any row breaks the chain
-from that row on; ``ulcerseg review verify`` names the first broken row. The chain has no
+from that row on; ``ulcerseg review verify`` names the first broken row (and, from the
+store, deleted rows and dropped triggers: ``store.review.verify_chain``). The chain has no
 secret: someone who rewrites every later hash too is caught only by comparing the head hash
 (printed by ``review verify``) with a copy kept elsewhere.
 """

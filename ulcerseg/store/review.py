@@ -116,28 +116,56 @@ def read_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:
 @dataclass(frozen=True)
 class ChainCheck:
     """Result of :func:`verify_chain`: rows checked, the first broken row (its ``seq`` and
-    ``decision_id``; None when intact) and the head hash (the last row's ``row_hash``)."""
+    ``decision_id``; None when intact), the head hash (the last row's ``row_hash``) and what
+    else shows tampering (``problems``, one line each: deleted rows, dropped triggers)."""
 
     n_rows: int
     broken_seq: int | None
     broken_decision_id: str | None
     head: str
+    problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.broken_seq is None
+        return self.broken_seq is None and not self.problems
+
+
+# the append-only guards of review_decisions (store/schema.py); dropping one is tampering
+_GUARDS = ("review_decisions_no_update", "review_decisions_no_delete", "review_decisions_no_replace")
+
+
+def _deleted_rows(conn: sqlite3.Connection, seqs: list[int]) -> list[str]:
+    """Deleted decisions: gaps in ``seq`` (AUTOINCREMENT never reuses or skips a number of a
+    committed row) and rows after the last one (SQLite's counter remembers the highest seq)."""
+    problems = []
+    expected = 1
+    for seq in seqs:
+        if seq > expected:
+            span = f"seq {expected}" if seq == expected + 1 else f"seq {expected}-{seq - 1}"
+            problems.append(f"decision {span} missing (deleted)")
+        expected = seq + 1
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'review_decisions'").fetchone()
+    counter = int(row[0]) if row else 0
+    if counter >= expected:
+        span = f"seq {expected}" if counter == expected else f"seq {expected}-{counter}"
+        problems.append(f"decision {span} missing (deleted after the last row)")
+    return problems
 
 
 def verify_chain(conn: sqlite3.Connection) -> ChainCheck:
-    """Recompute the hash chain over every decision in ``seq`` order."""
+    """Recompute the hash chain over every decision in ``seq`` order; check that no row was
+    deleted and that the append-only triggers are in place."""
     cur = conn.execute(f"SELECT {', '.join(CHAIN_COLUMNS)}, row_hash FROM review_decisions ORDER BY seq")
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    problems = _deleted_rows(conn, [int(r["seq"]) for r in rows])
+    triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    problems += [f"append-only trigger {name} missing (dropped)" for name in _GUARDS if name not in triggers]
     i = first_broken(rows)
     head = str(rows[-1]["row_hash"] or "") if rows else GENESIS
     if i is None:
-        return ChainCheck(len(rows), None, None, head)
-    return ChainCheck(len(rows), int(rows[i]["seq"]), str(rows[i]["decision_id"]), head)
+        return ChainCheck(len(rows), None, None, head, tuple(problems))
+    return ChainCheck(len(rows), int(rows[i]["seq"]), str(rows[i]["decision_id"]), head, tuple(problems))
 
 
 # --- readers ------------------------------------------------------------------------------------

@@ -230,11 +230,18 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     """2 -> 3: personal reader tokens (``review_readers``) and the decisions' hash chain.
 
     Adds ``review_decisions.row_hash`` and back-fills it over the existing rows in ``seq``
-    order (the append-only UPDATE trigger is dropped for the back-fill and recreated).
+    order (the append-only UPDATE trigger is dropped for the back-fill and recreated), unless
+    some row is signed already.
     """
     if "row_hash" not in _table_columns(conn, "review_decisions"):
         conn.execute("ALTER TABLE review_decisions ADD COLUMN row_hash TEXT")
     conn.execute(READERS_TABLE)
+    (signed,) = conn.execute("SELECT COUNT(*) FROM review_decisions WHERE row_hash IS NOT NULL").fetchone()
+    if signed:
+        # a chain exists already: the version number was lowered by hand. Signing the rows again
+        # would bless whatever was edited meanwhile; `review verify` is to judge them
+        conn.execute(_NO_UPDATE_TRIGGER)
+        return
     conn.execute("DROP TRIGGER IF EXISTS review_decisions_no_update")
     cur = conn.execute(f"SELECT {', '.join(CHAIN_COLUMNS)} FROM review_decisions ORDER BY seq")
     names = [d[0] for d in cur.description]
