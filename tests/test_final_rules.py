@@ -24,6 +24,7 @@ from ulcerseg.healing import HealingConfig
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
 from ulcerseg.review.final import FINAL_COLUMNS, final_visit_rows, pending_count
 from ulcerseg.store import Study
+from ulcerseg.store.review import add_reader
 from ulcerseg.visits import visit_to_day
 
 CFG = HealingConfig()
@@ -206,6 +207,7 @@ def test_export_final_exits_1_and_lists_visits_while_readers_disagree(tmp_path: 
         st.add_result(run, _result(out, "W4", _sha("w4"), 3.0, ("low_confidence",)), "S1/W4/U1.jpg")
         items = build_items(st.latest_measurements(), out, salt_for(st.conn), ReviewSettings())
         (item,) = items
+        add_reader(st.conn, "r1"), add_reader(st.conn, "r2")
         record_decision(st.conn, out, item, "r1", "accept")
         record_decision(st.conn, out, item, "r2", "not_assessable", reason="blurred")
     dest = tmp_path / "final.csv"
@@ -272,6 +274,7 @@ def test_one_decision_on_a_duplicated_photo_gives_no_visit_a_value(tmp_path: Pat
         rows = st.latest_measurements()
         assert all("duplicate_photo" in r["flags"] for r in rows if r["visit"] != "D0")
         (item,) = build_items(rows, out, salt_for(st.conn), ReviewSettings())
+        add_reader(st.conn, "r1")
         record_decision(st.conn, out, item, "r1", "accept")
     healed = {v.visit: v for ulcer in heal_study(out, CFG) for v in ulcer.visits}
     assert healed["W4"].status == healed["W8"].status == "not_assessable"

@@ -19,6 +19,7 @@ from test_review import PPM, SUBJECTS, cfg, make_study, serving
 from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.server import ReviewApp
+from ulcerseg.store.review import add_reader
 
 ARGS = CHROMIUM_ARGS
 
@@ -208,6 +209,7 @@ def test_adjudicator_sees_the_readings_and_settles_the_photo(chromium: Browser, 
     reader_app = ReviewApp.load(study["out"], cfg())
     item = reader_app.items[0]
     conn = sqlite3.connect(study["out"] / "study.sqlite")
+    add_reader(conn, "Dr A"), add_reader(conn, "Dr B")
     record_decision(conn, study["out"], item, "Dr A", "accept")
     record_decision(conn, study["out"], item, "Dr B", "not_assessable", reason="blurred")
     app = ReviewApp.load(study["out"], cfg(), adjudicate=True)

@@ -40,6 +40,7 @@ from ulcerseg.review.decisions import list_decisions
 from ulcerseg.review.export import export_final
 from ulcerseg.review.items import ManualItem
 from ulcerseg.review.server import ReviewApp
+from ulcerseg.store.review import add_reader
 
 # README screenshots: written to docs/img/ with ULCERSEG_DOCS_SCREENSHOTS=1, else to a temp folder
 # (so an ordinary test run leaves the checkout unchanged)
@@ -400,6 +401,7 @@ def test_adjudication_shows_each_readers_outline_in_its_colour(chromium: Browser
     study = make_photo_study(tmp_path, n=1)
     item = ReviewApp.load(study["out"], cfg()).items[0]
     conn = sqlite3.connect(study["out"] / "study.sqlite")
+    add_reader(conn, "Dr A"), add_reader(conn, "Dr B")
     record_decision(conn, study["out"], item, "Dr A", "accept")
     bigger = np.zeros((MODEL_GRID.height, MODEL_GRID.width), bool)
     bigger[88:113, 83:118] = True  # a 3.5 x 2.5 mm box around the ulcer

@@ -265,3 +265,29 @@ def test_unconfirmed_or_unrecorded_correction_leaves_no_mask_file(served, monkey
     assert status == 200
     [saved] = [d for d in app.decisions() if d["action"] == "correct"]
     assert [p.relative_to(study["out"]).as_posix() for p in masks.iterdir()] == [saved["corrected_mask_file"]]
+
+
+def test_only_an_active_registered_reader_in_the_role_can_record_a_decision(tmp_path: Path):
+    import sqlite3
+
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.review.decisions import list_decisions, record_decision
+    from ulcerseg.store.review import add_reader, revoke_reader
+
+    study = make_study(tmp_path)
+    item = ReviewApp.load(study["out"], cfg()).items[0]
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    add_reader(conn, "Dr A"), add_reader(conn, "Dr Adj", role="adjudicator"), add_reader(conn, "Dr Gone")
+    revoke_reader(conn, "Dr Gone")
+    refused = [
+        ("mallory", "reader", "is not an active registered reader"),  # was: counted as a review
+        ("Dr Gone", "reader", "is not an active registered reader"),
+        ("Dr A", "adjudicator", "registered as reader, not adjudicator"),
+        ("Dr Adj", "reader", "registered as adjudicator, not reader"),
+    ]
+    for name, role, why in refused:
+        with pytest.raises(DecisionError, match=why):
+            record_decision(conn, study["out"], item, name, "accept", role=role)
+    assert list_decisions(conn) == []
+    record_decision(conn, study["out"], item, "Dr A", "accept")
+    assert [d["assessor"] for d in list_decisions(conn)] == ["Dr A"]

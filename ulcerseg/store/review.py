@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import sqlite3
 import unicodedata
@@ -75,17 +76,38 @@ class DecisionRecord(TypedDict):
     row_hash: str | None  # SHA-256 chained to the previous row (ulcerseg.store.chain)
 
 
+def _check_assessor(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
+    """Refuse a decision whose assessor is not an active reader registered in its role."""
+    name = str(row.get("assessor") or "")
+    found = conn.execute("SELECT role, revoked_at FROM review_readers WHERE name = ?", (name,)).fetchone()
+    if found is None or found[1] is not None:
+        raise DecisionError(
+            f"assessor {name!r} is not an active registered reader of this study "
+            "(`ulcerseg review readers add`)"
+        )
+    try:
+        details = json.loads(row.get("details") or "{}")
+    except ValueError:
+        details = {}
+    role = details.get("role", "reader") if isinstance(details, dict) else "reader"
+    if found[0] != role:
+        raise DecisionError(f"assessor {name!r} is registered as {found[0]}, not {role}")
+
+
 def insert_decision(conn: sqlite3.Connection, row: Mapping[str, Any]) -> int:
     """Append one decision (columns :data:`DECISION_COLUMNS`) in its own transaction.
 
     The row gets the next ``seq`` and its ``row_hash`` chained to the last row's, both computed
     under the write lock (``BEGIN IMMEDIATE``), so concurrent writers cannot fork the chain.
-    Returns the row's ``seq``.
+    Returns the row's ``seq``. The assessor must be an active registered reader of the role the
+    decision is made in (:class:`~ulcerseg.errors.DecisionError` otherwise): a value in the
+    final table is measured or vouched for by someone who holds a personal token.
     """
     if conn.in_transaction:
         conn.commit()
     conn.execute("BEGIN IMMEDIATE")
     try:
+        _check_assessor(conn, row)
         last = conn.execute("SELECT seq, row_hash FROM review_decisions ORDER BY seq DESC LIMIT 1").fetchone()
         issued = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'review_decisions'").fetchone()
         seq = max(int(last[0]) if last else 0, int(issued[0]) if issued else 0) + 1
