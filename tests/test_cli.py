@@ -156,6 +156,8 @@ def test_healing_and_final_tables_record_provenance(tmp_path: Path) -> None:
         ran = effective_config(PipelineConfig(), RednessBackend().card, "full")  # a test double: full
         assert row["config_sha256"] == ran.sha256()
         assert row["package_version"]
+        # the healing rules the statuses come from (final_visits.csv lacked them)
+        assert row["healing_config_sha256"] == healing_config_sha256(load_healing_config(None))
     record = json.loads((out / "healing.json").read_text())
     with (out / "healing.csv").open() as fh:
         assert {r["heal_run"] for r in csv.DictReader(fh)} == {record["heal_run"]}

@@ -140,7 +140,7 @@ def test_measured_photos_on_both_sides_of_the_healed_limit_are_pending():
 
 
 def test_reference_visit_column_names_what_changes_refer_to():
-    assert FINAL_COLUMNS[-1] == "reference_visit"
+    assert FINAL_COLUMNS[-2:] == ("reference_visit", "healing_config_sha256")  # appended in order
     assert FINAL_COLUMNS.index("config_sha256") == 31  # the columns before it keep their places
     # baseline not assessable (a reader said so): changes refer to W2, and the table says so
     rows = [row("m0", "D0", 10.0, "grayscale"), row("m1", "W2", 2.0), row("m2", "W4", 1.0)]

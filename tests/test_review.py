@@ -841,3 +841,30 @@ def test_report_plot_starts_at_zero_and_marks_healed() -> None:
         assert all(float(t).is_integer() for t in ax.get_xticks())
     finally:
         plt.close(fig)
+
+
+def test_blinded_package_leaves_out_missing_photos_and_bytes_at_several_paths(
+    study, tmp_path: Path, monkeypatch
+):
+    import contextlib
+
+    import ulcerseg.review.blinded as blinded
+
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    with conn:
+        conn.execute("UPDATE photos SET missing_since = '2024-05-01' WHERE file = 'SUBJ-1001/D0/p.jpg'")
+    real_open = blinded.open_study
+
+    @contextlib.contextmanager
+    def with_a_copy(out_dir):  # the W2 photo's bytes also filed under W4 of the other subject
+        with real_open(out_dir) as (c, rows):
+            (w2,) = [r for r in rows if r["file"] == "SUBJ-1001/W2/p.jpg"]
+            yield c, [*rows, dict(w2, file="SUBJ-1002/W4/copy.jpg", subject_id="SUBJ-1002")]
+
+    monkeypatch.setattr(blinded, "open_study", with_a_copy)
+    pkg, key = export_blinded(study["out"], tmp_path / "pkg", cfg())
+    keys = list(csv.DictReader(key.open()))
+    items = list(csv.DictReader((pkg / "items.csv").open()))
+    left = {(k["subject_id"], k["visit"]) for k in keys}
+    assert ("SUBJ-1001", "D0") not in left and ("SUBJ-1001", "W2") not in left  # was: 7 rows, one id twice
+    assert len(items) == len(keys) == 4 and len({k["item"] for k in keys}) == 4

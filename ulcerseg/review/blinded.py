@@ -48,7 +48,22 @@ def export_blinded(
     with open_study(out_dir) as (conn, rows):
         salt = salt_for(conn)
     items, keys = [], []
-    ordered = sorted(rows, key=lambda r: str(r["photo_sha256"]))
+    # one item per photo bytes: a photo no longer at its path is not in the study any more, and
+    # bytes at several paths (duplicate_photo) give no final value whatever is read on them
+    # (their item would also map back to several visits)
+    present = [r for r in rows if r.get("status") != "missing"]
+    copies: dict[str, int] = {}
+    for row in present:
+        copies[str(row["photo_sha256"])] = copies.get(str(row["photo_sha256"]), 0) + 1
+    ordered = sorted((r for r in present if copies[str(r["photo_sha256"])] == 1),
+                     key=lambda r: str(r["photo_sha256"]))  # fmt: skip
+    left_out = len(rows) - len(ordered)
+    if left_out:
+        log.warning(
+            "blinded package: %d photo row(s) left out (%d no longer at their path, %d sharing "
+            "their bytes with another path)",
+            left_out, len(rows) - len(present), len(present) - len(ordered),
+        )  # fmt: skip
     for row in progress(ordered, len(ordered)) if progress else ordered:
         rect = inside_out_dir(out_dir, row.get("rectified_file"))
         if rect is None:

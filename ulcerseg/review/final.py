@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from ulcerseg.errors import PendingReviewError
-from ulcerseg.healing import PROVENANCE_COLUMNS, HealingConfig, UlcerHealing, compute_healing
+from ulcerseg.healing import (
+    PROVENANCE_COLUMNS,
+    HealingConfig,
+    UlcerHealing,
+    compute_healing,
+    healing_config_sha256,
+)
 from ulcerseg.healing.rules import VisitHold, visit_holds
 from ulcerseg.review.decisions import list_decisions, open_study
 from ulcerseg.review.outputs import healing_config, write_csv
@@ -87,6 +93,7 @@ FINAL_COLUMNS: tuple[str, ...] = (
     "model_sha256",
     "config_sha256",
     "reference_visit",  # appended: the columns before it keep their order (a public interface)
+    "healing_config_sha256",  # the healing rules the statuses come from (as in healing.csv)
 )
 
 UNRESOLVED = "unresolved_disagreement"
@@ -115,6 +122,7 @@ def final_visit_rows(
     ]
     results = compute_healing(healing_rows, config)
     holds = visit_holds(healing_rows, config)
+    rules = healing_config_sha256(config)
     out: list[dict[str, Any]] = []
     for ulcer in results:
         for v in ulcer.visits:
@@ -151,6 +159,7 @@ def final_visit_rows(
                     "n_assessors": f.n_readers if f is not None else 0,
                     "photo_flags": ";".join(v.photo_flags),
                     "healing_flags": ";".join(v.healing_flags),
+                    "healing_config_sha256": rules,
                 }
             )
     return out, results
