@@ -122,3 +122,12 @@ print(type(be).__name__, prob.shape, bool(be.sha256))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "OnnxBackend (1, 64, 64) True"
+
+
+def test_source_tree_version_is_the_project_version() -> None:
+    import tomllib
+
+    import ulcerseg
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert ulcerseg._SOURCE_VERSION == project["version"]  # outputs record it: it must not drift
