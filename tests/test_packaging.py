@@ -130,4 +130,4 @@ def test_source_tree_version_is_the_project_version() -> None:
     import ulcerseg
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
-    assert ulcerseg._SOURCE_VERSION == project["version"]  # outputs record it: it must not drift
+    assert project["version"] == ulcerseg._SOURCE_VERSION  # outputs record it: it must not drift
