@@ -868,3 +868,15 @@ def test_blinded_package_leaves_out_missing_photos_and_bytes_at_several_paths(
     left = {(k["subject_id"], k["visit"]) for k in keys}
     assert ("SUBJ-1001", "D0") not in left and ("SUBJ-1001", "W2") not in left  # was: 7 rows, one id twice
     assert len(items) == len(keys) == 4 and len({k["item"] for k in keys}) == 4
+
+
+def test_a_photo_no_longer_at_its_path_is_not_served_for_review(study):
+    conn = sqlite3.connect(study["out"] / "study.sqlite")
+    before = {i.photo_sha256 for i in ReviewApp.load(study["out"], cfg()).items}
+    (gone,) = [
+        sha for (sha,) in conn.execute("SELECT photo_sha256 FROM photos WHERE file = 'SUBJ-1001/W2/p.jpg'")
+    ]
+    with conn:
+        conn.execute("UPDATE photos SET missing_since = '2024-05-01' WHERE file = 'SUBJ-1001/W2/p.jpg'")
+    after = {i.photo_sha256 for i in ReviewApp.load(study["out"], cfg()).items}
+    assert gone in before and after == before - {gone}  # its decision could never count

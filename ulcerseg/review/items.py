@@ -110,9 +110,9 @@ def build_items(
 ) -> list[ReviewItem]:
     """Review items in a randomised order reproducible from ``settings.seed``.
 
-    Photos need a rectified image and a calibration; only ``needs_review`` ones and those whose
-    SHA-256 is in ``include`` (e.g. photos of a visit whose photos disagree on healed), unless
-    ``settings.review_all``. Paths come from the study database only, checked to lie in OUT.
+    Photos need a rectified image and a calibration and must still be at their path; only
+    ``needs_review`` ones and those whose SHA-256 is in ``include`` (e.g. photos of a visit
+    whose photos disagree on healed), unless ``settings.review_all``. Paths come from the study database only, checked to lie in OUT.
     """
     root = Path(out_dir)
     items: list[ReviewItem] = []
@@ -120,6 +120,8 @@ def build_items(
     for row in rows:
         sha = str(row.get("photo_sha256") or "")
         needs = bool(int(row.get("needs_review") or 0))
+        if row.get("status") == "missing":
+            continue  # no longer in the study: no decision on it would count (rules.MISSING_PHOTO)
         if not (needs or settings.review_all or sha in include) or len(sha) < 16 or sha in seen:
             continue  # decisions are per bytes: copies at several paths (duplicate_photo) are one item
         seen.add(sha)
