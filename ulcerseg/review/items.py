@@ -112,7 +112,8 @@ def build_items(
 
     Photos need a rectified image and a calibration and must still be at their path; only
     ``needs_review`` ones and those whose SHA-256 is in ``include`` (e.g. photos of a visit
-    whose photos disagree on healed), unless ``settings.review_all``. Paths come from the study database only, checked to lie in OUT.
+    whose photos disagree on healed), unless ``settings.review_all``. Paths come from the
+    study database only, checked to lie in OUT.
     """
     root = Path(out_dir)
     items: list[ReviewItem] = []
