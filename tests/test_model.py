@@ -216,3 +216,26 @@ def test_onnx_export_failures_are_one_line_errors(tmp_path: Path, monkeypatch) -
     with pytest.raises(ModelError, match=r"model\.onnx: ONNX export at opset 17 failed \(Exporting the"):
         export_onnx(folder)
     assert not (folder / "model.onnx").exists() and not list(folder.glob("*.tmp"))
+
+
+def test_changed_weights_are_neither_exported_nor_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from ulcerseg.segmentation.model import WEIGHTS_FILE, file_sha256, load_card, save_card
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    export_onnx(model)  # the card's network, exported and recorded
+    state = torch.load(model / WEIGHTS_FILE, weights_only=True)
+    first = next(iter(state))
+    state[first] = state[first] + 1.0  # the weights are swapped after training
+    torch.save(state, model / WEIGHTS_FILE)
+    with pytest.raises(ModelError, match="does not match weights_sha256"):
+        export_onnx(model)  # was: exported, and recorded as the ONNX file's source
+    # a card whose ONNX entries were brought in line with the swapped weights by hand
+    card = load_card(model)
+    save_card(card.replace(onnx_source_sha256=file_sha256(model / WEIGHTS_FILE)), model)
+    with pytest.raises(ModelError, match="does not match weights_sha256"):
+        OnnxBackend(model)  # was: ran them
+    with pytest.raises(ModelError, match="does not match weights_sha256"):
+        TorchBackend(model)

@@ -21,6 +21,7 @@ from ulcerseg.segmentation.model import (
     ONNX_FILE,
     WEIGHTS_FILE,
     ModelCard,
+    checked_weights_sha256,
     file_sha256,
     load_card,
     load_network,
@@ -76,14 +77,8 @@ class TorchBackend:
 
         self.model_dir = Path(model_dir)
         self.card = load_card(self.model_dir)
-        self.sha256 = (
-            file_sha256(self.model_dir / WEIGHTS_FILE) if (self.model_dir / WEIGHTS_FILE).is_file() else ""
-        )
-        if self.card.weights_sha256 and self.sha256 and self.card.weights_sha256 != self.sha256:
-            raise ModelError(
-                f"{self.model_dir / WEIGHTS_FILE}: SHA-256 {self.sha256[:12]}… does not match "
-                f"weights_sha256 {self.card.weights_sha256[:12]}… in the model card"
-            )
+        weights = self.model_dir / WEIGHTS_FILE
+        self.sha256 = checked_weights_sha256(self.model_dir, self.card) if weights.is_file() else ""
         if num_threads:
             torch.set_num_threads(int(num_threads))
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -130,7 +125,11 @@ class OnnxBackend:
             raise ModelError(f"coarse network: unknown {coarse_network!r} (choose from {choices})")
         coarse_network = "int8" if coarse_int8 else coarse_network
         weights = self.model_dir / WEIGHTS_FILE
-        self.sha256 = file_sha256(weights) if weights.is_file() else self.card.weights_sha256
+        self.sha256 = (
+            checked_weights_sha256(self.model_dir, self.card)
+            if weights.is_file()
+            else self.card.weights_sha256
+        )
         # the network that runs is the one hashed: its bytes are read once, checked against the
         # card (and model.pt, whose SHA-256 every measurement records), then loaded
         data = _read_model_file(path)

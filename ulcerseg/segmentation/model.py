@@ -107,6 +107,25 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def checked_weights_sha256(model_dir: str | Path, card: ModelCard) -> str:
+    """SHA-256 of ``model_dir/model.pt``, checked against the card's ``weights_sha256``.
+
+    Every way weights are used (torch, ONNX Runtime, export, quantisation, distillation) goes
+    through this check, so a changed model.pt is never run, nor exported under the card of the
+    network it replaced. A card without a hash (hand-made) is run with a warning.
+    """
+    path = Path(model_dir) / WEIGHTS_FILE
+    sha = file_sha256(path)
+    if not card.weights_sha256:
+        log.warning("%s: the model card records no weights_sha256; its weights cannot be checked", path)
+    elif card.weights_sha256 != sha:
+        raise ModelError(
+            f"{path}: SHA-256 {sha[:12]}… does not match weights_sha256 {card.weights_sha256[:12]}… "
+            "in the model card (changed or replaced weights)"
+        )
+    return sha
+
+
 def known_architectures() -> list[str]:
     """Names of smp architectures usable in a card (e.g. ``Unet``, ``FPN``)."""
     import segmentation_models_pytorch as smp
@@ -254,6 +273,7 @@ def load_network(model_dir: str | Path, card: ModelCard | None = None) -> Any:
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise ModelError(f"{path}: weights file not found")
+    checked_weights_sha256(model_dir, card)
     net = build_network(card)
     load_weights(net, path)
     net.eval()
