@@ -97,3 +97,26 @@ def test_one_aruco_module_serves_detector_sheet_and_synth() -> None:
     grid = RectifiedGrid((0.5, 0.5), 1.0, 6, 6)  # pixel centres at the 1 mm cells' centres
     colour, alpha = st.render(grid)
     assert np.array_equal(colour[..., 0] < 0.5, cells) and (alpha == 1).all()
+
+
+@pytest.mark.parametrize("suffix", [".pdf", ".png"])
+def test_a_full_disk_leaves_the_previous_sheet_and_names_the_file(
+    tmp_path: Path, monkeypatch, suffix: str
+) -> None:
+    import errno
+    import zlib
+
+    import matplotlib.figure
+
+    def full_disk(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"%PDF-1.4 trunc")  # a partial file, as a full disk leaves it
+        raise zlib.error("Error -2") if suffix == ".pdf" else OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full_disk)
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    sheet = tmp_path / f"sheet{suffix}"
+    sheet.write_bytes(b"previous sheet")
+    with pytest.raises(UlcersegError, match=rf"sheet\{suffix}: cannot write the marker sheet"):
+        write_marker_sheet(sheet)  # was: a zlib.error traceback (PDF) and a truncated sheet
+    assert sheet.read_bytes() == b"previous sheet"
+    assert [p.name for p in tmp_path.iterdir()] == [sheet.name]  # no temporary file left

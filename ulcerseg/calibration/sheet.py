@@ -9,6 +9,7 @@ Page coordinates are mm from the top-left corner of the A4 page.
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ulcerseg.calibration.aruco import marker_cells
-from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.errors import ConfigError, InputError, OutputError, first_line
+from ulcerseg.tables import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +245,14 @@ def write_marker_sheet(
     if not 72 <= dpi <= 2400:
         raise ConfigError(f"dpi {dpi} is outside 72-2400")
     layout = layout_sheet(side_mm, tuple(ids), dictionary)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".pdf":
-        write_sheet_pdf(layout, path)
-    else:
-        Image.fromarray(render_sheet_png(layout, dpi)).save(path, dpi=(dpi, dpi))
+    # atomic: a full disk leaves the previous sheet, never a truncated one that may still print
+    with atomic_path(path) as tmp:
+        try:
+            if suffix == ".pdf":
+                write_sheet_pdf(layout, tmp)
+            else:
+                Image.fromarray(render_sheet_png(layout, dpi)).save(tmp, format="PNG", dpi=(dpi, dpi))
+        except (OSError, zlib.error) as err:  # matplotlib's PDF writer fails as zlib.error on a full disk
+            raise OutputError(f"{path}: cannot write the marker sheet ({first_line(err)})") from None
     log.info("wrote marker sheet %s (%d stickers)", path, len(layout.stickers))
     return path
