@@ -256,3 +256,16 @@ def test_corrupt_exif_is_logged_with_the_file_name_not_warned(
         warnings.simplefilter("always")
         assert image_size(path) == (60, 40) and exif_orientation(path) == 1
     assert not leaked
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_tiff_size_is_the_decoded_size_whatever_its_orientation(tmp_path: Path, orientation: int) -> None:
+    from ulcerseg.imageio import image_size, inspect_photo, read_rgb
+
+    path = tmp_path / "p.tif"
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(path, tiffinfo={274: orientation})
+    height, width = read_rgb(path).shape[:2]
+    assert (height, width) == ((80, 60) if orientation in (6, 8) else (60, 80))
+    info = inspect_photo(path, path.read_bytes())
+    # was (80, 60) for 6 and 8: Pillow reports a TIFF's size already rotated, and it was swapped again
+    assert image_size(path) == (info.width, info.height) == (width, height)

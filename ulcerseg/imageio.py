@@ -82,6 +82,18 @@ def _pillow_warnings_logged(path: str | Path) -> Iterator[None]:
                 log.info("%s: %s", path, str(warning.message).strip())
 
 
+def _stored_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) px as stored in the file, before EXIF orientation. Pillow reports a
+    TIFF's size already rotated (and rotates it on load), a JPEG's as stored: the TIFF tags
+    give the stored size whatever the Pillow version."""
+    tags = getattr(img, "tag_v2", None)
+    if img.format == "TIFF" and tags is not None:
+        width, height = tags.get(256), tags.get(257)  # ImageWidth, ImageLength
+        if isinstance(width, int) and isinstance(height, int):
+            return width, height
+    return img.size
+
+
 def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     """Validate a photo's bytes and read its header (size, mode, EXIF date).
 
@@ -94,7 +106,7 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
         with _pillow_warnings_logged(path):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-            fmt, size, mode = img.format, img.size, img.mode
+            fmt, size, mode = img.format, _stored_size(img), img.mode
             orientation = img.getexif().get(0x0112, 1)
             photo_date = _exif_date(img)
             if fmt == "JPEG" and not _ends_with_eoi(data):
@@ -303,7 +315,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) px in the photo frame (after EXIF orientation), from the header only."""
     try:
         with _pillow_warnings_logged(path), Image.open(path) as im:
-            w, h = im.size
+            w, h = _stored_size(im)
             orientation = im.getexif().get(_TAG_ORIENTATION, 1)
     except Exception as err:  # PIL raises many types
         raise ImageReadError(f"{path}: cannot read image header ({err})") from None
