@@ -591,3 +591,24 @@ def test_unreadable_init_weights_and_checkpoints_are_one_line_errors(
             "--init", str(bad_init), "--no-progress"]  # fmt: skip
     proc = CliRunner().invoke(main, args)
     assert proc.exit_code != 0 and isinstance(proc.exception, ModelError)
+
+
+def test_dataset_import_takes_png_masks_beside_jpeg_photos_as_their_annotations(tmp_path: Path) -> None:
+    from ulcerseg.training.importer import import_dataset
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for stem, box in (("g", (10, 30)), ("h", (20, 40))):
+        cv2.imwrite(str(folder / f"{stem}.jpg"), np.full((48, 64, 3), 120, np.uint8))
+        mask = np.zeros((48, 64), np.uint8)
+        mask[box[0] : box[1], 5:25] = 255
+        cv2.imwrite(str(folder / f"{stem}.png"), mask)
+    import_dataset(folder, tmp_path / "ds", missing="empty")  # was: 4 images, masks emptied
+    assert sorted(p.name for p in (tmp_path / "ds" / "images").iterdir()) == ["g.jpg", "h.jpg"]
+    written = cv2.imread(str(tmp_path / "ds" / "masks" / "g.png"), cv2.IMREAD_GRAYSCALE)
+    assert int((written > 0).sum()) == 20 * 20  # the source mask, not an empty one
+    (folder / "g.tif").write_bytes((folder / "g.png").read_bytes())  # g.png or g.tif: which mask?
+    (folder / "g.bmp").write_bytes((folder / "g.png").read_bytes())
+    (folder / "g.jpg").unlink()
+    with pytest.raises(DatasetError, match="share the stem 'g' and none is clearly the photo"):
+        import_dataset(folder, tmp_path / "ds2", missing="empty")

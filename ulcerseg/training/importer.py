@@ -43,6 +43,32 @@ def find_annotation(stem: str, folder: Path, exclude: Path | None = None) -> Pat
     return None
 
 
+def _photos_beside_their_masks(files: list[Path]) -> list[Path]:
+    """The photos among image files that share a folder with their masks: of ``g.jpg`` and
+    ``g.png``, the PNG is the JPEG's annotation (a PNG photo's mask must be ``g_mask.png``).
+
+    Several files of one stem of which not exactly one can be the photo is a DatasetError,
+    never a guess: a mask read as a photo would be imported with an empty mask.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    for path in files:
+        by_stem.setdefault(path.stem, []).append(path)
+    photos = []
+    for stem, same in by_stem.items():
+        if len(same) == 1:
+            photos.append(same[0])
+            continue
+        not_masks = [p for p in same if p.suffix.lower() not in ANNOTATION_ORDER]
+        if len(not_masks) != 1:
+            names = ", ".join(p.name for p in same)
+            raise DatasetError(
+                f"{same[0].parent}: {names} share the stem {stem!r} and none is clearly the photo; "
+                "name masks <stem>_mask.png or give them their own folder (--annotations)"
+            )
+        photos.append(not_masks[0])
+    return sorted(photos)
+
+
 def import_dataset(
     images_dir: str | Path,
     out_dir: str | Path,
@@ -82,8 +108,7 @@ def import_dataset(
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask")
     )
     if ann_dir.resolve() == images_dir.resolve():
-        # PNG masks next to PNG photos would be mistaken for photos: they must be <stem>_mask.png
-        photos = [p for p in photos if find_annotation(p.stem, ann_dir, exclude=p) != p]
+        photos = _photos_beside_their_masks(photos)
     if not photos:
         raise DatasetError(f"{images_dir}: no images found (empty folder)")
     # match every photo first, so a missing annotation fails before anything is written
