@@ -67,6 +67,10 @@ def test_bad_requests_raise_clear_errors(tmp_path: Path) -> None:
         write_marker_sheet(tmp_path / "a.svg")
     with pytest.raises(UlcersegError, match=r"does not fit|outside"):
         write_marker_sheet(tmp_path / "a.png", side_mm=500)
+    # was: 25 stickers (IDs 0-24) printed, exit 0
+    with pytest.raises(UlcersegError, match=r"30 marker IDs but only 25 stickers of 20 mm fit"):
+        write_marker_sheet(tmp_path / "b.png", side_mm=20, ids=tuple(range(30)))
+    assert not (tmp_path / "b.png").exists()
 
 
 def test_marker_cli(tmp_path: Path) -> None:

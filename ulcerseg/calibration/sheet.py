@@ -77,6 +77,11 @@ def layout_sheet(
     if cols < 1 or rows < 1:
         raise ConfigError(f"a {side_mm} mm marker does not fit on an A4 sheet")
     rows = min(rows, max(1, int(np.ceil(48 / cols))))  # at most ~48 stickers
+    if len(ids) > rows * cols:  # the rest would silently be missing from the sheet
+        raise ConfigError(
+            f"{len(ids)} marker IDs but only {rows * cols} stickers of {side_mm:g} mm fit on the sheet; "
+            "give at most that many IDs (one sheet per group)"
+        )
     x_start = (A4_MM[0] - (cols * pitch_x - GAP_MM)) / 2
     slots = []
     for r in range(rows):
