@@ -612,3 +612,12 @@ def test_dataset_import_takes_png_masks_beside_jpeg_photos_as_their_annotations(
     (folder / "g.jpg").unlink()
     with pytest.raises(DatasetError, match="share the stem 'g' and none is clearly the photo"):
         import_dataset(folder, tmp_path / "ds2", missing="empty")
+
+
+def test_a_misspelt_dataset_key_is_an_error_other_tools_keys_are_kept(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d", n=2)
+    (data / "dataset.yaml").write_text("name: d\npx_per_nm: 10\n")  # was: a warning, scale unknown
+    with pytest.raises(DatasetError, match=r"unknown key 'px_per_nm'; did you mean 'px_per_mm'\?"):
+        load_dataset(data)
+    (data / "dataset.yaml").write_text("name: d\npx_per_mm: 10\nauthor: another tool\n")
+    assert load_dataset(data).px_per_mm == 10

@@ -15,8 +15,10 @@ Masks are single-channel PNGs, 0 = background and 255 (or 1) = ulcer.
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +116,24 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise DatasetError(str(err)) from None
 
 
+def _refuse_misspelt_keys(raw: Mapping[str, Any], yaml_path: Path) -> None:
+    """Other tools' keys are kept (logged), but one that is nearly a known key is a typo whose
+    value would be lost: ``px_per_nm: 10`` left the scale unknown with only a warning."""
+    known = [f.name for f in fields(DatasetMeta)]
+    for key in raw:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
+        if close:
+            raise DatasetError(f"{yaml_path}: unknown key {key!r}; did you mean {close[0]!r}?")
+
+
 def read_dataset_meta(yaml_path: Path) -> tuple[DatasetMeta, GroupsCsv | None]:
     """Validated ``dataset.yaml`` and its groups CSV spec (None for an inline mapping or none)."""
     try:
-        meta = build_dataclass(DatasetMeta, read_yaml_mapping(yaml_path), str(yaml_path), unknown_keys="warn")
+        raw = read_yaml_mapping(yaml_path)
+        _refuse_misspelt_keys(raw, yaml_path)
+        meta = build_dataclass(DatasetMeta, raw, str(yaml_path), unknown_keys="warn")
         spec = meta.groups or {}
         if "csv" not in spec:
             return meta, None
