@@ -310,6 +310,15 @@ def edge_shift(df: pd.DataFrame) -> EdgeShift:
     )
 
 
+def scale_error_pct(df: pd.DataFrame) -> tuple[float, float, float]:
+    """The marker calibration against the camera's truth: median, 10th and 90th percentile of
+    measured / true mm per px - 1 (%) at the marker, photos whose marker was measured."""
+    ratio = (df["mm_per_px"] / df["mm_per_px_true"] - 1).dropna() * 100
+    if ratio.empty:
+        return (float("nan"),) * 3
+    return float(ratio.median()), float(ratio.quantile(0.1)), float(ratio.quantile(0.9))
+
+
 def join(truth: pd.DataFrame, auto: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     """One row per photo: truth, measurement, signals, relative error (%), found, wrong."""
     df = truth.merge(auto, on="file", how="left", suffixes=("_true", ""))
@@ -407,6 +416,9 @@ def report(name: str, df: pd.DataFrame) -> Summary:
             f"wrong photos: {a.over} too large ({a.over_nested} holding >= {NESTED:.0%} of the true wound), "
             f"{a.under} too small ({a.under_nested} lying >= {NESTED:.0%} inside it), {a.not_found} not found"
         )
+    if {"mm_per_px", "mm_per_px_true"} <= set(df):
+        med, p10, p90 = scale_error_pct(df)
+        print(f"marker scale (mm per px) vs truth: median {med:+.3f}%  10-90%: {p10:+.3f}% to {p90:+.3f}%")
     if {"perimeter_mm", "src_px_per_mm"} <= set(df) and df["found"].any():
         e = edge_shift(df)
         print(

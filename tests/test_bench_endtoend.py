@@ -126,6 +126,8 @@ def test_benchmark_end_to_end_on_two_small_photos(tmp_path: Path, monkeypatch, c
     assert "0 generated, 2 reused" in printed and "measure: reused" in printed
     summary = bench.summarize(df)
     assert summary.n == 2 and summary.found_rate == 1.0 and summary.n_wrong == 0
+    median, low, high = bench.scale_error_pct(df)  # the marker's scale against the camera's
+    assert -0.5 < low <= median <= high < 0.5
 
 
 def test_several_seeds_render_the_same_wounds_anew_and_pool_them(tmp_path: Path, monkeypatch) -> None:
