@@ -6,7 +6,6 @@ and each photo's row is committed before the next photo starts.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -66,6 +65,7 @@ from ulcerseg.segmentation.model import ModelCard
 from ulcerseg.store import RunInfo, Study
 from ulcerseg.store.lock import output_lock
 from ulcerseg.store.study import Reconciled
+from ulcerseg.tables import write_json
 
 log = logging.getLogger(__name__)
 
@@ -480,16 +480,6 @@ def _clean_stale_temporaries(out_dir: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _same_folder(a: Path, b: Path) -> bool:
     try:
         return a.exists() and a.resolve() == b.resolve()
@@ -603,7 +593,7 @@ def _measure_locked(
             reconciled=reconciled,
         )
         summary.n_photos = len(found.photos)
-        _write_json_atomic(
+        write_json(
             out_dir / "run.json",
             {"run_id": run.run_id, "package_version": __version__, "model_sha256": backend.sha256,
              "model_name": backend.card.name, "config_sha256": run.config_sha256,

@@ -1,4 +1,5 @@
-"""The one CSV writer: atomic files, and text cells escaped against spreadsheet formula injection.
+"""The one CSV writer (and JSON records, and the atomic-file helpers every output writer uses):
+atomic files, and text cells escaped against spreadsheet formula injection.
 
 Every CSV the package writes goes through :func:`write_csv` (rows of dicts) or
 :func:`write_frame_csv` (pandas tables). A file is written to a temporary file in the same
@@ -11,6 +12,7 @@ quote; numbers are never touched (-1.5 stays the number -1.5, and so does the te
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import secrets
@@ -83,6 +85,13 @@ def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     (as :func:`atomic_path`: nothing left behind on failure, OS errors name ``path``)."""
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding=encoding) as fh:
         yield fh
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented UTF-8 JSON, atomically (:func:`atomic_open`); values JSON does
+    not know (paths, dates) as their text."""
+    with atomic_open(path) as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
 
 
 def write_csv_rows(fh: IO[str], rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:

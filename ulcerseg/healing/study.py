@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from ulcerseg.rounding import round_rows
 from ulcerseg.store import Study
 from ulcerseg.store.healing import replace_healing_rows
 from ulcerseg.store.review import read_decisions
-from ulcerseg.tables import atomic_open
+from ulcerseg.tables import write_json
 
 __all__ = ["heal_study"]
 
@@ -55,12 +54,11 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
     write_healing_csv(round_rows(flat), out_dir / "healing.csv")  # the table keeps full precision
     # the run's provenance beside its rows (same heal_run): the rules themselves, not only their
     # hash, and the package version whose rules computed the statuses
-    with atomic_open(out_dir / "healing.json") as f:
-        json.dump(
-            {"heal_run": heal_run, "package_version": __version__, "healing_config_sha256": rules,
-             "healing_config": asdict(cfg)},
-            f, indent=2, ensure_ascii=False,
-        )  # fmt: skip
+    write_json(
+        out_dir / "healing.json",
+        {"heal_run": heal_run, "package_version": __version__, "healing_config_sha256": rules,
+         "healing_config": asdict(cfg)},
+    )  # fmt: skip
     log.info(
         "healing: %d ulcers, %d visit rows (%d photos pending review) -> %s",
         len(results), len(flat), len(final.pending), out_dir,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,7 @@ def export_blinded(
     # bytes at several paths (duplicate_photo) give no final value whatever is read on them
     # (their item would also map back to several visits)
     present = [r for r in rows if r.get("status") != "missing"]
-    copies: dict[str, int] = {}
-    for row in present:
-        copies[str(row["photo_sha256"])] = copies.get(str(row["photo_sha256"]), 0) + 1
+    copies = Counter(str(r["photo_sha256"]) for r in present)
     ordered = sorted((r for r in present if copies[str(r["photo_sha256"])] == 1),
                      key=lambda r: str(r["photo_sha256"]))  # fmt: skip
     left_out = len(rows) - len(ordered)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
 from ulcerseg.healing.config import HealingConfig
+from ulcerseg.imageio import write_png
 from ulcerseg.review.items import KEY_RE, ManualItem, ReviewItem, build_items, inside_out_dir
 from ulcerseg.review.masks import mask_from_png, mask_from_polygon, remeasure_mask
 from ulcerseg.review.rules import (
@@ -194,7 +194,8 @@ def record_decision(
     dest = None
     if mask_rel is not None:
         dest = Path(out_dir) / mask_rel
-        _write_mask(dest, np.asarray(corrected_mask, dtype=bool))
+        # complete (atomic) before the decision that names it is committed
+        write_png(dest, np.asarray(corrected_mask, dtype=bool).astype(np.uint8) * 255)
     try:
         insert_decision(conn, row)
     except BaseException:
@@ -204,18 +205,6 @@ def record_decision(
         raise
     log.info("decision %s: %s %s by %s", decision_id, act.value, item.key, assessor)
     return row
-
-
-def _write_mask(dest: Path, mask: np.ndarray) -> None:
-    """Save a boolean mask as a 0/255 PNG at ``dest``, complete before the decision naming it
-    is committed (written to a temporary file, then renamed)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    try:
-        Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 BIG_CHANGE_PCT = 50.0

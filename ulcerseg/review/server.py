@@ -582,10 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         login = method == "GET" and parts.path in ("/", "/index.html")
         self.reader, login_token = self._authenticate(query, login)
-        if self.reader.role != self.app.role:
-            raise HttpError(
-                403, f"this server is for {self.app.role}s; {self.reader.name} is a {self.reader.role}"
-            )
+        self._check_role(self.reader)
         if method != "GET":
             self._check_state_change()
         found = self._route(method, parts.path)
@@ -619,9 +616,13 @@ class _Handler(BaseHTTPRequestHandler):
         reader = self.app.reader(token)
         if reader is None:
             raise HttpError(401, "missing, wrong or revoked reader token")
+        self._check_role(reader)
+        self._set_cookie(token, "/")
+
+    def _check_role(self, reader: Reader) -> None:
+        """403 unless ``reader`` has this server's role (reader or adjudicator)."""
         if reader.role != self.app.role:
             raise HttpError(403, f"this server is for {self.app.role}s; {reader.name} is a {reader.role}")
-        self._set_cookie(token, "/")
 
     @property
     def assessor(self) -> str:

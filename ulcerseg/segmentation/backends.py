@@ -77,15 +77,15 @@ class TorchBackend:
 
         self.model_dir = Path(model_dir)
         self.card = load_card(self.model_dir)
-        weights = self.model_dir / WEIGHTS_FILE
-        self.sha256 = checked_weights_sha256(self.model_dir, self.card) if weights.is_file() else ""
         if num_threads:
             torch.set_num_threads(int(num_threads))
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"device {device}: no CUDA device available to torch")
         self.device = torch.device(device)
+        # load_network checks model.pt against the card's weights_sha256 (hashing it once)
         self.net = wrap_probability(load_network(self.model_dir, self.card), self.card)
         self.net.to(self.device).eval()
+        self.sha256 = self.card.weights_sha256 or file_sha256(self.model_dir / WEIGHTS_FILE)
 
     def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
         import torch
