@@ -59,6 +59,7 @@ from ulcerseg.training.dataset import load_dataset, read_image, read_mask
 from ulcerseg.training.evaluate import split_stems
 
 ERROR_LIMIT_PCT = 25.0  # a photo whose |area error| exceeds this (or with no ulcer found) is "wrong"
+FLAG_BUDGET = 0.30  # issue 11: the review flags may flag at most this share of photos
 MIN_WOUND_PX = 100  # held-out photos with fewer wound pixels are not used
 TRUTH_FILE = "truth.csv"
 SIGNALS_FILE = "signals.csv"
@@ -362,6 +363,11 @@ class Summary:
     def flagged_fraction(self) -> float:
         return self.n_flagged / self.n if self.n else float("nan")
 
+    def recall_ceiling(self, budget: float = FLAG_BUDGET) -> float:
+        """The recall of a perfect flag that flags ``budget`` of the photos, wrong ones first:
+        once wrong photos outnumber the budget, no flag can catch them all."""
+        return min(1.0, budget * self.n / self.n_wrong) if self.n_wrong else float("nan")
+
 
 def summarize(df: pd.DataFrame) -> Summary:
     """Summary figures of the rows of one part (see :func:`join`)."""
@@ -404,6 +410,10 @@ def report(name: str, df: pd.DataFrame) -> Summary:
     print(
         f"recall {s.recall:.1%}  precision {s.precision:.1%}  flagged {s.flagged_fraction:.1%}   "
         f"interval coverage {s.coverage:.1%}"
+    )
+    print(
+        f"wrong photos: {s.n_wrong / s.n if s.n else float('nan'):.1%} of all; a perfect flag within "
+        f"{FLAG_BUDGET:.0%} flagged catches at most {s.recall_ceiling():.1%} of them"
     )
     codes: dict[str, int] = {}
     for flags in df["flags"].fillna(""):

@@ -242,6 +242,16 @@ def test_fitted_flags_catch_the_predictable_errors() -> None:
     assert never["max_candidate_ambiguity"] == bench.FIT_BASE.max_candidate_ambiguity == 0.45
 
 
+def test_recall_ceiling_of_a_perfect_flag_within_the_budget() -> None:
+    bench = _bench()
+    summary = bench.Summary(n=100, found_rate=1.0, median_abs_error_pct=10.0, p90_abs_error_pct=40.0,
+                            bias_pct=0.0, loa_low_pct=-50.0, loa_high_pct=50.0, mean_dice=0.8,
+                            n_wrong=36, n_flagged=25, n_wrong_flagged=20, coverage=0.9)  # fmt: skip
+    assert summary.recall_ceiling(0.30) == pytest.approx(30 / 36)  # 36 wrong, 30 may be flagged
+    assert summary.recall_ceiling(0.50) == 1.0
+    assert np.isnan(bench.Summary(**{**summary.__dict__, "n_wrong": 0}).recall_ceiling())
+
+
 def test_conformal_interval_covers_90_percent_of_new_photos() -> None:
     bench = _bench()
     from ulcerseg.measure import area_interval
