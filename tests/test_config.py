@@ -175,3 +175,64 @@ def test_command_line_thread_bounds_are_the_configs() -> None:
     for option in ("--threads", "--parallel-photos"):
         result = CliRunner().invoke(main, ["measure", ".", "-o", "o", option, str(MAX_THREADS + 1)])
         assert result.exit_code == 2 and f"is not in the range 1<=x<={MAX_THREADS}" in result.output
+
+
+def test_numbers_beyond_float_range_and_unbuildable_values_are_one_line_errors(tmp_path: Path) -> None:
+    """Integers too large for a float, 5,000-digit integers and impossible dates reached
+    OverflowError/ValueError tracebacks in every config reader (pipeline, healing, training)."""
+    from ulcerseg.healing import load_healing_config
+    from ulcerseg.training.config import load_config as load_training_config
+
+    huge = str(10**400)
+    cases = [
+        (load_config, f"segmentation:\n  search_radius_mm: {huge}\n", "key 'segmentation.search_radius_mm'"),
+        (load_config, f"segmentation:\n  threads: {'9' * 5000}\n", "invalid YAML value"),
+        (load_healing_config, f"healed_max_area_mm2: {huge}\n", "key 'healed_max_area_mm2'"),
+        (load_healing_config, "baseline_visit: 2024-13-01\n", "invalid YAML value (month must be in 1..12)"),
+        (load_training_config, f"train:\n  lr: {huge}\n", "key 'train.lr'"),
+    ]
+    for load, text, fragment in cases:
+        path = tmp_path / "cfg.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and fragment in msg and "\n" not in msg, (text[:40], msg)
+    # a huge integer where an integer is expected is no traceback either (an integer is finite)
+    path = tmp_path / "h.yaml"
+    path.write_text(f"date_window_days: {huge}\nreview:\n  seed: {huge}\n")
+    assert load_healing_config(path).date_window_days == 10**400
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys without a word: the first value was ignored."""
+    from ulcerseg.healing import load_healing_config
+
+    path = tmp_path / "cfg.yaml"
+    for load, text, fragment in [
+        (
+            load_config,
+            "segmentation:\n  threshold: 0.5\n  threshold: 0.8\n",
+            "key 'threshold' given twice (lines 2 and 3)",
+        ),
+        (
+            load_config,
+            "marker: {side_mm: 10}\nmarker: {side_mm: 12}\n",
+            "key 'marker' given twice (lines 1 and 2)",
+        ),
+        (
+            load_healing_config,
+            "healed_max_area_mm2: 0.5\nhealed_max_area_mm2: 5\n",
+            "key 'healed_max_area_mm2'",
+        ),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and fragment in msg and "\n" not in msg, msg
+    # a key brought in by a merge may still be overridden
+    from ulcerseg.config import read_yaml_mapping
+
+    path.write_text("a: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")
+    assert read_yaml_mapping(path)["c"] == {"x": 3, "y": 2}

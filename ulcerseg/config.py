@@ -235,6 +235,15 @@ class PipelineConfig:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _fits_float(value: int) -> bool:
+    """Whether an integer converts to a finite float (``float(10**400)`` raises OverflowError)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     """Check/convert one value against its annotated type; errors name source and dotted key."""
 
@@ -305,6 +314,8 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise fail(f"expected a number, got {value!r}")
+        if isinstance(value, int) and not _fits_float(value):  # float() would raise OverflowError
+            raise fail("expected a finite number, got an integer beyond the float range")
         if not math.isfinite(value):
             raise fail(f"expected a finite number, got {value!r}")
         return float(value)
@@ -435,17 +446,55 @@ def config_from_dict(data: dict[str, Any] | None, source: str = "<config>") -> P
     return cfg
 
 
+class _DuplicateKey(Exception):
+    """A YAML mapping names a key twice (``key``; ``lines``: 1-based lines of both)."""
+
+    def __init__(self, key: object, lines: tuple[int, int]) -> None:
+        super().__init__(key, lines)
+        self.key = key
+        self.lines = lines
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently, so ``threshold: 0.5`` above ``threshold: 0.8`` would be ignored without a word).
+    Keys brought in by a merge (``<<: *base``) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[object, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, (seen[key], line))
+                seen[key] = line
+            except TypeError:  # unhashable: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """Parse a YAML file whose top level is a mapping (empty file -> {})."""
+    """Parse a YAML file whose top level is a mapping (empty file -> {}); a key given twice in
+    one mapping is a :class:`ConfigError`, as is any YAML the parser refuses."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from err
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({first_line(err)})") from err
+    except _DuplicateKey as err:
+        first, again = err.lines
+        raise ConfigError(
+            f"{path}: key {err.key!r} given twice (lines {first} and {again}); keep one"
+        ) from None
+    except ValueError as err:  # a value PyYAML cannot build: 2024-13-01, an int of 5,000 digits
+        raise ConfigError(f"{path}: invalid YAML value ({first_line(err)})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data or {}

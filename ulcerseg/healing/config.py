@@ -90,7 +90,8 @@ def _validate_healing(cfg: HealingConfig, source: str) -> None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             minimum = 1.0 if f.name.startswith("implausible_") else 0.0
-            if not math.isfinite(value) or value < minimum:
+            # ints are finite (and math.isfinite(10**400) would raise OverflowError)
+            if (isinstance(value, float) and not math.isfinite(value)) or value < minimum:
                 raise ConfigError(f"{source}: key '{section}{f.name}' must be >= {minimum:g}, got {value!r}")
 
 
