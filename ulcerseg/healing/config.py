@@ -13,6 +13,7 @@ from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.records import Flag
 from ulcerseg.resources import config_path
 from ulcerseg.visits import canonical_visit, visit_to_day
 
@@ -82,6 +83,18 @@ def _validate_healing(cfg: HealingConfig, source: str) -> None:
                 visit_to_day(label)
             except InputError as err:
                 raise ConfigError(f"{source}: key {key!r}: {err}") from None
+    known = {str(f) for f in Flag}
+    unknown = [f for f in cfg.unassessable_flags if f not in known]
+    if unknown:  # a misspelt code silently never matched: that flag no longer held the visit
+        raise ConfigError(
+            f"{source}: key 'unassessable_flags': unknown flag {unknown[0]!r} "
+            f"(flags: {', '.join(sorted(known))})"
+        )
+    if cfg.improving_min_reduction_pct > 100:  # an area cannot shrink by more than 100%
+        raise ConfigError(
+            f"{source}: key 'improving_min_reduction_pct' must be <= 100 (a reduction in % of the "
+            f"baseline area), got {cfg.improving_min_reduction_pct!r}"
+        )
     if len({canonical_visit(v) for v in cfg.schedule}) != len(cfg.schedule):
         raise ConfigError(f"{source}: key 'schedule' lists a visit twice: {list(cfg.schedule)!r}")
     for section, obj in (("", cfg), ("review.", cfg.review)):
