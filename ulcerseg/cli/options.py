@@ -148,7 +148,10 @@ def _out_option(
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Option callback: refuse NaN (click's FloatRange lets it through: NaN compares False)."""
+    """Option callback: refuse NaN (click's FloatRange lets it through: NaN compares False) and
+    infinities (a FloatRange without an upper bound lets ``inf`` through)."""
     if value is not None and value != value:
         raise click.BadParameter("must be a number, not nan", ctx=ctx, param=param)
+    if value is not None and value in (float("inf"), float("-inf")):
+        raise click.BadParameter(f"must be a finite number, not {value}", ctx=ctx, param=param)
     return value
