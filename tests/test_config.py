@@ -77,6 +77,14 @@ def test_lists_become_tuples_and_ints_become_floats(tmp_path: Path) -> None:
         ("segmentation:\n  coarse_threshold: 1.5\n", "key 'segmentation.coarse_threshold': must be < 1"),
         ("segmentation:\n  min_area_mm2: -0.1\n", "key 'segmentation.min_area_mm2': must be >= 0"),
         ("quality:\n  max_tilt_deg: 120\n", "key 'quality.max_tilt_deg': must be <= 90"),
+        # these loaded: every photo flagged underexposed; the calibrated interval silently off
+        # or upside down; negative scores or distances for the ulcer choice
+        ("quality:\n  min_mean_luma: 230\n  max_mean_luma: 200\n", "quality.min_mean_luma must be below"),
+        ("segmentation:\n  interval_q_low: null\n", "interval_q_high must both be numbers or both null"),
+        ("segmentation:\n  interval_q_low: 3\n  interval_q_high: -3\n", "interval_q_low must be <="),
+        ("segmentation:\n  interval_floor: -1\n", "key 'segmentation.interval_floor': must be >= 0"),
+        ("segmentation:\n  candidate_off_body_weight: 2\n", "key 'segmentation.candidate_off_body_weight'"),
+        ("segmentation:\n  candidate_max_distance_mm: -5\n", "key 'segmentation.candidate_max_distance_mm'"),
     ],
 )
 def test_values_must_be_finite_and_in_range(tmp_path: Path, text: str, fragment: str) -> None:

@@ -126,8 +126,8 @@ class SegmentationConfig:
     max_candidates: int = 3  # fine passes on at most this many candidate regions
     # choosing the ulcer (segmentation/candidates.py): candidates off the body (skin mask) keep
     # this fraction of their score; beyond this distance from the marker centre scores decay
-    candidate_off_body_weight: float = 0.1
-    candidate_max_distance_mm: float = 35.0
+    candidate_off_body_weight: Annotated[float, Check(ge=0, le=1)] = 0.1
+    candidate_max_distance_mm: NonNegative = 35.0
     white_balance: str = "none"  # "marker": neutralise the colour cast using the marker's white border
     tta: str = "none"  # test-time augmentation: none | hflip (2 passes) | flips (4 passes)
     min_area_mm2: NonNegative = 0.3  # smaller components are dropped
@@ -138,7 +138,7 @@ class SegmentationConfig:
     # b = (band area at threshold - delta minus at + delta) / area and s = interval_floor + b,
     # the interval is area x exp(interval_q_low x s) .. area x exp(interval_q_high x s).
     # null q's: the raw band itself (areas at threshold +/- delta, not a calibrated interval)
-    interval_floor: float = 0.1
+    interval_floor: NonNegative = 0.1
     interval_q_low: float | None = -2.966  # fitted: bench_endtoend.py --n 160 --fit-interval
     interval_q_high: float | None = 3.462
     threads: int = 1  # CPU threads of each network pass (intra-op)
@@ -413,6 +413,22 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         (
             0 <= cfg.segmentation.uncertainty_delta < 0.5,
             "segmentation.uncertainty_delta must be in [0, 0.5)",
+        ),
+        # one null alone silently turned the calibrated interval into the raw band
+        (
+            (cfg.segmentation.interval_q_low is None) == (cfg.segmentation.interval_q_high is None),
+            "segmentation.interval_q_low and segmentation.interval_q_high must both be numbers or both null",
+        ),
+        (
+            cfg.segmentation.interval_q_low is None
+            or cfg.segmentation.interval_q_high is None
+            or cfg.segmentation.interval_q_low <= cfg.segmentation.interval_q_high,
+            "segmentation.interval_q_low must be <= segmentation.interval_q_high",
+        ),
+        # else every photo is flagged overexposed or underexposed
+        (
+            cfg.quality.min_mean_luma < cfg.quality.max_mean_luma,
+            "quality.min_mean_luma must be below quality.max_mean_luma",
         ),
     ]
     for ok, message in checks:
