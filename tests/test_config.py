@@ -111,6 +111,21 @@ def test_training_config_goes_through_the_same_checks(tmp_path: Path) -> None:
         config_from_dict({"train": {"lr": float("inf")}}, "t.yaml")
 
 
+def test_training_config_checks_its_name_and_the_decoder_depth() -> None:
+    """A list as the name became the card name "[1, 2]"; five decoder channels for an encoder of
+    depth 3 loaded and stopped training only at building the network, after reading the data."""
+    from ulcerseg.training.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"^t\.yaml: key 'name': expected a string, got \[1, 2\]$"):
+        config_from_dict({"name": [1, 2]}, "t.yaml")
+    with pytest.raises(ConfigError, match=r"^t\.yaml: model\.decoder_channels: needs 3 values"):
+        config_from_dict({"model": {"encoder_depth": 3}}, "t.yaml")
+    ok = config_from_dict(
+        {"name": 7, "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}}, "t.yaml"
+    )
+    assert ok.name == "7" and ok.card().decoder_channels == (32, 16, 8)
+
+
 def test_model_card_uses_the_config_validator(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import json
 
