@@ -517,9 +517,13 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 
 def load_config(path: Path | None) -> PipelineConfig:
-    """Load and validate a YAML config; ``None`` gives the defaults."""
+    """Load and validate a YAML config; ``None`` gives the defaults. A file that exists is used
+    as given; else a shipped one of that name (``configs/default.yaml`` from any directory)."""
     if path is None:
         return config_from_dict({}, "<defaults>")
+    from ulcerseg.resources import find_config
+
+    path = find_config(path)
     return config_from_dict(read_yaml_mapping(path), str(path))
 
 

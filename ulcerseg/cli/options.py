@@ -80,11 +80,12 @@ def study_dir_argument() -> Callable[[F], F]:
 
 
 def healing_config_option() -> Callable[[F], F]:
-    """``--config FILE``: healing/review rules YAML (default: configs/healing.yaml)."""
+    """``--config FILE``: healing/review rules YAML (default: configs/healing.yaml); a path that
+    does not exist names a shipped file (``load_healing_config``), as ``measure -c`` does."""
     return click.option(
         "--config",
         "config_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        type=click.Path(dir_okay=False, path_type=Path),
         default=None,
         help="Healing/review YAML (default: configs/healing.yaml).",
     )

@@ -14,7 +14,7 @@ from typing import Any
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
 from ulcerseg.records import Flag
-from ulcerseg.resources import config_path
+from ulcerseg.resources import config_path, find_config
 from ulcerseg.visits import canonical_visit, visit_to_day
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,11 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
 
 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:
-    """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
+    """Load and validate a healing YAML config (``None``: the packaged defaults file if any; a
+    path that does not exist names a shipped file, ``configs/healing.yaml`` from any directory)."""
     if path is None:
         path = config_path("healing.yaml")  # the checkout's configs/ or the wheel's copy
+    path = find_config(path)
     return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
 
 
