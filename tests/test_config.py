@@ -26,6 +26,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("marker:\n  side_mm: -1\n", "marker.side_mm must be > 0"),
         ("marker:\n  dictionary: DICT_9X9_1\n", "not an OpenCV ArUco dictionary"),
         ("segmentation:\n  backend: tpu\n", "segmentation.backend"),
+        ("segmentation:\n  model: ''\n", "segmentation.model must name a model folder"),
         ("segmentation:\n  tta: rotate\n", "segmentation.tta must be none, hflip or flips"),
         ("discovery:\n  ulcer_pattern: '(?P<x>.+)'\n", "ulcer_id"),
         ("- just\n- a list\n", "top level must be a mapping"),

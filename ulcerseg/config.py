@@ -364,6 +364,8 @@ def build_dataclass(
 def _validate(cfg: PipelineConfig, source: str) -> None:
     checks = [
         (cfg.marker.side_mm > 0, "marker.side_mm must be > 0"),
+        # else the error named no file and no key (": no model folder with model.json found")
+        (cfg.segmentation.model.strip() != "", "segmentation.model must name a model folder"),
         (len(cfg.marker.ids) > 0, "marker.ids must list at least one marker ID"),
         (
             cfg.segmentation.backend in {"auto", "torch", "onnx"},
