@@ -303,6 +303,16 @@ def test_synth_photos_and_dataset_refuse_bad_numbers_in_one_line(
     assert not out.exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("command", ["trial", "photos", "dataset"])
+def test_synth_negative_seed_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    # before: numpy's "ValueError: expected non-negative integer" traceback, exit 1
+    out = tmp_path / "o"
+    n = [] if command == "trial" else ["--n", "1"]
+    result = CliRunner().invoke(main, ["synth", command, "-o", str(out), *n, "--seed", "-1", "--no-progress"])
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output, result.output
+    assert not out.exists()
+
+
 def test_synth_writes_masks_to_any_path_and_checks_the_write(tmp_path: Path, monkeypatch) -> None:
     # masks went through cv2.imwrite, which fails silently (returns False) where it cannot write
     # and cannot open a non-ASCII path on every platform; now the checked, atomic write_png

@@ -53,7 +53,7 @@ def synth() -> None:
     callback=_size,
     help="Render at this size WxH and downscale to --size (sharper, slower).",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed (>= 0).")
 @progress_option()
 def trial_cmd(
     out_dir: Path, subjects: int, visits: str, ulcers: str, size: tuple[int, int],
@@ -112,7 +112,7 @@ def trial_cmd(
     callback=finite,
     help="Marker side (outer black square), mm.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed (>= 0).")
 @progress_option()
 def photos_cmd(
     out_dir: Path, n: int, max_tilt: float, size: tuple[int, int],
@@ -144,7 +144,7 @@ def photos_cmd(
 @click.option(
     "--tile", "tile_px", default=256, show_default=True, type=click.IntRange(32, 4096), help="Tile side (px)."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed (>= 0).")
 @progress_option()
 def dataset_cmd(out_dir: Path, n: int, px_per_mm: float, tile_px: int, seed: int, progress: bool) -> None:
     """Write rectified synthetic training tiles at a fixed px per mm."""
