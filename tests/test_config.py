@@ -26,6 +26,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("marker:\n  side_mm: -1\n", "marker.side_mm must be > 0"),
         ("marker:\n  dictionary: DICT_9X9_1\n", "not an OpenCV ArUco dictionary"),
         ("segmentation:\n  backend: tpu\n", "segmentation.backend"),
+        ("segmentation:\n  model: ''\n", "segmentation.model must name a model folder"),
         ("segmentation:\n  tta: rotate\n", "segmentation.tta must be none, hflip or flips"),
         ("discovery:\n  ulcer_pattern: '(?P<x>.+)'\n", "ulcer_id"),
         ("- just\n- a list\n", "top level must be a mapping"),
@@ -77,6 +78,14 @@ def test_lists_become_tuples_and_ints_become_floats(tmp_path: Path) -> None:
         ("segmentation:\n  coarse_threshold: 1.5\n", "key 'segmentation.coarse_threshold': must be < 1"),
         ("segmentation:\n  min_area_mm2: -0.1\n", "key 'segmentation.min_area_mm2': must be >= 0"),
         ("quality:\n  max_tilt_deg: 120\n", "key 'quality.max_tilt_deg': must be <= 90"),
+        # these loaded: every photo flagged underexposed; the calibrated interval silently off
+        # or upside down; negative scores or distances for the ulcer choice
+        ("quality:\n  min_mean_luma: 230\n  max_mean_luma: 200\n", "quality.min_mean_luma must be below"),
+        ("segmentation:\n  interval_q_low: null\n", "interval_q_high must both be numbers or both null"),
+        ("segmentation:\n  interval_q_low: 3\n  interval_q_high: -3\n", "interval_q_low must be <="),
+        ("segmentation:\n  interval_floor: -1\n", "key 'segmentation.interval_floor': must be >= 0"),
+        ("segmentation:\n  candidate_off_body_weight: 2\n", "key 'segmentation.candidate_off_body_weight'"),
+        ("segmentation:\n  candidate_max_distance_mm: -5\n", "key 'segmentation.candidate_max_distance_mm'"),
     ],
 )
 def test_values_must_be_finite_and_in_range(tmp_path: Path, text: str, fragment: str) -> None:
@@ -101,6 +110,21 @@ def test_training_config_goes_through_the_same_checks(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"t\.yaml: key 'train\.lr': expected a finite number, got inf"):
         config_from_dict({"train": {"lr": float("inf")}}, "t.yaml")
+
+
+def test_training_config_checks_its_name_and_the_decoder_depth() -> None:
+    """A list as the name became the card name "[1, 2]"; five decoder channels for an encoder of
+    depth 3 loaded and stopped training only at building the network, after reading the data."""
+    from ulcerseg.training.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"^t\.yaml: key 'name': expected a string, got \[1, 2\]$"):
+        config_from_dict({"name": [1, 2]}, "t.yaml")
+    with pytest.raises(ConfigError, match=r"^t\.yaml: model\.decoder_channels: needs 3 values"):
+        config_from_dict({"model": {"encoder_depth": 3}}, "t.yaml")
+    ok = config_from_dict(
+        {"name": 7, "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8]}}, "t.yaml"
+    )
+    assert ok.name == "7" and ok.card().decoder_channels == (32, 16, 8)
 
 
 def test_model_card_uses_the_config_validator(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -175,3 +199,64 @@ def test_command_line_thread_bounds_are_the_configs() -> None:
     for option in ("--threads", "--parallel-photos"):
         result = CliRunner().invoke(main, ["measure", ".", "-o", "o", option, str(MAX_THREADS + 1)])
         assert result.exit_code == 2 and f"is not in the range 1<=x<={MAX_THREADS}" in result.output
+
+
+def test_numbers_beyond_float_range_and_unbuildable_values_are_one_line_errors(tmp_path: Path) -> None:
+    """Integers too large for a float, 5,000-digit integers and impossible dates reached
+    OverflowError/ValueError tracebacks in every config reader (pipeline, healing, training)."""
+    from ulcerseg.healing import load_healing_config
+    from ulcerseg.training.config import load_config as load_training_config
+
+    huge = str(10**400)
+    cases = [
+        (load_config, f"segmentation:\n  search_radius_mm: {huge}\n", "key 'segmentation.search_radius_mm'"),
+        (load_config, f"segmentation:\n  threads: {'9' * 5000}\n", "invalid YAML value"),
+        (load_healing_config, f"healed_max_area_mm2: {huge}\n", "key 'healed_max_area_mm2'"),
+        (load_healing_config, "baseline_visit: 2024-13-01\n", "invalid YAML value (month must be in 1..12)"),
+        (load_training_config, f"train:\n  lr: {huge}\n", "key 'train.lr'"),
+    ]
+    for load, text, fragment in cases:
+        path = tmp_path / "cfg.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and fragment in msg and "\n" not in msg, (text[:40], msg)
+    # a huge integer where an integer is expected is no traceback either (an integer is finite)
+    path = tmp_path / "h.yaml"
+    path.write_text(f"date_window_days: {huge}\nreview:\n  seed: {huge}\n")
+    assert load_healing_config(path).date_window_days == 10**400
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys without a word: the first value was ignored."""
+    from ulcerseg.healing import load_healing_config
+
+    path = tmp_path / "cfg.yaml"
+    for load, text, fragment in [
+        (
+            load_config,
+            "segmentation:\n  threshold: 0.5\n  threshold: 0.8\n",
+            "key 'threshold' given twice (lines 2 and 3)",
+        ),
+        (
+            load_config,
+            "marker: {side_mm: 10}\nmarker: {side_mm: 12}\n",
+            "key 'marker' given twice (lines 1 and 2)",
+        ),
+        (
+            load_healing_config,
+            "healed_max_area_mm2: 0.5\nhealed_max_area_mm2: 5\n",
+            "key 'healed_max_area_mm2'",
+        ),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and fragment in msg and "\n" not in msg, msg
+    # a key brought in by a merge may still be overridden
+    from ulcerseg.config import read_yaml_mapping
+
+    path.write_text("a: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")
+    assert read_yaml_mapping(path)["c"] == {"x": 3, "y": 2}

@@ -306,6 +306,20 @@ def test_config_validation(tmp_path: Path):
         shipped.healed_max_area_mm2 = 1.0  # type: ignore[misc]
 
 
+def test_config_refuses_values_that_would_never_apply() -> None:
+    """A misspelt flag in unassessable_flags silently never matched (a no_marker photo's visit
+    was then no longer held as not assessable by it), and a reduction over 100% made
+    'improving' unreachable; both loaded without a word."""
+    with pytest.raises(ConfigError) as info:
+        healing_config_from_dict({"unassessable_flags": ["no_marker", "no_markr"]}, "x.yaml")
+    msg = str(info.value)
+    assert msg.startswith("x.yaml: key 'unassessable_flags': unknown flag 'no_markr'") and "\n" not in msg
+    with pytest.raises(ConfigError, match=r"x\.yaml: key 'improving_min_reduction_pct' must be <= 100"):
+        healing_config_from_dict({"improving_min_reduction_pct": 150}, "x.yaml")
+    ok = healing_config_from_dict({"unassessable_flags": ["no_marker"], "improving_min_reduction_pct": 100})
+    assert ok.unassessable_flags == ("no_marker",)
+
+
 def test_review_overrides():
     # an assessor-vouched area ignores the low-confidence flag that would forbid "healed"
     rows = series({"D0": 10.0, "W2": 0.3}, flags={"W2": "low_confidence"})

@@ -84,6 +84,26 @@ def test_shipped_configs_resolve(tmp_path: Path, monkeypatch) -> None:
         resources.config_path("nope.yaml")
 
 
+def test_measure_and_heal_configs_resolve_from_another_directory(tmp_path: Path, monkeypatch) -> None:
+    # README: the installed command works from any directory, an existing -c FILE used as given;
+    # `measure -c configs/default.yaml` and `heal --config configs/healing.yaml` failed outside
+    # the checkout ("cannot read config", "does not exist") while `train --config` resolved
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+    from ulcerseg.config import PipelineConfig, load_config
+    from ulcerseg.healing import HealingConfig, load_healing_config
+
+    monkeypatch.chdir(tmp_path)
+    assert load_config(Path("configs/default.yaml")) == PipelineConfig()
+    assert load_healing_config("configs/healing.yaml") == HealingConfig()
+    result = CliRunner().invoke(main, ["heal", str(tmp_path), "--config", "configs/healing.yaml"])
+    assert "does not exist" not in result.output and "no study.sqlite" in str(result.exception), result.output
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "healing.yaml").write_text("healed_max_area_mm2: 1.5\n")
+    assert load_healing_config("configs/healing.yaml").healed_max_area_mm2 == 1.5  # as given wins
+
+
 def test_bundled_copy_is_used_when_no_checkout(tmp_path: Path, monkeypatch) -> None:
     # an installed wheel: no checkout folders beside the package, the bundled copy instead
     bundled = tmp_path / "_bundled"

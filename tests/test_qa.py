@@ -404,6 +404,17 @@ def test_cli_qa_writes_folder(tmp_path: Path) -> None:
     assert "<table>" in html and "auto vs gt" in html
 
 
+def test_cli_qa_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    # before: `-o FILE` ran the whole comparison, then failed with "File exists", exit 1 (an
+    # environment failure) instead of the usage error (exit 2) of every other -o/--out folder
+    out = make_measure_output(tmp_path, n=2, failed=())
+    folder = make_annotation_folder(tmp_path, n=2)
+    (tmp_path / "a_file").write_text("x")
+    args = ["--auto", str(out / "measurements.csv"), "--manual", str(folder), "-o", str(tmp_path / "a_file")]
+    result = CliRunner().invoke(qa_command, args)
+    assert result.exit_code == 2 and "is a file" in result.output, result.output
+
+
 def test_sample_trial_script_against_ground_truth(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     import importlib.util
 

@@ -270,6 +270,49 @@ def test_synth_trial_refuses_what_it_cannot_write_in_one_line(
     assert not out.exists()  # nothing half-written
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["photos", "--max-tilt", "nan"], "Invalid value for '--max-tilt': must be a number, not nan"),
+        (["photos", "--side-mm", "nan"], "Invalid value for '--side-mm': must be a number, not nan"),
+        (["photos", "--side-mm", "inf"], "Invalid value for '--side-mm': must be a finite number, not inf"),
+        (["photos", "--mm-per-px", "inf,inf"], "need finite numbers 0 < MIN <= MAX"),
+        (["dataset", "--px-per-mm", "nan"], "Invalid value for '--px-per-mm': must be a number, not nan"),
+        (["photos", "--side-mm", "1000"], "error: no camera frames the scene at 0.08594-0.2031 mm/px"),
+    ],
+)
+def test_synth_photos_and_dataset_refuse_bad_numbers_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str],
+    message: str,
+) -> None:  # fmt: skip
+    # before: tracebacks (OverflowError from NaN tilt, ValueError from a NaN scale or from a
+    # marker no camera of the range can frame) with exit status 1
+    import sys
+
+    from ulcerseg.cli import run
+
+    out = tmp_path / "o"
+    size = ["--size", "640x480"] if args[0] == "photos" else []
+    argv = ["ulcerseg", "synth", args[0], "-o", str(out), "--n", "1", *size, "--no-progress"]
+    monkeypatch.setattr(sys, "argv", [*argv, *args[1:]])
+    with pytest.raises(SystemExit) as exc:
+        run()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("command", ["trial", "photos", "dataset"])
+def test_synth_negative_seed_is_a_usage_error(tmp_path: Path, command: str) -> None:
+    # before: numpy's "ValueError: expected non-negative integer" traceback, exit 1
+    out = tmp_path / "o"
+    n = [] if command == "trial" else ["--n", "1"]
+    result = CliRunner().invoke(main, ["synth", command, "-o", str(out), *n, "--seed", "-1", "--no-progress"])
+    assert result.exit_code == 2 and "Invalid value for '--seed'" in result.output, result.output
+    assert not out.exists()
+
+
 def test_synth_writes_masks_to_any_path_and_checks_the_write(tmp_path: Path, monkeypatch) -> None:
     # masks went through cv2.imwrite, which fails silently (returns False) where it cannot write
     # and cannot open a non-ASCII path on every platform; now the checked, atomic write_png

@@ -126,8 +126,8 @@ class SegmentationConfig:
     max_candidates: int = 3  # fine passes on at most this many candidate regions
     # choosing the ulcer (segmentation/candidates.py): candidates off the body (skin mask) keep
     # this fraction of their score; beyond this distance from the marker centre scores decay
-    candidate_off_body_weight: float = 0.1
-    candidate_max_distance_mm: float = 35.0
+    candidate_off_body_weight: Annotated[float, Check(ge=0, le=1)] = 0.1
+    candidate_max_distance_mm: NonNegative = 35.0
     white_balance: str = "none"  # "marker": neutralise the colour cast using the marker's white border
     tta: str = "none"  # test-time augmentation: none | hflip (2 passes) | flips (4 passes)
     min_area_mm2: NonNegative = 0.3  # smaller components are dropped
@@ -138,7 +138,7 @@ class SegmentationConfig:
     # b = (band area at threshold - delta minus at + delta) / area and s = interval_floor + b,
     # the interval is area x exp(interval_q_low x s) .. area x exp(interval_q_high x s).
     # null q's: the raw band itself (areas at threshold +/- delta, not a calibrated interval)
-    interval_floor: float = 0.1
+    interval_floor: NonNegative = 0.1
     interval_q_low: float | None = -2.966  # fitted: bench_endtoend.py --n 160 --fit-interval
     interval_q_high: float | None = 3.462
     threads: int = 1  # CPU threads of each network pass (intra-op)
@@ -235,6 +235,15 @@ class PipelineConfig:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _fits_float(value: int) -> bool:
+    """Whether an integer converts to a finite float (``float(10**400)`` raises OverflowError)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     """Check/convert one value against its annotated type; errors name source and dotted key."""
 
@@ -305,6 +314,8 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise fail(f"expected a number, got {value!r}")
+        if isinstance(value, int) and not _fits_float(value):  # float() would raise OverflowError
+            raise fail("expected a finite number, got an integer beyond the float range")
         if not math.isfinite(value):
             raise fail(f"expected a finite number, got {value!r}")
         return float(value)
@@ -353,6 +364,8 @@ def build_dataclass(
 def _validate(cfg: PipelineConfig, source: str) -> None:
     checks = [
         (cfg.marker.side_mm > 0, "marker.side_mm must be > 0"),
+        # else the error named no file and no key (": no model folder with model.json found")
+        (cfg.segmentation.model.strip() != "", "segmentation.model must name a model folder"),
         (len(cfg.marker.ids) > 0, "marker.ids must list at least one marker ID"),
         (
             cfg.segmentation.backend in {"auto", "torch", "onnx"},
@@ -403,6 +416,22 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
             0 <= cfg.segmentation.uncertainty_delta < 0.5,
             "segmentation.uncertainty_delta must be in [0, 0.5)",
         ),
+        # one null alone silently turned the calibrated interval into the raw band
+        (
+            (cfg.segmentation.interval_q_low is None) == (cfg.segmentation.interval_q_high is None),
+            "segmentation.interval_q_low and segmentation.interval_q_high must both be numbers or both null",
+        ),
+        (
+            cfg.segmentation.interval_q_low is None
+            or cfg.segmentation.interval_q_high is None
+            or cfg.segmentation.interval_q_low <= cfg.segmentation.interval_q_high,
+            "segmentation.interval_q_low must be <= segmentation.interval_q_high",
+        ),
+        # else every photo is flagged overexposed or underexposed
+        (
+            cfg.quality.min_mean_luma < cfg.quality.max_mean_luma,
+            "quality.min_mean_luma must be below quality.max_mean_luma",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -435,26 +464,68 @@ def config_from_dict(data: dict[str, Any] | None, source: str = "<config>") -> P
     return cfg
 
 
+class _DuplicateKey(Exception):
+    """A YAML mapping names a key twice (``key``; ``lines``: 1-based lines of both)."""
+
+    def __init__(self, key: object, lines: tuple[int, int]) -> None:
+        super().__init__(key, lines)
+        self.key = key
+        self.lines = lines
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently, so ``threshold: 0.5`` above ``threshold: 0.8`` would be ignored without a word).
+    Keys brought in by a merge (``<<: *base``) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[object, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, (seen[key], line))
+                seen[key] = line
+            except TypeError:  # unhashable: the base class reports it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """Parse a YAML file whose top level is a mapping (empty file -> {})."""
+    """Parse a YAML file whose top level is a mapping (empty file -> {}); a key given twice in
+    one mapping is a :class:`ConfigError`, as is any YAML the parser refuses."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from err
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({first_line(err)})") from err
+    except _DuplicateKey as err:
+        first, again = err.lines
+        raise ConfigError(
+            f"{path}: key {err.key!r} given twice (lines {first} and {again}); keep one"
+        ) from None
+    except ValueError as err:  # a value PyYAML cannot build: 2024-13-01, an int of 5,000 digits
+        raise ConfigError(f"{path}: invalid YAML value ({first_line(err)})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return data or {}
 
 
 def load_config(path: Path | None) -> PipelineConfig:
-    """Load and validate a YAML config; ``None`` gives the defaults."""
+    """Load and validate a YAML config; ``None`` gives the defaults. A file that exists is used
+    as given; else a shipped one of that name (``configs/default.yaml`` from any directory)."""
     if path is None:
         return config_from_dict({}, "<defaults>")
+    from ulcerseg.resources import find_config
+
+    path = find_config(path)
     return config_from_dict(read_yaml_mapping(path), str(path))
 
 

@@ -80,11 +80,12 @@ def study_dir_argument() -> Callable[[F], F]:
 
 
 def healing_config_option() -> Callable[[F], F]:
-    """``--config FILE``: healing/review rules YAML (default: configs/healing.yaml)."""
+    """``--config FILE``: healing/review rules YAML (default: configs/healing.yaml); a path that
+    does not exist names a shipped file (``load_healing_config``), as ``measure -c`` does."""
     return click.option(
         "--config",
         "config_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        type=click.Path(dir_okay=False, path_type=Path),
         default=None,
         help="Healing/review YAML (default: configs/healing.yaml).",
     )
@@ -148,7 +149,10 @@ def _out_option(
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Option callback: refuse NaN (click's FloatRange lets it through: NaN compares False)."""
+    """Option callback: refuse NaN (click's FloatRange lets it through: NaN compares False) and
+    infinities (a FloatRange without an upper bound lets ``inf`` through)."""
     if value is not None and value != value:
         raise click.BadParameter("must be a number, not nan", ctx=ctx, param=param)
+    if value is not None and value in (float("inf"), float("-inf")):
+        raise click.BadParameter(f"must be a finite number, not {value}", ctx=ctx, param=param)
     return value

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import finite, progress_option
+from ulcerseg.cli.options import finite, out_dir_option, progress_option
 
 __all__ = ["qa_command"]
 
@@ -74,7 +74,7 @@ def _num(value: float, spec: str) -> str:
     callback=finite,
     help="Marker-plane resolution used to measure mask annotations (px per mm, 1-1000).",
 )
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="QA folder.")
+@out_dir_option("QA folder.", dest="out")
 @progress_option()
 def qa_command(
     auto: Path,

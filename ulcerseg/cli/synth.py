@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
-from ulcerseg.cli.options import out_dir_option, progress_option
+from ulcerseg.cli.options import finite, out_dir_option, progress_option
 
 __all__ = ["synth"]
 
@@ -30,8 +31,8 @@ def _range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> t
         lo, hi = (float(v) for v in value.split(","))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not MIN,MAX (e.g. 0.02,0.04)") from None
-    if not 0 < lo <= hi:
-        raise click.BadParameter(f"{value!r}: need 0 < MIN <= MAX")
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise click.BadParameter(f"{value!r}: need finite numbers 0 < MIN <= MAX")
     return (lo, hi)
 
 
@@ -52,7 +53,7 @@ def synth() -> None:
     callback=_size,
     help="Render at this size WxH and downscale to --size (sharper, slower).",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed (>= 0).")
 @progress_option()
 def trial_cmd(
     out_dir: Path, subjects: int, visits: str, ulcers: str, size: tuple[int, int],
@@ -93,6 +94,7 @@ def trial_cmd(
     default=45.0,
     show_default=True,
     type=click.FloatRange(0, 80),
+    callback=finite,
     help="Maximum tilt of the marker plane (degrees).",
 )
 @click.option("--size", default="4000x3000", show_default=True, callback=_size, help="Photo size WxH (px).")
@@ -107,9 +109,10 @@ def trial_cmd(
     default=10.0,
     show_default=True,
     type=click.FloatRange(1, min_open=True),
+    callback=finite,
     help="Marker side (outer black square), mm.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed (>= 0).")
 @progress_option()
 def photos_cmd(
     out_dir: Path, n: int, max_tilt: float, size: tuple[int, int],
@@ -135,12 +138,13 @@ def photos_cmd(
     default=10.0,
     show_default=True,
     type=click.FloatRange(0.5, 100),
+    callback=finite,
     help="Physical scale of the tiles (px per mm).",
 )
 @click.option(
     "--tile", "tile_px", default=256, show_default=True, type=click.IntRange(32, 4096), help="Tile side (px)."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Random seed (>= 0).")
 @progress_option()
 def dataset_cmd(out_dir: Path, n: int, px_per_mm: float, tile_px: int, seed: int, progress: bool) -> None:
     """Write rectified synthetic training tiles at a fixed px per mm."""

@@ -13,7 +13,8 @@ from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
-from ulcerseg.resources import config_path
+from ulcerseg.records import Flag
+from ulcerseg.resources import config_path, find_config
 from ulcerseg.visits import canonical_visit, visit_to_day
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,18 @@ def _validate_healing(cfg: HealingConfig, source: str) -> None:
                 visit_to_day(label)
             except InputError as err:
                 raise ConfigError(f"{source}: key {key!r}: {err}") from None
+    known = {str(f) for f in Flag}
+    unknown = [f for f in cfg.unassessable_flags if f not in known]
+    if unknown:  # a misspelt code silently never matched: that flag no longer held the visit
+        raise ConfigError(
+            f"{source}: key 'unassessable_flags': unknown flag {unknown[0]!r} "
+            f"(flags: {', '.join(sorted(known))})"
+        )
+    if cfg.improving_min_reduction_pct > 100:  # an area cannot shrink by more than 100%
+        raise ConfigError(
+            f"{source}: key 'improving_min_reduction_pct' must be <= 100 (a reduction in % of the "
+            f"baseline area), got {cfg.improving_min_reduction_pct!r}"
+        )
     if len({canonical_visit(v) for v in cfg.schedule}) != len(cfg.schedule):
         raise ConfigError(f"{source}: key 'schedule' lists a visit twice: {list(cfg.schedule)!r}")
     for section, obj in (("", cfg), ("review.", cfg.review)):
@@ -90,7 +103,8 @@ def _validate_healing(cfg: HealingConfig, source: str) -> None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             minimum = 1.0 if f.name.startswith("implausible_") else 0.0
-            if not math.isfinite(value) or value < minimum:
+            # ints are finite (and math.isfinite(10**400) would raise OverflowError)
+            if (isinstance(value, float) and not math.isfinite(value)) or value < minimum:
                 raise ConfigError(f"{source}: key '{section}{f.name}' must be >= {minimum:g}, got {value!r}")
 
 
@@ -115,9 +129,11 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
 
 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:
-    """Load and validate a healing YAML config (``None``: the packaged defaults file if any)."""
+    """Load and validate a healing YAML config (``None``: the packaged defaults file if any; a
+    path that does not exist names a shipped file, ``configs/healing.yaml`` from any directory)."""
     if path is None:
         path = config_path("healing.yaml")  # the checkout's configs/ or the wheel's copy
+    path = find_config(path)
     return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
 
 

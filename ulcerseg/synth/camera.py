@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ulcerseg.errors import InputError
 from ulcerseg.geometry import apply_homography
 
 
@@ -84,7 +85,8 @@ def sample_camera(
 ) -> Camera:
     """Random camera whose photo contains all ``must_see_mm`` points (N x 2) with a margin.
 
-    Raises ValueError if no camera within the mm-per-px range frames them after many tries.
+    Raises :class:`InputError` (one line) if no camera within the mm-per-px range frames
+    them after many tries.
     """
     w, h = size
     lo, hi = mm_per_px_range
@@ -109,4 +111,7 @@ def sample_camera(
         x = np.c_[must_see_mm, np.ones(len(must_see_mm))] @ cam.homography.T
         if np.all(x[:, 2] > 0) and np.all((pts >= m) & (pts <= [w - 1 - m, h - 1 - m])):
             return cam
-    raise ValueError(f"no camera frames the scene at {lo:.4g}-{hi:.4g} mm/px in a {w}x{h} photo")
+    raise InputError(
+        f"no camera frames the scene at {lo:.4g}-{hi:.4g} mm/px in a {w}x{h} photo "
+        "(a wider mm-per-px range, a larger photo or a smaller marker)"
+    )

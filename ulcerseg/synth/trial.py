@@ -307,13 +307,13 @@ def generate_photos(
     config = config or PhotoConfig()
     _check_photo_size("synthetic photos: size", config.size)
     out = Path(out_dir)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(n - 1)))
     rows: list[dict[str, object]] = []
     polygons: dict[str, list[list[float]]] = {}
     for i in range(n):
         pseed = seed * 1_000_003 + i
-        photo = render_photo(pseed, config)
+        photo = render_photo(pseed, config)  # InputError when no camera frames the scene
+        (out / "masks").mkdir(parents=True, exist_ok=True)  # after it: nothing half-written
         name = f"photo_{i:0{width}d}"
         (out / f"{name}.jpg").write_bytes(encode_jpeg(photo.image, photo.truth.jpeg_quality))
         write_png(out / "masks" / f"{name}.png", photo.truth.mask)

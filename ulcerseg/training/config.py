@@ -10,7 +10,13 @@ from typing import Annotated, Any, TypeVar
 from ulcerseg.config import Check, NonNegative, Positive, PositiveInt, build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, ModelError
 from ulcerseg.resources import find_config
-from ulcerseg.segmentation.model import IMAGENET_MEAN, IMAGENET_STD, ModelCard, check_architecture
+from ulcerseg.segmentation.model import (
+    _LIST_DECODER_ARCHS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelCard,
+    check_architecture,
+)
 from ulcerseg.training.augment import AugmentConfig
 
 T = TypeVar("T")
@@ -108,6 +114,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
     unknown = sorted(set(map(str, data)) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(known))})")
+    name = data.get("name")
+    if name is not None and (isinstance(name, bool) or not isinstance(name, str | int)):
+        raise ConfigError(f"{source}: key 'name': expected a string, got {name!r}")
     model = _section(ModelSection, data, "model", source)
     train = _section(TrainSection, data, "train", source)
     augment = _section(AugmentConfig, data, "augment", source)
@@ -121,6 +130,12 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
         ) from None
     if model.tile_px % 32 or model.tile_px <= 0:
         raise ConfigError(f"{source}: model.tile_px: must be a positive multiple of 32")
+    if model.architecture in _LIST_DECODER_ARCHS and len(model.decoder_channels) != model.encoder_depth:
+        # the model card's rule: else training stopped at building the network, after the data
+        raise ConfigError(
+            f"{source}: model.decoder_channels: needs {model.encoder_depth} values "
+            f"(model.encoder_depth), got {len(model.decoder_channels)}"
+        )
     if train.batch_size < 1:
         raise ConfigError(f"{source}: train.batch_size: must be >= 1")
     if train.precision not in PRECISIONS:
