@@ -16,11 +16,14 @@ Order of lookup for a model given as configured (e.g. ``models/default``):
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib import resources
 from pathlib import Path
 
 from ulcerseg.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
 
 MODELS_ENV = "ULCERSEG_MODELS"
 _PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -88,6 +91,9 @@ def find_config(path: str | Path) -> Path:
         return given
     parts = given.parts[1:] if given.parts[:1] == ("configs",) else given.parts
     try:
-        return config_path(str(Path(*parts))) if parts else given
+        shipped = config_path(str(Path(*parts))) if parts else given
     except ConfigError:
         return given
+    if shipped != given:  # said, so that a mistyped path to one's own copy does not pass unseen
+        log.warning("%s: no such file here; using the shipped %s", path, shipped)
+    return shipped
