@@ -320,6 +320,16 @@ def test_config_refuses_values_that_would_never_apply() -> None:
     assert ok.unassessable_flags == ("no_marker",)
 
 
+def test_config_refuses_a_baseline_visit_outside_its_schedule() -> None:
+    """A protocol whose reference visit is not one of its visits loaded without a word."""
+    with pytest.raises(ConfigError) as info:
+        healing_config_from_dict({"schedule": ["D0", "W2", "W4"], "baseline_visit": "W3"}, "x.yaml")
+    assert str(info.value).startswith("x.yaml: key 'baseline_visit' 'W3' is not one of the visits")
+    ok = healing_config_from_dict({"schedule": ["d0", "W02", "W4"], "baseline_visit": "W2"})
+    assert ok.baseline_visit == "W2"  # labels compared as discovery reports them
+    assert healing_config_from_dict({"baseline_visit": "W3"}).schedule == ()  # no protocol named
+
+
 def test_review_overrides():
     # an assessor-vouched area ignores the low-confidence flag that would forbid "healed"
     rows = series({"D0": 10.0, "W2": 0.3}, flags={"W2": "low_confidence"})

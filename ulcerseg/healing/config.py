@@ -97,6 +97,14 @@ def _validate_healing(cfg: HealingConfig, source: str) -> None:
         )
     if len({canonical_visit(v) for v in cfg.schedule}) != len(cfg.schedule):
         raise ConfigError(f"{source}: key 'schedule' lists a visit twice: {list(cfg.schedule)!r}")
+    scheduled = {canonical_visit(v) for v in cfg.schedule}
+    if scheduled and canonical_visit(cfg.baseline_visit) not in scheduled:
+        # a protocol whose reference visit is not one of its visits: every ulcer's baseline
+        # would be reported missing, or a visit outside the protocol would be the reference
+        raise ConfigError(
+            f"{source}: key 'baseline_visit' {cfg.baseline_visit!r} is not one of the visits in "
+            f"'schedule' {list(cfg.schedule)!r}"
+        )
     for section, obj in (("", cfg), ("review.", cfg.review)):
         for f in fields(obj):
             value = getattr(obj, f.name)
