@@ -236,3 +236,16 @@ def test_config_refuses_marker_ids_outside_the_dictionary_and_odd_extensions(
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         config_from_dict({section: values})
+
+
+def test_a_blank_subject_folder_is_a_failing_skip_not_the_subject_id_empty(tmp_path: Path) -> None:
+    """A subject folder named " " gave photos the subject ID "" (two such folders: one subject);
+    the manifest refuses an empty ID, and the folder layout now lists it as a failing skip."""
+    _touch(tmp_path / " " / "W4" / "U1.jpg", b"a")
+    _touch(tmp_path / "\u3000" / "W4" / "U1.jpg", b"b")
+    _touch(tmp_path / "S1" / "W4" / "U1.jpg", b"c")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert [p.subject_id for p in found.photos] == ["S1"]
+    problems = _problems(found)
+    assert sorted(problems) == [" /W4/U1.jpg", "\u3000/W4/U1.jpg"]
+    assert all(r.startswith("unexpected_layout: subject folder name") for r in problems.values())

@@ -249,6 +249,12 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, detail))
             continue
         subject, visit, name = (nfc(p) for p in parts)
+        if not subject:
+            # a folder named " ": its photos would be stored under the subject ID "" (and merged
+            # with every other blank-named folder); the manifest refuses an empty ID too
+            detail = f"subject folder name {parts[0]!r} is blank (no subject ID); rename it"
+            found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, detail))
+            continue
         resolved = visits.resolve(visit)
         if resolved is None:
             found.add_skip(_skip(path, SkipReason.UNKNOWN_VISIT,
