@@ -699,3 +699,24 @@ def test_output_folder_may_not_be_the_photo_folder_itself(tmp_path: Path, monkey
     assert sorted(p.name for p in root.iterdir()) == ["S001"]  # nothing written among the photos
     summary = measure_study(root, root / "out", PipelineConfig(), backend=RednessBackend())
     assert summary.n_measured == 1  # a folder inside the photo folder is fine
+
+
+def test_a_manifest_run_records_the_manifests_folder_as_the_root_of_its_files(tmp_path: Path) -> None:
+    """Rows' ``file`` is relative to the manifest's folder, but the run recorded the manifest
+    itself as ``input_root``: ``<input_root>/<file>`` (manifest.csv/p/a.jpg) never existed, so
+    the review could not find a manifest study's photos (no manual-scale items, no native view)."""
+    from ulcerseg.store.db import connect
+    from ulcerseg.store.study import photo_source
+
+    write_jpeg(tmp_path / "p" / "a.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,D0,p/a.jpg\n")
+    measure_study(manifest, tmp_path / "out", PipelineConfig(), backend=RednessBackend())
+    (row,) = _rows(tmp_path / "out").values()
+    conn = connect(tmp_path / "out" / "study.sqlite")
+    try:
+        source = photo_source(conn, row["photo_sha256"])
+    finally:
+        conn.close()
+    assert source is not None and source.input_root == tmp_path.resolve()
+    assert (source.input_root / source.file).is_file()

@@ -576,8 +576,10 @@ def _measure_locked(
 ) -> MeasureSummary:
     _clean_stale_temporaries(out_dir)
     with Study.open(out_dir) as study:
+        # the study root that `file` is relative to (a manifest's folder, not the manifest): the
+        # review finds a photo at <input_root>/<file>
         run: RunInfo = study.start_run(__version__, backend.sha256, config.sha256(), config.to_dict(),
-                                       Path(source).resolve())  # fmt: skip
+                                       Path(found.root).resolve())  # fmt: skip
         files = [(found.relative(p.path), p) for p in found.photos]
         reconciled = study.reconcile(files)
         for old, new in reconciled.moved:
