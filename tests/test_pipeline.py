@@ -720,3 +720,20 @@ def test_a_manifest_run_records_the_manifests_folder_as_the_root_of_its_files(tm
         conn.close()
     assert source is not None and source.input_root == tmp_path.resolve()
     assert (source.input_root / source.file).is_file()
+
+
+@pytest.mark.parametrize("blocked", ["measurements.csv", "run.json", "study.sqlite"])
+def test_an_output_file_that_cannot_be_written_is_named_in_the_one_line_error(
+    tmp_path: Path, blocked: str
+) -> None:
+    """A folder where measurements.csv (run.json, study.sqlite) goes, like a full disk, said
+    only "OUT: cannot write the output folder (Is a directory)": the file was not named."""
+    from ulcerseg.errors import OutputError
+
+    write_jpeg(tmp_path / "in" / "S1" / "D0" / "U1.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    out = tmp_path / "out"
+    (out / blocked).mkdir(parents=True)
+    with pytest.raises(OutputError) as err:
+        measure_study(tmp_path / "in", out, PipelineConfig(), backend=RednessBackend())
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{out / blocked}: cannot write (")
