@@ -737,3 +737,28 @@ def test_an_output_file_that_cannot_be_written_is_named_in_the_one_line_error(
         measure_study(tmp_path / "in", out, PipelineConfig(), backend=RednessBackend())
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{out / blocked}: cannot write (")
+
+
+def test_threads_and_parallel_photos_change_neither_the_csv_nor_what_a_resume_skips(tmp_path: Path) -> None:
+    """The config hash covered --threads and --parallel-photos, which change no number: the same
+    photos gave another config_sha256 in measurements.csv, and a run resumed with another
+    setting measured every photo again."""
+    from ulcerseg.config import with_overrides
+
+    root = tmp_path / "in"
+    for i, visit in enumerate(("D0", "W4", "W8")):
+        write_jpeg(root / "S1" / visit / "U1.jpg", make_photo(px_per_mm=14, size=(640, 480)).rgb, 90 - i)
+    slow = with_overrides(PipelineConfig(), segmentation={"threads": 1, "parallel_photos": 1})
+    fast = with_overrides(PipelineConfig(), segmentation={"threads": 2, "parallel_photos": 3})
+    tables = []
+    for name, cfg in (("a", slow), ("b", fast)):
+        measure_study(root, tmp_path / name, cfg, backend=RednessBackend())
+        rows = _rows(tmp_path / name)
+        tables.append(
+            {f: {k: v for k, v in r.items() if k not in ("run_id", "measured_at")} for f, r in rows.items()}
+        )
+    assert tables[0] == tables[1]
+    again = measure_study(root, tmp_path / "a", fast, backend=RednessBackend())
+    assert again.n_skipped == 3 and again.n_measured == 0
+    changed = with_overrides(fast, segmentation={"min_area_mm2": 0.5})
+    assert measure_study(root, tmp_path / "a", changed, backend=RednessBackend()).n_skipped == 0
