@@ -184,3 +184,18 @@ def test_measure_without_a_baseline_photo_stores_its_rows_and_says_why_healing_i
     result = CliRunner().invoke(main, ["heal", str(out)], standalone_mode=False)
     assert isinstance(result.exception, InputError)  # run(): one line, exit 2
     assert "baseline_visit 'D0' is no visit of the study" in str(result.exception)
+
+
+def test_measure_refuses_an_empty_source_or_output_folder(tmp_path: Path, monkeypatch) -> None:
+    """``-o ""`` (``-o "$OUT"`` with OUT unset) wrote the study into the working directory, and
+    an empty SOURCE measured it: both are usage errors (exit 2) now, and nothing is written."""
+    root = tmp_path / "trial"
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", make_photo(px_per_mm=12, size=(640, 480)).rgb)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for args in (["measure", str(root), "-o", ""], ["measure", "", "-o", str(tmp_path / "out")]):
+        result = CliRunner().invoke(main, [*args, "--no-progress"])
+        assert result.exit_code == 2, result.output
+        assert "empty path" in result.output
+    assert list(work.iterdir()) == [] and not (tmp_path / "out").exists()

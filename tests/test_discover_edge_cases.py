@@ -236,3 +236,43 @@ def test_config_refuses_marker_ids_outside_the_dictionary_and_odd_extensions(
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         config_from_dict({section: values})
+
+
+def test_a_blank_subject_folder_is_a_failing_skip_not_the_subject_id_empty(tmp_path: Path) -> None:
+    """A subject folder named " " gave photos the subject ID "" (two such folders: one subject);
+    the manifest refuses an empty ID, and the folder layout now lists it as a failing skip."""
+    _touch(tmp_path / " " / "W4" / "U1.jpg", b"a")
+    _touch(tmp_path / "\u3000" / "W4" / "U1.jpg", b"b")
+    _touch(tmp_path / "S1" / "W4" / "U1.jpg", b"c")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert [p.subject_id for p in found.photos] == ["S1"]
+    problems = _problems(found)
+    assert sorted(problems) == [" /W4/U1.jpg", "\u3000/W4/U1.jpg"]
+    assert all(r.startswith("unexpected_layout: subject folder name") for r in problems.values())
+
+
+def test_a_named_pipe_with_a_photo_name_is_a_failing_skip_not_a_hang(tmp_path: Path) -> None:
+    """Discovery hashed a FIFO called ``U1.jpg`` by reading it, which waits for a writer
+    forever (``measure`` hung); folder and manifest list it without opening it."""
+    import os
+    import threading
+
+    _touch(tmp_path / "S1" / "W4" / "U1.jpg", b"a")
+    fifo = tmp_path / "S1" / "W4" / "U2.jpg"
+    os.mkfifo(fifo)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,W4,S1/W4/U1.jpg\nS1,U2,W4,S1/W4/U2.jpg\n")
+    for source in (tmp_path, manifest):
+        got: list[Discovery] = []
+        worker = threading.Thread(
+            target=lambda s=source, out=got: out.append(discover(s, DiscoveryConfig())), daemon=True
+        )
+        worker.start()
+        worker.join(10)
+        if worker.is_alive():  # unblock the reader so the thread ends, then fail
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        assert got, f"discover({source.name}) blocked on the named pipe"
+        (found,) = got
+        assert [p.ulcer_id for p in found.photos] == ["U1"]
+        (problem,) = found.problems
+        assert problem[0] == fifo and "not a regular file" in problem[1]

@@ -699,3 +699,66 @@ def test_output_folder_may_not_be_the_photo_folder_itself(tmp_path: Path, monkey
     assert sorted(p.name for p in root.iterdir()) == ["S001"]  # nothing written among the photos
     summary = measure_study(root, root / "out", PipelineConfig(), backend=RednessBackend())
     assert summary.n_measured == 1  # a folder inside the photo folder is fine
+
+
+def test_a_manifest_run_records_the_manifests_folder_as_the_root_of_its_files(tmp_path: Path) -> None:
+    """Rows' ``file`` is relative to the manifest's folder, but the run recorded the manifest
+    itself as ``input_root``: ``<input_root>/<file>`` (manifest.csv/p/a.jpg) never existed, so
+    the review could not find a manifest study's photos (no manual-scale items, no native view)."""
+    from ulcerseg.store.db import connect
+    from ulcerseg.store.study import photo_source
+
+    write_jpeg(tmp_path / "p" / "a.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,D0,p/a.jpg\n")
+    measure_study(manifest, tmp_path / "out", PipelineConfig(), backend=RednessBackend())
+    (row,) = _rows(tmp_path / "out").values()
+    conn = connect(tmp_path / "out" / "study.sqlite")
+    try:
+        source = photo_source(conn, row["photo_sha256"])
+    finally:
+        conn.close()
+    assert source is not None and source.input_root == tmp_path.resolve()
+    assert (source.input_root / source.file).is_file()
+
+
+@pytest.mark.parametrize("blocked", ["measurements.csv", "run.json", "study.sqlite"])
+def test_an_output_file_that_cannot_be_written_is_named_in_the_one_line_error(
+    tmp_path: Path, blocked: str
+) -> None:
+    """A folder where measurements.csv (run.json, study.sqlite) goes, like a full disk, said
+    only "OUT: cannot write the output folder (Is a directory)": the file was not named."""
+    from ulcerseg.errors import OutputError
+
+    write_jpeg(tmp_path / "in" / "S1" / "D0" / "U1.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    out = tmp_path / "out"
+    (out / blocked).mkdir(parents=True)
+    with pytest.raises(OutputError) as err:
+        measure_study(tmp_path / "in", out, PipelineConfig(), backend=RednessBackend())
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{out / blocked}: cannot write (")
+
+
+def test_threads_and_parallel_photos_change_neither_the_csv_nor_what_a_resume_skips(tmp_path: Path) -> None:
+    """The config hash covered --threads and --parallel-photos, which change no number: the same
+    photos gave another config_sha256 in measurements.csv, and a run resumed with another
+    setting measured every photo again."""
+    from ulcerseg.config import with_overrides
+
+    root = tmp_path / "in"
+    for i, visit in enumerate(("D0", "W4", "W8")):
+        write_jpeg(root / "S1" / visit / "U1.jpg", make_photo(px_per_mm=14, size=(640, 480)).rgb, 90 - i)
+    slow = with_overrides(PipelineConfig(), segmentation={"threads": 1, "parallel_photos": 1})
+    fast = with_overrides(PipelineConfig(), segmentation={"threads": 2, "parallel_photos": 3})
+    tables = []
+    for name, cfg in (("a", slow), ("b", fast)):
+        measure_study(root, tmp_path / name, cfg, backend=RednessBackend())
+        rows = _rows(tmp_path / name)
+        tables.append(
+            {f: {k: v for k, v in r.items() if k not in ("run_id", "measured_at")} for f, r in rows.items()}
+        )
+    assert tables[0] == tables[1]
+    again = measure_study(root, tmp_path / "a", fast, backend=RednessBackend())
+    assert again.n_skipped == 3 and again.n_measured == 0
+    changed = with_overrides(fast, segmentation={"min_area_mm2": 0.5})
+    assert measure_study(root, tmp_path / "a", changed, backend=RednessBackend()).n_skipped == 0

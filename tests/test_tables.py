@@ -84,3 +84,13 @@ def test_a_full_disk_names_the_table_and_keeps_the_old_file(tmp_path: Path) -> N
     assert caught.value.filename == str(path) and caught.value.errno == errno.ENOSPC
     assert _read(path) == [["a"], ["1"]]
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_a_failed_replace_names_the_target_not_the_temporary_file(tmp_path: Path) -> None:
+    """``os.replace`` onto a folder names its source, the temporary file (removed at once): the
+    error said ``.t.csv.123.ab12.tmp: Is a directory`` instead of naming t.csv."""
+    (tmp_path / "t.csv").mkdir()
+    with pytest.raises(OSError) as err:
+        write_csv(tmp_path / "t.csv", [{"a": 1}], ["a"])
+    assert err.value.filename == str(tmp_path / "t.csv") and err.value.strerror
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]

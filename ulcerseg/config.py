@@ -216,6 +216,10 @@ class OutputConfig:
     write_rectified: bool = True
 
 
+# settings that change how fast, never what, is measured (README, speed settings): not hashed
+EXECUTION_ONLY: dict[str, tuple[str, ...]] = {"segmentation": ("threads", "parallel_photos")}
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """The whole measurement configuration; its hash is recorded with every output row."""
@@ -230,8 +234,17 @@ class PipelineConfig:
         return dataclasses.asdict(self)
 
     def sha256(self) -> str:
-        """Hash of the canonical JSON form: identical settings give identical hashes."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Hash of the canonical JSON form: identical settings give identical hashes.
+
+        The settings of how many threads do the work (:data:`EXECUTION_ONLY`) are left out: the
+        numbers do not depend on them, so another ``--threads`` or ``--parallel-photos`` gives the
+        same ``config_sha256`` (a resume keeps the rows; ``measurements.csv`` is the same).
+        """
+        data = self.to_dict()
+        for section, keys in EXECUTION_ONLY.items():
+            for key in keys:
+                data[section].pop(key, None)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
@@ -41,6 +42,7 @@ OTHER_IMAGE_EXTENSIONS = frozenset(
 
 
 _LINKED_FOLDER = "symbolic link: not followed; copy the folder into the study"
+_SPECIAL_FILE = "not a regular file (named pipe, socket or device); not read"
 # spaces and dots after a file's extension ("U1.jpg ", "U1.jpg.")
 _TRAILING_JUNK = re.compile(r"[\s.]+\Z")
 
@@ -164,6 +166,16 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
+def _special_file(path: Path) -> bool:
+    """True for a FIFO, socket or device: reading one may wait forever (a named pipe called
+    ``U1.jpg`` hung ``measure``); False for files, folders and paths that cannot be examined."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False  # a dangling link, no permission: read (and failed) as a photo
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def _hidden(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatch(name, pat) for pat in patterns)
 
@@ -238,6 +250,9 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             else:
                 found.add_skip(_skip(path, SkipReason.NOT_A_PHOTO, f"extension {suffix or '(none)'}"))
             continue
+        if _special_file(path):
+            found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, _SPECIAL_FILE))
+            continue
         if not _is_utf8("/".join(parts)):
             # bytes of another system's encoding in the name: the IDs taken from it could not be
             # stored (it stopped the whole run); listed, not guessed at
@@ -249,6 +264,12 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, detail))
             continue
         subject, visit, name = (nfc(p) for p in parts)
+        if not subject:
+            # a folder named " ": its photos would be stored under the subject ID "" (and merged
+            # with every other blank-named folder); the manifest refuses an empty ID too
+            detail = f"subject folder name {parts[0]!r} is blank (no subject ID); rename it"
+            found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, detail))
+            continue
         resolved = visits.resolve(visit)
         if resolved is None:
             found.add_skip(_skip(path, SkipReason.UNKNOWN_VISIT,
@@ -368,6 +389,9 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
             continue
         if not subject or not ulcer:
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: empty subject or ulcer"))
+            continue
+        if _special_file(path):
+            found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: {_SPECIAL_FILE}"))
             continue
         ids = (subject, ulcer, resolved[0])
         if path in seen:

@@ -63,6 +63,7 @@ from ulcerseg.segmentation.body import body_mask
 from ulcerseg.segmentation.inference import measured_mask, segment_photo
 from ulcerseg.segmentation.model import ModelCard
 from ulcerseg.store import RunInfo, Study
+from ulcerseg.store.db import DB_NAME
 from ulcerseg.store.lock import output_lock
 from ulcerseg.store.study import Reconciled
 from ulcerseg.tables import write_json
@@ -555,6 +556,10 @@ def measure_study(
                                    early)  # fmt: skip
     except (OSError, sqlite3.OperationalError) as err:
         reason = getattr(err, "strerror", None) or str(err)
+        # name the file that failed (measurements.csv, run.json, study.sqlite), not only the folder
+        where = out_dir / DB_NAME if isinstance(err, sqlite3.Error) else getattr(err, "filename", None)
+        if where is not None and Path(where) != out_dir:
+            raise OutputError(f"{where}: cannot write ({reason})") from err
         raise OutputError(f"{out_dir}: cannot write the output folder ({reason})") from err
     except sqlite3.DatabaseError as err:
         raise OutputError(f"{out_dir}/study.sqlite: unusable study database ({err})") from err
@@ -576,8 +581,10 @@ def _measure_locked(
 ) -> MeasureSummary:
     _clean_stale_temporaries(out_dir)
     with Study.open(out_dir) as study:
+        # the study root that `file` is relative to (a manifest's folder, not the manifest): the
+        # review finds a photo at <input_root>/<file>
         run: RunInfo = study.start_run(__version__, backend.sha256, config.sha256(), config.to_dict(),
-                                       Path(source).resolve())  # fmt: skip
+                                       Path(found.root).resolve())  # fmt: skip
         files = [(found.relative(p.path), p) for p in found.photos]
         reconciled = study.reconcile(files)
         for old, new in reconciled.moved:

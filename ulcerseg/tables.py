@@ -54,9 +54,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     takes a file name (matplotlib, Pillow), moved over ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is left as it was; an OS error
-    that names no file (a full disk while writing: "No space left on device") is raised again
-    naming ``path``. A database (``study.sqlite``: the measurements and the audit trail) is
-    never replaced: :class:`~ulcerseg.errors.OutputError`.
+    that names no file (a full disk while writing: "No space left on device") or the temporary
+    file (``os.replace`` onto a folder) is raised again naming ``path``. A database
+    (``study.sqlite``: the measurements and the audit trail) is never replaced:
+    :class:`~ulcerseg.errors.OutputError`.
     """
     path = Path(path)
     if path.is_file():
@@ -74,7 +75,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None and err.errno is not None:
+        # no file named, or the temporary one (os.replace onto a folder names its source): the
+        # error names ``path``, the file the user knows
+        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, str(tmp), tmp):
             raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
 

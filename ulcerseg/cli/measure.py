@@ -9,6 +9,7 @@ import click
 
 from ulcerseg.cli.options import (
     MAX_THREADS,
+    NonEmptyPath,
     backend_option,
     model_dir_option,
     out_dir_option,
@@ -20,7 +21,7 @@ __all__ = ["measure"]
 
 
 @click.command("measure")
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source", type=NonEmptyPath(path_type=Path))
 @out_dir_option("Output folder (study.sqlite, measurements.csv, overlays/, masks/, rectified/).")
 @click.option(
     "-c",

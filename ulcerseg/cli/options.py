@@ -15,6 +15,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 BACKENDS = ("auto", "torch", "onnx")
 
 
+class NonEmptyPath(click.Path):
+    """:class:`click.Path` that refuses an empty value: ``Path("")`` is the working directory,
+    so ``-o "$OUT"`` with ``OUT`` unset wrote a study into wherever the command ran."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("empty path (an unset shell variable?); give a folder, '.' for this one", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def out_dir_option(
     help: str, *, required: bool = True, dest: str = "out_dir", legacy_output: bool = False
 ) -> Callable[[F], F]:
@@ -23,10 +33,10 @@ def out_dir_option(
     ``legacy_output``: the command used to spell it ``--output``, which still works (deprecated).
     """
     if legacy_output:
-        return _out_option(help, required, dest, click.Path(file_okay=False, path_type=Path), True)
+        return _out_option(help, required, dest, NonEmptyPath(file_okay=False, path_type=Path), True)
     # no explicit default=None: with it, click 8.5 no longer enforces required=True
     return click.option(
-        "-o", "--out", dest, required=required, type=click.Path(file_okay=False, path_type=Path), help=help
+        "-o", "--out", dest, required=required, type=NonEmptyPath(file_okay=False, path_type=Path), help=help
     )
 
 
