@@ -276,3 +276,26 @@ def test_a_named_pipe_with_a_photo_name_is_a_failing_skip_not_a_hang(tmp_path: P
         assert [p.ulcer_id for p in found.photos] == ["U1"]
         (problem,) = found.problems
         assert problem[0] == fifo and "not a regular file" in problem[1]
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\u00ad", "\n", "\t", "\x7f", "\u2028"])
+def test_an_invisible_or_control_character_in_an_id_is_a_failing_skip(tmp_path: Path, char: str) -> None:
+    """A subject folder "S0<zero-width space>01" became a subject ID that every screen and table
+    shows as S001 but that is another subject; a newline split the lines listing the photo."""
+    _touch(tmp_path / "S001" / "W4" / "U1.jpg", b"a")
+    _touch(tmp_path / f"S0{char}01" / "W4" / "U1.jpg", b"b")
+    _touch(tmp_path / "S002" / "W4" / f"U{char}1.jpg", b"c")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert [p.subject_id for p in found.photos] == ["S001"]
+    problems = _problems(found)
+    assert len(problems) == 2
+    code = f"U+{ord(char):04X}"
+    assert all(r == f"bad_file_name: name holds an invisible or control character ({code}); rename it"
+               for r in problems.values())  # fmt: skip
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f'subject,ulcer,visit,path\nS001,U1,W4,S001/W4/U1.jpg\n"S0{char}01",U1,W4,x.jpg\n')
+    _touch(tmp_path / "x.jpg", b"d")
+    found = discover(manifest, DiscoveryConfig())
+    assert [p.subject_id for p in found.photos] == ["S001"]
+    assert [r.code for r in found.problems] == ["manifest_row"]
+    assert code in found.problems[0].reason

@@ -166,6 +166,18 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
+def _invisible_character(text: str) -> str | None:
+    """The first control or invisible format character of ``text`` (``'U+200B'``), else None.
+
+    A subject ID ``S0\u200b01`` looks exactly like ``S001`` on every screen and table but is
+    another subject; a newline or tab splits the lines that list the photo.
+    """
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            return f"U+{ord(char):04X}"
+    return None
+
+
 def _special_file(path: Path) -> bool:
     """True for a FIFO, socket or device: reading one may wait forever (a named pipe called
     ``U1.jpg`` hung ``measure``); False for files, folders and paths that cannot be examined."""
@@ -257,6 +269,11 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             # bytes of another system's encoding in the name: the IDs taken from it could not be
             # stored (it stopped the whole run); listed, not guessed at
             detail = "name is not valid UTF-8 (another system's encoding?); rename it"
+            found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
+            continue
+        invisible = _invisible_character("/".join(parts))
+        if invisible is not None:  # IDs taken from it would look like others they are not
+            detail = f"name holds an invisible or control character ({invisible}); rename it"
             found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
             continue
         if len(parts) != 3:
@@ -389,6 +406,11 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
             continue
         if not subject or not ulcer:
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: empty subject or ulcer"))
+            continue
+        invisible = _invisible_character(subject + ulcer)
+        if invisible is not None:  # "S0\u200b01" would be another subject that looks like S001
+            detail = f"{where}: subject or ulcer holds an invisible or control character ({invisible})"
+            found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, detail))
             continue
         if _special_file(path):
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: {_SPECIAL_FILE}"))
