@@ -1,5 +1,6 @@
 import csv
 import io
+import os
 import sqlite3
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from conftest import RednessBackend, make_photo, write_jpeg
 from PIL import Image
 
+from ulcerseg import pipeline
 from ulcerseg.config import PipelineConfig
 from ulcerseg.imageio import sha256_bytes
 from ulcerseg.pipeline import LoadedPhoto, effective_config, measure_study
@@ -762,3 +764,43 @@ def test_threads_and_parallel_photos_change_neither_the_csv_nor_what_a_resume_sk
     assert again.n_skipped == 3 and again.n_measured == 0
     changed = with_overrides(fast, segmentation={"min_area_mm2": 0.5})
     assert measure_study(root, tmp_path / "a", changed, backend=RednessBackend()).n_skipped == 0
+
+
+def test_start_up_cleanup_keeps_another_commands_write_in_progress(tmp_path: Path) -> None:
+    """measure removed every *.tmp in the output folder at start-up, including the temporary of
+    a table that a running heal or review server was writing (its rename then failed)."""
+    (tmp_path / "masks").mkdir()
+    live = tmp_path / f".final_visits.csv.{os.getpid()}.0a1b2c3d4e5f.tmp"  # this process runs
+    dead = tmp_path / ".healing.csv.999999999.0a1b2c3d4e5f.tmp"  # no such process
+    killed_png = tmp_path / "masks" / "S001_U1_D0_05a3fbde.tmp"  # write_png's, measure's own
+    for path in (live, dead, killed_png):
+        path.write_bytes(b"partial")
+    pipeline._clean_stale_temporaries(tmp_path)
+    assert live.exists() and not dead.exists() and not killed_png.exists()
+
+
+def test_another_studys_photos_are_refused_instead_of_marking_this_one_missing(tmp_path: Path) -> None:
+    """Measuring another photo folder into an existing output folder marked every photo of the
+    study there missing_file, without a word; it is now a one-line input error, nothing changed."""
+    from ulcerseg.errors import InputError
+
+    rgb = make_photo().rgb
+    study_a, study_b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    write_jpeg(study_a / "S001" / "D0" / "U1.jpg", rgb)
+    write_jpeg(study_b / "P900" / "W4" / "U7.jpg", rgb, quality=80)  # other path, other bytes
+    measure_study(study_a, out, PipelineConfig(), backend=RednessBackend())
+    before = (out / "measurements.csv").read_bytes()
+    with pytest.raises(InputError) as info:
+        measure_study(study_b, out, PipelineConfig(), backend=RednessBackend())
+    msg = str(info.value)
+    assert "holds a study of 1 photo(s) measured from" in msg and str(study_a.resolve()) in msg
+    assert "\n" not in msg
+    assert (out / "measurements.csv").read_bytes() == before
+    assert _rows(out)["S001/D0/U1.jpg"]["status"] == "measured"
+    # the same study moved to another folder (same paths) or reorganised (same bytes) is fine
+    study_a.rename(tmp_path / "moved")
+    again = measure_study(tmp_path / "moved", out, PipelineConfig(), backend=RednessBackend())
+    assert again.n_skipped == 1
+    (tmp_path / "moved" / "S001" / "D0" / "U1.jpg").rename(tmp_path / "moved" / "S001" / "D0" / "U2.jpg")
+    renamed = measure_study(tmp_path / "moved", out, PipelineConfig(), backend=RednessBackend())
+    assert list(renamed.reconciled.moved) == [("S001/D0/U1.jpg", "S001/D0/U2.jpg")]

@@ -7,6 +7,7 @@ and each photo's row is committed before the next photo starts.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -474,11 +475,30 @@ def effective_config(
 
 
 def _clean_stale_temporaries(out_dir: Path) -> None:
-    """Remove ``*.tmp`` files left by a killed run (atomic writes rename them when complete)."""
+    """Remove ``*.tmp`` files left by a killed run (atomic writes rename them when complete).
+
+    A table's temporary (``tables.atomic_path``: ``.NAME.PID.TOKEN.tmp``) whose process still
+    runs is another command's write in progress (``heal``, the review server), and is kept.
+    """
     for folder in (out_dir, out_dir / "masks", out_dir / "overlays", out_dir / "rectified"):
         if folder.is_dir():
             for tmp in folder.glob("*.tmp"):
-                tmp.unlink(missing_ok=True)
+                if not _written_by_a_live_process(tmp):
+                    tmp.unlink(missing_ok=True)
+
+
+def _written_by_a_live_process(tmp: Path) -> bool:
+    """True if ``tmp`` names the PID of a process running on this host (``atomic_path``'s name)."""
+    parts = tmp.name.split(".")
+    if len(parts) < 5 or not parts[-3].isdigit():
+        return False
+    try:
+        os.kill(int(parts[-3]), 0)
+    except PermissionError:
+        return True  # another user's process
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
 
 
 def _same_folder(a: Path, b: Path) -> bool:
@@ -581,11 +601,19 @@ def _measure_locked(
 ) -> MeasureSummary:
     _clean_stale_temporaries(out_dir)
     with Study.open(out_dir) as study:
+        files = [(found.relative(p.path), p) for p in found.photos]
+        unrelated = study.unrelated_to(files)
+        if unrelated is not None:  # another study: every photo of this one would turn missing_file
+            n, root = unrelated
+            raise InputError(
+                f"{out_dir}: holds a study of {n} photo(s) measured from {root}, none of which is "
+                f"under {source} (by path or bytes); measuring it here would mark them all "
+                "missing_file: choose another output folder"
+            )
         # the study root that `file` is relative to (a manifest's folder, not the manifest): the
         # review finds a photo at <input_root>/<file>
         run: RunInfo = study.start_run(__version__, backend.sha256, config.sha256(), config.to_dict(),
                                        Path(found.root).resolve())  # fmt: skip
-        files = [(found.relative(p.path), p) for p in found.photos]
         reconciled = study.reconcile(files)
         for old, new in reconciled.moved:
             log.info("%s moved to %s", old, new)
