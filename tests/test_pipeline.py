@@ -785,22 +785,29 @@ def test_another_studys_photos_are_refused_instead_of_marking_this_one_missing(t
     from ulcerseg.errors import InputError
 
     rgb = make_photo().rgb
-    study_a, study_b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    study_a, out = tmp_path / "a", tmp_path / "out"
     write_jpeg(study_a / "S001" / "D0" / "U1.jpg", rgb)
-    write_jpeg(study_b / "P900" / "W4" / "U7.jpg", rgb, quality=80)  # other path, other bytes
+    write_jpeg(study_a / "S001" / "W4" / "U1.jpg", rgb, quality=90)
     measure_study(study_a, out, PipelineConfig(), backend=RednessBackend())
     before = (out / "measurements.csv").read_bytes()
+    other = tmp_path / "b"  # another study: other bytes, one path in common (S001/D0/U1.jpg)
+    write_jpeg(other / "S001" / "D0" / "U1.jpg", rgb, quality=80)
+    write_jpeg(other / "P900" / "W4" / "U7.jpg", rgb, quality=70)
     with pytest.raises(InputError) as info:
-        measure_study(study_b, out, PipelineConfig(), backend=RednessBackend())
+        measure_study(other, out, PipelineConfig(), backend=RednessBackend())
     msg = str(info.value)
-    assert "holds a study of 1 photo(s) measured from" in msg and str(study_a.resolve()) in msg
+    assert "holds a study of 2 photo(s) measured from" in msg and str(study_a.resolve()) in msg
     assert "\n" not in msg
     assert (out / "measurements.csv").read_bytes() == before
-    assert _rows(out)["S001/D0/U1.jpg"]["status"] == "measured"
-    # the same study moved to another folder (same paths) or reorganised (same bytes) is fine
+    # the same study moved to another folder (same bytes), then reorganised (same bytes, new
+    # paths), then its photos rewritten in place (new bytes, same folder and paths) is fine
     study_a.rename(tmp_path / "moved")
-    again = measure_study(tmp_path / "moved", out, PipelineConfig(), backend=RednessBackend())
-    assert again.n_skipped == 1
-    (tmp_path / "moved" / "S001" / "D0" / "U1.jpg").rename(tmp_path / "moved" / "S001" / "D0" / "U2.jpg")
-    renamed = measure_study(tmp_path / "moved", out, PipelineConfig(), backend=RednessBackend())
-    assert list(renamed.reconciled.moved) == [("S001/D0/U1.jpg", "S001/D0/U2.jpg")]
+    moved = tmp_path / "moved"
+    assert measure_study(moved, out, PipelineConfig(), backend=RednessBackend()).n_skipped == 2
+    (moved / "S001" / "W4" / "U1.jpg").rename(moved / "S001" / "W4" / "U2.jpg")
+    renamed = measure_study(moved, out, PipelineConfig(), backend=RednessBackend())
+    assert list(renamed.reconciled.moved) == [("S001/W4/U1.jpg", "S001/W4/U2.jpg")]
+    write_jpeg(moved / "S001" / "D0" / "U1.jpg", rgb, quality=60)
+    write_jpeg(moved / "S001" / "W4" / "U2.jpg", rgb, quality=50)
+    rewritten = measure_study(moved, out, PipelineConfig(), backend=RednessBackend())
+    assert sorted(rewritten.reconciled.replaced) == ["S001/D0/U1.jpg", "S001/W4/U2.jpg"]

@@ -602,12 +602,12 @@ def _measure_locked(
     _clean_stale_temporaries(out_dir)
     with Study.open(out_dir) as study:
         files = [(found.relative(p.path), p) for p in found.photos]
-        unrelated = study.unrelated_to(files)
+        unrelated = study.unrelated_to(files, Path(found.root).resolve())
         if unrelated is not None:  # another study: every photo of this one would turn missing_file
             n, root = unrelated
             raise InputError(
                 f"{out_dir}: holds a study of {n} photo(s) measured from {root}, none of which is "
-                f"under {source} (by path or bytes); measuring it here would mark them all "
+                f"under {source}; measuring it here would mark them all "
                 "missing_file: choose another output folder"
             )
         # the study root that `file` is relative to (a manifest's folder, not the manifest): the

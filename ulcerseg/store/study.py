@@ -142,24 +142,29 @@ class Study:
             same = PurePosixPath(str(row["mask_file"])).stem == file_stem
         return same and (row["status"] == "measured" or not (row["retryable"] or retry_failed))
 
-    def unrelated_to(self, photos: list[tuple[str, PhotoRecord]]) -> tuple[int, str] | None:
-        """``(n, input_root)`` when the study holds ``n`` > 0 present photos (last measured from
-        ``input_root``) and none of them is among ``photos`` (``(file, record)``), neither by
-        path nor by bytes: ``photos`` are another study's, which :meth:`reconcile` would turn
-        every present photo of this one into ``missing_file`` for. None otherwise."""
+    def unrelated_to(self, photos: list[tuple[str, PhotoRecord]], root: Path) -> tuple[int, str] | None:
+        """``(n, input_root)`` when ``photos`` (``(file, record)``, found under ``root``) look
+        like another study's: the study holds ``n`` > 0 present photos, last measured from
+        ``input_root``, none of whose bytes is among ``photos``, and ``root`` is another folder
+        or no path is shared either. :meth:`reconcile` would turn every present photo of this
+        study into ``missing_file``. None otherwise: a study moved elsewhere keeps its bytes,
+        photos rewritten in place (e.g. metadata stripped) keep the folder and their paths."""
         current = self.conn.execute(
             "SELECT file, photo_sha256 FROM photos WHERE superseded_at IS NULL AND missing_since IS NULL"
         ).fetchall()
         if not current:
             return None
-        files = {file for file, _ in photos}
         shas = {p.sha256 for _, p in photos}
-        if any(r["file"] in files or r["photo_sha256"] in shas for r in current):
+        if any(r["photo_sha256"] in shas for r in current):
             return None
         last = self.conn.execute(
             "SELECT input_root FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1"
         ).fetchone()
-        return len(current), (last["input_root"] if last is not None else "?")
+        last_root = last["input_root"] if last is not None else "?"
+        files = {file for file, _ in photos}
+        if last_root == str(root) and any(r["file"] in files for r in current):
+            return None
+        return len(current), last_root
 
     def reconcile(self, photos: list[tuple[str, PhotoRecord]]) -> Reconciled:
         """Record the photos a run found (``(file, record)``); supersede, move and mark missing.
