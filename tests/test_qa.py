@@ -539,6 +539,21 @@ def test_icc_matches_pingouin_reference() -> None:
         assert [ours[key].ci_low, ours[key].ci_high] == pytest.approx(list(row[ci_col]), abs=1e-6)
 
 
+def test_icc_of_identical_or_constantly_offset_areas_is_not_a_traceback() -> None:
+    # mse = 0 (every pair equal, or test = reference + 1 mm²): pingouin gives ICC 1 and NaN
+    # limits there; a Python ZeroDivisionError stopped `qa` (e.g. a reference that copies the
+    # automated areas)
+    ref = [2.0, 5.5, 9.0, 14.25]
+    same = stats.intraclass_correlations(np.c_[ref, ref])
+    assert [same[k].icc for k in ("ICC1", "ICC2", "ICC3")] == [1.0, 1.0, 1.0]
+    assert all(np.isnan([same[k].ci_low, same[k].ci_high]).all() for k in same)
+    shifted = stats.intraclass_correlations(np.c_[np.add(ref, 1.0), ref])
+    assert shifted["ICC3"].icc == 1.0 and np.isnan(shifted["ICC2"].ci_low)
+    assert 0.0 < shifted["ICC2"].icc < 1.0 and np.isfinite(shifted["ICC1"].ci_low)
+    row = stats.agreement_row(ref, ref)
+    assert row["icc2"] == 1.0 and row["bias_mm2"] == 0.0 and row["n"] == 4
+
+
 def test_a_unitless_area_column_is_read_as_mm2_with_an_issue(tmp_path: Path) -> None:
     """ImageJ's Results "Area" is in the unit set in ImageJ (px², cm², mm²): a column named just
     ``area`` is still read as mm², and issues.csv says so instead of nothing."""
