@@ -512,6 +512,21 @@ def test_photo_matcher_by_sha_path_name_stem_and_ulcer_key(tmp_path: Path) -> No
         assert matcher.match(other)[0] is None, other
 
 
+def test_ids_with_leading_zeros_stay_text(tmp_path: Path) -> None:
+    from ulcerseg.qa.inputs import PhotoMatcher, read_auto
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str)
+    table["subject_id"], table["ulcer_id"] = ["001", "1"], ["01", "01"]
+    table.to_csv(out / "measurements.csv", index=False)
+    auto = read_auto(out)
+    assert auto.table["subject_id"].tolist() == ["001", "1"]  # two subjects, not both 1
+    sha = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(2)]
+    # <subject>_<visit>_<ulcer>, as the IDs are written (001 read as a number became 1)
+    assert PhotoMatcher(auto).match("001_D0_01.png")[0] == sha[0]
+    assert PhotoMatcher(auto).match("1_D0_01")[0] == sha[1]
+
+
 @pytest.mark.filterwarnings("ignore:The inplace keyword")  # pingouin's own pandas deprecation
 def test_icc_matches_pingouin_reference() -> None:
     # the core install computes ICCs itself; pingouin (a test tool) is the independent reference
