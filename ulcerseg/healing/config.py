@@ -164,7 +164,8 @@ def load_healing_config(path: str | Path | None = None) -> HealingConfig:
     if path is None:
         path = config_path("healing.yaml")  # the checkout's configs/ or the wheel's copy
     path = find_config(path)
-    return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
+    # IDs as written: cardinal_ulcers {001: 01} is subject "001", not 1 (YAML integers)
+    return healing_config_from_dict(read_yaml_mapping(Path(path), int_text=True), str(path))
 
 
 def healing_config_sha256(cfg: HealingConfig) -> str:
