@@ -262,6 +262,37 @@ def test_a_cardinal_ulcer_the_study_has_no_photo_of_is_flagged_on_its_subject():
     assert s002.is_cardinal and "cardinal_ulcer_missing" not in s002.visits[0].healing_flags
 
 
+def test_cardinal_ulcers_in_the_config_match_ids_whatever_their_unicode_form():
+    import unicodedata
+
+    # discovery stores IDs in NFC; a config typed decomposed (NFD, e.g. pasted from a macOS
+    # folder name) still names that subject, instead of its largest ulcer silently counting
+    subject = unicodedata.normalize("NFC", "Sé01")
+    rows = series({"D0": 10.0}, subject=subject, ulcer="U1") + series(
+        {"D0": 3.0}, subject=subject, ulcer="U2"
+    )
+    typed = {unicodedata.normalize("NFD", subject) + " ": unicodedata.normalize("NFD", "U2")}
+    res = {u.ulcer_id: u for u in compute_healing(rows, healing_config_from_dict({"cardinal_ulcers": typed}))}
+    assert res["U2"].is_cardinal and res["U2"].cardinal_source == "config" and not res["U1"].is_cardinal
+    with pytest.raises(ConfigError, match="given twice"):  # two spellings of one subject
+        healing_config_from_dict(
+            {"cardinal_ulcers": {subject: "U1", unicodedata.normalize("NFD", subject): "U2"}}
+        )
+
+
+def test_cardinal_ulcers_written_with_leading_zeros_keep_them(tmp_path: Path):
+    # YAML reads 001 as the integer 1 (and 010 as 8): the config named subject 001, the study
+    # had no subject 1, and its largest ulcer silently became the cardinal one
+    path = tmp_path / "healing.yaml"
+    path.write_text("cardinal_ulcers: {001: 01, 010: 02}\ndate_window_days: 010\n", encoding="utf-8")
+    c = load_healing_config(path)
+    assert c.cardinal_ulcers == {"001": "01", "010": "02"}
+    assert c.date_window_days == 8 and type(c.date_window_days) is int  # numbers as YAML reads them
+    rows = series({"D0": 3.0}, subject="001", ulcer="01") + series({"D0": 9.0}, subject="001", ulcer="02")
+    res = {u.ulcer_id: u for u in compute_healing(rows, c)}
+    assert res["01"].is_cardinal and res["01"].cardinal_source == "config" and not res["02"].is_cardinal
+
+
 def test_a_baseline_visit_no_photo_of_the_study_has_is_an_error_not_a_silent_fallback():
     rows = series({"W4": 5.0, "W8": 0.0})
     why = r"baseline_visit 'W2' is no visit of the study \(its visits: W4, W8\)"

@@ -512,6 +512,21 @@ def test_photo_matcher_by_sha_path_name_stem_and_ulcer_key(tmp_path: Path) -> No
         assert matcher.match(other)[0] is None, other
 
 
+def test_ids_with_leading_zeros_stay_text(tmp_path: Path) -> None:
+    from ulcerseg.qa.inputs import PhotoMatcher, read_auto
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str)
+    table["subject_id"], table["ulcer_id"] = ["001", "1"], ["01", "01"]
+    table.to_csv(out / "measurements.csv", index=False)
+    auto = read_auto(out)
+    assert auto.table["subject_id"].tolist() == ["001", "1"]  # two subjects, not both 1
+    sha = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(2)]
+    # <subject>_<visit>_<ulcer>, as the IDs are written (001 read as a number became 1)
+    assert PhotoMatcher(auto).match("001_D0_01.png")[0] == sha[0]
+    assert PhotoMatcher(auto).match("1_D0_01")[0] == sha[1]
+
+
 @pytest.mark.filterwarnings("ignore:The inplace keyword")  # pingouin's own pandas deprecation
 def test_icc_matches_pingouin_reference() -> None:
     # the core install computes ICCs itself; pingouin (a test tool) is the independent reference
@@ -537,6 +552,21 @@ def test_icc_matches_pingouin_reference() -> None:
         row = table[table["Type"].isin(aliases)].iloc[0]
         assert ours[key].icc == pytest.approx(float(row["ICC"]), abs=1e-9)
         assert [ours[key].ci_low, ours[key].ci_high] == pytest.approx(list(row[ci_col]), abs=1e-6)
+
+
+def test_icc_of_identical_or_constantly_offset_areas_is_not_a_traceback() -> None:
+    # mse = 0 (every pair equal, or test = reference + 1 mm²): pingouin gives ICC 1 and NaN
+    # limits there; a Python ZeroDivisionError stopped `qa` (e.g. a reference that copies the
+    # automated areas)
+    ref = [2.0, 5.5, 9.0, 14.25]
+    same = stats.intraclass_correlations(np.c_[ref, ref])
+    assert [same[k].icc for k in ("ICC1", "ICC2", "ICC3")] == [1.0, 1.0, 1.0]
+    assert all(np.isnan([same[k].ci_low, same[k].ci_high]).all() for k in same)
+    shifted = stats.intraclass_correlations(np.c_[np.add(ref, 1.0), ref])
+    assert shifted["ICC3"].icc == 1.0 and np.isnan(shifted["ICC2"].ci_low)
+    assert 0.0 < shifted["ICC2"].icc < 1.0 and np.isfinite(shifted["ICC1"].ci_low)
+    row = stats.agreement_row(ref, ref)
+    assert row["icc2"] == 1.0 and row["bias_mm2"] == 0.0 and row["n"] == 4
 
 
 def test_a_unitless_area_column_is_read_as_mm2_with_an_issue(tmp_path: Path) -> None:

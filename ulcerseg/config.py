@@ -335,10 +335,11 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail(f"expected an integer, got {value!r}")
-        return value
+        return int(value)  # a plain int, also of a YamlInt
     if tp is str:
         if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)  # IDs such as 101 are read from YAML as integers
+            # IDs such as 101 are read from YAML as integers; 001 keeps its text (YamlInt)
+            return value.text if isinstance(value, YamlInt) else str(value)
         if not isinstance(value, str):
             raise fail(f"expected a string, got {value!r}")
         return value
@@ -507,12 +508,34 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
+class YamlInt(int):
+    """An integer read from YAML that keeps the text it was written as (``text``): a text field
+    such as a subject ID takes ``001`` as written, not ``str()`` of the number (``1``; YAML 1.1
+    reads ``010`` as 8)."""
+
+    text: str
+
+
+class _IntTextLoader(_UniqueKeyLoader):
+    """:class:`_UniqueKeyLoader` whose integers are :class:`YamlInt` (their written text kept)."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> YamlInt:
+        out = YamlInt(super().construct_yaml_int(node))
+        out.text = str(node.value)
+        return out
+
+
+_IntTextLoader.add_constructor("tag:yaml.org,2002:int", _IntTextLoader.construct_yaml_int)
+
+
+def read_yaml_mapping(path: Path, int_text: bool = False) -> dict[str, Any]:
     """Parse a YAML file whose top level is a mapping (empty file -> {}); a key given twice in
-    one mapping is a :class:`ConfigError`, as is any YAML the parser refuses."""
+    one mapping is a :class:`ConfigError`, as is any YAML the parser refuses. ``int_text``:
+    integers are :class:`YamlInt`, so a text field (an ID) gets the digits as written."""
     path = Path(path)
+    loader = _IntTextLoader if int_text else _UniqueKeyLoader  # both SafeLoaders
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror or err})") from err
     except UnicodeDecodeError as err:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -133,7 +134,28 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
         cfg,
         baseline_visit=canonical_visit(cfg.baseline_visit),
         schedule=tuple(canonical_visit(v) for v in cfg.schedule),
+        cardinal_ulcers=_nfc_ids(cfg.cardinal_ulcers, source),
     )
+
+
+def _nfc(text: str) -> str:
+    """An ID as discovery reports it: Unicode NFC (composed accents), stripped."""
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def _nfc_ids(cardinal: Mapping[str, str], source: str) -> dict[str, str]:
+    """``cardinal_ulcers`` with subject and ulcer IDs in discovery's form (NFC, stripped): a
+    subject typed decomposed (``Se`` + U+0301) never matched the study's ``Sé01``, and its
+    largest ulcer silently became the cardinal one."""
+    out: dict[str, str] = {}
+    for subject, ulcer in cardinal.items():
+        key, value = _nfc(subject), _nfc(ulcer)
+        if out.setdefault(key, value) != value:
+            raise ConfigError(
+                f"{source}: key 'cardinal_ulcers': subject {key!r} is given twice (Unicode forms "
+                f"or spaces differ) with ulcers {out[key]!r} and {value!r}"
+            )
+    return out
 
 
 def load_healing_config(path: str | Path | None = None) -> HealingConfig:
@@ -142,7 +164,8 @@ def load_healing_config(path: str | Path | None = None) -> HealingConfig:
     if path is None:
         path = config_path("healing.yaml")  # the checkout's configs/ or the wheel's copy
     path = find_config(path)
-    return healing_config_from_dict(read_yaml_mapping(Path(path)), str(path))
+    # IDs as written: cardinal_ulcers {001: 01} is subject "001", not 1 (YAML integers)
+    return healing_config_from_dict(read_yaml_mapping(Path(path), int_text=True), str(path))
 
 
 def healing_config_sha256(cfg: HealingConfig) -> str:

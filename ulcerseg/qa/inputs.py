@@ -48,6 +48,9 @@ AREA_COLUMNS = ("area_mm2", "area")
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 # what qa reads of every automated row (measurements.csv has them all)
 AUTO_COLUMNS = ("photo_sha256", "status", "area_mm2")
+# IDs are text: subject 001 and ulcer 01 read as numbers became 1 (pairs.csv, --by groups, and no
+# match for an annotation named 001_D0_01)
+AUTO_TEXT_COLUMNS = ("photo_sha256", "file", "subject_id", "ulcer_id", "visit", "flags")
 # 1 m²: far beyond any photo of a finger; a larger manual area is a typing or unit error, and
 # it would swamp every statistic (1e300 overflows the variance)
 MAX_AREA_MM2 = 1e6
@@ -135,7 +138,7 @@ def read_auto(path: str | Path) -> AutoResults:
     if not csv.is_file():
         raise InputError(f"{path}: no measurements.csv (expected a measure output folder or CSV)")
     try:
-        table = pd.read_csv(csv, dtype={"photo_sha256": str, "file": str}, keep_default_na=True)
+        table = pd.read_csv(csv, dtype=dict.fromkeys(AUTO_TEXT_COLUMNS, str), keep_default_na=True)
     except Exception as err:
         raise InputError(f"{csv}: cannot read CSV ({err})") from None
     missing = [c for c in AUTO_COLUMNS if c not in table.columns]

@@ -168,9 +168,11 @@ def intraclass_correlations(ratings: np.ndarray | pd.DataFrame) -> dict[str, ICC
     ss_rows = k * float(np.sum((arr.mean(axis=1) - grand) ** 2))  # between targets
     ss_cols = n * float(np.sum((arr.mean(axis=0) - grand) ** 2))  # between raters
     ss_err = float(np.sum((arr - grand) ** 2)) - ss_rows - ss_cols
-    msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
-    mse = ss_err / ((n - 1) * (k - 1))
-    msw = (ss_cols + ss_err) / (n * (k - 1))
+    # numpy floats: perfect agreement or a constant offset (mse = 0) divides by zero, which
+    # gives inf/nan as in pingouin instead of a Python ZeroDivisionError
+    msr, msc = np.float64(ss_rows / (n - 1)), np.float64(ss_cols / (k - 1))
+    mse = np.float64(ss_err / ((n - 1) * (k - 1)))
+    msw = np.float64((ss_cols + ss_err) / (n * (k - 1)))
     q = 0.975  # two-sided 95%
 
     def f_ppf(d1: float, d2: float) -> float:
@@ -191,11 +193,11 @@ def intraclass_correlations(ratings: np.ndarray | pd.DataFrame) -> dict[str, ICC
         f2u, f2l = f_ppf(n - 1, v), f_ppf(v, n - 1)
         lo2 = n * (msr - f2u * mse) / (f2u * (k * msc + (k * n - k - n) * mse) + n * msr)
         hi2 = n * (f2l * msr - mse) / (k * msc + (k * n - k - n) * mse + n * f2l * msr)
-    return {
-        "ICC1": ICC(float(icc1), float((f1l - 1) / (f1l + k - 1)), float((f1u - 1) / (f1u + k - 1))),
-        "ICC2": ICC(float(icc2), float(lo2), float(hi2)),
-        "ICC3": ICC(float(icc3), float((f3l - 1) / (f3l + k - 1)), float((f3u - 1) / (f3u + k - 1))),
-    }
+        return {
+            "ICC1": ICC(float(icc1), float((f1l - 1) / (f1l + k - 1)), float((f1u - 1) / (f1u + k - 1))),
+            "ICC2": ICC(float(icc2), float(lo2), float(hi2)),
+            "ICC3": ICC(float(icc3), float((f3l - 1) / (f3l + k - 1)), float((f3u - 1) / (f3u + k - 1))),
+        }
 
 
 @dataclass(frozen=True)
