@@ -127,6 +127,17 @@ def test_healed_limit_applies_to_the_area_as_the_tables_show_it():
     assert "baseline_not_measurable" in v["D0"].healing_flags
 
 
+def test_change_thresholds_apply_to_the_change_as_the_tables_show_it():
+    """Baseline 10.00 mm² and 8.004 mm² (shown 8.00, change -20.0%) was "stable", while the same
+    table listed -20.0% as improving on other rows; +19.96% (shown +20.0%) likewise."""
+    from ulcerseg.rounding import round_row
+
+    _, v = by_visit(series({"D0": 10.0, "W2": 8.004, "W4": 11.996, "W8": 8.006}))
+    shown = {k: round_row({"change_from_baseline_pct": r.change_from_baseline_pct}) for k, r in v.items()}
+    assert [shown[k]["change_from_baseline_pct"] for k in ("W2", "W4", "W8")] == [-20.0, 20.0, -19.9]
+    assert (v["W2"].status, v["W4"].status, v["W8"].status) == ("improving", "worsening", "stable")
+
+
 def test_recurred_and_healed_then_reappeared():
     ulcer, v = by_visit(series({"D0": 10.0, "W2": 0.0, "W4": 0.1, "W8": 3.0}))
     assert v["W2"].status == "healed"

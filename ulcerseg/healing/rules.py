@@ -268,6 +268,9 @@ def _ulcer_visits(
                 if not within_healed_limit(lo, limit) and hi / lo > factor:
                     row.healing_flags.append(HealingFlag.IMPLAUSIBLE_JUMP.value)
         pct = row.change_from_baseline_pct
+        # the thresholds apply to the change as healing.csv shows it (0.1%), as the healed
+        # limit does to the area: -19.96% reads -20.0% and is improving, never "stable"
+        shown_pct = None if pct is None else as_shown("change_from_baseline_pct", pct)
         if override is True:
             # the assessor's confirmation wins, even where no area could be measured
             row.status = HealingStatus.HEALED.value
@@ -286,9 +289,9 @@ def _ulcer_visits(
         elif healed_before and not within_healed_limit(area, limit):
             row.status = HealingStatus.RECURRED.value
             row.healing_flags.append(HealingFlag.HEALED_THEN_REAPPEARED.value)
-        elif pct is not None and pct <= -cfg.improving_min_reduction_pct:
+        elif shown_pct is not None and shown_pct <= -cfg.improving_min_reduction_pct:
             row.status = HealingStatus.IMPROVING.value
-        elif pct is not None and pct >= cfg.worsening_min_increase_pct:
+        elif shown_pct is not None and shown_pct >= cfg.worsening_min_increase_pct:
             row.status = HealingStatus.WORSENING.value
         elif pct is None and reference is not None and area < (reference.area_mm2 or 0.0):
             # reference area 0 cannot give a percentage; any shrinkage there is healing anyway
