@@ -168,6 +168,22 @@ def test_wrong_types_are_400_json_and_the_server_stays_up(served):
     assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
 
 
+def test_a_lone_surrogate_in_a_text_field_is_400_not_500(served):
+    # before: the JSON escape "\ud800" became a str SQLite cannot store, and the decision,
+    # undo or session lookup failed with a 500 "internal error" (UnicodeEncodeError)
+    client, app, study = served
+    key = app.items[0].key
+    for path, body in (
+        ("/api/decision", {"key": key, "action": "not_assessable", "reason": "x\ud800", "confirm": True}),
+        ("/api/decision", {"key": key, "action": "accept", "session_id": "\udfff"}),
+        ("/api/undo", {"decision_id": "\ud800"}),
+    ):
+        status, raw, _ = client.request(path, body)
+        assert status == 400, (path, body, raw)
+        assert "not valid text" in json.loads(raw)["error"]
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+
+
 def test_malformed_requests_get_json(served):
     client, _app, _ = served
     for raw in (
