@@ -481,6 +481,30 @@ def test_one_person_cannot_be_registered_twice_under_a_case_or_width_variant(tmp
     assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Alice Smithson"]
 
 
+def test_a_reader_name_with_an_invisible_character_is_refused(tmp_path: Path) -> None:
+    # before: only characters below U+0020 were refused, so "Dr Alice\u200b Smith" (a zero-width
+    # space) was registered beside "Dr Alice Smith": one person, two independent readers that
+    # every screen and table shows alike; DEL and a line separator passed too
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.store.db import connect
+    from ulcerseg.store.review import add_reader, list_readers
+
+    study = make_study(tmp_path / "s")
+    conn = connect(study["out"] / "study.sqlite")
+    add_reader(conn, "Dr Alice Smith")
+    for name in (
+        "Dr Alice\u200b Smith",
+        "Dr Alice Smith\u00ad",
+        "Dr\x7fAlice",
+        "Dr Bob\u2028Jones",
+        "Dr\x85Bob",
+    ):
+        with pytest.raises(DecisionError, match="printable"):
+            add_reader(conn, name)
+    add_reader(conn, "Dr Zoë Ørsted-Ñúñez")  # letters of any script are fine
+    assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Zoë Ørsted-Ñúñez"]
+
+
 def test_truncated_or_broken_mask_png_gets_a_fixed_message(served):
     # before: "... not a readable PNG (... <_io.BytesIO object at 0x7f...>)", an internal
     # detail; and a broken chunk header was a 500
