@@ -143,3 +143,36 @@ def test_manual_scale_outline_is_rasterised_outside_the_app_lock(tmp_path: Path,
         assert status == 200, res
         assert res["area_after_mm2"] == pytest.approx(TRUE_AREA_MM2, rel=0.03)
     assert locked_while_filling == [False]
+
+
+def test_markerless_bytes_at_two_paths_or_no_longer_there_are_not_served_twice(tmp_path: Path):
+    # before: every row became a manual item, so a copy of a markerless photo at a second path
+    # listed one key twice (the reader's list and counts doubled it, and "next" from the second
+    # entry led back to the first), and a photo marked missing was still served
+    import shutil
+    import sqlite3
+
+    study = make_study(tmp_path)
+    out = study["out"]
+    sha = _add_markerless_photo(tmp_path, out)
+    copy = tmp_path / "in" / "SUBJ-1003" / "W4" / "p.png"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(tmp_path / "in" / "SUBJ-1003" / "D0" / "p.png", copy)
+    record = PhotoRecord(
+        path=copy, subject_id="SUBJ-1003", ulcer_id="U1", visit="W4", study_day=28, sha256=sha
+    )
+    with Study.open(out) as s:
+        run = s.start_run("0.1.0", "m" * 64, "c" * 64, {}, tmp_path / "in")
+        s.add_result(
+            run, PhotoResult(photo=record, status="failed", image_size=(640, 480)), "SUBJ-1003/W4/p.png"
+        )
+    app = ReviewApp.load(out, cfg())
+    assert [it.photo_sha256 for it in app.manual_items] == [sha]
+    keys = [it.key for it in app.order("Dr M")]
+    assert len(keys) == len(set(keys))
+    # both paths marked missing (the files may be back since): nothing to serve
+    conn = sqlite3.connect(out / "study.sqlite")
+    with conn:
+        conn.execute("UPDATE photos SET missing_since = '2026-01-01' WHERE photo_sha256 = ?", (sha,))
+    conn.close()
+    assert ReviewApp.load(out, cfg()).manual_items == []

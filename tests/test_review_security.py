@@ -168,6 +168,22 @@ def test_wrong_types_are_400_json_and_the_server_stays_up(served):
     assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
 
 
+def test_a_lone_surrogate_in_a_text_field_is_400_not_500(served):
+    # before: the JSON escape "\ud800" became a str SQLite cannot store, and the decision,
+    # undo or session lookup failed with a 500 "internal error" (UnicodeEncodeError)
+    client, app, study = served
+    key = app.items[0].key
+    for path, body in (
+        ("/api/decision", {"key": key, "action": "not_assessable", "reason": "x\ud800", "confirm": True}),
+        ("/api/decision", {"key": key, "action": "accept", "session_id": "\udfff"}),
+        ("/api/undo", {"decision_id": "\ud800"}),
+    ):
+        status, raw, _ = client.request(path, body)
+        assert status == 400, (path, body, raw)
+        assert "not valid text" in json.loads(raw)["error"]
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+
+
 def test_malformed_requests_get_json(served):
     client, _app, _ = served
     for raw in (
@@ -463,6 +479,30 @@ def test_one_person_cannot_be_registered_twice_under_a_case_or_width_variant(tmp
         add_reader(conn, "Dr Alice Smith")
     add_reader(conn, "Dr Alice Smithson")  # another name is another reader
     assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Alice Smithson"]
+
+
+def test_a_reader_name_with_an_invisible_character_is_refused(tmp_path: Path) -> None:
+    # before: only characters below U+0020 were refused, so "Dr Alice\u200b Smith" (a zero-width
+    # space) was registered beside "Dr Alice Smith": one person, two independent readers that
+    # every screen and table shows alike; DEL and a line separator passed too
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.store.db import connect
+    from ulcerseg.store.review import add_reader, list_readers
+
+    study = make_study(tmp_path / "s")
+    conn = connect(study["out"] / "study.sqlite")
+    add_reader(conn, "Dr Alice Smith")
+    for name in (
+        "Dr Alice\u200b Smith",
+        "Dr Alice Smith\u00ad",
+        "Dr\x7fAlice",
+        "Dr Bob\u2028Jones",
+        "Dr\x85Bob",
+    ):
+        with pytest.raises(DecisionError, match="printable"):
+            add_reader(conn, name)
+    add_reader(conn, "Dr Zoë Ørsted-Ñúñez")  # letters of any script are fine
+    assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Zoë Ørsted-Ñúñez"]
 
 
 def test_truncated_or_broken_mask_png_gets_a_fixed_message(served):

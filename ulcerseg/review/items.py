@@ -189,11 +189,18 @@ def build_manual_items(
     rows: Sequence[Mapping[str, Any]], input_roots: Mapping[str, str], salt: str
 ) -> list[ManualItem]:
     """Manual-scale items: flagged photos without a rectified image (no usable marker) whose
-    source photo is still at ``<run input_root>/<file>`` and whose size is known."""
+    source photo is still at ``<run input_root>/<file>`` and whose size is known.
+
+    As in :func:`build_items`: one item per photo bytes (copies at several paths share one key
+    and its decisions), and none for a photo no longer at its path (no decision on it counts).
+    """
     out = []
+    seen: set[str] = set()
     for row in rows:
         sha = str(row.get("photo_sha256") or "")
         if len(sha) < 16 or not int(row.get("needs_review") or 0) or row.get("rectified_file"):
+            continue
+        if row.get("status") == "missing" or sha in seen:
             continue
         root = input_roots.get(str(row.get("run_id")))
         w, h = row.get("image_width_px"), row.get("image_height_px")
@@ -203,6 +210,7 @@ def build_manual_items(
         if path is None:
             log.info("photo %s: source file not found, no manual-scale review", sha[:16])
             continue
+        seen.add(sha)
         subject, ulcer = str(row.get("subject_id")), str(row.get("ulcer_id"))
         out.append(
             ManualItem(

@@ -256,6 +256,10 @@ def _str_field(body: dict[str, Any], name: str, max_len: int, required: bool = F
         raise HttpError(400, f"{name} must be a string")
     if len(value) > max_len:
         raise HttpError(400, f"{name} is longer than {max_len} characters")
+    try:
+        value.encode("utf-8")  # a JSON escape "\ud800" is a lone surrogate: no text, no SQLite value
+    except UnicodeEncodeError:
+        raise HttpError(400, f"{name} is not valid text") from None
     return value
 
 

@@ -221,7 +221,7 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
     trail names readers).
     """
     name = name.strip()
-    if not name or len(name) > 80 or any(ord(ch) < 32 for ch in name):
+    if not name or len(name) > 80 or any(_invisible(ch) for ch in name):
         raise DecisionError("a reader name is 1-80 printable characters")
     if role not in ("reader", "adjudicator"):
         raise DecisionError(f"unknown role {role!r} (known: reader, adjudicator)")
@@ -241,6 +241,12 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
     except sqlite3.IntegrityError:
         raise DecisionError(f"reader {name!r} exists already") from None
     return token
+
+
+def _invisible(char: str) -> bool:
+    """A control, format (zero-width space, soft hyphen), line or paragraph separator character:
+    "Dr A\u200b" reads as "Dr A" on every screen and table, yet would be another reader."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
 def _name_key(name: str) -> str:
