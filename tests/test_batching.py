@@ -98,7 +98,9 @@ def test_batched_measurement_matches_one_photo_at_a_time(tmp_path: Path) -> None
         write_jpeg(tmp_path / "in" / f"S{i}" / "D0" / "U1.jpg", photo.rgb)
     plain = measure_study(tmp_path / "in", tmp_path / "a", PipelineConfig(), backend=RednessBackend())
     parallel = with_overrides(PipelineConfig(), segmentation={"parallel_photos": 4})
-    with BatchingBackend(RednessBackend(), batch_size=4) as batched:
+    # a wait long enough for the photos' passes to meet on a loaded 2-core runner (with the
+    # default 3 ms, each pass there ran alone: 12 calls, and the sharing check failed)
+    with BatchingBackend(RednessBackend(), batch_size=4, wait_s=0.25) as batched:
         shared = measure_study(tmp_path / "in", tmp_path / "b", parallel, backend=batched)
         calls = batched.network_calls
     assert plain.n_measured == shared.n_measured == 4
