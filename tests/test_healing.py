@@ -273,6 +273,16 @@ def test_a_cardinal_ulcer_the_study_has_no_photo_of_is_flagged_on_its_subject():
     assert s002.is_cardinal and "cardinal_ulcer_missing" not in s002.visits[0].healing_flags
 
 
+def test_a_cardinal_subject_the_study_has_no_photo_of_is_said(caplog):
+    """cardinal_ulcers {S01: U1} (a typo for S001) left S001 to the largest-ulcer rule without a word."""
+    rows = series({"D0": 5.0}, ulcer="U1") + series({"D0": 6.0}, ulcer="U2")
+    with caplog.at_level("WARNING", logger="ulcerseg.healing.rules"):
+        res = compute_healing(rows, cfg(schedule=(), cardinal_ulcers={"S01": "U1"}))
+    assert [u.ulcer_id for u in res if u.is_cardinal] == ["U2"]  # the rule of a subject not named
+    (warning,) = [r.getMessage() for r in caplog.records if "cardinal_ulcers" in r.getMessage()]
+    assert "names subject(s) S01, which have no photos" in warning and "its subjects: S001" in warning
+
+
 def test_cardinal_ulcers_in_the_config_match_ids_whatever_their_unicode_form():
     import unicodedata
 

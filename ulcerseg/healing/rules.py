@@ -490,3 +490,13 @@ def _designate_cardinal(
             for v in u.visits:
                 v.is_cardinal = u.is_cardinal
                 v.cardinal_source = u.cardinal_source
+    absent = sorted(set(cfg.cardinal_ulcers) - set(by_subject))
+    if absent and by_subject:
+        # a typo ("S01" for "S001") left the real subject to the largest-ulcer rule without a
+        # word; the config may also name the whole trial's subjects while this study holds a site
+        log.warning(
+            "healing config: cardinal_ulcers names subject(s) %s, which have no photos in this study "
+            "(a typo? its subjects: %s)",
+            ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else ""),
+            ", ".join(sorted(by_subject)[:10]) + (" ..." if len(by_subject) > 10 else ""),
+        )
