@@ -616,6 +616,39 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     assert m.sum() / PPM**2 == pytest.approx(body["area_after_mm2"])
 
 
+def test_a_corrected_mask_file_changed_after_its_decision_is_caught(server, study, tmp_path: Path):
+    """The hash chain covered a correction's mask path and area, not the file: a mask replaced
+    afterwards passed `review verify` and went into the training export."""
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+
+    client, app, _ = server
+    s = _session(client, "Dr A")
+    acc, cor = app.items[0], app.items[1]
+    s.json("/api/decision", {"key": acc.key, "action": "accept"})
+    poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
+    s.json("/api/decision", {"key": cor.key, "action": "correct", "confirm": True, "polygon": poly})
+    out = str(study["out"])
+    with sqlite3.connect(study["out"] / "study.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        (decision,) = [d for d in list_decisions(conn) if d["corrected_mask_file"]]
+    recorded = json.loads(decision["details"])["corrected_mask_sha256"]
+    mask = study["out"] / decision["corrected_mask_file"]
+    assert hashlib.sha256(mask.read_bytes()).hexdigest() == recorded
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 0 and "OK: 2 decisions" in res.output
+    Image.fromarray(np.full((40, 40), 255, np.uint8)).save(mask)  # another outline, same name
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 1
+    assert f"corrected mask {decision['corrected_mask_file']} was changed after the decision" in res.output
+    meta = yaml.safe_load((export_training(study["out"], tmp_path / "train") / "dataset.yaml").read_text())
+    assert [e["source"] for e in meta["images"]] == ["accept"]  # never trained on it
+    mask.unlink()
+    res = CliRunner().invoke(main, ["review", "verify", out])
+    assert res.exit_code == 1 and "is missing" in res.output
+
+
 def test_training_export_without_reviewed_photos_is_an_error_that_writes_nothing(
     study: dict, tmp_path: Path
 ) -> None:

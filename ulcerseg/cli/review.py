@@ -157,15 +157,16 @@ def readers_revoke(out_dir: Path, name: str) -> None:
 def verify_cmd(out_dir: Path) -> None:
     """Check the audit trail: hash chain, deleted rows, append-only triggers; names what is
     broken (exit 1), OK exits 0."""
-    from ulcerseg.review.decisions import open_study
+    from ulcerseg.review.decisions import corrected_mask_problem, list_decisions, open_study
     from ulcerseg.store.review import verify_chain
 
     with open_study(out_dir) as (conn, _rows):
         check = verify_chain(conn)
-    if check.ok:
+        masks = [p for d in list_decisions(conn) if (p := corrected_mask_problem(out_dir, d)) is not None]
+    if check.ok and not masks:
         click.echo(f"OK: {check.n_rows} decisions, chain intact; head {check.head}")
         return
-    for problem in check.problems:
+    for problem in (*check.problems, *masks):
         click.echo(f"BROKEN: {problem}", err=True)
     if check.broken_seq is not None:
         click.echo(

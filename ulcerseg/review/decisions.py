@@ -15,7 +15,7 @@ import logging
 import math
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 
 from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
 from ulcerseg.healing.config import HealingConfig
-from ulcerseg.imageio import write_png
+from ulcerseg.imageio import sha256_bytes, write_png
 from ulcerseg.review.items import KEY_RE, ManualItem, ReviewItem, build_items, inside_out_dir
 from ulcerseg.review.masks import mask_from_png, mask_from_polygon, remeasure_mask
 from ulcerseg.review.rules import (
@@ -177,6 +177,14 @@ def record_decision(
         details = {**details, **extra_details}
     if role == ADJUDICATOR:
         details = {**details, "role": ADJUDICATOR}
+    ensure_schema(conn)
+    dest = None
+    if mask_rel is not None:
+        dest = Path(out_dir) / mask_rel
+        # complete (atomic) before the decision that names it is committed; its SHA-256 is in
+        # the hash chain (details), so `review verify` notices a mask file replaced afterwards
+        write_png(dest, np.asarray(corrected_mask, dtype=bool).astype(np.uint8) * 255)
+        details = {**details, MASK_SHA256_KEY: sha256_bytes(dest.read_bytes())}
     row = {
         "decision_id": decision_id,
         "photo_sha256": item.photo_sha256,
@@ -190,12 +198,6 @@ def record_decision(
         "session_id": session_id,
         "details": json.dumps(details) if details else None,
     }
-    ensure_schema(conn)
-    dest = None
-    if mask_rel is not None:
-        dest = Path(out_dir) / mask_rel
-        # complete (atomic) before the decision that names it is committed
-        write_png(dest, np.asarray(corrected_mask, dtype=bool).astype(np.uint8) * 255)
     try:
         insert_decision(conn, row)
     except BaseException:
@@ -205,6 +207,37 @@ def record_decision(
         raise
     log.info("decision %s: %s %s by %s", decision_id, act.value, item.key, assessor)
     return row
+
+
+MASK_SHA256_KEY = "corrected_mask_sha256"
+"""The key of ``details`` holding the SHA-256 of a correction's mask file (PNG bytes)."""
+
+
+def corrected_mask_problem(out_dir: str | Path, decision: Mapping[str, Any]) -> str | None:
+    """Why a decision's corrected mask file cannot be trusted, else None: it is missing, outside
+    the study folder, or its bytes are not the ones recorded (SHA-256 in ``details``, kept by
+    decisions since 0.2.1; older ones name the file only and are checked for presence)."""
+    rel = decision.get("corrected_mask_file")
+    if not rel:
+        return None
+    where = f"decision {decision.get('decision_id')}: corrected mask {rel}"
+    path = inside_out_dir(Path(out_dir), rel)
+    if path is None:
+        return f"{where} is missing"
+    try:
+        details = json.loads(decision.get("details") or "{}")
+    except ValueError:
+        details = {}
+    recorded = details.get(MASK_SHA256_KEY) if isinstance(details, dict) else None
+    if recorded is None:
+        return None
+    try:
+        actual = sha256_bytes(path.read_bytes())
+    except OSError as err:
+        return f"{where} cannot be read ({err.strerror or err})"
+    if actual != recorded:
+        return f"{where} was changed after the decision (SHA-256 {actual[:12]}…, recorded {recorded[:12]}…)"
+    return None
 
 
 BIG_CHANGE_PCT = 50.0

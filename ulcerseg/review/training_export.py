@@ -15,7 +15,7 @@ from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
-from ulcerseg.review.decisions import list_decisions, open_study, salt_for
+from ulcerseg.review.decisions import corrected_mask_problem, list_decisions, open_study, salt_for
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import check_dest, healing_config, load_mask, write_csv
 from ulcerseg.review.rules import Action, final_decisions
@@ -56,6 +56,10 @@ def export_training(
         if row is None or d is None:
             continue
         if d["action"] == Action.CORRECT:
+            problem = corrected_mask_problem(out_dir, d)
+            if problem is not None:  # never train on an outline nobody decided
+                log.warning("photo %s: %s; skipped (see `ulcerseg review verify`)", sha[:16], problem)
+                continue
             mask_path = inside_out_dir(out_dir, d["corrected_mask_file"])
         elif d["action"] == Action.ACCEPT and include_accepted:
             mask_path = inside_out_dir(out_dir, row.get("mask_file"))
