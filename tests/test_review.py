@@ -649,6 +649,28 @@ def test_a_corrected_mask_file_changed_after_its_decision_is_caught(server, stud
     assert res.exit_code == 1 and "is missing" in res.output
 
 
+def test_a_correction_drawn_on_another_rectified_frame_is_not_exported(server, study, tmp_path: Path):
+    """A photo measured again after its review (another model or config: another crop of the
+    marker plane) kept the old corrected mask, and export-training paired it with the new
+    rectified image, on which its pixels lie elsewhere."""
+    client, app, _ = server
+    s = _session(client, "Dr A")
+    acc, cor = app.items[0], app.items[1]
+    s.json("/api/decision", {"key": acc.key, "action": "accept"})
+    poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
+    s.json("/api/decision", {"key": cor.key, "action": "correct", "confirm": True, "polygon": poly})
+    meta = yaml.safe_load((export_training(study["out"], tmp_path / "a") / "dataset.yaml").read_text())
+    assert sorted(e["source"] for e in meta["images"]) == ["accept", "correct"]
+    with sqlite3.connect(study["out"] / "study.sqlite") as conn:  # as a new measurement would place it
+        conn.execute(
+            "UPDATE measurements SET rectified_origin_x_mm = rectified_origin_x_mm + 2"
+            " WHERE photo_sha256 = ?",
+            (cor.photo_sha256,),
+        )
+    meta = yaml.safe_load((export_training(study["out"], tmp_path / "b") / "dataset.yaml").read_text())
+    assert [e["source"] for e in meta["images"]] == ["accept"]
+
+
 def test_training_export_without_reviewed_photos_is_an_error_that_writes_nothing(
     study: dict, tmp_path: Path
 ) -> None:

@@ -58,6 +58,15 @@ class ReviewItem(ItemIdentity):
     mask_path: Path | None
     flags: tuple[str, ...]
     needs_review: bool
+    #: the rectified frame's top-left on the marker plane (mm); None for rows without it
+    origin_mm: tuple[float, float] | None = None
+
+    def frame(self) -> dict[str, Any]:
+        """The rectified frame a reader's outline is drawn in (origin mm, px per mm, size px):
+        recorded with a correction, whose mask means nothing in another frame."""
+        w, h = self.frame_size()
+        origin = None if self.origin_mm is None else list(self.origin_mm)
+        return {"origin_mm": origin, "px_per_mm": self.px_per_mm, "size_px": [w, h]}
 
     def proposed_mask(self) -> np.ndarray | None:
         """The automated mask (bool, rectified frame), None when the photo has none."""
@@ -99,6 +108,14 @@ def inside_out_dir(root: Path, rel: Any) -> Path | None:
     if not path.is_relative_to(root.resolve()) or not path.is_file():
         return None
     return path
+
+
+def row_origin_mm(row: Mapping[str, Any]) -> tuple[float, float] | None:
+    """A measurement row's rectified origin on the marker plane (mm), None when not recorded."""
+    x, y = row.get("rectified_origin_x_mm"), row.get("rectified_origin_y_mm")
+    if x in (None, "") or y in (None, ""):
+        return None
+    return float(x), float(y)
 
 
 def build_items(
@@ -148,6 +165,7 @@ def build_items(
                 mask_path=inside_out_dir(root, row.get("mask_file")),
                 flags=flags,
                 needs_review=needs,
+                origin_mm=row_origin_mm(row),
             )
         )
     items.sort(key=lambda it: it.photo_sha256)

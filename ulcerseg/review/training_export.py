@@ -15,7 +15,13 @@ from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
-from ulcerseg.review.decisions import corrected_mask_problem, list_decisions, open_study, salt_for
+from ulcerseg.review.decisions import (
+    corrected_mask_problem,
+    frame_problem,
+    list_decisions,
+    open_study,
+    salt_for,
+)
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import check_dest, healing_config, load_mask, write_csv
 from ulcerseg.review.rules import Action, final_decisions
@@ -69,6 +75,10 @@ def export_training(
         mask = load_mask(mask_path)
         if rect is None or mask is None:
             log.warning("photo %s: rectified image or mask missing, skipped", sha[:16])
+            continue
+        moved = frame_problem(d, row, rect) if d["action"] == Action.CORRECT else None
+        if moved is not None:  # the outline would be paired with pixels it was not drawn on
+            log.warning("photo %s: %s; skipped", sha[:16], moved)
             continue
         key = sha[:16]
         (dest / "images").mkdir(parents=True, exist_ok=True)
