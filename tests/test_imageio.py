@@ -269,3 +269,20 @@ def test_tiff_size_is_the_decoded_size_whatever_its_orientation(tmp_path: Path, 
     info = inspect_photo(path, path.read_bytes())
     # was (80, 60) for 6 and 8: Pillow reports a TIFF's size already rotated, and it was swapped again
     assert image_size(path) == (info.width, info.height) == (width, height)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_reduced_tiff_decode_is_upright_and_unsquashed(orientation: int) -> None:
+    """OpenCV's reduced TIFF decode resized the upright image to the stored size / r: a TIFF
+    turned by 90° (orientation 5-8) came out squashed to the stored aspect (measured 2% off)."""
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[:30, :40] = 255  # white top-left quarter
+    stored = {1: rgb, 3: np.rot90(rgb, 2), 6: np.rot90(rgb, 1), 8: np.rot90(rgb, -1)}[orientation]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(stored)).save(buf, "TIFF", tiffinfo={274: orientation})
+    assert decode_rgb(Path("p.tif"), buf.getvalue()).shape == (60, 80, 3)
+    for reduction in (2, 4):
+        out = decode_rgb(Path("p.tif"), buf.getvalue(), reduction)
+        assert out.shape == (60 // reduction, 80 // reduction, 3)
+        h, w = out.shape[:2]
+        assert out[: h // 2 - 1, : w // 2 - 1].min() > 200 and out[h // 2 + 1 :, :].max() < 50

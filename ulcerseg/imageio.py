@@ -199,6 +199,7 @@ _REDUCED_FLAGS = {
 # OpenCV >= 4.10 decodes straight to RGB (libjpeg-turbo's own colour order): ~8 ms less per
 # 12-MP photo decoded at 1/2, ~30 ms at full size, than decoding to BGR and swapping
 _IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 
 def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
@@ -211,6 +212,13 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
     if reduction not in _REDUCED_FLAGS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction}")
     buf = np.frombuffer(data, dtype=np.uint8)
+    if reduction > 1 and data[:4] in _TIFF_SIGNATURES:
+        # OpenCV's reduced TIFF decode resizes to the stored size / r after its TIFF reader has
+        # turned the image upright: orientations 5-8 came out squashed to the stored aspect.
+        # The same resize on the upright full decode (identical pixels for orientations 1-4)
+        full = decode_rgb(path, data)
+        size = (max(1, full.shape[1] // reduction), max(1, full.shape[0] // reduction))
+        return cv2.resize(full, size, interpolation=cv2.INTER_LINEAR_EXACT)
     flags = _REDUCED_FLAGS[reduction]
     if _IMREAD_RGB is not None:  # the decoder writes RGB itself: the same pixels, no extra pass
         flags = (flags & ~cv2.IMREAD_COLOR) | _IMREAD_RGB
