@@ -286,3 +286,38 @@ def test_reduced_tiff_decode_is_upright_and_unsquashed(orientation: int) -> None
         assert out.shape == (60 // reduction, 80 // reduction, 3)
         h, w = out.shape[:2]
         assert out[: h // 2 - 1, : w // 2 - 1].min() > 200 and out[h // 2 + 1 :, :].max() < 50
+
+
+def test_size_and_orientation_follow_the_exif_block_that_the_decoder_turns_by(tmp_path: Path) -> None:
+    """Pillow also reads XMP's tiff:Orientation and a PNG's "Raw profile type exif" text;
+    OpenCV turns the pixels by the EXIF block only, so the size reported (image_width_px,
+    image_height_px, search coverage) was turned by 90° while the photo measured was not."""
+    import struct
+
+    from PIL import PngImagePlugin
+
+    from ulcerseg.imageio import exif_orientation, image_size
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    xmp = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG")
+    payload = b"http://ns.adobe.com/xap/1.0/\x00" + xmp.encode()
+    jpeg = buf.getvalue()
+    jpeg = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = exif.tobytes()
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Raw profile type exif", f"\nexif\n{len(raw):8d}\n{raw.hex()}\n")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG", pnginfo=text)
+    for name, data in (("x.jpg", jpeg), ("x.png", buf.getvalue())):
+        assert decode_rgb(Path(name), data).shape == (40, 60, 3)  # not turned
+        info = inspect_photo(Path(name), data)
+        assert (info.width, info.height) == (60, 40), name
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert image_size(path) == (60, 40) and exif_orientation(path) == 1, name
+    damaged = jpeg[:2] + b"\xff\xe1\x00\x10Exif\x00\x00XX*\x00\x08\x00\x00\x00" + jpeg[2:]  # no TIFF header
+    assert inspect_photo(Path("x.jpg"), damaged).width == 60

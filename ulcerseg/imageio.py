@@ -94,6 +94,23 @@ def _stored_size(img: Image.Image) -> tuple[int, int]:
     return img.size
 
 
+def _orientation(img: Image.Image) -> object:
+    """The orientation tag that OpenCV turns the decoded pixels by: the EXIF block's (a TIFF's
+    own tag), 1 when absent. Pillow's ``getexif`` also reads XMP's ``tiff:Orientation`` and a
+    PNG's "Raw profile type exif" text, which OpenCV ignores: with them the size reported was
+    turned by 90° while the pixels decoded were not."""
+    img.getexif()  # loads a PNG's eXIf chunk, which may follow the pixels
+    if "exif" in img.info:  # a JPEG's (MPO's) APP1 block, a PNG's eXIf chunk
+        exif = Image.Exif()
+        try:
+            exif.load(img.info["exif"])
+        except Exception:  # a damaged EXIF block (e.g. its TIFF header) only loses its tags
+            return 1
+        return exif.get(_TAG_ORIENTATION, 1)
+    tags = getattr(img, "tag_v2", None)  # a TIFF's own tags
+    return tags.get(_TAG_ORIENTATION, 1) if tags is not None else 1
+
+
 def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     """Validate a photo's bytes and read its header (size, mode, EXIF date).
 
@@ -107,7 +124,7 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt, size, mode = img.format, _stored_size(img), img.mode
-            orientation = img.getexif().get(0x0112, 1)
+            orientation = _orientation(img)
             photo_date = _exif_date(img)
             if fmt == "JPEG" and not _ends_with_eoi(data):
                 # no end-of-image marker: decode (cheaply, at 1/8 size) to tell truncation
@@ -314,7 +331,7 @@ def exif_orientation(path: str | Path) -> int:
     """EXIF orientation tag (1 = upright, 1-8) from the file header; 1 when absent."""
     try:
         with _pillow_warnings_logged(path), Image.open(path) as im:
-            return int(im.getexif().get(_TAG_ORIENTATION, 1))
+            return int(_orientation(im))  # type: ignore[call-overload]
     except Exception as err:  # PIL raises many types
         raise ImageReadError(f"{path}: cannot read image header ({err})") from None
 
@@ -324,7 +341,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with _pillow_warnings_logged(path), Image.open(path) as im:
             w, h = _stored_size(im)
-            orientation = im.getexif().get(_TAG_ORIENTATION, 1)
+            orientation = _orientation(im)
     except Exception as err:  # PIL raises many types
         raise ImageReadError(f"{path}: cannot read image header ({err})") from None
     # orientations 5-8 swap the axes; OpenCV applies them when decoding
