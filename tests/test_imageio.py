@@ -321,3 +321,19 @@ def test_size_and_orientation_follow_the_exif_block_that_the_decoder_turns_by(tm
         assert image_size(path) == (60, 40) and exif_orientation(path) == 1, name
     damaged = jpeg[:2] + b"\xff\xe1\x00\x10Exif\x00\x00XX*\x00\x08\x00\x00\x00" + jpeg[2:]  # no TIFF header
     assert inspect_photo(Path("x.jpg"), damaged).width == 60
+
+
+def test_jpeg_cut_short_but_ended_by_an_eoi_marker_is_refused_not_measured_grey() -> None:
+    """Cut short then closed by FF D9, a baseline JPEG passed the end-of-image check, and
+    libjpeg filled its missing rows with blank grey (a nameless warning): the photo was measured
+    with part of it blank (an ulcer there measured smaller or not at all)."""
+    rng = np.random.default_rng(1)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (128, 192, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    assert decode_rgb(Path("p.jpg"), data).shape == (128, 192, 3)
+    cut = data[: len(data) * 2 // 3] + b"\xff\xd9"
+    inspect_photo(Path("p.jpg"), cut)  # the header and the end marker look fine
+    for reduction in (1, 2, 8):
+        with pytest.raises(ImageReadError, match=r"p\.jpg: corrupt or truncated"):
+            decode_rgb(Path("p.jpg"), cut, reduction)

@@ -247,7 +247,20 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
         ) from err
     if image is None:
         raise ImageReadError(f"{path}: image could not be decoded")
+    if data[:2] == b"\xff\xd8" and _blank_grey_edge(image):
+        raise ImageReadError(f"{path}: corrupt or truncated image (the JPEG data ends early: "
+                             "its last rows decode as blank grey)")  # fmt: skip
     return image if _IMREAD_RGB is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _blank_grey_edge(image: np.ndarray) -> bool:
+    """True when a whole edge row or column of a decoded JPEG is exactly (128, 128, 128): what
+    libjpeg fills the blocks with that a baseline JPEG's data lacks (cut short, then ended by
+    an end-of-image marker), with a nameless warning only. No photo's sensor noise leaves a
+    full edge of one exact grey; the edge depends on the EXIF orientation, hence all four."""
+    if min(image.shape[:2]) < 8:
+        return False
+    return any(bool(np.all(edge == 128)) for edge in (image[0], image[-1], image[:, 0], image[:, -1]))
 
 
 def write_png(path: Path, image: np.ndarray, compression: int = 3, fast: bool = False) -> None:
