@@ -811,3 +811,25 @@ def test_another_studys_photos_are_refused_instead_of_marking_this_one_missing(t
     write_jpeg(moved / "S001" / "W4" / "U2.jpg", rgb, quality=50)
     rewritten = measure_study(moved, out, PipelineConfig(), backend=RednessBackend())
     assert sorted(rewritten.reconciled.replaced) == ["S001/D0/U1.jpg", "S001/W4/U2.jpg"]
+
+
+def test_a_damaged_exif_orientation_read_only_by_the_decoder_gives_the_decoded_size(tmp_path: Path) -> None:
+    """An orientation entry of an unknown type: Pillow drops it, OpenCV turns the pixels by
+    it. The row reported the stored size (width and height swapped) and the search coverage
+    was computed on that frame, while the turned pixels were measured."""
+    import struct
+
+    from ulcerseg.pipeline import load_photo
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((90, 60, 3), np.uint8)).save(buf, "JPEG")  # stored 60 x 90 px
+    jpeg = buf.getvalue()
+    entry = struct.pack(">HHI", 0x0112, 0x4703, 1) + struct.pack(">H", 6) + b"\0\0"  # type 0x4703
+    payload = b"Exif\0\0MM\0*" + struct.pack(">IH", 8, 1) + entry + struct.pack(">I", 0)
+    data = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    path = tmp_path / "U1.jpg"
+    path.write_bytes(data)
+    loaded = load_photo(PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(data)))
+    assert loaded.error is None and loaded.rgb is not None and loaded.info is not None
+    height, width = loaded.rgb.shape[:2]
+    assert (loaded.info.width, loaded.info.height) == (width, height)

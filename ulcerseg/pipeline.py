@@ -163,10 +163,27 @@ def load_photo(
         if reduction is None:
             reduction = first_reduction(info.width, info.height, min_oversampling)
         rgb = decode_rgb(photo.path, data, reduction)
+        info = _as_decoded(photo, info, rgb, reduction)
     except Exception as err:  # MemoryError included: classified by PhotoMeasurer.compute
         return LoadedPhoto(photo, None, None, None, err, time.perf_counter() - t0)
     preview = make_preview(rgb, preview_max_side_px)
     return LoadedPhoto(photo, rgb, preview, info, None, time.perf_counter() - t0, reduction, data)
+
+
+def _as_decoded(photo: PhotoRecord, info: PhotoInfo, rgb: np.ndarray, reduction: int) -> PhotoInfo:
+    """``info`` with width and height swapped when the decoder turned the pixels by 90° and the
+    header reader did not, or the reverse: a damaged EXIF block (an orientation entry of an
+    unknown type) that the two read differently. The row's size and the search coverage then
+    describe the pixels measured. A reduced decode is within ``reduction`` px of size / r."""
+    h, w = rgb.shape[:2]
+
+    def fits(width: int, height: int) -> bool:
+        return abs(w * reduction - width) < reduction and abs(h * reduction - height) < reduction
+
+    if fits(info.width, info.height) or not fits(info.height, info.width):
+        return info
+    log.info("%s: EXIF orientation read differently by the decoder; the decoded frame counts", photo.path)
+    return replace(info, width=info.height, height=info.width)
 
 
 def load_as_configured(
