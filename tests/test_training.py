@@ -621,3 +621,33 @@ def test_a_misspelt_dataset_key_is_an_error_other_tools_keys_are_kept(tmp_path: 
         load_dataset(data)
     (data / "dataset.yaml").write_text("name: d\npx_per_mm: 10\nauthor: another tool\n")
     assert load_dataset(data).px_per_mm == 10
+
+
+def test_resume_refuses_a_checkpoint_of_other_data_or_another_initial_model(
+    tmp_path: Path, trained: tuple[Path, Path]
+) -> None:
+    # before: the checkpoint was checked against the config only; resumed on another dataset
+    # (or without the --init it was fine-tuned from) the card recorded data and an origin
+    # that did not make the weights
+    import shutil
+
+    data, run = trained
+    cfg = write_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("last.pt", "model.pt", "model.json"):
+        shutil.copy(run / name, out / name)
+    other = tmp_path / "data"
+    shutil.copytree(data, other)
+    mask = cv2.imread(str(other / "masks" / "00.png"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(other / "masks" / "00.png"), 255 - mask)
+    with pytest.raises(ConfigError, match=r"last\.pt: the checkpoint was trained on dataset 'data', whose"):
+        train(cfg, [other], out, resume=True)
+    with pytest.raises(ConfigError, match=r"last\.pt: the checkpoint was trained from scratch"):
+        train(cfg, [data], out, resume=True, init=run)
+    ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    ck["init"] = "ab" * 32
+    torch.save(ck, out / "last.pt")
+    fine_tuned = r"fine-tuned from a model with weights abababababab… \(give its --init\)"
+    with pytest.raises(ConfigError, match=fine_tuned):
+        train(cfg, [data], out, resume=True)
