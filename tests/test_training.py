@@ -651,3 +651,24 @@ def test_resume_refuses_a_checkpoint_of_other_data_or_another_initial_model(
     fine_tuned = r"fine-tuned from a model with weights abababababab… \(give its --init\)"
     with pytest.raises(ConfigError, match=fine_tuned):
         train(cfg, [data], out, resume=True)
+
+
+def test_dataset_import_refuses_two_photos_of_one_stem(tmp_path: Path) -> None:
+    # before: with annotations in their own folder, g.jpg and g.png took one annotation and one
+    # mask file; a rotated g.jpg (written as g.png) silently replaced the g.png photo, so the
+    # dataset held one image where the import reported two
+    from PIL import Image
+
+    from ulcerseg.training.importer import import_dataset
+
+    photos, annotations = tmp_path / "photos", tmp_path / "annotations"
+    photos.mkdir()
+    annotations.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: stored 48 x 32, upright 32 x 48
+    Image.fromarray(np.full((48, 32, 3), 50, np.uint8)).save(photos / "g.jpg", exif=exif)
+    Image.fromarray(np.full((32, 48, 3), 200, np.uint8)).save(photos / "g.png")
+    cv2.imwrite(str(annotations / "g.png"), np.zeros((32, 48), np.uint8))
+    with pytest.raises(DatasetError, match=r"photos g\.jpg, g\.png share the stem 'g'"):
+        import_dataset(photos, tmp_path / "out", annotations)
+    assert not (tmp_path / "out").exists()

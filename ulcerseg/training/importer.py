@@ -69,6 +69,20 @@ def _photos_beside_their_masks(files: list[Path]) -> list[Path]:
     return sorted(photos)
 
 
+def _refuse_shared_stems(photos: list[Path]) -> None:
+    """Photos are stored and matched with their masks by stem: two photos of one stem
+    (``g.jpg`` and ``g.png``) would share one annotation and one mask file, and the second
+    written would silently replace the first (a rotated JPEG is written as ``g.png``)."""
+    by_stem: dict[str, list[Path]] = {}
+    for photo in photos:
+        by_stem.setdefault(photo.stem, []).append(photo)
+    for stem, same in by_stem.items():
+        if len(same) > 1:
+            names = ", ".join(p.name for p in same)
+            raise DatasetError(f"{same[0].parent}: photos {names} share the stem {stem!r} (one mask "
+                               "per stem); rename one")  # fmt: skip
+
+
 def import_dataset(
     images_dir: str | Path,
     out_dir: str | Path,
@@ -111,6 +125,7 @@ def import_dataset(
         photos = _photos_beside_their_masks(photos)
     if not photos:
         raise DatasetError(f"{images_dir}: no images found (empty folder)")
+    _refuse_shared_stems(photos)
     # match every photo first, so a missing annotation fails before anything is written
     pairs: list[tuple[Path, Path | None]] = []
     skipped: list[str] = []
