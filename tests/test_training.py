@@ -672,3 +672,30 @@ def test_dataset_import_refuses_two_photos_of_one_stem(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"photos g\.jpg, g\.png share the stem 'g'"):
         import_dataset(photos, tmp_path / "out", annotations)
     assert not (tmp_path / "out").exists()
+
+
+def test_dataset_import_failing_half_way_leaves_no_partial_dataset(tmp_path: Path) -> None:
+    # before: a mask of another size on the second photo left images/a.jpg and masks/a.png,
+    # a dataset `train` took with one of the two photos, and the corrected import was refused
+    # ("output folder is not empty")
+    from ulcerseg.annotations import AnnotationError
+    from ulcerseg.training.importer import import_dataset
+
+    photos, annotations = tmp_path / "photos", tmp_path / "annotations"
+    photos.mkdir()
+    annotations.mkdir()
+    for stem in ("a", "b"):
+        cv2.imwrite(str(photos / f"{stem}.jpg"), np.full((32, 48, 3), 150, np.uint8))
+        cv2.imwrite(str(annotations / f"{stem}.png"), np.zeros((32, 48), np.uint8))
+    cv2.imwrite(str(annotations / "b.png"), np.zeros((30, 30), np.uint8))
+    with pytest.raises(AnnotationError, match=r"b\.png: mask is 30x30 px but the photo is 48x32 px"):
+        import_dataset(photos, tmp_path / "out", annotations)
+    assert not (tmp_path / "out").exists()
+    existing = tmp_path / "existing"  # a folder the user made is kept, emptied of what was written
+    existing.mkdir()
+    with pytest.raises(AnnotationError):
+        import_dataset(photos, existing, annotations)
+    assert existing.is_dir() and not any(existing.iterdir())
+    cv2.imwrite(str(annotations / "b.png"), np.zeros((32, 48), np.uint8))
+    assert import_dataset(photos, tmp_path / "out", annotations).n_images == 2
+    assert len(load_dataset(tmp_path / "out")) == 2
