@@ -135,6 +135,22 @@ def export_checked(
     return worst
 
 
+@contextmanager
+def _working_directory_in_temporary_folder() -> Iterator[None]:
+    """Run the block in a new temporary working directory, removed afterwards with anything
+    written there (the CLI's export runs on one thread: the working directory is the process's)."""
+    import os
+    import tempfile
+
+    before = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="ulcerseg-quant-") as folder:
+        os.chdir(folder)
+        try:
+            yield
+        finally:
+            os.chdir(before)
+
+
 @dataclass(frozen=True)
 class QuantizeResult:
     """The int8 coarse network, its SHA-256 and how many calibration images set its ranges."""
@@ -210,10 +226,23 @@ def quantize_coarse(
     pre = model_dir / (COARSE_ONNX_FILE + ".pre.tmp")
     tmp = model_dir / (COARSE_ONNX_FILE + ".tmp")
     try:
-        quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
+        try:
+            # where it fails, ONNX Runtime's symbolic shape inference saves its partial graph
+            # (sym_shape_infer_temp.onnx + <uuid>.data) in the working directory: run it elsewhere
+            with _working_directory_in_temporary_folder():
+                quant_pre_process(str(source.resolve()), str(pre.resolve()), skip_symbolic_shape=False)
+        except Exception as err:  # it misses some graphs (timm encoders such as the tiny
+            # recipe's): ONNX's own shape inference then
+            log.info("symbolic shape inference failed (%s); quantising with ONNX shape inference",
+                     first_line(err))  # fmt: skip
+            quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
         tmp.replace(path)
+    except (ModelError, OSError):
+        raise
+    except Exception as err:  # onnxruntime raises bare Exceptions: one line, not a traceback
+        raise ModelError(f"{path}: int8 quantisation failed ({first_line(err)})") from None
     finally:
         pre.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
