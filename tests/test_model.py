@@ -263,3 +263,21 @@ def test_int8_coarse_network_of_the_tiny_recipe(tmp_path: Path, monkeypatch: pyt
     assert isinstance(backend, OnnxBackend) and backend.coarse_session is not None
     tiles = np.zeros((1, 64, 64, 3), np.uint8)
     assert backend.predict_coarse_proba(tiles).shape == (1, 64, 64)
+
+
+def test_int8_calibration_leaves_out_held_out_stems_of_a_renamed_dataset_folder(tmp_path: Path) -> None:
+    # before: held-out stems were looked up by dataset name only; a dataset without a name in
+    # dataset.yaml is named after its folder, so after moving it to another folder every
+    # validation image calibrated the int8 network (and trained the light coarse head)
+    from ulcerseg.training.dataset import load_dataset
+    from ulcerseg.training.export import quantize_coarse
+    from ulcerseg.training.provenance import dataset_sha256
+
+    folder = tmp_path / "m"
+    card = make_model(folder)
+    data = _tiny_dataset(tmp_path / "renamed", n=4, size=64)
+    record = {"name": "fuseg", "sha256": dataset_sha256(load_dataset(data)), "val_stems": ["00", "02"]}
+    save_card(card.replace(training={"data": [record]}), folder)
+    export_onnx(folder)
+    quantize_coarse(folder, [data], n_images=4)
+    assert sorted(load_card(folder).coarse_calibration["image_stems"]) == ["01", "03"]

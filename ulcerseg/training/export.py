@@ -23,6 +23,7 @@ from ulcerseg.segmentation.model import (
     save_card,
     wrap_probability,
 )
+from ulcerseg.training.provenance import HeldOut
 
 log = logging.getLogger(__name__)
 
@@ -161,18 +162,21 @@ class QuantizeResult:
 
 
 def calibration_images(
-    data_dirs: list[Path], held_out: dict[str, set[str]], n_images: int, seed: int = 0
+    data_dirs: list[Path], held_out: dict[str, set[str]] | HeldOut, n_images: int, seed: int = 0
 ) -> list[Path]:
     """Up to ``n_images`` image paths (seeded) from ``data_dirs``, never a held-out stem.
 
-    ``held_out`` maps a dataset name to the stems a model card keeps for validation.
+    ``held_out`` maps a dataset name to the stems a model card keeps for validation, or is a
+    card's :class:`~ulcerseg.training.provenance.HeldOut` (by name, else by content hash).
     """
     from ulcerseg.training.dataset import load_dataset
 
+    if not isinstance(held_out, HeldOut):
+        held_out = HeldOut(by_name=dict(held_out))
     paths: list[Path] = []
     for root in data_dirs:
         ds = load_dataset(root, check_masks=False)
-        skip = held_out.get(ds.name, set())
+        skip = held_out.stems(ds)
         paths += [s.image_path for s in ds.samples if s.stem not in skip]
     if not paths:
         raise ModelError("quantisation: no calibration images (every image is held out)")
@@ -206,8 +210,7 @@ def quantize_coarse(
     source = model_dir / ONNX_FILE
     if not source.is_file() or card.onnx_source_sha256 != file_sha256(model_dir / WEIGHTS_FILE):
         raise ModelError(f"{source}: missing or stale; export it first (ulcerseg export --onnx)")
-    held_out = {str(d.get("name")): set(d.get("val_stems") or []) for d in card.training.get("data", [])}
-    images = calibration_images(data_dirs, held_out, n_images, seed)
+    images = calibration_images(data_dirs, HeldOut.from_training(card.training), n_images, seed)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
