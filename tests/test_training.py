@@ -699,3 +699,14 @@ def test_dataset_import_failing_half_way_leaves_no_partial_dataset(tmp_path: Pat
     cv2.imwrite(str(annotations / "b.png"), np.zeros((32, 48), np.uint8))
     assert import_dataset(photos, tmp_path / "out", annotations).n_images == 2
     assert len(load_dataset(tmp_path / "out")) == 2
+
+
+def test_two_masks_of_one_image_are_an_error(tmp_path: Path) -> None:
+    # before: masks/00.png and masks/00.tif: the one listed last by the file system was taken
+    data = make_dataset(tmp_path / "d", n=2)
+    cv2.imwrite(str(data / "masks" / "00.tif"), np.zeros((64, 64), np.uint8))
+    with pytest.raises(DatasetError, match=r"00\.png: several masks 00\.png, 00\.tif in .*masks; keep one"):
+        load_dataset(data)
+    cv2.imwrite(str(data / "masks" / "stray.tif"), np.zeros((64, 64), np.uint8))
+    (data / "masks" / "00.tif").unlink()
+    assert len(load_dataset(data)) == 2  # a mask without an image is not in the way
