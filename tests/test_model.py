@@ -239,3 +239,45 @@ def test_changed_weights_are_neither_exported_nor_run(tiny_model_dir: Path, tmp_
         OnnxBackend(model)  # was: ran them
     with pytest.raises(ModelError, match="does not match weights_sha256"):
         TorchBackend(model)
+
+
+def test_int8_coarse_network_of_the_tiny_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # before: the tiny recipe's timm encoder (tu-resnet10t) ended `export --coarse-int8` in ONNX
+    # Runtime's traceback "Incomplete symbolic shape inference" (after saving its partial graph,
+    # 1.5 MB, in the working directory)
+    from ulcerseg.training.export import quantize_coarse
+
+    folder = tmp_path / "m"
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny", **{**TINY, "encoder": "tu-resnet10t"})
+    folder.mkdir()
+    torch.save(build_network(card).state_dict(), folder / "model.pt")
+    save_card(card.replace(weights_sha256=file_sha256(folder / "model.pt")), folder)
+    export_onnx(folder)
+    data = _tiny_dataset(tmp_path / "data", n=2, size=64)
+    monkeypatch.chdir(tmp_path / "data")
+    result = quantize_coarse(folder, [data], n_images=2)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["images", "masks"]  # no debris
+    assert load_card(folder).coarse_onnx_sha256 == file_sha256(result.path)
+    backend = open_backend(folder, "onnx", coarse_int8=True)
+    assert isinstance(backend, OnnxBackend) and backend.coarse_session is not None
+    tiles = np.zeros((1, 64, 64, 3), np.uint8)
+    assert backend.predict_coarse_proba(tiles).shape == (1, 64, 64)
+
+
+def test_int8_calibration_leaves_out_held_out_stems_of_a_renamed_dataset_folder(tmp_path: Path) -> None:
+    # before: held-out stems were looked up by dataset name only; a dataset without a name in
+    # dataset.yaml is named after its folder, so after moving it to another folder every
+    # validation image calibrated the int8 network (and trained the light coarse head)
+    from ulcerseg.training.dataset import load_dataset
+    from ulcerseg.training.export import quantize_coarse
+    from ulcerseg.training.provenance import dataset_sha256
+
+    folder = tmp_path / "m"
+    card = make_model(folder)
+    data = _tiny_dataset(tmp_path / "renamed", n=4, size=64)
+    record = {"name": "fuseg", "sha256": dataset_sha256(load_dataset(data)), "val_stems": ["00", "02"]}
+    save_card(card.replace(training={"data": [record]}), folder)
+    export_onnx(folder)
+    quantize_coarse(folder, [data], n_images=4)
+    assert sorted(load_card(folder).coarse_calibration["image_stems"]) == ["01", "03"]

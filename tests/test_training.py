@@ -621,3 +621,92 @@ def test_a_misspelt_dataset_key_is_an_error_other_tools_keys_are_kept(tmp_path: 
         load_dataset(data)
     (data / "dataset.yaml").write_text("name: d\npx_per_mm: 10\nauthor: another tool\n")
     assert load_dataset(data).px_per_mm == 10
+
+
+def test_resume_refuses_a_checkpoint_of_other_data_or_another_initial_model(
+    tmp_path: Path, trained: tuple[Path, Path]
+) -> None:
+    # before: the checkpoint was checked against the config only; resumed on another dataset
+    # (or without the --init it was fine-tuned from) the card recorded data and an origin
+    # that did not make the weights
+    import shutil
+
+    data, run = trained
+    cfg = write_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("last.pt", "model.pt", "model.json"):
+        shutil.copy(run / name, out / name)
+    other = tmp_path / "data"
+    shutil.copytree(data, other)
+    mask = cv2.imread(str(other / "masks" / "00.png"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(other / "masks" / "00.png"), 255 - mask)
+    with pytest.raises(ConfigError, match=r"last\.pt: the checkpoint was trained on dataset 'data', whose"):
+        train(cfg, [other], out, resume=True)
+    with pytest.raises(ConfigError, match=r"last\.pt: the checkpoint was trained from scratch"):
+        train(cfg, [data], out, resume=True, init=run)
+    ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    ck["init"] = "ab" * 32
+    torch.save(ck, out / "last.pt")
+    fine_tuned = r"fine-tuned from a model with weights abababababab… \(give its --init\)"
+    with pytest.raises(ConfigError, match=fine_tuned):
+        train(cfg, [data], out, resume=True)
+
+
+def test_dataset_import_refuses_two_photos_of_one_stem(tmp_path: Path) -> None:
+    # before: with annotations in their own folder, g.jpg and g.png took one annotation and one
+    # mask file; a rotated g.jpg (written as g.png) silently replaced the g.png photo, so the
+    # dataset held one image where the import reported two
+    from PIL import Image
+
+    from ulcerseg.training.importer import import_dataset
+
+    photos, annotations = tmp_path / "photos", tmp_path / "annotations"
+    photos.mkdir()
+    annotations.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: stored 48 x 32, upright 32 x 48
+    Image.fromarray(np.full((48, 32, 3), 50, np.uint8)).save(photos / "g.jpg", exif=exif)
+    Image.fromarray(np.full((32, 48, 3), 200, np.uint8)).save(photos / "g.png")
+    cv2.imwrite(str(annotations / "g.png"), np.zeros((32, 48), np.uint8))
+    with pytest.raises(DatasetError, match=r"photos g\.jpg, g\.png share the stem 'g'"):
+        import_dataset(photos, tmp_path / "out", annotations)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dataset_import_failing_half_way_leaves_no_partial_dataset(tmp_path: Path) -> None:
+    # before: a mask of another size on the second photo left images/a.jpg and masks/a.png,
+    # a dataset `train` took with one of the two photos, and the corrected import was refused
+    # ("output folder is not empty")
+    from ulcerseg.annotations import AnnotationError
+    from ulcerseg.training.importer import import_dataset
+
+    photos, annotations = tmp_path / "photos", tmp_path / "annotations"
+    photos.mkdir()
+    annotations.mkdir()
+    for stem in ("a", "b"):
+        cv2.imwrite(str(photos / f"{stem}.jpg"), np.full((32, 48, 3), 150, np.uint8))
+        cv2.imwrite(str(annotations / f"{stem}.png"), np.zeros((32, 48), np.uint8))
+    cv2.imwrite(str(annotations / "b.png"), np.zeros((30, 30), np.uint8))
+    with pytest.raises(AnnotationError, match=r"b\.png: mask is 30x30 px but the photo is 48x32 px"):
+        import_dataset(photos, tmp_path / "out", annotations)
+    assert not (tmp_path / "out").exists()
+    existing = tmp_path / "existing"  # a folder the user made is kept, emptied of what was written
+    existing.mkdir()
+    with pytest.raises(AnnotationError):
+        import_dataset(photos, existing, annotations)
+    assert existing.is_dir() and not any(existing.iterdir())
+    cv2.imwrite(str(annotations / "b.png"), np.zeros((32, 48), np.uint8))
+    assert import_dataset(photos, tmp_path / "out", annotations).n_images == 2
+    assert len(load_dataset(tmp_path / "out")) == 2
+
+
+def test_two_masks_of_one_image_are_an_error(tmp_path: Path) -> None:
+    # before: masks/00.png and masks/00.tif: the one listed last by the file system was taken
+    data = make_dataset(tmp_path / "d", n=2)
+    cv2.imwrite(str(data / "masks" / "00.tif"), np.zeros((64, 64), np.uint8))
+    with pytest.raises(DatasetError, match=r"00\.png: several masks 00\.png, 00\.tif in .*masks; keep one"):
+        load_dataset(data)
+    cv2.imwrite(str(data / "masks" / "stray.tif"), np.zeros((64, 64), np.uint8))
+    (data / "masks" / "00.tif").unlink()
+    assert len(load_dataset(data)) == 2  # a mask without an image is not in the way

@@ -192,16 +192,17 @@ def _tiles(model_dir: Path, card: ModelCard, data_dirs: list[Path], settings: Di
     coarse pass's scale, with the augmentation the model was trained with."""
     from ulcerseg.training.augment import AugmentConfig, TrainAugment
     from ulcerseg.training.dataset import load_dataset, read_image, read_mask
+    from ulcerseg.training.provenance import HeldOut
 
     aug = dict(card.training.get("config", {}).get("augment", {}))
     aug = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
     augment = TrainAugment(AugmentConfig(**aug), settings.tile_px)
-    held_out = {str(d.get("name")): set(d.get("val_stems") or []) for d in card.training.get("data", [])}
+    held_out = HeldOut.from_training(card.training)
     items: list[tuple[Any, float, bool]] = []
     for root in data_dirs:
         ds = load_dataset(root)
         base = card.px_per_mm / ds.px_per_mm if ds.px_per_mm else 1.0
-        skip = held_out.get(ds.name, set())
+        skip = held_out.stems(ds)
         items += [(s, base * settings.coarse_scale, ds.px_per_mm is not None) for s in ds.samples
                   if s.stem not in skip]  # fmt: skip
     if not items:

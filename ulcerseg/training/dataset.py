@@ -191,8 +191,9 @@ def _read_groups(root: Path, meta: DatasetMeta, spec: GroupsCsv | None, yaml_pat
 def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
     """Scan and validate a dataset folder.
 
-    Raises DatasetError (naming the file) for: missing folder, no images, a missing mask, an
-    image/mask size mismatch and (with ``check_masks``) a non-binary mask.
+    Raises DatasetError (naming the file) for: missing folder, no images, a missing mask, several
+    masks of one image (``a.png`` and ``a.tif``), an image/mask size mismatch and (with
+    ``check_masks``) a non-binary mask.
     """
     root = Path(root)
     if not root.is_dir():
@@ -205,7 +206,13 @@ def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not images:
         raise DatasetError(f"{img_dir}: no images found (empty dataset)")
-    masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in MASK_SUFFIXES}
+    masks: dict[str, Path] = {}
+    doubled: dict[str, list[Path]] = {}
+    for p in sorted(mask_dir.iterdir()):
+        if p.suffix.lower() in MASK_SUFFIXES:
+            if p.stem in masks:
+                doubled.setdefault(p.stem, [masks[p.stem]]).append(p)
+            masks[p.stem] = p
 
     meta, groups_spec = DatasetMeta(), None
     yaml_path = root / DATASET_FILE
@@ -222,6 +229,9 @@ def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
             raise DatasetError(f"{img}: duplicate image stem {img.stem!r}")
         seen.add(img.stem)
         mask = masks.get(img.stem)
+        if img.stem in doubled:  # which one was taken followed the folder's listing order
+            names = ", ".join(m.name for m in doubled[img.stem])
+            raise DatasetError(f"{img}: several masks {names} in {mask_dir}; keep one")
         if mask is None:
             raise DatasetError(f"{img}: missing mask {mask_dir / (img.stem + '.png')}")
         isize, msize = _image_size(img), _image_size(mask)

@@ -23,6 +23,7 @@ from ulcerseg.segmentation.model import (
     save_card,
     wrap_probability,
 )
+from ulcerseg.training.provenance import HeldOut
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,22 @@ def export_checked(
     return worst
 
 
+@contextmanager
+def _working_directory_in_temporary_folder() -> Iterator[None]:
+    """Run the block in a new temporary working directory, removed afterwards with anything
+    written there (the CLI's export runs on one thread: the working directory is the process's)."""
+    import os
+    import tempfile
+
+    before = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="ulcerseg-quant-") as folder:
+        os.chdir(folder)
+        try:
+            yield
+        finally:
+            os.chdir(before)
+
+
 @dataclass(frozen=True)
 class QuantizeResult:
     """The int8 coarse network, its SHA-256 and how many calibration images set its ranges."""
@@ -145,18 +162,21 @@ class QuantizeResult:
 
 
 def calibration_images(
-    data_dirs: list[Path], held_out: dict[str, set[str]], n_images: int, seed: int = 0
+    data_dirs: list[Path], held_out: dict[str, set[str]] | HeldOut, n_images: int, seed: int = 0
 ) -> list[Path]:
     """Up to ``n_images`` image paths (seeded) from ``data_dirs``, never a held-out stem.
 
-    ``held_out`` maps a dataset name to the stems a model card keeps for validation.
+    ``held_out`` maps a dataset name to the stems a model card keeps for validation, or is a
+    card's :class:`~ulcerseg.training.provenance.HeldOut` (by name, else by content hash).
     """
     from ulcerseg.training.dataset import load_dataset
 
+    if not isinstance(held_out, HeldOut):
+        held_out = HeldOut(by_name=dict(held_out))
     paths: list[Path] = []
     for root in data_dirs:
         ds = load_dataset(root, check_masks=False)
-        skip = held_out.get(ds.name, set())
+        skip = held_out.stems(ds)
         paths += [s.image_path for s in ds.samples if s.stem not in skip]
     if not paths:
         raise ModelError("quantisation: no calibration images (every image is held out)")
@@ -190,8 +210,7 @@ def quantize_coarse(
     source = model_dir / ONNX_FILE
     if not source.is_file() or card.onnx_source_sha256 != file_sha256(model_dir / WEIGHTS_FILE):
         raise ModelError(f"{source}: missing or stale; export it first (ulcerseg export --onnx)")
-    held_out = {str(d.get("name")): set(d.get("val_stems") or []) for d in card.training.get("data", [])}
-    images = calibration_images(data_dirs, held_out, n_images, seed)
+    images = calibration_images(data_dirs, HeldOut.from_training(card.training), n_images, seed)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -210,10 +229,23 @@ def quantize_coarse(
     pre = model_dir / (COARSE_ONNX_FILE + ".pre.tmp")
     tmp = model_dir / (COARSE_ONNX_FILE + ".tmp")
     try:
-        quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
+        try:
+            # where it fails, ONNX Runtime's symbolic shape inference saves its partial graph
+            # (sym_shape_infer_temp.onnx + <uuid>.data) in the working directory: run it elsewhere
+            with _working_directory_in_temporary_folder():
+                quant_pre_process(str(source.resolve()), str(pre.resolve()), skip_symbolic_shape=False)
+        except Exception as err:  # it misses some graphs (timm encoders such as the tiny
+            # recipe's): ONNX's own shape inference then
+            log.info("symbolic shape inference failed (%s); quantising with ONNX shape inference",
+                     first_line(err))  # fmt: skip
+            quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
         tmp.replace(path)
+    except (ModelError, OSError):
+        raise
+    except Exception as err:  # onnxruntime raises bare Exceptions: one line, not a traceback
+        raise ModelError(f"{path}: int8 quantisation failed ({first_line(err)})") from None
     finally:
         pre.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)

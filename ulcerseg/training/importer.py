@@ -69,6 +69,20 @@ def _photos_beside_their_masks(files: list[Path]) -> list[Path]:
     return sorted(photos)
 
 
+def _refuse_shared_stems(photos: list[Path]) -> None:
+    """Photos are stored and matched with their masks by stem: two photos of one stem
+    (``g.jpg`` and ``g.png``) would share one annotation and one mask file, and the second
+    written would silently replace the first (a rotated JPEG is written as ``g.png``)."""
+    by_stem: dict[str, list[Path]] = {}
+    for photo in photos:
+        by_stem.setdefault(photo.stem, []).append(photo)
+    for stem, same in by_stem.items():
+        if len(same) > 1:
+            names = ", ".join(p.name for p in same)
+            raise DatasetError(f"{same[0].parent}: photos {names} share the stem {stem!r} (one mask "
+                               "per stem); rename one")  # fmt: skip
+
+
 def import_dataset(
     images_dir: str | Path,
     out_dir: str | Path,
@@ -88,7 +102,8 @@ def import_dataset(
     Annotations are read in the photo frame (EXIF orientation applied) by
     :mod:`ulcerseg.annotations`. ``missing`` = ``error`` | ``skip`` | ``empty`` (empty mask:
     a photo with no ulcer). Photos whose EXIF orientation is not upright are written as PNG in
-    the photo frame; others are copied byte for byte.
+    the photo frame; others are copied byte for byte. A photo or annotation that fails half-way
+    removes what the call wrote (no partial dataset is left).
     """
     from ulcerseg.annotations import load_annotation
     from ulcerseg.imageio import decode_rgb, write_png
@@ -111,6 +126,7 @@ def import_dataset(
         photos = _photos_beside_their_masks(photos)
     if not photos:
         raise DatasetError(f"{images_dir}: no images found (empty folder)")
+    _refuse_shared_stems(photos)
     # match every photo first, so a missing annotation fails before anything is written
     pairs: list[tuple[Path, Path | None]] = []
     skipped: list[str] = []
@@ -135,25 +151,40 @@ def import_dataset(
                                f"(e.g. {lacking[0]!r})")  # fmt: skip
     if (out / "images").exists() and any((out / "images").iterdir()):
         raise DatasetError(f"{out / 'images'}: output folder is not empty")
+    made = [d for d in (out, out / "images", out / "masks") if not d.exists()]
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
 
     result = ImportResult(out, 0, skipped=skipped)
-    for photo, ann in pairs:
-        data = photo.read_bytes()
-        rgb = decode_rgb(photo, data)
-        shape = rgb.shape[:2]
-        mask = load_annotation(ann, shape) if ann is not None else np.zeros(shape, np.uint8)
-        kind = ann.suffix.lower().lstrip(".") if ann is not None else "empty"
-        result.kinds[kind] = result.kinds.get(kind, 0) + 1
-        if _upright(photo):
-            shutil.copyfile(photo, out / "images" / photo.name)
-        else:
-            write_png(out / "images" / f"{photo.stem}.png", rgb)
-        write_png(out / "masks" / f"{photo.stem}.png", ((mask > 0) * 255).astype(np.uint8))
-        result.n_images += 1
-        if progress:
-            progress(1)
+    written: list[Path] = []
+    try:
+        for photo, ann in pairs:
+            data = photo.read_bytes()
+            rgb = decode_rgb(photo, data)
+            shape = rgb.shape[:2]
+            mask = load_annotation(ann, shape) if ann is not None else np.zeros(shape, np.uint8)
+            kind = ann.suffix.lower().lstrip(".") if ann is not None else "empty"
+            result.kinds[kind] = result.kinds.get(kind, 0) + 1
+            if _upright(photo):
+                written.append(out / "images" / photo.name)
+                shutil.copyfile(photo, written[-1])
+            else:
+                written.append(out / "images" / f"{photo.stem}.png")
+                write_png(written[-1], rgb)
+            written.append(out / "masks" / f"{photo.stem}.png")
+            write_png(written[-1], ((mask > 0) * 255).astype(np.uint8))
+            result.n_images += 1
+            if progress:
+                progress(1)
+    except BaseException:
+        # a bad photo or annotation half-way leaves no partial dataset (which `train` would
+        # take without the photos after it, and which made a new import refuse the folder)
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder in reversed(made):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     meta: dict[str, object] = {"name": name or out.resolve().name, "source": str(images_dir)}
     if px_per_mm is not None:
         meta["px_per_mm"] = float(px_per_mm)

@@ -445,6 +445,7 @@ def _restore(run: _Run) -> _Progress:
                          "start the run afresh without --resume") from None  # fmt: skip
     if _resume_key(config) != _resume_key(run.cfg.to_dict()):
         raise ConfigError(f"{ckpt_path}: config differs from the checkpoint's; cannot resume")
+    _check_resumed_inputs(ck, run)
     try:
         run.net.load_state_dict(ck["model"])
         run.opt.load_state_dict(ck["optimizer"])
@@ -466,6 +467,43 @@ def _restore(run: _Run) -> _Progress:
                          "start the run afresh without --resume") from None  # fmt: skip
     log.info("resuming %s at epoch %d (%.1f min done)", run.out, state.start_epoch, state.elapsed_before / 60)
     return state
+
+
+def _data_identity(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a checkpoint must share with a resumed run's data: each dataset's name, content
+    hash and split (the split also follows a groups CSV, which the content hash leaves out)."""
+    keys = ("name", "sha256", "px_per_mm", "split", "val_stems")
+    return [{k: r.get(k) for k in keys} for r in records]
+
+
+def _init_identity(init_card: ModelCard | None) -> str | None:
+    """The initial model of a fine-tuning run by its weights' SHA-256 (None: from scratch)."""
+    return init_card.weights_sha256 if init_card is not None else None
+
+
+def _check_resumed_inputs(ck: dict[str, Any], run: _Run) -> None:
+    """A checkpoint continues only on the data and from the initial model it was made with:
+    other data would mix two datasets (and splits) in one model under one card, and another
+    (or no) ``--init`` would record a wrong origin in the card."""
+    ckpt_path = run.ckpt_path
+    if "data" not in ck or "init" not in ck:  # checkpoints of 0.2.0 and earlier
+        log.warning("%s: the checkpoint records no data or initial model; they cannot be checked", ckpt_path)
+        return
+    have, want = ck["data"], _data_identity(run.data_records)
+    if have != want:
+        names = [r.get("name") for r in have]
+        if names != [r["name"] for r in want]:
+            what = f"datasets {', '.join(map(repr, names))}"
+        else:
+            name = next(w["name"] for h, w in zip(have, want, strict=True) if h != w)
+            what = f"dataset {name!r}, whose content or split has changed since"
+        raise ConfigError(f"{ckpt_path}: the checkpoint was trained on {what}; cannot resume "
+                          "on other data (give the same --data)")  # fmt: skip
+    init_sha = _init_identity(run.init_card)
+    if ck["init"] != init_sha:
+        origin = (f"fine-tuned from a model with weights {ck['init'][:12]}… (give its --init)"
+                  if ck["init"] is not None else "trained from scratch (resume without --init)")  # fmt: skip
+        raise ConfigError(f"{ckpt_path}: the checkpoint was {origin}; cannot resume")
 
 
 def _prepare_loader(run: _Run) -> None:
@@ -633,6 +671,8 @@ def _save_checkpoint(run: _Run, state: _Progress, epoch: int, elapsed: float) ->
             "best_epoch": state.best_epoch,
             "since_best": state.since_best,
             "config": run.cfg.to_dict(),
+            "data": _data_identity(run.data_records),
+            "init": _init_identity(run.init_card),
         },
         tmp,
     )

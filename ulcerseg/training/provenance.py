@@ -6,12 +6,15 @@ No machine paths: a card must describe the same data wherever the dataset folder
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ulcerseg.segmentation.model import file_sha256
 from ulcerseg.training.dataset import DATASET_FILE, SegDataset
 
-__all__ = ["dataset_sha256"]
+__all__ = ["HeldOut", "dataset_sha256"]
 
 
 def dataset_sha256(ds: SegDataset) -> str:
@@ -27,3 +30,29 @@ def dataset_sha256(ds: SegDataset) -> str:
         files.append(root / DATASET_FILE)
     lines = sorted(f"{Path(p).relative_to(root).as_posix()}\t{file_sha256(p)}\n" for p in files)
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The validation stems a model card keeps out, per dataset name and per content hash."""
+
+    by_name: dict[str, set[str]] = field(default_factory=dict)
+    by_sha256: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_training(cls, training: Mapping[str, Any]) -> HeldOut:
+        """From a card's ``training`` record (its ``data`` list)."""
+        records = [r for r in training.get("data", []) or [] if isinstance(r, Mapping)]
+        return cls(
+            {str(r.get("name")): set(r.get("val_stems") or []) for r in records},
+            {str(r["sha256"]): set(r.get("val_stems") or []) for r in records if r.get("sha256")},
+        )
+
+    def stems(self, ds: SegDataset) -> set[str]:
+        """Held-out stems of ``ds``: by its name, else by its content (a dataset named after
+        its folder, whose folder was renamed, is the same data under another name)."""
+        if ds.name in self.by_name:
+            return self.by_name[ds.name]
+        if self.by_sha256:
+            return self.by_sha256.get(dataset_sha256(ds), set())
+        return set()
