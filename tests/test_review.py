@@ -30,6 +30,7 @@ from ulcerseg.healing import HealingConfig, ReviewSettings, compute_healing, hea
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
 from ulcerseg.review.decisions import disagreements, list_decisions
 from ulcerseg.review.export import export_blinded, export_final, export_training, write_report
+from ulcerseg.review.items import ReviewItem
 from ulcerseg.review.server import ReviewApp, make_server
 from ulcerseg.store import Study
 from ulcerseg.visits import visit_to_day
@@ -616,6 +617,17 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     assert m.sum() / PPM**2 == pytest.approx(body["area_after_mm2"])
 
 
+def _accept_one_and_correct_another(server) -> tuple[ReviewItem, ReviewItem]:
+    """Reader "Dr A" accepts the first item and corrects the second with a 20 x 10 px box."""
+    client, app, _ = server
+    s = _session(client, "Dr A")
+    acc, cor = app.items[0], app.items[1]
+    s.json("/api/decision", {"key": acc.key, "action": "accept"})
+    poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
+    s.json("/api/decision", {"key": cor.key, "action": "correct", "confirm": True, "polygon": poly})
+    return acc, cor
+
+
 def test_a_corrected_mask_file_changed_after_its_decision_is_caught(server, study, tmp_path: Path):
     """The hash chain covered a correction's mask path and area, not the file: a mask replaced
     afterwards passed `review verify` and went into the training export."""
@@ -623,12 +635,7 @@ def test_a_corrected_mask_file_changed_after_its_decision_is_caught(server, stud
 
     from ulcerseg.cli import main
 
-    client, app, _ = server
-    s = _session(client, "Dr A")
-    acc, cor = app.items[0], app.items[1]
-    s.json("/api/decision", {"key": acc.key, "action": "accept"})
-    poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
-    s.json("/api/decision", {"key": cor.key, "action": "correct", "confirm": True, "polygon": poly})
+    _accept_one_and_correct_another(server)
     out = str(study["out"])
     with sqlite3.connect(study["out"] / "study.sqlite") as conn:
         conn.row_factory = sqlite3.Row
@@ -653,12 +660,7 @@ def test_a_correction_drawn_on_another_rectified_frame_is_not_exported(server, s
     """A photo measured again after its review (another model or config: another crop of the
     marker plane) kept the old corrected mask, and export-training paired it with the new
     rectified image, on which its pixels lie elsewhere."""
-    client, app, _ = server
-    s = _session(client, "Dr A")
-    acc, cor = app.items[0], app.items[1]
-    s.json("/api/decision", {"key": acc.key, "action": "accept"})
-    poly = [[10, 10], [30, 10], [30, 20], [10, 20]]
-    s.json("/api/decision", {"key": cor.key, "action": "correct", "confirm": True, "polygon": poly})
+    _, cor = _accept_one_and_correct_another(server)
     meta = yaml.safe_load((export_training(study["out"], tmp_path / "a") / "dataset.yaml").read_text())
     assert sorted(e["source"] for e in meta["images"]) == ["accept", "correct"]
     with sqlite3.connect(study["out"] / "study.sqlite") as conn:  # as a new measurement would place it
