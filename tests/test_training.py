@@ -177,6 +177,10 @@ def test_evaluate_scores_perfect_model() -> None:
         result = evaluate(Oracle(), [data])
     assert result.summary["dataset_dice"] == pytest.approx(1.0)
     assert all(r["area_error_px"] == 0 for r in result.rows)
+    with tempfile.TemporaryDirectory() as tmp:  # one dataset twice: its images counted twice
+        data = make_dataset(Path(tmp) / "d", n=2)
+        with pytest.raises(DatasetError, match="given twice"):
+            evaluate(Oracle(), [data, data])
 
 
 def test_train_and_export_cli(tmp_path: Path) -> None:

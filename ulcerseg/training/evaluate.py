@@ -163,8 +163,12 @@ def evaluate(
     card = be.card
     split_card = load_card(split_from) if split_from is not None else None
     samples: list[tuple[str, Sample, float]] = []
+    names: set[str] = set()
     for d in data_dirs:
         ds = load_dataset(d)
+        if ds.name in names:  # its images would be counted twice in the pooled figures
+            raise DatasetError(f"{d}: dataset name {ds.name!r} given twice (set name in dataset.yaml)")
+        names.add(ds.name)
         chosen = list(ds.samples)
         if split_card is not None:
             stems = split_stems(split_card, ds.name)
