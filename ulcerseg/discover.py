@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import stat
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import NamedTuple
 
 from ulcerseg.config import DiscoveryConfig
 from ulcerseg.errors import ConfigError, InputError, NoPhotosError
+from ulcerseg.ids import invisible_character, nfc
 from ulcerseg.imageio import read_bytes, sha256_bytes
 from ulcerseg.records import FAILING_SKIP_REASONS, PhotoRecord, SkipReason
 from ulcerseg.visits import canonical_visit, is_visit_label, visit_to_day
@@ -95,11 +95,6 @@ class Discovery:
         return dict(sorted(out.items()))
 
 
-def nfc(text: str) -> str:
-    """Unicode NFC form of an ID (composed accents), stripped."""
-    return unicodedata.normalize("NFC", text).strip()
-
-
 def _hash_file(path: Path) -> str:
     try:
         return sha256_bytes(read_bytes(path))
@@ -164,18 +159,6 @@ def _is_utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _invisible_character(text: str) -> str | None:
-    """The first control or invisible format character of ``text`` (``'U+200B'``), else None.
-
-    A subject ID ``S0\u200b01`` looks exactly like ``S001`` on every screen and table but is
-    another subject; a newline or tab splits the lines that list the photo.
-    """
-    for char in text:
-        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
-            return f"U+{ord(char):04X}"
-    return None
 
 
 def _special_file(path: Path) -> bool:
@@ -271,7 +254,7 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             detail = "name is not valid UTF-8 (another system's encoding?); rename it"
             found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
             continue
-        invisible = _invisible_character("/".join(parts))
+        invisible = invisible_character("/".join(parts))
         if invisible is not None:  # IDs taken from it would look like others they are not
             detail = f"name holds an invisible or control character ({invisible}); rename it"
             found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
@@ -407,7 +390,7 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
         if not subject or not ulcer:
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: empty subject or ulcer"))
             continue
-        invisible = _invisible_character(subject + ulcer)
+        invisible = invisible_character(subject + ulcer)
         if invisible is not None:  # "S0\u200b01" would be another subject that looks like S001
             detail = f"{where}: subject or ulcer holds an invisible or control character ({invisible})"
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, detail))

@@ -67,7 +67,7 @@ from ulcerseg.store import RunInfo, Study
 from ulcerseg.store.db import DB_NAME
 from ulcerseg.store.lock import output_lock
 from ulcerseg.store.study import Reconciled
-from ulcerseg.tables import write_json
+from ulcerseg.tables import temporary_pid, write_json
 
 log = logging.getLogger(__name__)
 
@@ -505,12 +505,12 @@ def _clean_stale_temporaries(out_dir: Path) -> None:
 
 
 def _written_by_a_live_process(tmp: Path) -> bool:
-    """True if ``tmp`` names the PID of a process running on this host (``atomic_path``'s name)."""
-    parts = tmp.name.split(".")
-    if len(parts) < 5 or not parts[-3].isdigit():
+    """True if ``tmp`` is a temporary of ``tables.atomic_path`` whose process runs on this host."""
+    pid = temporary_pid(tmp)
+    if pid is None:
         return False
     try:
-        os.kill(int(parts[-3]), 0)
+        os.kill(pid, 0)
     except PermissionError:
         return True  # another user's process
     except (OSError, OverflowError, ValueError):

@@ -68,7 +68,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     # not tempfile.mkstemp: its 0600 mode would make every table unreadable to the study's
     # other users (a statistician on the shared drive); this one follows the umask as a plain
     # open() does
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"  # see temporary_pid
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
@@ -80,6 +80,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if isinstance(err, OSError) and err.errno is not None and err.filename in (None, str(tmp), tmp):
             raise OSError(err.errno, err.strerror or str(err), str(path)) from err
         raise
+
+
+def temporary_pid(path: Path) -> int | None:
+    """The PID of the process writing the temporary file ``path`` of :func:`atomic_path`
+    (``.NAME.PID.TOKEN.tmp``), None for any other name."""
+    parts = path.name.split(".")
+    if len(parts) < 5 or parts[-1] != "tmp" or not parts[-3].isdigit():
+        return None
+    return int(parts[-3])
 
 
 @contextmanager

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import math
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from ulcerseg.config import build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, InputError
+from ulcerseg.ids import nfc
 from ulcerseg.records import Flag
 from ulcerseg.resources import config_path, find_config
 from ulcerseg.visits import canonical_visit, visit_to_day
@@ -138,18 +138,13 @@ def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> 
     )
 
 
-def _nfc(text: str) -> str:
-    """An ID as discovery reports it: Unicode NFC (composed accents), stripped."""
-    return unicodedata.normalize("NFC", text).strip()
-
-
 def _nfc_ids(cardinal: Mapping[str, str], source: str) -> dict[str, str]:
     """``cardinal_ulcers`` with subject and ulcer IDs in discovery's form (NFC, stripped): a
     subject typed decomposed (``Se`` + U+0301) never matched the study's ``Sé01``, and its
     largest ulcer silently became the cardinal one."""
     out: dict[str, str] = {}
     for subject, ulcer in cardinal.items():
-        key, value = _nfc(subject), _nfc(ulcer)
+        key, value = nfc(subject), nfc(ulcer)
         if out.setdefault(key, value) != value:
             raise ConfigError(
                 f"{source}: key 'cardinal_ulcers': subject {key!r} is given twice (Unicode forms "

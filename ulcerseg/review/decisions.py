@@ -22,12 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import sha256_bytes, write_png
-from ulcerseg.review.items import KEY_RE, ManualItem, ReviewItem, build_items, inside_out_dir, row_origin_mm
+from ulcerseg.review.items import (
+    KEY_RE,
+    ManualItem,
+    ReviewItem,
+    build_items,
+    frame_record,
+    inside_out_dir,
+    row_origin_mm,
+)
 from ulcerseg.review.masks import mask_from_png, mask_from_polygon, remeasure_mask
 from ulcerseg.review.rules import (
     ADJUDICATOR,
@@ -225,11 +232,7 @@ def corrected_mask_problem(out_dir: str | Path, decision: Mapping[str, Any]) -> 
     path = inside_out_dir(Path(out_dir), rel)
     if path is None:
         return f"{where} is missing"
-    try:
-        details = json.loads(decision.get("details") or "{}")
-    except ValueError:
-        details = {}
-    recorded = details.get(MASK_SHA256_KEY) if isinstance(details, dict) else None
+    recorded = decision_details(decision).get(MASK_SHA256_KEY)
     if recorded is None:
         return None
     try:
@@ -249,26 +252,10 @@ def frame_problem(decision: Mapping[str, Any], row: Mapping[str, Any], rectified
     """Why a correction's mask does not fit the photo's current rectified image, else None: the
     photo was measured again since (another model or config: another crop of the marker plane),
     so the mask's pixels lie elsewhere. Decisions before 0.2.1 recorded no frame: not checked."""
-    try:
-        details = json.loads(decision.get("details") or "{}")
-    except ValueError:
-        details = {}
-    recorded = details.get(FRAME_KEY) if isinstance(details, dict) else None
+    recorded = decision_details(decision).get(FRAME_KEY)
     if not isinstance(recorded, dict):
         return None
-    origin = row_origin_mm(row)
-    with Image.open(rectified) as im:
-        size = [int(im.size[0]), int(im.size[1])]
-    now = {"origin_mm": None if origin is None else list(origin),
-           "px_per_mm": float(row.get("rectified_px_per_mm") or 0.0), "size_px": size}  # fmt: skip
-    same = (
-        recorded.get("size_px") == now["size_px"]
-        and math.isclose(float(recorded.get("px_per_mm") or 0.0), now["px_per_mm"], rel_tol=1e-9)
-        and (recorded.get("origin_mm") is None) == (now["origin_mm"] is None)
-        and all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(recorded.get("origin_mm") or [],
-                                                                  now["origin_mm"] or [], strict=False))
-    )  # fmt: skip
-    if same:
+    if recorded == frame_record(row_origin_mm(row), float(row.get("rectified_px_per_mm") or 0.0), rectified):
         return None
     return (f"decision {decision.get('decision_id')}: its corrected outline was drawn on another "
             "rectified frame (the photo was measured again since)")  # fmt: skip

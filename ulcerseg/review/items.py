@@ -62,11 +62,8 @@ class ReviewItem(ItemIdentity):
     origin_mm: tuple[float, float] | None = None
 
     def frame(self) -> dict[str, Any]:
-        """The rectified frame a reader's outline is drawn in (origin mm, px per mm, size px):
-        recorded with a correction, whose mask means nothing in another frame."""
-        w, h = self.frame_size()
-        origin = None if self.origin_mm is None else list(self.origin_mm)
-        return {"origin_mm": origin, "px_per_mm": self.px_per_mm, "size_px": [w, h]}
+        """The rectified frame a reader's outline is drawn in (:func:`frame_record`)."""
+        return frame_record(self.origin_mm, self.px_per_mm, self.rectified_path)
 
     def proposed_mask(self) -> np.ndarray | None:
         """The automated mask (bool, rectified frame), None when the photo has none."""
@@ -116,6 +113,16 @@ def row_origin_mm(row: Mapping[str, Any]) -> tuple[float, float] | None:
     if x in (None, "") or y in (None, ""):
         return None
     return float(x), float(y)
+
+
+def frame_record(origin_mm: tuple[float, float] | None, px_per_mm: float, rectified: Path) -> dict[str, Any]:
+    """A rectified frame as a correction records it (origin mm, px per mm, size px of the
+    rectified PNG, from its header): a corrected mask means nothing in another frame. JSON
+    round-trips it exactly, so frames compare with ``==``."""
+    with Image.open(rectified) as im:
+        size = [int(im.size[0]), int(im.size[1])]
+    origin = None if origin_mm is None else [float(origin_mm[0]), float(origin_mm[1])]
+    return {"origin_mm": origin, "px_per_mm": float(px_per_mm), "size_px": size}
 
 
 def build_items(

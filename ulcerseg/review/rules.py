@@ -12,7 +12,6 @@ all compute healing from these rows.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.healing.rules import within_healed_limit
 from ulcerseg.records import Flag
+from ulcerseg.store.review import decision_details
 
 __all__ = [
     "ADJUDICATOR",
@@ -68,18 +68,6 @@ DUPLICATE_PHOTO = "duplicate_photo"
 """``final_source`` of bytes present at several paths of the study (no final value, whatever
 was decided): one decision cannot say which visit or ulcer the photo belongs to; removing the
 wrong copy and measuring again settles it."""
-
-
-def decision_details(decision: Mapping[str, Any]) -> dict[str, Any]:
-    """The decision's ``details`` JSON as a dict ({} when absent or unreadable)."""
-    raw = decision.get("details")
-    if not raw:
-        return {}
-    try:
-        details = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except (ValueError, TypeError):
-        return {}
-    return details if isinstance(details, dict) else {}
 
 
 def decision_role(decision: Mapping[str, Any]) -> str:

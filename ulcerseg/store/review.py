@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from ulcerseg.errors import DecisionError
+from ulcerseg.ids import invisible_character
 from ulcerseg.store.chain import GENESIS, first_broken, row_hash
 from ulcerseg.store.schema import CHAIN_COLUMNS
 
@@ -31,6 +32,7 @@ __all__ = [
     "add_reader",
     "add_session",
     "decided_photos",
+    "decision_details",
     "get_or_create_salt",
     "insert_decision",
     "list_readers",
@@ -76,6 +78,18 @@ class DecisionRecord(TypedDict):
     row_hash: str | None  # SHA-256 chained to the previous row (ulcerseg.store.chain)
 
 
+def decision_details(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The decision's ``details`` JSON as a dict ({} when absent or unreadable)."""
+    raw = decision.get("details")
+    if not raw:
+        return {}
+    try:
+        details = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (ValueError, TypeError):
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
 def _check_assessor(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
     """Refuse a decision whose assessor is not an active reader registered in its role."""
     name = str(row.get("assessor") or "")
@@ -85,11 +99,7 @@ def _check_assessor(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
             f"assessor {name!r} is not an active registered reader of this study "
             "(`ulcerseg review readers add`)"
         )
-    try:
-        details = json.loads(row.get("details") or "{}")
-    except ValueError:
-        details = {}
-    role = details.get("role", "reader") if isinstance(details, dict) else "reader"
+    role = decision_details(row).get("role", "reader")
     if found[0] != role:
         raise DecisionError(f"assessor {name!r} is registered as {found[0]}, not {role}")
 
@@ -221,7 +231,7 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
     trail names readers).
     """
     name = name.strip()
-    if not name or len(name) > 80 or any(_invisible(ch) for ch in name):
+    if not name or len(name) > 80 or invisible_character(name) is not None:
         raise DecisionError("a reader name is 1-80 printable characters")
     if role not in ("reader", "adjudicator"):
         raise DecisionError(f"unknown role {role!r} (known: reader, adjudicator)")
@@ -241,12 +251,6 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
     except sqlite3.IntegrityError:
         raise DecisionError(f"reader {name!r} exists already") from None
     return token
-
-
-def _invisible(char: str) -> bool:
-    """A control, format (zero-width space, soft hyphen), line or paragraph separator character:
-    "Dr A\u200b" reads as "Dr A" on every screen and table, yet would be another reader."""
-    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
 def _name_key(name: str) -> str:
