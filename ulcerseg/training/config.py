@@ -57,6 +57,7 @@ class TrainSection:
     num_threads: Annotated[int, Check(ge=0)] = 0  # torch intra-op threads on CPU, 0 = torch default
     bce_weight: NonNegative = 1.0
     dice_weight: NonNegative = 1.0
+    area_weight: NonNegative = 0.0  # per-tile relative area error (losses.tile_area_loss); 0 = off
     val_max_side: Annotated[int, Check(ge=32)] = 1024  # validation images larger than this are tiled
     # auto: bf16 autocast where the device computes bf16 natively (CUDA, or a CPU with
     # AVX512-BF16/AMX through oneDNN, where it is about 2x faster), else fp32

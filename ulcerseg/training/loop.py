@@ -544,7 +544,7 @@ def _prepare_loader(run: _Run) -> None:
     )
     from ulcerseg.training.losses import DiceBCELoss
 
-    run.loss_fn = DiceBCELoss(t.bce_weight, t.dice_weight)
+    run.loss_fn = DiceBCELoss(t.bce_weight, t.dice_weight, t.area_weight)
     run.total_steps = t.epochs * max(len(run.loader), 1)
     run.bf16 = use_bf16(t.precision, run.device)
     log.info(
