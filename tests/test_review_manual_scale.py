@@ -176,3 +176,37 @@ def test_markerless_bytes_at_two_paths_or_no_longer_there_are_not_served_twice(t
         conn.execute("UPDATE photos SET missing_since = '2026-01-01' WHERE photo_sha256 = ?", (sha,))
     conn.close()
     assert ReviewApp.load(out, cfg()).manual_items == []
+
+
+def test_a_photo_whose_outputs_failed_is_measured_again_not_offered_for_manual_scale(tmp_path: Path):
+    # before: a write_error row (marker found, outputs not written: disk full) has no rectified
+    # file, so it became a manual-scale item, and a hand-set scale could replace a measurement
+    # that the next `measure` makes
+    from ulcerseg.records import Flag
+
+    study = make_study(tmp_path)
+    out = study["out"]
+    img = np.full((480, 640, 3), (205, 160, 140), np.uint8)
+    path = tmp_path / "in" / "SUBJ-1004" / "D0" / "p.png"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(img).save(path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    record = PhotoRecord(
+        path=path, subject_id="SUBJ-1004", ulcer_id="U1", visit="D0", study_day=0, sha256=sha
+    )
+    with Study.open(out) as s:
+        run = s.start_run("0.1.0", "m" * 64, "c" * 64, {}, tmp_path / "in")
+        result = PhotoResult(photo=record, status="failed", image_size=(640, 480), flags=[Flag.WRITE_ERROR])
+        result.retryable = True
+        s.add_result(run, result, "SUBJ-1004/D0/p.png")
+    app = ReviewApp.load(out, cfg())
+    assert sha not in {it.photo_sha256 for it in app.manual_items}
+    # the same photo failed on its marker is a manual-scale item
+    with Study.open(out) as s:
+        run = s.start_run("0.1.0", "m" * 64, "c" * 64, {}, tmp_path / "in")
+        s.add_result(
+            run,
+            PhotoResult(photo=record, status="failed", image_size=(640, 480), flags=[Flag.NO_MARKER]),
+            "SUBJ-1004/D0/p.png",
+        )
+    assert sha in {it.photo_sha256 for it in ReviewApp.load(out, cfg()).manual_items}

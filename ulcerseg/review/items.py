@@ -15,6 +15,7 @@ from PIL import Image
 
 from ulcerseg.healing.config import ReviewSettings
 from ulcerseg.imageio import read_mask
+from ulcerseg.records import Flag
 from ulcerseg.review.blinding import subject_pseudonym, ulcer_pseudonym
 
 __all__ = [
@@ -214,7 +215,8 @@ def build_manual_items(
     rows: Sequence[Mapping[str, Any]], input_roots: Mapping[str, str], salt: str
 ) -> list[ManualItem]:
     """Manual-scale items: flagged photos without a rectified image (no usable marker) whose
-    source photo is still at ``<run input_root>/<file>`` and whose size is known.
+    source photo is still at ``<run input_root>/<file>`` and whose size is known; not the
+    photos whose outputs could not be written (``write_error``: the next run measures them).
 
     As in :func:`build_items`: one item per photo bytes (copies at several paths share one key
     and its decisions), and none for a photo no longer at its path (no decision on it counts).
@@ -226,6 +228,11 @@ def build_manual_items(
         if len(sha) < 16 or not int(row.get("needs_review") or 0) or row.get("rectified_file"):
             continue
         if row.get("status") == "missing" or sha in seen:
+            continue
+        if Flag.WRITE_ERROR in str(row.get("flags") or "").split(";"):
+            # its marker may be fine: only its output files failed, and the next `measure`
+            # retries it; a hand-set scale would replace a measurement the pipeline can make
+            log.info("photo %s: outputs not written (write_error): measure again, no manual scale", sha[:16])
             continue
         root = input_roots.get(str(row.get("run_id")))
         w, h = row.get("image_width_px"), row.get("image_height_px")
