@@ -311,6 +311,38 @@ def edge_shift(df: pd.DataFrame) -> EdgeShift:
     )
 
 
+@dataclass(frozen=True)
+class PerWound:
+    """The found photos' errors split by wound: each held-out wound is rendered once per seed
+    (scale, camera, light, background), so what stays the same across its renders is the
+    model's disagreement with the tracing, and what varies is the photo and the pipeline."""
+
+    n_wounds: int  # wounds with at least two found renders
+    wound_share: float  # share of the variance of ln(measured / true) between wounds
+    median_abs_wound_mean_pct: float  # median |error| of each wound's geometric mean over renders
+
+
+def per_wound(df: pd.DataFrame) -> PerWound | None:
+    """:class:`PerWound` of the found photos of ``df`` grouped by ``stem``; None when no wound
+    has two found renders (a single seed)."""
+    found = df[df["found"] & (df["area_mm2"] > 0)]
+    log_ratio = np.log(found["area_mm2"] / found["true_area_mm2"])
+    counts = found.groupby("stem")["stem"].transform("size")
+    log_ratio = log_ratio[counts >= 2]
+    if log_ratio.empty:
+        return None
+    stems = found.loc[log_ratio.index, "stem"]
+    wound_mean = log_ratio.groupby(stems).transform("mean")
+    total = float(((log_ratio - log_ratio.mean()) ** 2).sum())
+    within = float(((log_ratio - wound_mean) ** 2).sum())
+    means = log_ratio.groupby(stems).mean()
+    return PerWound(
+        n_wounds=len(means),
+        wound_share=1.0 - within / total if total > 0 else float("nan"),
+        median_abs_wound_mean_pct=float((np.exp(means) - 1).abs().median() * 100),
+    )
+
+
 def scale_error_pct(df: pd.DataFrame) -> tuple[float, float, float]:
     """The marker calibration against the camera's truth: median, 10th and 90th percentile of
     measured / true mm per px - 1 (%) at the marker, photos whose marker was measured."""
@@ -435,6 +467,13 @@ def report(name: str, df: pd.DataFrame) -> Summary:
             f"as a uniform shift of the outline: median |shift| {e.median_abs_mm:.2f} mm = "
             f"{e.median_abs_src_px:.1f} px of the source annotation, one of which moves the area by "
             f"{e.median_pct_per_src_px:.1f}% (median)"
+        )
+    w = per_wound(df) if {"stem", "area_mm2"} <= set(df) else None
+    if w is not None:
+        print(
+            f"the same wound in several renders ({w.n_wounds} wounds): {w.wound_share:.0%} of the variance "
+            f"of ln(measured/true) is per wound; median |error| of a wound's mean over its renders "
+            f"{w.median_abs_wound_mean_pct:.1f}%"
         )
     return s
 

@@ -195,6 +195,26 @@ def test_edge_shift_reads_area_errors_as_a_shift_of_the_outline() -> None:
     assert e.median_pct_per_src_px == pytest.approx(100 * 2 * 4.1 * 0.1 / 4.0**2, rel=1e-9)
 
 
+def test_per_wound_share_separates_the_wound_from_its_renders() -> None:
+    b = _bench()
+    # wound A is always measured 20% large, wound B 20% small; the renders add +-5%
+    rows = []
+    for stem, bias in (("A", 1.2), ("B", 0.8)):
+        for noise in (0.95, 1.05):
+            rows.append({"stem": stem, "found": True, "true_area_mm2": 10.0, "area_mm2": 10.0 * bias * noise})
+    rows.append({"stem": "C", "found": False, "true_area_mm2": 10.0, "area_mm2": 0.0})
+    w = b.per_wound(pd.DataFrame(rows))
+    assert w is not None and w.n_wounds == 2
+    assert 0.9 < w.wound_share < 1.0
+    assert w.median_abs_wound_mean_pct == pytest.approx(20.0, abs=0.5)
+    # the same errors, but each render's sign swapped: the renders, not the wound, are wrong
+    swapped = pd.DataFrame(rows)
+    swapped.loc[[1, 3], "area_mm2"] = [10.0 / 1.2, 10.0 / 0.8]
+    assert b.per_wound(swapped).wound_share < 0.1
+    # one render per wound: nothing to split
+    assert b.per_wound(pd.DataFrame(rows[::2])) is None
+
+
 def test_split_is_deterministic_and_balanced() -> None:
     bench = _bench()
     stems = [f"{i:04d}" for i in range(400)]
