@@ -64,3 +64,27 @@ def test_search_grid_is_clipped_to_the_photo() -> None:
     # the photo spans 640/12 x 480/12 mm
     assert grid.width / 5 == pytest.approx(640 / 12, abs=1)
     assert grid.height / 5 == pytest.approx(480 / 12, abs=1)
+
+
+def test_search_region_of_a_photo_that_shows_the_planes_horizon() -> None:
+    # at 70° the far side of the photo looks above the marker plane's horizon: those px see no
+    # plane point in front of the camera (the homography maps them to mirrored points), which
+    # once shrank the search grid to a sliver 48 mm from the marker (a 14 mm² ulcer measured 0)
+    from conftest import camera_homography
+
+    from ulcerseg.calibration.rectify import valid_region
+
+    h_mm_to_px = camera_homography(70, 20, (1280, 960))
+    h = np.linalg.inv(h_mm_to_px)
+    grid = search_grid(h, (1280, 960), (5, 5), radius_mm=45, px_per_mm=5)
+    assert grid.origin_mm[0] == pytest.approx(-40) and grid.width >= 440  # to x = 48.6 mm, the photo's edge
+    assert (grid.origin_mm[1], grid.height) == (-40, 450)
+    # valid: grid px whose plane point is in front of the camera, between the photo's px centres
+    ys, xs = np.mgrid[: grid.height, : grid.width]
+    mm = np.c_[grid.origin_mm[0] + xs.ravel() / 5, grid.origin_mm[1] + ys.ravel() / 5, np.ones(xs.size)]
+    hom = mm @ h_mm_to_px.T
+    px = hom[:, :2] / hom[:, 2:]
+    seen = (hom[:, 2] > 0) & (px >= 0).all(axis=1) & (px[:, 0] <= 1279) & (px[:, 1] <= 959)
+    valid = valid_region(h, (1280, 960), grid)
+    assert np.count_nonzero(valid.ravel() != seen) <= 2  # grid px exactly on the footprint's edge
+    assert valid.mean() > 0.5
