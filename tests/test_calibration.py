@@ -88,3 +88,18 @@ def test_search_region_of_a_photo_that_shows_the_planes_horizon() -> None:
     valid = valid_region(h, (1280, 960), grid)
     assert np.count_nonzero(valid.ravel() != seen) <= 2  # grid px exactly on the footprint's edge
     assert valid.mean() > 0.5
+
+
+@pytest.mark.parametrize("grid_px_per_mm", [30.0, 10.0, 5.0])
+def test_rectify_keeps_positions_when_it_shrinks_the_photo_first(grid_px_per_mm: float) -> None:
+    # a photo at 40 px/mm is shrunk before the warp when the grid is coarser than 20 px/mm; the
+    # shrunk px were mapped as i / s instead of (i + 0.5) / s - 0.5 (OpenCV's centre alignment),
+    # which moved the rectified image by 0.5 photo px at 10 px/mm and 1.5 at 5 px/mm
+    yy, xx = np.mgrid[:800, :800]
+    blob = 255 * np.exp(-((xx - 400.0) ** 2 + (yy - 300.0) ** 2) / (2 * 40.0**2))
+    h = np.diag([1 / 40, 1 / 40, 1.0])  # photo px -> mm
+    grid = RectifiedGrid((0.0, 0.0), grid_px_per_mm, int(20 * grid_px_per_mm), int(20 * grid_px_per_mm))
+    out = rectify(blob.astype(np.float32), h, grid).astype(np.float64)
+    ys, xs = np.mgrid[: grid.height, : grid.width]
+    centre_mm = ((out * xs).sum() / out.sum(), (out * ys).sum() / out.sum())
+    assert np.array(centre_mm) / grid_px_per_mm == pytest.approx((10.0, 7.5), abs=0.002)  # 0.08 photo px

@@ -90,7 +90,9 @@ def rectify(image: np.ndarray, h_px_to_mm: np.ndarray, grid: RectifiedGrid) -> n
         f = min(1.0, 2.0 * shrink)  # keep ~2 photo px per grid px before the warp
         region = downscale(region, f)
         sy, sx = region.shape[0] / (y1 - y0), region.shape[1] / (x1 - x0)
-        shift = shift @ np.array([[1 / sx, 0, 0], [0, 1 / sy, 0], [0, 0, 1.0]])
+        # OpenCV resizes align pixel centres: shrunk px i is region px (i + 0.5) / s - 0.5 (not
+        # i / s, which moved the rectified image by (1 / s - 1) / 2 photo px up and left)
+        shift = shift @ np.array([[1 / sx, 0, (1 / sx - 1) / 2], [0, 1 / sy, (1 / sy - 1) / 2], [0, 0, 1.0]])
     return cv2.warpPerspective(
         region,
         h_px_to_grid @ shift,
