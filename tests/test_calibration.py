@@ -103,3 +103,19 @@ def test_rectify_keeps_positions_when_it_shrinks_the_photo_first(grid_px_per_mm:
     ys, xs = np.mgrid[: grid.height, : grid.width]
     centre_mm = ((out * xs).sum() / out.sum(), (out * ys).sum() / out.sum())
     assert np.array(centre_mm) / grid_px_per_mm == pytest.approx((10.0, 7.5), abs=0.002)  # 0.08 photo px
+
+
+def test_marker_corners_found_on_a_preview_are_in_photo_px() -> None:
+    # a preview's px centres are aligned with the photo's: preview px c is photo px
+    # (c + 0.5) / s - 0.5; c / s put every corner (1 / s - 1) / 2 = 1 photo px up and left at s = 1/3
+    from ulcerseg.calibration.marker import detect_markers
+    from ulcerseg.imageio import make_preview
+
+    bias = []
+    for rotation in (10, 40, 70):
+        photo = make_photo(px_per_mm=30, size=(2400, 1800), rotation_deg=rotation, view_centre_mm=(6, 5))
+        preview = make_preview(photo.rgb, 800)
+        assert preview.scale == pytest.approx(1 / 3)
+        found = detect_markers(photo.rgb, "DICT_4X4_50", (0,), preview=preview)
+        bias.append((found.corners_px[0] - apply_homography(photo.h_mm_to_px, MARKER_MM)).mean(axis=0))
+    assert np.abs(np.mean(bias, axis=0)).max() < 0.2  # photo px
