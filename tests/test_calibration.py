@@ -64,3 +64,58 @@ def test_search_grid_is_clipped_to_the_photo() -> None:
     # the photo spans 640/12 x 480/12 mm
     assert grid.width / 5 == pytest.approx(640 / 12, abs=1)
     assert grid.height / 5 == pytest.approx(480 / 12, abs=1)
+
+
+def test_search_region_of_a_photo_that_shows_the_planes_horizon() -> None:
+    # at 70° the far side of the photo looks above the marker plane's horizon: those px see no
+    # plane point in front of the camera (the homography maps them to mirrored points), which
+    # once shrank the search grid to a sliver 48 mm from the marker (a 14 mm² ulcer measured 0)
+    from conftest import camera_homography
+
+    from ulcerseg.calibration.rectify import valid_region
+
+    h_mm_to_px = camera_homography(70, 20, (1280, 960))
+    h = np.linalg.inv(h_mm_to_px)
+    grid = search_grid(h, (1280, 960), (5, 5), radius_mm=45, px_per_mm=5)
+    assert grid.origin_mm[0] == pytest.approx(-40) and grid.width >= 440  # to x = 48.6 mm, the photo's edge
+    assert (grid.origin_mm[1], grid.height) == (-40, 450)
+    # valid: grid px whose plane point is in front of the camera, between the photo's px centres
+    ys, xs = np.mgrid[: grid.height, : grid.width]
+    mm = np.c_[grid.origin_mm[0] + xs.ravel() / 5, grid.origin_mm[1] + ys.ravel() / 5, np.ones(xs.size)]
+    hom = mm @ h_mm_to_px.T
+    px = hom[:, :2] / hom[:, 2:]
+    seen = (hom[:, 2] > 0) & (px >= 0).all(axis=1) & (px[:, 0] <= 1279) & (px[:, 1] <= 959)
+    valid = valid_region(h, (1280, 960), grid)
+    assert np.count_nonzero(valid.ravel() != seen) <= 2  # grid px exactly on the footprint's edge
+    assert valid.mean() > 0.5
+
+
+@pytest.mark.parametrize("grid_px_per_mm", [30.0, 10.0, 5.0])
+def test_rectify_keeps_positions_when_it_shrinks_the_photo_first(grid_px_per_mm: float) -> None:
+    # a photo at 40 px/mm is shrunk before the warp when the grid is coarser than 20 px/mm; the
+    # shrunk px were mapped as i / s instead of (i + 0.5) / s - 0.5 (OpenCV's centre alignment),
+    # which moved the rectified image by 0.5 photo px at 10 px/mm and 1.5 at 5 px/mm
+    yy, xx = np.mgrid[:800, :800]
+    blob = 255 * np.exp(-((xx - 400.0) ** 2 + (yy - 300.0) ** 2) / (2 * 40.0**2))
+    h = np.diag([1 / 40, 1 / 40, 1.0])  # photo px -> mm
+    grid = RectifiedGrid((0.0, 0.0), grid_px_per_mm, int(20 * grid_px_per_mm), int(20 * grid_px_per_mm))
+    out = rectify(blob.astype(np.float32), h, grid).astype(np.float64)
+    ys, xs = np.mgrid[: grid.height, : grid.width]
+    centre_mm = ((out * xs).sum() / out.sum(), (out * ys).sum() / out.sum())
+    assert np.array(centre_mm) / grid_px_per_mm == pytest.approx((10.0, 7.5), abs=0.002)  # 0.08 photo px
+
+
+def test_marker_corners_found_on_a_preview_are_in_photo_px() -> None:
+    # a preview's px centres are aligned with the photo's: preview px c is photo px
+    # (c + 0.5) / s - 0.5; c / s put every corner (1 / s - 1) / 2 = 1 photo px up and left at s = 1/3
+    from ulcerseg.calibration.marker import detect_markers
+    from ulcerseg.imageio import make_preview
+
+    bias = []
+    for rotation in (10, 40, 70):
+        photo = make_photo(px_per_mm=30, size=(2400, 1800), rotation_deg=rotation, view_centre_mm=(6, 5))
+        preview = make_preview(photo.rgb, 800)
+        assert preview.scale == pytest.approx(1 / 3)
+        found = detect_markers(photo.rgb, "DICT_4X4_50", (0,), preview=preview)
+        bias.append((found.corners_px[0] - apply_homography(photo.h_mm_to_px, MARKER_MM)).mean(axis=0))
+    assert np.abs(np.mean(bias, axis=0)).max() < 0.2  # photo px

@@ -90,3 +90,14 @@ def test_fill_holes_and_label_sums_agree_with_scipy() -> None:
     ring[1:6, 1:6] = True
     ring[3, 3] = False  # a hole
     assert fill_holes(ring).sum() == 25
+
+
+def test_an_excluded_region_inside_the_mask_is_not_filled_as_a_hole() -> None:
+    # foreground all around the marker's exclusion: filling holes counted the marker (16 mm²)
+    prob = np.zeros((200, 200), np.float32)
+    prob[40:160, 40:160] = 0.9
+    exclude = np.zeros((200, 200), bool)
+    exclude[80:120, 80:120] = True
+    mask = ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=3.0, exclude=exclude)
+    assert not (mask & exclude).any()
+    assert mask.sum() == 120 * 120 - 40 * 40

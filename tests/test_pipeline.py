@@ -177,6 +177,28 @@ def test_coarse_to_fine_segments_only_the_candidate_crop(tmp_path: Path) -> None
     assert seg.grid.width * seg.grid.height / 100 < 0.25 * area_searched_mm2
 
 
+def test_a_coarse_pass_from_the_preview_is_where_the_photo_is() -> None:
+    """Preview px c is photo px (c + 0.5) / s - 0.5: mapped as c / s, the coarse pass from a 1/3
+    preview lay 1 photo px up and left of the same pass from the photo itself."""
+    from ulcerseg.config import SegmentationConfig
+    from ulcerseg.imageio import Preview, make_preview
+    from ulcerseg.segmentation.inference import segment_photo
+
+    photo = make_photo(px_per_mm=30, size=(2400, 1800), ulcer_offset_mm=(16, 6), ulcer_radius_mm=(3, 2))
+    h = np.linalg.inv(photo.h_mm_to_px)
+    config = SegmentationConfig(coarse_factor=1.0, search_radius_mm=25)  # the coarse pass is returned
+
+    def ulcer_centre_mm(preview: Preview | None) -> np.ndarray:
+        seg = segment_photo(RednessBackend(), photo.rgb, h, 10.0, config, preview)
+        p = np.clip(seg.probability.astype(np.float64) - 0.05, 0, None)  # the ulcer, not the skin
+        ys, xs = np.mgrid[: p.shape[0], : p.shape[1]]
+        centre_px = np.array([(p * xs).sum(), (p * ys).sum()]) / p.sum()
+        return np.asarray(seg.grid.origin_mm) + centre_px / seg.grid.px_per_mm
+
+    shift_photo_px = (ulcer_centre_mm(make_preview(photo.rgb, 800)) - ulcer_centre_mm(None)) * 30
+    assert np.abs(shift_photo_px).max() < 0.3
+
+
 def test_far_apart_candidates_get_separate_small_crops_and_the_ulcer_wins() -> None:
     import cv2
 

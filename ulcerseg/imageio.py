@@ -159,7 +159,11 @@ def _ends_with_eoi(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class Preview:
-    """A downscaled copy of a photo: preview px = ``scale`` x photo px (scale <= 1)."""
+    """A downscaled copy of a photo, ``scale`` (<= 1) preview px per photo px.
+
+    Pixel centres are aligned as OpenCV resizes them: preview px c is photo px
+    (c + 0.5) / scale - 0.5, the map :func:`ulcerseg.geometry.reduced_to_photo` (1 / scale).
+    """
 
     image: np.ndarray
     scale: float

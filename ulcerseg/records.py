@@ -101,7 +101,10 @@ class Calibration:
     ``homography`` maps photo-frame px to marker-plane mm (row-major 3x3).
     ``mm_per_px`` is the local scale at the marker centre (geometric mean of both axes).
     ``tilt_deg`` is the angle between the marker plane and the image plane.
-    ``residual_px`` is the RMS reprojection error of the 4 marker corners in px.
+    ``residual_px`` is the RMS distance (photo px) of the marker's edge points from the straight
+    lines fitted to its four sides (:func:`ulcerseg.calibration.marker.refine_corners`): a bent,
+    blurred or lens-distorted marker; NaN when the edges could not be fitted (four corners fit a
+    homography exactly, so a corner reprojection error would always be 0).
     """
 
     marker_id: int

@@ -14,7 +14,7 @@ import numpy as np
 
 from ulcerseg.calibration.aruco import aruco_dictionary
 from ulcerseg.errors import CalibrationError
-from ulcerseg.geometry import apply_homography, homography_jacobian, polygon_area
+from ulcerseg.geometry import apply_homography, homography_jacobian, polygon_area, reduced_to_photo
 from ulcerseg.imageio import Preview, make_preview
 from ulcerseg.records import Calibration
 
@@ -55,8 +55,11 @@ def detect_markers(
         corners, ids, _rejected = detector.detectMarkers(_gray(level.image))
         if ids is None:
             continue
+        # a preview's px centres are aligned with the photo's (OpenCV resizes): preview px c is
+        # photo px (c + 0.5) / s - 0.5, not c / s (a shift of 0.5 photo px at s = 1/2)
+        to_photo = reduced_to_photo(1.0 / s)
         found = [
-            (int(i), c.reshape(4, 2).astype(np.float64) / s)
+            (int(i), apply_homography(to_photo, c.reshape(4, 2).astype(np.float64)))
             for i, c in zip(ids.ravel(), corners, strict=True)
             if int(i) in accepted_ids
         ]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ulcerseg.calibration.rectify import rectify, search_grid, valid_region
 from ulcerseg.config import TTA_MODES, SegmentationConfig
-from ulcerseg.geometry import RectifiedGrid, apply_homography
+from ulcerseg.geometry import RectifiedGrid, apply_homography, reduced_to_photo
 from ulcerseg.imageio import Preview
 from ulcerseg.segmentation.backends import SegmentationBackend
 from ulcerseg.segmentation.candidates import Candidate, rank_candidates
@@ -229,7 +229,8 @@ def segment_photo(
     source, h_source = photo_rgb, h_px_to_mm
     if preview is not None:
         source = preview.image
-        h_source = h_px_to_mm @ np.diag([1 / preview.scale, 1 / preview.scale, 1.0])
+        # preview px -> photo px, pixel centres aligned as OpenCV resizes them
+        h_source = h_px_to_mm @ reduced_to_photo(1.0 / preview.scale)
     gains = None
     if config.white_balance == "marker":
         gains = marker_white_gains(rectify(source, h_source, coarse_grid), coarse_grid, side_mm)

@@ -44,6 +44,8 @@ def ulcer_mask(
     if not mask.any():
         return mask
     mask = fill_holes(mask)
+    if exclude is not None:  # a hole that is excluded (the marker inside a ring of foreground) stays out
+        mask &= ~exclude
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     min_px = min_area_mm2 * px_per_mm**2
     big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_px]
