@@ -401,6 +401,21 @@ class Summary:
         return min(1.0, budget * self.n / self.n_wrong) if self.n_wrong else float("nan")
 
 
+def median_interval_by_wound(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval (%) of the median |area error| that resamples wounds (``stem``),
+    not photos: the renders of one wound err alike, so resampling photos would be too narrow."""
+    if df.empty:
+        return float("nan"), float("nan")
+    by_wound = [g.to_numpy() for _, g in df["error_pct"].abs().groupby(df["stem"])]
+    rng = np.random.default_rng(seed)
+    medians = [
+        float(np.median(np.concatenate([by_wound[i] for i in rng.integers(0, len(by_wound), len(by_wound))])))
+        for _ in range(n_boot)
+    ]
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def summarize(df: pd.DataFrame) -> Summary:
     """Summary figures of the rows of one part (see :func:`join`)."""
     n = len(df)
@@ -430,6 +445,9 @@ def report(name: str, df: pd.DataFrame) -> Summary:
     print(f"\n== {name}: {s.n} photos ==")
     print(f"found {s.found_rate:.1%}   mean Dice {s.mean_dice:.3f}")
     print(f"|area error|: median {s.median_abs_error_pct:.1f}%  p90 {s.p90_abs_error_pct:.1f}%")
+    if "stem" in df:
+        low, high = median_interval_by_wound(df)
+        print(f"   median's 95% interval, resampling wounds: {low:.1f}% to {high:.1f}%")
     print(
         f"ratio measured/true (found): bias {s.bias_pct:+.1f}%  "
         f"95% limits of agreement {s.loa_low_pct:+.1f}% to {s.loa_high_pct:+.1f}%"

@@ -215,6 +215,23 @@ def test_per_wound_share_separates_the_wound_from_its_renders() -> None:
     assert b.per_wound(pd.DataFrame(rows[::2])) is None
 
 
+def test_median_interval_resamples_wounds_not_photos() -> None:
+    b = _bench()
+    # ten wounds, each rendered four times with the same error: the interval is that of ten
+    # values, wider than four times as many independent photos would give
+    errors = np.linspace(2.0, 40.0, 10)
+    df = pd.DataFrame({"stem": np.repeat([f"w{i}" for i in range(10)], 4), "error_pct": np.repeat(errors, 4)})
+    low, high = b.median_interval_by_wound(df)
+    assert low < float(np.median(errors)) < high
+    assert b.median_interval_by_wound(df) == (low, high)  # seeded
+    photos = df.assign(stem=[f"p{i}" for i in range(len(df))])
+    p_low, p_high = b.median_interval_by_wound(photos)
+    assert high - low > 1.3 * (p_high - p_low)
+    # every wound alike: nothing to resample
+    same = df.assign(error_pct=-12.0)
+    assert b.median_interval_by_wound(same) == (12.0, 12.0)
+
+
 def test_split_is_deterministic_and_balanced() -> None:
     bench = _bench()
     stems = [f"{i:04d}" for i in range(400)]
