@@ -190,3 +190,40 @@ def test_quality_signals_are_stored_with_the_measurement(tmp_path: Path) -> None
     expected = collected[0].signals.as_dict()
     assert set(stored) == set(expected) >= {"tta_disagreement", "boundary_margin", "sharpness"}
     assert all(stored[k] == pytest.approx(v) for k, v in expected.items())
+
+
+def _decision(conn: sqlite3.Connection, decision_id: str, assessor: str = "Dr A") -> int:
+    from ulcerseg.store.review import insert_decision
+
+    row = {"decision_id": decision_id, "photo_sha256": "a" * 64, "assessor": assessor,
+           "decided_at": "2026-01-01T00:00:00", "action": "accept"}  # fmt: skip
+    return insert_decision(conn, row)
+
+
+def test_verify_chain_reads_one_snapshot_while_decisions_are_saved(tmp_path: Path, monkeypatch) -> None:
+    """`review verify` while the review server saves a decision: before, the rows and SQLite's
+    counter were read one by one, so a decision saved in between was reported as a row
+    deleted after the last one (a false tampering alarm, exit 1)."""
+    import ulcerseg.store.review as review
+
+    conn = connect(tmp_path / "study.sqlite")
+    review.add_reader(conn, "Dr A")
+    _decision(conn, "d1")
+    server = connect(tmp_path / "study.sqlite")  # the review server's connection
+    deleted_rows = review._deleted_rows
+
+    def saved_meanwhile(c: sqlite3.Connection, seqs: list[int]) -> list[str]:
+        _decision(server, f"d{len(seqs) + 1}")  # commits between the two reads
+        return deleted_rows(c, seqs)
+
+    monkeypatch.setattr(review, "_deleted_rows", saved_meanwhile)
+    check = review.verify_chain(conn)
+    assert check.ok, check.problems
+    assert check.n_rows == 1
+    monkeypatch.undo()
+    check = review.verify_chain(conn)
+    assert check.ok and check.n_rows == 2
+    # the caller's own transaction is left as it was
+    conn.execute("BEGIN")
+    assert review.verify_chain(conn).ok and conn.in_transaction
+    conn.rollback()
