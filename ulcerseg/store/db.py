@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ulcerseg.errors import StudyVersionError
 from ulcerseg.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["DB_NAME", "StudyVersionError", "connect", "ensure_schema", "schema_version"]
+__all__ = ["DB_NAME", "StudyVersionError", "connect", "ensure_schema", "read_snapshot", "schema_version"]
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +74,23 @@ def connect(path: str | Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """Every read inside sees one state of the study (a read transaction: under WAL, the first
+    SELECT fixes the snapshot), whatever other processes commit meanwhile.
+
+    For a result composed of several SELECTs: read one by one, a commit of ``measure`` or of
+    the review server between two of them gives a state that never existed (a photo in
+    neither of two queries, a counter ahead of the rows). Inside a transaction of the caller
+    it adds nothing (that transaction already is one snapshot). Read only: rolled back.
+    """
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")  # deferred: takes no lock, the first read takes the snapshot
+    try:
+        yield
+    finally:
+        conn.rollback()

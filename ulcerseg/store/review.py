@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 from ulcerseg.errors import DecisionError
 from ulcerseg.ids import invisible_character
 from ulcerseg.store.chain import GENESIS, first_broken, row_hash
+from ulcerseg.store.db import read_snapshot
 from ulcerseg.store.schema import CHAIN_COLUMNS
 
 __all__ = [
@@ -192,18 +193,12 @@ def verify_chain(conn: sqlite3.Connection) -> ChainCheck:
     review server between reading the rows and reading SQLite's counter looked like a row
     deleted after the last one, a false tampering alarm while readers are at work.
     """
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN")  # deferred: the first SELECT fixes the snapshot (WAL) for all below
-    try:
+    with read_snapshot(conn):
         cur = conn.execute(f"SELECT {', '.join(CHAIN_COLUMNS)}, row_hash FROM review_decisions ORDER BY seq")
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         problems = _deleted_rows(conn, [int(r["seq"]) for r in rows])
         triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    finally:
-        if own:
-            conn.rollback()  # read only: nothing to keep
     problems += [f"append-only trigger {name} missing (dropped)" for name in _GUARDS if name not in triggers]
     i = first_broken(rows)
     head = str(rows[-1]["row_hash"] or "") if rows else GENESIS

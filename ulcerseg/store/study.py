@@ -21,7 +21,7 @@ from typing import Any
 
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.rounding import round_rows
-from ulcerseg.store.db import DB_NAME, connect
+from ulcerseg.store.db import DB_NAME, connect, read_snapshot
 from ulcerseg.tables import write_csv
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "PhotoSource", "Reconciled", "RunInfo", "Study", "photo_source"]
@@ -287,15 +287,19 @@ class Study:
         (both put the row in review). A photo a run found but stopped before measuring has
         status ``unmeasured`` and flag ``not_measured``: it is never left out of the tables.
         """
-        cursor = self.conn.execute(
-            "SELECT * FROM latest_measurements ORDER BY subject_id, ulcer_id, study_day, file"
-        )
-        columns = [c[0] for c in cursor.description]
-        rows = [dict(r) for r in cursor.fetchall()]
-        unmeasured = self.conn.execute(
-            "SELECT * FROM photos p WHERE p.superseded_at IS NULL AND NOT EXISTS (SELECT 1 FROM"
-            " measurements m WHERE m.photo_sha256 = p.photo_sha256 AND m.file = p.file)"
-        ).fetchall()
+        # one snapshot: read one by one, a photo whose first row `measure` commits between the
+        # two queries was in neither (not yet measured, then no longer unmeasured), and went
+        # missing from heal, the review and the exports made while a run was storing rows
+        with read_snapshot(self.conn):
+            cursor = self.conn.execute(
+                "SELECT * FROM latest_measurements ORDER BY subject_id, ulcer_id, study_day, file"
+            )
+            columns = [c[0] for c in cursor.description]
+            rows = [dict(r) for r in cursor.fetchall()]
+            unmeasured = self.conn.execute(
+                "SELECT * FROM photos p WHERE p.superseded_at IS NULL AND NOT EXISTS (SELECT 1 FROM"
+                " measurements m WHERE m.photo_sha256 = p.photo_sha256 AND m.file = p.file)"
+            ).fetchall()
         for r in unmeasured:
             photo = dict(r)
             row = {c: photo.get(c) for c in columns}
