@@ -500,6 +500,67 @@ def test_killed_server_loses_no_decision(study):
     assert {r["assessor"] for r in rows} == {"Dr K"}
 
 
+def test_two_heals_at_once_leave_table_csv_and_json_of_one_run(study, monkeypatch):
+    """`measure`'s own heal beside a `heal` by hand (here with other rules): before, the second
+    heal could write the table between the first's table and its CSV, so table `healing` held
+    one run's rows and healing.csv and healing.json the other's. Thread A is held inside its
+    CSV write; B heals meanwhile (or waits for the lock); then A finishes."""
+    from dataclasses import replace
+
+    import ulcerseg.healing.study as healing_study
+    from ulcerseg.healing.config import healing_config_sha256
+
+    out = study["out"]
+    cfg_a, cfg_b = cfg(), replace(cfg(), improving_min_reduction_pct=30.0)
+    a_writing, b_progressed, release = threading.Event(), threading.Event(), threading.Event()
+    write_csv = healing_study.write_healing_csv
+    original_lock = getattr(healing_study, "heal_lock", None)
+
+    def held_write(rows, path):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "heal-A":
+            a_writing.set()
+            assert release.wait(30)
+        return write_csv(rows, path)
+
+    @contextmanager
+    def signalling_lock(out_dir):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "heal-B":
+            b_progressed.set()  # B is about to wait for A's lock
+        assert original_lock is not None
+        with original_lock(out_dir):
+            yield
+
+    monkeypatch.setattr(healing_study, "write_healing_csv", held_write)
+    monkeypatch.setattr(healing_study, "heal_lock", signalling_lock, raising=False)
+    errors: list[BaseException] = []
+
+    def heal(config: HealingConfig) -> None:
+        try:
+            heal_study(out, config)
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+        finally:
+            b_progressed.set()
+
+    a = threading.Thread(target=heal, args=(cfg_a,), name="heal-A")
+    a.start()
+    assert a_writing.wait(30)
+    b = threading.Thread(target=heal, args=(cfg_b,), name="heal-B")
+    b.start()
+    assert b_progressed.wait(30)  # B has healed (before) or waits for the lock
+    release.set()
+    a.join(30)
+    b.join(30)
+    assert not errors and not a.is_alive() and not b.is_alive()
+    conn = sqlite3.connect(out / "study.sqlite")
+    table = {r[0] for r in conn.execute("SELECT healing_config_sha256 FROM healing")}
+    with (out / "healing.csv").open(newline="") as fh:
+        in_csv = {r["healing_config_sha256"] for r in csv.DictReader(fh)}
+    in_json = json.loads((out / "healing.json").read_text())["healing_config_sha256"]
+    assert table == in_csv == {in_json}
+    assert in_json in (healing_config_sha256(cfg_a), healing_config_sha256(cfg_b))
+
+
 def test_heal_study_writes_own_table_and_csv(study):
     out = study["out"]
     conn = sqlite3.connect(out / "study.sqlite")

@@ -17,6 +17,7 @@ from ulcerseg.review.rules import final_rows
 from ulcerseg.rounding import round_rows
 from ulcerseg.store import Study
 from ulcerseg.store.healing import replace_healing_rows
+from ulcerseg.store.lock import heal_lock
 from ulcerseg.store.review import read_decisions
 from ulcerseg.tables import write_json
 
@@ -38,6 +39,11 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
     out_dir = Path(out_dir)
     if not (out_dir / "study.sqlite").is_file():
         raise InputError(f"{out_dir}: no study.sqlite (run `ulcerseg measure` first)")
+    with heal_lock(out_dir):  # one heal at a time: its table, CSV and JSON are of one run
+        return _heal_locked(out_dir, cfg)
+
+
+def _heal_locked(out_dir: Path, cfg: HealingConfig) -> list[UlcerHealing]:
     heal_run = datetime.now(UTC).isoformat(timespec="seconds")
     with Study.open(out_dir) as study:
         photo_rows = study.latest_measurements()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from ulcerseg.errors import OutputError, OutputLockedError
 
-__all__ = ["LOCK_NAME", "output_lock"]
+__all__ = ["HEAL_LOCK_NAME", "LOCK_NAME", "heal_lock", "output_lock"]
 
 LOCK_NAME = ".lock"
+HEAL_LOCK_NAME = ".heal.lock"
 
 
 @contextmanager
@@ -49,6 +50,33 @@ def output_lock(out_dir: Path) -> Iterator[None]:
             os.pwrite(fd, text, 0)
         except OSError:
             pass  # the lock holds without its label (e.g. disk full)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@contextmanager
+def heal_lock(out_dir: Path) -> Iterator[None]:
+    """Wait for, then hold, the output folder's healing lock (``OUT/.heal.lock``, ``flock``).
+
+    A ``heal`` reads the study and writes table ``healing``, healing.csv and healing.json in
+    three steps: two at once (``measure``'s own heal and a ``heal`` by hand, or two configs)
+    interleaved them, so the table could hold one run's statuses and healing.csv and
+    healing.json another's. Waiting (not refusing, as :func:`output_lock` does) keeps ``heal``
+    usable beside a ``measure`` run; a heal takes well under a second.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locking
+        yield
+        return
+    path = Path(out_dir) / HEAL_LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot create the lock file ({err.strerror or err})") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the flock
