@@ -197,3 +197,27 @@ def test_readme_screenshot_script_runs_past_the_pending_report() -> None:
     script = Path(__file__).resolve().parents[1] / "scripts" / "readme_screenshots.sh"
     lines = [line for line in script.read_text().splitlines() if "ulcerseg review report" in line]
     assert lines and all("--allow-pending" in line for line in lines), lines
+
+
+def test_a_study_kept_busy_by_another_process_is_a_busy_error_not_an_unusable_one(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # before: "database is locked" (another process writing longer than the 30 s wait) read
+    # "study database unusable (...); is it a study folder's study.sqlite?", exit 2
+    import sqlite3
+
+    from ulcerseg.store import Study
+
+    with Study.open(tmp_path / "study"):
+        pass
+    holder = sqlite3.connect(tmp_path / "study" / "study.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        real_connect = sqlite3.connect
+        monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "timeout": 0.05}))
+        code, err = _run(monkeypatch, capsys, "heal", str(tmp_path / "study"))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert code == 1 and "study database busy" in err and "run again" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -67,6 +67,18 @@ def run() -> None:
     except OSError as err:  # an output folder not writable, a full disk, a port in use
         click.echo(f"error: {_os_error_line(err)}", err=True)
         sys.exit(1)
+    except sqlite3.OperationalError as err:
+        if "locked" not in str(err) and "busy" not in str(err):
+            click.echo(
+                f"error: study database unusable ({err}); is it a study folder's study.sqlite?", err=True
+            )
+            sys.exit(2)
+        # another process (a measure storing rows, the review server) kept the study busy for
+        # longer than the connection's wait: the study is fine, the command can be run again
+        click.echo(
+            f"error: study database busy ({err}): another ulcerseg process is writing it; run again", err=True
+        )
+        sys.exit(1)
     except sqlite3.DatabaseError as err:  # a study.sqlite that is not one (or damaged)
         click.echo(f"error: study database unusable ({err}); is it a study folder's study.sqlite?", err=True)
         sys.exit(2)
