@@ -481,6 +481,42 @@ def test_one_person_cannot_be_registered_twice_under_a_case_or_width_variant(tmp
     assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Alice Smithson"]
 
 
+def test_two_registrations_of_one_person_at_once_make_one_reader(tmp_path: Path, monkeypatch) -> None:
+    # before: the same-person check ran before the insert's transaction, so "alice" registered
+    # by another process between the check and the insert of "Alice" made two readers
+    from ulcerseg.store import review as store_review
+    from ulcerseg.store.db import connect
+
+    study = make_study(tmp_path / "s")
+    db = study["out"] / "study.sqlite"
+    conn, other = connect(db), sqlite3.connect(db, timeout=0.05)
+    real_list = store_review.list_readers
+    other_outcome: list[str] = []
+
+    def list_then_race(c: sqlite3.Connection) -> list:
+        readers = real_list(c)
+        if not other_outcome:  # another process registers the lower-case spelling now
+            try:
+                with other:
+                    other.execute(
+                        "INSERT INTO review_readers (name, role, token_sha256, created_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        ("dr bob", "reader", "0" * 64, "2026-11-27T00:00:00+00:00"),
+                    )
+                other_outcome.append("inserted")
+            except sqlite3.OperationalError:  # held off by the registration's write lock
+                other_outcome.append("waited")
+        return readers
+
+    monkeypatch.setattr(store_review, "list_readers", list_then_race)
+    store_review.add_reader(conn, "Dr Bob")
+    names = [r[0] for r in conn.execute("SELECT name FROM review_readers")]
+    assert len([n for n in names if n.casefold() == "dr bob"]) == 1, (names, other_outcome)
+    assert other_outcome == ["waited"]
+    other.close()
+    conn.close()
+
+
 def test_a_reader_name_with_an_invisible_character_is_refused(tmp_path: Path) -> None:
     # before: only characters below U+0020 were refused, so "Dr Alice\u200b Smith" (a zero-width
     # space) was registered beside "Dr Alice Smith": one person, two independent readers that

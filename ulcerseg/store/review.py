@@ -242,21 +242,30 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
         raise DecisionError("a reader name is 1-80 printable characters")
     if role not in ("reader", "adjudicator"):
         raise DecisionError(f"unknown role {role!r} (known: reader, adjudicator)")
-    # one person, one name: "Alice" beside "alice" (or a look-alike spelling) would let one
-    # person count as two independent readers of a double reading
-    same = [r.name for r in list_readers(conn) if _name_key(r.name) == _name_key(name)]
-    if same and same != [name]:
-        raise DecisionError(f"reader {name!r}: {same[0]!r} exists already (names differing only in case "
-                            "or spelling variants are one reader)")  # fmt: skip
     token = secrets.token_urlsafe(32)
+    if conn.in_transaction:
+        conn.commit()
+    # the check and the insert under the write lock: checked first and inserted after, two
+    # registrations at once ("Alice" and "alice") both passed the check
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        with conn:
-            conn.execute(
-                "INSERT INTO review_readers (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?)",
-                (name, role, token_sha256(token), _now()),
-            )
+        # one person, one name: "Alice" beside "alice" (or a look-alike spelling) would let one
+        # person count as two independent readers of a double reading
+        same = [r.name for r in list_readers(conn) if _name_key(r.name) == _name_key(name)]
+        if same and same != [name]:
+            raise DecisionError(f"reader {name!r}: {same[0]!r} exists already (names differing only in "
+                                "case or spelling variants are one reader)")  # fmt: skip
+        conn.execute(
+            "INSERT INTO review_readers (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?)",
+            (name, role, token_sha256(token), _now()),
+        )
     except sqlite3.IntegrityError:
+        conn.rollback()
         raise DecisionError(f"reader {name!r} exists already") from None
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
     return token
 
 
