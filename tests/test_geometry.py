@@ -152,3 +152,14 @@ def test_banded_fill_is_the_unbanded_rule(monkeypatch: pytest.MonkeyPatch) -> No
         for budget in (1, 500, 3000):  # one row per band, a few rows, many rows
             monkeypatch.setattr(geometry, "FILL_BAND_ELEMENTS", budget)
             assert np.array_equal(fill_polygons(shape, polygons), whole), budget
+
+
+def test_a_homography_with_a_nan_says_so_not_that_its_9_numbers_are_the_wrong_count() -> None:
+    from ulcerseg.geometry import as_homography
+
+    # before: "must be 9 finite numbers, got 9" for a NaN among the nine
+    with pytest.raises(ValueError, match="got 1 not finite"):
+        as_homography([1.0, 0.0, 0.0, 0.0, float("nan"), 0.0, 0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="got 8"):
+        as_homography([1.0] * 8)
+    assert as_homography("[1, 0, 0, 0, 1, 0, 0, 0, 1]").tolist() == np.eye(3).tolist()

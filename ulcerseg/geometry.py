@@ -102,8 +102,12 @@ def as_homography(homography: Sequence[float] | np.ndarray | str) -> np.ndarray:
 
         homography = json.loads(homography)
     h = np.asarray(homography, dtype=np.float64)
-    if h.size != 9 or not np.all(np.isfinite(h)):
+    if h.size != 9:
         raise ValueError(f"homography must be 9 finite numbers, got {h.size}")
+    if not np.all(np.isfinite(h)):
+        raise ValueError(
+            f"homography must be 9 finite numbers, got {int(np.sum(~np.isfinite(h)))} not finite"
+        )
     return h.reshape(3, 3)
 
 
