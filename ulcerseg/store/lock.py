@@ -22,19 +22,34 @@ HEAL_LOCK_NAME = ".heal.lock"
 
 
 @contextmanager
-def output_lock(out_dir: Path) -> Iterator[None]:
-    """Hold the output folder's lock; a second holder gets :class:`OutputLockedError` (one line)."""
+def _lock_file(path: Path, name: Path) -> Iterator[int | None]:
+    """The lock file ``path`` opened (created if need be), closed on exit, which releases any
+    ``flock`` on it; None where there is no ``flock`` (not POSIX: no locking). ``name`` is what
+    an error names."""
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no locking
-        yield
+        import fcntl  # noqa: F401 - only whether flock exists
+    except ImportError:  # pragma: no cover - not POSIX
+        yield None
         return
-    path = Path(out_dir) / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise OutputError(f"{out_dir}: cannot create the lock file ({err.strerror or err})") from err
+        raise OutputError(f"{name}: cannot create the lock file ({err.strerror or err})") from err
     try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def output_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the output folder's lock; a second holder gets :class:`OutputLockedError` (one line)."""
+    with _lock_file(Path(out_dir) / LOCK_NAME, out_dir) as fd:
+        if fd is None:  # pragma: no cover - not POSIX
+            yield
+            return
+        import fcntl
+
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -51,8 +66,6 @@ def output_lock(out_dir: Path) -> Iterator[None]:
         except OSError:
             pass  # the lock holds without its label (e.g. disk full)
         yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 @contextmanager
@@ -65,18 +78,10 @@ def heal_lock(out_dir: Path) -> Iterator[None]:
     healing.json another's. Waiting (not refusing, as :func:`output_lock` does) keeps ``heal``
     usable beside a ``measure`` run; a heal takes well under a second.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no locking
-        yield
-        return
     path = Path(out_dir) / HEAL_LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot create the lock file ({err.strerror or err})") from err
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with _lock_file(path, path) as fd:
+        if fd is not None:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)  # releases the flock
