@@ -67,19 +67,16 @@ def run() -> None:
     except OSError as err:  # an output folder not writable, a full disk, a port in use
         click.echo(f"error: {_os_error_line(err)}", err=True)
         sys.exit(1)
-    except sqlite3.OperationalError as err:
-        if "locked" not in str(err) and "busy" not in str(err):
+    except sqlite3.DatabaseError as err:
+        if (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # another process (a measure storing rows, the review server) kept the study busy
+            # for longer than the connection's wait: the study is fine, run the command again
             click.echo(
-                f"error: study database unusable ({err}); is it a study folder's study.sqlite?", err=True
+                f"error: study database busy ({err}): another ulcerseg process is writing it; run again",
+                err=True,
             )
-            sys.exit(2)
-        # another process (a measure storing rows, the review server) kept the study busy for
-        # longer than the connection's wait: the study is fine, the command can be run again
-        click.echo(
-            f"error: study database busy ({err}): another ulcerseg process is writing it; run again", err=True
-        )
-        sys.exit(1)
-    except sqlite3.DatabaseError as err:  # a study.sqlite that is not one (or damaged)
+            sys.exit(1)
+        # a study.sqlite that is not one (or damaged)
         click.echo(f"error: study database unusable ({err}); is it a study folder's study.sqlite?", err=True)
         sys.exit(2)
     except UnicodeError as err:  # a name that is not valid UTF-8 (bytes the file system allows)
