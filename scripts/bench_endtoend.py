@@ -332,10 +332,9 @@ def per_wound(df: pd.DataFrame) -> PerWound | None:
     if log_ratio.empty:
         return None
     stems = found.loc[log_ratio.index, "stem"]
-    wound_mean = log_ratio.groupby(stems).transform("mean")
-    total = float(((log_ratio - log_ratio.mean()) ** 2).sum())
-    within = float(((log_ratio - wound_mean) ** 2).sum())
     means = log_ratio.groupby(stems).mean()
+    total = float(((log_ratio - log_ratio.mean()) ** 2).sum())
+    within = float(((log_ratio - stems.map(means)) ** 2).sum())
     return PerWound(
         n_wounds=len(means),
         wound_share=1.0 - within / total if total > 0 else float("nan"),

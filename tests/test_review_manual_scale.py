@@ -24,9 +24,9 @@ TRUE_AREA_MM2 = np.pi * A_PX * B_PX / PX_PER_MM**2  # 42.41 mm²
 TICKS = ((100.0, 420.0), (300.0, 420.0))  # 200 px = 10 mm on the printed ruler
 
 
-def _add_markerless_photo(root: Path, out: Path) -> str:
-    """A photo of a skin patch with an elliptic ulcer and a 10 mm ruler, but no marker: the
-    pipeline failed on it (status failed, so it needs review)."""
+def _markerless_photo(root: Path) -> tuple[PhotoRecord, str]:
+    """A photo of a skin patch with an elliptic ulcer and a 10 mm ruler, but no marker, written
+    under ``root/in``: its record and path relative to ``root/in``."""
     img = np.full((480, 640, 3), (205, 160, 140), np.uint8)
     yy, xx = np.mgrid[:480, :640]
     img[((xx - CX) / A_PX) ** 2 + ((yy - CY) / B_PX) ** 2 <= 1] = (150, 40, 40)
@@ -40,13 +40,29 @@ def _add_markerless_photo(root: Path, out: Path) -> str:
     record = PhotoRecord(
         path=path, subject_id="SUBJ-1003", ulcer_id="U1", visit="D0", study_day=0, sha256=sha
     )
+    return record, rel
+
+
+def _store_failed(root: Path, out: Path, record: PhotoRecord, rel: str, flags=(), retryable=False) -> None:
+    """A run of ``out`` in which the photo failed (status failed, so it needs review)."""
     with Study.open(out) as study:
         run = study.start_run("0.1.0", "m" * 64, "c" * 64, {}, root / "in")
         result = PhotoResult(
-            photo=record, status="failed", messages=["no marker found"], image_size=(640, 480)
+            photo=record,
+            status="failed",
+            messages=["no marker found"],
+            image_size=(640, 480),
+            flags=list(flags),
         )
+        result.retryable = retryable
         study.add_result(run, result, rel)
-    return sha
+
+
+def _add_markerless_photo(root: Path, out: Path) -> str:
+    """:func:`_markerless_photo`, on which the pipeline failed; its SHA-256."""
+    record, rel = _markerless_photo(root)
+    _store_failed(root, out, record, rel)
+    return record.sha256
 
 
 def _trace(n: int = 72, jitter: float = 0.5, seed: int = 0) -> list[list[float]]:
@@ -186,27 +202,11 @@ def test_a_photo_whose_outputs_failed_is_measured_again_not_offered_for_manual_s
 
     study = make_study(tmp_path)
     out = study["out"]
-    img = np.full((480, 640, 3), (205, 160, 140), np.uint8)
-    path = tmp_path / "in" / "SUBJ-1004" / "D0" / "p.png"
-    path.parent.mkdir(parents=True)
-    Image.fromarray(img).save(path)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    record = PhotoRecord(
-        path=path, subject_id="SUBJ-1004", ulcer_id="U1", visit="D0", study_day=0, sha256=sha
-    )
-    with Study.open(out) as s:
-        run = s.start_run("0.1.0", "m" * 64, "c" * 64, {}, tmp_path / "in")
-        result = PhotoResult(photo=record, status="failed", image_size=(640, 480), flags=[Flag.WRITE_ERROR])
-        result.retryable = True
-        s.add_result(run, result, "SUBJ-1004/D0/p.png")
+    record, rel = _markerless_photo(tmp_path)
+    _store_failed(tmp_path, out, record, rel, flags=[Flag.WRITE_ERROR], retryable=True)
+    sha = record.sha256
     app = ReviewApp.load(out, cfg())
     assert sha not in {it.photo_sha256 for it in app.manual_items}
     # the same photo failed on its marker is a manual-scale item
-    with Study.open(out) as s:
-        run = s.start_run("0.1.0", "m" * 64, "c" * 64, {}, tmp_path / "in")
-        s.add_result(
-            run,
-            PhotoResult(photo=record, status="failed", image_size=(640, 480), flags=[Flag.NO_MARKER]),
-            "SUBJ-1004/D0/p.png",
-        )
+    _store_failed(tmp_path, out, record, rel, flags=[Flag.NO_MARKER])
     assert sha in {it.photo_sha256 for it in ReviewApp.load(out, cfg()).manual_items}
