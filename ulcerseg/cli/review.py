@@ -157,16 +157,14 @@ def readers_revoke(out_dir: Path, name: str) -> None:
 def verify_cmd(out_dir: Path) -> None:
     """Check the audit trail: hash chain, deleted rows, append-only triggers; names what is
     broken (exit 1), OK exits 0."""
-    from ulcerseg.review.decisions import corrected_mask_problem, list_decisions, open_study
-    from ulcerseg.store.review import verify_chain
+    from ulcerseg.review.decisions import verify_study
 
-    with open_study(out_dir) as (conn, _rows):
-        check = verify_chain(conn)
-        masks = [p for d in list_decisions(conn) if (p := corrected_mask_problem(out_dir, d)) is not None]
-    if check.ok and not masks:
+    audit = verify_study(out_dir)
+    check = audit.chain
+    if audit.ok:
         click.echo(f"OK: {check.n_rows} decisions, chain intact; head {check.head}")
         return
-    for problem in (*check.problems, *masks):
+    for problem in (*check.problems, *audit.mask_problems):
         click.echo(f"BROKEN: {problem}", err=True)
     if check.broken_seq is not None:
         click.echo(
@@ -196,23 +194,12 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     The ``adjudicated`` column says whether an adjudicator has settled it (`review serve
     --adjudicate`); until then the photo has no final value in `review export-final`.
     """
-    from ulcerseg.review.decisions import disagreements, open_study
+    from ulcerseg.review.decisions import DISAGREEMENT_COLUMNS, disagreements, open_study
 
     cfg = _config(config_path)
     with open_study(out_dir) as (conn, _rows):
         rows = disagreements(conn, cfg)
-    cols = [
-        "photo_sha256",
-        "assessor_a",
-        "action_a",
-        "area_a_mm2",
-        "assessor_b",
-        "action_b",
-        "area_b_mm2",
-        "reason",
-        "adjudicated",
-    ]
-    _write_table(rows, cols, output)
+    _write_table(rows, list(DISAGREEMENT_COLUMNS), output)
     click.echo(f"{len(rows)} disagreements", err=True)
 
 
@@ -326,17 +313,6 @@ def decisions_cmd(out_dir: Path, output: Path | None) -> None:
     ``undo`` rows name the decision they withdraw (``undoes``); ``row_hash`` is the hash chain
     checked by `review verify`.
     """
-    from ulcerseg.review.decisions import decision_details, list_decisions, open_study
-    from ulcerseg.store.review import DECISION_COLUMNS
+    from ulcerseg.review.decisions import AUDIT_TRAIL_COLUMNS, audit_trail_rows
 
-    with open_study(out_dir) as (conn, _rows):
-        rows = [
-            {
-                **d,
-                "scale_source": decision_details(d).get("scale_source", ""),
-                "undoes": decision_details(d).get("undoes", ""),
-            }
-            for d in list_decisions(conn)
-        ]
-    cols = ["seq", *(c for c in DECISION_COLUMNS if c != "details"), "scale_source", "undoes", "row_hash"]
-    _write_table(rows, cols, output)
+    _write_table(audit_trail_rows(out_dir), list(AUDIT_TRAIL_COLUMNS), output)

@@ -17,6 +17,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,23 +52,30 @@ from ulcerseg.review.rules import (
 )
 from ulcerseg.store import Study, ensure_schema
 from ulcerseg.store.review import (
+    DECISION_COLUMNS,
+    ChainCheck,
     DecisionRecord,
     add_session,
     get_or_create_salt,
     insert_decision,
     read_decisions,
+    verify_chain,
 )
 
 __all__ = [
     "ADJUDICATOR",
+    "AUDIT_TRAIL_COLUMNS",
+    "DISAGREEMENT_COLUMNS",
     "KEY_RE",
     "READER",
     "Action",
+    "AuditCheck",
     "DecisionError",
     "FinalDecision",
     "ManualItem",
     "NeedsConfirmation",
     "ReviewItem",
+    "audit_trail_rows",
     "build_items",
     "decision_details",
     "decision_role",
@@ -89,6 +97,7 @@ __all__ = [
     "salt_for",
     "start_session",
     "undo_last",
+    "verify_study",
 ]
 
 log = logging.getLogger(__name__)
@@ -444,3 +453,70 @@ def salt_for(conn: sqlite3.Connection) -> str:
     """The study's pseudonym salt (created on first use)."""
     ensure_schema(conn)
     return get_or_create_salt(conn)
+
+
+DISAGREEMENT_COLUMNS: tuple[str, ...] = (
+    "photo_sha256",
+    "assessor_a",
+    "action_a",
+    "area_a_mm2",
+    "assessor_b",
+    "action_b",
+    "area_b_mm2",
+    "reason",
+    "adjudicated",
+)
+"""Columns of :func:`disagreements`' rows, in the order ``review disagreements`` writes them."""
+
+AUDIT_TRAIL_COLUMNS: tuple[str, ...] = (
+    "seq",
+    *(c for c in DECISION_COLUMNS if c != "details"),
+    "scale_source",
+    "undoes",
+    "row_hash",
+)
+"""Columns of :func:`audit_trail_rows`, in the order ``review decisions`` writes them."""
+
+
+def audit_trail_rows(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The audit trail of OUT/study.sqlite: every decision in order, as ``review decisions``
+    writes it (columns :data:`AUDIT_TRAIL_COLUMNS`; areas in mm², not rounded).
+
+    Each row is a decision with ``details`` unpacked into ``scale_source`` (``manual`` for a
+    hand-set scale, else empty) and ``undoes`` (the ``decision_id`` an undo row withdraws).
+    """
+    with open_study(out_dir) as (conn, _rows):
+        return [
+            {
+                **d,
+                "scale_source": decision_details(d).get("scale_source", ""),
+                "undoes": decision_details(d).get("undoes", ""),
+            }
+            for d in list_decisions(conn)
+        ]
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """Result of :func:`verify_study`: the hash chain check (:class:`ChainCheck`: rows, first
+    broken row, head hash, deleted rows and dropped triggers) and the corrected masks that
+    cannot be trusted (``mask_problems``, one line each: :func:`corrected_mask_problem`)."""
+
+    chain: ChainCheck
+    mask_problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when the chain is intact and every corrected mask is the one recorded."""
+        return self.chain.ok and not self.mask_problems
+
+
+def verify_study(out_dir: str | Path) -> AuditCheck:
+    """Check a study's audit trail (``review verify``): the decisions' hash chain, deleted rows,
+    the append-only triggers (:func:`~ulcerseg.store.review.verify_chain`) and every corrected
+    mask file against the SHA-256 its decision recorded."""
+    with open_study(out_dir) as (conn, _rows):
+        chain = verify_chain(conn)
+        decisions = list_decisions(conn)
+    masks = tuple(p for d in decisions if (p := corrected_mask_problem(out_dir, d)) is not None)
+    return AuditCheck(chain, masks)
