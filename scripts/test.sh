@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install ulcerseg (core + [train] + [dev] tiers) into the repository's own venv (.venv, made
 # when missing: a stock Debian/Ubuntu Python refuses system-wide pip installs, PEP 668), then
-# lint, check that the built wheel measures anywhere, then run the whole test suite (CPU only).
+# lint, type-check, check that the built wheel measures anywhere, then run the whole test suite
+# (CPU only).
 # The browser test of the review app needs Chromium from the distribution's packages
 # (test tools must not download browsers of their own).
 set -euo pipefail
@@ -29,6 +30,7 @@ fi
 py=.venv/bin/python
 "$py" -m pip install -q -e ".[train,dev]"
 "$py" -m ruff check ulcerseg tests scripts
+"$py" -m mypy
 bash scripts/test_wheel.sh "$py"
 # last, so that the test runner's summary line closes the output
 "$py" -m pytest "$@"

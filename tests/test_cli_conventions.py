@@ -221,3 +221,25 @@ def test_a_study_kept_busy_by_another_process_is_a_busy_error_not_an_unusable_on
         holder.close()
     assert code == 1 and "study database busy" in err and "run again" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "invalid start byte"),
+        (UnicodeError("label empty or too long"), "label empty or too long"),
+    ],
+)
+def test_a_unicode_error_is_a_one_line_error(
+    tmp_path: Path, monkeypatch, capsys, error: UnicodeError, reason: str
+) -> None:
+    """A plain UnicodeError (the base class the handler catches; only its codec subclasses have
+    ``.reason``) ended in an AttributeError traceback instead of the one-line error."""
+
+    def fail(**_kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(main.commands["marker"], "callback", fail)
+    code, err = _run(monkeypatch, capsys, "marker", "-o", str(tmp_path / "sheet.pdf"))
+    assert code == 2 and "Traceback" not in err
+    assert err == f"error: a file or folder name is not valid UTF-8 ({reason}); rename it\n"

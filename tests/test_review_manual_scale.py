@@ -210,3 +210,19 @@ def test_a_photo_whose_outputs_failed_is_measured_again_not_offered_for_manual_s
     # the same photo failed on its marker is a manual-scale item
     _store_failed(tmp_path, out, record, rel, flags=[Flag.NO_MARKER])
     assert sha in {it.photo_sha256 for it in ReviewApp.load(out, cfg()).manual_items}
+
+
+def test_record_decision_refuses_to_correct_a_manual_scale_item(tmp_path: Path) -> None:
+    """A photo without a marker has no rectified frame to correct in: record_decision names the
+    manual scale (it read ``px_per_mm``/``proposed_mask`` of the item, an AttributeError)."""
+    import sqlite3
+
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.review.decisions import record_decision
+    from ulcerseg.review.items import ManualItem
+
+    item = ManualItem("0" * 16, "0" * 64, "S1", "U1", "D0", "P-1", "U-1", tmp_path / "p.png", 64, 48, ())
+    with pytest.raises(DecisionError, match="manual scale"):
+        record_decision(sqlite3.connect(":memory:"), tmp_path, item, "reader1", "correct",
+                        corrected_mask=np.ones((48, 64), bool))  # fmt: skip
+    assert not (tmp_path / "review").exists()

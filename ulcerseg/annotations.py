@@ -192,7 +192,7 @@ def _crossing_at_repeated_vertex(a: np.ndarray) -> np.ndarray | None:
         visits = np.flatnonzero(inverse.ravel() == group)
         p = a[visits[0]]
         # each pass as the directions (from p) to its previous and next vertex
-        passes = [tuple(tuple(int(c) for c in a[(k + s) % n] - p) for s in (-1, 1)) for k in visits]
+        passes = [(_offset(a[(k - 1) % n], p), _offset(a[(k + 1) % n], p)) for k in visits]
         for (u, v), (w, x) in itertools.combinations(passes, 2):
             if _parallel(u, w) or _parallel(u, x) or _parallel(v, w) or _parallel(v, x):
                 continue  # the passes run along each other a while: touching, or decided further on
@@ -205,6 +205,12 @@ def _crossing_at_repeated_vertex(a: np.ndarray) -> np.ndarray | None:
 
 def _cross(u: tuple[int, int], v: tuple[int, int]) -> int:
     return u[0] * v[1] - u[1] * v[0]
+
+
+def _offset(q: np.ndarray, p: np.ndarray) -> tuple[int, int]:
+    """The integer direction from vertex ``p`` to vertex ``q``."""
+    d = q - p
+    return (int(d[0]), int(d[1]))
 
 
 def _parallel(u: tuple[int, int], v: tuple[int, int]) -> bool:
@@ -630,7 +636,7 @@ def write_labelme(
     """Write photo-frame polygons as a LabelMe JSON file (one polygon shape each)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
+    doc: dict[str, Any] = {
         "version": "5.4.1",
         "flags": {},
         "shapes": [

@@ -274,7 +274,7 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
         return out
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a dataclass type (tp is a hint)
         if not isinstance(value, dict):
             raise fail(f"expected a mapping, got {type(value).__name__}")
         return build_dataclass(tp, value, source, prefix=f"{key}.")

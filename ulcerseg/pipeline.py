@@ -271,6 +271,7 @@ class PhotoMeasurer:
         assert loaded.rgb is not None
 
         def on(image: LoadedPhoto) -> Calibration:
+            assert image.rgb is not None  # loaded (asserted above) or finer (error None: decoded)
             return calibrate(image.rgb, cfg.marker.dictionary, cfg.marker.ids, cfg.marker.side_mm,
                              cfg.marker.detect_max_side_px, image.preview)  # fmt: skip
 
@@ -580,6 +581,7 @@ def measure_study(
             backend = opening.result()
     finally:
         start.shutdown(wait=False)
+    assert backend is not None  # given, or opened above (no photos raised before)
     for path, reason in found.problems:  # the CLI prints them; summary.problems lists them
         log.info("%s: %s", path, reason)
     decoded_with = _decode_settings(config)

@@ -80,7 +80,11 @@ def run() -> None:
         click.echo(f"error: study database unusable ({err}); is it a study folder's study.sqlite?", err=True)
         sys.exit(2)
     except UnicodeError as err:  # a name that is not valid UTF-8 (bytes the file system allows)
-        click.echo(f"error: a file or folder name is not valid UTF-8 ({err.reason}); rename it", err=True)
+        # only the codec errors (decode, encode, translate) carry a reason; a plain UnicodeError
+        # (the stdlib's idna and utf-16 codecs raise them) says it in its message
+        codec_errors = (UnicodeDecodeError, UnicodeEncodeError, UnicodeTranslateError)
+        reason = err.reason if isinstance(err, codec_errors) else str(err)
+        click.echo(f"error: a file or folder name is not valid UTF-8 ({reason}); rename it", err=True)
         sys.exit(2)
 
 

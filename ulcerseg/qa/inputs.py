@@ -234,9 +234,9 @@ class PhotoMatcher:
                     # reference naming less than the whole path still matches when unambiguous
                     for k in range(len(parts)):
                         self.names["/".join(parts[k:])].add(key)
-            parts = [row.get(c) for c in ("subject_id", "visit", "ulcer_id")]
-            if all(isinstance(p, str | int) and str(p) != "" for p in parts):
-                self.names["_".join(str(p) for p in parts).lower()].add(key)
+            ids = [row.get(c) for c in ("subject_id", "visit", "ulcer_id")]
+            if all(isinstance(p, str | int) and str(p) != "" for p in ids):
+                self.names["_".join(str(p) for p in ids).lower()].add(key)
             if sha:
                 self.names[sha[:16]].add(key)
 

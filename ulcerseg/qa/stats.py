@@ -32,8 +32,11 @@ from scipy import stats as sps
 
 Z95 = 1.959963984540054  # standard normal 97.5% quantile
 
+Values = Sequence[float] | np.ndarray
+"""Measured values: a sequence of numbers or a 1-D array (NaN allowed; see :func:`paired`)."""
 
-def paired(test: Sequence[float], reference: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+
+def paired(test: Values, reference: Values) -> tuple[np.ndarray, np.ndarray]:
     """Float arrays of the pairs where both values are finite."""
     a = np.asarray(test, dtype=np.float64).ravel()
     b = np.asarray(reference, dtype=np.float64).ravel()
@@ -59,7 +62,7 @@ class BlandAltman:
     k: float
 
 
-def bland_altman(test: Sequence[float], reference: Sequence[float], k: float = Z95) -> BlandAltman:
+def bland_altman(test: Values, reference: Values, k: float = Z95) -> BlandAltman:
     """Bland-Altman bias, SD of differences and limits ``bias ± k·SD`` with 95% CIs.
 
     CI of the bias: t distribution; CI of each limit: ``SE = SD·sqrt(1/n + k²/(2(n-1)))``
@@ -106,7 +109,7 @@ class RatioAgreement:
     loa_high_pct: float
 
 
-def bland_altman_ratio(test: Sequence[float], reference: Sequence[float], k: float = Z95) -> RatioAgreement:
+def bland_altman_ratio(test: Values, reference: Values, k: float = Z95) -> RatioAgreement:
     """Percent bias/limits from ``exp(mean ± k·sd of log(test/reference)) - 1``.
 
     Areas scale multiplicatively (error grows with size), so agreement of areas is usually
@@ -209,7 +212,7 @@ class CCC:
     ci_high: float
 
 
-def lins_ccc(x: Sequence[float], y: Sequence[float]) -> CCC:
+def lins_ccc(x: Values, y: Values) -> CCC:
     """Lin's CCC ``2·s_xy / (s_x² + s_y² + (mean_x - mean_y)²)`` with 1/n moments (Lin 1989).
 
     CI: ``z = atanh(ccc)`` with the asymptotic variance of Lin (1989, eq. 9 as corrected in
@@ -241,7 +244,7 @@ def lins_ccc(x: Sequence[float], y: Sequence[float]) -> CCC:
     return CCC(float(rc), math.tanh(z - Z95 * se), math.tanh(z + Z95 * se))
 
 
-def correlations(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+def correlations(x: Values, y: Values) -> dict[str, float]:
     """Pearson r and Spearman rho with their two-sided p-values (scipy.stats)."""
     a, b = paired(x, y)
     nan = float("nan")
@@ -257,7 +260,7 @@ def correlations(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     }
 
 
-def error_summary(test: Sequence[float], reference: Sequence[float]) -> dict[str, float]:
+def error_summary(test: Values, reference: Values) -> dict[str, float]:
     """Mean absolute error (units of data) and mean (absolute) relative error (fraction).
 
     Relative errors are ``(test - reference) / reference`` over pairs with reference > 0.
@@ -331,10 +334,10 @@ def cohens_kappa(table: np.ndarray | pd.DataFrame, weights: str | None = None) -
 
 
 def agreement_row(
-    test: Sequence[float],
-    reference: Sequence[float],
-    dice: Sequence[float] | None = None,
-    iou: Sequence[float] | None = None,
+    test: Values,
+    reference: Values,
+    dice: Values | None = None,
+    iou: Values | None = None,
     k: float = Z95,
 ) -> dict[str, float]:
     """All continuous agreement statistics of one comparison as a flat dict (one table row)."""
@@ -369,12 +372,12 @@ def agreement_row(
     row.update(correlations(a, b))
     row.update(error_summary(a, b))
     for name, values in (("dice", dice), ("iou", iou)):
-        v = np.asarray([] if values is None else values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        row[f"n_{name}"] = int(v.size)
-        row[f"{name}_mean"] = float(v.mean()) if v.size else nan
-        row[f"{name}_median"] = float(np.median(v)) if v.size else nan
-        row[f"{name}_min"] = float(v.min()) if v.size else nan
+        kept = np.asarray([] if values is None else values, dtype=np.float64)
+        kept = kept[np.isfinite(kept)]
+        row[f"n_{name}"] = int(kept.size)
+        row[f"{name}_mean"] = float(kept.mean()) if kept.size else nan
+        row[f"{name}_median"] = float(np.median(kept)) if kept.size else nan
+        row[f"{name}_min"] = float(kept.min()) if kept.size else nan
     return row
 
 
@@ -400,8 +403,8 @@ AREA_BINS_MM2 = (0.0, 5.0, 10.0, 25.0, 50.0, math.inf)
 
 
 def area_range_labels(
-    test: Sequence[float],
-    reference: Sequence[float],
+    test: Values,
+    reference: Values,
     edges: Sequence[float] = AREA_BINS_MM2,
     basis: str = "reference",
 ) -> list[str]:

@@ -131,7 +131,7 @@ def start_session(conn: sqlite3.Connection, assessor: str) -> str:
 def record_decision(
     conn: sqlite3.Connection,
     out_dir: str | Path,
-    item: ReviewItem,
+    item: ReviewItem | ManualItem,
     assessor: str,
     action: str,
     *,
@@ -155,6 +155,9 @@ def record_decision(
     :class:`NeedsConfirmation` instead of being saved: ``confirm_healed``, ``not_assessable``
     and a correction that changes the area by more than 50%. Library callers default to
     ``confirm=True``. ``extra_details`` are merged into ``details`` (e.g. a manual scale).
+
+    A :class:`ManualItem` (a photo without a usable marker, no rectified frame) takes no
+    correction here (:class:`DecisionError`): it is measured with :func:`record_manual_measurement`.
     """
     assessor = (assessor or "").strip()
     if not assessor:
@@ -178,13 +181,15 @@ def record_decision(
     if act is Action.CORRECT:
         if corrected_mask is None:
             raise DecisionError("a correction needs a mask or polygon")
+        if not isinstance(item, ReviewItem):
+            raise DecisionError("a photo without a marker is measured with a manual scale, not corrected")
         if _same_as_proposal(item, corrected_mask):
             act, corrected_mask = Action.ACCEPT, None
             details = {"note": "correction identical to the proposal: recorded as accept"}
-    if act is Action.CORRECT and corrected_mask is not None:
-        details = remeasure_mask(corrected_mask, item.px_per_mm)
-        area_after = details["area_mm2"]
-        mask_rel = (Path("review") / "masks" / f"{item.key}_{decision_id}.png").as_posix()
+        else:
+            details = remeasure_mask(corrected_mask, item.px_per_mm)
+            area_after = details["area_mm2"]
+            mask_rel = (Path("review") / "masks" / f"{item.key}_{decision_id}.png").as_posix()
     elif act is Action.NOT_ASSESSABLE:
         area_after = None
     # before anything is written: an unconfirmed request leaves no file behind
@@ -197,6 +202,7 @@ def record_decision(
     ensure_schema(conn)
     dest = None
     if mask_rel is not None:
+        assert isinstance(item, ReviewItem)  # mask_rel is set by a correction, of a ReviewItem only
         dest = Path(out_dir) / mask_rel
         # complete (atomic) before the decision that names it is committed; its SHA-256 is in
         # the hash chain (details), so `review verify` notices a mask file replaced afterwards

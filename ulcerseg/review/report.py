@@ -73,10 +73,11 @@ def area_figure(
 
     fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
     top = 0.0
-    for key, label, style in (
+    series: tuple[tuple[str, str, dict[str, Any]], ...] = (
         ("automated_area_mm2", "automated", dict(marker="o", ls="--", color="tab:blue", ms=7, mfc="none")),
         ("final_area_mm2", "final (after review)", dict(marker="s", ls="-", color="tab:orange", ms=4)),
-    ):
+    )
+    for key, label, style in series:
         pts = [(v["study_day"], float(v[key])) for v in visits if v.get(key) is not None]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, **style)
@@ -178,7 +179,9 @@ def write_report(
         figures = []
         for v in visits:
             src = by_sha.get(v["photo_sha256"] or "")
-            rect = inside_out_dir(out_dir, src.get("rectified_file")) if src else None
+            if not src:
+                continue
+            rect = inside_out_dir(out_dir, src.get("rectified_file"))
             if rect is None:
                 continue
             d = latest.get(v["photo_sha256"])

@@ -374,10 +374,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "ulcerseg-review"
     sys_version = ""
     app: ReviewApp  # set on the subclass made by make_server
+    server: _ReviewServer  # the server make_server builds (a TCP server: (host, port) address)
     reader: Reader | None = None
 
     def setup(self) -> None:
-        self.timeout = self.app.request_timeout_s  # socket timeout for every read and write
+        # socket timeout for every read and write; typeshed declares StreamRequestHandler.timeout a
+        # ClassVar, but socketserver reads it from the instance
+        self.timeout = self.app.request_timeout_s  # type: ignore[misc]
         super().setup()
         self.rfile.close()  # the socket's own file: requests are read through the deadline
         self._reader = _DeadlineReader(self.connection, self.app.request_timeout_s)

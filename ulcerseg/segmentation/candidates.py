@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from ulcerseg.config import SegmentationConfig
 from ulcerseg.geometry import RectifiedGrid
@@ -56,7 +57,9 @@ def rank_candidates(
     reach = max(1, round(config.merge_distance_mm * grid.px_per_mm / 2))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     grouped = cv2.dilate(candidates.astype(np.uint8), kernel)
-    n, labels = cv2.connectedComponents(grouped, connectivity=8)
+    labels: npt.NDArray[np.int32]
+    # OpenCV's stubs type the labels as any int or float array; they are int32 (CV_32S)
+    n, labels = cv2.connectedComponents(grouped, connectivity=8)  # type: ignore[assignment]
     # per-group sums over the candidate px alone, a small part of the grid (in raster order, as
     # over the whole grid: the same sums); group g's candidate px have label g
     px = np.flatnonzero(candidates.ravel())

@@ -305,6 +305,9 @@ def wrap_logits(net: Any, card: ModelCard) -> Any:
     import torch
 
     class _Normalized(torch.nn.Module):
+        mean: torch.Tensor  # buffers (register_buffer), typed for nn.Module's __getattr__
+        std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.net = net

@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from ulcerseg.errors import DecisionError
 from ulcerseg.ids import invisible_character
@@ -143,7 +143,8 @@ def read_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:
         f"SELECT seq, {', '.join(DECISION_COLUMNS)}, row_hash FROM review_decisions ORDER BY seq"
     )
     names = [d[0] for d in cur.description]
-    return [DecisionRecord(**dict(zip(names, r, strict=True))) for r in cur.fetchall()]
+    # the SELECT names exactly DecisionRecord's keys (seq, DECISION_COLUMNS, row_hash)
+    return [cast(DecisionRecord, dict(zip(names, r, strict=True))) for r in cur.fetchall()]
 
 
 @dataclass(frozen=True)

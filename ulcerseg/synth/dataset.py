@@ -45,7 +45,9 @@ def degrade_rgb(
         n += rng.standard_normal(out.shape[:2], dtype=np.float32)[..., None] * np.float32(noise)
         out = np.clip(out.astype(np.float32) + n, 0, 255).astype(np.uint8)
     _ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert decoded is not None  # the JPEG OpenCV just encoded from a uint8 RGB image
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def render_tile(seed: int, px_per_mm: float = 10.0, tile_px: int = 256) -> Tile:

@@ -56,6 +56,7 @@ def fine_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float
     """White noise blurred by ``sigma_px`` and renormalised to unit std (float32)."""
     n = rng.standard_normal(shape, dtype=np.float32)
     if sigma_px > 0.3:
-        n = cv2.GaussianBlur(n, (0, 0), sigma_px)
+        # OpenCV's stubs type the result as any int or float array; it keeps float32
+        n = cv2.GaussianBlur(n, (0, 0), sigma_px)  # type: ignore[assignment]
         n *= np.float32(1.0 / max(float(n.std()), 1e-6))
     return n

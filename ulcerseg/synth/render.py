@@ -153,7 +153,8 @@ def _degrade_photo(img: np.ndarray, rng: np.random.Generator, config: PhotoConfi
         tile = rng.standard_normal((t, t, 3), dtype=np.float32) * np.float32(std * 0.6)
         tile += rng.standard_normal((t, t, 1), dtype=np.float32) * np.float32(std * 0.8)
         if scale > 1.2:
-            tile = cv2.GaussianBlur(tile, (0, 0), 0.6 * scale)
+            # OpenCV's stubs type the result as any int or float array; it keeps float32
+            tile = cv2.GaussianBlur(tile, (0, 0), 0.6 * scale)  # type: ignore[assignment]
             tile *= np.float32(std / max(float(tile.std()), 1e-6))
         tile_u8 = np.clip(tile + 128, 0, 255).astype(np.uint8)
         h = out.shape[0]

@@ -6,6 +6,7 @@ sampled from a numpy ``Generator`` only, so a seed reproduces a scene exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -61,6 +62,16 @@ class Scene:
         """Midpoint between marker centre and ulcer (where a photographer would aim)."""
         m = np.add(self.ulcer_centre_mm, self.marker_centre_mm) / 2
         return (float(m[0]), float(m[1]))
+
+
+def _pair(v: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """The first two numbers of ``v`` as Python floats (a 2-vector, e.g. a gradient)."""
+    return (float(v[0]), float(v[1]))
+
+
+def _triple(v: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    """The first three numbers of ``v`` as Python floats (a 3-vector, e.g. RGB gains)."""
+    return (float(v[0]), float(v[1]), float(v[2]))
 
 
 def _box_distance(pts: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -209,14 +220,14 @@ def sample_scene(
         ulcer=Ulcer(poly, look, scar),
         ulcer_centre_mm=(float(centre[0]), float(centre[1])),
         background=background,
-        light=tuple(float(v) for v in light),
+        light=_triple(light),
         ambient=float(rng.uniform(0.35, 0.6)),
         shadow_offset_mm=(float(sh[0]), float(sh[1])),
         shadow_strength=float(rng.uniform(0.2, 0.5)),
-        gradient_per_mm=tuple(float(v) for v in rng.normal(0, 0.0025, 2)),
+        gradient_per_mm=_pair(rng.normal(0, 0.0025, 2)),
         # Phones expose for the scene; a few photos come out too bright.
         exposure=float(rng.uniform(1.0, 1.25) if rng.random() < 0.08 else rng.uniform(0.78, 1.02)),
-        white_balance=tuple(float(v) for v in wb),
+        white_balance=_triple(wb),
     )
 
 

@@ -222,7 +222,8 @@ def generate_trial(
     out.mkdir(parents=True, exist_ok=True)
     (out / TRIAL_MASK_DIR).mkdir(exist_ok=True)
     base_cfg = config or PhotoConfig()
-    cfg = replace(base_cfg, size=tuple(render_size or photo_size))
+    size = render_size or photo_size
+    cfg = replace(base_cfg, size=(size[0], size[1]))
     days = [visit_to_day(v) for v in visits]
     trial_rng = np.random.default_rng([seed, 7])
     rows: list[dict[str, object]] = []

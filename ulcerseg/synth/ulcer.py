@@ -146,7 +146,7 @@ def render_ulcer_layer(ulcer: Ulcer, grid: RectifiedGrid) -> tuple[np.ndarray, n
             return np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
         scar = render_polygon_antialiased((h, w), apply_homography(grid.mm_to_px(), ulcer.scar_polygon_mm))
         a = cv2.GaussianBlur(scar.astype(np.float32) / 255, (0, 0), max(0.3, 0.3 * p))
-        col = np.empty((h, w, 3), np.float32)
+        col: np.ndarray = np.empty((h, w, 3), np.float32)
         col[:] = np.asarray(look.rim, np.float32)
         return col, a * np.float32(look.healed_scar_alpha)
 

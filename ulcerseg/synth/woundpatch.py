@@ -21,7 +21,7 @@ from ulcerseg.synth.camera import sample_camera
 from ulcerseg.synth.finger import skin_tone
 from ulcerseg.synth.grid import Lattice, fine_noise, smoothstep
 from ulcerseg.synth.render import Patch, PhotoConfig, photograph
-from ulcerseg.synth.scene import Scene, _box_distance
+from ulcerseg.synth.scene import Scene, _box_distance, _pair, _triple
 from ulcerseg.synth.sticker import Sticker
 from ulcerseg.synth.ulcer import Ulcer, UlcerLook
 
@@ -265,7 +265,8 @@ def sample_area_mm2(rng: np.random.Generator, large_fraction: float = 0.15) -> f
 
 
 def _largest_component_px(mask: np.ndarray) -> int:
-    n, _labels, stats, _ = cv2.connectedComponentsWithStats((np.asarray(mask) > 0).astype(np.uint8), 8)
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    n, _labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if n <= 1:
         raise ValueError("empty wound mask")
     return int(stats[1:, cv2.CC_STAT_AREA].max())
@@ -364,13 +365,13 @@ def render_wound_photo(
         ulcer=Ulcer(np.zeros((0, 2)), _NO_LOOK, np.zeros((0, 2))),  # the wound is the patch layer
         ulcer_centre_mm=(float(centre[0]), float(centre[1])),
         background=bg,  # type: ignore[arg-type]  # same render(grid, centre) interface
-        light=tuple(float(v) for v in light),
+        light=_triple(light),
         ambient=float(rng.uniform(0.35, 0.6)),
         shadow_offset_mm=(0.0, 0.0),
         shadow_strength=0.0,
-        gradient_per_mm=tuple(float(v) for v in rng.normal(0, 0.003, 2)),
+        gradient_per_mm=_pair(rng.normal(0, 0.003, 2)),
         exposure=float(exposure),
-        white_balance=tuple(float(v) for v in wb),
+        white_balance=_triple(wb),
     )
     wx0, wy0, wx1, wy1 = patch.bbox_mm("wound", margin_mm=2.0)
     x0, y0, x1, y1 = sticker.bbox_mm()

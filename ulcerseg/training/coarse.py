@@ -112,6 +112,9 @@ def build_light(net: Any, card: ModelCard, head_channels: int = 32, head: str = 
         layers = _pyramid_head(list(net.encoder.out_channels[::-1][:levels]), head_channels)
 
     class Light(nn.Module):
+        mean: torch.Tensor  # buffers (register_buffer), typed for nn.Module's __getattr__
+        std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.encoder = net.encoder
@@ -232,7 +235,9 @@ def distill_coarse(
     for p in net.parameters():
         p.requires_grad_(False)
     # 1. features of the frozen trunk and the teacher's probability at 1/4 resolution
-    feats, targets, batch = [], [], []
+    feats: list[tuple[torch.Tensor, ...]] = []
+    targets: list[torch.Tensor] = []
+    batch: list[np.ndarray] = []
 
     def flush() -> None:
         x = torch.from_numpy(np.stack(batch).transpose(0, 3, 1, 2).copy()).float().div_(255.0)

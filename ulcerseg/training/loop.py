@@ -523,12 +523,14 @@ def _prepare_loader(run: _Run) -> None:
     run.dataset = TileDataset(
         run.train_items, TrainAugment(run.cfg.augment, run.card.tile_px), length, t.seed
     )
+    # TileDataset is a map-style dataset (len, getitem) but no subclass of torch's Dataset, which
+    # torch's annotations ask for (the samplers and the loader only use len and getitem)
     run.sampler = (
         torch.utils.data.distributed.DistributedSampler(
-            run.dataset,
+            run.dataset,  # type: ignore[arg-type]
             num_replicas=run.world,
             rank=run.rank,
-            shuffle=False,  # type: ignore[arg-type]
+            shuffle=False,
         )
         if run.distributed
         else None
