@@ -101,3 +101,22 @@ def test_an_excluded_region_inside_the_mask_is_not_filled_as_a_hole() -> None:
     mask = ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=3.0, exclude=exclude)
     assert not (mask & exclude).any()
     assert mask.sum() == 120 * 120 - 40 * 40
+
+
+def test_measure_ulcer_gives_the_marker_distance_and_the_band_in_mm() -> None:
+    from ulcerseg.measure import measure_ulcer
+
+    mask = np.zeros((60, 80), bool)
+    mask[20:30, 10:50] = True  # 40 x 10 px at 10 px/mm: centroid px (29.5, 24.5)
+    tight = np.zeros_like(mask)
+    tight[21:29, 15:45] = True  # 30 x 8 = 240 px: 2.4 mm²
+    loose = np.zeros_like(mask)
+    loose[18:32, 8:52] = True  # 44 x 14 = 616 px: 6.16 mm²
+    prob = np.where(mask, 0.8, 0.1).astype(np.float32)
+    # centroid in mm: (-3 + 2.95, 5 + 2.45) = (-0.05, 7.45); the marker centre 4 mm left, 3 mm
+    # down of it: a 3-4-5 triangle
+    m = measure_ulcer(prob, mask, (tight, loose), 10.0, origin_mm=(-3.0, 5.0), marker_centre_mm=(3.95, 4.45))
+    assert m.marker_distance_mm == pytest.approx(5.0)
+    assert m.area_mm2 == pytest.approx(4.0)
+    assert (m.area_low_mm2, m.area_high_mm2) == pytest.approx((2.4, 6.16))
+    assert m.mean_probability == pytest.approx(0.8)
