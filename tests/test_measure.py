@@ -120,3 +120,41 @@ def test_measure_ulcer_gives_the_marker_distance_and_the_band_in_mm() -> None:
     assert m.area_mm2 == pytest.approx(4.0)
     assert (m.area_low_mm2, m.area_high_mm2) == pytest.approx((2.4, 6.16))
     assert m.mean_probability == pytest.approx(0.8)
+
+
+def test_components_below_the_minimum_area_are_dropped_even_beside_the_ulcer() -> None:
+    # 10 px/mm, minimum 0.3 mm² = 30 px; both fragments lie 0.2 mm from the main component
+    prob = np.zeros((60, 60), np.float32)
+    prob[10:30, 10:30] = 0.9  # main, 400 px
+    prob[10:15, 32:38] = 0.9  # 5 x 6 = 30 px: exactly the minimum, kept
+    prob[20:24, 32:39] = 0.9  # 4 x 7 = 28 px: below it, dropped
+    mask = ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=3.0)
+    assert mask.sum() == 400 + 30
+    assert mask[12, 35] and not mask[22, 35]
+    lone = np.zeros((60, 60), np.float32)
+    lone[20:24, 20:27] = 0.9  # 28 px alone: no ulcer
+    assert not ulcer_mask(lone, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=3.0).any()
+
+
+def test_a_probability_equal_to_the_threshold_is_foreground() -> None:
+    prob = np.zeros((40, 40), np.float32)
+    prob[10:20, 10:20] = 0.5  # exactly the threshold (0.5 is exact in float32)
+    assert ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=3.0).sum() == 100
+
+
+def test_the_main_component_has_the_largest_probability_mass_not_the_largest_area() -> None:
+    prob = np.zeros((100, 100), np.float32)
+    prob[5:20, 5:20] = 0.55  # 225 px, mass 123.75
+    prob[70:82, 70:82] = 0.95  # 144 px, mass 136.8: the ulcer; 5 mm away, beyond the merge distance
+    mask = ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=3.0)
+    assert mask.sum() == 144 and mask[75, 75] and not mask[10, 10]
+
+
+def test_a_fragment_touching_the_ulcer_at_a_corner_is_part_of_it() -> None:
+    # components are 8-connected: a 16 px block (under the 30 px minimum on its own) that
+    # touches the ulcer only diagonally belongs to it
+    prob = np.zeros((60, 60), np.float32)
+    prob[10:30, 10:30] = 0.9
+    prob[30:34, 30:34] = 0.9  # pixel (30, 30) touches (29, 29) at a corner
+    mask = ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=0.1)
+    assert mask.sum() == 400 + 16
