@@ -163,3 +163,14 @@ def test_a_homography_with_a_nan_says_so_not_that_its_9_numbers_are_the_wrong_co
     with pytest.raises(ValueError, match="got 8"):
         as_homography([1.0] * 8)
     assert as_homography("[1, 0, 0, 0, 1, 0, 0, 0, 1]").tolist() == np.eye(3).tolist()
+
+
+def test_crop_and_sub_keep_the_mm_of_every_pixel_centre() -> None:
+    g = RectifiedGrid((-5.0, 2.0), 4.0, 30, 20)
+    c = g.crop(4, 8, 12, 16)  # columns 4..11, rows 8..15
+    assert c.origin_mm == (-4.0, 4.0) and (c.width, c.height) == (8, 8)
+    # a box between pixel centres: the sub-grid's centres reach past it on both sides
+    sub, rows, cols = g.sub(-4.1, 3.1, -3.1, 3.9)
+    # in px: x 3.6 .. 7.6, y 4.4 .. 7.6, so columns 3 .. 8 (x -4.25 .. -3.0), rows 4 .. 8 (y 3 .. 4)
+    assert (rows, cols) == (slice(4, 9), slice(3, 9))
+    assert sub.origin_mm == (-4.25, 3.0) and (sub.width, sub.height) == (6, 5)
