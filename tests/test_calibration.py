@@ -119,3 +119,54 @@ def test_marker_corners_found_on_a_preview_are_in_photo_px() -> None:
         found = detect_markers(photo.rgb, "DICT_4X4_50", (0,), preview=preview)
         bias.append((found.corners_px[0] - apply_homography(photo.h_mm_to_px, MARKER_MM)).mean(axis=0))
     assert np.abs(np.mean(bias, axis=0)).max() < 0.2  # photo px
+
+
+def test_local_scale_is_the_geometric_mean_of_both_axes_and_tilt_their_ratio() -> None:
+    from ulcerseg.calibration.marker import local_scale_and_tilt
+
+    # an affine view: 20 px per mm along x, 10 along y (a plane tilted by arccos(1/2) = 60°)
+    px_per_mm, tilt = local_scale_and_tilt(np.diag([20.0, 10.0, 1.0]), np.array([5.0, 5.0]))
+    assert px_per_mm == pytest.approx(np.sqrt(20.0 * 10.0))
+    assert tilt == pytest.approx(60.0)
+
+
+def test_the_marker_homography_maps_its_corners_tl_tr_br_bl_to_the_square() -> None:
+    from ulcerseg.calibration.marker import marker_homography
+
+    corners = np.array([[100.0, 50.0], [300.0, 80.0], [280.0, 260.0], [90.0, 240.0]])  # TL, TR, BR, BL
+    h = marker_homography(corners, 12.0)
+    expected = [[0, 0], [12, 0], [12, 12], [0, 12]]  # x along the top edge, y down the left one
+    np.testing.assert_allclose(apply_homography(h, corners), expected, atol=1e-4)
+
+
+def test_a_calibration_of_a_reduced_copy_in_photo_px_scales_corners_scale_and_residual() -> None:
+    from ulcerseg.calibration.marker import in_photo_frame
+    from ulcerseg.geometry import reduced_to_photo
+    from ulcerseg.records import Calibration
+
+    corners = ((10.0, 10.0), (110.0, 10.0), (110.0, 110.0), (10.0, 110.0))  # 100 px for 10 mm
+    cal = Calibration(
+        marker_id=0, corners_px=corners, homography=tuple(np.eye(3).ravel()), mm_per_px=0.1,
+        tilt_deg=0.0, residual_px=0.4, side_mm=10.0, n_markers_found=1,
+    )  # fmt: skip
+    out = in_photo_frame(cal, reduced_to_photo(2.0))  # copy px c is photo px 2c + 0.5
+    np.testing.assert_allclose(out.corners_px, [[20.5, 20.5], [220.5, 20.5], [220.5, 220.5], [20.5, 220.5]])
+    assert out.mm_per_px == pytest.approx(10.0 / 200.0)
+    assert out.residual_px == pytest.approx(0.8)  # 0.4 copy px are 0.8 photo px
+    assert (out.tilt_deg, out.marker_id) == (0.0, 0)
+
+
+def test_the_largest_of_several_accepted_markers_comes_first() -> None:
+    import cv2
+
+    from ulcerseg.calibration.aruco import aruco_dictionary
+    from ulcerseg.calibration.marker import detect_markers
+
+    canvas = np.full((500, 700), 255, np.uint8)
+    d = aruco_dictionary("DICT_4X4_50")
+    canvas[50:170, 50:170] = cv2.aruco.generateImageMarker(d, 3, 120)  # small, top left
+    canvas[200:440, 350:590] = cv2.aruco.generateImageMarker(d, 5, 240)  # large
+    found = detect_markers(np.dstack([canvas] * 3), "DICT_4X4_50", (3, 5))
+    assert found.ids == (5, 3)
+    assert np.linalg.norm(found.corners_px[0][1] - found.corners_px[0][0]) == pytest.approx(240, abs=2)
+    assert calibrate(np.dstack([canvas] * 3), "DICT_4X4_50", (3, 5), 10.0).marker_id == 5
