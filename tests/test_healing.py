@@ -461,6 +461,17 @@ def test_csv_rounding_rule():
     assert [csv_decimals(c) for c in ("area_mm2", "x_pct", "healing_rate_mm2_per_week")] == [2, 1, 2]
 
 
+def test_csv_rounding_of_a_data_frame_writes_no_negative_zero():
+    import pandas as pd
+
+    from ulcerseg.rounding import round_frame
+
+    frame = pd.DataFrame({"area_mm2": [-0.001, 1.234], "change_pct": [-0.04, 12.34], "visit": ["D0", "W2"]})
+    out = round_frame(frame)
+    assert out.to_csv(index=False).splitlines() == ["area_mm2,change_pct,visit", "0.0,0.0,D0", "1.23,12.3,W2"]
+    assert frame["area_mm2"][0] == -0.001  # the input is not modified
+
+
 def test_deprecated_healing_key_is_accepted_with_a_message(caplog: pytest.LogCaptureFixture) -> None:
     from ulcerseg.healing.config import HealingConfig, healing_config_from_dict
 
