@@ -516,3 +516,39 @@ def test_reject_healed_on_any_photo_of_the_visit_forbids_healed():
     assert v["W2"].status == "not_assessable"  # a reader must settle which photo is right
     assert ulcer.time_to_healing_days is None
     assert v["W4"].status == "worsening"  # not "recurred": nothing healed before
+
+
+def test_a_failed_photo_is_never_healed_whatever_area_it_carries():
+    # a photo measured and then failed (e.g. its outputs could not be written) keeps its area;
+    # without a reader's review it is no evidence, even where its flag is not a blocking one
+    rows = series({"D0": 10.0, "W2": 8.0, "W4": 0.3})
+    rows[2]["status"] = "failed"
+    ulcer, v = by_visit(rows, cfg(unassessable_flags=()))
+    assert v["W4"].status == "not_assessable" and v["W4"].area_mm2 is None
+    assert ulcer.time_to_healing_days is None
+    rows[2]["reviewed"] = True  # an assessor vouched for the area
+    ulcer, v = by_visit(rows, cfg(unassessable_flags=()))
+    assert v["W4"].status == "healed" and ulcer.time_to_healing_days == 28
+
+
+def test_a_photo_dated_too_early_is_date_inconsistent_too():
+    dates = {"D0": "2024-01-01", "W2": "2024-01-15", "W4": "2024-01-19"}  # W4 taken day 18, not 28
+    _, v = by_visit(series({"D0": 10.0, "W2": 9.0, "W4": 8.0}, dates=dates))
+    assert "date_inconsistent" in v["W4"].healing_flags
+    assert "date_inconsistent" not in v["W2"].healing_flags
+
+
+def test_a_visit_on_the_subjects_last_day_is_missing_for_an_ulcer_without_it():
+    # the subject's last visit (W4, day 28) has a photo of U1 only: U2 missed it
+    rows = series({"D0": 10.0, "W2": 9.0, "W4": 8.0}, ulcer="U1") + series({"D0": 6.0, "W2": 5.0}, ulcer="U2")
+    res = {u.ulcer_id: {v.visit: v for v in u.visits} for u in compute_healing(rows, cfg())}
+    assert res["U2"]["W4"].healing_flags == ["missing_visit"]
+    assert "W8" not in res["U2"]  # after the subject's last visit
+
+
+def test_an_implausible_jump_is_more_than_the_factor():
+    _, v = by_visit(series({"D0": 2.0, "W2": 8.0, "W4": 32.5}))  # x4 exactly, then x4.06
+    assert "implausible_jump" not in v["W2"].healing_flags
+    assert "implausible_jump" in v["W4"].healing_flags
+    _, v = by_visit(series({"D0": 20.0, "W2": 2.0, "W4": 0.6}), cfg(implausible_shrink_factor=10.0))
+    assert "implausible_jump" not in v["W2"].healing_flags  # / 10 exactly
