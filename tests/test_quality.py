@@ -320,3 +320,21 @@ def test_desaturated_means_the_99th_percentile_of_chroma_is_below_the_limit() ->
     assert sampled.shape[1] == 100 and is_desaturated(few) and not is_desaturated(many)
     assert not is_desaturated(np.full((40, 40, 3), (205, 160, 140), np.uint8))  # skin
     assert is_desaturated(np.zeros((40, 40), np.uint8))  # one channel: no colour at all
+
+
+def test_a_mask_touching_the_top_or_bottom_row_of_the_grid_is_at_the_border() -> None:
+    valid = np.ones((100, 100), bool)  # the whole grid shows the photo
+    for rows in (slice(0, 20), slice(80, 100)):
+        mask = np.zeros((100, 100), bool)
+        mask[rows, 40:60] = True
+        assert mask_flags(_meas(), mask, valid, CFG) == [Flag.MASK_AT_BORDER]
+
+
+def test_a_value_at_a_flag_limit_passes() -> None:
+    # a value at a limit passes (max_tilt_deg 50, min_photo_px_per_mm 8, max_marker_residual_px 2)
+    assert calibration_flags(_cal(tilt_deg=50.0, mm_per_px=0.125, residual_px=2.0), CFG) == []
+    assert calibration_flags(_cal(tilt_deg=50.5), CFG) == [Flag.MARKER_TOO_OBLIQUE]
+    valid = np.ones((50, 50), bool)
+    for luma, flag in ((225, None), (226, Flag.OVEREXPOSED), (40, None), (39, Flag.UNDEREXPOSED)):
+        flags = image_flags(np.full((50, 50, 3), luma, np.uint8), valid, CFG)
+        assert [f for f in flags if f != Flag.BLURRED] == ([flag] if flag else [])

@@ -94,3 +94,14 @@ def test_area_interval_scales_with_the_band() -> None:
     wide_low, wide_high = area_interval(10.0, 5.0, 15.0, floor=0.1, q_low=-1.0, q_high=2.0)
     assert wide_low < low and wide_high > high
     assert area_interval(0.0, 0.0, 0.0, 0.1, -1.0, 1.0) == (0.0, 0.0)
+
+
+def test_no_ulcer_found_is_search_incomplete_below_the_minimum_coverage_only() -> None:
+    rgb, valid, exclude, _ = _scene()
+    nothing = np.zeros((200, 300), bool)
+    prob = np.zeros((200, 300), np.float32)
+    region = ulcer_neighbourhood(nothing, valid, exclude, 10.0)
+    cfg = QualityConfig(min_search_coverage=0.75)
+    for coverage, flags in ((0.75, []), (0.74, [Flag.SEARCH_INCOMPLETE])):
+        s = quality_signals(rgb, prob, nothing, region, 0.5, _meas(0.0, 0.0, 0.0), search_coverage=coverage)
+        assert signal_flags(s, cfg) == flags
