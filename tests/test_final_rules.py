@@ -317,3 +317,43 @@ def test_a_photo_found_but_never_measured_stays_in_every_table(tmp_path: Path):
     dest = tmp_path / "final.csv"
     res = CliRunner().invoke(main, ["review", "export-final", str(out), "-o", str(dest)])
     assert res.exit_code == 1 and "S1 U1 W8: pending_review" in res.output
+
+
+def test_the_relative_area_tolerance_is_of_the_larger_reading():
+    from ulcerseg.review.rules import find_disagreements
+
+    # both beyond 0.5 mm²; 1.05 / 11.05 = 9.5% is within the 10% tolerance, 1.2 / 11.2 = 10.7% not
+    decisions = [dec("near", "A", "correct", 10.0), dec("near", "B", "correct", 11.05),
+                 dec("far", "A", "correct", 10.0), dec("far", "B", "correct", 11.2)]  # fmt: skip
+    assert [(d["photo_sha256"], d["reason"]) for d in find_disagreements(decisions, CFG)] == [("far", "area")]
+
+
+def test_an_accepted_area_drops_the_models_band():
+    from ulcerseg.healing import compute_healing
+    from ulcerseg.review.rules import final_rows
+
+    # the model's band 0.3 .. 4.0 mm² straddles the healed limit (near_threshold); once a reader
+    # accepts 3.0 mm² the band, which was the model's doubt, no longer counts
+    rows = [row("base", "D0", 10.0), row("w2", "W2", 3.0, flags="low_confidence")]
+    rows[1].update(area_low_mm2=0.3, area_high_mm2=4.0)
+    fr = final_rows(rows, [dec("w2", "A", "accept", 3.0)], CFG)
+    accepted = fr.rows[1]
+    assert (accepted["area_low_mm2"], accepted["area_high_mm2"], accepted["reviewed"]) == (None, None, True)
+    (ulcer,) = compute_healing(fr.rows, CFG)
+    w2 = {v.visit: v for v in ulcer.visits}["W2"]
+    assert w2.status == "improving" and "near_threshold" not in w2.healing_flags
+    assert compute_healing(rows, CFG)[0].visits[1].healing_flags == ["near_threshold"]  # before review
+
+
+def test_confirm_healed_vouches_for_a_flagged_photos_area():
+    from ulcerseg.healing import compute_healing
+    from ulcerseg.review.rules import final_rows
+
+    # grayscale blocks a photo's area; the reader who confirms healed vouches for the photo
+    rows = [row("base", "D0", 10.0), row("w2", "W2", 0.3, flags="grayscale")]
+    fr = final_rows(rows, [dec("w2", "A", "confirm_healed")], CFG)
+    assert fr.rows[1]["healed_override"] is True and fr.rows[1]["reviewed"] is True
+    (ulcer,) = compute_healing(fr.rows, CFG)
+    w2 = {v.visit: v for v in ulcer.visits}["W2"]
+    assert (w2.status, w2.area_mm2) == ("healed", 0.3)
+    assert w2.change_from_baseline_mm2 == pytest.approx(0.3 - 10.0)
