@@ -820,3 +820,26 @@ def test_a_full_disk_leaves_no_truncated_plot_and_names_the_file(
     plot = tmp_path / "qa" / "bland_altman_auto_vs_reader_a.png"
     assert _os_error_line(caught.value) == f"{plot}: No space left on device"
     assert not [p.name for p in (tmp_path / "qa").iterdir() if p.suffix in (".png", ".tmp")]
+
+
+def test_bland_altman_confidence_intervals_by_hand() -> None:
+    # differences 1, 2, 3, 4, 6: mean 3.2, squared deviations sum 14.8, SD sqrt(14.8 / 4)
+    reference = np.full(5, 10.0)
+    ba = stats.bland_altman(reference + np.array([1, 2, 3, 4, 6]), reference, k=2.0)
+    sd = np.sqrt(3.7)
+    t4 = 2.776445  # t distribution, 4 degrees of freedom, 97.5% (tables: 2.776)
+    assert (ba.bias, ba.sd) == pytest.approx((3.2, sd))
+    assert (ba.loa_low, ba.loa_high) == pytest.approx((3.2 - 2 * sd, 3.2 + 2 * sd))
+    half_bias = t4 * sd / np.sqrt(5)
+    assert (ba.bias_ci_low, ba.bias_ci_high) == pytest.approx((3.2 - half_bias, 3.2 + half_bias), abs=1e-5)
+    half_loa = t4 * sd * np.sqrt(1 / 5 + 2.0**2 / (2 * 4))  # Bland & Altman 1999: SE of a limit
+    assert ba.loa_high_ci == pytest.approx((3.2 + 2 * sd - half_loa, 3.2 + 2 * sd + half_loa), abs=1e-5)
+    assert ba.loa_low_ci == pytest.approx((3.2 - 2 * sd - half_loa, 3.2 - 2 * sd + half_loa), abs=1e-5)
+
+
+def test_agreement_row_summarises_dice_by_mean_median_and_min() -> None:
+    row = stats.agreement_row([1.0, 2.0, 3.0], [1.0, 2.5, 3.5], dice=[0.2, 0.9, float("nan"), 0.8])
+    assert row["n_dice"] == 3  # NaN (no overlap defined) left out
+    assert row["dice_median"] == pytest.approx(0.8)
+    assert row["dice_mean"] == pytest.approx((0.2 + 0.9 + 0.8) / 3)
+    assert row["dice_min"] == pytest.approx(0.2)
