@@ -240,6 +240,27 @@ def test_flag_near_threshold():
     assert all("near_threshold" not in r.healing_flags for r in v.values())
 
 
+def test_id_order_key_reads_digit_runs_as_numbers_and_is_total():
+    from ulcerseg.ids import id_order_key
+
+    ids = ["U10", "U2", "U1", "U01", "Ua", "U1b", "2", "10"]
+    assert sorted(ids, key=id_order_key) == ["2", "10", "U01", "U1", "U1b", "U2", "U10", "Ua"]
+    assert sorted(reversed(ids), key=id_order_key) == sorted(ids, key=id_order_key)
+
+
+def test_cardinal_ulcer_tie_goes_to_the_lowest_ulcer_id_as_read():
+    def cardinal(*ulcers: tuple[str, float | None]) -> str:
+        rows = [r for u, a in ulcers for r in series({"D0": a, "W2": 4.0}, ulcer=u)]
+        (chosen,) = [u.ulcer_id for u in compute_healing(rows, cfg(schedule=("D0", "W2"))) if u.is_cardinal]
+        return chosen
+
+    assert cardinal(("U1", 8.0), ("U2", 8.0)) == "U1"  # equal baseline areas
+    assert cardinal(("U2", 8.0), ("U1", 8.0)) == "U1"  # whatever order the rows come in
+    assert cardinal(("U10", 8.0), ("U2", 8.0)) == "U2"  # read as numbers, not as text
+    assert cardinal(("U3", None), ("U2", None)) == "U2"  # no baseline measured at all
+    assert cardinal(("U1", None), ("U2", 0.5)) == "U2"  # a measured baseline beats none
+
+
 def test_flag_date_inconsistent():
     dates = {"D0": "2024-01-01", "W2": "2024-01-16", "W4": "2024-02-20", "W8": "2024-02-26"}
     _, v = by_visit(series({"D0": 10.0, "W2": 9.0, "W4": 8.0, "W8": 7.0}, dates=dates))

@@ -6,12 +6,14 @@ two spellings that look alike must be one ID, and nothing invisible may tell two
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
-__all__ = ["invisible_character", "nfc"]
+__all__ = ["id_order_key", "invisible_character", "nfc"]
 
 # control, format (zero-width space, soft hyphen), line and paragraph separator, surrogate
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_DIGITS = re.compile(r"(\d+)")
 
 
 def nfc(text: str) -> str:
@@ -29,3 +31,13 @@ def invisible_character(text: str) -> str | None:
         if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
             return f"U+{ord(char):04X}"
     return None
+
+
+def id_order_key(text: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    """Sort key of an ID in the order a person reads it: runs of digits compare as numbers
+    (``U2`` before ``U10``), the rest as text; two spellings of one number (``U01``, ``U1``)
+    are then told apart by the text itself, so the order is total and stable across runs."""
+    parts = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in _DIGITS.split(text) if part
+    )
+    return parts, text

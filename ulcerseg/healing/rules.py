@@ -22,6 +22,7 @@ from typing import Any
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.healing.records import HealingFlag, HealingStatus, UlcerHealing, VisitHealing
+from ulcerseg.ids import id_order_key
 from ulcerseg.rounding import as_shown
 from ulcerseg.visits import visit_to_day
 
@@ -481,8 +482,9 @@ def _designate_cardinal(
                 base = next((v for v in u.visits if v.visit == u.baseline_visit), None)
                 return base.area_mm2 if base and base.area_mm2 is not None else -1.0
 
-            # largest baseline area; ties and unmeasured baselines fall back to ulcer id order
-            chosen = max(sorted(ulcers, key=lambda u: u.ulcer_id, reverse=True), key=baseline_area)
+            # largest baseline area; a tie (or no measured baseline at all) goes to the lowest
+            # ulcer ID as read (U2 before U10): max() keeps the first of equal maxima
+            chosen = max(sorted(ulcers, key=lambda u: id_order_key(u.ulcer_id)), key=baseline_area)
             source = "largest_baseline"
         for u in ulcers:
             u.is_cardinal = u is chosen
