@@ -169,4 +169,17 @@ def test_the_largest_of_several_accepted_markers_comes_first() -> None:
     found = detect_markers(np.dstack([canvas] * 3), "DICT_4X4_50", (3, 5))
     assert found.ids == (5, 3)
     assert np.linalg.norm(found.corners_px[0][1] - found.corners_px[0][0]) == pytest.approx(240, abs=2)
-    assert calibrate(np.dstack([canvas] * 3), "DICT_4X4_50", (3, 5), 10.0).marker_id == 5
+    both = calibrate(np.dstack([canvas] * 3), "DICT_4X4_50", (3, 5), 10.0)
+    assert (both.marker_id, both.n_markers_found) == (5, 2)  # two in view: ambiguous_marker
+    assert calibrate(np.dstack([canvas] * 3), "DICT_4X4_50", (3,), 10.0).n_markers_found == 1
+
+
+@pytest.mark.parametrize("name", ["CORNER_REFINE_SUBPIX", "DICT_9X9_1", "dict_4x4_50"])
+def test_only_an_opencv_dict_name_is_a_marker_dictionary(name: str) -> None:
+    """``CORNER_REFINE_SUBPIX`` is an int constant of cv2.aruco too (1): taken as a dictionary
+    code it silently meant DICT_4X4_100. Only a DICT_* name of OpenCV is a dictionary."""
+    from ulcerseg.calibration.aruco import aruco_dictionary
+    from ulcerseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is not an OpenCV ArUco dictionary"):
+        aruco_dictionary(name, "cfg.yaml")

@@ -299,3 +299,46 @@ def test_an_invisible_or_control_character_in_an_id_is_a_failing_skip(tmp_path: 
     assert [p.subject_id for p in found.photos] == ["S001"]
     assert [r.code for r in found.problems] == ["manifest_row"]
     assert code in found.problems[0].reason
+
+
+# --- 5. identity of a photo (mutation check round 2) --------------------------------------------
+@pytest.mark.parametrize(("label", "day"), [("d3", 3), ("D3", 3), ("w2", 14), ("d14", 14)])
+def test_a_lower_case_unit_is_the_same_unit(label: str, day: int) -> None:
+    """``d3`` is day 3 and ``w2`` day 14 (7 x 2), as their upper-case spellings."""
+    assert visit_to_day(label) == day
+
+
+def test_a_manifest_listing_one_path_at_two_visits_or_subjects_is_refused(tmp_path: Path) -> None:
+    """One photo is one subject, ulcer and visit: a path listed again under another visit (or
+    another subject) is a one-line error naming both lines, never a silent duplicate_row."""
+    _touch(tmp_path / "a.jpg", b"a")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,D0,a.jpg\nS1,U1,W4,a.jpg\n")
+    with pytest.raises(
+        InputError, match=r"m\.csv:3: 'a\.jpg' is also listed at line 2 as S1/U1/D0, here as S1/U1/W4"
+    ):
+        discover(manifest, DiscoveryConfig())
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,D0,a.jpg\nS2,U1,D0,a.jpg\n")
+    with pytest.raises(InputError, match=r"m\.csv:3: .* as S1/U1/D0, here as S2/U1/D0"):
+        discover(manifest, DiscoveryConfig())
+
+
+def test_an_invisible_character_in_a_manifest_ulcer_cell_is_a_skipped_row(tmp_path: Path) -> None:
+    """An ulcer cell "U\\u200b1" would be another ulcer that every table shows as U1."""
+    _touch(tmp_path / "a.jpg", b"a")
+    _touch(tmp_path / "b.jpg", b"b")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,D0,a.jpg\nS1,U\u200b1,W4,b.jpg\n")
+    found = discover(manifest, DiscoveryConfig())
+    assert [(p.ulcer_id, p.visit) for p in found.photos] == [("U1", "D0")]
+    assert [r.code for r in found.problems] == ["manifest_row"]
+    assert "U+200B" in found.problems[0].reason
+
+
+def test_an_ulcer_id_from_a_file_name_is_nfc_and_stripped(tmp_path: Path) -> None:
+    """The ulcer ID taken from a file stem is stored as the study stores every ID (``ids.nfc``:
+    NFC, stripped): "U1 .jpg", with a space before the extension, is ulcer U1, not "U1 "."""
+    _touch(tmp_path / "S1" / "D0" / "U1 .jpg", b"a")
+    _touch(tmp_path / "S1" / "W4" / "U1.jpg", b"b")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert [(p.ulcer_id, p.visit) for p in found.photos] == [("U1", "D0"), ("U1", "W4")]

@@ -357,3 +357,24 @@ def test_confirm_healed_vouches_for_a_flagged_photos_area():
     w2 = {v.visit: v for v in ulcer.visits}["W2"]
     assert (w2.status, w2.area_mm2) == ("healed", 0.3)
     assert w2.change_from_baseline_mm2 == pytest.approx(0.3 - 10.0)
+
+
+def test_a_photo_whose_area_the_rules_do_not_use_is_no_value_not_automated():
+    """An unflagged photo (nothing to review) carrying a flag that makes its area unusable
+    (``grayscale``, in ``unassessable_flags``): the visit has no final value, so its source is
+    ``none``, never ``automated`` beside an empty final area; nor is it pending."""
+    unusable = dict(row("a" * 64, "D0", 5.0, flags="grayscale"), needs_review=0)
+    got, pending = visits([unusable], [])
+    assert got["D0"]["final_area_mm2"] is None and got["D0"]["automated_area_mm2"] == 5.0
+    assert got["D0"]["final_source"] == "none" and got["D0"]["scale_source"] == "" and pending == 0
+
+
+def test_an_accepted_area_is_the_reviewed_area_as_well_as_the_final_one():
+    """accept keeps the automated area: the reader vouched for it, so reviewed_area_mm2 shows
+    it (as for a correction), with the reader and the action."""
+    rows = [row("base", "D0", 10.0), row("w2", "W2", 3.0, flags="low_confidence")]
+    got, pending = visits(rows, [dec("w2", "A", "accept", 3.0)])
+    w2 = got["W2"]
+    assert (w2["reviewed_area_mm2"], w2["final_area_mm2"], w2["automated_area_mm2"]) == (3.0, 3.0, 3.0)
+    assert (w2["final_source"], w2["review_action"], w2["reviewer"], pending) == ("review", "accept", "A", 0)
+    assert got["D0"]["reviewed_area_mm2"] is None and got["D0"]["final_source"] == "automated"

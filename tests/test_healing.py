@@ -573,3 +573,24 @@ def test_an_implausible_jump_is_more_than_the_factor():
     assert "implausible_jump" in v["W4"].healing_flags
     _, v = by_visit(series({"D0": 20.0, "W2": 2.0, "W4": 0.6}), cfg(implausible_shrink_factor=10.0))
     assert "implausible_jump" not in v["W2"].healing_flags  # / 10 exactly
+
+
+def test_healing_csv_rows_write_booleans_as_0_1_and_flag_lists_joined(tmp_path: Path):
+    """healing.csv: one row per ulcer and visit, ``is_cardinal`` 1 or 0 (never True/False),
+    flag lists ';'-joined, the heal run in each row."""
+    import csv
+
+    from ulcerseg.healing.table import flat_rows, write_healing_csv
+
+    rows = series({"D0": 10.0, "W2": 6.0}, ulcer="U1") + series({"D0": 4.0, "W2": 3.0}, ulcer="U2")
+    rows[1]["flags"] = "blurred;low_confidence"
+    flat = flat_rows(compute_healing(rows, cfg()), "heal-1")
+    # the cardinal ulcer: the largest baseline area (U1, 10 mm² at D0)
+    assert [(r["ulcer_id"], r["visit"], r["is_cardinal"]) for r in flat if r["visit"] in ("D0", "W2")] == [
+        ("U1", "D0", 1), ("U1", "W2", 1), ("U2", "D0", 0), ("U2", "W2", 0)
+    ]  # fmt: skip
+    with write_healing_csv(flat, tmp_path / "healing.csv").open(newline="") as fh:
+        written = [r for r in csv.DictReader(fh) if r["visit"] in ("D0", "W2")]
+    assert [r["is_cardinal"] for r in written] == ["1", "1", "0", "0"]
+    assert {r["heal_run"] for r in written} == {"heal-1"}
+    assert written[1]["photo_flags"] == "blurred;low_confidence"

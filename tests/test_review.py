@@ -998,3 +998,19 @@ def test_a_photo_no_longer_at_its_path_is_not_served_for_review(study):
         conn.execute("UPDATE photos SET missing_since = '2024-05-01' WHERE file = 'SUBJ-1001/W2/p.jpg'")
     after = {i.photo_sha256 for i in ReviewApp.load(study["out"], cfg()).items}
     assert gone in before and after == before - {gone}  # its decision could never count
+
+
+def test_the_blinded_package_has_a_visit_column_only_when_configured(study, tmp_path: Path):
+    """show_visit_label false (the default): items.csv has no visit column at all; true: each
+    item carries its own visit label. The key file is never accepted inside the package."""
+    pkg, _ = export_blinded(study["out"], tmp_path / "pkg", cfg())
+    with (pkg / "items.csv").open(newline="") as fh:
+        assert next(csv.reader(fh)) == ["item", "subject", "ulcer", "area_mm2", "px_per_mm", "image", "mask"]
+    shown, key = export_blinded(study["out"], tmp_path / "shown", cfg(show_visit_label=True))
+    keymap = {k["item"]: k["visit"] for k in csv.DictReader(key.open())}
+    items = list(csv.DictReader((shown / "items.csv").open()))
+    assert len(items) == 6 and all(i["visit"] == keymap[i["item"]] for i in items)
+    assert {i["visit"] for i in items} == set(VISITS)
+    with pytest.raises(InputError, match="must not be inside the blinded package"):
+        export_blinded(study["out"], tmp_path / "p3", cfg(), key_file=tmp_path / "p3" / "key.csv")
+    assert not (tmp_path / "p3").exists()

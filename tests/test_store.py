@@ -269,3 +269,21 @@ def test_latest_measurements_keeps_a_photo_whose_row_is_stored_meanwhile(tmp_pat
     assert all(r["status"] == "unmeasured" for r in rows)  # the state before the commit
     rows = Study(tmp_path, reading).latest_measurements()
     assert sorted((r["file"], r["status"]) for r in rows) == [("U1.jpg", "failed"), ("U2.jpg", "unmeasured")]
+
+
+def test_an_unmeasured_photo_replaced_by_new_bytes_is_listed_once_under_its_new_bytes(tmp_path: Path) -> None:
+    """A run found S1/D0/U1.jpg and stopped before measuring it; the file was then replaced.
+    The old bytes are superseded: the tables list the path once, as the new bytes (unmeasured),
+    never the old bytes as a second photo of the visit."""
+    from ulcerseg.records import PhotoRecord
+
+    path = tmp_path / "in" / "S1" / "D0" / "U1.jpg"
+    old, new = "a" * 64, "b" * 64
+    with Study.open(tmp_path / "out") as study:
+        study.reconcile([("S1/D0/U1.jpg", PhotoRecord(path, "S1", "U1", "D0", 0, old))])
+        replaced = study.reconcile([("S1/D0/U1.jpg", PhotoRecord(path, "S1", "U1", "D0", 0, new))])
+        assert replaced.replaced == ("S1/D0/U1.jpg",)
+        rows = study.latest_measurements()
+    assert [(r["file"], r["photo_sha256"], r["status"]) for r in rows] == [
+        ("S1/D0/U1.jpg", new, "unmeasured")
+    ]
