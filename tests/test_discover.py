@@ -54,6 +54,22 @@ def test_manifest(tmp_path: Path) -> None:
     assert "bad visit label" in found.problems[0][1]
 
 
+def test_manifest_header_names_ignore_case_and_spaces_and_take_the_table_names(tmp_path: Path) -> None:
+    # a manifest saved from a spreadsheet ("Subject", " Visit ") or built from measurements.csv's
+    # own column names (subject_id, ulcer_id, file, photo_date) is read as the documented columns
+    _touch(tmp_path / "photos" / "a.jpg", b"a")
+    for header in ("Subject, Ulcer , VISIT,Path,Date", "subject_id,ulcer_id,visit,file,photo_date"):
+        manifest = tmp_path / "m.csv"
+        manifest.write_text(f"{header}\nS9,U1,W2,photos/a.jpg,2026-01-15\n")
+        found = discover(manifest, DiscoveryConfig())
+        assert [(p.subject_id, p.ulcer_id, p.visit, p.photo_date) for p in found.photos] == [
+            ("S9", "U1", "W2", "2026-01-15")
+        ], header
+    manifest.write_text("subject,subject_id,ulcer,visit,path\nS9,S9,U1,W2,photos/a.jpg\n")
+    with pytest.raises(InputError, match=r"m\.csv: column\(s\) subject appear twice in the header"):
+        discover(manifest, DiscoveryConfig())
+
+
 def test_manifest_missing_columns(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text("subject,path\n")

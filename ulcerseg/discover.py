@@ -323,6 +323,9 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
                       allow_outside_root: bool = False) -> Discovery:  # fmt: skip
     """Read a manifest CSV with columns ``subject, ulcer, visit, path[, date]``.
 
+    Header names are read in any case with surrounding spaces ignored, and the tables' own names
+    stand for them (``subject_id``, ``ulcer_id``, ``file``, ``photo_date``).
+
     One-line errors (:class:`InputError`) for a manifest that cannot be trusted as a whole: not
     UTF-8, malformed CSV, missing columns, a row with more fields than the header, a path listed
     twice with different IDs, a path outside the manifest's folder (unless
