@@ -309,3 +309,72 @@ def test_a_self_intersecting_outline_is_an_error(tmp_path: Path) -> None:
     touching = np.array([[10, 10], [30, 30], [50, 10], [50, 50], [30, 30], [10, 50]], float)
     write_labelme(tmp_path / "touch.json", [touching], SHAPE)
     assert read_annotation(tmp_path / "touch.json", SHAPE).area_mm2(np.eye(3)) == pytest.approx(800.0)
+
+
+def _mapped_shoelace_mm2(corners_px: np.ndarray, h: np.ndarray) -> float:
+    """Area (mm²) of a photo-frame polygon mapped by ``h``, by hand: homogeneous divide, shoelace."""
+    hom = np.c_[corners_px, np.ones(len(corners_px))] @ np.asarray(h, np.float64).T
+    x, y = hom[:, 0] / hom[:, 2], hom[:, 1] / hom[:, 2]
+    return float(0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def test_rectangle_rois_are_measured_from_their_pixel_edges_under_perspective(tmp_path: Path) -> None:
+    """An ImageJ rectangle's bounds are pixel edges: left=10..right=50, top=20..bottom=40 is, in
+    the photo frame (centres at integers), the outline x 9.5..49.5, y 19.5..39.5. Under a
+    perspective map a half-pixel shift moves the mm² (an affine one would hide it). A sub-pixel
+    rectangle (xd, yd, widthd, heightd) spans xd..xd + widthd: 10.25..40.75, 20.5..32.75 in
+    ImageJ coordinates, so 9.75..40.25, 20..32.25 px."""
+    rect = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=10, top=20, right=50, bottom=40)
+    rect.tofile(tmp_path / "rect.roi")
+    area = read_annotation(tmp_path / "rect.roi", SHAPE).area_mm2(H_PERSPECTIVE)
+    corners = np.array([[9.5, 19.5], [49.5, 19.5], [49.5, 39.5], [9.5, 39.5]])
+    assert area == pytest.approx(_mapped_shoelace_mm2(corners, H_PERSPECTIVE), rel=1e-9)
+
+    sub = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=10, top=20, right=41, bottom=33)
+    sub.options |= roifile.ROI_OPTIONS.SUB_PIXEL_RESOLUTION
+    sub.xd, sub.yd, sub.widthd, sub.heightd = 10.25, 20.5, 30.5, 12.25
+    sub.tofile(tmp_path / "sub.roi")
+    area = read_annotation(tmp_path / "sub.roi", SHAPE).area_mm2(H_PERSPECTIVE)
+    corners = np.array([[9.75, 20.0], [40.25, 20.0], [40.25, 32.25], [9.75, 32.25]])
+    assert area == pytest.approx(_mapped_shoelace_mm2(corners, H_PERSPECTIVE), rel=1e-9)
+    assert read_annotation(tmp_path / "sub.roi", SHAPE).area_mm2(np.eye(3)) == pytest.approx(30.5 * 12.25)
+
+
+def test_labelme_rectangle_lies_where_drawn_and_a_circle_radius_is_the_distance(tmp_path: Path) -> None:
+    """LabelMe points are (x, y) at pixel centres (no shift): the rectangle from (10.5, 20.5) to
+    (60.5, 30.5) holds the pixel centres x 11..60, y 21..30. A circle is its centre and a point
+    on it: (100, 120) and (103, 124) give radius 5 (a 3-4-5 triangle), area 25 pi px²."""
+    rect = {"shape_type": "rectangle", "points": [[10.5, 20.5], [60.5, 30.5]], "label": "u"}
+    circle = {"shape_type": "circle", "points": [[100, 120], [103, 124]], "label": "u"}
+    for name, shape in (("rect", rect), ("circle", circle)):
+        doc = {"shapes": [shape], "imageHeight": SHAPE[0], "imageWidth": SHAPE[1]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    expected = np.zeros(SHAPE, np.uint8)
+    expected[21:31, 11:61] = 255
+    assert np.array_equal(read_annotation(tmp_path / "rect.json", SHAPE).mask, expected)
+    ann = read_annotation(tmp_path / "circle.json", SHAPE)
+    assert ann.area_mm2(np.eye(3)) == pytest.approx(25 * np.pi, rel=1e-4)
+    assert ann.mask[120, 104] and ann.mask[124, 100] and not ann.mask[120, 106] and not ann.mask[126, 100]
+
+
+def test_overlapping_labelme_shapes_are_measured_as_their_union(tmp_path: Path) -> None:
+    """Two 20 x 20 px squares sharing a 10 x 20 px strip: the ulcer is their union, 30 x 20 =
+    600 px² (6 mm² at 0.1 mm/px), not the 800 px² of the two areas added."""
+    a = [[9.5, 9.5], [29.5, 9.5], [29.5, 29.5], [9.5, 29.5]]
+    b = [[19.5, 9.5], [39.5, 9.5], [39.5, 29.5], [19.5, 29.5]]
+    write_labelme(tmp_path / "two.json", [np.array(a), np.array(b)], SHAPE)
+    ann = read_annotation(tmp_path / "two.json", SHAPE)
+    assert np.count_nonzero(ann.mask) == 600
+    assert ann.area_mm2(np.diag([0.1, 0.1, 1.0])) == pytest.approx(6.0, rel=0.01)
+
+
+def test_outlines_are_checked_against_width_for_x_and_height_for_y(tmp_path: Path) -> None:
+    """x runs to width - 1 and y to height - 1: on the 320 x 240 px photo an outline reaching
+    x = 300 fits (wider than the height), and on a 240 x 320 px (portrait) one it does not."""
+    poly = np.array([[250.0, 10.0], [300.0, 10.0], [300.0, 40.0], [250.0, 40.0]])
+    write_labelme(tmp_path / "wide.json", [poly], SHAPE)
+    assert np.count_nonzero(read_annotation(tmp_path / "wide.json", SHAPE).mask) == 50 * 30
+    portrait = (SHAPE[1], SHAPE[0])
+    write_labelme(tmp_path / "tall.json", [poly], portrait)
+    with pytest.raises(AnnotationError, match="outside the 240x320"):
+        read_annotation(tmp_path / "tall.json", portrait)
