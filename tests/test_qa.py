@@ -843,3 +843,97 @@ def test_agreement_row_summarises_dice_by_mean_median_and_min() -> None:
     assert row["dice_median"] == pytest.approx(0.8)
     assert row["dice_mean"] == pytest.approx((0.2 + 0.9 + 0.8) / 3)
     assert row["dice_min"] == pytest.approx(0.2)
+
+
+def _files(n: int) -> list[str]:
+    """The photo files of :func:`make_measure_output`."""
+    return [f"S{i % 3:02d}/D0/photo{i}.jpg" for i in range(n)]
+
+
+def test_an_annotation_tree_mirroring_the_study_tells_same_named_photos_apart(tmp_path: Path) -> None:
+    """S01/D0/U1.jpg and S02/D0/U1.jpg: two subjects' photos of one name. A reader's folder
+    mirroring the study's tree (S01/D0/U1.roi, S02/D0/U1.roi) pairs each outline with its own
+    subject's photo by the whole path; the bare name U1 would be ambiguous."""
+    out = make_measure_output(tmp_path, n=4, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str)
+    table.loc[1, "file"], table.loc[2, "file"] = "S01/D0/U1.jpg", "S02/D0/U1.jpg"
+    table.to_csv(out / "measurements.csv", index=False)
+    folder = tmp_path / "reader_t"
+    write_imagej_roi(folder / "S01" / "D0" / "U1.roi", [photo_polygon(1)])
+    write_imagej_roi(folder / "S02" / "D0" / "U1.roi", [photo_polygon(2)])
+    report = run_qa(out, [folder], tmp_path / "qa", plots=False)
+    pairs = report.pairs.set_index("file")
+    assert len(pairs) == 2 and not [i for i in report.issues if i.source == str(folder)]
+    assert pairs.loc["S01/D0/U1.jpg", "manual_area_mm2"] == pytest.approx(_true_area(1), rel=0.02)
+    assert pairs.loc["S02/D0/U1.jpg", "manual_area_mm2"] == pytest.approx(_true_area(2), rel=0.02)
+
+
+def test_a_failed_automated_photo_has_no_automated_area_even_if_its_row_holds_one(tmp_path: Path) -> None:
+    """A photo whose outputs could not be written is status failed, and its row may still hold
+    the area measured before: that is no automated measurement, so its pair has no auto area
+    and the agreement counts it among the missing."""
+    out = make_measure_output(tmp_path, n=4, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str)
+    table.loc[3, "status"] = "failed"
+    table.to_csv(out / "measurements.csv", index=False)
+    files = _files(4)
+    pd.DataFrame({"file": files, "area_mm2": [_true_area(i) for i in range(4)]}).to_csv(
+        tmp_path / "manual.csv", index=False
+    )
+    report = run_qa(out, tmp_path / "manual.csv", tmp_path / "qa", plots=False)
+    pairs = report.pairs.set_index("file")
+    assert np.isnan(pairs.loc[files[3], "auto_area_mm2"])
+    assert pairs.loc[files[0], "auto_area_mm2"] == pytest.approx(float(table.loc[0, "area_mm2"]))
+    row = report.agreement.set_index("comparison").loc["auto vs manual"]
+    assert row["n"] == 3 and row["n_test_missing"] == 1
+
+
+def test_a_second_row_for_one_photo_by_one_reader_keeps_the_first(tmp_path: Path) -> None:
+    out = make_measure_output(tmp_path, n=3, failed=())
+    files = _files(3)
+    pd.DataFrame({"file": [files[0], files[1], files[0]], "area_mm2": [2.0, 3.0, 5.0]}).to_csv(
+        tmp_path / "manual.csv", index=False
+    )
+    report = run_qa(out, tmp_path / "manual.csv", tmp_path / "qa", plots=False)
+    pairs = report.pairs.set_index("file")
+    assert len(pairs) == 2 and pairs.loc[files[0], "manual_area_mm2"] == 2.0
+    # the repeat is line 4 of the file (header, then rows 2 and 3)
+    assert any(i.item == f"row 4 {files[0]}" and "kept first" in i.message for i in report.issues)
+
+
+def test_auto_vs_readers_mean_uses_only_photos_every_reader_measured(tmp_path: Path) -> None:
+    """r2 did not measure photo 3: the readers' mean exists for photos 0-2 only, (10+12)/2 = 11,
+    21 and 31 mm², not r1's 40 mm² alone for photo 3."""
+    out = make_measure_output(tmp_path, n=4, failed=())
+    pd.DataFrame(
+        {
+            "file": [f"photo{i}" for i in range(4)],
+            "r1_area_mm2": [10.0, 20.0, 30.0, 40.0],
+            "r2_area_mm2": ["12", "22", "32", ""],
+        }
+    ).to_csv(tmp_path / "wide.csv", index=False)
+    report = run_qa(out, tmp_path / "wide.csv", tmp_path / "qa", plots=False)
+    auto = pd.read_csv(out / "measurements.csv")["area_mm2"].to_numpy()
+    row = report.agreement.set_index("comparison").loc["auto vs readers_mean"]
+    assert row["n"] == 3
+    assert row["bias_mm2"] == pytest.approx(np.mean(auto[:3] - np.array([11.0, 21.0, 31.0])))
+
+
+def test_each_copy_of_shared_photo_bytes_takes_its_own_visits_healing_status(tmp_path: Path) -> None:
+    """photo5.jpg holds photo4.jpg's bytes (another ulcer's folder): the healing table has one
+    status per visit, healed for photo4's, open for photo5's; each file keeps its own, not the
+    last row's of that sha256."""
+    from ulcerseg.qa.inputs import read_auto
+
+    out = make_measure_output(tmp_path, n=6, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str)
+    table.loc[5, "photo_sha256"] = table.at[4, "photo_sha256"]
+    table.to_csv(out / "measurements.csv", index=False)
+    heal = table[["subject_id", "ulcer_id", "visit", "photo_sha256"]].assign(
+        status=["open", "open", "open", "open", "healed", "open"]
+    )
+    heal.to_csv(out / "healing.csv", index=False)
+    auto = read_auto(out)
+    status = dict(zip(auto.table["file"], auto.table["healing_status"], strict=True))
+    files = _files(6)
+    assert status[files[4]] == "healed" and status[files[5]] == "open" and status[files[0]] == "open"
