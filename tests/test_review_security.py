@@ -693,3 +693,136 @@ def test_a_login_link_does_not_silently_replace_another_readers_session(served):
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_a_request_without_a_host_header_is_refused(served):
+    """HTTP/1.0 lets a client leave Host out: such a request does not address the server as
+    localhost, so the DNS-rebinding check refuses it rather than passing it by."""
+    client, _app, _ = served
+    head = f"GET /api/items HTTP/1.0\r\nAuthorization: Bearer {client.token}\r\n\r\n"
+    reply = _raw(client.base, head.encode())
+    assert reply.startswith(b"HTTP/1.0 403") and b'"error"' in reply
+    _alive(client)
+
+
+def test_a_state_change_without_a_content_type_is_415(served):
+    client, app, study = served
+    body = json.dumps({"key": app.items[0].key, "action": "accept"}).encode()
+    port = int(client.base.rsplit(":", 1)[1])
+    head = f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    head += f"Authorization: Bearer {client.token}\r\nOrigin: {client.base}\r\n"
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    reply = _raw(client.base, head.encode() + body)
+    assert reply.startswith(b"HTTP/1.0 415") and b'"error"' in reply
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+
+
+def _login_post(base: str, body: bytes) -> tuple[int, str | None]:
+    req = urllib.request.Request(base + "/login", data=body, method="POST")
+    req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    req.add_header("Origin", base)
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(req, timeout=10) as res:
+            return res.status, res.headers.get("Set-Cookie")
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("Set-Cookie")
+
+
+def test_the_login_form_is_capped_and_checks_the_role(served):
+    """POST /login carries one token (at most 1024 bytes of form: 413 beyond, not the 4 MiB of
+    a JSON body), and an adjudicator's token logs in to no readers' server (403, no cookie)."""
+    client, _app, _ = served
+    assert _login_post(client.base, b"token=" + b"x" * 2000) == (413, None)
+    judge = client.reader("Judge", adjudicator=True)
+    assert _login_post(client.base, f"token={judge.token}".encode()) == (403, None)
+    status, set_cookie = _login_post(client.base, f"token={client.token}".encode())
+    assert status == 303 and client.token in set_cookie
+
+
+def test_an_unexpected_error_reaches_the_client_as_json_without_its_text(served, monkeypatch, caplog):
+    """Any exception in a handler: 500 with a fixed message, never the exception's text or a
+    traceback (they may name files of subjects); the log keeps them, and the server stays up."""
+    client, app, _ = served
+
+    def broken(reader: str):
+        raise RuntimeError("boom in /data/S01/W2/U1.jpg")
+
+    monkeypatch.setattr(app, "order", broken)
+    with caplog.at_level("ERROR", logger="ulcerseg.review"):
+        status, raw, headers = client.request("/api/items")
+    assert status == 500 and headers["Content-Type"] == "application/json"
+    assert json.loads(raw) == {"error": "internal error (see the server log)"}
+    assert "boom in /data/S01/W2/U1.jpg" in caplog.text
+    assert client.json("/api/me")[0] == 200
+
+
+def test_a_token_in_the_url_logs_in_on_the_login_page_only(served):
+    """``?token=`` is read on the login page alone: anywhere else it would be written to logs and
+    the browser's history, so /api/items?token=... is a request without a token (401)."""
+    client, _app, _ = served
+    for path in ("/api/items", "/api/me"):
+        status, _, set_cookie = _get(client.base, f"{path}?token={client.token}", {})
+        assert (status, set_cookie) == (401, None), path
+    assert _get(client.base, f"/?token={client.token}", {})[0] == 303  # the login page: cookie, redirect
+
+
+def test_a_reader_sees_neither_another_readers_reading_nor_outline(served):
+    """Double reading is independent: on the readers' server, Dr A gets no ``readings`` with an
+    item, no other reader's corrected outline (/image/KEY/reading/ID.png is the adjudicator's
+    only) and only their own decisions in /api/my-decisions."""
+    client, app, _ = served
+    key = app.items[0].key
+    other = client.reader("Dr B")
+    poly = [[0, 0], [30, 0], [30, 30], [0, 30]]
+    status, body = other.json(
+        "/api/decision", {"key": key, "action": "correct", "confirm": True, "polygon": poly}
+    )
+    assert status == 200
+    status, item = client.json(f"/api/item/{key}")
+    assert status == 200 and "readings" not in item
+    assert client.request(f"/image/{key}/reading/{body['decision_id']}.png")[0] == 404
+    assert client.json("/api/my-decisions")[1]["decisions"] == []
+    theirs = other.json("/api/my-decisions")[1]["decisions"]
+    assert [d["decision_id"] for d in theirs] == [body["decision_id"]]
+
+
+def test_an_origin_that_merely_starts_like_this_server_is_refused(served):
+    """The Origin is compared whole: a page at http://127.0.0.1:PORT0 (another port) or at
+    http://localhost:PORT.evil.example (another host) is not this server."""
+    client, app, study = served
+    body = json.dumps({"key": app.items[0].key, "action": "accept"}).encode()
+    port = int(client.base.rsplit(":", 1)[1])
+    for origin in (f"http://127.0.0.1:{port}0", f"http://localhost:{port}.evil.example"):
+        head = f"POST /api/decision HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        head += f"Authorization: Bearer {client.token}\r\nContent-Type: application/json\r\n"
+        head += f"Origin: {origin}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        reply = _raw(client.base, head.encode() + body)
+        assert reply.startswith(b"HTTP/1.0 403"), (origin, reply[:80])
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+
+
+def test_correction_polygons_are_checked_against_the_frames_height_and_the_vertex_cap(served):
+    """The rectified frame here is 96 x 72 px: a vertex at y = 80 lies below it (400), though 80
+    is less than the width. Several polygons share one cap of 10 000 vertices in all: two of
+    6 000 each are 413, though each alone is under it."""
+    from test_review import H, W
+
+    from ulcerseg.review.server import MAX_VERTICES
+
+    client, app, study = served
+    item = app.items[0]
+    assert (W, H) == item.frame_size() == (96, 72)
+    base = {"key": item.key, "action": "correct", "confirm": True}
+    status, raw, _ = client.request("/api/decision", {**base, "polygon": [[10, 10], [40, 10], [40, 80]]})
+    assert status == 400 and "outside" in json.loads(raw)["error"]
+    n = 6_000
+    assert 2 * n > MAX_VERTICES >= n
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    ring = np.c_[30 + 10 * np.cos(t), 30 + 10 * np.sin(t)].round(2)
+    polygons = [ring.tolist(), (ring + np.array([40.0, 0.0])).tolist()]
+    status, raw, _ = client.request(
+        "/api/decision", {**base, "polygons": polygons, "px_per_mm": item.px_per_mm}
+    )
+    assert status == 413 and "vertices" in json.loads(raw)["error"]
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
