@@ -246,3 +246,27 @@ def test_the_area_scale_of_a_correction_is_the_servers_not_the_clients(tmp_path:
         status, res = client.json("/api/decision", {**base, "polygons": [square], "px_per_mm": p})
         assert status == 200 and res["area_after_mm2"] == pytest.approx(50 * 50 / p**2, rel=0.05)
     assert len(list_decisions(connect(study["out"] / "study.sqlite"))) == 1
+
+
+def test_review_polygons_are_bounded_by_the_frames_width_in_x_and_height_in_y():
+    """A model frame 80 px wide and 40 px high (shape (40, 80)): a rectangle out to x = 70.5 lies
+    inside it (pixel centres x 61..70, y 11..20: 100 px); one down to y = 60 lies below it."""
+    from ulcerseg.errors import DecisionError
+
+    wide = [[60.5, 10.5], [70.5, 10.5], [70.5, 20.5], [60.5, 20.5]]
+    assert mask_from_review_polygons([wide], 10.0, 10.0, (40, 80)).sum() == 100
+    low = [[10.5, 50.5], [20.5, 50.5], [20.5, 60.0], [10.5, 60.0]]
+    with pytest.raises(DecisionError, match="outside"):
+        mask_from_review_polygons([low], 10.0, 10.0, (40, 80))
+
+
+def test_a_corrected_mask_png_counts_opaque_bright_pixels_only():
+    """Ulcer is alpha >= 128 and brightest channel >= 128: of a 3 x 1 RGBA PNG, the opaque white
+    pixel is ulcer, the transparent white one (erased with a transparent brush) and the opaque
+    black one are not."""
+    from ulcerseg.review.masks import mask_from_png
+
+    rgba = np.array([[[255, 255, 255, 255], [255, 255, 255, 0], [0, 0, 0, 255]]], np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    assert mask_from_png(buf.getvalue(), (1, 3)).tolist() == [[True, False, False]]
