@@ -79,3 +79,22 @@ def test_overlay_header_has_backing_flags_in_words_and_scale_bar() -> None:
     assert flag_lines(["overexposed", "blurred"]) == ["check: overexposed (too bright), blurred"]
     assert flag_lines([]) == ["quality: no flags"]
     assert flag_lines(["some_new_code"]) == ["check: some new code"]
+
+
+def test_the_scale_bar_is_5_mm_in_the_frame_of_the_copy_drawn_on() -> None:
+    """A 10 mm marker at 10 px/mm, photo px (100, 100)..(200, 200), drawn on a half-size copy
+    (image_scale 0.5): the bar runs from the marker's (0, 13) mm to (5, 13) mm, photo px
+    (100, 230)..(150, 230), so copy px (50, 115)..(75, 115): 25 px, not the photo's 50."""
+    from ulcerseg.overlay import render_overlay
+    from ulcerseg.records import Calibration
+
+    h = (0.1, 0.0, -10.0, 0.0, 0.1, -10.0, 0.0, 0.0, 1.0)
+    corners = ((100.0, 100.0), (200.0, 100.0), (200.0, 200.0), (100.0, 200.0))
+    cal = Calibration(0, corners, h, mm_per_px=0.1, tilt_deg=0.0, residual_px=0.0, side_mm=10.0)
+    half = np.zeros((200, 200, 3), np.uint8)  # the 400 x 400 px photo at half size
+    out = render_overlay(half, cal, [], None, "x", image_scale=0.5)
+    # the crop starts at the copy's origin (marker 50..100 px less a 75 px margin) and is not reduced
+    assert out.shape[:2] == (175, 175)
+    band = out[105:126, :80].min(axis=2) > 200  # white; the bar's "5 mm" label lies right of x 80
+    ys, xs = np.nonzero(band)
+    assert abs(xs.min() - 50) <= 2 and abs(xs.max() - 75) <= 2 and abs(ys.mean() + 105 - 115) <= 1
