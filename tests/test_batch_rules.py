@@ -9,8 +9,10 @@ from conftest import RednessBackend, make_photo, write_jpeg
 
 from ulcerseg import pipeline
 from ulcerseg.config import PipelineConfig
+from ulcerseg.errors import CalibrationError
 from ulcerseg.imageio import sha256_bytes
 from ulcerseg.pipeline import measure_study
+from ulcerseg.records import PhotoRecord
 
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
@@ -88,6 +90,66 @@ def test_an_error_drawing_the_outputs_is_final_unless_retry_failed_but_out_of_me
     runs = [measure_study(root, out, cfg, backend=backend, retry_failed=True)]
     runs += [measure_study(root, out, cfg, backend=backend) for _ in range(2)]
     assert [(r.n_failed, r.n_skipped) for r in runs] == [(1, 0), (1, 0), (1, 0)]
+
+
+def test_needed_reduction_keeps_exactly_the_asked_oversampling() -> None:
+    """At least ``min_oversampling`` decoded px per grid px: 40 px/mm at 1/2 is 20 = 2 x 10."""
+    from ulcerseg.pipeline import needed_reduction
+
+    assert needed_reduction(40.0, 10.0, 2.0) == 2
+    assert needed_reduction(80.0, 10.0, 2.0) == 4
+    assert needed_reduction(160.0, 10.0, 2.0) == 8
+    assert needed_reduction(39.0, 10.0, 2.0) == 1
+
+
+def _decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = pipeline.decode_rgb
+
+    def spy(path, data, reduction=1):
+        calls.append(reduction)
+        return real(path, data, reduction)
+
+    monkeypatch.setattr(pipeline, "decode_rgb", spy)
+    monkeypatch.setattr(pipeline, "_MIN_REDUCED_SIDE_PX", 600)  # a 1600 x 1200 photo tries 1/2
+    return calls
+
+
+def _measure_one(tmp_path: Path, px_per_mm: float):
+    from ulcerseg.pipeline import PhotoMeasurer
+
+    path = write_jpeg(tmp_path / "U1.jpg", make_photo(px_per_mm=px_per_mm, size=(1600, 1200)).rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    return PhotoMeasurer(PipelineConfig(), RednessBackend()).measure(record, tmp_path / "out")
+
+
+def test_the_marker_scale_in_photo_px_decides_whether_a_finer_decode_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 photo px per mm at 1/2 keeps 25 >= 2 x 10 grid px per mm: one decode; 30 keeps 15: full."""
+    calls = _decodes(monkeypatch)
+    result = _measure_one(tmp_path / "a", 50)
+    assert result.status == "measured" and calls == [2]
+    assert result.calibration is not None and result.calibration.mm_per_px == pytest.approx(1 / 50, rel=0.01)
+    calls.clear()
+    assert _measure_one(tmp_path / "b", 30).status == "measured" and calls == [2, 1]
+
+
+def test_a_marker_not_found_on_the_reduced_decode_is_looked_for_at_full_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _decodes(monkeypatch)
+    real = pipeline.calibrate
+
+    def only_full_size(image, *args, **kwargs):
+        if image.shape[0] < 1200:
+            raise CalibrationError("no marker found")
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "calibrate", only_full_size)
+    result = _measure_one(tmp_path, 50)
+    assert result.status == "measured", result.messages
+    assert calls == [2, 1] and result.image_size == (1600, 1200)
 
 
 def test_a_photo_gone_missing_is_reported_missing_once_not_by_every_later_run(tmp_path: Path) -> None:
