@@ -152,6 +152,19 @@ def test_a_marker_not_found_on_the_reduced_decode_is_looked_for_at_full_size(
     assert calls == [2, 1] and result.image_size == (1600, 1200)
 
 
+def test_the_summary_counts_failing_skips_apart_from_unchanged_photos(tmp_path: Path) -> None:
+    """A file that could not be placed is a problem (exit 1), never an unchanged photo."""
+    root = tmp_path / "trial"
+    _small_trial(root)
+    write_jpeg(root / "S1" / "U9.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)  # no visit folder
+    out = tmp_path / "out"
+    first = measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    assert first.problems and not first.ok
+    assert (first.n_photos, first.n_measured, first.n_failed, first.n_skipped) == (1, 1, 0, 0)
+    again = measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    assert (again.n_measured, again.n_skipped) == (0, 1) and not again.ok
+
+
 def test_a_photo_gone_missing_is_reported_missing_once_not_by_every_later_run(tmp_path: Path) -> None:
     root = tmp_path / "trial"
     _small_trial(root)
