@@ -337,3 +337,53 @@ def test_jpeg_cut_short_but_ended_by_an_eoi_marker_is_refused_not_measured_grey(
     for reduction in (1, 2, 8):
         with pytest.raises(ImageReadError, match=r"p\.jpg: corrupt or truncated"):
             decode_rgb(Path("p.jpg"), cut, reduction)
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_every_quarter_turn_orientation_swaps_the_reported_size_as_the_decoder_does(
+    tmp_path: Path, orientation: int
+) -> None:
+    """5 (transpose) and 7 (transverse) turn by 90° too: the size is the decoded frame's."""
+    from ulcerseg.imageio import image_size
+
+    data = _jpeg_with_exif(orientation, None)  # stored 200 x 100 px
+    expected = (100, 200) if orientation >= 5 else (200, 100)
+    info = inspect_photo(Path("p.jpg"), data)
+    assert (info.width, info.height) == expected
+    path = tmp_path / "p.jpg"
+    path.write_bytes(data)
+    assert image_size(path) == expected
+    assert decode_rgb(path, data).shape[1::-1] == expected
+
+
+@pytest.mark.parametrize("edge", ["top", "bottom", "left", "right"])
+def test_a_blank_grey_edge_on_any_side_marks_a_truncated_jpeg(edge: str) -> None:
+    """Which edge a cut-short JPEG leaves grey depends on its EXIF orientation: all four count."""
+    from ulcerseg.imageio import _blank_grey_edge
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    assert not _blank_grey_edge(image)
+    where = {"top": np.s_[0], "bottom": np.s_[-1], "left": np.s_[:, 0], "right": np.s_[:, -1]}[edge]
+    image[where] = 128
+    assert _blank_grey_edge(image)
+
+
+def test_a_photo_too_large_to_decode_safely_is_refused_from_its_header() -> None:
+    """Pillow's decompression-bomb warning (over ~89 M px) refuses the file as too large, before
+    any pixel is decoded; a header of 10000 x 10000 px is enough."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", 10000, 10000, 8, 2, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+        + chunk(b"IEND", b"")
+    )
+    with pytest.raises(ImageReadError, match="too large to decode safely"):
+        inspect_photo(Path("huge.png"), data)
