@@ -387,3 +387,24 @@ def test_a_photo_too_large_to_decode_safely_is_refused_from_its_header() -> None
     )
     with pytest.raises(ImageReadError, match="too large to decode safely"):
         inspect_photo(Path("huge.png"), data)
+
+
+def test_a_failed_png_write_keeps_the_previous_file_whole(tmp_path: Path, monkeypatch) -> None:
+    """write_png writes a temporary file and renames it: a disk filling up mid-write leaves the
+    earlier mask as it was, and no temporary file."""
+    from ulcerseg.imageio import write_png
+
+    path = tmp_path / "masks" / "m.png"
+    write_png(path, np.full((20, 30), 255, np.uint8))
+    before = path.read_bytes()
+    real = Path.write_bytes
+
+    def disk_full(self: Path, data: bytes) -> int:
+        real(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_png(path, np.zeros((20, 30), np.uint8))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.png"]
