@@ -243,3 +243,40 @@ def test_a_unicode_error_is_a_one_line_error(
     code, err = _run(monkeypatch, capsys, "marker", "-o", str(tmp_path / "sheet.pdf"))
     assert code == 2 and "Traceback" not in err
     assert err == f"error: a file or folder name is not valid UTF-8 ({reason}); rename it\n"
+
+
+def _fake_measure(tmp_path: Path, monkeypatch, effect) -> None:
+    """``measure`` with measure_study replaced by ``effect(kwargs)`` (no model needed)."""
+    import ulcerseg.pipeline as pipeline
+
+    (tmp_path / "photos").mkdir()
+
+    def fake(source, out_dir, cfg, **kwargs):
+        return effect(out_dir, kwargs)
+
+    monkeypatch.setattr(pipeline, "measure_study", fake)
+
+
+def test_retry_failed_reaches_the_measurement(tmp_path: Path, monkeypatch, capsys) -> None:
+    from ulcerseg.pipeline import MeasureSummary
+
+    seen: list[bool] = []
+
+    def effect(out_dir, kwargs):
+        seen.append(kwargs["retry_failed"])
+        return MeasureSummary(out_dir=out_dir, run_id="r")
+
+    _fake_measure(tmp_path, monkeypatch, effect)
+    args = ("measure", str(tmp_path / "photos"), "-o", str(tmp_path / "out"), "--no-heal")
+    assert _run(monkeypatch, capsys, *args)[0] == 0
+    assert _run(monkeypatch, capsys, *args, "--retry-failed")[0] == 0
+    assert seen == [False, True]
+
+
+def test_ctrl_c_during_a_measure_exits_130(tmp_path: Path, monkeypatch, capsys) -> None:
+    def effect(out_dir, kwargs):
+        raise KeyboardInterrupt
+
+    _fake_measure(tmp_path, monkeypatch, effect)
+    code, err = _run(monkeypatch, capsys, "measure", str(tmp_path / "photos"), "-o", str(tmp_path / "out"))
+    assert code == 130 and "Aborted." in err and "Traceback" not in err
