@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ulcerseg.geometry import RectifiedGrid
-from ulcerseg.segmentation.inference import SINGLE_PASS_MAX_PX, _run_on_grid, predict_image
+from ulcerseg.segmentation.inference import SINGLE_PASS_MAX_PX, _run_on_grid, predict_image, with_flip_tta
 
 
 class CountingModel:
@@ -51,3 +51,60 @@ def test_large_regions_still_use_blended_windows() -> None:
     assert len(model.shapes) > 1 and all(s[1:3] == (512, 512) for s in model.shapes)
     # the blend of identical per-pixel predictions reproduces them exactly: no seams
     np.testing.assert_allclose(prob, image[..., 0] / 255, atol=1e-5)
+
+
+def test_a_tile_edge_counts_little_where_another_tile_covers_it_by_its_middle() -> None:
+    # a model that is wrong only on each tile's outermost pixel ring (no context there): the
+    # ramp weight (1 at a tile's edge, ~window/2 in its middle) keeps that out of the blend
+    def edge_only(tiles: np.ndarray) -> np.ndarray:
+        out = np.zeros(tiles.shape[:3], np.float32)
+        out[:, [0, -1], :] = 1.0
+        out[:, :, [0, -1]] = 1.0
+        return out
+
+    image = np.zeros((1100, 700, 3), np.uint8)
+    prob = predict_image(edge_only, image, 512)
+    # windows at rows 0, 256, 512, 588 and columns 0, 188: every inner pixel on some tile's
+    # edge lies >= 76 px inside another tile (weight >= 77 against 1), so at most 1/78
+    assert prob[1:-1, 1:-1].max() < 0.02
+    # uniform weights would give a pixel on one tile's edge and another's middle 1/2
+    assert prob[0, 300] == 1.0  # the image's own border is on every covering tile's edge
+
+
+def test_a_region_larger_than_the_window_on_one_side_only_goes_through_windows() -> None:
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (1100, 300, 3), dtype=np.uint8)
+    model = CountingModel()
+    prob = predict_image(model, image, 512)
+    assert len(model.shapes) > 1 and all(s[1:3] == (512, 512) for s in model.shapes)
+    np.testing.assert_allclose(prob, image[..., 0] / 255, atol=1e-5)
+
+
+def test_a_window_that_is_not_a_multiple_of_32_is_rounded_down_to_one() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (1000, 700, 3), dtype=np.uint8)
+    model = CountingModel()  # asserts tile sides are multiples of 32
+    prob = predict_image(model, image, 500)
+    assert all(s[1:3] == (480, 480) for s in model.shapes)
+    np.testing.assert_allclose(prob, image[..., 0] / 255, atol=1e-5)
+
+
+def test_flip_tta_mirrors_each_pass_back_and_averages_all_of_them() -> None:
+    # a model that sees only position: it marks each tile's top-left pixel. Mirrored back, the
+    # left-right pass marks the top-right pixel, the up-down pass the bottom-left, both the
+    # bottom-right; the average gives each of them 1 / (number of passes)
+    def top_left(tiles: np.ndarray) -> np.ndarray:
+        out = np.zeros(tiles.shape[:3], np.float32)
+        out[:, 0, 0] = 1.0
+        return out
+
+    tiles = np.zeros((2, 64, 96, 3), np.uint8)
+    expected = {
+        "hflip": {(0, 0): 0.5, (0, -1): 0.5},
+        "flips": {(0, 0): 0.25, (0, -1): 0.25, (-1, 0): 0.25, (-1, -1): 0.25},
+    }
+    for mode, corners in expected.items():
+        want = np.zeros((2, 64, 96), np.float32)
+        for (y, x), value in corners.items():
+            want[:, y, x] = value
+        np.testing.assert_allclose(with_flip_tta(top_left, mode)(tiles), want, atol=1e-7)
