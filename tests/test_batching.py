@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,13 @@ def _call_concurrently(backend: BatchingBackend, batches: list[np.ndarray]) -> l
         except Exception as err:  # the test looks at what each caller got
             results[i] = err
 
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(batches))]
+    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(len(batches))]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 30.0
     for t in threads:
-        t.join()
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a caller never got its result"
     return results
 
 
@@ -124,3 +127,16 @@ def test_cuda_without_a_gpu_is_a_one_line_model_error(
         open_backend(tiny_model_dir, "auto", device="cuda")
     with pytest.raises(ModelError, match="CPU only"):
         open_backend(tiny_model_dir, "onnx", device="cuda:0")
+
+
+def test_calls_of_equal_height_and_different_width_run_apart_and_get_their_own_results() -> None:
+    rng = np.random.default_rng(2)
+    batches = [rng.integers(0, 256, (1, 64, w, 3), dtype=np.uint8) for w in (96, 128, 96, 128)]
+    inner = Recording()
+    with BatchingBackend(inner, batch_size=4, wait_s=0.2, tile_px=128) as batched:
+        results = _call_concurrently(batched, batches)
+    direct = RednessBackend()
+    for tiles, got in zip(batches, results, strict=True):
+        assert isinstance(got, np.ndarray), got
+        np.testing.assert_array_equal(got, direct.predict_proba(tiles))
+    assert {shape[1:3] for shape in inner.shapes} == {(64, 96), (64, 128)}
