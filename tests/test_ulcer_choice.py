@@ -112,3 +112,17 @@ def test_group_scores_and_boxes_match_an_independent_computation() -> None:
             assert cand.weight == pytest.approx(weight, rel=1e-9)
             np.testing.assert_allclose(cand.lo_mm, lo, atol=1e-9)
             np.testing.assert_allclose(cand.hi_mm, hi, atol=1e-9)
+
+
+@pytest.mark.parametrize("px_per_mm", [10.0, 20.0])
+def test_the_body_closes_gaps_of_about_close_mm_whatever_the_px_per_mm(px_per_mm: float) -> None:
+    # skin, a gauze-grey stripe across the whole image (never a hole), skin: a 1 mm stripe is
+    # closed over (close_mm 1.5: the closing's disc reaches 0.75 mm from each side), a 3 mm one
+    # is not. The gap is in mm of the marker plane: the same at 10 and 20 px/mm
+    for gap_mm, closed in ((1.0, True), (3.0, False)):
+        gap = round(gap_mm * px_per_mm)
+        img = np.full((200, 200 + gap, 3), SKIN_TONES[2], np.uint8)
+        img[:, 100 : 100 + gap] = (128, 128, 128)
+        body = body_mask(img, px_per_mm)
+        assert body[:, :100].all() and body[:, 100 + gap :].all()
+        assert bool(body[50:150, 100 : 100 + gap].all()) is closed, (gap_mm, px_per_mm)
