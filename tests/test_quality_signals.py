@@ -11,6 +11,7 @@ from ulcerseg.quality import (
     boundary_margin,
     candidate_ambiguity,
     image_flags,
+    mask_disagreement,
     quality_signals,
     signal_flags,
     ulcer_neighbourhood,
@@ -105,3 +106,44 @@ def test_no_ulcer_found_is_search_incomplete_below_the_minimum_coverage_only() -
     for coverage, flags in ((0.75, []), (0.74, [Flag.SEARCH_INCOMPLETE])):
         s = quality_signals(rgb, prob, nothing, region, 0.5, _meas(0.0, 0.0, 0.0), search_coverage=coverage)
         assert signal_flags(s, cfg) == flags
+
+
+@pytest.mark.parametrize("px_per_mm", [5.0, 10.0])
+def test_the_ulcer_neighbourhood_reaches_radius_mm_in_mm_of_the_marker_plane(px_per_mm: float) -> None:
+    # one ulcer pixel: its neighbourhood is the disc of radius_mm (3 mm) around it, i.e.
+    # 3 * px_per_mm px, area pi * (3 * px_per_mm)² px
+    mask = np.zeros((201, 201), bool)
+    mask[100, 100] = True
+    valid, exclude = np.ones_like(mask), np.zeros_like(mask)
+    region = ulcer_neighbourhood(mask, valid, exclude, px_per_mm, radius_mm=3.0)
+    r = round(3.0 * px_per_mm)
+    assert region[100, 100 - r : 101 + r].all() and region[100 - r : 101 + r, 100].all()
+    assert not region[100, 100 - r - 1] and not region[100, 101 + r] and not region[101 + r, 100]
+    assert region.sum() == pytest.approx(np.pi * r**2, rel=0.05)
+
+
+def test_mask_disagreement_of_masks_of_different_size_is_one_minus_dice_either_way() -> None:
+    a = np.zeros((10, 10), bool)
+    a[2:6, 2:6] = True  # 16 px
+    c = np.zeros_like(a)
+    c[2:4, 2:6] = True  # 8 px, all inside a: Dice 2 * 8 / (16 + 8) = 2/3
+    assert mask_disagreement(a, c) == pytest.approx(1 / 3)
+    assert mask_disagreement(c, a) == pytest.approx(1 / 3)
+
+
+def test_on_body_is_the_fraction_of_the_measured_mask_on_the_body() -> None:
+    rgb, _valid, _exclude, mask = _scene()  # mask: rows 90-109, columns 200-219
+    prob = np.where(mask, 0.95, 0.05).astype(np.float32)
+    body = np.zeros_like(mask)
+    body[:, :210] = True  # the left half of the mask, 70% of the frame
+    signals = quality_signals(rgb, prob, mask, mask, 0.8, _meas(), (), body)
+    assert signals.on_body == pytest.approx(0.5)
+
+
+def test_exposure_signals_are_measured_on_the_region_only() -> None:
+    rgb, valid, exclude, mask = _scene()  # skin 150-169 grey; the marker: white paper, black squares
+    prob = np.where(mask, 0.95, 0.05).astype(np.float32)
+    region = valid & ~exclude
+    signals = quality_signals(rgb, prob, mask, region, 0.8, _meas())
+    assert signals.clipped_low == 0.0 and signals.clipped_high == 0.0
+    assert 150.0 <= signals.mean_luma < 170.0
