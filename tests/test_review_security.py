@@ -671,16 +671,7 @@ def test_a_login_link_does_not_silently_replace_another_readers_session(served):
     form = f"token={other.token}".encode()
 
     def post(origin: str, ctype: str = "application/x-www-form-urlencoded", body: bytes = form):
-        req = urllib.request.Request(client.base + "/login", data=body, method="POST")
-        req.add_header("Content-Type", ctype)
-        req.add_header("Origin", origin)
-        req.add_header("Cookie", cookie_a)
-        opener = urllib.request.build_opener(_NoRedirect)
-        try:
-            with opener.open(req, timeout=10) as res:
-                return res.status, res.headers.get("Set-Cookie")
-        except urllib.error.HTTPError as err:
-            return err.code, err.headers.get("Set-Cookie")
+        return _login_post(client.base, body, origin=origin, ctype=ctype, cookie=cookie_a)
 
     assert post("http://evil.example") == (403, None)
     assert post(client.base, "application/json") == (415, None)
@@ -717,10 +708,20 @@ def test_a_state_change_without_a_content_type_is_415(served):
     assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
 
 
-def _login_post(base: str, body: bytes) -> tuple[int, str | None]:
+def _login_post(
+    base: str,
+    body: bytes,
+    *,
+    origin: str | None = None,
+    ctype: str = "application/x-www-form-urlencoded",
+    cookie: str | None = None,
+) -> tuple[int, str | None]:
+    """POST the login form without following its redirect: (status, Set-Cookie)."""
     req = urllib.request.Request(base + "/login", data=body, method="POST")
-    req.add_header("Content-Type", "application/x-www-form-urlencoded")
-    req.add_header("Origin", base)
+    req.add_header("Content-Type", ctype)
+    req.add_header("Origin", origin if origin is not None else base)
+    if cookie is not None:
+        req.add_header("Cookie", cookie)
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(req, timeout=10) as res:
