@@ -79,6 +79,11 @@ def gray16_png() -> bytes:
     return buf.getvalue()
 
 
+def heic_photo() -> bytes:
+    """A measurable HEIC photo (``scripts/make_heic_fixtures.py``): what iPhones save."""
+    return (TESTS / "data" / "photo.heic").read_bytes()
+
+
 def desaturated_jpeg() -> bytes:
     gray = make_photo().rgb.mean(axis=2).astype(np.uint8)
     return _encode(np.repeat(gray[..., None], 3, axis=2), quality=92)
@@ -197,12 +202,25 @@ FILE_CASES: dict[str, tuple[str, Callable[[], bytes], str]] = {
         "measured",
     ),
     "uppercase_extension": ("A19/d0/U1.JPG", lambda: good_jpeg(19), "measured"),
+    "heic_photo": ("A20/D0/U1.heic", heic_photo, "measured"),
+    "truncated_heic": (
+        "A21/D0/U1.heic",
+        lambda: heic_photo()[: len(heic_photo()) // 2],
+        "failed unreadable_file",
+    ),
+    "avif_photo": ("A22/D0/U1.avif", lambda: _encode(make_photo().rgb, "AVIF", quality=90), "measured"),
+    "heic_named_jpg": ("A23/D0/U1.jpg", heic_photo, "measured"),  # the bytes decide, not the name
+    "video_named_heic": (
+        "A24/D0/U1.heic",
+        lambda: struct.pack(">I", 24) + b"ftypmp42" + b"\x00" * 4 + b"mp42isom" + b"\x00" * 64,
+        "failed unreadable_file",
+    ),
 }
 
 # name -> (relative path, expected outcome); bytes: a good photo unless it is no photo at all
 SKIP_CASES: dict[str, tuple[str, str]] = {
     "bmp_file": ("B01/D0/U1.bmp", "skip unsupported_format"),
-    "heic_file": ("B02/D0/U1.heic", "skip unsupported_format"),
+    "raw_file": ("B02/D0/U1.dng", "skip unsupported_format"),
     "photo_at_depth_2": ("B03/U1.jpg", "skip unexpected_layout"),
     "photo_at_depth_4": ("B04/D0/extra/U1.jpg", "skip unexpected_layout"),
     "photo_in_root": ("U1.jpg", "skip unexpected_layout"),
@@ -665,7 +683,7 @@ def case_cli_out_omitted(tmp: Path) -> str:
 def case_cli_only_unsupported(tmp: Path) -> str:
     trial = tmp / "trial"
     (trial / "S1" / "D0").mkdir(parents=True)
-    for name in ("U1.bmp", "U2.heic"):
+    for name in ("U1.bmp", "U2.dng"):
         (trial / "S1" / "D0" / name).write_bytes(b"not decoded")
     proc = _cli("measure", str(trial), "-o", str(tmp / "out"))
     if "Traceback" in proc.stderr:

@@ -79,7 +79,8 @@ class DiscoveryConfig:
     """How photos are found: ``<root>/<subject>/<visit>/<photo>`` or a manifest CSV."""
 
     ulcer_pattern: str = r"^(?P<ulcer_id>.+)$"  # applied to the file stem
-    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+    # HEIC/HEIF: what iPhones (and some Android phones) save by default; AVIF its AV1 sibling
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif", ".avif")
     ignore: tuple[str, ...] = (".*", "_*", "ground_truth*")  # folder/file name globs never read
     # visit labels that are not D<n>/W<n>, mapped to one (case-insensitive), e.g. {baseline: D0}
     visit_aliases: dict[str, str] = field(default_factory=dict)

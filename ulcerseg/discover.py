@@ -34,10 +34,13 @@ from ulcerseg.visits import canonical_visit, is_visit_label, visit_to_day
 
 log = logging.getLogger(__name__)
 
+# photo formats ulcerseg decodes (``discovery.extensions`` lists them by default): a photo with
+# one of them that the config leaves out is an unsupported_format row, never "not a photo"
+DECODED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif", ".avif"})
 # image formats a camera or phone may produce that ulcerseg does not decode
 OTHER_IMAGE_EXTENSIONS = frozenset(
-    {".bmp", ".heic", ".heif", ".gif", ".webp", ".avif", ".jxl", ".jp2", ".dng", ".cr2", ".cr3",
-     ".nef", ".arw", ".orf", ".raf", ".rw2", ".raw", ".psd", ".svg", ".ico", ".pcx", ".tga"}
+    {".bmp", ".gif", ".webp", ".jxl", ".jp2", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",
+     ".raf", ".rw2", ".raw", ".psd", ".svg", ".ico", ".pcx", ".tga"}
 )  # fmt: skip
 
 
@@ -228,7 +231,8 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             found.add_skip(_skip(path, SkipReason.HIDDEN, "file matches discovery.ignore"))
             continue
         trimmed = _TRAILING_JUNK.sub("", parts[-1])
-        if trimmed != parts[-1] and Path(trimmed).suffix.lower() in extensions | OTHER_IMAGE_EXTENSIONS:
+        image_suffixes = extensions | DECODED_EXTENSIONS | OTHER_IMAGE_EXTENSIONS
+        if trimmed != parts[-1] and Path(trimmed).suffix.lower() in image_suffixes:
             # "U1.jpg " or "U1.jpg." (a typo, or a name Windows cannot open): a trial photo, so
             # failing, not "not a photo"; never measured under the name it was not given
             detail = f"name ends in {parts[-1][len(trimmed) :]!r} after the extension; rename it {trimmed!r}"
@@ -239,8 +243,11 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, "symbolic link to a missing target"))
             continue
         if suffix not in extensions:
-            if suffix in OTHER_IMAGE_EXTENSIONS:
-                detail = f"{suffix} photos are not read (convert to JPEG, PNG or TIFF)"
+            if suffix in DECODED_EXTENSIONS:  # left out of discovery.extensions by the config
+                detail = f"{suffix} photos are not read: {suffix} is not in discovery.extensions"
+                found.add_skip(_skip(path, SkipReason.UNSUPPORTED_FORMAT, detail))
+            elif suffix in OTHER_IMAGE_EXTENSIONS:
+                detail = f"{suffix} photos are not read (convert to JPEG, PNG, TIFF or HEIC)"
                 found.add_skip(_skip(path, SkipReason.UNSUPPORTED_FORMAT, detail))
             else:
                 found.add_skip(_skip(path, SkipReason.NOT_A_PHOTO, f"extension {suffix or '(none)'}"))

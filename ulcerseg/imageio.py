@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -39,6 +40,50 @@ class PhotoInfo:
     mode: str  # Pillow mode of the stored image ("RGB", "L", ...)
     photo_date: str | None  # ISO 8601 date from EXIF, or None
     is_grayscale: bool
+
+
+# HEIF (HEIC from phones) and AVIF are ISO base media files: "ftyp" at byte 4, then the brand
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+# formats OpenCV does not decode: decoded by Pillow (HEIF through the pi-heif plugin)
+PILLOW_DECODED_FORMATS = frozenset({"HEIF", "AVIF"})
+PHOTO_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "MPO"}) | PILLOW_DECODED_FORMATS
+
+
+@cache
+def heif_available() -> bool:
+    """Register the HEIF decoder with Pillow (once per process); False when pi-heif is missing.
+
+    pi-heif is pillow-heif's decode-only build (libheif with libde265, no encoder)."""
+    try:
+        import pi_heif
+    except ImportError:
+        log.debug("pi-heif is not installed: HEIC/HEIF photos cannot be decoded")
+        return False
+    pi_heif.register_heif_opener()
+    return True
+
+
+def _iso_media_brand(data: bytes) -> bytes | None:
+    """The major brand of an ISO base media file (``b"heic"``, ``b"avif"``...), else None."""
+    return data[8:12] if len(data) >= 12 and data[4:8] == b"ftyp" else None
+
+
+def _pillow_decoded(data: bytes) -> bool:
+    """True for ISO base media bytes (HEIF/HEIC, AVIF): OpenCV does not decode them, Pillow does."""
+    return _iso_media_brand(data) is not None
+
+
+def reduced_decode_saves_time(data: bytes) -> bool:
+    """False when a reduced :func:`decode_rgb` of these bytes costs a full decode (HEIF/HEIC,
+    AVIF: decoded whole, then shrunk), so decoding them at full size once is cheapest."""
+    return not _pillow_decoded(data)
+
+
+def _one_line(err: BaseException) -> str:
+    """A decoder's message on one line (libheif ends its messages with a newline)."""
+    return " ".join(str(err).split())
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -98,7 +143,11 @@ def _orientation(img: Image.Image) -> object:
     """The orientation tag that OpenCV turns the decoded pixels by: the EXIF block's (a TIFF's
     own tag), 1 when absent. Pillow's ``getexif`` also reads XMP's ``tiff:Orientation`` and a
     PNG's "Raw profile type exif" text, which OpenCV ignores: with them the size reported was
-    turned by 90° while the pixels decoded were not."""
+    turned by 90° while the pixels decoded were not. HEIF and AVIF carry their rotation and
+    mirror in the container (``irot``/``imir``), which the decoder applies and the size Pillow
+    reports already includes: 1, whatever an EXIF block inside says."""
+    if img.format in PILLOW_DECODED_FORMATS:
+        return 1
     img.getexif()  # loads a PNG's eXIf chunk, which may follow the pixels
     if "exif" in img.info:  # a JPEG's (MPO's) APP1 block, a PNG's eXIf chunk
         exif = Image.Exif()
@@ -119,6 +168,8 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     """
     if not data:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
+    if not heif_available() and _iso_media_brand(data) in _HEIF_BRANDS:
+        raise ImageReadError(f"{path}: HEIC/HEIF photo, but the HEIF decoder (pi-heif) is not installed")
     try:
         with _pillow_warnings_logged(path):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -131,19 +182,19 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
                 # from harmless trailing data
                 img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
                 img.load()
-            elif fmt != "JPEG":
-                img.load()
+            elif fmt not in PILLOW_DECODED_FORMATS | {"JPEG"}:
+                img.load()  # a PNG or TIFF cut short: OpenCV may decode what is there silently
     except UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not a readable image (unknown format)") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageReadError(f"{path}: image too large to decode safely ({err})") from err
+        raise ImageReadError(f"{path}: image too large to decode safely ({_one_line(err)})") from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+        raise ImageReadError(f"{path}: corrupt or truncated image ({_one_line(err)})") from err
     except MemoryError:
         raise
     except Exception as err:  # any other decoder failure is the bytes' fault, never a traceback
-        raise ImageReadError(f"{path}: corrupt image ({type(err).__name__}: {err})") from err
-    if fmt not in {"JPEG", "PNG", "TIFF", "MPO"}:
+        raise ImageReadError(f"{path}: corrupt image ({type(err).__name__}: {_one_line(err)})") from err
+    if fmt not in PHOTO_FORMATS:
         raise ImageReadError(f"{path}: unsupported image format {fmt}")
     width, height = size
     if orientation in (5, 6, 7, 8):  # 90° rotations swap the axes
@@ -232,6 +283,8 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
     """
     if reduction not in _REDUCED_FLAGS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction}")
+    if _pillow_decoded(data):
+        return _reduce(path, _decode_with_pillow(path, data), reduction)
     buf = np.frombuffer(data, dtype=np.uint8)
     if reduction > 1 and data[:4] in _TIFF_SIGNATURES:
         # OpenCV's reduced TIFF decode resizes to the stored size / r after its TIFF reader has
@@ -255,6 +308,38 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
         raise ImageReadError(f"{path}: corrupt or truncated image (the JPEG data ends early: "
                              "its last rows decode as blank grey)")  # fmt: skip
     return image if _IMREAD_RGB is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _decode_with_pillow(path: Path, data: bytes) -> np.ndarray:
+    """HEIF/HEIC or AVIF bytes -> RGB uint8, upright (the container's rotation applied by the
+    decoder); 10-bit HEIF is reduced to 8 bits, alpha dropped."""
+    if not heif_available() and _iso_media_brand(data) in _HEIF_BRANDS:
+        raise ImageReadError(f"{path}: HEIC/HEIF photo, but the HEIF decoder (pi-heif) is not installed")
+    try:
+        with _pillow_warnings_logged(path), Image.open(io.BytesIO(data)) as img:
+            if img.format not in PILLOW_DECODED_FORMATS:
+                raise ImageReadError(f"{path}: image could not be decoded (not HEIF or AVIF inside)")
+            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as err:  # any decoder failure is the bytes' fault, never a traceback
+        detail = f"{type(err).__name__}: {_one_line(err)}"
+        raise ImageReadError(f"{path}: image could not be decoded ({detail})") from err
+
+
+def _reduce(path: Path, image: np.ndarray, reduction: int) -> np.ndarray:
+    """``image`` at 1/``reduction`` size, each px the mean of an r x r block of photo px (what a
+    JPEG's DCT-scaled decode gives; the map :func:`ulcerseg.geometry.reduced_to_photo`). A last
+    partial row or column of blocks is left out."""
+    if reduction == 1:
+        return image
+    h, w = image.shape[0] // reduction, image.shape[1] // reduction
+    if min(h, w) < 1:
+        raise ImageReadError(f"{path}: image of {image.shape[1]} x {image.shape[0]} px too small to reduce")
+    blocks = image[: h * reduction, : w * reduction]
+    return cv2.resize(blocks, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _blank_grey_edge(image: np.ndarray) -> bool:
@@ -317,7 +402,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             # (index 1 may be black, index 0 white), so the one binary rule applies to them
             arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "PA") else im)
     except Exception as err:  # PIL raises many types
-        raise ImageReadError(f"{path}: cannot read mask image ({err})") from None
+        raise ImageReadError(f"{path}: cannot read mask image ({_one_line(err)})") from None
     if arr.ndim == 3:
         channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
         if not np.all(channels == channels[..., :1]):
@@ -346,20 +431,22 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def exif_orientation(path: str | Path) -> int:
     """EXIF orientation tag (1 = upright, 1-8) from the file header; 1 when absent."""
+    heif_available()
     try:
         with _pillow_warnings_logged(path), Image.open(path) as im:
             return int(_orientation(im))  # type: ignore[call-overload]
     except Exception as err:  # PIL raises many types
-        raise ImageReadError(f"{path}: cannot read image header ({err})") from None
+        raise ImageReadError(f"{path}: cannot read image header ({_one_line(err)})") from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) px in the photo frame (after EXIF orientation), from the header only."""
+    heif_available()
     try:
         with _pillow_warnings_logged(path), Image.open(path) as im:
             w, h = _stored_size(im)
             orientation = _orientation(im)
     except Exception as err:  # PIL raises many types
-        raise ImageReadError(f"{path}: cannot read image header ({err})") from None
+        raise ImageReadError(f"{path}: cannot read image header ({_one_line(err)})") from None
     # orientations 5-8 swap the axes; OpenCV applies them when decoding
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -41,6 +41,7 @@ from ulcerseg.imageio import (
     inspect_photo,
     make_preview,
     read_bytes,
+    reduced_decode_saves_time,
     write_png,
 )
 from ulcerseg.measure import area_interval, measure_ulcer
@@ -161,7 +162,9 @@ def load_photo(
                 f"-> {info.sha256[:12]}…); the next run measures it"
             )
         if reduction is None:
-            reduction = first_reduction(info.width, info.height, min_oversampling)
+            # HEIC/AVIF: a reduced decode costs a full one, and a second decode may follow
+            cheap = reduced_decode_saves_time(data)
+            reduction = first_reduction(info.width, info.height, min_oversampling) if cheap else 1
         rgb = decode_rgb(photo.path, data, reduction)
         info = _as_decoded(photo, info, rgb, reduction)
     except Exception as err:  # MemoryError included: classified by PhotoMeasurer.compute

@@ -59,7 +59,7 @@ class SkipReason(StrEnum):
     The others (hidden, not a photo, the output folder) are only listed in ``run.json``.
     """
 
-    UNSUPPORTED_FORMAT = "unsupported_format"  # an image format ulcerseg does not read (.bmp, .heic)
+    UNSUPPORTED_FORMAT = "unsupported_format"  # an image format ulcerseg does not read (.bmp, .dng)
     UNEXPECTED_LAYOUT = "unexpected_layout"  # not at <subject>/<visit>/<photo>
     UNKNOWN_VISIT = "unknown_visit"  # visit folder/label neither D<n>/W<n> nor a configured alias
     BAD_FILE_NAME = "bad_file_name"  # file stem does not match discovery.ulcer_pattern
