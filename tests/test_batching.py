@@ -95,6 +95,40 @@ def test_a_failing_batch_fails_each_of_its_callers_and_a_closed_backend_refuses(
         batched.predict_proba(tiles)
 
 
+class ShortAnswer(RednessBackend):
+    """A backend that answers one tile short (a broken export, a wrong output head)."""
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        return super().predict_proba(tiles)[:-1]
+
+
+def test_a_short_answer_from_the_network_is_an_error_not_a_short_result() -> None:
+    tiles = np.zeros((2, 64, 64, 3), np.uint8)
+    with BatchingBackend(ShortAnswer(), batch_size=2, wait_s=0.1) as batched:
+        results = _call_concurrently(batched, [tiles, tiles])
+    assert all(isinstance(r, RuntimeError) and "returned (" in str(r) for r in results)
+
+
+def test_an_unexpected_failure_outside_the_network_answers_its_callers_and_serving_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tiles = np.zeros((1, 64, 64, 3), np.uint8)
+    with BatchingBackend(RednessBackend(), batch_size=8, wait_s=0.1) as batched:
+        real_run, calls = batched._run, []
+
+        def run_once_broken(group):  # e.g. a MemoryError while joining the callers' tiles
+            calls.append(len(group))
+            if len(calls) == 1:
+                raise ValueError("joining the tiles failed")
+            real_run(group)
+
+        monkeypatch.setattr(batched, "_run", run_once_broken)
+        first = _call_concurrently(batched, [tiles, tiles])
+        assert all(isinstance(r, ValueError) for r in first)  # answered, not left waiting
+        (later,) = _call_concurrently(batched, [tiles])  # the server still serves
+        assert isinstance(later, np.ndarray) and later.shape == (1, 64, 64)
+
+
 def test_batched_measurement_matches_one_photo_at_a_time(tmp_path: Path) -> None:
     for i in range(4):
         photo = make_photo(px_per_mm=14, size=(900, 700), ulcer_radius_mm=(2.0 + 0.5 * i, 1.5))

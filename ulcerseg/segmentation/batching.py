@@ -128,18 +128,31 @@ class BatchingBackend:
             for request in requests:
                 by_shape.setdefault(request.tiles.shape[1:], []).append(request)
             for group in by_shape.values():
-                self._run(group)
+                try:
+                    self._run(group)
+                except Exception as err:  # never leave a photo worker waiting for an answer
+                    log.exception("batching server: a batch failed unexpectedly")
+                    _fail(group, err)
+        # calls that raced with close(): answered, not left waiting
+        while True:
+            try:
+                late = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                _fail([late], RuntimeError("the batching backend is closed"))
 
     def _run(self, group: list[_Request]) -> None:
-        tiles = np.concatenate([r.tiles for r in group])
-        size = self.batch_for(tiles.shape[1], tiles.shape[2])
         try:
+            tiles = np.concatenate([r.tiles for r in group])
+            size = self.batch_for(tiles.shape[1], tiles.shape[2])
             out = np.concatenate(
                 [self._run_batch(tiles[i : i + size], size) for i in range(0, len(tiles), size)]
             )
+            if out.shape != tiles.shape[:3]:  # a short answer would hand a caller too few tiles
+                raise RuntimeError(f"the network returned {out.shape} for tiles of shape {tiles.shape[:3]}")
         except Exception as err:  # every caller gets the error of its batch
-            for request in group:
-                request.future.set_exception(err)
+            _fail(group, err)
             return
         start = 0
         for request in group:
@@ -152,3 +165,10 @@ class BatchingBackend:
             tiles = np.concatenate([tiles, np.zeros((size - n, *tiles.shape[1:]), tiles.dtype)])
         self.network_calls += 1
         return self.inner.predict_proba(tiles)[:n]
+
+
+def _fail(requests: list[_Request], err: BaseException) -> None:
+    """Hand ``err`` to each request not answered yet."""
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(err)
