@@ -618,6 +618,28 @@ def test_dataset_import_takes_png_masks_beside_jpeg_photos_as_their_annotations(
         import_dataset(folder, tmp_path / "ds2", missing="empty")
 
 
+def test_dataset_import_writes_heic_photos_as_png_in_the_photo_frame(tmp_path: Path) -> None:
+    """A researcher's iPhone photos (HEIC) import; stored as PNG, upright, so that training does
+    not decode HEVC at every epoch."""
+    from ulcerseg.imageio import read_rgb
+    from ulcerseg.training.importer import import_dataset
+
+    data = Path(__file__).resolve().parent / "data"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "turned.heic").write_bytes((data / "photo_rot90.heic").read_bytes())
+    mask = np.zeros((600, 800), np.uint8)
+    mask[100:200, 500:700] = 255  # drawn on the upright photo (800 x 600)
+    cv2.imwrite(str(folder / "turned_mask.png"), mask)
+    import_dataset(folder, tmp_path / "ds", missing="error")
+    assert [p.name for p in (tmp_path / "ds" / "images").iterdir()] == ["turned.png"]
+    image = read_rgb(tmp_path / "ds" / "images" / "turned.png")
+    assert image.shape == (600, 800, 3)
+    assert np.abs(image.astype(int) - read_rgb(folder / "turned.heic").astype(int)).max() == 0
+    ds = load_dataset(tmp_path / "ds")
+    assert [s.stem for s in ds.samples] == ["turned"]
+
+
 def test_a_misspelt_dataset_key_is_an_error_other_tools_keys_are_kept(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "d", n=2)
     (data / "dataset.yaml").write_text("name: d\npx_per_nm: 10\n")  # was: a warning, scale unknown

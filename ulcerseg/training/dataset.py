@@ -30,7 +30,7 @@ from ulcerseg.errors import ConfigError, DatasetError, ImageReadError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif", ".avif")
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
 DATASET_FILE = "dataset.yaml"
 

@@ -101,12 +101,13 @@ def import_dataset(
     .json`` (or ``<stem>_mask.png``) in ``annotations_dir`` (default: ``images_dir``).
     Annotations are read in the photo frame (EXIF orientation applied) by
     :mod:`ulcerseg.annotations`. ``missing`` = ``error`` | ``skip`` | ``empty`` (empty mask:
-    a photo with no ulcer). Photos whose EXIF orientation is not upright are written as PNG in
-    the photo frame; others are copied byte for byte. A photo or annotation that fails half-way
+    a photo with no ulcer). Photos whose EXIF orientation is not upright, and HEIC/AVIF photos
+    (slow to decode at every epoch), are written as PNG in the photo frame; others are copied
+    byte for byte. A photo or annotation that fails half-way
     removes what the call wrote (no partial dataset is left).
     """
     from ulcerseg.annotations import load_annotation
-    from ulcerseg.imageio import decode_rgb, write_png
+    from ulcerseg.imageio import decode_rgb, reduced_decode_saves_time, write_png
 
     images_dir = Path(images_dir)
     ann_dir = Path(annotations_dir) if annotations_dir is not None else images_dir
@@ -165,7 +166,7 @@ def import_dataset(
             mask = load_annotation(ann, shape) if ann is not None else np.zeros(shape, np.uint8)
             kind = ann.suffix.lower().lstrip(".") if ann is not None else "empty"
             result.kinds[kind] = result.kinds.get(kind, 0) + 1
-            if _upright(photo):
+            if _upright(photo) and reduced_decode_saves_time(data):  # not HEIC/AVIF
                 written.append(out / "images" / photo.name)
                 shutil.copyfile(photo, written[-1])
             else:
