@@ -67,10 +67,16 @@ def test_reduced_heic_decode_is_the_block_mean(reduction: int) -> None:
     assert np.abs(small[5, 7] - block[1]).max() <= 1.0
 
 
-def test_avif_photo_decodes() -> None:
+@pytest.mark.parametrize("orientation", [1, 6, 3])
+def test_avif_photo_decodes_upright(orientation: int) -> None:
+    """Pillow's AVIF reader reports the container's rotation as the EXIF orientation and leaves
+    the pixels as stored: turned upright here, as OpenCV turns a JPEG."""
     ref = make_photo().rgb
+    stored = np.ascontiguousarray(np.rot90(ref, {1: 0, 6: 1, 3: 2}[orientation]))  # as a camera stores it
+    exif = Image.Exif()
+    exif[0x0112] = orientation
     buf = io.BytesIO()
-    Image.fromarray(ref).save(buf, "AVIF", quality=95)
+    Image.fromarray(stored).save(buf, "AVIF", quality=95, exif=exif.tobytes())
     info = inspect_photo(Path("p.avif"), buf.getvalue())
     assert (info.width, info.height) == (640, 480)
     rgb = decode_rgb(Path("p.avif"), buf.getvalue())

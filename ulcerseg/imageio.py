@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ulcerseg.errors import ImageAccessError, ImageReadError
 
@@ -143,10 +143,11 @@ def _orientation(img: Image.Image) -> object:
     """The orientation tag that OpenCV turns the decoded pixels by: the EXIF block's (a TIFF's
     own tag), 1 when absent. Pillow's ``getexif`` also reads XMP's ``tiff:Orientation`` and a
     PNG's "Raw profile type exif" text, which OpenCV ignores: with them the size reported was
-    turned by 90° while the pixels decoded were not. HEIF and AVIF carry their rotation and
-    mirror in the container (``irot``/``imir``), which the decoder applies and the size Pillow
-    reports already includes: 1, whatever an EXIF block inside says."""
-    if img.format in PILLOW_DECODED_FORMATS:
+    turned by 90° while the pixels decoded were not. HEIF carries its rotation and mirror in
+    the container (``irot``/``imir``), which libheif applies and the size Pillow reports already
+    includes: 1. Pillow's AVIF reader instead turns them into the EXIF orientation (pixels and
+    size as stored), which :func:`decode_rgb` applies like OpenCV does a JPEG's."""
+    if img.format == "HEIF":
         return 1
     img.getexif()  # loads a PNG's eXIf chunk, which may follow the pixels
     if "exif" in img.info:  # a JPEG's (MPO's) APP1 block, a PNG's eXIf chunk
@@ -311,15 +312,17 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
 
 
 def _decode_with_pillow(path: Path, data: bytes) -> np.ndarray:
-    """HEIF/HEIC or AVIF bytes -> RGB uint8, upright (the container's rotation applied by the
-    decoder); 10-bit HEIF is reduced to 8 bits, alpha dropped."""
+    """HEIF/HEIC or AVIF bytes -> RGB uint8, upright (the container's rotation applied);
+    10-bit HEIF is reduced to 8 bits, alpha dropped."""
     if not heif_available() and _iso_media_brand(data) in _HEIF_BRANDS:
         raise ImageReadError(f"{path}: HEIC/HEIF photo, but the HEIF decoder (pi-heif) is not installed")
     try:
         with _pillow_warnings_logged(path), Image.open(io.BytesIO(data)) as img:
             if img.format not in PILLOW_DECODED_FORMATS:
                 raise ImageReadError(f"{path}: image could not be decoded (not HEIF or AVIF inside)")
-            return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+            # AVIF: turned upright by its EXIF orientation (see _orientation); HEIF already is
+            upright = ImageOps.exif_transpose(img) if img.format == "AVIF" else img
+            return np.ascontiguousarray(np.asarray(upright.convert("RGB")))
     except ImageReadError:
         raise
     except MemoryError:
