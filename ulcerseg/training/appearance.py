@@ -53,22 +53,33 @@ def _feather(region: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(r, (0, 0), sigma) if sigma > 0 else r
 
 
-def recolour_wound(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def recolour_wound(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    tissue: str | None = None,
+    cover: float | None = None,
+) -> np.ndarray:
     """Part or all of the wound bed (``mask`` > 0) shifted towards one tissue colour.
 
     The tissue keeps the original local texture (luminance ratio to the bed's mean); a smooth
     random field picks 30-100% of the bed, so mixed beds (red rim, black centre) occur.
+    ``tissue`` (a :data:`WOUND_TISSUES` name) and ``cover`` (share of the bed, 0-1) are drawn
+    when not given (training); given, they make a benchmark condition.
     """
     m = mask > 0
     if not m.any():
         return image
-    tissue = list(WOUND_TISSUES)[int(rng.integers(len(WOUND_TISSUES)))]
+    if tissue is None:
+        tissue = list(WOUND_TISSUES)[int(rng.integers(len(WOUND_TISSUES)))]
+    elif tissue not in WOUND_TISSUES:
+        raise ValueError(f"unknown tissue {tissue!r} (known: {', '.join(WOUND_TISSUES)})")
     centre, spread = WOUND_TISSUES[tissue]
     colour = np.clip(np.array(centre) + rng.normal(0.0, spread, 3), 0, 255).astype(np.float32)
     luma = _luma(image)
     texture = luma / max(float(luma[m].mean()), 1.0)
     texture = 1.0 + (texture - 1.0) * float(rng.uniform(0.4, 1.0))
-    cover = float(rng.uniform(0.3, 1.0))
+    cover = float(rng.uniform(0.3, 1.0)) if cover is None else float(cover)
     field = smooth_field(m.shape, rng, cells=int(rng.integers(3, 8)))
     region = m & (field <= np.quantile(field[m], cover))
     alpha = _feather(region, float(rng.uniform(0.5, 2.0))) * m * float(rng.uniform(0.7, 1.0))
