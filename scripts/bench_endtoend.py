@@ -55,6 +55,7 @@ from ulcerseg.segmentation.model import load_card
 from ulcerseg.synth.render import PhotoConfig
 from ulcerseg.synth.trial import encode_jpeg
 from ulcerseg.synth.woundpatch import WoundPatch, render_wound_photo
+from ulcerseg.training.appearance import WOUND_TISSUES, recolour_centre
 from ulcerseg.training.dataset import load_dataset, read_image, read_mask
 from ulcerseg.training.evaluate import split_stems
 
@@ -67,7 +68,7 @@ TRUTH_COLUMNS = [
     "file", "stem", "part", "seed", "true_area_mm2", "background", "tilt_deg", "mm_per_px",
     "marker_distance_mm", "jpeg_quality", "exposure", "src_px_per_mm", "n_wound_components",
     "crop_x0", "crop_y0", "crop_x1", "crop_y1", "anchor_x", "anchor_y", "centre_x_mm", "centre_y_mm",
-    "angle_rad", "mm_per_src_px",
+    "angle_rad", "mm_per_src_px", "wound_centre",
 ]  # fmt: skip
 
 
@@ -120,11 +121,15 @@ def generate(
     out: Path,
     seed: int,
     size: tuple[int, int] = (4000, 3000),
+    wound_centre: str | None = None,
 ) -> pd.DataFrame:
     """Render the study folder ``out/study`` and ``out/truth.csv``; existing photos are reused.
 
-    ``size``: photo (W, H) px, 12 MP by default.
+    ``size``: photo (W, H) px, 12 MP by default. ``wound_centre``: a tissue of
+    ``ulcerseg.training.appearance.WOUND_TISSUES`` that each wound's centre is turned to before
+    rendering, a rim of its own bed kept (the same photos otherwise: camera, light, background).
     """
+    centre = wound_centre or "none"
     config = PhotoConfig(size=size, max_tilt_deg=40.0, jpeg_quality_range=(80, 95))
     study = out / "study"
     truth_path = out / TRUTH_FILE
@@ -138,12 +143,19 @@ def generate(
     for i, stem in enumerate(stems):
         file = f"E{i:03d}/D0/U1.jpg"
         ps = photo_seed(seed, i)
-        if file in rows and int(rows[file]["seed"]) == ps and str(rows[file]["stem"]) == stem:
+        cached = rows.get(file)
+        cached_centre = str(cached.get("wound_centre", "none")) if cached is not None else ""
+        if cached_centre == "nan":  # a table written before the column: the default photos
+            cached_centre = "none"
+        same_photo = cached is not None and int(cached["seed"]) == ps and str(cached["stem"]) == stem
+        if same_photo and cached_centre == centre:
             continue
         if stem not in held:  # guarded twice: a training photo must never be benchmarked
             raise BenchError(f"{stem}: not in the model's held-out split")
         sample = by_stem[stem]
         rgb, mask = read_image(sample.image_path), read_mask(sample.mask_path)
+        if wound_centre is not None:  # its own generator: the render's draws stay the default's
+            rgb = recolour_centre(rgb, mask, np.random.default_rng([ps, 1]), wound_centre)
         photo = render_wound_photo(rgb, mask, np.random.default_rng(ps), config)
         path = study / file
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +174,7 @@ def generate(
             "crop_x1": p.crop_box_px[2], "crop_y1": p.crop_box_px[3],
             "anchor_x": p.anchor_px[0], "anchor_y": p.anchor_px[1],
             "centre_x_mm": p.centre_mm[0], "centre_y_mm": p.centre_mm[1],
-            "angle_rad": p.angle_rad, "mm_per_src_px": p.mm_per_px,
+            "angle_rad": p.angle_rad, "mm_per_src_px": p.mm_per_px, "wound_centre": centre,
         }  # fmt: skip
         made += 1
         if made % 10 == 0:  # an interrupted generation keeps what it made
@@ -712,14 +724,16 @@ def run_benchmark(
     dice: bool = True,
     backend: SegmentationBackend | None = None,
     size: tuple[int, int] = (4000, 3000),
+    wound_centre: str | None = None,
 ) -> pd.DataFrame:
     """Generate (or reuse) the photos, measure them and return the per-photo table (also
-    written to ``out/per_photo.csv``). ``backend`` overrides the model's network (tests)."""
+    written to ``out/per_photo.csv``). ``backend`` overrides the model's network (tests);
+    ``wound_centre``: see :func:`generate`."""
     model_dir = resolve_model_dir(model)
     held, name = heldout_stems(model_dir, data)
     stems = choose_stems(held, n, seed)
     print(f"model {model_dir}  data {data} ({name}: {len(held)} held-out photos)  seed {seed}")
-    truth = generate(data, stems, set(held), out, seed, size)
+    truth = generate(data, stems, set(held), out, seed, size, wound_centre)
     cfg = with_overrides(config, segmentation={"model": str(model_dir), "backend": backend_name})
     auto, signals, run_dir = measure(out / "study", out, cfg, list(truth["file"]), backend)
     df = join(truth, auto, signals)
@@ -741,7 +755,7 @@ def run_seeds(
     **options: Any,
 ) -> pd.DataFrame:
     """:func:`run_benchmark` for one seed (in ``out``), or for several pooled into one table;
-    ``options`` go to :func:`run_benchmark` (backend_name, dice, backend, size).
+    ``options`` go to :func:`run_benchmark` (backend_name, dice, backend, size, wound_centre).
 
     Each seed renders the same held-out wounds anew (scale, camera, light, background) into
     ``out/seed<k>``; the calibration/test split follows the source photo, so a wound stays in
@@ -789,6 +803,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max-flagged", type=float, default=0.25, help="flag budget of --fit-flags")
     parser.add_argument("--no-dice", action="store_true", help="skip the per-photo Dice")
+    parser.add_argument("--wound-centre", choices=sorted(WOUND_TISSUES), default=None,
+                        help="turn each wound's centre to this tissue, a rim of its own bed kept "
+                        "(eschar: the mixed bed of an ischemic ulcer); use its own --out")  # fmt: skip
     parser.add_argument("--compare-to", type=Path, default=None, metavar="BEFORE_CSV",
                         help="paired comparison of this run with an earlier per_photo.csv")  # fmt: skip
     parser.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE_CSV", "AFTER_CSV"),
@@ -806,7 +823,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = read_table(args.compare_to) if args.compare_to is not None else None
         config = load_config(args.config)
         df = run_seeds(args.data, args.model, args.out, args.n, args.seed, config,
-                       backend_name=args.backend, dice=not args.no_dice)  # fmt: skip
+                       backend_name=args.backend, dice=not args.no_dice,
+                       wound_centre=args.wound_centre)  # fmt: skip
     except UlcersegError as err:
         print(f"bench_endtoend: {err}", file=sys.stderr)
         return 2

@@ -122,3 +122,35 @@ def test_skin_tone_changes_the_skin_more_than_the_wound_bed() -> None:
         assert np.all(np.abs(bed_gain - 1) <= 0.45 * np.abs(skin_gain - 1) + 0.02)
         # melanin absorbs blue most: blue falls relative to red on skin
         assert skin_gain[2] < skin_gain[0]
+
+
+def test_recolour_centre_keeps_a_rim_of_the_original_bed() -> None:
+    image, mask = _scene()  # bed: ellipse with semi-axes 30 and 22 px, equivalent radius ~25.7 px
+    out = ap.recolour_centre(image, mask, np.random.default_rng(4), tissue="eschar")
+    np.testing.assert_array_equal(out[mask == 0], image[mask == 0])
+    changed = np.any(out != image, axis=2)
+    assert changed[48, 64]  # the centre turned
+    # the rim (a quarter of the equivalent radius, 6 px, less the feathering) is the photo's
+    ys, xs = np.nonzero(mask)
+    rim_row = 48
+    left = xs[ys == rim_row].min()
+    assert not changed[rim_row, left : left + 3].any()
+    assert _luma(out)[44:52, 60:68].mean() < 0.5 * _luma(image)[44:52, 60:68].mean()
+    with pytest.raises(ValueError, match="unknown tissue"):
+        ap.recolour_centre(image, mask, np.random.default_rng(4), tissue="tar")
+
+
+def test_mixed_bed_training_step_turns_the_centre_and_keeps_the_whole_bed_labelled() -> None:
+    from ulcerseg.training.augment import AugmentConfig, TrainAugment
+
+    image, mask = _scene()
+    aug = TrainAugment(AugmentConfig(mixed_bed_prob=1.0), tile_px=64)
+    for seed in range(6):
+        out, label = aug._appearance(image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(label, mask)  # the rim and the centre are the ulcer
+        np.testing.assert_array_equal(out[mask == 0], image[mask == 0])
+        assert np.any(out[44:52, 60:68] != image[44:52, 60:68])  # the centre turned
+    # off (the default): nothing drawn, nothing changed, the random stream left as it was
+    rng, fresh = np.random.default_rng(9), np.random.default_rng(9)
+    same, _ = TrainAugment(AugmentConfig(), tile_px=64)._appearance(image, mask, rng)
+    assert same is image and rng.random() == fresh.random()

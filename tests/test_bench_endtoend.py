@@ -151,6 +151,27 @@ def test_several_seeds_render_the_same_wounds_anew_and_pool_them(tmp_path: Path,
     assert "bench_seed" not in single and (tmp_path / "one" / "truth.csv").is_file()
 
 
+def test_a_wound_centre_condition_renders_the_same_photos_with_a_dark_centre(tmp_path: Path) -> None:
+    """``--wound-centre eschar``: the same camera, light, background and truth as the default
+    photos (paired comparison), each wound's centre black, its rim its own; never mixed up with
+    the default photos in one folder."""
+    bench = _bench()
+    data, _model = _dataset_and_card(tmp_path)
+    out = tmp_path / "bench"
+    default = bench.generate(data, ["a1", "b2"], {"a1", "b2"}, out, 0, (1200, 900))
+    plain = {f: cv2.imread(str(out / "study" / f)) for f in default["file"]}
+    dark = bench.generate(data, ["a1", "b2"], {"a1", "b2"}, out, 0, (1200, 900), wound_centre="eschar")
+    assert list(dark["wound_centre"]) == ["eschar"] * 2 and list(default["wound_centre"]) == ["none"] * 2
+    same = ["true_area_mm2", "tilt_deg", "mm_per_px", "background", "centre_x_mm", "centre_y_mm"]
+    pd.testing.assert_frame_equal(dark[same], default[same])  # regenerated, not reused, same scene
+    for f in dark["file"]:
+        after = cv2.imread(str(out / "study" / f))
+        changed = np.abs(after.astype(int) - plain[f].astype(int)).max(axis=2) > 40
+        assert 50 < changed.sum() < 0.05 * changed.size  # the wound's centre only
+        red = 2  # BGR
+        assert after[changed][:, red].mean() < 0.8 * plain[f][changed][:, red].mean()  # turned dark
+
+
 def test_benchmark_refuses_without_data_or_held_out_split(tmp_path: Path, capsys) -> None:
     bench = _bench()
     data, model = _dataset_and_card(tmp_path)

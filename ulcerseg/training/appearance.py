@@ -88,6 +88,29 @@ def recolour_wound(
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def recolour_centre(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, tissue: str, rim_fraction: float = 0.25
+) -> np.ndarray:
+    """The centre of each wound (``mask`` > 0) turned to ``tissue``, a rim of the original bed
+    kept: ``rim_fraction`` of each wound's equivalent radius (sqrt(area / pi)), at least 2 px.
+
+    The mixed bed of an ischemic ulcer (black or brown centre, red rim) with the photo's own
+    outline, unlike :func:`recolour_wound`, whose recoloured part may reach the mask's edge and
+    draw it. Used by the robustness benchmarks.
+    """
+    import cv2
+
+    m = (mask > 0).astype(np.uint8)
+    n, labels = cv2.connectedComponents(m)
+    centre = np.zeros_like(m)
+    for i in range(1, n):
+        wound = (labels == i).astype(np.uint8)
+        rim = max(2, round(rim_fraction * float(np.sqrt(wound.sum() / np.pi))))
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1))
+        centre |= cv2.erode(wound, disc)
+    return recolour_wound(image, centre, rng, tissue=tissue, cover=1.0)
+
+
 def _weave(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Cloth-like texture in about [0.75, 1.25]: two crossing gratings plus fine noise."""
     h, w = shape

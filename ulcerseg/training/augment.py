@@ -31,6 +31,9 @@ class AugmentConfig:
     hard_negative_prob: float = 0.0  # red cloth, cards, gauze, dressings pasted, label 0
     wound_appearance_prob: float = 0.0  # eschar, crust, slough, pale tissue in the wound bed
     skin_tone_prob: float = 0.0  # darker / lighter skin around the wound
+    # mixed bed: the centre turned to eschar, crust or slough, a rim of the bed kept, all of it
+    # labelled ulcer (measured end to end, the network took such a centre for the whole ulcer)
+    mixed_bed_prob: float = 0.0
 
 
 def _fg_biased_crop(
@@ -111,7 +114,7 @@ class TrainAugment:
 
         c = self.cfg
         probs = (c.padding_fill_prob, c.hard_negative_prob, c.wound_appearance_prob, c.skin_tone_prob)
-        if not any(probs):
+        if not any(probs) and not c.mixed_bed_prob:
             return image, mask  # recipes without these steps keep their random stream
         # draw every decision even when a step is off, so enabling one step does not
         # reshuffle the random stream of the others
@@ -122,6 +125,10 @@ class TrainAugment:
             image, mask = ap.paste_hard_negatives(image, mask, rng)
         if draws[2] < probs[2]:
             image = ap.recolour_wound(image, mask, rng)
+        # drawn only when on: the recipes before this step keep their random stream
+        if c.mixed_bed_prob and rng.random() < c.mixed_bed_prob and mask.any():
+            tissue = ("eschar", "crust", "slough")[int(rng.integers(3))]
+            image = ap.recolour_centre(image, mask, rng, tissue, float(rng.uniform(0.1, 0.35)))
         if draws[3] < probs[3]:
             image = ap.shift_skin_tone(image, mask, rng)
         return image, mask
