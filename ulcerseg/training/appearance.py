@@ -107,7 +107,7 @@ def recolour_centre(
         wound = (labels == i).astype(np.uint8)
         rim = max(2, round(rim_fraction * float(np.sqrt(wound.sum() / np.pi))))
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1))
-        centre |= cv2.erode(wound, disc)
+        centre[cv2.erode(wound, disc) > 0] = 1
     return recolour_wound(image, centre, rng, tissue=tissue, cover=1.0)
 
 
