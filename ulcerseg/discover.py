@@ -34,9 +34,9 @@ from ulcerseg.visits import canonical_visit, is_visit_label, visit_to_day
 
 log = logging.getLogger(__name__)
 
-# photo formats ulcerseg decodes (``discovery.extensions`` lists them by default): a photo with
-# one of them that the config leaves out is an unsupported_format row, never "not a photo"
-DECODED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif", ".avif"})
+# photo formats ulcerseg decodes (the default ``discovery.extensions``): a photo with one of
+# them that the config leaves out is an unsupported_format row, never "not a photo"
+DECODED_EXTENSIONS = frozenset(DiscoveryConfig().extensions)
 # image formats a camera or phone may produce that ulcerseg does not decode
 OTHER_IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".gif", ".webp", ".jxl", ".jp2", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf",

@@ -70,15 +70,17 @@ def _iso_media_brand(data: bytes) -> bytes | None:
     return data[8:12] if len(data) >= 12 and data[4:8] == b"ftyp" else None
 
 
-def _pillow_decoded(data: bytes) -> bool:
-    """True for ISO base media bytes (HEIF/HEIC, AVIF): OpenCV does not decode them, Pillow does."""
+def decoded_by_pillow(data: bytes) -> bool:
+    """True for ISO base media bytes (HEIF/HEIC, AVIF): OpenCV does not decode them, Pillow does.
+    Such a photo is slow to decode and always decoded whole: a reduced :func:`decode_rgb` costs
+    a full decode."""
     return _iso_media_brand(data) is not None
 
 
-def reduced_decode_saves_time(data: bytes) -> bool:
-    """False when a reduced :func:`decode_rgb` of these bytes costs a full decode (HEIF/HEIC,
-    AVIF: decoded whole, then shrunk), so decoding them at full size once is cheapest."""
-    return not _pillow_decoded(data)
+def _require_heif(path: Path, data: bytes) -> None:
+    """A one-line ImageReadError for HEIF bytes when the HEIF decoder (pi-heif) is missing."""
+    if not heif_available() and _iso_media_brand(data) in _HEIF_BRANDS:
+        raise ImageReadError(f"{path}: HEIC/HEIF photo, but the HEIF decoder (pi-heif) is not installed")
 
 
 def _one_line(err: BaseException) -> str:
@@ -169,8 +171,7 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     """
     if not data:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
-    if not heif_available() and _iso_media_brand(data) in _HEIF_BRANDS:
-        raise ImageReadError(f"{path}: HEIC/HEIF photo, but the HEIF decoder (pi-heif) is not installed")
+    _require_heif(path, data)
     try:
         with _pillow_warnings_logged(path):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -284,7 +285,7 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
     """
     if reduction not in _REDUCED_FLAGS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction}")
-    if _pillow_decoded(data):
+    if decoded_by_pillow(data):
         return _reduce(path, _decode_with_pillow(path, data), reduction)
     buf = np.frombuffer(data, dtype=np.uint8)
     if reduction > 1 and data[:4] in _TIFF_SIGNATURES:
@@ -314,8 +315,7 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
 def _decode_with_pillow(path: Path, data: bytes) -> np.ndarray:
     """HEIF/HEIC or AVIF bytes -> RGB uint8, upright (the container's rotation applied);
     10-bit HEIF is reduced to 8 bits, alpha dropped."""
-    if not heif_available() and _iso_media_brand(data) in _HEIF_BRANDS:
-        raise ImageReadError(f"{path}: HEIC/HEIF photo, but the HEIF decoder (pi-heif) is not installed")
+    _require_heif(path, data)
     try:
         with _pillow_warnings_logged(path), Image.open(io.BytesIO(data)) as img:
             if img.format not in PILLOW_DECODED_FORMATS:

@@ -38,10 +38,10 @@ from ulcerseg.imageio import (
     PhotoInfo,
     Preview,
     decode_rgb,
+    decoded_by_pillow,
     inspect_photo,
     make_preview,
     read_bytes,
-    reduced_decode_saves_time,
     write_png,
 )
 from ulcerseg.measure import area_interval, measure_ulcer
@@ -163,8 +163,8 @@ def load_photo(
             )
         if reduction is None:
             # HEIC/AVIF: a reduced decode costs a full one, and a second decode may follow
-            cheap = reduced_decode_saves_time(data)
-            reduction = first_reduction(info.width, info.height, min_oversampling) if cheap else 1
+            whole = decoded_by_pillow(data)
+            reduction = 1 if whole else first_reduction(info.width, info.height, min_oversampling)
         rgb = decode_rgb(photo.path, data, reduction)
         info = _as_decoded(photo, info, rgb, reduction)
     except Exception as err:  # MemoryError included: classified by PhotoMeasurer.compute

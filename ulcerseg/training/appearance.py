@@ -96,7 +96,7 @@ def recolour_centre(
 
     The mixed bed of an ischemic ulcer (black or brown centre, red rim) with the photo's own
     outline, unlike :func:`recolour_wound`, whose recoloured part may reach the mask's edge and
-    draw it. Used by the robustness benchmarks.
+    draw it. Used by the robustness benchmarks and the mixed-bed training step.
     """
     import cv2
 

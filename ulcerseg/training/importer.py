@@ -107,7 +107,7 @@ def import_dataset(
     removes what the call wrote (no partial dataset is left).
     """
     from ulcerseg.annotations import load_annotation
-    from ulcerseg.imageio import decode_rgb, reduced_decode_saves_time, write_png
+    from ulcerseg.imageio import decode_rgb, decoded_by_pillow, write_png
 
     images_dir = Path(images_dir)
     ann_dir = Path(annotations_dir) if annotations_dir is not None else images_dir
@@ -166,7 +166,7 @@ def import_dataset(
             mask = load_annotation(ann, shape) if ann is not None else np.zeros(shape, np.uint8)
             kind = ann.suffix.lower().lstrip(".") if ann is not None else "empty"
             result.kinds[kind] = result.kinds.get(kind, 0) + 1
-            if _upright(photo) and reduced_decode_saves_time(data):  # not HEIC/AVIF
+            if _upright(photo) and not decoded_by_pillow(data):  # HEIC/AVIF: slow to decode
                 written.append(out / "images" / photo.name)
                 shutil.copyfile(photo, written[-1])
             else:
