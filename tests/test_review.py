@@ -28,9 +28,10 @@ from PIL import Image, PngImagePlugin
 from ulcerseg.errors import InputError, OutputError
 from ulcerseg.healing import HealingConfig, ReviewSettings, compute_healing, heal_study
 from ulcerseg.records import Calibration, Measurement, PhotoRecord, PhotoResult
-from ulcerseg.review.decisions import disagreements, list_decisions
+from ulcerseg.review.decisions import accepted_outline_changed, disagreements, list_decisions, verify_study
 from ulcerseg.review.export import export_blinded, export_final, export_training, write_report
 from ulcerseg.review.items import ReviewItem
+from ulcerseg.review.report import figure_mask_path
 from ulcerseg.review.server import ReviewApp, make_server
 from ulcerseg.store import Study
 from ulcerseg.visits import visit_to_day
@@ -732,6 +733,93 @@ def test_a_correction_drawn_on_another_rectified_frame_is_not_exported(server, s
         )
     meta = yaml.safe_load((export_training(study["out"], tmp_path / "b") / "dataset.yaml").read_text())
     assert [e["source"] for e in meta["images"]] == ["accept"]
+
+
+def _measured_again(study: dict, item: ReviewItem, area_mm2: float) -> None:
+    """As a new ``measure`` (another model, same crop) leaves a photo: another outline in the
+    same mask file, another area in its row."""
+    assert item.mask_path is not None
+    mask = np.zeros_like(np.asarray(Image.open(item.mask_path)))
+    mask[2:6, 2:9] = 255
+    Image.fromarray(mask).save(item.mask_path)
+    with sqlite3.connect(study["out"] / "study.sqlite") as conn:
+        sql = "UPDATE measurements SET area_mm2 = ? WHERE photo_sha256 = ?"
+        conn.execute(sql, (area_mm2, item.photo_sha256))
+
+
+def _accept_decision(study: dict) -> dict:
+    with sqlite3.connect(study["out"] / "study.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        (decision,) = [d for d in list_decisions(conn) if d["action"] == "accept"]
+    return dict(decision)
+
+
+def test_an_accept_keeps_the_outline_it_accepted_when_the_photo_is_measured_again(
+    server, study, tmp_path: Path
+):
+    """A re-measure replaced the automated mask file in place: the final table kept the accepted
+    area, but the outline behind it was gone, and export-training paired the new outline with
+    the accept."""
+    acc, _ = _accept_one_and_correct_another(server)
+    accepted = np.asarray(Image.open(acc.mask_path)) > 0
+    decision = _accept_decision(study)
+    details = json.loads(decision["details"])
+    kept = study["out"] / details["accepted_mask_file"]
+    assert decision["corrected_mask_file"] is None  # an accept is no correction (public column)
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == details["accepted_mask_sha256"]
+    assert np.array_equal(np.asarray(Image.open(kept)) > 0, accepted)
+    _measured_again(study, acc, area_mm2=0.28)
+    with sqlite3.connect(study["out"] / "study.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        sql = "SELECT * FROM measurements WHERE photo_sha256 = ?"
+        row = dict(conn.execute(sql, (acc.photo_sha256,)).fetchone())
+    # the report draws the accepted outline, not the new automated one
+    assert figure_mask_path(study["out"], decision, row, acc.rectified_path) == kept
+    assert figure_mask_path(study["out"], None, row, acc.rectified_path) == acc.mask_path
+    ds = export_training(study["out"], tmp_path / "train")
+    meta = yaml.safe_load((ds / "dataset.yaml").read_text())
+    (entry,) = [e for e in meta["images"] if e["source"] == "accept"]
+    assert np.array_equal(np.asarray(Image.open(ds / entry["mask"])) > 0, accepted)
+    assert verify_study(study["out"]).ok
+    # the kept copy is checked like a corrected mask: replaced afterwards, it is caught and not trained on
+    Image.fromarray(np.full(accepted.shape, 255, np.uint8)).save(kept)
+    check = verify_study(study["out"])
+    assert not check.ok and len(check.mask_problems) == 1
+    assert check.mask_problems[0].startswith(
+        f"decision {decision['decision_id']}: accepted mask {details['accepted_mask_file']} was changed"
+    )
+    meta = yaml.safe_load((export_training(study["out"], tmp_path / "b") / "dataset.yaml").read_text())
+    assert [e["source"] for e in meta["images"]] == ["correct"]
+
+
+def test_an_accept_whose_outline_was_not_kept_is_not_exported_once_measured_again(
+    server, study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """An accept without its own copy of the outline (recorded by 0.3.0 or older, or its mask
+    unreadable then): the row's automated mask is the accepted outline only until the photo
+    is measured again."""
+    from ulcerseg.review import decisions
+
+    monkeypatch.setattr(decisions, "_keep_accepted_outline", lambda *args: None)
+    acc, _ = _accept_one_and_correct_another(server)
+    assert "accepted_mask_file" not in json.loads(_accept_decision(study)["details"] or "{}")
+    meta = yaml.safe_load((export_training(study["out"], tmp_path / "a") / "dataset.yaml").read_text())
+    assert sorted(e["source"] for e in meta["images"]) == ["accept", "correct"]
+    _measured_again(study, acc, area_mm2=0.28)
+    meta = yaml.safe_load((export_training(study["out"], tmp_path / "b") / "dataset.yaml").read_text())
+    assert [e["source"] for e in meta["images"]] == ["correct"]
+
+
+def test_accepted_outline_changed() -> None:
+    """The rule behind it: the accepted area against the photo's current area."""
+    old = {"action": "accept", "area_after_mm2": 12.5, "details": None, "corrected_mask_file": None}
+    assert not accepted_outline_changed(old, {"area_mm2": 12.5})
+    assert accepted_outline_changed(old, {"area_mm2": 12.75})
+    assert accepted_outline_changed(old, {"area_mm2": None})
+    kept = {**old, "details": json.dumps({"accepted_mask_file": "review/masks/k_d.png"})}
+    assert not accepted_outline_changed(kept, {"area_mm2": 12.75})  # its own copy is exported
+    correction = {**old, "action": "correct", "corrected_mask_file": "review/masks/k_c.png"}
+    assert not accepted_outline_changed(correction, {"area_mm2": 12.75})
 
 
 def test_training_export_without_reviewed_photos_is_an_error_that_writes_nothing(

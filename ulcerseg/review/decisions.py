@@ -149,7 +149,11 @@ def record_decision(
 
     A correction saves OUT/review/masks/<key>_<decision_id>.png (a new file, never overwritten)
     and re-measures it in mm² with the item's rectified px_per_mm. A correction whose mask is
-    pixel for pixel the proposed one is not a correction: it is recorded as ``accept``.
+    pixel for pixel the proposed one is not a correction: it is recorded as ``accept``. An
+    accept keeps a copy of the automated outline it accepted under the same name (``details``:
+    :data:`ACCEPTED_MASK_KEY`, its SHA-256, the frame): a later ``measure`` of the photo (a new
+    model or config) replaces the automated mask file, while the accepted area stays the
+    decision's, so the outline behind it must be kept with the decision.
 
     With ``confirm=False`` (the web API's first step) an endpoint-changing decision raises
     :class:`NeedsConfirmation` instead of being saved: ``confirm_healed``, ``not_assessable``
@@ -176,7 +180,8 @@ def record_decision(
         raise DecisionError("a reason is required to mark a photo not assessable")
     decision_id = uuid.uuid4().hex[:16]
     area_after: float | None = item.area_mm2
-    mask_rel: str | None = None
+    mask_rel: str | None = None  # a correction's mask file
+    kept_rel: str | None = None  # an accept's copy of the automated outline
     details: dict[str, Any] = {}
     if act is Action.CORRECT:
         if corrected_mask is None:
@@ -189,9 +194,11 @@ def record_decision(
         else:
             details = remeasure_mask(corrected_mask, item.px_per_mm)
             area_after = details["area_mm2"]
-            mask_rel = (Path("review") / "masks" / f"{item.key}_{decision_id}.png").as_posix()
+            mask_rel = _decision_mask_rel(item, decision_id)
     elif act is Action.NOT_ASSESSABLE:
         area_after = None
+    if act is Action.ACCEPT and isinstance(item, ReviewItem) and item.mask_path is not None:
+        kept_rel = _decision_mask_rel(item, decision_id)
     # before anything is written: an unconfirmed request leaves no file behind
     if not confirm:
         _check_confirmed(act, item.area_mm2, area_after)
@@ -208,6 +215,12 @@ def record_decision(
         # the hash chain (details), so `review verify` notices a mask file replaced afterwards
         write_png(dest, np.asarray(corrected_mask, dtype=bool).astype(np.uint8) * 255)
         details = {**details, MASK_SHA256_KEY: sha256_bytes(dest.read_bytes()), FRAME_KEY: item.frame()}
+    elif kept_rel is not None:
+        assert isinstance(item, ReviewItem)  # kept_rel is set for a ReviewItem only
+        kept = _keep_accepted_outline(item, Path(out_dir), kept_rel)
+        if kept is not None:
+            dest, kept_details = kept
+            details = {**details, **kept_details}
     row = {
         "decision_id": decision_id,
         "photo_sha256": item.photo_sha256,
@@ -232,22 +245,77 @@ def record_decision(
     return row
 
 
+def _decision_mask_rel(item: ReviewItem, decision_id: str) -> str:
+    """Where a decision's outline is kept, relative to the study folder (a new name per decision)."""
+    return (Path("review") / "masks" / f"{item.key}_{decision_id}.png").as_posix()
+
+
+def _keep_accepted_outline(item: ReviewItem, out_dir: Path, rel: str) -> tuple[Path, dict[str, Any]] | None:
+    """Write the automated mask ``item`` shows to ``out_dir / rel`` (0/255 PNG, atomic, complete
+    before the decision naming it is committed); returns the file and the ``details`` that record
+    it (name, SHA-256 in the hash chain, frame). None, with a warning, when the mask or the
+    rectified image cannot be read: the accept is recorded without the copy."""
+    try:
+        mask, frame = item.proposed_mask(), item.frame()
+    except (InputError, OSError) as err:
+        log.warning("%s: the accepted outline could not be kept (%s)", item.key, err)
+        return None
+    if mask is None:
+        return None
+    dest = out_dir / rel
+    write_png(dest, np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
+    details = {ACCEPTED_MASK_KEY: rel, ACCEPTED_SHA256_KEY: sha256_bytes(dest.read_bytes()), FRAME_KEY: frame}
+    return dest, details
+
+
 MASK_SHA256_KEY = "corrected_mask_sha256"
 """The key of ``details`` holding the SHA-256 of a correction's mask file (PNG bytes)."""
+ACCEPTED_MASK_KEY = "accepted_mask_file"
+"""The key of ``details`` naming an accept's copy of the automated outline (since 0.3.1)."""
+ACCEPTED_SHA256_KEY = "accepted_mask_sha256"
+"""The key of ``details`` holding the SHA-256 of that copy (PNG bytes)."""
+
+
+def outline_file(decision: Mapping[str, Any]) -> str | None:
+    """The outline a decision stands for, relative to the study folder: a correction's mask, or
+    the copy of the automated mask an accept kept. None otherwise, and for accepts recorded
+    before 0.3.1 (the automated mask of that time was not kept: it is the row's ``mask_file``
+    only while the photo has not been measured again, see :func:`accepted_outline_changed`)."""
+    if decision.get("corrected_mask_file"):
+        return str(decision["corrected_mask_file"])
+    if decision.get("action") == Action.ACCEPT:
+        kept = decision_details(decision).get(ACCEPTED_MASK_KEY)
+        return str(kept) if kept else None
+    return None
+
+
+def accepted_outline_changed(decision: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """True when an accept that kept no outline of its own (before 0.3.1) no longer matches the
+    photo's current measurement (another area: it was measured again), so the row's automated
+    mask is not the outline that was accepted."""
+    if decision.get("action") != Action.ACCEPT or outline_file(decision) is not None:
+        return False
+    accepted, current = decision.get("area_after_mm2"), row.get("area_mm2")
+    if accepted is None or current is None:
+        return accepted is not current
+    return not math.isclose(float(accepted), float(current), rel_tol=1e-9, abs_tol=1e-9)
 
 
 def corrected_mask_problem(out_dir: str | Path, decision: Mapping[str, Any]) -> str | None:
-    """Why a decision's corrected mask file cannot be trusted, else None: it is missing, outside
-    the study folder, or its bytes are not the ones recorded (SHA-256 in ``details``, kept by
-    decisions since 0.2.1; older ones name the file only and are checked for presence)."""
-    rel = decision.get("corrected_mask_file")
+    """Why a decision's outline file (a correction's mask, an accept's kept copy) cannot be
+    trusted, else None: it is missing, outside the study folder, or its bytes are not the ones
+    recorded (SHA-256 in ``details``, kept by corrections since 0.2.1 and accepts since 0.3.1;
+    older corrections name the file only and are checked for presence)."""
+    rel = outline_file(decision)
     if not rel:
         return None
-    where = f"decision {decision.get('decision_id')}: corrected mask {rel}"
+    kind = "corrected" if decision.get("corrected_mask_file") else "accepted"
+    where = f"decision {decision.get('decision_id')}: {kind} mask {rel}"
     path = inside_out_dir(Path(out_dir), rel)
     if path is None:
         return f"{where} is missing"
-    recorded = decision_details(decision).get(MASK_SHA256_KEY)
+    key = MASK_SHA256_KEY if kind == "corrected" else ACCEPTED_SHA256_KEY
+    recorded = decision_details(decision).get(key)
     if recorded is None:
         return None
     try:
@@ -264,15 +332,17 @@ FRAME_KEY = "frame"
 
 
 def frame_problem(decision: Mapping[str, Any], row: Mapping[str, Any], rectified: Path) -> str | None:
-    """Why a correction's mask does not fit the photo's current rectified image, else None: the
-    photo was measured again since (another model or config: another crop of the marker plane),
-    so the mask's pixels lie elsewhere. Decisions before 0.2.1 recorded no frame: not checked."""
+    """Why a decision's outline (a correction's mask, an accept's kept copy) does not fit the
+    photo's current rectified image, else None: the photo was measured again since (another
+    model or config: another crop of the marker plane), so the mask's pixels lie elsewhere.
+    Decisions that recorded no frame (corrections before 0.2.1, other accepts) are not checked."""
     recorded = decision_details(decision).get(FRAME_KEY)
     if not isinstance(recorded, dict):
         return None
     if recorded == frame_record(row_origin_mm(row), float(row.get("rectified_px_per_mm") or 0.0), rectified):
         return None
-    return (f"decision {decision.get('decision_id')}: its corrected outline was drawn on another "
+    kind = "corrected" if decision.get("corrected_mask_file") else "accepted"
+    return (f"decision {decision.get('decision_id')}: its {kind} outline lies on another "
             "rectified frame (the photo was measured again since)")  # fmt: skip
 
 

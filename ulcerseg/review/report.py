@@ -17,7 +17,7 @@ import numpy as np
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean
-from ulcerseg.review.decisions import list_decisions, open_study
+from ulcerseg.review.decisions import frame_problem, list_decisions, open_study, outline_file
 from ulcerseg.review.final import final_visit_rows, pending_count
 from ulcerseg.review.items import inside_out_dir
 from ulcerseg.review.outputs import healing_config, load_mask
@@ -42,6 +42,20 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "photo_flags",
     "healing_flags",
 )
+
+
+def figure_mask_path(
+    out_dir: Path, decision: Mapping[str, Any] | None, row: Mapping[str, Any], rectified: Path
+) -> Path | None:
+    """The outline a photo's figure shows: the one its counting ``decision`` stands for (a
+    correction, an accept's kept copy) where it lies on the ``rectified`` image, else the
+    row's automated mask (None when neither file is there)."""
+    outline = outline_file(decision) if decision else None
+    if decision and outline and frame_problem(decision, row, rectified) is None:
+        kept = inside_out_dir(out_dir, outline)
+        if kept is not None:
+            return kept
+    return inside_out_dir(out_dir, row.get("mask_file"))
 
 
 def _contour_png(rect: np.ndarray, mask: np.ndarray | None, max_side: int = 240) -> bytes:
@@ -184,9 +198,7 @@ def write_report(
             rect = inside_out_dir(out_dir, src.get("rectified_file"))
             if rect is None:
                 continue
-            d = latest.get(v["photo_sha256"])
-            mask_path = inside_out_dir(out_dir, d["corrected_mask_file"]) if d else None
-            mask_path = mask_path or inside_out_dir(out_dir, src.get("mask_file"))
+            mask_path = figure_mask_path(out_dir, latest.get(v["photo_sha256"]), src, rect)
             png = _contour_png(read_rgb(rect), load_mask(mask_path))
             figures.append({"uri": _data_uri(png), "visit": v["visit"], "status": str(v["status"])})
         ulcers.append(

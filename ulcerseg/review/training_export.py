@@ -16,10 +16,12 @@ from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
 from ulcerseg.review.decisions import (
+    accepted_outline_changed,
     corrected_mask_problem,
     frame_problem,
     list_decisions,
     open_study,
+    outline_file,
     salt_for,
 )
 from ulcerseg.review.items import inside_out_dir
@@ -61,22 +63,27 @@ def export_training(
         d = f.decision
         if row is None or d is None:
             continue
-        if d["action"] == Action.CORRECT:
+        if d["action"] != Action.CORRECT and not (d["action"] == Action.ACCEPT and include_accepted):
+            continue
+        outline = outline_file(d)  # a correction's mask, an accept's kept copy
+        if outline is not None:
             problem = corrected_mask_problem(out_dir, d)
             if problem is not None:  # never train on an outline nobody decided
                 log.warning("photo %s: %s; skipped (see `ulcerseg review verify`)", sha[:16], problem)
                 continue
-            mask_path = inside_out_dir(out_dir, d["corrected_mask_file"])
-        elif d["action"] == Action.ACCEPT and include_accepted:
-            mask_path = inside_out_dir(out_dir, row.get("mask_file"))
-        else:
+            mask_path = inside_out_dir(out_dir, outline)
+        elif accepted_outline_changed(d, row):  # an accept of 0.3.0 or older, measured again since
+            log.warning("photo %s: measured again since it was accepted (the accepted outline was not "
+                        "kept); skipped", sha[:16])  # fmt: skip
             continue
+        else:
+            mask_path = inside_out_dir(out_dir, row.get("mask_file"))
         rect = inside_out_dir(out_dir, row.get("rectified_file"))
         mask = load_mask(mask_path)
         if rect is None or mask is None:
             log.warning("photo %s: rectified image or mask missing, skipped", sha[:16])
             continue
-        moved = frame_problem(d, row, rect) if d["action"] == Action.CORRECT else None
+        moved = frame_problem(d, row, rect)
         if moved is not None:  # the outline would be paired with pixels it was not drawn on
             log.warning("photo %s: %s; skipped", sha[:16], moved)
             continue
