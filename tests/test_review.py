@@ -33,6 +33,7 @@ from ulcerseg.review.export import export_blinded, export_final, export_training
 from ulcerseg.review.items import ReviewItem
 from ulcerseg.review.report import figure_mask_path
 from ulcerseg.review.server import ReviewApp, make_server
+from ulcerseg.review.views import ReviewViews
 from ulcerseg.store import Study
 from ulcerseg.visits import visit_to_day
 
@@ -747,6 +748,12 @@ def _measured_again(study: dict, item: ReviewItem, area_mm2: float) -> None:
         conn.execute(sql, (area_mm2, item.photo_sha256))
 
 
+def _item_with_mask(item: ReviewItem, mask: Path) -> ReviewItem:
+    from dataclasses import replace
+
+    return replace(item, mask_path=mask)
+
+
 def _accept_decision(study: dict) -> dict:
     with sqlite3.connect(study["out"] / "study.sqlite") as conn:
         conn.row_factory = sqlite3.Row
@@ -776,6 +783,11 @@ def test_an_accept_keeps_the_outline_it_accepted_when_the_photo_is_measured_agai
     # the report draws the accepted outline, not the new automated one
     assert figure_mask_path(study["out"], decision, row, acc.rectified_path) == kept
     assert figure_mask_path(study["out"], None, row, acc.rectified_path) == acc.mask_path
+    # an adjudicator sees the outline this reader accepted, not the new proposal
+    view = ReviewViews(study["out"]).view_json(acc, readings=[decision])
+    (reading,) = view["readings"]
+    assert reading["contours"] != view["contours"]
+    assert reading["contours"] == ReviewViews(study["out"]).view_json(_item_with_mask(acc, kept))["contours"]
     ds = export_training(study["out"], tmp_path / "train")
     meta = yaml.safe_load((ds / "dataset.yaml").read_text())
     (entry,) = [e for e in meta["images"] if e["source"] == "accept"]

@@ -35,8 +35,10 @@ from ulcerseg.errors import UlcersegError
 from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.imageio import decode_rgb, make_preview, read_mask, read_rgb, sha256_bytes
 from ulcerseg.review.blinding import encode_png_clean
+from ulcerseg.review.decisions import FRAME_KEY, outline_file
 from ulcerseg.review.items import ManualItem, ReviewItem, inside_out_dir
 from ulcerseg.store import DB_NAME, connect
+from ulcerseg.store.review import decision_details
 from ulcerseg.store.study import PhotoSource, photo_source
 
 __all__ = [
@@ -125,6 +127,15 @@ def _contours(mask: np.ndarray | None, factor: float) -> list[list[list[float]]]
 
 def _read_mask(path: Path | None) -> np.ndarray | None:
     return None if path is None else read_mask(path)
+
+
+def _kept_outline(out_dir: Path, decision: dict[str, Any], item: ReviewItem) -> np.ndarray | None:
+    """The outline an accept kept (:func:`ulcerseg.review.decisions.outline_file`) where it lies
+    on ``item``'s current frame, else None (an older accept, or another frame)."""
+    rel = outline_file(decision)
+    if rel is None or decision_details(decision).get(FRAME_KEY) != item.frame():
+        return None
+    return _read_mask(inside_out_dir(out_dir, rel))
 
 
 class ReviewViews:
@@ -262,7 +273,9 @@ class ReviewViews:
                     found = inside_out_dir(self.out_dir, r.get("corrected_mask_file"))
                     contours = _contours(_read_mask(found), f)
                 elif r.get("action") in ("accept", "reject_healed"):
-                    contours = proposal
+                    # what the reader accepted: its kept copy, which differs once measured again
+                    kept = _kept_outline(self.out_dir, r, item) if r.get("action") == "accept" else None
+                    contours = proposal if kept is None else _contours(kept, f)
                 shown.append({k: r.get(k) for k in ("assessor", "action", "area_after_mm2")})
                 shown[-1]["contours"] = contours
             out["readings"] = shown
