@@ -822,6 +822,31 @@ def test_an_accept_whose_outline_was_not_kept_is_not_exported_once_measured_agai
     assert [e["source"] for e in meta["images"]] == ["correct"]
 
 
+def test_an_outline_the_measured_area_did_not_come_from_cannot_be_accepted(server, study):
+    """A re-measure still running (or stopped) has replaced the mask file but not the row: the
+    reader saw the new outline beside the old area, and an accept kept that outline with it."""
+    client, app, _ = server
+    s = _session(client, "Dr A")
+    item = app.items[0]
+    _measured_again(study, item, area_mm2=item.area_mm2)  # the file is new, the row is not
+    status, body = s.json("/api/decision", {"key": item.key, "action": "accept"})
+    assert status == 400 and "is not the measured one" in body["error"]
+    assert "run `ulcerseg measure`" in body["error"]
+    assert _decisions_of(study) == [] and not (study["out"] / "review" / "masks").exists()
+    _measured_again(study, item, area_mm2=28 / PPM**2)  # its row is stored (4 x 7 px): review again
+    again = ReviewApp.load(study["out"], cfg())
+    with serving(again) as base:
+        reader = Client(base, again.add_reader("Dr B"), again)
+        assert reader.json("/api/decision", {"key": item.key, "action": "accept"})[0] == 200
+    assert [d["action"] for d in _decisions_of(study)] == ["accept"]
+
+
+def _decisions_of(study: dict) -> list[dict]:
+    with sqlite3.connect(study["out"] / "study.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(d) for d in list_decisions(conn)]
+
+
 def test_accepted_outline_changed() -> None:
     """The rule behind it: the accepted area against the photo's current area."""
     old = {"action": "accept", "area_after_mm2": 12.5, "details": None, "corrected_mask_file": None}

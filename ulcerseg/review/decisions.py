@@ -254,7 +254,9 @@ def _keep_accepted_outline(item: ReviewItem, out_dir: Path, rel: str) -> tuple[P
     """Write the automated mask ``item`` shows to ``out_dir / rel`` (0/255 PNG, atomic, complete
     before the decision naming it is committed); returns the file and the ``details`` that record
     it (name, SHA-256 in the hash chain, frame). None, with a warning, when the mask or the
-    rectified image cannot be read: the accept is recorded without the copy."""
+    rectified image cannot be read: the accept is recorded without the copy. Raises
+    :class:`DecisionError` when the mask on file does not give the item's area (a re-measure
+    replaced the file but stored no row): nobody may accept an outline the area did not come from."""
     try:
         mask, frame = item.proposed_mask(), item.frame()
     except (InputError, OSError) as err:
@@ -262,6 +264,15 @@ def _keep_accepted_outline(item: ReviewItem, out_dir: Path, rel: str) -> tuple[P
         return None
     if mask is None:
         return None
+    shown = float(np.count_nonzero(mask)) / item.px_per_mm**2  # measure's area rule: count / px_per_mm²
+    if item.area_mm2 is not None and not math.isclose(shown, item.area_mm2, rel_tol=1e-9, abs_tol=1e-9):
+        # the mask file was written by a newer measure whose row is not stored (still running,
+        # or stopped between the two): the outline shown is not the one the area came from
+        raise DecisionError(
+            f"{item.key}: the outline on file ({shown:.2f} mm²) is not the measured one "
+            f"({item.area_mm2:.2f} mm²): the photo is being measured again or a measure was stopped; "
+            "run `ulcerseg measure` on the folder, then review it"
+        )
     dest = out_dir / rel
     write_png(dest, np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
     details = {ACCEPTED_MASK_KEY: rel, ACCEPTED_SHA256_KEY: sha256_bytes(dest.read_bytes()), FRAME_KEY: frame}
