@@ -385,7 +385,12 @@ def test_manual_scale_measurement_is_saved_as_manual(chromium: Browser, markerle
     page = _open(chromium, base, app, "Dr Scale")
     try:
         _manual_trace(page, study)
-        _press_settled(page, "s")
+        page.keyboard.press("s")
+        # a value no marker calibrated: saved only after a second, explicit step that states it
+        page.wait_for_selector("#confirm:not([hidden])")
+        assert "manual scale" in (page.text_content("#confirm-text") or "") and _decisions(study) == []
+        page.keyboard.press("y")
+        page.wait_for_function("() => /saved/.test(document.getElementById('message').textContent)")
     finally:
         page.close()
     (row,) = [d for d in _decisions(study) if d["photo_sha256"][:16] == study["markerless"]]

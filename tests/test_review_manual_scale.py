@@ -113,7 +113,12 @@ def test_manual_scale_measures_a_markerless_photo_within_3_percent(tmp_path: Pat
         assert client.json("/api/undo", {"key": key, "decision_id": "0" * 16})[0] == 400
         assert client.json("/api/undo", {"key": key, "decision_id": saved["decision_id"]})[0] == 200
         body = {**body, "scale_points": body.pop("points"), "frame": "photo", "action": "correct"}
-        status, res = client.json("/api/manual-scale", body)
+        # a value no marker calibrated: the first request only asks, naming the area it would save
+        status, asked = client.json("/api/manual-scale", body)
+        assert status == 409 and asked["error"] == "needs_confirmation", asked
+        assert asked["changes"]["area_after_mm2"] == pytest.approx(TRUE_AREA_MM2, rel=0.03)
+        assert "manual scale" in asked["message"] and client.json("/api/items")[1]["n_done"] == 0
+        status, res = client.json("/api/manual-scale", {**body, "confirm": True})
         assert status == 200, res
         assert res["scale_source"] == "manual" and res["mm_per_px"] == pytest.approx(1 / PX_PER_MM)
         assert res["area_after_mm2"] == pytest.approx(TRUE_AREA_MM2, rel=0.03)
@@ -155,7 +160,7 @@ def test_manual_scale_outline_is_rasterised_outside_the_app_lock(tmp_path: Path,
         client = Client(base, app.add_reader("Dr M"), app)
         key = app.manual_items[0].key
         body = {"key": key, "points": [list(p) for p in TICKS], "length_mm": 10.0, "polygon": _trace()}
-        status, res = client.json("/api/manual-scale", body)
+        status, res = client.json("/api/manual-scale", {**body, "confirm": True})
         assert status == 200, res
         assert res["area_after_mm2"] == pytest.approx(TRUE_AREA_MM2, rel=0.03)
     assert locked_while_filling == [False]

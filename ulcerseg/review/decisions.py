@@ -486,18 +486,29 @@ def record_manual_measurement(
     session_id: str | None = None,
     role: str = READER,
     measured: dict[str, Any] | None = None,
+    confirm: bool = True,
 ) -> dict[str, Any]:
     """Append a manual-scale measurement of a photo without a usable marker (a ``correct``
     decision whose ``details`` carry ``scale_source: manual``, the scale and the outline).
 
     ``measured``: :func:`manual_area` of these arguments when computed already (the server
-    rasterises before taking its lock).
+    rasterises before taking its lock). With ``confirm=False`` (the web API's first step) it
+    raises :class:`NeedsConfirmation` instead: the measurement gives the visit a value that no
+    marker calibrated, an endpoint change like the others that ask first.
     """
     assessor = (assessor or "").strip()
     if not assessor:
         raise DecisionError("assessor name is required")
     if measured is None:
         measured = manual_area(points, length_mm, polygon, (item.width_px, item.height_px))
+    if not confirm:
+        area, ppm = measured["area_mm2"], 1.0 / measured["mm_per_px"]
+        raise NeedsConfirmation(
+            f"the manual scale ({ppm:.2f} photo px per mm, from your {length_mm:g} mm mark) gives this "
+            f"visit an area of {area:.2f} mm² without a marker: confirm to save",
+            {"action": Action.CORRECT.value, "area_before_mm2": None, "area_after_mm2": area,
+             "scale_source": "manual"},
+        )  # fmt: skip
     details = dict(measured)
     if role == ADJUDICATOR:
         details["role"] = ADJUDICATOR

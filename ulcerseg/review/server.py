@@ -873,6 +873,7 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
     points = parse_points(body.get(name), name, frame, 2, 2)
     length_mm = _number(body.get("length_mm"), "length_mm")
     polygon = parse_points(body.get("polygon"), "polygon", frame, 3, MAX_VERTICES)
+    confirm = _bool_field(body, "confirm")
     # rasterising a long outline takes a while: not under the lock every other request waits on
     measured = manual_area(points, length_mm, polygon, frame)
     with req.app.lock:
@@ -888,6 +889,7 @@ def _manual_scale(req: _Handler, _rest: str) -> None:
                 session_id=_session_id(req, conn, body),
                 role=req.app.role,
                 measured=measured,
+                confirm=confirm,
             )
         finally:
             conn.close()
