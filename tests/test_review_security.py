@@ -26,7 +26,7 @@ from test_review import VISITS, Client, cfg, make_study, serving
 
 from ulcerseg.cli import main
 from ulcerseg.review.decisions import list_decisions
-from ulcerseg.review.server import ReviewApp
+from ulcerseg.review.server import ReviewApp, cookie_name
 
 
 @pytest.fixture
@@ -649,7 +649,7 @@ def test_a_login_link_does_not_silently_replace_another_readers_session(served):
 
     client, app, _ = served
     other = client.reader("Dr B")
-    cookie_a = f"ulcerseg_review_token={client.token}"
+    cookie_a = f"{cookie_name(int(client.base.rsplit(':', 1)[1]))}={client.token}"
     for fetch_site in ("cross-site", "same-site", "same-origin", None):
         headers = {"Cookie": cookie_a, **({"Sec-Fetch-Site": fetch_site} if fetch_site else {})}
         status, page, set_cookie = _get(client.base, f"/?token={other.token}", headers)
@@ -827,3 +827,28 @@ def test_correction_polygons_are_checked_against_the_frames_height_and_the_verte
     )
     assert status == 413 and "vertices" in json.loads(raw)["error"]
     assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+
+
+def test_two_servers_on_one_host_keep_their_own_sessions(served):
+    """Browsers scope cookies by host, not port: with one cookie name, logging in to the
+    adjudication server beside the readers' replaced the reader's session there, and each
+    server was sent the other's token."""
+    client, _app, study = served
+    judge_app = ReviewApp.load(study["out"], cfg(), adjudicate=True)
+    with serving(judge_app) as judge_base:
+        judge_token = judge_app.add_reader("Dr J", adjudicator=True)
+        logins = {}
+        for base, token in ((client.base, client.token), (judge_base, judge_token)):
+            status, _, set_cookie = _get(base, f"/?token={token}", {"Sec-Fetch-Site": "none"})
+            assert status == 303 and set_cookie is not None
+            logins[base] = set_cookie.split(";")[0]
+        # two names: the browser keeps both cookies and sends both to each server
+        assert len({c.split("=")[0] for c in logins.values()}) == 2
+        both = "; ".join(logins.values())
+        for base in (client.base, judge_base):
+            status, _, _ = _get(base, "/api/me", {"Cookie": both})
+            assert status == 200
+        me = {b: json.loads(_get(b, "/api/me", {"Cookie": both})[1])["name"] for b in logins}
+        assert me == {client.base: "Dr A", judge_base: "Dr J"}
+        # one server's cookie alone does not open the other
+        assert _get(judge_base, "/api/me", {"Cookie": logins[client.base]})[0] == 401

@@ -96,6 +96,17 @@ __all__ = ["ReviewApp", "make_server", "serve"]
 log = logging.getLogger(__name__)
 
 COOKIE = "ulcerseg_review_token"
+"""The session cookie's name stem; each server's cookie is ``<COOKIE>_<port>`` (:func:`cookie_name`)."""
+
+
+def cookie_name(port: int) -> str:
+    """The session cookie of the review server on ``port``. Browsers scope cookies by host, not
+    port: with one name, logging in to a second server on the same host (the adjudication
+    server beside the readers') replaced the first one's session, and each server was sent
+    the other's token."""
+    return f"{COOKIE}_{int(port)}"
+
+
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 MAX_BODY = 4 * 1024 * 1024
 """Largest request body accepted (bytes); a corrected mask PNG of a rectified crop is far smaller."""
@@ -456,7 +467,8 @@ class _Handler(BaseHTTPRequestHandler):
             cookie = SimpleCookie(self.headers.get("Cookie", ""))
         except CookieError:
             return None
-        return cookie[COOKIE].value if COOKIE in cookie else None
+        name = cookie_name(self.server.server_address[1])
+        return cookie[name].value if name in cookie else None
 
     def _switches_reader(self, reader: Reader) -> bool:
         """True when a login link for ``reader`` would replace another reader's valid session
@@ -608,7 +620,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _set_cookie(self, token: str, location: str) -> None:
         # the login link's token becomes the cookie, and the address bar (history, a
         # screenshot) loses it: 303 to the same page without the query
-        cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+        cookie = f"{cookie_name(self.server.server_address[1])}={token}; HttpOnly; SameSite=Strict; Path=/"
         self._send(303, b"", "text/plain", {"Set-Cookie": cookie, "Location": location})
 
     def _login_form(self) -> None:
