@@ -332,6 +332,20 @@ class PerWound:
     n_wounds: int  # wounds with at least two found renders
     wound_share: float  # share of the variance of ln(measured / true) between wounds
     median_abs_wound_mean_pct: float  # median |error| of each wound's geometric mean over renders
+    # the change between two renders of a wound, as a visit against its baseline would be
+    # measured: (measured_1 / measured_2) / (true_1 / true_2) - 1 (%, the larger over the
+    # smaller) over all pairs of found renders. A wound's own bias cancels; what is left is how
+    # the photo and the pipeline move the area (same tissue and outline: the photo-to-photo
+    # reproducibility, not healing)
+    n_pairs: int = 0
+    median_abs_change_pct: float = float("nan")
+    p90_abs_change_pct: float = float("nan")
+    change_interval_pct: tuple[float, float] = (float("nan"), float("nan"))  # 95%, resampling wounds
+    # the same over the pairs in which neither photo is flagged for review (what reaches the
+    # analysis without a reader), when the table has the flags
+    n_unflagged_pairs: int = 0
+    median_abs_change_unflagged_pct: float = float("nan")
+    p90_abs_change_unflagged_pct: float = float("nan")
 
 
 def per_wound(df: pd.DataFrame) -> PerWound | None:
@@ -347,10 +361,25 @@ def per_wound(df: pd.DataFrame) -> PerWound | None:
     means = log_ratio.groupby(stems).mean()
     total = float(((log_ratio - log_ratio.mean()) ** 2).sum())
     within = float(((log_ratio - stems.map(means)) ** 2).sum())
+    flagged = found["flagged"].astype(bool) if "flagged" in found else pd.Series(False, index=found.index)
+    by_wound, unflagged = [], []
+    for _, errs in log_ratio.groupby(stems):
+        e, f = errs.to_numpy(), flagged[errs.index].to_numpy()
+        i, j = np.triu_indices(len(e), k=1)
+        by_wound.append((np.exp(np.abs(e[i] - e[j])) - 1) * 100)  # the larger over the smaller
+        unflagged.append(by_wound[-1][~(f[i] | f[j])])
+    changes, clean = np.concatenate(by_wound), np.concatenate(unflagged)
     return PerWound(
         n_wounds=len(means),
         wound_share=1.0 - within / total if total > 0 else float("nan"),
         median_abs_wound_mean_pct=float((np.exp(means) - 1).abs().median() * 100),
+        n_pairs=len(changes),
+        median_abs_change_pct=float(np.median(changes)),
+        p90_abs_change_pct=float(np.percentile(changes, 90)),
+        change_interval_pct=bootstrap_median(by_wound),
+        n_unflagged_pairs=len(clean),
+        median_abs_change_unflagged_pct=float(np.median(clean)) if len(clean) else float("nan"),
+        p90_abs_change_unflagged_pct=float(np.percentile(clean, 90)) if len(clean) else float("nan"),
     )
 
 
@@ -418,6 +447,11 @@ def median_interval_by_wound(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0
     if df.empty:
         return float("nan"), float("nan")
     by_wound = [g.to_numpy() for _, g in df["error_pct"].abs().groupby(df["stem"])]
+    return bootstrap_median(by_wound, n_boot, seed)
+
+
+def bootstrap_median(by_wound: list[np.ndarray], n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the median of values grouped by wound, resampling wounds."""
     rng = np.random.default_rng(seed)
     medians = [
         float(np.median(np.concatenate([by_wound[i] for i in rng.integers(0, len(by_wound), len(by_wound))])))
@@ -505,6 +539,14 @@ def report(name: str, df: pd.DataFrame) -> Summary:
             f"the same wound in several renders ({w.n_wounds} wounds): {w.wound_share:.0%} of the variance "
             f"of ln(measured/true) is per wound; median |error| of a wound's mean over its renders "
             f"{w.median_abs_wound_mean_pct:.1f}%"
+        )
+        low, high = w.change_interval_pct
+        print(
+            f"the area change between two renders of a wound ({w.n_pairs} pairs; the wound's own bias "
+            f"cancels, as in a visit against its baseline when the tissue looks alike): median |error| "
+            f"{w.median_abs_change_pct:.1f}% (95% interval, resampling wounds, {low:.1f}% to {high:.1f}%), "
+            f"p90 {w.p90_abs_change_pct:.1f}%; the {w.n_unflagged_pairs} pairs with neither photo flagged: "
+            f"median {w.median_abs_change_unflagged_pct:.1f}%, p90 {w.p90_abs_change_unflagged_pct:.1f}%"
         )
     return s
 

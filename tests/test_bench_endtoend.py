@@ -228,6 +228,14 @@ def test_per_wound_share_separates_the_wound_from_its_renders() -> None:
     assert w is not None and w.n_wounds == 2
     assert 0.9 < w.wound_share < 1.0
     assert w.median_abs_wound_mean_pct == pytest.approx(20.0, abs=0.5)
+    # the change between a wound's two renders: its bias cancels, the renders' +-5% stay
+    assert w.n_pairs == 2 and w.median_abs_change_pct == pytest.approx((1.05 / 0.95 - 1) * 100)
+    # flags: a pair counts as unflagged only when neither of its photos is flagged
+    flagged = pd.DataFrame(rows).assign(flagged=[True, False, False, False, False])
+    flagged.loc[3, "area_mm2"] = 10.0 * 0.8 * 1.5  # B's second render 50% off, its pair unflagged
+    w = b.per_wound(flagged)
+    assert w.n_unflagged_pairs == 1
+    assert w.median_abs_change_unflagged_pct == pytest.approx((1.5 / 0.95 - 1) * 100)
     # the same errors, but each render's sign swapped: the renders, not the wound, are wrong
     swapped = pd.DataFrame(rows)
     swapped.loc[[1, 3], "area_mm2"] = [10.0 / 1.2, 10.0 / 0.8]
