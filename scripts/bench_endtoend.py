@@ -608,6 +608,54 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, tolerance_pct: float = 0.
     )
 
 
+@dataclass(frozen=True)
+class ChangeError:
+    """The area change between the photos of one run and other photos of the same wounds in
+    another table (e.g. eschar-centred renders against the plain renders of other seeds, as a
+    wound shedding its eschar between visits): per pair, the measured ratio other / this over
+    the true ratio, in %."""
+
+    n_pairs: int
+    median_abs_pct: float  # the larger ratio over the smaller
+    p90_abs_pct: float
+    median_signed_pct: float  # median of (other / this) / true ratio - 1: a change that is not there
+    n_unflagged: int  # pairs with neither photo flagged for review
+    median_abs_unflagged_pct: float
+
+
+def change_between(this: pd.DataFrame, others: pd.DataFrame) -> ChangeError:
+    """:class:`ChangeError` of every found photo of ``this`` against each found photo of the same
+    wound (``stem``) in ``others`` that is another render (another ``seed``)."""
+    cols = ["stem", "seed", "area_mm2", "true_area_mm2", "flagged"]
+    a, b = (t.loc[t["found"].astype(bool) & (t["area_mm2"] > 0), cols] for t in (this, others))
+    pairs = a.merge(b, on="stem", suffixes=("_this", "_other"))
+    pairs = pairs[pairs["seed_this"] != pairs["seed_other"]]
+    if pairs.empty:
+        raise BenchError("no wound has a found photo in both tables")
+    log_change = np.log(pairs["area_mm2_other"] / pairs["area_mm2_this"]) - np.log(
+        pairs["true_area_mm2_other"] / pairs["true_area_mm2_this"]
+    )
+    abs_pct = (np.exp(log_change.abs()) - 1) * 100
+    unflagged = abs_pct[~(pairs["flagged_this"].astype(bool) | pairs["flagged_other"].astype(bool))]
+    return ChangeError(
+        n_pairs=len(pairs),
+        median_abs_pct=float(abs_pct.median()),
+        p90_abs_pct=float(abs_pct.quantile(0.9)),
+        median_signed_pct=float((np.exp(log_change.median()) - 1) * 100),
+        n_unflagged=len(unflagged),
+        median_abs_unflagged_pct=float(unflagged.median()) if len(unflagged) else float("nan"),
+    )
+
+
+def report_change(c: ChangeError, label: str) -> None:
+    print(f"\n== the area change from these photos to other photos of the same wounds ({label}) ==")
+    print(
+        f"{c.n_pairs} pairs: median |error| {c.median_abs_pct:.1f}%, p90 {c.p90_abs_pct:.1f}%, "
+        f"median signed error {c.median_signed_pct:+.1f}% (other / these); the {c.n_unflagged} pairs with "
+        f"neither photo flagged: median |error| {c.median_abs_unflagged_pct:.1f}%"
+    )
+
+
 def report_comparison(c: Comparison) -> None:
     low, high = c.median_change_ci
     print(f"\n== paired comparison: {c.n} photos in both tables (before -> after) ==")
@@ -850,6 +898,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(eschar: the mixed bed of an ischemic ulcer); use its own --out")  # fmt: skip
     parser.add_argument("--compare-to", type=Path, default=None, metavar="BEFORE_CSV",
                         help="paired comparison of this run with an earlier per_photo.csv")  # fmt: skip
+    parser.add_argument("--change-against", type=Path, default=None, metavar="POOL_CSV",
+                        help="the area change from this run's photos to the other renders of the same "
+                        "wounds in POOL_CSV (e.g. --wound-centre eschar against the plain pool)")  # fmt: skip
     parser.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BEFORE_CSV", "AFTER_CSV"),
                         help="only compare two per_photo.csv tables (nothing is measured)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -863,6 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         before = read_table(args.compare_to) if args.compare_to is not None else None
+        pool = read_table(args.change_against) if args.change_against is not None else None
         config = load_config(args.config)
         df = run_seeds(args.data, args.model, args.out, args.n, args.seed, config,
                        backend_name=args.backend, dice=not args.no_dice,
@@ -889,6 +941,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{part} part: coverage {interval_coverage(df[df['part'] == part], fit):.1%} with these")
     if before is not None:
         report_comparison(compare(before, df))
+    if pool is not None:
+        try:
+            report_change(change_between(df, pool), str(args.change_against))
+        except BenchError as err:
+            print(f"bench_endtoend: {err}", file=sys.stderr)
+            return 2
     print(f"\nper-photo table: {args.out / 'per_photo.csv'}")
     return 0
 
@@ -896,7 +954,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def read_table(path: Path) -> pd.DataFrame:
     """A ``per_photo.csv`` of an earlier run; BenchError naming the file when it is not one."""
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype={"stem": str})
     except (OSError, ValueError) as err:
         raise BenchError(f"{path}: cannot read ({' '.join(str(err).split())})") from err
     missing = {"file", "error_pct", "found"} - set(table.columns)

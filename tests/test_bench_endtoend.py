@@ -364,3 +364,28 @@ def test_paired_comparison_separates_a_real_change_from_noise(tmp_path: Path, ca
     assert bench.main(["--compare", str(tmp_path / "a.csv"), str(tmp_path / "c.csv")]) == 2
     err = capsys.readouterr().err
     assert "c.csv: not a per_photo.csv" in err and len(err.strip().splitlines()) == 1
+
+
+def test_change_between_pairs_other_renders_of_the_same_wound() -> None:
+    b = _bench()
+
+    def row(stem: str, seed: int, true: float, measured: float, flagged: bool = False) -> dict:
+        return {"stem": stem, "seed": seed, "found": measured > 0, "true_area_mm2": true,
+                "area_mm2": measured, "flagged": flagged}  # fmt: skip
+
+    # this run: wound A rendered with an eschar centre, measured 30% small
+    this = pd.DataFrame([row("A", 1, 10.0, 7.0), row("B", 1, 10.0, 0.0)])
+    others = pd.DataFrame([
+        row("A", 1, 10.0, 10.0),  # the same render (seed): not another photo
+        row("A", 2, 20.0, 20.0),  # another render, twice the size, measured right
+        row("A", 3, 5.0, 5.5, flagged=True),
+        row("B", 2, 10.0, 10.0),  # B was not found in this run: no pair
+    ])  # fmt: skip
+    c = b.change_between(this, others)
+    assert c.n_pairs == 2
+    # A grows 2x (and 0.5x) in truth; measured from 7 to 20 (and to 5.5): 1/0.7 and 1.1/0.7
+    assert c.median_signed_pct == pytest.approx((np.sqrt(1 / 0.7 * 1.1 / 0.7) - 1) * 100)
+    assert c.median_abs_pct == pytest.approx(((1 / 0.7 + 1.1 / 0.7) / 2 - 1) * 100)
+    assert c.n_unflagged == 1 and c.median_abs_unflagged_pct == pytest.approx((1 / 0.7 - 1) * 100)
+    with pytest.raises(b.BenchError, match="no wound has a found photo in both tables"):
+        b.change_between(this, others[others["stem"] == "B"])

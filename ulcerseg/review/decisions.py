@@ -312,7 +312,7 @@ def accepted_outline_changed(decision: Mapping[str, Any], row: Mapping[str, Any]
     return not math.isclose(float(accepted), float(current), rel_tol=1e-9, abs_tol=1e-9)
 
 
-def corrected_mask_problem(out_dir: str | Path, decision: Mapping[str, Any]) -> str | None:
+def outline_file_problem(out_dir: str | Path, decision: Mapping[str, Any]) -> str | None:
     """Why a decision's outline file (a correction's mask, an accept's kept copy) cannot be
     trusted, else None: it is missing, outside the study folder, or its bytes are not the ones
     recorded (SHA-256 in ``details``, kept by corrections since 0.2.1 and accepts since 0.3.1;
@@ -598,7 +598,7 @@ def audit_trail_rows(out_dir: str | Path) -> list[dict[str, Any]]:
 class AuditCheck:
     """Result of :func:`verify_study`: the hash chain check (:class:`ChainCheck`: rows, first
     broken row, head hash, deleted rows and dropped triggers) and the corrected masks that
-    cannot be trusted (``mask_problems``, one line each: :func:`corrected_mask_problem`)."""
+    cannot be trusted (``mask_problems``, one line each: :func:`outline_file_problem`)."""
 
     chain: ChainCheck
     mask_problems: tuple[str, ...] = ()
@@ -616,5 +616,5 @@ def verify_study(out_dir: str | Path) -> AuditCheck:
     with open_study(out_dir) as (conn, _rows):
         chain = verify_chain(conn)
         decisions = list_decisions(conn)
-    masks = tuple(p for d in decisions if (p := corrected_mask_problem(out_dir, d)) is not None)
+    masks = tuple(p for d in decisions if (p := outline_file_problem(out_dir, d)) is not None)
     return AuditCheck(chain, masks)

@@ -17,11 +17,11 @@ from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
 from ulcerseg.review.decisions import (
     accepted_outline_changed,
-    corrected_mask_problem,
     frame_problem,
     list_decisions,
     open_study,
     outline_file,
+    outline_file_problem,
     salt_for,
 )
 from ulcerseg.review.items import inside_out_dir
@@ -67,7 +67,7 @@ def export_training(
             continue
         outline = outline_file(d)  # a correction's mask, an accept's kept copy
         if outline is not None:
-            problem = corrected_mask_problem(out_dir, d)
+            problem = outline_file_problem(out_dir, d)
             if problem is not None:  # never train on an outline nobody decided
                 log.warning("photo %s: %s; skipped (see `ulcerseg review verify`)", sha[:16], problem)
                 continue
