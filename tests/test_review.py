@@ -830,8 +830,8 @@ def test_an_outline_the_measured_area_did_not_come_from_cannot_be_accepted(serve
     item = app.items[0]
     _measured_again(study, item, area_mm2=item.area_mm2)  # the file is new, the row is not
     status, body = s.json("/api/decision", {"key": item.key, "action": "accept"})
-    assert status == 400 and "is not the measured one" in body["error"]
-    assert "run `ulcerseg measure`" in body["error"]
+    assert status == 400 and "is not the one of the area shown" in body["error"]
+    assert "let `ulcerseg measure` finish" in body["error"] and "restart the review" in body["error"]
     assert _decisions_of(study) == [] and not (study["out"] / "review" / "masks").exists()
     _measured_again(study, item, area_mm2=28 / PPM**2)  # its row is stored (4 x 7 px): review again
     again = ReviewApp.load(study["out"], cfg())

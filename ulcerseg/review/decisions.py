@@ -266,12 +266,13 @@ def _keep_accepted_outline(item: ReviewItem, out_dir: Path, rel: str) -> tuple[P
         return None
     shown = float(np.count_nonzero(mask)) / item.px_per_mm**2  # measure's area rule: count / px_per_mm²
     if item.area_mm2 is not None and not math.isclose(shown, item.area_mm2, rel_tol=1e-9, abs_tol=1e-9):
-        # the mask file was written by a newer measure whose row is not stored (still running,
-        # or stopped between the two): the outline shown is not the one the area came from
+        # the mask file was written by a newer measure: one still running or stopped before it
+        # stored the row, or one that finished after this review server loaded its items. The
+        # outline shown is not the one the area came from
         raise DecisionError(
-            f"{item.key}: the outline on file ({shown:.2f} mm²) is not the measured one "
-            f"({item.area_mm2:.2f} mm²): the photo is being measured again or a measure was stopped; "
-            "run `ulcerseg measure` on the folder, then review it"
+            f"{item.key}: the outline on file ({shown:.2f} mm²) is not the one of the area shown "
+            f"({item.area_mm2:.2f} mm²): the photo was measured again; let `ulcerseg measure` "
+            "finish (run it again if it was stopped), then restart the review"
         )
     dest = out_dir / rel
     write_png(dest, np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
