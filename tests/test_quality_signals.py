@@ -10,6 +10,7 @@ from ulcerseg.measure import area_interval
 from ulcerseg.quality import (
     boundary_margin,
     candidate_ambiguity,
+    dark_bed_fraction,
     image_flags,
     mask_disagreement,
     quality_signals,
@@ -147,3 +148,37 @@ def test_exposure_signals_are_measured_on_the_region_only() -> None:
     signals = quality_signals(rgb, prob, mask, region, 0.8, _meas())
     assert signals.clipped_low == 0.0 and signals.clipped_high == 0.0
     assert 150.0 <= signals.mean_luma < 170.0
+
+
+def test_a_bed_far_darker_than_the_skin_around_it_is_flagged_dark_bed() -> None:
+    """Black eschar and dry crust: the network outlines them too small (README, mixed beds)."""
+    rgb, valid, exclude, mask = _scene()
+    region = valid & ~exclude
+    red = rgb.copy()
+    red[mask] = (170, 40, 40)  # a red bed: darker than grey skin in L*, not far darker
+    assert dark_bed_fraction(red, mask, region, 10.0) == 0.0
+    eschar = red.copy()
+    eschar[90:110, 200:214] = (25, 20, 18)  # 70% of the bed black
+    assert dark_bed_fraction(eschar, mask, region, 10.0) == pytest.approx(0.7)
+    # relative to the skin beside the ulcer: the same photo a stop darker is no darker a bed
+    dim = (eschar.astype(np.float32) * 0.5).astype(np.uint8)
+    assert dark_bed_fraction(dim, mask, region, 10.0) == pytest.approx(0.7)
+    # the reference is the ring 1-3 mm around the bed inside ``region``: beside the marker's
+    # white paper (outside region, as the pipeline passes it) the skin alone decides
+    beside = mask.copy()
+    beside[:] = False
+    beside[90:110, 125:145] = True
+    near_marker = rgb.copy()
+    near_marker[beside] = (90, 70, 60)  # a brown bed, darker than the paper but not than the skin
+    assert dark_bed_fraction(near_marker, beside, region, 10.0) == 0.0
+    assert dark_bed_fraction(near_marker, beside, np.ones_like(mask), 10.0, 0.6) > 0.9  # the paper
+    assert dark_bed_fraction(eschar, np.zeros_like(mask), region, 10.0) == 0.0
+    prob = np.where(mask, 0.99, 0.01).astype(np.float32)
+    near = ulcer_neighbourhood(mask, valid, exclude, 10.0)
+    cfg = QualityConfig()
+    for image, flags in ((red, []), (eschar, [Flag.DARK_BED])):
+        dark = dark_bed_fraction(image, mask, region, 10.0, cfg.dark_bed_luma_ratio)
+        signals = quality_signals(image, prob, mask, near, 0.8, _meas(), dark_bed=dark)
+        assert signals.dark_bed_fraction == dark and signal_flags(signals, cfg) == flags
+    assert signal_flags(quality_signals(eschar, prob, mask, near, 0.8, _meas(), dark_bed=0.7),
+                        QualityConfig(max_dark_bed_fraction=1.0)) == []  # fmt: skip

@@ -49,6 +49,7 @@ from ulcerseg.naming import photo_file_stem
 from ulcerseg.overlay import mask_contours_photo, render_overlay
 from ulcerseg.quality import (
     calibration_flags,
+    dark_bed_fraction,
     image_flags,
     is_desaturated,
     mask_flags,
@@ -348,10 +349,13 @@ class PhotoMeasurer:
         own = None if seg.mirror_pair is None else seg.mirror_pair[0]
         crop_mask = mask if own is None or own is seg.probability else mask_at(self.threshold, own)
         coverage = search_coverage(h, (info.width, info.height), centre, cfg.quality.search_site_radius_mm)
+        # the skin around the ulcer is the reference for a dark bed: never the marker
+        dark = dark_bed_fraction(seg.image, mask, seg.valid & ~seg.exclude, grid.px_per_mm,
+                                 cfg.quality.dark_bed_luma_ratio)  # fmt: skip
         signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                   measurement, seg.candidate_scores, body_mask(seg.image, grid.px_per_mm),
-                                  mirrored, crop_mask, coverage,
-                                  seg.unconfirmed_candidate_mm2)  # fmt: skip
+                                  mirrored, crop_mask, coverage, seg.unconfirmed_candidate_mm2,
+                                  dark)  # fmt: skip
         result.signals = signals
         result.flags += signal_flags(signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:

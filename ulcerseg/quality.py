@@ -143,6 +143,30 @@ def ulcer_neighbourhood(
     return near & region
 
 
+def dark_bed_fraction(
+    rgb: np.ndarray, mask: np.ndarray, region: np.ndarray, px_per_mm: float, luma_ratio: float = 0.45
+) -> float:
+    """Fraction (0-1) of ``mask`` darker than ``luma_ratio`` x the median lightness of the ring
+    1-3 mm around it (CIE L*, rectified frame; ``region``: where the ring may lie, e.g. valid and
+    off the marker). Relative to the skin beside the ulcer, so neither exposure nor skin tone
+    decides it; black eschar and dry crust score high, red and yellow beds low. 0 without a
+    mask or a ring."""
+    if not mask.any():
+        return 0.0
+    m = mask.astype(np.uint8)
+
+    def grown(radius_mm: float) -> np.ndarray:
+        reach = max(1, round(radius_mm * px_per_mm))
+        return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+
+    ring = (grown(3.0) > 0) & ~(grown(1.0) > 0) & region
+    if not ring.any():
+        return 0.0
+    lightness = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0]  # L* x 255/100: ratios are unaffected
+    skin = float(np.median(lightness[ring]))
+    return float(np.mean(lightness[mask.astype(bool)] < luma_ratio * skin))
+
+
 def boundary_margin(probability: np.ndarray, mask: np.ndarray, threshold: float) -> float:
     """Mean |probability - threshold| on the mask's boundary ring (1 px in and out).
 
@@ -184,6 +208,7 @@ def quality_signals(
     own_mask: np.ndarray | None = None,
     search_coverage: float = 1.0,
     unconfirmed_candidate_mm2: float = 0.0,
+    dark_bed: float = 0.0,
 ) -> QualitySignals:
     """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
 
@@ -192,7 +217,8 @@ def quality_signals(
     own mask (default ``mask``, which may come from the mean of both passes), compared with
     ``mirrored_mask`` (the mask found on the mirror image; disagreement 0 without);
     ``search_coverage``: :func:`search_coverage`, computed from the calibration;
-    ``unconfirmed_candidate_mm2``: ``SegmentationOutput.unconfirmed_candidate_mm2``.
+    ``unconfirmed_candidate_mm2``: ``SegmentationOutput.unconfirmed_candidate_mm2``;
+    ``dark_bed``: :func:`dark_bed_fraction`.
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     values = gray[region]
@@ -213,13 +239,14 @@ def quality_signals(
         area_mm2=area,
         search_coverage=search_coverage,
         unconfirmed_candidate_mm2=unconfirmed_candidate_mm2,
+        dark_bed_fraction=dark_bed,
     )
 
 
 def signal_flags(signals: QualitySignals, config: QualityConfig) -> list[str]:
     """Flags from :func:`quality_signals` beyond blur and exposure: boundary doubt, a rival
-    candidate, and (nothing found) an ulcer site mostly outside the photo or an unconfirmed
-    candidate."""
+    candidate, a dark (necrotic) bed, and (nothing found) an ulcer site mostly outside the photo
+    or an unconfirmed candidate."""
     flags: list[str] = []
     if signals.area_mm2 <= 0:
         # nothing found is a healing finding only where the photo shows where the ulcer can be
@@ -236,4 +263,6 @@ def signal_flags(signals: QualitySignals, config: QualityConfig) -> list[str]:
         flags.append(Flag.LOW_CONFIDENCE)  # the mirror image gives another mask
     if signals.ambiguity > config.max_candidate_ambiguity or signals.on_body < config.min_on_body_fraction:
         flags.append(Flag.AMBIGUOUS_ULCER)  # a rival candidate, or what was measured lies off the body
+    if signals.dark_bed_fraction > config.max_dark_bed_fraction:
+        flags.append(Flag.DARK_BED)  # eschar or crust: outlined too small
     return sorted(set(flags))

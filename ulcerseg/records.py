@@ -39,6 +39,10 @@ class Flag(StrEnum):
     # "no ulcer" is then no evidence of healing
     SEARCH_INCOMPLETE = "search_incomplete"
     AMBIGUOUS_ULCER = "ambiguous_ulcer"  # a second candidate region scores close to the chosen one
+    # much of the measured outline is far darker than the skin around it (black eschar, dry
+    # crust): the network outlines such beds too small, and a change from or to such a visit
+    # can be one that is not there (README, mixed beds)
+    DARK_BED = "dark_bed"
     PROCESSING_ERROR = "processing_error"
     WRITE_ERROR = "write_error"  # the output files could not be written: retried by the next run
     DUPLICATE_PHOTO = "duplicate_photo"  # the same bytes are also at another path of the study
@@ -145,7 +149,9 @@ class QualitySignals:
     masks; ``search_coverage`` the fraction of the ulcer's site (a disc around the marker) in
     the photo; ``area_mm2`` the measured area; ``unconfirmed_candidate_mm2``, when no ulcer
     was found, the area (mm²) of the largest candidate region (probability at or above
-    ``coarse_threshold``) of the search-region passes that no full-resolution pass confirmed.
+    ``coarse_threshold``) of the search-region passes that no full-resolution pass confirmed;
+    ``dark_bed_fraction`` the fraction of the mask far darker than the skin around it
+    (:func:`ulcerseg.quality.dark_bed_fraction`).
     """
 
     sharpness: float
@@ -161,6 +167,7 @@ class QualitySignals:
     area_mm2: float
     search_coverage: float = 1.0
     unconfirmed_candidate_mm2: float = 0.0
+    dark_bed_fraction: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
