@@ -79,6 +79,7 @@ def test_overlay_header_has_backing_flags_in_words_and_scale_bar() -> None:
     assert flag_lines(["overexposed", "blurred"]) == ["check: overexposed (too bright), blurred"]
     assert flag_lines([]) == ["quality: no flags"]
     assert flag_lines(["some_new_code"]) == ["check: some new code"]
+    assert flag_lines(["dark_bed"]) == ["check: dark bed (eschar?): outline may be small"]
 
 
 def test_the_scale_bar_is_5_mm_in_the_frame_of_the_copy_drawn_on() -> None:

@@ -104,6 +104,7 @@ FLAG_WORDS: dict[str, str] = {
     "mask_at_border": "ulcer touches image border",
     "no_ulcer_found": "no ulcer found",
     "search_incomplete": "ulcer site partly outside photo",
+    "dark_bed": "dark bed (eschar?): outline may be small",
     "processing_error": "processing error",
 }
 
