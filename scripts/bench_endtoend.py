@@ -203,8 +203,7 @@ def measure(
     """
     backend = backend or open_model(config)
     ran = effective_config(config, backend.card, getattr(backend, "coarse_network", "full"))
-    key = f"{backend.sha256[:8]}-{ran.sha256()[:8]}"
-    run_dir = out / f"measure-{key}"
+    run_dir = out / measure_dir_name(backend.sha256, ran.sha256())
     signals_path = run_dir / SIGNALS_FILE
     if run_dir.exists() and not signals_path.is_file():
         shutil.rmtree(run_dir)  # an interrupted run: its photos' signals were lost
@@ -229,6 +228,12 @@ def measure(
         print(f"measure: reused {run_dir}")
     auto = pd.read_csv(run_dir / "measurements.csv")
     return auto[auto["file"].isin(files)], pd.read_csv(signals_path), run_dir
+
+
+def measure_dir_name(model_sha256: str, config_sha256: str) -> str:
+    """The folder a run's `measure` output goes to, inside its seed's folder: named by the model
+    and config hashes (a per_photo.csv row's ``model_sha256`` and ``config_sha256``)."""
+    return f"measure-{model_sha256[:8]}-{config_sha256[:8]}"
 
 
 def truth_patch(row: pd.Series, mask: np.ndarray) -> WoundPatch:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 # scripts/ is on sys.path when this file is run as a script
-from bench_endtoend import ERROR_LIMIT_PCT, truth_patch
+from bench_endtoend import ERROR_LIMIT_PCT, measure_dir_name, truth_patch
 
 from ulcerseg.config import SegmentationConfig
 from ulcerseg.geometry import RectifiedGrid
@@ -48,7 +48,7 @@ def per_photo_tables(pool: Path) -> pd.DataFrame:
 def run_dir(pool: Path, row: pd.Series) -> Path:
     """The `measure` output folder of ``row`` (bench_endtoend's naming)."""
     seed_dir = pool / f"seed{int(row['bench_seed'])}" if "bench_seed" in row else pool
-    return seed_dir / f"measure-{row['model_sha256'][:8]}-{row['config_sha256'][:8]}"
+    return seed_dir / measure_dir_name(row["model_sha256"], row["config_sha256"])
 
 
 def main() -> None:
