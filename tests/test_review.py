@@ -736,6 +736,42 @@ def test_a_correction_drawn_on_another_rectified_frame_is_not_exported(server, s
     assert [e["source"] for e in meta["images"]] == ["accept"]
 
 
+def test_the_adjudication_view_draws_a_reading_only_where_its_outline_lies(server, study):
+    """An adjudicator was shown a correction on whatever frame the photo had now: after a
+    re-measure (another crop of the marker plane) its pixels were drawn in the wrong place, a
+    mask file replaced after the decision was drawn as the reader's, and an accept from before
+    0.3.1 was drawn as the new proposal."""
+    from dataclasses import replace
+
+    acc, cor = _accept_one_and_correct_another(server)
+    views = ReviewViews(study["out"])
+    with sqlite3.connect(study["out"] / "study.sqlite") as conn:
+        conn.row_factory = sqlite3.Row
+        correction = dict(next(d for d in list_decisions(conn) if d["action"] == "correct"))
+    (shown,) = views.view_json(cor, readings=[correction])["readings"]
+    assert shown["outline_note"] is None
+    xs = [x for poly in shown["contours"] for x, _ in poly]
+    f = views.view_json(cor)["factor"]
+    assert min(xs) == pytest.approx(10 * f, abs=f) and max(xs) == pytest.approx(30 * f, abs=f)
+    # the photo measured again: another origin of its crop
+    assert cor.origin_mm is not None
+    moved = replace(cor, origin_mm=(cor.origin_mm[0] + 2, cor.origin_mm[1]))
+    (shown,) = ReviewViews(study["out"]).view_json(moved, readings=[correction])["readings"]
+    assert shown["contours"] == [] and "another rectified frame" in shown["outline_note"]
+    # the mask file replaced after the decision
+    mask_file = study["out"] / correction["corrected_mask_file"]
+    Image.fromarray(np.full(np.asarray(Image.open(mask_file)).shape, 255, np.uint8)).save(mask_file)
+    (shown,) = ReviewViews(study["out"]).view_json(cor, readings=[correction])["readings"]
+    assert shown["contours"] == [] and "missing or changed" in shown["outline_note"]
+    # an accept that kept no outline: the proposal while the area is the accepted one, then nothing
+    accepted = dict(_accept_decision(study), details=None)  # as 0.3.0 recorded it
+    view = ReviewViews(study["out"]).view_json(acc, readings=[accepted])
+    assert view["readings"][0]["contours"] == view["contours"] != []
+    later = replace(acc, area_mm2=(acc.area_mm2 or 0) + 1)
+    (shown,) = ReviewViews(study["out"]).view_json(later, readings=[accepted])["readings"]
+    assert shown["contours"] == [] and "measured again" in shown["outline_note"]
+
+
 def _measured_again(study: dict, item: ReviewItem, area_mm2: float) -> None:
     """As a new ``measure`` (another model, same crop) leaves a photo: another outline in the
     same mask file, another area in its row."""

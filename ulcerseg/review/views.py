@@ -35,7 +35,7 @@ from ulcerseg.errors import UlcersegError
 from ulcerseg.geometry import RectifiedGrid
 from ulcerseg.imageio import decode_rgb, make_preview, read_mask, read_rgb, sha256_bytes
 from ulcerseg.review.blinding import encode_png_clean
-from ulcerseg.review.decisions import FRAME_KEY, outline_file
+from ulcerseg.review.decisions import FRAME_KEY, accepted_outline_changed, outline_file, outline_file_problem
 from ulcerseg.review.items import ManualItem, ReviewItem, inside_out_dir
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.review import decision_details
@@ -129,13 +129,35 @@ def _read_mask(path: Path | None) -> np.ndarray | None:
     return None if path is None else read_mask(path)
 
 
-def _kept_outline(out_dir: Path, decision: dict[str, Any], item: ReviewItem) -> np.ndarray | None:
-    """The outline an accept kept (:func:`ulcerseg.review.decisions.outline_file`) where it lies
-    on ``item``'s current frame, else None (an older accept, or another frame)."""
-    rel = outline_file(decision)
-    if rel is None or decision_details(decision).get(FRAME_KEY) != item.frame():
-        return None
-    return _read_mask(inside_out_dir(out_dir, rel))
+def reading_outline(
+    out_dir: Path, decision: dict[str, Any], item: ReviewItem
+) -> tuple[np.ndarray | None, str | None]:
+    """(model-frame mask, None) of the outline a reader's decision stands for, or (None, why
+    it is not shown) when it cannot be drawn on ``item``'s current frame.
+
+    A correction draws its mask, an accept the copy it kept (0.3.1+), both only where the
+    decision's recorded frame is the item's frame (another frame: the photo was measured again
+    since, and the pixels lie elsewhere) and the file still has its recorded SHA-256. An accept
+    without a kept copy (before 0.3.1) is the current proposal only while the photo's area is
+    the accepted one; a healed rejection is the proposal. Other actions have no outline.
+    """
+    action = decision.get("action")
+    if action == "reject_healed":
+        return item.proposed_mask(), None
+    if action not in ("accept", "correct"):
+        return None, None
+    if action == "accept" and outline_file(decision) is None:
+        if accepted_outline_changed(decision, {"area_mm2": item.area_mm2}):
+            return None, "outline not kept (accepted before 0.3.1) and the photo was measured again since"
+        return item.proposed_mask(), None
+    recorded = decision_details(decision).get(FRAME_KEY)
+    if recorded is not None and recorded != item.frame():
+        return None, "outline drawn on another rectified frame (the photo was measured again since)"
+    problem = outline_file_problem(out_dir, decision)
+    if problem is not None:
+        log.warning("adjudication view: %s", problem)
+        return None, "outline file missing or changed since the decision (run `ulcerseg review verify`)"
+    return _read_mask(inside_out_dir(out_dir, outline_file(decision))), None
 
 
 class ReviewViews:
@@ -268,16 +290,10 @@ class ReviewViews:
         if readings is not None:
             shown = []
             for r in readings:
-                contours: list[list[list[float]]] = []
-                if r.get("action") == "correct":
-                    found = inside_out_dir(self.out_dir, r.get("corrected_mask_file"))
-                    contours = _contours(_read_mask(found), f)
-                elif r.get("action") in ("accept", "reject_healed"):
-                    # what the reader accepted: its kept copy, which differs once measured again
-                    kept = _kept_outline(self.out_dir, r, item) if r.get("action") == "accept" else None
-                    contours = proposal if kept is None else _contours(kept, f)
+                mask, note = reading_outline(self.out_dir, r, item)
                 shown.append({k: r.get(k) for k in ("assessor", "action", "area_after_mm2")})
-                shown[-1]["contours"] = contours
+                shown[-1]["contours"] = _contours(mask, f)
+                shown[-1]["outline_note"] = note
             out["readings"] = shown
         return out
 

@@ -401,7 +401,8 @@ function renderLegend() {
   };
   if (readings.length) row("#ffd400", "model proposal");
   readings.forEach((r, i) => row(PALETTE[i % PALETTE.length], `${r.assessor}: ${r.action}` +
-    (r.area_after_mm2 == null ? "" : ` ${r.area_after_mm2.toFixed(2)} mm²`)));
+    (r.area_after_mm2 == null ? "" : ` ${r.area_after_mm2.toFixed(2)} mm²`) +
+    (r.outline_note ? ` (${r.outline_note})` : "")));
 }
 
 function describe(d) {
