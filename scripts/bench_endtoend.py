@@ -55,7 +55,7 @@ from ulcerseg.segmentation.model import load_card
 from ulcerseg.synth.render import PhotoConfig
 from ulcerseg.synth.trial import encode_jpeg
 from ulcerseg.synth.woundpatch import WoundPatch, render_wound_photo
-from ulcerseg.training.appearance import WOUND_TISSUES, recolour_centre
+from ulcerseg.training.appearance import DEEPLY_PIGMENTED, WOUND_TISSUES, recolour_centre, shift_skin_tone
 from ulcerseg.training.dataset import load_dataset, read_image, read_mask
 from ulcerseg.training.evaluate import split_stems
 
@@ -68,7 +68,7 @@ TRUTH_COLUMNS = [
     "file", "stem", "part", "seed", "true_area_mm2", "background", "tilt_deg", "mm_per_px",
     "marker_distance_mm", "jpeg_quality", "exposure", "src_px_per_mm", "n_wound_components",
     "crop_x0", "crop_y0", "crop_x1", "crop_y1", "anchor_x", "anchor_y", "centre_x_mm", "centre_y_mm",
-    "angle_rad", "mm_per_src_px", "wound_centre",
+    "angle_rad", "mm_per_src_px", "wound_centre", "skin_tone",
 ]  # fmt: skip
 
 
@@ -122,14 +122,18 @@ def generate(
     seed: int,
     size: tuple[int, int] = (4000, 3000),
     wound_centre: str | None = None,
+    skin_tone: str | None = None,
 ) -> pd.DataFrame:
     """Render the study folder ``out/study`` and ``out/truth.csv``; existing photos are reused.
 
     ``size``: photo (W, H) px, 12 MP by default. ``wound_centre``: a tissue of
     ``ulcerseg.training.appearance.WOUND_TISSUES`` that each wound's centre is turned to before
     rendering, a rim of its own bed kept (the same photos otherwise: camera, light, background).
+    ``skin_tone``: ``"dark"`` turns the source photo's skin deeply pigmented before rendering
+    (:func:`ulcerseg.training.appearance.shift_skin_tone`; the bed takes a fraction of it).
     """
     centre = wound_centre or "none"
+    tone = skin_tone or "own"
     config = PhotoConfig(size=size, max_tilt_deg=40.0, jpeg_quality_range=(80, 95))
     study = out / "study"
     truth_path = out / TRUTH_FILE
@@ -147,13 +151,18 @@ def generate(
         cached_centre = str(cached.get("wound_centre", "none")) if cached is not None else ""
         if cached_centre == "nan":  # a table written before the column: the default photos
             cached_centre = "none"
+        cached_tone = str(cached.get("skin_tone", "own")) if cached is not None else ""
+        if cached_tone == "nan":
+            cached_tone = "own"
         same_photo = cached is not None and int(cached["seed"]) == ps and str(cached["stem"]) == stem
-        if same_photo and cached_centre == centre:
+        if same_photo and cached_centre == centre and cached_tone == tone:
             continue
         if stem not in held:  # guarded twice: a training photo must never be benchmarked
             raise BenchError(f"{stem}: not in the model's held-out split")
         sample = by_stem[stem]
         rgb, mask = read_image(sample.image_path), read_mask(sample.mask_path)
+        if skin_tone == "dark":  # its own generator too, applied before the centre's tissue
+            rgb = shift_skin_tone(rgb, mask, np.random.default_rng([ps, 2]), DEEPLY_PIGMENTED)
         if wound_centre is not None:  # its own generator: the render's draws stay the default's
             rgb = recolour_centre(rgb, mask, np.random.default_rng([ps, 1]), wound_centre)
         photo = render_wound_photo(rgb, mask, np.random.default_rng(ps), config)
@@ -175,6 +184,7 @@ def generate(
             "anchor_x": p.anchor_px[0], "anchor_y": p.anchor_px[1],
             "centre_x_mm": p.centre_mm[0], "centre_y_mm": p.centre_mm[1],
             "angle_rad": p.angle_rad, "mm_per_src_px": p.mm_per_px, "wound_centre": centre,
+            "skin_tone": tone,
         }  # fmt: skip
         made += 1
         if made % 10 == 0:  # an interrupted generation keeps what it made
@@ -820,15 +830,16 @@ def run_benchmark(
     backend: SegmentationBackend | None = None,
     size: tuple[int, int] = (4000, 3000),
     wound_centre: str | None = None,
+    skin_tone: str | None = None,
 ) -> pd.DataFrame:
     """Generate (or reuse) the photos, measure them and return the per-photo table (also
     written to ``out/per_photo.csv``). ``backend`` overrides the model's network (tests);
-    ``wound_centre``: see :func:`generate`."""
+    ``wound_centre``, ``skin_tone``: see :func:`generate`."""
     model_dir = resolve_model_dir(model)
     held, name = heldout_stems(model_dir, data)
     stems = choose_stems(held, n, seed)
     print(f"model {model_dir}  data {data} ({name}: {len(held)} held-out photos)  seed {seed}")
-    truth = generate(data, stems, set(held), out, seed, size, wound_centre)
+    truth = generate(data, stems, set(held), out, seed, size, wound_centre, skin_tone)
     cfg = with_overrides(config, segmentation={"model": str(model_dir), "backend": backend_name})
     auto, signals, run_dir = measure(out / "study", out, cfg, list(truth["file"]), backend)
     df = join(truth, auto, signals)
@@ -850,7 +861,8 @@ def run_seeds(
     **options: Any,
 ) -> pd.DataFrame:
     """:func:`run_benchmark` for one seed (in ``out``), or for several pooled into one table;
-    ``options`` go to :func:`run_benchmark` (backend_name, dice, backend, size, wound_centre).
+    ``options`` go to :func:`run_benchmark` (backend_name, dice, backend, size, wound_centre,
+    skin_tone).
 
     Each seed renders the same held-out wounds anew (scale, camera, light, background) into
     ``out/seed<k>``; the calibration/test split follows the source photo, so a wound stays in
@@ -901,6 +913,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wound-centre", choices=sorted(WOUND_TISSUES), default=None,
                         help="turn each wound's centre to this tissue, a rim of its own bed kept "
                         "(eschar: the mixed bed of an ischemic ulcer); use its own --out")  # fmt: skip
+    parser.add_argument("--skin-tone", choices=["dark"], default=None,
+                        help="turn the skin around each wound deeply pigmented (the bed takes a "
+                        "fraction of it); use its own --out")  # fmt: skip
     parser.add_argument("--compare-to", type=Path, default=None, metavar="BEFORE_CSV",
                         help="paired comparison of this run with an earlier per_photo.csv")  # fmt: skip
     parser.add_argument("--change-against", type=Path, default=None, metavar="POOL_CSV",
@@ -923,7 +938,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         df = run_seeds(args.data, args.model, args.out, args.n, args.seed, config,
                        backend_name=args.backend, dice=not args.no_dice,
-                       wound_centre=args.wound_centre)  # fmt: skip
+                       wound_centre=args.wound_centre, skin_tone=args.skin_tone)  # fmt: skip
     except UlcersegError as err:
         print(f"bench_endtoend: {err}", file=sys.stderr)
         return 2

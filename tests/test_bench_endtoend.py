@@ -172,6 +172,28 @@ def test_a_wound_centre_condition_renders_the_same_photos_with_a_dark_centre(tmp
         assert after[changed][:, red].mean() < 0.8 * plain[f][changed][:, red].mean()  # turned dark
 
 
+def test_a_dark_skin_condition_renders_the_same_photos_with_pigmented_skin(tmp_path: Path) -> None:
+    """``--skin-tone dark``: the same scene and truth, the skin around each wound darker, and
+    switching back to the photo's own tone renders the default photos again (never reused)."""
+    bench = _bench()
+    data, _model = _dataset_and_card(tmp_path)
+    out = tmp_path / "bench"
+    default = bench.generate(data, ["a1", "b2"], {"a1", "b2"}, out, 0, (1200, 900))
+    plain = {f: cv2.imread(str(out / "study" / f)) for f in default["file"]}
+    dark = bench.generate(data, ["a1", "b2"], {"a1", "b2"}, out, 0, (1200, 900), skin_tone="dark")
+    assert list(dark["skin_tone"]) == ["dark"] * 2 and list(default["skin_tone"]) == ["own"] * 2
+    same = ["true_area_mm2", "tilt_deg", "mm_per_px", "background", "centre_x_mm", "centre_y_mm"]
+    pd.testing.assert_frame_equal(dark[same], default[same])
+    for f in dark["file"]:
+        after = cv2.imread(str(out / "study" / f)).astype(int)
+        changed = np.abs(after - plain[f].astype(int)).max(axis=2) > 20
+        assert changed.sum() > 500  # the skin of the wound's crop
+        assert after[changed].sum() < 0.75 * plain[f][changed].astype(int).sum()  # darker
+    again = bench.generate(data, ["a1", "b2"], {"a1", "b2"}, out, 0, (1200, 900))
+    assert list(again["skin_tone"]) == ["own"] * 2
+    assert all(np.array_equal(cv2.imread(str(out / "study" / f)), plain[f]) for f in again["file"])
+
+
 def test_benchmark_refuses_without_data_or_held_out_split(tmp_path: Path, capsys) -> None:
     bench = _bench()
     data, model = _dataset_and_card(tmp_path)

@@ -219,14 +219,24 @@ def fill_padding(image: np.ndarray, rng: np.random.Generator, max_value: int = 4
     return out
 
 
-def shift_skin_tone(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+DEEPLY_PIGMENTED = (0.3, 0.5)
+"""The ``darken`` range of :func:`shift_skin_tone` for deeply pigmented skin only."""
+
+
+def shift_skin_tone(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    darken: tuple[float, float] = (0.3, 1.15),
+) -> np.ndarray:
     """Darker (down to deeply pigmented) or lighter skin; the wound bed changes less.
 
     Pigmentation multiplies the channels unevenly (melanin absorbs blue most); the wound bed,
-    which has no epidermis, takes only a fraction of the change.
+    which has no epidermis, takes only a fraction of the change. ``darken``: the range of the
+    overall gain (1: the photo's own tone; :data:`DEEPLY_PIGMENTED` for dark skin only).
     """
-    darken = float(rng.uniform(0.3, 1.15))
-    gains = darken * np.array([1.0, rng.uniform(0.78, 0.95), rng.uniform(0.6, 0.9)], np.float32)
+    darken_gain = float(rng.uniform(*darken))
+    gains = darken_gain * np.array([1.0, rng.uniform(0.78, 0.95), rng.uniform(0.6, 0.9)], np.float32)
     w = np.where(mask > 0, float(rng.uniform(0.1, 0.4)), 1.0).astype(np.float32)
     w = _feather(w, 2.0)[..., None]
     g = 1.0 + (gains[None, None, :] - 1.0) * w
