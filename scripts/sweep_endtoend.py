@@ -10,6 +10,10 @@ crop's grid. Printed per part of the benchmark (calibration / test) and for all 
 median and p90 |area error|, median signed error, the share of photos off by > 25% and the
 mean Dice. Choose on the calibration part, read the test part.
 
+`--edge-snap` adds, per set of views, a per-photo threshold: of the swept thresholds, the one
+whose outline lies on the strongest image edge (mean CIELAB gradient magnitude along the
+outline; key `<views>@snap`).
+
 The baseline setting (`1@<card threshold>`) reproduces `measure`'s areas; the first line
 printed says how closely (the ulcer choice among several candidates is not re-run).
 
@@ -51,6 +55,26 @@ def run_dir(pool: Path, row: pd.Series) -> Path:
     return seed_dir / measure_dir_name(row["model_sha256"], row["config_sha256"])
 
 
+def edge_strength(image: np.ndarray) -> np.ndarray:
+    """Gradient magnitude (CIELAB units per px, Sobel, after a 1 px Gaussian) of an RGB image."""
+    lab = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32), (0, 0), 1.0)
+    gx, gy = cv2.Sobel(lab, cv2.CV_32F, 1, 0), cv2.Sobel(lab, cv2.CV_32F, 0, 1)
+    return np.sqrt((gx * gx + gy * gy).sum(axis=2))
+
+
+def on_strongest_edge(masks: list[np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """Of ``masks`` (one per threshold), the one whose outline has the highest mean ``edges``."""
+    best, chosen = -1.0, masks[0]
+    for mask in masks:
+        if not mask.any():
+            continue
+        outline = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        score = float(edges[outline].mean())
+        if score > best:
+            best, chosen = score, mask
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=Path, default=Path("out/bench-e2e-pool"),
@@ -60,6 +84,8 @@ def main() -> None:
     parser.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.85,0.9")
     parser.add_argument("--views", default="1;1,0.9;1,0.8;1,0.7;1,0.6;1,0.8,0.6;1,0.7,1.2;1,0.9,0.8,0.7",
                         help="';'-separated sets of scale factors (1: the crop itself)")  # fmt: skip
+    parser.add_argument("--edge-snap", action="store_true",
+                        help="add a per-photo threshold: the swept one on the strongest edge")  # fmt: skip
     parser.add_argument("--csv", type=Path, help="write the per-photo areas here")
     args = parser.parse_args()
     thresholds = [float(t) for t in args.thresholds.split(",")]
@@ -69,6 +95,7 @@ def main() -> None:
     backend = open_backend(args.model, "auto")
     card_threshold = backend.card.threshold
     rule = SegmentationConfig()  # measure's default mask rule (minimum area, merge distance)
+    min_mm2 = rule.min_area_mm2
 
     def mirror_mean(image: np.ndarray) -> np.ndarray:
         own = predict_image(backend.predict_proba, image, 1024)
@@ -94,12 +121,18 @@ def main() -> None:
             views[s] = cv2.resize(mirror_mean(small), (w, h), interpolation=cv2.INTER_LINEAR)
         out = {"file": r["file"], "part": r["part"], "true_area_mm2": r["true_area_mm2"],
                "measured_area_mm2": r["area_mm2"]}  # fmt: skip
+        edges = edge_strength(image) if args.edge_snap else None
         for vs in view_sets:
             prob = np.mean([views[s] for s in vs], axis=0)
             prob[exclude] = 0.0
-            for t in thresholds:
-                mask = ulcer_mask(prob, t, px_mm, rule.min_area_mm2, rule.merge_distance_mm, exclude)
-                key = f"{'+'.join(f'{s:g}' for s in vs)}@{t:g}"
+            name = "+".join(f"{s:g}" for s in vs)
+            masks = {
+                f"{name}@{t:g}": ulcer_mask(prob, t, px_mm, min_mm2, rule.merge_distance_mm, exclude)
+                for t in thresholds
+            }
+            if edges is not None:
+                masks[f"{name}@snap"] = on_strongest_edge(list(masks.values()), edges)
+            for key, mask in masks.items():
                 out[key] = mask.sum() / px_mm**2
                 n = mask.sum() + truth.sum()
                 out[key + "_dice"] = 2 * (mask & truth).sum() / n if n else 1.0

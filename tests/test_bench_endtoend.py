@@ -411,3 +411,20 @@ def test_change_between_pairs_other_renders_of_the_same_wound() -> None:
     assert c.n_unflagged == 1 and c.median_abs_unflagged_pct == pytest.approx((1 / 0.7 - 1) * 100)
     with pytest.raises(b.BenchError, match="no wound has a found photo in both tables"):
         b.change_between(this, others[others["stem"] == "B"])
+
+
+def test_the_sweeps_edge_snap_picks_the_outline_on_the_wounds_edge() -> None:
+    """``sweep_endtoend.py --edge-snap``: of the candidate outlines, the one on the colour edge."""
+    _bench()  # the sweep imports bench_endtoend by name
+    spec = importlib.util.spec_from_file_location("sweep_endtoend", SCRIPT.parent / "sweep_endtoend.py")
+    assert spec is not None and spec.loader is not None
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    image, wound = _wound_photo(radius=18)
+    yy, xx = np.mgrid[: wound.shape[0], : wound.shape[1]]
+    r = np.hypot(yy - (wound.shape[0] - 1) / 2, xx - (wound.shape[1] - 1) / 2)
+    candidates = [r <= 10, r <= 18, r <= 26]
+    assert candidates[1].sum() == pytest.approx(wound.sum(), rel=0.1)
+    chosen = sweep.on_strongest_edge(candidates, sweep.edge_strength(image))
+    assert chosen is candidates[1]
+    assert sweep.on_strongest_edge([np.zeros_like(wound), r <= 26], sweep.edge_strength(image)) is not None
