@@ -56,6 +56,7 @@ def make_photo(
     rotation_deg: float = 0.0,
     marker_id: int = 0,
     view_centre_mm: tuple[float, float] = (5.0, 5.0),
+    skin_rgb: tuple[int, int, int] = (205, 160, 140),
 ) -> TestPhoto:
     """A flat scene on the marker plane: skin-coloured card, 10 mm ArUco marker, red ulcer.
 
@@ -64,7 +65,7 @@ def make_photo(
     lo = np.array([-25.0, -25.0])
     extent = 80.0
     n = int(extent * p)
-    plane = np.full((n, n, 3), (205, 160, 140), np.uint8)  # skin tone, RGB
+    plane = np.full((n, n, 3), skin_rgb, np.uint8)  # skin tone, RGB
     if with_marker:
         side_px = int(10 * p)
         dictionary = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)

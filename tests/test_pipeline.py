@@ -377,6 +377,41 @@ def test_marker_white_border_neutralises_a_colour_cast() -> None:
     assert np.ptp(white.mean(axis=0)) < 0.03 * white.mean()
 
 
+def test_the_marker_paper_is_the_exposure_reference_so_dark_skin_is_not_underexposed(
+    tmp_path: Path,
+) -> None:
+    """The ulcer's neighbourhood alone said `underexposed` for every well-exposed photo of deeply
+    pigmented skin (the end-to-end benchmark with dark skin: 17% of photos, none underexposed)."""
+    from ulcerseg.calibration.rectify import rectify
+    from ulcerseg.geometry import RectifiedGrid
+    from ulcerseg.pipeline import PhotoMeasurer, load_photo
+    from ulcerseg.records import Flag, PhotoRecord
+    from ulcerseg.segmentation.inference import marker_white_luma
+
+    photo = make_photo(px_per_mm=14, size=(800, 600), skin_rgb=(38, 22, 16))
+    grid = RectifiedGrid((-5.0, -5.0), 5.0, 150, 100)
+    image = rectify(photo.rgb, np.linalg.inv(photo.h_mm_to_px), grid)
+    assert marker_white_luma(image, grid, 10.0) == pytest.approx(255, abs=3)  # the printed paper
+    assert marker_white_luma(image, RectifiedGrid((40.0, 40.0), 5.0, 150, 100), 10.0) is None
+
+    def measured(rgb: np.ndarray, name: str):
+        path = write_jpeg(tmp_path / name / "D0" / "U1.jpg", rgb)
+        record = PhotoRecord(path, name, "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+        measurer = PhotoMeasurer(PipelineConfig(), RednessBackend())
+        result = measurer.measure(record, tmp_path / "out", load_photo(record))
+        assert result.status == "measured" and result.signals is not None, result.messages
+        return result
+
+    well_exposed = measured(photo.rgb, "S1")
+    assert well_exposed.signals.mean_luma < PipelineConfig().quality.min_mean_luma  # dark skin
+    assert well_exposed.signals.marker_white_luma > 200
+    assert Flag.UNDEREXPOSED not in well_exposed.flags
+    # the same scene with a third of the light: the paper is dark too
+    dim = measured((photo.rgb.astype(np.float32) * 0.35).astype(np.uint8), "S2")
+    assert dim.signals.marker_white_luma < PipelineConfig().quality.min_marker_white_luma
+    assert Flag.UNDEREXPOSED in dim.flags
+
+
 class _BlindToSmallBackend(RednessBackend):
     """Sees red blobs only from ``min_px`` pixels up, as the real network misses a small ulcer
     at the coarse scale that it sees at its own px/mm."""

@@ -338,3 +338,21 @@ def test_a_value_at_a_flag_limit_passes() -> None:
     for luma, flag in ((225, None), (226, Flag.OVEREXPOSED), (40, None), (39, Flag.UNDEREXPOSED)):
         flags = image_flags(np.full((50, 50, 3), luma, np.uint8), valid, CFG)
         assert [f for f in flags if f != Flag.BLURRED] == ([flag] if flag else [])
+
+
+def test_a_dark_neighbourhood_is_underexposed_only_where_the_marker_paper_is_dark_too() -> None:
+    """Deeply pigmented skin is dark in a well-exposed photo; the marker's white paper is not."""
+    valid = np.ones((50, 50), bool)
+    skin = np.full((50, 50, 3), 30, np.uint8)  # below min_mean_luma (40)
+
+    def exposure(rgb: np.ndarray, paper: float | None) -> list[str]:
+        return [f for f in image_flags(rgb, valid, CFG, paper) if f != Flag.BLURRED]
+
+    assert exposure(skin, 210.0) == []
+    assert exposure(skin, CFG.min_marker_white_luma) == []  # at the limit: the paper is bright
+    assert exposure(skin, CFG.min_marker_white_luma - 1) == [Flag.UNDEREXPOSED]
+    assert exposure(skin, None) == [Flag.UNDEREXPOSED]  # no paper in view: the neighbourhood decides
+    assert exposure(skin, float("nan")) == [Flag.UNDEREXPOSED]
+    crushed = skin.copy()
+    crushed[:30] = 0  # 60% of the neighbourhood at 0: detail lost whatever the paper shows
+    assert exposure(crushed, 210.0) == [Flag.UNDEREXPOSED]

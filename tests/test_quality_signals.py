@@ -141,6 +141,36 @@ def test_on_body_is_the_fraction_of_the_measured_mask_on_the_body() -> None:
     assert signals.on_body == pytest.approx(0.5)
 
 
+def test_on_deeply_pigmented_skin_the_marker_paper_tells_eschar_from_skin() -> None:
+    """Relative to dark skin, black eschar is not "far darker" (ratio ~0.6): the skin's rule
+    missed 4 in 5 eschar beds on the benchmark rendered with dark skin. The marker's paper is
+    the same on any skin."""
+    rgb, valid, exclude, mask = _scene()
+    region = valid & ~exclude
+    dark_skin = rgb.copy()
+    dark_skin[region] = (58, 40, 32)  # luma ~45, L* ~18
+    eschar = dark_skin.copy()
+    eschar[90:110, 200:214] = (30, 24, 22)  # 70% of the bed black: luma ~25
+    eschar[90:110, 214:220] = (120, 40, 40)  # the red rim
+    cfg = QualityConfig()
+    assert dark_bed_fraction(eschar, mask, region, 10.0, cfg.dark_bed_luma_ratio) == 0.0  # skin alone
+    paper = 210.0  # a well-exposed photo's white paper
+    args = (cfg.dark_bed_luma_ratio, paper, cfg.dark_bed_paper_ratio)
+    assert dark_bed_fraction(eschar, mask, region, 10.0, *args) == pytest.approx(0.7)
+    # only the outline counts: a red bed on the same skin is far above a fifth of the paper
+    red = dark_skin.copy()
+    red[mask] = (120, 40, 40)
+    assert dark_bed_fraction(red, mask, region, 10.0, *args) == 0.0
+    # off (ratio 0), unseen paper (None / NaN): the skin alone decides
+    assert dark_bed_fraction(eschar, mask, region, 10.0, cfg.dark_bed_luma_ratio, paper, 0.0) == 0.0
+    for unseen in (None, float("nan")):
+        assert dark_bed_fraction(eschar, mask, region, 10.0, cfg.dark_bed_luma_ratio, unseen, 0.2) == 0.0
+    # no skin ring in view (the whole frame excluded): the paper still decides
+    nothing = np.zeros_like(region)
+    assert dark_bed_fraction(eschar, mask, nothing, 10.0, *args) == pytest.approx(0.7)
+    assert dark_bed_fraction(eschar, mask, nothing, 10.0, cfg.dark_bed_luma_ratio) == 0.0
+
+
 def test_exposure_signals_are_measured_on_the_region_only() -> None:
     rgb, valid, exclude, mask = _scene()  # skin 150-169 grey; the marker: white paper, black squares
     prob = np.where(mask, 0.95, 0.05).astype(np.float32)

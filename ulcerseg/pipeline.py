@@ -342,7 +342,7 @@ class PhotoMeasurer:
         # blur and exposure where they matter: the ulcer and a few mm around it, never the
         # marker (its white paper and black squares are clipped by design)
         region = ulcer_neighbourhood(mask, seg.valid, seg.exclude, grid.px_per_mm)
-        result.flags += image_flags(seg.image, region, cfg.quality)
+        result.flags += image_flags(seg.image, region, cfg.quality, seg.marker_white_luma)
         result.flags += mask_flags(measurement, mask, seg.valid, cfg.quality)
         # the disagreement of the crop's own mask and its mirror image's (not of the mean)
         mirrored = None if seg.mirror_pair is None else mask_at(self.threshold, seg.mirror_pair[1])
@@ -351,11 +351,12 @@ class PhotoMeasurer:
         coverage = search_coverage(h, (info.width, info.height), centre, cfg.quality.search_site_radius_mm)
         # the skin around the ulcer is the reference for a dark bed: never the marker
         dark = dark_bed_fraction(seg.image, mask, seg.valid & ~seg.exclude, grid.px_per_mm,
-                                 cfg.quality.dark_bed_luma_ratio)  # fmt: skip
+                                 cfg.quality.dark_bed_luma_ratio, seg.marker_white_luma,
+                                 cfg.quality.dark_bed_paper_ratio)  # fmt: skip
         signals = quality_signals(seg.image, seg.probability, mask, region, self.threshold,
                                   measurement, seg.candidate_scores, body_mask(seg.image, grid.px_per_mm),
                                   mirrored, crop_mask, coverage, seg.unconfirmed_candidate_mm2,
-                                  dark)  # fmt: skip
+                                  dark, seg.marker_white_luma)  # fmt: skip
         result.signals = signals
         result.flags += signal_flags(signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:

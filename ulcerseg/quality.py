@@ -33,8 +33,17 @@ def sharpness(gray: np.ndarray, valid: np.ndarray) -> float:
     return float(lap[inner].var()) if inner.any() else 0.0
 
 
-def image_flags(rgb: np.ndarray, valid: np.ndarray, config: QualityConfig) -> list[str]:
-    """Flags about the rectified image: blur and exposure."""
+def image_flags(
+    rgb: np.ndarray, valid: np.ndarray, config: QualityConfig, marker_white_luma: float | None = None
+) -> list[str]:
+    """Flags about the rectified image: blur and exposure (in ``valid``, the ulcer's
+    neighbourhood).
+
+    A dark neighbourhood is underexposure only where the marker's white paper is dark too
+    (``marker_white_luma`` below ``config.min_marker_white_luma``; without it, the neighbourhood
+    decides alone): deeply pigmented skin is dark in a well-exposed photo, the paper is not.
+    Crushed blacks (``clipped_low``) are lost detail whatever the paper shows.
+    """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     flags: list[str] = []
     if not valid.any():
@@ -47,7 +56,8 @@ def image_flags(rgb: np.ndarray, valid: np.ndarray, config: QualityConfig) -> li
     mean = float(values.mean())
     if clipped_hi > config.max_clipped_fraction or mean > config.max_mean_luma:
         flags.append(Flag.OVEREXPOSED)
-    if clipped_lo > config.max_clipped_fraction or mean < config.min_mean_luma:
+    paper_dark = marker_white_luma is None or not marker_white_luma >= config.min_marker_white_luma
+    if clipped_lo > config.max_clipped_fraction or (mean < config.min_mean_luma and paper_dark):
         flags.append(Flag.UNDEREXPOSED)
     return flags
 
@@ -144,24 +154,39 @@ def ulcer_neighbourhood(
 
 
 def dark_bed_fraction(
-    rgb: np.ndarray, mask: np.ndarray, region: np.ndarray, px_per_mm: float, luma_ratio: float = 0.45
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    region: np.ndarray,
+    px_per_mm: float,
+    luma_ratio: float = 0.45,
+    paper_luma: float | None = None,
+    paper_ratio: float = 0.0,
 ) -> float:
-    """Fraction (0-1) of ``mask`` darker than ``luma_ratio`` x the median lightness of the ring
-    1-3 mm around it (CIE L*, rectified frame; ``region``: where the ring may lie, e.g. valid and
-    off the marker). Relative to the skin beside the ulcer, so neither exposure nor skin tone
-    decides it; black eschar and dry crust score high, red and yellow beds low. 0 without a
-    mask or a ring."""
-    if not mask.any():
+    """Fraction (0-1) of ``mask`` that is dark: darker than ``luma_ratio`` x the median lightness
+    of the ring 1-3 mm around it (CIE L*, rectified frame; ``region``: where the ring may lie,
+    e.g. valid and off the marker), or with luma (0-255) below ``paper_ratio`` x ``paper_luma``
+    (the marker's white paper, :func:`ulcerseg.segmentation.inference.marker_white_luma`).
+
+    The skin beside the ulcer makes the rule independent of exposure, the paper of skin tone
+    (on deeply pigmented skin the skin is nearly as dark as eschar). Black eschar and dry crust
+    score high, red and yellow beds low. 0 without a mask, or with neither a ring nor a paper.
+    """
+    m = mask.astype(bool)
+    if not m.any():
         return 0.0
+    dark = np.zeros(int(m.sum()), bool)
     # px distance to the mask (one transform: ~3x faster than two 3-mm dilations)
-    outside = (~mask.astype(bool)).astype(np.uint8)
+    outside = (~m).astype(np.uint8)
     distance = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     ring = (distance > 1.0 * px_per_mm) & (distance <= 3.0 * px_per_mm) & region
-    if not ring.any():
+    if ring.any():
+        lightness = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0]  # L* x 255/100: ratios are unaffected
+        dark |= lightness[m] < luma_ratio * float(np.median(lightness[ring]))
+    elif paper_luma is None or not math.isfinite(paper_luma) or paper_ratio <= 0:
         return 0.0
-    lightness = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0]  # L* x 255/100: ratios are unaffected
-    skin = float(np.median(lightness[ring]))
-    return float(np.mean(lightness[mask.astype(bool)] < luma_ratio * skin))
+    if paper_luma is not None and math.isfinite(paper_luma) and paper_ratio > 0:
+        dark |= cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[m] < paper_ratio * paper_luma
+    return float(dark.mean())
 
 
 def boundary_margin(probability: np.ndarray, mask: np.ndarray, threshold: float) -> float:
@@ -206,6 +231,7 @@ def quality_signals(
     search_coverage: float = 1.0,
     unconfirmed_candidate_mm2: float = 0.0,
     dark_bed: float = 0.0,
+    marker_white_luma: float | None = None,
 ) -> QualitySignals:
     """Per-photo signals that predict area error (recorded, and compared with ``QualityConfig``).
 
@@ -215,7 +241,8 @@ def quality_signals(
     ``mirrored_mask`` (the mask found on the mirror image; disagreement 0 without);
     ``search_coverage``: :func:`search_coverage`, computed from the calibration;
     ``unconfirmed_candidate_mm2``: ``SegmentationOutput.unconfirmed_candidate_mm2``;
-    ``dark_bed``: :func:`dark_bed_fraction`.
+    ``dark_bed``: :func:`dark_bed_fraction`; ``marker_white_luma``:
+    ``SegmentationOutput.marker_white_luma`` (None: recorded as NaN).
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     values = gray[region]
@@ -237,6 +264,7 @@ def quality_signals(
         search_coverage=search_coverage,
         unconfirmed_candidate_mm2=unconfirmed_candidate_mm2,
         dark_bed_fraction=dark_bed,
+        marker_white_luma=float("nan") if marker_white_luma is None else marker_white_luma,
     )
 
 

@@ -151,7 +151,8 @@ class QualitySignals:
     was found, the area (mm²) of the largest candidate region (probability at or above
     ``coarse_threshold``) of the search-region passes that no full-resolution pass confirmed;
     ``dark_bed_fraction`` the fraction of the mask far darker than the skin around it
-    (:func:`ulcerseg.quality.dark_bed_fraction`).
+    (:func:`ulcerseg.quality.dark_bed_fraction`); ``marker_white_luma`` the median luma of the
+    marker's white paper (0-255; NaN where it is not in the photo), the exposure reference.
     """
 
     sharpness: float
@@ -168,6 +169,7 @@ class QualitySignals:
     search_coverage: float = 1.0
     unconfirmed_candidate_mm2: float = 0.0
     dark_bed_fraction: float = 0.0
+    marker_white_luma: float = float("nan")
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -127,6 +127,8 @@ class SegmentationOutput:
     # nothing confirmed: the largest candidate region's area (mm²) in the search-region passes;
     # a no_ulcer_found where the network saw a candidate at some scale is not conclusive
     unconfirmed_candidate_mm2: float = 0.0
+    # the marker's white paper (:func:`marker_white_luma`): the exposure reference; None unseen
+    marker_white_luma: float | None = None
 
 
 def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float = 2.5) -> np.ndarray:
@@ -139,13 +141,9 @@ def marker_exclusion(grid: RectifiedGrid, side_mm: float, quiet_zone_mm: float =
     return mask.astype(bool)
 
 
-def marker_white_gains(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -> np.ndarray | None:
-    """Per-channel gains (RGB) that make the marker's white border neutral grey.
-
-    The printed quiet zone is white paper in the marker plane: its median colour in a ring
-    0.4-1.4 mm outside the black square measures the colour cast of the photo. Gains keep the
-    mean brightness. None when too little of the ring is visible.
-    """
+def quiet_zone_ring(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -> np.ndarray:
+    """The pixels (bool, ``image``'s shape) of the marker's printed white quiet zone in a ring
+    0.4-1.4 mm outside its black square (marker plane mm, ``grid``'s rectified frame)."""
     lo = -1.4
     ring_outer = np.array([[lo, lo], [side_mm - lo, lo], [side_mm - lo, side_mm - lo], [lo, side_mm - lo]])
     hi = -0.4
@@ -154,7 +152,17 @@ def marker_white_gains(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -
     ring = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(ring, [np.round(apply_homography(to_px, ring_outer)).astype(np.int32)], 1)
     cv2.fillPoly(ring, [np.round(apply_homography(to_px, ring_inner)).astype(np.int32)], 0)
-    pixels = image[ring.astype(bool)]
+    return ring.astype(bool)
+
+
+def marker_white_gains(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -> np.ndarray | None:
+    """Per-channel gains (RGB) that make the marker's white border neutral grey.
+
+    The printed quiet zone is white paper in the marker plane: its median colour in a ring
+    0.4-1.4 mm outside the black square measures the colour cast of the photo. Gains keep the
+    mean brightness. None when too little of the ring is visible.
+    """
+    pixels = image[quiet_zone_ring(image, grid, side_mm)]
     pixels = pixels[pixels.max(axis=1) < 250]  # clipped pixels carry no colour information
     if len(pixels) < 20:
         return None
@@ -162,6 +170,16 @@ def marker_white_gains(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -
     if white.min() < 20:
         return None
     return (white.mean() / white).astype(np.float32)
+
+
+def marker_white_luma(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -> float | None:
+    """Median luma (0-255, clipped pixels included) of the marker's white quiet zone: the photo's
+    exposure on a surface of known reflectance, whatever the skin's tone. None when fewer than
+    20 of its pixels are in ``image``."""
+    ring = quiet_zone_ring(image, grid, side_mm)
+    if int(ring.sum()) < 20:
+        return None
+    return float(np.median(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[ring]))
 
 
 def apply_gains(image: np.ndarray, gains: np.ndarray | None) -> np.ndarray:
@@ -180,10 +198,13 @@ def _run_on_grid(
     side_mm: float,
     gains: np.ndarray | None = None,
     tta: str = "none",
+    rectified: np.ndarray | None = None,
 ) -> SegmentationOutput:
+    """One pass of ``predict_proba`` over ``grid``; ``rectified``: the photo already rectified
+    to ``grid`` (not done again)."""
     size = (photo_rgb.shape[1], photo_rgb.shape[0])
     t0 = time.perf_counter()
-    image = rectify(photo_rgb, h_px_to_mm, grid)
+    image = rectify(photo_rgb, h_px_to_mm, grid) if rectified is None else rectified
     valid = valid_region(h_px_to_mm, size, grid)
     exclude = marker_exclusion(grid, side_mm) | ~valid
     t1 = time.perf_counter()
@@ -231,16 +252,24 @@ def segment_photo(
         source = preview.image
         # preview px -> photo px, pixel centres aligned as OpenCV resizes them
         h_source = h_px_to_mm @ reduced_to_photo(1.0 / preview.scale)
+    # the marker's neighbourhood on the search grid: its white paper gives the colour cast (white
+    # balance) and the exposure on a known reflectance (the underexposed flag)
+    t0 = time.perf_counter()
+    around_marker = rectify(source, h_source, coarse_grid)
+    rectify_seconds = time.perf_counter() - t0
+    white_luma = marker_white_luma(around_marker, coarse_grid, side_mm)
     gains = None
     if config.white_balance == "marker":
-        gains = marker_white_gains(rectify(source, h_source, coarse_grid), coarse_grid, side_mm)
+        gains = marker_white_gains(around_marker, coarse_grid, side_mm)
     # a backend may run a cheaper (e.g. int8) network for the coarse pass: it only proposes
     # candidates, the fine pass that gives the area always runs predict_proba
     coarse_proba = getattr(backend, "predict_coarse_proba", backend.predict_proba)
-    coarse = _run_on_grid(backend, coarse_proba, source, h_source, coarse_grid, side_mm, gains, config.tta)
+    coarse = _run_on_grid(backend, coarse_proba, source, h_source, coarse_grid, side_mm, gains, config.tta,
+                          around_marker)  # fmt: skip
+    coarse.seconds["rectify"] += rectify_seconds
     if config.coarse_factor >= 1.0:  # one pass at full resolution: nothing to refine
         found = bool((coarse.probability >= config.coarse_threshold).any())
-        return replace(coarse, found_candidates=found)
+        return replace(coarse, found_candidates=found, marker_white_luma=white_luma)
     threshold = config.threshold or card.threshold
 
     def confirm(
@@ -295,7 +324,8 @@ def segment_photo(
         unconfirmed = max(measured_mask(r, config.coarse_threshold, config).sum() / r.grid.px_per_mm**2
                           for r in searched)  # fmt: skip
         return replace(coarse, found_candidates=found, seconds=seconds, candidate_scores=scores,
-                       unconfirmed_candidate_mm2=float(unconfirmed))  # fmt: skip
+                       unconfirmed_candidate_mm2=float(unconfirmed),
+                       marker_white_luma=white_luma)  # fmt: skip
     if config.recentre_crop:
         best = _recentred(backend, best, best_mask, coarse.grid, photo_rgb, h_px_to_mm, side_mm, gains,
                           config, threshold, px_per_mm)  # fmt: skip
@@ -323,7 +353,7 @@ def segment_photo(
                 log.debug("mirror average below threshold everywhere: the crop's own probability is measured")
     return SegmentationOutput(
         best.grid, best.image, best.valid, best.exclude, probability, True, seconds,
-        tuple(c.score for c in ranked), pair,
+        tuple(c.score for c in ranked), pair, marker_white_luma=white_luma,
     )  # fmt: skip
 
 
