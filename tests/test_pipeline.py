@@ -393,6 +393,13 @@ def test_the_marker_paper_is_the_exposure_reference_so_dark_skin_is_not_underexp
     image = rectify(photo.rgb, np.linalg.inv(photo.h_mm_to_px), grid)
     assert marker_white_luma(image, grid, 10.0) == pytest.approx(255, abs=3)  # the printed paper
     assert marker_white_luma(image, RectifiedGrid((40.0, 40.0), 5.0, 150, 100), 10.0) is None
+    # the marker at the photo's edge: the fill outside the photo is not paper
+    half = np.zeros(image.shape[:2], bool)
+    half[:, :35] = True  # x < 2 mm: the ring's left side only
+    edge = image.copy()
+    edge[~half] = 0
+    assert marker_white_luma(edge, grid, 10.0) < 100  # mostly fill
+    assert marker_white_luma(edge, grid, 10.0, half) == pytest.approx(255, abs=3)
 
     def measured(rgb: np.ndarray, name: str):
         path = write_jpeg(tmp_path / name / "D0" / "U1.jpg", rgb)

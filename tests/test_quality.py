@@ -356,3 +356,17 @@ def test_a_dark_neighbourhood_is_underexposed_only_where_the_marker_paper_is_dar
     crushed = skin.copy()
     crushed[:30] = 0  # 60% of the neighbourhood at 0: detail lost whatever the paper shows
     assert exposure(crushed, 210.0) == [Flag.UNDEREXPOSED]
+
+
+def test_overexposed_is_the_neighbourhood_blown_to_white_not_one_saturated_channel() -> None:
+    """A vivid red bed on light skin saturates the red channel in a well-exposed photo; green
+    and blue still draw the edge. "Any channel >= 250" flagged such photos, measured better
+    than the rest on the end-to-end benchmark."""
+    valid = np.ones((50, 50), bool)
+    vivid = np.full((50, 50, 3), (255, 120, 100), np.uint8)  # luma ~160: red clipped only
+    assert Flag.OVEREXPOSED not in image_flags(vivid, valid, CFG)
+    blown = vivid.copy()
+    blown[:30] = (252, 251, 250)  # 60% white
+    assert Flag.OVEREXPOSED in image_flags(blown, valid, CFG)
+    blown[:30] = (255, 255, 240)  # one channel short of white: not blown out
+    assert Flag.OVEREXPOSED not in image_flags(blown, valid, CFG)

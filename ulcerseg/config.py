@@ -190,8 +190,9 @@ class QualityConfig:
     search_site_radius_mm: NonNegative = 20.0
     min_search_coverage: Annotated[float, Check(ge=0, le=1)] = 0.75
     min_sharpness: NonNegative = 15.0  # variance of Laplacian in the rectified frame
-    # fraction of saturated pixels in the ulcer's neighbourhood; 0.5 because on the end-to-end
-    # benchmark clipping there did not predict area error (26% of photos exceeded 0.05)
+    # fraction of the ulcer's neighbourhood blown out to white (every channel >= 250; crushed
+    # to black: luma <= 5); 0.5 because on the end-to-end benchmark clipping there did not
+    # predict area error (26% of photos exceeded 0.05)
     max_clipped_fraction: Annotated[float, Check(ge=0, le=1)] = 0.5
     min_mean_luma: Annotated[float, Check(ge=0, le=255)] = 40.0
     # a neighbourhood darker than min_mean_luma is underexposed only where the marker's white

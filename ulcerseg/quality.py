@@ -33,6 +33,16 @@ def sharpness(gray: np.ndarray, valid: np.ndarray) -> float:
     return float(lap[inner].var()) if inner.any() else 0.0
 
 
+def blown_out_fraction(pixels: np.ndarray) -> float:
+    """Fraction of ``pixels`` (N x 3 RGB, uint8) blown out to white: every channel >= 250.
+
+    One saturated channel is not lost detail: the red channel of a vivid bed on light skin
+    clips in a well-exposed photo while green and blue still draw the edge (on the end-to-end
+    benchmark, "any channel" flagged 4.8% of photos as overexposed, wrong 19% of them against
+    33% of the rest; "every channel" flags none of them)."""
+    return float(np.mean(pixels.min(axis=1) >= 250)) if len(pixels) else 0.0
+
+
 def image_flags(
     rgb: np.ndarray, valid: np.ndarray, config: QualityConfig, marker_white_luma: float | None = None
 ) -> list[str]:
@@ -51,7 +61,7 @@ def image_flags(
     if sharpness(gray, valid) < config.min_sharpness:
         flags.append(Flag.BLURRED)
     values = gray[valid]
-    clipped_hi = float(np.mean(rgb[valid].max(axis=1) >= 250))
+    clipped_hi = blown_out_fraction(rgb[valid])
     clipped_lo = float(np.mean(values <= 5))
     mean = float(values.mean())
     if clipped_hi > config.max_clipped_fraction or mean > config.max_mean_luma:
@@ -251,7 +261,7 @@ def quality_signals(
     seen = bool(region.any())
     return QualitySignals(
         sharpness=sharpness(gray, region) if seen else 0.0,
-        clipped_high=float(np.mean(rgb[region].max(axis=1) >= 250)) if seen else 0.0,
+        clipped_high=blown_out_fraction(rgb[region]) if seen else 0.0,
         clipped_low=float(np.mean(values <= 5)) if seen else 0.0,
         mean_luma=float(values.mean()) if seen else 0.0,
         mean_probability=measurement.mean_probability,

@@ -142,8 +142,9 @@ class QualitySignals:
     (``ulcerseg.quality``). Stored with each measurement as JSON (``Study.quality_signals``).
 
     Exposure and sharpness are measured in the ulcer's neighbourhood (rectified frame, 0-255
-    luma); ``band_ratio`` is (area at threshold - delta minus at + delta) / area (NaN without
-    an ulcer); ``boundary_margin`` the mean |probability - threshold| on the mask's boundary;
+    luma; ``clipped_high`` the fraction blown out to white, every channel >= 250, since 0.3.2);
+    ``band_ratio`` is (area at threshold - delta minus at + delta) / area (NaN without an ulcer);
+    ``boundary_margin`` the mean |probability - threshold| on the mask's boundary;
     ``ambiguity`` the second candidate's score over the best's; ``on_body`` the fraction of the
     mask on the skin mask; ``tta_disagreement`` 1 - Dice of the crop's and its mirror image's
     masks; ``search_coverage`` the fraction of the ulcer's site (a disc around the marker) in

@@ -172,11 +172,16 @@ def marker_white_gains(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -
     return (white.mean() / white).astype(np.float32)
 
 
-def marker_white_luma(image: np.ndarray, grid: RectifiedGrid, side_mm: float) -> float | None:
+def marker_white_luma(
+    image: np.ndarray, grid: RectifiedGrid, side_mm: float, valid: np.ndarray | None = None
+) -> float | None:
     """Median luma (0-255, clipped pixels included) of the marker's white quiet zone: the photo's
-    exposure on a surface of known reflectance, whatever the skin's tone. None when fewer than
-    20 of its pixels are in ``image``."""
+    exposure on a surface of known reflectance, whatever the skin's tone. ``valid``: the pixels
+    of ``image`` inside the photo (the rest is fill, never paper). None when fewer than 20 of
+    its pixels are seen."""
     ring = quiet_zone_ring(image, grid, side_mm)
+    if valid is not None:
+        ring &= valid
     if int(ring.sum()) < 20:
         return None
     return float(np.median(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[ring]))
@@ -257,7 +262,6 @@ def segment_photo(
     t0 = time.perf_counter()
     around_marker = rectify(source, h_source, coarse_grid)
     rectify_seconds = time.perf_counter() - t0
-    white_luma = marker_white_luma(around_marker, coarse_grid, side_mm)
     gains = None
     if config.white_balance == "marker":
         gains = marker_white_gains(around_marker, coarse_grid, side_mm)
@@ -267,6 +271,7 @@ def segment_photo(
     coarse = _run_on_grid(backend, coarse_proba, source, h_source, coarse_grid, side_mm, gains, config.tta,
                           around_marker)  # fmt: skip
     coarse.seconds["rectify"] += rectify_seconds
+    white_luma = marker_white_luma(around_marker, coarse_grid, side_mm, coarse.valid)
     if config.coarse_factor >= 1.0:  # one pass at full resolution: nothing to refine
         found = bool((coarse.probability >= config.coarse_threshold).any())
         return replace(coarse, found_candidates=found, marker_white_luma=white_luma)
