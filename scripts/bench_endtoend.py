@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+import ulcerseg
 from ulcerseg.config import PipelineConfig, QualityConfig, load_config, with_overrides
 from ulcerseg.errors import UlcersegError
 from ulcerseg.geometry import RectifiedGrid
@@ -209,7 +210,8 @@ def measure(
     The photos are given to ``measure_study`` as a manifest (a larger earlier run may have left
     more photos in the folder). The output folder is named by the model and config hashes, so
     a changed config measures again while an unchanged one reuses what it measured (signals
-    of photos measured before are kept in ``signals.csv``).
+    of photos measured before are kept in ``signals.csv``), unless another ulcerseg version
+    measured it: then ``measure`` measures every photo again, as it does for a study.
     """
     backend = backend or open_model(config)
     ran = effective_config(config, backend.card, getattr(backend, "coarse_network", "full"))
@@ -218,7 +220,11 @@ def measure(
     if run_dir.exists() and not signals_path.is_file():
         shutil.rmtree(run_dir)  # an interrupted run: its photos' signals were lost
     old = pd.read_csv(signals_path) if signals_path.is_file() else pd.DataFrame({"file": []})
-    if set(files) - set(old["file"]):
+    table = run_dir / "measurements.csv"
+    versions = set(pd.read_csv(table)["package_version"].astype(str)) if table.is_file() else set()
+    if versions - {ulcerseg.__version__}:
+        print(f"measure: {run_dir} was measured by ulcerseg {', '.join(sorted(versions))}: measuring again")
+    if set(files) - set(old["file"]) or versions - {ulcerseg.__version__}:
         manifest = study / f"_bench_{len(files)}.csv"
         rows = [{"subject": f.split("/")[0], "ulcer": Path(f).stem, "visit": f.split("/")[1], "path": f}
                 for f in files]  # fmt: skip

@@ -124,6 +124,15 @@ def test_benchmark_end_to_end_on_two_small_photos(tmp_path: Path, monkeypatch, c
     bench.run_benchmark(data, str(model), out, 2, 0, PipelineConfig(), **kwargs)
     printed = capsys.readouterr().out
     assert "0 generated, 2 reused" in printed and "measure: reused" in printed
+    # another ulcerseg version (the same config and model): its figures are not this one's
+    import ulcerseg.pipeline
+
+    for module in (bench.ulcerseg, ulcerseg.pipeline):
+        monkeypatch.setattr(module, "__version__", "0.0.0-other")
+    again = bench.run_benchmark(data, str(model), out, 2, 0, PipelineConfig(), **kwargs)
+    printed = capsys.readouterr().out
+    assert "measuring again" in printed and "measure: 2 measured" in printed
+    assert set(again["package_version"]) == {"0.0.0-other"}
     summary = bench.summarize(df)
     assert summary.n == 2 and summary.found_rate == 1.0 and summary.n_wrong == 0
     median, low, high = bench.scale_error_pct(df)  # the marker's scale against the camera's
