@@ -57,6 +57,7 @@ def make_photo(
     marker_id: int = 0,
     view_centre_mm: tuple[float, float] = (5.0, 5.0),
     skin_rgb: tuple[int, int, int] = (205, 160, 140),
+    ulcer_rgb: tuple[int, int, int] = (170, 30, 35),
 ) -> TestPhoto:
     """A flat scene on the marker plane: skin-coloured card, 10 mm ArUco marker, red ulcer.
 
@@ -79,7 +80,7 @@ def make_photo(
     centre_px = (round((cx - lo[0]) * p * 16), round((cy - lo[1]) * p * 16))
     axes = (round(ulcer_radius_mm[0] * p * 16), round(ulcer_radius_mm[1] * p * 16))
     cv2.ellipse(ulcer, centre_px, axes, 20, 0, 360, 1, -1, cv2.LINE_8, shift=4)
-    plane[ulcer > 0] = (170, 30, 35)
+    plane[ulcer > 0] = ulcer_rgb
     true_area = float(np.count_nonzero(ulcer)) / p**2
     # plane raster: pixel (i, j) centre is mm lo + (i + 0.5) / p  -> edges align with mm grid
     plane_to_mm = np.array([[1 / p, 0, lo[0]], [0, 1 / p, lo[1]], [0, 0, 1.0]])

@@ -419,6 +419,43 @@ def test_the_marker_paper_is_the_exposure_reference_so_dark_skin_is_not_underexp
     assert Flag.UNDEREXPOSED in dim.flags
 
 
+class _DarkBackend(RednessBackend):
+    """Sees dark pixels (luma below 28) as the ulcer: a network that outlines black eschar."""
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        luma = tiles.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return (1.0 / (1.0 + np.exp(np.clip((luma - 28.0) / 2.0, -50, 50)))).astype(np.float32)
+
+
+def test_eschar_on_deeply_pigmented_skin_is_a_dark_bed_by_the_marker_paper(tmp_path: Path) -> None:
+    """Black eschar (L* ~8) on dark skin (L* ~14) is not "far darker" than the skin; it is far
+    darker than the marker's white paper, which the pipeline passes to the dark-bed rule."""
+    from dataclasses import replace
+
+    from ulcerseg.pipeline import PhotoMeasurer, load_photo
+    from ulcerseg.records import Flag, PhotoRecord
+
+    photo = make_photo(px_per_mm=14, size=(800, 600), skin_rgb=(50, 32, 25), ulcer_rgb=(25, 20, 18),
+                       ulcer_radius_mm=(3.0, 2.5))  # fmt: skip
+    path = write_jpeg(tmp_path / "S1" / "D0" / "U1.jpg", photo.rgb)
+    record = PhotoRecord(path, "S1", "U1", "D0", 0, sha256_bytes(path.read_bytes()))
+    config = PipelineConfig()
+
+    def measured(cfg: PipelineConfig):
+        result = PhotoMeasurer(cfg, _DarkBackend(tile_px=256)).measure(
+            record, tmp_path / "out", load_photo(record)
+        )
+        assert result.status == "measured" and result.signals is not None, result.messages
+        assert result.measurement is not None
+        assert result.measurement.area_mm2 == pytest.approx(photo.true_area_mm2, rel=0.15)
+        return result
+
+    with_paper = measured(config)
+    assert with_paper.signals.dark_bed_fraction > 0.9 and Flag.DARK_BED in with_paper.flags
+    skin_only = measured(replace(config, quality=replace(config.quality, dark_bed_paper_ratio=0.0)))
+    assert skin_only.signals.dark_bed_fraction < 0.5 and Flag.DARK_BED not in skin_only.flags
+
+
 class _BlindToSmallBackend(RednessBackend):
     """Sees red blobs only from ``min_px`` pixels up, as the real network misses a small ulcer
     at the coarse scale that it sees at its own px/mm."""
