@@ -770,6 +770,12 @@ def test_the_adjudication_view_draws_a_reading_only_where_its_outline_lies(serve
     later = replace(acc, area_mm2=(acc.area_mm2 or 0) + 1)
     (shown,) = ReviewViews(study["out"]).view_json(later, readings=[accepted])["readings"]
     assert shown["contours"] == [] and "measured again" in shown["outline_note"]
+    # a healed rejection stands for the proposal; a photo not assessable has no outline
+    rejected = {**accepted, "action": "reject_healed"}
+    not_assessable = {**accepted, "action": "not_assessable"}
+    shown = ReviewViews(study["out"]).view_json(later, readings=[rejected, not_assessable])["readings"]
+    assert shown[0]["contours"] == view["contours"] and shown[0]["outline_note"] is None
+    assert shown[1]["contours"] == [] and shown[1]["outline_note"] is None
 
 
 def _measured_again(study: dict, item: ReviewItem, area_mm2: float) -> None:
