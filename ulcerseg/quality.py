@@ -184,18 +184,19 @@ def dark_bed_fraction(
     m = mask.astype(bool)
     if not m.any():
         return 0.0
-    dark = np.zeros(int(m.sum()), bool)
+    paper = paper_luma if paper_luma is not None and math.isfinite(paper_luma) and paper_ratio > 0 else None
     # px distance to the mask (one transform: ~3x faster than two 3-mm dilations)
     outside = (~m).astype(np.uint8)
     distance = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     ring = (distance > 1.0 * px_per_mm) & (distance <= 3.0 * px_per_mm) & region
+    if not ring.any() and paper is None:
+        return 0.0
+    dark = np.zeros(int(m.sum()), bool)
     if ring.any():
         lightness = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0]  # L* x 255/100: ratios are unaffected
         dark |= lightness[m] < luma_ratio * float(np.median(lightness[ring]))
-    elif paper_luma is None or not math.isfinite(paper_luma) or paper_ratio <= 0:
-        return 0.0
-    if paper_luma is not None and math.isfinite(paper_luma) and paper_ratio > 0:
-        dark |= cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[m] < paper_ratio * paper_luma
+    if paper is not None:
+        dark |= cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[m] < paper_ratio * paper
     return float(dark.mean())
 
 

@@ -37,6 +37,7 @@ from ulcerseg.imageio import decode_rgb, make_preview, read_mask, read_rgb, sha2
 from ulcerseg.review.blinding import encode_png_clean
 from ulcerseg.review.decisions import FRAME_KEY, accepted_outline_changed, outline_file, outline_file_problem
 from ulcerseg.review.items import ManualItem, ReviewItem, inside_out_dir
+from ulcerseg.review.rules import Action
 from ulcerseg.store import DB_NAME, connect
 from ulcerseg.store.review import decision_details
 from ulcerseg.store.study import PhotoSource, photo_source
@@ -130,7 +131,7 @@ def _read_mask(path: Path | None) -> np.ndarray | None:
 
 
 def reading_outline(
-    out_dir: Path, decision: dict[str, Any], item: ReviewItem
+    out_dir: Path, decision: dict[str, Any], item: ReviewItem, proposed: np.ndarray | None
 ) -> tuple[np.ndarray | None, str | None]:
     """(model-frame mask, None) of the outline a reader's decision stands for, or (None, why
     it is not shown) when it cannot be drawn on ``item``'s current frame.
@@ -140,16 +141,17 @@ def reading_outline(
     since, and the pixels lie elsewhere) and the file still has its recorded SHA-256. An accept
     without a kept copy (before 0.3.1) is the current proposal only while the photo's area is
     the accepted one; a healed rejection is the proposal. Other actions have no outline.
+    ``proposed``: the item's automated mask (:meth:`ReviewItem.proposed_mask`, read once).
     """
     action = decision.get("action")
-    if action == "reject_healed":
-        return item.proposed_mask(), None
-    if action not in ("accept", "correct"):
+    if action == Action.REJECT_HEALED:
+        return proposed, None
+    if action not in (Action.ACCEPT, Action.CORRECT):
         return None, None
-    if action == "accept" and outline_file(decision) is None:
+    if action == Action.ACCEPT and outline_file(decision) is None:
         if accepted_outline_changed(decision, {"area_mm2": item.area_mm2}):
             return None, "outline not kept (accepted before 0.3.1) and the photo was measured again since"
-        return item.proposed_mask(), None
+        return proposed, None
     recorded = decision_details(decision).get(FRAME_KEY)
     if recorded is not None and recorded != item.frame():
         return None, "outline drawn on another rectified frame (the photo was measured again since)"
@@ -270,7 +272,8 @@ class ReviewViews:
             }
         frame = self.frame(item)
         f = frame.factor
-        proposal = _contours(_read_mask(item.mask_path), f)
+        proposed = item.proposed_mask()
+        proposal = _contours(proposed, f)
         photo = self.photo_view(item) if frame.photo_path is not None else None
         out: dict[str, Any] = {
             "key": item.key,
@@ -290,7 +293,7 @@ class ReviewViews:
         if readings is not None:
             shown = []
             for r in readings:
-                mask, note = reading_outline(self.out_dir, r, item)
+                mask, note = reading_outline(self.out_dir, r, item, proposed)
                 shown.append({k: r.get(k) for k in ("assessor", "action", "area_after_mm2")})
                 shown[-1]["contours"] = _contours(mask, f)
                 shown[-1]["outline_note"] = note
