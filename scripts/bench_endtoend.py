@@ -115,6 +115,15 @@ def choose_stems(held: Sequence[str], n: int, seed: int) -> list[str]:
     return [str(order[i % len(order)]) for i in range(n)]
 
 
+SKIN_TONES: dict[str, tuple[float, float | None]] = {
+    "dark": (2.0, None),  # the training's step: faded over 2 source px, the bed takes 10-40%
+    "dark-sharp-edge": (0.0, None),  # the change steps at the traced edge (draws the tracing)
+    "dark-bed-own": (2.0, 0.0),  # the bed keeps its colour; only the skin darkens
+    "dark-sharp-edge-bed-own": (0.0, 0.0),
+}
+"""``--skin-tone``: (edge_sigma_px, bed_share) of ``shift_skin_tone`` at the deeply pigmented gains."""
+
+
 def generate(
     data: Path,
     stems: Sequence[str],
@@ -130,8 +139,10 @@ def generate(
     ``size``: photo (W, H) px, 12 MP by default. ``wound_centre``: a tissue of
     ``ulcerseg.training.appearance.WOUND_TISSUES`` that each wound's centre is turned to before
     rendering, a rim of its own bed kept (the same photos otherwise: camera, light, background).
-    ``skin_tone``: ``"dark"`` turns the source photo's skin deeply pigmented before rendering
-    (:func:`ulcerseg.training.appearance.shift_skin_tone`; the bed takes a fraction of it).
+    ``skin_tone``: a key of :data:`SKIN_TONES`: ``"dark"`` turns the source photo's skin deeply
+    pigmented before rendering (:func:`ulcerseg.training.appearance.shift_skin_tone`: the bed
+    takes a fraction of it, faded over 2 source px at the traced edge); the other keys vary that
+    edge and that fraction, to tell the rendering's share of an error from the model's.
     """
     centre = wound_centre or "none"
     tone = skin_tone or "own"
@@ -162,8 +173,10 @@ def generate(
             raise BenchError(f"{stem}: not in the model's held-out split")
         sample = by_stem[stem]
         rgb, mask = read_image(sample.image_path), read_mask(sample.mask_path)
-        if skin_tone == "dark":  # its own generator too, applied before the centre's tissue
-            rgb = shift_skin_tone(rgb, mask, np.random.default_rng([ps, 2]), DEEPLY_PIGMENTED)
+        if skin_tone is not None:  # its own generator too, applied before the centre's tissue
+            edge_sigma_px, bed_share = SKIN_TONES[skin_tone]
+            rgb = shift_skin_tone(rgb, mask, np.random.default_rng([ps, 2]), DEEPLY_PIGMENTED,
+                                  edge_sigma_px, bed_share)  # fmt: skip
         if wound_centre is not None:  # its own generator: the render's draws stay the default's
             rgb = recolour_centre(rgb, mask, np.random.default_rng([ps, 1]), wound_centre)
         photo = render_wound_photo(rgb, mask, np.random.default_rng(ps), config)
@@ -919,9 +932,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wound-centre", choices=sorted(WOUND_TISSUES), default=None,
                         help="turn each wound's centre to this tissue, a rim of its own bed kept "
                         "(eschar: the mixed bed of an ischemic ulcer); use its own --out")  # fmt: skip
-    parser.add_argument("--skin-tone", choices=["dark"], default=None,
-                        help="turn the skin around each wound deeply pigmented (the bed takes a "
-                        "fraction of it); use its own --out")  # fmt: skip
+    parser.add_argument("--skin-tone", choices=list(SKIN_TONES), default=None,
+                        help="turn the skin around each wound deeply pigmented (dark: the bed takes a "
+                        "fraction of it, faded over 2 source px at the traced edge; the others vary "
+                        "that edge and fraction); use its own --out")  # fmt: skip
     parser.add_argument("--compare-to", type=Path, default=None, metavar="BEFORE_CSV",
                         help="paired comparison of this run with an earlier per_photo.csv")  # fmt: skip
     parser.add_argument("--change-against", type=Path, default=None, metavar="POOL_CSV",

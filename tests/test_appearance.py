@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -122,6 +123,23 @@ def test_skin_tone_changes_the_skin_more_than_the_wound_bed() -> None:
         assert np.all(np.abs(bed_gain - 1) <= 0.45 * np.abs(skin_gain - 1) + 0.02)
         # melanin absorbs blue most: blue falls relative to red on skin
         assert skin_gain[2] < skin_gain[0]
+
+
+def test_skin_tone_edge_and_bed_share_vary_only_what_they_name() -> None:
+    """``edge_sigma_px=0``: the change steps at the mask's edge; ``bed_share=0``: the bed keeps
+    its colour; the skin far from the edge gets the same gains either way (same draws)."""
+    image, mask = _scene()
+    bed = mask > 0
+    default = ap.shift_skin_tone(image, mask, np.random.default_rng(3), ap.DEEPLY_PIGMENTED)
+    own_bed = ap.shift_skin_tone(image, mask, np.random.default_rng(3), ap.DEEPLY_PIGMENTED, 0.0, 0.0)
+    np.testing.assert_array_equal(own_bed[bed], image[bed])  # up to the edge's last pixel
+    assert np.any(default[bed] != image[bed])
+    skin = (slice(0, 10), slice(0, 10))
+    np.testing.assert_array_equal(own_bed[skin], default[skin])
+    step_edge = ap.shift_skin_tone(image, mask, np.random.default_rng(3), ap.DEEPLY_PIGMENTED, 0.0)
+    ring = cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(bool) & ~bed  # skin touching the bed
+    np.testing.assert_array_equal(step_edge[ring], own_bed[ring])  # the full skin change there
+    assert np.any(default[ring] != own_bed[ring])  # faded there by default
 
 
 def test_recolour_centre_keeps_a_rim_of_the_original_bed() -> None:

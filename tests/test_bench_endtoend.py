@@ -198,6 +198,13 @@ def test_a_dark_skin_condition_renders_the_same_photos_with_pigmented_skin(tmp_p
         changed = np.abs(after - plain[f].astype(int)).max(axis=2) > 20
         assert changed.sum() > 500  # the skin of the wound's crop
         assert after[changed].sum() < 0.75 * plain[f][changed].astype(int).sum()  # darker
+    dark_photos = {f: cv2.imread(str(out / "study" / f)) for f in dark["file"]}
+    variant = bench.generate(data, ["a1", "b2"], {"a1", "b2"}, out, 0, (1200, 900),
+                             skin_tone="dark-sharp-edge-bed-own")  # fmt: skip
+    assert list(variant["skin_tone"]) == ["dark-sharp-edge-bed-own"] * 2  # its own cache key
+    pd.testing.assert_frame_equal(variant[same], default[same])
+    for f in variant["file"]:  # rendered anew, not the "dark" photos reused
+        assert not np.array_equal(cv2.imread(str(out / "study" / f)), dark_photos[f])
     again = bench.generate(data, ["a1", "b2"], {"a1", "b2"}, out, 0, (1200, 900))
     assert list(again["skin_tone"]) == ["own"] * 2
     assert all(np.array_equal(cv2.imread(str(out / "study" / f)), plain[f]) for f in again["file"])

@@ -228,16 +228,22 @@ def shift_skin_tone(
     mask: np.ndarray,
     rng: np.random.Generator,
     darken: tuple[float, float] = (0.3, 1.15),
+    edge_sigma_px: float = 2.0,
+    bed_share: float | None = None,
 ) -> np.ndarray:
     """Darker (down to deeply pigmented) or lighter skin; the wound bed changes less.
 
     Pigmentation multiplies the channels unevenly (melanin absorbs blue most); the wound bed,
     which has no epidermis, takes only a fraction of the change. ``darken``: the range of the
     overall gain (1: the photo's own tone; :data:`DEEPLY_PIGMENTED` for dark skin only).
+    ``edge_sigma_px``: the Gaussian over which the change fades at the bed's edge (px of
+    ``image``; 0: a step at the mask's edge); ``bed_share``: the fraction of the change the bed
+    takes (None: drawn from 0.1-0.4; drawn in any case, so the other draws stay the same).
     """
     darken_gain = float(rng.uniform(*darken))
     gains = darken_gain * np.array([1.0, rng.uniform(0.78, 0.95), rng.uniform(0.6, 0.9)], np.float32)
-    w = np.where(mask > 0, float(rng.uniform(0.1, 0.4)), 1.0).astype(np.float32)
-    w = _feather(w, 2.0)[..., None]
+    share = float(rng.uniform(0.1, 0.4))
+    w = np.where(mask > 0, share if bed_share is None else bed_share, 1.0).astype(np.float32)
+    w = _feather(w, edge_sigma_px)[..., None]
     g = 1.0 + (gains[None, None, :] - 1.0) * w
     return np.clip(image.astype(np.float32) * g, 0, 255).astype(np.uint8)
