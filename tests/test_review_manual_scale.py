@@ -96,6 +96,7 @@ def test_manual_scale_measures_a_markerless_photo_within_3_percent(tmp_path: Pat
             {**body, "length_mm": -1},
             {**body, "length_mm": "10"},
             {**body, "polygon": [[1, 1], [2, 2]]},
+            {**body, "length_mm": 1000.0},  # 0.2 px/mm: a 12-MP photo 20 m wide (before: 200x the area)
         ):
             assert client.json("/api/manual-scale", bad)[0] == 400, bad
         # the manual-scale endpoint does not measure photos that have a rectified frame
@@ -136,6 +137,26 @@ def test_manual_area_is_exact_for_a_pixel_aligned_rectangle():
 
     got = manual_area([[0, 0], [0, 100]], 5.0, [[10, 10], [50, 10], [50, 30], [10, 30]], (640, 480))
     assert got["n_px"] == 40 * 20 and got["area_mm2"] == pytest.approx(800 * 0.05**2)
+
+
+def test_manual_area_refuses_a_scale_or_an_outline_no_finger_photo_has():
+    """Before: any scale with the points 5 px apart and a length up to 1000 mm, and any outline,
+    were saved: 1000 mm over 5 px outlined the whole photo as 7.7e10 mm², the visit's final value."""
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.review.decisions import MAX_MANUAL_AREA_MM2, manual_area
+
+    photo = [[0, 0], [1600, 0], [1600, 1200], [0, 1200]]
+    with pytest.raises(DecisionError, match=r"0\.005 px/mm .* check the two points and the length"):
+        manual_area([[0, 0], [5, 0]], 1000.0, photo, (1600, 1200))
+    with pytest.raises(DecisionError, match=r"1\.2e\+03 px/mm"):
+        manual_area([[0, 0], [600, 0]], 0.5, [[1, 1], [9, 1], [9, 9]], (1600, 1200))
+    # 10 px/mm (1 mm over 10 px) is a plausible scale; the whole 160 x 120 mm photo is no ulcer
+    with pytest.raises(DecisionError, match="more than 2500 mm²"):
+        manual_area([[0, 0], [10, 0]], 1.0, photo, (1600, 1200))
+    side = int((MAX_MANUAL_AREA_MM2**0.5) * 10) - 1  # just under the cap, in px at 10 px/mm
+    square = [[0, 0], [side, 0], [side, side], [0, side]]
+    assert manual_area([[0, 0], [10, 0]], 1.0, square, (1600, 1200))["area_mm2"] <= MAX_MANUAL_AREA_MM2
+    assert manual_area([[0, 0], [5, 0]], 2.5, [[1, 1], [9, 1], [9, 9]], (1600, 1200))["mm_per_px"] == 0.5
 
 
 def test_manual_scale_outline_is_rasterised_outside_the_app_lock(tmp_path: Path, monkeypatch):

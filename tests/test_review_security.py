@@ -184,6 +184,38 @@ def test_a_lone_surrogate_in_a_text_field_is_400_not_500(served):
     assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
 
 
+def test_control_and_text_direction_characters_in_a_text_field_are_400(served):
+    # before: NUL, line breaks and a right-to-left override were stored in the audit trail as
+    # typed: its CSV looked binary to grep, and a reason could display otherwise than it reads
+    client, app, study = served
+    key = app.items[0].key
+    for reason in ("x\x00y", "line\nbreak", "\u202eevil", "tab\there", "x\x85y"):
+        body = {"key": key, "action": "not_assessable", "reason": reason, "confirm": True}
+        status, raw, _ = client.request("/api/decision", body)
+        assert status == 400 and "control or text-direction" in json.loads(raw)["error"], reason
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+    body = {"key": key, "action": "not_assessable", "reason": "nécrose, ulcère — 2 mm", "confirm": True}
+    assert client.request("/api/decision", body)[0] == 200  # text, accents and dashes are text
+
+
+def test_a_client_gone_before_its_error_reply_leaves_no_traceback(served, monkeypatch, capsys):
+    # before: the error reply to a client that had hung up raised BrokenPipeError out of the
+    # handler, and socketserver printed its traceback on the server's stderr
+    import ulcerseg.review.server as server
+
+    client, _app, _ = served
+
+    def gone(self, *args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(server._Handler, "_error", gone)
+    with pytest.raises((ConnectionError, OSError)):
+        client.request("/api/item/" + "0" * 16)  # a 404 whose reply cannot be sent
+    monkeypatch.undo()
+    _alive(client)
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_malformed_requests_get_json(served):
     client, _app, _ = served
     for raw in (
@@ -654,17 +686,27 @@ def test_a_login_link_does_not_silently_replace_another_readers_session(served):
         headers = {"Cookie": cookie_a, **({"Sec-Fetch-Site": fetch_site} if fetch_site else {})}
         status, page, set_cookie = _get(client.base, f"/?token={other.token}", headers)
         assert status == 409 and set_cookie is None, fetch_site
-        assert b"Another reader is logged in" in page and b'action="/login"' in page
+        why = b"came from another site" if fetch_site in ("cross-site", "same-site") else b"Another reader is"
+        assert why in page and b'action="/login"' in page
     # typed, pasted or bookmarked: the browser says so, and the reader may switch
     status, _, set_cookie = _get(
         client.base, f"/?token={other.token}", {"Cookie": cookie_a, "Sec-Fetch-Site": "none"}
     )
     assert status == 303 and other.token in set_cookie
-    # a browser with no session, or the same reader's link again: the login flow as before
-    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Cookie": cookie_a, "Sec-Fetch-Site": "cross-site"}):
+    # followed from another site, a browser sends no SameSite=Strict cookie, so the server
+    # cannot see a session it would replace: never a direct login (before: logged in, and a
+    # link on another site replaced the reader's session unseen)
+    for fetch_site in ("cross-site", "same-site"):
+        status, page, set_cookie = _get(client.base, f"/?token={other.token}", {"Sec-Fetch-Site": fetch_site})
+        assert status == 409 and set_cookie is None, fetch_site
+        assert b"came from another site" in page and b"<strong>Dr B</strong>" in page
+        assert b'action="/login"' in page
+    # a browser with no session, or the same reader's link again from this server's pages: as before
+    same_origin = {"Sec-Fetch-Site": "same-origin"}
+    for headers in ({}, same_origin, {"Cookie": cookie_a, **same_origin}):
         token = client.token if "Cookie" in headers else other.token
         status, _, set_cookie = _get(client.base, f"/?token={token}", headers)
-        assert status == 303 and token in set_cookie
+        assert status == 303 and token in set_cookie, headers
     # the page's button: a same-origin form POST /login with the link's token
     page = _get(client.base, f"/?token={other.token}", {"Cookie": cookie_a})[1].decode()
     assert f'value="{html.escape(other.token)}"' in page

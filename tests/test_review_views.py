@@ -270,3 +270,23 @@ def test_a_corrected_mask_png_counts_opaque_bright_pixels_only():
     buf = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
     assert mask_from_png(buf.getvalue(), (1, 3)).tolist() == [[True, False, False]]
+
+
+def test_a_16_bit_grey_mask_png_is_refused_not_clipped():
+    """Pillow converts 16-bit grey by clipping at 255, not scaling: a visually black mask (200 of
+    65535) read as all ulcer (before). It is refused; 16-bit RGB, which Pillow scales, is read."""
+    import cv2
+
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.review.masks import mask_from_png
+
+    grey = io.BytesIO()
+    Image.fromarray(np.full((2, 3), 200, np.uint16)).save(grey, format="PNG")
+    with pytest.raises(DecisionError, match="I;16 PNG; save it with 8 bits"):
+        mask_from_png(grey.getvalue(), (2, 3))
+    rgb16 = np.zeros((2, 3, 3), np.uint16)
+    rgb16[0, 0] = 65535
+    rgb16[1, 1] = 200
+    ok, png = cv2.imencode(".png", rgb16)
+    assert ok
+    assert mask_from_png(png.tobytes(), (2, 3)).tolist() == [[True, False, False], [False, False, False]]

@@ -438,6 +438,15 @@ def undo_last(
 MIN_SCALE_PX = 5.0
 """Two scale points closer than this (px) are refused: the scale would be meaningless."""
 
+MANUAL_PX_PER_MM = (2.0, 1000.0)
+"""A hand-set scale outside this range (px per mm) is refused: at 2 px/mm a 12-MP photo spans
+2 m, at 1000 it spans 4 mm; neither is a photo of a finger, so the points or the length are wrong
+(a marker photo is already ``low_resolution`` below 8)."""
+
+MAX_MANUAL_AREA_MM2 = 2500.0
+"""A manual outline larger than this (mm², 25 cm²) is refused: more than the skin of a whole
+finger, so not one digital ulcer."""
+
 
 def manual_area(
     points: Sequence[Sequence[float]],
@@ -458,6 +467,13 @@ def manual_area(
         raise DecisionError(f"the two scale points are {dist:.1f} px apart; need at least {MIN_SCALE_PX:g}")
     if not (math.isfinite(length_mm) and 0.0 < length_mm <= 1000.0):
         raise DecisionError("length_mm must be a number in (0, 1000]")
+    px_per_mm = dist / length_mm
+    low, high = MANUAL_PX_PER_MM
+    if not low <= px_per_mm <= high:
+        raise DecisionError(
+            f"the scale is {px_per_mm:.3g} px/mm ({length_mm:g} mm over {dist:.1f} px); a photo of a finger "
+            f"is {low:g}-{high:g} px/mm: check the two points and the length"
+        )
     pts = np.asarray(polygon, dtype=np.float64)
     w, h = frame
     u0, v0 = max(0, int(np.floor(pts[:, 0].min()))), max(0, int(np.floor(pts[:, 1].min())))
@@ -465,8 +481,14 @@ def manual_area(
     local = mask_from_polygon((pts - [u0, v0]).tolist(), (max(1, v1 - v0), max(1, u1 - u0)))
     n_px = int(np.count_nonzero(local))
     mm_per_px = length_mm / dist
+    area_mm2 = n_px * mm_per_px**2
+    if area_mm2 > MAX_MANUAL_AREA_MM2:
+        raise DecisionError(
+            f"the outline is {area_mm2:.0f} mm², more than {MAX_MANUAL_AREA_MM2:g} mm² (the skin of a "
+            "whole finger): outline the ulcer only, or check the scale"
+        )
     return {
-        "area_mm2": n_px * mm_per_px**2,
+        "area_mm2": area_mm2,
         "n_px": n_px,
         "mm_per_px": mm_per_px,
         "scale_source": "manual",

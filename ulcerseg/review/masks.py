@@ -25,6 +25,10 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+_MASK_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA"})
+"""Pillow modes of a corrected mask PNG (8 bits per channel or fewer; 16-bit RGB opens as RGB)."""
+
+
 def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """Boolean mask (H, W) from PNG bytes: opaque bright pixels (alpha and luma >= 128) are ulcer.
 
@@ -42,11 +46,16 @@ def mask_from_png(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            rgba = np.asarray(im.convert("RGBA"))
+            mode = im.mode
+            rgba = np.asarray(im.convert("RGBA")) if mode in _MASK_MODES else None
     except (OSError, ValueError, SyntaxError):
         # Pillow's message can hold an object repr with a memory address: it stays here (a
         # broken chunk header is a SyntaxError to Pillow)
         raise DecisionError("corrected mask is not a readable PNG") from None
+    if rgba is None:
+        # a 16-bit grey PNG would be clipped at 255, not scaled, by the conversion: every pixel
+        # above 128 of 65535 (visually black) would be ulcer
+        raise DecisionError(f"corrected mask is a {mode} PNG; save it with 8 bits per channel")
     if rgba.shape[:2] != tuple(shape):
         raise DecisionError(
             f"corrected mask is {rgba.shape[1]}x{rgba.shape[0]} px, the rectified frame is "

@@ -10,8 +10,11 @@ Security model:
   reader's identity is the token's: an ``assessor`` field in a request body is ignored;
 - a login link does not replace another reader's valid session cookie unless the browser says
   it was typed, pasted or bookmarked (``Sec-Fetch-Site: none``): a link on another site could
-  otherwise switch who is recorded. It is answered with a 409 page instead, whose button logs
-  in explicitly (a same-origin form ``POST /login``);
+  otherwise switch who is recorded. A link followed from another site (``Sec-Fetch-Site:
+  cross-site`` or ``same-site``) never logs in directly either: the browser does not send the
+  SameSite=Strict cookie with it, so the server cannot see whose session it would replace. Both
+  are answered with a 409 page instead, naming the link's reader, whose button logs in
+  explicitly (a same-origin form ``POST /login``);
 - state-changing requests need ``Content-Type: application/json`` (else 415; the login form
   is form-encoded) and an Origin (or Referer) that is this server (else 403);
 - every field is checked for type and range; the body is capped (413), a corrected mask's
@@ -271,7 +274,14 @@ def _str_field(body: dict[str, Any], name: str, max_len: int, required: bool = F
         value.encode("utf-8")  # a JSON escape "\ud800" is a lone surrogate: no text, no SQLite value
     except UnicodeEncodeError:
         raise HttpError(400, f"{name} is not valid text") from None
+    if _HIDDEN_CHARACTERS.search(value):
+        # control characters (NUL, line breaks) and bidi overrides make the audit trail's text
+        # read otherwise than it was typed, or make its CSV look binary to grep
+        raise HttpError(400, f"{name} holds a control or text-direction character")
     return value
+
+
+_HIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def _bool_field(body: dict[str, Any], name: str) -> bool:
@@ -470,15 +480,20 @@ class _Handler(BaseHTTPRequestHandler):
         name = cookie_name(self.server.server_address[1])
         return cookie[name].value if name in cookie else None
 
-    def _switches_reader(self, reader: Reader) -> bool:
-        """True when a login link for ``reader`` would replace another reader's valid session
-        cookie and the browser did not say the link was typed or pasted (``Sec-Fetch-Site:
-        none``): followed from a page, it may be another site's doing."""
-        if self.headers.get("Sec-Fetch-Site", "").strip().lower() == "none":
-            return False
+    def _login_needs_click(self, reader: Reader) -> str | None:
+        """Why a login link for ``reader`` must not log in without a click on this server's own
+        page (None: it may). Typed, pasted or bookmarked (``Sec-Fetch-Site: none``) it may.
+        Followed from another site it may not: the browser leaves the SameSite=Strict cookie out
+        of such a request, so another reader's session would be replaced unseen. Otherwise it
+        may unless it replaces another reader's valid session cookie."""
+        fetch_site = self.headers.get("Sec-Fetch-Site", "").strip().lower()
+        if fetch_site == "none":
+            return None
+        if fetch_site in ("cross-site", "same-site"):
+            return "from_another_site"
         cookie = self._cookie_token()
         current = self.app.reader(cookie) if cookie else None
-        return current is not None and current.name != reader.name
+        return "another_reader" if current is not None and current.name != reader.name else None
 
     def _authenticate(self, query: dict[str, list[str]], login: bool) -> tuple[Reader, str | None]:
         """The reader of the first valid token, and the token when it came as ``?token=``."""
@@ -572,14 +587,14 @@ class _Handler(BaseHTTPRequestHandler):
         except HttpError as err:
             if method != "GET":
                 self.close_connection = True  # a refused body may be unread
-            self._error(err.status, err.message, **err.extra)
+            self._error_quietly(err.status, err.message, **err.extra)
         except NeedsConfirmation as err:
-            self._error(409, "needs_confirmation", message=str(err), changes=err.changes)
+            self._error_quietly(409, "needs_confirmation", message=str(err), changes=err.changes)
         except DecisionError as err:
-            self._error(400, str(err))
+            self._error_quietly(400, str(err))
         except UlcersegError as err:  # details (file paths: subject IDs) go to the log only
             log.warning("review request %s %s failed: %s", method, _redacted(self.path[:200]), err)
-            self._error(500, "request failed (see the server log)")
+            self._error_quietly(500, "request failed (see the server log)")
         except (TimeoutError, ConnectionError, BrokenPipeError):
             self.close_connection = True
         except Exception:  # the client gets JSON, the log the traceback, and the server stays up
@@ -587,6 +602,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self._error(500, "internal error (see the server log)")
+
+    def _error_quietly(self, status: int, error_text: str, /, **extra: Any) -> None:
+        """The error reply, unless the client has gone (no traceback on the server's stderr)."""
+        try:
+            self._error(status, error_text, **extra)
+        except OSError:  # BrokenPipeError, ConnectionResetError: nobody to tell
+            self.close_connection = True
 
     def _handle(self, method: str) -> None:
         parts = urlsplit(self.path)
@@ -609,9 +631,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(404, "not found")
         handler, rest = found
         if login_token is not None:
-            if self._switches_reader(self.reader):
-                page = _SWITCH_PAGE.replace("{token}", html.escape(login_token, quote=True))
-                self._send(409, page.encode(), "text/html; charset=utf-8")
+            why = self._login_needs_click(self.reader)
+            if why is not None:
+                self._send(409, _login_page(why, self.reader.name, login_token), "text/html; charset=utf-8")
                 return
             self._set_cookie(login_token, parts.path)
             return
@@ -649,21 +671,39 @@ class _Handler(BaseHTTPRequestHandler):
         return self.reader.name
 
 
-_SWITCH_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Another reader is logged in</title></head>
+_LOGIN_REASONS = {
+    "another_reader": (
+        "Another reader is logged in in this browser",
+        "This login link was opened from a page, so it does not replace the reader now logged in: "
+        "every decision is recorded under one reader's name, and a link on another site must not "
+        "change whose. Nothing has changed.",
+    ),
+    "from_another_site": (
+        "This login link came from another site",
+        "A link followed from another site does not log in by itself: the browser hides from this "
+        "server whether another reader is logged in here, and every decision is recorded under one "
+        "reader's name. Nothing has changed.",
+    ),
+}
+
+
+def _login_page(why: str, reader_name: str, token: str) -> bytes:
+    """The 409 page of a login link that needs a click (``why``: a key of ``_LOGIN_REASONS``)."""
+    title, text = (html.escape(part) for part in _LOGIN_REASONS[why])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
 <body>
-<h1>Another reader is logged in in this browser</h1>
-<p>This login link was opened from a page, so it does not replace the reader now logged in:
-every decision is recorded under one reader's name, and a link on another site must not
-change whose. Nothing has changed.</p>
-<p>If this is your personal link and you mean to review now, log in explicitly; the other
-reader is then logged out of this browser.</p>
+<h1>{title}</h1>
+<p>{text}</p>
+<p>This link logs in <strong>{html.escape(reader_name)}</strong>. If it is your personal link
+and you mean to review now, log in explicitly; any other reader is then logged out of this
+browser.</p>
 <form method="post" action="/login">
-<input type="hidden" name="token" value="{token}">
+<input type="hidden" name="token" value="{html.escape(token, quote=True)}">
 <button type="submit">Log in with this link</button>
 </form>
 </body></html>
-"""
+""".encode()
 
 
 # --- handlers ---------------------------------------------------------------------------------
