@@ -67,6 +67,23 @@ def good_jpeg(i: int = 0) -> bytes:
     return _encode(make_photo(ulcer_offset_mm=(18.0, 6.0 + i)).rgb, quality=92)
 
 
+def damaged_jpeg(i: int) -> bytes:
+    """:func:`good_jpeg` with three bytes in the middle of its entropy-coded data replaced."""
+    data = bytearray(good_jpeg(i))
+    scan = data.index(b"\xff\xda")
+    middle = (scan + len(data)) // 2
+    data[middle : middle + 3] = b"\x83\xee\x7d"
+    return bytes(data)
+
+
+def stray_bytes_jpeg(i: int) -> bytes:
+    """:func:`good_jpeg` with three stray bytes before its scan's marker (libjpeg: "extraneous
+    bytes before marker 0xda", no pixel lost)."""
+    data = good_jpeg(i)
+    scan = data.index(b"\xff\xda")
+    return data[:scan] + b"\x00\x11\x22" + data[scan:]
+
+
 @cache
 def _no_ulcer_rgb() -> np.ndarray:
     return make_photo(ulcer_offset_mm=(300.0, 300.0)).rgb
@@ -163,6 +180,11 @@ FILE_CASES: dict[str, tuple[str, Callable[[], bytes], str]] = {
         "failed unreadable_file",
     ),
     "random_bytes_png": ("A04/D0/U1.png", lambda: bytes(range(256)) * 8, "failed unreadable_file"),
+    # three bytes damaged mid-scan: libjpeg only warned, and the photo was measured from an image
+    # of the damage (a sample photo -37%, no flag); since 0.3.3 unreadable
+    "jpeg_damaged_mid_scan": ("A45/D0/U1.jpg", lambda: damaged_jpeg(45), "failed unreadable_file"),
+    # bytes between two segments (some cameras write them): a harmless libjpeg warning
+    "jpeg_stray_bytes_before_scan": ("A46/D0/U1.jpg", lambda: stray_bytes_jpeg(46), "measured"),
     "png_signature_only": ("A05/D0/U1.png", lambda: b"\x89PNG\r\n\x1a\n", "failed unreadable_file"),
     "decompression_bomb_30000px": (
         "A06/D0/U1.png",

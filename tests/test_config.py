@@ -35,6 +35,9 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         # 100,000 threads made measure hang creating them
         ("segmentation:\n  threads: 100000\n", "segmentation.threads must be 1-256"),
         ("segmentation:\n  parallel_photos: 5000\n", "segmentation.parallel_photos must be 1-256"),
+        # 1000 px/mm asked OpenCV for 13 GB per photo (a traceback per photo); 1 px/mm found nothing
+        ("segmentation:\n  px_per_mm: 1000\n", "segmentation.px_per_mm must be 2-50 (or unset"),
+        ("segmentation:\n  px_per_mm: 1\n", "segmentation.px_per_mm must be 2-50 (or unset"),
     ],
 )
 def test_invalid_values_give_one_line_errors(tmp_path: Path, text: str, fragment: str) -> None:
@@ -139,7 +142,8 @@ def test_model_card_uses_the_config_validator(tmp_path: Path, caplog: pytest.Log
     assert "future_key" in caplog.text  # unknown keys of newer cards: logged, not fatal
     for change, fragment in [
         ({"px_per_mm": float("inf")}, "key 'px_per_mm': expected a finite number"),
-        ({"px_per_mm": 0}, "key 'px_per_mm': must be > 0"),
+        ({"px_per_mm": 0}, "key 'px_per_mm': must be >= 2"),
+        ({"px_per_mm": 1e6}, "key 'px_per_mm': must be <= 50"),
         ({"std": [0.2, 0.0, 0.2]}, "key 'std[1]': must be > 0"),
         ({"mean": [0.5, 0.5]}, "key 'mean': expected a list of 3 values"),
         ({"tile_px": "256"}, "key 'tile_px': expected an integer"),

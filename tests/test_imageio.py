@@ -408,3 +408,26 @@ def test_a_failed_png_write_keeps_the_previous_file_whole(tmp_path: Path, monkey
         write_png(path, np.zeros((20, 30), np.uint8))
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.png"]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_jpeg_decode_is_opencvs_for_every_orientation_and_reduction(mode: str) -> None:
+    """JPEGs are decoded by simplejpeg (which refuses damaged data) since 0.3.3: the pixels,
+    the EXIF orientation (valid, absent and invalid values) and the reduced sizes must be
+    exactly what ``cv2.imdecode`` gave, so that no measured area moves."""
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (75, 101, 3)).astype(np.uint8), (0, 0), 2)
+    reduced = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+               8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+    for orientation in (None, 1, 2, 3, 4, 5, 6, 7, 8, 9, 255):
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        buf = io.BytesIO()
+        Image.fromarray(base if mode == "RGB" else base[..., 0]).save(buf, "JPEG", exif=exif.tobytes())
+        data = buf.getvalue()
+        for reduction, flag in reduced.items():
+            got = decode_rgb(Path("x.jpg"), data, reduction)
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+            want = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if bgr.ndim == 3 else cv2.COLOR_GRAY2RGB)
+            assert got.shape == want.shape and np.array_equal(got, want), (orientation, reduction)

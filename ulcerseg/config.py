@@ -60,6 +60,7 @@ class Check:
 
 #: common constraints
 Positive = Annotated[float, Check(gt=0)]
+MIN_GRID_PX_PER_MM, MAX_GRID_PX_PER_MM = 2.0, 50.0  # the rectified grid's resolution, px/mm
 PositiveInt = Annotated[int, Check(ge=1)]
 NonNegative = Annotated[float, Check(ge=0)]
 
@@ -414,8 +415,12 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
             "segmentation.threshold must be between 0 and 1",
         ),
         (
-            cfg.segmentation.px_per_mm is None or cfg.segmentation.px_per_mm > 0,
-            "segmentation.px_per_mm must be > 0",
+            # a measured grid of the ulcer's site at 1000 px/mm asked for 13 GB per photo; below
+            # 2 px/mm an ulcer is a few px: every photo "no ulcer found"
+            cfg.segmentation.px_per_mm is None
+            or MIN_GRID_PX_PER_MM <= cfg.segmentation.px_per_mm <= MAX_GRID_PX_PER_MM,
+            f"segmentation.px_per_mm must be {MIN_GRID_PX_PER_MM:g}-{MAX_GRID_PX_PER_MM:g} "
+            "(or unset: the model's)",
         ),
         (0 < cfg.segmentation.coarse_factor <= 1, "segmentation.coarse_factor must be in (0, 1]"),
         (cfg.segmentation.search_radius_mm > 0, "segmentation.search_radius_mm must be > 0"),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ulcerseg.errors import ImageAccessError, ImageReadError
@@ -295,6 +296,10 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
         full = decode_rgb(path, data)
         size = (max(1, full.shape[1] // reduction), max(1, full.shape[0] // reduction))
         return cv2.resize(full, size, interpolation=cv2.INTER_LINEAR_EXACT)
+    if data[:2] == b"\xff\xd8":
+        checked = _decode_jpeg_checked(path, data, reduction)
+        if checked is not None:
+            return checked
     flags = _REDUCED_FLAGS[reduction]
     if _IMREAD_RGB is not None:  # the decoder writes RGB itself: the same pixels, no extra pass
         flags = (flags & ~cv2.IMREAD_COLOR) | _IMREAD_RGB
@@ -310,6 +315,62 @@ def decode_rgb(path: Path, data: bytes, reduction: int = 1) -> np.ndarray:
         raise ImageReadError(f"{path}: corrupt or truncated image (the JPEG data ends early: "
                              "its last rows decode as blank grey)")  # fmt: skip
     return image if _IMREAD_RGB is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+_HARMLESS_JPEG_WARNINGS = ("extraneous bytes before marker",)
+"""libjpeg warnings that lose no image data (bytes between segments, which some cameras write)."""
+
+
+def _decode_jpeg_checked(path: Path, data: bytes, reduction: int) -> np.ndarray | None:
+    """A YCbCr or grey JPEG decoded by libjpeg-turbo (simplejpeg), refusing damaged data.
+
+    libjpeg only warns about entropy-coded data that is damaged (a bad Huffman code, a segment
+    ended early, a missing restart marker), and fills what it could not decode with guesses:
+    OpenCV and Pillow then return an image of the damage (a shifted marker, a smeared ulcer)
+    without a word. Here a warning is an :class:`ImageReadError`, except the harmless kinds
+    (:data:`_HARMLESS_JPEG_WARNINGS`). The pixels, reduced decodes included, are OpenCV's (the
+    same libjpeg-turbo decode), the EXIF orientation applied as OpenCV applies it. None: not a
+    JPEG this decoder takes (CMYK, 12-bit, a header it cannot read) or one with a harmless
+    warning: the caller decodes it with OpenCV.
+    """
+    try:
+        height, width, colorspace, _subsampling = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if colorspace not in ("YCbCr", "Gray") or min(height, width) < 1:
+        return None
+    size = {"min_height": -(-height // reduction), "min_width": -(-width // reduction)}
+    try:
+        image = simplejpeg.decode_jpeg(data, "RGB", **size, strict=True)
+    except ValueError as err:
+        message = _one_line(err)
+        if any(kind in message for kind in _HARMLESS_JPEG_WARNINGS):
+            return None  # OpenCV decodes it as if the stray bytes were not there
+        raise ImageReadError(f"{path}: corrupt or truncated image ({message})") from None
+    return _exif_oriented(image, _jpeg_orientation(data))
+
+
+def _jpeg_orientation(data: bytes) -> object:
+    """The EXIF orientation OpenCV applies to these JPEG bytes (1 when unreadable)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                return _orientation(img)
+    except Exception:  # a header Pillow cannot parse has no orientation it could give
+        return 1
+
+
+def _exif_oriented(image: np.ndarray, orientation: object) -> np.ndarray:
+    """``image`` turned upright by an EXIF orientation, exactly as ``cv2.imdecode`` does (other
+    values than 2-8 leave it as stored)."""
+    if orientation in (5, 6, 7, 8):
+        image = cv2.transpose(image)
+    flip = _EXIF_FLIPS.get(orientation) if isinstance(orientation, int) else None
+    return np.ascontiguousarray(cv2.flip(image, flip) if flip is not None else image)
+
+
+_EXIF_FLIPS = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}  # cv2.flip codes after the transpose of 5-8
 
 
 def _decode_with_pillow(path: Path, data: bytes) -> np.ndarray:

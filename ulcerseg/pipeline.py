@@ -256,9 +256,10 @@ class PhotoMeasurer:
             result.flags.append(Flag.NO_MARKER)
             result.messages.append(f"{photo.path}: {err}")
         except Exception as err:  # one bad photo must never stop a batch
-            log.exception("unexpected error on %s", photo.path)
+            # one line for the user (an OpenCV message spans several); the traceback with -vv
+            log.debug("unexpected error on %s", photo.path, exc_info=True)
             result.flags.append(Flag.PROCESSING_ERROR)
-            result.messages.append(f"{photo.path}: {type(err).__name__}: {err}")
+            result.messages.append(f"{photo.path}: {type(err).__name__}: {' '.join(str(err).split())}")
         result.flags = sorted(set(map(str, result.flags)))
         return result, writer
 
@@ -416,11 +417,12 @@ def write_outputs(result: PhotoResult, writer: OutputWriter | None, out_dir: Pat
         result.flags = sorted({*result.flags, Flag.WRITE_ERROR})
         result.messages.append(f"{result.photo.path}: cannot write outputs ({err.strerror or err})")
     except Exception as err:  # e.g. the overlay on an odd geometry: one photo, never the batch
-        log.exception("writing the outputs of %s failed", result.photo.path)
+        log.debug("writing the outputs of %s failed", result.photo.path, exc_info=True)
         result.status = "failed"
         result.retryable = isinstance(err, MemoryError)
         result.flags = sorted({*result.flags, Flag.PROCESSING_ERROR})
-        result.messages.append(f"{result.photo.path}: cannot write outputs ({type(err).__name__}: {err})")
+        detail = " ".join(str(err).split())
+        result.messages.append(f"{result.photo.path}: cannot write outputs ({type(err).__name__}: {detail})")
     result.stage_seconds["write"] = time.perf_counter() - t0
     return result
 

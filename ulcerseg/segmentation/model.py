@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from ulcerseg.config import Check, Positive, PositiveInt, build_dataclass
+from ulcerseg.config import (
+    MAX_GRID_PX_PER_MM,
+    MIN_GRID_PX_PER_MM,
+    Check,
+    Positive,
+    PositiveInt,
+    build_dataclass,
+)
 from ulcerseg.errors import ConfigError, ModelError, first_line
 
 log = logging.getLogger(__name__)
@@ -56,7 +63,7 @@ class ModelCard:
     in_channels: PositiveInt = 3
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[Positive, Positive, Positive] = IMAGENET_STD
-    px_per_mm: Positive = 10.0
+    px_per_mm: Annotated[float, Check(ge=MIN_GRID_PX_PER_MM, le=MAX_GRID_PX_PER_MM)] = 10.0
     tile_px: PositiveInt = 256
     threshold: Annotated[float, Check(gt=0, lt=1)] = 0.5
     weights_sha256: str = ""
