@@ -287,3 +287,13 @@ def test_an_unmeasured_photo_replaced_by_new_bytes_is_listed_once_under_its_new_
     assert [(r["file"], r["photo_sha256"], r["status"]) for r in rows] == [
         ("S1/D0/U1.jpg", new, "unmeasured")
     ]
+
+
+def test_a_study_database_that_cannot_be_opened_is_an_os_error_naming_it(tmp_path: Path) -> None:
+    """Before: SQLite's "unable to open database file" reached the user as "study database
+    unusable ... is it a study folder's study.sqlite?" (exit 2), naming no file, for a valid
+    study on read-only media. Now an OSError with the path: one line, exit 1 (environment)."""
+    path = tmp_path / "gone" / "study.sqlite"
+    with pytest.raises(OSError, match="cannot open the study database read-write") as info:
+        connect(path)
+    assert info.value.filename == str(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -64,16 +65,45 @@ def connect(path: str | Path) -> sqlite3.Connection:
     survives power loss), rows as :class:`sqlite3.Row`.
     """
     path = Path(path)
-    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+    except sqlite3.OperationalError as err:
+        if _is_access_error(err):
+            raise _cannot_open(path, err) from None
+        raise
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         ensure_schema(conn, str(path))
+    except sqlite3.OperationalError as err:
+        conn.close()
+        if _is_access_error(err):
+            raise _cannot_open(path, err) from None
+        raise
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _is_access_error(err: sqlite3.Error) -> bool:
+    """SQLite could not open or write the file: the environment's fault, not the study's."""
+    return (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY)
+
+
+def _cannot_open(path: Path, err: sqlite3.OperationalError) -> OSError:
+    """An OSError naming the study database (exit 1: the environment's fault) that SQLite could
+    not open or write."""
+    # every command opens the study read-write (WAL): a study on read-only media, or in a folder
+    # that is gone, cannot be opened; before, this read "study database unusable ... is it a
+    # study folder's study.sqlite?", naming no file
+    return OSError(
+        errno.EACCES,
+        f"cannot open the study database read-write ({err}): a read-only or missing folder? "
+        "Copy the study to a writable folder",
+        str(path),
+    )
 
 
 @contextmanager
