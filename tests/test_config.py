@@ -63,6 +63,16 @@ def test_hash_is_stable_and_changes_with_any_value() -> None:
     assert c.segmentation.min_area_mm2 == 0.31
 
 
+def test_hash_leaves_out_how_the_model_folder_is_named_and_how_many_threads_run() -> None:
+    """Before 0.3.3, ``-m models/default`` and ``-m /abs/models/default`` (the same model bytes)
+    were two configurations, so the whole study was measured again; the model is identified by
+    its own checksum, recorded and compared beside the config's."""
+    a = PipelineConfig()
+    elsewhere = with_overrides(a, segmentation={"model": "/somewhere/else/models/default", "threads": 2})
+    assert elsewhere.sha256() == a.sha256()
+    assert with_overrides(a, segmentation={"backend": "torch"}).sha256() != a.sha256()
+
+
 def test_lists_become_tuples_and_ints_become_floats(tmp_path: Path) -> None:
     path = tmp_path / "cfg.yaml"
     path.write_text("marker:\n  ids: [0, 3]\n  side_mm: 12\n")

@@ -243,6 +243,10 @@ class OutputConfig:
 
 # settings that change how fast, never what, is measured (README, speed settings): not hashed
 EXECUTION_ONLY: dict[str, tuple[str, ...]] = {"segmentation": ("threads", "parallel_photos")}
+# the model folder's path: the model is identified by its checksum (``model_sha256``, recorded
+# and compared beside the config's), so one model named as models/default or by an absolute
+# path is one configuration (before 0.3.3, two: the study was measured again)
+IDENTIFIED_BY_CHECKSUM: dict[str, tuple[str, ...]] = {"segmentation": ("model",)}
 
 
 @dataclass(frozen=True)
@@ -263,12 +267,14 @@ class PipelineConfig:
 
         The settings of how many threads do the work (:data:`EXECUTION_ONLY`) are left out: the
         numbers do not depend on them, so another ``--threads`` or ``--parallel-photos`` gives the
-        same ``config_sha256`` (a resume keeps the rows; ``measurements.csv`` is the same).
+        same ``config_sha256`` (a resume keeps the rows; ``measurements.csv`` is the same). So is
+        the model's path (:data:`IDENTIFIED_BY_CHECKSUM`): the model's own checksum names it.
         """
         data = self.to_dict()
-        for section, keys in EXECUTION_ONLY.items():
-            for key in keys:
-                data[section].pop(key, None)
+        for left_out in (EXECUTION_ONLY, IDENTIFIED_BY_CHECKSUM):
+            for section, keys in left_out.items():
+                for key in keys:
+                    data[section].pop(key, None)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
