@@ -416,6 +416,28 @@ def test_dataset_import_cli_reads_roi_labelme_and_png(tmp_path: Path) -> None:
         assert np.count_nonzero(got ^ want) <= 2 * (20 + 28) + 8, s.stem
 
 
+def test_dataset_import_refuses_two_annotations_of_one_photo(tmp_path: Path) -> None:
+    """Before: of ``a.png`` and ``a.roi`` with other outlines, the PNG was imported without a
+    word. Now a DatasetError naming both, before anything is written."""
+    from ulcerseg.annotations import write_annotation
+    from ulcerseg.training.importer import import_dataset
+
+    photos, anns = tmp_path / "photos", tmp_path / "anns"
+    photos.mkdir()
+    anns.mkdir()
+    cv2.imwrite(str(photos / "a.jpg"), np.full((32, 48, 3), 190, np.uint8))
+    for suffix, x in ((".png", 5), (".roi", 20)):
+        mask = np.zeros((32, 48), np.uint8)
+        cv2.rectangle(mask, (x, 5), (x + 10, 20), 255, -1)
+        write_annotation(anns / f"a{suffix}", mask, image_path="a.jpg")
+    with pytest.raises(DatasetError, match=r"a\.png, a\.roi all annotate 'a'; keep one"):
+        import_dataset(photos, tmp_path / "out", annotations_dir=anns)
+    assert not (tmp_path / "out").exists()
+    (anns / "a.roi").unlink()
+    import_dataset(photos, tmp_path / "out", annotations_dir=anns)
+    assert [s.stem for s in load_dataset(tmp_path / "out").samples] == ["a"]
+
+
 def test_training_feeds_the_network_card_normalised_input(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

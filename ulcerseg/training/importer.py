@@ -34,13 +34,18 @@ class ImportResult:
 
 
 def find_annotation(stem: str, folder: Path, exclude: Path | None = None) -> Path | None:
-    """First annotation file ``folder/<stem><suffix>`` (also ``<stem>_mask.png``), or None."""
+    """The annotation file ``folder/<stem><suffix>`` (also ``<stem>_mask.png``), or None.
+
+    Two of them for one photo (``a.png`` and ``a.roi`` with other outlines) is a DatasetError
+    naming both, never a pick (before, the first in ``ANNOTATION_ORDER`` won without a word).
+    """
     candidates = [folder / f"{stem}{suffix}" for suffix in ANNOTATION_ORDER]
     candidates.insert(1, folder / f"{stem}_mask.png")
-    for path in candidates:
-        if path.is_file() and (exclude is None or path.resolve() != exclude.resolve()):
-            return path
-    return None
+    found = [p for p in candidates if p.is_file() and (exclude is None or p.resolve() != exclude.resolve())]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise DatasetError(f"{folder}: {names} all annotate {stem!r}; keep one")
+    return found[0] if found else None
 
 
 def _photos_beside_their_masks(files: list[Path]) -> list[Path]:
