@@ -740,14 +740,17 @@ def test_a_manual_csv_with_a_repeated_column_is_an_input_error(tmp_path: Path) -
 
 def test_a_labelme_file_with_malformed_shapes_is_an_issue_row(tmp_path: Path) -> None:
     """``"shapes": {"0": {}}`` was taken for a JSON file of another tool: dropped at INFO
-    level, in no output. JSON without ``shapes`` is still not ours and ignored."""
-    out = make_measure_output(tmp_path, n=2, failed=())
+    level, in no output. JSON without ``shapes`` named as no photo is not ours and ignored;
+    named as a photo's tracing, it is an issue row (before: dropped at INFO level too)."""
+    out = make_measure_output(tmp_path, n=3, failed=())
     folder = make_annotation_folder(tmp_path, n=1)
     (folder / "photo1.json").write_text('{"shapes": {"0": {}}}')
+    (folder / "photo2.json").write_text("[1, 2, 3]")
     (folder / "notes.json").write_text('{"reader": "A"}')
     report = run_qa(out, [folder], tmp_path / "qa", plots=False)
-    assert [(i.item, i.message) for i in report.issues] == [
-        ("photo1.json", "LabelMe 'shapes' must be a list of shape objects")
+    assert sorted((i.item, i.message) for i in report.issues) == [
+        ("photo1.json", "LabelMe 'shapes' must be a list of shape objects"),
+        ("photo2.json", "not a LabelMe file (no 'shapes'): not read"),
     ]
 
 

@@ -504,12 +504,15 @@ def _read_manual_folder(
         raise InputError(f"{folder}: no annotation files ({', '.join(ANNOTATION_SUFFIXES)})")
     for path in progress(files, len(files)) if progress else files:
         rel = path.relative_to(folder).as_posix()
-        if path.suffix.lower() == ".json" and not _looks_like_labelme(path):
-            log.info("%s: not a LabelMe file; ignored", path)
-            continue
         # the annotation's own path without its extension: a tree like the study's
         # (S01/W2/U1.png) or a flat folder of names (U1.png, S01_W2_U1.png)
         key, why = matcher.match(str(PurePosixPath(rel).with_suffix("")))
+        if path.suffix.lower() == ".json" and not _looks_like_labelme(path):
+            if key is None:  # another tool's file (notes.json): not ours
+                log.info("%s: not a LabelMe file; ignored", path)
+            else:  # named as a photo's tracing: never dropped in silence
+                issues.append(Issue(str(folder), rel, "not a LabelMe file (no 'shapes'): not read"))
+            continue
         if key is None:
             issues.append(Issue(str(folder), rel, why))
             unmatched.append(_unmatched(name, str(folder), rel, "", why))
