@@ -297,3 +297,19 @@ def test_a_study_database_that_cannot_be_opened_is_an_os_error_naming_it(tmp_pat
     with pytest.raises(OSError, match="cannot open the study database read-write") as info:
         connect(path)
     assert info.value.filename == str(path)
+
+
+def test_a_zero_byte_study_database_is_refused_by_the_commands_that_read_a_study(tmp_path: Path) -> None:
+    """Before: opening a 0-byte study.sqlite (a damaged copy) created an empty study in it, and
+    ``review verify`` printed "OK: 0 decisions, chain intact"."""
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+    from ulcerseg.errors import InputError
+
+    (tmp_path / "study.sqlite").write_bytes(b"")
+    for args in (["review", "verify", str(tmp_path)], ["heal", str(tmp_path)]):
+        res = CliRunner().invoke(main, args)  # run() turns an InputError into one line, exit 2
+        assert isinstance(res.exception, InputError), (args, res.output)
+        assert "study.sqlite: empty file (0 bytes)" in str(res.exception)
+    assert (tmp_path / "study.sqlite").stat().st_size == 0  # left as it was

@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ulcerseg import __version__
-from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig, healing_config_sha256, load_healing_config
 from ulcerseg.healing.records import UlcerHealing
 from ulcerseg.healing.rules import compute_healing
 from ulcerseg.healing.table import PROVENANCE_COLUMNS, flat_rows, write_healing_csv
 from ulcerseg.review.rules import final_rows
 from ulcerseg.rounding import round_rows
-from ulcerseg.store import Study
+from ulcerseg.store import Study, require_study_db
 from ulcerseg.store.healing import replace_healing_rows
 from ulcerseg.store.lock import heal_lock
 from ulcerseg.store.review import read_decisions
@@ -37,8 +36,7 @@ def heal_study(out_dir: str | Path, config: HealingConfig | str | Path | None = 
     """
     cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
     out_dir = Path(out_dir)
-    if not (out_dir / "study.sqlite").is_file():
-        raise InputError(f"{out_dir}: no study.sqlite (run `ulcerseg measure` first)")
+    require_study_db(out_dir)
     with heal_lock(out_dir):  # one heal at a time: its table, CSV and JSON are of one run
         return _heal_locked(out_dir, cfg)
 

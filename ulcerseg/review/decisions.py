@@ -50,7 +50,7 @@ from ulcerseg.review.rules import (
     find_disagreements,
     latest_reads,
 )
-from ulcerseg.store import Study, ensure_schema
+from ulcerseg.store import Study, ensure_schema, require_study_db
 from ulcerseg.store.review import (
     DECISION_COLUMNS,
     ChainCheck,
@@ -107,8 +107,7 @@ log = logging.getLogger(__name__)
 def open_study(out_dir: str | Path) -> Iterator[tuple[sqlite3.Connection, list[dict[str, Any]]]]:
     """Open OUT/study.sqlite through the store; yield (connection, latest measurement rows)."""
     out_dir = Path(out_dir)
-    if not (out_dir / "study.sqlite").is_file():
-        raise InputError(f"{out_dir}: no study.sqlite (run `ulcerseg measure` first)")
+    require_study_db(out_dir)
     with Study.open(out_dir) as study:
         yield study.conn, [dict(r) for r in study.latest_measurements()]
 

@@ -7,7 +7,7 @@
 - :mod:`ulcerseg.store.review`: decisions (append-only), sessions and the pseudonym salt.
 """
 
-from ulcerseg.store.db import DB_NAME, StudyVersionError, connect, ensure_schema
+from ulcerseg.store.db import DB_NAME, StudyVersionError, connect, ensure_schema, require_study_db
 from ulcerseg.store.schema import SCHEMA_VERSION
 from ulcerseg.store.study import CSV_COLUMNS, CSV_NAME, RunInfo, Study
 
@@ -21,4 +21,5 @@ __all__ = [
     "StudyVersionError",
     "connect",
     "ensure_schema",
+    "require_study_db",
 ]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ulcerseg.errors import StudyVersionError
+from ulcerseg.errors import InputError, StudyVersionError
 from ulcerseg.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_NAME", "StudyVersionError", "connect", "ensure_schema", "read_snapshot", "schema_version"]
@@ -56,6 +56,20 @@ def ensure_schema(conn: sqlite3.Connection, where: str = DB_NAME) -> None:
         conn.rollback()
         raise
     conn.commit()
+
+
+def require_study_db(out_dir: str | Path) -> Path:
+    """``out_dir/study.sqlite`` of a study that commands other than ``measure`` may read.
+
+    InputError when it is missing, or empty: a 0-byte file is a damaged copy, and opening it
+    would create an empty study in it (``review verify`` then said "0 decisions, chain intact").
+    """
+    path = Path(out_dir) / DB_NAME
+    if not path.is_file():
+        raise InputError(f"{out_dir}: no {DB_NAME} (run `ulcerseg measure` first)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes): not a study, or a damaged copy of one")
+    return path
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
