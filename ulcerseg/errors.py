@@ -95,6 +95,11 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def one_line(err: BaseException) -> str:
+    """A library's whole message on one line (OpenCV's and libheif's span several lines)."""
+    return " ".join(str(err).split())
+
+
 def missing_extra_message(err: ModuleNotFoundError) -> str | None:
     """One-line advice when ``err`` is a missing [train] module, else None."""
     root = (err.name or "").split(".")[0]

@@ -21,7 +21,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ulcerseg.errors import ImageAccessError, ImageReadError
+from ulcerseg.errors import ImageAccessError, ImageReadError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,6 @@ def _require_heif(path: Path, data: bytes) -> None:
     """A one-line ImageReadError for HEIF bytes when the HEIF decoder (pi-heif) is missing."""
     if not heif_available() and _iso_media_brand(data) in _HEIF_BRANDS:
         raise ImageReadError(f"{path}: HEIC/HEIF photo, but the HEIF decoder (pi-heif) is not installed")
-
-
-def _one_line(err: BaseException) -> str:
-    """A decoder's message on one line (libheif ends its messages with a newline)."""
-    return " ".join(str(err).split())
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -190,13 +185,13 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     except UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not a readable image (unknown format)") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageReadError(f"{path}: image too large to decode safely ({_one_line(err)})") from err
+        raise ImageReadError(f"{path}: image too large to decode safely ({one_line(err)})") from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({_one_line(err)})") from err
+        raise ImageReadError(f"{path}: corrupt or truncated image ({one_line(err)})") from err
     except MemoryError:
         raise
     except Exception as err:  # any other decoder failure is the bytes' fault, never a traceback
-        raise ImageReadError(f"{path}: corrupt image ({type(err).__name__}: {_one_line(err)})") from err
+        raise ImageReadError(f"{path}: corrupt image ({type(err).__name__}: {one_line(err)})") from err
     if fmt not in PHOTO_FORMATS:
         raise ImageReadError(f"{path}: unsupported image format {fmt}")
     width, height = size
@@ -343,7 +338,7 @@ def _decode_jpeg_checked(path: Path, data: bytes, reduction: int) -> np.ndarray 
     try:
         image = simplejpeg.decode_jpeg(data, "RGB", **size, strict=True)
     except ValueError as err:
-        message = _one_line(err)
+        message = one_line(err)
         if any(kind in message for kind in _HARMLESS_JPEG_WARNINGS):
             return None  # OpenCV decodes it as if the stray bytes were not there
         raise ImageReadError(f"{path}: corrupt or truncated image ({message})") from None
@@ -389,7 +384,7 @@ def _decode_with_pillow(path: Path, data: bytes) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as err:  # any decoder failure is the bytes' fault, never a traceback
-        detail = f"{type(err).__name__}: {_one_line(err)}"
+        detail = f"{type(err).__name__}: {one_line(err)}"
         raise ImageReadError(f"{path}: image could not be decoded ({detail})") from err
 
 
@@ -466,7 +461,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             # (index 1 may be black, index 0 white), so the one binary rule applies to them
             arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "PA") else im)
     except Exception as err:  # PIL raises many types
-        raise ImageReadError(f"{path}: cannot read mask image ({_one_line(err)})") from None
+        raise ImageReadError(f"{path}: cannot read mask image ({one_line(err)})") from None
     if arr.ndim == 3:
         channels = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
         if not np.all(channels == channels[..., :1]):
@@ -500,7 +495,7 @@ def exif_orientation(path: str | Path) -> int:
         with _pillow_warnings_logged(path), Image.open(path) as im:
             return int(_orientation(im))  # type: ignore[call-overload]
     except Exception as err:  # PIL raises many types
-        raise ImageReadError(f"{path}: cannot read image header ({_one_line(err)})") from None
+        raise ImageReadError(f"{path}: cannot read image header ({one_line(err)})") from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -511,6 +506,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
             w, h = _stored_size(im)
             orientation = _orientation(im)
     except Exception as err:  # PIL raises many types
-        raise ImageReadError(f"{path}: cannot read image header ({_one_line(err)})") from None
+        raise ImageReadError(f"{path}: cannot read image header ({one_line(err)})") from None
     # orientations 5-8 swap the axes; OpenCV applies them when decoding
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

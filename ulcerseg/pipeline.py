@@ -31,6 +31,7 @@ from ulcerseg.errors import (
     InputError,
     OutputError,
     PhotoChangedError,
+    one_line,
 )
 from ulcerseg.geometry import reduced_to_photo
 from ulcerseg.imageio import (
@@ -259,7 +260,7 @@ class PhotoMeasurer:
             # one line for the user (an OpenCV message spans several); the traceback with -vv
             log.debug("unexpected error on %s", photo.path, exc_info=True)
             result.flags.append(Flag.PROCESSING_ERROR)
-            result.messages.append(f"{photo.path}: {type(err).__name__}: {' '.join(str(err).split())}")
+            result.messages.append(f"{photo.path}: {type(err).__name__}: {one_line(err)}")
         result.flags = sorted(set(map(str, result.flags)))
         return result, writer
 
@@ -421,8 +422,8 @@ def write_outputs(result: PhotoResult, writer: OutputWriter | None, out_dir: Pat
         result.status = "failed"
         result.retryable = isinstance(err, MemoryError)
         result.flags = sorted({*result.flags, Flag.PROCESSING_ERROR})
-        detail = " ".join(str(err).split())
-        result.messages.append(f"{result.photo.path}: cannot write outputs ({type(err).__name__}: {detail})")
+        detail = f"{type(err).__name__}: {one_line(err)}"
+        result.messages.append(f"{result.photo.path}: cannot write outputs ({detail})")
     result.stage_seconds["write"] = time.perf_counter() - t0
     return result
 

@@ -452,8 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
             phrase = HTTPStatus(code).phrase
         except ValueError:
             phrase = "error"
-        with contextlib.suppress(OSError):
-            self._error(code, message or phrase)
+        self._error_quietly(code, message or phrase)
 
     def _token_candidates(self, query: dict[str, list[str]], login: bool) -> list[tuple[str, bool]]:
         """Tokens offered by the request; ``?token=`` only on the login page (``login``): in
@@ -600,8 +599,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # the client gets JSON, the log the traceback, and the server stays up
             log.exception("review request %s %s failed", method, _redacted(self.path[:200]))
             self.close_connection = True
-            with contextlib.suppress(OSError):
-                self._error(500, "internal error (see the server log)")
+            self._error_quietly(500, "internal error (see the server log)")
 
     def _error_quietly(self, status: int, error_text: str, /, **extra: Any) -> None:
         """The error reply, unless the client has gone (no traceback on the server's stderr)."""

@@ -79,24 +79,18 @@ def connect(path: str | Path) -> sqlite3.Connection:
     survives power loss), rows as :class:`sqlite3.Row`.
     """
     path = Path(path)
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, timeout=30)
-    except sqlite3.OperationalError as err:
-        if _is_access_error(err):
-            raise _cannot_open(path, err) from None
-        raise
-    try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         ensure_schema(conn, str(path))
-    except sqlite3.OperationalError as err:
-        conn.close()
-        if _is_access_error(err):
+    except BaseException as err:
+        if conn is not None:
+            conn.close()
+        if isinstance(err, sqlite3.OperationalError) and _is_access_error(err):
             raise _cannot_open(path, err) from None
-        raise
-    except BaseException:
-        conn.close()
         raise
     return conn
 
