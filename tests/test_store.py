@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 import subprocess
@@ -313,3 +314,139 @@ def test_a_zero_byte_study_database_is_refused_by_the_commands_that_read_a_study
         assert isinstance(res.exception, InputError), (args, res.output)
         assert "study.sqlite: empty file (0 bytes)" in str(res.exception)
     assert (tmp_path / "study.sqlite").stat().st_size == 0  # left as it was
+
+
+def _as_on_read_only_media(monkeypatch, *, uri_too: bool = False) -> None:
+    """SQLite's answer where a study cannot be written (read-only media, no write permission):
+    a read-write open fails with SQLITE_CANTOPEN (the WAL's shared memory cannot be created);
+    with ``uri_too`` a ``mode=ro`` open fails too (no ``-shm`` file in a read-only folder), and
+    only ``immutable=1`` opens. Simulated: the tests run as root, whom permissions do not stop."""
+    import ulcerseg.store.db as db
+
+    real = sqlite3.connect
+
+    def connect(database, *args, uri=False, **kwargs):  # type: ignore[no-untyped-def]
+        if not uri or (uri_too and "mode=ro" in str(database)):
+            err = sqlite3.OperationalError("unable to open database file")
+            err.sqlite_errorcode = sqlite3.SQLITE_CANTOPEN
+            raise err
+        return real(database, *args, uri=uri, **kwargs)
+
+    monkeypatch.setattr(db.sqlite3, "connect", connect)
+
+
+def _study_with_a_decision(out: Path) -> str:
+    import ulcerseg.store.review as review
+
+    out.mkdir()
+    conn = connect(out / "study.sqlite")
+    review.add_reader(conn, "Dr A")
+    review.add_reader(conn, "Dr B")
+    _decision(conn, "d1")
+    conn.close()
+    return hashlib.sha256((out / "study.sqlite").read_bytes()).hexdigest()
+
+
+def test_a_study_on_read_only_media_is_read_by_the_commands_that_only_read(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Before: every command opened the study read-write, so an archived study on read-only
+    media could not even be verified ("copy the study to a writable folder")."""
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+
+    out = tmp_path / "archive"
+    before = _study_with_a_decision(out)
+    _as_on_read_only_media(monkeypatch)
+    res = CliRunner().invoke(main, ["review", "verify", str(out)])
+    assert res.exit_code == 0 and "OK: 1 decisions, chain intact" in res.output, res.output
+    res = CliRunner().invoke(main, ["review", "decisions", str(out)])
+    assert res.exit_code == 0 and res.output.splitlines()[1].startswith("1,d1,"), res.output
+    # a command that writes still says what it cannot do, naming the file
+    res = CliRunner().invoke(main, ["review", "readers", "add", str(out), "Dr C"])
+    assert isinstance(res.exception, OSError)
+    assert "cannot open the study database read-write" in str(res.exception)
+    assert res.exception.filename == str(out / "study.sqlite")
+    assert hashlib.sha256((out / "study.sqlite").read_bytes()).hexdigest() == before
+
+
+def test_a_command_that_must_write_a_read_only_study_says_so_in_one_line(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The blinded package needs the study's pseudonym salt, created on the first export: on a
+    study opened read-only that write fails, and the user reads why (before: "study database
+    unusable ... is it a study folder's study.sqlite?", exit 2, as for a damaged file)."""
+    from ulcerseg.cli import run
+
+    out = tmp_path / "archive"
+    _study_with_a_decision(out)
+    _as_on_read_only_media(monkeypatch)
+    args = ["ulcerseg", "review", "export-blinded", str(out), "-o", str(tmp_path / "pkg")]
+    monkeypatch.setattr(sys, "argv", args)
+    with pytest.raises(SystemExit) as exc:
+        run()
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "study database read-only here" in err and "copy the study" in err, err
+
+
+def test_a_read_only_study_connection_refuses_writes(tmp_path: Path) -> None:
+    from ulcerseg.store.review import get_or_create_salt
+
+    out = tmp_path / "archive"
+    _study_with_a_decision(out)
+    conn = connect(out / "study.sqlite", read_only=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM review_decisions").fetchone()[0] == 1
+        with pytest.raises(sqlite3.OperationalError) as info:
+            get_or_create_salt(conn)  # no salt yet: it would have to write one
+        assert info.value.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY
+    finally:
+        conn.close()
+    with connect(out / "study.sqlite") as rw:  # once created, the salt is read without a write
+        salt = get_or_create_salt(rw)
+    rw.close()
+    ro = connect(out / "study.sqlite", read_only=True)
+    assert get_or_create_salt(ro) == salt
+    ro.close()
+
+
+def test_a_read_only_folder_without_shared_memory_is_read_immutable_unless_its_log_holds_rows(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``immutable=1`` ignores the write-ahead log: it is used only where no log with content
+    lies beside the study, else rows committed to the log would be missing without a word."""
+    from ulcerseg.store import connect_for_reading
+
+    out = tmp_path / "archive"
+    _study_with_a_decision(out)
+    _as_on_read_only_media(monkeypatch, uri_too=True)
+    conn = connect_for_reading(out / "study.sqlite")
+    assert conn.execute("SELECT count(*) FROM review_decisions").fetchone()[0] == 1
+    conn.close()
+    monkeypatch.undo()
+    writer = connect(out / "study.sqlite")  # a copy taken while a writer had rows in its log
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    _decision(writer, "d2", "Dr B")
+    assert (out / "study.sqlite-wal").stat().st_size > 0
+    _as_on_read_only_media(monkeypatch, uri_too=True)
+    try:
+        with pytest.raises(OSError, match=r"study.sqlite-wal holds rows not merged") as info:
+            connect_for_reading(out / "study.sqlite")
+        assert info.value.filename == str(out / "study.sqlite")
+    finally:
+        writer.close()
+
+
+def test_an_older_study_that_cannot_be_written_is_refused_naming_the_way_out(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from ulcerseg.store import connect_for_reading
+
+    out = tmp_path / "old"
+    _v0_study(out)
+    _as_on_read_only_media(monkeypatch)
+    refused = r"older than this ulcerseg's .* copy the study to a writable folder"
+    with pytest.raises(StudyVersionError, match=refused):
+        connect_for_reading(out / "study.sqlite")

@@ -76,6 +76,14 @@ def run() -> None:
                 err=True,
             )
             sys.exit(1)
+        if (getattr(err, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_READONLY:
+            # a study opened read-only where it lies (read-only media): this command must write
+            click.echo(
+                f"error: study database read-only here ({err}): this command writes to it; "
+                "copy the study to a writable folder",
+                err=True,
+            )
+            sys.exit(1)
         # a study.sqlite that is not one (or damaged)
         click.echo(f"error: study database unusable ({err}); is it a study folder's study.sqlite?", err=True)
         sys.exit(2)

@@ -131,7 +131,7 @@ def readers_list(out_dir: Path) -> None:
     from ulcerseg.review.decisions import open_study
     from ulcerseg.store.review import list_readers
 
-    with open_study(out_dir) as (conn, _rows):
+    with open_study(out_dir, for_reading=True) as (conn, _rows):
         rows = list_readers(conn)
     for r in rows:
         state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
@@ -197,7 +197,7 @@ def disagreements_cmd(out_dir: Path, config_path: Path | None, output: Path | No
     from ulcerseg.review.decisions import DISAGREEMENT_COLUMNS, disagreements, open_study
 
     cfg = _config(config_path)
-    with open_study(out_dir) as (conn, _rows):
+    with open_study(out_dir, for_reading=True) as (conn, _rows):
         rows = disagreements(conn, cfg)
     _write_table(rows, list(DISAGREEMENT_COLUMNS), output)
     click.echo(f"{len(rows)} disagreements", err=True)

@@ -46,7 +46,7 @@ def export_blinded(
     if key_path.resolve().is_relative_to(dest.resolve()):
         raise InputError(f"{key_path}: the key file must not be inside the blinded package")
     check_dest(dest, out_dir)
-    with open_study(out_dir) as (conn, rows):
+    with open_study(out_dir, for_reading=True) as (conn, rows):
         salt = salt_for(conn)
     items, keys = [], []
     # one item per photo bytes: a photo no longer at its path is not in the study any more, and

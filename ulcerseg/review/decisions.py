@@ -104,11 +104,17 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def open_study(out_dir: str | Path) -> Iterator[tuple[sqlite3.Connection, list[dict[str, Any]]]]:
-    """Open OUT/study.sqlite through the store; yield (connection, latest measurement rows)."""
+def open_study(
+    out_dir: str | Path, *, for_reading: bool = False
+) -> Iterator[tuple[sqlite3.Connection, list[dict[str, Any]]]]:
+    """Open OUT/study.sqlite through the store; yield (connection, latest measurement rows).
+
+    ``for_reading``: the caller only reads, so a study that cannot be written (read-only media)
+    is opened read-only (:meth:`Study.open`).
+    """
     out_dir = Path(out_dir)
     require_study_db(out_dir)
-    with Study.open(out_dir) as study:
+    with Study.open(out_dir, for_reading=for_reading) as study:
         yield study.conn, [dict(r) for r in study.latest_measurements()]
 
 
@@ -605,7 +611,7 @@ def audit_trail_rows(out_dir: str | Path) -> list[dict[str, Any]]:
     Each row is a decision with ``details`` unpacked into ``scale_source`` (``manual`` for a
     hand-set scale, else empty) and ``undoes`` (the ``decision_id`` an undo row withdraws).
     """
-    with open_study(out_dir) as (conn, _rows):
+    with open_study(out_dir, for_reading=True) as (conn, _rows):
         return [
             {
                 **d,
@@ -635,7 +641,7 @@ def verify_study(out_dir: str | Path) -> AuditCheck:
     """Check a study's audit trail (``review verify``): the decisions' hash chain, deleted rows,
     the append-only triggers (:func:`~ulcerseg.store.review.verify_chain`) and every corrected
     mask file against the SHA-256 its decision recorded."""
-    with open_study(out_dir) as (conn, _rows):
+    with open_study(out_dir, for_reading=True) as (conn, _rows):
         chain = verify_chain(conn)
         decisions = list_decisions(conn)
     masks = tuple(p for d in decisions if (p := outline_file_problem(out_dir, d)) is not None)

@@ -187,7 +187,7 @@ def export_final(
     disputed (:func:`pending_count`; :class:`PendingReviewError`, naming the count).
     """
     cfg = healing_config(config)
-    with open_study(out_dir) as (conn, rows):
+    with open_study(out_dir, for_reading=True) as (conn, rows):
         decisions = list_decisions(conn)
     final, _ = final_visit_rows(rows, decisions, cfg)
     n = pending_count(final)

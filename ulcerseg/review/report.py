@@ -178,7 +178,7 @@ def write_report(
     """
     cfg = healing_config(config)
     out_dir = Path(out_dir)
-    with open_study(out_dir) as (conn, rows):
+    with open_study(out_dir, for_reading=True) as (conn, rows):
         decisions = list_decisions(conn)
     final, _ = final_visit_rows(rows, decisions, cfg)
     by_sha = {str(r["photo_sha256"]): r for r in rows}

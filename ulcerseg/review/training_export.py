@@ -52,7 +52,7 @@ def export_training(
     out_dir, dest = Path(out_dir), Path(dest)
     check_dest(dest, out_dir)
     cfg = healing_config(config)
-    with open_study(out_dir) as (conn, rows):
+    with open_study(out_dir, for_reading=True) as (conn, rows):
         final = final_decisions(list_decisions(conn), cfg)
         salt = salt_for(conn)
     by_sha = {str(r["photo_sha256"]): r for r in rows}

@@ -12,7 +12,15 @@ from pathlib import Path
 from ulcerseg.errors import InputError, StudyVersionError
 from ulcerseg.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["DB_NAME", "StudyVersionError", "connect", "ensure_schema", "read_snapshot", "schema_version"]
+__all__ = [
+    "DB_NAME",
+    "StudyVersionError",
+    "connect",
+    "connect_for_reading",
+    "ensure_schema",
+    "read_snapshot",
+    "schema_version",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +80,16 @@ def require_study_db(out_dir: str | Path) -> Path:
     return path
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
     """Open (creating if needed) a study database file with the store's pragmas, migrated.
 
     WAL journal (readers never block the writer), ``synchronous=FULL`` (a committed row
-    survives power loss), rows as :class:`sqlite3.Row`.
+    survives power loss), rows as :class:`sqlite3.Row`. ``read_only``: opened for reading only
+    (:func:`connect_for_reading`), never created or migrated.
     """
     path = Path(path)
+    if read_only:
+        return _connect_read_only(path)
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, timeout=30)
@@ -91,6 +102,73 @@ def connect(path: str | Path) -> sqlite3.Connection:
             conn.close()
         if isinstance(err, sqlite3.OperationalError) and _is_access_error(err):
             raise _cannot_open(path, err) from None
+        raise
+    return conn
+
+
+def connect_for_reading(path: str | Path) -> sqlite3.Connection:
+    """Open an existing study for a command that only reads it: read-write where it can (so an
+    older study is migrated as by every command), else read-only (:func:`connect` with
+    ``read_only``): a study archived on read-only media, or a folder without write permission,
+    is read where it lies."""
+    path = Path(path)
+    try:
+        return connect(path)
+    except OSError as err:
+        if not path.is_file():
+            raise
+        log.info("%s: %s; reading it read-only", path, err.strerror)
+        return connect(path, read_only=True)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an existing study (``mode=ro``; every write raises
+    ``SQLITE_READONLY``).
+
+    Where SQLite cannot open the write-ahead log's shared memory (a read-only folder that holds
+    no ``-shm`` file) it opens the file as ``immutable``, which ignores the log: only when no
+    log with content lies beside it, since rows committed to the log and not yet merged into the
+    file would be missing without a word.
+    """
+    uri = path.resolve().as_uri()
+    conn: sqlite3.Connection | None = None
+    try:
+        try:
+            conn = _open_uri(f"{uri}?mode=ro")
+        except sqlite3.OperationalError as err:
+            if not _is_access_error(err):
+                raise
+            wal = path.with_name(path.name + "-wal")
+            if wal.is_file() and wal.stat().st_size > 0:
+                raise OSError(
+                    errno.EACCES,
+                    f"cannot open the study database even read-only ({err}): its write-ahead log "
+                    f"{wal.name} holds rows not merged into it yet. Copy the study to a writable folder",
+                    str(path),
+                ) from None
+            conn = _open_uri(f"{uri}?immutable=1")
+        version = _check_not_newer(conn, str(path))
+        if version != SCHEMA_VERSION:
+            raise StudyVersionError(
+                f"{path}: schema version {version} is older than this ulcerseg's ({SCHEMA_VERSION}) and "
+                "the study cannot be written here to migrate it: copy the study to a writable folder"
+            )
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+    return conn
+
+
+def _open_uri(uri: str) -> sqlite3.Connection:
+    """A connection to ``uri`` that has read the schema (so that an unusable file fails here)."""
+    conn = sqlite3.connect(uri, uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("PRAGMA recursive_triggers=ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        conn.close()
         raise
     return conn
 

@@ -334,6 +334,9 @@ def session_assessor(conn: sqlite3.Connection, session_id: str) -> str | None:
 
 def get_or_create_salt(conn: sqlite3.Connection) -> str:
     """The study's pseudonymisation salt (created once, stored in ``review_secrets``)."""
+    row = conn.execute("SELECT value FROM review_secrets WHERE name = 'pseudonym_salt'").fetchone()
+    if row is not None:  # read only: a study opened read-only has its salt once it was served
+        return str(row[0])
     with conn:
         conn.execute(
             "INSERT OR IGNORE INTO review_secrets (name, value) VALUES ('pseudonym_salt', ?)",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ulcerseg.records import Flag, PhotoRecord, PhotoResult
 from ulcerseg.rounding import round_rows
-from ulcerseg.store.db import DB_NAME, connect, read_snapshot
+from ulcerseg.store.db import DB_NAME, connect, connect_for_reading, read_snapshot
 from ulcerseg.tables import write_csv
 
 __all__ = ["CSV_COLUMNS", "CSV_NAME", "PhotoSource", "Reconciled", "RunInfo", "Study", "photo_source"]
@@ -72,11 +72,18 @@ class Study:
 
     @classmethod
     @contextmanager
-    def open(cls, out_dir: Path) -> Iterator[Study]:
-        """Open (creating if needed, migrating if older) ``out_dir/study.sqlite``."""
+    def open(cls, out_dir: Path, *, for_reading: bool = False) -> Iterator[Study]:
+        """Open (creating if needed, migrating if older) ``out_dir/study.sqlite``.
+
+        ``for_reading``: for a command that only reads an existing study, which is then opened
+        read-only where it cannot be written (:func:`~ulcerseg.store.db.connect_for_reading`).
+        """
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        conn = connect(out_dir / DB_NAME)
+        if for_reading:
+            conn = connect_for_reading(out_dir / DB_NAME)
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            conn = connect(out_dir / DB_NAME)
         try:
             yield cls(out_dir, conn)
         finally:
