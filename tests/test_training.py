@@ -758,3 +758,58 @@ def test_two_masks_of_one_image_are_an_error(tmp_path: Path) -> None:
     cv2.imwrite(str(data / "masks" / "stray.tif"), np.zeros((64, 64), np.uint8))
     (data / "masks" / "00.tif").unlink()
     assert len(load_dataset(data)) == 2  # a mask without an image is not in the way
+
+
+def test_dataset_import_lists_what_it_leaves_out(tmp_path: Path) -> None:
+    """Before: files of no known format, subfolders and annotations whose photo is missing were
+    left out of the dataset without a word (a researcher's ``h.roi`` of a photo saved as
+    ``h.jpeg.bak`` simply vanished)."""
+    from ulcerseg.annotations import write_annotation
+    from ulcerseg.cli import main
+    from ulcerseg.training.importer import import_dataset
+
+    photos, anns = tmp_path / "photos", tmp_path / "anns"
+    for folder in (photos, anns):
+        (folder / "more").mkdir(parents=True)
+    mask = np.zeros((32, 48), np.uint8)
+    cv2.rectangle(mask, (5, 5), (20, 20), 255, -1)
+    for stem in ("a", "b"):
+        cv2.imwrite(str(photos / f"{stem}.jpg"), np.full((32, 48, 3), 190, np.uint8))
+    for stem in ("a", "b", "h"):
+        write_annotation(anns / f"{stem}.roi", mask, image_path=f"{stem}.jpg")
+    (photos / "notes.txt").write_text("visit notes")
+    (photos / "h.jpeg.bak").write_bytes(b"x")
+    cv2.imwrite(str(photos / "c_mask.png"), mask)
+    (anns / "readme.md").write_text("x")
+
+    result = import_dataset(photos, tmp_path / "ds", annotations_dir=anns)
+    assert result.n_images == 2
+    assert [(p.relative_to(tmp_path).as_posix(), why) for p, why in result.ignored] == [
+        ("photos/c_mask.png", "an image named as a mask (<stem>_mask), not read as a photo"),
+        ("photos/h.jpeg.bak", "not a photo or annotation of a known format"),
+        ("photos/more", "a folder: subfolders are not read"),
+        ("photos/notes.txt", "not a photo or annotation of a known format"),
+        ("anns/h.roi", "an annotation of no photo"),
+        ("anns/more", "a folder: subfolders are not read"),
+        ("anns/readme.md", "not a photo or annotation of a known format"),
+    ]
+    res = CliRunner().invoke(
+        main, ["dataset", "import", str(photos), "-a", str(anns), "-o", str(tmp_path / "ds2")]
+    )
+    assert res.exit_code == 0, res.output
+    assert f"ignored: {anns / 'h.roi'}: an annotation of no photo" in res.output
+    assert res.output.strip().splitlines()[-1].endswith("; ignored 7 other entries (listed above)")
+
+    # one folder for photos and masks: a mask of no photo is named as such
+    both = tmp_path / "both"
+    both.mkdir()
+    cv2.imwrite(str(both / "a.jpg"), np.full((32, 48, 3), 190, np.uint8))
+    cv2.imwrite(str(both / "a_mask.png"), mask)
+    cv2.imwrite(str(both / "z_mask.png"), mask)
+    (both / ".DS_Store").write_bytes(b"\0")
+    result = import_dataset(both, tmp_path / "ds3")
+    assert result.n_images == 1
+    assert [(p.name, why) for p, why in result.ignored] == [
+        (".DS_Store", "not a photo or annotation of a known format"),
+        ("z_mask.png", "an annotation of no photo"),
+    ]

@@ -83,4 +83,7 @@ def dataset_import_command(
         )
     kinds = ", ".join(f"{k}: {v}" for k, v in sorted(result.kinds.items()))
     skipped = f"; skipped {len(result.skipped)} without annotation" if result.skipped else ""
-    click.echo(f"{result.out_dir}: {result.n_images} images ({kinds}){skipped}")
+    ignored = f"; ignored {len(result.ignored)} other entries (listed above)" if result.ignored else ""
+    for path, why in result.ignored:
+        click.echo(f"ignored: {path}: {why}", err=True)
+    click.echo(f"{result.out_dir}: {result.n_images} images ({kinds}){skipped}{ignored}")

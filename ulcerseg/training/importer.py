@@ -31,6 +31,9 @@ class ImportResult:
     n_images: int
     kinds: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    #: (path, why) of every entry of the image and annotation folders that is neither an
+    #: imported photo nor its annotation: nothing is left out without a word
+    ignored: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def find_annotation(stem: str, folder: Path, exclude: Path | None = None) -> Path | None:
@@ -161,7 +164,11 @@ def import_dataset(
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
 
-    result = ImportResult(out, 0, skipped=skipped)
+    result = ImportResult(
+        out, 0, skipped=skipped, ignored=_ignored_entries(images_dir, ann_dir, photos, pairs)
+    )
+    for path, why in result.ignored:
+        log.info("%s: ignored (%s)", path, why)
     written: list[Path] = []
     try:
         for photo, ann in pairs:
@@ -200,6 +207,33 @@ def import_dataset(
     (out / DATASET_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
     log.info("imported %d images into %s (%s)", result.n_images, out, result.kinds)
     return result
+
+
+def _ignored_entries(
+    images_dir: Path, ann_dir: Path, photos: list[Path], pairs: list[tuple[Path, Path | None]]
+) -> list[tuple[Path, str]]:
+    """(path, why) of the entries of the image and annotation folders that the import does not
+    use: subfolders (not walked), files of no known format, annotations of no photo."""
+    used = {p.resolve() for p in photos} | {a.resolve() for _p, a in pairs if a is not None}
+    one_folder = ann_dir.resolve() == images_dir.resolve()
+    ignored: list[tuple[Path, str]] = []
+    for folder, holds_photos, holds_annotations in (
+        [(images_dir, True, True)] if one_folder else [(images_dir, True, False), (ann_dir, False, True)]
+    ):
+        for entry in sorted(folder.iterdir()):
+            if entry.resolve() in used:
+                continue
+            suffix = entry.suffix.lower()
+            if entry.is_dir():
+                why = "a folder: subfolders are not read"
+            elif holds_annotations and (suffix in ANNOTATION_ORDER or entry.stem.endswith("_mask")):
+                why = "an annotation of no photo"
+            elif holds_photos and suffix in IMAGE_SUFFIXES:
+                why = "an image named as a mask (<stem>_mask), not read as a photo"
+            else:
+                why = "not a photo or annotation of a known format"
+            ignored.append((entry, why))
+    return ignored
 
 
 def _upright(path: Path) -> bool:
