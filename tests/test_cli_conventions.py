@@ -280,3 +280,30 @@ def test_ctrl_c_during_a_measure_exits_130(tmp_path: Path, monkeypatch, capsys) 
     _fake_measure(tmp_path, monkeypatch, effect)
     code, err = _run(monkeypatch, capsys, "measure", str(tmp_path / "photos"), "-o", str(tmp_path / "out"))
     assert code == 130 and "Aborted." in err and "Traceback" not in err
+
+
+def test_a_file_name_with_a_line_break_stays_on_its_own_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Before: ``skipped: .../U1<newline>x.jpg: bad_file_name ...`` split over two stderr lines,
+    the second looking like a line of its own to a script that reads them. Control and
+    invisible characters of a name are now written as escapes, wherever a name is quoted."""
+    from ulcerseg.ids import printable
+
+    assert printable("S00\n2\u202e\x00 é") == "S00\\n2\\u202e\\x00 é"
+    assert printable("plain é") == "plain é"
+    root = tmp_path / "trial"
+    (root / "S00\n1" / "D0").mkdir(parents=True)
+    (root / "S00\n1" / "D0" / "U1.jpg").write_bytes(b"x")
+    (root / "S002" / "D0").mkdir(parents=True)
+    (root / "S002" / "D0" / "U1\r.jpg").write_bytes(b"x")
+    monkeypatch.setattr(sys, "argv", ["ulcerseg", "measure", str(root), "-o", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exc:
+        run()
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().split("\n")
+    assert len(lines) == 3, lines
+    assert (
+        lines[0] == f"skipped: {root}/S00\\n1/D0/U1.jpg: bad_file_name: name holds an invisible or control "
+        "character (U+000A); rename it"
+    )
+    assert lines[1].startswith(f"skipped: {root}/S002/D0/U1\\r.jpg: bad_file_name")
+    assert lines[2].startswith("error: ") and "no photos found" in lines[2]

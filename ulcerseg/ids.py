@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["id_order_key", "invisible_character", "nfc"]
+__all__ = ["id_order_key", "invisible_character", "nfc", "printable"]
 
 # control, format (zero-width space, soft hyphen), line and paragraph separator, surrogate
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
@@ -31,6 +31,20 @@ def invisible_character(text: str) -> str | None:
         if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
             return f"U+{ord(char):04X}"
     return None
+
+
+def printable(text: str) -> str:
+    """``text`` with its control and invisible characters written as escapes (``\\n``,
+    ``\\u202e``): a file name quoted in a one-line message stays on one line and shows what
+    it holds (a name may hold any character but ``/`` and NUL)."""
+    if invisible_character(text) is None:
+        return text
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES
+        else char
+        for char in text
+    )
 
 
 def id_order_key(text: str) -> tuple[tuple[tuple[int, int, str], ...], str]:

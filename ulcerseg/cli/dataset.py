@@ -66,6 +66,7 @@ def dataset_import_command(
     """Convert photos + PNG / ImageJ ROI / LabelMe annotations to a training dataset."""
     from tqdm import tqdm
 
+    from ulcerseg.ids import printable
     from ulcerseg.training.importer import import_dataset
 
     with tqdm(desc="import", unit="img", disable=not progress) as bar:
@@ -85,5 +86,5 @@ def dataset_import_command(
     skipped = f"; skipped {len(result.skipped)} without annotation" if result.skipped else ""
     ignored = f"; ignored {len(result.ignored)} other entries (listed above)" if result.ignored else ""
     for path, why in result.ignored:
-        click.echo(f"ignored: {path}: {why}", err=True)
+        click.echo(f"ignored: {printable(str(path))}: {why}", err=True)
     click.echo(f"{result.out_dir}: {result.n_images} images ({kinds}){skipped}{ignored}")

@@ -19,6 +19,7 @@ from ulcerseg.cli.qa import qa_command
 from ulcerseg.cli.review import review
 from ulcerseg.cli.synth import synth
 from ulcerseg.errors import UlcersegError, missing_extra_message
+from ulcerseg.ids import printable
 
 __all__ = ["main", "run"]
 
@@ -57,15 +58,15 @@ def run() -> None:
         err.show()
         sys.exit(err.exit_code)
     except UlcersegError as err:
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {printable(str(err))}", err=True)
         sys.exit(2)
     except ModuleNotFoundError as err:  # torch & co. belong to the [train] extra
         if (message := missing_extra_message(err)) is None:
             raise
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {printable(message)}", err=True)
         sys.exit(2)
     except OSError as err:  # an output folder not writable, a full disk, a port in use
-        click.echo(f"error: {_os_error_line(err)}", err=True)
+        click.echo(f"error: {printable(_os_error_line(err))}", err=True)
         sys.exit(1)
     except sqlite3.DatabaseError as err:
         if (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):

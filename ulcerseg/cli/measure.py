@@ -88,6 +88,7 @@ def measure(
     from ulcerseg.config import load_config, with_overrides
     from ulcerseg.errors import InputError, NoPhotosError
     from ulcerseg.healing import heal_study
+    from ulcerseg.ids import printable
     from ulcerseg.pipeline import measure_study
 
     cfg = load_config(config_path)
@@ -117,7 +118,7 @@ def measure(
         )
     except NoPhotosError as err:  # list every file that could not be placed, then the one-line error
         for path, reason in err.skipped:
-            click.echo(f"skipped: {path}: {reason}", err=True)
+            click.echo(f"skipped: {printable(str(path))}: {printable(reason)}", err=True)
         raise
     healing_error = None
     if not no_heal:
@@ -126,11 +127,11 @@ def measure(
         except InputError as err:  # the measurements are stored: say why healing is not
             healing_error = str(err)
     for path, reason in summary.problems:
-        click.echo(f"skipped: {path}: {reason}", err=True)
+        click.echo(f"skipped: {printable(str(path))}: {printable(reason)}", err=True)
     for file, reason in summary.failures:
-        click.echo(f"failed: {file}: {reason}", err=True)
+        click.echo(f"failed: {printable(file)}: {printable(reason)}", err=True)
     for file in summary.reconciled.missing:
-        click.echo(f"missing: {file}: no longer under the study root (missing_file)", err=True)
+        click.echo(f"missing: {printable(file)}: no longer under the study root (missing_file)", err=True)
     click.echo(
         f"{summary.n_photos} photos: {summary.n_measured} measured, {summary.n_failed} failed, "
         f"{summary.n_skipped} unchanged (skipped), {summary.n_needs_review} need review -> {out_dir}"
@@ -141,5 +142,5 @@ def measure(
     if summary.unresolved:
         click.echo(f"{len(summary.unresolved)} photo(s) of the study unresolved (failed or missing)")
     if healing_error is not None:
-        click.echo(f"healing not computed: {healing_error}", err=True)
+        click.echo(f"healing not computed: {printable(healing_error)}", err=True)
     return 0 if summary.ok and healing_error is None else 1
