@@ -121,6 +121,45 @@ def png_header(width: int, height: int) -> bytes:
     )
 
 
+def tiff_pages(*pages: tuple[np.ndarray, int]) -> bytes:
+    """A TIFF of ``(rgb, NewSubfileType)`` pages (1: a reduced-resolution preview)."""
+    import tifffile
+
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tiff:
+        for rgb, subfile_type in pages:
+            tiff.write(rgb, photometric="rgb", subfiletype=subfile_type)
+    return buf.getvalue()
+
+
+def two_photo_tiff() -> bytes:
+    first, second = make_photo().rgb, make_photo(ulcer_offset_mm=(18.0, 12.0)).rgb
+    return tiff_pages((first, 0), (second, 0))
+
+
+def tiff_with_preview() -> bytes:
+    rgb = make_photo().rgb
+    return tiff_pages((rgb, 0), (np.ascontiguousarray(rgb[::4, ::4]), 1))
+
+
+def png_short_of_rows() -> bytes:
+    """A photo's PNG whose complete zlib stream holds 300 of the 480 rows its header claims
+    (Pillow pads the rest without a word; libpng: "Not enough image data")."""
+    rgb = make_photo().rgb
+    raw = b"".join(b"\0" + row.tobytes() for row in rgb[:300])
+    ihdr = struct.pack(">IIBBBBB", rgb.shape[1], rgb.shape[0], 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def _put(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -232,6 +271,11 @@ FILE_CASES: dict[str, tuple[str, Callable[[], bytes], str]] = {
     ),
     "avif_photo": ("A22/D0/U1.avif", lambda: _encode(make_photo().rgb, "AVIF", quality=90), "measured"),
     "heic_named_jpg": ("A23/D0/U1.jpg", heic_photo, "measured"),  # the bytes decide, not the name
+    # a multi-page TIFF: the first page is measured, the file goes to review (before: the other
+    # pages were left out without a word); a camera's reduced-resolution preview page is no photo
+    "tiff_two_photos": ("A47/D0/U1.tif", two_photo_tiff, "measured several_images"),
+    "tiff_photo_with_preview_page": ("A48/D0/U1.tif", tiff_with_preview, "measured"),
+    "png_short_of_rows": ("A49/D0/U1.png", png_short_of_rows, "failed unreadable_file"),
     "video_named_heic": (
         "A24/D0/U1.heic",
         lambda: struct.pack(">I", 24) + b"ftypmp42" + b"\x00" * 4 + b"mp42isom" + b"\x00" * 64,

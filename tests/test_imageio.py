@@ -431,3 +431,39 @@ def test_jpeg_decode_is_opencvs_for_every_orientation_and_reduction(mode: str) -
             bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
             want = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB if bgr.ndim == 3 else cv2.COLOR_GRAY2RGB)
             assert got.shape == want.shape and np.array_equal(got, want), (orientation, reduction)
+
+
+def test_inspect_photo_counts_the_full_size_images_of_a_file(tmp_path: Path) -> None:
+    """Only a file's first image is measured: more full-size images (an AVIF sequence, a TIFF of
+    two photos) are counted so that the photo gets ``several_images``; a TIFF's reduced-resolution
+    preview page and a later page that cannot be read are told apart from a clean single photo."""
+    import io
+
+    from PIL import Image
+
+    from ulcerseg.imageio import inspect_photo
+
+    frames = [Image.fromarray(np.full((32, 48, 3), v, np.uint8)) for v in (60, 160)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "AVIF", save_all=True, append_images=frames[1:], quality=90)
+    assert inspect_photo(tmp_path / "a.avif", buf.getvalue()).n_images == 2
+    buf = io.BytesIO()
+    frames[0].save(buf, "AVIF", quality=90)
+    assert inspect_photo(tmp_path / "b.avif", buf.getvalue()).n_images == 1
+    buf = io.BytesIO()
+    frames[0].save(buf, "TIFF", save_all=True, append_images=frames[1:])
+    two = buf.getvalue()
+    assert inspect_photo(tmp_path / "c.tif", two).n_images == 2
+    # the second page's directory damaged: the first page is still measured, and flagged
+    second_ifd = int.from_bytes(two[4:8], "little")  # first IFD; its last 4 bytes link the next
+    n_tags = int.from_bytes(two[second_ifd : second_ifd + 2], "little")
+    link = second_ifd + 2 + 12 * n_tags
+    damaged = two[:link] + (len(two) + 4096).to_bytes(4, "little") + two[link + 4 :]
+    info = inspect_photo(tmp_path / "d.tif", damaged)
+    assert info.n_images == 2 and (info.width, info.height) == (48, 32)
+    from fault_corpus import tiff_pages
+
+    photo = np.full((64, 96, 3), 120, np.uint8)
+    preview = np.ascontiguousarray(photo[::4, ::4])
+    assert inspect_photo(tmp_path / "e.tif", tiff_pages((photo, 0), (preview, 1))).n_images == 1
+    assert inspect_photo(tmp_path / "f.tif", tiff_pages((photo, 0), (preview, 0))).n_images == 2

@@ -1141,8 +1141,8 @@ def test_blinded_package_leaves_out_missing_photos_and_bytes_at_several_paths(
     real_open = blinded.open_study
 
     @contextlib.contextmanager
-    def with_a_copy(out_dir):  # the W2 photo's bytes also filed under W4 of the other subject
-        with real_open(out_dir) as (c, rows):
+    def with_a_copy(out_dir, **kw):  # the W2 photo's bytes also filed under W4 of the other subject
+        with real_open(out_dir, **kw) as (c, rows):
             (w2,) = [r for r in rows if r["file"] == "SUBJ-1001/W2/p.jpg"]
             yield c, [*rows, dict(w2, file="SUBJ-1002/W4/copy.jpg", subject_id="SUBJ-1002")]
 

@@ -10,7 +10,7 @@ import io
 import logging
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -29,6 +29,7 @@ _EXIF_IFD = 0x8769
 _TAG_DATETIME_ORIGINAL = 36867
 _TAG_DATETIME = 306
 _TAG_ORIENTATION = 0x0112
+_TAG_NEW_SUBFILE_TYPE = 254  # TIFF: bit 0 set on a reduced-resolution version of another page
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class PhotoInfo:
     mode: str  # Pillow mode of the stored image ("RGB", "L", ...)
     photo_date: str | None  # ISO 8601 date from EXIF, or None
     is_grayscale: bool
+    # full-size images the file holds (TIFF pages other than reduced-resolution ones, HEIF's
+    # top-level images, AVIF frames): only the first is measured, so more is a review flag
+    n_images: int = 1
 
 
 # HEIF (HEIC from phones) and AVIF are ISO base media files: "ftyp" at byte 4, then the brand
@@ -182,6 +186,7 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
                 img.load()
             elif fmt not in PILLOW_DECODED_FORMATS | {"JPEG"}:
                 img.load()  # a PNG or TIFF cut short: OpenCV may decode what is there silently
+            n_images = _full_size_images(img)
     except UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not a readable image (unknown format)") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -198,7 +203,44 @@ def inspect_photo(path: Path, data: bytes) -> PhotoInfo:
     if orientation in (5, 6, 7, 8):  # 90° rotations swap the axes
         width, height = height, width
     grayscale = mode in {"1", "L", "LA", "I", "I;16", "I;16B", "F", "P"} and not _palette_color(img)
-    return PhotoInfo(sha256_bytes(data), width, height, mode, photo_date, grayscale)
+    return PhotoInfo(sha256_bytes(data), width, height, mode, photo_date, grayscale, n_images)
+
+
+# counted up to this many: a file of more pages is flagged all the same, and counting a crafted
+# chain of thousands of TIFF directories would cost a read of each
+_MAX_IMAGES_COUNTED = 16
+
+
+def _full_size_images(img: Image.Image) -> int:
+    """How many full-size images a photo file holds (at most :data:`_MAX_IMAGES_COUNTED`).
+
+    A TIFF's pages marked reduced-resolution (NewSubfileType bit 0: the previews cameras and
+    scanners write beside the photo) do not count; every other page is a photo of its own.
+    HEIF's top-level images (a burst) and AVIF's frames count; a JPEG is one image (an MPO's
+    second picture is a camera's preview or depth map, never another photo of the visit).
+    """
+    if img.format in ("JPEG", "MPO"):
+        return 1
+    count = 0
+    try:
+        n_frames = min(int(getattr(img, "n_frames", 1)), _MAX_IMAGES_COUNTED)
+        if img.format != "TIFF" or n_frames == 1:
+            return max(n_frames, 1)
+        for index in range(n_frames):
+            img.seek(index)
+            if not int(img.getexif().get(_TAG_NEW_SUBFILE_TYPE, 0)) & 1:  # the page's own tags
+                count += 1
+        img.seek(0)
+    except MemoryError:
+        raise
+    except Exception as err:  # Pillow's TIFF reader raises TypeError, ValueError, OSError...
+        # the first page decoded, a later one cannot be read: the file holds more than the
+        # photo measured, and what is not known goes to review (not a failed photo)
+        log.info("a later image of the file cannot be read (%s: %s)", type(err).__name__, one_line(err))
+        with suppress(Exception):
+            img.seek(0)
+        return max(count, 1) + 1
+    return max(count, 1)
 
 
 def _ends_with_eoi(data: bytes) -> bool:

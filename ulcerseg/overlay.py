@@ -96,6 +96,7 @@ FLAG_WORDS: dict[str, str] = {
     "marker_distorted": "marker distorted",
     "low_resolution": "resolution too low",
     "grayscale": "grayscale photo",
+    "several_images": "file holds several images: first measured",
     "marker_far_from_ulcer": "marker far from ulcer",
     "blurred": "blurred",
     "overexposed": "overexposed (too bright)",

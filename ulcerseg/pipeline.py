@@ -313,6 +313,8 @@ class PhotoMeasurer:
         result.image_size = (info.width, info.height)
         if info.is_grayscale or is_desaturated(loaded.preview.image):
             result.flags.append(Flag.GRAYSCALE)  # from the mode, or an RGB photo without colour
+        if info.n_images > 1:
+            result.flags.append(Flag.SEVERAL_IMAGES)  # only the first image is measured
         if photo.photo_date is None and info.photo_date is not None:
             result.photo = photo = _with_date(photo, info.photo_date)
         t_decode = time.perf_counter()

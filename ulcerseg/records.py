@@ -28,6 +28,9 @@ class Flag(StrEnum):
     MARKER_DISTORTED = "marker_distorted"  # marker edges not straight: bent sticker or blur
     LOW_RESOLUTION = "low_resolution"
     GRAYSCALE = "grayscale"
+    # the file holds more than one full-size image (a multi-page TIFF, a HEIC burst): the first
+    # is measured, and whether it is the visit's photo is for the assessor to see
+    SEVERAL_IMAGES = "several_images"
     MARKER_FAR_FROM_ULCER = "marker_far_from_ulcer"
     BLURRED = "blurred"
     OVEREXPOSED = "overexposed"

@@ -31,6 +31,11 @@ def main(verbose: int) -> None:
     """Measure digital ulcers on calibrated finger photographs."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # OpenCV's own log lines name no file ("TIFF_Warning TIFFReadDirectory: Unknown field with
+    # tag ...", on valid camera TIFFs too): a photo that fails already has a row and a one-line
+    # reason naming it. Read when OpenCV first logs, which is after this (imported lazily);
+    # -vv, or OPENCV_LOG_LEVEL set by the user, shows them
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT" if verbose < 2 else "WARNING")
 
 
 for _command in (
