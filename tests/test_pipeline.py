@@ -1,6 +1,7 @@
 import csv
 import io
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -899,6 +900,12 @@ def test_another_studys_photos_are_refused_instead_of_marking_this_one_missing(t
     msg = str(info.value)
     assert "holds a study of 2 photo(s) measured from" in msg and str(study_a.resolve()) in msg
     assert "\n" not in msg
+    assert (out / "measurements.csv").read_bytes() == before
+    # one photo of the study filed in the other folder too: before, one shared photo let the
+    # other folder in, and the study's other photo became missing_file
+    shutil.copyfile(study_a / "S001" / "W4" / "U1.jpg", other / "P900" / "W4" / "U8.jpg")
+    with pytest.raises(InputError, match=r"only 1 of which are under .* would mark 1 of them missing_file"):
+        measure_study(other, out, PipelineConfig(), backend=RednessBackend())
     assert (out / "measurements.csv").read_bytes() == before
     # the same study moved to another folder (same bytes), then reorganised (same bytes, new
     # paths), then its photos rewritten in place (new bytes, same folder and paths) is fine

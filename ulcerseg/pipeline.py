@@ -635,11 +635,12 @@ def _measure_locked(
     with Study.open(out_dir) as study:
         files = [(found.relative(p.path), p) for p in found.photos]
         unrelated = study.unrelated_to(files, Path(found.root).resolve())
-        if unrelated is not None:  # another study: every photo of this one would turn missing_file
-            n, root = unrelated
+        if unrelated is not None:  # another study: the photos of this one would turn missing_file
+            n, n_found, root = unrelated
+            which = "none of which is" if n_found == 0 else f"only {n_found} of which are"
             raise InputError(
-                f"{out_dir}: holds a study of {n} photo(s) measured from {root}, none of which is "
-                f"under {source}; measuring it here would mark them all "
+                f"{out_dir}: holds a study of {n} photo(s) measured from {root}, {which} "
+                f"under {source}; measuring it here would mark {n - n_found} of them "
                 "missing_file: choose another output folder"
             )
         # the study root that `file` is relative to (a manifest's folder, not the manifest): the

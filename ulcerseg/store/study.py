@@ -149,29 +149,33 @@ class Study:
             same = PurePosixPath(str(row["mask_file"])).stem == file_stem
         return same and (row["status"] == "measured" or not (row["retryable"] or retry_failed))
 
-    def unrelated_to(self, photos: list[tuple[str, PhotoRecord]], root: Path) -> tuple[int, str] | None:
-        """``(n, input_root)`` when ``photos`` (``(file, record)``, found under ``root``) look
-        like another study's: the study holds ``n`` > 0 present photos, last measured from
-        ``input_root``, none of whose bytes is among ``photos``, and ``root`` is another folder
-        or no path is shared either. :meth:`reconcile` would turn every present photo of this
-        study into ``missing_file``. None otherwise: a study moved elsewhere keeps its bytes,
-        photos rewritten in place (e.g. metadata stripped) keep the folder and their paths."""
+    def unrelated_to(self, photos: list[tuple[str, PhotoRecord]], root: Path) -> tuple[int, int, str] | None:
+        """``(n, n_found, input_root)`` when ``photos`` (``(file, record)``, found under ``root``)
+        look like another study's: of the study's ``n`` > 0 present photos, last measured from
+        ``input_root``, :meth:`reconcile` would turn all but the ``n_found`` whose bytes are
+        among ``photos`` into ``missing_file``. That is another study when ``root`` is another
+        folder and at most half of its photos are found (one photo filed in both folders
+        does not make them one study), or when no bytes and no path are shared. None otherwise:
+        a study moved elsewhere keeps its bytes, photos rewritten in place (e.g. metadata
+        stripped) keep the folder and their paths."""
         current = self.conn.execute(
             "SELECT file, photo_sha256 FROM photos WHERE superseded_at IS NULL AND missing_since IS NULL"
         ).fetchall()
         if not current:
             return None
         shas = {p.sha256 for _, p in photos}
-        if any(r["photo_sha256"] in shas for r in current):
-            return None
+        n_found = sum(r["photo_sha256"] in shas for r in current)
         last = self.conn.execute(
             "SELECT input_root FROM runs ORDER BY started_at DESC, rowid DESC LIMIT 1"
         ).fetchone()
         last_root = last["input_root"] if last is not None else "?"
-        files = {file for file, _ in photos}
-        if last_root == str(root) and any(r["file"] in files for r in current):
+        if last_root == str(root):  # the same folder: photos removed or rewritten in place
+            files = {file for file, _ in photos}
+            if n_found or any(r["file"] in files for r in current):
+                return None
+        elif 2 * n_found > len(current):  # the study moved: most of its bytes came along
             return None
-        return len(current), last_root
+        return len(current), n_found, last_root
 
     def reconcile(self, photos: list[tuple[str, PhotoRecord]]) -> Reconciled:
         """Record the photos a run found (``(file, record)``); supersede, move and mark missing.
