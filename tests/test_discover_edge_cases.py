@@ -342,3 +342,65 @@ def test_an_ulcer_id_from_a_file_name_is_nfc_and_stripped(tmp_path: Path) -> Non
     _touch(tmp_path / "S1" / "W4" / "U1.jpg", b"b")
     found = discover(tmp_path, DiscoveryConfig())
     assert [(p.ulcer_id, p.visit) for p in found.photos] == [("U1", "D0"), ("U1", "W4")]
+
+
+def test_a_manifest_path_that_links_outside_its_folder_is_refused(tmp_path: Path) -> None:
+    """Before: a symbolic link in the manifest's folder (``lnk.jpg -> /elsewhere/x.jpg``, or a
+    linked folder) was measured as a photo of the study without ``--allow-outside-root``; only
+    the path as written was checked."""
+    elsewhere = tmp_path / "elsewhere"
+    _touch(elsewhere / "x.jpg", b"a")
+    root = tmp_path / "trial"
+    root.mkdir()
+    (root / "lnk.jpg").symlink_to(elsewhere / "x.jpg")
+    (root / "lnkdir").symlink_to(elsewhere, target_is_directory=True)
+    for path in ("lnk.jpg", "lnkdir/x.jpg"):
+        manifest = root / "m.csv"
+        manifest.write_text(f"subject,ulcer,visit,path\nS1,U1,D0,{path}\n")
+        with pytest.raises(
+            InputError, match=r"m\.csv:2: path .* outside the manifest's folder .*symbolic link to"
+        ):
+            discover(manifest, DiscoveryConfig())
+        found = discover(manifest, DiscoveryConfig(), allow_outside_root=True)
+        assert [p.path.resolve() for p in found.photos] == [elsewhere / "x.jpg"]
+    _touch(root / "in.jpg", b"b")
+    (root / "lnk_in.jpg").symlink_to(root / "in.jpg")  # a link that stays inside is fine
+    (root / "m.csv").write_text("subject,ulcer,visit,path\nS1,U1,D0,lnk_in.jpg\n")
+    assert len(discover(root / "m.csv", DiscoveryConfig()).photos) == 1
+
+
+def test_a_manifest_row_repeated_with_another_date_is_a_conflict(tmp_path: Path) -> None:
+    """Before: the second row was skipped as an exact repeat (``duplicate_row``) and its date
+    was dropped without a word."""
+    _touch(tmp_path / "a.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "subject,ulcer,visit,path,date\nS1,U1,D0,a.jpg,2025-03-03\nS1,U1,D0,a.jpg,2025-09-09\n"
+    )
+    conflict = r"m\.csv:3: 'a\.jpg' .* line 2 with date 2025-03-03, here with 2025-09-09 \(conflict"
+    with pytest.raises(InputError, match=conflict):
+        discover(manifest, DiscoveryConfig())
+    manifest.write_text("subject,ulcer,visit,path,date\nS1,U1,D0,a.jpg,2025-03-03\nS1,U1,D0,a.jpg,\n")
+    with pytest.raises(InputError, match="with date 2025-03-03, here with \\(none\\)"):
+        discover(manifest, DiscoveryConfig())
+    manifest.write_text(
+        "subject,ulcer,visit,path,date\nS1,U1,D0,a.jpg,2025-03-03\nS1,U1,D0,a.jpg,2025-03-03\n"
+    )
+    found = discover(manifest, DiscoveryConfig())
+    assert len(found.photos) == 1 and "repeats line 2" in found.ignored[0][1]
+
+
+def test_a_manifest_row_in_the_output_folder_is_skipped(tmp_path: Path) -> None:
+    """Before: a manifest could list the tool's own overlay (``out/overlays/S001_...png``) and
+    it was measured as a photo of another subject, unflagged."""
+    _touch(tmp_path / "a.jpg", b"a")
+    _touch(tmp_path / "out" / "overlays" / "S1_U1_D0_0a1b2c3d.png", b"b")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "subject,ulcer,visit,path\nS1,U1,D0,a.jpg\nS9,U1,D0,out/overlays/S1_U1_D0_0a1b2c3d.png\n"
+    )
+    found = discover(manifest, DiscoveryConfig(), exclude=tmp_path / "out")
+    assert [p.subject_id for p in found.photos] == ["S1"]
+    ((path, reason),) = found.problems
+    assert path.name == "S1_U1_D0_0a1b2c3d.png"
+    assert reason.startswith("manifest_row: ") and "is in the output folder" in reason

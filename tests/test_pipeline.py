@@ -803,6 +803,10 @@ def test_output_folder_may_not_be_the_photo_folder_itself(tmp_path: Path, monkey
     assert sorted(p.name for p in root.iterdir()) == ["S001"]  # nothing written among the photos
     summary = measure_study(root, root / "out", PipelineConfig(), backend=RednessBackend())
     assert summary.n_measured == 1  # a folder inside the photo folder is fine
+    # a manifest's folder is its photo folder (before: accepted, outputs among the photos)
+    (root / "m.csv").write_text("subject,ulcer,visit,path\nS001,U1,D0,S001/D0/U1.jpg\n")
+    with pytest.raises(InputError, match="the output folder is the photo folder itself"):
+        measure_study(root / "m.csv", root, PipelineConfig(), backend=RednessBackend())
 
 
 def test_a_manifest_run_records_the_manifests_folder_as_the_root_of_its_files(tmp_path: Path) -> None:

@@ -326,8 +326,12 @@ def _iso_date(value: str, where: str) -> str | None:
         raise InputError(f"{where}: date {value!r} is not an ISO date (YYYY-MM-DD)") from err
 
 
-def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
-                      allow_outside_root: bool = False) -> Discovery:  # fmt: skip
+def discover_manifest(
+    manifest: Path,
+    config: DiscoveryConfig | None = None,
+    allow_outside_root: bool = False,
+    exclude: Path | None = None,
+) -> Discovery:
     """Read a manifest CSV with columns ``subject, ulcer, visit, path[, date]``.
 
     Header names are read in any case with surrounding spaces ignored, and the tables' own names
@@ -335,9 +339,11 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
 
     One-line errors (:class:`InputError`) for a manifest that cannot be trusted as a whole: not
     UTF-8, malformed CSV, missing columns, a row with more fields than the header, a path listed
-    twice with different IDs, a path outside the manifest's folder (unless
-    ``allow_outside_root``), a date that is not ISO. Rows that cannot be used one by one (empty
-    ID, unknown visit) are skipped with a reason; an exact repeat of a row is skipped too.
+    twice with different IDs or dates, a path outside the manifest's folder (unless
+    ``allow_outside_root``; a symbolic link is judged by where it leads), a date that is not
+    ISO. Rows that cannot be used one by one (empty ID, unknown visit, a file in ``exclude``,
+    the output folder, which holds this tool's own images) are skipped with a reason; an exact
+    repeat of a row is skipped too.
     """
     manifest = Path(manifest)
     config = config or DiscoveryConfig()
@@ -360,8 +366,9 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
     if repeated:
         raise InputError(f"{manifest}: column(s) {', '.join(repeated)} appear twice in the header")
     root = manifest.parent.resolve()
+    exclude = exclude.resolve() if exclude is not None else None
     found = Discovery(root)
-    seen: dict[Path, tuple[int, tuple[str, str, str]]] = {}
+    seen: dict[Path, tuple[int, tuple[str, str, str], str | None]] = {}
     raw_rows: list[tuple[int, dict[str, str]]] = []
     try:
         for raw in reader:
@@ -381,14 +388,20 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
             continue
         given = Path(row["path"])
         path = Path(os.path.normpath(given if given.is_absolute() else manifest.parent.resolve() / given))
-        try:
-            path.relative_to(root)
-        except ValueError:
-            if not allow_outside_root:
-                raise InputError(
-                    f"{where}: path {row['path']!r} is outside the manifest's folder {root} "
-                    "(refused; use --allow-outside-root)"
-                ) from None
+        if not allow_outside_root:
+            # where a symbolic link leads counts (as discover_folder does not follow linked
+            # folders): ``lnk.jpg -> /elsewhere/x.jpg`` is a photo from outside the root
+            for where_to in (path, path.resolve()):
+                if not where_to.is_relative_to(root):
+                    how = "" if where_to == path else f" (a symbolic link to {where_to})"
+                    raise InputError(
+                        f"{where}: path {row['path']!r} is outside the manifest's folder {root}{how} "
+                        "(refused; use --allow-outside-root)"
+                    )
+        if exclude is not None and path.resolve().is_relative_to(exclude):
+            detail = f"{where}: {row['path']!r} is in the output folder (this tool's own images, not a photo)"
+            found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, detail))
+            continue
         subject, ulcer = nfc(row["subject"]), nfc(row["ulcer"])
         photo_date = _iso_date(row.get("date", ""), where)
         resolved = visits.resolve(row["visit"])
@@ -410,15 +423,21 @@ def discover_manifest(manifest: Path, config: DiscoveryConfig | None = None,
             continue
         ids = (subject, ulcer, resolved[0])
         if path in seen:
-            first_line, first_ids = seen[path]
+            first_line, first_ids, first_date = seen[path]
             if first_ids != ids:
                 raise InputError(
                     f"{where}: {row['path']!r} is also listed at line {first_line} as "
                     f"{'/'.join(first_ids)}, here as {'/'.join(ids)} (conflict: one photo, one visit)"
                 )
+            if first_date != photo_date:  # a repeat, not a conflict, only when nothing differs
+                raise InputError(
+                    f"{where}: {row['path']!r} is also listed at line {first_line} with date "
+                    f"{first_date or '(none)'}, here with {photo_date or '(none)'} "
+                    "(conflict: one photo, one date)"
+                )
             found.add_skip(_skip(path, SkipReason.DUPLICATE_ROW, f"{where}: repeats line {first_line}"))
             continue
-        seen[path] = (line_no, ids)
+        seen[path] = (line_no, ids, photo_date)
         found.photos.append(
             PhotoRecord(
                 path=path,
@@ -459,5 +478,5 @@ def discover(
     """
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        return discover_manifest(source, config, allow_outside_root)
+        return discover_manifest(source, config, allow_outside_root, exclude)
     return discover_folder(source, config, exclude)

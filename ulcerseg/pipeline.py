@@ -568,11 +568,13 @@ def measure_study(
     files skipped).
     """
     out_dir = Path(out_dir)
-    if Path(source).is_dir() and _same_folder(out_dir, Path(source)):
+    # a manifest's photos are found relative to its folder, which is the study's root
+    photo_root = Path(source) if Path(source).is_dir() else Path(source).parent
+    if photo_root.is_dir() and _same_folder(out_dir, photo_root):
         # its tables, masks and overlays would lie among the photos, listed as stray files by
         # every later run; an output folder inside the photo folder is fine (it is not read)
         raise InputError(f"{out_dir}: the output folder is the photo folder itself; "
-                         f"choose another, e.g. {Path(source) / 'ulcerseg-out'}")  # fmt: skip
+                         f"choose another, e.g. {photo_root / 'ulcerseg-out'}")  # fmt: skip
     owned = backend is None
     # start-up runs side by side (mostly outside the GIL): the model loads (file hashes, ONNX
     # Runtime sessions) while the photos are found and hashed, then the first photos decode
