@@ -738,6 +738,15 @@ def test_a_photo_relabelled_in_the_manifest_is_measured_again_under_its_new_labe
     assert row["overlay_file"].startswith("overlays/S7_U3_W8_")
     third = measure_study(manifest, out, PipelineConfig(), backend=RednessBackend())
     assert third.n_measured == 0 and third.n_skipped == 1  # labels unchanged: skipped as before
+    # before: the S1_U1_D0_ images stayed beside the S7 ones, one photo filed under two subjects
+    # for anyone finding a subject's photos by name; they are moved aside with their rows
+    for folder in ("overlays", "masks", "rectified"):
+        assert [p.name[:9] for p in (out / folder).iterdir()] == ["S7_U3_W8_"], folder
+        assert [p.name[:9] for p in (out / "superseded" / folder).iterdir()] == ["S1_U1_D0_"]
+    assert sorted(again.set_aside) == sorted(
+        f"{folder}/{(out / 'superseded' / folder).iterdir().__next__().name}"
+        for folder in ("overlays", "masks", "rectified")
+    )
 
 
 def test_first_photos_decode_while_the_model_opens_and_measure_the_same(
@@ -945,3 +954,24 @@ def test_a_damaged_exif_orientation_read_only_by_the_decoder_gives_the_decoded_s
     assert loaded.error is None and loaded.rgb is not None and loaded.info is not None
     height, width = loaded.rgb.shape[:2]
     assert (loaded.info.width, loaded.info.height) == (width, height)
+
+
+def test_images_of_a_missing_photo_stay_and_those_of_replaced_bytes_are_set_aside(tmp_path: Path) -> None:
+    """A missing photo's newest row (status missing) still names its images: they stay. A photo
+    replaced by new bytes gets new images (another hash in the name); the old ones move to
+    OUT/superseded/, not deleted: they are the superseded row's."""
+    root, out = tmp_path / "trial", tmp_path / "out"
+    rgb = make_photo(px_per_mm=12, size=(640, 480)).rgb
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", rgb)
+    write_jpeg(root / "S001" / "W4" / "U1.jpg", rgb, quality=90)
+    measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    before = {folder: sorted(p.name for p in (out / folder).iterdir()) for folder in ("overlays", "masks")}
+    (root / "S001" / "D0" / "U1.jpg").unlink()
+    write_jpeg(root / "S001" / "W4" / "U1.jpg", rgb, quality=80)
+    summary = measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    for folder in ("overlays", "masks"):
+        now = sorted(p.name for p in (out / folder).iterdir())
+        assert now[0] == before[folder][0] and now[0].startswith("S001_U1_D0_")  # the missing photo's
+        assert now[1].startswith("S001_U1_W4_") and now[1] != before[folder][1]  # the new bytes'
+        assert [p.name for p in (out / "superseded" / folder).iterdir()] == [before[folder][1]]
+        assert f"{folder}/{before[folder][1]}" in summary.set_aside

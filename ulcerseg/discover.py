@@ -141,7 +141,7 @@ class _Visits:
 
 
 # what `measure` writes into its output folder (images only): anything else there is not ours
-_OUTPUT_IMAGE_FOLDERS = frozenset({"masks", "overlays", "rectified", "report"})
+_OUTPUT_IMAGE_FOLDERS = frozenset({"masks", "overlays", "rectified", "report", "superseded", "review"})
 
 
 def _photos_in_output(folder: Path, extensions: set[str]) -> list[Path]:

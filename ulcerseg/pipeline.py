@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -92,6 +93,8 @@ class MeasureSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, one-line reason)
     unresolved: list[tuple[str, str]] = field(default_factory=list)  # study-wide (file, status: flags)
     reconciled: Reconciled = field(default_factory=Reconciled)
+    # per-photo images no current row names, moved to OUT/superseded/ (paths relative to OUT)
+    set_aside: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -505,6 +508,45 @@ def effective_config(
     return with_overrides(config, segmentation=changes)
 
 
+#: the per-photo image folders of the output folder, named ``<subject>_<ulcer>_<visit>_<hash8>``
+PHOTO_IMAGE_FOLDERS = ("overlays", "masks", "rectified")
+#: where images of superseded rows go (``OUT/superseded/<folder>/``)
+SUPERSEDED_FOLDER = "superseded"
+
+
+def _set_aside_superseded_images(out_dir: Path, latest: list[dict[str, Any]]) -> list[str]:
+    """Move the per-photo images that no current row names to ``OUT/superseded/<folder>/``;
+    returns their old paths relative to ``out_dir``.
+
+    A photo relabelled (another subject or visit in the manifest, or moved between folders) or
+    replaced by new bytes is measured under a new name; its old images kept the old subject or
+    visit in their names beside the new ones, so a person finding a subject's photos by name
+    found one filed under the wrong subject. They are the rows' history, so they are kept, out
+    of the folders that show the study as it is. Rows of missing photos still name theirs.
+    """
+    named = {
+        str(r[column])
+        for r in latest
+        for column in ("overlay_file", "mask_file", "rectified_file")
+        if r.get(column)
+    }
+    moved: list[str] = []
+    for folder in PHOTO_IMAGE_FOLDERS:
+        if not (out_dir / folder).is_dir():
+            continue
+        for image in sorted((out_dir / folder).glob("*.png")):
+            rel = str(image.relative_to(out_dir))
+            if rel in named:
+                continue
+            dest = out_dir / SUPERSEDED_FOLDER / folder / image.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(image, dest)
+            moved.append(rel)
+    if moved:
+        log.info("%d image(s) of superseded rows moved to %s", len(moved), out_dir / SUPERSEDED_FOLDER)
+    return moved
+
+
 def _clean_stale_temporaries(out_dir: Path) -> None:
     """Remove ``*.tmp`` files left by a killed run (atomic writes rename them when complete).
 
@@ -720,6 +762,7 @@ def _measure_locked(
         study.finish_run(run, summary.n_measured, summary.n_failed, summary.n_skipped)
         study.export_csv()
         latest = study.latest_measurements()
+        summary.set_aside = _set_aside_superseded_images(out_dir, latest)
         summary.n_needs_review = sum(int(r["needs_review"]) for r in latest)
         summary.unresolved = [
             (r["file"], f"{r['status']}: {r['flags']}") for r in latest if r["status"] != "measured"

@@ -139,6 +139,11 @@ def measure(
     if summary.skipped_counts:
         counts = ", ".join(f"{code} {n}" for code, n in summary.skipped_counts.items())
         click.echo(f"files not measured (see run.json): {counts}")
+    if summary.set_aside:
+        click.echo(
+            f"{len(summary.set_aside)} image(s) of relabelled or replaced photos' earlier rows moved to "
+            f"{out_dir / 'superseded'}"
+        )
     if summary.unresolved:
         click.echo(f"{len(summary.unresolved)} photo(s) of the study unresolved (failed or missing)")
     if healing_error is not None:
