@@ -404,3 +404,37 @@ def test_a_manifest_row_in_the_output_folder_is_skipped(tmp_path: Path) -> None:
     ((path, reason),) = found.problems
     assert path.name == "S1_U1_D0_0a1b2c3d.png"
     assert reason.startswith("manifest_row: ") and "is in the output folder" in reason
+
+
+def test_ids_that_look_like_other_ids_are_skipped_with_their_reason(tmp_path: Path) -> None:
+    """Before: ``Ѕ001`` (Cyrillic Ѕ) and ``S0０1`` (a full-width digit) were measured as two more
+    subjects that look exactly like S001 on every screen, and S001 lost those photos. Accented
+    Latin letters are fine."""
+    from ulcerseg.ids import lookalike_character
+
+    assert lookalike_character("S001") is None and lookalike_character("Zoé-2") is None
+    assert lookalike_character("\u0405001") == "U+0405 CYRILLIC CAPITAL LETTER DZE, not a Latin letter"
+    assert lookalike_character("S0\uff101") == "U+FF10 FULLWIDTH DIGIT ZERO, a compatibility form of '0'"
+    assert lookalike_character("U\u0663") == "U+0663 ARABIC-INDIC DIGIT THREE, not a digit 0-9"
+    _touch(tmp_path / "S001" / "D0" / "U1.jpg", b"a")
+    _touch(tmp_path / "\u0405001" / "W4" / "U1.jpg", b"b")
+    _touch(tmp_path / "Zoé" / "W4" / "U1.jpg", b"c")
+    _touch(tmp_path / "S001" / "W4" / "U\u00b2.jpg", b"d")  # superscript two
+    found = discover(tmp_path, DiscoveryConfig())
+    assert sorted((p.subject_id, p.ulcer_id) for p in found.photos) == [("S001", "U1"), ("Zoé", "U1")]
+    reasons = sorted(reason for _path, reason in found.problems)
+    assert reasons == [
+        "bad_file_name: subject or ulcer ID holds a character that looks like another "
+        "(U+00B2 SUPERSCRIPT TWO, a compatibility form of '2'); rename it",
+        "bad_file_name: subject or ulcer ID holds a character that looks like another "
+        "(U+0405 CYRILLIC CAPITAL LETTER DZE, not a Latin letter); rename it",
+    ]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "subject,ulcer,visit,path\nS001,U1,D0,S001/D0/U1.jpg\n\u0405001,U1,W4,S001/D0/U1.jpg\n",
+        encoding="utf-8",
+    )
+    found = discover(manifest, DiscoveryConfig())
+    assert [p.subject_id for p in found.photos] == ["S001"]
+    ((_path, reason),) = found.problems
+    assert reason.startswith("manifest_row: ") and "CYRILLIC CAPITAL LETTER DZE, not a Latin letter" in reason

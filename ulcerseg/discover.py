@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from ulcerseg.config import DiscoveryConfig
 from ulcerseg.errors import ConfigError, InputError, NoPhotosError
-from ulcerseg.ids import invisible_character, nfc
+from ulcerseg.ids import invisible_character, lookalike_character, nfc
 from ulcerseg.imageio import read_bytes, sha256_bytes
 from ulcerseg.records import FAILING_SKIP_REASONS, PhotoRecord, SkipReason
 from ulcerseg.visits import canonical_visit, is_visit_label, visit_to_day
@@ -288,6 +288,11 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME,
                                  f"file name does not match ulcer_pattern {pattern.pattern!r}"))  # fmt: skip
             continue
+        lookalike = lookalike_character(subject + match["ulcer_id"])
+        if lookalike is not None:  # "Ѕ001" (Cyrillic Ѕ) would be another subject that looks like S001
+            detail = f"subject or ulcer ID holds a character that looks like another ({lookalike}); rename it"
+            found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
+            continue
         found.photos.append(
             PhotoRecord(
                 path=path,
@@ -416,6 +421,11 @@ def discover_manifest(
         invisible = invisible_character(subject + ulcer)
         if invisible is not None:  # "S0\u200b01" would be another subject that looks like S001
             detail = f"{where}: subject or ulcer holds an invisible or control character ({invisible})"
+            found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, detail))
+            continue
+        lookalike = lookalike_character(subject + ulcer)
+        if lookalike is not None:  # "Ѕ001" (Cyrillic Ѕ) would be another subject that looks like S001
+            detail = f"{where}: subject or ulcer holds a character that looks like another ({lookalike})"
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, detail))
             continue
         if _special_file(path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["id_order_key", "invisible_character", "nfc", "printable"]
+__all__ = ["id_order_key", "invisible_character", "lookalike_character", "nfc", "printable"]
 
 # control, format (zero-width space, soft hyphen), line and paragraph separator, surrogate
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
@@ -30,6 +30,27 @@ def invisible_character(text: str) -> str | None:
     for char in text:
         if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
             return f"U+{ord(char):04X}"
+    return None
+
+
+def lookalike_character(text: str) -> str | None:
+    """The first character of a subject or ulcer ID that can pass for another, described
+    (``"U+0405 CYRILLIC CAPITAL LETTER DZE, not a Latin letter"``), else None.
+
+    Trial IDs are read on screens, printouts and CRFs: ``Ѕ001`` (Cyrillic Ѕ) or ``S0０1``
+    (a full-width digit) look exactly like ``S001`` but would be other subjects. Refused: a
+    compatibility form (full-width, superscript, ligature: what NFKC would change), a letter of
+    another script than Latin (accented Latin letters are fine), a digit other than 0-9.
+    """
+    for char in text:
+        code = f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}"
+        if unicodedata.normalize("NFKC", char) != char:
+            return f"{code}, a compatibility form of {unicodedata.normalize('NFKC', char)!r}"
+        category = unicodedata.category(char)
+        if category.startswith("L") and not unicodedata.name(char, "").startswith("LATIN "):
+            return f"{code}, not a Latin letter"
+        if category == "Nd" and not char.isascii():
+            return f"{code}, not a digit 0-9"
     return None
 
 
