@@ -55,7 +55,16 @@ def test_photo_file_names_are_readable_and_safe() -> None:
     sha = "05A3FBDE129B707A" + "0" * 48
     assert photo_file_stem("SUBJ-1002", "U1", "W4", sha) == "SUBJ-1002_U1_W4_05a3fbde"
     # odd characters, separators, path parts and hidden-file dots never reach the file system
-    assert photo_file_stem("S 01/../x", "U_1", "W4", sha) == "S-01-..-x_U-1_W4_05a3fbde"
+    # (an ID that had to change gets 6 hex digits of its SHA-256, so that no two IDs share a name)
+    assert photo_file_stem("S 01/../x", "U_1", "W4", sha) == "S-01-..-x-h093b8b_U-1-h98de45_W4_05a3fbde"
+    # before: S_001 and S-001, or Zoé and Zo, or two long IDs alike in their first 40 characters
+    # got one name (one photo's files overwrote the other's when their bytes were the same)
+    long_a, long_b = (
+        "SSC-TRIAL-2025-SITE-NORTH-0001-PATIENT-00001",
+        "SSC-TRIAL-2025-SITE-NORTH-0001-PATIENT-00002",
+    )
+    for a, b in (("S_001", "S-001"), ("Zoé", "Zo"), (long_a, long_b)):
+        assert photo_file_stem(a, "U1", "D0", sha) != photo_file_stem(b, "U1", "D0", sha), (a, b)
     assert safe_component("../etc") == "etc"
     assert safe_component("") == safe_component("///") == "x"
     assert safe_component("Ülcer #3") == "lcer-3"
