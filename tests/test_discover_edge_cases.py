@@ -438,3 +438,13 @@ def test_ids_that_look_like_other_ids_are_skipped_with_their_reason(tmp_path: Pa
     assert [p.subject_id for p in found.photos] == ["S001"]
     ((_path, reason),) = found.problems
     assert reason.startswith("manifest_row: ") and "CYRILLIC CAPITAL LETTER DZE, not a Latin letter" in reason
+
+
+def test_a_source_that_is_neither_a_folder_nor_a_manifest_is_named_as_such(tmp_path: Path) -> None:
+    """Before: ``measure nope.csv`` said "folder does not exist" and ``measure man.txt`` "not a
+    folder", as if only folders were read."""
+    with pytest.raises(InputError, match=r"nope\.csv: no such photo folder or manifest \(\.csv\)"):
+        discover(tmp_path / "nope.csv", DiscoveryConfig())
+    _touch(tmp_path / "man.txt", b"subject,ulcer,visit,path\n")
+    with pytest.raises(InputError, match=r"man\.txt: not a photo folder, nor a manifest \(a \.csv file\)"):
+        discover(tmp_path / "man.txt", DiscoveryConfig())

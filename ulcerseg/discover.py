@@ -185,9 +185,9 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
     """
     root = Path(root)
     if not root.exists():
-        raise InputError(f"{root}: folder does not exist")
+        raise InputError(f"{root}: no such photo folder or manifest (.csv)")
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
+        raise InputError(f"{root}: not a photo folder, nor a manifest (a .csv file)")
     if not os.access(root, os.R_OK | os.X_OK):
         raise InputError(f"{root}: folder is not readable (permission denied)")
     pattern = re.compile(config.ulcer_pattern)
