@@ -85,7 +85,7 @@ def test_non_utf8_manifest_is_one_line_error(tmp_path: Path) -> None:
 
 
 def test_missing_folder_is_one_line_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="nope: no such photo folder or manifest"):
         discover(tmp_path / "nope", DiscoveryConfig())
 
 
