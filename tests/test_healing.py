@@ -393,6 +393,39 @@ def test_config_refuses_values_that_would_never_apply() -> None:
     assert ok.unassessable_flags == ("no_marker",)
 
 
+def test_config_refuses_thresholds_in_the_wrong_units(tmp_path: Path) -> None:
+    """healed_max_area_mm2: 50 (a value in other units) loaded without a word and called every
+    measured ulcer healed (the sample trial's S001 U1 at W8, 17.63 mm², 3.7% below baseline) and
+    every measured baseline not assessable, exit 0; a change threshold written as a fraction
+    (0.2 for 20%) sorted noise into improving; a disagreement tolerance of 100% or more never
+    found a disagreement in area. Each is now a one-line error naming the key and the value."""
+    path = tmp_path / "h.yaml"
+    path.write_text("healed_max_area_mm2: 50\n")
+    with pytest.raises(ConfigError) as info:
+        load_healing_config(path)
+    msg = str(info.value)
+    assert msg == (
+        f"{path}: key 'healed_max_area_mm2' must be between 0 and 2 mm² (the largest area a healed "
+        "ulcer may still measure), got 50.0"
+    )
+    for raw, key in [
+        ({"healed_max_area_mm2": 2.01}, "'healed_max_area_mm2' must be between 0 and 2 mm²"),
+        ({"improving_min_reduction_pct": 0.2}, "'improving_min_reduction_pct' must be at least 1"),
+        ({"worsening_min_increase_pct": 0.5}, "'worsening_min_increase_pct' must be at least 1"),
+        ({"review": {"disagreement_area_tolerance_pct": 100}}, "'review.disagreement_area_tolerance_pct'"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            healing_config_from_dict(raw, "x.yaml")
+        assert str(info.value).startswith(f"x.yaml: key {key}") and "\n" not in str(info.value), raw
+    # the edges of the ranges load
+    ok = healing_config_from_dict(
+        {"healed_max_area_mm2": 2, "improving_min_reduction_pct": 1, "worsening_min_increase_pct": 1}
+    )
+    assert ok.healed_max_area_mm2 == 2.0 and ok.worsening_min_increase_pct == 1.0
+    assert healing_config_from_dict({"healed_max_area_mm2": 0}).healed_max_area_mm2 == 0.0
+    assert healing_config_from_dict({"review": {"disagreement_area_tolerance_pct": 99.9}})
+
+
 def test_config_refuses_a_baseline_visit_outside_its_schedule() -> None:
     """A protocol whose reference visit is not one of its visits loaded without a word."""
     with pytest.raises(ConfigError) as info:
