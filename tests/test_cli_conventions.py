@@ -163,7 +163,8 @@ def test_environment_and_database_errors_are_one_line_errors(tmp_path: Path, mon
     study.mkdir()
     (study / "study.sqlite").write_text("not a database\n")
     code, err = _run(monkeypatch, capsys, "heal", str(study))
-    assert code == 2 and "study database unusable" in err and "Traceback" not in err
+    # the file named (before: "study database unusable (...); is it a study folder's study.sqlite?")
+    assert code == 2 and f"{study / 'study.sqlite'}: not a study database" in err and "Traceback" not in err
 
 
 def test_a_table_is_never_written_over_the_study_database(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -217,10 +217,66 @@ def test_zero_area_at_baseline_is_a_failed_measurement_not_healing():
     assert "baseline_not_measurable" in v["D0"].healing_flags
     assert v["D0"].change_from_baseline_pct is None
     assert ulcer.reference_visit == "W2"
-    assert v["W2"].status == "stable"  # not "recurred": nothing healed before
+    # the reference standing in for the failed baseline is labelled as one (it read "stable" at a
+    # change of 0.0 from itself); not "recurred": nothing healed before
+    assert v["W2"].status == "baseline" and v["W2"].change_from_baseline_pct == 0.0
     assert v["W4"].status == "improving" and v["W4"].change_from_baseline_pct == pytest.approx(-50.0)
     assert v["W8"].status == "healed"
     assert ulcer.time_to_healing_days == 56
+
+
+def test_visits_before_the_baseline_are_compared_with_nothing():
+    """With baseline_visit W4, D0 got a status against the later baseline (the sample trial's
+    S002 U1 D0 "worsening", +359%); an ulcer whose W4 waits for review got reference_visit D0, a
+    visit before the baseline, and D0 read "stable" at 0.0. Now a visit before the baseline is
+    not_assessable with before_baseline (its area kept, no change from baseline), and the
+    reference is a visit from the baseline on, labelled "baseline"."""
+    w4 = cfg(baseline_visit="W4")
+    ulcer, v = by_visit(series({"D0": 7.53, "W4": 1.64, "W8": 1.2}), w4)
+    assert (ulcer.baseline_visit, ulcer.reference_visit) == ("W4", "W4")
+    assert v["D0"].status == "not_assessable" and v["D0"].area_mm2 == 7.53
+    assert v["D0"].healing_flags == ["before_baseline"] and v["D0"].change_from_baseline_pct is None
+    assert v["W2"].status == "not_assessable" and v["W2"].healing_flags == [
+        "missing_visit",
+        "before_baseline",
+    ]
+    assert v["W4"].status == "baseline" and v["W4"].change_from_previous_mm2 == pytest.approx(1.64 - 7.53)
+    assert v["W8"].status == "improving" and v["W8"].change_from_baseline_pct == pytest.approx(-26.8, abs=0.1)
+    # the baseline waits for review: the reference is the next open visit, never D0
+    rows = series({"D0": 18.31, "W4": 18.0, "W8": 17.63})
+    rows[1]["review_pending"] = True
+    ulcer, v = by_visit(rows, w4)
+    assert (ulcer.baseline_visit, ulcer.reference_visit) == ("W4", "W8")
+    assert v["D0"].status == "not_assessable" and "before_baseline" in v["D0"].healing_flags
+    assert v["D0"].change_from_baseline_pct is None
+    assert v["W4"].status == "not_assessable" and "before_baseline" not in v["W4"].healing_flags
+    assert v["W8"].status == "baseline" and v["W8"].change_from_baseline_pct == 0.0
+    assert all("baseline_not_measurable" in r.healing_flags for r in v.values())
+    # a reader's confirm healed does not give a visit before the baseline a status either
+    rows = series({"D0": 0.3, "W4": 10.0, "W8": 0.2})
+    rows[0]["healed_override"] = True
+    ulcer, v = by_visit(rows, w4)
+    assert v["D0"].status == "not_assessable" and v["W8"].status == "healed"
+    assert ulcer.time_to_healing_days == 56
+    # every visit of the ulcer before the baseline (the subject left before W4): no baseline
+    both = [*series({"D0": 5.0}, subject="S001"), *series({"D0": 6.0, "W4": 6.0}, subject="S002")]
+    res = {u.subject_id: u for u in compute_healing(both, cfg(baseline_visit="W4", schedule=()))}
+    assert res["S001"].reference_visit is None and res["S001"].baseline_visit == "W4"
+    (row,) = res["S001"].visits
+    assert row.status == "not_assessable"
+    assert row.healing_flags == ["baseline_not_measurable", "before_baseline"]
+
+
+def test_the_reference_of_an_ulcer_without_a_baseline_photo_is_labelled_baseline():
+    """An ulcer that appeared after the baseline (no D0 photo) had its reference visit labelled
+    "stable" at a change of 0.0 from itself; the README says "baseline" on the reference visit."""
+    rows = [*series({"D0": 10.0, "W2": 9.0}, ulcer="U1"), *series({"W2": 8.0, "W4": 4.0}, ulcer="U2")]
+    res = {u.ulcer_id: {v.visit: v for v in u.visits} for u in compute_healing(rows, cfg())}
+    u2 = res["U2"]
+    assert u2["D0"].status == "not_assessable" and u2["D0"].healing_flags[0] == "missing_visit"
+    assert u2["W2"].status == "baseline" and u2["W2"].reference_visit == "W2"
+    assert u2["W4"].status == "improving" and u2["W4"].change_from_baseline_pct == pytest.approx(-50.0)
+    assert res["U1"]["D0"].status == "baseline" and res["U1"]["W2"].status == "stable"
 
 
 def test_flag_near_threshold():
@@ -391,6 +447,39 @@ def test_config_refuses_values_that_would_never_apply() -> None:
         healing_config_from_dict({"improving_min_reduction_pct": 150}, "x.yaml")
     ok = healing_config_from_dict({"unassessable_flags": ["no_marker"], "improving_min_reduction_pct": 100})
     assert ok.unassessable_flags == ("no_marker",)
+
+
+def test_config_refuses_thresholds_in_the_wrong_units(tmp_path: Path) -> None:
+    """healed_max_area_mm2: 50 (a value in other units) loaded without a word and called every
+    measured ulcer healed (the sample trial's S001 U1 at W8, 17.63 mm², 3.7% below baseline) and
+    every measured baseline not assessable, exit 0; a change threshold written as a fraction
+    (0.2 for 20%) sorted noise into improving; a disagreement tolerance of 100% or more never
+    found a disagreement in area. Each is now a one-line error naming the key and the value."""
+    path = tmp_path / "h.yaml"
+    path.write_text("healed_max_area_mm2: 50\n")
+    with pytest.raises(ConfigError) as info:
+        load_healing_config(path)
+    msg = str(info.value)
+    assert msg == (
+        f"{path}: key 'healed_max_area_mm2' must be between 0 and 2 mm² (the largest area a healed "
+        "ulcer may still measure), got 50.0"
+    )
+    for raw, key in [
+        ({"healed_max_area_mm2": 2.01}, "'healed_max_area_mm2' must be between 0 and 2 mm²"),
+        ({"improving_min_reduction_pct": 0.2}, "'improving_min_reduction_pct' must be at least 1"),
+        ({"worsening_min_increase_pct": 0.5}, "'worsening_min_increase_pct' must be at least 1"),
+        ({"review": {"disagreement_area_tolerance_pct": 100}}, "'review.disagreement_area_tolerance_pct'"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            healing_config_from_dict(raw, "x.yaml")
+        assert str(info.value).startswith(f"x.yaml: key {key}") and "\n" not in str(info.value), raw
+    # the edges of the ranges load
+    ok = healing_config_from_dict(
+        {"healed_max_area_mm2": 2, "improving_min_reduction_pct": 1, "worsening_min_increase_pct": 1}
+    )
+    assert ok.healed_max_area_mm2 == 2.0 and ok.worsening_min_increase_pct == 1.0
+    assert healing_config_from_dict({"healed_max_area_mm2": 0}).healed_max_area_mm2 == 0.0
+    assert healing_config_from_dict({"review": {"disagreement_area_tolerance_pct": 99.9}})
 
 
 def test_config_refuses_a_baseline_visit_outside_its_schedule() -> None:

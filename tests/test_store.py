@@ -316,6 +316,40 @@ def test_a_zero_byte_study_database_is_refused_by_the_commands_that_read_a_study
     assert (tmp_path / "study.sqlite").stat().st_size == 0  # left as it was
 
 
+def test_a_study_database_that_is_not_one_is_an_input_error_naming_it(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Before: a study.sqlite of random bytes read "error: study database unusable (file is not a
+    database); is it a study folder's study.sqlite?" in heal and review verify, naming no file
+    (the empty file's error names it). Now one line naming the file, exit 2 as before."""
+    import random
+
+    from ulcerseg.cli import run
+    from ulcerseg.errors import InputError
+
+    path = tmp_path / "study.sqlite"
+    path.write_bytes(random.Random(0).randbytes(8192))
+    for read_only in (False, True):
+        with pytest.raises(InputError) as info:
+            connect(path, read_only=read_only)
+        assert str(info.value) == f"{path}: not a study database (file is not a database)"
+    for args in (["heal", str(tmp_path)], ["review", "verify", str(tmp_path)]):
+        monkeypatch.setattr(sys, "argv", ["ulcerseg", *args])
+        with pytest.raises(SystemExit) as exc:
+            run()
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {path}: not a study database (file is not a database)\n", args
+    # an SQLite file whose pages are damaged says so, naming it
+    _v0_study(tmp_path / "damaged")
+    damaged = tmp_path / "damaged" / "study.sqlite"
+    data = bytearray(damaged.read_bytes())
+    data[100:] = bytes(len(data) - 100)  # the header kept, the schema page zeroed
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"damaged.study\.sqlite: a damaged study database \("):
+        connect(damaged)
+
+
 def _as_on_read_only_media(monkeypatch, *, uri_too: bool = False) -> None:
     """SQLite's answer where a study cannot be written (read-only media, no write permission):
     a read-write open fails with SQLITE_CANTOPEN (the WAL's shared memory cannot be created);

@@ -75,8 +75,46 @@ class HealingConfig:
     review: ReviewSettings = field(default_factory=ReviewSettings)
 
 
+# A healed ulcer is epithelialised (0 mm²); the limit only absorbs measurement noise around 0:
+# the segmentation drops components under 0.3 mm² (configs/default.yaml min_area_mm2) and readers
+# may differ by 0.5 mm² (review.disagreement_area_tolerance_mm2). 2 mm² (4x the default 0.5, a
+# disc of 1.6 mm across) leaves a protocol room for a looser limit while an area above it is a
+# lesion the tool measures, an open ulcer (the sample trial's open ulcers measure 1.6-18 mm²). A
+# value in other units (50 for 0.5, a diameter, pixels) called every ulcer healed without a word.
+HEALED_MAX_AREA_LIMIT_MM2 = 2.0
+# the change thresholds are percentages: under 1% they sort measurement noise (two photos of the
+# same wound differ by a median 4.2%, README) into improving/worsening, and 0.2 is a fraction
+# written for 20%
+MIN_CHANGE_THRESHOLD_PCT = 1.0
+
+
+def _check_units(cfg: HealingConfig, source: str) -> None:
+    """Ranges that catch a threshold written in the wrong units (mm², %); after the checks of
+    non-negative, finite values."""
+    area = cfg.healed_max_area_mm2
+    if area > HEALED_MAX_AREA_LIMIT_MM2:
+        raise ConfigError(
+            f"{source}: key 'healed_max_area_mm2' must be between 0 and {HEALED_MAX_AREA_LIMIT_MM2:g} mm² "
+            f"(the largest area a healed ulcer may still measure), got {area!r}"
+        )
+    for key in ("improving_min_reduction_pct", "worsening_min_increase_pct"):
+        pct = getattr(cfg, key)
+        if pct < MIN_CHANGE_THRESHOLD_PCT:
+            raise ConfigError(
+                f"{source}: key {key!r} must be at least {MIN_CHANGE_THRESHOLD_PCT:g} (a change in % of "
+                f"the baseline area, 20 for 20%, not a fraction), got {pct!r}"
+            )
+    tolerance = cfg.review.disagreement_area_tolerance_pct
+    if tolerance >= 100:  # two areas never differ by more than 100% of the larger one
+        raise ConfigError(
+            f"{source}: key 'review.disagreement_area_tolerance_pct' must be below 100 (a difference "
+            f"in % of the larger area), got {tolerance!r}"
+        )
+
+
 def _validate_healing(cfg: HealingConfig, source: str) -> None:
-    """Checks beyond types: visit labels, non-negative thresholds, factors >= 1."""
+    """Checks beyond types: visit labels, non-negative thresholds, factors >= 1, ranges of the
+    thresholds that a value in the wrong units would leave (:func:`_check_units`)."""
     for key in ("baseline_visit", "schedule"):
         labels = (cfg.baseline_visit,) if key == "baseline_visit" else cfg.schedule
         for label in labels:
@@ -115,6 +153,7 @@ def _validate_healing(cfg: HealingConfig, source: str) -> None:
             # ints are finite (and math.isfinite(10**400) would raise OverflowError)
             if (isinstance(value, float) and not math.isfinite(value)) or value < minimum:
                 raise ConfigError(f"{source}: key '{section}{f.name}' must be >= {minimum:g}, got {value!r}")
+    _check_units(cfg, source)
 
 
 def healing_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> HealingConfig:

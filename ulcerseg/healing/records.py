@@ -27,6 +27,9 @@ class HealingFlag(StrEnum):
     HEALED_THEN_REAPPEARED = "healed_then_reappeared"
     MISSING_VISIT = "missing_visit"
     BASELINE_NOT_MEASURABLE = "baseline_not_measurable"
+    # a visit before the configured baseline (baseline_visit W4: a screening visit D0): compared
+    # with nothing, so not_assessable, with no change from baseline
+    BEFORE_BASELINE = "before_baseline"
     NEAR_THRESHOLD = "near_threshold"
     DATE_INCONSISTENT = "date_inconsistent"
     # the healing config names a cardinal ulcer of which the study has no photo (on every row of

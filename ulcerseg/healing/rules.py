@@ -192,6 +192,7 @@ def _ulcer_visits(
     subject_last_day: int,
     schedule: Mapping[str, int],
     cfg: HealingConfig,
+    baseline_day: int,
 ) -> UlcerHealing:
     # expected visits (the protocol's, see expected_visits) that have no photo become
     # not-assessable placeholder rows flagged missing_visit
@@ -228,17 +229,25 @@ def _ulcer_visits(
             row.healing_flags.append(HealingFlag.MISSING_VISIT.value)
         rows.append(row)
 
-    # baseline: the configured visit if present, else the first visit by study day. An ulcer
-    # enrolled at baseline is open by definition, so a baseline area at or below the healed
-    # limit means the measurement failed (e.g. the ulcer was not found), not that it healed.
+    # baseline: the configured visit if present, else the first visit from its study day on
+    # (none when every visit of the ulcer came before it). An ulcer enrolled at baseline is open
+    # by definition, so a baseline area at or below the healed limit means the measurement
+    # failed (e.g. the ulcer was not found), not that it healed. Visits before the baseline
+    # (baseline_visit W4: D0) are compared with nothing: the changes and statuses start there
     limit = cfg.healed_max_area_mm2
-    baseline = next((r for r in rows if r.visit == cfg.baseline_visit), rows[0])
+    base_day = day_of.get(cfg.baseline_visit, baseline_day)
+    before = {r.visit for r in rows if r.study_day < base_day}
+    baseline = next((r for r in rows if r.visit == cfg.baseline_visit), None)
+    if baseline is None:
+        baseline = next((r for r in rows if r.visit not in before), None)
 
     def open_area(r: VisitHealing) -> bool:
         return r.area_mm2 is not None and not within_healed_limit(r.area_mm2, limit)
 
-    baseline_ok = open_area(baseline)
-    reference = baseline if baseline_ok else next((r for r in rows if open_area(r)), None)
+    baseline_ok = baseline is not None and open_area(baseline)
+    # the changes refer to the baseline, else to the first open area after it (never before it)
+    after = [r for r in rows if r.visit not in before]
+    reference = baseline if baseline_ok else next((r for r in after if open_area(r)), None)
 
     healed_before = False
     prev: VisitHealing | None = None
@@ -246,6 +255,9 @@ def _ulcer_visits(
         rep = reps[row.visit]
         if not baseline_ok:
             row.healing_flags.append(HealingFlag.BASELINE_NOT_MEASURABLE.value)
+        pre = row.visit in before
+        if pre:
+            row.healing_flags.append(HealingFlag.BEFORE_BASELINE.value)
         if holds[row.visit] is not None:
             # no status from the other photos while one waits for a reader (or they disagree)
             row.status = HealingStatus.NOT_ASSESSABLE.value
@@ -256,7 +268,7 @@ def _ulcer_visits(
             row.status = HealingStatus.NOT_ASSESSABLE.value  # failed baseline: no change figures
             continue
         if area is not None:
-            if reference is not None and reference.area_mm2 is not None:
+            if reference is not None and reference.area_mm2 is not None and not pre:
                 row.change_from_baseline_mm2 = area - reference.area_mm2
                 row.change_from_baseline_pct = _pct(row.change_from_baseline_mm2, reference.area_mm2)
             if prev is not None and prev.area_mm2 is not None:
@@ -268,6 +280,13 @@ def _ulcer_visits(
                 )
                 if not within_healed_limit(lo, limit) and hi / lo > factor:
                     row.healing_flags.append(HealingFlag.IMPLAUSIBLE_JUMP.value)
+        if pre:
+            # no status (a reader's confirm healed included) before the baseline; the area and
+            # the change from the previous visit stay, so the baseline's jump from it is seen
+            row.status = HealingStatus.NOT_ASSESSABLE.value
+            if area is not None:
+                prev = row
+            continue
         pct = row.change_from_baseline_pct
         # the thresholds apply to the change as healing.csv shows it (0.1%), as the healed
         # limit does to the area: -19.96% reads -20.0% and is improving, never "stable"
@@ -275,8 +294,10 @@ def _ulcer_visits(
         if override is True:
             # the assessor's confirmation wins, even where no area could be measured
             row.status = HealingStatus.HEALED.value
-        elif row is baseline:
-            row.status = HealingStatus.BASELINE.value  # measurable here: the reference itself
+        elif row is reference and not healed_before:
+            # the reference itself: the baseline, or the later visit standing in for a baseline
+            # that could not be measured (not "stable" at a change of 0.0 from itself)
+            row.status = HealingStatus.BASELINE.value
         elif area is None:
             row.status = HealingStatus.NOT_ASSESSABLE.value
             continue
@@ -316,7 +337,7 @@ def _ulcer_visits(
         prev = row
 
     # photo dates vs study days, both relative to the baseline
-    base_date = _parse_date(baseline.photo_date)
+    base_date = _parse_date(baseline.photo_date) if baseline is not None else None
     if base_date is None:
         base_date_row = next((r for r in rows if _parse_date(r.photo_date)), None)
     else:
@@ -346,7 +367,7 @@ def _ulcer_visits(
         subject_id=subject,
         ulcer_id=ulcer,
         visits=rows,
-        baseline_visit=baseline.visit,
+        baseline_visit=baseline.visit if baseline is not None else cfg.baseline_visit,
         reference_visit=reference.visit if reference else None,
         time_to_healing_days=tth,
         time_to_confirmed_healing_days=confirmed,
@@ -443,7 +464,16 @@ def compute_healing(
         )
     schedule = expected_visits(cfg, study_days)
     results = [
-        _ulcer_visits(s, u, groups[(s, u)], dict(day_of[(s, u)]), last_day[s], schedule, cfg)
+        _ulcer_visits(
+            s,
+            u,
+            groups[(s, u)],
+            dict(day_of[(s, u)]),
+            last_day[s],
+            schedule,
+            cfg,
+            study_days[cfg.baseline_visit],
+        )
         for s, u in sorted(groups)
     ]
     _designate_cardinal(results, cfg, manifest_cardinal)

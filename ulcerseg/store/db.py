@@ -102,6 +102,8 @@ def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
             conn.close()
         if isinstance(err, sqlite3.OperationalError) and _is_access_error(err):
             raise _cannot_open(path, err) from None
+        if isinstance(err, sqlite3.DatabaseError) and _is_not_a_study(err):
+            raise _not_a_study(path, err) from None
         raise
     return conn
 
@@ -153,9 +155,11 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
                 f"{path}: schema version {version} is older than this ulcerseg's ({SCHEMA_VERSION}) and "
                 "the study cannot be written here to migrate it: copy the study to a writable folder"
             )
-    except BaseException:
+    except BaseException as err:
         if conn is not None:
             conn.close()
+        if isinstance(err, sqlite3.DatabaseError) and _is_not_a_study(err):
+            raise _not_a_study(path, err) from None
         raise
     return conn
 
@@ -176,6 +180,20 @@ def _open_uri(uri: str) -> sqlite3.Connection:
 def _is_access_error(err: sqlite3.Error) -> bool:
     """SQLite could not open or write the file: the environment's fault, not the study's."""
     return (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY)
+
+
+def _is_not_a_study(err: sqlite3.DatabaseError) -> bool:
+    """The file is no SQLite database (random bytes, another format) or a damaged one."""
+    return (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+
+
+def _not_a_study(path: Path, err: sqlite3.DatabaseError) -> InputError:
+    """An InputError naming the file (exit 2: the input's fault): before, the CLI read "study
+    database unusable (file is not a database); is it a study folder's study.sqlite?", naming
+    no file, although the empty file's error names it (:func:`require_study_db`)."""
+    damaged = (getattr(err, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_CORRUPT
+    what = "a damaged study database" if damaged else "not a study database"
+    return InputError(f"{path}: {what} ({err})")
 
 
 def _cannot_open(path: Path, err: sqlite3.OperationalError) -> OSError:
