@@ -940,3 +940,32 @@ def test_each_copy_of_shared_photo_bytes_takes_its_own_visits_healing_status(tmp
     status = dict(zip(auto.table["file"], auto.table["healing_status"], strict=True))
     files = _files(6)
     assert status[files[4]] == "healed" and status[files[5]] == "open" and status[files[0]] == "open"
+
+
+def test_a_row_whose_sha256_and_file_name_different_photos_is_not_used(tmp_path: Path) -> None:
+    """A manual row with photo0's sha256 but photo1's file was paired by the sha256 alone:
+    photo1's manual area was compared with photo0's automated area, exit 0 and no issue row.
+    Such a row (and one whose file is no photo of the run) is an issue row naming both, not
+    paired; a row whose file agrees with its sha256, or has no file, is still used."""
+    out = make_measure_output(tmp_path, n=4, failed=())
+    shas = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(4)]
+    files = _files(4)
+    pd.DataFrame(
+        {
+            "photo_sha256": shas,
+            "file": [files[1], files[1], "S09/D0/nothing.jpg", ""],
+            "area_mm2": [9.0, _true_area(1), 5.0, _true_area(3)],
+        }
+    ).to_csv(tmp_path / "m.csv", index=False)
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa", plots=False)
+
+    assert sorted(report.pairs["file"]) == sorted([files[1], files[3]])
+    messages = {i.item: i.message for i in report.issues}
+    assert messages[f"row 2 {shas[0]}"] == (
+        f"photo_sha256 names {files[0]} but file names '{files[1]}' (another photo); row not used"
+    )
+    assert messages[f"row 4 {shas[2]}"] == (
+        f"photo_sha256 names {files[2]} but file names 'S09/D0/nothing.jpg' (no photo of the "
+        "automated results); row not used"
+    )
+    assert report.agreement.set_index("comparison").loc["auto vs m", "n"] == 2

@@ -243,16 +243,34 @@ class PhotoMatcher:
     def match(self, ident: str, file: str | None = None) -> tuple[str | None, str]:
         """``(key, "")`` on a unique match, else ``(None, reason)``.
 
-        ``file``: the reference's file for a sha256 ``ident``, which tells the copies of the
-        same bytes at several files (two visits) apart; without it they are ambiguous.
+        ``file``: the reference's file beside a sha256 ``ident``. It tells the copies of the
+        same bytes at several files (two visits) apart; without it they are ambiguous. Where
+        it names another photo than the sha256 (or none of the results), the reference is
+        not used: a sha256 copied from the row above would compare one subject's manual area
+        with another's photo, and which of the two is right cannot be told.
         """
         ident = str(ident).strip()
+        file = file.strip() if isinstance(file, str) else ""
         keys = self.by_sha.get(ident.lower())
         if keys:
-            if len(keys) == 1:
+            if not file:
+                return (next(iter(keys)), "") if len(keys) == 1 else (None, self._ambiguous(ident, keys))
+            named = self._by_path(file)
+            if not named & keys:
+                return None, self._disagree(keys, file, named)
+            if len(keys) == 1:  # the file may match several photos, this one among them
                 return next(iter(keys)), ""
-            key = self.match(file)[0] if file and file.strip() else None
+            key = self.match(file)[0]
             return (key, "") if key in keys else (None, self._ambiguous(ident, keys))
+        found = self._by_path(ident)
+        if len(found) == 1:
+            return next(iter(found)), ""
+        if found:
+            return None, self._ambiguous(ident, found)
+        return None, f"no photo {ident!r} in the automated results"
+
+    def _by_path(self, ident: str) -> set[str]:
+        """The photos a path, file name or stem names (empty: none; several: ambiguous)."""
         parts = PurePosixPath(_norm_path(ident)).parts
         for k in range(len(parts)):  # longest trailing sub-path first
             # the whole reference names the end of a photo's path ("W2/U1.jpg"), or the
@@ -261,16 +279,22 @@ class PhotoMatcher:
             # would fall inside a photo's path: "S02/W2/U1.jpg" is not S01's photo
             found = self.names.get("/".join(parts[k:])) if k == 0 else self.files.get("/".join(parts[k:]))
             if found:
-                if len(found) == 1:
-                    return next(iter(found)), ""
-                return None, self._ambiguous(ident, found)
+                return found
         if len(parts) == 1:  # a bare name: its stem ("U1", "S01_W2_U1")
-            found = self.names.get(PurePosixPath(parts[0]).stem)
-            if found and len(found) == 1:
-                return next(iter(found)), ""
-            if found:
-                return None, self._ambiguous(ident, found)
-        return None, f"no photo {ident!r} in the automated results"
+            return self.names.get(PurePosixPath(parts[0]).stem, set())
+        return set()
+
+    def _disagree(self, keys: set[str], file: str, named: set[str]) -> str:
+        """Reason of a reference whose photo_sha256 and file name different photos."""
+        by_sha = ", ".join(sorted(self.file_of.get(k, k) for k in keys))
+        files = sorted(self.file_of.get(k, k) for k in named)
+        if not files:
+            other = "no photo of the automated results"
+        elif [_norm_path(f) for f in files] == [_norm_path(file)]:
+            other = "another photo"
+        else:
+            other = ", ".join(files)
+        return f"photo_sha256 names {by_sha} but file names {file!r} ({other}); row not used"
 
     def _ambiguous(self, ident: str, keys: set[str]) -> str:
         files = sorted(self.file_of.get(k, k) for k in keys)
