@@ -969,3 +969,43 @@ def test_a_row_whose_sha256_and_file_name_different_photos_is_not_used(tmp_path:
         "automated results); row not used"
     )
     assert report.agreement.set_index("comparison").loc["auto vs m", "n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("inf", "area 'inf' is not a number"),
+        ("-5", "area -5 mm² is not >= 0"),
+        ("abc", "area 'abc' is not a number"),
+        ("1e308", "area 1e308 mm² is more than 1000000 mm² (1 m²)"),
+        ("", "no area"),
+    ],
+)
+def test_an_automated_area_is_checked_as_a_manual_one(tmp_path: Path, value: str, why: str) -> None:
+    """The --auto CSV's areas were read with to_numeric(errors="coerce") and no check: inf
+    stopped qa in plot_scatter with a traceback and a half-written folder, -5 entered the
+    statistics, 1e308 gave a 300-digit bias, and abc was left out as if the automated run had
+    failed (its status was measured). Each is now an issue row, and the photo is left out."""
+    out = make_measure_output(tmp_path, n=4, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str, keep_default_na=False)
+    table.loc[2, "area_mm2"] = value
+    table.to_csv(out / "measurements.csv", index=False)
+    files = _files(4)
+    pd.DataFrame({"file": files, "area_mm2": [_true_area(i) for i in range(4)]}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa")
+
+    assert [(i.item, i.message) for i in report.issues] == [
+        (f"row 4 {files[2]}", f"measured, but {why}; left out of the statistics")
+    ]
+    assert np.isnan(report.pairs.set_index("file").at[files[2], "auto_area_mm2"])
+    row = report.agreement.set_index("comparison").loc["auto vs m"]
+    assert row["n"] == 3 and row["n_test_missing"] == 1
+    auto = table["area_mm2"].drop(2).astype(float).to_numpy()
+    manual = np.array([_true_area(i) for i in (0, 1, 3)])
+    assert row["bias_mm2"] == pytest.approx(np.mean(auto - manual))
+    assert (tmp_path / "qa" / "scatter_auto_vs_m.png").is_file() and (
+        tmp_path / "qa" / "summary.html"
+    ).is_file()
+    assert "automated run failed" not in report.summary_md

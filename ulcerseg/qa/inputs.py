@@ -51,9 +51,22 @@ AUTO_COLUMNS = ("photo_sha256", "status", "area_mm2")
 # IDs are text: subject 001 and ulcer 01 read as numbers became 1 (pairs.csv, --by groups, and no
 # match for an annotation named 001_D0_01)
 AUTO_TEXT_COLUMNS = ("photo_sha256", "file", "subject_id", "ulcer_id", "visit", "flags")
-# 1 m²: far beyond any photo of a finger; a larger manual area is a typing or unit error, and
-# it would swamp every statistic (1e300 overflows the variance)
+# 1 m²: far beyond any photo of a finger; a larger area (manual or in an automated CSV) is a
+# typing or unit error, and it would swamp every statistic (1e300 overflows the variance)
 MAX_AREA_MM2 = 1e6
+
+
+def parse_area(raw: str) -> tuple[float, str]:
+    """``(area mm², "")`` for a plain decimal in [0, MAX_AREA_MM2], else ``(NaN, why)``: the one
+    rule for the areas of a manual CSV and of an automated (measurements) CSV."""
+    if not _DECIMAL.fullmatch(raw):
+        return math.nan, f"area {raw!r} is not a number"
+    area = float(raw)
+    if area < 0:
+        return math.nan, f"area {raw} mm² is not >= 0"
+    if area > MAX_AREA_MM2:  # also 1e999, which float() reads as inf
+        return math.nan, f"area {raw} mm² is more than {MAX_AREA_MM2:.0f} mm² (1 m²)"
+    return area, ""
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,9 @@ def read_auto(path: str | Path) -> AutoResults:
     if not csv.is_file():
         raise InputError(f"{path}: no measurements.csv (expected a measure output folder or CSV)")
     try:
-        table = pd.read_csv(csv, dtype=dict.fromkeys(AUTO_TEXT_COLUMNS, str), keep_default_na=True)
+        # the area as text too: it is checked as a manual CSV's is (see _auto_areas)
+        dtype = dict.fromkeys((*AUTO_TEXT_COLUMNS, "area_mm2"), str)
+        table = pd.read_csv(csv, dtype=dtype, keep_default_na=True)
     except Exception as err:
         raise InputError(f"{csv}: cannot read CSV ({err})") from None
     missing = [c for c in AUTO_COLUMNS if c not in table.columns]
@@ -146,11 +161,29 @@ def read_auto(path: str | Path) -> AutoResults:
         raise InputError(f"{csv}: no {', '.join(missing)} column(s) (not a measurements.csv)")
     if table.empty:
         raise InputError(f"{csv}: no photo in the automated results (a header without rows)")
+    table["area_mm2"], area_issues = _auto_areas(table, csv)
     table, issues = _index_by_photo(table, csv)
-    if "area_mm2" in table.columns:
-        table["area_mm2"] = pd.to_numeric(table["area_mm2"], errors="coerce")
+    issues = area_issues + issues
     _join_healing(table, csv.parent / "healing.csv")
     return AutoResults(table=table, root=csv.parent, source=csv, issues=issues)
+
+
+def _auto_areas(table: pd.DataFrame, csv: Path) -> tuple[list[float], list[Issue]]:
+    """The automated areas (mm²), one per row, and an issue for each measured row whose area
+    is missing or fails :func:`parse_area`: its area is NaN, so its photo is left out of the
+    statistics (an inf stopped the plots; 1e308 swamped the bias)."""
+    areas: list[float] = []
+    issues: list[Issue] = []
+    file = table["file"] if "file" in table.columns else table["photo_sha256"]
+    for i, (status, raw, name) in enumerate(zip(table["status"], table["area_mm2"], file, strict=True)):
+        raw = raw.strip() if isinstance(raw, str) else ""
+        area, why = parse_area(raw) if raw else (math.nan, "no area")
+        areas.append(area)
+        # other rows' areas are never used (build_pairs): nothing to report
+        if why and str(status) == "measured":
+            item = f"row {i + 2} {name if isinstance(name, str) else ''}".rstrip()
+            issues.append(Issue(str(csv), item, f"measured, but {why}; left out of the statistics"))
+    return areas, issues
 
 
 def _index_by_photo(table: pd.DataFrame, csv: Path) -> tuple[pd.DataFrame, list[Issue]]:
@@ -428,16 +461,9 @@ def _read_manual_csv(
         area = float("nan")
         raw = row[area_col].strip() if area_col else ""
         if raw:
-            if not _DECIMAL.fullmatch(raw):
-                issues.append(Issue(str(path), item, f"area {raw!r} is not a number; row skipped"))
-                continue
-            area = float(raw)
-            if not math.isfinite(area) or area < 0:
-                issues.append(Issue(str(path), item, f"area {raw} mm² is not >= 0; row skipped"))
-                continue
-            if area > MAX_AREA_MM2:
-                why = f"area {raw} mm² is more than {MAX_AREA_MM2:.0f} mm² (1 m²); row skipped"
-                issues.append(Issue(str(path), item, why))
+            area, why = parse_area(raw)
+            if why:
+                issues.append(Issue(str(path), item, f"{why}; row skipped"))
                 continue
         elif status is None:
             issues.append(Issue(str(path), item, "no area and no status; row skipped"))
