@@ -1009,3 +1009,36 @@ def test_an_automated_area_is_checked_as_a_manual_one(tmp_path: Path, value: str
         tmp_path / "qa" / "summary.html"
     ).is_file()
     assert "automated run failed" not in report.summary_md
+
+
+def test_an_annotation_larger_than_a_finger_is_an_issue_row(tmp_path: Path) -> None:
+    """An inverted mask (background and finger traced, not the ulcer) gave a manual area of
+    5,536 mm² for a 3 mm² ulcer and entered the statistics (bias -1845 mm²). An annotation
+    over the review server's limit for a manual outline (MAX_MANUAL_AREA_MM2, 2,500 mm²) is an
+    issue row and left out; the other annotations are compared as before."""
+    from ulcerseg.annotations import MAX_MANUAL_AREA_MM2
+
+    out = make_measure_output(tmp_path, n=4, failed=())
+    # photos 0 and 3 seen from farther away: 0.25 mm per px, the whole photo ~3,250 mm²
+    table = pd.read_csv(out / "measurements.csv", dtype=str, keep_default_na=False)
+    for i in (0, 3):
+        table.loc[i, "homography"] = json.dumps((np.diag([5.0, 5.0, 1.0]) @ _homography(i)).ravel().tolist())
+    table.to_csv(out / "measurements.csv", index=False)
+    folder = make_annotation_folder(tmp_path, n=4)
+    inverted = rasterize_polygons([photo_polygon(0)], SHAPE) == 0
+    write_annotation(folder / "photo0.png", inverted.astype(np.uint8) * 255)
+    h, w = SHAPE
+    write_labelme(
+        folder / "photo3.json", [np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)], SHAPE
+    )
+    report = run_qa(out, [folder], tmp_path / "qa", plots=False)
+
+    too_big = {i.item: i.message for i in report.issues if "more than" in i.message}
+    assert set(too_big) == {"photo0.png", "photo3.json"}
+    assert all(
+        f"mm² is more than {MAX_MANUAL_AREA_MM2:g} mm²" in m and m.endswith("not used")
+        for m in too_big.values()
+    )
+    assert sorted(report.pairs["file"]) == sorted(_files(4)[1:3])
+    row = report.agreement.set_index("comparison").loc["auto vs reader_a"]
+    assert row["n"] == 2 and abs(row["bias_mm2"]) < 2

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ulcerseg.annotations import (
     ANNOTATION_SUFFIXES,
+    MAX_MANUAL_AREA_MM2,
     Annotation,
     rasterize_polygons,
     read_annotation,
@@ -614,6 +615,12 @@ def _annotation_entry(
     except ValueError as err:
         issues.append(Issue(source, rel, f"cannot map to the marker plane: {err}"))
         return ManualEntry(auto.sha(key), float("nan"), None, rel, ann.kind)
+    if not area <= MAX_MANUAL_AREA_MM2:  # NaN too
+        # not one ulcer: an inverted mask (the finger and background traced) or another photo's
+        # outline; its area and Dice would swamp the agreement
+        why = f"area {area:.0f} mm² is more than {MAX_MANUAL_AREA_MM2:g} mm² (the skin of a whole finger: "
+        issues.append(Issue(source, rel, why + "an inverted mask?); not used"))
+        return None
     entry = ManualEntry(auto.sha(key), area, None, rel, ann.kind)
     entry.rect_mask = _to_rectified(ann, key, auto, h, area, issues, source, rel)
     return entry
