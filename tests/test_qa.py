@@ -759,9 +759,10 @@ def test_reader_names_giving_the_same_file_names_are_refused(tmp_path: Path) -> 
     plots and confusion tables."""
     out = make_measure_output(tmp_path, n=2, failed=())
     (tmp_path / "m.csv").write_text("file,area_mm2\nphoto0,3\nphoto1,4\n")
+    (tmp_path / "b.csv").write_text("file,area_mm2\nphoto0,3.5\nphoto1,4.5\n")
     for second in ("r_1", "R 1"):
         args = ["--auto", str(out), "--manual", f"r-1={tmp_path / 'm.csv'}", "--manual",
-                f"{second}={tmp_path / 'm.csv'}", "-o", str(tmp_path / "q")]  # fmt: skip
+                f"{second}={tmp_path / 'b.csv'}", "-o", str(tmp_path / "q")]  # fmt: skip
         result = CliRunner().invoke(qa_command, args)
         assert isinstance(result.exception, InputError), result.output
         assert f"reader names 'r-1' and '{second}' give the same output file names" in str(result.exception)
@@ -1042,3 +1043,27 @@ def test_an_annotation_larger_than_a_finger_is_an_issue_row(tmp_path: Path) -> N
     assert sorted(report.pairs["file"]) == sorted(_files(4)[1:3])
     row = report.agreement.set_index("comparison").loc["auto vs reader_a"]
     assert row["n"] == 2 and abs(row["bias_mm2"]) < 2
+
+
+def test_one_manual_file_given_twice_is_refused(tmp_path: Path) -> None:
+    """``--manual truth.csv --manual truth.csv`` was read as two readers, truth and truth_2,
+    whose agreement was perfect: a fake inter-reader ICC of 1.000, exit 0. The same file
+    twice (by another spelling of its path too) is a one-line error, no QA folder."""
+    out = make_measure_output(tmp_path, n=3, failed=())
+    csv = tmp_path / "truth.csv"
+    pd.DataFrame({"file": _files(3), "area_mm2": [1.0, 2.0, 3.0]}).to_csv(csv, index=False)
+    (tmp_path / "sub").mkdir()
+    other_spelling = tmp_path / "sub" / ".." / "truth.csv"
+    for manuals, error in (
+        ([str(csv), str(csv)], f"{csv}: given twice (--manual)"),
+        ([f"a={csv}", f"b={other_spelling}"], f"{other_spelling}: the same file as {csv} (--manual)"),
+    ):
+        args = (
+            ["--auto", str(out)]
+            + [a for m in manuals for a in ("--manual", m)]
+            + ["-o", str(tmp_path / "qa")]
+        )
+        result = CliRunner().invoke(qa_command, args)
+        assert isinstance(result.exception, InputError), result.output
+        assert str(result.exception).startswith(error) and "\n" not in str(result.exception)
+        assert not (tmp_path / "qa").exists()

@@ -264,6 +264,25 @@ def _is_number(v: str) -> bool:
     return True
 
 
+def _refuse_repeated_manuals(manuals: Sequence[str | Path]) -> None:
+    """InputError when two manual references are one file or folder (the same resolved path,
+    or a hard link): its reader compared with itself agrees perfectly, a fake inter-reader ICC
+    of 1.000."""
+    seen: dict[object, str | Path] = {}
+    for manual in manuals:
+        path = Path(manual)
+        try:
+            st = path.stat()
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # read_manual says what is wrong with it
+            key = path.resolve()
+        if key in seen:
+            first = seen[key]
+            what = "given twice" if str(first) == str(manual) else f"the same file as {first}"
+            raise InputError(f"{manual}: {what} (--manual); a reader compared with itself agrees perfectly")
+        seen[key] = manual
+
+
 def run_qa(
     auto: str | Path,
     manuals: Sequence[str | Path] | str | Path,
@@ -287,6 +306,7 @@ def run_qa(
     if isinstance(manuals, str | Path):
         manuals = [manuals]
     by_list = [by] if isinstance(by, str) else list(by or [])
+    _refuse_repeated_manuals(manuals)
     auto_res = read_auto(auto)
     readers: list[ManualReader] = []
     issues: list[Issue] = list(auto_res.issues)
