@@ -1067,3 +1067,42 @@ def test_one_manual_file_given_twice_is_refused(tmp_path: Path) -> None:
         assert isinstance(result.exception, InputError), result.output
         assert str(result.exception).startswith(error) and "\n" not in str(result.exception)
         assert not (tmp_path / "qa").exists()
+
+
+def test_kappa_between_two_status_vocabularies_is_an_issue_row(tmp_path: Path) -> None:
+    """Manual healed/open against the automated healing statuses (baseline, improving, stable,
+    healed, not_assessable) gave a kappa of 0.000 as if it were a measured agreement. Two sets
+    of statuses sharing at most one, or under half of the categories, are not compared: an
+    issue row suggests --status-order. A reader who used fewer of the same statuses (only
+    open) is still compared, and --status-order naming them all compares them."""
+    out = make_measure_output(tmp_path, n=6, failed=())
+    auto_status = ["baseline", "improving", "stable", "healed", "not_assessable", "baseline"]
+    pd.DataFrame(
+        {
+            "subject_id": [f"S{i % 3:02d}" for i in range(6)],
+            "ulcer_id": [f"U{i}" for i in range(6)],
+            "visit": "D0",
+            "status": auto_status,
+        }
+    ).to_csv(out / "healing.csv", index=False)
+    rows = [
+        {"file": f, "reader": "r1", "status": s}
+        for f, s in zip(_files(6), ["open"] * 3 + ["healed"] * 3, strict=True)
+    ]
+    rows += [{"file": f, "reader": "r2", "status": "open"} for f in _files(6)]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa", plots=False)
+
+    assert list(report.kappa["comparison"]) == ["r1 vs r2"]
+    skipped = {i.item: i.message for i in report.issues if i.source == "--status-order"}
+    assert set(skipped) == {"auto vs r1", "auto vs r2"}
+    assert skipped["auto vs r1"] == (
+        "auto statuses ['baseline', 'healed', 'improving', 'not_assessable', 'stable'] and r1 statuses "
+        "['healed', 'open'] share only ['healed']: not one set of statuses; no kappa (if they are "
+        "one scale, give it with --status-order)"
+    )
+    assert "share no status" in skipped["auto vs r2"]
+    assert not (tmp_path / "qa" / "confusion_auto_vs_r1.csv").exists()
+    order = ["baseline", "improving", "stable", "not_assessable", "open", "healed"]
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa2", status_order=order, plots=False)
+    assert set(report.kappa["comparison"]) == {"auto vs r1", "auto vs r2", "r1 vs r2"}
