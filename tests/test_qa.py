@@ -759,9 +759,10 @@ def test_reader_names_giving_the_same_file_names_are_refused(tmp_path: Path) -> 
     plots and confusion tables."""
     out = make_measure_output(tmp_path, n=2, failed=())
     (tmp_path / "m.csv").write_text("file,area_mm2\nphoto0,3\nphoto1,4\n")
+    (tmp_path / "b.csv").write_text("file,area_mm2\nphoto0,3.5\nphoto1,4.5\n")
     for second in ("r_1", "R 1"):
         args = ["--auto", str(out), "--manual", f"r-1={tmp_path / 'm.csv'}", "--manual",
-                f"{second}={tmp_path / 'm.csv'}", "-o", str(tmp_path / "q")]  # fmt: skip
+                f"{second}={tmp_path / 'b.csv'}", "-o", str(tmp_path / "q")]  # fmt: skip
         result = CliRunner().invoke(qa_command, args)
         assert isinstance(result.exception, InputError), result.output
         assert f"reader names 'r-1' and '{second}' give the same output file names" in str(result.exception)
@@ -940,3 +941,168 @@ def test_each_copy_of_shared_photo_bytes_takes_its_own_visits_healing_status(tmp
     status = dict(zip(auto.table["file"], auto.table["healing_status"], strict=True))
     files = _files(6)
     assert status[files[4]] == "healed" and status[files[5]] == "open" and status[files[0]] == "open"
+
+
+def test_a_row_whose_sha256_and_file_name_different_photos_is_not_used(tmp_path: Path) -> None:
+    """A manual row with photo0's sha256 but photo1's file was paired by the sha256 alone:
+    photo1's manual area was compared with photo0's automated area, exit 0 and no issue row.
+    Such a row (and one whose file is no photo of the run) is an issue row naming both, not
+    paired; a row whose file agrees with its sha256, or has no file, is still used."""
+    out = make_measure_output(tmp_path, n=4, failed=())
+    shas = [hashlib.sha256(f"photo{i}".encode()).hexdigest() for i in range(4)]
+    files = _files(4)
+    pd.DataFrame(
+        {
+            "photo_sha256": shas,
+            "file": [files[1], files[1], "S09/D0/nothing.jpg", ""],
+            "area_mm2": [9.0, _true_area(1), 5.0, _true_area(3)],
+        }
+    ).to_csv(tmp_path / "m.csv", index=False)
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa", plots=False)
+
+    assert sorted(report.pairs["file"]) == sorted([files[1], files[3]])
+    messages = {i.item: i.message for i in report.issues}
+    assert messages[f"row 2 {shas[0]}"] == (
+        f"photo_sha256 names {files[0]} but file names '{files[1]}' (another photo); row not used"
+    )
+    assert messages[f"row 4 {shas[2]}"] == (
+        f"photo_sha256 names {files[2]} but file names 'S09/D0/nothing.jpg' (no photo of the "
+        "automated results); row not used"
+    )
+    assert report.agreement.set_index("comparison").loc["auto vs m", "n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("inf", "area 'inf' is not a number"),
+        ("-5", "area -5 mm² is not >= 0"),
+        ("abc", "area 'abc' is not a number"),
+        ("1e308", "area 1e308 mm² is more than 1000000 mm² (1 m²)"),
+        ("", "no area"),
+    ],
+)
+def test_an_automated_area_is_checked_as_a_manual_one(tmp_path: Path, value: str, why: str) -> None:
+    """The --auto CSV's areas were read with to_numeric(errors="coerce") and no check: inf
+    stopped qa in plot_scatter with a traceback and a half-written folder, -5 entered the
+    statistics, 1e308 gave a 300-digit bias, and abc was left out as if the automated run had
+    failed (its status was measured). Each is now an issue row, and the photo is left out."""
+    out = make_measure_output(tmp_path, n=4, failed=())
+    table = pd.read_csv(out / "measurements.csv", dtype=str, keep_default_na=False)
+    table.loc[2, "area_mm2"] = value
+    table.to_csv(out / "measurements.csv", index=False)
+    files = _files(4)
+    pd.DataFrame({"file": files, "area_mm2": [_true_area(i) for i in range(4)]}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa")
+
+    assert [(i.item, i.message) for i in report.issues] == [
+        (f"row 4 {files[2]}", f"measured, but {why}; left out of the statistics")
+    ]
+    assert np.isnan(report.pairs.set_index("file").at[files[2], "auto_area_mm2"])
+    row = report.agreement.set_index("comparison").loc["auto vs m"]
+    assert row["n"] == 3 and row["n_test_missing"] == 1
+    auto = table["area_mm2"].drop(2).astype(float).to_numpy()
+    manual = np.array([_true_area(i) for i in (0, 1, 3)])
+    assert row["bias_mm2"] == pytest.approx(np.mean(auto - manual))
+    assert (tmp_path / "qa" / "scatter_auto_vs_m.png").is_file() and (
+        tmp_path / "qa" / "summary.html"
+    ).is_file()
+    assert "automated run failed" not in report.summary_md
+
+
+def test_an_annotation_larger_than_a_finger_is_an_issue_row(tmp_path: Path) -> None:
+    """An inverted mask (background and finger traced, not the ulcer) gave a manual area of
+    5,536 mm² for a 3 mm² ulcer and entered the statistics (bias -1845 mm²). An annotation
+    over the review server's limit for a manual outline (MAX_MANUAL_AREA_MM2, 2,500 mm²) is an
+    issue row and left out; the other annotations are compared as before."""
+    from ulcerseg.annotations import MAX_MANUAL_AREA_MM2
+
+    out = make_measure_output(tmp_path, n=4, failed=())
+    # photos 0 and 3 seen from farther away: 0.25 mm per px, the whole photo ~3,250 mm²
+    table = pd.read_csv(out / "measurements.csv", dtype=str, keep_default_na=False)
+    for i in (0, 3):
+        table.loc[i, "homography"] = json.dumps((np.diag([5.0, 5.0, 1.0]) @ _homography(i)).ravel().tolist())
+    table.to_csv(out / "measurements.csv", index=False)
+    folder = make_annotation_folder(tmp_path, n=4)
+    inverted = rasterize_polygons([photo_polygon(0)], SHAPE) == 0
+    write_annotation(folder / "photo0.png", inverted.astype(np.uint8) * 255)
+    h, w = SHAPE
+    write_labelme(
+        folder / "photo3.json", [np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)], SHAPE
+    )
+    report = run_qa(out, [folder], tmp_path / "qa", plots=False)
+
+    too_big = {i.item: i.message for i in report.issues if "more than" in i.message}
+    assert set(too_big) == {"photo0.png", "photo3.json"}
+    assert all(
+        f"mm² is more than {MAX_MANUAL_AREA_MM2:g} mm²" in m and m.endswith("not used")
+        for m in too_big.values()
+    )
+    assert sorted(report.pairs["file"]) == sorted(_files(4)[1:3])
+    row = report.agreement.set_index("comparison").loc["auto vs reader_a"]
+    assert row["n"] == 2 and abs(row["bias_mm2"]) < 2
+
+
+def test_one_manual_file_given_twice_is_refused(tmp_path: Path) -> None:
+    """``--manual truth.csv --manual truth.csv`` was read as two readers, truth and truth_2,
+    whose agreement was perfect: a fake inter-reader ICC of 1.000, exit 0. The same file
+    twice (by another spelling of its path too) is a one-line error, no QA folder."""
+    out = make_measure_output(tmp_path, n=3, failed=())
+    csv = tmp_path / "truth.csv"
+    pd.DataFrame({"file": _files(3), "area_mm2": [1.0, 2.0, 3.0]}).to_csv(csv, index=False)
+    (tmp_path / "sub").mkdir()
+    other_spelling = tmp_path / "sub" / ".." / "truth.csv"
+    for manuals, error in (
+        ([str(csv), str(csv)], f"{csv}: given twice (--manual)"),
+        ([f"a={csv}", f"b={other_spelling}"], f"{other_spelling}: the same file as {csv} (--manual)"),
+    ):
+        args = (
+            ["--auto", str(out)]
+            + [a for m in manuals for a in ("--manual", m)]
+            + ["-o", str(tmp_path / "qa")]
+        )
+        result = CliRunner().invoke(qa_command, args)
+        assert isinstance(result.exception, InputError), result.output
+        assert str(result.exception).startswith(error) and "\n" not in str(result.exception)
+        assert not (tmp_path / "qa").exists()
+
+
+def test_kappa_between_two_status_vocabularies_is_an_issue_row(tmp_path: Path) -> None:
+    """Manual healed/open against the automated healing statuses (baseline, improving, stable,
+    healed, not_assessable) gave a kappa of 0.000 as if it were a measured agreement. Two sets
+    of statuses sharing at most one, or under half of the categories, are not compared: an
+    issue row suggests --status-order. A reader who used fewer of the same statuses (only
+    open) is still compared, and --status-order naming them all compares them."""
+    out = make_measure_output(tmp_path, n=6, failed=())
+    auto_status = ["baseline", "improving", "stable", "healed", "not_assessable", "baseline"]
+    pd.DataFrame(
+        {
+            "subject_id": [f"S{i % 3:02d}" for i in range(6)],
+            "ulcer_id": [f"U{i}" for i in range(6)],
+            "visit": "D0",
+            "status": auto_status,
+        }
+    ).to_csv(out / "healing.csv", index=False)
+    rows = [
+        {"file": f, "reader": "r1", "status": s}
+        for f, s in zip(_files(6), ["open"] * 3 + ["healed"] * 3, strict=True)
+    ]
+    rows += [{"file": f, "reader": "r2", "status": "open"} for f in _files(6)]
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa", plots=False)
+
+    assert list(report.kappa["comparison"]) == ["r1 vs r2"]
+    skipped = {i.item: i.message for i in report.issues if i.source == "--status-order"}
+    assert set(skipped) == {"auto vs r1", "auto vs r2"}
+    assert skipped["auto vs r1"] == (
+        "auto statuses ['baseline', 'healed', 'improving', 'not_assessable', 'stable'] and r1 statuses "
+        "['healed', 'open'] share only ['healed']: not one set of statuses; no kappa (if they are "
+        "one scale, give it with --status-order)"
+    )
+    assert "share no status" in skipped["auto vs r2"]
+    assert not (tmp_path / "qa" / "confusion_auto_vs_r1.csv").exists()
+    order = ["baseline", "improving", "stable", "not_assessable", "open", "healed"]
+    report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa2", status_order=order, plots=False)
+    assert set(report.kappa["comparison"]) == {"auto vs r1", "auto vs r2", "r1 vs r2"}

@@ -42,6 +42,11 @@ ROI_SUFFIXES = (".roi", ".zip")
 LABELME_SUFFIXES = (".json",)
 ANNOTATION_SUFFIXES = MASK_SUFFIXES + ROI_SUFFIXES + LABELME_SUFFIXES
 
+MAX_MANUAL_AREA_MM2 = 2500.0
+"""A manual outline larger than this (mm², 25 cm²) is not one digital ulcer: more than the skin
+of a whole finger. The review server refuses such an outline; ``qa`` leaves such an annotation
+out (an inverted mask, or an outline of another photo)."""
+
 # Vertices may lie on the outer pixel edge (-0.5 .. size-0.5); allow rounding noise beyond it.
 _EDGE_TOLERANCE_PX = 0.51
 # Vertices used to approximate an ImageJ oval ROI (relative area error ~ (2 pi / n)^2 / 6).

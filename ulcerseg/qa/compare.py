@@ -216,7 +216,8 @@ def status_tables(
     """Cohen's kappa rows and confusion tables for statuses (readers pairwise, auto if known).
 
     ``order`` ranks the categories (enables weighted kappa); numeric statuses are ranked by
-    value. A comparison with statuses outside ``order`` is skipped with an issue.
+    value. A comparison with statuses outside ``order`` is skipped with an issue, and so is,
+    without ``order``, one of two vocabularies (see :func:`_vocabulary_mismatch`).
     """
     from ulcerseg.qa.stats import confusion_table
 
@@ -244,10 +245,14 @@ def status_tables(
         cats = categories or sorted(set(va) | set(vb))
         unknown = (set(va) | set(vb)) - set(cats)
         name = f"{a} vs {b}"
+        why = None
         if unknown:
+            why = f"statuses {sorted(unknown)} not in the status order {cats}; no kappa"
+        elif categories is None:  # labels with no order given: are they one set of statuses?
+            why = _vocabulary_mismatch({a: set(va), b: set(vb)})
+        if why:
             if issues is not None:
-                msg = f"statuses {sorted(unknown)} not in the status order {cats}; no kappa"
-                issues.append(Issue("--status-order", name, msg))
+                issues.append(Issue("--status-order", name, why))
             continue
         row = {"comparison": name}
         row.update(kappa_row(list(va), list(vb), cats if categories else None))
@@ -256,12 +261,54 @@ def status_tables(
     return pd.DataFrame(rows), confusion
 
 
+def _vocabulary_mismatch(used: dict[str, set[str]]) -> str | None:
+    """Why two raters' status labels (each one's categories on the photos both rated) are not
+    one set of statuses, or None.
+
+    Rule: they are two vocabularies when neither one's categories include the other's and
+    fewer than half of all the categories are used by both; so two raters sharing at most one
+    category, each with one of its own (healed/open vs the automated baseline, improving,
+    stable, healed...): kappa counts each label of one's own as a disagreement, and its 0.000
+    reads as a measured agreement. A rater who used fewer of the same statuses (only ``open``)
+    is compared. Only for labels with no order: ``--status-order`` (or numeric statuses)
+    declares one scale.
+    """
+    (a, sa), (b, sb) = used.items()
+    shared = sa & sb
+    if sa <= sb or sb <= sa or 2 * len(shared) >= len(sa | sb):
+        return None
+    common = f"only {sorted(shared)}" if shared else "no status"
+    return (
+        f"{a} statuses {sorted(sa)} and {b} statuses {sorted(sb)} share {common}: not one set of "
+        "statuses; no kappa (if they are one scale, give it with --status-order)"
+    )
+
+
 def _is_number(v: str) -> bool:
     try:
         float(v)
     except ValueError:
         return False
     return True
+
+
+def _refuse_repeated_manuals(manuals: Sequence[str | Path]) -> None:
+    """InputError when two manual references are one file or folder (the same resolved path,
+    or a hard link): its reader compared with itself agrees perfectly, a fake inter-reader ICC
+    of 1.000."""
+    seen: dict[object, str | Path] = {}
+    for manual in manuals:
+        path = Path(manual)
+        try:
+            st = path.stat()
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # read_manual says what is wrong with it
+            key = path.resolve()
+        if key in seen:
+            first = seen[key]
+            what = "given twice" if str(first) == str(manual) else f"the same file as {first}"
+            raise InputError(f"{manual}: {what} (--manual); a reader compared with itself agrees perfectly")
+        seen[key] = manual
 
 
 def run_qa(
@@ -287,6 +334,7 @@ def run_qa(
     if isinstance(manuals, str | Path):
         manuals = [manuals]
     by_list = [by] if isinstance(by, str) else list(by or [])
+    _refuse_repeated_manuals(manuals)
     auto_res = read_auto(auto)
     readers: list[ManualReader] = []
     issues: list[Issue] = list(auto_res.issues)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ulcerseg.annotations import (
     ANNOTATION_SUFFIXES,
+    MAX_MANUAL_AREA_MM2,
     Annotation,
     rasterize_polygons,
     read_annotation,
@@ -51,9 +52,22 @@ AUTO_COLUMNS = ("photo_sha256", "status", "area_mm2")
 # IDs are text: subject 001 and ulcer 01 read as numbers became 1 (pairs.csv, --by groups, and no
 # match for an annotation named 001_D0_01)
 AUTO_TEXT_COLUMNS = ("photo_sha256", "file", "subject_id", "ulcer_id", "visit", "flags")
-# 1 m²: far beyond any photo of a finger; a larger manual area is a typing or unit error, and
-# it would swamp every statistic (1e300 overflows the variance)
+# 1 m²: far beyond any photo of a finger; a larger area (manual or in an automated CSV) is a
+# typing or unit error, and it would swamp every statistic (1e300 overflows the variance)
 MAX_AREA_MM2 = 1e6
+
+
+def parse_area(raw: str) -> tuple[float, str]:
+    """``(area mm², "")`` for a plain decimal in [0, MAX_AREA_MM2], else ``(NaN, why)``: the one
+    rule for the areas of a manual CSV and of an automated (measurements) CSV."""
+    if not _DECIMAL.fullmatch(raw):
+        return math.nan, f"area {raw!r} is not a number"
+    area = float(raw)
+    if area < 0:
+        return math.nan, f"area {raw} mm² is not >= 0"
+    if area > MAX_AREA_MM2:  # also 1e999, which float() reads as inf
+        return math.nan, f"area {raw} mm² is more than {MAX_AREA_MM2:.0f} mm² (1 m²)"
+    return area, ""
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,9 @@ def read_auto(path: str | Path) -> AutoResults:
     if not csv.is_file():
         raise InputError(f"{path}: no measurements.csv (expected a measure output folder or CSV)")
     try:
-        table = pd.read_csv(csv, dtype=dict.fromkeys(AUTO_TEXT_COLUMNS, str), keep_default_na=True)
+        # the area as text too: it is checked as a manual CSV's is (see _auto_areas)
+        dtype = dict.fromkeys((*AUTO_TEXT_COLUMNS, "area_mm2"), str)
+        table = pd.read_csv(csv, dtype=dtype, keep_default_na=True)
     except Exception as err:
         raise InputError(f"{csv}: cannot read CSV ({err})") from None
     missing = [c for c in AUTO_COLUMNS if c not in table.columns]
@@ -146,11 +162,29 @@ def read_auto(path: str | Path) -> AutoResults:
         raise InputError(f"{csv}: no {', '.join(missing)} column(s) (not a measurements.csv)")
     if table.empty:
         raise InputError(f"{csv}: no photo in the automated results (a header without rows)")
+    table["area_mm2"], area_issues = _auto_areas(table, csv)
     table, issues = _index_by_photo(table, csv)
-    if "area_mm2" in table.columns:
-        table["area_mm2"] = pd.to_numeric(table["area_mm2"], errors="coerce")
+    issues = area_issues + issues
     _join_healing(table, csv.parent / "healing.csv")
     return AutoResults(table=table, root=csv.parent, source=csv, issues=issues)
+
+
+def _auto_areas(table: pd.DataFrame, csv: Path) -> tuple[list[float], list[Issue]]:
+    """The automated areas (mm²), one per row, and an issue for each measured row whose area
+    is missing or fails :func:`parse_area`: its area is NaN, so its photo is left out of the
+    statistics (an inf stopped the plots; 1e308 swamped the bias)."""
+    areas: list[float] = []
+    issues: list[Issue] = []
+    file = table["file"] if "file" in table.columns else table["photo_sha256"]
+    for i, (status, raw, name) in enumerate(zip(table["status"], table["area_mm2"], file, strict=True)):
+        raw = raw.strip() if isinstance(raw, str) else ""
+        area, why = parse_area(raw) if raw else (math.nan, "no area")
+        areas.append(area)
+        # other rows' areas are never used (build_pairs): nothing to report
+        if why and str(status) == "measured":
+            item = f"row {i + 2} {name if isinstance(name, str) else ''}".rstrip()
+            issues.append(Issue(str(csv), item, f"measured, but {why}; left out of the statistics"))
+    return areas, issues
 
 
 def _index_by_photo(table: pd.DataFrame, csv: Path) -> tuple[pd.DataFrame, list[Issue]]:
@@ -243,16 +277,34 @@ class PhotoMatcher:
     def match(self, ident: str, file: str | None = None) -> tuple[str | None, str]:
         """``(key, "")`` on a unique match, else ``(None, reason)``.
 
-        ``file``: the reference's file for a sha256 ``ident``, which tells the copies of the
-        same bytes at several files (two visits) apart; without it they are ambiguous.
+        ``file``: the reference's file beside a sha256 ``ident``. It tells the copies of the
+        same bytes at several files (two visits) apart; without it they are ambiguous. Where
+        it names another photo than the sha256 (or none of the results), the reference is
+        not used: a sha256 copied from the row above would compare one subject's manual area
+        with another's photo, and which of the two is right cannot be told.
         """
         ident = str(ident).strip()
+        file = file.strip() if isinstance(file, str) else ""
         keys = self.by_sha.get(ident.lower())
         if keys:
-            if len(keys) == 1:
+            if not file:
+                return (next(iter(keys)), "") if len(keys) == 1 else (None, self._ambiguous(ident, keys))
+            named = self._by_path(file)
+            if not named & keys:
+                return None, self._disagree(keys, file, named)
+            if len(keys) == 1:  # the file may match several photos, this one among them
                 return next(iter(keys)), ""
-            key = self.match(file)[0] if file and file.strip() else None
+            key = self.match(file)[0]
             return (key, "") if key in keys else (None, self._ambiguous(ident, keys))
+        found = self._by_path(ident)
+        if len(found) == 1:
+            return next(iter(found)), ""
+        if found:
+            return None, self._ambiguous(ident, found)
+        return None, f"no photo {ident!r} in the automated results"
+
+    def _by_path(self, ident: str) -> set[str]:
+        """The photos a path, file name or stem names (empty: none; several: ambiguous)."""
         parts = PurePosixPath(_norm_path(ident)).parts
         for k in range(len(parts)):  # longest trailing sub-path first
             # the whole reference names the end of a photo's path ("W2/U1.jpg"), or the
@@ -261,16 +313,22 @@ class PhotoMatcher:
             # would fall inside a photo's path: "S02/W2/U1.jpg" is not S01's photo
             found = self.names.get("/".join(parts[k:])) if k == 0 else self.files.get("/".join(parts[k:]))
             if found:
-                if len(found) == 1:
-                    return next(iter(found)), ""
-                return None, self._ambiguous(ident, found)
+                return found
         if len(parts) == 1:  # a bare name: its stem ("U1", "S01_W2_U1")
-            found = self.names.get(PurePosixPath(parts[0]).stem)
-            if found and len(found) == 1:
-                return next(iter(found)), ""
-            if found:
-                return None, self._ambiguous(ident, found)
-        return None, f"no photo {ident!r} in the automated results"
+            return self.names.get(PurePosixPath(parts[0]).stem, set())
+        return set()
+
+    def _disagree(self, keys: set[str], file: str, named: set[str]) -> str:
+        """Reason of a reference whose photo_sha256 and file name different photos."""
+        by_sha = ", ".join(sorted(self.file_of.get(k, k) for k in keys))
+        files = sorted(self.file_of.get(k, k) for k in named)
+        if not files:
+            other = "no photo of the automated results"
+        elif [_norm_path(f) for f in files] == [_norm_path(file)]:
+            other = "another photo"
+        else:
+            other = ", ".join(files)
+        return f"photo_sha256 names {by_sha} but file names {file!r} ({other}); row not used"
 
     def _ambiguous(self, ident: str, keys: set[str]) -> str:
         files = sorted(self.file_of.get(k, k) for k in keys)
@@ -404,16 +462,9 @@ def _read_manual_csv(
         area = float("nan")
         raw = row[area_col].strip() if area_col else ""
         if raw:
-            if not _DECIMAL.fullmatch(raw):
-                issues.append(Issue(str(path), item, f"area {raw!r} is not a number; row skipped"))
-                continue
-            area = float(raw)
-            if not math.isfinite(area) or area < 0:
-                issues.append(Issue(str(path), item, f"area {raw} mm² is not >= 0; row skipped"))
-                continue
-            if area > MAX_AREA_MM2:
-                why = f"area {raw} mm² is more than {MAX_AREA_MM2:.0f} mm² (1 m²); row skipped"
-                issues.append(Issue(str(path), item, why))
+            area, why = parse_area(raw)
+            if why:
+                issues.append(Issue(str(path), item, f"{why}; row skipped"))
                 continue
         elif status is None:
             issues.append(Issue(str(path), item, "no area and no status; row skipped"))
@@ -564,6 +615,12 @@ def _annotation_entry(
     except ValueError as err:
         issues.append(Issue(source, rel, f"cannot map to the marker plane: {err}"))
         return ManualEntry(auto.sha(key), float("nan"), None, rel, ann.kind)
+    if not area <= MAX_MANUAL_AREA_MM2:  # NaN too
+        # not one ulcer: an inverted mask (the finger and background traced) or another photo's
+        # outline; its area and Dice would swamp the agreement
+        why = f"area {area:.0f} mm² is more than {MAX_MANUAL_AREA_MM2:g} mm² (the skin of a whole finger: "
+        issues.append(Issue(source, rel, why + "an inverted mask?); not used"))
+        return None
     entry = ManualEntry(auto.sha(key), area, None, rel, ann.kind)
     entry.rect_mask = _to_rectified(ann, key, auto, h, area, issues, source, rel)
     return entry

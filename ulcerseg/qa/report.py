@@ -276,7 +276,7 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
             if int(r.get("n_test_missing", 0) or 0):
                 notes.append(
                     f"{r['comparison']}: {int(r['n_test_missing'])} photo(s) with no "
-                    f"{r['test']} area (automated run failed) left out."
+                    f"{r['test']} area (not measured, or an area listed under input problems) left out."
                 )
         lines += [f"- {n}" for n in notes] + ([""] if notes else [])
         lines.append(

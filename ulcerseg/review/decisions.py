@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ulcerseg.annotations import MAX_MANUAL_AREA_MM2
 from ulcerseg.errors import DecisionError, InputError, NeedsConfirmation
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import sha256_bytes, write_png
@@ -447,10 +448,6 @@ MANUAL_PX_PER_MM = (2.0, 1000.0)
 """A hand-set scale outside this range (px per mm) is refused: at 2 px/mm a 12-MP photo spans
 2 m, at 1000 it spans 4 mm; neither is a photo of a finger, so the points or the length are wrong
 (a marker photo is already ``low_resolution`` below 8)."""
-
-MAX_MANUAL_AREA_MM2 = 2500.0
-"""A manual outline larger than this (mm², 25 cm²) is refused: more than the skin of a whole
-finger, so not one digital ulcer."""
 
 
 def manual_area(
