@@ -453,19 +453,25 @@ def test_sample_trial_script_against_ground_truth(tmp_path: Path, capsys) -> Non
     assert pd.read_csv(tmp_path / "q" / "unmatched.csv").empty
 
 
+def _write_healing_statuses(out: Path, statuses: list[str]) -> None:
+    """A healing.csv beside the measurements of :func:`make_measure_output`: one D0 row per
+    photo, subjects S00-S02, ulcers U0.., with these statuses."""
+    pd.DataFrame(
+        {
+            "subject_id": [f"S{i % 3:02d}" for i in range(len(statuses))],
+            "ulcer_id": [f"U{i}" for i in range(len(statuses))],
+            "visit": "D0",
+            "status": statuses,
+        }
+    ).to_csv(out / "healing.csv", index=False)
+
+
 def test_wide_manual_csv_and_auto_healing_status(tmp_path: Path) -> None:
     from ulcerseg.qa import run_qa as lazy_run_qa
 
     out = make_measure_output(tmp_path, n=6, failed=())
     auto_status = ["healed", "open", "open", "open", "healed", "open"]
-    pd.DataFrame(
-        {
-            "subject_id": [f"S{i % 3:02d}" for i in range(6)],
-            "ulcer_id": [f"U{i}" for i in range(6)],
-            "visit": "D0",
-            "status": auto_status,
-        }
-    ).to_csv(out / "healing.csv", index=False)
+    _write_healing_statuses(out, auto_status)
     # One column per reader; r2 did not measure photo 5.
     pd.DataFrame(
         {
@@ -1077,14 +1083,7 @@ def test_kappa_between_two_status_vocabularies_is_an_issue_row(tmp_path: Path) -
     open) is still compared, and --status-order naming them all compares them."""
     out = make_measure_output(tmp_path, n=6, failed=())
     auto_status = ["baseline", "improving", "stable", "healed", "not_assessable", "baseline"]
-    pd.DataFrame(
-        {
-            "subject_id": [f"S{i % 3:02d}" for i in range(6)],
-            "ulcer_id": [f"U{i}" for i in range(6)],
-            "visit": "D0",
-            "status": auto_status,
-        }
-    ).to_csv(out / "healing.csv", index=False)
+    _write_healing_statuses(out, auto_status)
     rows = [
         {"file": f, "reader": "r1", "status": s}
         for f, s in zip(_files(6), ["open"] * 3 + ["healed"] * 3, strict=True)
