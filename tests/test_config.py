@@ -274,3 +274,15 @@ def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
 
     path.write_text("a: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\n")
     assert read_yaml_mapping(path)["c"] == {"x": 3, "y": 2}
+
+
+def test_a_visit_alias_to_no_visit_label_names_the_config_file(tmp_path: Path) -> None:
+    """Before: the error came from discovery, after the config was loaded, and named no file."""
+    from ulcerseg.config import load_config
+
+    path = tmp_path / "my.yaml"
+    path.write_text("discovery:\n  visit_aliases: {baseline: X9}\n")
+    with pytest.raises(
+        ConfigError, match=r"my\.yaml: key 'discovery\.visit_aliases\.baseline': 'X9' is not a visit"
+    ):
+        load_config(path)

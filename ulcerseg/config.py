@@ -499,6 +499,14 @@ def _validate(cfg: PipelineConfig, source: str) -> None:
         raise ConfigError(
             f"{source}: marker.ids {outside} are not in {cfg.marker.dictionary} (IDs 0..{n_ids - 1})"
         )
+    from ulcerseg.visits import is_visit_label
+
+    for name, target in cfg.discovery.visit_aliases.items():  # here, where the file is known
+        if not is_visit_label(str(target)):
+            raise ConfigError(
+                f"{source}: key 'discovery.visit_aliases.{name}': {target!r} is not a visit label "
+                "(D<n> or W<n>)"
+            )
     extensions = cfg.discovery.extensions
     if not extensions or not all(re.fullmatch(r"\.[A-Za-z0-9]+", str(e)) for e in extensions):
         raise ConfigError(
