@@ -302,6 +302,9 @@ def test_run_qa_with_annotation_folder_measures_known_bias_and_dice(tmp_path: Pa
     assert unmatched.empty  # every photo was annotated
     summary = (tmp_path / "qa" / "summary.md").read_text()
     assert "auto vs reader_a" in summary and "ICC(2,1)" in summary and "with no auto area" in summary
+    # photos of one subject are not independent: the summary says how many subjects and ulcers
+    # the photos come from (before, 12 photos of 2 subjects read like 12 independent pairs)
+    assert "The 7 measured photos come from 3 subject(s) and 7 ulcer(s)." in summary
 
 
 def test_bad_inputs_are_reported_and_the_rest_still_runs(tmp_path: Path) -> None:

@@ -244,6 +244,7 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
         "Dice/IoU on the marker plane (automated run's rectified frame), over photos where at "
         "least one outline is non-empty.",
         "",
+        *_clustering_note(auto),
         "## Agreement",
         "",
     ]
@@ -357,6 +358,29 @@ def _distinct(auto: AutoResults, column: str) -> str:
     if len(counts) == 1:
         return f"`{counts.index[0]}`"
     return ", ".join(f"`{v}` ({n} photo{'s' if n != 1 else ''})" for v, n in counts.items())
+
+
+def _clustering_note(auto: AutoResults) -> list[str]:
+    """A caveat paragraph when the photos come from fewer subjects than photos: the statistics
+    treat each photo as independent, while photos of one subject (visits, ulcers) are not, so
+    the limits of agreement and confidence intervals are narrower than a repeated-measures
+    analysis (Bland & Altman 2007) would give."""
+    table = auto.table
+    if "subject_id" not in table.columns:
+        return []
+    measured = table[table.get("status") == "measured"] if "status" in table.columns else table
+    n_photos = len(measured)
+    n_subjects = measured["subject_id"].nunique()
+    if n_photos == 0 or n_subjects == n_photos:
+        return []
+    n_ulcers = len(measured.groupby(["subject_id", "ulcer_id"])) if "ulcer_id" in table.columns else n_photos
+    return [
+        f"The {n_photos} measured photos come from {n_subjects} subject(s) and {n_ulcers} ulcer(s). "
+        "Every statistic here counts each photo as independent; photos of one subject are not, "
+        "so the limits of agreement and confidence intervals are narrower than a repeated-"
+        "measures analysis (Bland & Altman 2007) would give.",
+        "",
+    ]
 
 
 def _copies_note(auto: AutoResults) -> str:
