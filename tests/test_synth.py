@@ -15,6 +15,7 @@ from PIL import Image
 
 from ulcerseg.calibration.aruco import aruco_dictionary
 from ulcerseg.cli import main
+from ulcerseg.errors import InputError
 from ulcerseg.geometry import fill_polygon, polygon_area
 from ulcerseg.synth import (
     PhotoConfig,
@@ -214,6 +215,17 @@ def test_cli_synth_commands(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(main, ["synth", "dataset", "-o", str(tmp_path / "ds"), "--n", "2", "--tile", "48"])
     assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "ds" / "images").glob("*.png"))) == 2
+    # before: a second set into the same folder mixed with the first (dataset.yaml said seed 9,
+    # n 1 over the first set's 2 tiles, one of them seed 0's)
+    for args in (
+        ["dataset", "--n", "1", "--seed", "9"],
+        ["photos", "--n", "1"],
+        ["trial", "--subjects", "1"],
+    ):
+        res = runner.invoke(main, ["synth", *args, "-o", str(tmp_path / "ds")])
+        assert isinstance(res.exception, InputError), (args, res.output)
+        assert "output folder is not empty" in str(res.exception)
     assert len(list((tmp_path / "ds" / "images").glob("*.png"))) == 2
     res = runner.invoke(
         main,

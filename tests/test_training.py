@@ -813,3 +813,30 @@ def test_dataset_import_lists_what_it_leaves_out(tmp_path: Path) -> None:
         (".DS_Store", "not a photo or annotation of a known format"),
         ("z_mask.png", "an annotation of no photo"),
     ]
+
+
+def test_dataset_import_reads_annotation_suffixes_in_any_case_and_refuses_a_folder_in_use(
+    tmp_path: Path,
+) -> None:
+    """Before: ``p1.PNG`` beside ``p1.jpg``'s annotations was "an annotation of no photo", and
+    with ``--missing empty`` the annotated ulcer was imported as an all-background mask; an
+    output folder was refused only when its ``images/`` held files, so a measured study's
+    folder (its ``masks/`` beside the imported ones) or the photo folder itself was written into."""
+    from ulcerseg.training.importer import import_dataset
+
+    photos, anns = tmp_path / "photos", tmp_path / "anns"
+    photos.mkdir()
+    anns.mkdir()
+    mask = np.zeros((32, 48), np.uint8)
+    cv2.rectangle(mask, (5, 5), (20, 20), 255, -1)
+    for stem, name in (("p0", "p0.png"), ("p1", "p1.PNG"), ("p2", "p2_mask.PNG")):
+        cv2.imwrite(str(photos / f"{stem}.jpg"), np.full((32, 48, 3), 190, np.uint8))
+        cv2.imwrite(str(anns / name), mask)
+    result = import_dataset(photos, tmp_path / "ds", annotations_dir=anns, missing="empty")
+    assert result.kinds == {"png": 3} and result.ignored == []
+    for stem in ("p0", "p1", "p2"):
+        assert np.count_nonzero(cv2.imread(str(tmp_path / "ds" / "masks" / f"{stem}.png"), 0)) == 16 * 16
+    (tmp_path / "study" / "masks").mkdir(parents=True)
+    for out in (tmp_path / "study", photos, tmp_path / "ds"):
+        with pytest.raises(DatasetError, match="output folder is not empty"):
+            import_dataset(photos, out, annotations_dir=anns)

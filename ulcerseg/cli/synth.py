@@ -41,6 +41,16 @@ def synth() -> None:
     """Synthetic calibrated finger photographs with exact ground truth."""
 
 
+def _new_or_empty(out_dir: Path) -> None:
+    """Refuse an output folder that holds anything: a second set written into it mixes with
+    the first (a dataset.yaml saying seed 9, n 2 over 6 tiles, 4 of them seed 3's; a trial's
+    ground truth without the earlier subjects' photos), or lands in a study folder."""
+    from ulcerseg.errors import InputError
+
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InputError(f"{out_dir}: output folder is not empty (choose a new or empty folder)")
+
+
 @synth.command("trial")
 @out_dir_option("Output trial folder (<subject>/<visit>/<ulcer>.jpg + ground_truth.csv).")
 @click.option("--subjects", default=2, show_default=True, type=click.IntRange(1), help="Number of subjects.")
@@ -73,6 +83,7 @@ def trial_cmd(
 
     for v in visit_list:
         visit_to_day(v)  # raises a clear error for a bad label
+    _new_or_empty(out_dir)
     with tqdm(total=None, desc="photos", unit="photo", disable=not progress) as bar:
 
         def set_total(n: int) -> None:  # the trial's own photo count, known once it is planned
@@ -124,6 +135,7 @@ def photos_cmd(
     from ulcerseg.synth.render import PhotoConfig
     from ulcerseg.synth.trial import generate_photos
 
+    _new_or_empty(out_dir)
     config = PhotoConfig(size=size, max_tilt_deg=max_tilt, mm_per_px_range=mm_per_px, side_mm=side_mm)
     with tqdm(total=n, desc="photos", unit="photo", disable=not progress) as bar:
         root = generate_photos(out_dir, n, config, seed, progress=bar.update)
@@ -152,6 +164,7 @@ def dataset_cmd(out_dir: Path, n: int, px_per_mm: float, tile_px: int, seed: int
 
     from ulcerseg.synth.dataset import generate_training_set
 
+    _new_or_empty(out_dir)
     with tqdm(total=n, desc="tiles", unit="tile", disable=not progress) as bar:
         root = generate_training_set(out_dir, n, px_per_mm, tile_px, seed, progress=bar.update)
     click.echo(f"wrote {root}")

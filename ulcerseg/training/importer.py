@@ -36,15 +36,31 @@ class ImportResult:
     ignored: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def find_annotation(stem: str, folder: Path, exclude: Path | None = None) -> Path | None:
+def find_annotation(
+    stem: str, folder: Path, exclude: Path | None = None, entries: list[Path] | None = None
+) -> Path | None:
     """The annotation file ``folder/<stem><suffix>`` (also ``<stem>_mask.png``), or None.
 
-    Two of them for one photo (``a.png`` and ``a.roi`` with other outlines) is a DatasetError
-    naming both, never a pick (before, the first in ``ANNOTATION_ORDER`` won without a word).
+    The suffix matches in any case (``a.PNG``, ``a.Roi``: before, such an annotation was left
+    out and, with ``--missing empty``, its photo imported with an empty mask); the stem as
+    written. Two of them for one photo (``a.png`` and ``a.roi`` with other outlines) is a
+    DatasetError naming both, never a pick (before, the first in ``ANNOTATION_ORDER`` won
+    without a word). ``entries``: the folder's listing, when the caller has it (one listing
+    for a whole import instead of one per photo).
     """
-    candidates = [folder / f"{stem}{suffix}" for suffix in ANNOTATION_ORDER]
-    candidates.insert(1, folder / f"{stem}_mask.png")
-    found = [p for p in candidates if p.is_file() and (exclude is None or p.resolve() != exclude.resolve())]
+    order = {suffix: i for i, suffix in enumerate(ANNOTATION_ORDER)}
+
+    def rank(path: Path) -> int | None:
+        suffix = path.suffix.lower()
+        if path.stem == stem and suffix in order:
+            return 2 * order[suffix] + (1 if order[suffix] else 0)
+        if path.stem == f"{stem}_mask" and suffix == ".png":
+            return 1  # after <stem>.png, before the others (the order of the candidates before)
+        return None
+
+    listing = entries if entries is not None else list(folder.iterdir())
+    ranked = [(r, p) for p in listing if (r := rank(p)) is not None and p.is_file()]
+    found = [p for _r, p in sorted(ranked) if exclude is None or p.resolve() != exclude.resolve()]
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise DatasetError(f"{folder}: {names} all annotate {stem!r}; keep one")
@@ -139,8 +155,9 @@ def import_dataset(
     # match every photo first, so a missing annotation fails before anything is written
     pairs: list[tuple[Path, Path | None]] = []
     skipped: list[str] = []
+    ann_entries = list(ann_dir.iterdir())
     for photo in photos:
-        ann = find_annotation(photo.stem, ann_dir, exclude=photo)
+        ann = find_annotation(photo.stem, ann_dir, exclude=photo, entries=ann_entries)
         if ann is None and missing == "error":
             raise DatasetError(
                 f"{photo}: no annotation {ann_dir / photo.stem}"
@@ -158,8 +175,10 @@ def import_dataset(
         if lacking:
             raise DatasetError(f"{groups_csv}: no group for {len(lacking)} of {len(pairs)} images "
                                f"(e.g. {lacking[0]!r})")  # fmt: skip
-    if (out / "images").exists() and any((out / "images").iterdir()):
-        raise DatasetError(f"{out / 'images'}: output folder is not empty")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # before, only out/images was checked: a measured study's folder (its masks/ beside the
+        # imported ones), the photo folder itself or a dataset half-written were written into
+        raise DatasetError(f"{out}: output folder is not empty (choose a new or empty folder)")
     made = [d for d in (out, out / "images", out / "masks") if not d.exists()]
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
