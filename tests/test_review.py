@@ -644,6 +644,19 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     assert database.read_bytes() == before
     text = report.read_text()
     assert "SUBJ-1002" in text and text.count("<figure>") == 6
+    # what made the numbers (before: the report named no version, model or config)
+    from ulcerseg import __version__
+    from ulcerseg.healing import healing_config_sha256
+    from ulcerseg.store import Study
+
+    with Study.open(study["out"], for_reading=True) as opened:
+        measured = [r for r in opened.latest_measurements() if r.get("model_sha256")]
+    assert len({r["model_sha256"] for r in measured}) == 1
+    assert (
+        f"ulcerseg {__version__}. Measurements: ulcerseg {measured[0]['package_version']}; model SHA-256 "
+        f"{measured[0]['model_sha256']}; config SHA-256 {measured[0]['config_sha256']}. Healing rules "
+        f"SHA-256 {healing_config_sha256(cfg())}."
+    ) in text
 
     pkg, key = export_blinded(study["out"], tmp_path / "pkg", cfg())
     assert not key.resolve().is_relative_to(pkg.resolve())
@@ -673,6 +686,24 @@ def test_exports_reflect_decisions(server, study, tmp_path: Path):
     assert {s.group for s in loaded.samples} == {acc.subject_pseudonym}
     meta = yaml.safe_load((ds / "dataset.yaml").read_text())
     assert meta["n_images"] == 2 and meta["px_per_mm"] == PPM
+    # provenance (before: none): this version, the review rules, and per image what measured it
+    from ulcerseg import __version__
+    from ulcerseg.healing import healing_config_sha256
+    from ulcerseg.review.outputs import healing_config
+
+    assert meta["package_version"] == __version__  # exported with the default review rules:
+    assert meta["healing_config_sha256"] == healing_config_sha256(healing_config(None))
+    from ulcerseg.store import Study
+
+    with Study.open(study["out"], for_reading=True) as opened:
+        rows = {r["photo_sha256"][:16]: r for r in opened.latest_measurements()}
+    for e in meta["images"]:
+        row = rows[Path(e["image"]).stem]
+        assert (e["model_sha256"], e["config_sha256"], e["measured_by"]) == (
+            row["model_sha256"],
+            row["config_sha256"],
+            row["package_version"],
+        ) and e["model_sha256"]
     sources = {e["source"] for e in meta["images"]}
     assert sources == {"accept", "correct"}
     corrected = next(e for e in meta["images"] if e["source"] == "correct")

@@ -301,7 +301,8 @@ def export_training_cmd(
     dest = export_training(
         out_dir, output, include_accepted=not corrected_only, config=cfg, progress=_bar(progress, "photo")
     )
-    click.echo(str(dest))
+    n_images = len(list((dest / "images").glob("*.png")))
+    click.echo(f"{dest}: {n_images} reviewed photo(s) (photos left out are named above)")
 
 
 @review.command("decisions")

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ulcerseg import __version__
+from ulcerseg.healing import healing_config_sha256
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean
@@ -147,10 +149,11 @@ def _cell(column: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def render_report(ulcers: Sequence[Mapping[str, Any]], pending: int = 0) -> str:
+def render_report(ulcers: Sequence[Mapping[str, Any]], pending: int = 0, provenance: str = "") -> str:
     """The report's HTML from per-ulcer context dicts (``subject_id``, ``ulcer_id``,
     ``is_cardinal``, ``plot_uri``, ``rows`` of cell strings, ``figures`` with ``uri``,
-    ``visit``, ``status``); every value is escaped by the template engine."""
+    ``visit``, ``status``) and a provenance line (:func:`provenance_line`); every value is
+    escaped by the template engine."""
     import jinja2
 
     env = jinja2.Environment(
@@ -159,7 +162,33 @@ def render_report(ulcers: Sequence[Mapping[str, Any]], pending: int = 0) -> str:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    return env.get_template("report.html.j2").render(columns=REPORT_COLUMNS, ulcers=ulcers, pending=pending)
+    return env.get_template("report.html.j2").render(
+        columns=REPORT_COLUMNS, ulcers=ulcers, pending=pending, provenance=provenance
+    )
+
+
+def provenance_line(rows: Sequence[Mapping[str, Any]], healing_rules: str) -> str:
+    """What made the numbers: this package's version, the measurements' package versions,
+    model and config SHA-256 (each value with its number of photos when several), the healing
+    rules' SHA-256."""
+
+    def distinct(column: str) -> str:
+        counts: dict[str, int] = {}
+        for r in rows:
+            value = str(r.get(column) or "").strip()
+            if value:
+                counts[value] = counts.get(value, 0) + 1
+        if not counts:
+            return "not recorded"
+        if len(counts) == 1:
+            return next(iter(counts))
+        return ", ".join(f"{v} ({n} photos)" for v, n in sorted(counts.items()))
+
+    return (
+        f"ulcerseg {__version__}. Measurements: ulcerseg {distinct('package_version')}; model SHA-256 "
+        f"{distinct('model_sha256')}; config SHA-256 {distinct('config_sha256')}. Healing rules "
+        f"SHA-256 {healing_rules}."
+    )
 
 
 def write_report(
@@ -215,5 +244,5 @@ def write_report(
     n_pending = pending_count(final)
     # atomic, and never over a study database (`-o OUT/study.sqlite` overwrote it before)
     with atomic_open(dest) as fh:
-        fh.write(render_report(ulcers, n_pending))
+        fh.write(render_report(ulcers, n_pending, provenance_line(rows, healing_config_sha256(cfg))))
     return (dest, n_pending) if return_pending else dest

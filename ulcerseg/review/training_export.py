@@ -11,7 +11,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from ulcerseg import __version__
 from ulcerseg.errors import InputError
+from ulcerseg.healing import healing_config_sha256
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
 from ulcerseg.review.blinding import encode_png_clean, subject_pseudonym
@@ -61,6 +63,9 @@ def export_training(
     for sha, f in progress(ordered, len(ordered)) if progress else ordered:
         row = by_sha.get(sha)
         d = f.decision
+        if row is not None and d is None and f.source == "unresolved_disagreement":
+            log.warning("photo %s: readers disagree and no adjudicator has decided; skipped", sha[:16])
+            continue
         if row is None or d is None:
             continue
         if d["action"] != Action.CORRECT and not (d["action"] == Action.ACCEPT and include_accepted):
@@ -101,6 +106,10 @@ def export_training(
                 "decision_id": d["decision_id"],
                 # grouped splits keep one subject on one side; pseudonym, not the real ID
                 "group": subject_pseudonym(salt, str(row["subject_id"])),
+                # what drew the automated outline and the rectified frame
+                "model_sha256": row.get("model_sha256"),
+                "config_sha256": row.get("config_sha256"),
+                "measured_by": row.get("package_version"),
             }
         )
     if not entries:  # an empty dataset would only fail later, in training
@@ -112,6 +121,8 @@ def export_training(
         "name": f"review-{out_dir.name}",
         "description": "assessor-reviewed ulcer masks in the rectified marker-plane frame",
         "frame": "rectified",
+        "package_version": __version__,
+        "healing_config_sha256": healing_config_sha256(cfg),
         "px_per_mm": ppms.pop() if len(ppms) == 1 else None,
         "n_images": len(entries),
         "groups": {"csv": "groups.csv", "stem_column": "stem", "group_column": "group"},
@@ -121,4 +132,5 @@ def export_training(
     groups = [{"stem": Path(e["image"]).stem, "group": e["group"]} for e in entries]
     write_csv(groups, ["stem", "group"], dest / "groups.csv")
     (dest / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    log.info("%s: %d reviewed photo(s) exported", dest, len(entries))
     return dest

@@ -62,6 +62,8 @@ class DatasetMeta:
     n: int | None = None
     n_images: int | None = None
     images: list[Any] = field(default_factory=list)
+    package_version: str | None = None  # of the ulcerseg that wrote it (review export-training)
+    healing_config_sha256: str | None = None  # the review rules that chose its photos
 
 
 @dataclass(frozen=True)
