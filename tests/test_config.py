@@ -286,3 +286,16 @@ def test_a_visit_alias_to_no_visit_label_names_the_config_file(tmp_path: Path) -
         ConfigError, match=r"my\.yaml: key 'discovery\.visit_aliases\.baseline': 'X9' is not a visit"
     ):
         load_config(path)
+
+
+def test_a_number_in_exponent_form_without_a_point_says_how_to_write_it(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1e-3`` as text; before, the error only said "expected a number, got
+    '1e-3'", which looks like one."""
+    from ulcerseg.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("segmentation:\n  threshold: 8e-1\n")
+    with pytest.raises(ConfigError, match=r"got '8e-1'; YAML reads it as text: write 8\.0e-1"):
+        load_config(path)
+    path.write_text("segmentation:\n  threshold: 8.0e-1\n")
+    assert load_config(path).segmentation.threshold == pytest.approx(0.8)

@@ -288,6 +288,9 @@ def _fits_float(value: int) -> bool:
     return True
 
 
+_EXPONENT_WITHOUT_POINT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
     """Check/convert one value against its annotated type; errors name source and dotted key."""
 
@@ -357,6 +360,11 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, str) and _EXPONENT_WITHOUT_POINT.fullmatch(value.strip()):
+                # YAML 1.1 (PyYAML) reads 1e-3 as text: only 1.0e-3 is a number
+                mantissa, exponent = value.strip().lower().split("e")
+                hint = f"; YAML reads it as text: write {mantissa}.0e{exponent}"
+                raise fail(f"expected a number, got {value!r}{hint}")
             raise fail(f"expected a number, got {value!r}")
         if isinstance(value, int) and not _fits_float(value):  # float() would raise OverflowError
             raise fail("expected a finite number, got an integer beyond the float range")
