@@ -813,3 +813,93 @@ def test_dataset_import_lists_what_it_leaves_out(tmp_path: Path) -> None:
         (".DS_Store", "not a photo or annotation of a known format"),
         ("z_mask.png", "an annotation of no photo"),
     ]
+
+
+# --- audit fixes of the training and evaluation tools ---
+
+
+def _interrupting(fn, nth: int, when: str):  # type: ignore[no-untyped-def]
+    """``fn`` that raises KeyboardInterrupt before (or after) its ``nth`` call does its work."""
+    calls = [0]
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == nth and when == "before":
+            raise KeyboardInterrupt
+        out = fn(*args, **kwargs)
+        if calls[0] == nth:
+            raise KeyboardInterrupt
+        return out
+
+    return wrapper
+
+
+def test_saving_the_model_interrupted_at_any_step_leaves_a_matching_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: model.pt was written in place and model.json rewritten only after the learning
+    curve was drawn, so a Ctrl-C in between left new weights under the previous card (whose
+    weights_sha256 no longer matched: the run folder's model refused to load)."""
+    import os
+
+    from ulcerseg.training import loop
+
+    card = config_from_dict(TINY_CONFIG, "tiny.yaml").card()
+
+    def make_card(sha: str):  # type: ignore[no-untyped-def]
+        return card.replace(weights_sha256=sha)
+
+    def files(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.iterdir())
+
+    out = tmp_path / "run"
+    out.mkdir()
+    loop._save_model(out, {"w": torch.zeros(4)}, make_card)
+    steps = [
+        (torch, "save", 1),
+        (loop, "card_json", 1),
+        (os, "link", 1),
+        (os, "replace", 1),
+        (os, "replace", 2),
+    ]
+    for i, (module, name, nth) in enumerate(steps):
+        for when in ("before", "after"):
+            old = file_sha256(out / "model.pt")
+            weights = {"w": torch.full((4,), float(i + 1) + (when == "after") / 2)}
+            with monkeypatch.context() as m:
+                m.setattr(module, name, _interrupting(getattr(module, name), nth, when))
+                with pytest.raises(KeyboardInterrupt):
+                    loop._save_model(out, weights, make_card)
+            sha = file_sha256(out / "model.pt")
+            assert load_card(out).weights_sha256 == sha, (name, nth, when)
+            # the old pair, or the new one once the card is in place
+            assert sha == old or (name, nth, when) == ("replace", 2, "after"), (name, nth, when)
+            assert files(out) == ["model.json", "model.pt"], (name, nth, when)  # no temporary files
+    # the first best epoch interrupted between the two moves: no weights without their card
+    first = tmp_path / "first"
+    first.mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", _interrupting(os.replace, 1, "after"))
+        with pytest.raises(KeyboardInterrupt):
+            loop._save_model(first, {"w": torch.zeros(4)}, make_card)
+    assert files(first) == []
+
+
+def test_train_interrupted_while_drawing_the_curve_keeps_weights_and_card_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the audit's case. The second epoch's better weights were already in model.pt
+    when Ctrl-C hit plot_curve; model.json still described the first epoch's weights."""
+    from ulcerseg.training import loop
+
+    dice = iter([0.2, 0.4])
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: {"val_dice": next(dice), "val_iou": 0.1,
+                                                          "val_dice_mean": 0.1})  # fmt: skip
+    monkeypatch.setattr(loop, "plot_curve", _interrupting(loop.plot_curve, 2, "before"))
+    data = make_dataset(tmp_path / "data", n=4)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(write_config(tmp_path / "tiny.yaml"), [data], run)
+    card = load_card(run)
+    assert card.weights_sha256 == file_sha256(run / "model.pt")
+    assert card.training["best_epoch"] == 2  # saved before the curve was drawn
