@@ -903,3 +903,48 @@ def test_train_interrupted_while_drawing_the_curve_keeps_weights_and_card_togeth
     card = load_card(run)
     assert card.weights_sha256 == file_sha256(run / "model.pt")
     assert card.training["best_epoch"] == 2  # saved before the curve was drawn
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [
+        ("train", "seed", -1, "must be >= 0, got -1"),
+        ("train", "seed", 2**32, "must be <= 4294967295"),
+        ("augment", "fg_crop_prob", 5, "must be <= 1"),
+        ("augment", "color_prob", -2, "must be >= 0"),
+        ("augment", "mixed_bed_prob", 1.5, "must be <= 1"),
+        ("augment", "rotate_limit", -400, "must be >= 0"),
+        ("augment", "rotate_limit", 400, "must be <= 180"),
+        ("model", "mean", [500, 0, 0], "must be <= 1"),
+        ("model", "std", [0.2, 0.0, 0.2], "must be > 0"),
+        ("model", "std", [0.2, 0.2, 3], "must be <= 1"),
+        ("model", "px_per_mm", 1000, "must be <= 50"),
+        ("train", "num_threads", 100_000, "must be <= 256"),
+        ("train", "num_workers", 100_000, "must be <= 256"),
+    ],
+)
+def test_out_of_range_training_config_values_name_file_and_key(
+    tmp_path: Path, section: str, key: str, value: object, problem: str
+) -> None:
+    """Before: these were accepted (fg_crop_prob 5, color_prob -2, rotate_limit -400, mean
+    [500, 0, 0] trained without a word), and seed -1 ended in numpy's traceback "Seed must be
+    between 0 and 2**32 - 1" once the data was loaded."""
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg.setdefault(section, {})[key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = _one_line(err)
+    assert msg.startswith(f"{path}: key '{section}.{key}") and problem in msg
+
+
+def test_seed_limits_and_augment_scale_range() -> None:
+    """Before: seed 2**32 - 1 plus the rank overflowed numpy's range under torchrun; a scale
+    range of [0.001, 1] or up to 1000 was accepted."""
+    assert config_from_dict({"train": {"seed": 2**32 - 1}}, "x.yaml").train.seed == 2**32 - 1
+    for bad in ([0.001, 1.0], [1.0, 1000.0]):
+        with pytest.raises(
+            ConfigError, match=r"x\.yaml: augment\.scale_range: expected \[low, high\] with 0\.01"
+        ):
+            config_from_dict({"augment": {"scale_range": bad}}, "x.yaml")

@@ -386,7 +386,7 @@ def _setup(
         device = torch.device("cpu")
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
-    seed_everything(t.seed + rank)
+    seed_everything((t.seed + rank) % 2**32)  # numpy takes seeds up to 2**32 - 1
 
     ckpt_path = out / CKPT_FILE
     if resume and not ckpt_path.is_file():
