@@ -948,3 +948,17 @@ def test_seed_limits_and_augment_scale_range() -> None:
             ConfigError, match=r"x\.yaml: augment\.scale_range: expected \[low, high\] with 0\.01"
         ):
             config_from_dict({"augment": {"scale_range": bad}}, "x.yaml")
+
+
+def test_train_with_no_epoch_inside_the_time_budget_is_an_error(tmp_path: Path) -> None:
+    """Before: exit 0 and "best val Dice nan" with no model written (only config.yaml and
+    val_stems.json in the run folder)."""
+    data = make_dataset(tmp_path / "data", n=4)
+    cfg = write_config(tmp_path / "tiny.yaml", max_minutes=0.00001)
+    res = CliRunner().invoke(
+        main, ["train", "--config", str(cfg), "--data", str(data), "-o", str(tmp_path / "r")]
+    )
+    assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
+    msg = str(res.exception)
+    assert "\n" not in msg and msg.startswith(f"{cfg}: no epoch finished within train.max_minutes")
+    assert not (tmp_path / "r" / "model.pt").exists()

@@ -834,6 +834,12 @@ def train(
     if run.distributed:
         tdist.barrier()
         tdist.destroy_process_group()
+    if run.is_main and not state.history:
+        # the time budget ran out inside the first epoch: no model; exit 0 read as success
+        raise ConfigError(
+            f"{cfg.source}: no epoch finished within train.max_minutes ({t.max_minutes:g} min); "
+            "no model written (raise train.max_minutes)"
+        )
     if run.is_main and card_out is None and (out / WEIGHTS_FILE).is_file():
         card_out = load_card(out)
     return TrainResult(out, card_out, epoch + 1, stopped, state.best if state.best_epoch > 0 else {})
