@@ -374,8 +374,8 @@ def test_dataset_import_refuses_bad_groups_and_scale_before_writing(tmp_path: Pa
     (tmp_path / "latin1.csv").write_bytes("stem,group\na,Sé\nb,S2\n".encode("latin-1"))
     with pytest.raises(DatasetError, match=r"latin1\.csv: not UTF-8 text"):
         import_dataset(photos, tmp_path / "out", missing="empty", groups_csv=tmp_path / "latin1.csv")
-    for bad in (-5.0, float("inf"), float("nan")):
-        with pytest.raises(DatasetError, match="px_per_mm: must be a finite number > 0"):
+    for bad in (-5.0, float("inf"), float("nan"), 0.001, 1e6):  # the range load_dataset reads
+        with pytest.raises(DatasetError, match="px_per_mm: must be a finite number 1-1000"):
             import_dataset(photos, tmp_path / "out", missing="empty", px_per_mm=bad)
     assert not (tmp_path / "out").exists()  # nothing written by any refused import
     (tmp_path / "good.csv").write_text("stem,group\na,S1\nb,S2\n")
@@ -950,6 +950,39 @@ def test_seed_limits_and_augment_scale_range() -> None:
             config_from_dict({"augment": {"scale_range": bad}}, "x.yaml")
 
 
+def test_dataset_px_per_mm_and_the_scale_it_gives_are_bounded(tmp_path: Path) -> None:
+    """Before: px_per_mm 0.001 made evaluate and train ask OpenCV for a ~1.2 TB image (a
+    cv2.error traceback); px_per_mm 1000000 evaluated silently at a 1e-5 scale."""
+    from ulcerseg.segmentation.model import ModelCard
+    from ulcerseg.training.loop import collect_items
+
+    data = make_dataset(tmp_path / "d", n=2)
+    for bad in (0.001, 1e6):
+        (data / "dataset.yaml").write_text(f"px_per_mm: {bad}\n")
+        with pytest.raises(DatasetError) as err:
+            load_dataset(data)
+        assert _one_line(err).startswith(f"{data / 'dataset.yaml'}: key 'px_per_mm'")
+    # within the photos' range, but 500x the model's resolution: a factor of 0.004
+    (data / "dataset.yaml").write_text("px_per_mm: 1000\n")
+
+    class Blank:
+        card = ModelCard(name="blank", tile_px=64, px_per_mm=2.0)
+        sha256 = "0" * 64
+
+        def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+            return np.zeros(tiles.shape[:3], np.float32)
+
+    with pytest.raises(DatasetError) as err:
+        evaluate(Blank(), [data])
+    msg = _one_line(err)
+    assert msg.startswith(f"{data / 'dataset.yaml'}: px_per_mm 1000 against the model's 2 px/mm")
+    assert "resize factor of 0.002, outside 0.01-100" in msg
+    assert evaluate(Blank(), [data], scale=1.0).summary["n_images"] == 2  # --scale: the user's
+    cfg = config_from_dict({**TINY_CONFIG, "model": {**TINY_CONFIG["model"], "px_per_mm": 2.0}}, "t.yaml")
+    with pytest.raises(DatasetError, match=r"resize factor of 0\.002"):
+        collect_items([data], cfg)
+
+
 def test_train_with_no_epoch_inside_the_time_budget_is_an_error(tmp_path: Path) -> None:
     """Before: exit 0 and "best val Dice nan" with no model written (only config.yaml and
     val_stems.json in the run folder)."""
@@ -962,3 +995,50 @@ def test_train_with_no_epoch_inside_the_time_budget_is_an_error(tmp_path: Path) 
     msg = str(res.exception)
     assert "\n" not in msg and msg.startswith(f"{cfg}: no epoch finished within train.max_minutes")
     assert not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_evaluate_split_from_warns_on_other_content_and_summary_records_provenance(
+    tmp_path: Path, trained: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: a different dataset of the same name was scored on the recorded validation stems
+    without a word, and summary.json recorded neither the package version, nor the datasets'
+    SHA-256, nor the resize factor used."""
+    import shutil
+
+    from ulcerseg import __version__
+
+    data, run = trained
+    other = tmp_path / "data"  # same folder name, so the same dataset name
+    shutil.copytree(data, other)
+    stem = load_card(run).training["data"][0]["val_stems"][0]
+    cv2.imwrite(str(other / "images" / f"{stem}.png"), np.full((64, 64, 3), 90, np.uint8))
+    recorded, now = dataset_sha256(load_dataset(data)), dataset_sha256(load_dataset(other))
+    with caplog.at_level("WARNING"):
+        result = evaluate(run, [other], tmp_path / "eval", split_from=run)
+    warned = [r.getMessage() for r in caplog.records if "recorded in the model card" in r.getMessage()]
+    assert len(warned) == 1 and now[:12] in warned[0] and recorded[:12] in warned[0]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    assert summary["package_version"] == __version__
+    assert summary["datasets"] == [
+        {"name": "data", "sha256": now, "px_per_mm": None, "scale": 1.0, "n_images": 2}
+    ]
+    assert summary["weights_sha256"] == file_sha256(run / "model.pt")  # kept as it was
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluate(run, [data], split_from=run)  # the data the model was split on: no warning
+    assert not [r for r in caplog.records if "recorded in the model card" in r.getMessage()]
+
+
+def test_evaluate_refuses_an_output_folder_inside_a_dataset(tmp_path: Path) -> None:
+    """Before: ``evaluate -o DATASET/images`` wrote per_image.csv, summary.json and
+    worst_cases.png among the dataset's images."""
+    from ulcerseg.errors import OutputError
+
+    data = make_dataset(tmp_path / "d", n=2)
+    before = sorted(p.name for p in data.rglob("*"))
+    for out in (data / "images", data, data / "eval"):
+        with pytest.raises(OutputError) as err:
+            evaluate(tmp_path / "no-model", [data], out)  # refused before the model is opened
+        assert _one_line(err).startswith(f"{out}: output folder inside dataset folder {data}")
+    assert sorted(p.name for p in data.rglob("*")) == before

@@ -170,7 +170,7 @@ def collect_items(
             raise ConfigError(f"{d}: dataset name {ds.name!r} given twice (set name in dataset.yaml)")
         names.add(ds.name)
         known = ds.px_per_mm is not None
-        base = cfg.model.px_per_mm / ds.px_per_mm if ds.px_per_mm else 1.0
+        base = ds.scale_to(cfg.model.px_per_mm)
         tr, va = split_dataset(ds, cfg.train.val_fraction, cfg.train.seed)
         train_items += [Item(s, ds.name, base, known) for s in tr]
         val_items += [Item(s, ds.name, base, known) for s in va]
