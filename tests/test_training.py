@@ -1042,3 +1042,27 @@ def test_evaluate_refuses_an_output_folder_inside_a_dataset(tmp_path: Path) -> N
             evaluate(tmp_path / "no-model", [data], out)  # refused before the model is opened
         assert _one_line(err).startswith(f"{out}: output folder inside dataset folder {data}")
     assert sorted(p.name for p in data.rglob("*")) == before
+
+
+def test_load_dataset_names_the_files_it_leaves_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: a .gif or .jfif photo in images/ and a mask without its image were left out
+    of the dataset without a word."""
+    data = make_dataset(tmp_path / "d", n=2)
+    (data / "images" / "c.gif").write_bytes(b"GIF89a")
+    (data / "images" / "d.jfif").write_bytes(b"\xff\xd8")
+    (data / "images" / "extra").mkdir()
+    cv2.imwrite(str(data / "masks" / "c.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(data / "masks" / "z.png"), np.zeros((8, 8), np.uint8))
+    (data / "masks" / "notes.txt").write_text("x")
+    with caplog.at_level("WARNING", logger="ulcerseg.training.dataset"):
+        ds = load_dataset(data)
+    assert [s.stem for s in ds.samples] == ["00", "01"]  # the same files used as before
+    lines = [r.getMessage() for r in caplog.records]
+    assert all("\n" not in line for line in lines)
+    assert [line.split(": ")[1] for line in lines] == [
+        str(data / "images" / n) for n in ("c.gif", "d.jfif", "extra")
+    ] + [str(data / "masks" / n) for n in ("c.png", "notes.txt", "z.png")]
+    assert lines[0].endswith("c.gif: not of a known format (.jpg, .jpeg, .png, .tif, .tiff, .bmp, .webp, "
+                             ".heic, .heif, .avif)")  # fmt: skip
+    assert lines[2].endswith("extra: a folder: subfolders are not read")
+    assert lines[3].endswith("c.png: a mask of no image (no images/c.*)")

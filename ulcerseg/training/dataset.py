@@ -209,6 +209,28 @@ def _read_groups(root: Path, meta: DatasetMeta, spec: GroupsCsv | None, yaml_pat
     return read_groups_csv(csv_path, spec.stem_column, spec.group_column)
 
 
+def _left_out_reason(path: Path, suffixes: tuple[str, ...]) -> str:
+    if path.is_dir():
+        return "a folder: subfolders are not read"
+    return f"not of a known format ({', '.join(suffixes)})"
+
+
+def _log_left_out(img_dir: Path, mask_dir: Path, images: list[Path], masks: dict[str, Path]) -> None:
+    """Warn (one line each) about what the dataset leaves out of images/ and masks/: a .gif or
+    .jfif photo and a mask whose image is missing or unreadable vanished without a word, as
+    ``dataset import`` names what it leaves out. Which files are used does not change."""
+    used = set(images)
+    for p in sorted(img_dir.iterdir()):
+        if p not in used:
+            log.warning("ignored: %s: %s", p, _left_out_reason(p, IMAGE_SUFFIXES))
+    stems = {p.stem for p in images}
+    for p in sorted(mask_dir.iterdir()):
+        if p.suffix.lower() not in MASK_SUFFIXES:
+            log.warning("ignored: %s: %s", p, _left_out_reason(p, MASK_SUFFIXES))
+        elif p.stem not in stems:
+            log.warning("ignored: %s: a mask of no image (no images/%s.*)", p, p.stem)
+
+
 def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
     """Scan and validate a dataset folder.
 
@@ -234,6 +256,7 @@ def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
             if p.stem in masks:
                 doubled.setdefault(p.stem, [masks[p.stem]]).append(p)
             masks[p.stem] = p
+    _log_left_out(img_dir, mask_dir, images, masks)
 
     meta, groups_spec = DatasetMeta(), None
     yaml_path = root / DATASET_FILE
