@@ -187,7 +187,7 @@ def test_dataset_yaml_uses_the_config_validator(tmp_path: Path, caplog: pytest.L
     for text, fragment in [
         ("px_per_mm: ten\n", "key 'px_per_mm': expected a number, got 'ten'"),
         ("px_per_mm: .inf\n", "key 'px_per_mm': expected a finite number"),
-        ("px_per_mm: -3\n", "key 'px_per_mm': must be > 0"),
+        ("px_per_mm: -3\n", "key 'px_per_mm': must be >= 1, got -3.0"),
         ("groups: {csv: g.csv, stem_col: x}\n", "unknown key 'groups.stem_col'"),
         ("groups: {csv: g.csv}\n", "key 'groups.csv': file"),
         ("- a list\n", "top level must be a mapping"),

@@ -374,8 +374,8 @@ def test_dataset_import_refuses_bad_groups_and_scale_before_writing(tmp_path: Pa
     (tmp_path / "latin1.csv").write_bytes("stem,group\na,Sé\nb,S2\n".encode("latin-1"))
     with pytest.raises(DatasetError, match=r"latin1\.csv: not UTF-8 text"):
         import_dataset(photos, tmp_path / "out", missing="empty", groups_csv=tmp_path / "latin1.csv")
-    for bad in (-5.0, float("inf"), float("nan")):
-        with pytest.raises(DatasetError, match="px_per_mm: must be a finite number > 0"):
+    for bad in (-5.0, float("inf"), float("nan"), 0.001, 1e6):  # the range load_dataset reads
+        with pytest.raises(DatasetError, match="px_per_mm: must be a finite number 1-1000"):
             import_dataset(photos, tmp_path / "out", missing="empty", px_per_mm=bad)
     assert not (tmp_path / "out").exists()  # nothing written by any refused import
     (tmp_path / "good.csv").write_text("stem,group\na,S1\nb,S2\n")
@@ -840,3 +840,256 @@ def test_dataset_import_reads_annotation_suffixes_in_any_case_and_refuses_a_fold
     for out in (tmp_path / "study", photos, tmp_path / "ds"):
         with pytest.raises(DatasetError, match="output folder is not empty"):
             import_dataset(photos, out, annotations_dir=anns)
+
+
+# --- audit fixes of the training and evaluation tools ---
+
+
+def _interrupting(fn, nth: int, when: str):  # type: ignore[no-untyped-def]
+    """``fn`` that raises KeyboardInterrupt before (or after) its ``nth`` call does its work."""
+    calls = [0]
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == nth and when == "before":
+            raise KeyboardInterrupt
+        out = fn(*args, **kwargs)
+        if calls[0] == nth:
+            raise KeyboardInterrupt
+        return out
+
+    return wrapper
+
+
+def test_saving_the_model_interrupted_at_any_step_leaves_a_matching_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: model.pt was written in place and model.json rewritten only after the learning
+    curve was drawn, so a Ctrl-C in between left new weights under the previous card (whose
+    weights_sha256 no longer matched: the run folder's model refused to load)."""
+    import os
+
+    from ulcerseg.training import loop
+
+    card = config_from_dict(TINY_CONFIG, "tiny.yaml").card()
+
+    def make_card(sha: str):  # type: ignore[no-untyped-def]
+        return card.replace(weights_sha256=sha)
+
+    def files(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.iterdir())
+
+    out = tmp_path / "run"
+    out.mkdir()
+    loop._save_model(out, {"w": torch.zeros(4)}, make_card)
+    steps = [
+        (torch, "save", 1),
+        (loop, "card_json", 1),
+        (os, "link", 1),
+        (os, "replace", 1),
+        (os, "replace", 2),
+    ]
+    for i, (module, name, nth) in enumerate(steps):
+        for when in ("before", "after"):
+            old = file_sha256(out / "model.pt")
+            weights = {"w": torch.full((4,), float(i + 1) + (when == "after") / 2)}
+            with monkeypatch.context() as m:
+                m.setattr(module, name, _interrupting(getattr(module, name), nth, when))
+                with pytest.raises(KeyboardInterrupt):
+                    loop._save_model(out, weights, make_card)
+            sha = file_sha256(out / "model.pt")
+            assert load_card(out).weights_sha256 == sha, (name, nth, when)
+            # the old pair, or the new one once the card is in place
+            assert sha == old or (name, nth, when) == ("replace", 2, "after"), (name, nth, when)
+            assert files(out) == ["model.json", "model.pt"], (name, nth, when)  # no temporary files
+    # the first best epoch interrupted between the two moves: no weights without their card
+    first = tmp_path / "first"
+    first.mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", _interrupting(os.replace, 1, "after"))
+        with pytest.raises(KeyboardInterrupt):
+            loop._save_model(first, {"w": torch.zeros(4)}, make_card)
+    assert files(first) == []
+
+
+def test_train_interrupted_while_drawing_the_curve_keeps_weights_and_card_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the audit's case. The second epoch's better weights were already in model.pt
+    when Ctrl-C hit plot_curve; model.json still described the first epoch's weights."""
+    from ulcerseg.training import loop
+
+    dice = iter([0.2, 0.4])
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: {"val_dice": next(dice), "val_iou": 0.1,
+                                                          "val_dice_mean": 0.1})  # fmt: skip
+    monkeypatch.setattr(loop, "plot_curve", _interrupting(loop.plot_curve, 2, "before"))
+    data = make_dataset(tmp_path / "data", n=4)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(write_config(tmp_path / "tiny.yaml"), [data], run)
+    card = load_card(run)
+    assert card.weights_sha256 == file_sha256(run / "model.pt")
+    assert card.training["best_epoch"] == 2  # saved before the curve was drawn
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [
+        ("train", "seed", -1, "must be >= 0, got -1"),
+        ("train", "seed", 2**32, "must be <= 4294967295"),
+        ("augment", "fg_crop_prob", 5, "must be <= 1"),
+        ("augment", "color_prob", -2, "must be >= 0"),
+        ("augment", "mixed_bed_prob", 1.5, "must be <= 1"),
+        ("augment", "rotate_limit", -400, "must be >= 0"),
+        ("augment", "rotate_limit", 400, "must be <= 180"),
+        ("model", "mean", [500, 0, 0], "must be <= 1"),
+        ("model", "std", [0.2, 0.0, 0.2], "must be > 0"),
+        ("model", "std", [0.2, 0.2, 3], "must be <= 1"),
+        ("model", "px_per_mm", 1000, "must be <= 50"),
+        ("train", "num_threads", 100_000, "must be <= 256"),
+        ("train", "num_workers", 100_000, "must be <= 256"),
+    ],
+)
+def test_out_of_range_training_config_values_name_file_and_key(
+    tmp_path: Path, section: str, key: str, value: object, problem: str
+) -> None:
+    """Before: these were accepted (fg_crop_prob 5, color_prob -2, rotate_limit -400, mean
+    [500, 0, 0] trained without a word), and seed -1 ended in numpy's traceback "Seed must be
+    between 0 and 2**32 - 1" once the data was loaded."""
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg.setdefault(section, {})[key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = _one_line(err)
+    assert msg.startswith(f"{path}: key '{section}.{key}") and problem in msg
+
+
+def test_seed_limits_and_augment_scale_range() -> None:
+    """Before: seed 2**32 - 1 plus the rank overflowed numpy's range under torchrun; a scale
+    range of [0.001, 1] or up to 1000 was accepted."""
+    assert config_from_dict({"train": {"seed": 2**32 - 1}}, "x.yaml").train.seed == 2**32 - 1
+    for bad in ([0.001, 1.0], [1.0, 1000.0]):
+        with pytest.raises(
+            ConfigError, match=r"x\.yaml: augment\.scale_range: expected \[low, high\] with 0\.01"
+        ):
+            config_from_dict({"augment": {"scale_range": bad}}, "x.yaml")
+
+
+def test_dataset_px_per_mm_and_the_scale_it_gives_are_bounded(tmp_path: Path) -> None:
+    """Before: px_per_mm 0.001 made evaluate and train ask OpenCV for a ~1.2 TB image (a
+    cv2.error traceback); px_per_mm 1000000 evaluated silently at a 1e-5 scale."""
+    from ulcerseg.segmentation.model import ModelCard
+    from ulcerseg.training.loop import collect_items
+
+    data = make_dataset(tmp_path / "d", n=2)
+    for bad in (0.001, 1e6):
+        (data / "dataset.yaml").write_text(f"px_per_mm: {bad}\n")
+        with pytest.raises(DatasetError) as err:
+            load_dataset(data)
+        assert _one_line(err).startswith(f"{data / 'dataset.yaml'}: key 'px_per_mm'")
+    # within the photos' range, but 500x the model's resolution: a factor of 0.004
+    (data / "dataset.yaml").write_text("px_per_mm: 1000\n")
+
+    class Blank:
+        card = ModelCard(name="blank", tile_px=64, px_per_mm=2.0)
+        sha256 = "0" * 64
+
+        def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+            return np.zeros(tiles.shape[:3], np.float32)
+
+    with pytest.raises(DatasetError) as err:
+        evaluate(Blank(), [data])
+    msg = _one_line(err)
+    assert msg.startswith(f"{data / 'dataset.yaml'}: px_per_mm 1000 against the model's 2 px/mm")
+    assert "resize factor of 0.002, outside 0.01-100" in msg
+    assert evaluate(Blank(), [data], scale=1.0).summary["n_images"] == 2  # --scale: the user's
+    cfg = config_from_dict({**TINY_CONFIG, "model": {**TINY_CONFIG["model"], "px_per_mm": 2.0}}, "t.yaml")
+    with pytest.raises(DatasetError, match=r"resize factor of 0\.002"):
+        collect_items([data], cfg)
+
+
+def test_train_with_no_epoch_inside_the_time_budget_is_an_error(tmp_path: Path) -> None:
+    """Before: exit 0 and "best val Dice nan" with no model written (only config.yaml and
+    val_stems.json in the run folder)."""
+    data = make_dataset(tmp_path / "data", n=4)
+    cfg = write_config(tmp_path / "tiny.yaml", max_minutes=0.00001)
+    res = CliRunner().invoke(
+        main, ["train", "--config", str(cfg), "--data", str(data), "-o", str(tmp_path / "r")]
+    )
+    assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
+    msg = str(res.exception)
+    assert "\n" not in msg and msg.startswith(f"{cfg}: no epoch finished within train.max_minutes")
+    assert not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_evaluate_split_from_warns_on_other_content_and_summary_records_provenance(
+    tmp_path: Path, trained: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: a different dataset of the same name was scored on the recorded validation stems
+    without a word, and summary.json recorded neither the package version, nor the datasets'
+    SHA-256, nor the resize factor used."""
+    import shutil
+
+    from ulcerseg import __version__
+
+    data, run = trained
+    other = tmp_path / "data"  # same folder name, so the same dataset name
+    shutil.copytree(data, other)
+    stem = load_card(run).training["data"][0]["val_stems"][0]
+    cv2.imwrite(str(other / "images" / f"{stem}.png"), np.full((64, 64, 3), 90, np.uint8))
+    recorded, now = dataset_sha256(load_dataset(data)), dataset_sha256(load_dataset(other))
+    with caplog.at_level("WARNING"):
+        result = evaluate(run, [other], tmp_path / "eval", split_from=run)
+    warned = [r.getMessage() for r in caplog.records if "recorded in the model card" in r.getMessage()]
+    assert len(warned) == 1 and now[:12] in warned[0] and recorded[:12] in warned[0]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    assert summary["package_version"] == __version__
+    assert summary["datasets"] == [
+        {"name": "data", "sha256": now, "px_per_mm": None, "scale": 1.0, "n_images": 2}
+    ]
+    assert summary["weights_sha256"] == file_sha256(run / "model.pt")  # kept as it was
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluate(run, [data], split_from=run)  # the data the model was split on: no warning
+    assert not [r for r in caplog.records if "recorded in the model card" in r.getMessage()]
+
+
+def test_evaluate_refuses_an_output_folder_inside_a_dataset(tmp_path: Path) -> None:
+    """Before: ``evaluate -o DATASET/images`` wrote per_image.csv, summary.json and
+    worst_cases.png among the dataset's images."""
+    from ulcerseg.errors import OutputError
+
+    data = make_dataset(tmp_path / "d", n=2)
+    before = sorted(p.name for p in data.rglob("*"))
+    for out in (data / "images", data, data / "eval"):
+        with pytest.raises(OutputError) as err:
+            evaluate(tmp_path / "no-model", [data], out)  # refused before the model is opened
+        assert _one_line(err).startswith(f"{out}: output folder inside dataset folder {data}")
+    assert sorted(p.name for p in data.rglob("*")) == before
+
+
+def test_load_dataset_names_the_files_it_leaves_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before: a .gif or .jfif photo in images/ and a mask without its image were left out
+    of the dataset without a word."""
+    data = make_dataset(tmp_path / "d", n=2)
+    (data / "images" / "c.gif").write_bytes(b"GIF89a")
+    (data / "images" / "d.jfif").write_bytes(b"\xff\xd8")
+    (data / "images" / "extra").mkdir()
+    cv2.imwrite(str(data / "masks" / "c.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(data / "masks" / "z.png"), np.zeros((8, 8), np.uint8))
+    (data / "masks" / "notes.txt").write_text("x")
+    with caplog.at_level("WARNING", logger="ulcerseg.training.dataset"):
+        ds = load_dataset(data)
+    assert [s.stem for s in ds.samples] == ["00", "01"]  # the same files used as before
+    lines = [r.getMessage() for r in caplog.records]
+    assert all("\n" not in line for line in lines)
+    assert [line.split(": ")[1] for line in lines] == [
+        str(data / "images" / n) for n in ("c.gif", "d.jfif", "extra")
+    ] + [str(data / "masks" / n) for n in ("c.png", "notes.txt", "z.png")]
+    assert lines[0].endswith("c.gif: not of a known format (.jpg, .jpeg, .png, .tif, .tiff, .bmp, .webp, "
+                             ".heic, .heif, .avif)")  # fmt: skip
+    assert lines[2].endswith("extra: a folder: subfolders are not read")
+    assert lines[3].endswith("c.png: a mask of no image (no images/c.*)")

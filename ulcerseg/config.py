@@ -54,13 +54,18 @@ class Check:
             (self.le, lambda b: value <= b, "<="),
         ):
             if bound is not None and not ok(bound):
-                return f"must be {word} {bound:g}, got {value!r}"
+                # whole bounds in full: a seed's 2**32 - 1 read "4.29497e+09"
+                shown = f"{int(bound)}" if float(bound).is_integer() else f"{bound:g}"
+                return f"must be {word} {shown}, got {value!r}"
         return None
 
 
 #: common constraints
 Positive = Annotated[float, Check(gt=0)]
 MIN_GRID_PX_PER_MM, MAX_GRID_PX_PER_MM = 2.0, 50.0  # the rectified grid's resolution, px/mm
+# resize factors a dataset's images are evaluated or trained at (``evaluate --scale``, and the
+# model's px/mm over the dataset's): 0.001 asked OpenCV for a 1.2 TB image, 1e-5 scored a few px
+MIN_SCALE, MAX_SCALE = 0.01, 100.0
 PositiveInt = Annotated[int, Check(ge=1)]
 NonNegative = Annotated[float, Check(ge=0)]
 

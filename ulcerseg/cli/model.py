@@ -19,7 +19,7 @@ from ulcerseg.cli.options import (
     progress_option,
     threads_option,
 )
-from ulcerseg.config import TTA_MODES
+from ulcerseg.config import MAX_SCALE, MIN_SCALE, TTA_MODES
 
 __all__ = ["evaluate_command", "export_command", "train_command"]
 
@@ -82,7 +82,7 @@ def train_command(
 @backend_option("auto")
 @click.option(
     "--scale",
-    type=click.FloatRange(0.01, 100.0),
+    type=click.FloatRange(MIN_SCALE, MAX_SCALE),
     default=None,
     callback=finite,
     help="Resize factor for every image (default: card px/mm ÷ dataset px/mm, else 1).",

@@ -238,12 +238,17 @@ def load_card(model_dir: str | Path, check_names: bool = True) -> ModelCard:
     return card_from_dict(data, str(path), check_names)
 
 
+def card_json(card: ModelCard) -> str:
+    """The text of ``model.json`` for ``card`` (pretty JSON)."""
+    return json.dumps(card.to_dict(), indent=2, sort_keys=False) + "\n"
+
+
 def save_card(card: ModelCard, model_dir: str | Path) -> Path:
     """Write ``model_dir/model.json`` (pretty JSON); return its path."""
     path = Path(model_dir) / CARD_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.write_text(card_json(card), encoding="utf-8")
     tmp.replace(path)
     return path
 

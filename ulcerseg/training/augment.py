@@ -4,9 +4,16 @@ white-balance jitter, blur, JPEG artefacts, noise, and random crops biased towar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+
+from ulcerseg.config import Check
+
+# a probability (fg_crop_prob: 5 and color_prob: -2 were taken without a word)
+Probability = Annotated[float, Check(ge=0, le=1)]
+# a rotation limit in degrees: ±180 already covers every angle (-400 was taken)
+AngleLimit = Annotated[float, Check(ge=0, le=180)]
 
 
 @dataclass(frozen=True)
@@ -16,24 +23,24 @@ class AugmentConfig:
 
     scale_range: tuple[float, float] = (0.5, 2.0)  # datasets of unknown physical scale
     scale_range_known: tuple[float, float] = (0.8, 1.25)  # datasets with known px_per_mm
-    fg_crop_prob: float = 0.7  # probability that a crop is centred near an ulcer pixel
-    rotate_limit: float = 30.0  # degrees (plus random 90° turns and flips)
-    color_prob: float = 0.8
+    fg_crop_prob: Probability = 0.7  # probability that a crop is centred near an ulcer pixel
+    rotate_limit: AngleLimit = 30.0  # degrees (plus random 90° turns and flips)
+    color_prob: Probability = 0.8
     # colour temperature / per-channel gain, independent of the colour jitter: other cameras
     # and clinic lighting shift white balance more than anything else
-    white_balance_prob: float = 0.5
-    blur_prob: float = 0.2
-    jpeg_prob: float = 0.3
-    noise_prob: float = 0.2
+    white_balance_prob: Probability = 0.5
+    blur_prob: Probability = 0.2
+    jpeg_prob: Probability = 0.3
+    noise_prob: Probability = 0.2
     # appearance the training photos lack (training/appearance.py); 0 = off, as in the first
     # recipes, so their recorded configs keep their meaning
-    padding_fill_prob: float = 0.0  # black photo padding -> cloth, card or skin
-    hard_negative_prob: float = 0.0  # red cloth, cards, gauze, dressings pasted, label 0
-    wound_appearance_prob: float = 0.0  # eschar, crust, slough, pale tissue in the wound bed
-    skin_tone_prob: float = 0.0  # darker / lighter skin around the wound
+    padding_fill_prob: Probability = 0.0  # black photo padding -> cloth, card or skin
+    hard_negative_prob: Probability = 0.0  # red cloth, cards, gauze, dressings pasted, label 0
+    wound_appearance_prob: Probability = 0.0  # eschar, crust, slough, pale tissue in the wound bed
+    skin_tone_prob: Probability = 0.0  # darker / lighter skin around the wound
     # mixed bed: the centre turned to eschar, crust or slough, a rim of the bed kept, all of it
     # labelled ulcer (measured end to end, the network took such a centre for the whole ulcer)
-    mixed_bed_prob: float = 0.0
+    mixed_bed_prob: Probability = 0.0
 
 
 def _fg_biased_crop(

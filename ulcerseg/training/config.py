@@ -7,7 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from ulcerseg.config import Check, NonNegative, Positive, PositiveInt, build_dataclass, read_yaml_mapping
+from ulcerseg.config import (
+    MAX_GRID_PX_PER_MM,
+    MAX_SCALE,
+    MAX_THREADS,
+    MIN_GRID_PX_PER_MM,
+    MIN_SCALE,
+    Check,
+    NonNegative,
+    Positive,
+    PositiveInt,
+    build_dataclass,
+    read_yaml_mapping,
+)
 from ulcerseg.errors import ConfigError, ModelError
 from ulcerseg.resources import find_config
 from ulcerseg.segmentation.model import (
@@ -23,6 +35,15 @@ T = TypeVar("T")
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
+# the network sees RGB scaled to [0, 1]: a channel's mean lies in it and its standard deviation
+# cannot exceed 1 (mean: [500, 0, 0] trained on inputs all near -500, without a word)
+UnitMean = Annotated[float, Check(ge=0, le=1)]
+UnitStd = Annotated[float, Check(gt=0, le=1)]
+# numpy's and torch's seed range (seed: -1 ended training in a traceback)
+Seed = Annotated[int, Check(ge=0, le=2**32 - 1)]
+# threads and loader processes: more than a machine has cores only costs memory
+Workers = Annotated[int, Check(ge=0, le=MAX_THREADS)]
+
 
 @dataclass(frozen=True)
 class ModelSection:
@@ -32,9 +53,10 @@ class ModelSection:
     encoder: str = "mobilenet_v2"
     encoder_depth: PositiveInt = 5
     decoder_channels: tuple[PositiveInt, ...] = (128, 64, 48, 32, 16)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[Positive, Positive, Positive] = IMAGENET_STD
-    px_per_mm: Positive = 10.0
+    mean: tuple[UnitMean, UnitMean, UnitMean] = IMAGENET_MEAN
+    std: tuple[UnitStd, UnitStd, UnitStd] = IMAGENET_STD
+    # the model card's range (the resolution of the grid measuring segments)
+    px_per_mm: Annotated[float, Check(ge=MIN_GRID_PX_PER_MM, le=MAX_GRID_PX_PER_MM)] = 10.0
     tile_px: int = 256
     threshold: Annotated[float, Check(gt=0, lt=1)] = 0.5
 
@@ -43,7 +65,7 @@ class ModelSection:
 class TrainSection:
     """Optimisation settings. ``max_minutes`` bounds total wall time (including resumes)."""
 
-    seed: int = 0
+    seed: Seed = 0
     val_fraction: float = 0.2
     batch_size: int = 8
     epochs: PositiveInt = 100
@@ -53,8 +75,8 @@ class TrainSection:
     warmup_steps: Annotated[int, Check(ge=0)] = 50
     patience: PositiveInt = 15
     max_minutes: NonNegative = 0.0  # 0 = no time budget
-    num_workers: Annotated[int, Check(ge=0)] = 0
-    num_threads: Annotated[int, Check(ge=0)] = 0  # torch intra-op threads on CPU, 0 = torch default
+    num_workers: Workers = 0
+    num_threads: Workers = 0  # torch intra-op threads on CPU, 0 = torch default
     bce_weight: NonNegative = 1.0
     dice_weight: NonNegative = 1.0
     area_weight: NonNegative = 0.0  # per-tile relative area error (losses.tile_area_loss); 0 = off
@@ -147,8 +169,12 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
         raise ConfigError(f"{source}: train.val_fraction: must be in [0, 1)")
     for key in ("scale_range", "scale_range_known"):
         lo_hi = getattr(augment, key)
-        if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
-            raise ConfigError(f"{source}: augment.{key}: expected [low, high] with 0 < low <= high")
+        # within evaluate --scale's limits: a factor of 1000 resized a tile's window to a giant
+        if len(lo_hi) != 2 or not MIN_SCALE <= lo_hi[0] <= lo_hi[1] <= MAX_SCALE:
+            raise ConfigError(
+                f"{source}: augment.{key}: expected [low, high] with "
+                f"{MIN_SCALE:g} <= low <= high <= {MAX_SCALE:g}"
+            )
     return TrainConfig(str(data.get("name") or Path(source).stem), model, train, augment, source)
 
 

@@ -20,12 +20,12 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from ulcerseg import imageio
-from ulcerseg.config import Positive, build_dataclass, read_yaml_mapping
+from ulcerseg.config import MAX_SCALE, MIN_SCALE, Check, build_dataclass, read_yaml_mapping
 from ulcerseg.errors import ConfigError, DatasetError, ImageReadError
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif", ".avif")
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
 DATASET_FILE = "dataset.yaml"
+
+# px_per_mm of a dataset's photos (their own resolution, not the measuring grid's 2-50 px/mm):
+# below 1 px/mm a digital ulcer of a few mm is a few pixels, nothing to annotate; 1000 is
+# `dataset import --px-per-mm`'s limit (a 48 MP phone sensor filling 8 mm, closer than any
+# phone focuses). 0.001 made evaluate ask for a 1.2 TB image
+MIN_PHOTO_PX_PER_MM, MAX_PHOTO_PX_PER_MM = 1.0, 1000.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class DatasetMeta:
     """
 
     name: str | None = None
-    px_per_mm: Positive | None = None
+    px_per_mm: Annotated[float, Check(ge=MIN_PHOTO_PX_PER_MM, le=MAX_PHOTO_PX_PER_MM)] | None = None
     groups: dict[str, str] | None = None
     source: str | None = None
     description: str | None = None
@@ -92,6 +98,21 @@ class SegDataset:
 
     def by_stem(self) -> dict[str, Sample]:
         return {s.stem: s for s in self.samples}
+
+    def scale_to(self, px_per_mm: float) -> float:
+        """Resize factor that brings the images to ``px_per_mm`` (a model's); 1 when the
+        dataset's scale is unknown. DatasetError naming dataset.yaml and both scales when the
+        factor is outside ``evaluate --scale``'s limits."""
+        if self.px_per_mm is None:
+            return 1.0
+        factor = px_per_mm / self.px_per_mm
+        if not MIN_SCALE <= factor <= MAX_SCALE:
+            raise DatasetError(
+                f"{self.root / DATASET_FILE}: px_per_mm {self.px_per_mm:g} against the model's "
+                f"{px_per_mm:g} px/mm is a resize factor of {factor:g}, outside "
+                f"{MIN_SCALE:g}-{MAX_SCALE:g} (check px_per_mm, or give --scale)"
+            )
+        return factor
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -190,6 +211,28 @@ def _read_groups(root: Path, meta: DatasetMeta, spec: GroupsCsv | None, yaml_pat
     return read_groups_csv(csv_path, spec.stem_column, spec.group_column)
 
 
+def _left_out_reason(path: Path, suffixes: tuple[str, ...]) -> str:
+    if path.is_dir():
+        return "a folder: subfolders are not read"
+    return f"not of a known format ({', '.join(suffixes)})"
+
+
+def _log_left_out(img_dir: Path, mask_dir: Path, images: list[Path], masks: dict[str, Path]) -> None:
+    """Warn (one line each) about what the dataset leaves out of images/ and masks/: a .gif or
+    .jfif photo and a mask whose image is missing or unreadable vanished without a word, as
+    ``dataset import`` names what it leaves out. Which files are used does not change."""
+    used = set(images)
+    for p in sorted(img_dir.iterdir()):
+        if p not in used:
+            log.warning("ignored: %s: %s", p, _left_out_reason(p, IMAGE_SUFFIXES))
+    stems = {p.stem for p in images}
+    for p in sorted(mask_dir.iterdir()):
+        if p.suffix.lower() not in MASK_SUFFIXES:
+            log.warning("ignored: %s: %s", p, _left_out_reason(p, MASK_SUFFIXES))
+        elif p.stem not in stems:
+            log.warning("ignored: %s: a mask of no image (no images/%s.*)", p, p.stem)
+
+
 def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
     """Scan and validate a dataset folder.
 
@@ -215,6 +258,7 @@ def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:
             if p.stem in masks:
                 doubled.setdefault(p.stem, [masks[p.stem]]).append(p)
             masks[p.stem] = p
+    _log_left_out(img_dir, mask_dir, images, masks)
 
     meta, groups_spec = DatasetMeta(), None
     yaml_path = root / DATASET_FILE

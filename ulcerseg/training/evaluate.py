@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ulcerseg.errors import DatasetError
+from ulcerseg import __version__
+from ulcerseg.errors import DatasetError, OutputError
 from ulcerseg.imageio import write_png
 from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.rounding import round_rows
@@ -26,6 +27,7 @@ from ulcerseg.segmentation.model import ModelCard, load_card
 from ulcerseg.tables import write_frame_csv
 from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
 from ulcerseg.training.predict import predict_image
+from ulcerseg.training.provenance import dataset_sha256
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,52 @@ class EvalResult:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def split_stems(card: ModelCard, dataset_name: str) -> list[str] | None:
-    """Validation stems the card recorded for ``dataset_name`` (None if not recorded)."""
+def split_record(card: ModelCard, dataset_name: str) -> dict[str, Any] | None:
+    """The card's training record of ``dataset_name`` (None if not recorded)."""
     for rec in card.training.get("data", []):
         if rec.get("name") == dataset_name:
-            return list(rec.get("val_stems", []))
+            return dict(rec)
     return None
+
+
+def split_stems(card: ModelCard, dataset_name: str) -> list[str] | None:
+    """Validation stems the card recorded for ``dataset_name`` (None if not recorded)."""
+    rec = split_record(card, dataset_name)
+    return None if rec is None else list(rec.get("val_stems", []))
+
+
+def _refuse_output_in_data(out_dir: str | Path, data_dirs: Sequence[str | Path]) -> None:
+    """OutputError when ``out_dir`` is inside a dataset folder: ``-o DATASET/images`` wrote
+    per_image.csv, summary.json and worst_cases.png among the dataset's images."""
+    out = Path(out_dir).resolve()
+    for d in data_dirs:
+        root = Path(d).resolve()
+        if out.is_relative_to(root):
+            raise OutputError(
+                f"{out_dir}: output folder inside dataset folder {d}; its files would join the "
+                "dataset (choose another -o)"
+            )
+
+
+def _warn_other_content(
+    data_dir: str | Path, sha256: str, record: dict[str, Any], split_from: str | Path | None
+) -> None:
+    """Warn when a dataset is not the content the split was drawn from (another dataset of the
+    same name was scored on the recorded stems without a word). A warning, not an error: a
+    dataset.yaml added or edited since training changes the hash with the images unchanged, and
+    README's benchmark command scores the shared FUSeg copy, which hashes differently from the
+    default model's record."""
+    recorded = record.get("sha256")
+    if recorded and recorded != sha256:
+        log.warning(
+            "%s: dataset %r has SHA-256 %s, not the %s recorded in the model card of %s: other "
+            "content than the model was trained and split on; the scores may include training images",
+            data_dir,
+            record.get("name"),
+            sha256[:12],
+            str(recorded)[:12],
+            split_from,
+        )
 
 
 def summarize(rows: Sequence[dict[str, Any]], pooled: Counts) -> dict[str, Any]:
@@ -159,30 +201,39 @@ def evaluate(
     ``threshold`` overrides the card's probability threshold; ``tta`` averages mirrored
     predictions (see :func:`ulcerseg.segmentation.inference.with_flip_tta`).
     """
+    if out_dir is not None:
+        _refuse_output_in_data(out_dir, data_dirs)
     be = model if not isinstance(model, (str, Path)) else open_backend(model, backend)
     card = be.card
     split_card = load_card(split_from) if split_from is not None else None
     samples: list[tuple[str, Sample, float]] = []
     names: set[str] = set()
+    datasets: list[dict[str, Any]] = []  # what summary.json records of each dataset
     for d in data_dirs:
         ds = load_dataset(d)
         if ds.name in names:  # its images would be counted twice in the pooled figures
             raise DatasetError(f"{d}: dataset name {ds.name!r} given twice (set name in dataset.yaml)")
         names.add(ds.name)
+        sha = dataset_sha256(ds)
         chosen = list(ds.samples)
         if split_card is not None:
-            stems = split_stems(split_card, ds.name)
-            if stems is None:
+            rec = split_record(split_card, ds.name)
+            if rec is None:
                 raise DatasetError(
                     f"{d}: the model card of {split_from} records no split for dataset {ds.name!r}"
                 )
+            _warn_other_content(d, sha, rec, split_from)
+            stems = list(rec.get("val_stems", []))
             by_stem = ds.by_stem()
             missing = [s for s in stems if s not in by_stem]
             if missing:
                 raise DatasetError(f"{d}: split stem {missing[0]!r} from {split_from} not found")
             chosen = [by_stem[s] for s in stems]
-        f = scale if scale is not None else (card.px_per_mm / ds.px_per_mm if ds.px_per_mm else 1.0)
+        f = scale if scale is not None else ds.scale_to(card.px_per_mm)
         samples += [(ds.name, s, f) for s in chosen]
+        datasets.append(
+            {"name": ds.name, "sha256": sha, "px_per_mm": ds.px_per_mm, "scale": f, "n_images": len(chosen)}
+        )
     if not samples:
         raise DatasetError("no images to evaluate")
 
@@ -218,6 +269,8 @@ def evaluate(
             "threshold": cut,
             "tta": tta,
             "data": [str(Path(d).resolve()) for d in data_dirs],
+            "package_version": __version__,
+            "datasets": datasets,  # content SHA-256 and the resize factor each was scored at
         }
     )
     result = EvalResult(rows, summary)

@@ -14,7 +14,13 @@ import numpy as np
 import yaml
 
 from ulcerseg.errors import DatasetError, UlcersegError
-from ulcerseg.training.dataset import DATASET_FILE, IMAGE_SUFFIXES, read_groups_csv
+from ulcerseg.training.dataset import (
+    DATASET_FILE,
+    IMAGE_SUFFIXES,
+    MAX_PHOTO_PX_PER_MM,
+    MIN_PHOTO_PX_PER_MM,
+    read_groups_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +173,14 @@ def import_dataset(
             skipped.append(photo.stem)
         else:
             pairs.append((photo, ann))
-    if px_per_mm is not None and not (math.isfinite(px_per_mm) and px_per_mm > 0):
-        raise DatasetError(f"px_per_mm: must be a finite number > 0, got {px_per_mm}")
+    # the range load_dataset accepts: else the import wrote a dataset no command could read
+    if px_per_mm is not None and not (
+        math.isfinite(px_per_mm) and MIN_PHOTO_PX_PER_MM <= px_per_mm <= MAX_PHOTO_PX_PER_MM
+    ):
+        raise DatasetError(
+            f"px_per_mm: must be a finite number {MIN_PHOTO_PX_PER_MM:g}-{MAX_PHOTO_PX_PER_MM:g} "
+            f"(the photos' px per mm), got {px_per_mm}"
+        )
     if groups_csv is not None:  # every imported image needs its group, checked before writing
         groups = read_groups_csv(groups_csv, stem_column, group_column)
         lacking = [photo.stem for photo, _ann in pairs if photo.stem not in groups]

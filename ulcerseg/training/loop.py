@@ -15,10 +15,12 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,11 @@ from ulcerseg import __version__
 from ulcerseg.errors import ConfigError, ModelError, first_line
 from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.segmentation.model import (
+    CARD_FILE,
     WEIGHTS_FILE,
     ModelCard,
     build_network,
+    card_json,
     file_sha256,
     load_card,
     load_weights,
@@ -166,7 +170,7 @@ def collect_items(
             raise ConfigError(f"{d}: dataset name {ds.name!r} given twice (set name in dataset.yaml)")
         names.add(ds.name)
         known = ds.px_per_mm is not None
-        base = cfg.model.px_per_mm / ds.px_per_mm if ds.px_per_mm else 1.0
+        base = ds.scale_to(cfg.model.px_per_mm)
         tr, va = split_dataset(ds, cfg.train.val_fraction, cfg.train.seed)
         train_items += [Item(s, ds.name, base, known) for s in tr]
         val_items += [Item(s, ds.name, base, known) for s in va]
@@ -382,7 +386,7 @@ def _setup(
         device = torch.device("cpu")
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
-    seed_everything(t.seed + rank)
+    seed_everything((t.seed + rank) % 2**32)  # numpy takes seeds up to 2**32 - 1
 
     ckpt_path = out / CKPT_FILE
     if resume and not ckpt_path.is_file():
@@ -638,19 +642,73 @@ def _log_epoch(
     log.info("epoch %d: %s", epoch + 1, row)
 
 
-def _keep_best(run: _Run, state: _Progress, epoch: int, metrics: dict[str, Any]) -> None:
-    """Save the scored weights when validation Dice improved; count epochs since the best."""
-    import torch
-
+def _keep_best(run: _Run, state: _Progress, epoch: int, metrics: dict[str, Any]) -> bool:
+    """Whether validation Dice improved (the scored weights are then the new best, saved with
+    their card by :func:`_save_model`); counts epochs since the best."""
     if not run.val_items or metrics["val_dice"] > state.best["val_dice"]:
         state.best = {k: float(v) for k, v in metrics.items()}
         state.best_epoch, state.since_best = epoch + 1, 0
-        torch.save(run.scored.state_dict(), run.out / WEIGHTS_FILE)
-    else:
-        state.since_best += 1
+        return True
+    state.since_best += 1
+    return False
+
+
+def _save_model(
+    out: Path, weights: dict[str, Any] | None, make_card: Callable[[str], ModelCard]
+) -> ModelCard:
+    """Write ``model.pt`` (``weights``, a state dict; None: keep the file's) and ``model.json``,
+    the card ``make_card(weights SHA-256)``, so that a kill at any point leaves the old pair or
+    the new one: a reader checks model.pt against the card's weights_sha256.
+
+    Both files are written to temporary files first; then the weights and the card are moved
+    into place, and an interruption (Ctrl-C) between the two moves puts the old weights back
+    (a hard link kept for the purpose). Only a hard kill (SIGKILL, power loss) between two
+    consecutive renames can still part them.
+    """
+    import torch
+
+    path, card_path = out / WEIGHTS_FILE, out / CARD_FILE
+    if weights is None:  # same weights, new figures: one atomic card write
+        if not path.is_file():
+            raise ModelError(f"{path}: best weights missing")
+        card = make_card(file_sha256(path))
+        save_card(card, out)
+        return card
+    tmp, card_tmp, old = (out / f".{name}.tmp" for name in (WEIGHTS_FILE, CARD_FILE, WEIGHTS_FILE + ".old"))
+    try:
+        torch.save(weights, tmp)
+        card = make_card(file_sha256(tmp))
+        card_tmp.write_text(card_json(card), encoding="utf-8")
+        old.unlink(missing_ok=True)  # left by a hard kill
+        if path.is_file():
+            _keep_copy(path, old)
+        os.replace(tmp, path)
+        os.replace(card_tmp, card_path)
+    except BaseException:
+        # decided by the files, not by a step counter: an interruption can land right after a
+        # rename returned. New weights beside the old card: the old weights go back
+        if not tmp.exists() and card_tmp.exists():
+            if old.exists():
+                os.replace(old, path)
+            else:  # the first best epoch: there were no weights
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        for leftover in (tmp, card_tmp, old):
+            leftover.unlink(missing_ok=True)
+    return card
+
+
+def _keep_copy(path: Path, copy: Path) -> None:
+    """``copy``: the bytes of ``path`` (a hard link; a copy where the file system has none)."""
+    try:
+        os.link(path, copy)
+    except OSError:
+        shutil.copyfile(path, copy)
 
 
 def _write_history(run: _Run, state: _Progress) -> None:
+    """``metrics.csv`` and the learning curve of the epochs so far."""
     write_csv(run.out / METRICS_FILE, state.history, list(state.history[0]))
     plot_curve(state.history, run.out / CURVE_FILE)
 
@@ -741,8 +799,7 @@ def train(
             last_epoch_seconds = time.monotonic() - ep_start
             elapsed = clock()
             _log_epoch(run, state, epoch, losses, metrics, last_epoch_seconds, elapsed)
-            _keep_best(run, state, epoch, metrics)
-            _write_history(run, state)
+            improved = _keep_best(run, state, epoch, metrics)
             if run.val_items and state.since_best >= t.patience:
                 stopped = f"early stopping (no improvement for {t.patience} epochs)"
                 stop_flag += 1
@@ -752,23 +809,23 @@ def train(
             elif stop_after is not None and epoch + 1 - state.start_epoch >= stop_after:
                 stopped = "interrupted (stop_after)"
                 stop_flag += 1
-            card_out = _write_card(
-                CardInputs(
-                    out=out,
-                    card=run.card,
-                    cfg=cfg,
-                    data_records=run.data_records,
-                    command=run.command,
-                    best=state.best,
-                    best_epoch=state.best_epoch,
-                    epochs_done=epoch + 1,
-                    elapsed=elapsed,
-                    stopped=stopped if stop_flag.item() or epoch == t.epochs - 1 else "running",
-                    init=init,
-                    init_card=run.init_card,
-                    precision="bf16 autocast" if run.bf16 else "fp32",
-                )
+            inputs = CardInputs(
+                card=run.card,
+                cfg=cfg,
+                data_records=run.data_records,
+                command=run.command,
+                best=state.best,
+                best_epoch=state.best_epoch,
+                epochs_done=epoch + 1,
+                elapsed=elapsed,
+                stopped=stopped if stop_flag.item() or epoch == t.epochs - 1 else "running",
+                init=init,
+                init_card=run.init_card,
+                precision="bf16 autocast" if run.bf16 else "fp32",
             )
+            # the weights and their card before anything else, as one pair (see _save_model)
+            card_out = _save_model(out, run.scored.state_dict() if improved else None, partial(_card, inputs))
+            _write_history(run, state)
             _save_checkpoint(run, state, epoch, elapsed)
         if run.distributed:
             tdist.broadcast(stop_flag, src=0)
@@ -777,6 +834,12 @@ def train(
     if run.distributed:
         tdist.barrier()
         tdist.destroy_process_group()
+    if run.is_main and not state.history:
+        # the time budget ran out inside the first epoch: no model; exit 0 read as success
+        raise ConfigError(
+            f"{cfg.source}: no epoch finished within train.max_minutes ({t.max_minutes:g} min); "
+            "no model written (raise train.max_minutes)"
+        )
     if run.is_main and card_out is None and (out / WEIGHTS_FILE).is_file():
         card_out = load_card(out)
     return TrainResult(out, card_out, epoch + 1, stopped, state.best if state.best_epoch > 0 else {})
@@ -801,9 +864,8 @@ def init_record(card: ModelCard) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class CardInputs:
-    """What the model card of a run records (see :func:`_write_card`); times in s."""
+    """What the model card of a run records (see :func:`_card`); times in s."""
 
-    out: Path
     card: ModelCard
     cfg: TrainConfig
     data_records: list[dict[str, Any]]
@@ -818,21 +880,19 @@ class CardInputs:
     precision: str
 
 
-def _write_card(inputs: CardInputs) -> ModelCard:
-    """Write model.json for the best weights so far (called after every epoch).
+def _card(inputs: CardInputs, weights_sha256: str) -> ModelCard:
+    """The model card of the best weights so far (SHA-256 ``weights_sha256``), written after
+    every epoch by :func:`_save_model`.
 
     Datasets are recorded by name and content hash (``sha256``, see
     :func:`ulcerseg.training.provenance.dataset_sha256`), the initial model by its folder name
     and card record: no machine paths.
     """
-    out, card, cfg, data_records = inputs.out, inputs.card, inputs.cfg, inputs.data_records
+    card, cfg, data_records = inputs.card, inputs.cfg, inputs.data_records
     init_card = inputs.init_card
-    weights = out / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelError(f"{weights}: best weights missing")
     a = cfg.augment
-    full = card.replace(
-        weights_sha256=file_sha256(weights),
+    return card.replace(
+        weights_sha256=weights_sha256,
         scale_range={
             "unknown_scale_datasets": [float(a.scale_range[0]), float(a.scale_range[1])],
             "known_scale_datasets": [float(a.scale_range_known[0]), float(a.scale_range_known[1])],
@@ -866,5 +926,3 @@ def _write_card(inputs: CardInputs) -> ModelCard:
             + f"by `ulcerseg train` on {', '.join(r['name'] for r in data_records)}"
         ),
     )
-    save_card(full, out)
-    return full
