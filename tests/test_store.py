@@ -484,3 +484,29 @@ def test_an_older_study_that_cannot_be_written_is_refused_naming_the_way_out(
     refused = r"older than this ulcerseg's .* copy the study to a writable folder"
     with pytest.raises(StudyVersionError, match=refused):
         connect_for_reading(out / "study.sqlite")
+
+
+def test_another_applications_database_is_not_opened_as_a_study(tmp_path: Path, monkeypatch) -> None:
+    """Before: an SQLite file of another program named study.sqlite was switched to WAL and had
+    the study's tables written into it ("migrated"); `review verify` then said OK."""
+    from click.testing import CliRunner
+
+    from ulcerseg.cli import main
+    from ulcerseg.errors import InputError
+    from ulcerseg.store import connect_for_reading
+
+    path = tmp_path / "study.sqlite"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE contacts (name TEXT)")
+    other.commit()
+    other.close()
+    before = path.read_bytes()
+    refused = r"study\.sqlite: not a study database \(an SQLite database of other tables: contacts\)"
+    with pytest.raises(InputError, match=refused):
+        connect(path)
+    res = CliRunner().invoke(main, ["review", "verify", str(tmp_path)])
+    assert isinstance(res.exception, InputError) and "not a study database" in str(res.exception)
+    _as_on_read_only_media(monkeypatch)
+    with pytest.raises(InputError, match=refused):
+        connect_for_reading(path)
+    assert path.read_bytes() == before and not (tmp_path / "study.sqlite-wal").exists()

@@ -94,6 +94,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, timeout=30)
         conn.row_factory = sqlite3.Row
+        _refuse_another_database(conn, path)  # before a pragma or a migration writes to it
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         ensure_schema(conn, str(path))
@@ -149,6 +150,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
                     str(path),
                 ) from None
             conn = _open_uri(f"{uri}?immutable=1")
+        _refuse_another_database(conn, path)
         version = _check_not_newer(conn, str(path))
         if version != SCHEMA_VERSION:
             raise StudyVersionError(
@@ -175,6 +177,22 @@ def _open_uri(uri: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _refuse_another_database(conn: sqlite3.Connection, path: Path) -> None:
+    """InputError when ``path`` is an SQLite database of another application: it has tables,
+    and no ``runs`` table, which every study has had since its first schema. Before, such a
+    file was switched to WAL and migrated into a study: the study's tables written into another
+    program's database."""
+    tables = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
+    if tables and "runs" not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise InputError(f"{path}: not a study database (an SQLite database of other tables: {shown})")
 
 
 def _is_access_error(err: sqlite3.Error) -> bool:
