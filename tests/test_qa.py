@@ -294,10 +294,35 @@ def test_run_qa_with_annotation_folder_measures_known_bias_and_dice(tmp_path: Pa
         "issues.csv",
         "summary.md",
         "summary.html",
+        "qa.json",
         "bland_altman_auto_vs_reader_a.png",
         "scatter_auto_vs_reader_a.png",
     ):
         assert name in files and (tmp_path / "qa" / name).is_file(), name
+    # what the folder was made from and by (before: only summary.md said it, with a timestamp)
+    import json
+
+    from ulcerseg import __version__
+
+    record = json.loads((tmp_path / "qa" / "qa.json").read_text())
+    assert record["package_version"] == __version__ and record["readers"] == ["reader_a"]
+    assert record["auto"]["model_sha256"] == {}  # this hand-made table records no model
+    ((manual,),) = [record["manual"]]
+    assert manual["source"] == str(folder) and len(manual["sha256"]) == 64
+    report_again = run_qa(out, [folder], tmp_path / "qa2", by=["site", "area_range"])
+    assert (tmp_path / "qa2" / "qa.json").read_text() == (tmp_path / "qa" / "qa.json").read_text().replace(
+        str(tmp_path / "qa"), str(tmp_path / "qa2")
+    ) and report_again.readers == ["reader_a"]
+    (folder / next(p.name for p in folder.iterdir() if p.is_file())).write_bytes(b"changed")
+    run_qa(out, [folder], tmp_path / "qa3", plots=False)
+    changed = json.loads((tmp_path / "qa3" / "qa.json").read_text())["manual"][0]["sha256"]
+    assert changed != manual["sha256"]  # the manual source's bytes are what it records
+    auto_rows = pd.read_csv(out / "measurements.csv", dtype=str, keep_default_na=False)
+    auto_rows["model_sha256"] = ["a" * 64] * 5 + ["b" * 64] * 3
+    auto_rows.to_csv(out / "measurements.csv", index=False)
+    run_qa(out, [folder], tmp_path / "qa_models", plots=False)
+    record_models = json.loads((tmp_path / "qa_models" / "qa.json").read_text())["auto"]["model_sha256"]
+    assert record_models == {"a" * 64: 5, "b" * 64: 3}
     unmatched = pd.read_csv(tmp_path / "qa" / "unmatched.csv")
     assert unmatched.empty  # every photo was annotated
     summary = (tmp_path / "qa" / "summary.md").read_text()

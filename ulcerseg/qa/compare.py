@@ -390,6 +390,7 @@ def run_qa(
         readers=[r.name for r in readers],
         n_auto_photos=len(auto_res.table),
         px_per_mm=px_per_mm,
+        manual_sources=[Path(m) for m in manuals],
     )
     write_report(report, frames, auto_res, plots=plots)
     return report

@@ -27,5 +27,6 @@ class QAReport:
     readers: list[str]
     n_auto_photos: int
     px_per_mm: float = 20.0  # marker-plane resolution at which mask annotations were measured
+    manual_sources: list[Path] = field(default_factory=list)  # the --manual CSVs and folders
     files: list[Path] = field(default_factory=list)
     summary_md: str = ""

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ulcerseg import __version__
 from ulcerseg.rounding import round_frame
-from ulcerseg.tables import atomic_open, atomic_path, write_frame_csv
+from ulcerseg.tables import atomic_open, atomic_path, write_frame_csv, write_json
 
 if TYPE_CHECKING:
     from ulcerseg.qa.inputs import AutoResults
@@ -212,6 +212,8 @@ def write_report(
         sc = plot_scatter(frame, name, out / f"scatter_{slug}.png")
         files += [ba, sc]
         figures.append((name, ba, sc))
+    write_json(out / "qa.json", provenance_record(report, auto))
+    files.append(out / "qa.json")
     md = summary_markdown(report, auto, figures)
     for name, text in (("summary.md", md), ("summary.html", markdown_to_html(md, "ulcerseg QA summary"))):
         with atomic_open(out / name) as fh:
@@ -220,6 +222,51 @@ def write_report(
     report.files = files
     report.summary_md = md
     return report
+
+
+def provenance_record(report: QAReport, auto: AutoResults) -> dict[str, Any]:
+    """``qa.json``: what the QA folder was made from and by, without a timestamp (the same
+    inputs give the same file): this package's version, the automated results (source; their
+    package versions, model and config SHA-256, each with its number of photos) and every
+    manual source with the SHA-256 of its bytes (a folder: of its files' names and bytes)."""
+
+    def counts(column: str) -> dict[str, int]:
+        if column not in auto.table.columns:
+            return {}
+        values = auto.table[column].dropna().astype(str).str.strip()
+        return {str(k): int(v) for k, v in values[values != ""].value_counts().sort_index().items()}
+
+    return {
+        "package_version": __version__,
+        "auto": {
+            "source": str(auto.source),
+            "n_photos": report.n_auto_photos,
+            "package_version": counts("package_version"),
+            "model_sha256": counts("model_sha256"),
+            "config_sha256": counts("config_sha256"),
+        },
+        "manual": [{"source": str(p), "sha256": _content_sha256(p)} for p in report.manual_sources],
+        "readers": report.readers,
+        "px_per_mm": report.px_per_mm,
+    }
+
+
+def _content_sha256(path: Path) -> str | None:
+    """SHA-256 of a file's bytes, or of a folder's files (relative name and bytes, in name
+    order); None when it cannot be read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        if path.is_file():
+            digest.update(path.read_bytes())
+            return digest.hexdigest()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+        return digest.hexdigest()
+    except OSError:
+        return None
 
 
 def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str, Path, Path]]) -> str:
