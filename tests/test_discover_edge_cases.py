@@ -448,3 +448,36 @@ def test_a_source_that_is_neither_a_folder_nor_a_manifest_is_named_as_such(tmp_p
     _touch(tmp_path / "man.txt", b"subject,ulcer,visit,path\n")
     with pytest.raises(InputError, match=r"man\.txt: not a photo folder, nor a manifest \(a \.csv file\)"):
         discover(tmp_path / "man.txt", DiscoveryConfig())
+
+
+def test_lowercase_letters_of_other_scripts_are_lookalikes_too() -> None:
+    """Guards the letter test (every category ``L*``, not only capitals): ``S0о1`` with a
+    Cyrillic small o, or ``Uο1`` with a Greek small omicron, reads as S001 / Uo1 on a CRF."""
+    from ulcerseg.ids import lookalike_character
+
+    assert lookalike_character("S0\u043e1") == "U+043E CYRILLIC SMALL LETTER O, not a Latin letter"
+    assert lookalike_character("U\u03bf1") == "U+03BF GREEK SMALL LETTER OMICRON, not a Latin letter"
+    assert lookalike_character("ulcère-b") is None  # accented Latin, lowercase: fine
+
+
+def test_a_manifest_row_first_listed_without_a_date_then_with_one_is_a_conflict(tmp_path: Path) -> None:
+    """Guards the date comparison of a repeated row in both orders: a date that appears only
+    on the second listing would otherwise be dropped as an exact repeat (``duplicate_row``)."""
+    _touch(tmp_path / "a.jpg")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("subject,ulcer,visit,path,date\nS1,U1,D0,a.jpg,\nS1,U1,D0,a.jpg,2025-03-03\n")
+    with pytest.raises(InputError, match=r"line 2 with date \(none\), here with 2025-03-03 \(conflict"):
+        discover(manifest, DiscoveryConfig())
+
+
+def test_images_set_aside_in_the_output_folders_superseded_folder_are_ours(tmp_path: Path) -> None:
+    """Guards ``superseded`` among the output folder's own image folders: ``measure`` moves the
+    images of superseded rows to ``OUT/superseded/<folder>/``; with ``-o`` inside the study
+    they are not photos of the study left out (no unexpected_layout skip)."""
+    _touch(tmp_path / "S1" / "D0" / "U1.jpg", b"a")
+    out = tmp_path / "S1" / "W4"
+    _touch(out / "superseded" / "overlays" / "S1_U1_D0_0123abcd.png", b"o")
+    _touch(out / "superseded" / "masks" / "S1_U1_D0_0123abcd.png", b"m")
+    found = discover(tmp_path, DiscoveryConfig(), exclude=out)
+    assert [p.visit for p in found.photos] == ["D0"]
+    assert found.problems == []

@@ -467,3 +467,22 @@ def test_inspect_photo_counts_the_full_size_images_of_a_file(tmp_path: Path) -> 
     preview = np.ascontiguousarray(photo[::4, ::4])
     assert inspect_photo(tmp_path / "e.tif", tiff_pages((photo, 0), (preview, 1))).n_images == 1
     assert inspect_photo(tmp_path / "f.tif", tiff_pages((photo, 0), (preview, 0))).n_images == 2
+
+
+def test_an_mpo_file_is_one_photo(tmp_path: Path) -> None:
+    """Guards MPO beside JPEG in ``_full_size_images``: a camera's MPO (a JPEG followed by its
+    preview or depth picture, which Pillow reads as two frames) is one photo of the visit, never
+    ``several_images``."""
+    import io
+
+    from PIL import Image
+
+    from ulcerseg.imageio import inspect_photo
+
+    frames = [Image.fromarray(np.full((32, 48, 3), v, np.uint8)) for v in (60, 160)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "MPO", save_all=True, append_images=frames[1:])
+    data = buf.getvalue()
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 2
+    assert inspect_photo(tmp_path / "a.jpg", data).n_images == 1

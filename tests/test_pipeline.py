@@ -975,3 +975,17 @@ def test_images_of_a_missing_photo_stay_and_those_of_replaced_bytes_are_set_asid
         assert now[1].startswith("S001_U1_W4_") and now[1] != before[folder][1]  # the new bytes'
         assert [p.name for p in (out / "superseded" / folder).iterdir()] == [before[folder][1]]
         assert f"{folder}/{before[folder][1]}" in summary.set_aside
+
+
+def test_photos_renamed_in_place_in_the_same_folder_are_the_same_study(tmp_path: Path) -> None:
+    """Guards ``n_found`` in the same-folder rule of ``unrelated_to``: every photo of the study
+    renamed in its own folder (no path shared, all bytes found) is this study reorganised, not
+    another study (before the rule, the run was refused as if every photo would turn
+    missing_file)."""
+    rgb = make_photo().rgb
+    root, out = tmp_path / "study", tmp_path / "out"
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", rgb)
+    measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    (root / "S001" / "D0" / "U1.jpg").rename(root / "S001" / "D0" / "U2.jpg")
+    renamed = measure_study(root, out, PipelineConfig(), backend=RednessBackend())
+    assert list(renamed.reconciled.moved) == [("S001/D0/U1.jpg", "S001/D0/U2.jpg")]

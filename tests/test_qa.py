@@ -1133,3 +1133,63 @@ def test_kappa_between_two_status_vocabularies_is_an_issue_row(tmp_path: Path) -
     order = ["baseline", "improving", "stable", "not_assessable", "open", "healed"]
     report = run_qa(out, tmp_path / "m.csv", tmp_path / "qa2", status_order=order, plots=False)
     assert set(report.kappa["comparison"]) == {"auto vs r1", "auto vs r2", "r1 vs r2"}
+
+
+def test_an_area_of_zero_is_a_valid_area_and_failed_rows_without_one_raise_no_issue(tmp_path: Path) -> None:
+    """Guards ``parse_area``'s ``area < 0`` (0 mm², a healed ulcer traced as nothing, is an area)
+    and ``_auto_areas``' restriction to measured rows (a failed photo has no area by design:
+    no issue row for it)."""
+    from ulcerseg.qa.inputs import parse_area, read_auto
+
+    assert parse_area("0") == (0.0, "") and parse_area("0.0") == (0.0, "")
+    assert parse_area("-0.5")[1] == "area -0.5 mm² is not >= 0"
+    csv = tmp_path / "measurements.csv"
+    csv.write_text(
+        "photo_sha256,file,status,area_mm2\n"
+        f"{'a' * 64},S1/D0/U1.jpg,measured,0\n"
+        f"{'b' * 64},S1/W4/U1.jpg,failed,\n"
+        f"{'c' * 64},S1/W8/U1.jpg,measured,\n",
+        encoding="utf-8",
+    )
+    auto = read_auto(csv)
+    assert [(i.item, i.message) for i in auto.issues] == [
+        ("row 4 S1/W8/U1.jpg", "measured, but no area; left out of the statistics")
+    ]
+    areas = dict(zip(auto.table["file"], auto.table["area_mm2"], strict=True))
+    assert areas["S1/D0/U1.jpg"] == 0.0
+
+
+def test_a_hard_link_to_a_manual_file_is_the_same_file(tmp_path: Path) -> None:
+    """Guards the (device, inode) key of the repeated-manual check: a hard link has its own
+    path, and one reader's tracings given under two names still agree perfectly with
+    themselves."""
+    import os
+
+    from ulcerseg.qa.compare import _refuse_repeated_manuals
+
+    csv = tmp_path / "truth.csv"
+    csv.write_text("file,area_mm2\nS1/D0/U1.jpg,1.0\n", encoding="utf-8")
+    linked = tmp_path / "reader_b.csv"
+    os.link(csv, linked)
+    with pytest.raises(InputError, match=r"reader_b\.csv: the same file as .*truth\.csv \(--manual\)"):
+        _refuse_repeated_manuals([csv, linked])
+    copied = tmp_path / "copy.csv"  # a copy is another file (another reader may agree exactly)
+    copied.write_bytes(csv.read_bytes())
+    _refuse_repeated_manuals([csv, copied])
+
+
+def test_status_vocabularies_rule_at_its_edges() -> None:
+    """Guards both sides of ``_vocabulary_mismatch``: a rater whose statuses are a subset of the
+    other's is compared whichever of the two comes first, and so are two raters who share
+    exactly half of all the categories used (fewer than half is two vocabularies)."""
+    from ulcerseg.qa.compare import _vocabulary_mismatch
+
+    full, few = {"healed", "improving", "open", "stable"}, {"open"}
+    assert _vocabulary_mismatch({"auto": full, "reader": few}) is None
+    assert _vocabulary_mismatch({"reader": few, "auto": full}) is None
+    half = ({"healed", "open", "stable"}, {"healed", "open", "worse"})  # 2 shared of 4
+    assert _vocabulary_mismatch({"a": half[0], "b": half[1]}) is None
+    under = ({"healed", "open", "stable"}, {"healed", "worse", "better"})  # 1 shared of 5
+    why = _vocabulary_mismatch({"a": under[0], "b": under[1]})
+    assert why is not None and why.startswith("a statuses ['healed', 'open', 'stable'] and b statuses")
+    assert "share only ['healed']" in why

@@ -510,3 +510,48 @@ def test_another_applications_database_is_not_opened_as_a_study(tmp_path: Path, 
     with pytest.raises(InputError, match=refused):
         connect_for_reading(path)
     assert path.read_bytes() == before and not (tmp_path / "study.sqlite-wal").exists()
+
+
+def test_an_empty_write_ahead_log_beside_a_read_only_study_still_opens_it_immutable(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Guards the WAL check's ``st_size > 0``: a log of 0 bytes holds no rows (a writer that
+    closed cleanly may leave one), so the study is read immutable, not refused."""
+    from ulcerseg.store import connect_for_reading
+
+    out = tmp_path / "archive"
+    _study_with_a_decision(out)
+    (out / "study.sqlite-wal").write_bytes(b"")
+    _as_on_read_only_media(monkeypatch, uri_too=True)
+    conn = connect_for_reading(out / "study.sqlite")
+    try:
+        assert conn.execute("SELECT count(*) FROM review_decisions").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_a_read_only_open_falls_back_to_immutable_only_on_an_access_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Guards the ``_is_access_error`` test before ``immutable=1``: a ``mode=ro`` open that fails
+    for another reason (a disk I/O error) is that error, never a silent immutable read that
+    ignores the write-ahead log."""
+    import ulcerseg.store.db as db
+
+    out = tmp_path / "archive"
+    _study_with_a_decision(out)
+    real = sqlite3.connect
+    tried: list[str] = []
+
+    def connect_io_error(database, *args, uri=False, **kwargs):  # type: ignore[no-untyped-def]
+        tried.append(str(database))
+        if uri and "mode=ro" in str(database):
+            err = sqlite3.OperationalError("disk I/O error")
+            err.sqlite_errorcode = sqlite3.SQLITE_IOERR
+            raise err
+        return real(database, *args, uri=uri, **kwargs)
+
+    monkeypatch.setattr(db.sqlite3, "connect", connect_io_error)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        connect(out / "study.sqlite", read_only=True)
+    assert not any("immutable" in uri for uri in tried), tried
