@@ -1093,3 +1093,29 @@ def test_load_dataset_names_the_files_it_leaves_out(tmp_path: Path, caplog: pyte
                              ".heic, .heif, .avif)")  # fmt: skip
     assert lines[2].endswith("extra: a folder: subfolders are not read")
     assert lines[3].endswith("c.png: a mask of no image (no images/c.*)")
+
+
+def test_model_pt_keeps_the_best_epochs_weights_when_later_epochs_score_lower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.pt must hold the weights of the epoch with the best validation Dice, which the card
+    reports: a slip that saved every epoch's weights (mutation round 6, T6) gave the last epoch's
+    weights under the best epoch's figures, with a checksum that matched."""
+    from ulcerseg.training import loop
+
+    dice = iter([0.4, 0.2, 0.1])
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: {"val_dice": next(dice), "val_iou": 0.1,
+                                                          "val_dice_mean": 0.1})  # fmt: skip
+    after_each_epoch: list[str] = []
+    write_history = loop._write_history
+
+    def recording(run_state, progress_state):  # type: ignore[no-untyped-def]
+        after_each_epoch.append(file_sha256(tmp_path / "run" / "model.pt"))
+        return write_history(run_state, progress_state)
+
+    monkeypatch.setattr(loop, "_write_history", recording)
+    data = make_dataset(tmp_path / "data", n=4)
+    train(write_config(tmp_path / "tiny.yaml", epochs=3, patience=10), [data], tmp_path / "run")
+    assert len(after_each_epoch) == 3 and len(set(after_each_epoch)) == 1  # epoch 1's, kept
+    card = load_card(tmp_path / "run")
+    assert card.training["best_epoch"] == 1 and card.weights_sha256 == after_each_epoch[0]
