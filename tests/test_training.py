@@ -1119,3 +1119,21 @@ def test_model_pt_keeps_the_best_epochs_weights_when_later_epochs_score_lower(
     assert len(after_each_epoch) == 3 and len(set(after_each_epoch)) == 1  # epoch 1's, kept
     card = load_card(tmp_path / "run")
     assert card.training["best_epoch"] == 1 and card.weights_sha256 == after_each_epoch[0]
+
+
+def test_fine_tuning_refuses_a_config_at_another_scale_than_the_initial_model(
+    tmp_path: Path, trained: tuple[Path, Path]
+) -> None:
+    """Before: with --init, the data was scaled to the config's model.px_per_mm while the new
+    card kept the initial model's, so inference rectified photos to a scale the fine-tuned
+    network had not been trained at, without a word."""
+    data, run = trained
+    assert load_card(run).px_per_mm == 10.0
+    cfg_path = tmp_path / "tune.yaml"
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["model"]["px_per_mm"] = 15.0
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    refused = r"tune\.yaml: model\.px_per_mm is 15, but --init .* works at 10 px/mm: set model\.px_per_mm: 10"
+    with pytest.raises(ConfigError, match=refused):
+        train(cfg_path, [data], tmp_path / "tuned", init=run)
+    assert not (tmp_path / "tuned").exists()  # refused before anything was written

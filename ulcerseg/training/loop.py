@@ -393,13 +393,21 @@ def _setup(
         raise ConfigError(f"{ckpt_path}: nothing to resume (no checkpoint)")
     if not resume and rank == 0 and (out / WEIGHTS_FILE).exists():
         raise ConfigError(f"{out}: output folder already holds a model (use --resume or a new -o)")
+    # network: from the init model's card, else from the config
+    init_card = load_card(init) if init is not None else None
+    if init_card is not None and not math.isclose(init_card.px_per_mm, cfg.model.px_per_mm):
+        # the data is scaled to the config's px/mm, while the new card (the init model's)
+        # tells inference to rectify photos to the init model's: the model would measure every
+        # photo at a scale it was not trained on
+        raise ConfigError(
+            f"{cfg.source}: model.px_per_mm is {cfg.model.px_per_mm:g}, but --init {init} works at "
+            f"{init_card.px_per_mm:g} px/mm: set model.px_per_mm: {init_card.px_per_mm:g}"
+        )
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
     train_items, val_items, data_records = collect_items(data_dirs, cfg)
 
-    # network: from the init model's card, else from the config
-    init_card = load_card(init) if init is not None else None
     if init_card is not None:
         card = init_card.replace(
             name=cfg.name,
