@@ -16,12 +16,12 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ulcerseg.errors import OutputError
+from ulcerseg.errors import InputError, OutputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,6 +97,14 @@ def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
     (as :func:`atomic_path`: nothing left behind on failure, OS errors name ``path``)."""
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding=encoding) as fh:
         yield fh
+
+
+def require_new_or_empty(folder: Path, error: Callable[[str], Exception] = InputError) -> None:
+    """Refuse an output folder that holds anything (or is a file): what a command writes there
+    would mix with what is there (a second synthetic set under the first's dataset.yaml, an
+    import beside a study's own masks). ``error``: the exception type to raise (one line)."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise error(f"{folder}: output folder is not empty (choose a new or empty folder)")
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> None:

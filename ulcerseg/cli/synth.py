@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ulcerseg.cli.options import finite, out_dir_option, progress_option
+from ulcerseg.tables import require_new_or_empty
 
 __all__ = ["synth"]
 
@@ -39,16 +40,6 @@ def _range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> t
 @click.group("synth")
 def synth() -> None:
     """Synthetic calibrated finger photographs with exact ground truth."""
-
-
-def _new_or_empty(out_dir: Path) -> None:
-    """Refuse an output folder that holds anything: a second set written into it mixes with
-    the first (a dataset.yaml saying seed 9, n 2 over 6 tiles, 4 of them seed 3's; a trial's
-    ground truth without the earlier subjects' photos), or lands in a study folder."""
-    from ulcerseg.errors import InputError
-
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise InputError(f"{out_dir}: output folder is not empty (choose a new or empty folder)")
 
 
 @synth.command("trial")
@@ -83,7 +74,7 @@ def trial_cmd(
 
     for v in visit_list:
         visit_to_day(v)  # raises a clear error for a bad label
-    _new_or_empty(out_dir)
+    require_new_or_empty(out_dir)  # a second set would mix with the first
     with tqdm(total=None, desc="photos", unit="photo", disable=not progress) as bar:
 
         def set_total(n: int) -> None:  # the trial's own photo count, known once it is planned
@@ -135,7 +126,7 @@ def photos_cmd(
     from ulcerseg.synth.render import PhotoConfig
     from ulcerseg.synth.trial import generate_photos
 
-    _new_or_empty(out_dir)
+    require_new_or_empty(out_dir)  # a second set would mix with the first
     config = PhotoConfig(size=size, max_tilt_deg=max_tilt, mm_per_px_range=mm_per_px, side_mm=side_mm)
     with tqdm(total=n, desc="photos", unit="photo", disable=not progress) as bar:
         root = generate_photos(out_dir, n, config, seed, progress=bar.update)
@@ -164,7 +155,7 @@ def dataset_cmd(out_dir: Path, n: int, px_per_mm: float, tile_px: int, seed: int
 
     from ulcerseg.synth.dataset import generate_training_set
 
-    _new_or_empty(out_dir)
+    require_new_or_empty(out_dir)  # a second set would mix with the first
     with tqdm(total=n, desc="tiles", unit="tile", disable=not progress) as bar:
         root = generate_training_set(out_dir, n, px_per_mm, tile_px, seed, progress=bar.update)
     click.echo(f"wrote {root}")

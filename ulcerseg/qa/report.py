@@ -231,10 +231,7 @@ def provenance_record(report: QAReport, auto: AutoResults) -> dict[str, Any]:
     manual source with the SHA-256 of its bytes (a folder: of its files' names and bytes)."""
 
     def counts(column: str) -> dict[str, int]:
-        if column not in auto.table.columns:
-            return {}
-        values = auto.table[column].dropna().astype(str).str.strip()
-        return {str(k): int(v) for k, v in values[values != ""].value_counts().sort_index().items()}
+        return dict(sorted(_value_counts(auto, column).items()))
 
     return {
         "package_version": __version__,
@@ -396,15 +393,21 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
 def _distinct(auto: AutoResults, column: str) -> str:
     """The distinct values of an automated-run provenance column, each with its number of
     photos when there are several (a run mixing models or configs must show it)."""
-    if column not in auto.table.columns:
-        return "not recorded"
-    values = auto.table[column].dropna().astype(str).str.strip()
-    counts = values[values != ""].value_counts()
-    if counts.empty:
+    counts = _value_counts(auto, column)
+    if not counts:
         return "not recorded"
     if len(counts) == 1:
-        return f"`{counts.index[0]}`"
+        return f"`{next(iter(counts))}`"
     return ", ".join(f"`{v}` ({n} photo{'s' if n != 1 else ''})" for v, n in counts.items())
+
+
+def _value_counts(auto: AutoResults, column: str) -> dict[str, int]:
+    """Photos per non-empty value of an automated-run column, most frequent first ({} when the
+    table lacks the column)."""
+    if column not in auto.table.columns:
+        return {}
+    values = auto.table[column].dropna().astype(str).str.strip()
+    return {str(k): int(v) for k, v in values[values != ""].value_counts().items()}
 
 
 def _clustering_note(auto: AutoResults) -> list[str]:

@@ -33,7 +33,6 @@ def load_mask(path: Path | None) -> np.ndarray | None:
 
 
 def check_dest(dest: Path, out_dir: Path) -> None:
-    if dest.exists() and any(dest.iterdir()):
-        raise InputError(f"{dest}: output folder exists and is not empty")
+    tables.require_new_or_empty(dest)
     if dest.resolve().is_relative_to(out_dir.resolve()) and dest.resolve() == out_dir.resolve():
         raise InputError(f"{dest}: must not be the study folder itself")

@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from ulcerseg.errors import DatasetError, UlcersegError
+from ulcerseg.tables import require_new_or_empty
 from ulcerseg.training.dataset import (
     DATASET_FILE,
     IMAGE_SUFFIXES,
@@ -54,19 +55,15 @@ def find_annotation(
     without a word). ``entries``: the folder's listing, when the caller has it (one listing
     for a whole import instead of one per photo).
     """
-    order = {suffix: i for i, suffix in enumerate(ANNOTATION_ORDER)}
-
-    def rank(path: Path) -> int | None:
-        suffix = path.suffix.lower()
-        if path.stem == stem and suffix in order:
-            return 2 * order[suffix] + (1 if order[suffix] else 0)
-        if path.stem == f"{stem}_mask" and suffix == ".png":
-            return 1  # after <stem>.png, before the others (the order of the candidates before)
-        return None
-
+    tried = [f"{stem}{suffix}" for suffix in ANNOTATION_ORDER]
+    tried.insert(1, f"{stem}_mask.png")  # the names tried, in this order
     listing = entries if entries is not None else list(folder.iterdir())
-    ranked = [(r, p) for p in listing if (r := rank(p)) is not None and p.is_file()]
-    found = [p for _r, p in sorted(ranked) if exclude is None or p.resolve() != exclude.resolve()]
+    # the suffix in any case, the stem as written
+    ranked = [(tried.index(key), p) for p in listing if (key := p.stem + p.suffix.lower()) in tried]
+    found = [
+        p for _rank, p in sorted(ranked)
+        if p.is_file() and (exclude is None or p.resolve() != exclude.resolve())
+    ]  # fmt: skip
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise DatasetError(f"{folder}: {names} all annotate {stem!r}; keep one")
@@ -187,10 +184,9 @@ def import_dataset(
         if lacking:
             raise DatasetError(f"{groups_csv}: no group for {len(lacking)} of {len(pairs)} images "
                                f"(e.g. {lacking[0]!r})")  # fmt: skip
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        # before, only out/images was checked: a measured study's folder (its masks/ beside the
-        # imported ones), the photo folder itself or a dataset half-written were written into
-        raise DatasetError(f"{out}: output folder is not empty (choose a new or empty folder)")
+    # before, only out/images was checked: a measured study's folder (its masks/ beside the
+    # imported ones), the photo folder itself or a dataset half-written were written into
+    require_new_or_empty(out, DatasetError)
     made = [d for d in (out, out / "images", out / "masks") if not d.exists()]
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
