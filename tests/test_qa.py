@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -313,6 +314,21 @@ def test_run_qa_with_annotation_folder_measures_known_bias_and_dice(tmp_path: Pa
     assert (tmp_path / "qa2" / "qa.json").read_text() == (tmp_path / "qa" / "qa.json").read_text().replace(
         str(tmp_path / "qa"), str(tmp_path / "qa2")
     ) and report_again.readers == ["reader_a"]
+    # the same inputs give the same QA folder, byte for byte (summary.md had a minute timestamp)
+    for name in (
+        "summary.md",
+        "summary.html",
+        "agreement.csv",
+        "pairs.csv",
+        "bland_altman_auto_vs_reader_a.png",
+    ):
+        again = (
+            (tmp_path / "qa2" / name)
+            .read_bytes()
+            .replace(str(tmp_path / "qa2").encode(), str(tmp_path / "qa").encode())
+        )
+        assert again == (tmp_path / "qa" / name).read_bytes(), name
+    assert not re.search(r"\d\d:\d\d", (tmp_path / "qa" / "summary.md").read_text())  # within a minute, too
     (folder / next(p.name for p in folder.iterdir() if p.is_file())).write_bytes(b"changed")
     run_qa(out, [folder], tmp_path / "qa3", plots=False)
     changed = json.loads((tmp_path / "qa3" / "qa.json").read_text())["manual"][0]["sha256"]

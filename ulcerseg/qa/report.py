@@ -6,7 +6,6 @@ import html
 import logging
 import math
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -272,7 +271,8 @@ def summary_markdown(report: QAReport, auto: AutoResults, plots: list[tuple[str,
     lines = [
         "# Agreement of automated and manual ulcer areas",
         "",
-        f"ulcerseg {__version__}, {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. "
+        # no timestamp: the same inputs give the same bytes (the file's time says when)
+        f"ulcerseg {__version__}. "
         f"Automated results: `{auto.source}` ({report.n_auto_photos} photos, "
         f"{int((auto.table.get('status') == 'measured').sum())} measured{_copies_note(auto)}). "
         f"Manual readers: {', '.join(report.readers) or 'none'}.",
