@@ -77,6 +77,10 @@ def test_help_shows_the_conventions(name: str) -> None:
             assert "required" in result.output
     for p in cmd.params:  # click 8.5 does not enforce required=True with an explicit default=None
         assert not p.required or p.default is not None, f"{name}: {p.name} required but default=None"
+    # README: `ulcerseg COMMAND --help` documents every option (export-blinded's --key-file and
+    # dataset import's --stem-column / --group-column were listed without a word)
+    undocumented = [p.opts for p in cmd.params if isinstance(p, click.Option) and not p.hidden and not p.help]
+    assert not undocumented, f"{name}: options without help text {undocumented}"
     progress = _option(cmd, "--progress")
     if name in LONG:
         assert progress is not None and progress.secondary_opts == ["--no-progress"], name

@@ -272,7 +272,13 @@ def report_cmd(
 @_out_arg
 @_config_opt
 @out_dir_option("Blinded package folder (new or empty).", dest="output", legacy_output=True)
-@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Key file mapping pseudonyms back to photos and IDs, outside the package "
+    "(default: <package folder>_key.csv next to it).",
+)
 @progress_option()
 def export_blinded_cmd(
     out_dir: Path, config_path: Path | None, output: Path, key_file: Path | None, progress: bool
