@@ -90,6 +90,19 @@ def test_help_shows_the_conventions(name: str) -> None:
         assert progress is None, f"{name}: not a long command"
 
 
+def test_help_names_every_reason_for_exit_1() -> None:
+    """README: measure exits 1 for every failing skip reason, and export-final and report while a
+    visit is pending review, disputed or a duplicate; the help named only some of them."""
+    from ulcerseg.records import FAILING_SKIP_REASONS
+    from ulcerseg.review.final import PENDING_SOURCES
+
+    measure_help = " ".join(CliRunner().invoke(main, ["measure", "--help"]).output.split())
+    assert [r.value for r in FAILING_SKIP_REASONS if r.value not in measure_help] == []
+    for name in ("review export-final", "review report"):
+        text = " ".join(CliRunner().invoke(main, [*name.split(), "--help"]).output.split())
+        assert sorted(s for s in PENDING_SOURCES if s not in text) == [], name
+
+
 def test_missing_out_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["synth", "dataset", "--n", "1"])
     assert result.exit_code == 2 and "-o" in result.output
