@@ -77,6 +77,10 @@ def test_help_shows_the_conventions(name: str) -> None:
             assert "required" in result.output
     for p in cmd.params:  # click 8.5 does not enforce required=True with an explicit default=None
         assert not p.required or p.default is not None, f"{name}: {p.name} required but default=None"
+    # README: `ulcerseg COMMAND --help` documents every option (export-blinded's --key-file and
+    # dataset import's --stem-column / --group-column were listed without a word)
+    undocumented = [p.opts for p in cmd.params if isinstance(p, click.Option) and not p.hidden and not p.help]
+    assert not undocumented, f"{name}: options without help text {undocumented}"
     progress = _option(cmd, "--progress")
     if name in LONG:
         assert progress is not None and progress.secondary_opts == ["--no-progress"], name
@@ -84,6 +88,19 @@ def test_help_shows_the_conventions(name: str) -> None:
         assert "--progress / --no-progress" in result.output
     else:
         assert progress is None, f"{name}: not a long command"
+
+
+def test_help_names_every_reason_for_exit_1() -> None:
+    """README: measure exits 1 for every failing skip reason, and export-final and report while a
+    visit is pending review, disputed or a duplicate; the help named only some of them."""
+    from ulcerseg.records import FAILING_SKIP_REASONS
+    from ulcerseg.review.final import PENDING_SOURCES
+
+    measure_help = " ".join(CliRunner().invoke(main, ["measure", "--help"]).output.split())
+    assert [r.value for r in FAILING_SKIP_REASONS if r.value not in measure_help] == []
+    for name in ("review export-final", "review report"):
+        text = " ".join(CliRunner().invoke(main, [*name.split(), "--help"]).output.split())
+        assert sorted(s for s in PENDING_SOURCES if s not in text) == [], name
 
 
 def test_missing_out_is_a_usage_error() -> None:

@@ -104,6 +104,65 @@ def test_measure_and_heal_configs_resolve_from_another_directory(tmp_path: Path,
     assert load_healing_config("configs/healing.yaml").healed_max_area_mm2 == 1.5  # as given wins
 
 
+def test_evaluate_and_train_init_models_resolve_from_another_directory(tmp_path: Path, monkeypatch) -> None:
+    # README: the installed command works from any directory, models/<name> looked up as for
+    # `measure -m`; `evaluate --model models/default` (the README's own command), its
+    # --split-from and `train --init models/default` stopped outside the checkout with
+    # "models/default: model folder does not exist", and ignored $ULCERSEG_MODELS inside it
+    from click.testing import CliRunner
+
+    import ulcerseg.segmentation.backends as backends
+    import ulcerseg.training.evaluate as evaluate
+    import ulcerseg.training.loop as loop
+    from ulcerseg.cli import main
+
+    seen: dict[str, object] = {}
+
+    def stop(name: str):  # records the model folder the command reads, then stops it
+        def record(*args, **kwargs):
+            seen[name] = kwargs.get("init", kwargs.get("split_from", args[0] if args else None))
+            raise RuntimeError("stop")
+
+        return record
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(resources.MODELS_ENV, raising=False)
+    shipped = (REPO / "models" / "default").resolve()
+    monkeypatch.setattr(backends, "open_backend", stop("model"))
+    CliRunner().invoke(main, ["evaluate", "--model", "models/default", "--data", "d"])
+    monkeypatch.setattr(backends, "open_backend", lambda *a, **k: None)
+    monkeypatch.setattr(evaluate, "evaluate", stop("split_from"))
+    CliRunner().invoke(
+        main, ["evaluate", "-m", "models/default", "--data", "d", "--split-from", "models/default"]
+    )
+    monkeypatch.setattr(loop, "train", stop("init"))
+    args = [
+        "train",
+        "--config",
+        "configs/train/tiny.yaml",
+        "--data",
+        "d",
+        "-o",
+        "run",
+        "--init",
+        "models/default",
+    ]
+    CliRunner().invoke(main, args)
+    assert {k: Path(str(v)).resolve() for k, v in seen.items()} == dict.fromkeys(
+        ("model", "split_from", "init"), shipped
+    )
+    # $ULCERSEG_MODELS wins for models/<name>, as for measure; a folder that is nowhere stays as given
+    own = tmp_path / "mine" / "default"
+    own.mkdir(parents=True)
+    (own / "model.json").write_text("{}")
+    monkeypatch.setenv(resources.MODELS_ENV, str(tmp_path / "mine"))
+    monkeypatch.setattr(backends, "open_backend", stop("model"))
+    CliRunner().invoke(main, ["evaluate", "--model", "models/default", "--data", "d"])
+    assert seen["model"] == own
+    CliRunner().invoke(main, ["evaluate", "--model", "nowhere", "--data", "d"])
+    assert seen["model"] == Path("nowhere")
+
+
 def test_bundled_copy_is_used_when_no_checkout(tmp_path: Path, monkeypatch) -> None:
     # an installed wheel: no checkout folders beside the package, the bundled copy instead
     bundled = tmp_path / "_bundled"

@@ -225,6 +225,26 @@ def test_items_need_review_in_reproducible_order(study: dict):
     assert len(orders) > 1  # the seed really shuffles
 
 
+def test_review_serve_on_a_port_in_use_names_the_address(study: dict, monkeypatch, capsys):
+    """README: an environment failure such as a port in use is one line naming what failed;
+    it was a bare 'error: Address already in use', without the port."""
+    import socket
+
+    from ulcerseg.cli.main import run
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        args = ["ulcerseg", "review", "serve", str(study["out"]), "--port", str(port)]
+        monkeypatch.setattr(sys, "argv", args)
+        with pytest.raises(SystemExit) as exc:
+            run()
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: 127.0.0.1:{port}: ") and "\n" not in err, err
+
+
 def test_every_route_requires_token(server):
     client, app, study = server
     key = app.items[0].key

@@ -48,8 +48,12 @@ def dataset_group() -> None:
     default=None,
     help="CSV mapping image stem -> group (e.g. subject) for grouped splits.",
 )
-@click.option("--stem-column", default="stem", show_default=True)
-@click.option("--group-column", default="group", show_default=True)
+@click.option(
+    "--stem-column", default="stem", show_default=True, help="Column of --groups naming the image stem."
+)
+@click.option(
+    "--group-column", default="group", show_default=True, help="Column of --groups naming the group."
+)
 @progress_option()
 def dataset_import_command(
     images: str,

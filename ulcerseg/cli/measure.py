@@ -79,8 +79,9 @@ def measure(
 
     Every file under SOURCE becomes a row of measurements.csv or a listed reason (run.json).
     Exit status: 0 every photo of the study measured; 1 some photo of the study failed or is
-    missing, or some file could not be placed (unsupported format, layout, visit label), or
-    healing could not be computed (e.g. no photo of the baseline visit);
+    missing, or some file could not be placed (unsupported_format, unexpected_layout,
+    unknown_visit, bad_file_name, manifest_row), or healing could not be computed (e.g. no photo
+    of the baseline visit);
     2 usage or input error (one line; also: no photos found, with the layout expected).
     """
     from tqdm import tqdm

@@ -26,6 +26,21 @@ __all__ = ["evaluate_command", "export_command", "train_command"]
 log = logging.getLogger(__name__)
 
 
+def _model_to_read(spec: str | Path) -> Path:
+    """A model folder that a command only reads (``evaluate --model``/``--split-from``,
+    ``train --init``), found as ``measure -m`` finds one: ``models/<name>`` in
+    ``$ULCERSEG_MODELS``, as given, in the checkout, in the installed wheel (README: the installed
+    command works from any directory). Not found: as given, for the command's own message.
+    ``export --model`` writes into its folder, so it takes the folder as given."""
+    from ulcerseg.errors import ModelError
+    from ulcerseg.resources import resolve_model_dir
+
+    try:
+        return resolve_model_dir(spec)
+    except ModelError:
+        return Path(spec)
+
+
 @click.command("train")
 @click.option(
     "--config",
@@ -57,7 +72,8 @@ def train_command(
     from ulcerseg.training.loop import train
 
     command = shlex.join(["ulcerseg", *sys.argv[1:]])
-    result = train(config, data, out, init=init, resume=resume, progress=progress, command=command)
+    init_dir = _model_to_read(init) if init is not None else None
+    result = train(config, data, out, init=init_dir, resume=resume, progress=progress, command=command)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 validates and reports
     best = result.best
@@ -119,9 +135,10 @@ def evaluate_command(
     from ulcerseg.segmentation.backends import open_backend
     from ulcerseg.training.evaluate import evaluate, format_summary
 
-    be = open_backend(model, backend, num_threads=threads)
+    be = open_backend(_model_to_read(model), backend, num_threads=threads)
+    split_dir = _model_to_read(split_from) if split_from is not None else None
     result = evaluate(
-        be, data, out, split_from=split_from, scale=scale, progress=progress, threshold=threshold, tta=tta
+        be, data, out, split_from=split_dir, scale=scale, progress=progress, threshold=threshold, tta=tta
     )
     click.echo(format_summary(result.summary))
     if result.out_dir is not None:

@@ -178,7 +178,11 @@ def verify_cmd(out_dir: Path) -> None:
 def _pending_exit(n: int, allow_pending: bool) -> None:
     """Print the pending count; exit 1 while any are pending unless allowed."""
     if n:
-        click.echo(f"{n} flagged visit(s) pending review (final_source=pending_review, no value)", err=True)
+        click.echo(
+            f"{n} flagged visit(s) pending review (final_source pending_review, unresolved_disagreement "
+            "or duplicate_photo, no value)",
+            err=True,
+        )
         if not allow_pending:
             click.echo("not final: review them, or pass --allow-pending", err=True)
             sys.exit(1)
@@ -256,7 +260,8 @@ def report_cmd(
 ) -> None:
     """HTML report per subject/ulcer with photo series, contours and area plot (not blinded).
 
-    Exits 1 while flagged photos wait for review, unless --allow-pending.
+    Exits 1 while any visit waits for a reader (final_source pending_review,
+    unresolved_disagreement or duplicate_photo: no value), unless --allow-pending.
     """
     from ulcerseg.review.report import write_report
 
@@ -272,7 +277,13 @@ def report_cmd(
 @_out_arg
 @_config_opt
 @out_dir_option("Blinded package folder (new or empty).", dest="output", legacy_output=True)
-@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Key file mapping pseudonyms back to photos and IDs, outside the package "
+    "(default: <package folder>_key.csv next to it).",
+)
 @progress_option()
 def export_blinded_cmd(
     out_dir: Path, config_path: Path | None, output: Path, key_file: Path | None, progress: bool

@@ -1081,7 +1081,13 @@ def make_server(app: ReviewApp, port: int = 0, host: str = "127.0.0.1") -> Threa
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UlcersegError(f"review server binds to localhost only, not {host!r}")
     handler = type("ReviewHandler", (_Handler,), {"app": app})
-    return _ReviewServer((host, port), handler, app.max_connections)
+    try:
+        return _ReviewServer((host, port), handler, app.max_connections)
+    except OSError as err:
+        if err.errno is None or err.filename is not None:
+            raise
+        # "Address already in use" alone does not say which: the CLI's one line names the address
+        raise OSError(err.errno, err.strerror or str(err), f"{host}:{port}") from err
 
 
 def login_url(port: int, token: str) -> str:
