@@ -97,3 +97,43 @@ def test_visit_to_day(label: str, day: int) -> None:
 def test_bad_visit_label() -> None:
     with pytest.raises(InputError, match="'Week4'"):
         visit_to_day("Week4")
+
+
+def test_manifest_cardinal_column_marks_every_photo_of_the_designated_ulcer(tmp_path: Path) -> None:
+    for name in "abcd":
+        _touch(tmp_path / f"{name}.jpg", name.encode())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "subject,ulcer,visit,path,Cardinal\n"
+        "S1,U1,D0,a.jpg,\n"
+        "S1,U2,D0,b.jpg,Yes\n"  # marked on its baseline row only
+        "S1,U2,W4,c.jpg,no\n"
+        "S2,U1,D0,d.jpg,0\n"
+    )
+    found = discover(manifest, DiscoveryConfig())
+    got = {(p.subject_id, p.ulcer_id, p.visit): p.cardinal for p in found.photos}
+    assert got == {("S1", "U1", "D0"): False, ("S1", "U2", "D0"): True, ("S1", "U2", "W4"): True,
+                   ("S2", "U1", "D0"): False}  # fmt: skip
+    # a folder layout (or a manifest without the column) designates nothing
+    plain = _touch(tmp_path / "plain.csv", b"subject,ulcer,visit,path\nS1,U2,D0,b.jpg\n")
+    assert [p.cardinal for p in discover(plain, DiscoveryConfig()).photos] == [False]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("S1,U1,D0,a.jpg,yes\nS1,U2,W4,b.jpg,x\n", "subject S1 has two cardinal ulcers, U1 (line 2) and U2"),
+        ("S1,U1,D0,a.jpg,maybe\n", "manifest.csv:2: cardinal 'maybe' is neither yes"),
+        ("S1,,D0,a.jpg,1\n", "cardinal is marked on a row without subject or ulcer"),
+    ],
+)
+def test_manifest_cardinal_marks_that_cannot_be_trusted_are_one_line_errors(
+    tmp_path: Path, rows: str, message: str
+) -> None:
+    # the designation picks the ulcer of the trial's primary endpoint: never guessed
+    _touch(tmp_path / "a.jpg", b"a")
+    _touch(tmp_path / "b.jpg", b"b")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("subject,ulcer,visit,path,cardinal\n" + rows)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        discover(manifest, DiscoveryConfig())

@@ -341,6 +341,21 @@ def test_cardinal_ulcer_designation():
     assert res["U1"].is_cardinal and res["U1"].cardinal_source == "manifest"
 
 
+def test_the_configs_cardinal_ulcer_overrides_the_manifests_with_a_warning(caplog):
+    rows = series({"D0": 5.0, "W2": 4.0}, ulcer="U1") + series({"D0": 12.0, "W2": 9.0}, ulcer="U2")
+    for r in rows:
+        r["cardinal"] = 1 if r["ulcer_id"] == "U1" else 0  # as study.sqlite stores the mark
+    with caplog.at_level("WARNING"):
+        res = {u.ulcer_id: u for u in compute_healing(rows, cfg(schedule=(), cardinal_ulcers={"S001": "U2"}))}
+    assert res["U2"].is_cardinal and res["U2"].cardinal_source == "config"
+    assert "the healing config's cardinal ulcer U2 is used; the manifest marks U1" in caplog.text
+    # a photo no longer at its path keeps the mark of the manifest that listed it: not read
+    for r in rows:
+        r["status"] = "missing" if r["ulcer_id"] == "U1" else "measured"
+    res = {u.ulcer_id: u for u in compute_healing(rows, cfg(schedule=()))}
+    assert res["U2"].cardinal_source == "largest_baseline" and not res["U1"].is_cardinal
+
+
 def test_a_cardinal_ulcer_the_study_has_no_photo_of_is_flagged_on_its_subject():
     rows = series({"D0": 5.0, "W2": 4.0}, ulcer="U1") + series({"D0": 6.0}, subject="S002")
     res = compute_healing(rows, cfg(schedule=(), cardinal_ulcers={"S001": "U9"}))  # a typo for U1

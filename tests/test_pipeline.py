@@ -989,3 +989,40 @@ def test_photos_renamed_in_place_in_the_same_folder_are_the_same_study(tmp_path:
     (root / "S001" / "D0" / "U1.jpg").rename(root / "S001" / "D0" / "U2.jpg")
     renamed = measure_study(root, out, PipelineConfig(), backend=RednessBackend())
     assert list(renamed.reconciled.moved) == [("S001/D0/U1.jpg", "S001/D0/U2.jpg")]
+
+
+def test_the_manifests_cardinal_column_designates_the_cardinal_ulcer_for_healing(tmp_path: Path) -> None:
+    """The README promised a manifest `cardinal` column; discovery dropped it, so the larger
+    ulcer became the cardinal one (`largest_baseline`) and the primary endpoint followed it."""
+    from ulcerseg.healing import heal_study
+    from ulcerseg.store import Study
+    from ulcerseg.store.schema import LATEST_MEASUREMENTS_V2
+
+    small = make_photo(px_per_mm=14, size=(800, 600), ulcer_radius_mm=(1.5, 1.2)).rgb
+    large = make_photo(px_per_mm=14, size=(800, 600), ulcer_radius_mm=(3.0, 2.4)).rgb
+    for name, rgb in (("small", small), ("large", large)):
+        write_jpeg(tmp_path / f"{name}.jpg", rgb)
+    manifest, out = tmp_path / "manifest.csv", tmp_path / "out"
+    manifest.write_text("subject,ulcer,visit,path,cardinal\nS1,U1,D0,small.jpg,yes\nS1,U2,D0,large.jpg,\n")
+    measure_study(manifest, out, PipelineConfig(), backend=RednessBackend())
+
+    def cardinal() -> list[tuple[str, str]]:
+        return sorted({(u.ulcer_id, u.cardinal_source) for u in heal_study(out) if u.is_cardinal})
+
+    assert cardinal() == [("U1", "manifest")]  # before: [("U2", "largest_baseline")]
+    # the designation follows the manifest of each run (labels are rewritten, nothing re-measured)
+    manifest.write_text("subject,ulcer,visit,path\nS1,U1,D0,small.jpg\nS1,U2,D0,large.jpg\n")
+    assert measure_study(manifest, out, PipelineConfig(), backend=RednessBackend()).n_measured == 0
+    assert cardinal() == [("U2", "largest_baseline")]
+    # a study of schema version 4 (no photos.cardinal) is migrated when opened
+    manifest.write_text("subject,ulcer,visit,path,cardinal\nS1,U1,D0,small.jpg,1\nS1,U2,D0,large.jpg,0\n")
+    conn = sqlite3.connect(out / "study.sqlite")
+    conn.executescript(
+        "DROP VIEW latest_measurements; ALTER TABLE photos DROP COLUMN cardinal; "
+        f"{LATEST_MEASUREMENTS_V2}; PRAGMA user_version = 4;"
+    )
+    conn.close()
+    with Study.open(out) as study:
+        assert {r["ulcer_id"]: r["cardinal"] for r in study.latest_measurements()} == {"U1": None, "U2": None}
+    measure_study(manifest, out, PipelineConfig(), backend=RednessBackend())
+    assert cardinal() == [("U1", "manifest")]

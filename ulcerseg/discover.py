@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import NamedTuple
@@ -307,6 +307,22 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
 
 
 _MANIFEST_ALIASES = {"subject_id": "subject", "ulcer_id": "ulcer", "file": "path", "photo_date": "date"}
+# the optional ``cardinal`` column: a mark on any row of an ulcer designates it; blank reads "no"
+_CARDINAL_YES = frozenset({"1", "true", "yes", "y", "x", "cardinal"})
+_CARDINAL_NO = frozenset({"", "0", "false", "no", "n"})
+
+
+def _cardinal_mark(value: str, where: str) -> bool:
+    """The manifest's ``cardinal`` cell as yes/no; anything else is an error: the designation
+    decides which ulcer the trial's primary endpoint is about, so it is never guessed."""
+    text = value.strip().lower()
+    if text in _CARDINAL_YES:
+        return True
+    if text in _CARDINAL_NO:
+        return False
+    raise InputError(
+        f"{where}: cardinal {value!r} is neither yes (1, true, yes, y, x) nor no (blank, 0, false, no, n)"
+    )
 
 
 def _read_manifest_text(manifest: Path) -> str:
@@ -337,10 +353,13 @@ def discover_manifest(
     allow_outside_root: bool = False,
     exclude: Path | None = None,
 ) -> Discovery:
-    """Read a manifest CSV with columns ``subject, ulcer, visit, path[, date]``.
+    """Read a manifest CSV with columns ``subject, ulcer, visit, path[, date][, cardinal]``.
 
     Header names are read in any case with surrounding spaces ignored, and the tables' own names
-    stand for them (``subject_id``, ``ulcer_id``, ``file``, ``photo_date``).
+    stand for them (``subject_id``, ``ulcer_id``, ``file``, ``photo_date``). A ``cardinal``
+    column designates each subject's cardinal ulcer: a yes on any row of an ulcer marks every
+    photo of it (:attr:`PhotoRecord.cardinal`); a cell that is neither yes nor no, or yes on
+    two ulcers of one subject, is an error.
 
     One-line errors (:class:`InputError`) for a manifest that cannot be trusted as a whole: not
     UTF-8, malformed CSV, missing columns, a row with more fields than the header, a path listed
@@ -374,6 +393,7 @@ def discover_manifest(
     exclude = exclude.resolve() if exclude is not None else None
     found = Discovery(root)
     seen: dict[Path, tuple[int, tuple[str, str, str], str | None]] = {}
+    designated: dict[str, tuple[str, int]] = {}  # subject -> (cardinal ulcer, first line marking it)
     raw_rows: list[tuple[int, dict[str, str]]] = []
     try:
         for raw in reader:
@@ -388,6 +408,17 @@ def discover_manifest(
                for k, v in raw.items()}  # fmt: skip
         if not any(row.values()):
             continue  # blank line
+        if "cardinal" in row and _cardinal_mark(row["cardinal"], where):
+            # read on every row, also one skipped below: the designation is the trial's, not the photo's
+            marked = (nfc(row["subject"]), nfc(row["ulcer"]))
+            if not all(marked):
+                raise InputError(f"{where}: cardinal is marked on a row without subject or ulcer")
+            earlier = designated.setdefault(marked[0], (marked[1], line_no))
+            if earlier[0] != marked[1]:
+                raise InputError(
+                    f"{where}: subject {marked[0]} has two cardinal ulcers, {earlier[0]} (line "
+                    f"{earlier[1]}) and {marked[1]} (one per subject)"
+                )
         if not row["path"]:
             found.add_skip(_skip(manifest, SkipReason.MANIFEST_ROW, f"{where}: empty path"))
             continue
@@ -459,6 +490,16 @@ def discover_manifest(
                 photo_date=photo_date,
             )
         )
+    if designated:
+        found.photos = [
+            replace(p, cardinal=designated.get(p.subject_id, ("", 0))[0] == p.ulcer_id) for p in found.photos
+        ]
+        for subject, (ulcer, line_no) in sorted(designated.items()):
+            if not any(p.subject_id == subject and p.ulcer_id == ulcer for p in found.photos):
+                log.warning(
+                    "%s:%d: cardinal ulcer %s of subject %s has no photo here: its rows were skipped",
+                    manifest, line_no, ulcer, subject,
+                )  # fmt: skip
     return found
 
 

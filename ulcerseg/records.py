@@ -99,6 +99,9 @@ class PhotoRecord:
     study_day: int | None
     sha256: str
     photo_date: str | None = None  # ISO 8601 date from EXIF DateTimeOriginal or manifest
+    # the manifest's ``cardinal`` column marks this photo's ulcer as the subject's cardinal one
+    # (on every photo of that ulcer); a folder layout designates nothing
+    cardinal: bool = False
 
 
 @dataclass(frozen=True)

@@ -422,7 +422,8 @@ def compute_healing(
     Each row needs ``subject_id``, ``ulcer_id``, ``visit`` and may carry ``study_day`` (else
     derived from the visit label), ``photo_date`` (ISO), ``area_mm2`` (None when not measured),
     ``area_low_mm2``/``area_high_mm2``, ``status``, ``flags`` (";"-joined or list),
-    ``photo_sha256``, ``cardinal`` (manifest designation, truthy), and from review
+    ``photo_sha256``, ``cardinal`` (manifest designation, truthy; not read from a row of status
+    ``missing``), and from review
     ``reviewed`` (area vouched for by an assessor: quality flags are ignored) and
     ``healed_override`` (True/False: assessor confirmed/rejected healed; a reject on any photo
     of a visit forbids healed there) and ``review_pending`` (truthy: the photo waits for a review
@@ -451,7 +452,8 @@ def compute_healing(
         day_of.setdefault(key, {})[visit] = day
         study_days[visit] = min(study_days.get(visit, day), day)
         last_day[subject] = max(last_day.get(subject, day), day)
-        if "cardinal" in row and _truthy(row.get("cardinal")):
+        if _truthy(row.get("cardinal")) and row.get("status") != "missing":
+            # a photo no longer at its path keeps the mark of the manifest that listed it
             manifest_cardinal.setdefault(subject, set()).add(ulcer)
 
     if study_days and cfg.baseline_visit not in study_days:
@@ -493,6 +495,11 @@ def _designate_cardinal(
             wanted = cfg.cardinal_ulcers[subject]
             chosen = next((u for u in ulcers if u.ulcer_id == wanted), None)
             source = "config"
+            if manifest.get(subject, {wanted}) != {wanted}:
+                log.warning(
+                    "subject %s: the healing config's cardinal ulcer %s is used; the manifest marks %s",
+                    subject, wanted, ", ".join(sorted(manifest[subject])),
+                )  # fmt: skip
             if chosen is None:
                 log.warning("healing config: cardinal ulcer %s of subject %s has no photos", wanted, subject)
                 for u in ulcers:

@@ -259,10 +259,27 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE measurements ADD COLUMN signals TEXT")
 
 
+# --- version 5: the manifest's cardinal-ulcer designation -------------------------------------
+LATEST_MEASUREMENTS_V5 = LATEST_MEASUREMENTS_V2.replace(
+    "p.visit, p.study_day, p.photo_date,", "p.visit, p.study_day, p.photo_date, p.cardinal,", 1
+)
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """4 -> 5: ``photos.cardinal``, the manifest's ``cardinal`` column (1: the photo's ulcer is
+    its subject's cardinal ulcer; 0 or NULL: no designation), rewritten by every ``measure`` from
+    its discovery and read by ``heal``; ``latest_measurements`` carries it."""
+    if "cardinal" not in _table_columns(conn, "photos"):
+        conn.execute("ALTER TABLE photos ADD COLUMN cardinal INTEGER")
+    conn.execute("DROP VIEW IF EXISTS latest_measurements")
+    conn.execute(LATEST_MEASUREMENTS_V5)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
+    _migrate_4_to_5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -229,14 +229,26 @@ class Study:
     def _upsert_photo(self, file: str, p: PhotoRecord, width: int | None, height: int | None) -> None:
         self.conn.execute(
             "INSERT INTO photos (file, photo_sha256, subject_id, ulcer_id, visit, study_day,"
-            " photo_date, image_width_px, image_height_px) VALUES (?,?,?,?,?,?,?,?,?)"
+            " photo_date, cardinal, image_width_px, image_height_px) VALUES (?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT(file, photo_sha256) DO UPDATE SET"
             " subject_id=excluded.subject_id, ulcer_id=excluded.ulcer_id, visit=excluded.visit,"
             " study_day=excluded.study_day, photo_date=COALESCE(excluded.photo_date, photo_date),"
+            " cardinal=excluded.cardinal,"  # this run's discovery designates, as it labels
             " image_width_px=COALESCE(excluded.image_width_px, image_width_px),"
             " image_height_px=COALESCE(excluded.image_height_px, image_height_px),"
             " superseded_at=NULL, superseded_reason=NULL, missing_since=NULL",
-            (file, p.sha256, p.subject_id, p.ulcer_id, p.visit, p.study_day, p.photo_date, width, height),
+            (
+                file,
+                p.sha256,
+                p.subject_id,
+                p.ulcer_id,
+                p.visit,
+                p.study_day,
+                p.photo_date,
+                int(p.cardinal),
+                width,
+                height,
+            ),
         )
 
     def add_result(self, run: RunInfo, result: PhotoResult, file: str) -> int:
