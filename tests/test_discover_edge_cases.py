@@ -219,6 +219,30 @@ def test_photos_inside_the_output_folder_are_listed_not_silently_left_out(tmp_pa
     assert problem[1].startswith("unexpected_layout")
 
 
+def test_an_earlier_output_folder_inside_the_photo_folder_is_not_read(tmp_path: Path) -> None:
+    """`measure T -o T/out_v1`, later `-o T/out_v2`: out_v1's overlays and masks were read as
+    photos (dozens of unknown_visit lines, exit 1). A folder holding a study.sqlite is listed as
+    an output folder and not read; a visit's photos left in it are still failing skips."""
+    (tmp_path / "S1" / "D0").mkdir(parents=True)
+    (tmp_path / "S1" / "D0" / "U1.jpg").write_bytes(b"a")
+    old = tmp_path / "out_v1"
+    (old / "overlays").mkdir(parents=True)
+    (old / "superseded" / "masks").mkdir(parents=True)
+    (old / "overlays" / "S1_U1_D0_0123.png").write_bytes(b"o")
+    (old / "superseded" / "masks" / "S1_U1_D0_0123.png").write_bytes(b"m")
+    (old / "study.sqlite").write_bytes(b"")
+    (old / "W4").mkdir()
+    (old / "W4" / "U1.jpg").write_bytes(b"w")  # a photo someone saved there: never dropped silently
+    found = discover(tmp_path, DiscoveryConfig(), exclude=tmp_path / "out_v2")
+    assert [p.visit for p in found.photos] == ["D0"]
+    assert [(path.name, reason.split(":")[0]) for path, reason in found.problems] == [
+        ("U1.jpg", "unexpected_layout")
+    ]
+    assert any(
+        path == old and "output folder (holds study.sqlite)" in reason for path, reason in found.ignored
+    )
+
+
 @pytest.mark.parametrize(
     ("section", "values", "message"),
     [

@@ -30,6 +30,7 @@ from ulcerseg.errors import ConfigError, InputError, NoPhotosError
 from ulcerseg.ids import invisible_character, lookalike_character, nfc
 from ulcerseg.imageio import read_bytes, sha256_bytes
 from ulcerseg.records import FAILING_SKIP_REASONS, PhotoRecord, SkipReason
+from ulcerseg.store.db import DB_NAME
 from ulcerseg.visits import canonical_visit, is_visit_label, visit_to_day
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,8 @@ def _hidden(name: str, patterns: tuple[str, ...]) -> bool:
 def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = None) -> Discovery:
     """Find photos under ``root`` laid out as ``<subject>/<visit>/<photo>``.
 
-    ``exclude`` (the output folder, when inside ``root``) is not read.
+    ``exclude`` (the output folder, when inside ``root``) is not read, nor is any folder holding
+    a ``study.sqlite`` (an earlier output folder): its overlays and masks are not photos.
     """
     root = Path(root)
     if not root.exists():
@@ -206,12 +208,20 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
         keep = []
         for d in sorted(dirs):
             sub = here / d
-            if excluded is not None and sub.resolve() == excluded:
-                found.add_skip(_skip(sub, SkipReason.OUTPUT_FOLDER, "the output folder; not read"))
+            current_output = excluded is not None and sub.resolve() == excluded
+            earlier_output = not current_output and (sub / DB_NAME).is_file()  # an earlier -o in here
+            if current_output or earlier_output:
+                what = "the output folder" if not earlier_output else f"an output folder (holds {DB_NAME})"
+                found.add_skip(_skip(sub, SkipReason.OUTPUT_FOLDER, f"{what}; not read"))
                 for photo in _photos_in_output(sub, extensions):
                     # `-o` pointed at a visit (or subject) folder: its photos are the study's,
                     # never silently left out
-                    detail = "inside the output folder, so not read: choose -o outside the study"
+                    detail = (
+                        "inside the output folder, so not read: choose -o outside the study"
+                        if not earlier_output
+                        else f"inside an output folder (it holds {DB_NAME}), so not read: move that "
+                        "folder out of the study"
+                    )
                     found.add_skip(_skip(photo, SkipReason.UNEXPECTED_LAYOUT, detail))
             elif _hidden(d, config.ignore):
                 found.add_skip(_skip(sub, SkipReason.HIDDEN, "folder matches discovery.ignore"))
