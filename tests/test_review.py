@@ -1232,3 +1232,8 @@ def test_the_blinded_package_has_a_visit_column_only_when_configured(study, tmp_
     with pytest.raises(InputError, match="must not be inside the blinded package"):
         export_blinded(study["out"], tmp_path / "p3", cfg(), key_file=tmp_path / "p3" / "key.csv")
     assert not (tmp_path / "p3").exists()
+    # a key file that would replace the study database is refused before the package is written
+    # (before: after it, leaving a package without a key that a second try called "not empty")
+    with pytest.raises(OutputError, match="is a study database"):
+        export_blinded(study["out"], tmp_path / "p4", cfg(), key_file=study["out"] / "study.sqlite")
+    assert not (tmp_path / "p4").exists()

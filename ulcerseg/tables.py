@@ -48,6 +48,16 @@ def escape_cell(value: Any) -> Any:
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+def refuse_database(path: Path) -> None:
+    """:class:`~ulcerseg.errors.OutputError` where ``path`` is a SQLite database (``study.sqlite``:
+    the measurements and the audit trail), which no output may replace; for a command to check
+    an output file before it writes anything else."""
+    if path.is_file():
+        with path.open("rb") as existing:
+            if existing.read(16) == _SQLITE_HEADER:  # e.g. `-o OUT/study.sqlite` by mistake
+                raise OutputError(f"{path}: is a study database; choose another output file")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A new temporary file next to ``path`` (empty, following the umask) for a writer that
@@ -60,10 +70,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     :class:`~ulcerseg.errors.OutputError`.
     """
     path = Path(path)
-    if path.is_file():
-        with path.open("rb") as existing:
-            if existing.read(16) == _SQLITE_HEADER:  # e.g. `-o OUT/study.sqlite` by mistake
-                raise OutputError(f"{path}: is a study database; choose another output file")
+    refuse_database(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # not tempfile.mkstemp: its 0600 mode would make every table unreadable to the study's
     # other users (a statistician on the shared drive); this one follows the umask as a plain

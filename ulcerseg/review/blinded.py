@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ulcerseg import tables
 from ulcerseg.errors import InputError
 from ulcerseg.healing.config import HealingConfig
 from ulcerseg.imageio import read_rgb
@@ -45,6 +46,7 @@ def export_blinded(
     key_path = Path(key_file) if key_file else dest.parent / f"{dest.name}_key.csv"
     if key_path.resolve().is_relative_to(dest.resolve()):
         raise InputError(f"{key_path}: the key file must not be inside the blinded package")
+    tables.refuse_database(key_path)  # before the package is written (it was refused after it)
     check_dest(dest, out_dir)
     with open_study(out_dir, for_reading=True) as (conn, rows):
         salt = salt_for(conn)
