@@ -19,7 +19,7 @@ from ulcerseg.annotations import (
     write_labelme,
 )
 from ulcerseg.cli.qa import qa_command
-from ulcerseg.errors import InputError
+from ulcerseg.errors import ConfigError, InputError
 from ulcerseg.geometry import apply_homography
 from ulcerseg.metrics import dice_iou
 from ulcerseg.qa import stats
@@ -742,6 +742,34 @@ def test_cli_refuses_a_px_per_mm_that_is_not_finite_or_too_large(tmp_path: Path,
     result = CliRunner().invoke(qa_command, args)
     assert result.exit_code == 2 and "--px-per-mm" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("value", [-20.0, 0.0, float("nan"), 1e9, "20"])
+def test_run_qa_refuses_a_px_per_mm_the_command_would_refuse(tmp_path: Path, value: object) -> None:
+    """run_qa took any px_per_mm: -20 measured every mask annotation at a wrong area (no error),
+    0 raised ZeroDivisionError, nan and 1e9 a multi-line cv2.error, "20" a ValueError."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    folder = make_annotation_folder(tmp_path, n=2)
+    with pytest.raises(ConfigError, match="px_per_mm must be a finite number 1-1000"):
+        run_qa(out, [folder], tmp_path / "q", px_per_mm=value, plots=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "q").exists()
+
+
+def test_run_qa_refuses_what_the_command_validates(tmp_path: Path) -> None:
+    """No manual reference gave an empty QA folder (None: a TypeError), a status order with a
+    repeat a raw ValueError, and names="truth" a reader named "t" (one name per character)."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    manual = tmp_path / "m.csv"
+    manual.write_text("file,area_mm2,status\nphoto0,3,open\nphoto1,4,healed\n")
+    for manuals in ([], None):
+        with pytest.raises(InputError, match="no manual reference given"):
+            run_qa(out, manuals, tmp_path / "q")  # type: ignore[arg-type]
+    for order in (["open", "open"], "healed,open"):
+        with pytest.raises(ConfigError, match="status order"):
+            run_qa(out, [manual], tmp_path / "q", status_order=order, plots=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "q").exists()
+    report = run_qa(out, manual, tmp_path / "q", names="truth", plots=False)  # type: ignore[arg-type]
+    assert report.readers == ["truth"]
 
 
 def test_an_auto_table_without_its_columns_or_rows_is_a_one_line_error(tmp_path: Path) -> None:
