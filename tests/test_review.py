@@ -466,6 +466,31 @@ def test_double_reading_disagreements(server, study):
     assert len(audit) == 7
 
 
+def test_serve_from_python_takes_a_yaml_path_checks_the_port_and_prints_nothing(study, monkeypatch, capsys):
+    """serve() took only a HealingConfig (a YAML path: AttributeError), passed a port outside
+    0-65535 to bind (OverflowError) and wrote its login lines to stdout with click.echo from
+    the library; now they go to ``announce`` (the CLI's click.echo), else a log warning."""
+    from ulcerseg.errors import ConfigError
+    from ulcerseg.review import server as server_mod
+
+    for port in (-1, 70000):
+        with pytest.raises(ConfigError, match=f"review server port {port}: must be 0-65535"):
+            server_mod.serve(study["out"], port=port)
+
+    def stop(self, *args, **kwargs):
+        raise KeyboardInterrupt  # what ends serve() at the command line
+
+    monkeypatch.setattr(server_mod._ReviewServer, "serve_forever", stop)
+    cfg_path = study["out"].parent / "h.yaml"
+    cfg_path.write_text(yaml.safe_dump({"schedule": list(VISITS)}))
+    lines: list[str] = []
+    server_mod.serve(study["out"], str(cfg_path), reader="Dr P", announce=lines.append)
+    assert "token=" in lines[0] and "'Dr P'" in lines[1]
+    server_mod.serve(study["out"], cfg_path)  # no announce: logged
+    captured = capsys.readouterr()
+    assert captured.out == ""
+
+
 def test_killed_server_loses_no_decision(study):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     cfg_path = study["out"].parent / "h.yaml"
