@@ -451,6 +451,10 @@ def test_double_reading_disagreements(server, study):
     b.json("/api/decision", {"key": it2.key, "action": "accept"})
     found = {d["photo_sha256"] for d in disagreements(conn, HealingConfig())}
     assert found == {it3.photo_sha256}
+    # as every healing config argument: a YAML path or None (was an AttributeError)
+    (study["out"].parent / "h.yaml").write_text("healed_max_area_mm2: 0.5\n")
+    for config in (None, study["out"].parent / "h.yaml", str(study["out"].parent / "h.yaml")):
+        assert {d["photo_sha256"] for d in disagreements(conn, config)} == found
     # the CLI lists the same
     from click.testing import CliRunner
 
