@@ -25,7 +25,7 @@ from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import with_flip_tta
 from ulcerseg.segmentation.model import ModelCard, load_card
 from ulcerseg.tables import write_frame_csv
-from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
+from ulcerseg.training.dataset import Sample, dataset_dirs, load_dataset, read_image, read_mask
 from ulcerseg.training.predict import predict_image
 from ulcerseg.training.provenance import dataset_sha256
 
@@ -182,7 +182,7 @@ def contact_sheet(
 
 def evaluate(
     model: str | Path | SegmentationBackend,
-    data_dirs: Sequence[str | Path],
+    data_dirs: Sequence[str | Path] | str | Path,
     out_dir: str | Path | None = None,
     split_from: str | Path | None = None,
     backend: str = "auto",
@@ -201,6 +201,7 @@ def evaluate(
     ``threshold`` overrides the card's probability threshold; ``tta`` averages mirrored
     predictions (see :func:`ulcerseg.segmentation.inference.with_flip_tta`).
     """
+    data_dirs = dataset_dirs(data_dirs)
     if out_dir is not None:
         _refuse_output_in_data(out_dir, data_dirs)
     be = model if not isinstance(model, (str, Path)) else open_backend(model, backend)

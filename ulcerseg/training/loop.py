@@ -46,7 +46,7 @@ from ulcerseg.segmentation.model import (
 from ulcerseg.tables import write_csv
 from ulcerseg.training.augment import TrainAugment
 from ulcerseg.training.config import TrainConfig, load_config
-from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask, split_dataset
+from ulcerseg.training.dataset import Sample, dataset_dirs, load_dataset, read_image, read_mask, split_dataset
 from ulcerseg.training.predict import predict_image
 from ulcerseg.training.provenance import dataset_sha256
 
@@ -749,7 +749,7 @@ def _save_checkpoint(run: _Run, state: _Progress, epoch: int, elapsed: float) ->
 
 def train(
     config: str | Path | TrainConfig,
-    data_dirs: Sequence[str | Path],
+    data_dirs: Sequence[str | Path] | str | Path,
     out_dir: str | Path,
     init: str | Path | None = None,
     resume: bool = False,
@@ -770,7 +770,7 @@ def train(
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     t = cfg.train
     out = Path(out_dir)
-    run = _setup(cfg, data_dirs, out, init, resume)
+    run = _setup(cfg, dataset_dirs(data_dirs), out, init, resume)
     state = _restore(run) if resume else _Progress()
     _prepare_loader(run)
     budget = t.max_minutes * 60.0 if t.max_minutes > 0 else math.inf
