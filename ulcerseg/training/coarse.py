@@ -68,6 +68,14 @@ class DistillSettings:
 
     def __post_init__(self) -> None:
         _check_head(self.head)
+        # export --coarse-tiles and --coarse-scale's bounds: 0 tiles raised a raw ValueError
+        # (torch.cat of nothing), a scale of 5 distilled on tiles 25 times the coarse pass's
+        if not self.tiles >= 16:
+            raise ModelError(f"coarse tiles: need at least 16, not {self.tiles!r}")
+        if not 0.1 <= self.coarse_scale <= 1.0:
+            raise ModelError(
+                f"coarse scale: must be 0.1-1.0 (of the model's px per mm), not {self.coarse_scale!r}"
+            )
 
 
 def _check_head(kind: str) -> None:
