@@ -1221,3 +1221,22 @@ def test_status_vocabularies_rule_at_its_edges() -> None:
     why = _vocabulary_mismatch({"a": under[0], "b": under[1]})
     assert why is not None and why.startswith("a statuses ['healed', 'open', 'stable'] and b statuses")
     assert "share only ['healed']" in why
+
+
+def test_plots_leave_the_callers_matplotlib_backend_as_it_is(tmp_path: Path) -> None:
+    """run_qa (and the review report, the training curve) called matplotlib.use("Agg"): a
+    notebook's inline backend was switched to Agg and its own figures no longer showed."""
+    import subprocess
+    import sys
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,area_mm2\nphoto0,3\nphoto1,4\n")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt;"
+        "from ulcerseg.qa import run_qa;"
+        f"run_qa({str(out)!r}, [{str(tmp_path / 'm.csv')!r}], {str(tmp_path / 'q')!r});"
+        "print(matplotlib.get_backend(), len(plt.get_fignums()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["svg", "0"], done.stderr
+    assert (tmp_path / "q" / "scatter_auto_vs_m.png").stat().st_size > 0

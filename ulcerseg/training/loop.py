@@ -238,16 +238,14 @@ def validate(
 
 def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     """Learning curve: training loss and validation Dice per epoch (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a caller's backend stays as it is
     from matplotlib.ticker import MaxNLocator
 
     if not rows:
         return
     ep = [r["epoch"] for r in rows]
-    fig, ax1 = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax1 = fig.subplots()
     ax1.plot(ep, [r["train_loss"] for r in rows], "C0-", label="train loss")
     ax1.set_xlabel("epoch")
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
@@ -265,7 +263,6 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     ax2.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _lr_at(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> float:
