@@ -185,3 +185,18 @@ def make_card():
     from ulcerseg.segmentation.model import ModelCard
 
     return ModelCard(name="c", threshold=0.6, px_per_mm=10.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tiles": 0}, "coarse tiles: need at least 16, not 0"),
+        ({"coarse_scale": 5.0}, r"coarse scale: must be 0\.1-1\.0"),
+        ({"coarse_scale": float("nan")}, r"coarse scale: must be 0\.1-1\.0"),
+    ],
+)
+def test_distill_settings_refuse_what_the_command_refuses(kwargs: dict, message: str) -> None:
+    """DistillSettings(tiles=0) made distill_coarse raise a raw ValueError (torch.cat() of no
+    tiles); coarse_scale 5 or nan was taken (the command bounds both at its options)."""
+    with pytest.raises(ModelError, match=message):
+        DistillSettings(**kwargs)

@@ -299,3 +299,16 @@ def test_a_number_in_exponent_form_without_a_point_says_how_to_write_it(tmp_path
         load_config(path)
     path.write_text("segmentation:\n  threshold: 8.0e-1\n")
     assert load_config(path).segmentation.threshold == pytest.approx(0.8)
+
+
+def test_with_overrides_names_an_unknown_or_malformed_section_and_takes_a_path() -> None:
+    """An unknown section raised KeyError, a section that is not a mapping AttributeError, and
+    a model folder given as a Path (what the command gives as text) was refused."""
+    cfg = load_config(None)
+    with pytest.raises(ConfigError, match=r"<overrides>: unknown key 'segmentaton' \(allowed: discovery"):
+        with_overrides(cfg, segmentaton={"threads": 2})
+    for bad in (None, ["threads", 2]):
+        with pytest.raises(ConfigError, match="<overrides>: key 'segmentation': expected a mapping"):
+            with_overrides(cfg, segmentation=bad)  # type: ignore[arg-type]
+    moved = with_overrides(cfg, segmentation={"model": Path("/elsewhere/models/default")})
+    assert moved.segmentation.model == "/elsewhere/models/default"

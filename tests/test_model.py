@@ -281,3 +281,20 @@ def test_int8_calibration_leaves_out_held_out_stems_of_a_renamed_dataset_folder(
     export_onnx(folder)
     quantize_coarse(folder, [data], n_images=4)
     assert sorted(load_card(folder).coarse_calibration["image_stems"]) == ["01", "03"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_threads": -1}, "num_threads: must be 1-256"),
+        ({"num_threads": 100_000}, "num_threads: must be 1-256"),
+        ({"device": "gpu"}, "device 'gpu': must be cpu, cuda or cuda:N"),
+    ],
+)
+def test_open_backend_refuses_threads_and_devices_the_command_refuses(
+    tiny_model_dir: Path, kwargs: dict, message: str
+) -> None:
+    """num_threads=-1 and device='gpu' reached torch: a raw RuntimeError (set_num_threads
+    expects a positive integer; 'Expected one of cpu, cuda, ...')."""
+    with pytest.raises(ModelError, match=message):
+        open_backend(tiny_model_dir, "torch", **kwargs)

@@ -210,3 +210,19 @@ def test_source_tree_version_is_the_project_version() -> None:
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     assert project["version"] == ulcerseg._SOURCE_VERSION  # outputs record it: it must not drift
+
+
+def test_the_library_leaves_printing_to_the_command_line() -> None:
+    """Outside ulcerseg/cli/ the package logs: no print(), click.echo or writes to sys.stdout /
+    sys.stderr (review serve's login lines were click.echo calls in ulcerseg.review.server)."""
+    import re
+
+    pattern = re.compile(r"\bprint\(|click\.(echo|secho)|sys\.(stdout|stderr)\.write")
+    found = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in sorted((REPO / "ulcerseg").rglob("*.py"))
+        if "cli" not in path.relative_to(REPO / "ulcerseg").parts[:1]
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line.split("#")[0])
+    ]
+    assert not found, found

@@ -101,6 +101,23 @@ def test_rerun_measures_nothing_new_and_resume_does_not_duplicate(mixed_folder, 
     assert n_rows == n_photos == 8
 
 
+def test_measure_study_takes_no_config_or_a_yaml_path_as_heal_study_does(tmp_path: Path) -> None:
+    """config=None and a YAML path raised AttributeError ('NoneType' object has no attribute
+    'discovery'); heal_study takes both, and the doc's config arguments do."""
+    from ulcerseg.errors import ConfigError
+
+    root = tmp_path / "trial"
+    write_jpeg(root / "S001" / "D0" / "U1.jpg", make_photo(px_per_mm=14, size=(800, 600)).rgb)
+    (tmp_path / "c.yaml").write_text("segmentation: {min_area_mm2: 0.5}\n")
+    summary = measure_study(str(root), str(tmp_path / "a"), None, backend=RednessBackend())
+    assert summary.n_measured == 1
+    measure_study(root, tmp_path / "b", str(tmp_path / "c.yaml"), backend=RednessBackend())
+    a, b = (_rows(tmp_path / name)["S001/D0/U1.jpg"] for name in ("a", "b"))
+    assert a["area_mm2"] == b["area_mm2"] and a["config_sha256"] != b["config_sha256"]
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config"):
+        measure_study(root, tmp_path / "c", tmp_path / "nope.yaml", backend=RednessBackend())
+
+
 def test_same_inputs_give_identical_numbers(mixed_folder, tmp_path: Path) -> None:
     root, _ = mixed_folder
     cols = ["area_mm2", "length_mm", "width_mm", "perimeter_mm", "mm_per_px", "flags"]

@@ -20,7 +20,7 @@ from ulcerseg.annotations import (
     write_labelme,
 )
 from ulcerseg.cli.qa import qa_command
-from ulcerseg.errors import InputError
+from ulcerseg.errors import ConfigError, InputError
 from ulcerseg.geometry import apply_homography
 from ulcerseg.metrics import dice_iou
 from ulcerseg.qa import stats
@@ -760,6 +760,34 @@ def test_cli_refuses_a_px_per_mm_that_is_not_finite_or_too_large(tmp_path: Path,
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("value", [-20.0, 0.0, float("nan"), 1e9, "20"])
+def test_run_qa_refuses_a_px_per_mm_the_command_would_refuse(tmp_path: Path, value: object) -> None:
+    """run_qa took any px_per_mm: -20 measured every mask annotation at a wrong area (no error),
+    0 raised ZeroDivisionError, nan and 1e9 a multi-line cv2.error, "20" a ValueError."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    folder = make_annotation_folder(tmp_path, n=2)
+    with pytest.raises(ConfigError, match="px_per_mm must be a finite number 1-1000"):
+        run_qa(out, [folder], tmp_path / "q", px_per_mm=value, plots=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "q").exists()
+
+
+def test_run_qa_refuses_what_the_command_validates(tmp_path: Path) -> None:
+    """No manual reference gave an empty QA folder (None: a TypeError), a status order with a
+    repeat a raw ValueError, and names="truth" a reader named "t" (one name per character)."""
+    out = make_measure_output(tmp_path, n=2, failed=())
+    manual = tmp_path / "m.csv"
+    manual.write_text("file,area_mm2,status\nphoto0,3,open\nphoto1,4,healed\n")
+    for manuals in ([], None):
+        with pytest.raises(InputError, match="no manual reference given"):
+            run_qa(out, manuals, tmp_path / "q")  # type: ignore[arg-type]
+    for order in (["open", "open"], "healed,open"):
+        with pytest.raises(ConfigError, match="status order"):
+            run_qa(out, [manual], tmp_path / "q", status_order=order, plots=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "q").exists()
+    report = run_qa(out, manual, tmp_path / "q", names="truth", plots=False)  # type: ignore[arg-type]
+    assert report.readers == ["truth"]
+
+
 def test_an_auto_table_without_its_columns_or_rows_is_a_one_line_error(tmp_path: Path) -> None:
     """A measurements CSV without a status column (or with only a header) stopped qa with an
     AttributeError in the summary."""
@@ -1209,3 +1237,22 @@ def test_status_vocabularies_rule_at_its_edges() -> None:
     why = _vocabulary_mismatch({"a": under[0], "b": under[1]})
     assert why is not None and why.startswith("a statuses ['healed', 'open', 'stable'] and b statuses")
     assert "share only ['healed']" in why
+
+
+def test_plots_leave_the_callers_matplotlib_backend_as_it_is(tmp_path: Path) -> None:
+    """run_qa (and the review report, the training curve) called matplotlib.use("Agg"): a
+    notebook's inline backend was switched to Agg and its own figures no longer showed."""
+    import subprocess
+    import sys
+
+    out = make_measure_output(tmp_path, n=2, failed=())
+    (tmp_path / "m.csv").write_text("file,area_mm2\nphoto0,3\nphoto1,4\n")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt;"
+        "from ulcerseg.qa import run_qa;"
+        f"run_qa({str(out)!r}, [{str(tmp_path / 'm.csv')!r}], {str(tmp_path / 'q')!r});"
+        "print(matplotlib.get_backend(), len(plt.get_fignums()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["svg", "0"], done.stderr
+    assert (tmp_path / "q" / "scatter_auto_vs_m.png").stat().st_size > 0

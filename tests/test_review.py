@@ -471,6 +471,10 @@ def test_double_reading_disagreements(server, study):
     b.json("/api/decision", {"key": it2.key, "action": "accept"})
     found = {d["photo_sha256"] for d in disagreements(conn, HealingConfig())}
     assert found == {it3.photo_sha256}
+    # as every healing config argument: a YAML path or None (was an AttributeError)
+    (study["out"].parent / "h.yaml").write_text("healed_max_area_mm2: 0.5\n")
+    for config in (None, study["out"].parent / "h.yaml", str(study["out"].parent / "h.yaml")):
+        assert {d["photo_sha256"] for d in disagreements(conn, config)} == found
     # the CLI lists the same
     from click.testing import CliRunner
 
@@ -484,6 +488,31 @@ def test_double_reading_disagreements(server, study):
     audit = list(csv.DictReader(io.StringIO(res.output)))
     assert [(r["assessor"], r["action"]) for r in audit][-2:] == [("Dr B", "correct"), ("Dr B", "accept")]
     assert len(audit) == 7
+
+
+def test_serve_from_python_takes_a_yaml_path_checks_the_port_and_prints_nothing(study, monkeypatch, capsys):
+    """serve() took only a HealingConfig (a YAML path: AttributeError), passed a port outside
+    0-65535 to bind (OverflowError) and wrote its login lines to stdout with click.echo from
+    the library; now they go to ``announce`` (the CLI's click.echo), else a log warning."""
+    from ulcerseg.errors import ConfigError
+    from ulcerseg.review import server as server_mod
+
+    for port in (-1, 70000):
+        with pytest.raises(ConfigError, match=f"review server port {port}: must be 0-65535"):
+            server_mod.serve(study["out"], port=port)
+
+    def stop(self, *args, **kwargs):
+        raise KeyboardInterrupt  # what ends serve() at the command line
+
+    monkeypatch.setattr(server_mod._ReviewServer, "serve_forever", stop)
+    cfg_path = study["out"].parent / "h.yaml"
+    cfg_path.write_text(yaml.safe_dump({"schedule": list(VISITS)}))
+    lines: list[str] = []
+    server_mod.serve(study["out"], str(cfg_path), reader="Dr P", announce=lines.append)
+    assert "token=" in lines[0] and "'Dr P'" in lines[1]
+    server_mod.serve(study["out"], cfg_path)  # no announce: logged
+    captured = capsys.readouterr()
+    assert captured.out == ""
 
 
 def test_killed_server_loses_no_decision(study):

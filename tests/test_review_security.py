@@ -513,6 +513,19 @@ def test_one_person_cannot_be_registered_twice_under_a_case_or_width_variant(tmp
     assert [r.name for r in list_readers(conn)] == ["Dr Alice Smith", "Dr Alice Smithson"]
 
 
+def test_a_reader_name_that_is_not_text_is_a_one_line_error(tmp_path: Path) -> None:
+    # before: add_reader(conn, None) raised AttributeError ('NoneType' object has no attribute
+    # 'strip'), as did a number
+    from ulcerseg.errors import DecisionError
+    from ulcerseg.store.db import connect
+    from ulcerseg.store.review import add_reader
+
+    conn = connect(make_study(tmp_path / "s")["out"] / "study.sqlite")
+    for name in (None, 5):
+        with pytest.raises(DecisionError, match="a reader name is 1-80 printable characters"):
+            add_reader(conn, name)  # type: ignore[arg-type]
+
+
 def test_two_registrations_of_one_person_at_once_make_one_reader(tmp_path: Path, monkeypatch) -> None:
     # before: the same-person check ran before the insert's transaction, so "alice" registered
     # by another process between the check and the insert of "Alice" made two readers

@@ -334,3 +334,39 @@ def test_synth_writes_masks_to_any_path_and_checks_the_write(tmp_path: Path, mon
     monkeypatch.setattr(cv2, "imencode", lambda *a, **k: (False, None))
     with pytest.raises(OSError, match="PNG encoding failed"):
         generate_photos(tmp_path / "fails", 1, SMALL, seed=3)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda out: generate_trial(out, 1, ("D0",), (1, 1), (160, 120), seed=-1),
+            "seed -1; need an integer >= 0",
+        ),
+        (lambda out: generate_photos(out, 1, SMALL, seed=-1), "seed -1; need an integer >= 0"),
+        (lambda out: generate_photos(out, 0, SMALL), "0 photos; need at least 1"),
+        (
+            lambda out: generate_photos(out, 1, PhotoConfig(size=(640, 480), max_tilt_deg=90)),
+            "max_tilt_deg 90",
+        ),
+        (lambda out: generate_photos(out, 1, PhotoConfig(size=(640, 480), side_mm=0)), "side_mm 0"),
+        (
+            lambda out: generate_photos(out, 1, PhotoConfig(size=(640, 480), mm_per_px_range=(0.5, 0.1))),
+            "mm_per_px_range 0.5,0.1",
+        ),
+        (lambda out: generate_training_set(out, 1, seed=-1), "seed -1; need an integer >= 0"),
+        (lambda out: generate_training_set(out, -3), "-3 tiles; need at least 1"),
+        (lambda out: generate_training_set(out, 1, px_per_mm=0), "px_per_mm 0; need a finite number 0.5-100"),
+        (lambda out: generate_training_set(out, 1, px_per_mm=-1), "px_per_mm -1"),
+        (lambda out: generate_training_set(out, 1, px_per_mm=float("nan")), "px_per_mm nan"),
+        (lambda out: generate_training_set(out, 1, tile_px=0), "tile_px 0; need an integer 32-4096"),
+    ],
+)
+def test_synth_functions_refuse_what_the_commands_refuse(tmp_path: Path, call, message: str) -> None:
+    """The synth commands bound seed, counts, scale, tile and photo settings at their options;
+    the functions took them: a negative seed raised numpy's ValueError, px_per_mm 0
+    ZeroDivisionError, nan and tile_px 0 a ValueError, and n=0, px_per_mm -1, tilt 90°, a 0 mm
+    marker or a reversed mm-per-px range wrote a set without an error."""
+    with pytest.raises(InputError, match=message):
+        call(tmp_path / "out")
+    assert not (tmp_path / "out").exists()

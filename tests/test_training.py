@@ -1137,3 +1137,47 @@ def test_fine_tuning_refuses_a_config_at_another_scale_than_the_initial_model(
     with pytest.raises(ConfigError, match=refused):
         train(cfg_path, [data], tmp_path / "tuned", init=run)
     assert not (tmp_path / "tuned").exists()  # refused before anything was written
+
+
+class _Oracle:
+    """A backend that returns the ground truth of make_dataset's images."""
+
+    from ulcerseg.segmentation.model import ModelCard
+
+    card = ModelCard(name="oracle", tile_px=64)
+    sha256 = "0" * 64
+
+    def predict_proba(self, tiles: np.ndarray) -> np.ndarray:
+        return ((tiles[..., 0] < 150) & (tiles[..., 1] < 60)).astype(np.float32)
+
+
+def test_one_dataset_folder_may_be_given_alone_as_a_str_or_path(tmp_path: Path) -> None:
+    """data_dirs=Path(d) raised TypeError ('PosixPath' object is not iterable) and
+    data_dirs='d' read each letter as a folder ('/images: missing images/ folder')."""
+    data = make_dataset(tmp_path / "d", n=4)
+    for one in (data, str(data)):
+        result = evaluate(_Oracle(), one)
+        assert result.summary["n_images"] == 4 and result.summary["dataset_dice"] == pytest.approx(1.0)
+    run = train(write_config(tmp_path / "tiny.yaml"), data, tmp_path / "run", stop_after=1)
+    assert run.epochs == 1 and (tmp_path / "run" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": 0.0}, "scale: must be a finite number 0.01-100"),
+        ({"scale": -1.0}, "scale: must be a finite number 0.01-100"),
+        ({"scale": float("nan")}, "scale: must be a finite number 0.01-100"),
+        ({"scale": 1e6}, "scale: must be a finite number 0.01-100"),
+        ({"threshold": 2.0}, r"threshold: must be between 0 and 1"),
+        ({"threshold": float("nan")}, r"threshold: must be between 0 and 1"),
+        ({"tta": "rot"}, "tta: unknown test-time augmentation 'rot'"),
+    ],
+)
+def test_evaluate_refuses_options_the_command_refuses(tmp_path: Path, kwargs: dict, message: str) -> None:
+    """evaluate() took any scale, threshold and tta: scale 0 or -1 and threshold 2 or nan gave
+    numbers without an error (threshold 2: an empty prediction on every image), scale nan a raw
+    ValueError, 1e6 a cv2.error (12 PB), tta 'rot' a raw ValueError."""
+    data = make_dataset(tmp_path / "d", n=2)
+    with pytest.raises(ConfigError, match=message):
+        evaluate(_Oracle(), [data], **kwargs)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import types
 import typing
@@ -622,8 +623,16 @@ def load_config(path: Path | None) -> PipelineConfig:
 
 
 def with_overrides(cfg: PipelineConfig, **section_values: dict[str, Any]) -> PipelineConfig:
-    """Return ``cfg`` with some values replaced, e.g. ``segmentation={"model": "m"}``."""
+    """Return ``cfg`` with some values replaced, e.g. ``segmentation={"model": "m"}``; None
+    leaves a value as it is, a path (``Path``) is taken as its text."""
     data = cfg.to_dict()
     for section, values in section_values.items():
-        data[section].update({k: v for k, v in values.items() if v is not None})
+        if section not in data:
+            raise ConfigError(f"<overrides>: unknown key {section!r} (allowed: {', '.join(sorted(data))})")
+        if not isinstance(values, collections.abc.Mapping):
+            got = type(values).__name__
+            raise ConfigError(f"<overrides>: key {section!r}: expected a mapping, got {got}")
+        data[section].update(
+            {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in values.items() if v is not None}
+        )
     return config_from_dict(data, "<overrides>")

@@ -22,7 +22,7 @@ import numpy as np
 
 from ulcerseg import __version__
 from ulcerseg.calibration.marker import calibrate, homography_matrix, in_photo_frame
-from ulcerseg.config import PipelineConfig, with_overrides
+from ulcerseg.config import PipelineConfig, load_config, with_overrides
 from ulcerseg.discover import Discovery, discover, no_photos_error
 from ulcerseg.errors import (
     CalibrationError,
@@ -582,9 +582,9 @@ def _same_folder(a: Path, b: Path) -> bool:
 
 
 def measure_study(
-    source: Path,
-    out_dir: Path,
-    config: PipelineConfig,
+    source: str | Path,
+    out_dir: str | Path,
+    config: PipelineConfig | str | Path | None,
     backend: SegmentationBackend | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
     retry_failed: bool = False,
@@ -607,9 +607,12 @@ def measure_study(
     read-only or full; every photo row already committed stays valid. Raises
     :class:`InputError` (:func:`~ulcerseg.discover.no_photos_error`, the layout expected) when
     ``source`` holds no photo at all (a :class:`~ulcerseg.errors.NoPhotosError` listing the
-    files skipped).
+    files skipped). ``config``: a :class:`PipelineConfig`, a YAML path or None (the built-in
+    defaults), as :func:`~ulcerseg.config.load_config` reads them (``measure -c``).
     """
-    out_dir = Path(out_dir)
+    if not isinstance(config, PipelineConfig):
+        config = load_config(None if config is None else Path(config))
+    source, out_dir = Path(source), Path(out_dir)
     # a manifest's photos are found relative to its folder, which is the study's root
     photo_root = Path(source) if Path(source).is_dir() else Path(source).parent
     if photo_root.is_dir() and _same_folder(out_dir, photo_root):

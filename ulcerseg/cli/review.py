@@ -99,7 +99,7 @@ def serve_cmd(
     cfg = _config(config_path)
     if review_all:
         cfg = replace(cfg, review=replace(cfg.review, review_all=True))
-    serve(out_dir, cfg, port=port, adjudicate=adjudicate, reader=reader)
+    serve(out_dir, cfg, port=port, adjudicate=adjudicate, reader=reader, announce=click.echo)
 
 
 @review.group("readers")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ulcerseg.errors import InputError
+from ulcerseg.errors import ConfigError, InputError
 from ulcerseg.metrics import dice_iou
 from ulcerseg.qa.inputs import (
     AutoResults,
@@ -222,7 +224,7 @@ def status_tables(
     from ulcerseg.qa.stats import confusion_table
 
     if order and (len(set(order)) != len(order) or "" in order):  # kappa would count photos twice
-        raise ValueError(f"status order {list(order)} repeats a status or has an empty one")
+        raise ConfigError(f"status order {list(order)} repeats a status or has an empty one")
     if pairs.empty or "manual_status" not in pairs or pairs["manual_status"].isna().all():
         return pd.DataFrame(), {}
     wide = pairs.pivot_table(index=KEY, columns="reader", values="manual_status", aggfunc="first")
@@ -311,6 +313,15 @@ def _refuse_repeated_manuals(manuals: Sequence[str | Path]) -> None:
         seen[key] = manual
 
 
+def _check_px_per_mm(px_per_mm: object) -> None:
+    """ConfigError unless ``px_per_mm`` is a finite number 1-1000 (``qa --px-per-mm``'s range):
+    a negative one measured every mask annotation at a wrong area, 0 divided by zero."""
+    number = isinstance(px_per_mm, numbers.Real) and not isinstance(px_per_mm, bool)
+    value = float(px_per_mm) if number and isinstance(px_per_mm, numbers.Real) else math.nan
+    if not (math.isfinite(value) and 1 <= value <= 1000):
+        raise ConfigError(f"px_per_mm must be a finite number 1-1000 (px per mm), got {px_per_mm!r}")
+
+
 def run_qa(
     auto: str | Path,
     manuals: Sequence[str | Path] | str | Path,
@@ -333,6 +344,13 @@ def run_qa(
     """
     if isinstance(manuals, str | Path):
         manuals = [manuals]
+    if not manuals:
+        raise InputError("qa: no manual reference given (a CSV of areas or a folder of annotations)")
+    if isinstance(names, str):  # one reader's name, not one name per character
+        names = [names]
+    if isinstance(status_order, str):
+        raise ConfigError(f"status order {status_order!r}: give a list of statuses, e.g. ['healed', 'open']")
+    _check_px_per_mm(px_per_mm)
     by_list = [by] if isinstance(by, str) else list(by or [])
     _refuse_repeated_manuals(manuals)
     auto_res = read_auto(auto)

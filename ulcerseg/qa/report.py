@@ -65,22 +65,14 @@ def _log_ratio_label(y: float) -> str:
 
 def _save_figure(fig: Any, path: Path) -> None:
     """Write ``fig`` as a PNG atomically (a full disk leaves no truncated plot, and its error
-    names the file) and close it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    names the file)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Two panels: differences in mm² vs mean, and ratio (log scale, %) vs mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a caller's backend stays as it is
     from matplotlib.ticker import FuncFormatter
 
     from ulcerseg.qa.stats import bland_altman, bland_altman_ratio
@@ -88,7 +80,8 @@ def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
     v = frame.dropna(subset=["test", "reference"])
     a, b = v["test"].to_numpy(float), v["reference"].to_numpy(float)
     test, ref = title.split(" vs ", 1) if " vs " in title else ("test", "reference")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    fig = Figure(figsize=(10, 4), dpi=110)
+    axes = fig.subplots(1, 2)
     ba = bland_altman(a, b)
     mean = (a + b) / 2
     ax = axes[0]
@@ -135,16 +128,14 @@ def plot_bland_altman(frame: pd.DataFrame, title: str, path: Path) -> Path:
 
 def plot_scatter(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Test vs reference areas with the identity line (log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     v = frame.dropna(subset=["test", "reference"])
     a, b = v["test"].to_numpy(float), v["reference"].to_numpy(float)
     test, ref = title.split(" vs ", 1) if " vs " in title else ("test", "reference")
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    fig = Figure(figsize=(4.5, 4.5), dpi=110)
+    ax = fig.subplots()
     both = (a > 0) & (b > 0)
     ax.scatter(b[both], a[both], s=14, alpha=0.7)
     pos = np.r_[a[both], b[both]]

@@ -567,9 +567,15 @@ def list_decisions(conn: sqlite3.Connection) -> list[DecisionRecord]:
     return read_decisions(conn)
 
 
-def disagreements(conn: sqlite3.Connection, config: HealingConfig) -> list[dict[str, Any]]:
-    """:func:`find_disagreements` over the study's decisions (``config``: the healing rules)."""
-    return find_disagreements(list_decisions(conn), config)
+def disagreements(
+    conn: sqlite3.Connection, config: HealingConfig | str | Path | None = None
+) -> list[dict[str, Any]]:
+    """:func:`find_disagreements` over the study's decisions (``config``: the healing rules, a
+    YAML path or None for ``configs/healing.yaml``, as ``--config``)."""
+    from ulcerseg.healing.config import load_healing_config
+
+    cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
+    return find_disagreements(list_decisions(conn), cfg)
 
 
 def salt_for(conn: sqlite3.Connection) -> str:

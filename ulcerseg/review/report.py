@@ -81,13 +81,11 @@ def area_figure(
     The y-axis starts at 0 mm², so a change of 1 mm² on a 18 mm² ulcer looks like one; the
     healed limit is drawn as a dotted line when given.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a caller's backend stays as it is
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    fig = Figure(figsize=(5, 3), dpi=100)
+    ax = fig.subplots()
     top = 0.0
     series: tuple[tuple[str, str, dict[str, Any]], ...] = (
         ("automated_area_mm2", "automated", dict(marker="o", ls="--", color="tab:blue", ms=7, mfc="none")),
@@ -130,12 +128,9 @@ def area_figure(
 def _plot_png(
     visits: Sequence[Mapping[str, Any]], title: str, healed_limit_mm2: float | None = None
 ) -> bytes:
-    import matplotlib.pyplot as plt
-
     fig = area_figure(visits, title, healed_limit_mm2)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -61,7 +61,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ulcerseg.errors import DecisionError, NeedsConfirmation, UlcersegError
+from ulcerseg.errors import ConfigError, DecisionError, NeedsConfirmation, UlcersegError
 from ulcerseg.healing import HealingConfig, load_healing_config
 from ulcerseg.healing.rules import VisitHold, visit_holds
 from ulcerseg.imageio import read_mask, read_rgb
@@ -1097,21 +1097,29 @@ def login_url(port: int, token: str) -> str:
 
 def serve(
     out_dir: str | Path,
-    config: HealingConfig | None = None,
+    config: HealingConfig | str | Path | None = None,
     port: int = 0,
     adjudicate: bool = False,
     reader: str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the review app until interrupted; prints (via click in the CLI) how to log in.
+    """Serve the review app until interrupted; ``announce`` (default: a warning on this
+    module's logger, which reaches stderr where logging is not set up; the CLI: its standard
+    output) gets the lines saying how to log in.
 
     Readers log in with their personal link (``ulcerseg review readers add NAME``). When
     ``reader`` names someone not registered yet, or when the study has no active reader of the
     server's role (``reader1`` / ``adjudicator1`` is then made), that reader is registered now
-    and the first line printed is their login URL: ``<what> N photos at <url>``.
+    and the first line announced is their login URL: ``<what> N photos at <url>``. ``config``:
+    a :class:`HealingConfig`, a YAML path or None (``configs/healing.yaml``), as ``--config``.
     """
     from ulcerseg.store.review import list_readers
 
-    app = ReviewApp.load(out_dir, config, adjudicate=adjudicate)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"review server port {port!r}: must be 0-65535 (0 picks a free port)")
+    say = announce if announce is not None else log.warning
+    cfg = config if isinstance(config, HealingConfig) else load_healing_config(config)
+    app = ReviewApp.load(out_dir, cfg, adjudicate=adjudicate)
     server = make_server(app, port)
     port = int(server.server_address[1])
     conn = app.connect()
@@ -1127,16 +1135,14 @@ def serve(
         new_name = "adjudicator1" if adjudicate else "reader1"
         while new_name in known:
             new_name += "x"
-    import click  # CLI edge only: the URL must reach the user even without logging
-
     what = "adjudicate" if adjudicate else "review"
     if new_name is not None:
         token = app.add_reader(new_name, adjudicator=adjudicate)
-        click.echo(f"{what} {len(app.items)} photos at {login_url(port, token)}")
-        click.echo(f"(new {app.role} {new_name!r}: this link is their personal login; it is shown only once)")
+        say(f"{what} {len(app.items)} photos at {login_url(port, token)}")
+        say(f"(new {app.role} {new_name!r}: this link is their personal login; it is shown only once)")
     else:
-        click.echo(f"{what} {len(app.items)} photos at http://127.0.0.1:{port}/")
-        click.echo(
+        say(f"{what} {len(app.items)} photos at http://127.0.0.1:{port}/")
+        say(
             f"log in with a personal link http://127.0.0.1:{port}/?token=TOKEN "
             f"({len(active)} active {app.role}s; `ulcerseg review readers add NAME` makes one)"
         )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ulcerseg.config import MAX_THREADS
 from ulcerseg.errors import ModelError, first_line
 from ulcerseg.segmentation.model import (
     COARSE_LIGHT_ONNX_FILE,
@@ -274,6 +276,12 @@ def open_backend(
     """
     if backend not in BACKENDS:
         raise ModelError(f"backend: unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if num_threads is not None and not (isinstance(num_threads, int) and 0 <= num_threads <= MAX_THREADS):
+        raise ModelError(
+            f"num_threads: must be 1-{MAX_THREADS} (0 or None: the default), not {num_threads!r}"
+        )
+    if not isinstance(device, str) or re.fullmatch(r"cpu|cuda(:\d+)?", device) is None:
+        raise ModelError(f"device {device!r}: must be cpu, cuda or cuda:N")
     if device != "cpu":
         if backend == "onnx":
             raise ModelError(f"device {device}: the ONNX backend runs on the CPU only (use --backend torch)")

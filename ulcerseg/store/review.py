@@ -238,7 +238,7 @@ def add_reader(conn: sqlite3.Connection, name: str, role: str = "reader") -> str
     The token is 32 random bytes, URL-safe base64. A revoked name cannot be reused (the audit
     trail names readers).
     """
-    name = name.strip()
+    name = name.strip() if isinstance(name, str) else ""  # None or a number: no name
     if not name or len(name) > 80 or invisible_character(name) is not None:
         raise DecisionError("a reader name is 1-80 printable characters")
     if role not in ("reader", "adjudicator"):

@@ -7,6 +7,8 @@ degradations (blur, sensor noise, white balance, exposure, JPEG) are applied on 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 import yaml
 
+from ulcerseg.errors import InputError
 from ulcerseg.geometry import RectifiedGrid, apply_homography, fill_polygon
 from ulcerseg.imageio import write_png
 from ulcerseg.synth.scene import render_plane, sample_scene
@@ -89,8 +92,18 @@ def generate_training_set(
     """Write ``n`` rectified tiles as ``images/NNNN.png`` + ``masks/NNNN.png`` (0/255) + dataset.yaml.
 
     Tile ``i`` uses seed ``seed * 1_000_003 + i`` so sets with different seeds do not overlap.
-    ``progress(k)`` is called after each tile (for a CLI progress bar).
+    ``progress(k)`` is called after each tile (for a CLI progress bar). The bounds are ``synth
+    dataset``'s: n >= 1, px_per_mm 0.5-100, tile_px 32-4096, seed >= 0 (else InputError).
     """
+    from ulcerseg.synth.trial import check_seed
+
+    if not (isinstance(n, numbers.Integral) and n >= 1):
+        raise InputError(f"synthetic dataset: {n!r} tiles; need at least 1")
+    if not (math.isfinite(px_per_mm) and 0.5 <= px_per_mm <= 100):
+        raise InputError(f"synthetic dataset: px_per_mm {px_per_mm!r}; need a finite number 0.5-100")
+    if not (isinstance(tile_px, numbers.Integral) and 32 <= tile_px <= 4096):
+        raise InputError(f"synthetic dataset: tile_px {tile_px!r}; need an integer 32-4096")
+    check_seed("synthetic dataset", seed)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -193,6 +195,27 @@ def _check_photo_size(what: str, size: tuple[int, int]) -> None:
                          f"{MAX_PHOTO_PX // 1_000_000} MP")  # fmt: skip
 
 
+def check_seed(what: str, seed: int) -> None:
+    """InputError for a negative seed (numpy's generators take none: a raw ValueError)."""
+    if not (isinstance(seed, numbers.Integral) and seed >= 0):
+        raise InputError(f"{what}: seed {seed!r}; need an integer >= 0")
+
+
+def _check_photo_config(what: str, config: PhotoConfig) -> None:
+    """InputError for what ``synth photos`` refuses at its options: a photo size outside
+    :func:`_check_photo_size`, a tilt outside 0-80 degrees, a marker side of 1 mm or less, a
+    mm-per-px range that is not 0 < MIN <= MAX (finite)."""
+    _check_photo_size(f"{what}: size", config.size)
+    if not 0 <= config.max_tilt_deg <= 80:
+        raise InputError(f"{what}: max_tilt_deg {config.max_tilt_deg!r}; need 0-80 degrees")
+    if not (math.isfinite(config.side_mm) and config.side_mm > 1):
+        raise InputError(f"{what}: marker side_mm {config.side_mm!r}; need a finite number > 1 mm")
+    if config.mm_per_px_range is not None:
+        lo, hi = config.mm_per_px_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+            raise InputError(f"{what}: mm_per_px_range {lo!r},{hi!r}; need finite numbers 0 < MIN <= MAX")
+
+
 def generate_trial(
     out_dir: str | Path,
     n_subjects: int = 2,
@@ -218,6 +241,9 @@ def generate_trial(
     numpy seed (the trial ``seed`` and the photo's position fix it).
     """
     _check_trial_plan(n_subjects, visits, ulcers_per_subject, photo_size, render_size)
+    check_seed("synthetic trial", seed)
+    if config is not None:
+        _check_photo_config("synthetic trial", replace(config, size=render_size or photo_size))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / TRIAL_MASK_DIR).mkdir(exist_ok=True)
@@ -306,7 +332,10 @@ def generate_photos(
     The CSV ``file`` column is relative to ``out_dir``; ``polygons_mm.json`` holds the outlines.
     """
     config = config or PhotoConfig()
-    _check_photo_size("synthetic photos: size", config.size)
+    if not (isinstance(n, numbers.Integral) and n >= 1):
+        raise InputError(f"synthetic photos: {n!r} photos; need at least 1")
+    check_seed("synthetic photos", seed)
+    _check_photo_config("synthetic photos", config)
     out = Path(out_dir)
     width = max(4, len(str(n - 1)))
     rows: list[dict[str, object]] = []

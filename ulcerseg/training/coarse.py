@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,14 @@ class DistillSettings:
 
     def __post_init__(self) -> None:
         _check_head(self.head)
+        # export --coarse-tiles and --coarse-scale's bounds: 0 tiles raised a raw ValueError
+        # (torch.cat of nothing), a scale of 5 distilled on tiles 25 times the coarse pass's
+        if not self.tiles >= 16:
+            raise ModelError(f"coarse tiles: need at least 16, not {self.tiles!r}")
+        if not 0.1 <= self.coarse_scale <= 1.0:
+            raise ModelError(
+                f"coarse scale: must be 0.1-1.0 (of the model's px per mm), not {self.coarse_scale!r}"
+            )
 
 
 def _check_head(kind: str) -> None:
@@ -219,13 +228,18 @@ def _tiles(model_dir: Path, card: ModelCard, data_dirs: list[Path], settings: Di
 
 
 def distill_coarse(
-    model_dir: str | Path, data_dirs: list[Path], settings: DistillSettings | None = None
+    model_dir: str | Path,
+    data_dirs: Sequence[str | Path] | str | Path,
+    settings: DistillSettings | None = None,
 ) -> DistillResult:
     """Distil, save and export the light coarse network of ``model_dir`` (see module doc)."""
     import torch
     from torch.nn import functional as F
 
+    from ulcerseg.training.dataset import dataset_dirs
+
     settings = settings or DistillSettings()
+    dirs = dataset_dirs(data_dirs)
     t_start = time.perf_counter()
     model_dir = Path(model_dir)
     card = load_card(model_dir)
@@ -248,7 +262,7 @@ def distill_coarse(
         targets.append(F.avg_pool2d(teacher, _DOWN).half())
         batch.clear()
 
-    for image in _tiles(model_dir, card, data_dirs, settings):
+    for image in _tiles(model_dir, card, dirs, settings):
         batch.append(image)
         if len(batch) == 16:
             flush()
@@ -285,7 +299,7 @@ def distill_coarse(
     held_out = _select(features, slice(n_train, None), light.kind)
     recall, iou = _agreement(head, held_out, target[n_train:], 0.25)
     log.info("held-out tiles: candidate recall %.3f, IoU %.3f", recall, iou)
-    return _save(model_dir, card, light, settings, data_dirs, recall, iou, time.perf_counter() - t_start)
+    return _save(model_dir, card, light, settings, dirs, recall, iou, time.perf_counter() - t_start)
 
 
 def _select(features: list[Any], idx: Any, kind: str) -> Any:

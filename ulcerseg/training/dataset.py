@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import difflib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -231,6 +231,12 @@ def _log_left_out(img_dir: Path, mask_dir: Path, images: list[Path], masks: dict
             log.warning("ignored: %s: %s", p, _left_out_reason(p, MASK_SUFFIXES))
         elif p.stem not in stems:
             log.warning("ignored: %s: a mask of no image (no images/%s.*)", p, p.stem)
+
+
+def dataset_dirs(data_dirs: Sequence[str | Path] | str | Path) -> list[Path]:
+    """The dataset folders of a ``data_dirs`` argument: one folder (a str or Path, which was
+    iterated: a str letter by letter, a Path a TypeError) or a sequence of them (``--data``)."""
+    return [Path(data_dirs)] if isinstance(data_dirs, str | Path) else [Path(d) for d in data_dirs]
 
 
 def load_dataset(root: str | Path, check_masks: bool = True) -> SegDataset:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ulcerseg import __version__
-from ulcerseg.errors import DatasetError, OutputError
+from ulcerseg.config import MAX_SCALE, MIN_SCALE, TTA_MODES
+from ulcerseg.errors import ConfigError, DatasetError, OutputError
 from ulcerseg.imageio import write_png
 from ulcerseg.metrics import Counts, counts, scores
 from ulcerseg.rounding import round_rows
@@ -25,7 +27,7 @@ from ulcerseg.segmentation.backends import SegmentationBackend, open_backend
 from ulcerseg.segmentation.inference import with_flip_tta
 from ulcerseg.segmentation.model import ModelCard, load_card
 from ulcerseg.tables import write_frame_csv
-from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask
+from ulcerseg.training.dataset import Sample, dataset_dirs, load_dataset, read_image, read_mask
 from ulcerseg.training.predict import predict_image
 from ulcerseg.training.provenance import dataset_sha256
 
@@ -180,9 +182,21 @@ def contact_sheet(
     write_png(path, sheet)
 
 
+def _check_options(scale: float | None, threshold: float | None, tta: str) -> None:
+    """ConfigError for what ``ulcerseg evaluate`` refuses at its options: a scale outside
+    MIN_SCALE-MAX_SCALE (nan or 1e6 reached OpenCV), a threshold outside (0, 1) (2 scored an
+    empty prediction everywhere) or an unknown test-time augmentation."""
+    if scale is not None and not (math.isfinite(scale) and MIN_SCALE <= scale <= MAX_SCALE):
+        raise ConfigError(f"scale: must be a finite number {MIN_SCALE:g}-{MAX_SCALE:g}, not {scale!r}")
+    if threshold is not None and not 0 < threshold < 1:
+        raise ConfigError(f"threshold: must be between 0 and 1 (both excluded), not {threshold!r}")
+    if tta not in TTA_MODES:
+        raise ConfigError(f"tta: unknown test-time augmentation {tta!r} (choose from {', '.join(TTA_MODES)})")
+
+
 def evaluate(
     model: str | Path | SegmentationBackend,
-    data_dirs: Sequence[str | Path],
+    data_dirs: Sequence[str | Path] | str | Path,
     out_dir: str | Path | None = None,
     split_from: str | Path | None = None,
     backend: str = "auto",
@@ -201,6 +215,8 @@ def evaluate(
     ``threshold`` overrides the card's probability threshold; ``tta`` averages mirrored
     predictions (see :func:`ulcerseg.segmentation.inference.with_flip_tta`).
     """
+    _check_options(scale, threshold, tta)
+    data_dirs = dataset_dirs(data_dirs)
     if out_dir is not None:
         _refuse_output_in_data(out_dir, data_dirs)
     be = model if not isinstance(model, (str, Path)) else open_backend(model, backend)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +186,7 @@ def calibration_images(
 
 def quantize_coarse(
     model_dir: str | Path,
-    data_dirs: list[Path],
+    data_dirs: Sequence[str | Path] | str | Path,
     coarse_scale: float = 0.75,
     n_images: int = 96,
     seed: int = 0,
@@ -203,13 +203,14 @@ def quantize_coarse(
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ulcerseg.training.dataset import read_image
+    from ulcerseg.training.dataset import dataset_dirs, read_image
 
     model_dir = Path(model_dir)
     card = load_card(model_dir)
     source = model_dir / ONNX_FILE
     if not source.is_file() or card.onnx_source_sha256 != file_sha256(model_dir / WEIGHTS_FILE):
         raise ModelError(f"{source}: missing or stale; export it first (ulcerseg export --onnx)")
+    data_dirs = dataset_dirs(data_dirs)
     images = calibration_images(data_dirs, HeldOut.from_training(card.training), n_images, seed)
 
     class Reader(CalibrationDataReader):

@@ -46,7 +46,7 @@ from ulcerseg.segmentation.model import (
 from ulcerseg.tables import write_csv
 from ulcerseg.training.augment import TrainAugment
 from ulcerseg.training.config import TrainConfig, load_config
-from ulcerseg.training.dataset import Sample, load_dataset, read_image, read_mask, split_dataset
+from ulcerseg.training.dataset import Sample, dataset_dirs, load_dataset, read_image, read_mask, split_dataset
 from ulcerseg.training.predict import predict_image
 from ulcerseg.training.provenance import dataset_sha256
 
@@ -238,16 +238,14 @@ def validate(
 
 def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     """Learning curve: training loss and validation Dice per epoch (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: a caller's backend stays as it is
     from matplotlib.ticker import MaxNLocator
 
     if not rows:
         return
     ep = [r["epoch"] for r in rows]
-    fig, ax1 = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax1 = fig.subplots()
     ax1.plot(ep, [r["train_loss"] for r in rows], "C0-", label="train loss")
     ax1.set_xlabel("epoch")
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
@@ -265,7 +263,6 @@ def plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     ax2.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _lr_at(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> float:
@@ -749,7 +746,7 @@ def _save_checkpoint(run: _Run, state: _Progress, epoch: int, elapsed: float) ->
 
 def train(
     config: str | Path | TrainConfig,
-    data_dirs: Sequence[str | Path],
+    data_dirs: Sequence[str | Path] | str | Path,
     out_dir: str | Path,
     init: str | Path | None = None,
     resume: bool = False,
@@ -770,7 +767,7 @@ def train(
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     t = cfg.train
     out = Path(out_dir)
-    run = _setup(cfg, data_dirs, out, init, resume)
+    run = _setup(cfg, dataset_dirs(data_dirs), out, init, resume)
     state = _restore(run) if resume else _Progress()
     _prepare_loader(run)
     budget = t.max_minutes * 60.0 if t.max_minutes > 0 else math.inf
