@@ -183,3 +183,74 @@ def test_only_an_opencv_dict_name_is_a_marker_dictionary(name: str) -> None:
 
     with pytest.raises(ConfigError, match="is not an OpenCV ArUco dictionary"):
         aruco_dictionary(name, "cfg.yaml")
+
+
+def _sticker_on_a_finger(radius_mm: float | None, px_per_mm: float = 12.0, marker_id: int = 0) -> np.ndarray:
+    """A 10 mm marker (3 mm white border) on skin, photographed head on (orthographic), wrapped
+    around a finger of ``radius_mm`` whose axis runs along the photo's y axis (None: flat).
+
+    A point at arc length s from the marker's centre line lies R sin(s / R) across the photo:
+    the outer edges stay straight lines, the middle cells image wider than the outer ones."""
+    import cv2
+
+    from ulcerseg.calibration.aruco import marker_cells
+
+    p = 40.0  # px per mm of the printed sticker
+    cells = marker_cells("DICT_4X4_50", marker_id)
+    cell_px = int(10 * p) // cells.shape[0]
+    sticker = np.full((int(16 * p), int(16 * p)), 255, np.uint8)  # sticker mm -3..13
+    marker = np.where(np.kron(cells, np.ones((cell_px, cell_px))) > 0, 20, 255).astype(np.uint8)
+    q = int(3 * p)
+    sticker[q : q + marker.shape[0], q : q + marker.shape[1]] = marker
+    side_mm = marker.shape[0] / p  # 9.9 mm: whole cells of the 40 px/mm raster
+    w, h, ss = 300, 240, 4  # photo px; supersampled
+    v, u = np.mgrid[0 : h * ss, 0 : w * ss]
+    x = ((u + 0.5) / ss - 0.5 - w / 2) / px_per_mm  # mm across the photo from the marker centre
+    y = ((v + 0.5) / ss - 0.5 - h / 2) / px_per_mm
+    s = x if radius_mm is None else radius_mm * np.arcsin(np.clip(x / radius_mm, -1, 1))
+    map_x = ((s + side_mm / 2 + 3) * p - 0.5).astype(np.float32)
+    map_y = ((y + side_mm / 2 + 3) * p - 0.5).astype(np.float32)
+    img = cv2.remap(sticker, map_x, map_y, cv2.INTER_LINEAR, borderValue=170)
+    img = cv2.GaussianBlur(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), (0, 0), 0.7)
+    return np.dstack([img] * 3)
+
+
+def test_a_sticker_bent_over_a_finger_is_marker_distorted() -> None:
+    """Bent over a finger of 8 mm radius and photographed head on, the sticker's outer edges
+    stay straight (edge residual ~0 px, far under max_marker_residual_px) while its corners lie
+    6% closer across the finger: areas came out 7% too large (10% with the perspective of a
+    phone at 8 cm) with no flag. Its cells show the bend (the middle ones image wider)."""
+    from ulcerseg.config import QualityConfig
+    from ulcerseg.quality import calibration_flags
+    from ulcerseg.records import Flag
+
+    cfg = QualityConfig()
+    bent = calibrate(_sticker_on_a_finger(8.0), "DICT_4X4_50", (0,), 9.9)
+    assert bent.residual_px < 0.5 * cfg.max_marker_residual_px  # straight edges: not seen before
+    assert (bent.mm_per_px * 12.0) ** -2 < 0.95  # the corners' scale: areas > 5% too large
+    assert bent.bend > cfg.max_marker_bend
+    assert Flag.MARKER_DISTORTED in calibration_flags(bent, cfg)
+    flat = calibrate(_sticker_on_a_finger(None), "DICT_4X4_50", (0,), 9.9)
+    assert flat.mm_per_px * 12.0 == pytest.approx(1.0, abs=0.005)
+    assert flat.bend < 0.3 * cfg.max_marker_bend
+    assert calibration_flags(flat, cfg) == []
+    # a finger of 30 mm radius (a palm, a thumb's side): areas ~0.5% off, not flagged
+    mild = calibrate(_sticker_on_a_finger(30.0), "DICT_4X4_50", (0,), 9.9)
+    assert calibration_flags(mild, cfg) == []
+
+
+def test_the_bend_of_every_marker_of_the_default_dictionary_is_measured_when_flat() -> None:
+    """A flat marker never reads as bent, whatever its cells; the edges of DICT_4X4_50 ID 17 (one
+    white square) cannot tell a bend across its columns from blur, so only its rows count."""
+    import cv2
+
+    from ulcerseg.calibration.aruco import marker_cells
+    from ulcerseg.calibration.marker import cell_bend
+
+    corners = np.array([[39.5, 39.5], [159.5, 39.5], [159.5, 159.5], [39.5, 159.5]])
+    for marker_id in range(50):
+        cells = marker_cells("DICT_4X4_50", marker_id)
+        img = np.full((200, 200), 230, np.uint8)
+        img[40:160, 40:160] = np.where(np.kron(cells, np.ones((20, 20))) > 0, 20, 230)
+        bend = cell_bend(cv2.GaussianBlur(img, (0, 0), 1.0), corners, cells)
+        assert 0 <= bend < 0.005, marker_id

@@ -56,6 +56,7 @@ def test_exposure_is_flagged(shift: int, flag: Flag) -> None:
         ({"mm_per_px": 0.2}, Flag.LOW_RESOLUTION),  # 5 px per mm
         ({"residual_px": 3.0}, Flag.MARKER_DISTORTED),
         ({"residual_px": float("nan")}, Flag.MARKER_DISTORTED),
+        ({"bend": 0.05}, Flag.MARKER_DISTORTED),  # a sticker bent over a finger
         ({"n_markers_found": 2}, Flag.AMBIGUOUS_MARKER),
     ],
 )
@@ -331,8 +332,10 @@ def test_a_mask_touching_the_top_or_bottom_row_of_the_grid_is_at_the_border() ->
 
 
 def test_a_value_at_a_flag_limit_passes() -> None:
-    # a value at a limit passes (max_tilt_deg 50, min_photo_px_per_mm 8, max_marker_residual_px 2)
-    assert calibration_flags(_cal(tilt_deg=50.0, mm_per_px=0.125, residual_px=2.0), CFG) == []
+    # a value at a limit passes (max_tilt_deg 50, min_photo_px_per_mm 8, max_marker_residual_px 2,
+    # max_marker_bend 0.03)
+    assert calibration_flags(_cal(tilt_deg=50.0, mm_per_px=0.125, residual_px=2.0, bend=0.03), CFG) == []
+    assert calibration_flags(_cal(bend=float("nan")), CFG) == []  # not measured (cells too small)
     assert calibration_flags(_cal(tilt_deg=50.5), CFG) == [Flag.MARKER_TOO_OBLIQUE]
     valid = np.ones((50, 50), bool)
     for luma, flag in ((225, None), (226, Flag.OVEREXPOSED), (40, None), (39, Flag.UNDEREXPOSED)):

@@ -188,6 +188,12 @@ class QualityConfig:
     max_tilt_deg: Annotated[float, Check(ge=0, le=90)] = 50.0
     min_photo_px_per_mm: NonNegative = 8.0  # native photo resolution at the marker
     max_marker_residual_px: NonNegative = 2.0
+    # marker_distorted above this bend of the marker's cells (calibration.marker.cell_bend, about
+    # the relative area error): a 10 mm sticker on a finger of 10 mm radius photographed head on
+    # from 8 cm reads 0.055 and gives areas 7% too large (edge residual 0.1 px); flat markers of
+    # 100 synthetic photos at 7-16 px/mm stay under 0.016 but one motion-blurred at 7.5 px/mm
+    # (0.04)
+    max_marker_bend: NonNegative = 0.03
     max_marker_distance_mm: NonNegative = 40.0
     # no_ulcer_found is evidence of healing only if the photo shows the ulcer's site: the disc of
     # search_site_radius_mm around the marker centre (the protocol places the marker beside the

@@ -12,7 +12,7 @@ from ulcerseg.records import Calibration, Flag, Measurement, QualitySignals
 
 
 def calibration_flags(cal: Calibration, config: QualityConfig) -> list[str]:
-    """Flags about the marker: ambiguity, obliquity, native resolution, edge residual."""
+    """Flags about the marker: ambiguity, obliquity, native resolution, edge residual, bend."""
     flags: list[str] = []
     if cal.n_markers_found > 1:
         flags.append(Flag.AMBIGUOUS_MARKER)
@@ -22,6 +22,9 @@ def calibration_flags(cal: Calibration, config: QualityConfig) -> list[str]:
         flags.append(Flag.LOW_RESOLUTION)
     if math.isnan(cal.residual_px) or cal.residual_px > config.max_marker_residual_px:
         # bent sticker, heavy blur or failed edge fit: the scale itself is in doubt
+        flags.append(Flag.MARKER_DISTORTED)
+    if cal.bend > config.max_marker_bend:
+        # bent over a rounded finger, photographed head on: straight edges, wrong scale
         flags.append(Flag.MARKER_DISTORTED)
     return sorted(set(flags))
 

@@ -115,6 +115,10 @@ class Calibration:
     lines fitted to its four sides (:func:`ulcerseg.calibration.marker.refine_corners`): a bent,
     blurred or lens-distorted marker; NaN when the edges could not be fitted (four corners fit a
     homography exactly, so a corner reprojection error would always be 0).
+    ``bend`` is how far the marker is from flat, from where the edges between its cells lie
+    (:func:`ulcerseg.calibration.marker.cell_bend`): about the relative scale error at the marker
+    of a sticker bent over a rounded finger, which straight outer edges do not show; NaN when
+    not measured (cells too small). Not stored: it decides ``marker_distorted``.
     """
 
     marker_id: int
@@ -125,6 +129,7 @@ class Calibration:
     residual_px: float
     side_mm: float
     n_markers_found: int = 1
+    bend: float = 0.0
 
 
 @dataclass(frozen=True)

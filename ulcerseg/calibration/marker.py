@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ulcerseg.calibration.aruco import aruco_dictionary
+from ulcerseg.calibration.aruco import aruco_dictionary, marker_cells
 from ulcerseg.errors import CalibrationError
 from ulcerseg.geometry import apply_homography, homography_jacobian, polygon_area, reduced_to_photo
 from ulcerseg.imageio import Preview, make_preview
@@ -138,6 +138,110 @@ def refine_corners(gray: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, f
     return refined, rms
 
 
+BEND_MIN_CELL_PX = 4.0
+"""Below this many photo px per marker cell, :func:`cell_bend` does not measure (NaN)."""
+
+
+def cell_bend(gray: np.ndarray, corners: np.ndarray, cells: np.ndarray) -> float:
+    """How far a marker is from flat, from where the edges between its cells lie.
+
+    A sticker bent over a rounded finger keeps straight outer edges when photographed head on
+    (:func:`refine_corners`' residual stays small), but its middle cells image wider than the
+    outer ones, and the homography of its four corners misses the scale: areas ~7% too large on
+    a finger of 10 mm radius seen from 8 cm. Each black/white edge between two cells is located across its
+    middle (photo px) and compared with where the corners' homography puts it; the shifts are
+    fitted per axis with a shift of every edge towards black or white (blur, exposure, ink
+    spread: it moves the outer edges too, hence a scale) and the pattern of a bend, x (1 - x²)
+    for an edge at x (-1..1 across the marker). Returns the larger |bend| of the two axes: about
+    the relative error of the area scale (0.055 for that finger, 0.09 for an 8 mm radius; flat
+    markers of synthetic photos at >= 8 px/mm: < 0.02). NaN when the cells are under
+    :data:`BEND_MIN_CELL_PX` px or their edges cannot tell a bend on either axis.
+
+    ``corners``: TL, TR, BR, BL (px of ``gray``); ``cells``: the marker's cells as oriented by
+    the corners, True = black (:func:`ulcerseg.calibration.aruco.marker_cells`).
+    """
+    n = cells.shape[0]
+    cell_px = float(np.sqrt(polygon_area(corners))) / n
+    if not np.isfinite(cell_px) or cell_px < BEND_MIN_CELL_PX:
+        return float("nan")
+    to_px = np.linalg.inv(marker_homography(corners, 1.0))  # unit square -> photo px
+    # every edge between two cells of different colour: axis 0 between columns k-1 and k
+    # (constant u), axis 1 between rows; 5 points across the middle of each
+    t = np.linspace(0.25, 0.75, 5)
+    axis_l, k_l, j_l, pol_l = [], [], [], []
+    for ax in (0, 1):
+        grid = cells if ax == 0 else cells.T  # grid[j, k]: cell j along the edge, k across
+        for k in range(1, n):
+            for j in np.nonzero(grid[:, k - 1] != grid[:, k])[0]:
+                axis_l.append(ax)
+                k_l.append(k)
+                j_l.append(j)
+                pol_l.append(1.0 if grid[j, k - 1] else -1.0)  # +1: black below k/n, white above
+    if len(axis_l) < 4:
+        return float("nan")
+    axis = np.repeat(axis_l, len(t))
+    across = np.repeat(np.asarray(k_l, float), len(t)) / n
+    along = (np.repeat(j_l, len(t)) + np.tile(t, len(axis_l))) / n
+    pol = np.repeat(pol_l, len(t))
+    unit = np.c_[across, along]  # (u, v) of each point
+    unit[axis == 1] = unit[axis == 1, ::-1]
+    centre = apply_homography(to_px, unit)
+    jac = np.array([homography_jacobian(to_px, q) for q in unit])  # unit -> px, N x 2 x 2
+    d_across = np.where(axis[:, None] == 0, jac[:, :, 0], jac[:, :, 1])
+    d_along = np.where(axis[:, None] == 0, jac[:, :, 1], jac[:, :, 0])
+    normal = np.c_[d_along[:, 1], -d_along[:, 0]]
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    normal *= (np.sign(np.sum(normal * d_across, axis=1)) * pol)[:, None]  # black -> white
+    half = 0.35 * cell_px  # search across the edge, px: never reaches a parallel edge
+    offsets = np.linspace(-half, half, max(7, int(4 * half) | 1))
+    pts = centre[:, None, :] + offsets[None, :, None] * normal[:, None, :]
+    prof = cv2.remap(gray.astype(np.float32), pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    grad = np.gradient(prof, axis=1)
+    i = np.argmax(grad, axis=1)
+    rows = np.arange(len(i))
+    ok = (i > 0) & (i < len(offsets) - 1) & (grad[rows, i] > 2.0)
+    rows, i = rows[ok], i[ok]
+    g0, g1, g2 = grad[rows, i - 1], grad[rows, i], grad[rows, i + 1]
+    den = g0 - 2 * g1 + g2
+    sub = np.where(np.abs(den) > 1e-9, 0.5 * (g0 - g2) / np.where(den == 0, 1, den), 0.0)
+    shift_px = offsets[i] + np.clip(sub, -1, 1) * (offsets[1] - offsets[0])
+    # px along the normal -> half sides across the edge (row `axis` of the px -> unit Jacobian)
+    per_px = np.abs(
+        np.einsum("ni,ni->n", np.linalg.inv(jac[rows])[np.arange(len(rows)), axis[rows]], normal[rows])
+    )
+    shift = 2.0 * shift_px * per_px
+    x, pol, on_u = 2.0 * across[rows] - 1.0, pol[rows], axis[rows] == 0
+    bends = [_fit_bend(x[sel], pol[sel], shift[sel]) for sel in (on_u, ~on_u)]
+    return float(np.nanmax(bends)) if np.isfinite(bends).any() else float("nan")
+
+
+def _fit_bend(x: np.ndarray, pol: np.ndarray, shift: np.ndarray) -> float:
+    """|bend| of one axis from the shifts (half sides, towards white) of its cell edges at ``x``
+    (-1..1) with ``pol`` +1 where white lies towards +x; NaN where the edges cannot tell it.
+
+    Fitted: a shift of every edge towards black (which moves the outer edges too, so the corners'
+    scale is off by as much: b (1 - pol x)), a lean (a bend seen obliquely, (1 - x²): it moves
+    the marker, not its scale) and the bend x (1 - x²). A marker whose edges lie at too few
+    places for all three is fitted without the lean, then not at all (DICT_4X4_50 ID 17: its
+    one white square grows the same way when bent and when blurred).
+    """
+    towards, lean, bend = 1.0 - pol * x, pol * (1.0 - x**2), pol * x * (1.0 - x**2)
+    for design in (np.c_[towards, lean, bend], np.c_[towards, bend]):
+        if len(shift) < 2 * design.shape[1] + 4:
+            continue
+        sv = np.linalg.svd(design, compute_uv=False)
+        if sv[-1] < 0.02 * sv[0]:  # the edges cannot tell these apart
+            continue
+        keep = np.ones(len(shift), bool)
+        for _ in range(2):  # least squares, then again without the outliers (a hair, a glint)
+            coef = np.linalg.lstsq(design[keep], shift[keep], rcond=None)[0]
+            resid = np.abs(shift - design @ coef)
+            keep = resid <= 4.0 * 1.4826 * float(np.median(resid[keep])) + 1e-4
+        return float(abs(coef[-1]))
+    return float("nan")
+
+
 def marker_homography(corners_px: np.ndarray, side_mm: float) -> np.ndarray:
     """3x3 homography from photo px to marker-plane mm for corners TL, TR, BR, BL."""
     dst = np.array([[0, 0], [side_mm, 0], [side_mm, side_mm], [0, side_mm]], np.float64)
@@ -181,6 +285,7 @@ def calibrate(
     hi = np.minimum(np.ceil(detected.max(axis=0) + 0.5 * side + 4), [rgb.shape[1], rgb.shape[0]]).astype(int)
     crop = _gray(rgb[lo[1] : hi[1], lo[0] : hi[0]])
     corners, residual = refine_corners(crop, detected - lo)
+    bend = cell_bend(crop, corners, marker_cells(dictionary, found.ids[0]))
     corners = corners + lo
     h = marker_homography(corners, side_mm)
     centre_mm = np.array([side_mm / 2, side_mm / 2])
@@ -194,6 +299,7 @@ def calibrate(
         residual_px=residual,
         side_mm=side_mm,
         n_markers_found=len(found.ids),
+        bend=bend,
     )
 
 
@@ -202,7 +308,7 @@ def in_photo_frame(calibration: Calibration, to_photo_px: np.ndarray) -> Calibra
 
     ``to_photo_px`` (3x3) maps the copy's px to photo px, e.g.
     :func:`ulcerseg.geometry.reduced_to_photo`. Corners, homography, mm per px and the corner
-    residual (px) change frame; tilt and IDs do not.
+    residual (px) change frame; tilt, bend and IDs do not.
     """
     corners = apply_homography(to_photo_px, np.asarray(calibration.corners_px, np.float64))
     h = marker_homography(corners, calibration.side_mm)
