@@ -431,6 +431,8 @@ def test_the_marker_paper_is_the_exposure_reference_so_dark_skin_is_not_underexp
     assert well_exposed.signals.mean_luma < PipelineConfig().quality.min_mean_luma  # dark skin
     assert well_exposed.signals.marker_white_luma > 200
     assert Flag.UNDEREXPOSED not in well_exposed.flags
+    # the bend marker_distorted is decided on is recorded with the signals (a flat marker: ~0)
+    assert well_exposed.signals.marker_bend == well_exposed.calibration.bend < 0.02
     # the same scene with a third of the light: the paper is dark too
     dim = measured((photo.rgb.astype(np.float32) * 0.35).astype(np.uint8), "S2")
     assert dim.signals.marker_white_luma < PipelineConfig().quality.min_marker_white_luma

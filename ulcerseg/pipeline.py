@@ -364,7 +364,8 @@ class PhotoMeasurer:
                                   measurement, seg.candidate_scores, body_mask(seg.image, grid.px_per_mm),
                                   mirrored, crop_mask, coverage, seg.unconfirmed_candidate_mm2,
                                   dark, seg.marker_white_luma)  # fmt: skip
-        result.signals = signals
+        # recorded with the others: the number marker_distorted's bend check was decided on
+        result.signals = signals = replace(signals, marker_bend=cal.bend)
         result.flags += signal_flags(signals, cfg.quality)
         if sc.interval_q_low is not None and sc.interval_q_high is not None:
             low, high = area_interval(measurement.area_mm2, measurement.area_low_mm2,

@@ -118,7 +118,8 @@ class Calibration:
     ``bend`` is how far the marker is from flat, from where the edges between its cells lie
     (:func:`ulcerseg.calibration.marker.cell_bend`): about the relative scale error at the marker
     of a sticker bent over a rounded finger, which straight outer edges do not show; NaN when
-    not measured (cells too small). Not stored: it decides ``marker_distorted``.
+    not measured (cells too small). It decides ``marker_distorted`` and is stored with a measured
+    photo's quality signals (``QualitySignals.marker_bend``).
     """
 
     marker_id: int
@@ -164,7 +165,8 @@ class QualitySignals:
     ``coarse_threshold``) of the search-region passes that no full-resolution pass confirmed;
     ``dark_bed_fraction`` the fraction of the mask far darker than the skin around it
     (:func:`ulcerseg.quality.dark_bed_fraction`); ``marker_white_luma`` the median luma of the
-    marker's white paper (0-255; NaN where it is not in the photo), the exposure reference.
+    marker's white paper (0-255; NaN where it is not in the photo), the exposure reference;
+    ``marker_bend`` the calibration's :attr:`Calibration.bend` (NaN: not measured).
     """
 
     sharpness: float
@@ -182,6 +184,7 @@ class QualitySignals:
     unconfirmed_candidate_mm2: float = 0.0
     dark_bed_fraction: float = 0.0
     marker_white_luma: float = float("nan")
+    marker_bend: float = float("nan")
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
