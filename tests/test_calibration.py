@@ -254,3 +254,45 @@ def test_the_bend_of_every_marker_of_the_default_dictionary_is_measured_when_fla
         img[40:160, 40:160] = np.where(np.kron(cells, np.ones((20, 20))) > 0, 20, 230)
         bend = cell_bend(cv2.GaussianBlur(img, (0, 0), 1.0), corners, cells)
         assert 0 <= bend < 0.005, marker_id
+
+
+def test_the_bend_reads_about_the_area_error_of_the_corners_scale() -> None:
+    """cell_bend is about the relative area error of the corners' scale (mutation round 7, K10:
+    the edge shifts taken as half of what they are read 0.37-0.54 of it). Orthographic, a
+    sticker of side 9.9 mm on a finger of radius R images 2 R sin(4.95 / R) wide: its corners
+    give areas at its centre (1:1) 4.95 / (R sin(4.95 / R)) - 1 too large."""
+    for radius in (8.0, 10.0, 12.0):
+        area_error = 4.95 / (radius * np.sin(4.95 / radius)) - 1
+        bend = calibrate(_sticker_on_a_finger(radius), "DICT_4X4_50", (0,), 9.9).bend
+        assert 0.6 * area_error < bend < 1.5 * area_error, radius
+
+
+def test_a_hair_or_a_glint_on_a_flat_marker_does_not_read_as_a_bend() -> None:
+    """Edges a hair crosses or a glint covers are left out of the bend's fit (mutation round 7,
+    K7: one fit with them read 0.013-0.024 on flat marker 0); cells under BEND_MIN_CELL_PX px
+    are not measured (K1)."""
+    import cv2
+
+    from ulcerseg.calibration.aruco import marker_cells
+    from ulcerseg.calibration.marker import cell_bend
+    from ulcerseg.config import QualityConfig
+
+    cells = marker_cells("DICT_4X4_50", 0)
+    corners = np.array([[39.5, 39.5], [159.5, 39.5], [159.5, 159.5], [39.5, 159.5]])
+    img = np.full((200, 200), 230, np.uint8)
+    img[40:160, 40:160] = np.where(np.kron(cells, np.ones((20, 20))) > 0, 20, 230)
+    hair, glint = img.copy(), img.copy()
+    cv2.line(hair, (40, 70), (160, 125), 20, 2)
+    cv2.circle(glint, (100, 100), 6, 255, -1)
+    for spoiled in (hair, glint):
+        bend = cell_bend(cv2.GaussianBlur(spoiled, (0, 0), 1.0), corners, cells)
+        assert 0 <= bend < 0.3 * QualityConfig().max_marker_bend
+    n = cells.shape[0]
+    for cell_px, measured in ((3, False), (4, True)):
+        side = cell_px * n
+        small = np.full((side + 20, side + 20), 230, np.uint8)
+        small[10 : 10 + side, 10 : 10 + side] = np.where(
+            np.kron(cells, np.ones((cell_px, cell_px))) > 0, 20, 230
+        )
+        at = np.array([[9.5, 9.5], [9.5 + side, 9.5], [9.5 + side, 9.5 + side], [9.5, 9.5 + side]])
+        assert np.isfinite(cell_bend(small, at, cells)) == measured, cell_px

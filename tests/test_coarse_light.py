@@ -191,6 +191,7 @@ def make_card():
     ("kwargs", "message"),
     [
         ({"tiles": 0}, "coarse tiles: need at least 16, not 0"),
+        ({"tiles": 15}, "coarse tiles: need at least 16, not 15"),  # mutation round 7, A8
         ({"coarse_scale": 5.0}, r"coarse scale: must be 0\.1-1\.0"),
         ({"coarse_scale": float("nan")}, r"coarse scale: must be 0\.1-1\.0"),
     ],

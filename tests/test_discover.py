@@ -119,6 +119,27 @@ def test_manifest_cardinal_column_marks_every_photo_of_the_designated_ulcer(tmp_
     assert [p.cardinal for p in discover(plain, DiscoveryConfig()).photos] == [False]
 
 
+def test_a_cardinal_mark_on_a_skipped_row_still_designates_and_one_with_no_photo_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The designation is the trial's, not the photo's: a mark on a row skipped for its empty
+    path marks the ulcer's other photos (mutation round 7, D6); a designated ulcer none of whose
+    rows gave a photo is said, though its subject has photos of another ulcer (D8)."""
+    _touch(tmp_path / "a.jpg", b"a")
+    _touch(tmp_path / "b.jpg", b"b")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "subject,ulcer,visit,path,cardinal\nS1,U1,D0,,yes\nS1,U1,W4,a.jpg,\nS1,U2,W4,b.jpg,\n"
+    )
+    found = discover(manifest, DiscoveryConfig())
+    assert {p.ulcer_id: p.cardinal for p in found.photos} == {"U1": True, "U2": False}
+    manifest.write_text("subject,ulcer,visit,path,cardinal\nS1,U1,D0,,yes\nS1,U2,W4,b.jpg,\n")
+    with caplog.at_level("WARNING"):
+        found = discover(manifest, DiscoveryConfig())
+    assert [p.cardinal for p in found.photos] == [False]
+    assert "cardinal ulcer U1 of subject S1 has no photo here" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [

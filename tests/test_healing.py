@@ -356,6 +356,25 @@ def test_the_configs_cardinal_ulcer_overrides_the_manifests_with_a_warning(caplo
     assert res["U2"].cardinal_source == "largest_baseline" and not res["U1"].is_cardinal
 
 
+def test_a_failed_photos_cardinal_mark_counts_and_a_config_choice_is_said_whatever_else_is_marked(caplog):
+    """Only a missing photo's mark is not read: a photo whose measurement failed is still the
+    manifest's designation (mutation round 7, H2). The config's choice is said over any other
+    mark, also where the rows mark its ulcer and another one (H4)."""
+    rows = series({"D0": None}, ulcer="U1") + series({"D0": 12.0}, ulcer="U2")
+    for r in rows:
+        r["status"] = "failed" if r["ulcer_id"] == "U1" else "measured"
+        r["cardinal"] = 1 if r["ulcer_id"] == "U1" else 0
+    res = {u.ulcer_id: u for u in compute_healing(rows, cfg(schedule=()))}
+    assert res["U1"].is_cardinal and res["U1"].cardinal_source == "manifest"
+    assert not res["U2"].is_cardinal
+    for r in rows:
+        r["cardinal"] = 1  # rows from the Python API may mark two ulcers
+    with caplog.at_level("WARNING"):
+        res = {u.ulcer_id: u for u in compute_healing(rows, cfg(schedule=(), cardinal_ulcers={"S001": "U1"}))}
+    assert res["U1"].cardinal_source == "config"
+    assert "the healing config's cardinal ulcer U1 is used; the manifest marks U1, U2" in caplog.text
+
+
 def test_a_cardinal_ulcer_the_study_has_no_photo_of_is_flagged_on_its_subject():
     rows = series({"D0": 5.0, "W2": 4.0}, ulcer="U1") + series({"D0": 6.0}, subject="S002")
     res = compute_healing(rows, cfg(schedule=(), cardinal_ulcers={"S001": "U9"}))  # a typo for U1

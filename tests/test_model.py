@@ -298,3 +298,17 @@ def test_open_backend_refuses_threads_and_devices_the_command_refuses(
     expects a positive integer; 'Expected one of cpu, cuda, ...')."""
     with pytest.raises(ModelError, match=message):
         open_backend(tiny_model_dir, "torch", **kwargs)
+
+
+def test_open_backend_takes_up_to_max_threads_and_zero_for_the_default(
+    tiny_model_dir: Path, monkeypatch
+) -> None:
+    """num_threads 1-MAX_THREADS is used, 0 leaves torch's default (mutation round 7, A5: a
+    bound of MAX_THREADS itself refused what ``--threads`` accepts)."""
+    from ulcerseg.config import MAX_THREADS
+
+    set_to: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    open_backend(tiny_model_dir, "torch", num_threads=MAX_THREADS)
+    open_backend(tiny_model_dir, "torch", num_threads=0)
+    assert set_to == [MAX_THREADS]

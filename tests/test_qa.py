@@ -760,7 +760,7 @@ def test_cli_refuses_a_px_per_mm_that_is_not_finite_or_too_large(tmp_path: Path,
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-@pytest.mark.parametrize("value", [-20.0, 0.0, float("nan"), 1e9, "20"])
+@pytest.mark.parametrize("value", [-20.0, 0.0, 0.5, 1000.5, float("nan"), 1e9, "20"])
 def test_run_qa_refuses_a_px_per_mm_the_command_would_refuse(tmp_path: Path, value: object) -> None:
     """run_qa took any px_per_mm: -20 measured every mask annotation at a wrong area (no error),
     0 raised ZeroDivisionError, nan and 1e9 a multi-line cv2.error, "20" a ValueError."""

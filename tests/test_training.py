@@ -1170,6 +1170,8 @@ def test_one_dataset_folder_may_be_given_alone_as_a_str_or_path(tmp_path: Path) 
         ({"scale": float("nan")}, "scale: must be a finite number 0.01-100"),
         ({"scale": 1e6}, "scale: must be a finite number 0.01-100"),
         ({"threshold": 2.0}, r"threshold: must be between 0 and 1"),
+        ({"threshold": 0.0}, r"threshold: must be between 0 and 1"),  # round 7, A6
+        ({"threshold": 1.0}, r"threshold: must be between 0 and 1"),
         ({"threshold": float("nan")}, r"threshold: must be between 0 and 1"),
         ({"tta": "rot"}, "tta: unknown test-time augmentation 'rot'"),
     ],
