@@ -34,15 +34,23 @@ def test_area_of_a_photo_mask_in_the_marker_plane(tilt: float) -> None:
 
 def test_no_marker_raises() -> None:
     photo = make_photo(with_marker=False)
-    with pytest.raises(CalibrationError, match="no marker"):
+    with pytest.raises(CalibrationError, match=r"no marker of DICT_4X4_50 with ID in \[0\] found$"):
         calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
 
 
 def test_marker_with_other_id_is_not_accepted() -> None:
     photo = make_photo(marker_id=7)
-    with pytest.raises(CalibrationError):
+    # the reason names what it saw, so a site can tell a wrong sheet or config from no marker
+    with pytest.raises(CalibrationError, match=r"found \(seen: ID 7, which marker.ids does not accept\)"):
         calibrate(photo.rgb, "DICT_4X4_50", (0,), 10.0)
     assert calibrate(photo.rgb, "DICT_4X4_50", (7,), 10.0).marker_id == 7
+
+
+def test_a_mirrored_marker_is_named_in_the_reason() -> None:
+    # a front camera's mirror image: ID 0 does not read as itself mirrored (IDs 8, 9, 17, 47 do)
+    mirrored = np.ascontiguousarray(make_photo(marker_id=0).rgb[:, ::-1])
+    with pytest.raises(CalibrationError, match="seen mirrored"):
+        calibrate(mirrored, "DICT_4X4_50", (0,), 10.0)
 
 
 def test_rectify_maps_the_ulcer_to_its_marker_plane_position() -> None:

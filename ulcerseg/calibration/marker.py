@@ -69,6 +69,23 @@ def detect_markers(
     return MarkerDetection((), ())
 
 
+def _why_no_marker(preview: Preview, dictionary: str, accepted_ids: tuple[int, ...]) -> str:
+    """What a photo without an accepted marker shows instead, for the site to fix: markers of
+    the dictionary with other IDs (a sheet of another trial, a config listing the wrong ID), or
+    an accepted marker seen mirrored (a selfie camera). Only on the failing path: it costs two
+    detections on the preview."""
+    detector = cv2.aruco.ArucoDetector(aruco_dictionary(dictionary), cv2.aruco.DetectorParameters())
+    gray = _gray(preview.image)
+    _corners, ids, _rejected = detector.detectMarkers(gray)
+    others = sorted({int(i) for i in ids.ravel()} - set(accepted_ids)) if ids is not None else []
+    if others:
+        return f" (seen: ID {', '.join(map(str, others))}, which marker.ids does not accept)"
+    _corners, ids, _rejected = detector.detectMarkers(np.ascontiguousarray(gray[:, ::-1]))
+    if ids is not None and set(ids.ravel().tolist()) & set(accepted_ids):
+        return " (seen mirrored: a front camera's mirror image? take the photo with the back camera)"
+    return ""
+
+
 def _edge_points(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, outward: np.ndarray) -> np.ndarray:
     """Sub-pixel points of the black->white edge along the side p0->p1 (photo px)."""
     side = float(np.linalg.norm(p1 - p0))
@@ -277,7 +294,8 @@ def calibrate(
     """
     found = detect_markers(rgb, dictionary, accepted_ids, max_side_px, preview)
     if not found.ids:
-        raise CalibrationError(f"no marker of {dictionary} with ID in {list(accepted_ids)} found")
+        hint = _why_no_marker(preview or make_preview(rgb, max_side_px), dictionary, accepted_ids)
+        raise CalibrationError(f"no marker of {dictionary} with ID in {list(accepted_ids)} found{hint}")
     # refine on a grey crop around the marker only (the edge search reaches 12% of a side)
     detected = found.corners_px[0]
     side = float(np.linalg.norm(detected[1] - detected[0]))
