@@ -13,6 +13,7 @@ from ulcerseg.geometry import (
     apply_homography,
     fill_polygon,
     fill_polygons,
+    homography_jacobian,
     polygon_area,
     signed_polygon_area,
 )
@@ -174,3 +175,16 @@ def test_crop_and_sub_keep_the_mm_of_every_pixel_centre() -> None:
     # in px: x 3.6 .. 7.6, y 4.4 .. 7.6, so columns 3 .. 8 (x -4.25 .. -3.0), rows 4 .. 8 (y 3 .. 4)
     assert (rows, cols) == (slice(4, 9), slice(3, 9))
     assert sub.origin_mm == (-4.25, 3.0) and (sub.width, sub.height) == (6, 5)
+
+
+def test_homography_jacobian_matches_finite_differences_for_one_point_and_many() -> None:
+    h = np.array([[1.2, 0.1, 5.0], [-0.05, 0.9, -3.0], [1e-3, -2e-3, 1.0]])
+    pts = np.array([[0.0, 0.0], [40.0, -25.0], [120.0, 80.0]])
+    eps = 1e-5
+    for p, jac in zip(pts, homography_jacobian(h, pts), strict=True):
+        steps = np.eye(2) * eps
+        diffs = [(apply_homography(h, p + d) - apply_homography(h, p - d))[0] / (2 * eps) for d in steps]
+        numeric = np.stack(diffs, axis=1)  # column j: d(x, y) / d(point_j)
+        np.testing.assert_allclose(jac, numeric, rtol=1e-6)
+        np.testing.assert_array_equal(homography_jacobian(h, p), jac)  # one point: the same 2 x 2
+    assert homography_jacobian(h, pts).shape == (3, 2, 2)

@@ -137,11 +137,13 @@ def apply_homography(
 
 
 def homography_jacobian(h: np.ndarray, point: np.ndarray) -> np.ndarray:
-    """2x2 Jacobian of the map ``h`` at ``point`` (independent of the homography's scale)."""
-    x, y = point
-    hx = h @ np.array([x, y, 1.0])
-    w = hx[2]
-    return (h[:2, :2] * w - np.outer(hx[:2], h[2, :2])) / w**2
+    """2x2 Jacobian of the map ``h`` at ``point`` (independent of the homography's scale);
+    N x 2 x 2 for N x 2 points."""
+    p = np.asarray(point, np.float64)
+    hx = np.c_[p.reshape(-1, 2), np.ones(p.size // 2)] @ h.T  # N x 3
+    w = hx[:, 2, None, None]
+    jac = (h[None, :2, :2] * w - hx[:, :2, None] * h[None, None, 2, :2]) / w**2
+    return jac if p.ndim == 2 else jac[0]
 
 
 # --------------------------------------------------------------------------- polygons

@@ -203,7 +203,7 @@ def cell_bend(gray: np.ndarray, corners: np.ndarray, cells: np.ndarray) -> float
     unit = np.c_[across, along]  # (u, v) of each point
     unit[axis == 1] = unit[axis == 1, ::-1]
     centre = apply_homography(to_px, unit)
-    jac = np.array([homography_jacobian(to_px, q) for q in unit])  # unit -> px, N x 2 x 2
+    jac = homography_jacobian(to_px, unit)  # unit -> px, N x 2 x 2
     d_across = np.where(axis[:, None] == 0, jac[:, :, 0], jac[:, :, 1])
     d_along = np.where(axis[:, None] == 0, jac[:, :, 1], jac[:, :, 0])
     normal = np.c_[d_along[:, 1], -d_along[:, 0]]
