@@ -37,6 +37,8 @@ def test_measure_with_a_real_network_writes_outputs(tmp_path: Path, tiny_model_d
     exported = CliRunner().invoke(main, ["export", str(out), "--final"])
     assert exported.exit_code == 0, exported.output
     assert "deprecated; use `ulcerseg review export-final OUT -o FILE`" in exported.output
+    # the old form keeps exit 0 with visits pending, but says the table is not final
+    assert "flagged visit(s) pending review (no final value): the table is not final" in exported.output
     final = (out / "final_visits.csv").read_text().splitlines()
     assert len(final) >= 3 and "S001" in final[1]  # header + one row per subject/ulcer/visit
     # the one export command writes the same table

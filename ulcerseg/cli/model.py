@@ -145,6 +145,23 @@ def evaluate_command(
         click.echo(f"wrote {', '.join(result.files.values())}")
 
 
+def _warn_pending(final_csv: Path) -> None:
+    """The deprecated `export --final` keeps exiting 0 while visits are pending (old scripts rely
+    on it), but says so: `review export-final` exits 1 there."""
+    import csv as _csv
+
+    from ulcerseg.review.final import pending_visits
+
+    with final_csv.open(newline="", encoding="utf-8") as fh:
+        n = len(pending_visits(list(_csv.DictReader(fh))))
+    if n:
+        click.echo(
+            f"warning: {n} flagged visit(s) pending review (no final value): the table is not final; "
+            "`ulcerseg review export-final` lists them and exits 1",
+            err=True,
+        )
+
+
 @click.command("export")
 @click.argument("study", required=False, type=click.Path(file_okay=False, exists=True))
 @click.option(
@@ -230,7 +247,9 @@ def export_command(
                 "use `ulcerseg review export-final OUT -o FILE`",
                 err=True,
             )
-            click.echo(f"wrote {export_final(study)}")
+            written = export_final(study)
+            click.echo(f"wrote {written}")
+            _warn_pending(written)
         if report:
             click.echo(
                 "warning: `ulcerseg export OUT --report` is deprecated; "
