@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ulcerseg.errors import ModelError
+from ulcerseg.errors import ConfigError, ModelError
 from ulcerseg.segmentation.backends import (
     OnnxBackend,
     SegmentationBackend,
@@ -174,6 +174,8 @@ def test_int8_coarse_network_is_quantised_recorded_and_used_only_when_current(tm
     with pytest.raises(ModelError, match="export it first"):
         quantize_coarse(folder, [data])
     export_onnx(folder)
+    with pytest.raises(ConfigError, match="n_images: must be a whole number >= 1, not -1"):
+        quantize_coarse(folder, [data], n_images=-1)  # quietly used 95 images
     result = quantize_coarse(folder, [data], n_images=4)
     card = load_card(folder)
     assert result.n_images == 4 and card.coarse_onnx_sha256 == file_sha256(result.path) == result.sha256

@@ -1160,6 +1160,11 @@ def test_one_dataset_folder_may_be_given_alone_as_a_str_or_path(tmp_path: Path) 
         assert result.summary["n_images"] == 4 and result.summary["dataset_dice"] == pytest.approx(1.0)
     run = train(write_config(tmp_path / "tiny.yaml"), data, tmp_path / "run", stop_after=1)
     assert run.epochs == 1 and (tmp_path / "run" / "last.pt").is_file()
+    # stop_after -1 or 0 ran the whole training (no epoch count reaches them): refused
+    for bad in (-1, 0, 1.5):
+        with pytest.raises(ConfigError, match="stop_after: must be a whole number of epochs >= 1"):
+            train(write_config(tmp_path / "tiny.yaml"), data, tmp_path / "run2", stop_after=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "run2").exists()
 
 
 @pytest.mark.parametrize(
@@ -1174,6 +1179,8 @@ def test_one_dataset_folder_may_be_given_alone_as_a_str_or_path(tmp_path: Path) 
         ({"threshold": 1.0}, r"threshold: must be between 0 and 1"),
         ({"threshold": float("nan")}, r"threshold: must be between 0 and 1"),
         ({"tta": "rot"}, "tta: unknown test-time augmentation 'rot'"),
+        ({"window": 0}, r"window: must be a whole number of px >= 32, not 0"),  # was a raw ValueError
+        ({"window": 31.5}, r"window: must be a whole number of px >= 32"),
     ],
 )
 def test_evaluate_refuses_options_the_command_refuses(tmp_path: Path, kwargs: dict, message: str) -> None:

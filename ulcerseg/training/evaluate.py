@@ -182,10 +182,13 @@ def contact_sheet(
     write_png(path, sheet)
 
 
-def _check_options(scale: float | None, threshold: float | None, tta: str) -> None:
+def _check_options(scale: float | None, threshold: float | None, tta: str, window: int = 1024) -> None:
     """ConfigError for what ``ulcerseg evaluate`` refuses at its options: a scale outside
     MIN_SCALE-MAX_SCALE (nan or 1e6 reached OpenCV), a threshold outside (0, 1) (2 scored an
-    empty prediction everywhere) or an unknown test-time augmentation."""
+    empty prediction everywhere) or an unknown test-time augmentation; and an inference window
+    under 32 px (0 was a ValueError deep in the tiling)."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 32:
+        raise ConfigError(f"window: must be a whole number of px >= 32, not {window!r}")
     if scale is not None and not (math.isfinite(scale) and MIN_SCALE <= scale <= MAX_SCALE):
         raise ConfigError(f"scale: must be a finite number {MIN_SCALE:g}-{MAX_SCALE:g}, not {scale!r}")
     if threshold is not None and not 0 < threshold < 1:
@@ -215,7 +218,7 @@ def evaluate(
     ``threshold`` overrides the card's probability threshold; ``tta`` averages mirrored
     predictions (see :func:`ulcerseg.segmentation.inference.with_flip_tta`).
     """
-    _check_options(scale, threshold, tta)
+    _check_options(scale, threshold, tta, window)
     data_dirs = dataset_dirs(data_dirs)
     if out_dir is not None:
         _refuse_output_in_data(out_dir, data_dirs)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ulcerseg.errors import ModelError, first_line
+from ulcerseg.errors import ConfigError, ModelError, first_line
 from ulcerseg.segmentation.model import (
     COARSE_ONNX_FILE,
     ONNX_FILE,
@@ -205,6 +205,8 @@ def quantize_coarse(
 
     from ulcerseg.training.dataset import dataset_dirs, read_image
 
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
+        raise ConfigError(f"n_images: must be a whole number >= 1, not {n_images!r}")
     model_dir = Path(model_dir)
     card = load_card(model_dir)
     source = model_dir / ONNX_FILE

@@ -764,6 +764,10 @@ def train(
     import torch
     import torch.distributed as tdist
 
+    if stop_after is not None and (
+        isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
+    ):
+        raise ConfigError(f"stop_after: must be a whole number of epochs >= 1 or None, not {stop_after!r}")
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     t = cfg.train
     out = Path(out_dir)
