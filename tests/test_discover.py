@@ -114,6 +114,11 @@ def test_manifest_cardinal_column_marks_every_photo_of_the_designated_ulcer(tmp_
     got = {(p.subject_id, p.ulcer_id, p.visit): p.cardinal for p in found.photos}
     assert got == {("S1", "U1", "D0"): False, ("S1", "U2", "D0"): True, ("S1", "U2", "W4"): True,
                    ("S2", "U1", "D0"): False}  # fmt: skip
+    # the tables' own name for the column (healing.csv's is_cardinal) is read as cardinal too
+    table_named = _touch(
+        tmp_path / "tables.csv", b"subject_id,ulcer_id,visit,file,is_cardinal\nS1,U2,D0,b.jpg,1\n"
+    )
+    assert [p.cardinal for p in discover(table_named, DiscoveryConfig()).photos] == [True]
     # a folder layout (or a manifest without the column) designates nothing
     plain = _touch(tmp_path / "plain.csv", b"subject,ulcer,visit,path\nS1,U2,D0,b.jpg\n")
     assert [p.cardinal for p in discover(plain, DiscoveryConfig()).photos] == [False]

@@ -316,7 +316,10 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
     return found
 
 
-_MANIFEST_ALIASES = {"subject_id": "subject", "ulcer_id": "ulcer", "file": "path", "photo_date": "date"}
+_MANIFEST_ALIASES = {
+    "subject_id": "subject", "ulcer_id": "ulcer", "file": "path", "photo_date": "date",
+    "is_cardinal": "cardinal",
+}  # fmt: skip
 # the optional ``cardinal`` column: a mark on any row of an ulcer designates it; blank reads "no"
 _CARDINAL_YES = frozenset({"1", "true", "yes", "y", "x", "cardinal"})
 _CARDINAL_NO = frozenset({"", "0", "false", "no", "n"})
@@ -366,7 +369,7 @@ def discover_manifest(
     """Read a manifest CSV with columns ``subject, ulcer, visit, path[, date][, cardinal]``.
 
     Header names are read in any case with surrounding spaces ignored, and the tables' own names
-    stand for them (``subject_id``, ``ulcer_id``, ``file``, ``photo_date``). A ``cardinal``
+    stand for them (``subject_id``, ``ulcer_id``, ``file``, ``photo_date``, ``is_cardinal``). A ``cardinal``
     column designates each subject's cardinal ulcer: a yes on any row of an ulcer marks every
     photo of it (:attr:`PhotoRecord.cardinal`); a cell that is neither yes nor no, or yes on
     two ulcers of one subject, is an error.
