@@ -23,10 +23,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MarkerDetection:
-    """Accepted markers found in a photo, largest first; corners in photo px (TL, TR, BR, BL)."""
+    """Accepted markers found in a photo, largest first; corners in photo px (TL, TR, BR, BL).
+    ``other_ids``: markers of the dictionary seen whose IDs are not accepted (only when no
+    accepted one was found: what the photo shows instead)."""
 
     ids: tuple[int, ...]
     corners_px: tuple[np.ndarray, ...]  # each 4 x 2 float64
+    other_ids: tuple[int, ...] = ()
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -45,16 +48,16 @@ def detect_markers(
     Detection runs on a downscaled copy (``preview``, or one made at ``max_side_px``: fast on
     12-MP photos) and falls back to full resolution; corners are in full-resolution photo px.
     """
-    detector_params = cv2.aruco.DetectorParameters()
-    detector_params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-    detector = cv2.aruco.ArucoDetector(aruco_dictionary(dictionary), detector_params)
+    detector = _detector(dictionary)
     preview = preview or make_preview(image, max_side_px)
     attempts = [preview, Preview(image, 1.0)] if preview.scale < 1.0 else [preview]
+    others: set[int] = set()
     for level in attempts:
         s = level.scale
         corners, ids, _rejected = detector.detectMarkers(_gray(level.image))
         if ids is None:
             continue
+        others.update(int(i) for i in ids.ravel() if int(i) not in accepted_ids)
         # a preview's px centres are aligned with the photo's (OpenCV resizes): preview px c is
         # photo px (c + 0.5) / s - 0.5, not c / s (a shift of 0.5 photo px at s = 1/2)
         to_photo = reduced_to_photo(1.0 / s)
@@ -66,21 +69,26 @@ def detect_markers(
         if found:
             found.sort(key=lambda item: -polygon_area(item[1]))
             return MarkerDetection(tuple(i for i, _ in found), tuple(c for _, c in found))
-    return MarkerDetection((), ())
+    return MarkerDetection((), (), tuple(sorted(others)))
 
 
-def _why_no_marker(preview: Preview, dictionary: str, accepted_ids: tuple[int, ...]) -> str:
+def _detector(dictionary: str) -> cv2.aruco.ArucoDetector:
+    params = cv2.aruco.DetectorParameters()
+    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+    return cv2.aruco.ArucoDetector(aruco_dictionary(dictionary), params)
+
+
+def _why_no_marker(
+    found: MarkerDetection, preview: Preview, dictionary: str, accepted_ids: tuple[int, ...]
+) -> str:
     """What a photo without an accepted marker shows instead, for the site to fix: markers of
-    the dictionary with other IDs (a sheet of another trial, a config listing the wrong ID), or
-    an accepted marker seen mirrored (a selfie camera). Only on the failing path: it costs two
-    detections on the preview."""
-    detector = cv2.aruco.ArucoDetector(aruco_dictionary(dictionary), cv2.aruco.DetectorParameters())
-    gray = _gray(preview.image)
-    _corners, ids, _rejected = detector.detectMarkers(gray)
-    others = sorted({int(i) for i in ids.ravel()} - set(accepted_ids)) if ids is not None else []
-    if others:
-        return f" (seen: ID {', '.join(map(str, others))}, which marker.ids does not accept)"
-    _corners, ids, _rejected = detector.detectMarkers(np.ascontiguousarray(gray[:, ::-1]))
+    the dictionary with other IDs (a sheet of another trial, a config listing the wrong ID:
+    ``found.other_ids``), or an accepted marker seen mirrored (a selfie camera). Only on the
+    failing path: one more detection, on the mirrored preview."""
+    if found.other_ids:
+        return f" (seen: ID {', '.join(map(str, found.other_ids))}, which marker.ids does not accept)"
+    mirrored = np.ascontiguousarray(_gray(preview.image)[:, ::-1])
+    _corners, ids, _rejected = _detector(dictionary).detectMarkers(mirrored)
     if ids is not None and set(ids.ravel().tolist()) & set(accepted_ids):
         return " (seen mirrored: a front camera's mirror image? take the photo with the back camera)"
     return ""
@@ -96,7 +104,7 @@ def _edge_points(gray: np.ndarray, p0: np.ndarray, p1: np.ndarray, outward: np.n
     base = p0[None, :] + t[:, None] * (p1 - p0)[None, :]
     pts = base[:, None, :] + offsets[None, :, None] * outward[None, None, :]
     prof = cv2.remap(
-        gray.astype(np.float32),
+        np.asarray(gray, np.float32),  # no copy when the caller converted it once
         pts[..., 0].astype(np.float32),
         pts[..., 1].astype(np.float32),
         cv2.INTER_LINEAR,
@@ -212,8 +220,8 @@ def cell_bend(gray: np.ndarray, corners: np.ndarray, cells: np.ndarray) -> float
     half = 0.35 * cell_px  # search across the edge, px: never reaches a parallel edge
     offsets = np.linspace(-half, half, max(7, int(4 * half) | 1))
     pts = centre[:, None, :] + offsets[None, :, None] * normal[:, None, :]
-    prof = cv2.remap(gray.astype(np.float32), pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32),
-                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    xs, ys = pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32)
+    prof = cv2.remap(np.asarray(gray, np.float32), xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     grad = np.gradient(prof, axis=1)
     i = np.argmax(grad, axis=1)
     rows = np.arange(len(i))
@@ -292,16 +300,18 @@ def calibrate(
     ``preview`` (a downscaled copy) speeds up detection; corners are refined at full size.
     Raises :class:`CalibrationError` when no accepted marker is visible.
     """
+    preview = preview or make_preview(rgb, max_side_px)
     found = detect_markers(rgb, dictionary, accepted_ids, max_side_px, preview)
     if not found.ids:
-        hint = _why_no_marker(preview or make_preview(rgb, max_side_px), dictionary, accepted_ids)
+        hint = _why_no_marker(found, preview, dictionary, accepted_ids)
         raise CalibrationError(f"no marker of {dictionary} with ID in {list(accepted_ids)} found{hint}")
     # refine on a grey crop around the marker only (the edge search reaches 12% of a side)
     detected = found.corners_px[0]
     side = float(np.linalg.norm(detected[1] - detected[0]))
     lo = np.maximum(np.floor(detected.min(axis=0) - 0.5 * side - 4), 0).astype(int)
     hi = np.minimum(np.ceil(detected.max(axis=0) + 0.5 * side + 4), [rgb.shape[1], rgb.shape[0]]).astype(int)
-    crop = _gray(rgb[lo[1] : hi[1], lo[0] : hi[0]])
+    # float once: the edge searches of refine_corners and cell_bend sample it sub-pixel
+    crop = _gray(rgb[lo[1] : hi[1], lo[0] : hi[0]]).astype(np.float32)
     corners, residual = refine_corners(crop, detected - lo)
     bend = cell_bend(crop, corners, marker_cells(dictionary, found.ids[0]))
     corners = corners + lo

@@ -316,9 +316,12 @@ def _refuse_repeated_manuals(manuals: Sequence[str | Path]) -> None:
 def _check_px_per_mm(px_per_mm: object) -> None:
     """ConfigError unless ``px_per_mm`` is a finite number 1-1000 (``qa --px-per-mm``'s range):
     a negative one measured every mask annotation at a wrong area, 0 divided by zero."""
-    number = isinstance(px_per_mm, numbers.Real) and not isinstance(px_per_mm, bool)
-    value = float(px_per_mm) if number and isinstance(px_per_mm, numbers.Real) else math.nan
-    if not (math.isfinite(value) and 1 <= value <= 1000):
+    if not (
+        isinstance(px_per_mm, numbers.Real)
+        and not isinstance(px_per_mm, bool)
+        and math.isfinite(float(px_per_mm))
+        and 1 <= float(px_per_mm) <= 1000
+    ):
         raise ConfigError(f"px_per_mm must be a finite number 1-1000 (px per mm), got {px_per_mm!r}")
 
 
