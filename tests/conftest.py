@@ -6,6 +6,7 @@ are checked against geometry computed here, not by the code under test.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -14,10 +15,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ulcerseg.segmentation.model import ModelCard
 
 PLANE_PX_PER_MM = 40.0
+
+# Property tests are derandomized: the same examples on every run and machine (a CI failure
+# reproduces locally), no example database written into the checkout, no timing deadline
+# (2 shared CPU cores). HYPOTHESIS_PROFILE=explore searches anew with more examples.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", max_examples=2000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass(frozen=True)
