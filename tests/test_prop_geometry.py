@@ -13,13 +13,14 @@ with 2000 examples per property.
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
 import cv2
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from matplotlib.path import Path
@@ -35,6 +36,15 @@ from ulcerseg.geometry import (
 from ulcerseg.measure import area_interval, boundary_length, feret_length_width, mask_geometry
 
 EPS = np.finfo(np.float64).eps
+
+
+def examples(n: int) -> settings:
+    """``n`` examples under the "ci" profile (the file runs in ~15 s); the loaded profile's own
+    number where it asks for more (``explore``: 2000), which an explicit ``max_examples``
+    would otherwise override."""
+    asked = settings.default.max_examples
+    return settings(max_examples=max(n, asked) if asked > 100 else n)
+
 
 # --------------------------------------------------------------------------- strategies
 
@@ -62,9 +72,11 @@ def _polygon(coord: st.SearchStrategy[float], min_size: int = 1, max_size: int =
 @st.composite
 def star_polygons(draw: st.DrawFn, max_vertices: int = 24) -> np.ndarray:
     """A simple polygon, counter-clockwise with y up: vertices at increasing angles around a
-    centre, at radii 0.3..1 (star-shaped about the centre, so no edge crosses another)."""
+    centre, at radii 0.3..1, no two consecutive ones half a turn or more apart (gaps of
+    0.6..1 parts: at most 1 / 2.2 of the turn), so the centre is inside and every edge sees it
+    on its left: star-shaped, no edge crosses another."""
     n = draw(st.integers(3, max_vertices))
-    cuts = draw(st.lists(st.floats(0.05, 1.0), min_size=n, max_size=n))
+    cuts = draw(st.lists(st.floats(0.6, 1.0), min_size=n, max_size=n))
     angles = 2 * np.pi * np.cumsum(cuts) / np.sum(cuts)
     radii = np.array(draw(st.lists(st.floats(0.3, 1.0), min_size=n, max_size=n)))
     return np.c_[radii * np.cos(angles), radii * np.sin(angles)]
@@ -105,8 +117,17 @@ def _exact_rule(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndarra
     is inside when an odd number of edges cross row v (half-open: min y <= v < max y, so a
     vertex on the row counts once) at x <= u (a centre on a left edge is in, on a right edge
     out: adjacent polygons sharing an edge never both take a pixel)."""
+    return _exact_rule_and_margin(shape, polygons)[0]
+
+
+def _exact_rule_and_margin(
+    shape: tuple[int, int], polygons: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_exact_rule` and, per centre, its distance (px) along the row to the nearest
+    exact crossing (inf on a row nothing crosses)."""
     h, w = shape
     out = np.zeros(shape, bool)
+    margin = np.full(shape, np.inf)
     edges = []
     for poly in polygons:
         if len(poly) < 3:
@@ -120,17 +141,21 @@ def _exact_rule(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndarra
                 xs.append(x0 + (v - y0) * (x1 - x0) / (y1 - y0))
         for u in range(w):
             out[v, u] = sum(x <= u for x in xs) % 2 == 1
-    return out
+            margin[v, u] = min((float(abs(x - u)) for x in xs), default=np.inf)
+    return out, margin
 
 
 def _shoelace_exact(poly: np.ndarray) -> Fraction:
     pts = [(Fraction(float(x)), Fraction(float(y))) for x, y in poly]
     if len(pts) < 3:
         return Fraction(0)
-    return sum(
-        (x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True)),
-        Fraction(0),
-    ) / 2
+    return (
+        sum(
+            (x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1], strict=True)),
+            Fraction(0),
+        )
+        / 2
+    )
 
 
 def _shoelace_tolerance(poly: np.ndarray) -> float:
@@ -144,7 +169,7 @@ def _shoelace_tolerance(poly: np.ndarray) -> float:
 # --------------------------------------------------------------------------- fill
 
 
-@settings(max_examples=150)
+@examples(100)
 @given(
     shape=grid_shapes,
     polygons=st.lists(_polygon(_coords(-4.0, 20.0), 1, 9), min_size=1, max_size=3),
@@ -160,7 +185,7 @@ def test_fill_sets_a_pixel_iff_its_centre_is_inside(shape, polygons) -> None:
     np.testing.assert_array_equal(mask[clear], _inside_mpl(shape, polygons)[clear])
 
 
-@settings(max_examples=150)
+@examples(100)
 @given(
     shape=grid_shapes,
     polygons=st.lists(_polygon(_dyadic(-3, 18), 1, 8), min_size=1, max_size=3),
@@ -172,15 +197,15 @@ def test_fill_is_the_exact_pixel_centre_rule_with_ties(shape, polygons) -> None:
     np.testing.assert_array_equal(fill_polygons(shape, polygons), _exact_rule(shape, polygons))
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(poly=_polygon(_dyadic(-3, 18), 3, 8), du=st.integers(0, 5), dv=st.integers(0, 5))
 def test_fill_moves_with_the_polygon_by_whole_pixels(poly, du, dv) -> None:
     shape = (24, 24)
-    moved = fill_polygon((shape[0] + dv, shape[1] + du), poly + [du, dv])
+    moved = fill_polygon((shape[0] + dv, shape[1] + du), poly + np.array([du, dv]))
     np.testing.assert_array_equal(moved[dv:, du:], fill_polygon(shape, poly))
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(
     poly=_polygon(_coords(-4.0, 20.0), 0, 2)
     | _polygon(_coords(-4.0, 20.0), 1, 1).flatmap(
@@ -206,23 +231,30 @@ def test_fill_of_a_polygon_without_area_is_empty(poly) -> None:
 HUGE = st.sampled_from([1e15, 1e100, 1e154, 1e200, 1e300, 1.7e308])
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(
     poly=_polygon(_dyadic(-3, 10), 3, 6),
     big=HUGE,
     which=st.integers(0, 5),
     direction=st.sampled_from([(1, 0), (0, 1), (-1, -1), (1, -1), (1, 1)]),
 )
+# the shrunk failure: row 2's crossing at 1.6e307 px came out -inf (2 x -1.7e308 overflowed)
+@example(poly=np.array([[0.0, 0.0], [0.0, 2.125], [0.0, 0.0]]), big=1.7e308, which=0, direction=(1, 0))
 def test_fill_with_a_huge_vertex_is_still_the_rule(poly, big, which, direction) -> None:
     """One vertex pulled out to a huge coordinate (a polygon mapped near a homography's
     horizon, an imported annotation): no crash, no hang (the work is bounded by the grid, not
-    by the coordinates), and the centres inside are still the rule's."""
+    by the coordinates), and the centres inside are the rule's wherever the exact crossing is
+    further from the centre than the float formula's rounding. That is a few ulps of the
+    largest coordinate M (|x| <= M, |(v - y0) dx / dy| <= |dx| <= 2M on a crossing row):
+    16 eps M px. Before the fix a crossing overflowed to inf or NaN past ~1e150 px and
+    whole rows came out wrong, however far their crossings were from the centres."""
     shape = (12, 12)
     poly = poly.copy()
     poly[which % len(poly)] = np.array(direction, np.float64) * big
-    with np.errstate(all="ignore"):
-        mask = fill_polygon(shape, poly)
-    np.testing.assert_array_equal(mask, _exact_rule(shape, [poly]))
+    mask = fill_polygon(shape, poly)
+    ref, margin = _exact_rule_and_margin(shape, [poly])
+    sure = margin > 16 * EPS * float(np.abs(poly).max())
+    np.testing.assert_array_equal(mask[sure], ref[sure])
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -234,7 +266,7 @@ def test_fill_refuses_a_vertex_that_is_not_finite(bad: float) -> None:
     assert not fill_polygon((8, 8), poly[1:]).any()
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(
     poly=star_polygons(),
     radius_mm=st.floats(1.0, 6.0),
@@ -261,7 +293,7 @@ def test_filled_pixel_count_approaches_the_polygon_area(poly, radius_mm, centre,
 # --------------------------------------------------------------------------- polygon areas
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(poly=_polygon(_coords(-1e4, 1e4), 0, 12))
 def test_signed_area_is_the_exact_shoelace(poly) -> None:
     exact = _shoelace_exact(poly)
@@ -269,7 +301,7 @@ def test_signed_area_is_the_exact_shoelace(poly) -> None:
     assert polygon_area(poly) == abs(signed_polygon_area(poly))
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(poly=_polygon(_dyadic(-500, 500), 3, 12))
 def test_area_agrees_with_opencv_on_lattice_vertices(poly) -> None:
     # 1/8 px lattice below 2^12: exact in float32, so OpenCV sees the same polygon
@@ -277,7 +309,7 @@ def test_area_agrees_with_opencv_on_lattice_vertices(poly) -> None:
     assert polygon_area(poly) == pytest.approx(ref, rel=1e-6, abs=1e-6)
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(
     poly=star_polygons(),
     scale=st.floats(0.01, 1000.0),
@@ -299,7 +331,8 @@ def test_signed_area_sign_and_invariances(poly, scale, angle, shift, k) -> None:
     # perimeter x |p|, below the shoelace bound of |p| x |p| terms
     tol = _shoelace_tolerance(moved) + _shoelace_tolerance(p)
     assert signed_polygon_area(moved) == pytest.approx(ref, abs=tol)
-    assert signed_polygon_area(np.roll(p, k % len(p), axis=0)) == pytest.approx(ref, abs=2 * _shoelace_tolerance(p))
+    shifted = np.roll(p, k % len(p), axis=0)
+    assert signed_polygon_area(shifted) == pytest.approx(ref, abs=2 * _shoelace_tolerance(p))
     # quarter turns are exact: the same products, negated
     assert signed_polygon_area(np.c_[-p[:, 1], p[:, 0]]) == ref
 
@@ -325,7 +358,7 @@ def homographies(draw: st.DrawFn) -> np.ndarray:
 points = arrays(np.float64, st.tuples(st.integers(1, 8), st.just(2)), elements=_coords(-100.0, 100.0))
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(h=homographies(), pts=points)
 def test_homography_then_its_inverse_is_the_identity(h, pts) -> None:
     """cond(H) <= ~1e5 here (scales 0.2..5 and a translation of 100 against the 1 of w),
@@ -336,7 +369,7 @@ def test_homography_then_its_inverse_is_the_identity(h, pts) -> None:
     np.testing.assert_array_equal(apply_homography(h.ravel().tolist(), pts), apply_homography(h, pts))
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(h=homographies(), pts=points)
 def test_homography_jacobian_matches_finite_differences(h, pts) -> None:
     """Central differences with step 1e-3: truncation error step² / 6 x |f'''| (f''' ~ 6 |J|
@@ -356,7 +389,7 @@ def test_homography_jacobian_matches_finite_differences(h, pts) -> None:
         np.testing.assert_allclose(homography_jacobian(h, p), j, rtol=1e-13, atol=0)
 
 
-@settings(max_examples=100)
+@examples(100)
 @given(h1=homographies(), h2=homographies(), pts=points)
 def test_homography_jacobian_chain_rule_and_inverse(h1, h2, pts) -> None:
     """J of H2 H1 at p is J_H2(H1 p) J_H1(p), and J of inv(H) at H p is inv(J_H(p))."""
@@ -368,7 +401,7 @@ def test_homography_jacobian_chain_rule_and_inverse(h1, h2, pts) -> None:
     np.testing.assert_allclose(inv @ j1, np.broadcast_to(np.eye(2), j1.shape), atol=1e-8)
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(h=homographies(), pts=points)
 def test_a_small_square_maps_to_det_j_times_its_area(h, pts) -> None:
     """Area of the image of a square of side s centred on p = |det J(p)| s² + O(s⁴) (the
@@ -406,7 +439,7 @@ def _feret_brute_force(mask: np.ndarray) -> tuple[float, list[float]]:
     return float(np.sqrt(best)), widths
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(mask=masks, px_per_mm=st.floats(0.5, 100.0), k=st.floats(0.25, 8.0))
 def test_mask_area_is_the_pixel_count_in_mm2(mask, px_per_mm, k) -> None:
     g = mask_geometry(mask, px_per_mm)
@@ -426,24 +459,25 @@ def test_mask_area_is_the_pixel_count_in_mm2(mask, px_per_mm, k) -> None:
         assert g == type(g)(0.0, 0.0, 0.0, 0.0, 0, None)
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(mask=masks)
 def test_feret_length_and_width_over_pixel_corners(mask) -> None:
     """Length: the largest distance between two pixel CORNERS (a pixel covers its centre
     +/- 0.5 px; so one pixel measures sqrt(2), its diagonal); width: the mask's extent
     perpendicular to that diameter. Tolerance 1e-4 px: the code's hull is float32 (corners
-    exact, the distances then rounded at ~1e-6 relative over <= 15 px)."""
+    exact, the distances then rounded at ~1e-6 relative over <= 15 px). Several longest
+    diameters (frequent on the lattice): the largest of their perpendicular extents."""
     length, width = feret_length_width(mask)
     if not mask.any():
         assert (length, width) == (0.0, 0.0)
         return
     ref_length, ref_widths = _feret_brute_force(mask)
     assert length == pytest.approx(ref_length, abs=1e-4)
-    assert min(abs(width - w) for w in ref_widths) <= 1e-4, (width, ref_widths)
+    assert width == pytest.approx(max(ref_widths), abs=1e-4), ref_widths
     assert length >= width - 1e-9 and width > 0
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(mask=masks)
 def test_length_and_width_do_not_depend_on_the_mask_orientation(mask) -> None:
     length, width = feret_length_width(mask)
@@ -489,7 +523,7 @@ def _ellipse_mask(a: float, b: float, angle: float, offset: tuple[float, float])
 offsets = st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5))
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(r=st.floats(4.0, 120.0), offset=offsets)
 def test_perimeter_of_a_disc(r, offset) -> None:
     """The chain through the centres of the boundary pixels follows the circle 0.5 px inside
@@ -499,7 +533,7 @@ def test_perimeter_of_a_disc(r, offset) -> None:
     assert chain == pytest.approx(CHAIN_BIAS_DISC * 2 * math.pi * (r - 0.5), abs=3.0)
 
 
-@settings(max_examples=40)
+@examples(40)
 @given(
     a=st.floats(4.0, 120.0),
     ratio=st.floats(0.25, 1.0),
@@ -526,7 +560,7 @@ def test_perimeter_converges_to_the_chain_bias_not_to_the_true_perimeter() -> No
         ratios.append(mask_geometry(mask, px_per_mm).perimeter_mm / (4 * math.pi))
     errors = [abs(r - CHAIN_BIAS_DISC) for r in ratios]
     assert errors[-1] < 0.01 and errors[-1] < errors[0]
-    assert all(b <= a + 0.01 for a, b in zip(errors, errors[1:], strict=False))
+    assert all(b <= a + 0.01 for a, b in itertools.pairwise(errors))
 
 
 # --------------------------------------------------------------------------- area interval
@@ -536,20 +570,24 @@ bands = st.floats(0.0, 1e4)
 quantiles = st.tuples(st.floats(-5.0, 0.0), st.floats(0.0, 5.0))
 
 
-@settings(max_examples=200)
+@examples(100)
 @given(area=areas, lo=bands, hi=bands, floor=st.floats(0.0, 1.0), q=quantiles, k=st.floats(0.1, 10.0))
 def test_area_interval_contains_the_area_and_widens_with_the_band(area, lo, hi, floor, q, k) -> None:
     """With q_low <= 0 <= q_high (the fitted constants are -2.966 and 3.462) the interval holds
     the area; a wider band never narrows it; a negative band counts as none; the interval is in
-    the units of the area (scaling area and band by k scales it by k)."""
-    low, high = area_interval(area, lo, hi, floor, *q)
+    the units of the area (scaling area and band by k scales it by k). What it does past
+    q_high x s > 709 (a band over ~200 x the area at the fitted q_high): exp overflows, and
+    the upper end is inf (with numpy's overflow warning), still above the area."""
+    with np.errstate(over="ignore"):
+        low, high = area_interval(area, lo, hi, floor, *q)
+        wider = area_interval(area, lo, hi + 1.0, floor, *q)
     assert 0.0 <= low <= area <= high
-    wider = area_interval(area, lo, hi + 1.0, floor, *q)
     assert wider[0] <= low and wider[1] >= high
     if hi < lo:  # a looser band smaller than the tighter one: no band
         assert (low, high) == area_interval(area, 0.0, 0.0, floor, *q)
     if math.isfinite(high * k):
-        scaled = area_interval(area * k, lo * k, hi * k, floor, *q)
+        with np.errstate(over="ignore"):
+            scaled = area_interval(area * k, lo * k, hi * k, floor, *q)
         assert scaled == pytest.approx((low * k, high * k), rel=1e-9)
 
 
