@@ -204,3 +204,8 @@ def test_a_huge_vertex_does_not_overflow_the_crossings() -> None:
     expected[11] = True
     slanted = np.array([[-big, 0.5], [big, 20.5], [-big, 20.5]])
     np.testing.assert_array_equal(fill_polygon((12, 12), slanted), expected)
+    # the small edges of a polygon with a huge vertex keep their precision: scaling every
+    # coordinate by 2^-544 underflowed their products, and centre (0, 0), left of the crossing
+    # at 0.0625 px, was taken
+    mixed = fill_polygon((3, 3), np.array([[1.7e308, 0.0], [0.0, -0.125], [0.125, 0.125]]))
+    assert mixed.tolist() == [[False, True, True], [False, False, False], [False, False, False]]

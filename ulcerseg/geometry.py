@@ -8,7 +8,6 @@ and measure a polygon the same way.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -198,39 +197,38 @@ def fill_polygons(shape: tuple[int, int], polygons: Sequence[np.ndarray]) -> np.
     u1 = min(w, int(np.floor(p[:, 0].max())) + 1)
     if v1 < v0 or u1 <= u0:
         return mask
-    # a crossing multiplies two coordinate differences, which overflowed for vertices beyond
-    # ~1e150 px (inf, or inf - inf = NaN: whole rows came out wrong); scaled by a power of two
-    # (exact) to below 2^480 they cannot, and smaller polygons are not scaled at all
-    scale = math.ldexp(1.0, min(0, 480 - math.frexp(max(float(np.abs(p).max()), h, w))[1]))
-    if scale != 1.0:
-        p, q = p * scale, q * scale
     ylo, yhi = np.minimum(p[:, 1], q[:, 1]), np.maximum(p[:, 1], q[:, 1])
     # a band's temporaries are rows x edges (crossings) and rows x width (span counts): bound both
     rows = max(1, FILL_BAND_ELEMENTS // (len(p) + u1 - u0 + 1))
     for b0 in range(v0, v1 + 1, rows):
         b1 = min(v1, b0 + rows - 1)
         # only edges spanning some row of the band can cross it; the others add no crossing
-        near = (yhi > b0 * scale) & (ylo <= b1 * scale)
-        mask[b0 : b1 + 1, u0:u1] = _fill_band(b0, b1, p[near], q[near], u0, u1, scale)
+        near = (yhi > b0) & (ylo <= b1)
+        mask[b0 : b1 + 1, u0:u1] = _fill_band(b0, b1, p[near], q[near], u0, u1)
     return mask
 
 
-def _fill_band(
-    v0: int, v1: int, p: np.ndarray, q: np.ndarray, u0: int, u1: int, scale: float = 1.0
-) -> np.ndarray:
-    """Inside-mask of rows v0..v1 (inclusive), columns u0..u1-1 (px) for edges p -> q (even-odd),
-    the edges' coordinates multiplied by ``scale`` (a power of two)."""
-    ys = np.arange(v0, v1 + 1, dtype=np.float64)[:, None] * scale
+def _fill_band(v0: int, v1: int, p: np.ndarray, q: np.ndarray, u0: int, u1: int) -> np.ndarray:
+    """Inside-mask of rows v0..v1 (inclusive), columns u0..u1-1 (px) for edges p -> q (even-odd)."""
+    ys = np.arange(v0, v1 + 1, dtype=np.float64)[:, None]
     ylo, yhi = np.minimum(p[:, 1], q[:, 1]), np.maximum(p[:, 1], q[:, 1])
     crosses = (ys >= ylo) & (ys < yhi)  # half-open: each vertex counted once
     if not crosses.any():
         return np.zeros((len(ys), u1 - u0), bool)
+    # a crossing multiplies two coordinate differences, which overflowed for an edge with a
+    # vertex beyond ~1e150 px (inf, or inf - inf = NaN: whole rows came out wrong). Such an edge
+    # is worked out scaled by a power of two (exact) to below 2^480; every other edge is not
+    # scaled, and comes out bit for bit as before
+    big = np.maximum(np.abs(p).max(axis=1), np.abs(q).max(axis=1))
+    scale = np.ldexp(1.0, np.minimum(0, 480 - np.frexp(np.maximum(big, v1 + 1.0))[1]))
+    if (scale != 1.0).any():
+        p, q, ys = p * scale[:, None], q * scale[:, None], ys * scale
     dy = np.where(q[:, 1] != p[:, 1], q[:, 1] - p[:, 1], 1.0)
     # the quotient may still overflow (a nearly flat edge): to an infinity of the right sign
     with np.errstate(over="ignore"):
         xs = p[:, 0] + (ys - p[:, 1]) * (q[:, 0] - p[:, 0]) / dy
-        if scale != 1.0:
-            xs = xs / scale
+        if (scale != 1.0).any():
+            xs /= scale
     xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
     n_max = int(crosses.sum(axis=1).max())
     del crosses
