@@ -188,3 +188,24 @@ def test_homography_jacobian_matches_finite_differences_for_one_point_and_many()
         np.testing.assert_allclose(jac, numeric, rtol=1e-6)
         np.testing.assert_array_equal(homography_jacobian(h, p), jac)  # one point: the same 2 x 2
     assert homography_jacobian(h, pts).shape == (3, 2, 2)
+
+
+def test_a_huge_vertex_does_not_overflow_the_crossings() -> None:
+    # before: row 2's crossing, 1.7e308 x (1 - 2 / 2.125) = 1e307 px, overflowed to -inf
+    # (2 x -1.7e308), so the row was empty; rows 0-2 lie inside the triangle
+    poly = np.array([[1.7e308, 0.0], [0.0, 2.125], [0.0, 0.0]])
+    expected = np.zeros((12, 12), bool)
+    expected[0:3] = True
+    np.testing.assert_array_equal(fill_polygon((12, 12), poly), expected)
+    # an edge from x = -1e307 to +1e307 over 20 rows: row 10's (10 - 0.5) x 2e307 overflowed to
+    # inf, filling the row whose crossing is at -5e305 px; only row 11 (crossing +5e305) is in
+    big = 1e307
+    expected = np.zeros((12, 12), bool)
+    expected[11] = True
+    slanted = np.array([[-big, 0.5], [big, 20.5], [-big, 20.5]])
+    np.testing.assert_array_equal(fill_polygon((12, 12), slanted), expected)
+    # the small edges of a polygon with a huge vertex keep their precision: scaling every
+    # coordinate by 2^-544 underflowed their products, and centre (0, 0), left of the crossing
+    # at 0.0625 px, was taken
+    mixed = fill_polygon((3, 3), np.array([[1.7e308, 0.0], [0.0, -0.125], [0.125, 0.125]]))
+    assert mixed.tolist() == [[False, True, True], [False, False, False], [False, False, False]]

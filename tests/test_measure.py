@@ -158,3 +158,13 @@ def test_a_fragment_touching_the_ulcer_at_a_corner_is_part_of_it() -> None:
     prob[30:34, 30:34] = 0.9  # pixel (30, 30) touches (29, 29) at a corner
     mask = ulcer_mask(prob, 0.5, 10.0, min_area_mm2=0.3, merge_distance_mm=0.1)
     assert mask.sum() == 400 + 16
+
+
+def test_width_does_not_depend_on_which_of_two_equal_diameters_comes_first() -> None:
+    # longest diameters of sqrt(13) px along (3, 2) and (2, 3), perpendicular extents 3.33 and
+    # 3.61 px: before, the width was the first diameter's, 3.61 px for the mask and 3.33 px
+    # for it mirrored
+    mask = np.array([[0, 0, 1], [1, 1, 1], [0, 1, 1]], bool)
+    widths = {round(feret_length_width(m)[1], 9) for m in (mask, mask[::-1], mask[:, ::-1], np.rot90(mask))}
+    assert widths == {round(np.sqrt(13), 9)}
+    assert feret_length_width(mask)[0] == pytest.approx(np.sqrt(13))

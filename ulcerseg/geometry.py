@@ -215,8 +215,20 @@ def _fill_band(v0: int, v1: int, p: np.ndarray, q: np.ndarray, u0: int, u1: int)
     crosses = (ys >= ylo) & (ys < yhi)  # half-open: each vertex counted once
     if not crosses.any():
         return np.zeros((len(ys), u1 - u0), bool)
+    # a crossing multiplies two coordinate differences, which overflowed for an edge with a
+    # vertex beyond ~1e150 px (inf, or inf - inf = NaN: whole rows came out wrong). Such an edge
+    # is worked out scaled by a power of two (exact) to below 2^480; every other edge is not
+    # scaled, and comes out bit for bit as before
+    big = np.maximum(np.abs(p).max(axis=1), np.abs(q).max(axis=1))
+    scale = np.ldexp(1.0, np.minimum(0, 480 - np.frexp(np.maximum(big, v1 + 1.0))[1]))
+    if (scale != 1.0).any():
+        p, q, ys = p * scale[:, None], q * scale[:, None], ys * scale
     dy = np.where(q[:, 1] != p[:, 1], q[:, 1] - p[:, 1], 1.0)
-    xs = p[:, 0] + (ys - p[:, 1]) * (q[:, 0] - p[:, 0]) / dy
+    # the quotient may still overflow (a nearly flat edge): to an infinity of the right sign
+    with np.errstate(over="ignore"):
+        xs = p[:, 0] + (ys - p[:, 1]) * (q[:, 0] - p[:, 0]) / dy
+        if (scale != 1.0).any():
+            xs /= scale
     xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
     n_max = int(crosses.sum(axis=1).max())
     del crosses

@@ -25,7 +25,11 @@ class MaskGeometry:
 def feret_length_width(mask: np.ndarray) -> tuple[float, float]:
     """Longest extent of a mask and the extent perpendicular to it (px).
 
-    Computed on the convex hull of pixel corners, so a single pixel measures 1 x 1.
+    Computed on the convex hull of pixel corners (a pixel covers its centre +/- 0.5 px), so a
+    single pixel measures sqrt(2) x sqrt(2), its diagonal both ways, and a w x h rectangle its
+    diagonal. Where several diameters are longest (common on the pixel lattice: a 3 x 2 and a
+    2 x 3 step are equally long), the width is the largest of their perpendicular extents, so a
+    mask rotated by 90° or mirrored measures the same.
     """
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
@@ -37,12 +41,15 @@ def feret_length_width(mask: np.ndarray) -> tuple[float, float]:
     hull = hull.astype(np.float64)
     diff = hull[:, None, :] - hull[None, :, :]
     dist2 = (diff**2).sum(axis=2)
-    i, j = np.unravel_index(np.argmax(dist2), dist2.shape)
-    length = float(np.sqrt(dist2[i, j]))
-    axis = (hull[j] - hull[i]) / max(length, 1e-12)
-    normal = np.array([-axis[1], axis[0]])
-    proj = hull @ normal
-    return length, float(proj.max() - proj.min())
+    # corners are half-integers: squared distances are exact, and so are their ties
+    longest = dist2.max()
+    length = float(np.sqrt(longest))
+    width = 0.0
+    for i, j in zip(*np.nonzero(np.triu(dist2 == longest)), strict=True):
+        axis = (hull[j] - hull[i]) / max(length, 1e-12)
+        proj = hull @ np.array([-axis[1], axis[0]])
+        width = max(width, float(proj.max() - proj.min()))
+    return length, width
 
 
 def boundary_length(mask: np.ndarray) -> float:
