@@ -523,9 +523,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw_len = self.headers.get("Content-Length")
         if raw_len is None:
             raise HttpError(411, "Content-Length is required")
-        if not (raw_len.strip().isascii() and raw_len.strip().isdigit()):  # "²" is a digit to isdigit
+        digits = raw_len.strip()
+        if not (digits.isascii() and digits.isdigit()):  # "²" is a digit to isdigit
             raise HttpError(400, "Content-Length is not a number")
-        length = int(raw_len)
+        # int() refuses more than 4,300 digits (ValueError: a 500): a number that long is too
+        # large anyway, leading zeros aside
+        digits = digits.lstrip("0") or "0"
+        length = int(digits) if len(digits) <= len(str(max_len)) else max_len + 1
         if length > max_len:
             self.close_connection = True  # the body is not read: the connection cannot be reused
             raise HttpError(413, f"request body larger than {max_len} bytes")
