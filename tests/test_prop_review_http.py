@@ -350,8 +350,11 @@ def mask_pngs(draw: st.DrawFn) -> Any:
 
 
 def polygons_in(width: float, height: float, n_max: int = 8) -> st.SearchStrategy[list[list[float]]]:
-    coord_x = st.one_of(st.integers(-2, int(width) + 2), st.floats(-1.5, width + 1.5, allow_nan=False))
-    coord_y = st.one_of(st.integers(-2, int(height) + 2), st.floats(-1.5, height + 1.5, allow_nan=False))
+    huge = st.sampled_from([10**400, -(10**400)])  # a JSON integer no float holds
+    coord_x = st.one_of(st.integers(-2, int(width) + 2), st.floats(-1.5, width + 1.5, allow_nan=False), huge)
+    coord_y = st.one_of(
+        st.integers(-2, int(height) + 2), st.floats(-1.5, height + 1.5, allow_nan=False), huge
+    )
     return st.lists(st.tuples(coord_x, coord_y).map(list), min_size=0, max_size=n_max)
 
 
@@ -390,15 +393,17 @@ def body_for(draw: st.DrawFn, site: Site, route: str) -> Any:
             "confirm": optional(st.booleans()),
             "polygon": optional(st.one_of(rectangles, polygons_in(W, H))),
             "polygons": optional(st.lists(st.one_of(rectangles, polygons_in(W * 2, H * 2)), max_size=3)),
-            "px_per_mm": optional(st.sampled_from([10.0, 20.0, 10.000001, 0.0, -10.0, 1e-300])),
+            "px_per_mm": optional(st.sampled_from([10.0, 20.0, 10.000001, 0.0, -10.0, 1e-300, 10**400])),
             "mask_png": optional(mask_pngs()),
         }
     elif route == "/api/manual-scale":
         fields = {
             "key": st.sampled_from([site.manual_key, site.manual_key, *site.keys[:1]]),
-            "scale_points": st.one_of(polygons_in(640, 480, 3), st.just([[100, 420], [300, 420]])),
+            "scale_points": st.one_of(st.just([[100, 420], [300, 420]]), polygons_in(640, 480, 3)),
             "points": optional(polygons_in(640, 480, 3)),
-            "length_mm": st.one_of(st.floats(-1, 2000, allow_nan=False), st.just(10.0)),
+            "length_mm": st.one_of(
+                st.sampled_from([10.0, 10**400, -(10**400)]), st.floats(-1, 2000, allow_nan=False)
+            ),
             "polygon": polygons_in(640, 480),
             "confirm": optional(st.booleans()),
             "frame": optional(st.sampled_from(["photo", "photo", "review"])),
@@ -429,6 +434,9 @@ def body_for(draw: st.DrawFn, site: Site, route: str) -> Any:
     return draw(st.one_of(st.just(body), st.just(body), st.just(body), json_values))
 
 
+ENDPOINT_ACTIONS = ("not_assessable", "confirm_healed")
+"""Decisions that change the endpoint: saved only with ``"confirm": true`` (README, Decisions)."""
+
 POST_ROUTES = ("/api/decision", "/api/manual-scale", "/api/undo", "/api/session")
 
 
@@ -450,12 +458,12 @@ def check_state_rule(site: Site, before: State, after: State, reply: Reply, allo
 # --------------------------------------------------------------------------- properties
 
 
-@budget(120)
+@budget(200)
 @given(data=st.data())
 def test_any_json_body_from_a_logged_in_reader_is_answered_cleanly_and_recorded_as_theirs(site, data):
     """Every POST route, every field of every type (or missing, or naming another reader): a clean
     answer, no state change unless 200, and what is recorded is Dr A's, the credential's reader."""
-    route = data.draw(st.sampled_from(POST_ROUTES), label="route")
+    route = data.draw(st.sampled_from(["/api/decision", "/api/decision", *POST_ROUTES]), label="route")
     body = data.draw(body_for(site, route), label="body")
     cred = data.draw(
         st.sampled_from([
@@ -475,10 +483,15 @@ def test_any_json_body_from_a_logged_in_reader_is_answered_cleanly_and_recorded_
     if reply.status == 200 and route != "/api/session":
         assert json.loads(reply.body).get("assessor", "Dr A") == "Dr A"
         assert after.n_decisions == before.n_decisions + 1
+    endpoint_change = route == "/api/manual-scale" or (
+        route == "/api/decision" and isinstance(body, dict) and body.get("action") in ENDPOINT_ACTIONS
+    )
+    if reply.status == 200 and endpoint_change:  # an endpoint change takes a second, explicit step
+        assert body.get("confirm") is True, body
     alive(site)
 
 
-def _credentials(site: Site) -> st.SearchStrategy[list[tuple[str, str]]]:
+def _credentials(site: Site, valid_only: bool = False) -> st.SearchStrategy[list[tuple[str, str]]]:
     """0-3 credential headers: readers A and B, a revoked reader, the adjudicator, forged and
     odd tokens, as Bearer, X-Review-Token or the cookie (of this port, another port, quoted)."""
     tokens = st.one_of(
@@ -507,8 +520,20 @@ def _credentials(site: Site) -> st.SearchStrategy[list[tuple[str, str]]]:
             ]
         )
     )
+    if valid_only:
+        return st.lists(valid, min_size=1, max_size=1)
+    # one concrete credential of each kind that must not act for a reader of this server
+    not_a_reader = st.sampled_from([
+        ("Authorization", f"Bearer {site.tokens['R']}"),  # revoked
+        ("Authorization", f"Bearer {site.tokens['J']}"),  # an adjudicator on the readers' server
+        ("X-Review-Token", site.tokens["R"]),
+        ("Cookie", f"{cookie_name(site.port)}={site.tokens['J']}"),
+        ("Cookie", f"{cookie_name(site.port + 1)}={site.tokens['A']}"),  # another server's session
+        ("Authorization", f"Bearer {site.tokens['A']}x"),  # forged
+        ("Authorization", f"Basic {site.tokens['A']}"),
+    ])  # fmt: skip
     return st.one_of(
-        st.lists(valid, min_size=1, max_size=2),
+        st.lists(not_a_reader, min_size=1, max_size=1),
         st.lists(one, max_size=3),
         st.lists(st.one_of(valid, one), max_size=3),
     )
@@ -544,16 +569,40 @@ def header_sets(draw: st.DrawFn, site: Site) -> tuple[list[tuple[str, str]], dic
     own_hosts = [f"{h}:{site.port}" for h in ("127.0.0.1", "localhost", "[::1]")]
     own_origins = [f"http://{h}" for h in own_hosts]
 
-    def good_or(good: list[str], other: st.SearchStrategy[list[str]]) -> list[str]:
-        return draw(st.one_of(st.just(good), other)) if draw(st.integers(0, 3)) == 0 else good
+    # one thing broken at a time (or none, or everything drawn freely): each check is met alone
+    broken = draw(
+        st.sampled_from(["none", "host", "origin", "referer", "ctype", "creds", "all"]), label="broken"
+    )
+
+    def good_or(what: str, good: list[str], other: st.SearchStrategy[list[str]]) -> list[str]:
+        return draw(other) if broken in (what, "all") else good
 
     hosts = good_or(
+        "host",
         own_hosts[:1],
         st.lists(_header_value(site, own_hosts).map(lambda v: v.removeprefix("http://")), max_size=2),
     )
-    origins = good_or([site.origin], st.lists(_header_value(site, own_origins), max_size=2))
-    referers = good_or([], st.lists(_header_value(site, [o + "/" for o in own_origins]), max_size=2))
+    origins = good_or("origin", [site.origin], st.lists(_header_value(site, own_origins), max_size=2))
+    if broken == "referer":  # no Origin: the Referer decides
+        origins = []
+    odd_referers = [
+        "http://[",
+        f"http://[127.0.0.1:{site.port}/",
+        "http://]",
+        f"http://127.0.0.1:{site.port}",
+    ]
+    referers = good_or(
+        "referer",
+        [],
+        st.one_of(
+            st.lists(
+                st.sampled_from([*odd_referers, *(o + "/" for o in own_origins)]), min_size=1, max_size=2
+            ),
+            st.lists(_header_value(site, [o + "/" for o in own_origins]), max_size=2),
+        ),
+    )
     ctypes = good_or(
+        "ctype",
         ["application/json"],
         st.lists(
             st.sampled_from([
@@ -564,7 +613,7 @@ def header_sets(draw: st.DrawFn, site: Site) -> tuple[list[tuple[str, str]], dic
             max_size=2,
         ),
     )  # fmt: skip
-    creds = draw(_credentials(site))
+    creds = draw(_credentials(site, valid_only=broken not in ("creds", "all")))
     headers = (
         [("Host", h) for h in hosts] + [("Origin", o) for o in origins] + [("Referer", r) for r in referers]
     )
@@ -579,8 +628,9 @@ def header_sets(draw: st.DrawFn, site: Site) -> tuple[list[tuple[str, str]], dic
     for k, v in headers:
         first.setdefault(k, v)
     ref = first.get("Referer", "")
+    scheme, _, rest = ref.partition("://")  # the scheme is case-insensitive, the host is compared as sent
     same_origin = first.get("Origin") in own_origins or (
-        not first.get("Origin") and any(ref.startswith(o + "/") or ref == o for o in own_origins)
+        not first.get("Origin") and scheme.lower() == "http" and rest.split("/", 1)[0] in own_hosts
     )
     valid = set()
     for k, v in creds:
@@ -596,16 +646,17 @@ def header_sets(draw: st.DrawFn, site: Site) -> tuple[list[tuple[str, str]], dic
     return headers, facts
 
 
-@budget(150)
+@budget(250)
 @given(data=st.data())
 def test_only_a_credentialed_same_origin_json_request_changes_the_audit_trail(site, data):
     """Plausible bodies that a logged-in reader's page would send, under every mix of Host,
     Origin, Referer, Content-Type and credentials (another reader's cookie, a revoked or forged
     token, an adjudicator's, another port's cookie, duplicated headers)."""
     headers, facts = data.draw(header_sets(site), label="headers")
-    route = data.draw(st.sampled_from(POST_ROUTES), label="route")
+    route = data.draw(st.sampled_from(["/api/decision", *POST_ROUTES]), label="route")
     key = data.draw(st.sampled_from(site.keys), label="key")
-    claimed = data.draw(st.sampled_from(list(site.names.values())), label="claimed")
+    claimed = data.draw(st.sampled_from(["Dr B", "Dr A", "Dr Revoked", "Judge"]), label="claimed")
+    session = data.draw(st.sampled_from([None, site.sessions["A"], site.sessions["B"]]), label="session_id")
     body = {
         "/api/decision": {"key": key, "action": "accept", "assessor": claimed},
         "/api/manual-scale": {
@@ -619,6 +670,8 @@ def test_only_a_credentialed_same_origin_json_request_changes_the_audit_trail(si
         "/api/undo": {"assessor": claimed},
         "/api/session": {"assessor": claimed},
     }[route]
+    if session is not None:
+        body["session_id"] = session
     payload = json.dumps(body).encode()
     head = [f"POST {route} HTTP/1.1", *(f"{k}: {v}" for k, v in headers), f"Content-Length: {len(payload)}"]
     raw = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + payload
@@ -626,6 +679,12 @@ def test_only_a_credentialed_same_origin_json_request_changes_the_audit_trail(si
     reply = exchange(site, raw)
     event(f"{reply.status} {'changed' if state(site) != before else 'unchanged'}")
     check_clean(site, raw, reply)
+    # the checks come before the body is read: without a reader's credential 401 (or 403 for a
+    # foreign Host, another role); from another origin 403; another Content-Type 403 or 415
+    if not facts["readers"]:
+        assert reply.status in (401, 403), (facts, reply.status)
+    if not (facts["host_ok"] and facts["same_origin"] and facts["json"]):
+        assert reply.status in (401, 403, 415), (facts, reply.status)
     after = state(site)
     if after != before:
         assert facts["host_ok"] and facts["same_origin"] and facts["json"], (facts, reply.status)
