@@ -907,3 +907,44 @@ def test_two_servers_on_one_host_keep_their_own_sessions(served):
         assert me == {client.base: "Dr A", judge_base: "Dr J"}
         # one server's cookie alone does not open the other
         assert _get(judge_base, "/api/me", {"Cookie": logins[client.base]})[0] == 401
+
+
+def test_a_content_length_of_thousands_of_digits_is_413_not_500(served):
+    # before: int() refuses a string of more than 4,300 digits (ValueError), and the request
+    # was answered 500 "internal error" with a traceback in the log; the login form too
+    client, _app, study = served
+    port = int(client.base.rsplit(":", 1)[1])
+    for path, auth, ctype in (
+        ("/api/decision", f"Authorization: Bearer {client.token}\r\n", "application/json"),
+        ("/login", "", "application/x-www-form-urlencoded"),
+    ):
+        # 2 with 5,000 leading zeros is a length of 2: the body is read (b"{}": no key, no form)
+        for length, expected in (("9" * 5000, 413), ("0" * 5000 + "2", 400)):
+            head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Origin: {client.base}\r\n"
+            head += f"Content-Type: {ctype}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            reply = _raw(client.base, head.encode() + b"{}")
+            assert reply.startswith(f"HTTP/1.0 {expected}".encode()), (path, length[:8], reply[:80])
+            assert b'"error"' in reply
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+    _alive(client)
+
+
+def test_a_bracket_in_the_request_target_or_the_referer_is_a_4xx_not_500(served):
+    # before: urlsplit raises ValueError ("Invalid IPv6 URL") on "http://[", and the request
+    # was answered 500 "internal error" with a traceback in the log: an absolute-form target
+    # before any token is read, a Referer (without Origin) of a logged-in reader's request
+    client, _app, study = served
+    port = int(client.base.rsplit(":", 1)[1])
+    for target, extra, expected in (
+        ("http://[/api/me", "", 400),
+        ("http://[::1/api/items", "", 400),
+        ("/api/session", "Referer: http://[\r\n", 403),
+        ("/api/session", f"Referer: http://[127.0.0.1:{port}/\r\n", 403),
+    ):
+        head = f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {client.token}\r\n"
+        head += f"{extra}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        reply = _raw(client.base, head.encode() + b"{}")
+        assert reply.startswith(f"HTTP/1.0 {expected}".encode()), (target, extra, reply[:80])
+        assert b'"error"' in reply and b"Traceback" not in reply
+    assert list_decisions(sqlite3.connect(study["out"] / "study.sqlite")) == []
+    _alive(client)

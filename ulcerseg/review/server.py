@@ -510,8 +510,12 @@ class _Handler(BaseHTTPRequestHandler):
         """``content_type`` and an Origin/Referer of this server (CSRF)."""
         origin = self.headers.get("Origin")
         if not origin:
-            referer = urlsplit(self.headers.get("Referer", ""))
-            origin = f"{referer.scheme}://{referer.netloc}" if referer.scheme and referer.netloc else None
+            try:
+                referer = urlsplit(self.headers.get("Referer", ""))
+            except ValueError:  # "http://[": urlsplit refuses a bracket that opens no IPv6 address
+                origin = None
+            else:
+                origin = f"{referer.scheme}://{referer.netloc}" if referer.scheme and referer.netloc else None
         if origin is None or origin not in self._own_origins():
             raise HttpError(403, "cross-origin request refused (Origin must be this server)")
         ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -523,9 +527,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw_len = self.headers.get("Content-Length")
         if raw_len is None:
             raise HttpError(411, "Content-Length is required")
-        if not (raw_len.strip().isascii() and raw_len.strip().isdigit()):  # "²" is a digit to isdigit
+        digits = raw_len.strip()
+        if not (digits.isascii() and digits.isdigit()):  # "²" is a digit to isdigit
             raise HttpError(400, "Content-Length is not a number")
-        length = int(raw_len)
+        # int() refuses more than 4,300 digits (ValueError: a 500): a number that long is too
+        # large anyway, leading zeros aside
+        digits = digits.lstrip("0") or "0"
+        length = int(digits) if len(digits) <= len(str(max_len)) else max_len + 1
         if length > max_len:
             self.close_connection = True  # the body is not read: the connection cannot be reused
             raise HttpError(413, f"request body larger than {max_len} bytes")
@@ -609,7 +617,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _handle(self, method: str) -> None:
-        parts = urlsplit(self.path)
+        try:
+            parts = urlsplit(self.path)
+        except ValueError:  # an absolute target "http://[...": a bracket that opens no IPv6 address
+            raise HttpError(400, "the request target is not a path") from None
         query = parse_qs(parts.query)
         port = self.server.server_address[1]
         hosts = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
