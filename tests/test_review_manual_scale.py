@@ -97,6 +97,8 @@ def test_manual_scale_measures_a_markerless_photo_within_3_percent(tmp_path: Pat
             {**body, "length_mm": "10"},
             {**body, "polygon": [[1, 1], [2, 2]]},
             {**body, "length_mm": 1000.0},  # 0.2 px/mm: a 12-MP photo 20 m wide (before: 200x the area)
+            {**body, "length_mm": 10**400},  # a JSON integer no float holds (OverflowError: a 500)
+            {**body, "points": [[10**400, 420], [400, 420]]},
         ):
             assert client.json("/api/manual-scale", bad)[0] == 400, bad
         # the manual-scale endpoint does not measure photos that have a rectified frame

@@ -796,6 +796,22 @@ def test_the_login_form_is_capped_and_checks_the_role(served):
     assert status == 303 and client.token in set_cookie
 
 
+def test_an_adjudicators_credential_does_nothing_on_the_readers_server(served):
+    """The readers' server serves readers only: an adjudicator's own token (a valid credential,
+    same origin) lists nothing and decides nothing there (403), so a reading never carries the
+    adjudicator's name in the readers' role."""
+    client, app, study = served
+    judge = client.reader("Judge", adjudicator=True)
+    key = app.items[0].key
+    assert judge.request("/api/items")[0] == 403
+    assert judge.request(f"/api/item/{key}")[0] == 403
+    db = study["out"] / "study.sqlite"
+    before = len(list_decisions(sqlite3.connect(db)))
+    assert judge.request("/api/decision", {"key": key, "action": "accept"})[0] == 403
+    assert len(list_decisions(sqlite3.connect(db))) == before
+    assert client.request("/api/items")[0] == 200  # the reader's own credential still works
+
+
 def test_an_unexpected_error_reaches_the_client_as_json_without_its_text(served, monkeypatch, caplog):
     """Any exception in a handler: 500 with a fixed message, never the exception's text or a
     traceback (they may name files of subjects); the log keeps them, and the server stays up."""
