@@ -387,7 +387,7 @@ def discover_manifest(
     UTF-8, malformed CSV, missing columns, a row with more fields than the header, a path listed
     twice with different IDs or dates, a path outside the manifest's folder (unless
     ``allow_outside_root``; a symbolic link is judged by where it leads), a date that is not
-    ISO. Rows that cannot be used one by one (empty ID, unknown visit, a file in ``exclude``,
+    ISO. Rows that cannot be used one by one (empty ID, unknown visit, a folder, a file in ``exclude``,
     the output folder, which holds this tool's own images) are skipped with a reason; an exact
     repeat of a row is skipped too.
     """
@@ -483,6 +483,12 @@ def discover_manifest(
             continue
         if _special_file(path):
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: {_SPECIAL_FILE}"))
+            continue
+        if path.is_dir():
+            # "sub" or "." (the manifest's own folder) was a photo: measured, it failed as a file
+            # that cannot be read, retried by every run as if the disk were at fault
+            detail = f"{where}: {row['path']!r} is a folder, not a photo; name the photo's file"
+            found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, detail))
             continue
         ids = (subject, ulcer, resolved[0])
         if path in seen:
