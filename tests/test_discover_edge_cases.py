@@ -368,6 +368,36 @@ def test_an_ulcer_id_from_a_file_name_is_nfc_and_stripped(tmp_path: Path) -> Non
     assert [(p.ulcer_id, p.visit) for p in found.photos] == [("U1", "D0"), ("U1", "W4")]
 
 
+def test_a_blank_file_stem_is_a_failing_skip_not_the_extension_as_ulcer_id(tmp_path: Path) -> None:
+    """A photo named " .jpg" (a blank stem) was the ulcer ".jpg": the name was stripped before
+    its stem was taken, leaving the dotfile ".jpg" (" .jpg" and "\u3000.jpg": one ulcer). As a
+    blank subject folder, it is a failing skip; "U1 .jpg" is still ulcer U1."""
+    _touch(tmp_path / "S1" / "W4" / " .jpg", b"a")
+    _touch(tmp_path / "S1" / "W4" / "\u3000.JPG", b"b")
+    _touch(tmp_path / "S1" / "W4" / "U1 .jpg", b"c")
+    found = discover(tmp_path, DiscoveryConfig())
+    assert [(p.subject_id, p.ulcer_id, p.visit) for p in found.photos] == [("S1", "U1", "W4")]
+    problems = _problems(found)
+    assert sorted(problems) == ["S1/W4/ .jpg", "S1/W4/\u3000.JPG"]
+    assert all(r.startswith("bad_file_name: ulcer ID") for r in problems.values())
+
+
+def test_a_manifest_row_naming_a_folder_is_a_failing_manifest_row_not_a_photo(tmp_path: Path) -> None:
+    """A row whose path is a folder ("sub", or "." the manifest's own folder) was a photo
+    record: measured, it failed as a file that could not be read, retried by every run as if
+    the disk were at fault. It is a row that cannot be used, as an empty path is."""
+    _touch(tmp_path / "sub" / "a.jpg", b"a")
+    (tmp_path / "photos.csv").write_text(
+        "subject,ulcer,visit,path\nS1,U1,W4,sub\nS1,U2,W4,.\nS1,U3,W4,sub/a.jpg\n", encoding="utf-8"
+    )
+    found = discover(tmp_path / "photos.csv", DiscoveryConfig())
+    assert [(p.ulcer_id, found.relative(p.path)) for p in found.photos] == [("U3", "sub/a.jpg")]
+    assert sorted(r.split(": ", 1)[0] + " " + r.rsplit(": ", 1)[-1] for _, r in found.problems) == [
+        "manifest_row '.' is a folder, not a photo; name the photo's file",
+        "manifest_row 'sub' is a folder, not a photo; name the photo's file",
+    ]
+
+
 def test_a_manifest_path_that_links_outside_its_folder_is_refused(tmp_path: Path) -> None:
     """Before: a symbolic link in the manifest's folder (``lnk.jpg -> /elsewhere/x.jpg``, or a
     linked folder) was measured as a photo of the study without ``--allow-outside-root``; only

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -280,7 +281,10 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             detail = f"not in a <subject>/<visit>/ folder ({len(parts) - 1} folder levels)"
             found.add_skip(_skip(path, SkipReason.UNEXPECTED_LAYOUT, detail))
             continue
-        subject, visit, name = (nfc(p) for p in parts)
+        subject, visit = nfc(parts[0]), nfc(parts[1])
+        # the stem of the name as it is (in NFC): nfc() also strips, which made " .jpg" the
+        # dotfile ".jpg", so the extension was taken for the ulcer ID
+        name = unicodedata.normalize("NFC", parts[2])
         if not subject:
             # a folder named " ": its photos would be stored under the subject ID "" (and merged
             # with every other blank-named folder); the manifest refuses an empty ID too
@@ -298,7 +302,12 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME,
                                  f"file name does not match ulcer_pattern {pattern.pattern!r}"))  # fmt: skip
             continue
-        lookalike = lookalike_character(subject + match["ulcer_id"])
+        ulcer = nfc(match["ulcer_id"])
+        if not ulcer:  # " .jpg": its photos would be stored under the ulcer ID "" (as a blank subject)
+            detail = f"ulcer ID {match['ulcer_id']!r} from the file name is blank; rename it"
+            found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
+            continue
+        lookalike = lookalike_character(subject + ulcer)
         if lookalike is not None:  # "Ѕ001" (Cyrillic Ѕ) would be another subject that looks like S001
             detail = f"subject or ulcer ID holds a character that looks like another ({lookalike}); rename it"
             found.add_skip(_skip(path, SkipReason.BAD_FILE_NAME, detail))
@@ -307,7 +316,7 @@ def discover_folder(root: Path, config: DiscoveryConfig, exclude: Path | None = 
             PhotoRecord(
                 path=path,
                 subject_id=subject,
-                ulcer_id=nfc(match["ulcer_id"]),
+                ulcer_id=ulcer,
                 visit=resolved[0],
                 study_day=resolved[1],
                 sha256=_hash_file(path),
@@ -378,7 +387,7 @@ def discover_manifest(
     UTF-8, malformed CSV, missing columns, a row with more fields than the header, a path listed
     twice with different IDs or dates, a path outside the manifest's folder (unless
     ``allow_outside_root``; a symbolic link is judged by where it leads), a date that is not
-    ISO. Rows that cannot be used one by one (empty ID, unknown visit, a file in ``exclude``,
+    ISO. Rows that cannot be used one by one (empty ID, unknown visit, a folder, a file in ``exclude``,
     the output folder, which holds this tool's own images) are skipped with a reason; an exact
     repeat of a row is skipped too.
     """
@@ -474,6 +483,12 @@ def discover_manifest(
             continue
         if _special_file(path):
             found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, f"{where}: {_SPECIAL_FILE}"))
+            continue
+        if path.is_dir():
+            # "sub" or "." (the manifest's own folder) was a photo: measured, it failed as a file
+            # that cannot be read, retried by every run as if the disk were at fault
+            detail = f"{where}: {row['path']!r} is a folder, not a photo; name the photo's file"
+            found.add_skip(_skip(path, SkipReason.MANIFEST_ROW, detail))
             continue
         ids = (subject, ulcer, resolved[0])
         if path in seen:

@@ -70,7 +70,7 @@ class SkipReason(StrEnum):
     UNEXPECTED_LAYOUT = "unexpected_layout"  # not at <subject>/<visit>/<photo>
     UNKNOWN_VISIT = "unknown_visit"  # visit folder/label neither D<n>/W<n> nor a configured alias
     BAD_FILE_NAME = "bad_file_name"  # file stem does not match discovery.ulcer_pattern
-    MANIFEST_ROW = "manifest_row"  # a manifest row that cannot be used (empty ID, missing file)
+    MANIFEST_ROW = "manifest_row"  # a manifest row that cannot be used (empty path or ID, a folder)
     DUPLICATE_ROW = "duplicate_row"  # a manifest row repeating an earlier one (same path, same IDs)
     HIDDEN = "hidden"  # matches discovery.ignore (.*, _*, ...)
     NOT_A_PHOTO = "not_a_photo"  # not an image file (notes, spreadsheets...)
