@@ -248,6 +248,10 @@ def _ulcer_visits(
     # the changes refer to the baseline, else to the first open area after it (never before it)
     after = [r for r in rows if r.visit not in before]
     reference = baseline if baseline_ok else next((r for r in after if open_area(r)), None)
+    # visits the changes from baseline are of: the reference and those after it. A visit between
+    # an unmeasurable baseline and the reference is compared with nothing, as one before the
+    # baseline is: against the later reference, 0.3 mm² before an open 10 mm² read "improving"
+    compared = set() if reference is None else {r.visit for r in rows[rows.index(reference) :]}
 
     healed_before = False
     prev: VisitHealing | None = None
@@ -268,7 +272,7 @@ def _ulcer_visits(
             row.status = HealingStatus.NOT_ASSESSABLE.value  # failed baseline: no change figures
             continue
         if area is not None:
-            if reference is not None and reference.area_mm2 is not None and not pre:
+            if reference is not None and reference.area_mm2 is not None and row.visit in compared:
                 row.change_from_baseline_mm2 = area - reference.area_mm2
                 row.change_from_baseline_pct = _pct(row.change_from_baseline_mm2, reference.area_mm2)
             if prev is not None and prev.area_mm2 is not None:
@@ -315,9 +319,10 @@ def _ulcer_visits(
             row.status = HealingStatus.IMPROVING.value
         elif shown_pct is not None and shown_pct >= cfg.worsening_min_increase_pct:
             row.status = HealingStatus.WORSENING.value
-        elif pct is None and reference is not None and area < (reference.area_mm2 or 0.0):
-            # reference area 0 cannot give a percentage; any shrinkage there is healing anyway
-            row.status = HealingStatus.IMPROVING.value
+        elif pct is None:
+            # no reference to compare with (none, or a later one): no change, so no status from
+            # one (a rejected healed 0.3 mm² read "stable"). The reference's area is open, never 0
+            row.status = HealingStatus.NOT_ASSESSABLE.value
         else:
             row.status = HealingStatus.STABLE.value
         if row.status == HealingStatus.HEALED.value:
