@@ -104,11 +104,21 @@ class VisitHold(StrEnum):
 
 
 def _representative(photos: list[_Photo]) -> _Photo:
-    """The photo of a visit whose area is the (lower) median; an unassessable one if none."""
-    measured = sorted((p for p in photos if p.assessable), key=lambda p: p.area or 0.0)
+    """The photo of a visit whose area is the (lower) median; an unassessable one if none.
+
+    Whatever order the rows come in: among equal areas (two 0.0 mm² photos of a healed ulcer)
+    the one that is evidence of healing stands for the visit, then the lowest SHA-256. The first
+    row did, so one of no_ulcer_found and one also blurred made the visit healed or
+    not_assessable by file name order."""
+    measured = sorted((p for p in photos if p.assessable), key=lambda p: (p.area or 0.0, *_photo_order(p)))
     if measured:
         return measured[(len(measured) - 1) // 2]
-    return photos[0]
+    return min(photos, key=_photo_order)
+
+
+def _photo_order(photo: _Photo) -> tuple[bool, str]:
+    """Tie-break among a visit's photos: evidence of healing first, then the SHA-256."""
+    return not _healed_evidence_photo(photo), photo.sha or ""
 
 
 def within_healed_limit(area_mm2: float, limit_mm2: float) -> bool:
@@ -133,9 +143,9 @@ def _visit_photo(photos: list[_Photo], cfg: HealingConfig) -> tuple[_Photo, Visi
     ulcer the other photo missed (a failed photo is pending until a reader settles it). Photos
     on both sides of the healed limit hold it too: the median would silently pick a side.
     """
-    pending = next((p for p in photos if p.pending), None)
-    if pending is not None:
-        return pending, VisitHold.REVIEW_PENDING
+    pending = [p for p in photos if p.pending]
+    if pending:
+        return min(pending, key=_photo_order), VisitHold.REVIEW_PENDING
     rep = _representative(photos)
     limit = cfg.healed_max_area_mm2
     sides = {_healed_side(p, limit) for p in photos if p.assessable or p.healed_override is not None}
@@ -154,12 +164,15 @@ def _visit_override(photos: list[_Photo]) -> bool | None:
 _HEALED_FINDINGS = frozenset({"no_ulcer_found"})
 
 
-def _healed_evidence(row: VisitHealing, rep: _Photo | None) -> bool:
+def _healed_evidence_photo(photo: _Photo) -> bool:
     """A small area is evidence of healing only from a measured photo (marker found) whose
     quality checks all passed, or whose area an assessor reviewed."""
-    if rep is None or not rep.assessable:
-        return False
-    return rep.reviewed or not (set(row.photo_flags) - _HEALED_FINDINGS)
+    return photo.assessable and (photo.reviewed or not (set(photo.flags) - _HEALED_FINDINGS))
+
+
+def _healed_evidence(row: VisitHealing, rep: _Photo | None) -> bool:
+    """:func:`_healed_evidence_photo` of the photo standing for the visit."""
+    return rep is not None and _healed_evidence_photo(rep)
 
 
 def _pct(delta: float, ref: float) -> float | None:
