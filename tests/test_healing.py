@@ -717,3 +717,45 @@ def test_healing_csv_rows_write_booleans_as_0_1_and_flag_lists_joined(tmp_path: 
     assert [r["is_cardinal"] for r in written] == ["1", "1", "0", "0"]
     assert {r["heal_run"] for r in written} == {"heal-1"}
     assert written[1]["photo_flags"] == "blurred;low_confidence"
+
+
+def test_a_visit_before_the_reference_is_compared_with_nothing():
+    """With the baseline unmeasured, W2 (0.3 mm², a reader rejected healed) was compared with the
+    later reference W4 (10 mm²): "improving" at -97% while the ulcer grew; without any open
+    visit it read "stable" from nothing. Found by a property test (tests/test_prop_healing.py)."""
+    rows = series({"D0": None, "W2": 0.3, "W4": 10.0, "W8": 7.0})
+    rows[1]["healed_override"] = False
+    ulcer, v = by_visit(rows)
+    assert ulcer.reference_visit == "W4"
+    assert v["W2"].status == "not_assessable" and v["W2"].change_from_baseline_pct is None
+    assert v["W2"].change_from_baseline_mm2 is None and v["W2"].area_mm2 == 0.3
+    assert v["W4"].status == "baseline" and v["W8"].status == "improving"
+    # no open visit at all: nothing to compare with
+    ulcer, v = by_visit(rows[:2], cfg(schedule=()))
+    assert ulcer.reference_visit is None and v["W2"].status == "not_assessable"
+    # a healed visit needs no reference, but gets no change from a later one
+    rows = series({"D0": None, "W2": 0.0, "W4": 10.0})
+    ulcer, v = by_visit(rows, cfg(schedule=()))
+    assert v["W2"].status == "healed" and v["W2"].change_from_baseline_pct is None
+    assert v["W4"].status == "recurred" and ulcer.time_to_healing_days == 14
+
+
+def test_the_photo_that_stands_for_a_visit_does_not_depend_on_the_row_order():
+    """Two W4 photos of 0.0 mm² (no ulcer found), one of them also blurred: the first row stood
+    for the visit, so W4 was healed or not_assessable by file name order. Among equal areas the
+    photo whose quality checks passed stands for it; otherwise the lowest photo SHA-256, as for
+    a visit without a usable area or waiting for review. Found by a property test."""
+    base = series({"D0": 10.0, "W4": 0.0}, flags={"W4": "no_ulcer_found"})
+    other = dict(base[1], photo_sha256="a", flags="no_ulcer_found;blurred")
+    c = cfg(schedule=())
+    for rows in ([*base, other], [base[0], other, base[1]]):
+        ulcer, v = by_visit(rows, c)
+        assert v["W4"].status == "healed" and v["W4"].photo_sha256 == base[1]["photo_sha256"]
+        assert ulcer.time_to_healing_days == 28
+    # no usable area, or waiting for review: the same photo whatever the order
+    failed = [dict(base[1], photo_sha256=s, status="failed", area_mm2=None) for s in ("b", "a")]
+    for rows in ([base[0], *failed], [base[0], *failed[::-1]]):
+        assert by_visit(rows, c)[1]["W4"].photo_sha256 == "a"
+    pending = [dict(base[1], photo_sha256=s, review_pending=True) for s in ("b", "a")]
+    for rows in ([base[0], *pending], [base[0], *pending[::-1]]):
+        assert by_visit(rows, c)[1]["W4"].photo_sha256 == "a"

@@ -104,11 +104,21 @@ class VisitHold(StrEnum):
 
 
 def _representative(photos: list[_Photo]) -> _Photo:
-    """The photo of a visit whose area is the (lower) median; an unassessable one if none."""
-    measured = sorted((p for p in photos if p.assessable), key=lambda p: p.area or 0.0)
+    """The photo of a visit whose area is the (lower) median; an unassessable one if none.
+
+    Whatever order the rows come in: among equal areas (two 0.0 mm² photos of a healed ulcer)
+    the one that is evidence of healing stands for the visit, then the lowest SHA-256. The first
+    row did, so one of no_ulcer_found and one also blurred made the visit healed or
+    not_assessable by file name order."""
+    measured = sorted((p for p in photos if p.assessable), key=lambda p: (p.area or 0.0, *_photo_order(p)))
     if measured:
         return measured[(len(measured) - 1) // 2]
-    return photos[0]
+    return min(photos, key=_photo_order)
+
+
+def _photo_order(photo: _Photo) -> tuple[bool, str]:
+    """Tie-break among a visit's photos: evidence of healing first, then the SHA-256."""
+    return not _healed_evidence_photo(photo), photo.sha or ""
 
 
 def within_healed_limit(area_mm2: float, limit_mm2: float) -> bool:
@@ -133,9 +143,9 @@ def _visit_photo(photos: list[_Photo], cfg: HealingConfig) -> tuple[_Photo, Visi
     ulcer the other photo missed (a failed photo is pending until a reader settles it). Photos
     on both sides of the healed limit hold it too: the median would silently pick a side.
     """
-    pending = next((p for p in photos if p.pending), None)
-    if pending is not None:
-        return pending, VisitHold.REVIEW_PENDING
+    pending = [p for p in photos if p.pending]
+    if pending:
+        return min(pending, key=_photo_order), VisitHold.REVIEW_PENDING
     rep = _representative(photos)
     limit = cfg.healed_max_area_mm2
     sides = {_healed_side(p, limit) for p in photos if p.assessable or p.healed_override is not None}
@@ -154,12 +164,15 @@ def _visit_override(photos: list[_Photo]) -> bool | None:
 _HEALED_FINDINGS = frozenset({"no_ulcer_found"})
 
 
-def _healed_evidence(row: VisitHealing, rep: _Photo | None) -> bool:
+def _healed_evidence_photo(photo: _Photo) -> bool:
     """A small area is evidence of healing only from a measured photo (marker found) whose
     quality checks all passed, or whose area an assessor reviewed."""
-    if rep is None or not rep.assessable:
-        return False
-    return rep.reviewed or not (set(row.photo_flags) - _HEALED_FINDINGS)
+    return photo.assessable and (photo.reviewed or not (set(photo.flags) - _HEALED_FINDINGS))
+
+
+def _healed_evidence(row: VisitHealing, rep: _Photo | None) -> bool:
+    """:func:`_healed_evidence_photo` of the photo standing for the visit."""
+    return rep is not None and _healed_evidence_photo(rep)
 
 
 def _pct(delta: float, ref: float) -> float | None:
@@ -248,6 +261,10 @@ def _ulcer_visits(
     # the changes refer to the baseline, else to the first open area after it (never before it)
     after = [r for r in rows if r.visit not in before]
     reference = baseline if baseline_ok else next((r for r in after if open_area(r)), None)
+    # visits the changes from baseline are of: the reference and those after it. A visit between
+    # an unmeasurable baseline and the reference is compared with nothing, as one before the
+    # baseline is: against the later reference, 0.3 mm² before an open 10 mm² read "improving"
+    compared = set() if reference is None else {r.visit for r in rows[rows.index(reference) :]}
 
     healed_before = False
     prev: VisitHealing | None = None
@@ -268,7 +285,7 @@ def _ulcer_visits(
             row.status = HealingStatus.NOT_ASSESSABLE.value  # failed baseline: no change figures
             continue
         if area is not None:
-            if reference is not None and reference.area_mm2 is not None and not pre:
+            if reference is not None and reference.area_mm2 is not None and row.visit in compared:
                 row.change_from_baseline_mm2 = area - reference.area_mm2
                 row.change_from_baseline_pct = _pct(row.change_from_baseline_mm2, reference.area_mm2)
             if prev is not None and prev.area_mm2 is not None:
@@ -315,9 +332,10 @@ def _ulcer_visits(
             row.status = HealingStatus.IMPROVING.value
         elif shown_pct is not None and shown_pct >= cfg.worsening_min_increase_pct:
             row.status = HealingStatus.WORSENING.value
-        elif pct is None and reference is not None and area < (reference.area_mm2 or 0.0):
-            # reference area 0 cannot give a percentage; any shrinkage there is healing anyway
-            row.status = HealingStatus.IMPROVING.value
+        elif pct is None:
+            # no reference to compare with (none, or a later one): no change, so no status from
+            # one (a rejected healed 0.3 mm² read "stable"). The reference's area is open, never 0
+            row.status = HealingStatus.NOT_ASSESSABLE.value
         else:
             row.status = HealingStatus.STABLE.value
         if row.status == HealingStatus.HEALED.value:
