@@ -3,7 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 # pyproject.toml's version (a test keeps them equal): what a source tree without install reports
-_SOURCE_VERSION = "0.3.5"
+_SOURCE_VERSION = "0.3.6"
 
 try:
     __version__ = version("ulcerseg")
