@@ -455,6 +455,18 @@ def check_state_rule(site: Site, before: State, after: State, reply: Reply, allo
     assert after.n_decisions - before.n_decisions <= 1 and len(after.sessions) - len(before.sessions) <= 1
 
 
+def send_as_reader_a(site: Site, raw: bytes, route: str) -> tuple[Reply, State, State]:
+    """Send ``raw`` (Dr A's credential); check the answer is clean and that state changed only
+    with a 200, recorded as Dr A's. Returns the reply and the state before and after."""
+    before = state(site)
+    reply = exchange(site, raw)
+    event(f"{route} {reply.status}")
+    check_clean(site, raw, reply)
+    after = state(site)
+    check_state_rule(site, before, after, reply, {"Dr A"})
+    return reply, before, after
+
+
 # --------------------------------------------------------------------------- properties
 
 
@@ -474,12 +486,7 @@ def test_any_json_body_from_a_logged_in_reader_is_answered_cleanly_and_recorded_
         label="credential",
     )  # fmt: skip
     raw = request(site, "POST", route, [cred], encode_json(body))
-    before = state(site)
-    reply = exchange(site, raw)
-    event(f"{route} {reply.status}")
-    check_clean(site, raw, reply)
-    after = state(site)
-    check_state_rule(site, before, after, reply, {"Dr A"})
+    reply, before, after = send_as_reader_a(site, raw, route)
     if reply.status == 200 and route != "/api/session":
         assert json.loads(reply.body).get("assessor", "Dr A") == "Dr A"
         assert after.n_decisions == before.n_decisions + 1
@@ -809,12 +816,7 @@ def test_lying_framing_and_odd_encodings_are_answered_cleanly(site, data):
         + b"\r\n\r\n"
         + body
     )
-    before = state(site)
-    reply = exchange(site, raw)
-    event(f"{route} {reply.status}")
-    check_clean(site, raw, reply)
-    after = state(site)
-    check_state_rule(site, before, after, reply, {"Dr A"})
+    send_as_reader_a(site, raw, route)
     alive(site)
 
 
