@@ -212,6 +212,21 @@ def test_source_tree_version_is_the_project_version() -> None:
     assert project["version"] == ulcerseg._SOURCE_VERSION  # outputs record it: it must not drift
 
 
+def test_outputs_record_the_running_codes_version_not_stale_install_metadata() -> None:
+    """An editable install keeps the metadata of the version it was installed at: a checkout
+    updated since recorded that older version on its outputs (and measure would not measure a
+    study again). The version is the source's, whatever the metadata says."""
+    code = """
+import importlib.metadata
+importlib.metadata.version = lambda name: "0.0.1"
+import ulcerseg
+print(ulcerseg.__version__ == ulcerseg._SOURCE_VERSION != "0.0.1")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"
+
+
 def test_the_library_leaves_printing_to_the_command_line() -> None:
     """Outside ulcerseg/cli/ the package logs: no print(), click.echo or writes to sys.stdout /
     sys.stderr (review serve's login lines were click.echo calls in ulcerseg.review.server)."""
