@@ -221,13 +221,14 @@ def _fill_band(v0: int, v1: int, p: np.ndarray, q: np.ndarray, u0: int, u1: int)
     # scaled, and comes out bit for bit as before
     big = np.maximum(np.abs(p).max(axis=1), np.abs(q).max(axis=1))
     scale = np.ldexp(1.0, np.minimum(0, 480 - np.frexp(np.maximum(big, v1 + 1.0))[1]))
-    if (scale != 1.0).any():
+    scaled = bool((scale != 1.0).any())
+    if scaled:
         p, q, ys = p * scale[:, None], q * scale[:, None], ys * scale
     dy = np.where(q[:, 1] != p[:, 1], q[:, 1] - p[:, 1], 1.0)
     # the quotient may still overflow (a nearly flat edge): to an infinity of the right sign
     with np.errstate(over="ignore"):
         xs = p[:, 0] + (ys - p[:, 1]) * (q[:, 0] - p[:, 0]) / dy
-        if (scale != 1.0).any():
+        if scaled:
             xs /= scale
     xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
     n_max = int(crosses.sum(axis=1).max())
