@@ -148,12 +148,9 @@ def evaluate_command(
 def _warn_pending(final_csv: Path) -> None:
     """The deprecated `export --final` keeps exiting 0 while visits are pending (old scripts rely
     on it), but says so: `review export-final` exits 1 there."""
-    import csv as _csv
+    from ulcerseg.review.final import pending_in_table
 
-    from ulcerseg.review.final import pending_visits
-
-    with final_csv.open(newline="", encoding="utf-8") as fh:
-        n = len(pending_visits(list(_csv.DictReader(fh))))
+    n = len(pending_in_table(final_csv))
     if n:
         click.echo(
             f"warning: {n} flagged visit(s) pending review (no final value): the table is not final; "

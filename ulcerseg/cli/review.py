@@ -224,15 +224,12 @@ def export_final_cmd(
     pending_review, unresolved_disagreement or duplicate_photo and no value; the visits are listed), unless
     --allow-pending.
     """
-    import csv as _csv
-
-    from ulcerseg.review.final import export_final, pending_visits
+    from ulcerseg.review.final import export_final, pending_in_table
 
     dest = _default_dest(output, out_dir / "final_visits.csv")
     path = export_final(out_dir, _config(config_path), dest)
     click.echo(str(path))
-    with path.open(newline="", encoding="utf-8") as fh:
-        pending = pending_visits(list(_csv.DictReader(fh)))
+    pending = pending_in_table(path)
     if not pending:
         return
     click.echo(

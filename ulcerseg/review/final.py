@@ -19,6 +19,7 @@ one when the baseline could not be measured).
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -54,6 +55,7 @@ __all__ = [
     "export_final",
     "final_visit_rows",
     "pending_count",
+    "pending_in_table",
     "pending_visits",
 ]
 
@@ -168,6 +170,12 @@ def final_visit_rows(
 def pending_visits(final: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Visit rows whose final value waits for a reader: pending review or a disagreement."""
     return [r for r in final if r.get("final_source") in PENDING_SOURCES]
+
+
+def pending_in_table(path: str | Path) -> list[dict[str, str]]:
+    """:func:`pending_visits` of a written final table (``final_visits.csv``), as its text."""
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        return [dict(r) for r in pending_visits(list(csv.DictReader(fh)))]
 
 
 def pending_count(final: Sequence[Mapping[str, Any]]) -> int:
